@@ -1,0 +1,40 @@
+"""The pass-through budget: how many records each key may send from a batch.
+
+Per key an accumulator ``carry = rate·received − sent`` stays in (−1, 1), so
+``|sent − rate·received| ≤ 1`` over any prefix. The fractions left over by
+many small keys are pooled: the batch as a whole sends ``⌊balance + rate·n⌋``
+records, and the extra sends go to the keys with the largest fractions
+(they borrow, carry < 0). The realised rate overall is then exact to within
+one record, however many keys there are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["allocate"]
+
+_EPS = 1e-9
+
+
+def allocate(
+    carry: np.ndarray, received: np.ndarray, rate: float, balance: float, tiebreak: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Quota per key for this batch.
+
+    ``carry``: each batch key's accumulator; ``received``: its records in the
+    batch; ``balance``: the sum of every accumulator ever (held, evicted and
+    these). Returns (quota, new carry, new balance).
+    """
+    claim = carry + rate * received
+    quota = np.clip(np.floor(claim + _EPS), 0, received).astype(np.int64)
+    balance_after = balance + rate * float(received.sum())
+    extra = int(np.floor(balance_after + _EPS)) - int(quota.sum())
+    if extra > 0:
+        frac = claim - quota
+        eligible = np.flatnonzero((frac > _EPS) & (quota < received))
+        if len(eligible):
+            order = np.lexsort((tiebreak[eligible], -frac[eligible]))
+            quota[eligible[order[:extra]]] += 1
+    carry_after = claim - quota
+    return quota, carry_after, balance_after - float(quota.sum())

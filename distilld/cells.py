@@ -1,0 +1,87 @@
+"""The controlled cells: every feature's values and every pair of features.
+
+A record falls in exactly one cell of each *group*: one group per feature
+(marginal shares) and one per feature pair (joint shares). Balancing only the
+marginals makes the joints worse than random sampling, so pairs are in the
+objective; when all pairs would be too many cells, the smallest are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+
+__all__ = ["CellLayout"]
+
+
+@dataclass
+class CellLayout:
+    """Offsets of each group's cells in one flat cell vector per key.
+
+    Group 0 is a single cell every record falls in: the record count.
+    """
+
+    sizes: Sequence[int]
+    max_cells: int = 16384
+    pairs: Sequence[tuple[int, int]] | None = None
+    groups: list[tuple[int, ...]] = field(init=False)
+    offsets: np.ndarray = field(init=False)
+    n_cells: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        sizes = list(self.sizes)
+        marginal_cells = 1 + sum(sizes)
+        if self.pairs is None:
+            by_size = sorted(combinations(range(len(sizes)), 2), key=lambda p: sizes[p[0]] * sizes[p[1]])
+            chosen, used = [], marginal_cells
+            for f, g in by_size:
+                if used + sizes[f] * sizes[g] > self.max_cells:
+                    break
+                chosen.append((f, g))
+                used += sizes[f] * sizes[g]
+            pairs = sorted(chosen)
+        else:
+            pairs = [tuple(sorted(p)) for p in self.pairs]  # type: ignore[misc]
+        self.groups = [(), *((f,) for f in range(len(sizes))), *pairs]
+        widths = [self.group_width(g) for g in self.groups]
+        self.offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+        self.n_cells = int(self.offsets[-1])
+
+    def group_width(self, group: tuple[int, ...]) -> int:
+        width = 1
+        for f in group:
+            width *= self.sizes[f]
+        return width
+
+    @property
+    def n_features(self) -> int:
+        return len(self.sizes)
+
+    def marginal_slice(self, feature: int) -> slice:
+        g = 1 + feature
+        return slice(int(self.offsets[g]), int(self.offsets[g + 1]))
+
+    def cell_matrix(self, codes: np.ndarray) -> np.ndarray:
+        """``codes`` (records × features) → cell indices (records × groups), int32."""
+        n = codes.shape[0]
+        out = np.empty((n, len(self.groups)), dtype=np.int32)
+        out[:, 0] = 0
+        for gi, group in enumerate(self.groups[1:], start=1):
+            if len(group) == 1:
+                out[:, gi] = codes[:, group[0]] + self.offsets[gi]
+            else:
+                f, g = group
+                out[:, gi] = codes[:, f] * self.sizes[g] + codes[:, g] + self.offsets[gi]
+        return out
+
+    def group_weights(self, marginal: float, pair: float) -> np.ndarray:
+        """A weight per cell: 0 for the count cell, then per group kind."""
+        w = np.empty(self.n_cells, dtype=np.float64)
+        for gi, group in enumerate(self.groups):
+            w[self.offsets[gi] : self.offsets[gi + 1]] = (
+                0.0 if not group else marginal if len(group) == 1 else pair
+            )
+        return w

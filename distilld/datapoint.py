@@ -1,0 +1,25 @@
+"""The record wrapper the library API returns (compatible with ``distilled`` 0.1.0)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DataPoint"]
+
+
+@dataclass
+class DataPoint:
+    """A selected record.
+
+    ``data`` is the original record object; ``weight`` is how many records of
+    its key's window it stands for (received ÷ sent), so downstream counts
+    and sums stay right; ``key`` is the key whose window it joined.
+    """
+
+    data: Any
+    timestamp: float
+    vector_values: dict[str, float | str | None] | None = None
+    sent_previously: bool = False
+    weight: float = 1.0
+    key: Any = None

@@ -1,0 +1,250 @@
+"""Encoders: raw feature values of a batch → small integer codes (numpy).
+
+Every encoder reserves a code for *missing* (None, NaN, ±inf, wrong type,
+an extractor that raised) so bad values land in a cell of their own and never
+raise. Categorical encoders also keep an *other* code for values outside the
+known set.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from distilld.hashing import mix64
+
+__all__ = [
+    "MISSING_LABEL",
+    "OTHER_LABEL",
+    "CategoricalEncoder",
+    "Encoder",
+    "NumericBinner",
+    "OpenCategoricalEncoder",
+    "to_float_array",
+]
+
+OTHER_LABEL = "__other__"
+MISSING_LABEL = "__missing__"
+
+
+def _label(value: Any) -> str | None:
+    """The string a non-string category value is compared as (JSON spelling)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    return None
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return np.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return np.nan
+
+
+def to_float_array(values: Sequence[Any]) -> np.ndarray:
+    """Numbers → float64; anything else (None, str, bool, huge int, nested) → NaN."""
+    try:
+        out = np.array(values, dtype=np.float64)
+        if out.ndim != 1:
+            raise ValueError
+        # np.array accepts numeric strings and bools; re-check only if any were present
+        if any(type(v) is not float and type(v) is not int for v in values):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        out = np.fromiter((_to_float(v) for v in values), dtype=np.float64, count=len(values))
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+class Encoder:
+    """Base: maps a batch of raw values to codes in ``range(n_codes)``."""
+
+    n_codes: int
+    missing_code: int
+    is_categorical: bool = True
+
+    def encode(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def labels(self) -> list[str]:
+        """A label per code, for stats and drift reports."""
+        raise NotImplementedError
+
+
+class CategoricalEncoder(Encoder):
+    """A fixed category list, plus *other* and *missing*."""
+
+    def __init__(self, categories: Sequence[str]) -> None:
+        self.categories = [str(c) for c in categories]
+        self._lut = {c: i for i, c in enumerate(self.categories)}
+        self.other_code = len(self.categories)
+        self.missing_code = self.other_code + 1
+        self.n_codes = self.missing_code + 1
+
+    def _slow_code(self, value: Any) -> int:
+        if value is None or (isinstance(value, float) and value != value):
+            return self.missing_code
+        label = _label(value)
+        if label is None:
+            return self.missing_code  # lists, dicts: wrong type
+        return self._lut.get(label, self.other_code)
+
+    def encode(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> np.ndarray:
+        lut = self._lut
+        try:
+            codes = np.array([lut.get(v, -1) for v in values], dtype=np.int32)
+        except TypeError:  # an unhashable value somewhere in the batch
+            codes = np.full(len(values), -1, dtype=np.int32)
+        for i in np.flatnonzero(codes < 0).tolist():
+            codes[i] = self._slow_code(values[i])
+        return codes
+
+    def labels(self) -> list[str]:
+        return [*self.categories, OTHER_LABEL, MISSING_LABEL]
+
+
+class OpenCategoricalEncoder(CategoricalEncoder):
+    """Values not known ahead: the top-K observed values get codes, the rest *other*.
+
+    Frequencies are kept in a bounded table (lossy counting: halved and pruned
+    when full), so memory is fixed by ``top_k``. A value that leaves the top K
+    gives its code up only when a newcomer needs one; counts already in the
+    windows under that code expire with them.
+    """
+
+    def __init__(self, top_k: int, refresh_every: int = 1024) -> None:
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        super().__init__([f"__slot{i}__" for i in range(top_k)])
+        self.top_k = top_k
+        self._lut = {}
+        self._slots: list[str | None] = [None] * top_k
+        self._freq: Counter[str] = Counter()
+        self._capacity = max(64, 16 * top_k)
+        self._refresh_every = refresh_every
+        self._since_refresh = 0
+
+    def _observe(self, values: Sequence[Any]) -> None:
+        try:
+            batch = Counter(values)
+        except TypeError:
+            batch = Counter(v for v in values if isinstance(v, str | int | float | bool))
+        for value, count in batch.items():
+            label = value if isinstance(value, str) else _label(value)
+            if label is not None:
+                self._freq[label] += count
+        if len(self._freq) > self._capacity:
+            kept = self._freq.most_common(self._capacity // 2)
+            self._freq = Counter({v: c // 2 for v, c in kept if c // 2 > 0})
+        self._since_refresh += len(values)
+        if self._since_refresh >= self._refresh_every or len(self._lut) < self.top_k:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        self._since_refresh = 0
+        top = [v for v, _ in self._freq.most_common(self.top_k)]
+        wanted = set(top)
+        newcomers = [v for v in top if v not in self._lut]
+        free = [i for i, v in enumerate(self._slots) if v is None or v not in wanted]
+        for slot, value in zip(free, newcomers, strict=False):
+            old = self._slots[slot]
+            if old is not None:
+                del self._lut[old]
+            self._slots[slot] = value
+            self._lut[value] = slot
+
+    def encode(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> np.ndarray:
+        self._observe(values)
+        return super().encode(values, epochs, watermark)
+
+    def labels(self) -> list[str]:
+        slots = [v if v is not None else f"__unused{i}__" for i, v in enumerate(self._slots)]
+        return [*slots, OTHER_LABEL, MISSING_LABEL]
+
+
+class NumericBinner(Encoder):
+    """Numbers → equal-frequency bins of the current window, plus *missing*.
+
+    Edges come from a reservoir sample kept per time pane (``panes`` × ``sample``
+    values, fixed memory), weighted by how many values each pane saw, so they
+    follow the window's own distribution and forget what has expired.
+    Acceptance into a reservoir is a seeded hash of the value's position, so
+    the edges do not depend on how the stream was cut into batches.
+    """
+
+    is_categorical = False
+
+    def __init__(self, bins: int, panes: int, sample: int = 256, seed: int = 0) -> None:
+        if bins < 2:
+            raise ValueError("bins must be at least 2")
+        self.bins = bins
+        self.missing_code = bins
+        self.n_codes = bins + 1
+        self.panes = panes
+        self.sample = sample
+        self.seed = seed
+        self._epoch = np.full(panes, -(2**62), dtype=np.int64)
+        self._seen = np.zeros(panes, dtype=np.int64)
+        self._values = np.zeros((panes, sample), dtype=np.float64)
+        self.edges = np.zeros(0, dtype=np.float64)
+        self._since_refresh = 0
+
+    def _observe(self, values: np.ndarray, epochs: np.ndarray) -> None:
+        for epoch in np.unique(epochs).tolist():
+            slot = epoch % self.panes
+            if epoch < self._epoch[slot]:
+                continue  # later data already owns this pane: too late to sample
+            if epoch > self._epoch[slot]:
+                self._epoch[slot] = epoch
+                self._seen[slot] = 0
+            chunk = values[epochs == epoch]
+            start = int(self._seen[slot])
+            positions = np.arange(start, start + len(chunk), dtype=np.int64)
+            self._seen[slot] += len(chunk)
+            head = positions < self.sample
+            self._values[slot, positions[head]] = chunk[head]
+            tail = ~head
+            if tail.any():
+                h = mix64(positions[tail] ^ np.int64(epoch << 20), self.seed)
+                target = (h % (positions[tail].astype(np.uint64) + np.uint64(1))).astype(np.int64)
+                accept = target < self.sample
+                self._values[slot, target[accept]] = chunk[tail][accept]
+        self._since_refresh += len(values)
+
+    def _refresh(self, watermark: int) -> None:
+        live = (self._epoch > watermark - self.panes) & (self._seen > 0)
+        if not live.any():
+            return
+        fill = np.minimum(self._seen[live], self.sample)
+        samples = np.concatenate([row[:n] for row, n in zip(self._values[live], fill, strict=True)])
+        weights = np.repeat(self._seen[live] / fill, fill)
+        order = np.argsort(samples, kind="stable")
+        samples, cum = samples[order], np.cumsum(weights[order])
+        targets = cum[-1] * np.arange(1, self.bins) / self.bins
+        self.edges = samples[np.searchsorted(cum, targets, side="left").clip(0, len(samples) - 1)]
+        self._since_refresh = 0
+
+    def encode(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> np.ndarray:
+        numbers = to_float_array(values)
+        finite = ~np.isnan(numbers)
+        if finite.any():
+            self._observe(numbers[finite], epochs[finite])
+        total_live = int(self._seen.sum())
+        if len(self.edges) == 0 or self._since_refresh * 2 * self.panes >= total_live:
+            self._refresh(watermark)
+        codes = np.searchsorted(self.edges, numbers, side="right").astype(np.int32)
+        codes[~finite] = self.missing_code
+        return codes
+
+    def labels(self) -> list[str]:
+        bounds = ["-inf", *(f"{e:.6g}" for e in self.edges.tolist()), "+inf"]
+        names = [f"[{bounds[i]}, {bounds[i + 1]})" for i in range(len(bounds) - 1)]
+        names += [f"__bin{i}__" for i in range(len(names), self.bins)]
+        return [*names, MISSING_LABEL]

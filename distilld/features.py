@@ -1,0 +1,205 @@
+"""Config-driven features: ``features: [{name, type, field, …}]`` → graders.
+
+The daemon, the file tool and the library build graders from the same list;
+an invalid entry is reported with its position, its name and the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from distilld.fieldpath import parse_path
+from distilld.graders import (
+    DEFAULT_BINS,
+    DEFAULT_TOP_K,
+    CategoricalGrader,
+    FieldCategoricalGrader,
+    FieldNumericGrader,
+    FieldOpenCategoricalGrader,
+    GradingFunction,
+    LambdaGrader,
+    NumericGrader,
+    OpenCategoricalGrader,
+)
+
+__all__ = [
+    "FeatureConfigError",
+    "FeatureSpec",
+    "build_graders",
+    "create_grading_functions",
+    "load_callable",
+]
+
+
+class FeatureConfigError(ValueError):
+    """An entry of ``features`` is invalid; the message names it and says why."""
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
+    field: str | None = None
+
+    @field_validator("field")
+    @classmethod
+    def _valid_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_path(value)
+        return value
+
+    @property
+    def path(self) -> str:
+        return self.field or self.name
+
+
+class NumericFeature(_Base):
+    type: Literal["numeric"]
+    bins: Annotated[int, Field(ge=2, le=256)] = DEFAULT_BINS
+
+
+class CategoricalFeature(_Base):
+    type: Literal["categorical"]
+    categories: Annotated[list[str], Field(min_length=1, max_length=4096)]
+
+    @field_validator("categories")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("categories must be distinct")
+        return value
+
+
+class OpenCategoricalFeature(_Base):
+    type: Literal["open_categorical"]
+    top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
+
+
+class CustomFeature(_Base):
+    type: Literal["custom"]
+    function: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
+    value_type: Literal["numeric", "categorical", "open_categorical"] = "numeric"
+    categories: list[str] | None = None
+    top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
+    bins: Annotated[int, Field(ge=2, le=256)] = DEFAULT_BINS
+
+
+FeatureSpec = Annotated[
+    NumericFeature | CategoricalFeature | OpenCategoricalFeature | CustomFeature,
+    Field(discriminator="type"),
+]
+_feature_list: TypeAdapter[list[FeatureSpec]] = TypeAdapter(list[FeatureSpec])
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """Import ``package.module:attr`` and return it."""
+    module_name, _, attr = spec.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj) and not isinstance(obj, GradingFunction):
+        raise TypeError(f"{spec} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def _custom_grader(spec: CustomFeature) -> GradingFunction:
+    obj = load_callable(spec.function)
+    if isinstance(obj, GradingFunction):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, GradingFunction):
+        return obj(spec.name)  # type: ignore[call-arg]
+    if spec.value_type == "numeric":
+        return NumericGrader(spec.name, obj, bins=spec.bins)
+    if spec.value_type == "categorical":
+        if not spec.categories:
+            raise ValueError("value_type 'categorical' needs 'categories'")
+        return CategoricalGrader(spec.name, spec.categories, obj)
+    return OpenCategoricalGrader(spec.name, obj, top_k=spec.top_k)
+
+
+def grader_from_spec(spec: NumericFeature | CategoricalFeature | OpenCategoricalFeature | CustomFeature) -> GradingFunction:
+    if isinstance(spec, NumericFeature):
+        return FieldNumericGrader(spec.name, spec.path, bins=spec.bins)
+    if isinstance(spec, CategoricalFeature):
+        return FieldCategoricalGrader(spec.name, spec.path, spec.categories)
+    if isinstance(spec, OpenCategoricalFeature):
+        return FieldOpenCategoricalGrader(spec.name, spec.path, top_k=spec.top_k)
+    return _custom_grader(spec)
+
+
+def _describe(entries: Sequence[Any], index: int) -> str:
+    entry = entries[index] if index < len(entries) else None
+    name = entry.get("name") if isinstance(entry, Mapping) else None
+    return f"features[{index}]" + (f" ({name!r})" if name else "")
+
+
+def parse_features(entries: Sequence[Any]) -> list[Any]:
+    """Validate the ``features`` list; raise :class:`FeatureConfigError` naming the bad entry."""
+    if not isinstance(entries, Sequence) or isinstance(entries, str | bytes):
+        raise FeatureConfigError("features: expected a list of {name, type, field, ...} entries")
+    try:
+        specs = _feature_list.validate_python(list(entries))
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = list(err["loc"])
+        index = loc[0] if loc and isinstance(loc[0], int) else 0
+        where = ".".join(str(p) for p in loc[2:] if not isinstance(p, int)) or "entry"
+        raise FeatureConfigError(f"{_describe(entries, index)}: {where}: {err['msg']}") from None
+    names = [s.name for s in specs]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise FeatureConfigError(f"{_describe(entries, i)}: name: duplicate feature name")
+    if not specs:
+        raise FeatureConfigError("features: at least one feature is needed")
+    return specs
+
+
+def build_graders(entries: Sequence[Any]) -> dict[str, GradingFunction]:
+    """The ``features`` list of the config file → graders by name."""
+    specs = parse_features(entries)
+    graders: dict[str, GradingFunction] = {}
+    for i, spec in enumerate(specs):
+        try:
+            graders[spec.name] = grader_from_spec(spec)
+        except Exception as e:
+            raise FeatureConfigError(f"{_describe(entries, i)}: {type(e).__name__}: {e}") from None
+    return graders
+
+
+def _from_seed_dict(config: Mapping[str, Any]) -> dict[str, GradingFunction]:
+    """The seed package's form: ``{name: {"type": ..., "function": callable, ...}}``."""
+    graders: dict[str, GradingFunction] = {}
+    for name, spec in config.items():
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"Configuration for '{name}' must be a dictionary")
+        if "type" not in spec:
+            raise ValueError(f"Configuration for '{name}' must specify 'type'")
+        if "function" not in spec or not callable(spec["function"]):
+            raise ValueError(f"Configuration for '{name}' must specify a callable 'function'")
+        kind, func = spec["type"], spec["function"]
+        if kind == "numeric":
+            graders[name] = NumericGrader(name, func)
+        elif kind == "categorical":
+            if not isinstance(spec.get("categories"), list):
+                raise ValueError(f"Categorical configuration for '{name}' must specify 'categories' as a list")
+            graders[name] = CategoricalGrader(name, spec["categories"], func)
+        elif kind == "lambda":
+            graders[name] = LambdaGrader(
+                name, func, is_categorical=spec.get("is_categorical", False), categories=spec.get("categories")
+            )
+        else:
+            raise ValueError(
+                f"Unknown function type '{kind}' for '{name}'. Must be 'numeric', 'categorical', or 'lambda'"
+            )
+    return graders
+
+
+def create_grading_functions(config: Mapping[str, Any] | Sequence[Any]) -> dict[str, GradingFunction]:
+    """Graders from either the seed's dict form or distilld's ``features`` list."""
+    if isinstance(config, Mapping):
+        return _from_seed_dict(config)
+    return build_graders(config)

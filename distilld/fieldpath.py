@@ -1,0 +1,72 @@
+"""Dotted field paths into nested records: ``user.geo.country``, ``path.0``.
+
+A path is compiled once into a batch getter; a missing step, a wrong type or a
+bad index yields ``None`` (the caller's "missing" cell), never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["BatchGetter", "compile_path", "parse_path"]
+
+BatchGetter = Callable[[Sequence[Any]], list[Any]]
+
+
+def parse_path(path: str) -> tuple[str | int, ...]:
+    """Split ``a.b.0`` into ``("a", "b", 0)``; a purely numeric step is a list index."""
+    if not isinstance(path, str) or not path or path.startswith(".") or path.endswith("."):
+        raise ValueError(f"invalid field path {path!r}: expected dotted names like 'user.id'")
+    steps: list[str | int] = []
+    for part in path.split("."):
+        if part == "":
+            raise ValueError(f"invalid field path {path!r}: empty step")
+        steps.append(int(part) if part.lstrip("-").isdigit() else part)
+    return tuple(steps)
+
+
+def _step(value: Any, step: str | int) -> Any:
+    if isinstance(step, int):
+        if isinstance(value, list | tuple) and -len(value) <= step < len(value):
+            return value[step]
+        if isinstance(value, dict):
+            return value.get(str(step))
+        return None
+    if isinstance(value, dict):
+        return value.get(step)
+    return getattr(value, step, None) if not isinstance(value, str | bytes | int | float) else None
+
+
+def _walk(record: Any, steps: tuple[str | int, ...]) -> Any:
+    value = record
+    for step in steps:
+        if value is None:
+            return None
+        value = _step(value, step)
+    return value
+
+
+def compile_path(path: str) -> BatchGetter:
+    """Return a function mapping a batch of records to the values at ``path``.
+
+    The common case, a top-level key of dict records, runs as one list
+    comprehension; anything else falls back to a careful walk per record.
+    """
+    steps = parse_path(path)
+
+    if len(steps) == 1 and isinstance(steps[0], str):
+        key = steps[0]
+
+        def top_level(records: Sequence[Any]) -> list[Any]:
+            try:
+                return [r.get(key) for r in records]
+            except (AttributeError, TypeError):
+                return [_walk(r, steps) for r in records]
+
+        return top_level
+
+    def nested(records: Sequence[Any]) -> list[Any]:
+        return [_walk(r, steps) for r in records]
+
+    return nested

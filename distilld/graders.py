@@ -1,0 +1,223 @@
+"""Grading functions: how a record is seen by the reducer, one feature each.
+
+The classes and constructors follow the published ``distilled`` 0.1.0 API
+(``evaluate`` per record, raising on bad values). For speed the engine uses
+``extract_batch`` instead, which never raises: a failed or absent value is
+``None`` and lands in the feature's *missing* cell.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from distilld.encoding import CategoricalEncoder, Encoder, NumericBinner, OpenCategoricalEncoder
+from distilld.fieldpath import compile_path
+
+__all__ = [
+    "CategoricalGrader",
+    "FieldCategoricalGrader",
+    "FieldNumericGrader",
+    "FieldOpenCategoricalGrader",
+    "GradingFunction",
+    "LambdaGrader",
+    "NumericGrader",
+    "OpenCategoricalGrader",
+]
+
+DEFAULT_BINS = 8
+DEFAULT_TOP_K = 32
+
+
+def _safe(func: Callable[[Any], Any], records: Sequence[Any]) -> list[Any]:
+    def call(record: Any) -> Any:
+        try:
+            return func(record)
+        except Exception:
+            return None
+
+    return [call(r) for r in records]
+
+
+class GradingFunction(ABC):
+    """One feature of a record: numeric, or categorical."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abstractmethod
+    def evaluate(self, data_point: Any) -> float | str:
+        """The graded value of one record; raises ``ValueError`` when it has none."""
+
+    @abstractmethod
+    def is_categorical(self) -> bool:
+        """Whether :meth:`evaluate` returns category strings."""
+
+    def get_categories(self) -> list[str]:
+        return []
+
+    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
+        """Raw values for a batch; ``None`` where a record has none. Never raises."""
+        return _safe(self.evaluate, records)
+
+    def make_encoder(self, panes: int, seed: int) -> Encoder:
+        """The encoder the engine uses for this feature."""
+        if not self.is_categorical():
+            return NumericBinner(getattr(self, "bins", DEFAULT_BINS), panes=panes, seed=seed)
+        categories = self.get_categories()
+        if categories:
+            return CategoricalEncoder(categories)
+        return OpenCategoricalEncoder(getattr(self, "top_k", DEFAULT_TOP_K))
+
+
+class NumericGrader(GradingFunction):
+    """A number per record, binned by the window's own distribution."""
+
+    def __init__(self, name: str, extractor_func: Callable[[Any], float], bins: int = DEFAULT_BINS) -> None:
+        super().__init__(name)
+        self.extractor_func = extractor_func
+        self.bins = bins
+
+    def evaluate(self, data_point: Any) -> float:
+        try:
+            result = self.extractor_func(data_point)
+        except Exception as e:
+            raise ValueError(f"Error evaluating numeric grader '{self.name}': {e}") from e
+        if isinstance(result, bool) or not isinstance(result, int | float):
+            raise ValueError(f"numeric grader '{self.name}' got {type(result).__name__}, expected a number")
+        return float(result)
+
+    def is_categorical(self) -> bool:
+        return False
+
+    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
+        return _safe(self.extractor_func, records)
+
+
+class CategoricalGrader(GradingFunction):
+    """A category from a fixed list; values outside it count as *other*."""
+
+    def __init__(self, name: str, categories: list[str], classifier_func: Callable[[Any], str]) -> None:
+        super().__init__(name)
+        if not categories:
+            raise ValueError(f"Categories list for '{name}' cannot be empty")
+        self.categories = categories
+        self.classifier_func = classifier_func
+        self._category_set = set(categories)
+
+    def evaluate(self, data_point: Any) -> str:
+        try:
+            result = self.classifier_func(data_point)
+        except Exception as e:
+            raise ValueError(f"Error evaluating categorical grader '{self.name}': {e}") from e
+        if result not in self._category_set:
+            raise ValueError(f"categorical grader '{self.name}' got {result!r}, not one of {self.categories}")
+        return result
+
+    def is_categorical(self) -> bool:
+        return True
+
+    def get_categories(self) -> list[str]:
+        return self.categories.copy()
+
+    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
+        return _safe(self.classifier_func, records)
+
+
+class OpenCategoricalGrader(GradingFunction):
+    """A category whose values are not known ahead: the top K seen, plus *other*."""
+
+    def __init__(self, name: str, classifier_func: Callable[[Any], Any], top_k: int = DEFAULT_TOP_K) -> None:
+        super().__init__(name)
+        if top_k < 1:
+            raise ValueError(f"top_k for '{name}' must be at least 1")
+        self.classifier_func = classifier_func
+        self.top_k = top_k
+
+    def evaluate(self, data_point: Any) -> str:
+        try:
+            result = self.classifier_func(data_point)
+        except Exception as e:
+            raise ValueError(f"Error evaluating open categorical grader '{self.name}': {e}") from e
+        if result is None:
+            raise ValueError(f"open categorical grader '{self.name}' got no value")
+        return str(result)
+
+    def is_categorical(self) -> bool:
+        return True
+
+    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
+        return _safe(self.classifier_func, records)
+
+
+class LambdaGrader(GradingFunction):
+    """Wraps a plain function; categorical when ``is_categorical`` (then ``categories`` required)."""
+
+    def __init__(
+        self,
+        name: str,
+        func: Callable[[Any], float | str],
+        is_categorical: bool = False,
+        categories: list[str] | None = None,
+    ) -> None:
+        super().__init__(name)
+        if is_categorical and not categories:
+            raise ValueError("categories must be provided when is_categorical=True")
+        self.func = func
+        self._is_categorical = is_categorical
+        self.categories = categories or []
+        self._category_set = set(self.categories)
+
+    def evaluate(self, data_point: Any) -> float | str:
+        try:
+            result = self.func(data_point)
+        except Exception as e:
+            raise ValueError(f"Error evaluating lambda grader '{self.name}': {e}") from e
+        if self._is_categorical:
+            if result not in self._category_set:
+                raise ValueError(f"lambda grader '{self.name}' got {result!r}, not one of {self.categories}")
+            return result
+        if isinstance(result, bool) or not isinstance(result, int | float):
+            raise ValueError(f"lambda grader '{self.name}' got {type(result).__name__}, expected a number")
+        return float(result)
+
+    def is_categorical(self) -> bool:
+        return self._is_categorical
+
+    def get_categories(self) -> list[str]:
+        return self.categories.copy()
+
+    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
+        return _safe(self.func, records)
+
+
+class _FieldMixin:
+    """Reads the feature from a dotted field path, a batch at a time."""
+
+    field: str
+
+    def _init_field(self, field: str) -> None:
+        self.field = field
+        self._getter = compile_path(field)
+
+    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
+        return self._getter(records)
+
+
+class FieldNumericGrader(_FieldMixin, NumericGrader):
+    def __init__(self, name: str, field: str, bins: int = DEFAULT_BINS) -> None:
+        self._init_field(field)
+        super().__init__(name, lambda r: self._getter([r])[0], bins=bins)
+
+
+class FieldCategoricalGrader(_FieldMixin, CategoricalGrader):
+    def __init__(self, name: str, field: str, categories: list[str]) -> None:
+        self._init_field(field)
+        super().__init__(name, categories, lambda r: self._getter([r])[0])
+
+
+class FieldOpenCategoricalGrader(_FieldMixin, OpenCategoricalGrader):
+    def __init__(self, name: str, field: str, top_k: int = DEFAULT_TOP_K) -> None:
+        self._init_field(field)
+        super().__init__(name, lambda r: self._getter([r])[0], top_k=top_k)

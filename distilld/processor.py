@@ -1,0 +1,309 @@
+"""``DistilledProcessor``: the library API over the engine (``distilled`` 0.1.0 compatible).
+
+One call of :meth:`process_batch` runs the whole pipeline on a batch:
+grade → cells → window counts per key → budget → herding selection →
+weights. All of it is vectorized with numpy; per-record Python is limited to
+reading fields (and calling user functions, when the user gives them).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from distilld.budget import allocate
+from distilld.cells import CellLayout
+from distilld.datapoint import DataPoint
+from distilld.encoding import to_float_array
+from distilld.graders import GradingFunction
+from distilld.hashing import unit_float
+from distilld.selector import HerdingSelector
+from distilld.stats import feature_drift, proportions
+from distilld.window import KeyedWindows
+
+__all__ = ["DistilledProcessor", "WindowView"]
+
+
+class WindowView:
+    """Stands where the seed kept a deque of every record in the window.
+
+    distilld keeps counts, not records (memory fixed by configuration), so
+    this view gives the number of records in the windows and can be cleared.
+    """
+
+    def __init__(self, processor: DistilledProcessor, kind: int) -> None:
+        self._processor = processor
+        self._kind = kind
+
+    def __len__(self) -> int:
+        return self._processor._window_count(self._kind)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def clear(self) -> None:
+        self._processor.reset()
+
+    def __repr__(self) -> str:
+        return f"<WindowView {('received', 'sent')[self._kind]}: {len(self)} records>"
+
+
+def _hashable(keys: list[Any]) -> list[Hashable]:
+    out: list[Hashable] = []
+    for k in keys:
+        try:
+            hash(k)
+            out.append(k)
+        except TypeError:
+            out.append(repr(k))
+    return out
+
+
+class DistilledProcessor:
+    """Forwards a share of a stream that keeps its multivariate make-up, per key.
+
+    ``grading_functions`` maps feature names to graders. ``timestamp_func(record)``
+    gives event time in seconds (default: arrival time); ``key_func(record)``
+    the key whose window the record joins (default: one key for all).
+    ``panes`` sets the window's granularity, ``max_keys`` bounds the state
+    (least recently used keys are evicted), ``seed`` the tie-break hashes.
+    """
+
+    def __init__(
+        self,
+        grading_functions: Mapping[str, GradingFunction],
+        time_horizon_seconds: float = 3600,
+        reduction_percentage: float = 0.1,
+        batch_size: int = 100,
+        *,
+        timestamp_func: Callable[[Any], float] | None = None,
+        key_func: Callable[[Any], Any] | None = None,
+        max_keys: int = 10_000,
+        panes: int = 12,
+        seed: int = 0,
+        max_cells: int = 16_384,
+        pairs: Sequence[tuple[str, str]] | None = None,
+        rounds: int = 8,
+        marginal_weight: float = 4.0,
+        pair_weight: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not grading_functions:
+            raise ValueError("grading_functions: at least one grader is needed")
+        if not 0 < reduction_percentage <= 1:
+            raise ValueError("reduction_percentage must be in (0, 1]")
+        if not time_horizon_seconds > 0:
+            raise ValueError("time_horizon_seconds must be positive")
+        if batch_size < 1 or max_keys < 1 or panes < 1 or rounds < 1:
+            raise ValueError("batch_size, max_keys, panes and rounds must be at least 1")
+        self.grading_functions = grading_functions
+        self.time_horizon_seconds = time_horizon_seconds
+        self.reduction_percentage = reduction_percentage
+        self.batch_size = batch_size
+        self.timestamp_func = timestamp_func
+        self.key_func = key_func
+        self.seed = seed
+        self._names = list(grading_functions)
+        self._graders = list(grading_functions.values())
+        self._clock = clock
+        self._pane_seconds = time_horizon_seconds / panes
+        self._encoders = [g.make_encoder(panes, seed + i) for i, g in enumerate(self._graders)]
+        pair_index = None
+        if pairs is not None:
+            unknown = {n for p in pairs for n in p} - set(self._names)
+            if unknown:
+                raise ValueError(f"pairs name unknown features: {sorted(unknown)}")
+            pair_index = [(self._names.index(a), self._names.index(b)) for a, b in pairs]
+        self._layout = CellLayout([e.n_codes for e in self._encoders], max_cells=max_cells, pairs=pair_index)
+        self._windows = KeyedWindows(self._layout.n_cells, panes, max_keys)
+        self._selector = HerdingSelector(
+            reduction_percentage, self._layout.group_weights(marginal_weight, pair_weight), rounds
+        )
+        self._watermark = -math.inf
+        self._seq = 0
+        self.missing_counts = np.zeros(len(self._names), dtype=np.int64)
+        self.historical_data = WindowView(self, KeyedWindows.RECEIVED)
+        self.sent_data = WindowView(self, KeyedWindows.SENT)
+
+    # -- the pipeline ------------------------------------------------------------
+
+    def process_batch(self, data_points: Sequence[Any]) -> list[DataPoint]:
+        """Take a batch of records; return the selected ones as :class:`DataPoint`."""
+        records = data_points if isinstance(data_points, Sequence) else list(data_points)
+        out: list[DataPoint] = []
+        for start in range(0, len(records), self.batch_size):
+            out.extend(self._process_chunk(records[start : start + self.batch_size]))
+        return out
+
+    def _timestamps(self, records: Sequence[Any]) -> np.ndarray:
+        now = self._clock()
+        if self.timestamp_func is None:
+            return np.full(len(records), now, dtype=np.float64)
+        func = self.timestamp_func
+
+        def call(record: Any) -> Any:
+            try:
+                return func(record)
+            except Exception:
+                return None
+
+        ts = to_float_array([call(r) for r in records])
+        fallback = self._watermark if math.isfinite(self._watermark) else now
+        ts[np.isnan(ts)] = fallback
+        return ts
+
+    def _keys(self, records: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
+        if self.key_func is None:
+            return np.zeros(len(records), dtype=np.int64), [None]
+        func = self.key_func
+
+        def call(record: Any) -> Any:
+            try:
+                return func(record)
+            except Exception:
+                return None
+
+        raw = _hashable([call(r) for r in records])
+        index: dict[Hashable, int] = {}
+        key_index = np.fromiter((index.setdefault(k, len(index)) for k in raw), dtype=np.int64, count=len(raw))
+        return key_index, list(index)
+
+    def _process_chunk(self, records: Sequence[Any]) -> list[DataPoint]:
+        n = len(records)
+        if n == 0:
+            return []
+        windows = self._windows
+        ts = self._timestamps(records)
+        self._watermark = max(self._watermark, float(ts.max()))
+        w_epoch = math.floor(self._watermark / self._pane_seconds)
+        epochs = np.floor(ts / self._pane_seconds).astype(np.int64)
+        windows.advance(w_epoch)
+
+        codes = np.empty((n, len(self._graders)), dtype=np.int32)
+        values: list[list[Any]] = []
+        for f, (grader, encoder) in enumerate(zip(self._graders, self._encoders, strict=True)):
+            raw = grader.extract_batch(records)
+            values.append(raw)
+            codes[:, f] = encoder.encode(raw, epochs, w_epoch)
+            self.missing_counts[f] += int(np.count_nonzero(codes[:, f] == encoder.missing_code))
+        cells = self._layout.cell_matrix(codes)
+
+        key_index, keys = self._keys(records)
+        slots = windows.slots_for(keys)
+        record_slots = slots[key_index]
+        live = windows.live(epochs, w_epoch)
+        windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live])
+
+        received = np.bincount(key_index, minlength=len(keys))
+        tiebreak = unit_float(np.arange(len(keys), dtype=np.int64) + self._seq, self.seed)
+        quota, carry, windows.balance = allocate(
+            windows.carry[slots], received, self.reduction_percentage, windows.balance, tiebreak
+        )
+        windows.carry[slots] = carry
+        chosen = self._select(key_index, cells, quota, received, slots)
+        live_chosen = chosen[live[chosen]]
+        windows.add(KeyedWindows.SENT, record_slots[live_chosen], epochs[live_chosen], cells[live_chosen])
+
+        totals = windows.totals[:, slots, 0]
+        weight = np.where(totals[1] > 0, totals[0] / np.maximum(totals[1], 1), 1.0 / self.reduction_percentage)
+        self._seq += n
+        names = self._names
+        out = []
+        for i in chosen.tolist():
+            out.append(
+                DataPoint(
+                    data=records[i],
+                    timestamp=float(ts[i]),
+                    vector_values={name: values[f][i] for f, name in enumerate(names)},
+                    sent_previously=True,
+                    weight=float(weight[key_index[i]]),
+                    key=keys[key_index[i]],
+                )
+            )
+        return out
+
+    def _select(
+        self, key_index: np.ndarray, cells: np.ndarray, quota: np.ndarray, received: np.ndarray, slots: np.ndarray
+    ) -> np.ndarray:
+        take_all = (quota > 0) & (quota >= received)
+        partial = (quota > 0) & ~take_all
+        picked = [np.flatnonzero(take_all[key_index])]
+        if partial.any():
+            candidates = np.flatnonzero(partial[key_index])
+            remap = np.cumsum(partial) - 1
+            part_slots = slots[partial]
+            totals = self._windows.totals
+            jitter = 1e-9 * unit_float(candidates.astype(np.int64) + self._seq, self.seed)
+            local = self._selector.select(
+                remap[key_index[candidates]],
+                cells[candidates],
+                quota[partial],
+                totals[KeyedWindows.RECEIVED, part_slots].astype(np.float64),
+                totals[KeyedWindows.SENT, part_slots].astype(np.float64),
+                jitter,
+            )
+            picked.append(candidates[local])
+        return np.sort(np.concatenate(picked))
+
+    # -- state and stats -------------------------------------------------------
+
+    def _window_count(self, kind: int) -> int:
+        return int(self._windows.totals[kind, :, 0].sum())
+
+    @property
+    def keys_held(self) -> int:
+        return self._windows.keys_held
+
+    @property
+    def bytes_per_key(self) -> int:
+        return self._windows.bytes_per_key()
+
+    def _summed(self, kind: int) -> np.ndarray:
+        return self._windows.totals[kind].sum(axis=0)
+
+    @property
+    def current_proportions(self) -> dict[str, dict[str, Any]]:
+        return proportions(self._summed(KeyedWindows.RECEIVED), self._layout, self._names, self._encoders)
+
+    @property
+    def sent_proportions(self) -> dict[str, dict[str, Any]]:
+        return proportions(self._summed(KeyedWindows.SENT), self._layout, self._names, self._encoders)
+
+    def drift(self) -> dict[str, dict[str, float]]:
+        """Per feature: TV distance between window and sent shares (mean over keys, max)."""
+        held = self._windows.held_slots()
+        received = self._windows.totals[KeyedWindows.RECEIVED, held]
+        sent = self._windows.totals[KeyedWindows.SENT, held]
+        return {
+            name: feature_drift(received, sent, self._layout, f).as_dict() for f, name in enumerate(self._names)
+        }
+
+    def get_current_stats(self) -> dict[str, Any]:
+        """The seed's statistics, plus drift per feature and the keys held."""
+        return {
+            "current_proportions": self.current_proportions,
+            "sent_proportions": self.sent_proportions,
+            "historical_data_count": len(self.historical_data),
+            "sent_data_count": len(self.sent_data),
+            "time_horizon_seconds": self.time_horizon_seconds,
+            "reduction_percentage": self.reduction_percentage,
+            "grading_function_count": len(self.grading_functions),
+            "grading_function_names": list(self.grading_functions),
+            "drift": self.drift(),
+            "keys_held": self.keys_held,
+            "keys_evicted": self._windows.evicted,
+            "bytes_per_key": self.bytes_per_key,
+            "missing": dict(zip(self._names, self.missing_counts.tolist(), strict=True)),
+        }
+
+    def reset(self) -> None:
+        """Forget all windows, keys and budgets (the configuration stays)."""
+        self._windows.reset()
+        self._encoders = [g.make_encoder(self._windows.panes, self.seed + i) for i, g in enumerate(self._graders)]
+        self._watermark = -math.inf
+        self._seq = 0
+        self.missing_counts[:] = 0
