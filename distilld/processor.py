@@ -87,9 +87,10 @@ class DistilledProcessor:
         seed: int = 0,
         max_cells: int = 16_384,
         pairs: Sequence[tuple[str, str]] | None = None,
-        rounds: int = 8,
-        marginal_weight: float = 4.0,
+        segment_picks: int = 4,
+        marginal_weight: float = 16.0,
         pair_weight: float = 1.0,
+        normalize: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not grading_functions:
@@ -98,8 +99,8 @@ class DistilledProcessor:
             raise ValueError("reduction_percentage must be in (0, 1]")
         if not time_horizon_seconds > 0:
             raise ValueError("time_horizon_seconds must be positive")
-        if batch_size < 1 or max_keys < 1 or panes < 1 or rounds < 1:
-            raise ValueError("batch_size, max_keys, panes and rounds must be at least 1")
+        if batch_size < 1 or max_keys < 1 or panes < 1 or segment_picks < 1:
+            raise ValueError("batch_size, max_keys, panes and segment_picks must be at least 1")
         self.grading_functions = grading_functions
         self.time_horizon_seconds = time_horizon_seconds
         self.reduction_percentage = reduction_percentage
@@ -119,9 +120,9 @@ class DistilledProcessor:
                 raise ValueError(f"pairs name unknown features: {sorted(unknown)}")
             pair_index = [(self._names.index(a), self._names.index(b)) for a, b in pairs]
         self._layout = CellLayout([e.n_codes for e in self._encoders], max_cells=max_cells, pairs=pair_index)
-        self._windows = KeyedWindows(self._layout.n_cells, panes, max_keys)
+        self._windows = KeyedWindows(self._layout.n_cells, panes, max_keys, decay_per_pane=math.exp(-1.0 / panes))
         self._selector = HerdingSelector(
-            reduction_percentage, self._layout.group_weights(marginal_weight, pair_weight), rounds
+            reduction_percentage, self._layout.group_weights(marginal_weight, pair_weight), segment_picks, normalize
         )
         self._watermark = -math.inf
         self._seq = 0
@@ -236,14 +237,15 @@ class DistilledProcessor:
             candidates = np.flatnonzero(partial[key_index])
             remap = np.cumsum(partial) - 1
             part_slots = slots[partial]
-            totals = self._windows.totals
+            totals, lifetime = self._windows.totals, self._windows.lifetime
             jitter = 1e-9 * unit_float(candidates.astype(np.int64) + self._seq, self.seed)
             local = self._selector.select(
                 remap[key_index[candidates]],
                 cells[candidates],
                 quota[partial],
                 totals[KeyedWindows.RECEIVED, part_slots].astype(np.float64),
-                totals[KeyedWindows.SENT, part_slots].astype(np.float64),
+                self.reduction_percentage * lifetime[KeyedWindows.RECEIVED, part_slots]
+                - lifetime[KeyedWindows.SENT, part_slots],
                 jitter,
             )
             picked.append(candidates[local])

@@ -1,12 +1,22 @@
 """Greedy herding: pick the records that best close each key's cell deficits.
 
-For a key, cell c has a target ``T = rate · received`` and a deficit
-``D = T − sent`` over the window. Sending a record lowers the squared error
-``D²`` of each of its cells by ``2D − 1``; dividing by ``T + 1`` leans toward
-the small buckets (the seed's tie-break rule). A record's score is the sum
-over its cells. Picks happen in a few rounds per batch (``argpartition`` /
-one sort), with the deficits updated by ``bincount`` between rounds, and exact
-ties broken by a seeded hash of the record's position in the stream.
+For a key, cell c has a deficit ``D = rate · received − sent`` counted over
+the key's lifetime (decaying with the window's time constant) and a target
+size ``T = rate · received`` over the window. Sending a record lowers ``D²``
+of each of its cells by ``2D − 1``; dividing by ``(T + 1)^normalize`` leans
+toward the small buckets (the seed's tie-break rule). A record's score is the
+weighted sum over its cells.
+
+Keeping the *lifetime* deficits near zero balances every stretch of the
+stream, since over any interval ``sent − rate · received = D(start) − D(end)``;
+balancing the window's own counts instead would echo each expired pane's
+imbalance into the next one. For the same reason picks are made in arrival
+order: each key's records are cut into short segments of about
+``segment_picks / rate`` records, and ``segment_picks`` records are chosen
+greedily from each, deficits updated after every pick. Then any window,
+wherever its edges fall, holds a balanced selection. The greedy loop is
+sequential by nature, so it is compiled (numba); everything around it is
+numpy. Exact ties are broken by a seeded hash of the record's position.
 """
 
 from __future__ import annotations
@@ -14,21 +24,60 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 __all__ = ["HerdingSelector"]
+
+
+@njit(cache=True, nogil=True)
+def _herd(
+    starts: np.ndarray,  # per key: first index into `order`
+    order: np.ndarray,  # candidate indices grouped by key, arrival order within a key
+    quota: np.ndarray,  # per key: picks in this batch
+    segment_picks: int,
+    cells: np.ndarray,  # candidates × groups
+    deficit: np.ndarray,  # keys × cells (updated in place)
+    scale: np.ndarray,  # keys × cells: weight / (T + 1)^normalize
+    jitter: np.ndarray,  # per candidate
+) -> np.ndarray:
+    chosen = np.zeros(cells.shape[0], dtype=np.bool_)
+    groups = cells.shape[1]
+    for k in range(starts.shape[0] - 1):
+        lo, hi, q = starts[k], starts[k + 1], quota[k]
+        n = hi - lo
+        if q <= 0 or n <= 0:
+            continue
+        segments = (q + segment_picks - 1) // segment_picks
+        for s in range(segments):
+            a = lo + (s * n) // segments
+            b = lo + ((s + 1) * n) // segments
+            picks = ((s + 1) * q) // segments - (s * q) // segments
+            for _ in range(picks):
+                best, best_score = -1, -np.inf
+                for j in range(a, b):
+                    i = order[j]
+                    if chosen[i]:
+                        continue
+                    score = jitter[i]
+                    for g in range(groups):
+                        c = cells[i, g]
+                        score += scale[k, c] * (2.0 * deficit[k, c] - 1.0)
+                    if score > best_score:
+                        best, best_score = i, score
+                if best < 0:
+                    break
+                chosen[best] = True
+                for g in range(groups):
+                    deficit[k, cells[best, g]] -= 1.0
+    return chosen
 
 
 @dataclass
 class HerdingSelector:
     rate: float
     cell_weights: np.ndarray  # one weight per cell (0 for the count cell)
-    rounds: int = 8
-
-    def cell_gain(self, received: np.ndarray, sent: np.ndarray) -> np.ndarray:
-        """Per-cell gain of sending one more record: keys × cells."""
-        target = self.rate * received
-        deficit = target - sent
-        return self.cell_weights * (2.0 * deficit - 1.0) / (target + 1.0)
+    segment_picks: int = 4
+    normalize: float = 1.0  # exponent of (T + 1): 1 = relative error, 0 = absolute
 
     def select(
         self,
@@ -36,41 +85,28 @@ class HerdingSelector:
         cells: np.ndarray,
         quota: np.ndarray,
         received: np.ndarray,
-        sent: np.ndarray,
+        deficit: np.ndarray,
         jitter: np.ndarray,
     ) -> np.ndarray:
-        """Indices of the chosen records.
+        """Indices of the chosen candidates.
 
-        ``key_index``: each candidate's key (0..k-1); ``cells``: candidates ×
-        groups; ``quota``: picks per key; ``received`` / ``sent``: window totals
-        per key × cell, including this batch's received records. ``sent`` is
-        updated in place with the picks.
+        ``key_index``: each candidate's key (0..k-1), candidates in arrival
+        order; ``cells``: candidates × groups; ``quota``: picks per key;
+        ``received``: window totals per key × cell; ``deficit``: lifetime
+        ``rate·received − sent`` per key × cell, both including this batch's
+        received records. ``deficit`` is updated in place with the picks.
         """
-        n_cells = received.shape[1]
-        remaining = quota.astype(np.int64).copy()
-        alive = np.ones(len(key_index), dtype=bool)
-        chosen: list[np.ndarray] = []
-        single = len(quota) == 1
-        rounds = int(min(self.rounds, remaining.max(initial=0)))
-        for r in range(rounds):
-            if remaining.sum() == 0:
-                break
-            take = -(-remaining // (rounds - r))  # ceil: spread what is left over the rounds
-            idx = np.flatnonzero(alive)
-            gain = self.cell_gain(received, sent).ravel()
-            flat = key_index[idx, None] * n_cells + cells[idx]
-            score = gain[flat].sum(axis=1) + jitter[idx]
-            if single:
-                m = int(take[0])
-                picked = idx[np.argpartition(-score, m - 1)[:m]] if m < len(idx) else idx
-            else:
-                order = np.lexsort((-score, key_index[idx]))
-                keys_sorted = key_index[idx[order]]
-                starts = np.searchsorted(keys_sorted, keys_sorted, side="left")
-                rank = np.arange(len(order)) - starts
-                picked = idx[order[rank < take[keys_sorted]]]
-            alive[picked] = False
-            chosen.append(picked)
-            np.add.at(remaining, key_index[picked], -1)
-            np.add.at(sent.reshape(-1), (key_index[picked, None] * n_cells + cells[picked]).ravel(), 1)
-        return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+        order = np.argsort(key_index, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(key_index, minlength=len(quota)))])
+        scale = self.cell_weights / (self.rate * received + 1.0) ** self.normalize
+        chosen = _herd(
+            starts.astype(np.int64),
+            order.astype(np.int64),
+            quota.astype(np.int64),
+            int(self.segment_picks),
+            np.ascontiguousarray(cells, dtype=np.int32),
+            deficit,
+            scale,
+            jitter,
+        )
+        return np.flatnonzero(chosen)

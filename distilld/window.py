@@ -2,7 +2,8 @@
 
 The window is split into ``panes``; each key holds, per pane, the counts of
 received and sent records in every cell, plus running totals over the live
-panes. A pane that falls out of the window is subtracted from the totals and
+panes, plus *lifetime* totals that decay with the window's time constant
+(the selector balances those: see selector.py). A pane that falls out of the window is subtracted from the totals and
 reused: memory is ``max_keys × panes × cells``, whatever the traffic. Keys
 beyond ``max_keys`` evict the least recently used ones.
 """
@@ -24,9 +25,13 @@ class KeyedWindows:
     RECEIVED = 0
     SENT = 1
 
-    def __init__(self, n_cells: int, panes: int, max_keys: int, initial_keys: int = 16) -> None:
+    def __init__(
+        self, n_cells: int, panes: int, max_keys: int, decay_per_pane: float = 1.0, initial_keys: int = 16
+    ) -> None:
         self.n_cells = n_cells
         self.panes = panes
+        self.decay_per_pane = decay_per_pane
+        self._epoch = -(2**62)
         self.max_keys = max_keys
         self._capacity = 0
         self.slot_of: dict[Hashable, int] = {}
@@ -52,6 +57,7 @@ class KeyedWindows:
 
         grow("ring", (2, capacity, self.panes, self.n_cells), np.int32, axis=1)
         grow("totals", (2, capacity, self.n_cells), np.int64, axis=1)
+        grow("lifetime", (2, capacity, self.n_cells), np.float64, axis=1)
         grow("pane_epoch", (capacity, self.panes), np.int64, fill=int(_EMPTY))
         grow("carry", (capacity,), np.float64)
         grow("last_used", (capacity,), np.int64)
@@ -119,6 +125,7 @@ class KeyedWindows:
         self.in_use[slot] = False
         self.ring[:, slot] = 0
         self.totals[:, slot] = 0
+        self.lifetime[:, slot] = 0.0
         self.pane_epoch[slot] = _EMPTY
         self.carry[slot] = 0.0  # its carry stays in self.balance: the pool
         self._free.append(slot)
@@ -126,8 +133,14 @@ class KeyedWindows:
     # -- time ----------------------------------------------------------------
 
     def advance(self, watermark_epoch: int) -> None:
-        """Expire every pane of every key that is older than the window."""
+        """Expire every pane of every key that is older than the window, and age
+        the lifetime counts by one decay step per pane boundary crossed."""
         n = self._capacity
+        if watermark_epoch > self._epoch:
+            if self._epoch > -(2**62) and self.decay_per_pane < 1.0:
+                steps = min(watermark_epoch - self._epoch, 10 * self.panes)
+                self.lifetime[:, :n] *= self.decay_per_pane**steps
+            self._epoch = watermark_epoch
         stale = (self.pane_epoch[:n] <= watermark_epoch - self.panes) & (self.pane_epoch[:n] != _EMPTY)
         if not stale.any():
             return
@@ -159,6 +172,7 @@ class KeyedWindows:
             counts = np.bincount(cells.ravel(), minlength=c)
             ring[first] += counts.astype(np.int32)
             self.totals[kind, first // self.panes] += counts
+            self.lifetime[kind, first // self.panes] += counts
             return
         uniq, inverse = np.unique(rows, return_inverse=True)
         if len(uniq) * c <= 8 * cells.size:
@@ -166,10 +180,13 @@ class KeyedWindows:
             counts = np.bincount(flat, minlength=len(uniq) * c).reshape(len(uniq), c)
             ring[uniq] += counts.astype(np.int32)
             np.add.at(self.totals[kind], uniq // self.panes, counts)
+            np.add.at(self.lifetime[kind], uniq // self.panes, counts)
         else:
             flat_rows = np.repeat(rows, cells.shape[1])
             np.add.at(ring, (flat_rows, cells.ravel()), 1)
-            np.add.at(self.totals[kind], (np.repeat(slots, cells.shape[1]), cells.ravel()), 1)
+            at = (np.repeat(slots, cells.shape[1]), cells.ravel())
+            np.add.at(self.totals[kind], at, 1)
+            np.add.at(self.lifetime[kind], at, 1.0)
 
     def reset(self) -> None:
-        self.__init__(self.n_cells, self.panes, self.max_keys)  # type: ignore[misc]
+        self.__init__(self.n_cells, self.panes, self.max_keys, self.decay_per_pane)  # type: ignore[misc]

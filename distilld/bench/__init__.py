@@ -1,0 +1,1 @@
+"""``make bench``: engine throughput, state size, and representativeness against random sampling."""

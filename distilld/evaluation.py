@@ -1,0 +1,156 @@
+"""How representative a selection is, next to uniform random sampling.
+
+One implementation shared by ``make bench``, ``make demo`` and (later)
+``distilld evaluate``. A stream is given as columns; a selection as a boolean
+mask plus a weight per record. At checkpoints along the stream, the records
+of the sliding window are compared with the selected records of the same
+window:
+
+- ``category_tv``: total-variation distance of each categorical feature's shares;
+- ``pair_tv``: TV of the joint shares of every feature pair (numerics cut into
+  quintiles of the window, so pairs with numerics count too);
+- ``ks``: Kolmogorov–Smirnov distance of each numeric feature;
+- ``corr``: mean absolute error of the numeric correlation matrix;
+- ``count``: error of per-category counts estimated with the weights, as a
+  share of the window size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from distilld.budget import allocate
+
+__all__ = ["METRICS", "Stream", "evaluate", "random_selection"]
+
+METRICS = ("category_tv", "pair_tv", "ks", "corr", "count")
+
+
+@dataclass
+class Stream:
+    """A generated or loaded stream as columns (categoricals as int codes)."""
+
+    categorical: dict[str, np.ndarray]
+    numeric: dict[str, np.ndarray]
+    timestamps: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    def records(self, labels: Mapping[str, Sequence[str]]) -> list[dict[str, object]]:
+        """Dict records, as a JSON decoder would give them."""
+        cols: dict[str, list[object]] = {}
+        for name, codes in self.categorical.items():
+            lab = labels[name]
+            cols[name] = [lab[c] for c in codes.tolist()]
+        for name, values in self.numeric.items():
+            cols[name] = values.tolist()
+        names = list(cols)
+        return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
+
+
+def _tv_codes(a: np.ndarray, b: np.ndarray, k: int, wb: np.ndarray | None = None) -> float:
+    pa = np.bincount(a, minlength=k) / max(len(a), 1)
+    cb = np.bincount(b, weights=wb, minlength=k)
+    pb = cb / max(cb.sum(), 1e-12)
+    return float(0.5 * np.abs(pa - pb).sum())
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.sort(a), np.sort(b)
+    grid = np.concatenate([a, b])
+    fa = np.searchsorted(a, grid, side="right") / len(a)
+    fb = np.searchsorted(b, grid, side="right") / len(b)
+    return float(np.abs(fa - fb).max())
+
+
+def _corr_error(full: np.ndarray, sel: np.ndarray) -> float:
+    if full.shape[1] < 2 or sel.shape[0] < 3:
+        return 0.0
+    cf, cs = np.corrcoef(full, rowvar=False), np.corrcoef(sel, rowvar=False)
+    iu = np.triu_indices(full.shape[1], 1)
+    return float(np.nanmean(np.abs(cf[iu] - cs[iu])))
+
+
+def _window_errors(stream: Stream, window: np.ndarray, selected: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+    cats = {n: c[window] for n, c in stream.categorical.items()}
+    scats = {n: c[selected] for n, c in stream.categorical.items()}
+    nums = {n: v[window] for n, v in stream.numeric.items()}
+    snums = {n: v[selected] for n, v in stream.numeric.items()}
+    ks_ = {n: int(max(c.max(initial=0), scats[n].max(initial=0))) + 1 for n, c in cats.items()}
+
+    # every feature as codes for pairs: numerics cut at the window's quintiles
+    codes, scodes, sizes = dict(cats), dict(scats), dict(ks_)
+    for n, v in nums.items():
+        edges = np.quantile(v, [0.2, 0.4, 0.6, 0.8])
+        codes[n], scodes[n], sizes[n] = np.searchsorted(edges, v), np.searchsorted(edges, snums[n]), 5
+
+    out: dict[str, float] = {}
+    out["category_tv"] = float(np.mean([_tv_codes(cats[n], scats[n], ks_[n]) for n in cats])) if cats else 0.0
+    pair_tvs = []
+    for a, b in combinations(codes, 2):
+        k = sizes[a] * sizes[b]
+        pair_tvs.append(_tv_codes(codes[a] * sizes[b] + codes[b], scodes[a] * sizes[b] + scodes[b], k))
+    out["pair_tv"] = float(np.mean(pair_tvs)) if pair_tvs else 0.0
+    out["ks"] = float(np.mean([_ks(nums[n], snums[n]) for n in nums])) if nums else 0.0
+    if len(nums) >= 2:
+        out["corr"] = _corr_error(np.column_stack(list(nums.values())), np.column_stack(list(snums.values())))
+    else:
+        out["corr"] = 0.0
+    count_errs = []
+    w = weights[selected]
+    for n in cats:
+        true = np.bincount(cats[n], minlength=ks_[n])
+        est = np.bincount(scats[n], weights=w, minlength=ks_[n])
+        count_errs.append(np.abs(est - true).sum() / len(cats[n]))
+    out["count"] = float(np.mean(count_errs)) if count_errs else 0.0
+    return out
+
+
+def evaluate(
+    stream: Stream, mask: np.ndarray, weights: np.ndarray, window_seconds: float, checkpoints: int = 12
+) -> dict[str, float]:
+    """Mean error per metric over ``checkpoints`` sliding windows after the first full one."""
+    t = stream.timestamps
+    ends = np.linspace(t[0] + window_seconds, t[-1], checkpoints)
+    rows = []
+    for end in ends:
+        lo, hi = np.searchsorted(t, end - window_seconds, side="right"), np.searchsorted(t, end, side="right")
+        window = np.arange(lo, hi)
+        selected = window[mask[lo:hi]]
+        if len(selected) < 3:
+            continue
+        rows.append(_window_errors(stream, window, selected, weights))
+    return {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
+
+
+def random_selection(n: int, batch: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform random sampling at the same rate: the same exact per-batch budget,
+    records chosen uniformly within each batch; weight 1/rate."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(n, dtype=bool)
+    carry, balance = np.zeros(1), 0.0
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        quota, carry, balance = allocate(carry, np.array([size]), rate, balance, np.zeros(1))
+        mask[start + rng.choice(size, int(quota[0]), replace=False)] = True
+    return mask, np.full(n, 1.0 / rate)
+
+
+def compare(
+    stream: Stream,
+    run_distilld: Callable[[], tuple[np.ndarray, np.ndarray]],
+    rate: float,
+    batch: int,
+    window_seconds: float,
+    seeds: int = 5,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(distilld errors, random errors averaged over ``seeds``)."""
+    mask, weights = run_distilld()
+    ours = evaluate(stream, mask, weights, window_seconds)
+    theirs = [evaluate(stream, *random_selection(len(stream), batch, rate, s), window_seconds) for s in range(seeds)]
+    return ours, {m: float(np.mean([r[m] for r in theirs])) for m in METRICS}
