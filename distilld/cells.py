@@ -13,8 +13,27 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
+from numba import njit
 
 __all__ = ["CellLayout"]
+
+
+@njit(cache=True, nogil=True)
+def _cells(
+    codes: np.ndarray, first: np.ndarray, second: np.ndarray, width2: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    n, groups = codes.shape[0], first.shape[0]
+    out = np.empty((n, groups), dtype=np.int32)
+    for i in range(n):
+        for g in range(groups):
+            f = first[g]
+            if f < 0:
+                out[i, g] = 0
+            elif second[g] < 0:
+                out[i, g] = codes[i, f] + offsets[g]
+            else:
+                out[i, g] = codes[i, f] * width2[g] + codes[i, second[g]] + offsets[g]
+    return out
 
 
 @dataclass
@@ -49,6 +68,9 @@ class CellLayout:
         widths = [self.group_width(g) for g in self.groups]
         self.offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
         self.n_cells = int(self.offsets[-1])
+        self._first = np.array([g[0] if g else -1 for g in self.groups], dtype=np.int64)
+        self._second = np.array([g[1] if len(g) == 2 else -1 for g in self.groups], dtype=np.int64)
+        self._width2 = np.array([sizes[g[1]] if len(g) == 2 else 1 for g in self.groups], dtype=np.int64)
 
     def group_width(self, group: tuple[int, ...]) -> int:
         width = 1
@@ -66,22 +88,12 @@ class CellLayout:
 
     def cell_matrix(self, codes: np.ndarray) -> np.ndarray:
         """``codes`` (records × features) → cell indices (records × groups), int32."""
-        n = codes.shape[0]
-        out = np.empty((n, len(self.groups)), dtype=np.int32)
-        out[:, 0] = 0
-        for gi, group in enumerate(self.groups[1:], start=1):
-            if len(group) == 1:
-                out[:, gi] = codes[:, group[0]] + self.offsets[gi]
-            else:
-                f, g = group
-                out[:, gi] = codes[:, f] * self.sizes[g] + codes[:, g] + self.offsets[gi]
-        return out
+        codes = np.ascontiguousarray(codes, dtype=np.int32)
+        return _cells(codes, self._first, self._second, self._width2, self.offsets[:-1])
 
     def group_weights(self, marginal: float, pair: float) -> np.ndarray:
         """A weight per cell: 0 for the count cell, then per group kind."""
         w = np.empty(self.n_cells, dtype=np.float64)
         for gi, group in enumerate(self.groups):
-            w[self.offsets[gi] : self.offsets[gi + 1]] = (
-                0.0 if not group else marginal if len(group) == 1 else pair
-            )
+            w[self.offsets[gi] : self.offsets[gi + 1]] = 0.0 if not group else marginal if len(group) == 1 else pair
         return w

@@ -7,7 +7,7 @@ an invalid entry is reported with its position, its name and the reason.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -95,7 +95,7 @@ FeatureSpec = Annotated[
 _feature_list: TypeAdapter[list[FeatureSpec]] = TypeAdapter(list[FeatureSpec])
 
 
-def load_callable(spec: str) -> Callable[..., Any]:
+def load_callable(spec: str) -> Any:
     """Import ``package.module:attr`` and return it."""
     module_name, _, attr = spec.partition(":")
     obj: Any = importlib.import_module(module_name)
@@ -103,7 +103,7 @@ def load_callable(spec: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not callable(obj) and not isinstance(obj, GradingFunction):
         raise TypeError(f"{spec} is not callable")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def _custom_grader(spec: CustomFeature) -> GradingFunction:
@@ -111,7 +111,7 @@ def _custom_grader(spec: CustomFeature) -> GradingFunction:
     if isinstance(obj, GradingFunction):
         return obj
     if isinstance(obj, type) and issubclass(obj, GradingFunction):
-        return obj(spec.name)  # type: ignore[call-arg]
+        return obj(spec.name)
     if spec.value_type == "numeric":
         return NumericGrader(spec.name, obj, bins=spec.bins)
     if spec.value_type == "categorical":
@@ -121,7 +121,9 @@ def _custom_grader(spec: CustomFeature) -> GradingFunction:
     return OpenCategoricalGrader(spec.name, obj, top_k=spec.top_k)
 
 
-def grader_from_spec(spec: NumericFeature | CategoricalFeature | OpenCategoricalFeature | CustomFeature) -> GradingFunction:
+def grader_from_spec(
+    spec: NumericFeature | CategoricalFeature | OpenCategoricalFeature | CustomFeature,
+) -> GradingFunction:
     if isinstance(spec, NumericFeature):
         return FieldNumericGrader(spec.name, spec.path, bins=spec.bins)
     if isinstance(spec, CategoricalFeature):

@@ -174,26 +174,61 @@ class DistilledProcessor:
         return key_index, list(index)
 
     def _process_chunk(self, records: Sequence[Any]) -> list[DataPoint]:
-        n = len(records)
-        if n == 0:
+        if not records:
             return []
-        windows = self._windows
         ts = self._timestamps(records)
-        self._watermark = max(self._watermark, float(ts.max()))
-        w_epoch = math.floor(self._watermark / self._pane_seconds)
-        epochs = np.floor(ts / self._pane_seconds).astype(np.int64)
-        windows.advance(w_epoch)
-
-        codes = np.empty((n, len(self._graders)), dtype=np.int32)
+        key_index, keys = self._keys(records)
+        epochs, w_epoch = self._advance(ts)
+        codes = np.empty((len(records), len(self._graders)), dtype=np.int32)
         values: list[list[Any]] = []
         for f, (grader, encoder) in enumerate(zip(self._graders, self._encoders, strict=True)):
             raw = grader.extract_batch(records)
             values.append(raw)
             codes[:, f] = encoder.encode(raw, epochs, w_epoch)
+        chosen, weight = self._reduce(codes, epochs, w_epoch, key_index, keys)
+        names = self._names
+        return [
+            DataPoint(
+                data=records[i],
+                timestamp=float(ts[i]),
+                vector_values={name: values[f][i] for f, name in enumerate(names)},
+                sent_previously=True,
+                weight=float(weight[key_index[i]]),
+                key=keys[key_index[i]],
+            )
+            for i in chosen.tolist()
+        ]
+
+    def _advance(self, ts: np.ndarray) -> tuple[np.ndarray, int]:
+        """Move the watermark; expire panes; return each record's pane epoch."""
+        self._watermark = max(self._watermark, float(ts.max()))
+        w_epoch = math.floor(self._watermark / self._pane_seconds)
+        self._windows.advance(w_epoch)
+        return np.floor(ts / self._pane_seconds).astype(np.int64), w_epoch
+
+    def select_codes(
+        self,
+        codes: np.ndarray,
+        timestamps: np.ndarray,
+        key_index: np.ndarray | None = None,
+        keys: list[Hashable] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The engine without grading: codes (records × features) in, (chosen
+        indices, weight per key) out. For benchmarks and callers that grade
+        themselves."""
+        if key_index is None or keys is None:
+            key_index, keys = np.zeros(len(codes), dtype=np.int64), [None]
+        epochs, w_epoch = self._advance(np.asarray(timestamps, dtype=np.float64))
+        return self._reduce(codes, epochs, w_epoch, key_index, keys)
+
+    def _reduce(
+        self, codes: np.ndarray, epochs: np.ndarray, w_epoch: int, key_index: np.ndarray, keys: list[Hashable]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Count, budget, select. Returns (chosen record indices, weight per key)."""
+        windows = self._windows
+        for f, encoder in enumerate(self._encoders):
             self.missing_counts[f] += int(np.count_nonzero(codes[:, f] == encoder.missing_code))
         cells = self._layout.cell_matrix(codes)
-
-        key_index, keys = self._keys(records)
         slots = windows.slots_for(keys)
         record_slots = slots[key_index]
         live = windows.live(epochs, w_epoch)
@@ -208,24 +243,11 @@ class DistilledProcessor:
         chosen = self._select(key_index, cells, quota, received, slots)
         live_chosen = chosen[live[chosen]]
         windows.add(KeyedWindows.SENT, record_slots[live_chosen], epochs[live_chosen], cells[live_chosen])
+        self._seq += len(codes)
 
         totals = windows.totals[:, slots, 0]
         weight = np.where(totals[1] > 0, totals[0] / np.maximum(totals[1], 1), 1.0 / self.reduction_percentage)
-        self._seq += n
-        names = self._names
-        out = []
-        for i in chosen.tolist():
-            out.append(
-                DataPoint(
-                    data=records[i],
-                    timestamp=float(ts[i]),
-                    vector_values={name: values[f][i] for f, name in enumerate(names)},
-                    sent_previously=True,
-                    weight=float(weight[key_index[i]]),
-                    key=keys[key_index[i]],
-                )
-            )
-        return out
+        return chosen, weight
 
     def _select(
         self, key_index: np.ndarray, cells: np.ndarray, quota: np.ndarray, received: np.ndarray, slots: np.ndarray
@@ -280,9 +302,7 @@ class DistilledProcessor:
         held = self._windows.held_slots()
         received = self._windows.totals[KeyedWindows.RECEIVED, held]
         sent = self._windows.totals[KeyedWindows.SENT, held]
-        return {
-            name: feature_drift(received, sent, self._layout, f).as_dict() for f, name in enumerate(self._names)
-        }
+        return {name: feature_drift(received, sent, self._layout, f).as_dict() for f, name in enumerate(self._names)}
 
     def get_current_stats(self) -> dict[str, Any]:
         """The seed's statistics, plus drift per feature and the keys held."""

@@ -25,6 +25,14 @@ class KeyedWindows:
     RECEIVED = 0
     SENT = 1
 
+    ring: np.ndarray  # kind × slot × pane × cell, int32
+    totals: np.ndarray  # kind × slot × cell over live panes, int64
+    lifetime: np.ndarray  # kind × slot × cell, decaying, float64
+    pane_epoch: np.ndarray  # slot × pane: which pane epoch each ring entry holds
+    carry: np.ndarray  # slot: budget accumulator
+    last_used: np.ndarray  # slot: batch clock of last use (LRU)
+    in_use: np.ndarray  # slot: held by a key
+
     def __init__(
         self, n_cells: int, panes: int, max_keys: int, decay_per_pane: float = 1.0, initial_keys: int = 16
     ) -> None:
@@ -48,7 +56,7 @@ class KeyedWindows:
         old = self._capacity
 
         def grow(name: str, shape: tuple[int, ...], dtype: type, axis: int = 0, fill: int = 0) -> None:
-            new = np.full(shape, fill, dtype=dtype)
+            new: np.ndarray = np.full(shape, fill, dtype=dtype)
             arr = getattr(self, name, None)
             if arr is not None and old:
                 index = (slice(None),) * axis + (slice(0, old),)

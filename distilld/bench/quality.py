@@ -46,7 +46,7 @@ def run_quality(
 if __name__ == "__main__":
     import sys
 
-    kwargs = {k: float(v) if "." in v else int(v) for k, v in (a.split("=") for a in sys.argv[2:])}
+    kwargs: dict[str, Any] = {k: float(v) if "." in v else int(v) for k, v in (a.split("=") for a in sys.argv[2:])}
     for stream_name in sys.argv[1].split(","):
         res = run_quality(stream_name, **kwargs)
         print(stream_name, "  ".join(f"{m}={r / max(o, 1e-12):.2f}x" for m, (o, r) in res.items()))

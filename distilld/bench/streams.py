@@ -39,7 +39,9 @@ def people(n: int, rate_per_s: float = 100.0, seed: int = 1, drift: bool = False
     income = np.exp(rng.normal(10 + 0.012 * (age - 38) + 0.15 * (country < 2), 0.6))
     rich = (income > np.median(income)).astype(float)
     plan = _pick(rng, np.column_stack([0.7 - 0.4 * rich, 0.25 + 0.25 * rich, 0.05 + 0.15 * rich]))
-    channel = _pick(rng, np.column_stack([np.full(n, 0.4), 0.3 * (1 + young), np.full(n, 0.15), np.full(n, 0.1), np.full(n, 0.02)]))
+    channel = _pick(
+        rng, np.column_stack([np.full(n, 0.4), 0.3 * (1 + young), np.full(n, 0.15), np.full(n, 0.1), np.full(n, 0.02)])
+    )
     session = rng.gamma(2.0 + plan, 60.0 + 40 * (device == 0))
     labels = {
         "gender": ["female", "male", "other"],

@@ -1,0 +1,103 @@
+"""``make bench``: one run, measured figures and ratios printed (nothing asserted).
+
+Engine throughput (``process_batch`` on dict records with 8 features, and the
+reduce step alone on pre-graded codes), bytes of state per key, the realised
+rate with many keys, and representativeness against uniform random sampling
+on generated streams over sliding windows of ~10,000 records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from distilld.bench.quality import run_quality
+from distilld.bench.streams import STREAMS, people
+from distilld.features import build_graders
+from distilld.processor import DistilledProcessor
+
+GOALS = {"category_tv": 10.0, "pair_tv": 3.0, "ks": 2.0, "corr": 1.5, "count": 2.0}
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:>12,.0f} records/s"
+
+
+def engine_throughput(n: int, batch: int) -> None:
+    stream, labels, features = people(n)
+    records = stream.records(labels)
+    proc = DistilledProcessor(build_graders(features), 3600, 0.1, batch)
+    proc.process_batch(records[:batch])  # compile the kernel, warm the encoders
+    proc.reset()
+    t0 = time.perf_counter()
+    out = proc.process_batch(records)
+    dt = time.perf_counter() - t0
+    print(f"process_batch, dicts, 5 categorical + 3 numeric, batch {batch}: {_rate(n, dt)}  (sent {len(out):,})")
+
+    # the reduce step alone: grade once, then time only cells → window → budget → selection
+    codes = np.empty((n, len(features)), dtype=np.int32)
+    grader = DistilledProcessor(build_graders(features), 3600, 0.1, batch)
+    for f, (g, enc) in enumerate(zip(grader._graders, grader._encoders, strict=True)):
+        codes[:, f] = enc.encode(g.extract_batch(records), np.zeros(n, dtype=np.int64), 0)
+    proc = DistilledProcessor(build_graders(features), 3600, 0.1, batch)
+    ts = np.full(batch, 1000.0)
+    proc.select_codes(codes[:batch], ts)
+    t0 = time.perf_counter()
+    for start in range(0, n, batch):
+        proc.select_codes(codes[start : start + batch], ts[: min(batch, n - start)])
+    dt = time.perf_counter() - t0
+    print(f"selection step alone (pre-graded codes), batch {batch}:           {_rate(n, dt)}")
+    print(f"state per key: {proc.bytes_per_key:,} bytes ({proc._layout.n_cells} cells × {proc._windows.panes} panes)")
+
+
+def many_keys(n_keys: int, per_key: int, rate: float = 0.1) -> None:
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, n_keys, n_keys * per_key)
+    records = [{"k": int(k), "c": "ab"[int(k) % 2]} for k in keys.tolist()]
+    proc = DistilledProcessor(
+        build_graders([{"name": "c", "type": "categorical", "categories": ["a", "b"]}]),
+        3600, rate, 5000, key_func=lambda r: r["k"], max_keys=n_keys,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    sent = len(proc.process_batch(records))
+    dt = time.perf_counter() - t0
+    realised = sent / len(records)
+    print(
+        f"{n_keys:,} keys × {per_key} records at rate {rate}: realised rate {realised:.4f} "
+        f"({(realised / rate - 1) * 100:+.2f} %), {_rate(len(records), dt)}"
+    )
+
+
+def representativeness(n: int) -> None:
+    print(f"\nrepresentativeness at rate 0.1, sliding windows of ~10,000 records, {n:,} records per stream")
+    print("ratio = random sampling's error ÷ distilld's error (higher is better; random averaged over 5 seeds)")
+    header = f"{'stream':<18}" + "".join(f"{m:>13}" for m in GOALS)
+    print(header)
+    worst = dict.fromkeys(GOALS, np.inf)
+    for name in STREAMS:
+        res = run_quality(name, n=n)
+        ratios = {m: t / max(o, 1e-12) for m, (o, t) in res.items()}
+        for m in GOALS:
+            worst[m] = min(worst[m], ratios[m])
+        print(f"{name:<18}" + "".join(f"{ratios[m]:>12.2f}x" for m in GOALS))
+    print(f"{'goal':<18}" + "".join(f"{GOALS[m]:>12.1f}x" for m in GOALS))
+    print(f"{'worst vs goal':<18}" + "".join(f"{'met' if worst[m] >= GOALS[m] else 'BELOW':>13}" for m in GOALS))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m distilld.bench")
+    parser.add_argument("--records", type=int, default=200_000, help="records for the throughput runs")
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--quality-records", type=int, default=60_000)
+    args = parser.parse_args()
+    print("== engine")
+    engine_throughput(args.records, args.batch)
+    many_keys(10_000, 25)
+    print("\n== representativeness")
+    representativeness(args.quality_records)
+
+
+if __name__ == "__main__":
+    main()

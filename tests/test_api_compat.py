@@ -1,0 +1,116 @@
+"""The library API is a drop-in for the published ``distilled`` 0.1.0 package."""
+
+from __future__ import annotations
+
+import inspect
+
+import distilled as seed
+import pytest
+
+import distilld
+from distilld import (
+    CategoricalGrader,
+    DataPoint,
+    DistilledProcessor,
+    LambdaGrader,
+    NumericGrader,
+    create_grading_functions,
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["DistilledProcessor", "DataPoint", "GradingFunction", "NumericGrader", "CategoricalGrader"]
+)
+def test_seed_constructor_parameters_are_accepted_in_the_same_order(name: str) -> None:
+    ours = list(inspect.signature(getattr(distilld, name)).parameters.values())
+    theirs = list(inspect.signature(getattr(seed, name)).parameters.values())
+    assert [p.name for p in ours[: len(theirs)]] == [p.name for p in theirs]
+    for o, t in zip(ours, theirs, strict=False):
+        assert o.default == t.default, f"{name}.{o.name} default differs"
+    assert all(p.default is not inspect.Parameter.empty or p.kind is p.KEYWORD_ONLY for p in ours[len(theirs) :])
+
+
+@pytest.mark.parametrize(
+    "name, methods",
+    [
+        ("DistilledProcessor", ["process_batch", "get_current_stats", "reset"]),
+        ("NumericGrader", ["evaluate", "is_categorical"]),
+        ("CategoricalGrader", ["evaluate", "is_categorical", "get_categories"]),
+    ],
+)
+def test_seed_methods_exist(name: str, methods: list[str]) -> None:
+    for method in methods:
+        assert callable(getattr(getattr(distilld, name), method))
+        assert hasattr(getattr(seed, name), method)
+
+
+def test_lambda_grader_and_factory_match_seed_signatures() -> None:
+    from distilled.grading import LambdaGrader as SeedLambda
+    from distilled.grading import create_grading_functions as seed_factory
+
+    assert list(inspect.signature(LambdaGrader).parameters) == list(inspect.signature(SeedLambda).parameters)
+    assert list(inspect.signature(create_grading_functions).parameters) == list(
+        inspect.signature(seed_factory).parameters
+    )
+
+
+def test_datapoint_defaults_match_seed() -> None:
+    ours, theirs = DataPoint(data={"v": 1}, timestamp=1.0), seed.DataPoint(data={"v": 1}, timestamp=1.0)
+    assert (ours.data, ours.timestamp, ours.vector_values, ours.sent_previously) == (
+        theirs.data, theirs.timestamp, theirs.vector_values, theirs.sent_previously,
+    )  # fmt: skip
+    assert ours.weight == 1.0 and ours.key is None
+
+
+def test_stats_have_the_seed_keys_plus_drift_and_keys() -> None:
+    graders = {"v": NumericGrader("v", lambda r: r["v"]), "c": CategoricalGrader("c", ["A", "B"], lambda r: r["c"])}
+    theirs = seed.DistilledProcessor({"v": seed.NumericGrader("v", lambda r: r["v"])}).get_current_stats()
+    ours = DistilledProcessor(graders).get_current_stats()
+    assert set(theirs) <= set(ours)
+    assert {"drift", "keys_held"} <= set(ours)
+
+
+def test_seed_usage_example_runs_and_keeps_proportions() -> None:
+    processor = DistilledProcessor(
+        grading_functions={
+            "numeric_var": NumericGrader("numeric_var", lambda x: float(x.get("value", 0))),
+            "categorical_var": CategoricalGrader("categorical_var", ["A", "B", "C"], lambda x: x.get("category", "A")),
+        },
+        reduction_percentage=0.1,
+    )
+    data = [{"value": i, "category": "A" if i < 70 else "B"} for i in range(100)]
+    result = processor.process_batch(data)
+    assert len(result) == 10
+    assert all(isinstance(p, DataPoint) and p.sent_previously for p in result)
+    a_share = sum(p.vector_values["categorical_var"] == "A" for p in result) / len(result)
+    assert a_share == pytest.approx(0.7)
+    assert all(any(p.data is d for d in data) for p in result)  # the original objects
+    assert processor.grading_functions["numeric_var"].name == "numeric_var"
+    assert len(processor.historical_data) == 100 and len(processor.sent_data) == 10
+    processor.reset()
+    assert len(processor.historical_data) == 0 and processor.get_current_stats()["sent_data_count"] == 0
+
+
+def test_seed_grader_validation_is_kept() -> None:
+    with pytest.raises(ValueError):
+        CategoricalGrader("c", [], lambda r: r)
+    with pytest.raises(ValueError):
+        LambdaGrader("l", lambda r: r, is_categorical=True)
+    with pytest.raises(ValueError):
+        NumericGrader("n", lambda r: "x").evaluate({})
+    assert CategoricalGrader("c", ["a"], lambda r: r).get_categories() == ["a"]
+
+
+def test_seed_factory_dict_form_builds_the_same_graders() -> None:
+    graders = create_grading_functions(
+        {
+            "age": {"type": "numeric", "function": lambda p: p["age"]},
+            "g": {"type": "categorical", "categories": ["m", "f"], "function": lambda p: p["g"]},
+            "l": {"type": "lambda", "function": lambda p: p["g"], "is_categorical": True, "categories": ["m", "f"]},
+        }
+    )
+    assert isinstance(graders["age"], NumericGrader) and not graders["age"].is_categorical()
+    assert isinstance(graders["g"], CategoricalGrader) and graders["g"].evaluate({"g": "m"}) == "m"
+    assert isinstance(graders["l"], LambdaGrader) and graders["l"].is_categorical()
+    with pytest.raises(ValueError, match="Unknown function type"):
+        create_grading_functions({"x": {"type": "weird", "function": len}})

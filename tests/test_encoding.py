@@ -1,0 +1,104 @@
+"""Encoders, field paths and the budget allocator, on small known inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from distilld.budget import allocate
+from distilld.encoding import (
+    CategoricalEncoder,
+    NumericBinner,
+    OpenCategoricalEncoder,
+    to_float_array,
+)
+from distilld.fieldpath import compile_path, parse_path
+
+ZERO = np.zeros(0, dtype=np.int64)
+
+
+def _epochs(n: int) -> np.ndarray:
+    return np.zeros(n, dtype=np.int64)
+
+
+def test_to_float_array_turns_every_non_number_into_nan() -> None:
+    values = [1, 2.5, None, "3", True, 10**400, math.inf, -math.nan, {"a": 1}, [1]]
+    out = to_float_array(values)
+    assert out[:2].tolist() == [1.0, 2.5]
+    assert np.isnan(out[2:]).all()
+
+
+def test_categorical_encoder_has_other_and_missing_cells() -> None:
+    enc = CategoricalEncoder(["a", "b", "1", "true"])
+    codes = enc.encode(["a", "b", "zzz", None, 1, True, [1], {"x": 2}, math.nan], _epochs(9), 0)
+    assert codes.tolist() == [
+        0,
+        1,
+        enc.other_code,
+        enc.missing_code,
+        2,
+        3,
+        enc.missing_code,
+        enc.missing_code,
+        enc.missing_code,
+    ]
+    assert enc.labels()[-2:] == ["__other__", "__missing__"]
+
+
+def test_open_categorical_keeps_the_top_k_values() -> None:
+    enc = OpenCategoricalEncoder(top_k=2, refresh_every=10)
+    values = ["x"] * 50 + ["y"] * 30 + ["z"] * 5
+    codes = enc.encode(values, _epochs(len(values)), 0)
+    assert set(codes[:80].tolist()) == {0, 1}
+    assert (codes[80:] == enc.other_code).all()
+    assert sorted(enc.labels()[:2]) == ["x", "y"]
+
+
+def test_numeric_bins_are_equal_frequency_over_the_window() -> None:
+    enc = NumericBinner(bins=4, panes=4)
+    values = np.random.default_rng(0).exponential(10, 4000)
+    codes = enc.encode(values.tolist(), _epochs(4000), 0)
+    counts = np.bincount(codes, minlength=5)
+    assert counts[4] == 0
+    assert counts[:4] == pytest.approx([1000] * 4, rel=0.15)
+
+
+def test_numeric_edges_follow_the_window_and_forget_expired_panes() -> None:
+    enc = NumericBinner(bins=2, panes=2)
+    enc.encode(list(range(1000)), np.zeros(1000, dtype=np.int64), 0)
+    assert 400 < enc.edges[0] < 600
+    enc.encode(list(range(5000, 6000)), np.full(1000, 5, dtype=np.int64), 5)  # pane 0 expired
+    assert 5400 < enc.edges[0] < 5600
+
+
+@pytest.mark.parametrize(
+    "path, record, expected",
+    [
+        ("a", {"a": 1}, 1),
+        ("a.b", {"a": {"b": 2}}, 2),
+        ("a.1", {"a": [5, 6]}, 6),
+        ("a.-1", {"a": [5, 6]}, 6),
+        ("a.5", {"a": [5, 6]}, None),
+        ("a.b", {"a": "str"}, None),
+        ("a.b.c", {"a": None}, None),
+        ("a", ["not", "a", "dict"], None),
+    ],
+)
+def test_field_paths_never_raise(path: str, record: object, expected: object) -> None:
+    assert compile_path(path)([record]) == [expected]
+
+
+@pytest.mark.parametrize("bad", ["", ".a", "a.", "a..b"])
+def test_bad_paths_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid field path"):
+        parse_path(bad)
+
+
+def test_allocate_pools_small_keys_fractions() -> None:
+    carry = np.zeros(10)
+    quota, carry, balance = allocate(carry, np.full(10, 5), 0.1, 0.0, np.arange(10) / 10)
+    assert quota.sum() == 5  # ten keys of 5 records at 10 % still send 5 in total
+    assert ((carry > -1) & (carry < 1)).all()
+    assert balance == pytest.approx(0.0)

@@ -1,0 +1,161 @@
+"""Invariants of the engine, checked on generated streams (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from distilld import DistilledProcessor, build_graders
+
+from .conftest import PEOPLE_FEATURES, FakeClock, people_records
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+)  # fmt: skip
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+KEYED_FEATURES = [{"name": "c", "type": "categorical", "categories": ["a", "b", "c"]}, {"name": "x", "type": "numeric"}]
+
+
+def _keyed(rate: float, max_keys: int = 10_000) -> DistilledProcessor:
+    graders = build_graders(KEYED_FEATURES)
+    return DistilledProcessor(graders, 600, rate, 64, key_func=lambda r: r["k"], max_keys=max_keys, clock=FakeClock())
+
+
+@FAST
+@given(
+    keys=st.lists(st.integers(0, 6), min_size=1, max_size=400),
+    cuts=st.lists(st.integers(1, 60), min_size=1, max_size=20),
+    rate=st.sampled_from([0.05, 0.1, 0.33, 0.5, 1.0]),
+)
+def test_budget_is_exact_per_key_over_every_prefix(keys: list[int], cuts: list[int], rate: float) -> None:
+    proc = _keyed(rate)
+    records = [{"k": k, "c": "abc"[i % 3], "x": float(i)} for i, k in enumerate(keys)]
+    received: dict[int, int] = {}
+    sent: dict[int, int] = {}
+    start, i = 0, 0
+    while start < len(records):
+        batch = records[start : start + cuts[i % len(cuts)]]
+        start, i = start + len(batch), i + 1
+        for r in batch:
+            received[r["k"]] = received.get(r["k"], 0) + 1
+        for dp in proc.process_batch(batch):
+            sent[dp.key] = sent.get(dp.key, 0) + 1
+        for k, n in received.items():
+            assert abs(sent.get(k, 0) - rate * n) <= 1 + 1e-9
+        assert abs(sum(sent.values()) - rate * start) <= 1 + 1e-9
+
+
+def test_overall_rate_is_exact_with_ten_thousand_keys() -> None:
+    proc = _keyed(0.1)
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 10_000, 60_000).tolist()
+    records = [{"k": k, "c": "a", "x": 1.0} for k in keys]
+    sent = sum(len(proc.process_batch(records[s : s + 1000])) for s in range(0, len(records), 1000))
+    assert abs(sent - 6_000) <= 1  # small keys' fractions are pooled, not lost (well within 1 %)
+
+
+@FAST
+@given(st.lists(json_values, min_size=1, max_size=120), st.integers(1, 50))
+def test_bad_values_never_raise_and_land_in_missing(values: list[Any], batch: int) -> None:
+    proc = DistilledProcessor(
+        build_graders([
+            {"name": "n", "type": "numeric", "field": "v"},
+            {"name": "c", "type": "categorical", "field": "v", "categories": ["a", "1"]},
+            {"name": "o", "type": "open_categorical", "field": "v.0", "top_k": 3},
+        ]),
+        60, 0.3, batch, clock=FakeClock(),
+    )  # fmt: skip
+    records: list[Any] = [{"v": v} for v in values] + [None, 7, "text", [1, 2]]
+    out = proc.process_batch(records)
+    numeric_ok = sum(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v)) and abs(v) < 1e300
+        for v in values
+    )
+    assert proc.get_current_stats()["missing"]["n"] == len(records) - numeric_ok
+    assert len(proc.historical_data) == len(records)
+    assert all(any(dp.data is r for r in records) for dp in out)
+
+
+@FAST
+@given(st.integers(0, 2**31), st.integers(1, 300))
+def test_output_is_a_subset_of_input_without_repeats(seed: int, batch: int) -> None:
+    records = people_records(600, seed)
+    proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), 600, 0.1, batch, clock=FakeClock())
+    out = proc.process_batch(records)
+    ids = [dp.data["id"] for dp in out]
+    assert len(ids) == len(set(ids)) == 60
+    assert all(records[i] is dp.data for i, dp in zip(ids, out, strict=True))
+
+
+def test_same_records_and_config_give_the_same_selection() -> None:
+    records = people_records(5000, 11)
+
+    def run() -> list[int]:
+        proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), 600, 0.1, 700, clock=FakeClock(), seed=5)
+        return [dp.data["id"] for dp in proc.process_batch(records)]
+
+    assert run() == run()
+    other = DistilledProcessor(build_graders(PEOPLE_FEATURES), 600, 0.1, 700, clock=FakeClock(), seed=6)
+    assert [dp.data["id"] for dp in other.process_batch(records)] != run()  # the seed matters
+
+
+def test_records_older_than_the_horizon_stop_counting(clock: FakeClock) -> None:
+    proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), 600, 0.1, 1000, clock=clock, panes=12)
+    proc.process_batch(people_records(1000, 1))
+    assert len(proc.historical_data) == 1000 and len(proc.sent_data) == 100
+    clock.now += 300
+    proc.process_batch(people_records(500, 2))
+    assert len(proc.historical_data) == 1500
+    clock.now += 350  # the first batch is now 650 s old, the second 350 s
+    proc.process_batch(people_records(200, 3))
+    assert len(proc.historical_data) == 700 and len(proc.sent_data) == 70
+    clock.now += 10 * 600
+    proc.process_batch(people_records(10, 4))
+    assert len(proc.historical_data) == 10
+
+
+def test_event_time_windows_follow_the_timestamp_func() -> None:
+    proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), 100, 0.1, 100, timestamp_func=lambda r: r["t"])
+    records = [dict(r, t=float(i)) for i, r in enumerate(people_records(1000, 5))]  # 1 record/s
+    proc.process_batch(records)
+    # one horizon of records (100 at 1 record/s), to within a pane (100/12 s)
+    assert 100 - 100 // 12 - 1 <= len(proc.historical_data) <= 100
+
+
+@FAST
+@given(st.integers(1, 40), st.integers(41, 400))
+def test_state_is_bounded_by_max_keys(max_keys: int, n_keys: int) -> None:
+    proc = _keyed(0.1, max_keys=max_keys)
+    records = [{"k": i, "c": "a", "x": 1.0} for i in range(n_keys)]
+    for s in range(0, n_keys, 16):
+        proc.process_batch(records[s : s + 16]) if max_keys >= 16 else [
+            proc.process_batch(records[j : j + 1]) for j in range(s, min(s + 16, n_keys))
+        ]
+    stats = proc.get_current_stats()
+    assert stats["keys_held"] <= max_keys
+    assert stats["keys_evicted"] == n_keys - stats["keys_held"]
+    assert proc._windows.ring.shape[1] <= max_keys  # memory fixed by configuration
+
+
+def test_window_totals_equal_the_sum_of_live_panes(clock: FakeClock) -> None:
+    proc = _keyed(0.2)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        clock.now += float(rng.integers(0, 90))
+        proc.process_batch([{"k": int(k), "c": "abc"[int(k) % 3], "x": float(k)} for k in rng.integers(0, 5, 40)])
+        w = proc._windows
+        assert (w.totals == w.ring.sum(axis=2)).all()
+        assert (w.totals[1] <= w.totals[0]).all()

@@ -1,0 +1,93 @@
+"""Config-driven graders: the ``features`` list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from distilld import DistilledProcessor, FeatureConfigError, build_graders
+from distilld.graders import (
+    FieldCategoricalGrader,
+    FieldNumericGrader,
+    FieldOpenCategoricalGrader,
+    NumericGrader,
+)
+
+
+def test_each_type_builds_its_grader_and_reads_nested_paths() -> None:
+    graders = build_graders(
+        [
+            {"name": "age", "type": "numeric", "field": "person.age", "bins": 4},
+            {"name": "gender", "type": "categorical", "field": "person.gender", "categories": ["m", "f"]},
+            {"name": "first_tag", "type": "open_categorical", "field": "tags.0", "top_k": 5},
+            {"name": "size", "type": "custom", "function": "builtins:len"},
+        ]
+    )
+    assert isinstance(graders["age"], FieldNumericGrader) and graders["age"].bins == 4
+    assert isinstance(graders["gender"], FieldCategoricalGrader)
+    assert isinstance(graders["first_tag"], FieldOpenCategoricalGrader)
+    assert isinstance(graders["size"], NumericGrader)
+    record = {"person": {"age": 31, "gender": "f"}, "tags": ["x", "y"]}
+    assert graders["age"].evaluate(record) == 31.0
+    assert graders["gender"].evaluate(record) == "f"
+    assert graders["first_tag"].evaluate(record) == "x"
+    assert graders["size"].evaluate(record) == 2.0
+    assert graders["age"].extract_batch([{}, {"person": 5}, record]) == [None, None, 31]
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            {"name": "a", "type": "numeric", "bins": 1},
+            r"features\[1\] \('a'\): bins: Input should be greater than or equal to 2",
+        ),
+        ({"name": "a", "type": "categorical"}, r"features\[1\] \('a'\): categories: Field required"),
+        (
+            {"name": "a", "type": "categorical", "categories": ["x", "x"]},
+            r"features\[1\] \('a'\): categories: .*distinct",
+        ),
+        ({"name": "a", "type": "histogram"}, r"features\[1\] \('a'\): .*tag 'histogram'"),
+        ({"name": "a", "type": "numeric", "field": "a..b"}, r"features\[1\] \('a'\): field: .*invalid field path"),
+        ({"name": "a", "type": "numeric", "colour": 1}, r"features\[1\] \('a'\): colour: Extra inputs"),
+        (
+            {"name": "a", "type": "custom", "function": "no_such_module:f"},
+            r"features\[1\] \('a'\): ModuleNotFoundError",
+        ),
+        ({"name": "ok", "type": "numeric"}, r"features\[1\] \('ok'\): name: duplicate feature name"),
+    ],
+)
+def test_invalid_entries_name_the_entry_and_the_reason(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(FeatureConfigError, match=message):
+        build_graders([{"name": "ok", "type": "numeric"}, entry])
+
+
+def test_empty_or_non_list_features_are_refused() -> None:
+    with pytest.raises(FeatureConfigError, match="at least one"):
+        build_graders([])
+    with pytest.raises(FeatureConfigError, match="expected a list"):
+        build_graders("age")  # type: ignore[arg-type]
+
+
+def test_config_and_python_graders_select_the_same_records() -> None:
+    from distilld import CategoricalGrader
+
+    from .conftest import FakeClock, people_records
+
+    records = people_records(3000, 2)
+    by_config = build_graders(
+        [
+            {"name": "gender", "type": "categorical", "categories": ["female", "male", "other"]},
+            {"name": "age", "type": "numeric"},
+        ]
+    )
+    by_python = {
+        "gender": CategoricalGrader("gender", ["female", "male", "other"], lambda r: r["gender"]),
+        "age": NumericGrader("age", lambda r: r["age"]),
+    }
+    picks = [
+        [dp.data["id"] for dp in DistilledProcessor(g, 600, 0.1, 500, clock=FakeClock()).process_batch(records)]
+        for g in (by_config, by_python)
+    ]
+    assert picks[0] == picks[1]
