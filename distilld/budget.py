@@ -4,8 +4,9 @@ Per key an accumulator ``carry = rate·received − sent`` stays in (−1, 1), s
 ``|sent − rate·received| ≤ 1`` over any prefix. The fractions left over by
 many small keys are pooled: the batch as a whole sends ``⌊balance + rate·n⌋``
 records, and the extra sends go to the keys with the largest fractions
-(they borrow, carry < 0). The realised rate overall is then exact to within
-one record, however many keys there are.
+(they borrow, carry < 0). The realised rate overall then stays within a
+record or so of the target however many keys there are (at worst one per
+key that is borrowing), instead of losing every small key's fraction.
 """
 
 from __future__ import annotations
