@@ -81,10 +81,7 @@ def test_bad_values_never_raise_and_land_in_missing(values: list[Any], batch: in
     )  # fmt: skip
     records: list[Any] = [{"v": v} for v in values] + [None, 7, "text", [1, 2]]
     out = proc.process_batch(records)
-    numeric_ok = sum(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
-        for v in values
-    )
+    numeric_ok = sum(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v)) for v in values)
     assert proc.get_current_stats()["missing"]["n"] == len(records) - numeric_ok
     assert len(proc.historical_data) == len(records)
     assert all(any(dp.data is r for r in records) for dp in out)
