@@ -20,7 +20,12 @@ __all__ = ["CellLayout"]
 
 @njit(cache=True, nogil=True)
 def _cells(
-    codes: np.ndarray, first: np.ndarray, second: np.ndarray, width2: np.ndarray, offsets: np.ndarray
+    codes: np.ndarray,
+    coarse: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    width2: np.ndarray,
+    offsets: np.ndarray,
 ) -> np.ndarray:
     n, groups = codes.shape[0], first.shape[0]
     out = np.empty((n, groups), dtype=np.int32)
@@ -32,7 +37,7 @@ def _cells(
             elif second[g] < 0:
                 out[i, g] = codes[i, f] + offsets[g]
             else:
-                out[i, g] = codes[i, f] * width2[g] + codes[i, second[g]] + offsets[g]
+                out[i, g] = coarse[i, f] * width2[g] + coarse[i, second[g]] + offsets[g]
     return out
 
 
@@ -45,14 +50,17 @@ class CellLayout:
 
     sizes: Sequence[int]
     max_cells: int = 16384
+    pair_div: Sequence[int] | None = None  # per feature: codes // div inside pairs (coarser numeric bins)
     pairs: Sequence[tuple[int, int]] | None = None
     groups: list[tuple[int, ...]] = field(init=False)
     offsets: np.ndarray = field(init=False)
     n_cells: int = field(init=False)
 
     def __post_init__(self) -> None:
-        sizes = list(self.sizes)
-        marginal_cells = 1 + sum(sizes)
+        self._div = np.array(self.pair_div or [1] * len(self.sizes), dtype=np.int64)
+        self.pair_sizes = [(n - 1) // int(d) + 1 for n, d in zip(self.sizes, self._div, strict=True)]
+        sizes = self.pair_sizes
+        marginal_cells = 1 + sum(self.sizes)
         if self.pairs is None:
             by_size = sorted(combinations(range(len(sizes)), 2), key=lambda p: sizes[p[0]] * sizes[p[1]])
             chosen, used = [], marginal_cells
@@ -73,9 +81,11 @@ class CellLayout:
         self._width2 = np.array([sizes[g[1]] if len(g) == 2 else 1 for g in self.groups], dtype=np.int64)
 
     def group_width(self, group: tuple[int, ...]) -> int:
+        if len(group) == 1:
+            return int(self.sizes[group[0]])
         width = 1
         for f in group:
-            width *= self.sizes[f]
+            width *= self.pair_sizes[f]
         return width
 
     @property
@@ -89,11 +99,22 @@ class CellLayout:
     def cell_matrix(self, codes: np.ndarray) -> np.ndarray:
         """``codes`` (records × features) → cell indices (records × groups), int32."""
         codes = np.ascontiguousarray(codes, dtype=np.int32)
-        return _cells(codes, self._first, self._second, self._width2, self.offsets[:-1])
+        coarse = codes // self._div.astype(np.int32) if (self._div > 1).any() else codes
+        return _cells(codes, coarse, self._first, self._second, self._width2, self.offsets[:-1])
 
     def group_weights(self, marginal: float, pair: float) -> np.ndarray:
-        """A weight per cell: 0 for the count cell, then per group kind."""
+        """A weight per cell: 0 for the count cell, then per group kind.
+
+        A feature whose marginal bins are finer than its pair bins has its
+        marginal weight split over the ``pair_div`` fine cells of a coarse one.
+        """
         w = np.empty(self.n_cells, dtype=np.float64)
         for gi, group in enumerate(self.groups):
-            w[self.offsets[gi] : self.offsets[gi + 1]] = 0.0 if not group else marginal if len(group) == 1 else pair
+            if not group:
+                weight = 0.0
+            elif len(group) == 1:
+                weight = marginal / float(self._div[group[0]])
+            else:
+                weight = pair
+            w[self.offsets[gi] : self.offsets[gi + 1]] = weight
         return w

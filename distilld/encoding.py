@@ -69,6 +69,7 @@ class Encoder:
     n_codes: int
     missing_code: int
     is_categorical: bool = True
+    pair_div: int = 1  # inside feature pairs, codes are divided by this (coarser bins)
 
     def encode(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> np.ndarray:
         raise NotImplementedError
@@ -172,6 +173,13 @@ class OpenCategoricalEncoder(CategoricalEncoder):
 class NumericBinner(Encoder):
     """Numbers → equal-frequency bins of the current window, plus *missing*.
 
+    Inside feature pairs the bins are merged ``pair_div`` at a time (coarser,
+    nested bins): a numeric's own distribution is balanced finely while its
+    joint cells with other features keep enough records each to balance.
+    While the window is small (fewer than ``FINE_MIN_PER_BIN`` records per fine
+    bin) the fine bins would be emptier than a selection can fill, so the
+    binner cuts at pair resolution and spreads the codes (0, div, 2·div, …).
+
     Edges come from a reservoir sample kept per time pane (``panes`` × ``sample``
     values, fixed memory), weighted by how many values each pane saw, so they
     follow the window's own distribution and forget what has expired.
@@ -180,10 +188,15 @@ class NumericBinner(Encoder):
     """
 
     is_categorical = False
+    FINE_MIN_PER_BIN = 20
 
-    def __init__(self, bins: int, panes: int, sample: int = 256, seed: int = 0) -> None:
+    def __init__(self, bins: int, panes: int, sample: int = 256, seed: int = 0, pair_bins: int | None = None) -> None:
         if bins < 2:
             raise ValueError("bins must be at least 2")
+        pair_bins = pair_bins or bins
+        if bins % pair_bins:
+            raise ValueError("bins must be a multiple of pair_bins")
+        self.pair_div = bins // pair_bins
         self.bins = bins
         self.missing_code = bins
         self.n_codes = bins + 1
@@ -194,6 +207,7 @@ class NumericBinner(Encoder):
         self._seen = np.zeros(panes, dtype=np.int64)
         self._values = np.zeros((panes, sample), dtype=np.float64)
         self.edges = np.zeros(0, dtype=np.float64)
+        self._step = self.pair_div
         self._since_refresh = 0
 
     def _observe(self, values: np.ndarray, epochs: np.ndarray) -> None:
@@ -227,7 +241,10 @@ class NumericBinner(Encoder):
         weights = np.repeat(self._seen[live] / fill, fill)
         order = np.argsort(samples, kind="stable")
         samples, cum = samples[order], np.cumsum(weights[order])
-        targets = cum[-1] * np.arange(1, self.bins) / self.bins
+        fine = cum[-1] >= self.FINE_MIN_PER_BIN * self.bins
+        self._step = 1 if fine else self.pair_div
+        cuts = self.bins // self._step
+        targets = cum[-1] * np.arange(1, cuts) / cuts
         self.edges = samples[np.searchsorted(cum, targets, side="left").clip(0, len(samples) - 1)]
         self._since_refresh = 0
 
@@ -239,12 +256,13 @@ class NumericBinner(Encoder):
         total_live = int(self._seen.sum())
         if len(self.edges) == 0 or self._since_refresh * 2 * self.panes >= total_live:
             self._refresh(watermark)
-        codes = np.searchsorted(self.edges, numbers, side="right").astype(np.int32)
+        codes = np.searchsorted(self.edges, numbers, side="right").astype(np.int32) * self._step
         codes[~finite] = self.missing_code
         return codes
 
     def labels(self) -> list[str]:
         bounds = ["-inf", *(f"{e:.6g}" for e in self.edges.tolist()), "+inf"]
-        names = [f"[{bounds[i]}, {bounds[i + 1]})" for i in range(len(bounds) - 1)]
-        names += [f"__bin{i}__" for i in range(len(names), self.bins)]
+        names = [f"__bin{i}__" for i in range(self.bins)]
+        for i in range(len(bounds) - 1):
+            names[i * self._step] = f"[{bounds[i]}, {bounds[i + 1]})"
         return [*names, MISSING_LABEL]

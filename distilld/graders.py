@@ -26,8 +26,17 @@ __all__ = [
     "OpenCategoricalGrader",
 ]
 
-DEFAULT_BINS = 8
+DEFAULT_BINS = 16
+DEFAULT_PAIR_BINS = 8
 DEFAULT_TOP_K = 32
+
+
+def _default_pair_bins(bins: int) -> int:
+    """The coarsest divisor of ``bins`` that still has at least DEFAULT_PAIR_BINS bins."""
+    for candidate in range(DEFAULT_PAIR_BINS, bins + 1):
+        if bins % candidate == 0:
+            return candidate
+    return bins
 
 
 def _safe(func: Callable[[Any], Any], records: Sequence[Any]) -> list[Any]:
@@ -64,7 +73,9 @@ class GradingFunction(ABC):
     def make_encoder(self, panes: int, seed: int) -> Encoder:
         """The encoder the engine uses for this feature."""
         if not self.is_categorical():
-            return NumericBinner(getattr(self, "bins", DEFAULT_BINS), panes=panes, seed=seed)
+            bins = getattr(self, "bins", DEFAULT_BINS)
+            pair_bins = getattr(self, "pair_bins", None) or _default_pair_bins(bins)
+            return NumericBinner(bins, panes=panes, seed=seed, pair_bins=pair_bins)
         categories = self.get_categories()
         if categories:
             return CategoricalEncoder(categories)

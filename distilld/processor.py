@@ -119,7 +119,12 @@ class DistilledProcessor:
             if unknown:
                 raise ValueError(f"pairs name unknown features: {sorted(unknown)}")
             pair_index = [(self._names.index(a), self._names.index(b)) for a, b in pairs]
-        self._layout = CellLayout([e.n_codes for e in self._encoders], max_cells=max_cells, pairs=pair_index)
+        self._layout = CellLayout(
+            [e.n_codes for e in self._encoders],
+            max_cells=max_cells,
+            pairs=pair_index,
+            pair_div=[e.pair_div for e in self._encoders],
+        )
         self._windows = KeyedWindows(self._layout.n_cells, panes, max_keys, decay_per_pane=math.exp(-1.0 / panes))
         self._selector = HerdingSelector(
             reduction_percentage, self._layout.group_weights(marginal_weight, pair_weight), segment_picks, normalize
