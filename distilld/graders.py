@@ -24,6 +24,7 @@ __all__ = [
     "LambdaGrader",
     "NumericGrader",
     "OpenCategoricalGrader",
+    "safe_map",
 ]
 
 DEFAULT_BINS = 16
@@ -39,7 +40,9 @@ def _default_pair_bins(bins: int) -> int:
     return bins
 
 
-def _safe(func: Callable[[Any], Any], records: Sequence[Any]) -> list[Any]:
+def safe_map(func: Callable[[Any], Any], records: Sequence[Any]) -> list[Any]:
+    """``func`` over a batch; ``None`` wherever it raises (one record never stops a batch)."""
+
     def call(record: Any) -> Any:
         try:
             return func(record)
@@ -68,7 +71,7 @@ class GradingFunction(ABC):
 
     def extract_batch(self, records: Sequence[Any]) -> list[Any]:
         """Raw values for a batch; ``None`` where a record has none. Never raises."""
-        return _safe(self.evaluate, records)
+        return safe_map(self.evaluate, records)
 
     def make_encoder(self, panes: int, seed: int) -> Encoder:
         """The encoder the engine uses for this feature."""
@@ -103,7 +106,7 @@ class NumericGrader(GradingFunction):
         return False
 
     def extract_batch(self, records: Sequence[Any]) -> list[Any]:
-        return _safe(self.extractor_func, records)
+        return safe_map(self.extractor_func, records)
 
 
 class CategoricalGrader(GradingFunction):
@@ -133,7 +136,7 @@ class CategoricalGrader(GradingFunction):
         return self.categories.copy()
 
     def extract_batch(self, records: Sequence[Any]) -> list[Any]:
-        return _safe(self.classifier_func, records)
+        return safe_map(self.classifier_func, records)
 
 
 class OpenCategoricalGrader(GradingFunction):
@@ -159,7 +162,7 @@ class OpenCategoricalGrader(GradingFunction):
         return True
 
     def extract_batch(self, records: Sequence[Any]) -> list[Any]:
-        return _safe(self.classifier_func, records)
+        return safe_map(self.classifier_func, records)
 
 
 class LambdaGrader(GradingFunction):
@@ -200,7 +203,7 @@ class LambdaGrader(GradingFunction):
         return self.categories.copy()
 
     def extract_batch(self, records: Sequence[Any]) -> list[Any]:
-        return _safe(self.func, records)
+        return safe_map(self.func, records)
 
 
 class _FieldMixin:

@@ -19,7 +19,7 @@ from distilld.budget import allocate
 from distilld.cells import CellLayout
 from distilld.datapoint import DataPoint
 from distilld.encoding import to_float_array
-from distilld.graders import GradingFunction
+from distilld.graders import GradingFunction, safe_map
 from distilld.hashing import unit_float
 from distilld.selector import HerdingSelector
 from distilld.stats import feature_drift, proportions
@@ -149,15 +149,7 @@ class DistilledProcessor:
         now = self._clock()
         if self.timestamp_func is None:
             return np.full(len(records), now, dtype=np.float64)
-        func = self.timestamp_func
-
-        def call(record: Any) -> Any:
-            try:
-                return func(record)
-            except Exception:
-                return None
-
-        ts = to_float_array([call(r) for r in records])
+        ts = to_float_array(safe_map(self.timestamp_func, records))
         fallback = self._watermark if math.isfinite(self._watermark) else now
         ts[np.isnan(ts)] = fallback
         return ts
@@ -165,15 +157,7 @@ class DistilledProcessor:
     def _keys(self, records: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
         if self.key_func is None:
             return np.zeros(len(records), dtype=np.int64), [None]
-        func = self.key_func
-
-        def call(record: Any) -> Any:
-            try:
-                return func(record)
-            except Exception:
-                return None
-
-        raw = _hashable([call(r) for r in records])
+        raw = _hashable(safe_map(self.key_func, records))
         index: dict[Hashable, int] = {}
         key_index = np.fromiter((index.setdefault(k, len(index)) for k in raw), dtype=np.int64, count=len(raw))
         return key_index, list(index)
