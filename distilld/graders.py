@@ -69,9 +69,29 @@ class GradingFunction(ABC):
     def get_categories(self) -> list[str]:
         return []
 
+    def _raw_func(self) -> Callable[[Any], Any]:
+        """The user's function whose raw result ``extract_batch`` reads."""
+        return self.evaluate
+
     def extract_batch(self, records: Sequence[Any]) -> list[Any]:
         """Raw values for a batch; ``None`` where a record has none. Never raises."""
-        return safe_map(self.evaluate, records)
+        return safe_map(self._raw_func(), records)
+
+    def _call(self, func: Callable[[Any], Any], data_point: Any) -> Any:
+        try:
+            return func(data_point)
+        except Exception as e:
+            raise ValueError(f"Error evaluating {type(self).__name__} '{self.name}': {e}") from e
+
+    def _number(self, result: Any) -> float:
+        if isinstance(result, bool) or not isinstance(result, int | float):
+            raise ValueError(f"{type(self).__name__} '{self.name}' got {type(result).__name__}, expected a number")
+        return float(result)
+
+    def _category(self, result: Any, allowed: set[str]) -> str:
+        if result not in allowed:
+            raise ValueError(f"{type(self).__name__} '{self.name}' got {result!r}, not one of {sorted(allowed)}")
+        return str(result)
 
     def make_encoder(self, panes: int, seed: int) -> Encoder:
         """The encoder the engine uses for this feature."""
@@ -94,19 +114,13 @@ class NumericGrader(GradingFunction):
         self.bins = bins
 
     def evaluate(self, data_point: Any) -> float:
-        try:
-            result = self.extractor_func(data_point)
-        except Exception as e:
-            raise ValueError(f"Error evaluating numeric grader '{self.name}': {e}") from e
-        if isinstance(result, bool) or not isinstance(result, int | float):
-            raise ValueError(f"numeric grader '{self.name}' got {type(result).__name__}, expected a number")
-        return float(result)
+        return self._number(self._call(self.extractor_func, data_point))
 
     def is_categorical(self) -> bool:
         return False
 
-    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
-        return safe_map(self.extractor_func, records)
+    def _raw_func(self) -> Callable[[Any], Any]:
+        return self.extractor_func
 
 
 class CategoricalGrader(GradingFunction):
@@ -121,13 +135,7 @@ class CategoricalGrader(GradingFunction):
         self._category_set = set(categories)
 
     def evaluate(self, data_point: Any) -> str:
-        try:
-            result = self.classifier_func(data_point)
-        except Exception as e:
-            raise ValueError(f"Error evaluating categorical grader '{self.name}': {e}") from e
-        if result not in self._category_set:
-            raise ValueError(f"categorical grader '{self.name}' got {result!r}, not one of {self.categories}")
-        return result
+        return self._category(self._call(self.classifier_func, data_point), self._category_set)
 
     def is_categorical(self) -> bool:
         return True
@@ -135,8 +143,8 @@ class CategoricalGrader(GradingFunction):
     def get_categories(self) -> list[str]:
         return self.categories.copy()
 
-    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
-        return safe_map(self.classifier_func, records)
+    def _raw_func(self) -> Callable[[Any], Any]:
+        return self.classifier_func
 
 
 class OpenCategoricalGrader(GradingFunction):
@@ -150,19 +158,16 @@ class OpenCategoricalGrader(GradingFunction):
         self.top_k = top_k
 
     def evaluate(self, data_point: Any) -> str:
-        try:
-            result = self.classifier_func(data_point)
-        except Exception as e:
-            raise ValueError(f"Error evaluating open categorical grader '{self.name}': {e}") from e
+        result = self._call(self.classifier_func, data_point)
         if result is None:
-            raise ValueError(f"open categorical grader '{self.name}' got no value")
+            raise ValueError(f"OpenCategoricalGrader '{self.name}' got no value")
         return str(result)
 
     def is_categorical(self) -> bool:
         return True
 
-    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
-        return safe_map(self.classifier_func, records)
+    def _raw_func(self) -> Callable[[Any], Any]:
+        return self.classifier_func
 
 
 class LambdaGrader(GradingFunction):
@@ -184,17 +189,8 @@ class LambdaGrader(GradingFunction):
         self._category_set = set(self.categories)
 
     def evaluate(self, data_point: Any) -> float | str:
-        try:
-            result = self.func(data_point)
-        except Exception as e:
-            raise ValueError(f"Error evaluating lambda grader '{self.name}': {e}") from e
-        if self._is_categorical:
-            if result not in self._category_set:
-                raise ValueError(f"lambda grader '{self.name}' got {result!r}, not one of {self.categories}")
-            return result
-        if isinstance(result, bool) or not isinstance(result, int | float):
-            raise ValueError(f"lambda grader '{self.name}' got {type(result).__name__}, expected a number")
-        return float(result)
+        result = self._call(self.func, data_point)
+        return self._category(result, self._category_set) if self._is_categorical else self._number(result)
 
     def is_categorical(self) -> bool:
         return self._is_categorical
@@ -202,8 +198,8 @@ class LambdaGrader(GradingFunction):
     def get_categories(self) -> list[str]:
         return self.categories.copy()
 
-    def extract_batch(self, records: Sequence[Any]) -> list[Any]:
-        return safe_map(self.func, records)
+    def _raw_func(self) -> Callable[[Any], Any]:
+        return self.func
 
 
 class _FieldMixin:
