@@ -90,7 +90,6 @@ class DistilledProcessor:
         segment_picks: int = 4,
         marginal_weight: float = 16.0,
         pair_weight: float = 1.0,
-        normalize: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not grading_functions:
@@ -127,7 +126,7 @@ class DistilledProcessor:
         )
         self._windows = KeyedWindows(self._layout.n_cells, panes, max_keys, decay_per_pane=math.exp(-1.0 / panes))
         self._selector = HerdingSelector(
-            reduction_percentage, self._layout.group_weights(marginal_weight, pair_weight), segment_picks, normalize
+            reduction_percentage, self._layout.group_weights(marginal_weight, pair_weight), segment_picks
         )
         self._watermark = -math.inf
         self._seq = 0

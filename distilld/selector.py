@@ -3,7 +3,7 @@
 For a key, cell c has a deficit ``D = rate · received − sent`` counted over
 the key's lifetime (decaying with the window's time constant) and a target
 size ``T = rate · received`` over the window. Sending a record lowers ``D²``
-of each of its cells by ``2D − 1``; dividing by ``(T + 1)^normalize`` leans
+of each of its cells by ``2D − 1``; dividing by ``T + 1`` leans
 toward the small buckets (the seed's tie-break rule). A record's score is the
 weighted sum over its cells.
 
@@ -77,7 +77,6 @@ class HerdingSelector:
     rate: float
     cell_weights: np.ndarray  # one weight per cell (0 for the count cell)
     segment_picks: int = 4
-    normalize: float = 1.0  # exponent of (T + 1): 1 = relative error, 0 = absolute
 
     def select(
         self,
@@ -98,7 +97,7 @@ class HerdingSelector:
         """
         order = np.argsort(key_index, kind="stable")
         starts = np.concatenate([[0], np.cumsum(np.bincount(key_index, minlength=len(quota)))])
-        scale = self.cell_weights / (self.rate * received + 1.0) ** self.normalize
+        scale = self.cell_weights / (self.rate * received + 1.0)
         chosen = _herd(
             starts.astype(np.int64),
             order.astype(np.int64),

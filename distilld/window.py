@@ -3,14 +3,16 @@
 The window is split into ``panes``; each key holds, per pane, the counts of
 received and sent records in every cell, plus running totals over the live
 panes, plus *lifetime* totals that decay with the window's time constant
-(the selector balances those: see selector.py). A pane that falls out of the window is subtracted from the totals and
-reused: memory is ``max_keys × panes × cells``, whatever the traffic. Keys
-beyond ``max_keys`` evict the least recently used ones.
+(the selector balances those: see selector.py). A pane that falls out of the
+window is subtracted from the totals and reused: memory is
+``max_keys × panes × cells``, whatever the traffic. Keys beyond ``max_keys``
+evict the least recently used ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -179,22 +181,22 @@ class KeyedWindows:
         if (rows == first).all():
             counts = np.bincount(cells.ravel(), minlength=c)
             ring[first] += counts.astype(np.int32)
-            self.totals[kind, first // self.panes] += counts
-            self.lifetime[kind, first // self.panes] += counts
+            self._count_totals(kind, first // self.panes, counts)
             return
         uniq, inverse = np.unique(rows, return_inverse=True)
         if len(uniq) * c <= 8 * cells.size:
             flat = (inverse[:, None] * c + cells).ravel()
             counts = np.bincount(flat, minlength=len(uniq) * c).reshape(len(uniq), c)
             ring[uniq] += counts.astype(np.int32)
-            np.add.at(self.totals[kind], uniq // self.panes, counts)
-            np.add.at(self.lifetime[kind], uniq // self.panes, counts)
-        else:
-            flat_rows = np.repeat(rows, cells.shape[1])
-            np.add.at(ring, (flat_rows, cells.ravel()), 1)
-            at = (np.repeat(slots, cells.shape[1]), cells.ravel())
-            np.add.at(self.totals[kind], at, 1)
-            np.add.at(self.lifetime[kind], at, 1.0)
+            self._count_totals(kind, uniq // self.panes, counts)
+        else:  # many keys with few records each: scatter single counts
+            np.add.at(ring, (np.repeat(rows, cells.shape[1]), cells.ravel()), 1)
+            self._count_totals(kind, (np.repeat(slots, cells.shape[1]), cells.ravel()), 1)
+
+    def _count_totals(self, kind: int, at: Any, counts: Any) -> None:
+        """Add counts to the window totals and the lifetime totals alike."""
+        np.add.at(self.totals[kind], at, counts)
+        np.add.at(self.lifetime[kind], at, counts)
 
     def reset(self) -> None:
         self.__init__(self.n_cells, self.panes, self.max_keys, self.decay_per_pane)  # type: ignore[misc]
