@@ -124,7 +124,7 @@ class DistilledProcessor:
             pairs=pair_index,
             pair_div=[e.pair_div for e in self._encoders],
         )
-        self._windows = KeyedWindows(self._layout.n_cells, panes, max_keys, decay_per_pane=math.exp(-1.0 / panes))
+        self._windows = KeyedWindows(self._layout.n_cells, panes, max_keys)
         self._selector = HerdingSelector(
             reduction_percentage, self._layout.group_weights(marginal_weight, pair_weight), segment_picks
         )
@@ -220,7 +220,6 @@ class DistilledProcessor:
         slots = windows.slots_for(keys)
         record_slots = slots[key_index]
         live = windows.live(epochs, w_epoch)
-        windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live])
 
         received = np.bincount(key_index, minlength=len(keys))
         tiebreak = unit_float(np.arange(len(keys), dtype=np.int64) + self._seq, self.seed)
@@ -228,7 +227,17 @@ class DistilledProcessor:
             windows.carry[slots], received, self.reduction_percentage, windows.balance, tiebreak
         )
         windows.carry[slots] = carry
-        chosen = self._select(key_index, cells, quota, received, slots)
+        partial = (quota > 0) & (quota < received)
+        # lifetime deficits as they stood before this batch: the selector adds the arrivals as it goes
+        part_slots = slots[partial]
+        lifetime = windows.lifetime
+        deficit = (
+            self.reduction_percentage * lifetime[KeyedWindows.RECEIVED, part_slots]
+            - lifetime[KeyedWindows.SENT, part_slots]
+        )
+        windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live])
+
+        chosen = self._select(key_index, cells, quota, partial, part_slots, deficit, live)
         live_chosen = chosen[live[chosen]]
         windows.add(KeyedWindows.SENT, record_slots[live_chosen], epochs[live_chosen], cells[live_chosen])
         self._seq += len(codes)
@@ -238,25 +247,30 @@ class DistilledProcessor:
         return chosen, weight
 
     def _select(
-        self, key_index: np.ndarray, cells: np.ndarray, quota: np.ndarray, received: np.ndarray, slots: np.ndarray
+        self,
+        key_index: np.ndarray,
+        cells: np.ndarray,
+        quota: np.ndarray,
+        partial: np.ndarray,
+        part_slots: np.ndarray,
+        deficit: np.ndarray,
+        live: np.ndarray,
     ) -> np.ndarray:
-        take_all = (quota > 0) & (quota >= received)
-        partial = (quota > 0) & ~take_all
-        picked = [np.flatnonzero(take_all[key_index])]
+        """Keys whose quota covers all their records send them all; the others
+        (``partial``) go through the selector."""
+        picked = [np.flatnonzero(((quota > 0) & ~partial)[key_index])]
         if partial.any():
             candidates = np.flatnonzero(partial[key_index])
             remap = np.cumsum(partial) - 1
-            part_slots = slots[partial]
-            totals, lifetime = self._windows.totals, self._windows.lifetime
             jitter = 1e-9 * unit_float(candidates.astype(np.int64) + self._seq, self.seed)
             local = self._selector.select(
                 remap[key_index[candidates]],
                 cells[candidates],
                 quota[partial],
-                totals[KeyedWindows.RECEIVED, part_slots].astype(np.float64),
-                self.reduction_percentage * lifetime[KeyedWindows.RECEIVED, part_slots]
-                - lifetime[KeyedWindows.SENT, part_slots],
+                self._windows.totals[KeyedWindows.RECEIVED, part_slots].astype(np.float64),
+                deficit,
                 jitter,
+                self.reduction_percentage * live[candidates],
             )
             picked.append(candidates[local])
         return np.sort(np.concatenate(picked))

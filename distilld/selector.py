@@ -1,10 +1,9 @@
 """Greedy herding: pick the records that best close each key's cell deficits.
 
 For a key, cell c has a deficit ``D = rate · received − sent`` counted over
-the key's lifetime (decaying with the window's time constant) and a target
-size ``T = rate · received`` over the window. Sending a record lowers ``D²``
-of each of its cells by ``2D − 1``; dividing by ``T + 1`` leans
-toward the small buckets (the seed's tie-break rule). A record's score is the
+the key's lifetime and a target size ``T = rate · received`` over the
+window. Sending a record lowers ``D²`` of each of its cells by ``2D − 1``;
+dividing by ``T + 1`` leans toward the small buckets (the seed's tie-break rule). A record's score is the
 weighted sum over its cells.
 
 Keeping the *lifetime* deficits near zero balances every stretch of the
@@ -13,9 +12,13 @@ balancing the window's own counts instead would echo each expired pane's
 imbalance into the next one. For the same reason picks are made in arrival
 order: each key's records are cut into short segments of about
 ``segment_picks / rate`` records, and ``segment_picks`` records are chosen
-greedily from each, deficits updated after every pick. Then any window,
-wherever its edges fall, holds a balanced selection. The greedy loop is
-sequential by nature, so it is compiled (numba); everything around it is
+greedily from each, deficits updated after every pick. The deficits a
+segment sees hold the arrivals up to its end and no later ones: a batch's
+whole arrivals would make early picks fill cells for records that come
+after them, and a window edge inside the batch would see that imbalance.
+Then any window, wherever its edges fall, holds a balanced selection. The
+lifetime counts never decay: forgetting would break the interval identity.
+The greedy loop is sequential by nature, so it is compiled (numba); everything around it is
 numpy. Exact ties are broken by a seeded hash of the record's position.
 """
 
@@ -39,6 +42,7 @@ def _herd(
     deficit: np.ndarray,  # keys × cells (updated in place)
     scale: np.ndarray,  # keys × cells: weight / (T + 1)^normalize
     jitter: np.ndarray,  # per candidate
+    arrive: np.ndarray,  # per candidate: what its arrival added to its cells' deficits
 ) -> np.ndarray:
     chosen = np.zeros(cells.shape[0], dtype=np.bool_)
     groups = cells.shape[1]
@@ -51,6 +55,10 @@ def _herd(
         for s in range(segments):
             a = lo + (s * n) // segments
             b = lo + ((s + 1) * n) // segments
+            for j in range(a, b):
+                i = order[j]
+                for g in range(groups):
+                    deficit[k, cells[i, g]] += arrive[i]
             picks = ((s + 1) * q) // segments - (s * q) // segments
             for _ in range(picks):
                 best, best_score = -1, -np.inf
@@ -86,14 +94,16 @@ class HerdingSelector:
         received: np.ndarray,
         deficit: np.ndarray,
         jitter: np.ndarray,
+        arrive: np.ndarray,
     ) -> np.ndarray:
         """Indices of the chosen candidates.
 
         ``key_index``: each candidate's key (0..k-1), candidates in arrival
         order; ``cells``: candidates × groups; ``quota``: picks per key;
-        ``received``: window totals per key × cell; ``deficit``: lifetime
-        ``rate·received − sent`` per key × cell, both including this batch's
-        received records. ``deficit`` is updated in place with the picks.
+        ``received``: window totals per key × cell, this batch included;
+        ``deficit``: lifetime ``rate·received − sent`` per key × cell before
+        this batch, updated in place segment by segment with ``arrive`` (each
+        candidate's ``rate``, 0 if it is too late for the window) and the picks.
         """
         order = np.argsort(key_index, kind="stable")
         starts = np.concatenate([[0], np.cumsum(np.bincount(key_index, minlength=len(quota)))])
@@ -107,5 +117,6 @@ class HerdingSelector:
             deficit,
             scale,
             jitter,
+            arrive,
         )
         return np.flatnonzero(chosen)

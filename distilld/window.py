@@ -2,8 +2,8 @@
 
 The window is split into ``panes``; each key holds, per pane, the counts of
 received and sent records in every cell, plus running totals over the live
-panes, plus *lifetime* totals that decay with the window's time constant
-(the selector balances those: see selector.py). A pane that falls out of the
+panes, plus *lifetime* totals that never expire (the selector balances
+those: see selector.py). A pane that falls out of the
 window is subtracted from the totals and reused: memory is
 ``max_keys × panes × cells``, whatever the traffic. Keys beyond ``max_keys``
 evict the least recently used ones.
@@ -29,19 +29,15 @@ class KeyedWindows:
 
     ring: np.ndarray  # kind × slot × pane × cell, int32
     totals: np.ndarray  # kind × slot × cell over live panes, int64
-    lifetime: np.ndarray  # kind × slot × cell, decaying, float64
+    lifetime: np.ndarray  # kind × slot × cell since the key appeared, int64
     pane_epoch: np.ndarray  # slot × pane: which pane epoch each ring entry holds
     carry: np.ndarray  # slot: budget accumulator
     last_used: np.ndarray  # slot: batch clock of last use (LRU)
     in_use: np.ndarray  # slot: held by a key
 
-    def __init__(
-        self, n_cells: int, panes: int, max_keys: int, decay_per_pane: float = 1.0, initial_keys: int = 16
-    ) -> None:
+    def __init__(self, n_cells: int, panes: int, max_keys: int, initial_keys: int = 16) -> None:
         self.n_cells = n_cells
         self.panes = panes
-        self.decay_per_pane = decay_per_pane
-        self._epoch = -(2**62)
         self.max_keys = max_keys
         self._capacity = 0
         self.slot_of: dict[Hashable, int] = {}
@@ -67,7 +63,7 @@ class KeyedWindows:
 
         grow("ring", (2, capacity, self.panes, self.n_cells), np.int32, axis=1)
         grow("totals", (2, capacity, self.n_cells), np.int64, axis=1)
-        grow("lifetime", (2, capacity, self.n_cells), np.float64, axis=1)
+        grow("lifetime", (2, capacity, self.n_cells), np.int64, axis=1)
         grow("pane_epoch", (capacity, self.panes), np.int64, fill=int(_EMPTY))
         grow("carry", (capacity,), np.float64)
         grow("last_used", (capacity,), np.int64)
@@ -135,7 +131,7 @@ class KeyedWindows:
         self.in_use[slot] = False
         self.ring[:, slot] = 0
         self.totals[:, slot] = 0
-        self.lifetime[:, slot] = 0.0
+        self.lifetime[:, slot] = 0
         self.pane_epoch[slot] = _EMPTY
         self.carry[slot] = 0.0  # its carry stays in self.balance: the pool
         self._free.append(slot)
@@ -143,14 +139,8 @@ class KeyedWindows:
     # -- time ----------------------------------------------------------------
 
     def advance(self, watermark_epoch: int) -> None:
-        """Expire every pane of every key that is older than the window, and age
-        the lifetime counts by one decay step per pane boundary crossed."""
+        """Expire every pane of every key that is older than the window."""
         n = self._capacity
-        if watermark_epoch > self._epoch:
-            if self._epoch > -(2**62) and self.decay_per_pane < 1.0:
-                steps = min(watermark_epoch - self._epoch, 10 * self.panes)
-                self.lifetime[:, :n] *= self.decay_per_pane**steps
-            self._epoch = watermark_epoch
         stale = (self.pane_epoch[:n] <= watermark_epoch - self.panes) & (self.pane_epoch[:n] != _EMPTY)
         if not stale.any():
             return
@@ -199,4 +189,4 @@ class KeyedWindows:
         np.add.at(self.lifetime[kind], at, counts)
 
     def reset(self) -> None:
-        self.__init__(self.n_cells, self.panes, self.max_keys, self.decay_per_pane)  # type: ignore[misc]
+        self.__init__(self.n_cells, self.panes, self.max_keys)  # type: ignore[misc]
