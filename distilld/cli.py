@@ -1,13 +1,15 @@
 """The ``distilld`` command line.
 
-Subcommands grow with the issues: the daemon (``run``, ``check-config``) and
-the file tools (``reduce``, ``evaluate``) come next; ``demo`` and ``bench``
-run the engine on generated streams.
+``run`` is the Kafka daemon, ``check-config`` validates its configuration;
+``demo`` and ``bench`` run it (and the engine) on generated streams. The file
+tools (``reduce``, ``evaluate``) come next.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 
 from distilld import __version__
@@ -20,9 +22,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="distilld", description="Forward a representative share of a stream.")
     parser.add_argument("--version", action="version", version=f"distilld {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (
+        ("run", "run the Kafka daemon"),
+        ("check-config", "validate a configuration and print it with secrets masked"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", "-c", help="YAML file (settings may also come from DISTILLD_* variables)")
+        p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub.add_parser("demo", help="distilld next to random sampling on a generated stream", add_help=False)
     sub.add_parser("bench", help="engine throughput and representativeness figures", add_help=False)
     args, rest = parser.parse_known_args(argv)
+    if args.command in ("run", "check-config"):
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return _daemon(args.command, args.config, args.log_level)
     if args.command == "demo":
         from distilld.demo import main as demo
 
@@ -35,6 +48,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser.print_help()
     return 2
+
+
+def _daemon(command: str, config: str | None, log_level: str) -> int:
+    from distilld.settings import ConfigError, load_settings, masked
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as e:
+        print(f"distilld: invalid configuration{f' in {config}' if config else ''}:", file=sys.stderr)
+        for line in str(e).splitlines():
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    if command == "check-config":
+        print(json.dumps(masked(settings), indent=2))
+        return 0
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from distilld.daemon.loop import Daemon
+
+    daemon = Daemon(settings)
+    daemon.install_signal_handlers()
+    return daemon.run()
 
 
 if __name__ == "__main__":

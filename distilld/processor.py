@@ -25,7 +25,7 @@ from distilld.selector import HerdingSelector
 from distilld.stats import feature_drift, proportions
 from distilld.window import KeyedWindows
 
-__all__ = ["DistilledProcessor", "WindowView"]
+__all__ = ["DistilledProcessor", "WindowView", "index_keys"]
 
 
 class WindowView:
@@ -52,15 +52,17 @@ class WindowView:
         return f"<WindowView {('received', 'sent')[self._kind]}: {len(self)} records>"
 
 
-def _hashable(keys: list[Any]) -> list[Hashable]:
-    out: list[Hashable] = []
-    for k in keys:
+def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
+    """Keys per record → (each record's index into the distinct keys, the keys
+    in order of first appearance). Unhashable keys stand in by their repr."""
+    index: dict[Hashable, int] = {}
+    out = np.empty(len(raw), dtype=np.int64)
+    for i, k in enumerate(raw):
         try:
-            hash(k)
-            out.append(k)
+            out[i] = index.setdefault(k, len(index))
         except TypeError:
-            out.append(repr(k))
-    return out
+            out[i] = index.setdefault(repr(k), len(index))
+    return out, list(index)
 
 
 class DistilledProcessor:
@@ -145,35 +147,22 @@ class DistilledProcessor:
         return out
 
     def _timestamps(self, records: Sequence[Any]) -> np.ndarray:
-        now = self._clock()
         if self.timestamp_func is None:
-            return np.full(len(records), now, dtype=np.float64)
-        ts = to_float_array(safe_map(self.timestamp_func, records))
-        fallback = self._watermark if math.isfinite(self._watermark) else now
-        ts[np.isnan(ts)] = fallback
-        return ts
+            return np.full(len(records), self._clock(), dtype=np.float64)
+        return to_float_array(safe_map(self.timestamp_func, records))
 
     def _keys(self, records: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
         if self.key_func is None:
             return np.zeros(len(records), dtype=np.int64), [None]
-        raw = _hashable(safe_map(self.key_func, records))
-        index: dict[Hashable, int] = {}
-        key_index = np.fromiter((index.setdefault(k, len(index)) for k in raw), dtype=np.int64, count=len(raw))
-        return key_index, list(index)
+        return index_keys(safe_map(self.key_func, records))
 
     def _process_chunk(self, records: Sequence[Any]) -> list[DataPoint]:
         if not records:
             return []
         ts = self._timestamps(records)
         key_index, keys = self._keys(records)
-        epochs, w_epoch = self._advance(ts)
-        codes = np.empty((len(records), len(self._graders)), dtype=np.int32)
         values: list[list[Any]] = []
-        for f, (grader, encoder) in enumerate(zip(self._graders, self._encoders, strict=True)):
-            raw = grader.extract_batch(records)
-            values.append(raw)
-            codes[:, f] = encoder.encode(raw, epochs, w_epoch)
-        chosen, weight = self._reduce(codes, epochs, w_epoch, key_index, keys)
+        chosen, weight = self.select(records, ts, key_index, keys, values)
         names = self._names
         return [
             DataPoint(
@@ -187,8 +176,34 @@ class DistilledProcessor:
             for i in chosen.tolist()
         ]
 
-    def _advance(self, ts: np.ndarray) -> tuple[np.ndarray, int]:
-        """Move the watermark; expire panes; return each record's pane epoch."""
+    def select(
+        self,
+        records: Sequence[Any],
+        timestamps: np.ndarray,
+        key_index: np.ndarray,
+        keys: list[Hashable],
+        values: list[list[Any]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Grade and reduce one batch whose event times and keys the caller
+        already has (the daemon: Kafka timestamps and keys). Returns (chosen
+        record indices, weight per key); ``values`` collects the extracted
+        feature values when given."""
+        epochs, w_epoch = self._advance(timestamps)
+        codes = np.empty((len(records), len(self._graders)), dtype=np.int32)
+        for f, (grader, encoder) in enumerate(zip(self._graders, self._encoders, strict=True)):
+            raw = grader.extract_batch(records)
+            if values is not None:
+                values.append(raw)
+            codes[:, f] = encoder.encode(raw, epochs, w_epoch)
+        return self._reduce(codes, epochs, w_epoch, key_index, keys)
+
+    def _advance(self, timestamps: np.ndarray) -> tuple[np.ndarray, int]:
+        """Move the watermark; expire panes; return each record's pane epoch.
+        A record without a usable time (NaN) takes the watermark (or now)."""
+        ts = np.array(timestamps, dtype=np.float64)
+        bad = ~np.isfinite(ts)
+        if bad.any():
+            ts[bad] = self._watermark if math.isfinite(self._watermark) else self._clock()
         self._watermark = max(self._watermark, float(ts.max()))
         w_epoch = math.floor(self._watermark / self._pane_seconds)
         self._windows.advance(w_epoch)
@@ -206,7 +221,7 @@ class DistilledProcessor:
         themselves."""
         if key_index is None or keys is None:
             key_index, keys = np.zeros(len(codes), dtype=np.int64), [None]
-        epochs, w_epoch = self._advance(np.asarray(timestamps, dtype=np.float64))
+        epochs, w_epoch = self._advance(timestamps)
         return self._reduce(codes, epochs, w_epoch, key_index, keys)
 
     def _reduce(

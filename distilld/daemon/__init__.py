@@ -1,0 +1,1 @@
+"""The Kafka daemon: consume → decode → reduce per partition and key → produce → commit."""

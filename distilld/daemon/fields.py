@@ -1,0 +1,46 @@
+"""Event time and key of each record, as ``reducer.time`` and ``reducer.key`` say."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import numpy as np
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+
+from distilld.encoding import to_float_array
+from distilld.fieldpath import compile_path
+from distilld.processor import index_keys
+from distilld.settings import ReducerSettings
+
+__all__ = ["RecordFields"]
+
+_UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+class RecordFields:
+    def __init__(self, reducer: ReducerSettings, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.time_mode = reducer.time
+        self.key_mode = reducer.key
+        self._time_path = None if reducer.time in ("processing", "kafka_timestamp") else compile_path(reducer.time)
+        self._key_path = None if reducer.key in ("kafka_key", "none") else compile_path(reducer.key)
+        self._unit = _UNIT[reducer.time_unit]
+
+    def timestamps(self, msgs: Sequence[Message], records: Sequence[Any]) -> np.ndarray:
+        """Seconds per record; NaN where a record has none (the engine uses its watermark)."""
+        if self._time_path is not None:
+            return to_float_array(self._time_path(records)) * self._unit
+        if self.time_mode == "kafka_timestamp":
+            stamps = [m.timestamp() for m in msgs]
+            ms = np.array([t if kind != TIMESTAMP_NOT_AVAILABLE else np.nan for kind, t in stamps], dtype=np.float64)
+            return ms / 1000.0
+        return np.full(len(records), self.clock(), dtype=np.float64)
+
+    def keys(self, msgs: Sequence[Message], records: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
+        if self._key_path is not None:
+            return index_keys(self._key_path(records))
+        if self.key_mode == "kafka_key":
+            return index_keys([m.key() for m in msgs])
+        return np.zeros(len(records), dtype=np.int64), [None]

@@ -1,0 +1,351 @@
+"""The daemon's loop: one thread, a batch at a time.
+
+consume a batch → per input partition: decode (bad → DLQ), time and key,
+grade and select (one reducer per partition, windows per key) → produce the
+selected records with a ``distilld-weight`` header → commit each partition
+up to where every output has been acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from distilld import __version__
+from distilld.daemon.decode import decode_json
+from distilld.daemon.fields import RecordFields
+from distilld.daemon.output import Output
+from distilld.daemon.progress import PartitionProgress
+from distilld.features import build_graders
+from distilld.graders import GradingFunction
+from distilld.processor import DistilledProcessor
+from distilld.settings import Settings
+
+__all__ = ["Daemon", "FatalRecordError"]
+
+log = logging.getLogger("distilld")
+
+TP = tuple[str, int]
+WEIGHT_HEADER = "distilld-weight"
+
+
+class FatalRecordError(RuntimeError):
+    """``processing.on_error: fail`` met a record it cannot decode."""
+
+
+@dataclass
+class Partition:
+    progress: PartitionProgress
+    reducer: DistilledProcessor
+
+
+@dataclass
+class Counters:
+    consumed: dict[str, int] = field(default_factory=dict)
+    consumed_bytes: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    skipped: int = 0
+    commit_failures: int = 0
+    assigned: int = 0
+    revoked: int = 0
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        "group.id": settings.kafka.group_id,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 50,
+        "queued.max.messages.kbytes": 65536,
+        "client.id": f"distilld-{__version__}",
+    }
+    conf.update(settings.kafka.consumer)
+    return conf
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        "linger.ms": 20,
+        "acks": "all",
+        "enable.idempotence": True,
+        "queue.buffering.max.messages": max(100_000, 2 * settings.processing.max_in_flight),
+        "client.id": f"distilld-{__version__}",
+    }
+    conf.update(settings.kafka.producer)
+    return conf
+
+
+class Daemon:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.graders: dict[str, GradingFunction] = build_graders(settings.features)
+        self.fields = RecordFields(settings.reducer, clock)
+        self.clock = clock
+        self.partitions: dict[TP, Partition] = {}
+        self.counters = Counters()
+        self.stopping = False
+        self.failure: str | None = None
+        self.paused = False
+        self._last_commit = 0.0
+        self.consumer = Consumer({**consumer_config(settings), "on_commit": self._on_commit})
+        self.output = Output(Producer(producer_config(settings)))
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def start(self) -> None:
+        kafka = self.settings.kafka
+        log.info(
+            "distilld %s: %s → %s (group %s, rate %g, window %gs)",
+            __version__,
+            kafka.subscription(),
+            kafka.output_topic,
+            kafka.group_id,
+            self.settings.reducer.rate,
+            self.settings.reducer.window_seconds,
+        )
+        self.consumer.subscribe(
+            kafka.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def run(self) -> int:
+        """Loop until stopped; return the exit code (0: clean stop, 1: fatal record)."""
+        self.start()
+        try:
+            while not self.stopping:
+                self.step()
+        finally:
+            self.shutdown()
+        if self.failure:
+            log.error("stopped on a bad record: %s", self.failure)
+            return 1
+        return 0
+
+    def step(self) -> None:
+        """One batch: consume, process, produce, maybe commit."""
+        proc = self.settings.processing
+        self._backpressure()
+        msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
+        if msgs:
+            self.process(msgs)
+        self.output.poll(0)
+        now = time.monotonic()
+        if now - self._last_commit >= proc.commit_interval_ms / 1000.0:
+            self.commit()
+            self._last_commit = now
+
+    def shutdown(self) -> None:
+        """Stop fetching, flush, commit, close: inside ``processing.shutdown_timeout_s``."""
+        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        if not self.output.flush(deadline):
+            log.warning(
+                "shutdown: %d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight
+            )
+        self.commit(asynchronous=False)
+        try:
+            self.consumer.close()
+        except KafkaException as e:
+            log.warning("closing the consumer: %s", e)
+        self.output.producer.flush(max(0.0, deadline - time.monotonic()))
+        log.info("stopped")
+
+    # -- rebalances ------------------------------------------------------------
+
+    def _new_reducer(self) -> DistilledProcessor:
+        r = self.settings.reducer
+        return DistilledProcessor(
+            self.graders,
+            r.window_seconds,
+            r.rate,
+            batch_size=self.settings.processing.batch_max_records,
+            max_keys=r.max_keys,
+            panes=r.panes,
+            seed=r.seed,
+            clock=self.clock,
+        )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self.partitions[key] = Partition(PartitionProgress(tp.topic, tp.partition), self._new_reducer())
+        self.counters.assigned += len(partitions)
+        if partitions:
+            log.info("assigned %s", _names(partitions))
+        if self.paused:
+            consumer.pause(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Finish the partitions' work and commit it before they go."""
+        if not partitions:
+            return
+        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        self.output.flush(deadline)
+        self._commit_partitions([(tp.topic, tp.partition) for tp in partitions], asynchronous=False)
+        for tp in partitions:
+            self.partitions.pop((tp.topic, tp.partition), None)
+        self.counters.revoked += len(partitions)
+        log.info("revoked %s", _names(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.partitions.pop((tp.topic, tp.partition), None)
+        self.counters.revoked += len(partitions)
+        log.warning("lost %s (another member may own them now; not committed)", _names(partitions))
+
+    # -- the work ----------------------------------------------------------------
+
+    def process(self, msgs: list[Any]) -> None:
+        groups: dict[TP, list[Any]] = {}
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume: %s", err)
+                continue
+            tp = (m.topic(), m.partition())
+            group = groups.get(tp)
+            if group is None:
+                groups[tp] = [m]
+            else:
+                group.append(m)
+        for tp, group in groups.items():
+            part = self.partitions.get(tp)
+            if part is None:
+                continue  # revoked while these were in flight: the next owner reads them
+            self._process_partition(tp, part, group)
+            if self.failure:
+                return
+
+    def _process_partition(self, tp: TP, part: Partition, msgs: list[Any]) -> None:
+        settings = self.settings
+        values = [m.value() for m in msgs]
+        topic = tp[0]
+        c = self.counters
+        c.consumed[topic] = c.consumed.get(topic, 0) + len(msgs)
+        c.consumed_bytes[topic] = c.consumed_bytes.get(topic, 0) + sum(len(v) for v in values if v)
+        records, good, bad = decode_json(values)
+        if bad and settings.processing.on_error == "fail":
+            first = bad[0][0]
+            m = msgs[first]
+            self.failure = f"{topic}[{tp[1]}]@{m.offset()}: {bad[0][1]}"
+            self.stopping = True
+            cut = sum(1 for g in good if g < first)
+            records, good, bad, msgs = records[:cut], good[:cut], [], msgs[:first]
+            if not msgs:
+                return
+        end = msgs[-1].offset() + 1
+        good_msgs = [msgs[i] for i in good] if bad else msgs
+        chosen: list[int] = []
+        weights: list[bytes] = []
+        if records:
+            ts = self.fields.timestamps(good_msgs, records)
+            key_index, keys = self.fields.keys(good_msgs, records)
+            idx, weight = part.reducer.select(records, ts, key_index, keys)
+            chosen = idx.tolist()
+            per_key = [f"{w:.6g}".encode() for w in weight.tolist()]
+            weights = [per_key[k] for k in key_index[idx].tolist()]
+        dlq = bad if settings.processing.on_error == "dlq" else []
+        if bad and settings.processing.on_error == "skip":
+            c.skipped += len(bad)
+        batch = part.progress.add(end, len(chosen) + len(dlq))
+        out_topic = settings.kafka.output_topic
+        cb = None
+        for i, w in zip(chosen, weights, strict=True):
+            m = good_msgs[i]
+            headers = list(m.headers() or [])
+            headers.append((WEIGHT_HEADER, w))
+            cb = self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m), cb)
+        for i, reason in dlq:
+            m = msgs[i]
+            headers = list(m.headers() or [])
+            headers += [
+                ("distilld-error", reason.encode()),
+                ("distilld-source-topic", topic.encode()),
+                ("distilld-source-partition", str(tp[1]).encode()),
+                ("distilld-source-offset", str(m.offset()).encode()),
+            ]
+            cb = self.output.send(batch, settings.kafka.dlq_topic or "", m.value(), m.key(), headers, _timestamp(m), cb)
+            c.dead_letters += 1
+        if bad:
+            log.debug("%s[%d]: %d undecodable records (%s)", topic, tp[1], len(bad), settings.processing.on_error)
+
+    def _backpressure(self) -> None:
+        """Pause fetching while too many outputs wait for acknowledgement."""
+        limit = self.settings.processing.max_in_flight
+        in_flight = self.output.in_flight
+        if not self.paused and in_flight >= limit:
+            self.paused = True
+            self.consumer.pause(self.consumer.assignment())
+            log.warning("%d outputs unacknowledged (limit %d): fetching paused", in_flight, limit)
+        elif self.paused and in_flight <= limit // 2:
+            self.paused = False
+            self.consumer.resume(self.consumer.assignment())
+            log.info("outputs drained: fetching resumed")
+        if self.paused:
+            self.output.poll(0.1)
+
+    # -- commits -----------------------------------------------------------------
+
+    def commit(self, asynchronous: bool = True) -> None:
+        self._commit_partitions(list(self.partitions), asynchronous)
+
+    def _commit_partitions(self, keys: list[TP], asynchronous: bool) -> None:
+        offsets, progress = [], []
+        for key in keys:
+            part = self.partitions.get(key)
+            if part is None:
+                continue
+            due = part.progress.due()
+            if due is not None:
+                offsets.append(TopicPartition(key[0], key[1], due))
+                progress.append((part.progress, due))
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            self.counters.commit_failures += 1
+            log.warning("commit failed (%s); will retry", e)
+            return
+        for p, due in progress:
+            p.committed = due
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is None:
+            return
+        self.counters.commit_failures += 1
+        log.warning("commit failed (%s); will retry", err)
+        for tp in partitions:
+            part = self.partitions.get((tp.topic, tp.partition))
+            if part is not None:
+                part.progress.committed = None
+
+
+def _timestamp(m: Message) -> int:
+    kind, ts = m.timestamp()
+    return ts if kind != 0 and ts > 0 else 0
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)

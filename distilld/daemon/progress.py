@@ -1,0 +1,60 @@
+"""Where each input partition may be committed: after every selected (or
+dead-lettered) record at or before the offset has been acknowledged.
+
+Work is tracked a batch at a time: a batch holds the offset after its last
+record and the number of its outputs not yet acknowledged. The commit point
+moves over a batch only when the batch and all before it are done, so it
+never passes a record whose output failed (failed outputs are retried, and
+their batch stays open until they succeed).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+__all__ = ["Batch", "PartitionProgress"]
+
+
+@dataclass
+class Batch:
+    end: int  # offset after the batch's last record
+    outstanding: int
+    progress: PartitionProgress
+
+    def ack(self) -> None:
+        self.outstanding -= 1
+        if self.outstanding == 0:
+            self.progress.advance()
+
+
+@dataclass
+class PartitionProgress:
+    topic: str
+    partition: int
+    committable: int | None = None  # offset that may be committed now
+    committed: int | None = None  # offset last sent to the group coordinator
+    next_offset: int | None = None  # offset after the last record read
+    _open: deque[Batch] = field(default_factory=deque)
+
+    def add(self, end: int, outputs: int) -> Batch:
+        """Register a processed batch ending before ``end`` with ``outputs`` records in flight."""
+        batch = Batch(end, outputs, self)
+        self.next_offset = end
+        self._open.append(batch)
+        self.advance()
+        return batch
+
+    def advance(self) -> None:
+        while self._open and self._open[0].outstanding <= 0:
+            self.committable = self._open.popleft().end
+
+    @property
+    def in_flight(self) -> int:
+        return sum(b.outstanding for b in self._open)
+
+    def due(self) -> int | None:
+        """The offset to commit if it moved since the last commit, else None."""
+        if self.committable is not None and self.committable != self.committed:
+            return self.committable
+        return None

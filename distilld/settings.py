@@ -1,0 +1,207 @@
+"""The daemon's configuration: one typed model, from a YAML file and the environment.
+
+Every setting can come from the file or from the environment (prefix
+``DISTILLD_``, ``__`` between levels: ``DISTILLD_KAFKA__BOOTSTRAP_SERVERS``);
+the environment wins. Errors are reported before anything connects, each
+with the field's dotted name and the reason (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from distilld.features import FeatureConfigError, parse_features
+from distilld.fieldpath import parse_path
+
+__all__ = ["ConfigError", "Settings", "load_settings", "masked"]
+
+SECRET_WORDS = ("password", "secret", "token", "sasl.oauthbearer.config", "ssl.key.pem")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``str()`` names each bad field and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+LibrdkafkaValue = str | int | float | bool
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: Annotated[str, Field(min_length=1, description="host:port[,host:port…] of the brokers")]
+    group_id: str = Field(default="distilld", min_length=1, description="consumer group")
+    input_topics: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="topics to read (or input_pattern)"
+    )
+    input_pattern: str | None = Field(default=None, description="regex of topics to read (instead of input_topics)")
+    output_topic: Annotated[str, Field(min_length=1, description="where selected records go")]
+    dlq_topic: str | None = Field(default=None, description="where undecodable records go (processing.on_error: dlq)")
+    consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka consumer settings")
+    producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka producer settings")
+
+    @field_validator("input_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise ValueError(f"not a valid regular expression: {e}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_input(self) -> KafkaSettings:
+        if bool(self.input_topics) == bool(self.input_pattern):
+            raise ValueError("give exactly one of input_topics (a list) or input_pattern (a regex)")
+        inputs = set(self.input_topics)
+        for name in ("output_topic", "dlq_topic"):
+            if getattr(self, name) in inputs:
+                raise ValueError(f"{name} must not be one of input_topics (it would read its own output)")
+        return self
+
+    def subscription(self) -> list[str]:
+        """Topics for ``Consumer.subscribe``: a pattern starts with ``^`` (librdkafka's rule)."""
+        if self.input_pattern:
+            return [self.input_pattern if self.input_pattern.startswith("^") else "^" + self.input_pattern]
+        return list(self.input_topics)
+
+
+def _path_or(keywords: tuple[str, ...], value: str) -> str:
+    if value not in keywords:
+        parse_path(value)
+    return value
+
+
+class ReducerSettings(_Section):
+    rate: float = Field(default=0.1, gt=0, le=1, description="share of records forwarded")
+    window_seconds: float = Field(default=3600, gt=0, description="sliding window length")
+    key: str = Field(default="none", description="kafka_key | a field path | none: whose windows a record joins")
+    time: str = Field(default="processing", description="processing | kafka_timestamp | a field path (epoch time)")
+    time_unit: Literal["s", "ms", "us"] = Field(default="s", description="unit of a time field (UserALE: ms)")
+    max_keys: int = Field(default=10_000, ge=1, description="keys held per partition; LRU evicted")
+    panes: int = Field(default=12, ge=1, le=1000, description="window granularity")
+    seed: int = Field(default=0, description="tie-break hash seed")
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return _path_or(("kafka_key", "none"), value)
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        return _path_or(("processing", "kafka_timestamp"), value)
+
+
+class FormatSettings(_Section):
+    value: Literal["json"] = Field(default="json", description="how record values are decoded")
+
+
+class ProcessingSettings(_Section):
+    batch_max_records: int = Field(default=5000, ge=1, le=1_000_000, description="records per batch")
+    batch_max_wait_ms: int = Field(default=100, ge=0, le=60_000, description="wait to fill a batch")
+    on_error: Literal["dlq", "skip", "fail"] = Field(default="dlq", description="what undecodable records do")
+    max_in_flight: int = Field(
+        default=100_000, ge=1, description="produced but unacknowledged records before fetching pauses"
+    )
+    commit_interval_ms: int = Field(default=1000, ge=0, description="how often offsets are committed")
+    shutdown_timeout_s: float = Field(default=30, gt=0, description="deadline to flush and commit on stop")
+
+
+class MetricsSettings(_Section):
+    host: str = Field(default="0.0.0.0", description="bind address of /metrics, /healthz, /readyz")
+    port: int = Field(default=9108, ge=0, le=65535, description="0 turns the HTTP server off")
+
+
+class Settings(BaseSettings):
+    """Everything ``distilld run`` reads; ``check-config`` prints it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DISTILLD_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    kafka: KafkaSettings
+    reducer: ReducerSettings = Field(default_factory=lambda: ReducerSettings())
+    features: list[dict[str, Any]] = Field(description="what to keep representative (see config/)")
+    format: FormatSettings = Field(default_factory=lambda: FormatSettings())
+    processing: ProcessingSettings = Field(default_factory=lambda: ProcessingSettings())
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            parse_features(value)
+        except FeatureConfigError as e:
+            raise ValueError(str(e)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _dlq(self) -> Settings:
+        if self.processing.on_error == "dlq" and not self.kafka.dlq_topic:
+            raise ValueError("processing.on_error is 'dlq' but kafka.dlq_topic is not set")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment overrides the file (given as init values)
+        return env_settings, init_settings
+
+
+def _describe(error: Any) -> str:
+    loc = [str(p) for p in error["loc"]]
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{'.'.join(loc) or 'config'}: {msg}"
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (YAML), overlay the environment; raise :class:`ConfigError`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (kafka, reducer, features, …)")
+        data = loaded or {}
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as e:
+        raise ConfigError("\n".join(_describe(err) for err in e.errors())) from None
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_WORDS)
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, key) for v in value]
+    return "***" if key and _is_secret(key) and value not in (None, "") else value
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets replaced by ``***``."""
+    masked_data: dict[str, Any] = _mask(settings.model_dump(mode="json"))
+    return masked_data
