@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,9 @@ def _label(value: Any) -> str | None:
     return None
 
 
+_PLAIN_NUMBERS = {float, int}
+
+
 def _to_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return np.nan
@@ -55,7 +59,7 @@ def to_float_array(values: Sequence[Any]) -> np.ndarray:
         if out.ndim != 1:
             raise ValueError
         # np.array accepts numeric strings and bools; re-check only if any were present
-        if any(type(v) is not float and type(v) is not int for v in values):
+        if not set(map(type, values)) <= _PLAIN_NUMBERS:
             raise ValueError
     except (TypeError, ValueError, OverflowError):
         out = np.fromiter((_to_float(v) for v in values), dtype=np.float64, count=len(values))
@@ -100,7 +104,7 @@ class CategoricalEncoder(Encoder):
     def encode(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> np.ndarray:
         lut = self._lut
         try:
-            codes = np.array([lut.get(v, -1) for v in values], dtype=np.int32)
+            codes = np.fromiter(map(lut.get, values, repeat(-1)), dtype=np.int32, count=len(values))
         except TypeError:  # an unhashable value somewhere in the batch
             codes = np.full(len(values), -1, dtype=np.int32)
         for i in np.flatnonzero(codes < 0).tolist():

@@ -7,6 +7,7 @@ bad index yields ``None`` (the caller's "missing" cell), never an exception.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 __all__ = ["BatchGetter", "compile_path", "parse_path"]
@@ -60,7 +61,7 @@ def compile_path(path: str) -> BatchGetter:
 
         def top_level(records: Sequence[Any]) -> list[Any]:
             try:
-                return [r.get(key) for r in records]
+                return list(map(dict.get, records, repeat(key)))
             except (AttributeError, TypeError):
                 return [_walk(r, steps) for r in records]
 

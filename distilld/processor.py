@@ -55,6 +55,12 @@ class WindowView:
 def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
     """Keys per record → (each record's index into the distinct keys, the keys
     in order of first appearance). Unhashable keys stand in by their repr."""
+    try:
+        distinct = list(dict.fromkeys(raw))
+        lookup = {k: i for i, k in enumerate(distinct)}
+        return np.fromiter(map(lookup.__getitem__, raw), dtype=np.int64, count=len(raw)), distinct
+    except TypeError:  # an unhashable key somewhere
+        pass
     index: dict[Hashable, int] = {}
     out = np.empty(len(raw), dtype=np.int64)
     for i, k in enumerate(raw):
@@ -208,6 +214,14 @@ class DistilledProcessor:
         w_epoch = math.floor(self._watermark / self._pane_seconds)
         self._windows.advance(w_epoch)
         return np.floor(ts / self._pane_seconds).astype(np.int64), w_epoch
+
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) the kernels before the first
+        real batch, on a throw-away copy of the state; then forget it."""
+        n = 64
+        codes = np.zeros((n, len(self._encoders)), dtype=np.int32)
+        self.select_codes(codes, np.full(n, self._clock()), np.zeros(n, dtype=np.int64), [None])
+        self.reset()
 
     def select_codes(
         self,

@@ -2,7 +2,8 @@
 
 Engine throughput (``process_batch`` on dict records with 8 features, and the
 reduce step alone on pre-graded codes), bytes of state per key, the realised
-rate with many keys, and representativeness against uniform random sampling
+rate with many keys, end-to-end throughput through the embedded broker next
+to a bare consume loop, and representativeness against uniform random sampling
 on generated streams over sliding windows of ~10,000 records.
 """
 
@@ -91,10 +92,16 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000, help="records for the throughput runs")
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--quality-records", type=int, default=60_000)
+    parser.add_argument("--kafka-records", type=int, default=300_000, help="0 skips the end-to-end run")
     args = parser.parse_args()
     print("== engine")
     engine_throughput(args.records, args.batch)
     many_keys(10_000, 25)
+    if args.kafka_records:
+        from distilld.bench.kafka import end_to_end
+
+        print("\n== end to end")
+        end_to_end(args.kafka_records, args.batch)
     print("\n== representativeness")
     representativeness(args.quality_records)
 

@@ -10,6 +10,9 @@ import orjson
 __all__ = ["decode_json"]
 
 
+_DICT = {dict}
+
+
 def _reason(value: bytes | None) -> str:
     if value is None:
         return "empty value (tombstone)"
@@ -29,7 +32,7 @@ def decode_json(values: Sequence[bytes | None]) -> tuple[list[Any], list[int], l
     loads = orjson.loads
     try:
         records = [loads(v) for v in values]  # type: ignore[arg-type]
-        if all(type(r) is dict for r in records):
+        if set(map(type, records)) <= _DICT:
             return records, list(range(len(records))), []
     except (orjson.JSONDecodeError, TypeError):
         pass

@@ -33,14 +33,13 @@ class RecordFields:
         if self._time_path is not None:
             return to_float_array(self._time_path(records)) * self._unit
         if self.time_mode == "kafka_timestamp":
-            stamps = [m.timestamp() for m in msgs]
-            ms = np.array([t if kind != TIMESTAMP_NOT_AVAILABLE else np.nan for kind, t in stamps], dtype=np.float64)
-            return ms / 1000.0
+            stamps = np.array(list(map(Message.timestamp, msgs)), dtype=np.float64).reshape(-1, 2)
+            return np.where(stamps[:, 0] != TIMESTAMP_NOT_AVAILABLE, stamps[:, 1] / 1000.0, np.nan)
         return np.full(len(records), self.clock(), dtype=np.float64)
 
     def keys(self, msgs: Sequence[Message], records: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
         if self._key_path is not None:
             return index_keys(self._key_path(records))
         if self.key_mode == "kafka_key":
-            return index_keys([m.key() for m in msgs])
+            return index_keys(list(map(Message.key, msgs)))
         return np.zeros(len(records), dtype=np.int64), [None]

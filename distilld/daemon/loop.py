@@ -8,6 +8,7 @@ up to where every output has been acknowledged.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -57,6 +58,17 @@ class Counters:
     revoked: int = 0
 
 
+def tune_gc() -> None:
+    """The loop makes hundreds of thousands of short-lived, acyclic objects per
+    second (decoded records, messages), which reference counting frees. With
+    the default thresholds the cyclic collector runs every 700 allocations
+    and walks each live batch again and again (measured: half the bare
+    loop's time). Collect less often, and leave start-up objects out of it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def consumer_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
@@ -98,6 +110,7 @@ class Daemon:
         self.failure: str | None = None
         self.paused = False
         self._last_commit = 0.0
+        self._new_reducer().warm_up()
         self.consumer = Consumer({**consumer_config(settings), "on_commit": self._on_commit})
         self.output = Output(Producer(producer_config(settings)))
 
@@ -112,6 +125,7 @@ class Daemon:
         signal.signal(signal.SIGINT, stop)
 
     def start(self) -> None:
+        tune_gc()
         kafka = self.settings.kafka
         log.info(
             "distilld %s: %s → %s (group %s, rate %g, window %gs)",
@@ -213,19 +227,17 @@ class Daemon:
     # -- the work ----------------------------------------------------------------
 
     def process(self, msgs: list[Any]) -> None:
+        """Split a consumed batch by partition (order kept) and process each part."""
+        if any(map(Message.error, msgs)):
+            msgs = self._drop_errors(msgs)
+        partitions: list[Any] = list(map(Message.partition, msgs))
+        topics: list[Any] = list(map(Message.topic, msgs))
         groups: dict[TP, list[Any]] = {}
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume: %s", err)
-                continue
-            tp = (m.topic(), m.partition())
-            group = groups.get(tp)
-            if group is None:
-                groups[tp] = [m]
-            else:
-                group.append(m)
+        if len(set(partitions)) == 1 and len(set(topics)) == 1:
+            groups[(topics[0], partitions[0])] = msgs
+        else:
+            for tp, m in zip(zip(topics, partitions, strict=True), msgs, strict=True):
+                groups.setdefault(tp, []).append(m)
         for tp, group in groups.items():
             part = self.partitions.get(tp)
             if part is None:
@@ -234,13 +246,24 @@ class Daemon:
             if self.failure:
                 return
 
+    @staticmethod
+    def _drop_errors(msgs: list[Any]) -> list[Any]:
+        kept = []
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                kept.append(m)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume: %s", err)
+        return kept
+
     def _process_partition(self, tp: TP, part: Partition, msgs: list[Any]) -> None:
         settings = self.settings
-        values = [m.value() for m in msgs]
+        values = list(map(Message.value, msgs))
         topic = tp[0]
         c = self.counters
         c.consumed[topic] = c.consumed.get(topic, 0) + len(msgs)
-        c.consumed_bytes[topic] = c.consumed_bytes.get(topic, 0) + sum(len(v) for v in values if v)
+        c.consumed_bytes[topic] = c.consumed_bytes.get(topic, 0) + _total_len(values)
         records, good, bad = decode_json(values)
         if bad and settings.processing.on_error == "fail":
             first = bad[0][0]
@@ -340,6 +363,13 @@ class Daemon:
             part = self.partitions.get((tp.topic, tp.partition))
             if part is not None:
                 part.progress.committed = None
+
+
+def _total_len(values: list[bytes | None]) -> int:
+    try:
+        return sum(map(len, values))  # type: ignore[arg-type]
+    except TypeError:  # tombstones
+        return sum(len(v) for v in values if v)
 
 
 def _timestamp(m: Message) -> int:
