@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from distilld import DistilledProcessor, build_graders
+from distilld.broker import EmbeddedBroker
 
 PEOPLE_FEATURES: list[dict[str, Any]] = [
     {"name": "gender", "type": "categorical", "categories": ["female", "male", "other"]},
@@ -42,3 +45,33 @@ def clock() -> FakeClock:
 @pytest.fixture
 def people_processor(clock: FakeClock) -> DistilledProcessor:
     return DistilledProcessor(build_graders(PEOPLE_FEATURES), 600, 0.1, 500, clock=clock)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka-protocol broker for the whole session (design.md §6):
+    ``DISTILLD_TEST_BOOTSTRAP`` if set; else a Kafka container when a Docker
+    engine answers; else Tansu, the embedded broker, on a free port."""
+    external = os.environ.get("DISTILLD_TEST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as container:
+            yield container.get_bootstrap_server()
+        return
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log=log) as broker:
+        yield broker.bootstrap
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False

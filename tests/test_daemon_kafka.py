@@ -1,0 +1,189 @@
+"""The daemon against a real broker, run as a separate process like a user runs it."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from .conftest import people_records
+from .kafka_tools import (
+    DaemonProcess,
+    committed,
+    create_topics,
+    daemon_config,
+    end_offsets,
+    produce,
+    read_all,
+    unique,
+    wait_committed,
+)
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 3
+BAD = [b"not json", b"[1, 2, 3]", b'"a string"', b"{truncated", b"\xff\xfe"]
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.kill()
+
+
+def _values(n: int, seed: int = 0) -> list[bytes]:
+    return [orjson.dumps(r) for r in people_records(n, seed)]
+
+
+def _run(daemons: list[DaemonProcess], tmp: Path, config: dict[str, Any], name: str = "daemon") -> DaemonProcess:
+    d = DaemonProcess(tmp, config, name).start()
+    daemons.append(d)
+    return d
+
+
+def _headers(m: Any) -> dict[str, bytes]:
+    return dict(m.headers() or [])
+
+
+def test_output_is_identical_weighted_within_budget_and_committed(
+    kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    topic, group = unique("people"), unique("g")
+    create_topics(kafka_bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    values = _values(12_000)
+    bad_at = {i * 997 + 13: BAD[i % len(BAD)] for i in range(10)}
+    for i, v in bad_at.items():
+        values[i] = v
+    keys = [b"user-%d" % (i % 9) for i in range(len(values))]
+    headers = [[("trace", b"t%d" % i)] if i % 3 == 0 else None for i in range(len(values))]
+    sent = produce(kafka_bootstrap, topic, values, keys, headers)
+    ends = end_offsets(sent)
+
+    d = _run(daemons, tmp_path, daemon_config(kafka_bootstrap, topic, group))
+    got = wait_committed(kafka_bootstrap, group, topic, ends, PARTITIONS, d)
+    assert d.stop() == 0, d.log()
+    assert got == {p: ends.get(p, -1001) for p in range(PARTITIONS)}, "offsets committed to the end"
+
+    by_value = {(s.value, s.key): s for s in sent}
+    out = read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=1)
+    received = Counter(k for v, k in zip(values, keys, strict=True) if v not in BAD)
+    selected: Counter[bytes] = Counter()
+    for m in out:
+        source = by_value[(m.value(), m.key())]  # byte-identical value and key
+        h = m.headers() or []
+        assert h[: len(source.headers)] == list(source.headers), "original headers first, unchanged"
+        weight = float(_headers(m)["distilld-weight"].decode("ascii"))
+        assert 5 <= weight <= 20
+        selected[m.key()] += 1
+    assert len({(m.value(), m.key()) for m in out}) == len(out), "no record twice after a clean run"
+    for key, n in received.items():
+        assert abs(selected[key] - 0.1 * n) <= 1, (key, selected[key], n)
+
+    dlq = read_all(kafka_bootstrap, f"{topic}.dlq", expect_at_least=len(bad_at), idle_s=1)
+    assert sorted(m.value() for m in dlq) == sorted(bad_at.values()), "exactly the bad records"
+    offsets = {(s.partition, s.offset): s for s in sent}
+    for m in dlq:
+        h = _headers(m)
+        src = offsets[(int(h["distilld-source-partition"]), int(h["distilld-source-offset"]))]
+        assert src.value == m.value() and src.key == m.key()
+        assert h["distilld-source-topic"] == topic.encode()
+        assert h["distilld-error"].startswith(b"not JSON") or h["distilld-error"].startswith(b"not a JSON object")
+
+
+def _all_forwarded_config(bootstrap: str, topic: str, group: str) -> dict[str, Any]:
+    """rate 1: every good record is forwarded, so a skipped input shows as a missing output."""
+    return daemon_config(bootstrap, topic, group, reducer={"rate": 1.0})
+
+
+def test_restart_after_sigterm_resumes_from_committed_offsets(
+    kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    topic, group = unique("restart"), unique("g")
+    create_topics(kafka_bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    first = produce(kafka_bootstrap, topic, _values(3000, 1), [b"k%d" % (i % 5) for i in range(3000)])
+    config = _all_forwarded_config(kafka_bootstrap, topic, group)
+    d = _run(daemons, tmp_path, config, "first")
+    wait_committed(kafka_bootstrap, group, topic, end_offsets(first), PARTITIONS, d)
+    assert d.stop(signal.SIGTERM) == 0, d.log()
+
+    second = produce(kafka_bootstrap, topic, _values(3000, 2), [b"k%d" % (i % 5) for i in range(3000)])
+    d2 = _run(daemons, tmp_path, config, "second")
+    ends = end_offsets(first + second)
+    got = wait_committed(kafka_bootstrap, group, topic, ends, PARTITIONS, d2)
+    assert d2.stop(signal.SIGINT) == 0, d2.log()
+    assert all(got[p] == ends[p] for p in ends)
+
+    out = Counter(m.value() for m in read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=6000))
+    inputs = Counter(s.value for s in first + second)
+    assert out == inputs, "every record forwarded exactly once across a clean restart"
+
+
+def test_kill_9_then_restart_loses_nothing(kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    topic, group = unique("kill"), unique("g")
+    create_topics(kafka_bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    n = 20_000
+    sent = produce(kafka_bootstrap, topic, _values(n, 3), [b"k%d" % (i % 7) for i in range(n)])
+    config = _all_forwarded_config(kafka_bootstrap, topic, group)
+    config["processing"].update({"batch_max_records": 500, "commit_interval_ms": 100})
+    d = _run(daemons, tmp_path, config, "killed")
+    deadline = time.monotonic() + 60
+    while not any(v >= 0 for v in committed(kafka_bootstrap, group, topic, PARTITIONS).values()):
+        assert time.monotonic() < deadline, d.log()
+        time.sleep(0.2)
+    d.stop(signal.SIGKILL)
+
+    d2 = _run(daemons, tmp_path, config, "restarted")
+    ends = end_offsets(sent)
+    got = wait_committed(kafka_bootstrap, group, topic, ends, PARTITIONS, d2)
+    assert d2.stop() == 0, d2.log()
+    assert all(got[p] == ends[p] for p in ends)
+    out = Counter(m.value() for m in read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=n))
+    missing = [s for s in sent if out[s.value] == 0]
+    assert not missing, f"{len(missing)} input records never forwarded"
+    duplicates = sum(out.values()) - n
+    print(f"kill -9: {duplicates} duplicates re-forwarded (at-least-once)")
+
+
+def test_on_error_fail_stops_without_committing_the_bad_record(
+    kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    topic, group = unique("fail"), unique("g")
+    create_topics(kafka_bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    values = _values(500, 4)
+    values[300] = b"garbage"
+    produce(kafka_bootstrap, topic, values, [None] * len(values))
+    config = _all_forwarded_config(kafka_bootstrap, topic, group)
+    config["processing"]["on_error"] = "fail"
+    d = _run(daemons, tmp_path, config)
+    assert d.wait(60) == 1, d.log()
+    assert "garbage" not in d.log() or "not JSON" in d.log()
+    assert "@300" in d.log(), "the log names where the bad record is"
+    assert committed(kafka_bootstrap, group, topic, 1)[0] == 300, "committed up to, not past, the bad record"
+    out = read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=300, idle_s=1)
+    assert sorted(m.value() for m in out) == sorted(values[:300])
+
+
+def test_on_error_skip_drops_bad_records_and_goes_on(
+    kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    topic, group = unique("skip"), unique("g")
+    create_topics(kafka_bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    values = _values(400, 5)
+    values[10], values[200] = b"{", b"17"
+    sent = produce(kafka_bootstrap, topic, values, [None] * len(values))
+    config = _all_forwarded_config(kafka_bootstrap, topic, group)
+    config["processing"]["on_error"] = "skip"
+    d = _run(daemons, tmp_path, config)
+    wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), 1, d)
+    assert d.stop() == 0, d.log()
+    out = read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=398, idle_s=1)
+    assert sorted(m.value() for m in out) == sorted(v for i, v in enumerate(values) if i not in (10, 200))
+    assert read_all(kafka_bootstrap, f"{topic}.dlq", idle_s=1) == []
