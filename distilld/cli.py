@@ -51,7 +51,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _daemon(command: str, config: str | None, log_level: str) -> int:
+    import signal
+
     from distilld.settings import ConfigError, load_settings, masked
+
+    early: list[int] = []  # a stop asked for while starting up is honoured once the loop runs
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: early.append(signum))
 
     try:
         settings = load_settings(config)
@@ -68,6 +74,9 @@ def _daemon(command: str, config: str | None, log_level: str) -> int:
 
     daemon = Daemon(settings)
     daemon.install_signal_handlers()
+    if early:
+        logging.getLogger("distilld").info("stop requested while starting: stopping")
+        daemon.stopping = True
     return daemon.run()
 
 

@@ -187,3 +187,33 @@ def test_on_error_skip_drops_bad_records_and_goes_on(
     out = read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=398, idle_s=1)
     assert sorted(m.value() for m in out) == sorted(v for i, v in enumerate(values) if i not in (10, 200))
     assert read_all(kafka_bootstrap, f"{topic}.dlq", idle_s=1) == []
+
+
+def test_a_second_instance_takes_partitions_over_without_losing_records(
+    kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """Cooperative rebalance: the first instance finishes and commits the
+    partitions it gives up; together they forward every record."""
+    topic, group = unique("scale"), unique("g")
+    partitions = 4
+    create_topics(kafka_bootstrap, {topic: partitions, f"{topic}.out": partitions, f"{topic}.dlq": 1})
+    config = _all_forwarded_config(kafka_bootstrap, topic, group)
+    first = _run(daemons, tmp_path, config, "one")
+    sent = produce(kafka_bootstrap, topic, _values(4000, 6), [b"k%d" % (i % 8) for i in range(4000)])
+    deadline = time.monotonic() + 60
+    while not any(v >= 0 for v in committed(kafka_bootstrap, group, topic, partitions).values()):
+        assert time.monotonic() < deadline, first.log()
+        time.sleep(0.2)
+    second = _run(daemons, tmp_path, config, "two")
+    while "assigned" not in second.log():
+        assert time.monotonic() < deadline + 60, second.log()
+        time.sleep(0.2)
+    sent += produce(kafka_bootstrap, topic, _values(4000, 7), [b"k%d" % (i % 8) for i in range(4000)])
+    ends = end_offsets(sent)
+    got = wait_committed(kafka_bootstrap, group, topic, ends, partitions, second)
+    assert all(got[p] == ends[p] for p in ends)
+    assert first.stop() == 0 and second.stop() == 0
+    assert "revoked" in first.log() and "assigned" in second.log(), "the second instance took partitions over"
+    out = Counter(m.value() for m in read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=len(sent)))
+    assert not [s for s in sent if out[s.value] == 0], "no record lost in the hand-over"
+    assert sum(out.values()) == len(sent), "revoked partitions were committed before release: no redelivery"
