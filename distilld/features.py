@@ -146,11 +146,13 @@ def parse_features(entries: Sequence[Any]) -> list[Any]:
     try:
         specs = _feature_list.validate_python(list(entries))
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = list(err["loc"])
-        index = loc[0] if loc and isinstance(loc[0], int) else 0
-        where = ".".join(str(p) for p in loc[2:] if not isinstance(p, int)) or "entry"
-        raise FeatureConfigError(f"{_describe(entries, index)}: {where}: {err['msg']}") from None
+        lines = []
+        for err in e.errors():
+            loc = list(err["loc"])
+            index = loc[0] if loc and isinstance(loc[0], int) else 0
+            where = ".".join(str(p) for p in loc[2:] if not isinstance(p, int)) or "entry"
+            lines.append(f"{_describe(entries, index)}: {where}: {err['msg']}")
+        raise FeatureConfigError("\n".join(dict.fromkeys(lines))) from None
     names = [s.name for s in specs]
     for i, name in enumerate(names):
         if names.index(name) != i:

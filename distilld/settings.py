@@ -21,7 +21,7 @@ from distilld.fieldpath import parse_path
 
 __all__ = ["ConfigError", "Settings", "load_settings", "masked"]
 
-SECRET_WORDS = ("password", "secret", "token", "sasl.oauthbearer.config", "ssl.key.pem")
+SECRET_WORDS = ("password", "passphrase", "secret", "token", "sasl.oauthbearer.config", "pem", "private.key")
 
 
 class ConfigError(ValueError):
@@ -61,10 +61,14 @@ class KafkaSettings(_Section):
     def _one_input(self) -> KafkaSettings:
         if bool(self.input_topics) == bool(self.input_pattern):
             raise ValueError("give exactly one of input_topics (a list) or input_pattern (a regex)")
-        inputs = set(self.input_topics)
-        for name in ("output_topic", "dlq_topic"):
-            if getattr(self, name) in inputs:
-                raise ValueError(f"{name} must not be one of input_topics (it would read its own output)")
+        pattern = re.compile(self.input_pattern) if self.input_pattern else None
+        loops = [
+            f"{name} {topic!r} is also an input topic: distilld would read its own output"
+            for name, topic in (("output_topic", self.output_topic), ("dlq_topic", self.dlq_topic))
+            if topic is not None and (topic in self.input_topics or (pattern is not None and pattern.search(topic)))
+        ]
+        if loops:
+            raise ValueError("; ".join(loops))
         return self
 
     def subscription(self) -> list[str]:
@@ -130,14 +134,14 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings
     reducer: ReducerSettings = Field(default_factory=lambda: ReducerSettings())
-    features: list[dict[str, Any]] = Field(description="what to keep representative (see config/)")
+    features: list[Any] = Field(description="what to keep representative (see config/)")
     format: FormatSettings = Field(default_factory=lambda: FormatSettings())
     processing: ProcessingSettings = Field(default_factory=lambda: ProcessingSettings())
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
 
     @field_validator("features")
     @classmethod
-    def _features(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _features(cls, value: list[Any]) -> list[Any]:
         try:
             parse_features(value)
         except FeatureConfigError as e:
@@ -177,11 +181,21 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+            # the reason and the position only: the snippet YAML quotes could hold a secret
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(
+                f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or 'syntax error'}"
+            ) from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (kafka, reducer, features, …)")
         data = loaded or {}
+    private = sorted(str(k) for k in data if str(k).startswith("_"))
+    if private:
+        raise ConfigError("\n".join(f"{k}: Extra inputs are not permitted" for k in private))
     data.update(overrides)
     try:
         return Settings(**data)

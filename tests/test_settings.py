@@ -1,0 +1,549 @@
+"""The daemon's configuration: shipped examples, environment overrides, masking, errors, defaults.
+
+No broker is needed: ``distilld check-config`` runs in-process through ``distilld.cli.main``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from confluent_kafka import Consumer, Producer
+
+from distilld.cli import main
+from distilld.settings import ConfigError, Settings, load_settings, masked
+
+CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+
+def _daemon_configs() -> list[Path]:
+    """The files of ``config/`` that are whole daemon configurations (they have a ``kafka`` section)."""
+    out = []
+    for path in sorted(CONFIG.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "kafka" in data:
+            out.append(path)
+    return out
+
+
+DAEMON_CONFIGS = _daemon_configs()
+
+MINIMAL: dict[str, Any] = {
+    "kafka": {
+        "bootstrap_servers": "file-broker:9092",
+        "group_id": "from-file",
+        "input_topics": ["events"],
+        "output_topic": "events.out",
+        "dlq_topic": "events.dlq",
+    },
+    "features": [{"name": "kind", "type": "categorical", "field": "kind", "categories": ["a", "b"]}],
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_distilld_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read DISTILLD_* variables: start every test without the caller's."""
+    for name in list(os.environ):
+        if name.upper().startswith("DISTILLD_"):
+            monkeypatch.delenv(name)
+
+
+def minimal() -> dict[str, Any]:
+    return copy.deepcopy(MINIMAL)
+
+
+def write(tmp_path: Path, data: Any, name: str = "distilld.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def check_config(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``distilld check-config ARGS`` in-process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = main(["check-config", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- the shipped examples -------------------------------------------------------------------------------------------
+
+
+def test_config_dir_ships_the_generic_and_the_people_daemon_configs() -> None:
+    assert {"distilld.yaml", "people.yaml"} <= {p.name for p in DAEMON_CONFIGS}
+
+
+@pytest.mark.parametrize("path", DAEMON_CONFIGS, ids=lambda p: p.name)
+def test_shipped_config_loads_and_passes_check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = load_settings(path)
+    code, out, err = check_config(capsys, "--config", str(path))
+    assert (code, err) == (0, "")
+    assert json.loads(out) == masked(settings)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert settings.kafka.bootstrap_servers == raw["kafka"]["bootstrap_servers"]
+    assert [f["name"] for f in settings.features] == [f["name"] for f in raw["features"]]
+
+
+@pytest.mark.parametrize("path", DAEMON_CONFIGS, ids=lambda p: p.name)
+def test_shipped_passthrough_settings_are_librdkafka_properties(path: Path) -> None:
+    """librdkafka refuses unknown properties when a client is created; no broker is contacted here."""
+    kafka = load_settings(path).kafka
+    quiet = {"bootstrap.servers": "127.0.0.1:1", "log_level": 0}
+    consumer = Consumer({**kafka.consumer, **quiet, "group.id": kafka.group_id})
+    consumer.close()
+    producer = Producer({**kafka.producer, **quiet})
+    producer.flush(0)
+
+
+@pytest.mark.parametrize(
+    "section",
+    ["kafka", "reducer", "format", "processing", "metrics"],
+)
+def test_generic_example_shows_every_setting(section: str) -> None:
+    """config/distilld.yaml is the reference: each key of the model appears (input_pattern as a comment)."""
+    text = (CONFIG / "distilld.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    model = type(getattr(load_settings(CONFIG / "distilld.yaml"), section))
+    shown = set(raw[section])
+    if section == "kafka":
+        assert re.search(r"^\s*#\s*input_pattern:", text, re.MULTILINE)
+        shown.add("input_pattern")
+    assert shown == set(model.model_fields)
+
+
+def test_generic_example_reads_json_keyed_by_kafka_key() -> None:
+    settings = load_settings(CONFIG / "distilld.yaml")
+    assert settings.format.value == "json"
+    assert settings.reducer.key == "kafka_key"
+    assert settings.processing.on_error == "dlq" and settings.kafka.dlq_topic
+
+
+def test_people_example_is_the_seeds_three_features() -> None:
+    settings = load_settings(CONFIG / "people.yaml")
+    by_name = {f["name"]: f for f in settings.features}
+    assert list(by_name) == ["age", "gender", "income"]
+    assert by_name["age"]["type"] == "numeric"
+    assert by_name["income"]["type"] == "numeric"
+    assert by_name["gender"]["type"] == "categorical"
+    assert by_name["gender"]["categories"] == ["female", "male", "other"]
+
+
+# --- defaults -------------------------------------------------------------------------------------------------------
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, minimal()))
+    assert settings.reducer.rate == 0.1
+    assert settings.reducer.window_seconds == 3600
+    assert settings.reducer.key == "none"
+    assert settings.reducer.time == "processing"
+    assert settings.metrics.port == 9108
+    assert settings.format.value == "json"
+    assert settings.processing.on_error == "dlq"
+    assert settings.kafka.consumer == {} and settings.kafka.producer == {}
+
+
+def test_group_id_defaults_to_distilld(tmp_path: Path) -> None:
+    data = minimal()
+    del data["kafka"]["group_id"]
+    assert load_settings(write(tmp_path, data)).kafka.group_id == "distilld"
+
+
+def test_input_pattern_is_anchored_for_librdkafka(tmp_path: Path) -> None:
+    data = minimal()
+    data["kafka"]["input_topics"] = []
+    data["kafka"]["input_pattern"] = r"app\.events\..+"
+    assert load_settings(write(tmp_path, data)).kafka.subscription() == [r"^app\.events\..+"]
+
+
+# --- the environment ------------------------------------------------------------------------------------------------
+
+
+def test_nested_environment_overrides_win_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = minimal()
+    data["reducer"] = {"rate": 0.2, "window_seconds": 60, "key": "kafka_key"}
+    path = write(tmp_path, data)
+    monkeypatch.setenv("DISTILLD_KAFKA__BOOTSTRAP_SERVERS", "env-broker:9092")
+    monkeypatch.setenv("DISTILLD_REDUCER__RATE", "0.5")
+    settings = load_settings(path)
+    assert settings.kafka.bootstrap_servers == "env-broker:9092"
+    assert settings.reducer.rate == 0.5
+    # the file's other keys of the same sections stay
+    assert settings.kafka.group_id == "from-file"
+    assert settings.kafka.input_topics == ["events"]
+    assert settings.kafka.output_topic == "events.out"
+    assert settings.kafka.dlq_topic == "events.dlq"
+    assert settings.reducer.window_seconds == 60
+    assert settings.reducer.key == "kafka_key"
+
+
+def test_partial_nested_override_keeps_the_sections_other_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = minimal()
+    data["processing"] = {"batch_max_records": 42, "batch_max_wait_ms": 7, "on_error": "dlq"}
+    data["metrics"] = {"host": "127.0.0.1", "port": 9200}
+    path = write(tmp_path, data)
+    monkeypatch.setenv("DISTILLD_PROCESSING__ON_ERROR", "skip")
+    monkeypatch.setenv("DISTILLD_METRICS__PORT", "0")
+    settings = load_settings(path)
+    assert settings.processing.on_error == "skip"
+    assert (settings.processing.batch_max_records, settings.processing.batch_max_wait_ms) == (42, 7)
+    assert (settings.metrics.host, settings.metrics.port) == ("127.0.0.1", 0)
+
+
+def test_environment_overrides_show_in_check_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, minimal())
+    monkeypatch.setenv("DISTILLD_KAFKA__BOOTSTRAP_SERVERS", "env-broker:9092")
+    monkeypatch.setenv("DISTILLD_REDUCER__RATE", "0.25")
+    code, out, _ = check_config(capsys, "--config", str(path))
+    shown = json.loads(out)
+    assert code == 0
+    assert shown["kafka"]["bootstrap_servers"] == "env-broker:9092"
+    assert shown["kafka"]["group_id"] == "from-file"
+    assert shown["reducer"]["rate"] == 0.25
+
+
+def test_environment_supplies_a_key_the_file_lacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = minimal()
+    del data["kafka"]["bootstrap_servers"]
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError, match=r"kafka\.bootstrap_servers"):
+        load_settings(path)
+    monkeypatch.setenv("DISTILLD_KAFKA__BOOTSTRAP_SERVERS", "env-broker:9092")
+    assert load_settings(path).kafka.bootstrap_servers == "env-broker:9092"
+
+
+def test_environment_alone_is_a_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DISTILLD_KAFKA__BOOTSTRAP_SERVERS", "env-broker:9092")
+    monkeypatch.setenv("DISTILLD_KAFKA__INPUT_TOPICS", '["a", "b"]')
+    monkeypatch.setenv("DISTILLD_KAFKA__OUTPUT_TOPIC", "out")
+    monkeypatch.setenv("DISTILLD_PROCESSING__ON_ERROR", "skip")
+    monkeypatch.setenv("DISTILLD_FEATURES", json.dumps(MINIMAL["features"]))
+    code, out, err = check_config(capsys)
+    assert (code, err) == (0, "")
+    shown = json.loads(out)
+    assert shown["kafka"]["input_topics"] == ["a", "b"]
+    assert shown["processing"]["on_error"] == "skip"
+    assert shown["features"] == MINIMAL["features"]
+
+
+def test_invalid_environment_value_names_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, minimal())
+    monkeypatch.setenv("DISTILLD_REDUCER__RATE", "2")
+    with pytest.raises(ConfigError, match=r"reducer\.rate: .*less than or equal to 1"):
+        load_settings(path)
+
+
+def test_environment_secret_merges_into_passthrough_settings_and_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = minimal()
+    data["kafka"]["consumer"] = {"security.protocol": "SASL_SSL", "sasl.username": "alice"}
+    path = write(tmp_path, data)
+    monkeypatch.setenv("DISTILLD_KAFKA__CONSUMER__SASL.PASSWORD", "env-hunter2")
+    assert load_settings(path).kafka.consumer == {
+        "security.protocol": "SASL_SSL",
+        "sasl.username": "alice",
+        "sasl.password": "env-hunter2",
+    }
+    code, out, _ = check_config(capsys, "--config", str(path))
+    assert code == 0 and "env-hunter2" not in out
+    assert json.loads(out)["kafka"]["consumer"]["sasl.password"] == "***"
+
+
+# --- masking --------------------------------------------------------------------------------------------------------
+
+SECRETS = {
+    "consumer": {
+        "sasl.password": "consumer-sasl-pw",
+        "ssl.key.password": "consumer-key-pw",
+        "ssl.keystore.password": "consumer-keystore-pw",
+    },
+    "producer": {
+        "sasl.password": "producer-sasl-pw",
+        "sasl.oauthbearer.client.secret": "producer-oauth-secret",
+        "sasl.oauthbearer.config": "principal=x clientSecret=producer-oauth-config",
+        "ssl.key.pem": "-----BEGIN PRIVATE KEY----- producer-pem",
+    },
+}
+PLAIN = {
+    "consumer": {"security.protocol": "SASL_SSL", "sasl.username": "alice", "fetch.min.bytes": 1},
+    "producer": {"sasl.mechanisms": "PLAIN", "enable.idempotence": True, "ssl.key.location": "/etc/distilld/key.pem"},
+}
+
+
+def test_check_config_masks_secrets_and_prints_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = minimal()
+    for side in ("consumer", "producer"):
+        data["kafka"][side] = {**PLAIN[side], **SECRETS[side]}
+    path = write(tmp_path, data)
+    code, out, err = check_config(capsys, "--config", str(path))
+    assert (code, err) == (0, "")
+    for side in ("consumer", "producer"):
+        for secret in SECRETS[side].values():
+            assert secret not in out
+    shown = json.loads(out)
+    for side in ("consumer", "producer"):
+        assert shown["kafka"][side] == {**PLAIN[side], **dict.fromkeys(SECRETS[side], "***")}
+    # everything else is printed as loaded
+    effective = load_settings(path).model_dump(mode="json")
+    for section in ("reducer", "features", "format", "processing", "metrics"):
+        assert shown[section] == effective[section]
+    assert {k: v for k, v in shown["kafka"].items() if k not in ("consumer", "producer")} == {
+        k: v for k, v in effective["kafka"].items() if k not in ("consumer", "producer")
+    }
+
+
+def test_masking_leaves_the_settings_the_daemon_uses_intact(tmp_path: Path) -> None:
+    data = minimal()
+    data["kafka"]["consumer"] = dict(SECRETS["consumer"])
+    settings = load_settings(write(tmp_path, data))
+    assert masked(settings)["kafka"]["consumer"]["sasl.password"] == "***"
+    assert settings.kafka.consumer == SECRETS["consumer"]
+
+
+def test_check_config_masks_oauth_assertion_private_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = minimal()
+    data["kafka"]["producer"] = {
+        "sasl.oauthbearer.assertion.private.key.passphrase": "assertion-passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem": "-----BEGIN PRIVATE KEY----- assertion-pem",
+    }
+    code, out, _ = check_config(capsys, "--config", str(write(tmp_path, data)))
+    assert code == 0
+    assert "assertion-passphrase" not in out
+    assert "assertion-pem" not in out
+
+
+def test_yaml_error_does_not_echo_a_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "kafka:\n  consumer:\n    sasl.password: s3cr3t-value: oops\n")
+    code, _, err = check_config(capsys, "--config", str(path))
+    assert code == 1
+    assert "not valid YAML" in err
+    assert "s3cr3t-value" not in err
+
+
+# --- errors ---------------------------------------------------------------------------------------------------------
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(section: str, **values: Any) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        data.setdefault(section, {}).update(values)
+
+    return mutate
+
+
+def _drop(section: str, key: str) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        del data[section][key]
+
+    return mutate
+
+
+def _features(*entries: Any) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        data["features"] = list(entries)
+
+    return mutate
+
+
+def _both(first: Mutation, second: Mutation) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        first(data)
+        second(data)
+
+    return mutate
+
+
+NUMERIC = {"name": "n", "type": "numeric", "field": "n"}
+
+ERRORS: list[tuple[str, Mutation, list[str]]] = [
+    ("missing-bootstrap", _drop("kafka", "bootstrap_servers"), ["kafka.bootstrap_servers", "Field required"]),
+    ("missing-output-topic", _drop("kafka", "output_topic"), ["kafka.output_topic", "Field required"]),
+    ("rate-0", _set("reducer", rate=0), ["reducer.rate", "greater than 0"]),
+    ("rate-1.5", _set("reducer", rate=1.5), ["reducer.rate", "less than or equal to 1"]),
+    ("window-0", _set("reducer", window_seconds=0), ["reducer.window_seconds", "greater than 0"]),
+    (
+        "topics-and-pattern",
+        _set("kafka", input_pattern="ev.*"),
+        ["kafka", "exactly one of input_topics", "input_pattern"],
+    ),
+    ("neither-topics-nor-pattern", _set("kafka", input_topics=[]), ["kafka", "exactly one of input_topics"]),
+    (
+        "bad-regex",
+        _set("kafka", input_topics=[], input_pattern="events(["),
+        ["kafka.input_pattern", "not a valid regular expression"],
+    ),
+    (
+        "output-is-an-input",
+        _set("kafka", input_topics=["events", "clicks"], output_topic="clicks"),
+        ["kafka", "output_topic 'clicks' is also an input topic"],
+    ),
+    ("dlq-is-an-input", _set("kafka", dlq_topic="events"), ["kafka", "dlq_topic 'events' is also an input topic"]),
+    ("dlq-without-topic", _drop("kafka", "dlq_topic"), ["processing.on_error", "'dlq'", "kafka.dlq_topic", "not set"]),
+    (
+        "dlq-explicit-without-topic",
+        _both(_set("kafka", dlq_topic=None), _set("processing", on_error="dlq")),
+        ["processing.on_error", "kafka.dlq_topic", "not set"],
+    ),
+    ("unknown-reducer-key", _set("reducer", rat=0.5), ["reducer.rat", "Extra inputs are not permitted"]),
+    (
+        "unknown-kafka-key",
+        _set("kafka", bootstrap_server="x:9092"),
+        ["kafka.bootstrap_server", "Extra inputs are not permitted"],
+    ),
+    ("unknown-section", _set("reducers", rate=0.5), ["reducers", "Extra inputs are not permitted"]),
+    (
+        "feature-bad-bins",
+        _features(NUMERIC, {"name": "b", "type": "numeric", "bins": 1}),
+        ["features[1]", "'b'", "bins", "greater than or equal to 2"],
+    ),
+    ("feature-unknown-type", _features({"name": "a", "type": "numerc"}), ["features[0]", "'a'", "numerc"]),
+    ("feature-key-typo", _features({**NUMERIC, "bin": 8}), ["features[0]", "'n'", "bin", "Extra inputs"]),
+    ("feature-duplicate-name", _features(NUMERIC, NUMERIC), ["features[1]", "'n'", "duplicate"]),
+    ("feature-bad-path", _features({**NUMERIC, "field": "a..b"}), ["features[0]", "'n'", "invalid field path"]),
+    ("features-empty", _features(), ["features", "at least one feature"]),
+    ("features-missing", lambda d: d.pop("features"), ["features", "Field required"]),
+    (
+        "key-bad-path",
+        _set("reducer", key="user..id"),
+        ["reducer.key", "invalid field path 'user..id'", "empty step"],
+    ),
+    ("key-empty", _set("reducer", key=""), ["reducer.key", "invalid field path"]),
+    ("time-bad-path", _set("reducer", time=".ts"), ["reducer.time", "invalid field path"]),
+    ("time-unit", _set("reducer", time_unit="h"), ["reducer.time_unit", "'s', 'ms' or 'us'"]),
+    ("format-avro", _set("format", value="avro"), ["format.value", "'json'"]),
+    ("on-error-unknown", _set("processing", on_error="ignore"), ["processing.on_error", "'dlq', 'skip' or 'fail'"]),
+    ("batch-0", _set("processing", batch_max_records=0), ["processing.batch_max_records", "greater than or equal"]),
+    ("port-too-big", _set("metrics", port=70000), ["metrics.port", "less than or equal to 65535"]),
+    ("port-not-int", _set("metrics", port="http"), ["metrics.port", "valid integer"]),
+    ("consumer-not-a-mapping", _set("kafka", consumer=["a"]), ["kafka.consumer", "valid dictionary"]),
+]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
+def test_invalid_config_exits_1_naming_field_and_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: Mutation, expected: list[str]
+) -> None:
+    data = minimal()
+    mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    for part in expected:
+        assert part in str(info.value)
+    code, out, err = check_config(capsys, "--config", str(path))
+    assert code == 1
+    assert out == ""
+    assert err.splitlines()[0] == f"distilld: invalid configuration in {path}:"
+    for part in expected:
+        assert part in err
+
+
+FILE_ERRORS: list[tuple[str, str | None, list[str]]] = [
+    ("not-yaml", "kafka: [unclosed\n  bootstrap_servers: {\n", ["not valid YAML", "line"]),
+    ("yaml-list", "- kafka\n- features\n", ["expected a mapping of sections"]),
+    ("yaml-scalar", "just words\n", ["expected a mapping of sections"]),
+    ("empty-file", "", ["kafka: Field required", "features: Field required"]),
+    ("null-section", "kafka:\nfeatures: []\n", ["kafka: Input should be a valid dictionary"]),
+    ("missing-file", None, ["cannot read", "No such file"]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [e[1:] for e in FILE_ERRORS], ids=[e[0] for e in FILE_ERRORS])
+def test_unusable_file_exits_1_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None, expected: list[str]
+) -> None:
+    path = tmp_path / "distilld.yaml"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    for part in expected:
+        assert part in str(info.value)
+    code, out, err = check_config(capsys, "--config", str(path))
+    assert (code, out) == (1, "")
+    assert str(path) in err
+    for part in expected:
+        assert part in err
+
+
+def test_directory_instead_of_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = check_config(capsys, "--config", str(tmp_path))
+    assert code == 1
+    assert f"{tmp_path}: cannot read" in err
+
+
+def test_no_config_and_no_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = check_config(capsys)
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == "distilld: invalid configuration:"
+    assert "kafka: Field required" in err
+
+
+def test_every_error_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    data = minimal()
+    data["reducer"] = {"rate": 0, "window_seconds": -1}
+    data["metrics"] = {"port": -1}
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, data))
+    lines = str(info.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["reducer.rate", "reducer.window_seconds", "metrics.port"]
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "distilld.yaml"
+    path.write_bytes(b"kafka:\n  bootstrap_servers: \xff\xfe\n")
+    code, _, err = check_config(capsys, "--config", str(path))
+    assert code == 1
+    assert str(path) in err
+
+
+def test_underscore_key_is_refused_not_taken_as_a_settings_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = minimal()
+    data["_env_prefix"] = "NOPE_"
+    path = write(tmp_path, data)
+    monkeypatch.setenv("DISTILLD_REDUCER__RATE", "0.5")
+    with pytest.raises(ConfigError, match="_env_prefix"):
+        load_settings(path)
+
+
+@pytest.mark.parametrize("name", ["output_topic", "dlq_topic"])
+def test_output_matched_by_input_pattern_is_refused(tmp_path: Path, name: str) -> None:
+    data = minimal()
+    data["kafka"].update(input_topics=[], input_pattern=r"^events\..*")
+    data["kafka"][name] = "events.reduced"
+    with pytest.raises(ConfigError, match=name):
+        load_settings(write(tmp_path, data))
+
+
+def test_feature_typo_of_a_required_key_is_named(tmp_path: Path) -> None:
+    data = minimal()
+    data["features"] = [{"name": "g", "type": "categorical", "field": "g", "catgories": ["x"]}]
+    with pytest.raises(ConfigError, match=r"features\[0\].*catgories"):
+        load_settings(write(tmp_path, data))
+
+
+def test_feature_entry_that_is_not_a_mapping_is_named_like_the_others(tmp_path: Path) -> None:
+    data = minimal()
+    data["features"].append("age")
+    with pytest.raises(ConfigError, match=re.escape("features[1]")):
+        load_settings(write(tmp_path, data))
+
+
+def test_settings_is_the_model_check_config_validates(tmp_path: Path) -> None:
+    """load_settings returns the pydantic-settings model, so the daemon reads exactly what was checked."""
+    assert isinstance(load_settings(write(tmp_path, minimal())), Settings)
