@@ -152,16 +152,26 @@ def test_kill_9_then_restart_loses_nothing(kafka_bootstrap: str, tmp_path: Path,
     print(f"kill -9: {duplicates} duplicates re-forwarded (at-least-once)")
 
 
+def _one_partition_with_bad_records(
+    bootstrap: str, n: int, bad: dict[int, bytes], on_error: str
+) -> tuple[str, str, list[bytes], list[Any], dict[str, Any]]:
+    """A 1-partition topic of ``n`` records, ``bad`` put in at their positions; a
+    rate-1 config with ``on_error``. Returns (topic, group, values, sent, config)."""
+    topic, group = unique(on_error), unique("g")
+    create_topics(bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    values = _values(n, len(bad))
+    for i, v in bad.items():
+        values[i] = v
+    sent = produce(bootstrap, topic, values, [None] * len(values))
+    config = _all_forwarded_config(bootstrap, topic, group)
+    config["processing"]["on_error"] = on_error
+    return topic, group, values, sent, config
+
+
 def test_on_error_fail_stops_without_committing_the_bad_record(
     kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    topic, group = unique("fail"), unique("g")
-    create_topics(kafka_bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
-    values = _values(500, 4)
-    values[300] = b"garbage"
-    produce(kafka_bootstrap, topic, values, [None] * len(values))
-    config = _all_forwarded_config(kafka_bootstrap, topic, group)
-    config["processing"]["on_error"] = "fail"
+    topic, group, values, _, config = _one_partition_with_bad_records(kafka_bootstrap, 500, {300: b"garbage"}, "fail")
     d = _run(daemons, tmp_path, config)
     assert d.wait(60) == 1, d.log()
     assert "garbage" not in d.log() or "not JSON" in d.log()
@@ -174,13 +184,8 @@ def test_on_error_fail_stops_without_committing_the_bad_record(
 def test_on_error_skip_drops_bad_records_and_goes_on(
     kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    topic, group = unique("skip"), unique("g")
-    create_topics(kafka_bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
-    values = _values(400, 5)
-    values[10], values[200] = b"{", b"17"
-    sent = produce(kafka_bootstrap, topic, values, [None] * len(values))
-    config = _all_forwarded_config(kafka_bootstrap, topic, group)
-    config["processing"]["on_error"] = "skip"
+    bad = {10: b"{", 200: b"17"}
+    topic, group, values, sent, config = _one_partition_with_bad_records(kafka_bootstrap, 400, bad, "skip")
     d = _run(daemons, tmp_path, config)
     wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), 1, d)
     assert d.stop() == 0, d.log()
