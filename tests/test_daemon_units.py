@@ -1,0 +1,92 @@
+"""Units of the daemon without a broker: commit points, decoding, backpressure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distilld.daemon.decode import decode_json
+from distilld.daemon.loop import Daemon
+from distilld.daemon.progress import PartitionProgress
+from distilld.settings import load_settings
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.tuples(st.integers(1, 50), st.integers(0, 5)), min_size=1, max_size=20),
+    ack_order=st.randoms(use_true_random=False),
+)
+def test_commit_point_never_passes_an_unacknowledged_output(sizes: list[tuple[int, int]], ack_order: Any) -> None:
+    progress = PartitionProgress("t", 0)
+    offset, pending = 0, []
+    for records, outputs in sizes:
+        offset += records
+        batch = progress.add(offset, outputs)
+        pending += [(offset - records, batch)] * outputs  # (first offset of the batch, its batch)
+    ack_order.shuffle(pending)
+    while pending:
+        first_unacked = min(start for start, _ in pending)
+        assert progress.committable is None or progress.committable <= first_unacked
+        _, batch = pending.pop()
+        batch.ack()
+    assert progress.committable == offset, "all acknowledged: committable to the end"
+
+
+def test_decode_sorts_records_from_bad_values_with_reasons() -> None:
+    values = [b'{"a": 1}', b"nope", b"[1]", None, b'{"b": 2}', b"\xff"]
+    records, good, bad = decode_json(values)
+    assert records == [{"a": 1}, {"b": 2}] and good == [0, 4]
+    reasons = dict(bad)
+    assert set(reasons) == {1, 2, 3, 5}
+    assert reasons[2] == "not a JSON object: list"
+    assert reasons[3].startswith("empty value")
+    assert reasons[1].startswith("not JSON")
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.paused: list[Any] = []
+        self.resumed: list[Any] = []
+
+    def assignment(self) -> list[str]:
+        return ["t[0]", "t[1]"]
+
+    def pause(self, partitions: list[Any]) -> None:
+        self.paused.append(list(partitions))
+
+    def resume(self, partitions: list[Any]) -> None:
+        self.resumed.append(list(partitions))
+
+
+@pytest.fixture
+def daemon() -> Daemon:
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "input_topics": ["t"], "output_topic": "o", "dlq_topic": "d"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"max_in_flight": 100},
+    )
+    d = Daemon(s)
+    d.consumer = FakeConsumer()  # type: ignore[assignment]
+    d.output.poll = lambda timeout=0.0: None  # type: ignore[method-assign]
+    return d
+
+
+def test_fetching_pauses_at_the_in_flight_limit_and_resumes_at_half(daemon: Daemon) -> None:
+    fake: FakeConsumer = daemon.consumer  # type: ignore[assignment]
+    daemon.output.in_flight = 99
+    daemon._backpressure()
+    assert fake.paused == [] and not daemon.paused
+    daemon.output.in_flight = 100
+    daemon._backpressure()
+    daemon._backpressure()
+    assert fake.paused == [["t[0]", "t[1]"]] and daemon.paused, "paused once, every assigned partition"
+    daemon.output.in_flight = 51
+    daemon._backpressure()
+    assert fake.resumed == []
+    daemon.output.in_flight = 50
+    daemon._backpressure()
+    assert fake.resumed == [["t[0]", "t[1]"]] and not daemon.paused
