@@ -22,7 +22,7 @@ from distilld.encoding import to_float_array
 from distilld.graders import GradingFunction, safe_map
 from distilld.hashing import unit_float
 from distilld.selector import HerdingSelector
-from distilld.stats import feature_drift, proportions
+from distilld.stats import FeatureDrift, feature_drift, proportions
 from distilld.window import KeyedWindows
 
 __all__ = ["DistilledProcessor", "WindowView", "index_keys"]
@@ -328,12 +328,23 @@ class DistilledProcessor:
     def sent_proportions(self) -> dict[str, dict[str, Any]]:
         return proportions(self._summed(KeyedWindows.SENT), self._layout, self._names, self._encoders)
 
-    def drift(self) -> dict[str, dict[str, float]]:
+    def feature_drifts(self) -> dict[str, FeatureDrift]:
         """Per feature: TV distance between window and sent shares (mean over keys, max)."""
         held = self._windows.held_slots()
         received = self._windows.totals[KeyedWindows.RECEIVED, held]
         sent = self._windows.totals[KeyedWindows.SENT, held]
-        return {name: feature_drift(received, sent, self._layout, f).as_dict() for f, name in enumerate(self._names)}
+        return {name: feature_drift(received, sent, self._layout, f) for f, name in enumerate(self._names)}
+
+    def drift(self) -> dict[str, dict[str, float]]:
+        return {name: d.as_dict() for name, d in self.feature_drifts().items()}
+
+    def window_records(self) -> tuple[int, int]:
+        """(received, sent) records inside the windows, summed over keys."""
+        return self._window_count(KeyedWindows.RECEIVED), self._window_count(KeyedWindows.SENT)
+
+    @property
+    def keys_evicted(self) -> int:
+        return self._windows.evicted
 
     def get_current_stats(self) -> dict[str, Any]:
         """The seed's statistics, plus drift per feature and the keys held."""
@@ -348,7 +359,7 @@ class DistilledProcessor:
             "grading_function_names": list(self.grading_functions),
             "drift": self.drift(),
             "keys_held": self.keys_held,
-            "keys_evicted": self._windows.evicted,
+            "keys_evicted": self.keys_evicted,
             "bytes_per_key": self.bytes_per_key,
             "missing": dict(zip(self._names, self.missing_counts.tolist(), strict=True)),
         }

@@ -123,6 +123,8 @@ class ProcessingSettings(_Section):
 class MetricsSettings(_Section):
     host: str = Field(default="0.0.0.0", description="bind address of /metrics, /healthz, /readyz")
     port: int = Field(default=9108, ge=0, le=65535, description="0 turns the HTTP server off")
+    health_timeout_s: float = Field(default=60, gt=0, description="/healthz turns 503 when the loop is stuck this long")
+    refresh_ms: int = Field(default=1000, ge=100, description="how often window, drift and key gauges are updated")
 
 
 class Settings(BaseSettings):

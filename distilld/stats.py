@@ -34,9 +34,19 @@ def total_variation(p_counts: np.ndarray, q_counts: np.ndarray) -> np.ndarray:
 class FeatureDrift:
     mean: float
     max: float
+    weight: float = 0.0  # window records behind the mean (to combine partitions)
 
     def as_dict(self) -> dict[str, float]:
         return {"mean": self.mean, "max": self.max}
+
+    @staticmethod
+    def combine(parts: Sequence[FeatureDrift]) -> FeatureDrift:
+        """Drift over several reducers (partitions): means weighted by window size."""
+        weight = sum(p.weight for p in parts)
+        if weight <= 0:
+            return FeatureDrift(0.0, max((p.max for p in parts), default=0.0))
+        mean = sum(p.mean * p.weight for p in parts) / weight
+        return FeatureDrift(mean, max(p.max for p in parts), weight)
 
 
 def feature_drift(received: np.ndarray, sent: np.ndarray, layout: CellLayout, feature: int) -> FeatureDrift:
@@ -48,7 +58,7 @@ def feature_drift(received: np.ndarray, sent: np.ndarray, layout: CellLayout, fe
         return FeatureDrift(0.0, 0.0)
     tv = total_variation(r[has].astype(np.float64), s[has].astype(np.float64))
     size = r[has].sum(axis=1).astype(np.float64)
-    return FeatureDrift(float(np.average(tv, weights=size)), float(tv.max()))
+    return FeatureDrift(float(np.average(tv, weights=size)), float(tv.max()), float(size.sum()))
 
 
 def proportions(

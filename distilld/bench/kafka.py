@@ -82,11 +82,11 @@ def _daemon(
     daemon = Daemon(settings)
     daemon.start()
     try:
-        while not daemon.counters.consumed:
+        while not daemon.records_consumed:
             daemon.step()
-        first = sum(daemon.counters.consumed.values())
+        first = daemon.records_consumed
         start = time.perf_counter()
-        while sum(daemon.counters.consumed.values()) < n:
+        while daemon.records_consumed < n:
             daemon.step()
         daemon.output.flush(time.monotonic() + 60)
         rate = (n - first) / (time.perf_counter() - start)

@@ -13,15 +13,18 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from distilld import __version__
 from distilld.daemon.decode import decode_json
+from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
+from distilld.daemon.metrics import DaemonMetrics, reason_label
 from distilld.daemon.output import Output
 from distilld.daemon.progress import PartitionProgress
 from distilld.features import build_graders
@@ -45,17 +48,8 @@ class FatalRecordError(RuntimeError):
 class Partition:
     progress: PartitionProgress
     reducer: DistilledProcessor
-
-
-@dataclass
-class Counters:
-    consumed: dict[str, int] = field(default_factory=dict)
-    consumed_bytes: dict[str, int] = field(default_factory=dict)
-    dead_letters: int = 0
-    skipped: int = 0
-    commit_failures: int = 0
-    assigned: int = 0
-    revoked: int = 0
+    missing_seen: np.ndarray  # the reducer's missing counts already in the metrics
+    evicted_seen: int = 0
 
 
 def tune_gc() -> None:
@@ -80,6 +74,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "fetch.wait.max.ms": 50,
         "queued.max.messages.kbytes": 65536,
         "client.id": f"distilld-{__version__}",
+        "statistics.interval.ms": 1000,  # consumer lag and broker state for metrics and /readyz
     }
     conf.update(settings.kafka.consumer)
     return conf
@@ -105,14 +100,24 @@ class Daemon:
         self.fields = RecordFields(settings.reducer, clock)
         self.clock = clock
         self.partitions: dict[TP, Partition] = {}
-        self.counters = Counters()
+        self.metrics = DaemonMetrics(list(self.graders))
+        self.records_consumed = 0
         self.stopping = False
         self.failure: str | None = None
         self.paused = False
-        self._last_commit = 0.0
+        self.joined = False  # the group has given us an assignment (maybe empty)
+        self.broker_up = False
+        self._last_commit = self._last_refresh = 0.0
+        self._consumed: dict[str, tuple[Any, Any]] = {}
         self._new_reducer().warm_up()
-        self.consumer = Consumer({**consumer_config(settings), "on_commit": self._on_commit})
-        self.output = Output(Producer(producer_config(settings)))
+        self.consumer = Consumer(
+            {**consumer_config(settings), "on_commit": self._on_commit, "stats_cb": self._on_stats}
+        )
+        self.output = Output(Producer(producer_config(settings)), self.metrics)
+        m = settings.metrics
+        self.endpoints = (
+            Endpoints(m.host, m.port, self.metrics.registry, m.health_timeout_s, self.readiness) if m.port else None
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -124,8 +129,18 @@ class Daemon:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
+    def readiness(self) -> tuple[bool, str]:
+        if not self.broker_up:
+            return False, "no broker connection"
+        if not self.joined:
+            return False, "not yet in the consumer group"
+        return True, f"ready: {len(self.partitions)} partitions assigned"
+
     def start(self) -> None:
         tune_gc()
+        if self.endpoints is not None:
+            self.endpoints.start()
+            log.info("metrics and health on http://%s:%d/metrics", self.settings.metrics.host, self.endpoints.port)
         kafka = self.settings.kafka
         log.info(
             "distilld %s: %s → %s (group %s, rate %g, window %gs)",
@@ -159,12 +174,20 @@ class Daemon:
         self._backpressure()
         msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
         if msgs:
+            started = time.perf_counter()
+            self.broker_up = True
             self.process(msgs)
+            self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.output.poll(0)
         now = time.monotonic()
+        if self.endpoints is not None:
+            self.endpoints.beat()
         if now - self._last_commit >= proc.commit_interval_ms / 1000.0:
             self.commit()
             self._last_commit = now
+        if now - self._last_refresh >= self.settings.metrics.refresh_ms / 1000.0:
+            self.metrics.observe_reducers(p.reducer for p in self.partitions.values())
+            self._last_refresh = now
 
     def shutdown(self) -> None:
         """Stop fetching, flush, commit, close: inside ``processing.shutdown_timeout_s``."""
@@ -179,6 +202,8 @@ class Daemon:
         except KafkaException as e:
             log.warning("closing the consumer: %s", e)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
+        if self.endpoints is not None:
+            self.endpoints.stop()
         log.info("stopped")
 
     # -- rebalances ------------------------------------------------------------
@@ -199,8 +224,13 @@ class Daemon:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             key = (tp.topic, tp.partition)
-            self.partitions[key] = Partition(PartitionProgress(tp.topic, tp.partition), self._new_reducer())
-        self.counters.assigned += len(partitions)
+            reducer = self._new_reducer()
+            self.partitions[key] = Partition(
+                PartitionProgress(tp.topic, tp.partition), reducer, reducer.missing_counts.copy()
+            )
+        self.joined = True
+        self.metrics.rebalances.labels("assign").inc()
+        self.metrics.assigned.set(len(self.partitions))
         if partitions:
             log.info("assigned %s", _names(partitions))
         if self.paused:
@@ -213,16 +243,23 @@ class Daemon:
         deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
         self.output.flush(deadline)
         self._commit_partitions([(tp.topic, tp.partition) for tp in partitions], asynchronous=False)
-        for tp in partitions:
-            self.partitions.pop((tp.topic, tp.partition), None)
-        self.counters.revoked += len(partitions)
+        self._drop(partitions)
         log.info("revoked %s", _names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self.partitions.pop((tp.topic, tp.partition), None)
-        self.counters.revoked += len(partitions)
+        self._drop(partitions)
         log.warning("lost %s (another member may own them now; not committed)", _names(partitions))
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        for key in keys:
+            self.partitions.pop(key, None)
+        self.metrics.forget_partitions(keys)
+        self.metrics.rebalances.labels("revoke").inc()
+        self.metrics.assigned.set(len(self.partitions))
+
+    def _on_stats(self, stats_json: str) -> None:
+        self.broker_up = self.metrics.observe_statistics(stats_json, self.partitions)
 
     # -- the work ----------------------------------------------------------------
 
@@ -261,9 +298,7 @@ class Daemon:
         settings = self.settings
         values = list(map(Message.value, msgs))
         topic = tp[0]
-        c = self.counters
-        c.consumed[topic] = c.consumed.get(topic, 0) + len(msgs)
-        c.consumed_bytes[topic] = c.consumed_bytes.get(topic, 0) + _total_len(values)
+        self._count_consumed(topic, len(msgs), _total_len(values))
         records, good, bad = decode_json(values)
         if bad and settings.processing.on_error == "fail":
             first = bad[0][0]
@@ -285,9 +320,10 @@ class Daemon:
             chosen = idx.tolist()
             per_key = [f"{w:.6g}".encode() for w in weight.tolist()]
             weights = [per_key[k] for k in key_index[idx].tolist()]
+            self._count_reducer(part)
         dlq = bad if settings.processing.on_error == "dlq" else []
-        if bad and settings.processing.on_error == "skip":
-            c.skipped += len(bad)
+        for _, reason in bad:
+            (self.metrics.dlq if dlq else self.metrics.skipped).labels(reason_label(reason)).inc()
         batch = part.progress.add(end, len(chosen) + len(dlq))
         out_topic = settings.kafka.output_topic
         cb = None
@@ -306,9 +342,31 @@ class Daemon:
                 ("distilld-source-offset", str(m.offset()).encode()),
             ]
             cb = self.output.send(batch, settings.kafka.dlq_topic or "", m.value(), m.key(), headers, _timestamp(m), cb)
-            c.dead_letters += 1
         if bad:
             log.debug("%s[%d]: %d undecodable records (%s)", topic, tp[1], len(bad), settings.processing.on_error)
+
+    def _count_consumed(self, topic: str, records: int, size: int) -> None:
+        children = self._consumed.get(topic)
+        if children is None:
+            children = self._consumed[topic] = (
+                self.metrics.consumed.labels(topic),
+                self.metrics.bytes_consumed.labels(topic),
+            )
+        children[0].inc(records)
+        children[1].inc(size)
+        self.records_consumed += records
+
+    def _count_reducer(self, part: Partition) -> None:
+        """Missing values and evictions since the last batch, into the counters."""
+        missing = part.reducer.missing_counts
+        delta = missing - part.missing_seen
+        for f in np.flatnonzero(delta).tolist():
+            self.metrics.missing.labels(self.metrics.features[f]).inc(int(delta[f]))
+        part.missing_seen = missing.copy()
+        evicted = part.reducer.keys_evicted
+        if evicted > part.evicted_seen:
+            self.metrics.keys_evicted.inc(evicted - part.evicted_seen)
+            part.evicted_seen = evicted
 
     def _backpressure(self) -> None:
         """Pause fetching while too many outputs wait for acknowledgement."""
@@ -316,10 +374,12 @@ class Daemon:
         in_flight = self.output.in_flight
         if not self.paused and in_flight >= limit:
             self.paused = True
+            self.metrics.paused.set(1)
             self.consumer.pause(self.consumer.assignment())
             log.warning("%d outputs unacknowledged (limit %d): fetching paused", in_flight, limit)
         elif self.paused and in_flight <= limit // 2:
             self.paused = False
+            self.metrics.paused.set(0)
             self.consumer.resume(self.consumer.assignment())
             log.info("outputs drained: fetching resumed")
         if self.paused:
@@ -342,22 +402,25 @@ class Daemon:
                 progress.append((part.progress, due))
         if not offsets:
             return
+        started = time.perf_counter()
         try:
             if asynchronous:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
             else:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as e:
-            self.counters.commit_failures += 1
+            self.metrics.commit_failures.inc()
             log.warning("commit failed (%s); will retry", e)
             return
+        finally:
+            self.metrics.commit_duration.observe(time.perf_counter() - started)
         for p, due in progress:
             p.committed = due
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is None:
             return
-        self.counters.commit_failures += 1
+        self.metrics.commit_failures.inc()
         log.warning("commit failed (%s); will retry", err)
         for tp in partitions:
             part = self.partitions.get((tp.topic, tp.partition))

@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.progress import Batch
 
 __all__ = ["Output"]
@@ -27,24 +28,31 @@ RETRY_BACKOFF_S = 1.0
 
 
 class Output:
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, metrics: DaemonMetrics) -> None:
         self.producer = producer
+        self.metrics = metrics
         self.in_flight = 0
         self.produced: dict[str, int] = {}
-        self.produced_bytes: dict[str, int] = {}
-        self.errors = 0
+        self._children: dict[str, tuple[Any, Any]] = {}
         self._retry: deque[tuple[float, Message, Batch]] = deque()
+
+    def _count(self, topic: str, size: int) -> None:
+        children = self._children.get(topic)
+        if children is None:
+            m = self.metrics
+            children = self._children[topic] = (m.produced.labels(topic), m.bytes_produced.labels(topic))
+        children[0].inc()
+        children[1].inc(size)
+        self.produced[topic] = self.produced.get(topic, 0) + 1
 
     def _callback(self, batch: Batch) -> Callable[[KafkaError | None, Message], None]:
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is None:
                 self.in_flight -= 1
-                topic = msg.topic() or ""
-                self.produced[topic] = self.produced.get(topic, 0) + 1
-                self.produced_bytes[topic] = self.produced_bytes.get(topic, 0) + len(msg.value() or b"")
+                self._count(msg.topic() or "", len(msg.value() or b""))
                 batch.ack()
                 return
-            self.errors += 1
+            self.metrics.produce_errors.inc()
             log.warning("delivery to %s failed (%s); retrying in %.0fs", msg.topic(), err, RETRY_BACKOFF_S)
             self._retry.append((time.monotonic() + RETRY_BACKOFF_S, msg, batch))
 

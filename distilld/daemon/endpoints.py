@@ -1,0 +1,78 @@
+"""``/metrics``, ``/healthz`` and ``/readyz`` on the metrics port, in a background thread.
+
+- ``/healthz``: 200 while the processing loop has turned within
+  ``metrics.health_timeout_s``; 503 when it is stuck (a liveness probe
+  restarts the pod).
+- ``/readyz``: 200 when a broker is up and the instance has joined its group
+  (with partitions, or with nothing to assign); 503 otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["Endpoints"]
+
+
+class Endpoints:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        health_timeout_s: float,
+        ready: Callable[[], tuple[bool, str]],
+    ) -> None:
+        self.registry = registry
+        self.health_timeout_s = health_timeout_s
+        self.ready = ready
+        self.heartbeat = time.monotonic()
+        endpoints = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(endpoints.registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    stuck = time.monotonic() - endpoints.heartbeat
+                    if stuck <= endpoints.health_timeout_s:
+                        self._send(200, b"ok\n")
+                    else:
+                        self._send(503, f"processing loop stuck for {stuck:.0f}s\n".encode())
+                elif path == "/readyz":
+                    ok, why = endpoints.ready()
+                    self._send(200 if ok else 503, f"{why}\n".encode())
+                else:
+                    self._send(404, b"not found: try /metrics, /healthz, /readyz\n")
+
+            def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, name="distilld-http", daemon=True)
+
+    def start(self) -> Endpoints:
+        self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

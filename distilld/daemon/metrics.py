@@ -1,0 +1,139 @@
+"""Prometheus metrics of the daemon, on its own registry.
+
+Names in base units, ``_total`` on counters (prometheus-client adds it), no
+label whose values grow with traffic: topics, partitions, features and a
+closed set of reasons only, never a record key. Window sizes, drift and keys
+are read off the reducers by :meth:`DaemonMetrics.observe_reducers`, which
+the loop calls every ``metrics.refresh_ms``; the same numbers
+``get_current_stats()`` gives the library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from distilld import __version__
+from distilld.processor import DistilledProcessor
+from distilld.stats import FeatureDrift
+
+__all__ = ["DLQ_REASONS", "DaemonMetrics", "reason_label"]
+
+DLQ_REASONS = ("not_json", "not_object", "empty")
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def reason_label(reason: str) -> str:
+    """A decode failure's text → one of :data:`DLQ_REASONS` (bounded label values)."""
+    if reason.startswith("empty"):
+        return "empty"
+    if reason.startswith("not a JSON object"):
+        return "not_object"
+    return "not_json"
+
+
+class DaemonMetrics:
+    def __init__(self, features: Sequence[str], registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.features = list(features)
+        self.consumed = Counter("distilld_records_consumed", "Records read from input topics.", ["topic"], registry=r)
+        self.produced = Counter(
+            "distilld_records_produced", "Records acknowledged on output topics.", ["topic"], registry=r
+        )
+        self.bytes_consumed = Counter(
+            "distilld_bytes_consumed", "Value bytes read from input topics.", ["topic"], registry=r
+        )
+        self.bytes_produced = Counter(
+            "distilld_bytes_produced", "Value bytes acknowledged on output topics.", ["topic"], registry=r
+        )
+        self.dlq = Counter("distilld_records_dlq", "Undecodable records sent to the DLQ.", ["reason"], registry=r)
+        self.skipped = Counter(
+            "distilld_records_skipped", "Undecodable records dropped (on_error: skip).", ["reason"], registry=r
+        )
+        self.missing = Counter(
+            "distilld_feature_missing",
+            "Records whose feature value was missing or wrong-typed.",
+            ["feature"],
+            registry=r,
+        )
+        self.window = Gauge(
+            "distilld_window_records", "Records inside the windows, summed over keys.", ["kind"], registry=r
+        )
+        self.drift = Gauge(
+            "distilld_proportion_drift",
+            "Total-variation distance between window and sent shares, mean over keys weighted by window size.",
+            ["feature"],
+            registry=r,
+        )
+        self.drift_max = Gauge(
+            "distilld_proportion_drift_max", "Largest per-key drift of the feature.", ["feature"], registry=r
+        )
+        self.keys = Gauge("distilld_keys", "Keys held in the windows.", registry=r)
+        self.keys_evicted = Counter("distilld_keys_evicted", "Least recently used keys evicted.", registry=r)
+        self.batch_duration = Histogram(
+            "distilld_batch_duration_seconds", "Time to process one consumed batch.", buckets=_LATENCY, registry=r
+        )
+        self.commit_duration = Histogram(
+            "distilld_commit_duration_seconds", "Time to send an offset commit.", buckets=_LATENCY, registry=r
+        )
+        self.lag = Gauge(
+            "distilld_consumer_lag",
+            "Records behind the high watermark (librdkafka).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned = Gauge("distilld_assigned_partitions", "Input partitions assigned.", registry=r)
+        self.rebalances = Counter("distilld_rebalances", "Partition assignment changes.", ["kind"], registry=r)
+        self.commit_failures = Counter("distilld_commit_failures", "Offset commits that failed.", registry=r)
+        self.produce_errors = Counter("distilld_produce_errors", "Deliveries that failed (then retried).", registry=r)
+        self.ready = Gauge("distilld_ready", "1 when connected and assigned (what /readyz says).", registry=r)
+        self.paused = Gauge("distilld_fetch_paused", "1 while fetching waits for outputs to drain.", registry=r)
+        Gauge("distilld_build_info", "distilld's version.", ["version"], registry=r).labels(__version__).set(1)
+        for kind in ("received", "sent"):
+            self.window.labels(kind)
+        for kind in ("assign", "revoke"):
+            self.rebalances.labels(kind)
+        for reason in DLQ_REASONS:
+            self.dlq.labels(reason)
+            self.skipped.labels(reason)
+        for name in self.features:
+            self.missing.labels(name)
+            self.drift.labels(name)
+            self.drift_max.labels(name)
+
+    def observe_reducers(self, reducers: Iterable[DistilledProcessor]) -> None:
+        """Window sizes, drift and keys over every partition's reducer."""
+        received = sent = keys = 0
+        parts: dict[str, list[FeatureDrift]] = {name: [] for name in self.features}
+        for reducer in reducers:
+            r, s = reducer.window_records()
+            received, sent, keys = received + r, sent + s, keys + reducer.keys_held
+            for name, d in reducer.feature_drifts().items():
+                parts[name].append(d)
+        self.window.labels("received").set(received)
+        self.window.labels("sent").set(sent)
+        self.keys.set(keys)
+        for name, drifts in parts.items():
+            d = FeatureDrift.combine(drifts)
+            self.drift.labels(name).set(d.mean)
+            self.drift_max.labels(name).set(d.max)
+
+    def observe_statistics(self, stats_json: str, assigned: Iterable[tuple[str, int]]) -> bool:
+        """Consumer lag from librdkafka's statistics; returns whether a broker is up."""
+        stats = orjson.loads(stats_json)
+        wanted = set(assigned)
+        for topic, t in stats.get("topics", {}).items():
+            for pid, p in t.get("partitions", {}).items():
+                key = (topic, int(pid))
+                lag = p.get("consumer_lag", -1)
+                if key in wanted and lag is not None and lag >= 0:
+                    self.lag.labels(topic, str(key[1])).set(lag)
+        return any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+
+    def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
+        for topic, partition in partitions:
+            with contextlib.suppress(KeyError):
+                self.lag.remove(topic, str(partition))
