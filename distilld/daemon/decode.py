@@ -14,8 +14,8 @@ _DICT = {dict}
 
 
 def _reason(value: bytes | None) -> str:
-    if value is None:
-        return "empty value (tombstone)"
+    if not value:
+        return "empty value" + (" (tombstone)" if value is None else "")
     try:
         decoded = orjson.loads(value)
     except orjson.JSONDecodeError as e:

@@ -187,6 +187,7 @@ class Daemon:
             self._last_commit = now
         if now - self._last_refresh >= self.settings.metrics.refresh_ms / 1000.0:
             self.metrics.observe_reducers(p.reducer for p in self.partitions.values())
+            self.metrics.ready.set(1 if self.readiness()[0] else 0)
             self._last_refresh = now
 
     def shutdown(self) -> None:
