@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -181,3 +182,76 @@ def test_not_ready_without_a_broker_but_alive(tmp_path: Path) -> None:
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+CONFIG = Path(__file__).resolve().parent.parent / "config"
+PROMETHEUS = shutil.which("prometheus")
+
+
+def _prometheus_query(base: str, expr: str) -> dict[str, Any]:
+    url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return orjson.loads(r.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as e:
+        return orjson.loads(e.read())  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus server not installed (Debian package prometheus)")
+def test_every_dashboard_and_alert_expression_runs_on_a_real_prometheus(running: dict[str, Any]) -> None:
+    from .promql import alert_expressions, dashboard_expressions
+
+    tmp: Path = running["tmp"]
+    target = running["url"].removeprefix("http://")
+    (tmp / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: ['{CONFIG / 'prometheus' / 'alerts.yml'}']\n"
+        f"scrape_configs: [{{job_name: distilld, static_configs: [{{targets: ['{target}']}}]}}]\n"
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            str(PROMETHEUS),
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "prometheus.log").open("wb"),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # ready, and a few scrapes in so that rate() has two points
+            result = (
+                _prometheus_query(base, "count_over_time(distilld_records_consumed_total[1m])")
+                if (_ready(base))
+                else {}
+            )
+            series = result.get("data", {}).get("result", [])
+            if series and float(series[0]["value"][1]) >= 3:
+                break
+            assert time.monotonic() < deadline, (tmp / "prometheus.log").read_text()
+            time.sleep(0.5)
+        panels = dashboard_expressions(CONFIG / "grafana" / "distilld.json")
+        expressions = panels + alert_expressions(CONFIG / "prometheus" / "alerts.yml")
+        assert len(expressions) >= 15
+        failed = {e: r.get("error") for e in expressions if (r := _prometheus_query(base, e))["status"] != "success"}
+        assert not failed, failed
+        # the panels for throughput, window size and drift show data (alert expressions may rightly be empty)
+        for metric in ("distilld_records_consumed_total", "distilld_window_records", "distilld_proportion_drift"):
+            using = [e for e in panels if metric in e]
+            assert using, f"no dashboard panel uses {metric}"
+            for e in using:
+                assert _prometheus_query(base, e)["data"]["result"], f"no data for {e}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/-/ready", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, ConnectionError):
+        return False
