@@ -90,3 +90,32 @@ def test_fetching_pauses_at_the_in_flight_limit_and_resumes_at_half(daemon: Daem
     daemon.output.in_flight = 50
     daemon._backpressure()
     assert fake.resumed == [["t[0]", "t[1]"]] and not daemon.paused
+
+
+def test_metrics_report_the_same_drift_as_the_library_stats() -> None:
+    from distilld import DistilledProcessor, build_graders
+    from distilld.daemon.metrics import DaemonMetrics
+
+    from .conftest import PEOPLE_FEATURES, people_records
+
+    procs = []
+    for seed in (1, 2):
+        proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), 600, 0.1, 500, key_func=lambda r: r["id"] % 3)
+        proc.process_batch(people_records(3000, seed))
+        procs.append(proc)
+    metrics = DaemonMetrics([f["name"] for f in PEOPLE_FEATURES])
+    metrics.observe_reducers(procs[:1])
+    for name, d in procs[0].get_current_stats()["drift"].items():
+        assert metrics.registry.get_sample_value("distilld_proportion_drift", {"feature": name}) == d["mean"]
+        assert metrics.registry.get_sample_value("distilld_proportion_drift_max", {"feature": name}) == d["max"]
+    # over two partitions: the mean weighted by window size, the max of both
+    metrics.observe_reducers(procs)
+    for name in procs[0].get_current_stats()["drift"]:
+        parts = [p.feature_drifts()[name] for p in procs]
+        mean = sum(p.mean * p.weight for p in parts) / sum(p.weight for p in parts)
+        assert metrics.registry.get_sample_value("distilld_proportion_drift", {"feature": name}) == pytest.approx(mean)
+        assert metrics.registry.get_sample_value("distilld_proportion_drift_max", {"feature": name}) == max(
+            p.max for p in parts
+        )
+    received = sum(p.window_records()[0] for p in procs)
+    assert metrics.registry.get_sample_value("distilld_window_records", {"kind": "received"}) == received == 6000

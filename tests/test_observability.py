@@ -126,6 +126,9 @@ def test_counters_match_what_went_through(running: dict[str, Any]) -> None:
     assert value(metrics, "distilld_ready") == 1
     assert value(metrics, "distilld_build_info", version=__import__("distilld").__version__) == 1
     assert value(metrics, "distilld_batch_duration_seconds_count") >= 1
+    lags = {labels: v for (name, labels), v in metrics.items() if name == "distilld_consumer_lag"}
+    assert {dict(labels)["partition"] for labels in lags} == {str(p) for p in range(PARTITIONS)}
+    assert all(v >= 0 for v in lags.values())
 
 
 def test_drift_metric_agrees_with_drift_from_input_and_output(running: dict[str, Any]) -> None:
