@@ -119,3 +119,37 @@ def test_metrics_report_the_same_drift_as_the_library_stats() -> None:
         )
     received = sum(p.window_records()[0] for p in procs)
     assert metrics.registry.get_sample_value("distilld_window_records", {"kind": "received"}) == received == 6000
+
+
+def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon() -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry
+
+    from distilld.daemon.endpoints import Endpoints
+
+    state = {"ready": (False, "no broker connection")}
+    ep = Endpoints("127.0.0.1", 0, CollectorRegistry(), 0.3, lambda: state["ready"]).start()
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ep.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    try:
+        ep.beat()
+        assert get("/healthz") == (200, "ok\n")
+        assert get("/readyz") == (503, "no broker connection\n")
+        state["ready"] = (True, "ready: 2 partitions assigned")
+        assert get("/readyz")[0] == 200
+        time.sleep(0.5)  # no beat: the loop is stuck
+        status, body = get("/healthz")
+        assert status == 503 and "stuck" in body
+        ep.beat()
+        assert get("/healthz")[0] == 200
+    finally:
+        ep.stop()
