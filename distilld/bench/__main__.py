@@ -18,6 +18,7 @@ from distilld.bench.quality import run_quality
 from distilld.bench.streams import STREAMS, people
 from distilld.features import build_graders
 from distilld.processor import DistilledProcessor
+from distilld.snapshot import dump, load
 
 GOALS = {"category_tv": 10.0, "pair_tv": 3.0, "ks": 2.0, "corr": 1.5, "count": 2.0}
 
@@ -51,6 +52,15 @@ def engine_throughput(n: int, batch: int) -> None:
     dt = time.perf_counter() - t0
     print(f"selection step alone (pre-graded codes), batch {batch}:           {_rate(n, dt)}")
     print(f"state per key: {proc.bytes_per_key:,} bytes ({proc._layout.n_cells} cells × {proc._windows.panes} panes)")
+    t0 = time.perf_counter()
+    blob = dump(proc)
+    t1 = time.perf_counter()
+    load(DistilledProcessor(build_graders(features), 3600, 0.1, batch), blob)
+    t2 = time.perf_counter()
+    print(
+        f"snapshot of one key's full window: {len(blob):,} bytes; dump {1000 * (t1 - t0):.1f} ms, "
+        f"restore {1000 * (t2 - t1):.1f} ms"
+    )
 
 
 def many_keys(n_keys: int, per_key: int, rate: float = 0.1) -> None:

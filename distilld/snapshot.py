@@ -1,0 +1,173 @@
+"""Versioned snapshots of a reducer's state (not pickle), for hand-over between instances.
+
+A snapshot holds everything a :class:`DistilledProcessor` has learnt: the
+window rings and totals per key, lifetime counts, budget carries, the key
+table, the encoders' state (numeric bin reservoirs, open-category tables),
+the watermark. Restored into a processor built from the same configuration,
+it continues exactly where the original would have: the same records then
+give the same selection.
+
+Layout: ``DSTLSNAP`` + version (u16) + zlib of [u32 header length, JSON
+header, then numpy ``.npy`` blobs (``allow_pickle=False``)]. The header
+carries a fingerprint of the configuration; restoring into a different one
+raises :class:`SnapshotMismatch` instead of mixing incompatible counts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+import orjson
+
+from distilld.processor import DistilledProcessor
+
+__all__ = ["SnapshotError", "SnapshotMismatch", "dump", "fingerprint", "load"]
+
+MAGIC = b"DSTLSNAP"
+VERSION = 1
+
+
+class SnapshotError(ValueError):
+    """Not a snapshot, or a damaged one."""
+
+
+class SnapshotMismatch(SnapshotError):
+    """A snapshot of a reducer with another configuration."""
+
+
+def fingerprint(proc: DistilledProcessor) -> str:
+    """What must match for counts to mean the same: features, their codes, the cells, the window."""
+    desc = {
+        "features": proc._names,
+        "encoders": [[type(e).__name__, e.n_codes] for e in proc._encoders],
+        "cells": proc._layout.n_cells,
+        "panes": proc._windows.panes,
+        "window_seconds": proc.time_horizon_seconds,
+        "rate": proc.reduction_percentage,
+        "seed": proc.seed,
+    }
+    return hashlib.sha256(orjson.dumps(desc)).hexdigest()[:16]
+
+
+# -- keys of any JSON-ish or bytes type, tagged so that they come back equal --------
+
+
+def _key_out(key: Hashable) -> Any:
+    if isinstance(key, bytes):
+        return {"b": base64.b64encode(key).decode()}
+    if isinstance(key, tuple):
+        return {"t": [_key_out(k) for k in key]}
+    if key is None or isinstance(key, bool | int | float | str):
+        return key
+    return {"r": repr(key)}
+
+
+def _key_in(value: Any) -> Hashable:
+    if isinstance(value, dict):
+        if "b" in value:
+            return base64.b64decode(value["b"])
+        if "t" in value:
+            return tuple(_key_in(v) for v in value["t"])
+        return str(value["r"])
+    return value
+
+
+# -- plain attributes: numpy arrays to blobs, the rest to JSON -------------------------
+
+_SKIP = {"slot_of", "key_of"}
+
+
+def _attrs(obj: object, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if name in _SKIP:
+            continue
+        if isinstance(value, np.ndarray):
+            arrays[f"{prefix}.{name}"] = value
+        elif isinstance(value, float) and not math.isfinite(value):
+            meta[name] = {"float": repr(value)}
+        elif isinstance(value, bool | int | float | str | list | dict) or value is None:
+            meta[name] = value
+    return meta
+
+
+def _restore_attrs(obj: object, meta: dict[str, Any], prefix: str, arrays: dict[str, np.ndarray]) -> None:
+    for name, value in meta.items():
+        current = getattr(obj, name, None)
+        if isinstance(value, dict) and set(value) == {"float"}:
+            value = float(value["float"])
+        elif isinstance(current, Counter):
+            value = Counter(value)
+        setattr(obj, name, value)
+    for key, array in arrays.items():
+        owner, _, name = key.rpartition(".")
+        if owner == prefix:
+            setattr(obj, name, array)
+
+
+def dump(proc: DistilledProcessor) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    windows = proc._windows
+    header: dict[str, Any] = {
+        "fingerprint": fingerprint(proc),
+        "processor": {
+            "watermark": repr(proc._watermark),
+            "seq": proc._seq,
+        },
+        "windows": _attrs(windows, "windows", arrays),
+        "keys": [[_key_out(k), slot] for k, slot in windows.slot_of.items()],
+        "encoders": [_attrs(e, f"encoder{i}", arrays) for i, e in enumerate(proc._encoders)],
+    }
+    arrays["processor.missing_counts"] = proc.missing_counts
+    blobs, index = [], []
+    for name, array in arrays.items():
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+        blobs.append(buf.getvalue())
+        index.append([name, len(blobs[-1])])
+    header["arrays"] = index
+    head = orjson.dumps(header)
+    body = struct.pack("<I", len(head)) + head + b"".join(blobs)
+    return MAGIC + struct.pack("<H", VERSION) + zlib.compress(body, 1)
+
+
+def load(proc: DistilledProcessor, data: bytes) -> None:
+    """Put the state of ``data`` into ``proc`` (built from the same configuration)."""
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 2:
+        raise SnapshotError("not a distilld snapshot")
+    (version,) = struct.unpack_from("<H", data, len(MAGIC))
+    if version != VERSION:
+        raise SnapshotError(f"snapshot version {version}; this distilld reads version {VERSION}")
+    try:
+        body = zlib.decompress(data[len(MAGIC) + 2 :])
+        (head_len,) = struct.unpack_from("<I", body)
+        header = orjson.loads(body[4 : 4 + head_len])
+        arrays: dict[str, np.ndarray] = {}
+        offset = 4 + head_len
+        for name, length in header["arrays"]:
+            arrays[name] = np.load(io.BytesIO(body[offset : offset + length]), allow_pickle=False)
+            offset += length
+    except (zlib.error, struct.error, orjson.JSONDecodeError, ValueError, KeyError) as e:
+        raise SnapshotError(f"damaged snapshot: {e}") from None
+    if header["fingerprint"] != fingerprint(proc):
+        raise SnapshotMismatch("the snapshot was taken with another configuration (features, window, rate or seed)")
+    windows = proc._windows
+    _restore_attrs(windows, header["windows"], "windows", arrays)
+    windows.slot_of = {_key_in(k): int(slot) for k, slot in header["keys"]}
+    windows.key_of = [None] * len(windows.carry)
+    for k, slot in windows.slot_of.items():
+        windows.key_of[slot] = k
+    for i, encoder in enumerate(proc._encoders):
+        _restore_attrs(encoder, header["encoders"][i], f"encoder{i}", arrays)
+    proc._watermark = float(header["processor"]["watermark"])
+    proc._seq = int(header["processor"]["seq"])
+    proc.missing_counts = arrays["processor.missing_counts"]
