@@ -194,6 +194,9 @@ class DistilledProcessor:
         already has (the daemon: Kafka timestamps and keys). Returns (chosen
         record indices, weight per key); ``values`` collects the extracted
         feature values when given."""
+        limit = self._windows.max_keys
+        if len(keys) > limit:
+            return self._select_in_parts(records, timestamps, key_index, keys, limit, values)
         epochs, w_epoch = self._advance(timestamps)
         codes = np.empty((len(records), len(self._graders)), dtype=np.int32)
         for f, (grader, encoder) in enumerate(zip(self._graders, self._encoders, strict=True)):
@@ -214,6 +217,32 @@ class DistilledProcessor:
         w_epoch = math.floor(self._watermark / self._pane_seconds)
         self._windows.advance(w_epoch)
         return np.floor(ts / self._pane_seconds).astype(np.int64), w_epoch
+
+    def _select_in_parts(
+        self,
+        records: Sequence[Any],
+        timestamps: np.ndarray,
+        key_index: np.ndarray,
+        keys: list[Hashable],
+        limit: int,
+        values: list[list[Any]] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """More distinct keys in one batch than ``max_keys`` can hold: go through
+        it in runs of ``max_keys`` records (each has at most that many keys)."""
+        chosen, weight = [], np.full(len(keys), 1.0 / self.reduction_percentage)
+        parts: list[list[list[Any]]] = []
+        for start in range(0, len(records), limit):
+            stop = min(start + limit, len(records))
+            sub_index, sub_keys = index_keys([keys[k] for k in key_index[start:stop].tolist()])
+            part_values: list[list[Any]] | None = [] if values is not None else None
+            idx, w = self.select(records[start:stop], timestamps[start:stop], sub_index, sub_keys, part_values)
+            chosen.append(idx + start)
+            weight[key_index[start:stop]] = w[sub_index]  # each key's weight after its latest run
+            if part_values is not None:
+                parts.append(part_values)
+        if values is not None:
+            values.extend([v for p in parts for v in p[f]] for f in range(len(self._graders)))
+        return np.concatenate(chosen), weight
 
     def warm_up(self) -> None:
         """Compile (or load from numba's cache) the kernels before the first

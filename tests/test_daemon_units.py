@@ -153,3 +153,57 @@ def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon(
         assert get("/healthz")[0] == 200
     finally:
         ep.stop()
+
+
+class FakeProducer:
+    """Records produce calls; delivery reports are served by the test."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.refuse = refuse
+
+    def produce(self, topic: str, value: Any, key: Any, **kw: Any) -> None:
+        if self.refuse:
+            from confluent_kafka import KafkaError, KafkaException
+
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        self.calls.append({"topic": topic, "value": value, "key": key, **kw})
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+def _output(producer: FakeProducer) -> Any:
+    from distilld.daemon.metrics import DaemonMetrics
+    from distilld.daemon.output import Output
+
+    return Output(producer, DaemonMetrics(["f"]))  # type: ignore[arg-type]
+
+
+def test_a_failed_delivery_is_sent_again_with_its_headers_and_blocks_the_commit(monkeypatch: Any) -> None:
+    import distilld.daemon.output as output_module
+
+    monkeypatch.setattr(output_module, "RETRY_BACKOFF_S", 0.0)
+    producer = FakeProducer()
+    out = _output(producer)
+    progress = PartitionProgress("t", 0)
+    batch = progress.add(10, 1)
+    out.send(batch, "o", b"v", b"k", [("h", b"1"), ("distilld-weight", b"10")], 1234)
+    # the report of a failed delivery carries no headers: the retry must not take them from it
+    producer.calls[0]["on_delivery"]("timed out", None)
+    assert progress.committable is None and out.in_flight == 1
+    out.poll()
+    assert len(producer.calls) == 2
+    retry = producer.calls[1]
+    assert retry["headers"] == [("h", b"1"), ("distilld-weight", b"10")] and retry["timestamp"] == 1234
+    retry["on_delivery"](None, None)
+    assert progress.committable == 10 and out.in_flight == 0
+    assert out.metrics.registry.get_sample_value("distilld_produce_errors_total") == 1
+
+
+def test_a_record_the_producer_refuses_is_dropped_counted_and_does_not_stall() -> None:
+    out = _output(FakeProducer(refuse=True))
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(5, 1), "o", b"x" * 10, None, [], 0)
+    assert progress.committable == 5 and out.in_flight == 0
+    assert out.metrics.registry.get_sample_value("distilld_produce_errors_total") == 1

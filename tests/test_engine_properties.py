@@ -157,3 +157,14 @@ def test_window_totals_equal_the_sum_of_live_panes(clock: FakeClock) -> None:
         w = proc._windows
         assert (w.totals == w.ring.sum(axis=2)).all()
         assert (w.totals[1] <= w.totals[0]).all()
+
+
+def test_a_batch_with_more_keys_than_max_keys_is_taken_in_runs() -> None:
+    """50 distinct keys in one batch, room for 10: no error, LRU evictions, the rate still exact."""
+    proc = _keyed(0.1, max_keys=10)
+    records = [{"k": i % 50, "c": "abc"[i % 3], "x": float(i)} for i in range(5000)]
+    proc.batch_size = 5000
+    out = proc.process_batch(records)
+    assert abs(len(out) - 500) <= 1
+    assert proc.keys_held <= 10 and proc.keys_evicted > 0
+    assert all(dp.weight > 0 for dp in out)

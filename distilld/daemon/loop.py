@@ -63,13 +63,19 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+# what the delivery guarantee rests on: user settings cannot turn these off
+CONSUMER_GUARANTEES = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "partition.assignment.strategy": "cooperative-sticky",
+}
+PRODUCER_GUARANTEES = {"acks": "all"}
+
+
 def consumer_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "group.id": settings.kafka.group_id,
-        "partition.assignment.strategy": "cooperative-sticky",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": 50,
         "queued.max.messages.kbytes": 65536,
@@ -77,6 +83,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "statistics.interval.ms": 1000,  # consumer lag and broker state for metrics and /readyz
     }
     conf.update(settings.kafka.consumer)
+    conf.update(CONSUMER_GUARANTEES)
     return conf
 
 
@@ -84,12 +91,12 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "linger.ms": 20,
-        "acks": "all",
         "enable.idempotence": True,
         "queue.buffering.max.messages": max(100_000, 2 * settings.processing.max_in_flight),
         "client.id": f"distilld-{__version__}",
     }
     conf.update(settings.kafka.producer)
+    conf.update(PRODUCER_GUARANTEES)
     return conf
 
 
@@ -232,10 +239,12 @@ class Daemon:
         self.joined = True
         self.metrics.rebalances.labels("assign").inc()
         self.metrics.assigned.set(len(self.partitions))
+        # assign here (not after the callback) so that a pause applies to the new partitions too
+        consumer.incremental_assign(partitions)
+        if self.paused and partitions:
+            consumer.pause(partitions)
         if partitions:
             log.info("assigned %s", _names(partitions))
-        if self.paused:
-            consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Finish the partitions' work and commit it before they go."""
@@ -327,12 +336,11 @@ class Daemon:
             (self.metrics.dlq if dlq else self.metrics.skipped).labels(reason_label(reason)).inc()
         batch = part.progress.add(end, len(chosen) + len(dlq))
         out_topic = settings.kafka.output_topic
-        cb = None
         for i, w in zip(chosen, weights, strict=True):
             m = good_msgs[i]
             headers = list(m.headers() or [])
             headers.append((WEIGHT_HEADER, w))
-            cb = self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m), cb)
+            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m))
         for i, reason in dlq:
             m = msgs[i]
             headers = list(m.headers() or [])
@@ -342,7 +350,7 @@ class Daemon:
                 ("distilld-source-partition", str(tp[1]).encode()),
                 ("distilld-source-offset", str(m.offset()).encode()),
             ]
-            cb = self.output.send(batch, settings.kafka.dlq_topic or "", m.value(), m.key(), headers, _timestamp(m), cb)
+            self.output.send(batch, settings.kafka.dlq_topic or "", m.value(), m.key(), headers, _timestamp(m))
         if bad:
             log.debug("%s[%d]: %d undecodable records (%s)", topic, tp[1], len(bad), settings.processing.on_error)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.progress import Batch
@@ -27,6 +28,19 @@ Headers = list[Any]
 RETRY_BACKOFF_S = 1.0
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to produce, kept until acknowledged: a delivery report lacks
+    the headers and timestamp, so a retry sends this again, not the report."""
+
+    batch: Batch
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: Headers
+    timestamp: int
+
+
 class Output:
     def __init__(self, producer: Producer, metrics: DaemonMetrics) -> None:
         self.producer = producer
@@ -34,7 +48,7 @@ class Output:
         self.in_flight = 0
         self.produced: dict[str, int] = {}
         self._children: dict[str, tuple[Any, Any]] = {}
-        self._retry: deque[tuple[float, Message, Batch]] = deque()
+        self._retry: deque[tuple[float, Outgoing]] = deque()
 
     def _count(self, topic: str, size: int) -> None:
         children = self._children.get(topic)
@@ -45,59 +59,49 @@ class Output:
         children[1].inc(size)
         self.produced[topic] = self.produced.get(topic, 0) + 1
 
-    def _callback(self, batch: Batch) -> Callable[[KafkaError | None, Message], None]:
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
-                self.in_flight -= 1
-                self._count(msg.topic() or "", len(msg.value() or b""))
-                batch.ack()
-                return
-            self.metrics.produce_errors.inc()
-            log.warning("delivery to %s failed (%s); retrying in %.0fs", msg.topic(), err, RETRY_BACKOFF_S)
-            self._retry.append((time.monotonic() + RETRY_BACKOFF_S, msg, batch))
-
-        return delivered
+    def _delivered(self, out: Outgoing, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.in_flight -= 1
+            self._count(out.topic, len(out.value or b""))
+            out.batch.ack()
+            return
+        self.metrics.produce_errors.inc()
+        log.warning("delivery to %s failed (%s); retrying in %.0fs", out.topic, err, RETRY_BACKOFF_S)
+        self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
 
     def send(
-        self,
-        batch: Batch,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: Headers,
-        timestamp: int = 0,
-        callback: Callable[[KafkaError | None, Message], None] | None = None,
-    ) -> Callable[[KafkaError | None, Message], None]:
-        """Produce one record for ``batch``; returns the batch's callback for reuse."""
-        cb = callback or self._callback(batch)
-        self._produce(topic, value, key, headers, timestamp, cb)
+        self, batch: Batch, topic: str, value: bytes | None, key: bytes | None, headers: Headers, timestamp: int = 0
+    ) -> None:
+        """Produce one record for ``batch``; its acknowledgement (or retries) follow."""
         self.in_flight += 1
-        return cb
+        self._produce(Outgoing(batch, topic, value, key, headers, timestamp))
 
-    def _produce(self, topic: str, value: Any, key: Any, headers: Any, timestamp: int, cb: Any) -> None:
+    def _produce(self, out: Outgoing) -> None:
+        cb = partial(self._delivered, out)
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers, timestamp=timestamp, on_delivery=cb)
+                self.producer.produce(
+                    out.topic, out.value, out.key, headers=out.headers, timestamp=out.timestamp, on_delivery=cb
+                )
                 return
             except BufferError:
                 # the local queue is full: serve delivery reports until there is room
                 self.producer.poll(0.05)
+            except KafkaException as e:
+                # refused before it left (e.g. larger than message.max.bytes): it can never be
+                # delivered, so it is counted and logged, and its batch does not wait for it
+                self.metrics.produce_errors.inc()
+                log.error("cannot produce a record to %s (%s): dropped", out.topic, e)
+                self.in_flight -= 1
+                out.batch.ack()
+                return
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports and produce again what is due for a retry."""
         self.producer.poll(timeout)
         now = time.monotonic()
         while self._retry and self._retry[0][0] <= now:
-            _, msg, batch = self._retry.popleft()
-            ts_type, ts = msg.timestamp()
-            self._produce(
-                msg.topic() or "",
-                msg.value(),
-                msg.key(),
-                msg.headers() or [],
-                ts if ts_type != 0 and ts > 0 else 0,
-                self._callback(batch),
-            )
+            self._produce(self._retry.popleft()[1])
 
     def flush(self, deadline: float) -> bool:
         """Wait until every output is acknowledged or ``deadline`` (monotonic) passes."""
