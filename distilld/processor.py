@@ -208,9 +208,11 @@ class DistilledProcessor:
 
     def _advance(self, timestamps: np.ndarray) -> tuple[np.ndarray, int]:
         """Move the watermark; expire panes; return each record's pane epoch.
-        A record without a usable time (NaN) takes the watermark (or now)."""
+        A record without a usable time (NaN, or more than a window ahead of
+        the clock, which would move the watermark for good and expire every
+        window) takes the watermark (or now)."""
         ts = np.array(timestamps, dtype=np.float64)
-        bad = ~np.isfinite(ts)
+        bad = ~np.isfinite(ts) | (ts > self._clock() + self.time_horizon_seconds)
         if bad.any():
             ts[bad] = self._watermark if math.isfinite(self._watermark) else self._clock()
         self._watermark = max(self._watermark, float(ts.max()))

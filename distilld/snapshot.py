@@ -48,14 +48,27 @@ def fingerprint(proc: DistilledProcessor) -> str:
     """What must match for counts to mean the same: features, their codes, the cells, the window."""
     desc = {
         "features": proc._names,
-        "encoders": [[type(e).__name__, e.n_codes] for e in proc._encoders],
-        "cells": proc._layout.n_cells,
+        "encoders": [
+            [type(e).__name__, e.n_codes, e.pair_div, *(getattr(e, a, None) for a in _ENCODER_CONFIG)]
+            for e in proc._encoders
+        ],
+        "groups": proc._layout.groups,
+        "cell_weights": hashlib.sha256(proc._selector.cell_weights.tobytes()).hexdigest(),
+        "segment_picks": proc._selector.segment_picks,
         "panes": proc._windows.panes,
+        "max_keys": proc._windows.max_keys,
         "window_seconds": proc.time_horizon_seconds,
         "rate": proc.reduction_percentage,
         "seed": proc.seed,
     }
     return hashlib.sha256(orjson.dumps(desc)).hexdigest()[:16]
+
+
+_ENCODER_CONFIG = ("categories", "bins", "top_k", "sample")
+# the state to carry over, by owner; everything else comes from the configuration
+_WINDOW_STATE: tuple[str, ...] = ("ring", "totals", "lifetime", "pane_epoch", "carry", "last_used", "in_use")
+_WINDOW_STATE += ("_capacity", "_free", "evicted", "balance", "_clock")
+_ENCODER_STATE = ("_epoch", "_seen", "_values", "edges", "_step", "_since_refresh", "_lut", "_slots", "_freq")
 
 
 # -- keys of any JSON-ish or bytes type, tagged so that they come back equal --------
@@ -83,13 +96,11 @@ def _key_in(value: Any) -> Hashable:
 
 # -- plain attributes: numpy arrays to blobs, the rest to JSON -------------------------
 
-_SKIP = {"slot_of", "key_of"}
 
-
-def _attrs(obj: object, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def _attrs(obj: object, prefix: str, arrays: dict[str, np.ndarray], names: tuple[str, ...]) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for name, value in vars(obj).items():
-        if name in _SKIP:
+        if name not in names:
             continue
         if isinstance(value, np.ndarray):
             arrays[f"{prefix}.{name}"] = value
@@ -100,8 +111,12 @@ def _attrs(obj: object, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str,
     return meta
 
 
-def _restore_attrs(obj: object, meta: dict[str, Any], prefix: str, arrays: dict[str, np.ndarray]) -> None:
+def _restore_attrs(
+    obj: object, meta: dict[str, Any], prefix: str, arrays: dict[str, np.ndarray], names: tuple[str, ...]
+) -> None:
     for name, value in meta.items():
+        if name not in names:
+            raise SnapshotError(f"unexpected state {prefix}.{name}")
         current = getattr(obj, name, None)
         if isinstance(value, dict) and set(value) == {"float"}:
             value = float(value["float"])
@@ -111,6 +126,8 @@ def _restore_attrs(obj: object, meta: dict[str, Any], prefix: str, arrays: dict[
     for key, array in arrays.items():
         owner, _, name = key.rpartition(".")
         if owner == prefix:
+            if name not in names:
+                raise SnapshotError(f"unexpected state {key}")
             setattr(obj, name, array)
 
 
@@ -123,9 +140,9 @@ def dump(proc: DistilledProcessor) -> bytes:
             "watermark": repr(proc._watermark),
             "seq": proc._seq,
         },
-        "windows": _attrs(windows, "windows", arrays),
+        "windows": _attrs(windows, "windows", arrays, _WINDOW_STATE),
         "keys": [[_key_out(k), slot] for k, slot in windows.slot_of.items()],
-        "encoders": [_attrs(e, f"encoder{i}", arrays) for i, e in enumerate(proc._encoders)],
+        "encoders": [_attrs(e, f"encoder{i}", arrays, _ENCODER_STATE) for i, e in enumerate(proc._encoders)],
     }
     arrays["processor.missing_counts"] = proc.missing_counts
     blobs, index = [], []
@@ -158,16 +175,22 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
             offset += length
     except (zlib.error, struct.error, orjson.JSONDecodeError, ValueError, KeyError) as e:
         raise SnapshotError(f"damaged snapshot: {e}") from None
-    if header["fingerprint"] != fingerprint(proc):
-        raise SnapshotMismatch("the snapshot was taken with another configuration (features, window, rate or seed)")
-    windows = proc._windows
-    _restore_attrs(windows, header["windows"], "windows", arrays)
-    windows.slot_of = {_key_in(k): int(slot) for k, slot in header["keys"]}
-    windows.key_of = [None] * len(windows.carry)
-    for k, slot in windows.slot_of.items():
-        windows.key_of[slot] = k
-    for i, encoder in enumerate(proc._encoders):
-        _restore_attrs(encoder, header["encoders"][i], f"encoder{i}", arrays)
-    proc._watermark = float(header["processor"]["watermark"])
-    proc._seq = int(header["processor"]["seq"])
+    try:
+        if header["fingerprint"] != fingerprint(proc):
+            raise SnapshotMismatch("the snapshot was taken with another configuration (features, window, rate or seed)")
+        windows = proc._windows
+        _restore_attrs(windows, header["windows"], "windows", arrays, _WINDOW_STATE)
+        windows.slot_of = {_key_in(k): int(slot) for k, slot in header["keys"]}
+        windows.key_of = [None] * len(windows.carry)
+        for k, slot in windows.slot_of.items():
+            windows.key_of[slot] = k
+        for i, encoder in enumerate(proc._encoders):
+            _restore_attrs(encoder, header["encoders"][i], f"encoder{i}", arrays, _ENCODER_STATE)
+        proc._watermark = float(header["processor"]["watermark"])
+        proc._seq = int(header["processor"]["seq"])
+    except (KeyError, TypeError, IndexError, ValueError) as e:
+        if isinstance(e, SnapshotError):
+            raise
+        proc.reset()
+        raise SnapshotError(f"damaged snapshot: {type(e).__name__}: {e}") from None
     proc.missing_counts = arrays["processor.missing_counts"]

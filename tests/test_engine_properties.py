@@ -168,3 +168,12 @@ def test_a_batch_with_more_keys_than_max_keys_is_taken_in_runs() -> None:
     assert abs(len(out) - 500) <= 1
     assert proc.keys_held <= 10 and proc.keys_evicted > 0
     assert all(dp.weight > 0 for dp in out)
+
+
+def test_a_time_far_in_the_future_does_not_expire_the_windows(clock: FakeClock) -> None:
+    graders = build_graders(KEYED_FEATURES)
+    proc = DistilledProcessor(graders, 600, 0.1, 100, timestamp_func=lambda r: r["t"], clock=clock)
+    proc.process_batch([{"c": "a", "x": 1.0, "t": clock.now + i} for i in range(100)])
+    proc.process_batch([{"c": "b", "x": 2.0, "t": 1e20}])  # e.g. milliseconds read as seconds
+    proc.process_batch([{"c": "a", "x": 1.0, "t": clock.now + 200 + i} for i in range(100)])
+    assert len(proc.historical_data) == 201, "the far-future record counts at the watermark; nothing expired"

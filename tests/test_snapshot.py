@@ -68,3 +68,14 @@ def test_snapshot_is_small_for_idle_rings_and_refuses_other_configs_and_garbage(
         load(_proc(), blob[:-40])
     with pytest.raises(SnapshotError, match="version"):
         load(_proc(), b"DSTLSNAP\x09\x00" + blob[10:])
+
+
+def test_a_snapshot_does_not_load_into_other_categories_or_key_limits() -> None:
+    proc = _proc()
+    _ids(proc, _records(500, 2))
+    blob = dump(proc)
+    with pytest.raises(SnapshotMismatch):
+        load(_proc(max_keys=50), blob)
+    other = [{**f, "categories": ["x", "y", "z"]} if f["name"] == "gender" else f for f in FEATURES]
+    with pytest.raises(SnapshotMismatch):
+        load(DistilledProcessor(build_graders(other), 60, 0.1, 250, key_func=lambda r: r["k"]), blob)

@@ -258,6 +258,7 @@ class Daemon:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._drop(partitions)
+        self.joined = False  # out of the group until the next assignment
         log.warning("lost %s (another member may own them now; not committed)", _names(partitions))
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
