@@ -68,6 +68,7 @@ def daemon() -> Daemon:
         kafka={"bootstrap_servers": "127.0.0.1:1", "input_topics": ["t"], "output_topic": "o", "dlq_topic": "d"},
         features=[{"name": "a", "type": "numeric"}],
         processing={"max_in_flight": 100},
+        metrics={"port": 0},
     )
     d = Daemon(s)
     d.consumer = FakeConsumer()  # type: ignore[assignment]
@@ -207,3 +208,17 @@ def test_a_record_the_producer_refuses_is_dropped_counted_and_does_not_stall() -
     out.send(progress.add(5, 1), "o", b"x" * 10, None, [], 0)
     assert progress.committable == 5 and out.in_flight == 0
     assert out.metrics.registry.get_sample_value("distilld_produce_errors_total") == 1
+
+
+def test_a_consumed_batch_is_split_by_partition_in_order() -> None:
+    from distilld.daemon.loop import group_by_partition
+
+    layout = [("a", 0, 0), ("a", 0, 1), ("a", 1, 0), ("b", 0, 0), ("a", 0, 2), ("a", 1, 1)]
+    groups = group_by_partition(list(layout), [t for t, _, _ in layout], [p for _, p, _ in layout])
+    assert {tp: [o for _, _, o in ms] for tp, ms in groups.items()} == {
+        ("a", 0): [0, 1, 2],
+        ("a", 1): [0, 1],
+        ("b", 0): [0],
+    }
+    one = group_by_partition(layout[:2], ["a", "a"], [0, 0])
+    assert one == {("a", 0): layout[:2]}

@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import groupby
 from types import FrameType
 from typing import Any
 
@@ -280,13 +281,7 @@ class Daemon:
             msgs = self._drop_errors(msgs)
         partitions: list[Any] = list(map(Message.partition, msgs))
         topics: list[Any] = list(map(Message.topic, msgs))
-        groups: dict[TP, list[Any]] = {}
-        if len(set(partitions)) == 1 and len(set(topics)) == 1:
-            groups[(topics[0], partitions[0])] = msgs
-        else:
-            for tp, m in zip(zip(topics, partitions, strict=True), msgs, strict=True):
-                groups.setdefault(tp, []).append(m)
-        for tp, group in groups.items():
+        for tp, group in group_by_partition(msgs, topics, partitions).items():
             part = self.partitions.get(tp)
             if part is None:
                 continue  # revoked while these were in flight: the next owner reads them
@@ -436,6 +431,20 @@ class Daemon:
             part = self.partitions.get((tp.topic, tp.partition))
             if part is not None:
                 part.progress.committed = None
+
+
+def group_by_partition(msgs: list[Any], topics: list[Any], partitions: list[Any]) -> dict[TP, list[Any]]:
+    """Messages by (topic, partition), in order. consume() returns runs of one
+    partition, so the runs are cut and moved whole."""
+    if len(set(partitions)) == 1 and len(set(topics)) == 1:
+        return {(topics[0], partitions[0]): msgs}
+    groups: dict[TP, list[Any]] = {}
+    start = 0
+    for tp, run in groupby(zip(topics, partitions, strict=True)):
+        length = sum(1 for _ in run)
+        groups.setdefault(tp, []).extend(msgs[start : start + length])
+        start += length
+    return groups
 
 
 def _total_len(values: list[bytes | None]) -> int:
