@@ -311,8 +311,8 @@ class Daemon:
             m = msgs[first]
             self.failure = f"{topic}[{tp[1]}]@{m.offset()}: {bad[0][1]}"
             self.stopping = True
-            cut = sum(1 for g in good if g < first)
-            records, good, bad, msgs = records[:cut], good[:cut], [], msgs[:first]
+            # every record before the first bad one decoded: keep exactly those
+            records, good, bad, msgs = records[:first], good[:first], [], msgs[:first]
             if not msgs:
                 return
         end = msgs[-1].offset() + 1

@@ -34,13 +34,11 @@ class PartitionProgress:
     partition: int
     committable: int | None = None  # offset that may be committed now
     committed: int | None = None  # offset last sent to the group coordinator
-    next_offset: int | None = None  # offset after the last record read
     _open: deque[Batch] = field(default_factory=deque)
 
     def add(self, end: int, outputs: int) -> Batch:
         """Register a processed batch ending before ``end`` with ``outputs`` records in flight."""
         batch = Batch(end, outputs, self)
-        self.next_offset = end
         self._open.append(batch)
         self.advance()
         return batch
@@ -48,10 +46,6 @@ class PartitionProgress:
     def advance(self) -> None:
         while self._open and self._open[0].outstanding <= 0:
             self.committable = self._open.popleft().end
-
-    @property
-    def in_flight(self) -> int:
-        return sum(b.outstanding for b in self._open)
 
     def due(self) -> int | None:
         """The offset to commit if it moved since the last commit, else None."""
