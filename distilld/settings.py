@@ -44,6 +44,17 @@ class KafkaSettings(_Section):
     input_pattern: str | None = Field(default=None, description="regex of topics to read (instead of input_topics)")
     output_topic: Annotated[str, Field(min_length=1, description="where selected records go")]
     dlq_topic: str | None = Field(default=None, description="where undecodable records go (processing.on_error: dlq)")
+    state_topic: str | None = Field(
+        default=None,
+        min_length=1,
+        description="compacted topic of reducer snapshots (default <group_id>.distilld-state)",
+    )
+    state_partitions: int | None = Field(
+        default=None, ge=1, description="partitions of a state topic distilld creates (default: the input's most)"
+    )
+    transactional_id: str | None = Field(
+        default=None, min_length=1, description="exactly_once: producer id (default <group_id>-<hostname>-<pid>)"
+    )
     consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka consumer settings")
     producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka producer settings")
 
@@ -64,12 +75,19 @@ class KafkaSettings(_Section):
         pattern = re.compile(self.input_pattern) if self.input_pattern else None
         loops = [
             f"{name} {topic!r} is also an input topic: distilld would read its own output"
-            for name, topic in (("output_topic", self.output_topic), ("dlq_topic", self.dlq_topic))
+            for name, topic in (
+                ("output_topic", self.output_topic),
+                ("dlq_topic", self.dlq_topic),
+                ("state_topic", self.state_topic_name()),
+            )
             if topic is not None and (topic in self.input_topics or (pattern is not None and pattern.search(topic)))
         ]
         if loops:
             raise ValueError("; ".join(loops))
         return self
+
+    def state_topic_name(self) -> str:
+        return self.state_topic or f"{self.group_id}.distilld-state"
 
     def subscription(self) -> list[str]:
         """Topics for ``Consumer.subscribe``: a pattern starts with ``^`` (librdkafka's rule)."""
@@ -118,6 +136,12 @@ class ProcessingSettings(_Section):
     )
     commit_interval_ms: int = Field(default=1000, ge=0, description="how often offsets are committed")
     shutdown_timeout_s: float = Field(default=30, gt=0, description="deadline to flush and commit on stop")
+    guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once", description="exactly_once: outputs, snapshots and offsets in one transaction"
+    )
+    snapshot_interval_s: float = Field(
+        default=30, gt=0, description="how often reducer state is snapshotted to the state topic (and on revoke/stop)"
+    )
 
 
 class MetricsSettings(_Section):

@@ -12,6 +12,7 @@ import gc
 import logging
 import signal
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
@@ -28,10 +29,13 @@ from distilld.daemon.fields import RecordFields
 from distilld.daemon.metrics import DaemonMetrics, reason_label
 from distilld.daemon.output import Output
 from distilld.daemon.progress import PartitionProgress
+from distilld.daemon.state import StateStore
 from distilld.features import build_graders
 from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor
 from distilld.settings import Settings
+from distilld.snapshot import SnapshotError, dump
+from distilld.snapshot import load as load_snapshot
 
 __all__ = ["Daemon", "FatalRecordError"]
 
@@ -51,6 +55,18 @@ class Partition:
     reducer: DistilledProcessor
     missing_seen: np.ndarray  # the reducer's missing counts already in the metrics
     evicted_seen: int = 0
+    processed: int | None = None  # offset after the last record in the reducer's state
+    replay_until: int | None = None  # records before this offset only rebuild state (already emitted)
+    snapshot_at: int | None = None  # offset the newest snapshot written or restored covers
+
+    def snapshot_due(self) -> bool:
+        """The state is exactly what is committed, and newer than the last snapshot."""
+        return (
+            self.replay_until is None
+            and self.processed is not None
+            and self.progress.committed == self.processed
+            and self.snapshot_at != self.processed
+        )
 
 
 def tune_gc() -> None:
@@ -73,9 +89,14 @@ CONSUMER_GUARANTEES = {
 PRODUCER_GUARANTEES = {"acks": "all"}
 
 
+def client_config(settings: Settings) -> dict[str, Any]:
+    """What every client of the cluster shares: the brokers (and, with security, how to reach them)."""
+    return {"bootstrap.servers": settings.kafka.bootstrap_servers}
+
+
 def consumer_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        **client_config(settings),
         "group.id": settings.kafka.group_id,
         "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": 50,
@@ -90,7 +111,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 def producer_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        **client_config(settings),
         "linger.ms": 20,
         "enable.idempotence": True,
         "queue.buffering.max.messages": max(100_000, 2 * settings.processing.max_in_flight),
@@ -115,13 +136,15 @@ class Daemon:
         self.paused = False
         self.joined = False  # the group has given us an assignment (maybe empty)
         self.broker_up = False
-        self._last_commit = self._last_refresh = 0.0
+        self.subscribed = False
+        self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._consumed: dict[str, tuple[Any, Any]] = {}
         self._new_reducer().warm_up()
         self.consumer = Consumer(
             {**consumer_config(settings), "on_commit": self._on_commit, "stats_cb": self._on_stats}
         )
         self.output = Output(Producer(producer_config(settings)), self.metrics)
+        self.state = StateStore(settings.kafka.state_topic_name(), client_config(settings))
         m = settings.metrics
         self.endpoints = (
             Endpoints(m.host, m.port, self.metrics.registry, m.health_timeout_s, self.readiness) if m.port else None
@@ -159,6 +182,19 @@ class Daemon:
             self.settings.reducer.rate,
             self.settings.reducer.window_seconds,
         )
+
+    def _subscribe(self) -> None:
+        """Join the group once the state topic is there; a broker that does not
+        answer yet is retried (logged and counted), not a crash."""
+        kafka = self.settings.kafka
+        try:
+            self.state.ensure_topic(kafka.input_topics, kafka.state_partitions, timeout_s=5.0)
+        except (KafkaException, TimeoutError) as e:
+            self.metrics.state_errors.inc()
+            log.warning("state topic %s not ready (%s); retrying", self.state.topic, e)
+            return
+        self.broker_up = True
+        self.subscribed = True
         self.consumer.subscribe(
             kafka.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -179,6 +215,11 @@ class Daemon:
     def step(self) -> None:
         """One batch: consume, process, produce, maybe commit."""
         proc = self.settings.processing
+        if not self.subscribed:
+            self._subscribe()
+            if self.endpoints is not None:
+                self.endpoints.beat()
+            return
         self._backpressure()
         msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
         if msgs:
@@ -190,7 +231,10 @@ class Daemon:
         now = time.monotonic()
         if self.endpoints is not None:
             self.endpoints.beat()
-        if now - self._last_commit >= proc.commit_interval_ms / 1000.0:
+        if now - self._last_snapshot >= proc.snapshot_interval_s:
+            self.checkpoint(list(self.partitions))
+            self._last_snapshot = self._last_commit = now
+        elif now - self._last_commit >= proc.commit_interval_ms / 1000.0:
             self.commit()
             self._last_commit = now
         if now - self._last_refresh >= self.settings.metrics.refresh_ms / 1000.0:
@@ -199,13 +243,9 @@ class Daemon:
             self._last_refresh = now
 
     def shutdown(self) -> None:
-        """Stop fetching, flush, commit, close: inside ``processing.shutdown_timeout_s``."""
-        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
-        if not self.output.flush(deadline):
-            log.warning(
-                "shutdown: %d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight
-            )
-        self.commit(asynchronous=False)
+        """Stop fetching, flush, commit, snapshot, close: inside ``processing.shutdown_timeout_s``
+        (closing revokes the partitions, which finds nothing left to do)."""
+        deadline = self.checkpoint(list(self.partitions))
         try:
             self.consumer.close()
         except KafkaException as e:
@@ -231,29 +271,71 @@ class Daemon:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            reducer = self._new_reducer()
-            self.partitions[key] = Partition(
-                PartitionProgress(tp.topic, tp.partition), reducer, reducer.missing_counts.copy()
-            )
+        starts = self._restore(partitions) if partitions else []
         self.joined = True
         self.metrics.rebalances.labels("assign").inc()
         self.metrics.assigned.set(len(self.partitions))
         # assign here (not after the callback) so that a pause applies to the new partitions too
-        consumer.incremental_assign(partitions)
+        consumer.incremental_assign(starts)
         if self.paused and partitions:
             consumer.pause(partitions)
         if partitions:
             log.info("assigned %s", _names(partitions))
 
+    def _restore(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """A reducer per partition, with the state of its newest snapshot at or
+        before the committed offset; returns where each partition starts reading
+        (the snapshot's offset: the gap up to the commit is re-read without emitting)."""
+        started = time.perf_counter()
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in self.consumer.committed(partitions, timeout=self.settings.processing.shutdown_timeout_s)
+        }
+        try:
+            found = self.state.read({tp: c for tp, c in committed.items() if c >= 0})
+        except (KafkaException, TimeoutError) as e:
+            self.metrics.state_errors.inc()
+            log.warning("reading state topic %s failed (%s): partitions start with empty windows", self.state.topic, e)
+            found = {}
+        starts = []
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            reducer = self._new_reducer()
+            part = Partition(PartitionProgress(tp.topic, tp.partition), reducer, reducer.missing_counts)
+            offset = committed.get(key, -1)
+            start = TopicPartition(tp.topic, tp.partition)
+            if offset >= 0:
+                part.processed = part.progress.committed = part.progress.committable = offset
+            snap = found.get(key)
+            outcome = "empty"
+            if snap is not None:
+                try:
+                    load_snapshot(reducer, snap.data)
+                except SnapshotError as e:
+                    reducer.reset()
+                    outcome = "discarded"
+                    log.warning("%s[%d]: snapshot not used (%s): empty windows", tp.topic, tp.partition, e)
+                else:
+                    outcome = "restored"
+                    start = TopicPartition(tp.topic, tp.partition, snap.offset)
+                    part.snapshot_at = part.processed = snap.offset
+                    part.replay_until = offset if snap.offset < offset else None
+                    log.info(
+                        "%s[%d]: restored %d keys from the snapshot at offset %d (committed %d)",
+                        tp.topic, tp.partition, reducer.keys_held, snap.offset, offset,
+                    )  # fmt: skip
+            part.missing_seen = reducer.missing_counts.copy()
+            self.metrics.restores.labels(outcome).inc()
+            self.partitions[key] = part
+            starts.append(start)
+        self.metrics.restore_duration.observe(time.perf_counter() - started)
+        return starts
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Finish the partitions' work and commit it before they go."""
+        """Finish the partitions' work, commit and snapshot it before they go."""
         if not partitions:
             return
-        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
-        self.output.flush(deadline)
-        self._commit_partitions([(tp.topic, tp.partition) for tp in partitions], asynchronous=False)
+        self.checkpoint([(tp.topic, tp.partition) for tp in partitions])
         self._drop(partitions)
         log.info("revoked %s", _names(partitions))
 
@@ -302,6 +384,10 @@ class Daemon:
 
     def _process_partition(self, tp: TP, part: Partition, msgs: list[Any]) -> None:
         settings = self.settings
+        if part.replay_until is not None:
+            msgs = self._replay(tp, part, msgs)
+            if not msgs:
+                return
         values = list(map(Message.value, msgs))
         topic = tp[0]
         self._count_consumed(topic, len(msgs), _total_len(values))
@@ -315,18 +401,9 @@ class Daemon:
             records, good, bad, msgs = records[:first], good[:first], [], msgs[:first]
             if not msgs:
                 return
-        end = msgs[-1].offset() + 1
+        end = part.processed = msgs[-1].offset() + 1
         good_msgs = [msgs[i] for i in good] if bad else msgs
-        chosen: list[int] = []
-        weights: list[bytes] = []
-        if records:
-            ts = self.fields.timestamps(good_msgs, records)
-            key_index, keys = self.fields.keys(good_msgs, records)
-            idx, weight = part.reducer.select(records, ts, key_index, keys)
-            chosen = idx.tolist()
-            per_key = [f"{w:.6g}".encode() for w in weight.tolist()]
-            weights = [per_key[k] for k in key_index[idx].tolist()]
-            self._count_reducer(part)
+        chosen, weights = self._select(part, good_msgs, records)
         dlq = bad if settings.processing.on_error == "dlq" else []
         for _, reason in bad:
             (self.metrics.dlq if dlq else self.metrics.skipped).labels(reason_label(reason)).inc()
@@ -349,6 +426,35 @@ class Daemon:
             self.output.send(batch, settings.kafka.dlq_topic or "", m.value(), m.key(), headers, _timestamp(m))
         if bad:
             log.debug("%s[%d]: %d undecodable records (%s)", topic, tp[1], len(bad), settings.processing.on_error)
+
+    def _select(self, part: Partition, msgs: list[Any], records: list[Any]) -> tuple[list[int], list[bytes]]:
+        """Reduce decoded records: (indexes of the chosen ones, their weight headers)."""
+        if not records:
+            return [], []
+        ts = self.fields.timestamps(msgs, records)
+        key_index, keys = self.fields.keys(msgs, records)
+        idx, weight = part.reducer.select(records, ts, key_index, keys)
+        per_key = [f"{w:.6g}".encode() for w in weight.tolist()]
+        self._count_reducer(part)
+        return idx.tolist(), [per_key[k] for k in key_index[idx].tolist()]
+
+    def _replay(self, tp: TP, part: Partition, msgs: list[Any]) -> list[Any]:
+        """Feed records the snapshot does not cover but the commit does into the
+        reducer without emitting them (they were emitted before); return the rest."""
+        until = part.replay_until
+        assert until is not None
+        offsets: list[int] = list(map(Message.offset, msgs))  # type: ignore[arg-type]
+        cut = bisect_left(offsets, until)
+        if cut:
+            replayed = msgs[:cut]
+            records, good, _ = decode_json(list(map(Message.value, replayed)))
+            self._select(part, [replayed[i] for i in good], records)
+            part.processed = offsets[cut - 1] + 1
+            self.metrics.replayed.inc(cut)
+        if cut < len(msgs) or part.processed == until:
+            part.replay_until = None
+            log.info("%s[%d]: state caught up to the committed offset %d", tp[0], tp[1], until)
+        return msgs[cut:]
 
     def _count_consumed(self, topic: str, records: int, size: int) -> None:
         children = self._consumed.get(topic)
@@ -391,6 +497,46 @@ class Daemon:
             self.output.poll(0.1)
 
     # -- commits -----------------------------------------------------------------
+
+    def checkpoint(self, keys: list[TP]) -> float:
+        """Flush outputs, commit, then snapshot the partitions whose state is
+        exactly what was committed (so a snapshot never covers more than the
+        commit). Returns the deadline it worked to."""
+        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        if not self.output.flush(deadline):
+            log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
+        self._commit_partitions(keys, asynchronous=False)
+        for key in keys:
+            part = self.partitions.get(key)
+            if part is not None and part.snapshot_due():
+                self._snapshot(key, part)
+        self.output.producer.flush(max(0.0, deadline - time.monotonic()))
+        return deadline
+
+    def _snapshot(self, key: TP, part: Partition) -> None:
+        offset = part.processed
+        assert offset is not None
+        data = dump(part.reducer)
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                self.metrics.snapshot_failures.inc()
+                log.warning("%s[%d]: snapshot at offset %d not written (%s)", key[0], key[1], offset, err)
+                if part.snapshot_at == offset:
+                    part.snapshot_at = None  # written again at the next checkpoint
+
+        def produce(topic: str, k: bytes, value: bytes, partition: int, headers: list[Any]) -> None:
+            self.output.producer.produce(topic, value, k, partition=partition, headers=headers, on_delivery=delivered)
+
+        try:
+            self.state.write(produce, key, offset, data)
+        except (KafkaException, BufferError) as e:
+            self.metrics.snapshot_failures.inc()
+            log.warning("%s[%d]: snapshot at offset %d not written (%s)", key[0], key[1], offset, e)
+            return
+        part.snapshot_at = offset
+        self.metrics.snapshots.inc()
+        self.metrics.snapshot_bytes.inc(len(data))
 
     def commit(self, asynchronous: bool = True) -> None:
         self._commit_partitions(list(self.partitions), asynchronous)

@@ -89,6 +89,33 @@ class DaemonMetrics:
         self.rebalances = Counter("distilld_rebalances", "Partition assignment changes.", ["kind"], registry=r)
         self.commit_failures = Counter("distilld_commit_failures", "Offset commits that failed.", registry=r)
         self.produce_errors = Counter("distilld_produce_errors", "Deliveries that failed (then retried).", registry=r)
+        self.restores = Counter(
+            "distilld_state_restores",
+            "Partitions assigned, by what their windows started from (restored, empty, discarded snapshot).",
+            ["outcome"],
+            registry=r,
+        )
+        self.restore_duration = Histogram(
+            "distilld_state_restore_duration_seconds",
+            "Time to read and load the snapshots of newly assigned partitions.",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.replayed = Counter(
+            "distilld_records_replayed", "Records re-read after a restore to rebuild state, not emitted.", registry=r
+        )
+        self.snapshots = Counter("distilld_snapshots", "Reducer snapshots written to the state topic.", registry=r)
+        self.snapshot_bytes = Counter(
+            "distilld_snapshot_bytes", "Bytes of reducer snapshots written to the state topic.", registry=r
+        )
+        self.snapshot_failures = Counter(
+            "distilld_snapshot_failures",
+            "Snapshots that could not be written (retried at the next checkpoint).",
+            registry=r,
+        )
+        self.state_errors = Counter(
+            "distilld_state_errors", "Failures to create or read the state topic (retried).", registry=r
+        )
         self.ready = Gauge("distilld_ready", "1 when connected and assigned (what /readyz says).", registry=r)
         self.paused = Gauge("distilld_fetch_paused", "1 while fetching waits for outputs to drain.", registry=r)
         Gauge("distilld_build_info", "distilld's version.", ["version"], registry=r).labels(__version__).set(1)
@@ -96,6 +123,8 @@ class DaemonMetrics:
             self.window.labels(kind)
         for kind in ("assign", "revoke"):
             self.rebalances.labels(kind)
+        for outcome in ("restored", "empty", "discarded"):
+            self.restores.labels(outcome)
         for reason in DLQ_REASONS:
             self.dlq.labels(reason)
             self.skipped.labels(reason)

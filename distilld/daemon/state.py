@@ -1,0 +1,194 @@
+"""Reducer snapshots on a compacted state topic: written at checkpoints, read on assign.
+
+A snapshot of one input partition's reducer (:mod:`distilld.snapshot` bytes)
+is cut into chunks of at most ``CHUNK_BYTES``. Each chunk is a record keyed
+``<topic>/<partition>/<slot>/<chunk>`` on state partition
+``partition % state partitions``, with a ``distilld-snapshot`` header
+``<id> <chunk> <chunks> <offset>``: the input offset the snapshot covers.
+Writers alternate two slots, so compaction never leaves a partition without
+a complete snapshot when a write is cut short.
+
+A restore reads the state partition to its end and takes the newest complete
+snapshot covering an offset at or before the committed one; the loop then
+re-reads the gap without emitting (see :class:`distilld.daemon.loop.Daemon`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+__all__ = ["CHUNK_BYTES", "SNAPSHOT_HEADER", "Restored", "StateStore", "chunk_records", "pick_snapshots"]
+
+log = logging.getLogger("distilld.state")
+
+TP = tuple[str, int]
+CHUNK_BYTES = 512 * 1024
+SNAPSHOT_HEADER = "distilld-snapshot"
+
+
+@dataclass(frozen=True)
+class Restored:
+    """The newest usable snapshot of a partition: its bytes and the input offset it covers."""
+
+    data: bytes
+    offset: int
+
+
+def chunk_records(tp: TP, slot: int, offset: int, data: bytes) -> list[tuple[bytes, bytes, list[Any]]]:
+    """(key, value, headers) of each chunk of one snapshot."""
+    snap_id = uuid.uuid4().hex[:16]
+    pieces = [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
+    return [
+        (
+            f"{tp[0]}/{tp[1]}/{slot}/{i}".encode(),
+            piece,
+            [(SNAPSHOT_HEADER, f"{snap_id} {i} {len(pieces)} {offset}".encode())],
+        )
+        for i, piece in enumerate(pieces)
+    ]
+
+
+@dataclass
+class _Partial:
+    offset: int
+    chunks: dict[int, bytes] = field(default_factory=dict)
+    count: int = 0
+
+    def complete(self) -> bytes | None:
+        if len(self.chunks) != self.count:
+            return None
+        return b"".join(self.chunks[i] for i in range(self.count))
+
+
+def pick_snapshots(
+    records: Iterable[tuple[bytes | None, bytes | None, Any]], wanted: dict[TP, int]
+) -> dict[TP, Restored]:
+    """From state records in log order, the newest complete snapshot per wanted
+    partition that covers an offset at or before its committed offset."""
+    prefixes = {f"{t}/{p}/".encode(): (t, p) for t, p in wanted}
+    partial: dict[str, _Partial] = {}
+    best: dict[TP, Restored] = {}
+    for key, value, headers in records:
+        if key is None or value is None:
+            continue
+        tp = prefixes.get(key[: key.rfind(b"/", 0, key.rfind(b"/")) + 1])
+        if tp is None:
+            continue
+        meta = dict(headers or []).get(SNAPSHOT_HEADER)
+        try:
+            snap_id, index, count, offset = meta.decode().split(" ")  # type: ignore[union-attr]
+            i, n, covered = int(index), int(count), int(offset)
+        except (AttributeError, ValueError):
+            log.warning("state record %r without a valid %s header: ignored", key, SNAPSHOT_HEADER)
+            continue
+        if covered > wanted[tp] or not 0 <= i < n:
+            continue  # written after the committed offset (a crash in between) or damaged
+        part = partial.setdefault(snap_id, _Partial(covered, count=n))
+        part.chunks[i] = value
+        data = part.complete()
+        if data is not None:
+            del partial[snap_id]
+            best[tp] = Restored(data, covered)  # later in the log: newer
+    return best
+
+
+class StateStore:
+    """The state topic: where snapshots go (through the caller's producer) and come back from."""
+
+    def __init__(self, topic: str, client_conf: dict[str, Any], read_timeout_s: float = 60.0) -> None:
+        self.topic = topic
+        self.client_conf = client_conf
+        self.read_timeout_s = read_timeout_s
+        self.partitions = 0
+        self._slot: dict[TP, int] = {}
+
+    def ensure_topic(self, inputs: list[str], wanted_partitions: int | None, timeout_s: float = 30.0) -> int:
+        """Create the state topic (compacted) if missing; return its partition count."""
+        admin = AdminClient(self.client_conf)
+        meta = admin.list_topics(timeout=timeout_s)
+        existing = meta.topics.get(self.topic)
+        if existing is None or existing.error is not None:
+            count = wanted_partitions or max(
+                [len(meta.topics[t].partitions) for t in inputs if t in meta.topics] or [1]
+            )
+            futures = admin.create_topics(
+                [NewTopic(self.topic, count, -1, config={"cleanup.policy": "compact"})], operation_timeout=timeout_s
+            )
+            try:
+                futures[self.topic].result(timeout_s)
+                log.info("created state topic %s (%d partitions, compacted)", self.topic, count)
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+            meta = admin.list_topics(self.topic, timeout=timeout_s)
+            existing = meta.topics[self.topic]
+        self.partitions = len(existing.partitions)
+        return self.partitions
+
+    def partition_of(self, tp: TP) -> int:
+        return tp[1] % self.partitions
+
+    def write(
+        self,
+        produce: Callable[[str, bytes, bytes, int, list[Any]], None],
+        tp: TP,
+        offset: int,
+        data: bytes,
+    ) -> None:
+        """Produce the chunks of ``tp``'s snapshot covering ``offset``
+        with ``produce(topic, key, value, partition, headers)``."""
+        slot = self._slot[tp] = 1 - self._slot.get(tp, 1)
+        for key, value, headers in chunk_records(tp, slot, offset, data):
+            produce(self.topic, key, value, self.partition_of(tp), headers)
+
+    def read(self, wanted: dict[TP, int]) -> dict[TP, Restored]:
+        """The newest usable snapshot of each ``wanted`` partition (committed offsets given)."""
+        if not wanted:
+            return {}
+        by_state: dict[int, dict[TP, int]] = {}
+        for tp, committed in wanted.items():
+            by_state.setdefault(self.partition_of(tp), {})[tp] = committed
+        reader = Consumer(
+            {
+                **self.client_conf,
+                "group.id": f"distilld-state-reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        found: dict[TP, Restored] = {}
+        try:
+            for state_partition, group in by_state.items():
+                found.update(pick_snapshots(self._read_partition(reader, state_partition), group))
+        finally:
+            reader.close()
+        return found
+
+    def _read_partition(self, reader: Consumer, partition: int) -> Iterable[tuple[bytes | None, bytes | None, Any]]:
+        """Every record of one state partition, to its end (the end-of-partition
+        event, not the high watermark, which some brokers report wrong)."""
+        reader.assign([TopicPartition(self.topic, partition, -2)])  # OFFSET_BEGINNING
+        deadline = time.monotonic() + self.read_timeout_s
+        try:
+            while time.monotonic() < deadline:
+                for m in reader.consume(1000, 0.5):
+                    err = m.error()
+                    if err is None:
+                        yield m.key(), m.value(), m.headers()
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        return
+                    else:
+                        raise KafkaException(err)
+            raise TimeoutError(f"state topic {self.topic}[{partition}] not read to its end in {self.read_timeout_s}s")
+        finally:
+            reader.unassign()
