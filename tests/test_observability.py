@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from distilld.broker import free_port
 
@@ -25,9 +24,12 @@ from .kafka_tools import (
     create_topics,
     daemon_config,
     end_offsets,
+    get,
     produce,
     read_all,
+    samples,
     unique,
+    value,
     wait_committed,
 )
 
@@ -36,26 +38,6 @@ pytestmark = pytest.mark.kafka
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus)")
 PARTITIONS = 2
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def value(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
-    return metrics[(name, tuple(sorted(labels.items())))]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,50 @@
+"""Which snapshot a restore takes from the state topic's records (no broker needed)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from distilld.daemon.state import CHUNK_BYTES, chunk_records, pick_snapshots
+
+TP = ("events", 3)
+
+
+def _log(*snapshots: tuple[tuple[str, int], int, int, bytes]) -> list[tuple[bytes, bytes, Any]]:
+    """State records in log order for (partition, slot, covered offset, data) snapshots."""
+    return [rec for tp, slot, offset, data in snapshots for rec in chunk_records(tp, slot, offset, data)]
+
+
+def test_a_large_snapshot_is_chunked_and_reassembled() -> None:
+    data = os.urandom(2 * CHUNK_BYTES + 123)
+    records = _log((TP, 0, 500, data))
+    assert len(records) == 3 and all(len(v) <= CHUNK_BYTES for _, v, _ in records)
+    got = pick_snapshots(records, {TP: 500})
+    assert got[TP].data == data and got[TP].offset == 500
+
+
+def test_the_newest_snapshot_at_or_before_the_commit_wins() -> None:
+    records = _log((TP, 0, 100, b"old"), (TP, 1, 200, b"newer"), (TP, 0, 300, b"after the commit"))
+    got = pick_snapshots(records, {TP: 250})
+    assert (got[TP].data, got[TP].offset) == (b"newer", 200)
+
+
+def test_an_incomplete_snapshot_falls_back_to_the_previous_one() -> None:
+    data = os.urandom(CHUNK_BYTES + 1)
+    complete = _log((TP, 0, 100, b"complete"))
+    cut_short = _log((TP, 1, 200, data))[:1]  # the writer died after its first chunk
+    got = pick_snapshots(complete + cut_short, {TP: 200})
+    assert got[TP].data == b"complete"
+
+
+def test_other_partitions_and_foreign_records_are_ignored() -> None:
+    other = ("events", 13)  # shares the prefix "events/1" but not "events/3/"
+    records = _log((other, 0, 10, b"not ours"), (("events", 33), 0, 10, b"nor this"))
+    records.append((b"events/3/0/0", b"no header", None))
+    records.append((None, b"no key", None))
+    assert pick_snapshots(records, {TP: 100}) == {}
+    assert pick_snapshots(records, {other: 100})[other].data == b"not ours"
+
+
+def test_no_snapshot_without_a_commit_to_cover() -> None:
+    assert pick_snapshots(_log((TP, 0, 100, b"x")), {TP: 50}) == {}
