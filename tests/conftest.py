@@ -67,6 +67,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
 
 
+@pytest.fixture(scope="session")
+def full_kafka(kafka_bootstrap: str) -> str:
+    """The session's broker when it is a full Apache Kafka (an external cluster or a
+    container); skips on Tansu, which lacks what these tests check."""
+    if os.environ.get("DISTILLD_TEST_BOOTSTRAP") or _docker_answers():
+        return kafka_bootstrap
+    pytest.skip(
+        "needs Apache Kafka (transaction fencing and read_committed isolation): set DISTILLD_TEST_BOOTSTRAP "
+        "or run where a Docker engine answers for testcontainers; the embedded Tansu broker lacks both"
+    )
+
+
 def _docker_answers() -> bool:
     try:
         import docker

@@ -82,11 +82,22 @@ def end_offsets(sent: Sequence[Sent]) -> dict[int, int]:
 
 
 def read_all(
-    bootstrap: str, topic: str, expect_at_least: int = 0, idle_s: float = 3.0, limit_s: float = 60.0
+    bootstrap: str,
+    topic: str,
+    expect_at_least: int = 0,
+    idle_s: float = 3.0,
+    limit_s: float = 60.0,
+    extra: dict[str, Any] | None = None,
 ) -> list[Any]:
     """Every message of ``topic``: read until ``expect_at_least`` arrived and nothing came for ``idle_s``."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": unique("reader"), "auto.offset.reset": "earliest", **FAST_GROUP}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("reader"),
+            "auto.offset.reset": "earliest",
+            **FAST_GROUP,
+            **(extra or {}),
+        }
     )
     consumer.subscribe([topic])
     msgs: list[Any] = []

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
+import socket
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -20,7 +22,16 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from distilld import __version__
 from distilld.daemon.decode import decode_json
@@ -30,6 +41,7 @@ from distilld.daemon.metrics import DaemonMetrics, reason_label
 from distilld.daemon.output import Output
 from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.state import StateStore
+from distilld.daemon.transactions import TransactionAborted, TransactionFatal, Transactions
 from distilld.features import build_graders
 from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor
@@ -119,6 +131,9 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
     conf.update(settings.kafka.producer)
     conf.update(PRODUCER_GUARANTEES)
+    if settings.processing.guarantee == "exactly_once":
+        kafka = settings.kafka
+        conf["transactional.id"] = kafka.transactional_id or f"{kafka.group_id}-{socket.gethostname()}-{os.getpid()}"
     return conf
 
 
@@ -143,7 +158,9 @@ class Daemon:
         self.consumer = Consumer(
             {**consumer_config(settings), "on_commit": self._on_commit, "stats_cb": self._on_stats}
         )
-        self.output = Output(Producer(producer_config(settings)), self.metrics)
+        exactly_once = settings.processing.guarantee == "exactly_once"
+        self.output = Output(Producer(producer_config(settings)), self.metrics, transactional=exactly_once)
+        self.txn = Transactions(self.output.producer, settings.processing.shutdown_timeout_s) if exactly_once else None
         self.state = StateStore(settings.kafka.state_topic_name(), client_config(settings))
         m = settings.metrics
         self.endpoints = (
@@ -189,6 +206,11 @@ class Daemon:
         kafka = self.settings.kafka
         try:
             self.state.ensure_topic(kafka.input_topics, kafka.state_partitions, timeout_s=5.0)
+            if self.txn is not None and not self.txn.ready:
+                self.txn.init(timeout_s=5.0)
+        except TransactionFatal as e:
+            self._fail(f"transactional producer: {e}")
+            return
         except (KafkaException, TimeoutError) as e:
             self.metrics.state_errors.inc()
             log.warning("state topic %s not ready (%s); retrying", self.state.topic, e)
@@ -225,6 +247,8 @@ class Daemon:
         if msgs:
             started = time.perf_counter()
             self.broker_up = True
+            if self.txn is not None and not self._begin():
+                return
             self.process(msgs)
             self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.output.poll(0)
@@ -343,6 +367,8 @@ class Daemon:
         self._drop(partitions)
         self.joined = False  # out of the group until the next assignment
         log.warning("lost %s (another member may own them now; not committed)", _names(partitions))
+        if self.txn is not None and self.txn.open:
+            self._abort_and_rewind()  # the transaction holds work of the lost partitions
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
@@ -501,8 +527,12 @@ class Daemon:
     def checkpoint(self, keys: list[TP]) -> float:
         """Flush outputs, commit, then snapshot the partitions whose state is
         exactly what was committed (so a snapshot never covers more than the
-        commit). Returns the deadline it worked to."""
+        commit); exactly_once: snapshots and offsets in the transaction.
+        Returns the deadline it worked to."""
         deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        if self.txn is not None:
+            self._commit_transaction(keys)
+            return deadline
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
         self._commit_partitions(keys, asynchronous=False)
@@ -539,7 +569,94 @@ class Daemon:
         self.metrics.snapshot_bytes.inc(len(data))
 
     def commit(self, asynchronous: bool = True) -> None:
-        self._commit_partitions(list(self.partitions), asynchronous)
+        if self.txn is not None:
+            self._commit_transaction([])
+        else:
+            self._commit_partitions(list(self.partitions), asynchronous)
+
+    # -- exactly once ------------------------------------------------------------
+
+    def _begin(self) -> bool:
+        assert self.txn is not None
+        try:
+            self.txn.begin()
+            return True
+        except (TransactionFatal, KafkaException, TransactionAborted) as e:
+            self._fail(f"cannot begin a transaction: {e}")
+            return False
+
+    def _commit_transaction(self, snapshot_keys: list[TP]) -> None:
+        """Snapshots of ``snapshot_keys`` whose state moved, the consumed offsets,
+        and the outputs produced since the last commit, in one transaction."""
+        assert self.txn is not None
+        offsets, moved = [], []
+        for (topic, partition), part in self.partitions.items():
+            if part.replay_until is None and part.processed is not None and part.processed != part.progress.committed:
+                offsets.append(TopicPartition(topic, partition, part.processed))
+                moved.append(part)
+        snapshots = [
+            (key, p)
+            for key in snapshot_keys
+            if (p := self.partitions.get(key)) is not None
+            and p.replay_until is None
+            and p.processed is not None
+            and p.snapshot_at != p.processed
+        ]
+        if not self.txn.open and not offsets and not snapshots:
+            return
+        started = time.perf_counter()
+        try:
+            self.txn.begin()
+            for key, part in snapshots:
+                self._snapshot(key, part)
+            self.output.producer.flush(self.settings.processing.shutdown_timeout_s)
+            if self.output.txn_error is not None:
+                raise TransactionAborted(f"an output failed: {self.output.txn_error}")
+            self.txn.commit(offsets, self.consumer.consumer_group_metadata())
+        except TransactionAborted as e:
+            self.metrics.commit_failures.inc()
+            log.warning("transaction aborted (%s): partitions rewound to the last commit", e)
+            self._abort_and_rewind()
+            return
+        except (TransactionFatal, KafkaException) as e:
+            self.metrics.commit_failures.inc()
+            self._fail(f"transaction commit: {e}")
+            return
+        finally:
+            self.metrics.commit_duration.observe(time.perf_counter() - started)
+        for part in moved:
+            part.progress.committed = part.progress.committable = part.processed
+
+    def _abort_and_rewind(self) -> None:
+        """Abort the open transaction and put every partition back where the
+        last commit left it: restored state, and fetching from there."""
+        assert self.txn is not None
+        try:
+            self.txn.abort()
+        except (TransactionFatal, TransactionAborted, KafkaException) as e:
+            self._fail(f"transaction abort: {e}")
+            return
+        self.output.discard()
+        assigned = [TopicPartition(t, p) for t, p in self.partitions]
+        self.partitions.clear()
+        for tp in self._restore(assigned):
+            if tp.offset < 0:
+                tp.offset = OFFSET_END if self._reset_to_end() else OFFSET_BEGINNING
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as e:
+                self._fail(f"cannot rewind {tp.topic}[{tp.partition}]: {e}")
+                return
+
+    def _reset_to_end(self) -> bool:
+        reset = str(consumer_config(self.settings).get("auto.offset.reset", "largest"))
+        return reset in ("latest", "end", "largest")
+
+    def _fail(self, reason: str) -> None:
+        """Stop with exit code 1: a new instance (the orchestrator's restart) takes over."""
+        log.error("%s: stopping", reason)
+        self.failure = reason
+        self.stopping = True
 
     def _commit_partitions(self, keys: list[TP], asynchronous: bool) -> None:
         offsets, progress = [], []

@@ -26,6 +26,7 @@ log = logging.getLogger("distilld.output")
 
 Headers = list[Any]
 RETRY_BACKOFF_S = 1.0
+_PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,14 @@ class Outgoing:
 
 
 class Output:
-    def __init__(self, producer: Producer, metrics: DaemonMetrics) -> None:
+    """``transactional``: a failed delivery is not retried but kept in
+    ``txn_error``; the transaction it belongs to must abort."""
+
+    def __init__(self, producer: Producer, metrics: DaemonMetrics, transactional: bool = False) -> None:
         self.producer = producer
         self.metrics = metrics
+        self.transactional = transactional
+        self.txn_error: KafkaError | None = None
         self.in_flight = 0
         self.produced: dict[str, int] = {}
         self._children: dict[str, tuple[Any, Any]] = {}
@@ -66,6 +72,12 @@ class Output:
             out.batch.ack()
             return
         self.metrics.produce_errors.inc()
+        if self.transactional:
+            self.in_flight -= 1
+            if err.code() not in _PURGED:  # purged by our own abort: not a new failure
+                log.warning("delivery to %s failed (%s): the transaction will abort", out.topic, err)
+                self.txn_error = self.txn_error or err
+            return
         log.warning("delivery to %s failed (%s); retrying in %.0fs", out.topic, err, RETRY_BACKOFF_S)
         self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
 
@@ -102,6 +114,13 @@ class Output:
         now = time.monotonic()
         while self._retry and self._retry[0][0] <= now:
             self._produce(self._retry.popleft()[1])
+
+    def discard(self) -> None:
+        """After an aborted transaction: serve the purged deliveries and forget them."""
+        self.producer.poll(0)
+        self.in_flight = 0
+        self._retry.clear()
+        self.txn_error = None
 
     def flush(self, deadline: float) -> bool:
         """Wait until every output is acknowledged or ``deadline`` (monotonic) passes."""

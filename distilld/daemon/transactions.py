@@ -1,0 +1,88 @@
+"""The transactional producer of ``processing.guarantee: exactly_once``.
+
+Outputs, dead letters, snapshots and the consumed offsets of an interval go
+to the brokers in one transaction. librdkafka sorts its errors into three
+kinds, handled as it documents: a *retriable* error is retried until the
+timeout; one that *requires abort* raises :class:`TransactionAborted` (the
+caller aborts and rewinds its partitions to the last commit); anything else
+is fatal (:class:`TransactionFatal`: the producer is fenced or broken, and
+the daemon stops so that a fresh instance takes over).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+__all__ = ["TransactionAborted", "TransactionFatal", "Transactions"]
+
+log = logging.getLogger("distilld.transactions")
+T = TypeVar("T")
+
+
+class TransactionAborted(RuntimeError):
+    """The transaction cannot be committed; abort it and redo its work."""
+
+
+class TransactionFatal(RuntimeError):
+    """The transactional producer cannot go on (fenced, or a fatal error)."""
+
+
+class Transactions:
+    def __init__(self, producer: Producer, timeout_s: float, retry_backoff_s: float = 0.2) -> None:
+        self.producer = producer
+        self.timeout_s = timeout_s
+        self.retry_backoff_s = retry_backoff_s
+        self.ready = False
+        self.open = False
+
+    def init(self, timeout_s: float) -> None:
+        """Register the transactional id (fencing an older producer with the same
+        id); a KafkaException is raised when the broker does not answer in time."""
+        self._call(lambda: self.producer.init_transactions(timeout_s), timeout_s)
+        self.ready = True
+
+    def begin(self) -> None:
+        if not self.open:
+            self._call(self.producer.begin_transaction, self.timeout_s)
+            self.open = True
+
+    def commit(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+        """Add ``offsets`` to the open transaction and commit it."""
+        if not self.open:
+            return
+        if offsets:
+            self._call(
+                lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, self.timeout_s),
+                self.timeout_s,
+            )
+        self._call(lambda: self.producer.commit_transaction(self.timeout_s), self.timeout_s)
+        self.open = False
+
+    def abort(self) -> None:
+        if self.open:
+            self._call(lambda: self.producer.abort_transaction(self.timeout_s), self.timeout_s)
+            self.open = False
+
+    def _call(self, call: Callable[[], T], timeout_s: float) -> T:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return call()
+            except KafkaException as e:
+                err: KafkaError = e.args[0]
+                if err.retriable() and time.monotonic() < deadline:
+                    log.info("transaction call failed, retrying: %s", err)
+                    time.sleep(self.retry_backoff_s)
+                    continue
+                if err.txn_requires_abort():
+                    raise TransactionAborted(str(err)) from e
+                if err.fatal():
+                    raise TransactionFatal(str(err)) from e
+                if err.retriable():
+                    raise  # still failing at the deadline: the caller retries later
+                raise TransactionFatal(str(err)) from e

@@ -1,0 +1,200 @@
+"""processing.guarantee: exactly_once against a real broker, the daemon as a separate process."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import KafkaError
+
+from distilld.daemon.loop import Daemon
+from distilld.settings import load_settings
+
+from .conftest import people_records
+from .kafka_tools import (
+    DaemonProcess,
+    committed,
+    create_topics,
+    daemon_config,
+    end_offsets,
+    produce,
+    read_all,
+    unique,
+    wait_committed,
+)
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 3
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.kill()
+
+
+def _config(bootstrap: str, topic: str, group: str, **reducer: Any) -> dict[str, Any]:
+    config = daemon_config(
+        bootstrap,
+        topic,
+        group,
+        reducer=reducer,
+        processing={"guarantee": "exactly_once", "snapshot_interval_s": 1, "commit_interval_ms": 200},
+    )
+    config["kafka"]["transactional_id"] = f"{group}-0"  # stable across restarts: fences the killed instance
+    return config
+
+
+def _topics(bootstrap: str, prefix: str) -> tuple[str, str]:
+    topic, group = unique(prefix), unique("g")
+    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    return topic, group
+
+
+def _read_committed(bootstrap: str, topic: str, expect: int) -> list[Any]:
+    return read_all(bootstrap, topic, expect_at_least=expect, extra={"isolation.level": "read_committed"})
+
+
+def test_exactly_once_outputs_dead_letters_and_offsets(
+    kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    topic, group = _topics(kafka_bootstrap, "eos")
+    values = [orjson.dumps(r) for r in people_records(9000, 31)]
+    bad = {i * 1499 + 7: b"not json %d" % i for i in range(6)}
+    for i, v in bad.items():
+        values[i] = v
+    keys = [b"user-%d" % (i % 6) for i in range(len(values))]
+    sent = produce(kafka_bootstrap, topic, values, keys)
+    d = DaemonProcess(tmp_path, _config(kafka_bootstrap, topic, group)).start()
+    daemons.append(d)
+    ends = end_offsets(sent)
+    got = wait_committed(kafka_bootstrap, group, topic, ends, PARTITIONS, d)
+    assert d.stop() == 0, d.log()
+    assert got == {p: ends.get(p, -1001) for p in range(PARTITIONS)}, "offsets committed (in transactions) to the end"
+
+    out = _read_committed(kafka_bootstrap, f"{topic}.out", 1)
+    inputs = {(s.value, s.key) for s in sent}
+    assert all((m.value(), m.key()) in inputs for m in out), "byte-identical"
+    assert len({m.value() for m in out}) == len(out), "nothing twice"
+    selected = Counter(m.key() for m in out)
+    for key, n in Counter(k for v, k in zip(values, keys, strict=True) if v not in bad.values()).items():
+        assert abs(selected[key] - 0.1 * n) <= 1, (key, selected[key], n)
+    dlq = _read_committed(kafka_bootstrap, f"{topic}.dlq", len(bad))
+    assert sorted(m.value() for m in dlq) == sorted(bad.values())
+    state = read_all(kafka_bootstrap, f"{group}.distilld-state", expect_at_least=1, idle_s=1)
+    assert {m.key().split(b"/")[1] for m in state} == {b"0", b"1", b"2"}, "a snapshot per partition"
+
+
+def _kill_and_restart(
+    bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> tuple[list[bytes], Counter[bytes]]:
+    """rate 1 (every record forwarded): kill -9 mid-stream, restart with the same
+    transactional id; returns the inputs and the read_committed output counts."""
+    topic, group = _topics(bootstrap, "eos-kill")
+    n = 20_000
+    values = [orjson.dumps(r) for r in people_records(n, 32)]
+    sent = produce(bootstrap, topic, values, [b"k%d" % (i % 5) for i in range(n)])
+    config = _config(bootstrap, topic, group, rate=1.0)
+    config["processing"]["batch_max_records"] = 500
+    d = DaemonProcess(tmp_path, config, "killed").start()
+    daemons.append(d)
+    deadline = time.monotonic() + 60
+    while not any(v >= 0 for v in committed(bootstrap, group, topic, PARTITIONS).values()):
+        assert time.monotonic() < deadline, d.log()
+        time.sleep(0.1)
+    d.stop(signal.SIGKILL)
+    d2 = DaemonProcess(tmp_path, config, "restarted").start()
+    daemons.append(d2)
+    ends = end_offsets(sent)
+    got = wait_committed(bootstrap, group, topic, ends, PARTITIONS, d2)
+    assert d2.stop() == 0, d2.log()
+    assert all(got[p] == ends[p] for p in ends)
+    return values, Counter(m.value() for m in _read_committed(bootstrap, f"{topic}.out", n))
+
+
+def test_exactly_once_kill_9_then_restart_loses_nothing(
+    kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    values, out = _kill_and_restart(kafka_bootstrap, tmp_path, daemons)
+    assert not [v for v in values if out[v] == 0], "no input lost"
+    print(f"exactly_once kill -9: {sum(out.values()) - len(values)} records twice as this broker serves them")
+
+
+@pytest.mark.external_kafka
+def test_exactly_once_kill_9_read_committed_sees_each_record_once(
+    full_kafka: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """The killed instance's open transaction is aborted when the restarted one
+    fences it, and read_committed readers never see it."""
+    values, out = _kill_and_restart(full_kafka, tmp_path, daemons)
+    assert out == Counter(values)
+
+
+def _abort_once(bootstrap: str) -> tuple[list[bytes], Counter[bytes], list[bytes]]:
+    """An in-process daemon (rate 1) whose transaction is aborted once midway by a
+    delivery failure. Returns the inputs, the read_committed output counts, and
+    the outputs of the aborted transaction."""
+    topic, group = _topics(bootstrap, "eos-abort")
+    n = 6000
+    values = [orjson.dumps(r) for r in people_records(n, 33)]
+    sent = produce(bootstrap, topic, values, [b"k%d" % (i % 4) for i in range(n)])
+    config = _config(bootstrap, topic, group, rate=1.0)
+    config["processing"].update({"batch_max_records": 300, "commit_interval_ms": 100, "snapshot_interval_s": 0.3})
+    config["metrics"]["port"] = 0
+    daemon = Daemon(load_settings(None, **config))
+    in_txn: list[bytes] = []  # outputs of the open transaction
+    send, commit = daemon.output.send, daemon.txn.commit  # type: ignore[union-attr]
+
+    def sending(batch: Any, topic: str, value: bytes, *rest: Any) -> None:
+        in_txn.append(value)
+        send(batch, topic, value, *rest)
+
+    def committing(*args: Any) -> None:
+        commit(*args)
+        in_txn.clear()
+
+    daemon.output.send = sending  # type: ignore[method-assign]
+    daemon.txn.commit = committing  # type: ignore[method-assign,union-attr]
+    daemon.start()
+    aborted: list[bytes] = []
+    try:
+        deadline = time.monotonic() + 90
+        while committed(bootstrap, group, topic, PARTITIONS) != end_offsets(sent):
+            assert time.monotonic() < deadline and not daemon.failure, daemon.failure
+            daemon.step()
+            if not aborted and daemon.records_consumed > n // 2 and in_txn:
+                daemon.output.txn_error = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "injected")
+                aborted = list(in_txn)
+                daemon.commit()
+                in_txn.clear()
+                assert daemon.metrics.commit_failures._value.get() == 1
+        windows = sum(p.reducer.window_records()[0] for p in daemon.partitions.values())
+    finally:
+        daemon.stopping = True
+        daemon.shutdown()
+    assert aborted and windows == n, "after the rewind every record is in the windows exactly once"
+    return values, Counter(m.value() for m in _read_committed(bootstrap, f"{topic}.out", n)), aborted
+
+
+def test_an_aborted_transaction_rewinds_state_and_offsets(kafka_bootstrap: str) -> None:
+    """A delivery failure aborts the transaction; the partitions go back to the
+    last commit (state from the snapshot plus the re-read gap) and the work is
+    redone once. Tansu serves aborted records to read_committed readers, so here
+    the output is every input once plus exactly the aborted transaction's records."""
+    values, out, aborted = _abort_once(kafka_bootstrap)
+    assert out == Counter(values) + Counter(aborted)
+
+
+@pytest.mark.external_kafka
+def test_an_aborted_transaction_is_never_read(full_kafka: str) -> None:
+    values, out, _ = _abort_once(full_kafka)
+    assert out == Counter(values)
