@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import signal
-import socket
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import groupby
 from types import FrameType
 from typing import Any
@@ -34,51 +31,33 @@ from confluent_kafka import (
 )
 
 from distilld import __version__
+from distilld.daemon.checkpoint import Checkpoints
+from distilld.daemon.clients import client_config, consumer_config, producer_config, resets_to_end
 from distilld.daemon.decode import decode_json
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
 from distilld.daemon.metrics import DaemonMetrics, reason_label
 from distilld.daemon.output import Output
+from distilld.daemon.partition import TP, Partition
 from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.state import StateStore
-from distilld.daemon.transactions import TransactionAborted, TransactionFatal, Transactions
+from distilld.daemon.transactions import TransactionFatal, Transactions
 from distilld.features import build_graders
 from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor
 from distilld.settings import Settings
-from distilld.snapshot import SnapshotError, dump
+from distilld.snapshot import SnapshotError
 from distilld.snapshot import load as load_snapshot
 
 __all__ = ["Daemon", "FatalRecordError"]
 
 log = logging.getLogger("distilld")
 
-TP = tuple[str, int]
 WEIGHT_HEADER = "distilld-weight"
 
 
 class FatalRecordError(RuntimeError):
     """``processing.on_error: fail`` met a record it cannot decode."""
-
-
-@dataclass
-class Partition:
-    progress: PartitionProgress
-    reducer: DistilledProcessor
-    missing_seen: np.ndarray  # the reducer's missing counts already in the metrics
-    evicted_seen: int = 0
-    processed: int | None = None  # offset after the last record in the reducer's state
-    replay_until: int | None = None  # records before this offset only rebuild state (already emitted)
-    snapshot_at: int | None = None  # offset the newest snapshot written or restored covers
-
-    def snapshot_due(self) -> bool:
-        """The state is exactly what is committed, and newer than the last snapshot."""
-        return (
-            self.replay_until is None
-            and self.processed is not None
-            and self.progress.committed == self.processed
-            and self.snapshot_at != self.processed
-        )
 
 
 def tune_gc() -> None:
@@ -90,51 +69,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-
-
-# what the delivery guarantee rests on: user settings cannot turn these off
-CONSUMER_GUARANTEES = {
-    "enable.auto.commit": False,
-    "enable.auto.offset.store": False,
-    "partition.assignment.strategy": "cooperative-sticky",
-}
-PRODUCER_GUARANTEES = {"acks": "all"}
-
-
-def client_config(settings: Settings) -> dict[str, Any]:
-    """What every client of the cluster shares: the brokers (and, with security, how to reach them)."""
-    return {"bootstrap.servers": settings.kafka.bootstrap_servers}
-
-
-def consumer_config(settings: Settings) -> dict[str, Any]:
-    conf: dict[str, Any] = {
-        **client_config(settings),
-        "group.id": settings.kafka.group_id,
-        "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 50,
-        "queued.max.messages.kbytes": 65536,
-        "client.id": f"distilld-{__version__}",
-        "statistics.interval.ms": 1000,  # consumer lag and broker state for metrics and /readyz
-    }
-    conf.update(settings.kafka.consumer)
-    conf.update(CONSUMER_GUARANTEES)
-    return conf
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    conf: dict[str, Any] = {
-        **client_config(settings),
-        "linger.ms": 20,
-        "enable.idempotence": True,
-        "queue.buffering.max.messages": max(100_000, 2 * settings.processing.max_in_flight),
-        "client.id": f"distilld-{__version__}",
-    }
-    conf.update(settings.kafka.producer)
-    conf.update(PRODUCER_GUARANTEES)
-    if settings.processing.guarantee == "exactly_once":
-        kafka = settings.kafka
-        conf["transactional.id"] = kafka.transactional_id or f"{kafka.group_id}-{socket.gethostname()}-{os.getpid()}"
-    return conf
 
 
 class Daemon:
@@ -159,9 +93,14 @@ class Daemon:
             {**consumer_config(settings), "on_commit": self._on_commit, "stats_cb": self._on_stats}
         )
         exactly_once = settings.processing.guarantee == "exactly_once"
+        timeout = settings.processing.shutdown_timeout_s
         self.output = Output(Producer(producer_config(settings)), self.metrics, transactional=exactly_once)
-        self.txn = Transactions(self.output.producer, settings.processing.shutdown_timeout_s) if exactly_once else None
+        self.txn = Transactions(self.output.producer, timeout) if exactly_once else None
         self.state = StateStore(settings.kafka.state_topic_name(), client_config(settings))
+        self.checkpoints = Checkpoints(
+            self.partitions, self.consumer, self.output, self.txn, self.state, self.metrics, timeout,
+            rewind=self._rewind, fail=self._fail,
+        )  # fmt: skip
         m = settings.metrics
         self.endpoints = (
             Endpoints(m.host, m.port, self.metrics.registry, m.health_timeout_s, self.readiness) if m.port else None
@@ -230,7 +169,7 @@ class Daemon:
         finally:
             self.shutdown()
         if self.failure:
-            log.error("stopped on a bad record: %s", self.failure)
+            log.error("stopped: %s", self.failure)
             return 1
         return 0
 
@@ -247,7 +186,7 @@ class Daemon:
         if msgs:
             started = time.perf_counter()
             self.broker_up = True
-            if self.txn is not None and not self._begin():
+            if self.txn is not None and not self.checkpoints.begin():
                 return
             self.process(msgs)
             self.metrics.batch_duration.observe(time.perf_counter() - started)
@@ -256,10 +195,10 @@ class Daemon:
         if self.endpoints is not None:
             self.endpoints.beat()
         if now - self._last_snapshot >= proc.snapshot_interval_s:
-            self.checkpoint(list(self.partitions))
+            self.checkpoints.checkpoint(list(self.partitions))
             self._last_snapshot = self._last_commit = now
         elif now - self._last_commit >= proc.commit_interval_ms / 1000.0:
-            self.commit()
+            self.checkpoints.commit()
             self._last_commit = now
         if now - self._last_refresh >= self.settings.metrics.refresh_ms / 1000.0:
             self.metrics.observe_reducers(p.reducer for p in self.partitions.values())
@@ -269,7 +208,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop fetching, flush, commit, snapshot, close: inside ``processing.shutdown_timeout_s``
         (closing revokes the partitions, which finds nothing left to do)."""
-        deadline = self.checkpoint(list(self.partitions))
+        deadline = self.checkpoints.checkpoint(list(self.partitions))
         try:
             self.consumer.close()
         except KafkaException as e:
@@ -359,7 +298,7 @@ class Daemon:
         """Finish the partitions' work, commit and snapshot it before they go."""
         if not partitions:
             return
-        self.checkpoint([(tp.topic, tp.partition) for tp in partitions])
+        self.checkpoints.checkpoint([(tp.topic, tp.partition) for tp in partitions])
         self._drop(partitions)
         log.info("revoked %s", _names(partitions))
 
@@ -368,7 +307,7 @@ class Daemon:
         self.joined = False  # out of the group until the next assignment
         log.warning("lost %s (another member may own them now; not committed)", _names(partitions))
         if self.txn is not None and self.txn.open:
-            self._abort_and_rewind()  # the transaction holds work of the lost partitions
+            self.checkpoints.abort()  # the transaction holds work of the lost partitions
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
@@ -524,176 +463,30 @@ class Daemon:
 
     # -- commits -----------------------------------------------------------------
 
-    def checkpoint(self, keys: list[TP]) -> float:
-        """Flush outputs, commit, then snapshot the partitions whose state is
-        exactly what was committed (so a snapshot never covers more than the
-        commit); exactly_once: snapshots and offsets in the transaction.
-        Returns the deadline it worked to."""
-        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
-        if self.txn is not None:
-            self._commit_transaction(keys)
-            return deadline
-        if not self.output.flush(deadline):
-            log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
-        self._commit_partitions(keys, asynchronous=False)
-        for key in keys:
-            part = self.partitions.get(key)
-            if part is not None and part.snapshot_due():
-                self._snapshot(key, part)
-        self.output.producer.flush(max(0.0, deadline - time.monotonic()))
-        return deadline
-
-    def _snapshot(self, key: TP, part: Partition) -> None:
-        offset = part.processed
-        assert offset is not None
-        data = dump(part.reducer)
-
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                self.metrics.snapshot_failures.inc()
-                log.warning("%s[%d]: snapshot at offset %d not written (%s)", key[0], key[1], offset, err)
-                if part.snapshot_at == offset:
-                    part.snapshot_at = None  # written again at the next checkpoint
-
-        def produce(topic: str, k: bytes, value: bytes, partition: int, headers: list[Any]) -> None:
-            self.output.producer.produce(topic, value, k, partition=partition, headers=headers, on_delivery=delivered)
-
-        try:
-            self.state.write(produce, key, offset, data)
-        except (KafkaException, BufferError) as e:
-            self.metrics.snapshot_failures.inc()
-            log.warning("%s[%d]: snapshot at offset %d not written (%s)", key[0], key[1], offset, e)
-            return
-        part.snapshot_at = offset
-        self.metrics.snapshots.inc()
-        self.metrics.snapshot_bytes.inc(len(data))
-
     def commit(self, asynchronous: bool = True) -> None:
-        if self.txn is not None:
-            self._commit_transaction([])
-        else:
-            self._commit_partitions(list(self.partitions), asynchronous)
+        self.checkpoints.commit(asynchronous)
 
-    # -- exactly once ------------------------------------------------------------
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        self.checkpoints.on_commit(err, partitions)
 
-    def _begin(self) -> bool:
-        assert self.txn is not None
-        try:
-            self.txn.begin()
-            return True
-        except (TransactionFatal, KafkaException, TransactionAborted) as e:
-            self._fail(f"cannot begin a transaction: {e}")
-            return False
-
-    def _commit_transaction(self, snapshot_keys: list[TP]) -> None:
-        """Snapshots of ``snapshot_keys`` whose state moved, the consumed offsets,
-        and the outputs produced since the last commit, in one transaction."""
-        assert self.txn is not None
-        offsets, moved = [], []
-        for (topic, partition), part in self.partitions.items():
-            if part.replay_until is None and part.processed is not None and part.processed != part.progress.committed:
-                offsets.append(TopicPartition(topic, partition, part.processed))
-                moved.append(part)
-        snapshots = [
-            (key, p)
-            for key in snapshot_keys
-            if (p := self.partitions.get(key)) is not None
-            and p.replay_until is None
-            and p.processed is not None
-            and p.snapshot_at != p.processed
-        ]
-        if not self.txn.open and not offsets and not snapshots:
-            return
-        started = time.perf_counter()
-        try:
-            self.txn.begin()
-            for key, part in snapshots:
-                self._snapshot(key, part)
-            self.output.producer.flush(self.settings.processing.shutdown_timeout_s)
-            if self.output.txn_error is not None:
-                raise TransactionAborted(f"an output failed: {self.output.txn_error}")
-            self.txn.commit(offsets, self.consumer.consumer_group_metadata())
-        except TransactionAborted as e:
-            self.metrics.commit_failures.inc()
-            log.warning("transaction aborted (%s): partitions rewound to the last commit", e)
-            self._abort_and_rewind()
-            return
-        except (TransactionFatal, KafkaException) as e:
-            self.metrics.commit_failures.inc()
-            self._fail(f"transaction commit: {e}")
-            return
-        finally:
-            self.metrics.commit_duration.observe(time.perf_counter() - started)
-        for part in moved:
-            part.progress.committed = part.progress.committable = part.processed
-
-    def _abort_and_rewind(self) -> None:
-        """Abort the open transaction and put every partition back where the
-        last commit left it: restored state, and fetching from there."""
-        assert self.txn is not None
-        try:
-            self.txn.abort()
-        except (TransactionFatal, TransactionAborted, KafkaException) as e:
-            self._fail(f"transaction abort: {e}")
-            return
-        self.output.discard()
+    def _rewind(self) -> None:
+        """Every partition back where the last commit left it: restored state, fetching from there."""
         assigned = [TopicPartition(t, p) for t, p in self.partitions]
         self.partitions.clear()
         for tp in self._restore(assigned):
             if tp.offset < 0:
-                tp.offset = OFFSET_END if self._reset_to_end() else OFFSET_BEGINNING
+                tp.offset = OFFSET_END if resets_to_end(self.settings) else OFFSET_BEGINNING
             try:
                 self.consumer.seek(tp)
             except KafkaException as e:
                 self._fail(f"cannot rewind {tp.topic}[{tp.partition}]: {e}")
                 return
 
-    def _reset_to_end(self) -> bool:
-        reset = str(consumer_config(self.settings).get("auto.offset.reset", "largest"))
-        return reset in ("latest", "end", "largest")
-
     def _fail(self, reason: str) -> None:
         """Stop with exit code 1: a new instance (the orchestrator's restart) takes over."""
         log.error("%s: stopping", reason)
         self.failure = reason
         self.stopping = True
-
-    def _commit_partitions(self, keys: list[TP], asynchronous: bool) -> None:
-        offsets, progress = [], []
-        for key in keys:
-            part = self.partitions.get(key)
-            if part is None:
-                continue
-            due = part.progress.due()
-            if due is not None:
-                offsets.append(TopicPartition(key[0], key[1], due))
-                progress.append((part.progress, due))
-        if not offsets:
-            return
-        started = time.perf_counter()
-        try:
-            if asynchronous:
-                self.consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as e:
-            self.metrics.commit_failures.inc()
-            log.warning("commit failed (%s); will retry", e)
-            return
-        finally:
-            self.metrics.commit_duration.observe(time.perf_counter() - started)
-        for p, due in progress:
-            p.committed = due
-
-    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        if err is None:
-            return
-        self.metrics.commit_failures.inc()
-        log.warning("commit failed (%s); will retry", err)
-        for tp in partitions:
-            part = self.partitions.get((tp.topic, tp.partition))
-            if part is not None:
-                part.progress.committed = None
 
 
 def group_by_partition(msgs: list[Any], topics: list[Any], partitions: list[Any]) -> dict[TP, list[Any]]:

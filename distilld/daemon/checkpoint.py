@@ -1,0 +1,215 @@
+"""Where the daemon's work becomes durable: offsets, and the snapshots behind them.
+
+at_least_once: an offset is committed once every output at or before it is
+acknowledged; a checkpoint flushes the outputs, commits, then snapshots the
+partitions whose state is exactly what was committed, so a snapshot never
+covers more than the commit (a restore re-reads the gap, never skips).
+
+exactly_once: outputs, dead letters, snapshots and offsets of an interval are
+one transaction; an aborted one rewinds every partition to its last commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from distilld.daemon.metrics import DaemonMetrics
+from distilld.daemon.output import Output
+from distilld.daemon.partition import TP, Partition
+from distilld.daemon.state import StateStore
+from distilld.daemon.transactions import TransactionAborted, TransactionFatal, Transactions
+from distilld.snapshot import dump
+
+__all__ = ["Checkpoints"]
+
+log = logging.getLogger("distilld")
+
+
+class Checkpoints:
+    def __init__(
+        self,
+        partitions: dict[TP, Partition],
+        consumer: Consumer,
+        output: Output,
+        txn: Transactions | None,
+        state: StateStore,
+        metrics: DaemonMetrics,
+        timeout_s: float,
+        rewind: Callable[[], None],
+        fail: Callable[[str], None],
+    ) -> None:
+        self.partitions = partitions
+        self.consumer = consumer
+        self.output = output
+        self.txn = txn
+        self.state = state
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+        self.rewind = rewind
+        self.fail = fail
+
+    def commit(self, asynchronous: bool = True) -> None:
+        """Commit what is due (exactly_once: commit the open transaction)."""
+        if self.txn is not None:
+            self._commit_transaction([])
+        else:
+            self._commit_partitions(list(self.partitions), asynchronous)
+
+    def checkpoint(self, keys: list[TP]) -> float:
+        """Commit and snapshot ``keys``; returns the deadline it worked to."""
+        deadline = time.monotonic() + self.timeout_s
+        if self.txn is not None:
+            self._commit_transaction(keys)
+            return deadline
+        if not self.output.flush(deadline):
+            log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
+        self._commit_partitions(keys, asynchronous=False)
+        for key in keys:
+            part = self.partitions.get(key)
+            if part is not None and part.snapshot_due():
+                self._snapshot(key, part)
+        self.output.producer.flush(max(0.0, deadline - time.monotonic()))
+        return deadline
+
+    def begin(self) -> bool:
+        """exactly_once: make sure a transaction is open before producing."""
+        assert self.txn is not None
+        try:
+            self.txn.begin()
+            return True
+        except (TransactionFatal, KafkaException, TransactionAborted) as e:
+            self.fail(f"cannot begin a transaction: {e}")
+            return False
+
+    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """The consumer's callback for asynchronous commits."""
+        if err is None:
+            return
+        self.metrics.commit_failures.inc()
+        log.warning("commit failed (%s); will retry", err)
+        for tp in partitions:
+            part = self.partitions.get((tp.topic, tp.partition))
+            if part is not None:
+                part.progress.committed = None
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def _snapshot(self, key: TP, part: Partition) -> None:
+        offset = part.processed
+        assert offset is not None
+        data = dump(part.reducer)
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                self.metrics.snapshot_failures.inc()
+                log.warning("%s[%d]: snapshot at offset %d not written (%s)", key[0], key[1], offset, err)
+                if part.snapshot_at == offset:
+                    part.snapshot_at = None  # written again at the next checkpoint
+
+        def produce(topic: str, k: bytes, value: bytes, partition: int, headers: list[Any]) -> None:
+            self.output.producer.produce(topic, value, k, partition=partition, headers=headers, on_delivery=delivered)
+
+        try:
+            self.state.write(produce, key, offset, data)
+        except (KafkaException, BufferError) as e:
+            self.metrics.snapshot_failures.inc()
+            log.warning("%s[%d]: snapshot at offset %d not written (%s)", key[0], key[1], offset, e)
+            return
+        part.snapshot_at = offset
+        self.metrics.snapshots.inc()
+        self.metrics.snapshot_bytes.inc(len(data))
+
+    # -- at least once -------------------------------------------------------------
+
+    def _commit_partitions(self, keys: list[TP], asynchronous: bool) -> None:
+        offsets, progress = [], []
+        for key in keys:
+            part = self.partitions.get(key)
+            if part is None:
+                continue
+            due = part.progress.due()
+            if due is not None:
+                offsets.append(TopicPartition(key[0], key[1], due))
+                progress.append((key, part.progress, due))
+        if not offsets:
+            return
+        started = time.perf_counter()
+        results: list[TopicPartition] = []
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)  # results: on_commit
+            else:
+                results = self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            self.metrics.commit_failures.inc()
+            log.warning("commit failed (%s); will retry", e)
+            return
+        finally:
+            self.metrics.commit_duration.observe(time.perf_counter() - started)
+        refused = {(tp.topic, tp.partition): tp.error for tp in results if tp.error is not None}
+        for key, p, due in progress:
+            if key in refused:
+                self.metrics.commit_failures.inc()
+                log.warning("commit of %s[%d] refused (%s); will retry", key[0], key[1], refused[key])
+            else:
+                p.committed = due
+
+    # -- exactly once --------------------------------------------------------------
+
+    def _commit_transaction(self, snapshot_keys: list[TP]) -> None:
+        """Snapshots of ``snapshot_keys`` whose state moved, the consumed offsets,
+        and the outputs produced since the last commit, in one transaction."""
+        assert self.txn is not None
+        offsets, moved = [], []
+        for (topic, partition), part in self.partitions.items():
+            if part.replay_until is None and part.processed is not None and part.processed != part.progress.committed:
+                offsets.append(TopicPartition(topic, partition, part.processed))
+                moved.append(part)
+        snapshots = [
+            (key, p)
+            for key in snapshot_keys
+            if (p := self.partitions.get(key)) is not None
+            and p.replay_until is None
+            and p.processed is not None
+            and p.snapshot_at != p.processed
+        ]
+        if not self.txn.open and not offsets and not snapshots:
+            return
+        started = time.perf_counter()
+        try:
+            self.txn.begin()
+            for key, part in snapshots:
+                self._snapshot(key, part)
+            self.output.producer.flush(self.timeout_s)
+            if self.output.txn_error is not None:
+                raise TransactionAborted(f"an output failed: {self.output.txn_error}")
+            self.txn.commit(offsets, self.consumer.consumer_group_metadata())
+        except TransactionAborted as e:
+            self.metrics.commit_failures.inc()
+            log.warning("transaction aborted (%s): partitions rewound to the last commit", e)
+            self.abort()
+            return
+        except (TransactionFatal, KafkaException) as e:
+            self.metrics.commit_failures.inc()
+            self.fail(f"transaction commit: {e}")
+            return
+        finally:
+            self.metrics.commit_duration.observe(time.perf_counter() - started)
+        for part in moved:
+            part.progress.committed = part.progress.committable = part.processed
+
+    def abort(self) -> None:
+        """Abort the open transaction; the daemon rewinds its partitions to the last commit."""
+        assert self.txn is not None
+        try:
+            self.txn.abort()
+        except (TransactionFatal, TransactionAborted, KafkaException) as e:
+            self.fail(f"transaction abort: {e}")
+            return
+        self.output.discard()
+        self.rewind()

@@ -1,0 +1,65 @@
+"""librdkafka configurations of the daemon's clients, built in one place from the settings.
+
+User settings (``kafka.consumer``, ``kafka.producer``) are passed through,
+except the few that the delivery guarantee rests on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from distilld import __version__
+from distilld.settings import Settings
+
+__all__ = ["client_config", "consumer_config", "producer_config", "resets_to_end"]
+
+# what the delivery guarantee rests on: user settings cannot turn these off
+CONSUMER_GUARANTEES = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "partition.assignment.strategy": "cooperative-sticky",
+}
+PRODUCER_GUARANTEES = {"acks": "all"}
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """What every client of the cluster shares: the brokers (and, with security, how to reach them)."""
+    return {"bootstrap.servers": settings.kafka.bootstrap_servers}
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        **client_config(settings),
+        "group.id": settings.kafka.group_id,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 50,
+        "queued.max.messages.kbytes": 65536,
+        "client.id": f"distilld-{__version__}",
+        "statistics.interval.ms": 1000,  # consumer lag and broker state for metrics and /readyz
+    }
+    conf.update(settings.kafka.consumer)
+    conf.update(CONSUMER_GUARANTEES)
+    return conf
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        **client_config(settings),
+        "linger.ms": 20,
+        "enable.idempotence": True,
+        "queue.buffering.max.messages": max(100_000, 2 * settings.processing.max_in_flight),
+        "client.id": f"distilld-{__version__}",
+    }
+    conf.update(settings.kafka.producer)
+    conf.update(PRODUCER_GUARANTEES)
+    if settings.processing.guarantee == "exactly_once":
+        kafka = settings.kafka
+        conf["transactional.id"] = kafka.transactional_id or f"{kafka.group_id}-{socket.gethostname()}-{os.getpid()}"
+    return conf
+
+
+def resets_to_end(settings: Settings) -> bool:
+    """Whether a partition without a committed offset starts at its end (auto.offset.reset)."""
+    return str(consumer_config(settings)["auto.offset.reset"]) in ("latest", "end", "largest")

@@ -1,0 +1,34 @@
+"""What the daemon keeps per assigned input partition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from distilld.daemon.progress import PartitionProgress
+from distilld.processor import DistilledProcessor
+
+__all__ = ["TP", "Partition"]
+
+TP = tuple[str, int]
+
+
+@dataclass
+class Partition:
+    progress: PartitionProgress
+    reducer: DistilledProcessor
+    missing_seen: np.ndarray  # the reducer's missing counts already in the metrics
+    evicted_seen: int = 0
+    processed: int | None = None  # offset after the last record in the reducer's state
+    replay_until: int | None = None  # records before this offset only rebuild state (already emitted)
+    snapshot_at: int | None = None  # offset the newest snapshot written or restored covers
+
+    def snapshot_due(self) -> bool:
+        """The state is exactly what is committed, and newer than the last snapshot."""
+        return (
+            self.replay_until is None
+            and self.processed is not None
+            and self.progress.committed == self.processed
+            and self.snapshot_at != self.processed
+        )
