@@ -20,7 +20,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from distilld.bench.streams import people
 from distilld.broker import EmbeddedBroker
 from distilld.daemon.loop import Daemon, tune_gc
-from distilld.settings import load_settings
+from distilld.settings import Settings, load_settings
+from distilld.snapshot import dump
 
 __all__ = ["end_to_end"]
 
@@ -61,10 +62,8 @@ def _bare(bootstrap: str, topic: str, n: int, batch: int, group: str) -> float:
         consumer.close()
 
 
-def _daemon(
-    bootstrap: str, topic: str, n: int, batch: int, features: list[dict[str, Any]], group: str
-) -> tuple[float, int]:
-    settings = load_settings(
+def _settings(bootstrap: str, topic: str, batch: int, features: list[dict[str, Any]], group: str) -> Settings:
+    return load_settings(
         None,
         kafka={
             "bootstrap_servers": bootstrap,
@@ -79,7 +78,12 @@ def _daemon(
         processing={"batch_max_records": batch},
         metrics={"port": 0},
     )
-    daemon = Daemon(settings)
+
+
+def _daemon(
+    bootstrap: str, topic: str, n: int, batch: int, features: list[dict[str, Any]], group: str
+) -> tuple[float, int]:
+    daemon = Daemon(_settings(bootstrap, topic, batch, features, group))
     daemon.start()
     try:
         while not daemon.records_consumed:
@@ -96,6 +100,33 @@ def _daemon(
     return rate, sum(daemon.output.produced.values())
 
 
+def handover(bootstrap: str, topic: str, batch: int, features: list[dict[str, Any]], group: str) -> str:
+    """A new member of ``group`` (whose last member stopped, leaving snapshots):
+    time from subscribing to every partition restored, and the restore itself."""
+    daemon = Daemon(_settings(bootstrap, topic, batch, features, group))
+    started = time.perf_counter()
+    daemon.start()
+    try:
+        while not daemon.partitions:
+            daemon.step()
+        assigned = time.perf_counter() - started
+        parts = daemon.partitions.values()
+        restored = daemon.metrics.restores.labels("restored")._value.get()
+        restore_s = daemon.metrics.restore_duration._sum.get()
+        sizes = [len(dump(p.reducer)) for p in parts]
+        keys = sum(p.reducer.keys_held for p in parts)
+        window = sum(p.reducer.window_records()[0] for p in parts)
+    finally:
+        daemon.stopping = True
+        daemon.shutdown()
+    return (
+        f"hand-over: {int(restored)} of {len(sizes)} partitions restored ({keys} keys, {window:,} records in windows)\n"
+        f"  snapshot per partition: {statistics.mean(sizes):,.0f} bytes\n"
+        f"  restore per partition (read state topic + load): {1000 * restore_s / max(len(sizes), 1):.1f} ms\n"
+        f"  new member, subscribe → partitions restored: {assigned:.2f} s (includes the group join)"
+    )
+
+
 def end_to_end(n: int = 300_000, batch: int = 5000, partitions: int = 3, keys: int = 16, rounds: int = 3) -> None:
     """``rounds`` alternating runs of each loop over the same topic; medians compared
     (the broker shares the two cores, so single runs vary by ±30 %)."""
@@ -107,6 +138,7 @@ def end_to_end(n: int = 300_000, batch: int = 5000, partitions: int = 3, keys: i
             bare.append(_bare(broker.bootstrap, "in", n, batch, f"bare-{i}"))
             rate, produced = _daemon(broker.bootstrap, "in", n, batch, features, f"daemon-{i}")
             ours.append(rate)
+        handover_report = handover(broker.bootstrap, "in", batch, features, f"daemon-{rounds - 1}")
     b, o = statistics.median(bare), statistics.median(ours)
     print(f"{n:,} JSON records (8 features), {partitions} partitions, {keys} keys, embedded Tansu broker")
     print(f"{rounds} alternating rounds, medians:")
@@ -114,6 +146,7 @@ def end_to_end(n: int = 300_000, batch: int = 5000, partitions: int = 3, keys: i
     print(f"  distilld end to end (reduce + produce): {o:>12,.0f} records/s  (runs: {_runs(ours)})")
     print(f"  produced per daemon run: {produced:,}")
     print(f"  end to end ÷ bare loop: {o / b:.0%}   (goals: ≥ 60 % and ≥ 100,000 records/s)")
+    print(handover_report)
 
 
 def _runs(rates: list[float]) -> str:

@@ -214,6 +214,7 @@ class Daemon:
         except KafkaException as e:
             log.warning("closing the consumer: %s", e)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
+        self.state.close()
         if self.endpoints is not None:
             self.endpoints.stop()
         log.info("stopped")

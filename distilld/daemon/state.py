@@ -109,6 +109,7 @@ class StateStore:
         self.read_timeout_s = read_timeout_s
         self.partitions = 0
         self._slot: dict[TP, int] = {}
+        self._reader: Consumer | None = None
 
     def ensure_topic(self, inputs: list[str], wanted_partitions: int | None, timeout_s: float = 30.0) -> int:
         """Create the state topic (compacted) if missing; return its partition count."""
@@ -156,23 +157,26 @@ class StateStore:
         by_state: dict[int, dict[TP, int]] = {}
         for tp, committed in wanted.items():
             by_state.setdefault(self.partition_of(tp), {})[tp] = committed
-        reader = Consumer(
-            {
-                **self.client_conf,
-                "group.id": f"distilld-state-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 10,
-            }
-        )
+        if self._reader is None:  # kept: a new client costs a connection (~0.5 s) per restore
+            self._reader = Consumer(
+                {
+                    **self.client_conf,
+                    "group.id": f"distilld-state-reader-{uuid.uuid4().hex[:8]}",  # assigned, never joins
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": 10,
+                }
+            )
         found: dict[TP, Restored] = {}
-        try:
-            for state_partition, group in by_state.items():
-                found.update(pick_snapshots(self._read_partition(reader, state_partition), group))
-        finally:
-            reader.close()
+        for state_partition, group in by_state.items():
+            found.update(pick_snapshots(self._read_partition(self._reader, state_partition), group))
         return found
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def _read_partition(self, reader: Consumer, partition: int) -> Iterable[tuple[bytes | None, bytes | None, Any]]:
         """Every record of one state partition, to its end (the end-of-partition
@@ -181,14 +185,16 @@ class StateStore:
         deadline = time.monotonic() + self.read_timeout_s
         try:
             while time.monotonic() < deadline:
-                for m in reader.consume(1000, 0.5):
-                    err = m.error()
-                    if err is None:
-                        yield m.key(), m.value(), m.headers()
-                    elif err.code() == KafkaError._PARTITION_EOF:
-                        return
-                    else:
-                        raise KafkaException(err)
+                m = reader.poll(0.2)  # not consume(): it waits out its timeout to fill a batch
+                if m is None:
+                    continue
+                err = m.error()
+                if err is None:
+                    yield m.key(), m.value(), m.headers()
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    return
+                else:
+                    raise KafkaException(err)
             raise TimeoutError(f"state topic {self.topic}[{partition}] not read to its end in {self.read_timeout_s}s")
         finally:
             reader.unassign()

@@ -1,0 +1,76 @@
+"""librdkafka's transaction error classes, as distilld handles them (a fake producer, no broker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from distilld.daemon.transactions import TransactionAborted, TransactionFatal, Transactions
+
+
+class FakeProducer:
+    """Raises the queued errors from commit_transaction, one per call, then succeeds."""
+
+    def __init__(self, *errors: KafkaError) -> None:
+        self.errors = list(errors)
+        self.calls: list[str] = []
+
+    def _maybe_raise(self, name: str) -> None:
+        self.calls.append(name)
+        if self.errors:
+            raise KafkaException(self.errors.pop(0))
+
+    def init_transactions(self, timeout: float) -> None:
+        self.calls.append("init")
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+        self.calls.append("offsets")
+
+    def commit_transaction(self, timeout: float) -> None:
+        self._maybe_raise("commit")
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+
+
+def _open(producer: FakeProducer, timeout_s: float = 5.0) -> Transactions:
+    txn = Transactions(producer, timeout_s, retry_backoff_s=0.0)  # type: ignore[arg-type]
+    txn.begin()
+    return txn
+
+
+def test_a_retriable_error_is_retried_until_the_commit_goes_through() -> None:
+    producer = FakeProducer(KafkaError(KafkaError._TIMED_OUT, retriable=True))
+    txn = _open(producer)
+    txn.commit([object()], None)  # type: ignore[list-item]
+    assert producer.calls == ["begin", "offsets", "commit", "commit"]
+    assert not txn.open
+
+
+def test_an_error_that_requires_abort_raises_aborted_and_keeps_the_transaction_open() -> None:
+    producer = FakeProducer(KafkaError(KafkaError._STATE, txn_requires_abort=True))
+    txn = _open(producer)
+    with pytest.raises(TransactionAborted):
+        txn.commit([], None)
+    assert txn.open, "the caller aborts it"
+    txn.abort()
+    assert producer.calls[-1] == "abort" and not txn.open
+
+
+def test_a_fatal_error_raises_fatal() -> None:
+    producer = FakeProducer(KafkaError(KafkaError._FENCED, fatal=True))
+    with pytest.raises(TransactionFatal):
+        _open(producer).commit([], None)
+
+
+def test_a_retriable_error_past_the_deadline_is_raised_for_a_later_retry() -> None:
+    producer = FakeProducer(*[KafkaError(KafkaError._TIMED_OUT, retriable=True)] * 1000)
+    txn = _open(producer, timeout_s=0.05)
+    with pytest.raises(KafkaException):
+        txn.commit([], None)
+    assert txn.open
