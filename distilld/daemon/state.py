@@ -32,6 +32,13 @@ log = logging.getLogger("distilld.state")
 TP = tuple[str, int]
 CHUNK_BYTES = 512 * 1024
 SNAPSHOT_HEADER = "distilld-snapshot"
+# compacted, in segments small enough to be compacted soon: a restore reads its partition to the end
+STATE_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": "600000",
+    "segment.bytes": "67108864",
+    "min.cleanable.dirty.ratio": "0.1",
+}
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ class StateStore:
                 [len(meta.topics[t].partitions) for t in inputs if t in meta.topics] or [1]
             )
             futures = admin.create_topics(
-                [NewTopic(self.topic, count, -1, config={"cleanup.policy": "compact"})], operation_timeout=timeout_s
+                [NewTopic(self.topic, count, -1, config=STATE_TOPIC_CONFIG)], operation_timeout=timeout_s
             )
             try:
                 futures[self.topic].result(timeout_s)
