@@ -10,6 +10,8 @@ import pytest
 from distilld import DistilledProcessor, build_graders
 from distilld.broker import EmbeddedBroker
 
+from .kafka_tools import DaemonProcess
+
 PEOPLE_FEATURES: list[dict[str, Any]] = [
     {"name": "gender", "type": "categorical", "categories": ["female", "male", "other"]},
     {"name": "age", "type": "numeric"},
@@ -77,6 +79,15 @@ def full_kafka(kafka_bootstrap: str) -> str:
         "needs Apache Kafka (transaction fencing and read_committed isolation): set DISTILLD_TEST_BOOTSTRAP "
         "or run where a Docker engine answers for testcontainers; the embedded Tansu broker lacks both"
     )
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """Daemon processes a test starts; killed at its end, whatever happened."""
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.kill()
 
 
 def _docker_answers() -> bool:

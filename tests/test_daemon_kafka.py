@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,6 @@ pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
 BAD = [b"not json", b"[1, 2, 3]", b'"a string"', b"{truncated", b"\xff\xfe"]
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.kill()
 
 
 def _values(n: int, seed: int = 0) -> list[bytes]:

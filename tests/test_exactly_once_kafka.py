@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,6 @@ from .kafka_tools import (
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.kill()
 
 
 def _config(bootstrap: str, topic: str, group: str, **reducer: Any) -> dict[str, Any]:
