@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from distilld.codecs.avro_schema import SchemaFileError, load_schema
 from distilld.features import FeatureConfigError, parse_features
 from distilld.fieldpath import parse_path
 
@@ -123,8 +124,57 @@ class ReducerSettings(_Section):
         return _path_or(("processing", "kafka_timestamp"), value)
 
 
+class SchemaRegistrySettings(_Section):
+    url: Annotated[str, Field(min_length=1, description="http(s)://host:port of the Schema Registry")]
+    basic_auth_user_info: SecretStr | None = Field(default=None, description="user:password for basic auth")
+    ssl_ca_location: str | None = Field(default=None, description="CA file to verify the registry's certificate")
+    ssl_certificate_location: str | None = Field(default=None, description="client certificate (mutual TLS)")
+    ssl_key_location: str | None = Field(default=None, description="client key (mutual TLS)")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "mock://")):
+            raise ValueError("must start with http://, https:// (or mock:// in tests)")
+        return value
+
+    def client_config(self) -> dict[str, Any]:
+        """The confluent-kafka SchemaRegistryClient configuration."""
+        conf: dict[str, Any] = {"url": self.url}
+        if self.basic_auth_user_info is not None:
+            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        for key in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
+            if getattr(self, key):
+                conf[key.replace("_", ".")] = getattr(self, key)
+        return conf
+
+
 class FormatSettings(_Section):
-    value: Literal["json"] = Field(default="json", description="how record values are decoded")
+    value: Literal["json", "avro", "avro_confluent"] = Field(
+        default="json", description="how record values are decoded: json | avro (schemaless) | avro_confluent"
+    )
+    avro_schema: str | None = Field(
+        default=None, description="Avro schema file (.avsc): avro's schema, avro_confluent's reader schema"
+    )
+    schema_registry: SchemaRegistrySettings | None = Field(default=None, description="for avro_confluent")
+
+    @field_validator("avro_schema")
+    @classmethod
+    def _schema_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                load_schema(value)
+            except SchemaFileError as e:
+                raise ValueError(str(e)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _needs(self) -> FormatSettings:
+        if self.value == "avro" and not self.avro_schema:
+            raise ValueError("value 'avro' needs avro_schema (the .avsc file the values were written with)")
+        if self.value == "avro_confluent" and self.schema_registry is None:
+            raise ValueError("value 'avro_confluent' needs schema_registry.url")
+        return self
 
 
 class ProcessingSettings(_Section):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distilld.daemon.decode import decode_json
+from distilld.codecs.json_codec import decode_json
 from distilld.daemon.loop import Daemon
 from distilld.daemon.progress import PartitionProgress
 from distilld.settings import load_settings

@@ -112,11 +112,11 @@ def test_generic_example_shows_every_setting(section: str) -> None:
     raw = yaml.safe_load(text)
     model = type(getattr(load_settings(CONFIG / "distilld.yaml"), section))
     shown = set(raw[section])
-    if section == "kafka":
-        commented = {"input_pattern", "state_partitions", "transactional_id"}
-        for key in commented:
-            assert re.search(rf"^\s*#\s*{key}:", text, re.MULTILINE), key
-        shown |= commented
+    commented = {"kafka": {"input_pattern", "state_partitions", "transactional_id"}}
+    commented["format"] = {"avro_schema", "schema_registry"}
+    for key in commented.get(section, set()):
+        assert re.search(rf"^\s*#\s*{key}:", text, re.MULTILINE), key
+    shown |= commented.get(section, set())
     assert shown == set(model.model_fields)
 
 
@@ -425,7 +425,8 @@ ERRORS: list[tuple[str, Mutation, list[str]]] = [
     ("key-empty", _set("reducer", key=""), ["reducer.key", "invalid field path"]),
     ("time-bad-path", _set("reducer", time=".ts"), ["reducer.time", "invalid field path"]),
     ("time-unit", _set("reducer", time_unit="h"), ["reducer.time_unit", "'s', 'ms' or 'us'"]),
-    ("format-avro", _set("format", value="avro"), ["format.value", "'json'"]),
+    ("format-unknown", _set("format", value="protobuf"), ["format.value", "'avro_confluent'"]),
+    ("format-avro-no-schema", _set("format", value="avro"), ["format", "needs avro_schema"]),
     ("on-error-unknown", _set("processing", on_error="ignore"), ["processing.on_error", "'dlq', 'skip' or 'fail'"]),
     ("batch-0", _set("processing", batch_max_records=0), ["processing.batch_max_records", "greater than or equal"]),
     ("port-too-big", _set("metrics", port=70000), ["metrics.port", "less than or equal to 65535"]),

@@ -31,12 +31,13 @@ from confluent_kafka import (
 )
 
 from distilld import __version__
+from distilld.codecs import make_decoder, reason_label
+from distilld.codecs.registry import RegistryUnavailable
 from distilld.daemon.checkpoint import Checkpoints
 from distilld.daemon.clients import client_config, consumer_config, producer_config, resets_to_end
-from distilld.daemon.decode import decode_json
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
-from distilld.daemon.metrics import DaemonMetrics, reason_label
+from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
 from distilld.daemon.progress import PartitionProgress
@@ -89,6 +90,7 @@ class Daemon:
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._consumed: dict[str, tuple[Any, Any]] = {}
         self._new_reducer().warm_up()
+        self.decode = make_decoder(settings.format, wait=self._wait, on_registry_error=self.metrics.registry_errors.inc)
         self.consumer = Consumer(
             {**consumer_config(settings), "on_commit": self._on_commit, "stats_cb": self._on_stats}
         )
@@ -333,7 +335,10 @@ class Daemon:
             part = self.partitions.get(tp)
             if part is None:
                 continue  # revoked while these were in flight: the next owner reads them
-            self._process_partition(tp, part, group)
+            try:
+                self._process_partition(tp, part, group)
+            except RegistryUnavailable:
+                return  # stopping while the registry is down: these stay uncommitted, read again later
             if self.failure:
                 return
 
@@ -357,7 +362,7 @@ class Daemon:
         values = list(map(Message.value, msgs))
         topic = tp[0]
         self._count_consumed(topic, len(msgs), _total_len(values))
-        records, good, bad = decode_json(values)
+        records, good, bad = self.decode(values)
         if bad and settings.processing.on_error == "fail":
             first = bad[0][0]
             m = msgs[first]
@@ -413,7 +418,7 @@ class Daemon:
         cut = bisect_left(offsets, until)
         if cut:
             replayed = msgs[:cut]
-            records, good, _ = decode_json(list(map(Message.value, replayed)))
+            records, good, _ = self.decode(list(map(Message.value, replayed)))
             self._select(part, [replayed[i] for i in good], records)
             part.processed = offsets[cut - 1] + 1
             self.metrics.replayed.inc(cut)
@@ -482,6 +487,15 @@ class Daemon:
             except KafkaException as e:
                 self._fail(f"cannot rewind {tp.topic}[{tp.partition}]: {e}")
                 return
+
+    def _wait(self, seconds: float) -> bool:
+        """Pause for a retry (staying alive for /healthz); False once stopping."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            if self.endpoints is not None:
+                self.endpoints.beat()
+            time.sleep(min(0.1, seconds))
+        return not self.stopping
 
     def _fail(self, reason: str) -> None:
         """Stop with exit code 1: a new instance (the orchestrator's restart) takes over."""

@@ -17,22 +17,13 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from distilld import __version__
+from distilld.codecs import REASONS
 from distilld.processor import DistilledProcessor
 from distilld.stats import FeatureDrift
 
-__all__ = ["DLQ_REASONS", "DaemonMetrics", "reason_label"]
+__all__ = ["DaemonMetrics"]
 
-DLQ_REASONS = ("not_json", "not_object", "empty")
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-def reason_label(reason: str) -> str:
-    """A decode failure's text → one of :data:`DLQ_REASONS` (bounded label values)."""
-    if reason.startswith("empty"):
-        return "empty"
-    if reason.startswith("not a JSON object"):
-        return "not_object"
-    return "not_json"
 
 
 class DaemonMetrics:
@@ -116,6 +107,9 @@ class DaemonMetrics:
         self.state_errors = Counter(
             "distilld_state_errors", "Failures to create or read the state topic (retried).", registry=r
         )
+        self.registry_errors = Counter(
+            "distilld_schema_registry_errors", "Schema Registry lookups that failed (retried).", registry=r
+        )
         self.ready = Gauge("distilld_ready", "1 when connected and assigned (what /readyz says).", registry=r)
         self.paused = Gauge("distilld_fetch_paused", "1 while fetching waits for outputs to drain.", registry=r)
         Gauge("distilld_build_info", "distilld's version.", ["version"], registry=r).labels(__version__).set(1)
@@ -125,7 +119,7 @@ class DaemonMetrics:
             self.rebalances.labels(kind)
         for outcome in ("restored", "empty", "discarded"):
             self.restores.labels(outcome)
-        for reason in DLQ_REASONS:
+        for reason in REASONS:
             self.dlq.labels(reason)
             self.skipped.labels(reason)
         for name in self.features:

@@ -1,4 +1,4 @@
-"""Record values → records. What cannot be decoded is reported, never raised."""
+"""JSON values → records (dicts); a value that is not a JSON object is reported with the reason."""
 
 from __future__ import annotations
 

@@ -1,0 +1,168 @@
+"""Decoding values per format.value: Avro (schemaless and Confluent wire format) next to JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka.schema_registry import Schema
+
+from distilld.codecs import make_decoder, reason_label
+from distilld.codecs.avro_codec import AvroDecoder, ConfluentAvroDecoder
+from distilld.codecs.avro_schema import load_schema
+from distilld.codecs.registry import RegistryUnavailable, SchemaRegistry
+from distilld.fieldpath import compile_path
+from distilld.settings import ConfigError, FormatSettings, load_settings
+
+from .avro_tools import PERSON_SCHEMA, PERSON_SCHEMA_FILE, avro_person, confluent, registry_server, schemaless
+from .conftest import people_records
+from .kafka_tools import (
+    DaemonProcess,
+    create_topics,
+    daemon_config,
+    end_offsets,
+    produce,
+    read_all,
+    unique,
+    wait_committed,
+)
+
+PEOPLE = [avro_person(r) for r in people_records(20, seed=5)]
+
+
+def test_schemaless_avro_decodes_records_and_reports_bad_values() -> None:
+    decode = AvroDecoder(load_schema(PERSON_SCHEMA_FILE))
+    good = [schemaless(PERSON_SCHEMA, r) for r in PEOPLE[:3]]
+    values = [good[0], b"", good[1] + b"\x00", good[2][:-3], None, b'{"id": 1}', good[2]]
+    records, idx, bad = decode(values)
+    assert idx == [0, 6] and records == [PEOPLE[0], PEOPLE[2]]
+    reasons = dict(bad)
+    assert reasons[1].startswith("empty value") and reasons[4] == "empty value (tombstone)"
+    assert reasons[2] == "not Avro: 1 bytes left after the record"
+    assert reasons[3].startswith("not Avro:") and reasons[5].startswith("not Avro:")
+    assert {reason_label(r) for r in reasons.values()} == {"empty", "not_avro"}
+
+
+def _mock_registry(*schemas: dict[str, Any]) -> tuple[SchemaRegistry, list[int]]:
+    registry = SchemaRegistry({"url": "mock://codecs"}, wait=lambda s: False)
+    ids = [
+        registry.client.register_schema(f"s{i}-value", Schema(orjson.dumps(s).decode(), "AVRO"))
+        for i, s in enumerate(schemas)
+    ]
+    return registry, ids
+
+
+def test_confluent_wire_format_resolves_writer_schemas_by_id() -> None:
+    newer = {**PERSON_SCHEMA, "fields": [*PERSON_SCHEMA["fields"], {"name": "extra", "type": "int", "default": 0}]}
+    registry, (old_id, new_id) = _mock_registry(PERSON_SCHEMA, newer)
+    decode = ConfluentAvroDecoder(registry, reader=load_schema(PERSON_SCHEMA_FILE))
+    values = [
+        confluent(old_id, PERSON_SCHEMA, PEOPLE[0]),
+        confluent(new_id, newer, {**PEOPLE[1], "extra": 7}),  # resolved to the reader schema: extra dropped
+        b"\x01" + confluent(old_id, PERSON_SCHEMA, PEOPLE[2])[1:],
+        b"\x00\x00",
+        confluent(999, PERSON_SCHEMA, PEOPLE[3]),
+        confluent(old_id, PERSON_SCHEMA, PEOPLE[4])[:-2],
+    ]
+    records, idx, bad = decode(values)
+    assert idx == [0, 1] and records == [PEOPLE[0], PEOPLE[1]]
+    labels = {i: reason_label(r) for i, r in bad}
+    assert labels == {2: "bad_framing", 3: "bad_framing", 4: "unknown_schema", 5: "not_avro"}
+    assert dict(bad)[4].startswith("unknown schema id 999")
+
+
+def test_an_unreachable_registry_is_retried_not_blamed_on_the_record() -> None:
+    waits: list[float] = []
+    errors: list[int] = []
+    registry = SchemaRegistry(
+        {"url": "http://127.0.0.1:1"},  # nothing listens there
+        wait=lambda s: waits.append(s) or len(waits) < 4,
+        on_error=lambda: errors.append(1),
+    )
+    decode = ConfluentAvroDecoder(registry)
+    with pytest.raises(RegistryUnavailable):
+        decode([confluent(1, PERSON_SCHEMA, PEOPLE[0])])
+    assert waits == [0.5, 1.0, 2.0, 4.0], "exponential backoff until the daemon stops"
+    assert len(errors) == 4
+
+
+def test_an_http_registry_serves_schemas_and_404s_unknown_ids() -> None:
+    with registry_server({7: PERSON_SCHEMA}) as url:
+        decode = ConfluentAvroDecoder(SchemaRegistry({"url": url}, wait=lambda s: False))
+        records, idx, bad = decode([confluent(7, PERSON_SCHEMA, PEOPLE[0]), confluent(8, PERSON_SCHEMA, PEOPLE[1])])
+    assert records == [PEOPLE[0]] and idx == [0]
+    assert reason_label(bad[0][1]) == "unknown_schema"
+
+
+@pytest.mark.parametrize("path", ["money.income", "tags[0]", "gender", "nope.deeper"])
+def test_field_paths_read_avro_records_as_json_ones(path: str) -> None:
+    avro_records, _, _ = AvroDecoder(load_schema(PERSON_SCHEMA_FILE))([schemaless(PERSON_SCHEMA, r) for r in PEOPLE])
+    json_records, _, _ = make_decoder(FormatSettings())([orjson.dumps(r) for r in PEOPLE])
+    get = compile_path(path)
+    assert get(avro_records) == get(json_records)
+
+
+def test_format_settings_name_what_is_missing_or_wrong(tmp_path: Any) -> None:
+    base = {"kafka": {"bootstrap_servers": "b:9092", "input_topics": ["t"], "output_topic": "o"}}
+    base["features"] = [{"name": "gender", "type": "categorical", "categories": ["female"]}]
+    base["processing"] = {"on_error": "skip"}
+    with pytest.raises(ConfigError, match=r"format: Value error, value 'avro' needs avro_schema|format: value 'avro'"):
+        load_settings(None, **base, format={"value": "avro"})
+    bad = tmp_path / "bad.avsc"
+    bad.write_text('{"type": "enum", "name": "E", "symbols": ["a"]}')
+    with pytest.raises(ConfigError, match=r"format\.avro_schema: .*must be an Avro record schema"):
+        load_settings(None, **base, format={"value": "avro", "avro_schema": str(bad)})
+    with pytest.raises(ConfigError, match=r"format\.avro_schema: cannot read"):
+        load_settings(None, **base, format={"value": "avro", "avro_schema": str(tmp_path / "missing.avsc")})
+    with pytest.raises(ConfigError, match=r"needs schema_registry\.url"):
+        load_settings(None, **base, format={"value": "avro_confluent"})
+    with pytest.raises(ConfigError, match=r"format\.schema_registry\.url: must start with http"):
+        load_settings(None, **base, format={"value": "avro_confluent", "schema_registry": {"url": "registry:8081"}})
+    ok = load_settings(
+        None,
+        **base,
+        format={"value": "avro_confluent", "schema_registry": {"url": "https://r:8081", "basic_auth_user_info": "u:p"}},
+    )
+    assert ok.format.schema_registry is not None
+    assert ok.format.schema_registry.client_config()["basic.auth.user.info"] == "u:p"
+    assert "u:p" not in repr(ok) and "u:p" not in str(ok.model_dump(mode="json"))
+
+
+@pytest.mark.kafka
+def test_daemon_reads_confluent_avro_through_an_http_registry(
+    kafka_bootstrap: str, tmp_path: Any, daemons: list[DaemonProcess]
+) -> None:
+    """Schemas by id from a registry the suite starts; bad framing and unknown ids go
+    to the DLQ with the reason; outputs are the input bytes, within the budget."""
+    topic, group = unique("avro"), unique("g")
+    create_topics(kafka_bootstrap, {topic: 2, f"{topic}.out": 2, f"{topic}.dlq": 1})
+    people = [avro_person(r) for r in people_records(4000, seed=8)]
+    values = [confluent(11, PERSON_SCHEMA, r) for r in people]
+    bad = {5: b"\x07" + values[5][1:], 600: confluent(12, PERSON_SCHEMA, people[600]), 1200: b"\x00\x00\x00"}
+    for i, v in bad.items():
+        values[i] = v
+    keys = [b"u%d" % (i % 4) for i in range(len(values))]
+    sent = produce(kafka_bootstrap, topic, values, keys)
+    with registry_server({11: PERSON_SCHEMA}) as url:
+        config = daemon_config(
+            kafka_bootstrap, topic, group, format={"value": "avro_confluent", "schema_registry": {"url": url}}
+        )
+        config["features"][2]["field"] = "money.income"
+        d = DaemonProcess(tmp_path, config).start()
+        daemons.append(d)
+        wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), 2, d)
+        assert d.stop() == 0, d.log()
+    out = read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=1)
+    inputs = {(s.value, s.key) for s in sent}
+    assert all((m.value(), m.key()) in inputs for m in out)
+    received = {k: keys.count(k) - sum(1 for i in bad if keys[i] == k) for k in set(keys)}
+    for k, n in received.items():
+        assert abs(sum(1 for m in out if m.key() == k) - 0.1 * n) <= 1
+    dlq = {
+        m.value(): dict(m.headers())["distilld-error"].decode()
+        for m in read_all(kafka_bootstrap, f"{topic}.dlq", expect_at_least=3, idle_s=1)
+    }
+    assert set(dlq) == set(bad.values())
+    assert reason_label(dlq[bad[5]]) == "bad_framing" and reason_label(dlq[bad[1200]]) == "bad_framing"
+    assert dlq[bad[600]].startswith("unknown schema id 12")
