@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", "-c", help="YAML file (settings may also come from DISTILLD_* variables)")
+        p.add_argument("--preset", help="a shipped configuration under the file's: userale")
         p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub.add_parser("demo", help="distilld next to random sampling on a generated stream", add_help=False)
     sub.add_parser("bench", help="engine throughput and representativeness figures", add_help=False)
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("run", "check-config"):
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return _daemon(args.command, args.config, args.log_level)
+        return _daemon(args.command, args.config, args.log_level, args.preset)
     if args.command == "demo":
         from distilld.demo import main as demo
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _daemon(command: str, config: str | None, log_level: str) -> int:
+def _daemon(command: str, config: str | None, log_level: str, preset: str | None = None) -> int:
     import signal
 
     from distilld.settings import ConfigError, load_settings, masked
@@ -60,7 +61,7 @@ def _daemon(command: str, config: str | None, log_level: str) -> int:
         signal.signal(sig, lambda signum, frame: early.append(signum))
 
     try:
-        settings = load_settings(config)
+        settings = load_settings(config, preset=preset)
     except ConfigError as e:
         print(f"distilld: invalid configuration{f' in {config}' if config else ''}:", file=sys.stderr)
         for line in str(e).splitlines():

@@ -44,6 +44,7 @@ class _Base(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
     field: str | None = None
+    transform: Literal["url_host", "url_path", "length", "lower"] | None = None
 
     @field_validator("field")
     @classmethod
@@ -82,6 +83,14 @@ class OpenCategoricalFeature(_Base):
 class CustomFeature(_Base):
     type: Literal["custom"]
     function: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
+
+    @field_validator("transform")
+    @classmethod
+    def _no_transform(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("a custom feature's function does its own transforming")
+        return value
+
     value_type: Literal["numeric", "categorical", "open_categorical"] = "numeric"
     categories: list[str] | None = None
     top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
@@ -125,11 +134,11 @@ def grader_from_spec(
     spec: NumericFeature | CategoricalFeature | OpenCategoricalFeature | CustomFeature,
 ) -> GradingFunction:
     if isinstance(spec, NumericFeature):
-        return FieldNumericGrader(spec.name, spec.path, bins=spec.bins)
+        return FieldNumericGrader(spec.name, spec.path, bins=spec.bins, transform=spec.transform)
     if isinstance(spec, CategoricalFeature):
-        return FieldCategoricalGrader(spec.name, spec.path, spec.categories)
+        return FieldCategoricalGrader(spec.name, spec.path, spec.categories, transform=spec.transform)
     if isinstance(spec, OpenCategoricalFeature):
-        return FieldOpenCategoricalGrader(spec.name, spec.path, top_k=spec.top_k)
+        return FieldOpenCategoricalGrader(spec.name, spec.path, top_k=spec.top_k, transform=spec.transform)
     return _custom_grader(spec)
 
 

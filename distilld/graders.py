@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from distilld.encoding import CategoricalEncoder, Encoder, NumericBinner, OpenCategoricalEncoder
-from distilld.fieldpath import compile_path
+from distilld.fieldpath import BatchGetter, compile_path
+from distilld.transforms import TRANSFORMS
 
 __all__ = [
     "CategoricalGrader",
@@ -207,27 +208,38 @@ class _FieldMixin:
 
     field: str
 
-    def _init_field(self, field: str) -> None:
+    def _init_field(self, field: str, transform: str | None = None) -> None:
         self.field = field
-        self._getter = compile_path(field)
+        self.transform = transform
+        getter: BatchGetter = compile_path(field)
+        self._getter: BatchGetter
+        if transform is not None:
+            func = TRANSFORMS[transform]
+
+            def transformed(records: Sequence[Any]) -> list[Any]:
+                return func(getter(records))
+
+            self._getter = transformed
+        else:
+            self._getter = getter
 
     def extract_batch(self, records: Sequence[Any]) -> list[Any]:
         return self._getter(records)
 
 
 class FieldNumericGrader(_FieldMixin, NumericGrader):
-    def __init__(self, name: str, field: str, bins: int = DEFAULT_BINS) -> None:
-        self._init_field(field)
+    def __init__(self, name: str, field: str, bins: int = DEFAULT_BINS, transform: str | None = None) -> None:
+        self._init_field(field, transform)
         super().__init__(name, lambda r: self._getter([r])[0], bins=bins)
 
 
 class FieldCategoricalGrader(_FieldMixin, CategoricalGrader):
-    def __init__(self, name: str, field: str, categories: list[str]) -> None:
-        self._init_field(field)
+    def __init__(self, name: str, field: str, categories: list[str], transform: str | None = None) -> None:
+        self._init_field(field, transform)
         super().__init__(name, categories, lambda r: self._getter([r])[0])
 
 
 class FieldOpenCategoricalGrader(_FieldMixin, OpenCategoricalGrader):
-    def __init__(self, name: str, field: str, top_k: int = DEFAULT_TOP_K) -> None:
-        self._init_field(field)
+    def __init__(self, name: str, field: str, top_k: int = DEFAULT_TOP_K, transform: str | None = None) -> None:
+        self._init_field(field, transform)
         super().__init__(name, lambda r: self._getter([r])[0], top_k=top_k)

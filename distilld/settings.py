@@ -249,34 +249,56 @@ def _describe(error: Any) -> str:
     return f"{'.'.join(loc) or 'config'}: {msg}"
 
 
-def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Read ``path`` (YAML), overlay the environment; raise :class:`ConfigError`."""
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_settings(path: str | Path | None = None, preset: str | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (YAML) over ``preset`` (a shipped configuration, e.g. ``userale``),
+    overlay the environment; raise :class:`ConfigError`."""
     data: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in presets():
+            raise ConfigError(f"--preset: no preset {preset!r}; shipped: {', '.join(presets())}")
+        data = _read_yaml(PRESETS / f"{preset}.yaml")
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        except yaml.YAMLError as e:
-            # the reason and the position only: the snippet YAML quotes could hold a secret
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            raise ConfigError(
-                f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or 'syntax error'}"
-            ) from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections (kafka, reducer, features, …)")
-        data = loaded or {}
+        data = merged(data, _read_yaml(path))
     private = sorted(str(k) for k in data if str(k).startswith("_"))
     if private:
         raise ConfigError("\n".join(f"{k}: Extra inputs are not permitted" for k in private))
-    data.update(overrides)
+    data = merged(data, overrides)
     try:
         return Settings(**data)
     except ValidationError as e:
         raise ConfigError("\n".join(_describe(err) for err in e.errors())) from None
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        # the reason and the position only: the snippet YAML quotes could hold a secret
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or 'syntax error'}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (kafka, reducer, features, …)")
+    return loaded or {}
 
 
 def _is_secret(key: str) -> bool:

@@ -147,7 +147,8 @@ def wait_committed(
 class DaemonProcess:
     """``distilld run --config FILE`` in its own process."""
 
-    def __init__(self, tmp: Path, config: dict[str, Any], name: str = "daemon") -> None:
+    def __init__(self, tmp: Path, config: dict[str, Any], name: str = "daemon", args: Sequence[str] = ()) -> None:
+        self.args = list(args)
         self.config_path = tmp / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = tmp / f"{name}.log"
@@ -157,7 +158,7 @@ class DaemonProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the process
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "distilld", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "distilld", "run", "--config", str(self.config_path), *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
