@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -82,7 +83,8 @@ class OpenCategoricalFeature(_Base):
 
 class CustomFeature(_Base):
     type: Literal["custom"]
-    function: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
+    # package.module:callable, or the name of an entry point in the group distilld.graders
+    function: Annotated[str, Field(pattern=r"^([A-Za-z_][\w.]*:[A-Za-z_][\w.]*|[A-Za-z_][\w.\-]*)$")]
 
     @field_validator("transform")
     @classmethod
@@ -104,8 +106,21 @@ FeatureSpec = Annotated[
 _feature_list: TypeAdapter[list[FeatureSpec]] = TypeAdapter(list[FeatureSpec])
 
 
+ENTRY_POINT_GROUP = "distilld.graders"
+
+
 def load_callable(spec: str) -> Any:
-    """Import ``package.module:attr`` and return it."""
+    """Import ``package.module:attr`` and return it; a name without a colon is an
+    entry point of the group ``distilld.graders`` (a user package's named grader)."""
+    if ":" not in spec:
+        found = entry_points(group=ENTRY_POINT_GROUP, name=spec)
+        if not found:
+            known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+            raise LookupError(
+                f"no grader {spec!r} in the entry point group {ENTRY_POINT_GROUP}"
+                f" (installed: {', '.join(known) or 'none'}); or give package.module:callable"
+            )
+        return next(iter(found)).load()
     module_name, _, attr = spec.partition(":")
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):

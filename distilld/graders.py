@@ -53,8 +53,27 @@ def safe_map(func: Callable[[Any], Any], records: Sequence[Any]) -> list[Any]:
     return [call(r) for r in records]
 
 
+def checked_map(func: Callable[[Any], Any], records: Sequence[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+    """``func`` over a batch: the values (``None`` where it raised) and (index, exception) of each raise."""
+    try:
+        return list(map(func, records)), []
+    except Exception:
+        pass
+    values: list[Any] = []
+    errors: list[tuple[int, str]] = []
+    for i, record in enumerate(records):
+        try:
+            values.append(func(record))
+        except Exception as e:
+            values.append(None)
+            errors.append((i, f"{type(e).__name__}: {e}"))
+    return values, errors
+
+
 class GradingFunction(ABC):
     """One feature of a record: numeric, or categorical."""
+
+    may_raise = True  # runs user code, whose exceptions the daemon dead-letters
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -77,6 +96,10 @@ class GradingFunction(ABC):
     def extract_batch(self, records: Sequence[Any]) -> list[Any]:
         """Raw values for a batch; ``None`` where a record has none. Never raises."""
         return safe_map(self._raw_func(), records)
+
+    def extract_checked(self, records: Sequence[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+        """Raw values, and (index, exception) where the user's function raised."""
+        return checked_map(self._raw_func(), records)
 
     def _call(self, func: Callable[[Any], Any], data_point: Any) -> Any:
         try:
@@ -206,6 +229,8 @@ class LambdaGrader(GradingFunction):
 class _FieldMixin:
     """Reads the feature from a dotted field path, a batch at a time."""
 
+    may_raise = False
+
     field: str
 
     def _init_field(self, field: str, transform: str | None = None) -> None:
@@ -225,6 +250,9 @@ class _FieldMixin:
 
     def extract_batch(self, records: Sequence[Any]) -> list[Any]:
         return self._getter(records)
+
+    def extract_checked(self, records: Sequence[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+        return self._getter(records), []  # a field path never raises: a missing field is a missing value
 
 
 class FieldNumericGrader(_FieldMixin, NumericGrader):

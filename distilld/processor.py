@@ -189,22 +189,35 @@ class DistilledProcessor:
         key_index: np.ndarray,
         keys: list[Hashable],
         values: list[list[Any]] | None = None,
+        extracted: list[list[Any]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Grade and reduce one batch whose event times and keys the caller
         already has (the daemon: Kafka timestamps and keys). Returns (chosen
         record indices, weight per key); ``values`` collects the extracted
-        feature values when given."""
+        feature values when given; ``extracted`` gives them (see :meth:`extract`)."""
         limit = self._windows.max_keys
         if len(keys) > limit:
-            return self._select_in_parts(records, timestamps, key_index, keys, limit, values)
+            return self._select_in_parts(records, timestamps, key_index, keys, limit, values, extracted)
         epochs, w_epoch = self._advance(timestamps)
         codes = np.empty((len(records), len(self._graders)), dtype=np.int32)
         for f, (grader, encoder) in enumerate(zip(self._graders, self._encoders, strict=True)):
-            raw = grader.extract_batch(records)
+            raw = extracted[f] if extracted is not None else grader.extract_batch(records)
             if values is not None:
                 values.append(raw)
             codes[:, f] = encoder.encode(raw, epochs, w_epoch)
         return self._reduce(codes, epochs, w_epoch, key_index, keys)
+
+    def extract(self, records: Sequence[Any]) -> tuple[list[list[Any]], list[tuple[int, str]]]:
+        """Every feature's raw values, and the records whose grader raised: (index,
+        reason) with the first grader's exception. For :meth:`select`'s ``extracted``."""
+        columns: list[list[Any]] = []
+        failed: dict[int, str] = {}
+        for name, grader in zip(self._names, self._graders, strict=True):
+            column, errors = grader.extract_checked(records)
+            columns.append(column)
+            for i, error in errors:
+                failed.setdefault(i, f"grader {name!r} raised {error}")
+        return columns, sorted(failed.items())
 
     def _advance(self, timestamps: np.ndarray) -> tuple[np.ndarray, int]:
         """Move the watermark; expire panes; return each record's pane epoch.
@@ -228,6 +241,7 @@ class DistilledProcessor:
         keys: list[Hashable],
         limit: int,
         values: list[list[Any]] | None,
+        extracted: list[list[Any]] | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """More distinct keys in one batch than ``max_keys`` can hold: go through
         it in runs of ``max_keys`` records (each has at most that many keys)."""
@@ -237,7 +251,10 @@ class DistilledProcessor:
             stop = min(start + limit, len(records))
             sub_index, sub_keys = index_keys([keys[k] for k in key_index[start:stop].tolist()])
             part_values: list[list[Any]] | None = [] if values is not None else None
-            idx, w = self.select(records[start:stop], timestamps[start:stop], sub_index, sub_keys, part_values)
+            part_extracted = None if extracted is None else [col[start:stop] for col in extracted]
+            idx, w = self.select(
+                records[start:stop], timestamps[start:stop], sub_index, sub_keys, part_values, part_extracted
+            )
             chosen.append(idx + start)
             weight[key_index[start:stop]] = w[sub_index]  # each key's weight after its latest run
             if part_values is not None:

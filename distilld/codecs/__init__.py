@@ -24,6 +24,7 @@ REASONS = {
     "not_avro": "not Avro",
     "bad_framing": "not in the Confluent wire format",
     "unknown_schema": "unknown schema id",
+    "grader_error": "grader",
 }
 
 

@@ -55,6 +55,7 @@ __all__ = ["Daemon", "FatalRecordError"]
 log = logging.getLogger("distilld")
 
 WEIGHT_HEADER = "distilld-weight"
+Graded = tuple[list[Any], list[int], list[tuple[int, str]], list[list[Any]] | None]
 
 
 class FatalRecordError(RuntimeError):
@@ -76,6 +77,7 @@ class Daemon:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.graders: dict[str, GradingFunction] = build_graders(settings.features)
+        self.graders_may_raise = any(g.may_raise for g in self.graders.values())
         self.fields = RecordFields(settings.reducer, clock)
         self.clock = clock
         self.partitions: dict[TP, Partition] = {}
@@ -362,19 +364,20 @@ class Daemon:
         values = list(map(Message.value, msgs))
         topic = tp[0]
         self._count_consumed(topic, len(msgs), _total_len(values))
-        records, good, bad = self.decode(values)
+        records, good, bad, extracted = self._decode(part, values)
         if bad and settings.processing.on_error == "fail":
             first = bad[0][0]
             m = msgs[first]
             self.failure = f"{topic}[{tp[1]}]@{m.offset()}: {bad[0][1]}"
             self.stopping = True
-            # every record before the first bad one decoded: keep exactly those
+            # every record before the first bad one is good: keep exactly those
             records, good, bad, msgs = records[:first], good[:first], [], msgs[:first]
+            extracted = None if extracted is None else [col[:first] for col in extracted]
             if not msgs:
                 return
         end = part.processed = msgs[-1].offset() + 1
         good_msgs = [msgs[i] for i in good] if bad else msgs
-        chosen, weights = self._select(part, good_msgs, records)
+        chosen, weights = self._select(part, good_msgs, records, extracted)
         dlq = bad if settings.processing.on_error == "dlq" else []
         for _, reason in bad:
             (self.metrics.dlq if dlq else self.metrics.skipped).labels(reason_label(reason)).inc()
@@ -398,13 +401,31 @@ class Daemon:
         if bad:
             log.debug("%s[%d]: %d undecodable records (%s)", topic, tp[1], len(bad), settings.processing.on_error)
 
-    def _select(self, part: Partition, msgs: list[Any], records: list[Any]) -> tuple[list[int], list[bytes]]:
+    def _decode(self, part: Partition, values: list[bytes | None]) -> Graded:
+        """The batch's records, the index of each in the batch, the bad ones with the
+        reason (undecodable, or a grader raised), and, when a grader can raise, the
+        feature values already extracted."""
+        records, good, bad = self.decode(values)
+        if not records or not self.graders_may_raise:
+            return records, good, bad, None
+        extracted, errors = part.reducer.extract(records)
+        if errors:
+            failed = {i for i, _ in errors}
+            bad = sorted(bad + [(good[i], reason) for i, reason in errors])
+            keep = [i for i in range(len(records)) if i not in failed]
+            records, good = [records[i] for i in keep], [good[i] for i in keep]
+            extracted = [[col[i] for i in keep] for col in extracted]
+        return records, good, bad, extracted
+
+    def _select(
+        self, part: Partition, msgs: list[Any], records: list[Any], extracted: list[list[Any]] | None = None
+    ) -> tuple[list[int], list[bytes]]:
         """Reduce decoded records: (indexes of the chosen ones, their weight headers)."""
         if not records:
             return [], []
         ts = self.fields.timestamps(msgs, records)
         key_index, keys = self.fields.keys(msgs, records)
-        idx, weight = part.reducer.select(records, ts, key_index, keys)
+        idx, weight = part.reducer.select(records, ts, key_index, keys, extracted=extracted)
         per_key = [f"{w:.6g}".encode() for w in weight.tolist()]
         self._count_reducer(part)
         return idx.tolist(), [per_key[k] for k in key_index[idx].tolist()]
@@ -418,8 +439,8 @@ class Daemon:
         cut = bisect_left(offsets, until)
         if cut:
             replayed = msgs[:cut]
-            records, good, _ = self.decode(list(map(Message.value, replayed)))
-            self._select(part, [replayed[i] for i in good], records)
+            records, good, _, extracted = self._decode(part, list(map(Message.value, replayed)))
+            self._select(part, [replayed[i] for i in good], records, extracted)
             part.processed = offsets[cut - 1] + 1
             self.metrics.replayed.inc(cut)
         if cut < len(msgs) or part.processed == until:

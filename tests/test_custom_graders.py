@@ -1,0 +1,115 @@
+"""Custom graders: by module path or by entry point name; one that raises dead-letters its record."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from distilld import build_graders
+from distilld.features import FeatureConfigError
+from distilld.processor import DistilledProcessor
+
+from .kafka_tools import (
+    DaemonProcess,
+    create_topics,
+    daemon_config,
+    end_offsets,
+    produce,
+    read_all,
+    unique,
+    wait_committed,
+)
+
+PLUGIN = """
+def age_band(record):
+    age = record["age"]  # KeyError when there is none: the daemon dead-letters the record
+    if age < 0:
+        raise ValueError(f"negative age {age}")
+    return "young" if age < 40 else "old"
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path: Path) -> Iterator[Path]:
+    """A user package, ``agegrader``, installed as far as importlib.metadata can tell:
+    its module and a dist-info declaring the entry point ``distilld.graders: age_band``."""
+    (tmp_path / "agegrader.py").write_text(PLUGIN)
+    info = tmp_path / "agegrader-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: agegrader\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[distilld.graders]\nage_band = agegrader:age_band\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield tmp_path
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("agegrader", None)
+
+
+def _features(function: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "gender", "type": "categorical", "categories": ["female", "male"]},
+        {"name": "band", "type": "custom", "function": function, "value_type": "categorical"}
+        | {"categories": ["young", "old"]},
+    ]
+
+
+def test_a_grader_by_entry_point_name_and_by_module_path_is_the_same(plugin: Path) -> None:
+    by_name = build_graders(_features("age_band"))["band"]
+    by_path = build_graders(_features("agegrader:age_band"))["band"]
+    records = [{"age": 30}, {"age": 50}]
+    assert by_name.extract_batch(records) == by_path.extract_batch(records) == ["young", "old"]
+
+
+def test_an_unknown_entry_point_names_the_group(plugin: Path) -> None:
+    with pytest.raises(FeatureConfigError, match=r"features\[1\] \('band'\).*no grader 'nope'.*installed: age_band"):
+        build_graders(_features("nope"))
+
+
+def test_extract_reports_the_records_whose_grader_raised(plugin: Path) -> None:
+    proc = DistilledProcessor(build_graders(_features("age_band")), 600, 0.5)
+    records = [{"gender": "male", "age": 30}, {"gender": "female"}, {"gender": "male", "age": -1}, {"age": 60}]
+    columns, errors = proc.extract(records)
+    assert columns[1] == ["young", None, None, "old"]
+    assert errors == [
+        (1, "grader 'band' raised KeyError: 'age'"),
+        (2, "grader 'band' raised ValueError: negative age -1"),
+    ]
+
+
+@pytest.mark.kafka
+def test_the_daemon_dead_letters_records_whose_grader_raises(
+    kafka_bootstrap: str, tmp_path: Path, plugin: Path, daemons: list[DaemonProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic, group = unique("custom"), unique("g")
+    create_topics(kafka_bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    records = [{"gender": "male" if i % 3 else "female", "age": 20 + i % 50, "i": i} for i in range(2000)]
+    for i in (10, 500, 1999):
+        del records[i]["age"]
+    records[700]["age"] = -5
+    bad = {10, 500, 700, 1999}
+    values = [orjson.dumps(r) for r in records]
+    sent = produce(kafka_bootstrap, topic, values, [None] * len(values))
+    config = daemon_config(kafka_bootstrap, topic, group, reducer={"rate": 1.0, "key": "none"})
+    config["features"] = _features("age_band")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugin), os.environ.get("PYTHONPATH", "")]))
+    d = DaemonProcess(tmp_path, config).start()
+    daemons.append(d)
+    wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), 1, d)
+    assert d.stop() == 0, d.log()
+    out = read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=len(values) - len(bad))
+    assert sorted(m.value() for m in out) == sorted(v for i, v in enumerate(values) if i not in bad)
+    dlq = read_all(kafka_bootstrap, f"{topic}.dlq", expect_at_least=len(bad), idle_s=1)
+    errors = {int(dict(m.headers())["distilld-source-offset"]): dict(m.headers())["distilld-error"] for m in dlq}
+    assert errors == {
+        10: b"grader 'band' raised KeyError: 'age'",
+        500: b"grader 'band' raised KeyError: 'age'",
+        700: b"grader 'band' raised ValueError: negative age -5",
+        1999: b"grader 'band' raised KeyError: 'age'",
+    }
