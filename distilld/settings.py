@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from distilld.codecs.avro_schema import SchemaFileError, load_schema
 from distilld.features import FeatureConfigError, parse_features
 from distilld.fieldpath import parse_path
+from distilld.filters import FilterSettings
 
 __all__ = ["ConfigError", "Settings", "load_settings", "masked"]
 
@@ -212,6 +213,7 @@ class Settings(BaseSettings):
     reducer: ReducerSettings = Field(default_factory=lambda: ReducerSettings())
     features: list[Any] = Field(description="what to keep representative (see config/)")
     format: FormatSettings = Field(default_factory=lambda: FormatSettings())
+    filters: FilterSettings = Field(default_factory=lambda: FilterSettings())
     processing: ProcessingSettings = Field(default_factory=lambda: ProcessingSettings())
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
 

@@ -104,7 +104,7 @@ def test_shipped_passthrough_settings_are_librdkafka_properties(path: Path) -> N
 
 @pytest.mark.parametrize(
     "section",
-    ["kafka", "reducer", "format", "processing", "metrics"],
+    ["kafka", "reducer", "filters", "format", "processing", "metrics"],
 )
 def test_generic_example_shows_every_setting(section: str) -> None:
     """config/distilld.yaml is the reference: each key of the model appears (optional kafka keys as comments)."""

@@ -14,6 +14,7 @@ import signal
 import time
 from bisect import bisect_left
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from itertools import groupby
 from types import FrameType
 from typing import Any
@@ -44,6 +45,7 @@ from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.state import StateStore
 from distilld.daemon.transactions import TransactionFatal, Transactions
 from distilld.features import build_graders
+from distilld.filters import Filters
 from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor
 from distilld.settings import Settings
@@ -55,7 +57,39 @@ __all__ = ["Daemon", "FatalRecordError"]
 log = logging.getLogger("distilld")
 
 WEIGHT_HEADER = "distilld-weight"
-Graded = tuple[list[Any], list[int], list[tuple[int, str]], list[list[Any]] | None]
+KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
+
+
+@dataclass
+class Prepared:
+    """A consumed batch ready for the reducer. Indexes are positions in the batch."""
+
+    records: list[Any]  # decoded, not filtered out, graded: these go to the reducer
+    good: list[int]  # the index of each of ``records``
+    bad: list[tuple[int, str]]  # undecodable, or a grader raised: (index, reason)
+    dropped: list[tuple[int, str]] = field(default_factory=list)  # (index, filter)
+    kept: list[tuple[int, str]] = field(default_factory=list)  # forwarded outside the budget: (index, filter)
+    extracted: list[list[Any]] | None = None  # feature values of ``records``, when graded ahead
+
+    def take(self, keep: list[int]) -> None:
+        """Keep only ``records[i]`` for i in ``keep``."""
+        self.records = [self.records[i] for i in keep]
+        self.good = [self.good[i] for i in keep]
+        if self.extracted is not None:
+            self.extracted = [[col[i] for i in keep] for col in self.extracted]
+
+    def before(self, first: int) -> Prepared:
+        """The part of the batch before index ``first``."""
+        k = bisect_left(self.good, first)
+        extracted = None if self.extracted is None else [col[:k] for col in self.extracted]
+        return Prepared(
+            self.records[:k],
+            self.good[:k],
+            [b for b in self.bad if b[0] < first],
+            [d for d in self.dropped if d[0] < first],
+            [e for e in self.kept if e[0] < first],
+            extracted,
+        )
 
 
 class FatalRecordError(RuntimeError):
@@ -78,6 +112,7 @@ class Daemon:
         self.settings = settings
         self.graders: dict[str, GradingFunction] = build_graders(settings.features)
         self.graders_may_raise = any(g.may_raise for g in self.graders.values())
+        self.filters = Filters(settings.filters)
         self.fields = RecordFields(settings.reducer, clock)
         self.clock = clock
         self.partitions: dict[TP, Partition] = {}
@@ -364,29 +399,36 @@ class Daemon:
         values = list(map(Message.value, msgs))
         topic = tp[0]
         self._count_consumed(topic, len(msgs), _total_len(values))
-        records, good, bad, extracted = self._decode(part, values)
+        prepared = self._prepare(part, values)
+        bad = prepared.bad
         if bad and settings.processing.on_error == "fail":
             first = bad[0][0]
             m = msgs[first]
             self.failure = f"{topic}[{tp[1]}]@{m.offset()}: {bad[0][1]}"
             self.stopping = True
             # every record before the first bad one is good: keep exactly those
-            records, good, bad, msgs = records[:first], good[:first], [], msgs[:first]
-            extracted = None if extracted is None else [col[:first] for col in extracted]
+            prepared, bad, msgs = prepared.before(first), [], msgs[:first]
             if not msgs:
                 return
         end = part.processed = msgs[-1].offset() + 1
-        good_msgs = [msgs[i] for i in good] if bad else msgs
-        chosen, weights = self._select(part, good_msgs, records, extracted)
+        good_msgs = [msgs[i] for i in prepared.good] if len(prepared.good) < len(msgs) else msgs
+        chosen, weights = self._select(part, good_msgs, prepared.records, prepared.extracted)
         dlq = bad if settings.processing.on_error == "dlq" else []
         for _, reason in bad:
             (self.metrics.dlq if dlq else self.metrics.skipped).labels(reason_label(reason)).inc()
-        batch = part.progress.add(end, len(chosen) + len(dlq))
+        for _, name in prepared.dropped:
+            self.metrics.filtered.labels(name, "drop").inc()
+        batch = part.progress.add(end, len(chosen) + len(prepared.kept) + len(dlq))
         out_topic = settings.kafka.output_topic
         for i, w in zip(chosen, weights, strict=True):
             m = good_msgs[i]
             headers = list(m.headers() or [])
             headers.append((WEIGHT_HEADER, w))
+            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m))
+        for i, name in prepared.kept:
+            m = msgs[i]
+            headers = [*(m.headers() or []), (WEIGHT_HEADER, b"1"), (KEPT_HEADER, name.encode())]
+            self.metrics.filtered.labels(name, "keep").inc()
             self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m))
         for i, reason in dlq:
             m = msgs[i]
@@ -401,21 +443,24 @@ class Daemon:
         if bad:
             log.debug("%s[%d]: %d undecodable records (%s)", topic, tp[1], len(bad), settings.processing.on_error)
 
-    def _decode(self, part: Partition, values: list[bytes | None]) -> Graded:
-        """The batch's records, the index of each in the batch, the bad ones with the
-        reason (undecodable, or a grader raised), and, when a grader can raise, the
-        feature values already extracted."""
+    def _prepare(self, part: Partition, values: list[bytes | None]) -> Prepared:
+        """Decode, filter, and (when a grader can raise) grade ahead: what goes to the reducer."""
         records, good, bad = self.decode(values)
-        if not records or not self.graders_may_raise:
-            return records, good, bad, None
-        extracted, errors = part.reducer.extract(records)
-        if errors:
-            failed = {i for i, _ in errors}
-            bad = sorted(bad + [(good[i], reason) for i, reason in errors])
-            keep = [i for i in range(len(records)) if i not in failed]
-            records, good = [records[i] for i in keep], [good[i] for i in keep]
-            extracted = [[col[i] for i in keep] for col in extracted]
-        return records, good, bad, extracted
+        prepared = Prepared(records, good, bad)
+        if records and self.filters:
+            reduce, dropped, kept = self.filters.split(records)
+            prepared.dropped = [(good[i], name) for i, name in dropped]
+            prepared.kept = [(good[i], name) for i, name in kept]
+            if dropped or kept:
+                prepared.take(np.flatnonzero(reduce).tolist())
+        if prepared.records and self.graders_may_raise:
+            extracted, errors = part.reducer.extract(prepared.records)
+            prepared.extracted = extracted
+            if errors:
+                failed = {i for i, _ in errors}
+                prepared.bad = sorted(prepared.bad + [(prepared.good[i], reason) for i, reason in errors])
+                prepared.take([i for i in range(len(prepared.records)) if i not in failed])
+        return prepared
 
     def _select(
         self, part: Partition, msgs: list[Any], records: list[Any], extracted: list[list[Any]] | None = None
@@ -439,8 +484,8 @@ class Daemon:
         cut = bisect_left(offsets, until)
         if cut:
             replayed = msgs[:cut]
-            records, good, _, extracted = self._decode(part, list(map(Message.value, replayed)))
-            self._select(part, [replayed[i] for i in good], records, extracted)
+            prepared = self._prepare(part, list(map(Message.value, replayed)))
+            self._select(part, [replayed[i] for i in prepared.good], prepared.records, prepared.extracted)
             part.processed = offsets[cut - 1] + 1
             self.metrics.replayed.inc(cut)
         if cut < len(msgs) or part.processed == until:

@@ -110,6 +110,12 @@ class DaemonMetrics:
         self.registry_errors = Counter(
             "distilld_schema_registry_errors", "Schema Registry lookups that failed (retried).", registry=r
         )
+        self.filtered = Counter(
+            "distilld_records_filtered",
+            "Records a filter dropped (action=drop) or forwarded outside the budget (action=keep).",
+            ["filter", "action"],
+            registry=r,
+        )
         self.ready = Gauge("distilld_ready", "1 when connected and assigned (what /readyz says).", registry=r)
         self.paused = Gauge("distilld_fetch_paused", "1 while fetching waits for outputs to drain.", registry=r)
         Gauge("distilld_build_info", "distilld's version.", ["version"], registry=r).labels(__version__).set(1)
