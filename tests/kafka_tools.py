@@ -166,7 +166,14 @@ class DaemonProcess:
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Send ``sig`` once the daemon has started (a signal during interpreter start-up,
+        before distilld installs its handlers, would just kill it) and wait for the exit."""
         assert self.proc is not None
+        deadline = time.monotonic() + 30
+        while sig != signal.SIGKILL and self.proc.poll() is None and time.monotonic() < deadline:
+            if "metrics and health" in self.log() or " → " in self.log():
+                break
+            time.sleep(0.1)
         self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 

@@ -136,6 +136,17 @@ class Group:
             limit_s=60,
         )
 
+    def stop_in_turn(self, names: str) -> None:
+        """SIGTERM each, letting the rest settle before the next: Tansu loses a LeaveGroup
+        that arrives during a rebalance and keeps the departed member as the group's
+        leader, so later joiners never get an assignment (seen; Apache Kafka does not)."""
+        for name in names:
+            assert self.stop(name) == 0
+            if self.running:
+                self.wait_for(
+                    "the rest to own every partition", lambda: self.total("distilld_assigned_partitions") == PARTITIONS
+                )
+
     def kill_all(self) -> None:
         for d, _ in self.running.values():
             d.kill()
@@ -272,7 +283,7 @@ def test_scale_1_to_3_to_1_while_producing(group: Group, baseline: dict[str, flo
         "three instances sharing the partitions",
         lambda: sorted(m[("distilld_assigned_partitions", ())] for m in group.metrics().values()) == [2, 2, 2],
     )
-    assert group.stop("b") == 0 and group.stop("c") == 0
+    group.stop_in_turn("bc")
     sent = producer.finish()
     out, drift = _finish(group, sent)  # the one left holds every record of every partition in its windows
     assert group.total("distilld_state_restores_total", outcome="restored") >= 1
@@ -289,8 +300,7 @@ def test_restart_every_instance_continues_the_windows(group: Group, baseline: di
     half = N // 2
     first = produce(group.bootstrap, group.topic, values[:half], keys[:half])
     _, before = _finish(group, first)
-    for name in ("a", "b", "c"):
-        assert group.stop(name) == 0
+    group.stop_in_turn("abc")
     for name in ("d", "e", "f"):
         group.start(name)
     group.wait_assigned()

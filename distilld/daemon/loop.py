@@ -285,15 +285,18 @@ class Daemon:
         if partitions:
             log.info("assigned %s", _names(partitions))
 
-    def _restore(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+    def _restore(self, partitions: list[TopicPartition], known: dict[TP, int] | None = None) -> list[TopicPartition]:
         """A reducer per partition, with the state of its newest snapshot at or
         before the committed offset; returns where each partition starts reading
         (the snapshot's offset: the gap up to the commit is re-read without emitting)."""
         started = time.perf_counter()
-        committed = {
-            (tp.topic, tp.partition): tp.offset
-            for tp in self.consumer.committed(partitions, timeout=self.settings.processing.shutdown_timeout_s)
-        }
+        if known is not None:
+            committed = known
+        else:
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in self.consumer.committed(partitions, timeout=self.settings.processing.shutdown_timeout_s)
+            }
         try:
             found = self.state.read({tp: c for tp, c in committed.items() if c >= 0})
         except (KafkaException, TimeoutError) as e:
@@ -544,8 +547,12 @@ class Daemon:
     def _rewind(self) -> None:
         """Every partition back where the last commit left it: restored state, fetching from there."""
         assigned = [TopicPartition(t, p) for t, p in self.partitions]
+        # what this instance committed last; the group coordinator may not show the newest yet
+        known = {
+            key: -1 if p.progress.committed is None else p.progress.committed for key, p in self.partitions.items()
+        }
         self.partitions.clear()
-        for tp in self._restore(assigned):
+        for tp in self._restore(assigned, known):
             if tp.offset < 0:
                 tp.offset = OFFSET_END if resets_to_end(self.settings) else OFFSET_BEGINNING
             try:
