@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from distilld.bench.decoding import decoding
 from distilld.bench.quality import run_quality
 from distilld.bench.streams import STREAMS, people
 from distilld.features import build_graders
@@ -107,6 +108,7 @@ def main() -> None:
     print("== engine")
     engine_throughput(args.records, args.batch)
     many_keys(10_000, 25)
+    decoding()
     if args.kafka_records:
         from distilld.bench.kafka import end_to_end
 
