@@ -30,6 +30,15 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--config", "-c", help="YAML file (settings may also come from DISTILLD_* variables)")
         p.add_argument("--preset", help="a shipped configuration under the file's: userale")
         p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    r = sub.add_parser("reduce", help="reduce a CSV, NDJSON, JSON-array or Avro file with the daemon's engine")
+    r.add_argument("input", help="file to read (format from the extension, or --format)")
+    r.add_argument("-o", "--output", required=True, help="file to write, with a distilld_weight column/field")
+    r.add_argument("--config", "-c", help="the daemon's YAML file (its kafka section is not needed)")
+    r.add_argument("--preset", help="a shipped configuration under the file's: userale")
+    r.add_argument("--format", choices=["csv", "ndjson", "json", "avro"], help="input format")
+    r.add_argument("--output-format", choices=["csv", "ndjson", "json", "avro"], help="output format")
+    r.add_argument("--batch", type=int, default=10_000, help="records per batch")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     sub.add_parser("demo", help="distilld next to random sampling on a generated stream", add_help=False)
     sub.add_parser("bench", help="engine throughput and representativeness figures", add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -37,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return _daemon(args.command, args.config, args.log_level, args.preset)
+    if args.command == "reduce":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return _reduce(args)
     if args.command == "demo":
         from distilld.demo import main as demo
 
@@ -49,6 +62,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser.print_help()
     return 2
+
+
+def _reduce(args: argparse.Namespace) -> int:
+    from distilld.files.formats import FileFormatError
+    from distilld.files.reduce import reduce_file
+    from distilld.settings import ConfigError, EngineSettings, load_model
+
+    try:
+        settings = load_model(EngineSettings, args.config, preset=args.preset)
+        stats = reduce_file(
+            args.input, args.output, settings, args.format, args.output_format, args.batch,
+            progress=False if args.quiet else None,
+        )  # fmt: skip
+    except ConfigError as e:
+        print(f"distilld: invalid configuration{f' in {args.config}' if args.config else ''}:", file=sys.stderr)
+        for line in str(e).splitlines():
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    except (FileFormatError, OSError) as e:
+        print(f"distilld reduce: {e}", file=sys.stderr)
+        return 1
+    print(stats.summary(), file=sys.stderr)
+    return 0
 
 
 def _daemon(command: str, config: str | None, log_level: str, preset: str | None = None) -> int:

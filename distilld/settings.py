@@ -21,7 +21,7 @@ from distilld.features import FeatureConfigError, parse_features
 from distilld.fieldpath import parse_path
 from distilld.filters import FilterSettings
 
-__all__ = ["ConfigError", "Settings", "load_settings", "masked"]
+__all__ = ["ConfigError", "EngineSettings", "Settings", "load_model", "load_settings", "masked"]
 
 SECRET_WORDS = ("password", "passphrase", "secret", "token", "sasl.oauthbearer.config", "pem", "private.key")
 
@@ -202,20 +202,17 @@ class MetricsSettings(_Section):
     refresh_ms: int = Field(default=1000, ge=100, description="how often window, drift and key gauges are updated")
 
 
-class Settings(BaseSettings):
-    """Everything ``distilld run`` reads; ``check-config`` prints it."""
+class EngineSettings(BaseSettings):
+    """What the reducer reads: ``distilld reduce`` takes these from the daemon's file
+    and ignores the rest (the kafka section is not needed)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DISTILLD_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+        env_prefix="DISTILLD_", env_nested_delimiter="__", extra="ignore", nested_model_default_partial_update=True
     )
 
-    kafka: KafkaSettings
     reducer: ReducerSettings = Field(default_factory=lambda: ReducerSettings())
     features: list[Any] = Field(description="what to keep representative (see config/)")
-    format: FormatSettings = Field(default_factory=lambda: FormatSettings())
     filters: FilterSettings = Field(default_factory=lambda: FilterSettings())
-    processing: ProcessingSettings = Field(default_factory=lambda: ProcessingSettings())
-    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
 
     @field_validator("features")
     @classmethod
@@ -225,12 +222,6 @@ class Settings(BaseSettings):
         except FeatureConfigError as e:
             raise ValueError(str(e)) from None
         return value
-
-    @model_validator(mode="after")
-    def _dlq(self) -> Settings:
-        if self.processing.on_error == "dlq" and not self.kafka.dlq_topic:
-            raise ValueError("processing.on_error is 'dlq' but kafka.dlq_topic is not set")
-        return self
 
     @classmethod
     def settings_customise_sources(
@@ -243,6 +234,25 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # the environment overrides the file (given as init values)
         return env_settings, init_settings
+
+
+class Settings(EngineSettings):
+    """Everything ``distilld run`` reads; ``check-config`` prints it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DISTILLD_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    kafka: KafkaSettings
+    format: FormatSettings = Field(default_factory=lambda: FormatSettings())
+    processing: ProcessingSettings = Field(default_factory=lambda: ProcessingSettings())
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
+
+    @model_validator(mode="after")
+    def _dlq(self) -> Settings:
+        if self.processing.on_error == "dlq" and not self.kafka.dlq_topic:
+            raise ValueError("processing.on_error is 'dlq' but kafka.dlq_topic is not set")
+        return self
 
 
 def _describe(error: Any) -> str:
@@ -267,6 +277,14 @@ def merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_settings(path: str | Path | None = None, preset: str | None = None, **overrides: Any) -> Settings:
+    settings = load_model(Settings, path, preset, **overrides)
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def load_model(
+    model: type[EngineSettings], path: str | Path | None = None, preset: str | None = None, **overrides: Any
+) -> EngineSettings:
     """Read ``path`` (YAML) over ``preset`` (a shipped configuration, e.g. ``userale``),
     overlay the environment; raise :class:`ConfigError`."""
     data: dict[str, Any] = {}
@@ -281,7 +299,7 @@ def load_settings(path: str | Path | None = None, preset: str | None = None, **o
         raise ConfigError("\n".join(f"{k}: Extra inputs are not permitted" for k in private))
     data = merged(data, overrides)
     try:
-        return Settings(**data)
+        return model(**data)
     except ValidationError as e:
         raise ConfigError("\n".join(_describe(err) for err in e.errors())) from None
 

@@ -1,0 +1,126 @@
+"""``distilld reduce``: the daemon's engine over a file, streamed.
+
+Records are read a batch at a time, filtered and reduced per key over the
+window as the daemon would (event time from ``reducer.time``, or arrival:
+file order at processing time), and the forwarded ones are written with a
+``distilld_weight`` column or field. Memory is a batch plus the reducer's
+fixed state, whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distilld.daemon.fields import RecordFields
+from distilld.features import build_graders, parse_features
+from distilld.files.formats import format_of, open_reader, open_writer
+from distilld.filters import Filters
+from distilld.processor import DistilledProcessor
+from distilld.settings import ConfigError, EngineSettings
+
+__all__ = ["ReduceStats", "reduce_file"]
+
+
+@dataclass
+class ReduceStats:
+    rows: int = 0
+    forwarded: int = 0
+    kept: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        rate = self.rows / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.rows:,} rows read, {self.forwarded:,} forwarded ({self.kept:,} by keep_always), "
+            f"{self.dropped:,} dropped by filters; {self.seconds:.1f} s, {rate:,.0f} rows/s"
+        )
+
+
+def _numeric_columns(settings: EngineSettings) -> set[str]:
+    """Top-level columns a CSV must give as numbers: numeric features and a time field."""
+    columns: set[str] = set()
+    for spec in parse_features(settings.features):
+        if getattr(spec, "type", None) == "numeric" and spec.transform is None:
+            columns.update(p for p in spec.path.split("|") if "." not in p)
+    if settings.reducer.time not in ("processing", "kafka_timestamp"):
+        columns.update(p for p in settings.reducer.time.split("|") if "." not in p)
+    return columns
+
+
+def reduce_file(
+    source: str | Path,
+    target: str | Path,
+    settings: EngineSettings,
+    in_format: str | None = None,
+    out_format: str | None = None,
+    batch: int = 10_000,
+    progress: bool | None = None,
+) -> ReduceStats:
+    reducer = settings.reducer
+    if reducer.key == "kafka_key" or reducer.time == "kafka_timestamp":
+        raise ConfigError("reducer.key kafka_key and reducer.time kafka_timestamp need Kafka; a file has a field path")
+    fmt_in = format_of(source, in_format)
+    fmt_out = format_of(target, out_format) if out_format or Path(target).suffix else fmt_in
+    processor = DistilledProcessor(
+        build_graders(settings.features), reducer.window_seconds, reducer.rate, batch,
+        max_keys=reducer.max_keys, panes=reducer.panes, seed=reducer.seed,
+    )  # fmt: skip
+    fields = RecordFields(reducer)
+    filters = Filters(settings.filters)
+    show = sys.stderr.isatty() if progress is None else progress
+    size = max(Path(source).stat().st_size, 1)
+    stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
+    fin, reader = open_reader(source, fmt_in, _numeric_columns(settings), batch)
+    try:
+        fout, writer = open_writer(target, fmt_out, reader)
+        try:
+            for records, rows in reader.batches():
+                out, weights = _reduce(records, processor, fields, filters, stats)
+                writer.write([records[i] for i in out], [rows[i] for i in out], weights)
+                now = time.perf_counter()
+                if show and now - shown > 0.5:
+                    shown = now
+                    pct = 100 * reader.position() / size
+                    print(f"\r{pct:5.1f} %  {stats.rows:>12,} rows  {stats.rows / (now - started):>10,.0f} rows/s",
+                          end="", file=sys.stderr, flush=True)  # fmt: skip
+            writer.close()
+        finally:
+            fout.close()
+    finally:
+        fin.close()
+    stats.seconds = time.perf_counter() - started
+    if show:
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    return stats
+
+
+def _reduce(
+    records: list[Any], processor: DistilledProcessor, fields: RecordFields, filters: Filters, stats: ReduceStats
+) -> tuple[list[int], list[float]]:
+    """Indexes of the forwarded records in file order, and their weights."""
+    stats.rows += len(records)
+    picked: list[tuple[int, float]] = []
+    index = list(range(len(records)))
+    if filters:
+        reduce, dropped, kept = filters.split(records)
+        stats.dropped += len(dropped)
+        stats.kept += len(kept)
+        picked += [(i, 1.0) for i, _ in kept]
+        index = np.flatnonzero(reduce).tolist()
+    sub = [records[i] for i in index] if len(index) < len(records) else records
+    if sub:
+        ts = fields.timestamps([], sub)
+        key_index, keys = fields.keys([], sub)
+        chosen, weight = processor.select(sub, ts, key_index, keys)
+        per_key = weight.tolist()
+        picked += [(index[c], per_key[k]) for c, k in zip(chosen.tolist(), key_index[chosen].tolist(), strict=True)]
+    picked.sort()
+    stats.forwarded += len(picked)
+    return [i for i, _ in picked], [w for _, w in picked]

@@ -1,0 +1,139 @@
+"""``distilld reduce``: files in and out in every format, streamed, with the weight added."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from fastavro import parse_schema, reader, writer
+
+from distilld.cli import main
+from distilld.files.formats import FileFormatError, format_of
+
+from .conftest import PEOPLE_FEATURES, people_records
+
+N = 5000
+
+
+def _flat(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "gender": r["gender"],
+        "age": r["age"],
+        "income": r["money"]["income"],
+        "user": f"u{r['id'] % 4}",
+    }
+
+
+RECORDS = [_flat(r) for r in people_records(N, seed=12)]
+SCHEMA = {
+    "type": "record",
+    "name": "P",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "gender", "type": "string"},
+        {"name": "age", "type": "double"},
+        {"name": "income", "type": "double"},
+        {"name": "user", "type": "string"},
+    ],
+}
+
+
+def _config(tmp: Path, **reducer: Any) -> Path:
+    features = [dict(f) for f in PEOPLE_FEATURES]
+    features[2] = {"name": "income", "type": "numeric"}
+    path = tmp / "config.yaml"
+    # the daemon's file: its kafka section is there and not needed
+    config = {
+        "kafka": {"bootstrap_servers": "nowhere:9092"},
+        "features": features,
+        "reducer": {"key": "user", **reducer},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _write(path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, list(RECORDS[0]))
+            w.writeheader()
+            w.writerows(RECORDS)
+    elif fmt == "ndjson":
+        path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in RECORDS))
+    elif fmt == "json":
+        path.write_text(json.dumps(RECORDS, indent=1))
+    else:
+        with path.open("wb") as f:
+            writer(f, parse_schema(SCHEMA), RECORDS)
+
+
+def _read(path: Path, fmt: str) -> list[dict[str, Any]]:
+    if fmt == "csv":
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+    if fmt == "ndjson":
+        return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    if fmt == "json":
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    with path.open("rb") as f:
+        return list(reader(f))
+
+
+@pytest.mark.parametrize(
+    ("fmt_in", "fmt_out"),
+    [("csv", "csv"), ("ndjson", "ndjson"), ("json", "json"), ("avro", "avro"), ("csv", "ndjson"), ("json", "csv")],
+)
+def test_reduce_forwards_a_weighted_tenth_per_key(tmp_path: Path, fmt_in: str, fmt_out: str) -> None:
+    src, out = tmp_path / f"in.{fmt_in}", tmp_path / f"out.{fmt_out}"
+    _write(src, fmt_in)
+    assert main(["reduce", str(src), "-o", str(out), "--config", str(_config(tmp_path)), "--batch", "700"]) == 0
+    rows = _read(out, fmt_out)
+    by_id = {r["id"]: r for r in RECORDS}
+    seen = Counter()
+    for row in rows:
+        weight = float(row.pop("distilld_weight"))
+        original = by_id[int(row["id"])]
+        assert {k: str(v) for k, v in row.items()} == {k: str(original[k]) for k in row}, "the record as it was read"
+        assert 5 <= weight <= 20
+        seen[original["user"]] += 1
+    ids = [int(r["id"]) for r in rows]
+    assert ids == sorted(ids), "in file order"
+    for user, n in Counter(r["user"] for r in RECORDS).items():
+        assert abs(seen[user] - 0.1 * n) <= 1, (user, seen[user], n)
+
+
+def test_reduce_reads_csv_numbers_and_event_time(tmp_path: Path) -> None:
+    timed = [dict(r, ts=1_700_000_000 + i) for i, r in enumerate(RECORDS)]
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    with src.open("w", newline="") as f:
+        w = csv.DictWriter(f, list(timed[0]))
+        w.writeheader()
+        w.writerows(timed)
+    config = _config(tmp_path, time="ts", window_seconds=600)
+    assert main(["reduce", str(src), "-o", str(out), "-c", str(config), "-q"]) == 0
+    ages = [float(r["age"]) for r in _read(out, "csv")]
+    assert len(ages) >= N // 10 - 4 and min(ages) < 30 < max(ages), "ages read as numbers, binned, spread"
+
+
+def test_reduce_reports_bad_files_and_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path)
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(b'{"id": 1}\nnot json\n')
+    assert main(["reduce", str(bad), "-o", str(tmp_path / "o.ndjson"), "-c", str(config)]) == 1
+    assert "not NDJSON" in capsys.readouterr().err
+    assert main(["reduce", str(tmp_path / "x.parquet"), "-o", str(tmp_path / "o.csv"), "-c", str(config)]) == 1
+    assert "cannot tell the format" in capsys.readouterr().err
+    kafka_key = _config(tmp_path, key="kafka_key")
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    assert main(["reduce", str(src), "-o", str(tmp_path / "o.ndjson"), "-c", str(kafka_key)]) == 1
+    assert "need Kafka" in capsys.readouterr().err
+    with pytest.raises(FileFormatError):
+        format_of("file.xlsx")
