@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from distilld.encoding import to_float_array
 from distilld.fieldpath import compile_path, parse_path
 
-__all__ = ["Condition", "FilterSettings", "FilterSpec", "Filters", "match"]
+__all__ = ["Condition", "FilterSettings", "FilterSpec", "Filters", "check_regex", "match"]
 
 _TESTS = ("equals", "in_", "regex", "gt", "gte", "lt", "lte", "exists")
 _COMBINATIONS = ("all_", "any_", "not_")
@@ -52,12 +52,7 @@ class Condition(BaseModel):
     @field_validator("regex")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as e:
-                raise ValueError(f"not a valid regular expression: {e}") from None
-        return value
+        return check_regex(value)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Condition:
@@ -97,7 +92,14 @@ class FilterSettings(BaseModel):
         return self
 
 
-_MISSING = object()
+def check_regex(value: str | None) -> str | None:
+    """A pydantic check: ``value`` compiles as a regular expression."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+    return value
 
 
 def match(condition: Condition, records: Sequence[Any]) -> np.ndarray:

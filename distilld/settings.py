@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from distilld.codecs.avro_schema import SchemaFileError, load_schema
 from distilld.features import FeatureConfigError, parse_features
 from distilld.fieldpath import parse_path
-from distilld.filters import FilterSettings
+from distilld.filters import FilterSettings, check_regex
 
 __all__ = ["ConfigError", "EngineSettings", "Settings", "load_model", "load_settings", "masked"]
 
@@ -63,12 +63,7 @@ class KafkaSettings(_Section):
     @field_validator("input_pattern")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as e:
-                raise ValueError(f"not a valid regular expression: {e}") from None
-        return value
+        return check_regex(value)
 
     @model_validator(mode="after")
     def _one_input(self) -> KafkaSettings:

@@ -10,7 +10,7 @@ not decode to a record, or leaves bytes over, is reported with the reason.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastavro import schemaless_reader
@@ -36,22 +36,30 @@ def _read(value: bytes, start: int, writer: ParsedSchema, reader: ParsedSchema |
     return record
 
 
+def _decode_each(values: Sequence[bytes | None], read: Callable[[bytes], Any]) -> Decoded:
+    """``read`` over each value; a ValueError (or an empty value) is that value's reason."""
+    records, good, bad = [], [], []
+    for i, value in enumerate(values):
+        if not value:
+            bad.append((i, "empty value" + (" (tombstone)" if value is None else "")))
+            continue
+        try:
+            records.append(read(value))
+            good.append(i)
+        except ValueError as e:
+            bad.append((i, str(e)))
+    return records, good, bad
+
+
 class AvroDecoder:
     def __init__(self, schema: ParsedSchema) -> None:
         self.schema = schema
 
     def __call__(self, values: Sequence[bytes | None]) -> Decoded:
-        records, good, bad = [], [], []
-        for i, value in enumerate(values):
-            if not value:
-                bad.append((i, "empty value" + (" (tombstone)" if value is None else "")))
-                continue
-            try:
-                records.append(_read(value, 0, self.schema, None))
-                good.append(i)
-            except ValueError as e:
-                bad.append((i, str(e)))
-        return records, good, bad
+        return _decode_each(values, self._read)
+
+    def _read(self, value: bytes) -> Any:
+        return _read(value, 0, self.schema, None)
 
 
 class ConfluentAvroDecoder:
@@ -60,21 +68,14 @@ class ConfluentAvroDecoder:
         self.reader = reader
 
     def __call__(self, values: Sequence[bytes | None]) -> Decoded:
-        records, good, bad = [], [], []
-        for i, value in enumerate(values):
-            if not value:
-                bad.append((i, "empty value" + (" (tombstone)" if value is None else "")))
-                continue
-            if len(value) < 5 or value[0] != 0:
-                bad.append((i, f"not in the Confluent wire format (magic byte 0 + schema id): {len(value)} bytes"))
-                continue
-            schema_id = int.from_bytes(value[1:5], "big")
-            try:
-                writer = self.registry.writer_schema(schema_id)
-                records.append(_read(value, 5, writer, self.reader))
-                good.append(i)
-            except UnknownSchema as e:
-                bad.append((i, f"unknown schema id {schema_id}: {e}"))
-            except ValueError as e:
-                bad.append((i, str(e)))
-        return records, good, bad
+        return _decode_each(values, self._read)
+
+    def _read(self, value: bytes) -> Any:
+        if len(value) < 5 or value[0] != 0:
+            raise ValueError(f"not in the Confluent wire format (magic byte 0 + schema id): {len(value)} bytes")
+        schema_id = int.from_bytes(value[1:5], "big")
+        try:
+            writer = self.registry.writer_schema(schema_id)
+        except UnknownSchema as e:
+            raise ValueError(f"unknown schema id {schema_id}: {e}") from None
+        return _read(value, 5, writer, self.reader)
