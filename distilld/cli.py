@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--output-format", choices=["csv", "ndjson", "json", "avro"], help="output format")
     r.add_argument("--batch", type=int, default=10_000, help="records per batch")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    e = sub.add_parser("evaluate", help="distilld next to random sampling on a file: a table, plots, index.html")
+    e.add_argument("input", help="file to read (format from the extension, or --format)")
+    e.add_argument("--report", required=True, help="folder for index.html, a PNG per feature and ratios.json")
+    e.add_argument("--config", "-c", help="the daemon's YAML file (its kafka section is not needed)")
+    e.add_argument("--preset", help="a shipped configuration under the file's: userale")
+    e.add_argument("--format", choices=["csv", "ndjson", "json", "avro"], help="input format")
     sub.add_parser("demo", help="distilld next to random sampling on a generated stream", add_help=False)
     sub.add_parser("bench", help="engine throughput and representativeness figures", add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -46,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return _daemon(args.command, args.config, args.log_level, args.preset)
-    if args.command == "reduce":
+    if args.command in ("reduce", "evaluate"):
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return _reduce(args)
+        return _files(args)
     if args.command == "demo":
         from distilld.demo import main as demo
 
@@ -64,13 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _reduce(args: argparse.Namespace) -> int:
+def _files(args: argparse.Namespace) -> int:
+    """``reduce`` and ``evaluate``: the engine over a file."""
     from distilld.files.formats import FileFormatError
-    from distilld.files.reduce import reduce_file
     from distilld.settings import ConfigError, EngineSettings, load_model
 
     try:
         settings = load_model(EngineSettings, args.config, preset=args.preset)
+        if args.command == "evaluate":
+            from distilld.files.evaluate import evaluate_file
+
+            result = evaluate_file(args.input, settings, args.report, args.format)
+            print(result.table())
+            print(f"report: {args.report}/index.html", file=sys.stderr)
+            return 0
+        from distilld.files.reduce import reduce_file
+
         stats = reduce_file(
             args.input, args.output, settings, args.format, args.output_format, args.batch,
             progress=False if args.quiet else None,

@@ -137,3 +137,23 @@ def test_reduce_reports_bad_files_and_settings(tmp_path: Path, capsys: pytest.Ca
     assert "need Kafka" in capsys.readouterr().err
     with pytest.raises(FileFormatError):
         format_of("file.xlsx")
+
+
+def test_evaluate_writes_the_table_plots_and_an_offline_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    report = tmp_path / "report"
+    config = _config(tmp_path, window_seconds=1000)
+    assert main(["evaluate", str(src), "--report", str(report), "-c", str(config)]) == 0
+    table = capsys.readouterr().out
+    assert "category_tv" in table and "ratio" in table
+    ratios = json.loads((report / "ratios.json").read_text())
+    assert set(ratios) == {"category_tv", "pair_tv", "ks", "corr", "count"}
+    assert ratios["category_tv"] > 1.5 and ratios["count"] > 1.5, ratios
+    page = (report / "index.html").read_text()
+    for feature in ("gender", "age", "income"):
+        assert (report / f"{feature}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="{feature}.png"' in page
+    assert "http" not in page, "opens offline: nothing fetched"

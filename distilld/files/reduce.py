@@ -43,7 +43,7 @@ class ReduceStats:
         )
 
 
-def _numeric_columns(settings: EngineSettings) -> set[str]:
+def numeric_columns(settings: EngineSettings) -> set[str]:
     """Top-level columns a CSV must give as numbers: numeric features and a time field."""
     columns: set[str] = set()
     for spec in parse_features(settings.features):
@@ -77,7 +77,7 @@ def reduce_file(
     show = sys.stderr.isatty() if progress is None else progress
     size = max(Path(source).stat().st_size, 1)
     stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
-    fin, reader = open_reader(source, fmt_in, _numeric_columns(settings), batch)
+    fin, reader = open_reader(source, fmt_in, numeric_columns(settings), batch)
     try:
         fout, writer = open_writer(target, fmt_out, reader)
         try:

@@ -1,0 +1,188 @@
+"""``distilld evaluate``: distilld next to uniform random sampling on a file, as a stream.
+
+The file's records become columns (categorical features as codes, numerics as
+numbers, missing numerics at the column's median), each record's time comes
+from ``reducer.time`` or, without one, is its position in the file in
+seconds. distilld and random sampling at the same rate (several seeds) are
+scored with the metrics ``make bench`` uses (:mod:`distilld.evaluation`, one
+implementation) over sliding windows of ``reducer.window_seconds``; the
+report is a table, a PNG per feature (window shares or distributions: the
+full stream, distilld, random) and an ``index.html`` that opens offline.
+Unlike ``reduce``, this holds the file's feature columns in memory.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distilld.daemon.fields import RecordFields
+from distilld.encoding import to_float_array
+from distilld.evaluation import METRICS, Stream, evaluate, random_selection
+from distilld.features import build_graders
+from distilld.files.formats import format_of, open_reader
+from distilld.files.reduce import numeric_columns
+from distilld.processor import DistilledProcessor, index_keys
+from distilld.settings import ConfigError, EngineSettings
+
+__all__ = ["Evaluation", "evaluate_file"]
+
+SEEDS = 5
+
+
+@dataclass
+class Evaluation:
+    ours: dict[str, float]
+    random: dict[str, float]
+    records: int
+    selected: int
+
+    def ratios(self) -> dict[str, float]:
+        return {m: self.random[m] / max(self.ours[m], 1e-12) for m in METRICS}
+
+    def table(self) -> str:
+        rows = [f"{'metric':<14}{'distilld':>12}{'random':>12}{'ratio':>10}"]
+        for m, r in self.ratios().items():
+            rows.append(f"{m:<14}{self.ours[m]:>12.5f}{self.random[m]:>12.5f}{r:>9.2f}x")
+        return "\n".join(rows)
+
+
+@dataclass
+class _Columns:
+    stream: Stream  # in time order
+    raw: list[list[Any]]  # each feature's values as read, in the same order
+    keys: list[Any] | None
+    labels: dict[str, list[str]]
+
+
+def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any], fmt: str | None) -> _Columns:
+    """The features' values, event times and keys of every record of the file."""
+    reducer = settings.reducer
+    if reducer.key == "kafka_key" or reducer.time == "kafka_timestamp":
+        raise ConfigError("reducer.key kafka_key and reducer.time kafka_timestamp need Kafka; a file has a field path")
+    fields = RecordFields(reducer)
+    raw: dict[str, list[Any]] = {name: [] for name in graders}
+    times: list[np.ndarray] = []
+    keys: list[Any] = []
+    fo, reader = open_reader(path, format_of(path, fmt), numeric_columns(settings), 10_000)
+    with fo:
+        for records, _ in reader.batches():
+            for name, grader in graders.items():
+                raw[name] += grader.extract_batch(records)
+            if reducer.time != "processing":
+                times.append(fields.timestamps([], records))
+            if reducer.key != "none":
+                key_index, key_list = fields.keys([], records)
+                keys += [key_list[k] for k in key_index.tolist()]
+    n = len(next(iter(raw.values())))
+    t = np.concatenate(times) if times else np.arange(n, dtype=np.float64)
+    categorical, numeric, labels = {}, {}, {}
+    for name, values in raw.items():
+        if graders[name].is_categorical():
+            known = graders[name].get_categories()
+            text = ["(missing)" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+            labels[name] = known + sorted(set(text) - set(known))
+            code = {label: i for i, label in enumerate(labels[name])}
+            categorical[name] = np.array([code[v] for v in text], dtype=np.int64)
+        else:
+            x = to_float_array(values)
+            x[~np.isfinite(x)] = np.nanmedian(x) if np.isfinite(x).any() else 0.0
+            numeric[name] = x
+    order = np.argsort(t, kind="stable")  # the metrics slide over time
+    stream = Stream({k: v[order] for k, v in categorical.items()}, {k: v[order] for k, v in numeric.items()}, t[order])
+    at = order.tolist()
+    return _Columns(stream, [[v[i] for i in at] for v in raw.values()], [keys[i] for i in at] if keys else None, labels)
+
+
+def evaluate_file(
+    path: str | Path, settings: EngineSettings, report: str | Path, fmt: str | None = None, batch: int = 1000
+) -> Evaluation:
+    graders = build_graders(settings.features)
+    cols = _columns(path, settings, graders, fmt)
+    stream, keys, labels = cols.stream, cols.keys, cols.labels
+    reducer = settings.reducer
+    n = len(stream)
+    window = reducer.window_seconds
+    proc = DistilledProcessor(graders, window, reducer.rate, batch, max_keys=reducer.max_keys, panes=reducer.panes)
+    records = [{"i": i} for i in range(n)]
+    mask, weights = np.zeros(n, dtype=bool), np.ones(n)
+    for start in range(0, n, batch):  # distilld over the stream in time order, the values already read
+        stop = min(start + batch, n)
+        key_index, key_list = index_keys(keys[start:stop] if keys else [None] * (stop - start))
+        extracted = [col[start:stop] for col in cols.raw]
+        chosen, w = proc.select(records[start:stop], stream.timestamps[start:stop], key_index, key_list,
+                                extracted=extracted)  # fmt: skip
+        idx = chosen + start
+        mask[idx] = True
+        weights[idx] = w[key_index[chosen]]
+    ours = evaluate(stream, mask, weights, window)
+    runs = [evaluate(stream, *random_selection(n, batch, reducer.rate, s), window) for s in range(SEEDS)]
+    result = Evaluation(ours, {m: float(np.mean([r[m] for r in runs])) for m in METRICS}, n, int(mask.sum()))
+    _report(Path(report), stream, labels, mask, random_selection(n, batch, reducer.rate, 0)[0], result, path)
+    return result
+
+
+def _report(
+    out: Path, stream: Stream, labels: dict[str, list[str]], ours: np.ndarray, theirs: np.ndarray,
+    result: Evaluation, source: str | Path,
+) -> None:  # fmt: skip
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    images = []
+    for name in [*stream.categorical, *stream.numeric]:
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        if name in stream.categorical:
+            codes, k = stream.categorical[name], len(labels[name])
+            x = np.arange(k)
+            everything = np.ones(len(codes), dtype=bool)
+            for i, (label, sel) in enumerate((("full stream", everything), ("distilld", ours), ("random", theirs))):
+                shares = np.bincount(codes[sel], minlength=k) / max(int(sel.sum()), 1)
+                ax.bar(x + (i - 1) * 0.27, shares, width=0.27, label=label)
+            ax.set_xticks(x, labels[name], rotation=30, ha="right", fontsize=7)
+            ax.set_ylabel("share")
+        else:
+            values = stream.numeric[name]
+            grid = np.quantile(values, np.linspace(0, 1, 41))
+            for label, sel in (
+                ("full stream", np.ones(len(values), dtype=bool)),
+                ("distilld", ours),
+                ("random", theirs),
+            ):
+                v = np.sort(values[sel])
+                ax.plot(grid, np.searchsorted(v, grid, side="right") / max(len(v), 1), label=label)
+            ax.set_ylabel("cumulative share")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        image = f"{name}.png"
+        fig.savefig(out / image, dpi=90)
+        plt.close(fig)
+        images.append(image)
+    rows = "".join(
+        f"<tr><td>{m}</td><td>{result.ours[m]:.5f}</td><td>{result.random[m]:.5f}</td><td>{r:.2f}×</td></tr>"
+        for m, r in result.ratios().items()
+    )
+    figures = "".join(f'<figure><img src="{html.escape(i)}" alt="{html.escape(i)}"></figure>' for i in images)
+    (out / "index.html").write_text(
+        f"""<!doctype html><meta charset="utf-8"><title>distilld evaluate: {html.escape(str(source))}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.2em .8em;text-align:right}}</style>
+<h1>distilld next to random sampling</h1>
+<p>{html.escape(str(source))}: {result.records:,} records, {result.selected:,} forwarded by distilld;
+random sampling at the same rate, mean of {SEEDS} seeds. Errors are means over sliding windows;
+ratio = random's error ÷ distilld's (higher is better).</p>
+<table><tr><th>metric</th><th>distilld</th><th>random</th><th>ratio</th></tr>{rows}</table>
+<h2>Whole stream, distilld's and random's selections</h2>{figures}
+""",
+        encoding="utf-8",
+    )
+    (out / "ratios.json").write_text(
+        "{" + ", ".join(f'"{m}": {r:.6g}' for m, r in result.ratios().items()) + "}\n", encoding="utf-8"
+    )
