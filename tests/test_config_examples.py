@@ -14,3 +14,11 @@ CONFIG = Path(__file__).resolve().parent.parent / "config"
 def test_shipped_feature_lists_build(path: Path) -> None:
     graders = build_graders(yaml.safe_load(path.read_text())["features"])
     assert graders
+
+
+def test_readme_configuration_reference_matches_the_settings_model() -> None:
+    from distilld.reference import BEGIN, END, reference
+
+    readme = (CONFIG.parent / "README.md").read_text(encoding="utf-8")
+    shown = readme[readme.index(BEGIN) : readme.index(END) + len(END)]
+    assert shown == reference(), "regenerate it: python -m distilld.reference --write README.md"
