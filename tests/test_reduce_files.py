@@ -157,3 +157,22 @@ def test_evaluate_writes_the_table_plots_and_an_offline_page(
         assert (report / f"{feature}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'src="{feature}.png"' in page
     assert "http" not in page, "opens offline: nothing fetched"
+
+
+def test_csv_columns_path_forwards_what_the_record_path_does(tmp_path: Path) -> None:
+    """CSV rows cut into columns (no dicts) give the same output as whole records: a
+    filter that matches nothing forces the record path."""
+    src = tmp_path / "in.csv"
+    _write(src, "csv")
+    with src.open("a") as f:
+        f.write("99999,male,41.0\n")  # a short row: that batch takes the record path
+    config = _config(tmp_path)
+    with_filter = tmp_path / "filtered.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["filters"] = {"drop": [{"name": "none", "when": {"field": "no_such_column", "exists": True}}]}
+    with_filter.write_text(yaml.safe_dump(data))
+    columns, records = tmp_path / "columns.csv", tmp_path / "records.csv"
+    assert main(["reduce", str(src), "-o", str(columns), "-c", str(config), "--batch", "900", "-q"]) == 0
+    assert main(["reduce", str(src), "-o", str(records), "-c", str(with_filter), "--batch", "900", "-q"]) == 0
+    assert columns.read_bytes() == records.read_bytes()
+    assert len(_read(columns, "csv")) >= N // 10 - 4

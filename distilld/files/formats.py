@@ -15,6 +15,8 @@ from typing import IO, Any
 
 import orjson
 
+from distilld.files.columns import numbers
+
 __all__ = ["FORMATS", "WEIGHT_FIELD", "FileFormatError", "Reader", "Writer", "format_of", "open_reader", "open_writer"]
 
 FORMATS = ("csv", "ndjson", "json", "avro")
@@ -48,6 +50,7 @@ class Reader:
         self.fo, self.fmt, self.numeric, self.batch = fo, fmt, numeric_columns, batch
         self.schema: Any = None  # Avro: the writer schema
         self.columns: list[str] = []  # CSV: the header
+        self.rows_only = False  # CSV: yield (None, rows), records made by records_of() when wanted
 
     def position(self) -> int:
         try:
@@ -66,19 +69,25 @@ class Reader:
             self.columns = next(rows)
         except StopIteration:
             return
-        numeric = [i for i, c in enumerate(self.columns) if c in self.numeric]
-        columns = self.columns
         while True:
             chunk = [row for _, row in zip(range(self.batch), rows, strict=False)]
             if not chunk:
                 return
-            records: list[dict[str, Any]] = [dict(zip(columns, row, strict=False)) for row in chunk]
-            for c in numeric:  # CSV holds text: the numeric features' columns become numbers
-                name = columns[c]
-                values = _numbers([row[c] if c < len(row) else "" for row in chunk])
+            if self.rows_only:
+                yield None, chunk  # type: ignore[misc]
+                continue
+            yield self.records_of(chunk), chunk
+
+    def records_of(self, rows: list[list[str]]) -> list[dict[str, Any]]:
+        """CSV rows as records: text, and numbers in the numeric features' columns."""
+        columns = self.columns
+        records: list[dict[str, Any]] = [dict(zip(columns, row, strict=False)) for row in rows]
+        for c, name in enumerate(columns):
+            if name in self.numeric:
+                values = numbers([row[c] if c < len(row) else "" for row in rows])
                 for record, value in zip(records, values, strict=True):
                     record[name] = value
-            yield records, chunk
+        return records
 
     def _ndjson(self) -> Iterator[Batch]:
         loads = orjson.loads
@@ -119,23 +128,6 @@ class Reader:
             if not records:
                 return
             yield records, records
-
-
-def _numbers(cells: list[str]) -> list[float | None]:
-    """Text cells to numbers: one C loop when all are numbers, else ``None`` for the rest."""
-    try:
-        return list(map(float, cells))
-    except ValueError:
-        return [_number(v) for v in cells]
-
-
-def _number(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 class Writer:

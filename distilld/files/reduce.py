@@ -19,9 +19,10 @@ import numpy as np
 
 from distilld.daemon.fields import RecordFields
 from distilld.features import build_graders, parse_features
+from distilld.files.columns import ColumnPlan
 from distilld.files.formats import format_of, open_reader, open_writer
 from distilld.filters import Filters
-from distilld.processor import DistilledProcessor
+from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import ConfigError, EngineSettings
 
 __all__ = ["ReduceStats", "reduce_file"]
@@ -68,8 +69,9 @@ def reduce_file(
         raise ConfigError("reducer.key kafka_key and reducer.time kafka_timestamp need Kafka; a file has a field path")
     fmt_in = format_of(source, in_format)
     fmt_out = format_of(target, out_format) if out_format or Path(target).suffix else fmt_in
+    graders = build_graders(settings.features)
     processor = DistilledProcessor(
-        build_graders(settings.features), reducer.window_seconds, reducer.rate, batch,
+        graders, reducer.window_seconds, reducer.rate, batch,
         max_keys=reducer.max_keys, panes=reducer.panes, seed=reducer.seed,
     )  # fmt: skip
     fields = RecordFields(reducer)
@@ -81,9 +83,25 @@ def reduce_file(
     try:
         fout, writer = open_writer(target, fmt_out, reader)
         try:
+            plan: ColumnPlan | None = None
             for records, rows in reader.batches():
-                out, weights = _reduce(records, processor, fields, filters, stats)
-                writer.write([records[i] for i in out], [rows[i] for i in out], weights)
+                done = None
+                if records is None:  # CSV rows cut into columns (see distilld.files.columns)
+                    assert plan is not None
+                    done = _reduce_columns(rows, plan, processor, stats)
+                    if done is None:
+                        records = reader.records_of(rows)
+                if done is not None:
+                    out, weights = done
+                    forwarded = [rows[i] for i in out]
+                    writer.write([] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights)
+                else:
+                    assert records is not None
+                    out, weights = _reduce(records, processor, fields, filters, stats)
+                    writer.write([records[i] for i in out], [rows[i] for i in out], weights)
+                if fmt_in == "csv" and plan is None and not reader.rows_only:
+                    plan = ColumnPlan.build(settings, graders, reader.columns)
+                    reader.rows_only = plan is not None
                 now = time.perf_counter()
                 if show and now - shown > 0.5:
                     shown = now
@@ -99,6 +117,23 @@ def reduce_file(
     if show:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     return stats
+
+
+def _reduce_columns(
+    rows: list[list[str]], plan: ColumnPlan, processor: DistilledProcessor, stats: ReduceStats
+) -> tuple[list[int], list[float]] | None:
+    """The columnar path: a batch of CSV rows, no dict per record (None: a short row; take the dict path)."""
+    try:
+        extracted, ts, raw_keys = plan.extract(rows)
+    except IndexError:
+        return None
+    stats.rows += len(rows)
+    key_index, keys = index_keys(raw_keys if raw_keys is not None else [None] * len(rows))
+    chosen, weight = processor.select(rows, ts, key_index, keys, extracted=extracted)
+    chosen = np.sort(chosen)  # file order
+    per_key = weight.tolist()
+    stats.forwarded += len(chosen)
+    return chosen.tolist(), [per_key[k] for k in key_index[chosen].tolist()]
 
 
 def _reduce(
