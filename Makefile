@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint bench demo clean system-tools
+.PHONY: venv test lint bench demo docs clean system-tools
 
 # promtool and the Prometheus server for the monitoring tests (Debian's package;
 # CI runs as root). Skipped when already there.
@@ -37,5 +37,10 @@ bench: venv
 demo: venv
 	$(BIN)/python -m distilld.demo $(DEMO_ARGS)
 
+# the API reference from the docstrings; warnings are errors (a test builds it too)
+docs: venv
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
+	@echo "docs: build/docs/index.html"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build
