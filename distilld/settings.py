@@ -37,6 +37,75 @@ class _Section(BaseModel):
 LibrdkafkaValue = str | int | float | bool
 
 
+def _read_secret(path: str | None, what: str) -> SecretStr | None:
+    if path is None:
+        return None
+    try:
+        return SecretStr(Path(path).read_text(encoding="utf-8").strip())
+    except OSError as e:
+        raise ValueError(f"{what}: cannot read {path}: {e.strerror or e}") from None
+
+
+def _existing(path: str | None) -> str | None:
+    if path is not None and not Path(path).is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+class SslSettings(_Section):
+    ca_location: str | None = Field(default=None, description="CA certificate(s) to verify the brokers (PEM file)")
+    certificate_location: str | None = Field(default=None, description="client certificate, for mutual TLS (PEM)")
+    key_location: str | None = Field(default=None, description="client private key, for mutual TLS (PEM)")
+    key_password: SecretStr | None = Field(default=None, description="the key's password")
+    key_password_file: str | None = Field(default=None, description="a file holding the key's password")
+
+    @field_validator("ca_location", "certificate_location", "key_location", "key_password_file")
+    @classmethod
+    def _files(cls, value: str | None) -> str | None:
+        return _existing(value)
+
+    @model_validator(mode="after")
+    def _pair(self) -> SslSettings:
+        if bool(self.certificate_location) != bool(self.key_location):
+            raise ValueError("mutual TLS needs both certificate_location and key_location")
+        if self.key_password_file:
+            self.key_password = _read_secret(self.key_password_file, "key_password_file")
+        return self
+
+
+class SaslSettings(_Section):
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = Field(
+        default="PLAIN", description="PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 | OAUTHBEARER"
+    )
+    username: str | None = Field(default=None, description="PLAIN and SCRAM user")
+    password: SecretStr | None = Field(default=None, description="PLAIN and SCRAM password")
+    password_file: str | None = Field(default=None, description="a file holding the password (a mounted Secret)")
+    oauthbearer_config: SecretStr | None = Field(
+        default=None, description="OAUTHBEARER: librdkafka's sasl.oauthbearer.config"
+    )
+    oauthbearer_method: Literal["default", "oidc"] = Field(default="default", description="OAUTHBEARER token source")
+    oauthbearer_token_endpoint_url: str | None = Field(default=None, description="oidc: the token endpoint")
+    oauthbearer_client_id: str | None = Field(default=None, description="oidc: the client id")
+    oauthbearer_client_secret: SecretStr | None = Field(default=None, description="oidc: the client secret")
+
+    @field_validator("password_file")
+    @classmethod
+    def _file(cls, value: str | None) -> str | None:
+        return _existing(value)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SaslSettings:
+        if self.password_file:
+            self.password = _read_secret(self.password_file, "password_file")
+        if self.mechanism != "OAUTHBEARER" and not (self.username and self.password):
+            raise ValueError(f"{self.mechanism} needs username and password (or password_file)")
+        if self.oauthbearer_method == "oidc" and not (
+            self.oauthbearer_token_endpoint_url and self.oauthbearer_client_id and self.oauthbearer_client_secret
+        ):
+            raise ValueError("oidc needs oauthbearer_token_endpoint_url, oauthbearer_client_id and _client_secret")
+        return self
+
+
 class KafkaSettings(_Section):
     bootstrap_servers: Annotated[str, Field(min_length=1, description="host:port[,host:port…] of the brokers")]
     group_id: str = Field(default="distilld", min_length=1, description="consumer group")
@@ -57,6 +126,11 @@ class KafkaSettings(_Section):
     transactional_id: str | None = Field(
         default=None, min_length=1, description="exactly_once: producer id (default <group_id>-<hostname>-<pid>)"
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL"
+    )
+    ssl: SslSettings = Field(default_factory=lambda: SslSettings(), description="TLS files (SSL, SASL_SSL)")
+    sasl: SaslSettings | None = Field(default=None, description="SASL credentials (SASL_PLAINTEXT, SASL_SSL)")
     consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka consumer settings")
     producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka producer settings")
 
@@ -82,6 +156,42 @@ class KafkaSettings(_Section):
         if loops:
             raise ValueError("; ".join(loops))
         return self
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and self.sasl is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs a sasl section")
+        return self
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka's connection settings: the brokers and how to reach them (secrets revealed here only)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            for name in ("ca_location", "certificate_location", "key_location"):
+                if getattr(self.ssl, name):
+                    conf[f"ssl.{name.replace('_', '.')}"] = getattr(self.ssl, name)
+            if self.ssl.key_password is not None:
+                conf["ssl.key.password"] = self.ssl.key_password.get_secret_value()
+        if self.sasl is not None and self.security_protocol.startswith("SASL"):
+            sasl = self.sasl
+            conf["sasl.mechanisms"] = sasl.mechanism
+            if sasl.mechanism == "OAUTHBEARER":
+                conf["sasl.oauthbearer.method"] = sasl.oauthbearer_method
+                if sasl.oauthbearer_config is not None:
+                    conf["sasl.oauthbearer.config"] = sasl.oauthbearer_config.get_secret_value()
+                if sasl.oauthbearer_method == "oidc":
+                    conf["sasl.oauthbearer.token.endpoint.url"] = sasl.oauthbearer_token_endpoint_url
+                    conf["sasl.oauthbearer.client.id"] = sasl.oauthbearer_client_id
+                    assert sasl.oauthbearer_client_secret is not None
+                    conf["sasl.oauthbearer.client.secret"] = sasl.oauthbearer_client_secret.get_secret_value()
+            else:
+                assert sasl.password is not None
+                conf["sasl.username"] = sasl.username
+                conf["sasl.password"] = sasl.password.get_secret_value()
+        return conf
 
     def state_topic_name(self) -> str:
         return self.state_topic or f"{self.group_id}.distilld-state"
@@ -191,7 +301,9 @@ class ProcessingSettings(_Section):
 
 
 class MetricsSettings(_Section):
-    host: str = Field(default="0.0.0.0", description="bind address of /metrics, /healthz, /readyz")
+    host: str = Field(
+        default="127.0.0.1", description="bind address of /metrics, /healthz, /readyz (the image sets 0.0.0.0)"
+    )
     port: int = Field(default=9108, ge=0, le=65535, description="0 turns the HTTP server off")
     health_timeout_s: float = Field(default=60, gt=0, description="/healthz turns 503 when the loop is stuck this long")
     refresh_ms: int = Field(default=1000, ge=100, description="how often window, drift and key gauges are updated")

@@ -112,7 +112,7 @@ def test_generic_example_shows_every_setting(section: str) -> None:
     raw = yaml.safe_load(text)
     model = type(getattr(load_settings(CONFIG / "distilld.yaml"), section))
     shown = set(raw[section])
-    commented = {"kafka": {"input_pattern", "state_partitions", "transactional_id"}}
+    commented = {"kafka": {"input_pattern", "state_partitions", "transactional_id", "sasl"}}
     commented["format"] = {"avro_schema", "schema_registry"}
     for key in commented.get(section, set()):
         assert re.search(rf"^\s*#\s*{key}:", text, re.MULTILINE), key

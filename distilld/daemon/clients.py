@@ -26,7 +26,7 @@ PRODUCER_GUARANTEES = {"acks": "all"}
 
 def client_config(settings: Settings) -> dict[str, Any]:
     """What every client of the cluster shares: the brokers (and, with security, how to reach them)."""
-    return {"bootstrap.servers": settings.kafka.bootstrap_servers}
+    return settings.kafka.client_config()
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""Security settings: TLS files, SASL credentials from the environment or files, never printed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distilld.daemon.clients import consumer_config, producer_config
+from distilld.settings import ConfigError, load_settings
+
+from .kafka_tools import DaemonProcess, daemon_config
+
+BASE: dict[str, Any] = {
+    "kafka": {"bootstrap_servers": "b:9092", "input_topics": ["t"], "output_topic": "o", "dlq_topic": "d"},
+    "features": [{"name": "g", "type": "categorical", "categories": ["a"]}],
+}
+PASSWORD = "s3cret-Pa55word-never-printed"
+
+
+def _kafka(**kafka: Any) -> dict[str, Any]:
+    return {**BASE, "kafka": {**BASE["kafka"], **kafka}}
+
+
+def test_sasl_and_tls_become_librdkafka_settings(tmp_path: Path) -> None:
+    ca, cert, key, pw = (tmp_path / n for n in ("ca.pem", "client.pem", "client.key", "sasl-password"))
+    for f in (ca, cert, key):
+        f.write_text("-----BEGIN-----\n")
+    pw.write_text(PASSWORD + "\n")
+    settings = load_settings(
+        None,
+        **_kafka(
+            security_protocol="SASL_SSL",
+            ssl={"ca_location": str(ca), "certificate_location": str(cert), "key_location": str(key)},
+            sasl={"mechanism": "SCRAM-SHA-512", "username": "distilld", "password_file": str(pw)},
+        ),
+    )
+    for conf in (consumer_config(settings), producer_config(settings)):
+        assert conf["security.protocol"] == "SASL_SSL" and conf["sasl.mechanisms"] == "SCRAM-SHA-512"
+        assert conf["sasl.username"] == "distilld" and conf["sasl.password"] == PASSWORD, "read from the file"
+        assert conf["ssl.ca.location"] == str(ca) and conf["ssl.key.location"] == str(key)
+    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize(
+    ("kafka", "message"),
+    [
+        ({"security_protocol": "SASL_SSL"}, r"kafka: .*needs a sasl section"),
+        ({"security_protocol": "SASL_PLAINTEXT", "sasl": {"mechanism": "PLAIN"}}, r"kafka\.sasl: .*needs username"),
+        ({"sasl": {"username": "u", "password_file": "/nope/pw"}}, r"kafka\.sasl\.password_file: .*no such file"),
+        ({"ssl": {"certificate_location": __file__}}, r"kafka\.ssl: .*needs both certificate_location and key_loc"),
+        ({"ssl": {"ca_location": "/nope/ca.pem"}}, r"kafka\.ssl\.ca_location: .*no such file"),
+        ({"security_protocol": "TLS"}, r"kafka\.security_protocol: .*'SASL_SSL'"),
+        ({"sasl": {"mechanism": "OAUTHBEARER", "oauthbearer_method": "oidc"}}, r"oidc needs"),
+    ],
+)
+def test_security_errors_name_the_field(kafka: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, **_kafka(**kafka))
+
+
+def test_check_config_and_the_daemon_never_print_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets from the environment and from a file: check-config masks them, and a daemon
+    that cannot authenticate (the test broker has no SASL) logs without them."""
+    key_password = tmp_path / "key-password"
+    key_password.write_text("key-" + PASSWORD)
+    config = daemon_config("127.0.0.1:1", "t", "g", metrics={"port": 0})
+    config["kafka"] |= {"security_protocol": "SASL_PLAINTEXT", "sasl": {"username": "distilld"}}
+    config["kafka"]["ssl"] = {"key_password_file": str(key_password)}
+    monkeypatch.setenv("DISTILLD_KAFKA__SASL__PASSWORD", PASSWORD)
+    d = DaemonProcess(tmp_path, config, "secure")
+    assert PASSWORD not in d.config_path.read_text(), "the file holds no secret: the environment does"
+    shown = subprocess.run(
+        [sys.executable, "-m", "distilld", "check-config", "--config", str(d.config_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert '"password": "***"' in shown.stdout
+    d.start()
+    time.sleep(4)  # it tries to reach the broker, and logs that it cannot
+    assert d.stop() == 0, d.log()
+    output = shown.stdout + shown.stderr + d.log()
+    assert "state topic" in d.log(), "it did try and log"
+    for secret in (PASSWORD, "key-" + PASSWORD):
+        assert secret not in output
