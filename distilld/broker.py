@@ -27,9 +27,16 @@ def free_port() -> int:
 class EmbeddedBroker:
     """``with EmbeddedBroker() as broker: broker.bootstrap`` → ``127.0.0.1:PORT``."""
 
-    def __init__(self, port: int | None = None, log: Path | None = None, startup_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log: Path | None = None,
+        startup_timeout: float = 20.0,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.advertised_port = advertised_port or self.port  # another port: a proxy in front (TLS tests)
+        self.bootstrap = f"127.0.0.1:{self.advertised_port}"
         self.log = log
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -46,10 +53,11 @@ class EmbeddedBroker:
 
     def start(self) -> EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._proc = subprocess.Popen(
-            [self.binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [self.binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -65,7 +73,7 @@ class EmbeddedBroker:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"the embedded broker did not listen on {self.bootstrap} within {self.startup_timeout}s")
+        raise RuntimeError(f"the embedded broker did not listen on port {self.port} within {self.startup_timeout}s")
 
     def stop(self) -> None:
         if self._proc is None:

@@ -28,8 +28,8 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def create_topics(bootstrap: str, partitions: dict[str, int], conf: dict[str, Any] | None = None) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(conf or {})})
     futures = admin.create_topics([NewTopic(t, n, 1) for t, n in partitions.items()])
     for f in futures.values():
         f.result(30)
@@ -50,9 +50,10 @@ def produce(
     values: Sequence[bytes | None],
     keys: Sequence[bytes | None],
     headers: Sequence[list[tuple[str, bytes]] | None] | None = None,
+    conf: dict[str, Any] | None = None,
 ) -> list[Sent]:
     """Produce and wait; returns each record with the partition and offset it got."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **(conf or {})})
     out: list[Sent | None] = [None] * len(values)
 
     def report(i: int) -> Any:
@@ -115,8 +116,10 @@ def read_all(
     return msgs
 
 
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+def committed(
+    bootstrap: str, group: str, topic: str, partitions: int, conf: dict[str, Any] | None = None
+) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **(conf or {})})
     try:
         tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
         return {tp.partition: tp.offset for tp in tps}
@@ -132,11 +135,12 @@ def wait_committed(
     partitions: int,
     daemon: DaemonProcess | None = None,
     limit_s: float = 90.0,
+    conf: dict[str, Any] | None = None,
 ) -> dict[int, int]:
     """Poll the group's committed offsets until they reach ``ends`` (or the daemon dies, or time runs out)."""
     deadline = time.monotonic() + limit_s
     while True:
-        got = committed(bootstrap, group, topic, partitions)
+        got = committed(bootstrap, group, topic, partitions, conf)
         if all(got.get(p, -1) >= end for p, end in ends.items()) or time.monotonic() > deadline:
             return got
         if daemon is not None and daemon.proc is not None and daemon.proc.poll() is not None:

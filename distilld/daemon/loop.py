@@ -57,6 +57,7 @@ __all__ = ["Daemon", "FatalRecordError"]
 log = logging.getLogger("distilld")
 
 WEIGHT_HEADER = "distilld-weight"
+AUTH_ERRORS = (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
 KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
 
 
@@ -129,13 +130,24 @@ class Daemon:
         self._new_reducer().warm_up()
         self.decode = make_decoder(settings.format, wait=self._wait, on_registry_error=self.metrics.registry_errors.inc)
         self.consumer = Consumer(
-            {**consumer_config(settings), "on_commit": self._on_commit, "stats_cb": self._on_stats}
+            {
+                **consumer_config(settings),
+                "on_commit": self._on_commit,
+                "stats_cb": self._on_stats,
+                "error_cb": self._on_client_error,
+            }
         )
         exactly_once = settings.processing.guarantee == "exactly_once"
         timeout = settings.processing.shutdown_timeout_s
-        self.output = Output(Producer(producer_config(settings)), self.metrics, transactional=exactly_once)
+        self.output = Output(
+            Producer({**producer_config(settings), "error_cb": self._on_client_error}),
+            self.metrics,
+            transactional=exactly_once,
+        )
         self.txn = Transactions(self.output.producer, timeout) if exactly_once else None
-        self.state = StateStore(settings.kafka.state_topic_name(), client_config(settings))
+        self.state = StateStore(
+            settings.kafka.state_topic_name(), {**client_config(settings), "error_cb": self._on_client_error}
+        )
         self.checkpoints = Checkpoints(
             self.partitions, self.consumer, self.output, self.txn, self.state, self.metrics, timeout,
             rewind=self._rewind, fail=self._fail,
@@ -190,6 +202,9 @@ class Daemon:
             self._fail(f"transactional producer: {e}")
             return
         except (KafkaException, TimeoutError) as e:
+            self.output.poll(0)  # serves the clients' error callbacks: a TLS or SASL failure stops here
+            if self.failure:
+                return
             self.metrics.state_errors.inc()
             log.warning("state topic %s not ready (%s); retrying", self.state.topic, e)
             return
@@ -569,6 +584,18 @@ class Daemon:
                 self.endpoints.beat()
             time.sleep(min(0.1, seconds))
         return not self.stopping
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        """librdkafka's client-level errors: TLS and authentication failures are configuration
+        errors that no retry fixes, so the daemon stops with the reason; the rest are retried."""
+        if err.code() in AUTH_ERRORS or err.fatal():
+            if not self.failure:
+                self._fail(
+                    f"cannot connect to the brokers: {err.str()} "
+                    "(check kafka.security_protocol, kafka.ssl and kafka.sasl)"
+                )
+        else:
+            log.debug("kafka client: %s", err.str())
 
     def _fail(self, reason: str) -> None:
         """Stop with exit code 1: a new instance (the orchestrator's restart) takes over."""
