@@ -130,7 +130,7 @@ def test_exactly_once_kill_9_read_committed_sees_each_record_once(
     assert out == Counter(values)
 
 
-def _abort_once(bootstrap: str) -> tuple[list[bytes], Counter[bytes], list[bytes]]:
+def _abort_once(bootstrap: str, snapshot_interval_s: float = 0.3) -> tuple[list[bytes], Counter[bytes], list[bytes]]:
     """An in-process daemon (rate 1) whose transaction is aborted once midway by a
     delivery failure. Returns the inputs, the read_committed output counts, and
     the outputs of the aborted transaction."""
@@ -139,7 +139,9 @@ def _abort_once(bootstrap: str) -> tuple[list[bytes], Counter[bytes], list[bytes
     values = [orjson.dumps(r) for r in people_records(n, 33)]
     sent = produce(bootstrap, topic, values, [b"k%d" % (i % 4) for i in range(n)])
     config = _config(bootstrap, topic, group, rate=1.0)
-    config["processing"].update({"batch_max_records": 300, "commit_interval_ms": 100, "snapshot_interval_s": 0.3})
+    config["processing"].update(
+        {"batch_max_records": 300, "commit_interval_ms": 100, "snapshot_interval_s": snapshot_interval_s}
+    )
     config["metrics"]["port"] = 0
     daemon = Daemon(load_settings(None, **config))
     in_txn: list[bytes] = []  # outputs of the open transaction
@@ -176,12 +178,14 @@ def _abort_once(bootstrap: str) -> tuple[list[bytes], Counter[bytes], list[bytes
     return values, Counter(m.value() for m in _read_committed(bootstrap, f"{topic}.out", n)), aborted
 
 
-def test_an_aborted_transaction_rewinds_state_and_offsets(kafka_bootstrap: str) -> None:
+@pytest.mark.parametrize("snapshot_interval_s", [0.3, 1000.0], ids=["with-snapshots", "before-any-snapshot"])
+def test_an_aborted_transaction_rewinds_state_and_offsets(kafka_bootstrap: str, snapshot_interval_s: float) -> None:
     """A delivery failure aborts the transaction; the partitions go back to the
-    last commit (state from the snapshot plus the re-read gap) and the work is
-    redone once. Tansu serves aborted records to read_committed readers, so here
-    the output is every input once plus exactly the aborted transaction's records."""
-    values, out, aborted = _abort_once(kafka_bootstrap)
+    last commit (state from the snapshot plus the re-read gap, or the commit
+    alone) and the work is redone once. Tansu serves aborted records to
+    read_committed readers, so here the output is every input once plus exactly
+    the aborted transaction's records."""
+    values, out, aborted = _abort_once(kafka_bootstrap, snapshot_interval_s)
     assert out == Counter(values) + Counter(aborted)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -324,7 +325,8 @@ class Daemon:
             reducer = self._new_reducer()
             part = Partition(PartitionProgress(tp.topic, tp.partition), reducer, reducer.missing_counts)
             offset = committed.get(key, -1)
-            start = TopicPartition(tp.topic, tp.partition)
+            # from the commit (explicit: a rewind seeks there), or where auto.offset.reset says
+            start = TopicPartition(tp.topic, tp.partition, offset if offset >= 0 else OFFSET_INVALID)
             if offset >= 0:
                 part.processed = part.progress.committed = part.progress.committable = offset
             snap = found.get(key)
@@ -345,12 +347,33 @@ class Daemon:
                         "%s[%d]: restored %d keys from the snapshot at offset %d (committed %d)",
                         tp.topic, tp.partition, reducer.keys_held, snap.offset, offset,
                     )  # fmt: skip
+            if outcome != "restored" and offset >= 0:
+                begin = self._window_start(tp, offset)
+                if begin is not None:  # no snapshot to use: rebuild the window from the log, emitting nothing
+                    start = TopicPartition(tp.topic, tp.partition, begin)
+                    part.processed, part.replay_until, outcome = begin, offset, "replayed"
+                    log.info("%s[%d]: no snapshot; rebuilding the window from offset %d", tp.topic, tp.partition, begin)
             part.missing_seen = reducer.missing_counts.copy()
             self.metrics.restores.labels(outcome).inc()
             self.partitions[key] = part
             starts.append(start)
         self.metrics.restore_duration.observe(time.perf_counter() - started)
         return starts
+
+    def _window_start(self, tp: TopicPartition, committed: int) -> int | None:
+        """The first offset whose Kafka timestamp is inside the window (the log's start
+        where the broker cannot tell); None when nothing before ``committed`` is."""
+        since_ms = int((self.clock() - self.settings.reducer.window_seconds) * 1000)
+        try:
+            found = self.consumer.offsets_for_times(
+                [TopicPartition(tp.topic, tp.partition, since_ms)], timeout=self.settings.processing.shutdown_timeout_s
+            )[0]
+        except KafkaException as e:
+            log.warning("%s[%d]: cannot look up the window's start (%s): empty windows", tp.topic, tp.partition, e)
+            return None
+        if found.error is not None or found.offset < 0 or found.offset >= committed:
+            return None
+        return int(found.offset)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Finish the partitions' work, commit and snapshot it before they go."""

@@ -82,7 +82,8 @@ class DaemonMetrics:
         self.produce_errors = Counter("distilld_produce_errors", "Deliveries that failed (then retried).", registry=r)
         self.restores = Counter(
             "distilld_state_restores",
-            "Partitions assigned, by what their windows started from (restored, empty, discarded snapshot).",
+            "Partitions assigned, by how their windows started: restored (snapshot), replayed (rebuilt from the "
+            "log, no snapshot), empty, discarded (snapshot of another configuration).",
             ["outcome"],
             registry=r,
         )
@@ -123,7 +124,7 @@ class DaemonMetrics:
             self.window.labels(kind)
         for kind in ("assign", "revoke"):
             self.rebalances.labels(kind)
-        for outcome in ("restored", "empty", "discarded"):
+        for outcome in ("restored", "replayed", "empty", "discarded"):
             self.restores.labels(outcome)
         for reason in REASONS:
             self.dlq.labels(reason)
