@@ -21,8 +21,6 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
     OFFSET_INVALID,
     Consumer,
     KafkaError,
@@ -36,7 +34,7 @@ from distilld import __version__
 from distilld.codecs import make_decoder, reason_label
 from distilld.codecs.registry import RegistryUnavailable
 from distilld.daemon.checkpoint import Checkpoints
-from distilld.daemon.clients import client_config, consumer_config, producer_config, resets_to_end
+from distilld.daemon.clients import client_config, consumer_config, producer_config
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
 from distilld.daemon.metrics import DaemonMetrics
@@ -583,21 +581,26 @@ class Daemon:
         self.checkpoints.on_commit(err, partitions)
 
     def _rewind(self) -> None:
-        """Every partition back where the last commit left it: restored state, fetching from there."""
+        """Every partition back where the last commit left it: restored state, fetching
+        from there. The partitions are unassigned and assigned again at those offsets
+        (a seek could still let already-fetched records through)."""
         assigned = [TopicPartition(t, p) for t, p in self.partitions]
         # what this instance committed last; the group coordinator may not show the newest yet
         known = {
             key: -1 if p.progress.committed is None else p.progress.committed for key, p in self.partitions.items()
         }
         self.partitions.clear()
-        for tp in self._restore(assigned, known):
-            if tp.offset < 0:
-                tp.offset = OFFSET_END if resets_to_end(self.settings) else OFFSET_BEGINNING
-            try:
-                self.consumer.seek(tp)
-            except KafkaException as e:
-                self._fail(f"cannot rewind {tp.topic}[{tp.partition}]: {e}")
-                return
+        try:
+            self.consumer.incremental_unassign(assigned)
+            starts = self._restore(assigned, known)
+            self.consumer.incremental_assign(starts)
+            if self.paused:
+                self.consumer.pause(starts)
+        except KafkaException as e:
+            self._fail(f"cannot rewind the partitions: {e}")
+            return
+        for tp in starts:
+            log.info("%s[%d]: rewound to offset %d", tp.topic, tp.partition, tp.offset)
 
     def _wait(self, seconds: float) -> bool:
         """Pause for a retry (staying alive for /healthz); False once stopping."""
