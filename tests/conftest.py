@@ -75,10 +75,7 @@ def full_kafka(kafka_bootstrap: str) -> str:
     container); skips on Tansu, which lacks what these tests check."""
     if os.environ.get("DISTILLD_TEST_BOOTSTRAP") or _docker_answers():
         return kafka_bootstrap
-    pytest.skip(
-        "needs Apache Kafka (transaction fencing and read_committed isolation): set DISTILLD_TEST_BOOTSTRAP "
-        "or run where a Docker engine answers for testcontainers; the embedded Tansu broker lacks both"
-    )
+    pytest.skip("missing Apache Kafka: set DISTILLD_TEST_BOOTSTRAP or give a Docker engine (Tansu can't fence)")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 from distilld import __version__
 from distilld.settings import Settings
 
-__all__ = ["client_config", "consumer_config", "producer_config", "resets_to_end"]
+__all__ = ["client_config", "consumer_config", "producer_config"]
 
 # what the delivery guarantee rests on: user settings cannot turn these off
 CONSUMER_GUARANTEES = {
@@ -58,8 +58,3 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         kafka = settings.kafka
         conf["transactional.id"] = kafka.transactional_id or f"{kafka.group_id}-{socket.gethostname()}-{os.getpid()}"
     return conf
-
-
-def resets_to_end(settings: Settings) -> bool:
-    """Whether a partition without a committed offset starts at its end (auto.offset.reset)."""
-    return str(consumer_config(settings)["auto.offset.reset"]) in ("latest", "end", "largest")

@@ -16,7 +16,7 @@ from distilld.settings import ReducerSettings
 
 __all__ = ["RecordFields"]
 
-_UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}  # a time field's unit → seconds
 
 
 class RecordFields:
@@ -26,7 +26,7 @@ class RecordFields:
         self.key_mode = reducer.key
         self._time_path = None if reducer.time in ("processing", "kafka_timestamp") else compile_path(reducer.time)
         self._key_path = None if reducer.key in ("kafka_key", "none") else compile_path(reducer.key)
-        self._unit = _UNIT[reducer.time_unit]
+        self._unit = TIME_UNITS[reducer.time_unit]
 
     def timestamps(self, msgs: Sequence[Message], records: Sequence[Any]) -> np.ndarray:
         """Seconds per record; NaN where a record has none (the engine uses its watermark)."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 __all__ = ["CHUNK_BYTES", "SNAPSHOT_HEADER", "Restored", "StateStore", "chunk_records", "pick_snapshots"]
@@ -188,7 +188,7 @@ class StateStore:
     def _read_partition(self, reader: Consumer, partition: int) -> Iterable[tuple[bytes | None, bytes | None, Any]]:
         """Every record of one state partition, to its end (the end-of-partition
         event, not the high watermark, which some brokers report wrong)."""
-        reader.assign([TopicPartition(self.topic, partition, -2)])  # OFFSET_BEGINNING
+        reader.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
         deadline = time.monotonic() + self.read_timeout_s
         try:
             while time.monotonic() < deadline:

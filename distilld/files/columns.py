@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from distilld.daemon.fields import TIME_UNITS
 from distilld.encoding import to_float_array
 from distilld.graders import GradingFunction
 from distilld.settings import EngineSettings
 from distilld.transforms import TRANSFORMS
 
 __all__ = ["ColumnPlan", "numbers"]
-
-_UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
 def numbers(cells: Sequence[str]) -> list[float | None]:
@@ -80,7 +79,7 @@ class ColumnPlan:
         clock = None if reducer.time == "processing" else column(reducer.time)
         if (reducer.key != "none" and key is None) or (reducer.time != "processing" and clock is None):
             return None
-        return ColumnPlan(features, key, clock, _UNIT[reducer.time_unit])
+        return ColumnPlan(features, key, clock, TIME_UNITS[reducer.time_unit])
 
     def extract(self, rows: list[list[str]]) -> tuple[list[list[Any]], np.ndarray, list[Any] | None]:
         """(each feature's values, event times, keys) of a batch of rows; raises
