@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from confluent_kafka import Consumer, KafkaException, Producer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from distilld.codecs.avro_schema import SchemaFileError, load_schema
@@ -44,6 +54,29 @@ def _read_secret(path: str | None, what: str) -> SecretStr | None:
         return SecretStr(Path(path).read_text(encoding="utf-8").strip())
     except OSError as e:
         raise ValueError(f"{what}: cannot read {path}: {e.strerror or e}") from None
+
+
+def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, LibrdkafkaValue]:
+    """librdkafka's own check of passthrough settings (unknown property, bad value), by
+    creating a client that has no brokers to connect to: no connection is made. The
+    security protocol is checked on its own and set to plaintext for the probe, so
+    that files and SASL providers, checked when the real clients start, are not needed."""
+    if not conf:
+        return conf
+    protocol = str(conf.get("security.protocol", "plaintext")).lower()
+    if protocol not in ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"):
+        raise ValueError(f'Invalid value "{protocol}" for configuration property "security.protocol"')
+    quiet: dict[str, Any] = {"log_level": 0, "security.protocol": "plaintext"}
+    try:
+        if kind == "consumer":
+            Consumer({"group.id": "distilld-config-check", **conf, **quiet}).close()
+        else:
+            Producer({**conf, **quiet}).flush(0)
+    except KafkaException as e:
+        raise ValueError(e.args[0].str()) from None
+    except (TypeError, ValueError) as e:  # confluent-kafka's own checks (e.g. a callback setting)
+        raise ValueError(str(e)) from None
+    return conf
 
 
 def _existing(path: str | None) -> str | None:
@@ -133,6 +166,11 @@ class KafkaSettings(_Section):
     sasl: SaslSettings | None = Field(default=None, description="SASL credentials (SASL_PLAINTEXT, SASL_SSL)")
     consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka consumer settings")
     producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka producer settings")
+
+    @field_validator("consumer", "producer")
+    @classmethod
+    def _passthrough(cls, value: dict[str, LibrdkafkaValue], info: ValidationInfo) -> dict[str, LibrdkafkaValue]:
+        return _librdkafka_check(str(info.field_name), value)
 
     @field_validator("input_pattern")
     @classmethod
@@ -236,6 +274,11 @@ class SchemaRegistrySettings(_Section):
     ssl_ca_location: str | None = Field(default=None, description="CA file to verify the registry's certificate")
     ssl_certificate_location: str | None = Field(default=None, description="client certificate (mutual TLS)")
     ssl_key_location: str | None = Field(default=None, description="client key (mutual TLS)")
+
+    @field_validator("ssl_ca_location", "ssl_certificate_location", "ssl_key_location")
+    @classmethod
+    def _files(cls, value: str | None) -> str | None:
+        return _existing(value)
 
     @field_validator("url")
     @classmethod
