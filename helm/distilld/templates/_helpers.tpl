@@ -1,0 +1,261 @@
+{{/* Names, labels, and the pieces shared by the Deployment and the sidecar snippet. */}}
+
+{{- define "distilld.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* <release>-distilld, or the release name alone when it already says distilld. */}}
+{{- define "distilld.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "distilld.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "distilld.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "distilld.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "distilld.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "distilld.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "distilld.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "distilld.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* Where the pod finds its files. */}}
+{{- define "distilld.configDir" -}}/etc/distilld{{- end }}
+{{- define "distilld.tlsDir" -}}/etc/distilld/tls{{- end }}
+{{- define "distilld.saslDir" -}}/etc/distilld/sasl{{- end }}
+
+{{/* The Secret holding the SASL password: an existing one, or the one the chart creates; empty: none. */}}
+{{- define "distilld.saslSecretName" -}}
+{{- if .Values.sasl.existingSecret }}
+{{- .Values.sasl.existingSecret }}
+{{- else if .Values.sasl.password }}
+{{- printf "%s-sasl" (include "distilld.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "distilld.saslSecretKey" -}}
+{{- if .Values.sasl.existingSecret }}{{ .Values.sasl.passwordKey }}{{ else }}password{{ end }}
+{{- end }}
+
+{{- define "distilld.schemaRegistrySecretName" -}}
+{{- if .Values.schemaRegistry.basicAuth.existingSecret }}
+{{- .Values.schemaRegistry.basicAuth.existingSecret }}
+{{- else if .Values.schemaRegistry.basicAuth.userInfo }}
+{{- printf "%s-schema-registry" (include "distilld.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "distilld.schemaRegistrySecretKey" -}}
+{{- if .Values.schemaRegistry.basicAuth.existingSecret }}{{ .Values.schemaRegistry.basicAuth.userInfoKey }}{{ else }}user-info{{ end }}
+{{- end }}
+
+{{/*
+Refuse secrets written into `config`: the ConfigMap is readable by anyone who can read the
+namespace's ConfigMaps, and it is printed by `helm get values`.
+*/}}
+{{- define "distilld.refuseInlineSecrets" -}}
+{{- $kafka := .Values.config.kafka | default dict }}
+{{- $sasl := $kafka.sasl | default dict }}
+{{- $ssl := $kafka.ssl | default dict }}
+{{- $registry := (.Values.config.format | default dict).schema_registry | default dict }}
+{{- range $key := list "password" "oauthbearer_client_secret" "oauthbearer_config" }}
+{{- if hasKey $sasl $key }}
+{{- fail (printf "config.kafka.sasl.%s is a secret: use sasl.existingSecret (or env/envFrom from a Secret), not the ConfigMap" $key) }}
+{{- end }}
+{{- end }}
+{{- if hasKey $ssl "key_password" }}
+{{- fail "config.kafka.ssl.key_password is a secret: use tls.keyPasswordKey (a key of tls.existingSecret)" }}
+{{- end }}
+{{- if hasKey $registry "basic_auth_user_info" }}
+{{- fail "config.format.schema_registry.basic_auth_user_info is a secret: use schemaRegistry.basicAuth.existingSecret" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The daemon's configuration file: .Values.config plus the paths of the files mounted from Secrets.
+*/}}
+{{- define "distilld.config" -}}
+{{- include "distilld.refuseInlineSecrets" . }}
+{{- $config := deepCopy .Values.config }}
+{{- $kafka := $config.kafka | default dict }}
+{{- $protocol := $kafka.security_protocol | default "PLAINTEXT" }}
+{{- with .Values.tls }}
+{{- if .existingSecret }}
+{{- $ssl := $kafka.ssl | default dict }}
+{{- $dir := include "distilld.tlsDir" $ }}
+{{- if .caKey }}{{ $_ := set $ssl "ca_location" (printf "%s/%s" $dir .caKey) }}{{ end }}
+{{- if and .certKey .keyKey }}
+{{- $_ := set $ssl "certificate_location" (printf "%s/%s" $dir .certKey) }}
+{{- $_ := set $ssl "key_location" (printf "%s/%s" $dir .keyKey) }}
+{{- end }}
+{{- if .keyPasswordKey }}{{ $_ := set $ssl "key_password_file" (printf "%s/%s" $dir .keyPasswordKey) }}{{ end }}
+{{- $_ := set $kafka "ssl" $ssl }}
+{{- end }}
+{{- end }}
+{{- if include "distilld.saslSecretName" . }}
+{{- if not (hasPrefix "SASL_" $protocol) }}
+{{- fail (printf "a SASL password is given (sasl.*) but config.kafka.security_protocol is %s, not SASL_PLAINTEXT or SASL_SSL" $protocol) }}
+{{- end }}
+{{- $sasl := $kafka.sasl | default dict }}
+{{- if not $sasl.username }}
+{{- fail "sasl: config.kafka.sasl.username (and mechanism) must be set along with the password's Secret" }}
+{{- end }}
+{{- if eq .Values.sasl.passwordFrom "file" }}
+{{- $_ := set $sasl "password_file" (printf "%s/password" (include "distilld.saslDir" .)) }}
+{{- else if ne .Values.sasl.passwordFrom "env" }}
+{{- fail (printf "sasl.passwordFrom must be file or env, not %q" .Values.sasl.passwordFrom) }}
+{{- end }}
+{{- $_ := set $kafka "sasl" $sasl }}
+{{- end }}
+{{- $_ := set $config "kafka" $kafka }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* The metrics port, from the config (the probes, the Service and the monitors follow it). */}}
+{{- define "distilld.metricsPort" -}}
+{{- $port := int ((.Values.config.metrics | default dict).port | default 9108) }}
+{{- if eq $port 0 }}
+{{- fail "config.metrics.port is 0 (server off), but the probes need /healthz and /readyz" }}
+{{- end }}
+{{- $port }}
+{{- end }}
+
+{{/* Above processing.shutdown_timeout_s, so that distilld flushes and commits before SIGKILL. */}}
+{{- define "distilld.terminationGracePeriodSeconds" -}}
+{{- $shutdown := (.Values.config.processing | default dict).shutdown_timeout_s | default 30 | float64 }}
+{{- with .Values.terminationGracePeriodSeconds }}
+{{- if le (float64 .) $shutdown }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be above config.processing.shutdown_timeout_s (%v)" . $shutdown) }}
+{{- end }}
+{{- int . }}
+{{- else }}
+{{- add (int (ceil $shutdown)) 15 }}
+{{- end }}
+{{- end }}
+
+{{/* The pod annotation that rolls the pods when the configuration changes. */}}
+{{- define "distilld.configChecksum" -}}
+{{- include "distilld.config" . | sha256sum }}
+{{- end }}
+
+{{/*
+The distilld container: used by the Deployment, and rendered as the sidecar snippet for an existing
+workload, so both stay the same. Its volumes are "distilld.volumes".
+*/}}
+{{- define "distilld.container" -}}
+name: distilld
+image: {{ include "distilld.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+args: [run, --config, {{ include "distilld.configDir" . }}/distilld.yaml]
+ports:
+  - name: metrics
+    containerPort: {{ include "distilld.metricsPort" . }}
+    protocol: TCP
+{{- $env := list }}
+{{- if and (include "distilld.saslSecretName" .) (eq .Values.sasl.passwordFrom "env") }}
+{{- $env = append $env (dict "name" "DISTILLD_KAFKA__SASL__PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" (include "distilld.saslSecretName" .) "key" (include "distilld.saslSecretKey" .)))) }}
+{{- end }}
+{{- with include "distilld.schemaRegistrySecretName" . }}
+{{- $env = append $env (dict "name" "DISTILLD_FORMAT__SCHEMA_REGISTRY__BASIC_AUTH_USER_INFO" "valueFrom" (dict "secretKeyRef" (dict "name" . "key" (include "distilld.schemaRegistrySecretKey" $)))) }}
+{{- end }}
+{{- $env = concat $env .Values.env }}
+{{- with $env }}
+env:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.envFrom }}
+envFrom:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: metrics
+  {{- toYaml .Values.livenessProbe | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: metrics
+  {{- toYaml .Values.readinessProbe | nindent 2 }}
+{{- with .Values.resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+volumeMounts:
+  # the file alone (subPath): /etc/distilld/tls and /etc/distilld/sasl are mounts of their own
+  - name: distilld-config
+    mountPath: {{ include "distilld.configDir" . }}/distilld.yaml
+    subPath: distilld.yaml
+    readOnly: true
+  - name: distilld-tmp
+    mountPath: /tmp
+{{- if .Values.tls.existingSecret }}
+  - name: distilld-tls
+    mountPath: {{ include "distilld.tlsDir" . }}
+    readOnly: true
+{{- end }}
+{{- if and (include "distilld.saslSecretName" .) (eq .Values.sasl.passwordFrom "file") }}
+  - name: distilld-sasl
+    mountPath: {{ include "distilld.saslDir" . }}
+    readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The volumes the distilld container mounts; names start with distilld- so they do not clash in a shared pod. */}}
+{{- define "distilld.volumes" -}}
+- name: distilld-config
+  configMap:
+    name: {{ include "distilld.fullname" . }}
+- name: distilld-tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- with .Values.tls }}
+{{- if .existingSecret }}
+- name: distilld-tls
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0444
+    items:
+      {{- range $key := list .caKey .certKey .keyKey .keyPasswordKey }}
+      {{- if $key }}
+      - key: {{ $key }}
+        path: {{ $key }}
+      {{- end }}
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- if and (include "distilld.saslSecretName" .) (eq .Values.sasl.passwordFrom "file") }}
+- name: distilld-sasl
+  secret:
+    secretName: {{ include "distilld.saslSecretName" . }}
+    defaultMode: 0444
+    items:
+      - key: {{ include "distilld.saslSecretKey" . }}
+        path: password
+{{- end }}
+{{- end }}

@@ -1,0 +1,392 @@
+"""The Helm chart (helm/distilld): lint-clean, renders manifests that the Kubernetes schemas accept
+and a configuration that ``distilld check-config`` accepts, keeps secrets out of ConfigMaps.
+(No cluster here: this checks what helm, the schemas and the daemon's own validation can check.)
+
+helm comes from ``make helm-tools`` (into the virtualenv); kubernetes-validate from the test extra.
+The CRD kinds (ServiceMonitor, PodMonitor, ScaledObject) are not in kubernetes-validate's schemas:
+their fields are asserted here instead."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from distilld.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "distilld"
+HELM = Path(sys.executable).parent / "helm"  # make helm-tools
+CI_VALUES = sorted(p.name for p in (CHART / "ci").glob("*.yaml"))
+CASES = ["defaults", *CI_VALUES]
+KUBERNETES_VERSION = "1.32.0"
+CRD_KINDS = {
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+    "PodMonitor": "monitoring.coreos.com/v1",
+    "ScaledObject": "keda.sh/v1alpha1",
+}
+FAKE_PASSWORD = "FAKE-sasl-pw-d1st1lld"
+FAKE_USER_INFO = "registry-user:FAKE-registry-pw-d1st1lld"
+
+pytestmark = pytest.mark.skipif(not HELM.is_file(), reason=f"no helm binary at {HELM}: run `make helm-tools`")
+
+Manifest = dict[str, Any]
+
+
+def _helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def _values_args(case: str, sets: tuple[str, ...] = ()) -> list[str]:
+    files = [] if case == "defaults" else ["-f", str(CHART / "ci" / case)]
+    return files + [arg for s in sets for arg in ("--set", s)]
+
+
+@functools.cache
+def render(case: str = "defaults", *sets: str) -> tuple[Manifest, ...]:
+    """The manifests ``helm template`` renders for a ci/ value file (or the defaults) plus --set overrides."""
+    out = _helm("template", "rel", str(CHART), "--namespace", "streaming", *_values_args(case, sets)).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def of_kind(docs: tuple[Manifest, ...], kind: str) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def deployment(docs: tuple[Manifest, ...]) -> Manifest:
+    (found,) = of_kind(docs, "Deployment")
+    return found
+
+
+def config_text(docs: tuple[Manifest, ...]) -> str:
+    (config_map,) = [d for d in of_kind(docs, "ConfigMap") if "distilld.yaml" in d["data"]]
+    text: str = config_map["data"]["distilld.yaml"]
+    return text
+
+
+def sidecar_snippet(docs: tuple[Manifest, ...]) -> dict[str, Any]:
+    (snippet,) = [d for d in of_kind(docs, "ConfigMap") if "container.yaml" in d["data"]]
+    return {key: yaml.safe_load(text) for key, text in snippet["data"].items()}
+
+
+def distilld_container(docs: tuple[Manifest, ...]) -> Manifest:
+    """The distilld container: the Deployment's, or in sidecar mode the snippet's."""
+    if of_kind(docs, "Deployment"):
+        (container,) = deployment(docs)["spec"]["template"]["spec"]["containers"]
+    else:
+        (container,) = sidecar_snippet(docs)["container.yaml"]
+    return container
+
+
+def test_chart_version_follows_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert chart["apiVersion"] == "v2" and chart["appVersion"] == version
+    assert deployment(render())["spec"]["template"]["spec"]["containers"][0]["image"] == f"distilld:{version}"
+
+
+def test_values_config_has_exactly_the_daemons_sections() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values["config"]) == set(Settings.model_fields)
+    repository_config = yaml.safe_load((ROOT / "config" / "distilld.yaml").read_text())
+    assert set(values["config"]) == set(repository_config)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_lint_strict(case: str) -> None:
+    result = _helm("lint", "--strict", str(CHART), *_values_args(case))
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rendered_manifests_pass_kubernetes_schemas(case: str) -> None:
+    import kubernetes_validate
+
+    docs = render(case)
+    assert of_kind(docs, "ConfigMap"), "every mode renders the configuration"
+    for doc in docs:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in CRD_KINDS:
+            assert doc["apiVersion"] == CRD_KINDS[doc["kind"]], name
+            assert doc["metadata"]["labels"]["app.kubernetes.io/instance"] == "rel", name
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{case}: {name}: {e.message} at {'.'.join(map(str, e.path))}")
+
+
+def _check_config(docs: tuple[Manifest, ...], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``distilld check-config`` on the rendered file, as the pod would see it: the files mounted under
+    /etc/distilld exist (in tmp_path), the variables from Secrets are set (to stand-ins)."""
+    text = config_text(docs)
+    mounted = {line.split(": ", 1)[1] for line in text.splitlines() if ": /etc/distilld/" in line}
+    for path in mounted:
+        local = tmp_path / Path(path).relative_to("/etc/distilld")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text("stand-in for a mounted Secret\n")
+    config = tmp_path / "distilld.yaml"
+    config.write_text(text.replace("/etc/distilld/", f"{tmp_path}/"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLD_")}
+    for var in distilld_container(docs).get("env", []):
+        env[var["name"]] = var["value"] if "value" in var else f"stand-in:{var['valueFrom']['secretKeyRef']['key']}"
+    distilld = Path(sys.executable).parent / "distilld"
+    return subprocess.run(
+        [str(distilld), "check-config", "--config", str(config)], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def _is_masked(shown: str | None) -> bool:
+    """check-config prints a secret it was given as stars (and a missing one as null)."""
+    return bool(shown) and set(shown or "") == {"*"}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rendered_config_passes_check_config(case: str, tmp_path: Path) -> None:
+    result = _check_config(render(case), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tls_and_sasl_files_come_from_secrets(tmp_path: Path) -> None:
+    docs = render("tls-sasl-values.yaml")
+    kafka = yaml.safe_load(config_text(docs))["kafka"]
+    assert kafka["ssl"] == {
+        "ca_location": "/etc/distilld/tls/ca.crt",
+        "certificate_location": "/etc/distilld/tls/tls.crt",
+        "key_location": "/etc/distilld/tls/tls.key",
+        "key_password_file": "/etc/distilld/tls/key-password",
+    }
+    assert kafka["sasl"] == {
+        "mechanism": "SCRAM-SHA-512",
+        "username": "distilld",
+        "password_file": "/etc/distilld/sasl/password",
+    }
+    spec = deployment(docs)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["distilld-tls"]["secret"]["secretName"] == "distilld-kafka-tls"
+    tls_files = {i["key"] for i in volumes["distilld-tls"]["secret"]["items"]}
+    assert tls_files == {"ca.crt", "tls.crt", "tls.key", "key-password"}
+    assert volumes["distilld-sasl"]["secret"] == {
+        "secretName": "distilld-kafka-scram",
+        "defaultMode": 0o444,
+        "items": [{"key": "password", "path": "password"}],
+    }
+    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["distilld-tls"] == "/etc/distilld/tls" and mounts["distilld-sasl"] == "/etc/distilld/sasl"
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["DISTILLD_FORMAT__SCHEMA_REGISTRY__BASIC_AUTH_USER_INFO"]["valueFrom"]["secretKeyRef"] == {
+        "name": "distilld-schema-registry",
+        "key": "user-info",
+    }
+    # the check is real: the daemon read the password file and saw the registry credentials
+    shown = json.loads(_check_config(docs, tmp_path).stdout)
+    assert _is_masked(shown["kafka"]["sasl"]["password"])
+    assert _is_masked(shown["format"]["schema_registry"]["basic_auth_user_info"])
+
+
+def test_sasl_password_from_env_reaches_the_daemon(tmp_path: Path) -> None:
+    docs = render("sasl-env-values.yaml")
+    assert "password" not in yaml.safe_load(config_text(docs))["kafka"]["sasl"]
+    (var,) = [e for e in distilld_container(docs)["env"] if e["name"] == "DISTILLD_KAFKA__SASL__PASSWORD"]
+    assert var["valueFrom"]["secretKeyRef"] == {"name": "distilld-kafka-plain", "key": "kafka-password"}
+    result = _check_config(docs, tmp_path)
+    assert result.returncode == 0 and _is_masked(json.loads(result.stdout)["kafka"]["sasl"]["password"])
+
+
+@pytest.mark.parametrize("mode", ["passwordFrom=file", "passwordFrom=env", "sidecar"])
+def test_no_secret_value_in_any_config_map(mode: str) -> None:
+    sets = [
+        "config.kafka.security_protocol=SASL_PLAINTEXT",
+        "config.kafka.sasl.mechanism=SCRAM-SHA-256",
+        "config.kafka.sasl.username=distilld",
+        f"sasl.password={FAKE_PASSWORD}",
+        f"schemaRegistry.basicAuth.userInfo={FAKE_USER_INFO}",
+        "sasl.passwordFrom=env" if mode == "passwordFrom=env" else "sasl.passwordFrom=file",
+        f"sidecar.enabled={str(mode == 'sidecar').lower()}",
+    ]
+    docs = render("defaults", *sets)
+    forms = [FAKE_PASSWORD, base64.b64encode(FAKE_PASSWORD.encode()).decode(), FAKE_USER_INFO.split(":")[1]]
+    for config_map in of_kind(docs, "ConfigMap"):
+        dumped = yaml.safe_dump(config_map)
+        assert not [form for form in forms if form in dumped], config_map["metadata"]["name"]
+    secrets = {s["metadata"]["name"]: s["data"] for s in of_kind(docs, "Secret")}
+    assert base64.b64decode(secrets["rel-distilld-sasl"]["password"]).decode() == FAKE_PASSWORD
+    assert base64.b64decode(secrets["rel-distilld-schema-registry"]["user-info"]).decode() == FAKE_USER_INFO
+    container = distilld_container(docs)
+    references = yaml.safe_dump(container) + yaml.safe_dump(of_kind(docs, "Deployment") or sidecar_snippet(docs))
+    assert "rel-distilld-sasl" in references and "rel-distilld-schema-registry" in references
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ("config.kafka.sasl.password=hunter2", "sasl.existingSecret"),
+        ("config.kafka.ssl.key_password=hunter2", "tls.keyPasswordKey"),
+        ("config.format.schema_registry.basic_auth_user_info=u:hunter2", "schemaRegistry.basicAuth.existingSecret"),
+    ],
+)
+def test_inline_secrets_in_config_are_refused(setting: str, field: str) -> None:
+    result = _helm("template", "rel", str(CHART), "--set", setting, check=False)
+    assert result.returncode != 0 and field in result.stderr
+    assert "hunter2" not in result.stdout
+
+
+def test_deployment_probes_and_security_context() -> None:
+    spec = deployment(render())["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9108, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["args"] == ["run", "--config", "/etc/distilld/distilld.yaml"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]} and security["runAsUser"] == 10001
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert {"name": "distilld-tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert "emptyDir" in volumes["distilld-tmp"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize(("case", "shutdown"), [("defaults", 30), ("exactly-once-values.yaml", 60)])
+def test_grace_period_is_above_the_shutdown_deadline(case: str, shutdown: int) -> None:
+    docs = render(case)
+    assert yaml.safe_load(config_text(docs))["processing"]["shutdown_timeout_s"] == shutdown
+    assert deployment(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > shutdown
+    result = _helm("template", "rel", str(CHART), "--set", "terminationGracePeriodSeconds=30", check=False)
+    assert result.returncode != 0 and "shutdown_timeout_s" in result.stderr
+
+
+def test_config_checksum_rolls_pods_on_config_change_only() -> None:
+    def checksum(*sets: str) -> str:
+        annotation: str = deployment(render("defaults", *sets))["spec"]["template"]["metadata"]["annotations"][
+            "checksum/config"
+        ]
+        return annotation
+
+    assert len(checksum()) == 64
+    assert checksum("config.reducer.rate=0.2") != checksum()
+    assert checksum("tls.existingSecret=kafka-tls") != checksum(), "the mounted paths are part of the config"
+    assert checksum("replicas=3") == checksum()
+
+
+def test_custom_config_is_rendered_as_given() -> None:
+    config = yaml.safe_load(config_text(render("exactly-once-values.yaml")))
+    assert config["processing"]["guarantee"] == "exactly_once"
+    assert config["kafka"]["input_pattern"] == r"^clicks\..+"
+    assert "input_topics" not in config["kafka"] and "dlq_topic" not in config["kafka"], "null removes a default"
+
+
+def test_keda_owns_the_replica_count_up_to_the_partition_count() -> None:
+    assert deployment(render())["spec"]["replicas"] == 1
+    assert not of_kind(render(), "ScaledObject")
+    docs = render("keda-values.yaml")
+    assert "replicas" not in deployment(docs)["spec"]
+    (scaled,) = of_kind(docs, "ScaledObject")
+    partitions = yaml.safe_load((CHART / "ci" / "keda-values.yaml").read_text())["keda"]["partitionCount"]
+    assert scaled["spec"]["maxReplicaCount"] == partitions
+    assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "rel-distilld"}
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka" and trigger["authenticationRef"] == {"name": "kafka-trigger-auth"}
+    config = yaml.safe_load(config_text(docs))["kafka"]
+    assert trigger["metadata"]["bootstrapServers"] == config["bootstrap_servers"]
+    assert trigger["metadata"]["consumerGroup"] == config["group_id"]
+    assert trigger["metadata"]["topic"] == config["input_topics"][0]
+    assert trigger["metadata"]["lagThreshold"] == "5000"
+    explicit = of_kind(render("keda-values.yaml", "keda.maxReplicaCount=6"), "ScaledObject")[0]
+    assert explicit["spec"]["maxReplicaCount"] == 6
+
+
+def test_monitors_scrape_the_metrics_port() -> None:
+    docs = render("monitors-values.yaml")
+    (service,) = of_kind(docs, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics" and service["spec"]["ports"][0]["port"] == 9108
+    (service_monitor,) = of_kind(docs, "ServiceMonitor")
+    (pod_monitor,) = of_kind(docs, "PodMonitor")
+    selector = deployment(docs)["spec"]["selector"]["matchLabels"]
+    assert service_monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"] == selector
+    assert service_monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert pod_monitor["spec"]["selector"]["matchLabels"] == selector
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    for monitor in (service_monitor, pod_monitor):
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["streaming"]}
+    assert not of_kind(render(), "ServiceMonitor") and not of_kind(render(), "PodMonitor")
+
+
+def test_pod_disruption_budget_defaults_to_one_unavailable() -> None:
+    (pdb,) = of_kind(render(), "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    (custom,) = of_kind(render("resources-affinity-values.yaml"), "PodDisruptionBudget")
+    assert custom["spec"] == {"selector": pdb["spec"]["selector"], "minAvailable": 2}
+
+
+def test_dashboard_copy_is_identical_and_labelled() -> None:
+    copy = (CHART / "dashboards" / "distilld.json").read_bytes()
+    assert copy == (ROOT / "config" / "grafana" / "distilld.json").read_bytes(), (
+        "helm/distilld/dashboards/distilld.json must be a copy of config/grafana/distilld.json"
+    )
+    (dashboard,) = [d for d in render("dashboard-values.yaml") if d["metadata"]["name"] == "rel-distilld-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert json.loads(dashboard["data"]["distilld.json"]) == json.loads(copy)
+    assert not [d for d in render() if d["metadata"]["name"] == "rel-distilld-dashboard"]
+
+
+def test_sidecar_renders_config_maps_only() -> None:
+    everything_on = ("keda.enabled=true", "serviceMonitor.enabled=true", "podMonitor.enabled=true")
+    docs = render("sidecar-values.yaml", *everything_on)
+    assert {d["kind"] for d in docs} == {"ConfigMap"}
+    assert {d["metadata"]["name"] for d in docs} == {"rel-distilld", "rel-distilld-sidecar"}
+
+
+def test_sidecar_snippet_makes_a_valid_pod_next_to_an_existing_container() -> None:
+    """What helm/README.md tells users to do: append container.yaml and volumes.yaml to their pod spec."""
+    import kubernetes_validate
+
+    docs = render("sidecar-values.yaml")
+    snippet = sidecar_snippet(docs)
+    readme = (ROOT / "helm" / "README.md").read_text()
+    workload = yaml.safe_load(readme.split("```yaml\n# the existing workload\n", 1)[1].split("```", 1)[0])
+    pod = workload["spec"]["template"]
+    pod["spec"]["containers"] += snippet["container.yaml"]
+    pod["spec"].setdefault("volumes", []).extend(snippet["volumes.yaml"])
+    pod["metadata"].setdefault("annotations", {}).update(snippet["podAnnotations.yaml"])
+    kubernetes_validate.validate(workload, KUBERNETES_VERSION, strict=True)
+    (container,) = [c for c in pod["spec"]["containers"] if c["name"] == "distilld"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"]["runAsUser"] == 10001, "set on the container: the host pod may run as anyone"
+    mounted = {m["name"] for c in pod["spec"]["containers"] for m in c.get("volumeMounts", [])}
+    assert mounted <= {v["name"] for v in pod["spec"]["volumes"]}
+    config_map = {v["name"]: v for v in snippet["volumes.yaml"]}["distilld-config"]["configMap"]["name"]
+    assert config_map in {d["metadata"]["name"] for d in docs}
+    shutdown = yaml.safe_load(config_text(docs))["processing"]["shutdown_timeout_s"]
+    assert pod["spec"]["terminationGracePeriodSeconds"] > shutdown
+    assert "sidecar.enabled=true" in readme and "container.yaml" in readme and "volumes.yaml" in readme
+
+
+def test_values_schema_refuses_unknown_and_invalid_values() -> None:
+    typo = _helm("template", "rel", str(CHART), "--set", "replica=2", check=False)
+    assert typo.returncode != 0 and "replica" in typo.stderr
+    protocol = _helm("template", "rel", str(CHART), "--set", "config.kafka.security_protocol=TLS", check=False)
+    assert protocol.returncode != 0 and "security_protocol" in protocol.stderr
+
+
+def test_config_typo_is_caught_by_check_config(tmp_path: Path) -> None:
+    result = _check_config(render("defaults", "config.reducer.rat=0.2"), tmp_path)
+    assert result.returncode != 0 and "reducer.rat" in result.stdout + result.stderr
