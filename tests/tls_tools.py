@@ -3,13 +3,11 @@ front of the test broker (Tansu cannot speak TLS itself)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import ssl
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from .proxy_tools import TcpProxy
 
 
 @dataclass(frozen=True)
@@ -78,44 +78,5 @@ def tls_proxy(listen_port: int, target_port: int, pki: Pki, mutual: bool) -> Ite
     if mutual:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(pki.ca)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, ssl.SSLError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            broker_r, broker_w = await asyncio.open_connection("127.0.0.1", target_port)
-        except OSError:
-            client_w.close()
-            return
-        await asyncio.gather(pipe(client_r, broker_w), pipe(broker_r, client_w))
-
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", listen_port, ssl=context)
-        started.set()
-        async with server:
-            await server.serve_forever()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        with suppress(asyncio.CancelledError):
-            loop.run_until_complete(serve())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(10)
-    try:
+    with TcpProxy(listen_port, target_port, tls=context):
         yield
-    finally:
-        for task in asyncio.all_tasks(loop):
-            loop.call_soon_threadsafe(task.cancel)
-        thread.join(5)

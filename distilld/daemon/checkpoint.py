@@ -60,9 +60,12 @@ class Checkpoints:
         else:
             self._commit_partitions(list(self.partitions), asynchronous)
 
-    def checkpoint(self, keys: list[TP]) -> float:
-        """Commit and snapshot ``keys``; returns the deadline it worked to."""
-        deadline = time.monotonic() + self.timeout_s
+    def checkpoint(self, keys: list[TP], wait_s: float | None = None) -> float:
+        """Commit and snapshot ``keys``, waiting for outputs at most ``wait_s`` (default: the
+        shutdown deadline, for revokes and stops); returns the deadline it worked to. A periodic
+        checkpoint waits briefly: with the brokers away the loop must keep turning (readiness,
+        health), and what is not acknowledged yet is committed at a later checkpoint."""
+        deadline = time.monotonic() + (self.timeout_s if wait_s is None else min(wait_s, self.timeout_s))
         if self.txn is not None:
             self._commit_transaction(keys)
             return deadline

@@ -58,6 +58,7 @@ log = logging.getLogger("distilld")
 WEIGHT_HEADER = "distilld-weight"
 AUTH_ERRORS = (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
 KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
+PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
 
 
 @dataclass
@@ -248,7 +249,7 @@ class Daemon:
         if self.endpoints is not None:
             self.endpoints.beat()
         if now - self._last_snapshot >= proc.snapshot_interval_s:
-            self.checkpoints.checkpoint(list(self.partitions))
+            self.checkpoints.checkpoint(list(self.partitions), wait_s=PERIODIC_WAIT_S)
             self._last_snapshot = self._last_commit = now
         elif now - self._last_commit >= proc.commit_interval_ms / 1000.0:
             self.checkpoints.commit()

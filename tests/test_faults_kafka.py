@@ -1,0 +1,199 @@
+"""Broker faults: the network between the daemon and its broker is cut, twice, while
+records keep coming.
+
+The broker advertises a proxy's address, so every connection (the daemon's
+consumer, producer and state reader, and the test's producer) passes through
+it. While cut, ``/readyz`` says not ready; after each restore the same process
+carries on (no restart), every input record ends up in the windows exactly once,
+every partition is committed to its end, and the duplicates at-least-once
+redelivery put in the output are counted and reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from distilld.broker import EmbeddedBroker, free_port
+
+from .conftest import people_records
+from .kafka_tools import (
+    DaemonProcess,
+    committed,
+    create_topics,
+    daemon_config,
+    end_offsets,
+    get,
+    produce,
+    read_all,
+    samples,
+    unique,
+    value,
+    wait_committed,
+)
+from .proxy_tools import TcpProxy
+from .test_handover_kafka import PacedProducer
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 3
+N = 30_000
+KEYS = 24
+CUT_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TcpProxy]]:
+    """A broker of its own, reachable only through a proxy the test can cut."""
+    tmp = tmp_path_factory.mktemp("faults")
+    plain, front = free_port(), free_port()
+    with (
+        EmbeddedBroker(port=plain, advertised_port=front, log=tmp / "tansu.log") as broker,
+        TcpProxy(front, plain) as proxy,
+    ):
+        yield broker.bootstrap, proxy
+
+
+def _wait(what: str, check: Callable[[], bool], limit_s: float) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < limit_s, f"{what}: not within {limit_s}s"
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def _status(url: str) -> int:
+    try:
+        return get(url)[0]
+    except OSError:
+        return 0
+
+
+def test_two_cuts_of_15s_the_daemon_recovers_and_skips_nothing(
+    proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    bootstrap, proxy = proxied
+    topic, group = unique("cut"), unique("g")
+    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = daemon_config(
+        bootstrap, topic, group, metrics={"port": port, "refresh_ms": 200}, processing={"snapshot_interval_s": 2}
+    )
+    d = DaemonProcess(tmp_path, config).start()
+    daemons.append(d)
+    _wait("ready before the cuts", lambda: _status(base + "/readyz") == 200, 60)
+    pid = d.proc.pid if d.proc else None
+
+    values = [orjson.dumps({**r, "n": i}) for i, r in enumerate(people_records(N, seed=5))]
+    keys = [b"user-%d" % (i % KEYS) for i in range(N)]
+    producer = PacedProducer(bootstrap, topic, values, keys, seconds=15)
+    producer.start()
+    for cut in (1, 2):
+        time.sleep(5)
+        proxy.cut()
+        noticed = _wait(f"cut {cut}: /readyz says not ready", lambda: _status(base + "/readyz") == 503, CUT_S)
+        assert _status(base + "/healthz") == 200, "the process is alive while the broker is away"
+        time.sleep(max(0.0, CUT_S - noticed))
+        assert d.proc is not None and d.proc.poll() is None, d.log()
+        proxy.restore()
+        back = _wait(f"cut {cut}: ready again", lambda: _status(base + "/readyz") == 200, 90)
+        print(f"cut {cut}: not ready after {noticed:.1f}s; ready again {back:.1f}s after the restore")
+    sent = producer.finish()
+    assert len(sent) == N
+
+    ends = end_offsets(sent)
+    got = wait_committed(bootstrap, group, topic, ends, PARTITIONS, d, limit_s=120)
+    assert got == ends, "every partition committed to its end"
+    metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def windows_hold_every_record() -> bool:
+        nonlocal metrics
+        metrics = samples(get(base + "/metrics")[1])
+        return metrics.get(("distilld_window_records", (("kind", "received"),)), 0) == N
+
+    _wait("the windows hold every input record once", windows_hold_every_record, 30)
+    assert d.proc is not None and d.proc.pid == pid and d.proc.poll() is None, "recovered without a restart"
+
+    selected = metrics[("distilld_window_records", (("kind", "sent"),))]
+    out = Counter(m.value() for m in read_all(bootstrap, f"{topic}.out", expect_at_least=int(selected), idle_s=1))
+    inputs = set(values)
+    assert set(out) <= inputs, "every output is an input record"
+    duplicates = sum(c - 1 for c in out.values())
+    distinct = len(out)
+    assert distinct == selected, "the output holds every selected record"
+    assert abs(distinct / N - 0.1) <= 0.003, distinct
+    replayed = metrics.get(("distilld_records_replayed_total", ()), 0.0)
+    rebalances = {labels: v for (name, labels), v in metrics.items() if name == "distilld_rebalances_total"}
+    print(
+        f"after two {CUT_S:.0f}s cuts: {N} inputs, {distinct} selected, {duplicates} duplicates in the output "
+        f"(at-least-once redelivery), {replayed:.0f} records replayed into restored windows, rebalances {rebalances}"
+    )
+    assert duplicates <= selected, "redelivery re-forwards at most what was in flight"
+    assert d.stop() == 0, d.log()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_output_refused_pauses_fetching_commits_nothing_past_it_then_resumes(
+    proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    bootstrap, proxy = proxied
+    topic, group = unique("outage"), unique("g")
+    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = daemon_config(
+        bootstrap,
+        topic,
+        group,
+        metrics={"port": port, "refresh_ms": 200},
+        processing={"max_in_flight": 1000, "snapshot_interval_s": 2, "batch_max_records": 1000},
+    )
+    d = DaemonProcess(tmp_path, config).start()
+    daemons.append(d)
+    assert d.proc is not None
+    values = [orjson.dumps({**r, "n": i}) for i, r in enumerate(people_records(40_000, seed=9))]
+    keys = [b"user-%d" % (i % KEYS) for i in range(len(values))]
+    before = produce(bootstrap, topic, values[:10_000], keys[:10_000])
+    wait_committed(bootstrap, group, topic, end_offsets(before), PARTITIONS, d)
+
+    proxy.refuse_produce("distilld")  # the daemon's producer: outputs and snapshots
+    during = produce(bootstrap, topic, values[10_000:], keys[10_000:])  # the test's producer still writes
+    time.sleep(2)  # commits sent before the refusal land
+    frozen = committed(bootstrap, group, topic, PARTITIONS)
+    rss, paused = [], []
+    for _ in range(20):
+        rss.append(_rss_mb(d.proc.pid))
+        paused.append(value(samples(get(base + "/metrics")[1]), "distilld_fetch_paused"))
+        time.sleep(0.5)
+    assert committed(bootstrap, group, topic, PARTITIONS) == frozen, "nothing committed past unproduced selections"
+    assert sum(frozen.values()) < len(values), frozen
+    assert proxy.produce_refusals > 0
+    assert paused[-1] == 1, "fetching paused while outputs wait"
+    print(f"output refused 12 s: RSS {min(rss):.0f}–{max(rss):.0f} MB, committed stayed at {frozen}")
+    assert max(rss) - min(rss) < 32, rss
+
+    proxy.refuse_produce(None)
+    sent = before + during
+    got = wait_committed(bootstrap, group, topic, end_offsets(sent), PARTITIONS, d, limit_s=120)
+    assert got == end_offsets(sent), "resumed and committed to the end"
+    metrics = samples(get(base + "/metrics")[1])
+    selected = value(metrics, "distilld_window_records", kind="sent")
+    assert value(metrics, "distilld_window_records", kind="received") == len(sent)
+    assert value(metrics, "distilld_fetch_paused") == 0
+
+    out = Counter(m.value() for m in read_all(bootstrap, f"{topic}.out", expect_at_least=int(selected), idle_s=1))
+    assert len(out) == selected and set(out) <= set(values)
+    print(f"after the outage: {len(sent)} inputs, {len(out)} selected, {sum(out.values()) - len(out)} duplicates")
+    assert d.stop() == 0, d.log()
