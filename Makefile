@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint bench demo docs clean system-tools helm-tools
+.PHONY: venv test lint bench soak demo docs clean system-tools helm-tools
 
 # promtool and the Prometheus server for the monitoring tests (Debian's package;
 # CI runs as root). Skipped when already there.
@@ -44,10 +44,14 @@ lint: venv
 	$(BIN)/mypy
 
 test: venv lint system-tools helm-tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4 --dist loadfile
 
 bench: venv
 	$(BIN)/python -m distilld.bench
+
+# ten minutes at a steady rate: RSS, batch latency and lag over time (not part of make test)
+soak: venv
+	$(BIN)/python -m distilld.bench.soak $(SOAK_ARGS)
 
 demo: venv
 	$(BIN)/python -m distilld.demo $(DEMO_ARGS)
