@@ -20,7 +20,17 @@ from distilld import DistilledProcessor, build_graders
 from distilld.broker import free_port
 
 from .conftest import PEOPLE_FEATURES, people_records
-from .kafka_tools import DaemonProcess, create_topics, daemon_config, get, samples, unique, value, wait_committed
+from .kafka_tools import (
+    DaemonProcess,
+    create_topics,
+    daemon_config,
+    get,
+    rss_mb,
+    samples,
+    unique,
+    value,
+    wait_committed,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -66,11 +76,9 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(0.25):
             try:
-                status = Path(f"/proc/{self.pid}/status").read_text()
+                self.samples.append(rss_mb(self.pid))
             except OSError:
                 return
-            kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-            self.samples.append(kb / 1024)
 
 
 def test_a_million_keys_stay_within_max_keys(

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -31,6 +32,7 @@ from .kafka_tools import (
     get,
     produce,
     read_all,
+    rss_mb,
     samples,
     unique,
     value,
@@ -74,19 +76,30 @@ def _status(url: str) -> int:
         return 0
 
 
+def _start(
+    bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess], prefix: str, **processing: Any
+) -> tuple[str, str, str, DaemonProcess]:
+    """Topics of their own and a daemon serving its metrics: (topic, group, base URL, daemon)."""
+    topic, group = unique(prefix), unique("g")
+    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    port = free_port()
+    config = daemon_config(
+        bootstrap,
+        topic,
+        group,
+        metrics={"port": port, "refresh_ms": 200},
+        processing={"snapshot_interval_s": 2, **processing},
+    )
+    d = DaemonProcess(tmp_path, config).start()
+    daemons.append(d)
+    return topic, group, f"http://127.0.0.1:{port}", d
+
+
 def test_two_cuts_of_15s_the_daemon_recovers_and_skips_nothing(
     proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     bootstrap, proxy = proxied
-    topic, group = unique("cut"), unique("g")
-    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    config = daemon_config(
-        bootstrap, topic, group, metrics={"port": port, "refresh_ms": 200}, processing={"snapshot_interval_s": 2}
-    )
-    d = DaemonProcess(tmp_path, config).start()
-    daemons.append(d)
+    topic, group, base, d = _start(bootstrap, tmp_path, daemons, "cut")
     _wait("ready before the cuts", lambda: _status(base + "/readyz") == 200, 60)
     pid = d.proc.pid if d.proc else None
 
@@ -138,30 +151,11 @@ def test_two_cuts_of_15s_the_daemon_recovers_and_skips_nothing(
     assert d.stop() == 0, d.log()
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_output_refused_pauses_fetching_commits_nothing_past_it_then_resumes(
     proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     bootstrap, proxy = proxied
-    topic, group = unique("outage"), unique("g")
-    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    config = daemon_config(
-        bootstrap,
-        topic,
-        group,
-        metrics={"port": port, "refresh_ms": 200},
-        processing={"max_in_flight": 1000, "snapshot_interval_s": 2, "batch_max_records": 1000},
-    )
-    d = DaemonProcess(tmp_path, config).start()
-    daemons.append(d)
+    topic, group, base, d = _start(bootstrap, tmp_path, daemons, "outage", max_in_flight=1000, batch_max_records=1000)
     assert d.proc is not None
     values = [orjson.dumps({**r, "n": i}) for i, r in enumerate(people_records(40_000, seed=9))]
     keys = [b"user-%d" % (i % KEYS) for i in range(len(values))]
@@ -174,7 +168,7 @@ def test_output_refused_pauses_fetching_commits_nothing_past_it_then_resumes(
     frozen = committed(bootstrap, group, topic, PARTITIONS)
     rss, paused = [], []
     for _ in range(20):
-        rss.append(_rss_mb(d.proc.pid))
+        rss.append(rss_mb(d.proc.pid))
         paused.append(value(samples(get(base + "/metrics")[1]), "distilld_fetch_paused"))
         time.sleep(0.5)
     assert committed(bootstrap, group, topic, PARTITIONS) == frozen, "nothing committed past unproduced selections"
