@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,8 @@ class RecordFields:
         if self._time_path is not None:
             return to_float_array(self._time_path(records)) * self._unit
         if self.time_mode == "kafka_timestamp":
-            stamps = np.array(list(map(Message.timestamp, msgs)), dtype=np.float64).reshape(-1, 2)
+            pairs = chain.from_iterable(map(Message.timestamp, msgs))  # (type, ms) per message
+            stamps = np.fromiter(pairs, dtype=np.float64, count=2 * len(msgs)).reshape(-1, 2)
             return np.where(stamps[:, 0] != TIMESTAMP_NOT_AVAILABLE, stamps[:, 1] / 1000.0, np.nan)
         return np.full(len(records), self.clock(), dtype=np.float64)
 

@@ -52,23 +52,34 @@ class Output:
         self.transactional = transactional
         self.txn_error: KafkaError | None = None
         self.in_flight = 0
-        self.produced: dict[str, int] = {}
+        self.produced: dict[str, int] = {}  # acknowledged records per topic
+        self.produced_bytes: dict[str, int] = {}
+        self._reported: dict[str, tuple[int, int]] = {}  # what the metrics have of both
         self._children: dict[str, tuple[Any, Any]] = {}
         self._retry: deque[tuple[float, Outgoing]] = deque()
 
-    def _count(self, topic: str, size: int) -> None:
-        children = self._children.get(topic)
-        if children is None:
-            m = self.metrics
-            children = self._children[topic] = (m.produced.labels(topic), m.bytes_produced.labels(topic))
-        children[0].inc()
-        children[1].inc(size)
-        self.produced[topic] = self.produced.get(topic, 0) + 1
+    def _publish(self) -> None:
+        """Acknowledged records and bytes into the metrics, once per poll rather than per
+        record (a prometheus-client ``inc`` takes a lock: a tenth of the loop's time)."""
+        for topic, count in self.produced.items():
+            reported, size = self._reported.get(topic, (0, 0))
+            if count == reported:
+                continue
+            children = self._children.get(topic)
+            if children is None:
+                m = self.metrics
+                children = self._children[topic] = (m.produced.labels(topic), m.bytes_produced.labels(topic))
+            total = self.produced_bytes[topic]
+            children[0].inc(count - reported)
+            children[1].inc(total - size)
+            self._reported[topic] = (count, total)
 
     def _delivered(self, out: Outgoing, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self.in_flight -= 1
-            self._count(out.topic, len(out.value or b""))
+            topic = out.topic
+            self.produced[topic] = self.produced.get(topic, 0) + 1
+            self.produced_bytes[topic] = self.produced_bytes.get(topic, 0) + len(out.value or b"")
             out.batch.ack()
             return
         self.metrics.produce_errors.inc()
@@ -111,6 +122,7 @@ class Output:
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports and produce again what is due for a retry."""
         self.producer.poll(timeout)
+        self._publish()
         now = time.monotonic()
         while self._retry and self._retry[0][0] <= now:
             self._produce(self._retry.popleft()[1])
