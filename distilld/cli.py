@@ -11,8 +11,12 @@ import argparse
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from distilld import __version__
+
+if TYPE_CHECKING:
+    from distilld.settings import EngineSettings
 
 __all__ = ["main"]
 
@@ -120,6 +124,7 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
         return 1
     if command == "check-config":
         print(json.dumps(masked(settings), indent=2))
+        print(_state_size(settings), file=sys.stderr)
         return 0
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from distilld.daemon.loop import Daemon
@@ -130,6 +135,21 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
         logging.getLogger("distilld").info("stop requested while starting: stopping")
         daemon.stopping = True
     return daemon.run()
+
+
+def _state_size(settings: EngineSettings) -> str:
+    """What the configuration costs in memory: windows are fixed by it, not by traffic."""
+    from distilld.features import build_graders
+    from distilld.processor import DistilledProcessor
+
+    r = settings.reducer
+    per_key = DistilledProcessor(
+        build_graders(settings.features), r.window_seconds, r.rate, panes=r.panes
+    ).bytes_per_key
+    return (
+        f"windows: {per_key:,} bytes a key; up to {per_key * r.max_keys / 2**20:,.0f} MB an input partition "
+        f"at reducer.max_keys {r.max_keys:,} (plus ~200 MB for the process)"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from distilld.features import build_graders
+from distilld.processor import DistilledProcessor
 from distilld.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -390,3 +392,21 @@ def test_values_schema_refuses_unknown_and_invalid_values() -> None:
 def test_config_typo_is_caught_by_check_config(tmp_path: Path) -> None:
     result = _check_config(render("defaults", "config.reducer.rat=0.2"), tmp_path)
     assert result.returncode != 0 and "reducer.rat" in result.stdout + result.stderr
+
+
+def _mib(quantity: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_default_memory_limit_holds_the_default_configs_windows_for_two_partitions() -> None:
+    """The windows are fixed by the configuration (max_keys × bytes a key), so the default
+    limit is checked against what the default config implies, as check-config prints it."""
+    docs = render()
+    config = yaml.safe_load(config_text(docs))
+    reducer = config["reducer"]
+    per_key = DistilledProcessor(
+        build_graders(config["features"]), reducer["window_seconds"], reducer["rate"], panes=reducer["panes"]
+    ).bytes_per_key
+    limit = _mib(distilld_container(docs)["resources"]["limits"]["memory"])
+    assert 200 + 2 * reducer["max_keys"] * per_key / 2**20 <= limit, (per_key, reducer["max_keys"], limit)

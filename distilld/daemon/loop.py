@@ -127,7 +127,9 @@ class Daemon:
         self.subscribed = False
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._consumed: dict[str, tuple[Any, Any]] = {}
-        self._new_reducer().warm_up()
+        probe = self._new_reducer()
+        probe.warm_up()
+        self.state_bytes_per_key = probe.bytes_per_key
         self.decode = make_decoder(settings.format, wait=self._wait, on_registry_error=self.metrics.registry_errors.inc)
         self.consumer = Consumer(
             {
@@ -188,6 +190,13 @@ class Daemon:
             kafka.group_id,
             self.settings.reducer.rate,
             self.settings.reducer.window_seconds,
+        )
+        max_keys = self.settings.reducer.max_keys
+        log.info(
+            "windows: %s bytes a key, up to %.0f MB a partition at reducer.max_keys %d",
+            f"{self.state_bytes_per_key:,}",
+            self.state_bytes_per_key * max_keys / 2**20,
+            max_keys,
         )
 
     def _subscribe(self) -> None:
