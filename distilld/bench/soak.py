@@ -5,6 +5,7 @@ window so that windows fill and roll over many times, and a producer at a steady
 rate in this process. Every ``--every`` seconds one line: the daemon's RSS, batch
 latency (p50/p99 over the interval, from its histogram), how far it is behind the
 producer (records produced and acknowledged minus records the daemon consumed) and
+the same for a bare consumer of the topic beside it (the broker's share of the lag),
 librdkafka's consumer lag (from the broker's high watermark, which the embedded
 broker reports loosely: "behind" is the exact figure), keys and window size. At the end a summary compares the
 first minute after warm-up with the last: both RSS and latency should stay flat.
@@ -29,7 +30,7 @@ from typing import Any
 
 import orjson
 import yaml
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -73,6 +74,26 @@ class SteadyProducer(threading.Thread):
         self.producer.flush(30)
 
 
+class BareConsumer(threading.Thread):
+    """A plain consumer of the same topic in another group: how far behind the broker
+    itself lets a reader fall, to tell the daemon's lag from the broker's."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True, name="soak-bare")
+        self.consumed = 0
+        self.stop = threading.Event()
+        self.consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "soak-bare", "auto.offset.reset": "earliest",
+             "session.timeout.ms": 10_000, "fetch.wait.max.ms": 50}
+        )  # fmt: skip
+        self.consumer.subscribe([topic])
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.consumed += len(self.consumer.consume(5000, 0.1))
+        self.consumer.close()
+
+
 @dataclass
 class Sample:
     t: float
@@ -81,9 +102,33 @@ class Sample:
     p99_ms: float
     consumed: float
     behind: float
+    bare_behind: float
     lag: float
     keys: float
     window: float
+
+
+# the line printed every interval: (Sample field, title, width and format)
+COLUMNS = [
+    ("t", "t (s)", 6, ".0f"),
+    ("rss_mb", "RSS MB", 7, ".1f"),
+    ("p50_ms", "p50 ms", 7, ".1f"),
+    ("p99_ms", "p99 ms", 7, ".1f"),
+    ("consumed", "rec/s", 8, ",.0f"),
+    ("behind", "behind", 7, ",.0f"),
+    ("bare_behind", "bare", 7, ",.0f"),
+    ("lag", "lag", 7, ",.0f"),
+    ("keys", "keys", 5, ",.0f"),
+    ("window", "window", 7, ",.0f"),
+]
+
+
+def _header() -> str:
+    return " ".join(f"{title:>{width}}" for _, title, width, _ in COLUMNS)
+
+
+def _line(sample: Sample) -> str:
+    return " ".join(f"{getattr(sample, field):>{width}{spec}}" for field, _, width, spec in COLUMNS)
 
 
 def _metrics(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -156,16 +201,17 @@ def soak(minutes: float, rate: float, every: float, out: Path | None) -> list[Sa
         )
         url = f"http://127.0.0.1:{port}/metrics"
         producer = SteadyProducer(broker.bootstrap, "soak", rate)
+        bare = BareConsumer(broker.bootstrap, "soak")
         samples: list[Sample] = []
         try:
             _wait_up(url, daemon)
+            bare.start()
             producer.start()
             print(
                 f"soak: {minutes:g} min at {rate:,.0f} records/s, {KEYS} keys over {PARTITIONS} partitions, "
                 f"{WINDOW_S}s windows; a line every {every:g}s (daemon log: {tmp / 'daemon.log'})"
             )
-            print(f"{'t (s)':>6} {'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7} {'rec/s':>8} {'behind':>7} {'lag':>7} "
-                  f"{'keys':>5} {'window':>7}")  # fmt: skip
+            print(_header())
             start = time.monotonic()
             prev, prev_consumed = _metrics(url), 0.0
             while time.monotonic() - start < minutes * 60:
@@ -179,19 +225,21 @@ def soak(minutes: float, rate: float, every: float, out: Path | None) -> list[Sa
                     p99_ms=_quantile(_buckets(prev), _buckets(m), 0.99),
                     consumed=(consumed - prev_consumed) / every,
                     behind=producer.acked - consumed,
+                    bare_behind=producer.acked - bare.consumed,
                     lag=_total(m, "distilld_consumer_lag"),
                     keys=_total(m, "distilld_keys"),
                     window=_total(m, "distilld_window_records", kind="received"),
                 )
                 samples.append(s)
-                print(f"{s.t:6.0f} {s.rss_mb:7.1f} {s.p50_ms:7.1f} {s.p99_ms:7.1f} {s.consumed:8,.0f} "
-                      f"{s.behind:7,.0f} {s.lag:7,.0f} {s.keys:5,.0f} {s.window:7,.0f}", flush=True)  # fmt: skip
+                print(_line(s), flush=True)
                 prev, prev_consumed = m, consumed
                 if daemon.poll() is not None:
                     raise SystemExit(f"soak: the daemon exited with {daemon.returncode}; see {tmp / 'daemon.log'}")
         finally:
             producer.stop.set()
             producer.join(30)
+            bare.stop.set()
+            bare.join(10)
             daemon.terminate()
             code = daemon.wait(60)
             log.close()
@@ -235,7 +283,8 @@ def _summary(samples: list[Sample], every: float) -> None:
     print(
         f"summary: RSS {rss0:.1f} → {rss1:.1f} MB ({(rss1 / rss0 - 1) * 100:+.1f} %), "
         f"batch p99 {p990:.1f} → {p991:.1f} ms, p50 {med(first, 'p50_ms'):.1f} → {med(last, 'p50_ms'):.1f} ms, "
-        f"behind at most {max(s.behind for s in warm):,.0f} records (median {med(warm, 'behind'):,.0f}), "
+        f"behind at most {max(s.behind for s in warm):,.0f} records (median {med(warm, 'behind'):,.0f}; "
+        f"a bare consumer: at most {max(s.bare_behind for s in warm):,.0f}, median {med(warm, 'bare_behind'):,.0f}), "
         f"consumed {med(warm, 'consumed'):,.0f} records/s"
     )
 
