@@ -179,16 +179,9 @@ def _abort_once(bootstrap: str, snapshot_interval_s: float = 0.3) -> tuple[list[
     return values, Counter(m.value() for m in _read_committed(bootstrap, f"{topic}.out", n)), aborted
 
 
-KNOWN_REWIND_GAP = pytest.mark.xfail(
-    strict=False,
-    reason="known defect, open: an abort before any snapshot, under CPU load, leaves one batch (300 records) out "
-    "of the rebuilt windows about 1 run in 4; the with-snapshots case is reliable",
-)
-
-
 @pytest.mark.parametrize(
     "snapshot_interval_s",
-    [0.3, pytest.param(1000.0, marks=KNOWN_REWIND_GAP)],
+    [0.3, 1000.0],
     ids=["with-snapshots", "before-any-snapshot"],
 )
 def test_an_aborted_transaction_rewinds_state_and_offsets(kafka_bootstrap: str, snapshot_interval_s: float) -> None:

@@ -195,6 +195,8 @@ class Checkpoints:
         except TransactionAborted as e:
             self.metrics.commit_failures.inc()
             log.warning("transaction aborted (%s): partitions rewound to the last commit", e)
+            for _, part in snapshots:
+                part.snapshot_at = None  # aborted with the transaction: written again at the next checkpoint
             self.abort()
             return
         except (TransactionFatal, KafkaException) as e:

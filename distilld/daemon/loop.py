@@ -591,15 +591,18 @@ class Daemon:
         self.checkpoints.on_commit(err, partitions)
 
     def _rewind(self) -> None:
-        """Every partition back where the last commit left it: restored state, fetching
-        from there. The partitions are unassigned and assigned again at those offsets
-        (a seek could still let already-fetched records through)."""
-        assigned = [TopicPartition(t, p) for t, p in self.partitions]
+        """Every partition back where the last commit left it: those with work in the aborted
+        transaction get restored state and fetch from there (they are unassigned and assigned
+        again at those offsets: a seek could still let already-fetched records through); the
+        others are there already and keep their state (a rebuild would not move their commit)."""
+        rewound = {key: p for key, p in self.partitions.items() if p.uncommitted()}
+        if not rewound:
+            return
+        assigned = [TopicPartition(t, p) for t, p in rewound]
         # what this instance committed last; the group coordinator may not show the newest yet
-        known = {
-            key: -1 if p.progress.committed is None else p.progress.committed for key, p in self.partitions.items()
-        }
-        self.partitions.clear()
+        known = {key: -1 if p.progress.committed is None else p.progress.committed for key, p in rewound.items()}
+        for key in rewound:
+            del self.partitions[key]
         try:
             self.consumer.incremental_unassign(assigned)
             starts = self._restore(assigned, known)

@@ -24,6 +24,11 @@ class Partition:
     replay_until: int | None = None  # records before this offset only rebuild state (already emitted)
     snapshot_at: int | None = None  # offset the newest snapshot written or restored covers
 
+    def uncommitted(self) -> bool:
+        """Records were processed (their outputs produced) since the last commit: the
+        open transaction holds this partition's work (and its offset)."""
+        return self.replay_until is None and self.processed is not None and self.processed != self.progress.committed
+
     def snapshot_due(self) -> bool:
         """The state is exactly what is committed, and newer than the last snapshot."""
         return (
