@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from distilld import DistilledProcessor, build_graders
+from distilld.daemon.partition import Partition
+from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.state import CHUNK_BYTES, chunk_records, pick_snapshots
 
 TP = ("events", 3)
@@ -48,3 +51,26 @@ def test_other_partitions_and_foreign_records_are_ignored() -> None:
 
 def test_no_snapshot_without_a_commit_to_cover() -> None:
     assert pick_snapshots(_log((TP, 0, 100, b"x")), {TP: 50}) == {}
+
+
+def _partition(processed: int | None, committed: int | None, replay_until: int | None = None) -> Partition:
+    reducer = DistilledProcessor(build_graders([{"name": "n", "type": "numeric"}]))
+    progress = PartitionProgress("t", 0, committed=committed)
+    return Partition(progress, reducer, reducer.missing_counts, processed=processed, replay_until=replay_until)
+
+
+def test_an_abort_rewinds_only_partitions_with_work_past_their_commit() -> None:
+    assert _partition(processed=600, committed=300).uncommitted()
+    assert _partition(processed=600, committed=None).uncommitted()  # never committed: everything is open
+    assert not _partition(processed=300, committed=300).uncommitted()  # stands at its commit
+    assert not _partition(processed=None, committed=None).uncommitted()  # nothing read yet
+    assert not _partition(processed=100, committed=300, replay_until=300).uncommitted()  # rebuilding, emits nothing
+
+
+def test_a_snapshot_is_due_only_when_the_state_is_what_was_committed() -> None:
+    assert _partition(processed=300, committed=300).snapshot_due()
+    assert not _partition(processed=600, committed=300).snapshot_due()
+    assert not _partition(processed=100, committed=300, replay_until=300).snapshot_due()
+    written = _partition(processed=300, committed=300)
+    written.snapshot_at = 300
+    assert not written.snapshot_due()
