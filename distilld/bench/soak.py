@@ -16,6 +16,7 @@ first minute after warm-up with the last: both RSS and latency should stay flat.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -186,7 +187,7 @@ def _config(bootstrap: str, port: int) -> dict[str, Any]:
     }
 
 
-def soak(minutes: float, rate: float, every: float, out: Path | None) -> list[Sample]:
+def soak(minutes: float, rate: float, every: float, out: Path | None, with_bare: bool = False) -> list[Sample]:
     tmp = Path(tempfile.mkdtemp(prefix="distilld-soak-"))
     with EmbeddedBroker(log=tmp / "tansu.log") as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -201,11 +202,12 @@ def soak(minutes: float, rate: float, every: float, out: Path | None) -> list[Sa
         )
         url = f"http://127.0.0.1:{port}/metrics"
         producer = SteadyProducer(broker.bootstrap, "soak", rate)
-        bare = BareConsumer(broker.bootstrap, "soak")
+        bare = BareConsumer(broker.bootstrap, "soak") if with_bare else None
         samples: list[Sample] = []
         try:
             _wait_up(url, daemon)
-            bare.start()
+            if bare is not None:
+                bare.start()
             producer.start()
             print(
                 f"soak: {minutes:g} min at {rate:,.0f} records/s, {KEYS} keys over {PARTITIONS} partitions, "
@@ -225,7 +227,7 @@ def soak(minutes: float, rate: float, every: float, out: Path | None) -> list[Sa
                     p99_ms=_quantile(_buckets(prev), _buckets(m), 0.99),
                     consumed=(consumed - prev_consumed) / every,
                     behind=producer.acked - consumed,
-                    bare_behind=producer.acked - bare.consumed,
+                    bare_behind=producer.acked - bare.consumed if bare is not None else float("nan"),
                     lag=_total(m, "distilld_consumer_lag"),
                     keys=_total(m, "distilld_keys"),
                     window=_total(m, "distilld_window_records", kind="received"),
@@ -238,8 +240,9 @@ def soak(minutes: float, rate: float, every: float, out: Path | None) -> list[Sa
         finally:
             producer.stop.set()
             producer.join(30)
-            bare.stop.set()
-            bare.join(10)
+            if bare is not None:
+                bare.stop.set()
+                bare.join(10)
             daemon.terminate()
             code = daemon.wait(60)
             log.close()
@@ -280,12 +283,14 @@ def _summary(samples: list[Sample], every: float) -> None:
 
     rss0, rss1 = med(first, "rss_mb"), med(last, "rss_mb")
     p990, p991 = med(first, "p99_ms"), med(last, "p99_ms")
+    behind = f"behind at most {max(s.behind for s in warm):,.0f} records (median {med(warm, 'behind'):,.0f})"
+    if not math.isnan(warm[0].bare_behind):
+        bare = max(s.bare_behind for s in warm)
+        behind += f", a bare consumer at most {bare:,.0f} (median {med(warm, 'bare_behind'):,.0f})"
     print(
         f"summary: RSS {rss0:.1f} → {rss1:.1f} MB ({(rss1 / rss0 - 1) * 100:+.1f} %), "
         f"batch p99 {p990:.1f} → {p991:.1f} ms, p50 {med(first, 'p50_ms'):.1f} → {med(last, 'p50_ms'):.1f} ms, "
-        f"behind at most {max(s.behind for s in warm):,.0f} records (median {med(warm, 'behind'):,.0f}; "
-        f"a bare consumer: at most {max(s.bare_behind for s in warm):,.0f}, median {med(warm, 'bare_behind'):,.0f}), "
-        f"consumed {med(warm, 'consumed'):,.0f} records/s"
+        f"{behind}, consumed {med(warm, 'consumed'):,.0f} records/s"
     )
 
 
@@ -295,9 +300,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=5000.0, help="records per second")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between lines")
     parser.add_argument("--out", type=Path, default=Path("build/soak.json"), help="the samples, as JSON")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="a plain consumer beside the daemon, to tell the broker's lag from the daemon's (it loads the broker)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("RUST_LOG", "warn")
-    soak(args.minutes, args.rate, args.every, args.out)
+    soak(args.minutes, args.rate, args.every, args.out, with_bare=args.bare)
 
 
 if __name__ == "__main__":
