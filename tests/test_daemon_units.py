@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from distilld.codecs.json_codec import decode_json
 from distilld.daemon.loop import Daemon
+from distilld.daemon.memory import memory_limit, windows_warning
 from distilld.daemon.progress import PartitionProgress
 from distilld.settings import load_settings
 
@@ -222,3 +224,23 @@ def test_a_consumed_batch_is_split_by_partition_in_order() -> None:
     }
     one = group_by_partition(layout[:2], ["a", "a"], [0, 0])
     assert one == {("a", 0): layout[:2]}
+
+
+def test_the_container_memory_limit_is_read_from_cgroup_v2_or_v1(tmp_path: Path) -> None:
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    assert memory_limit((v2, v1)) is None  # neither there: unknown
+    v1.write_text("9223372036854771712\n")
+    assert memory_limit((v2, v1)) is None  # v1's "unlimited"
+    v1.write_text("1073741824\n")
+    assert memory_limit((v2, v1)) == 2**30
+    v2.write_text("max\n")
+    assert memory_limit((v2, v1)) is None  # v2 first: unlimited
+    v2.write_text("536870912\n")
+    assert memory_limit((v2, v1)) == 2**29
+
+
+def test_a_warning_when_one_partitions_windows_exceed_half_the_limit() -> None:
+    assert windows_warning(427_057, 10_000, None) is None
+    assert windows_warning(427_057, 1_000, 2**30) is None  # 407 MB of 1024 MB
+    warning = windows_warning(427_057, 10_000, 2**30)
+    assert warning is not None and "4,073 MB" in warning and "reducer.max_keys 10,000" in warning

@@ -37,6 +37,7 @@ from distilld.daemon.checkpoint import Checkpoints
 from distilld.daemon.clients import client_config, consumer_config, producer_config
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
+from distilld.daemon.memory import memory_limit, windows_warning
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
@@ -198,6 +199,9 @@ class Daemon:
             self.state_bytes_per_key * max_keys / 2**20,
             max_keys,
         )
+        warning = windows_warning(self.state_bytes_per_key, max_keys, memory_limit())
+        if warning:
+            log.warning(warning)
 
     def _subscribe(self) -> None:
         """Join the group once the state topic is there; a broker that does not
