@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 import random
 from collections.abc import Iterator
@@ -67,6 +68,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     with EmbeddedBroker(log=log) as broker:
         yield broker.bootstrap
+        # in-process daemons froze themselves out of the cyclic collector (tune_gc): free their
+        # clients now, or they keep reconnecting to the stopped broker and fill the output
+        gc.unfreeze()
+        gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -170,9 +171,18 @@ def _input(seed: int = 21) -> tuple[list[bytes], list[bytes]]:
 class PacedProducer(threading.Thread):
     """Produces the input in slices at a steady pace, in the background."""
 
-    def __init__(self, bootstrap: str, topic: str, values: list[bytes], keys: list[bytes], seconds: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        values: list[bytes],
+        keys: list[bytes],
+        seconds: float,
+        conf: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.args = (bootstrap, topic, values, keys)
+        self.conf = conf
         self.slices = 24
         self.pause = seconds / self.slices
         self.sent: list[Sent] = []
@@ -183,7 +193,9 @@ class PacedProducer(threading.Thread):
         step = -(-len(values) // self.slices)
         try:
             for start in range(0, len(values), step):
-                self.sent += produce(bootstrap, topic, values[start : start + step], keys[start : start + step])
+                self.sent += produce(
+                    bootstrap, topic, values[start : start + step], keys[start : start + step], conf=self.conf
+                )
                 time.sleep(self.pause)
         except BaseException as e:  # reported by finish()
             self.error = e
