@@ -139,6 +139,7 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
 
 def _state_size(settings: EngineSettings) -> str:
     """What the configuration costs in memory: windows are fixed by it, not by traffic."""
+    from distilld.daemon.memory import windows_size
     from distilld.features import build_graders
     from distilld.processor import DistilledProcessor
 
@@ -146,10 +147,7 @@ def _state_size(settings: EngineSettings) -> str:
     per_key = DistilledProcessor(
         build_graders(settings.features), r.window_seconds, r.rate, panes=r.panes
     ).bytes_per_key
-    return (
-        f"windows: {per_key:,} bytes a key; up to {per_key * r.max_keys / 2**20:,.0f} MB an input partition "
-        f"at reducer.max_keys {r.max_keys:,} (plus ~200 MB for the process)"
-    )
+    return f"{windows_size(per_key, r.max_keys)} (plus ~200 MB for the process)"
 
 
 if __name__ == "__main__":

@@ -218,14 +218,6 @@ def daemon_config(bootstrap: str, topic: str, group: str, **sections: Any) -> di
     return config
 
 
-def rss_mb(pid: int) -> float:
-    """A process's resident memory, in MB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
-
-
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:

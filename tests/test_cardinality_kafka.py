@@ -18,6 +18,7 @@ from confluent_kafka import Producer
 
 from distilld import DistilledProcessor, build_graders
 from distilld.broker import free_port
+from distilld.daemon.memory import rss_mb
 
 from .conftest import PEOPLE_FEATURES, people_records
 from .kafka_tools import (
@@ -25,7 +26,6 @@ from .kafka_tools import (
     create_topics,
     daemon_config,
     get,
-    rss_mb,
     samples,
     unique,
     value,

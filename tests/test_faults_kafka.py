@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from distilld.broker import EmbeddedBroker, free_port
+from distilld.daemon.memory import rss_mb
 
 from .conftest import people_records
 from .kafka_tools import (
@@ -32,7 +33,6 @@ from .kafka_tools import (
     get,
     produce,
     read_all,
-    rss_mb,
     samples,
     unique,
     value,

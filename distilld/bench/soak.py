@@ -37,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from distilld.bench.streams import people
 from distilld.broker import EmbeddedBroker, free_port
+from distilld.daemon.memory import rss_mb
 
 __all__ = ["main"]
 
@@ -162,13 +163,6 @@ def _quantile(before: list[tuple[float, float]], after: list[tuple[float, float]
     return float("inf")
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _config(bootstrap: str, port: int) -> dict[str, Any]:
     _, _, features = people(10)
     return {
@@ -222,7 +216,7 @@ def soak(minutes: float, rate: float, every: float, out: Path | None, with_bare:
                 consumed = _total(m, "distilld_records_consumed_total")
                 s = Sample(
                     t=time.monotonic() - start,
-                    rss_mb=_rss_mb(daemon.pid),
+                    rss_mb=rss_mb(daemon.pid),
                     p50_ms=_quantile(_buckets(prev), _buckets(m), 0.5),
                     p99_ms=_quantile(_buckets(prev), _buckets(m), 0.99),
                     consumed=(consumed - prev_consumed) / every,

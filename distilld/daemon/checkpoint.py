@@ -170,7 +170,7 @@ class Checkpoints:
         assert self.txn is not None
         offsets, moved = [], []
         for (topic, partition), part in self.partitions.items():
-            if part.replay_until is None and part.processed is not None and part.processed != part.progress.committed:
+            if part.uncommitted() and part.processed is not None:
                 offsets.append(TopicPartition(topic, partition, part.processed))
                 moved.append(part)
         snapshots = [

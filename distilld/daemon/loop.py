@@ -37,7 +37,7 @@ from distilld.daemon.checkpoint import Checkpoints
 from distilld.daemon.clients import client_config, consumer_config, producer_config
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
-from distilld.daemon.memory import memory_limit, windows_warning
+from distilld.daemon.memory import memory_limit, windows_size, windows_warning
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
@@ -193,12 +193,7 @@ class Daemon:
             self.settings.reducer.window_seconds,
         )
         max_keys = self.settings.reducer.max_keys
-        log.info(
-            "windows: %s bytes a key, up to %.0f MB a partition at reducer.max_keys %d",
-            f"{self.state_bytes_per_key:,}",
-            self.state_bytes_per_key * max_keys / 2**20,
-            max_keys,
-        )
+        log.info(windows_size(self.state_bytes_per_key, max_keys))
         warning = windows_warning(self.state_bytes_per_key, max_keys, memory_limit())
         if warning:
             log.warning(warning)
