@@ -13,6 +13,7 @@ import logging
 import signal
 import time
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -462,10 +463,13 @@ class Daemon:
         good_msgs = [msgs[i] for i in prepared.good] if len(prepared.good) < len(msgs) else msgs
         chosen, weights = self._select(part, good_msgs, prepared.records, prepared.extracted)
         dlq = bad if settings.processing.on_error == "dlq" else []
-        for _, reason in bad:
-            (self.metrics.dlq if dlq else self.metrics.skipped).labels(reason_label(reason)).inc()
-        for _, name in prepared.dropped:
-            self.metrics.filtered.labels(name, "drop").inc()
+        # counted per label, not per record: a filter may drop most of a batch
+        for label, n in Counter(reason_label(reason) for _, reason in bad).items():
+            (self.metrics.dlq if dlq else self.metrics.skipped).labels(label).inc(n)
+        for (name, action), n in Counter(
+            [*((name, "drop") for _, name in prepared.dropped), *((name, "keep") for _, name in prepared.kept)]
+        ).items():
+            self.metrics.filtered.labels(name, action).inc(n)
         batch = part.progress.add(end, len(chosen) + len(prepared.kept) + len(dlq))
         out_topic = settings.kafka.output_topic
         for i, w in zip(chosen, weights, strict=True):
@@ -476,7 +480,6 @@ class Daemon:
         for i, name in prepared.kept:
             m = msgs[i]
             headers = [*(m.headers() or []), (WEIGHT_HEADER, b"1"), (KEPT_HEADER, name.encode())]
-            self.metrics.filtered.labels(name, "keep").inc()
             self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m))
         for i, reason in dlq:
             m = msgs[i]
