@@ -21,7 +21,7 @@ __all__ = ["CellLayout"]
 @njit(cache=True, nogil=True)
 def _cells(
     codes: np.ndarray,
-    coarse: np.ndarray,
+    div: np.ndarray,
     first: np.ndarray,
     second: np.ndarray,
     width2: np.ndarray,
@@ -29,7 +29,10 @@ def _cells(
 ) -> np.ndarray:
     n, groups = codes.shape[0], first.shape[0]
     out = np.empty((n, groups), dtype=np.int32)
+    coarse = np.empty(codes.shape[1], dtype=np.int32)
     for i in range(n):
+        for f in range(codes.shape[1]):
+            coarse[f] = codes[i, f] // div[f]
         for g in range(groups):
             f = first[g]
             if f < 0:
@@ -37,7 +40,7 @@ def _cells(
             elif second[g] < 0:
                 out[i, g] = codes[i, f] + offsets[g]
             else:
-                out[i, g] = coarse[i, f] * width2[g] + coarse[i, second[g]] + offsets[g]
+                out[i, g] = coarse[f] * width2[g] + coarse[second[g]] + offsets[g]
     return out
 
 
@@ -58,6 +61,7 @@ class CellLayout:
 
     def __post_init__(self) -> None:
         self._div = np.array(self.pair_div or [1] * len(self.sizes), dtype=np.int64)
+        self._div32 = self._div.astype(np.int32)
         self.pair_sizes = [(n - 1) // int(d) + 1 for n, d in zip(self.sizes, self._div, strict=True)]
         sizes = self.pair_sizes
         marginal_cells = 1 + sum(self.sizes)
@@ -92,6 +96,16 @@ class CellLayout:
     def n_features(self) -> int:
         return len(self.sizes)
 
+    @property
+    def marginal_groups(self) -> int:
+        """The count group and one group per feature: the first columns of :meth:`cell_matrix`."""
+        return 1 + len(self.sizes)
+
+    @property
+    def marginal_cells(self) -> int:
+        """Cells of the marginal groups, which come first in the cell vector."""
+        return int(self.offsets[self.marginal_groups])
+
     def marginal_slice(self, feature: int) -> slice:
         g = 1 + feature
         return slice(int(self.offsets[g]), int(self.offsets[g + 1]))
@@ -99,8 +113,7 @@ class CellLayout:
     def cell_matrix(self, codes: np.ndarray) -> np.ndarray:
         """``codes`` (records × features) → cell indices (records × groups), int32."""
         codes = np.ascontiguousarray(codes, dtype=np.int32)
-        coarse = codes // self._div.astype(np.int32) if (self._div > 1).any() else codes
-        return _cells(codes, coarse, self._first, self._second, self._width2, self.offsets[:-1])
+        return _cells(codes, self._div32, self._first, self._second, self._width2, self.offsets[:-1])
 
     def group_weights(self, marginal: float, pair: float) -> np.ndarray:
         """A weight per cell: 0 for the count cell, then per group kind.

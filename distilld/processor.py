@@ -132,7 +132,9 @@ class DistilledProcessor:
             pairs=pair_index,
             pair_div=[e.pair_div for e in self._encoders],
         )
-        self._windows = KeyedWindows(self._layout.n_cells, panes, max_keys)
+        self._windows = KeyedWindows(
+            self._layout.n_cells, panes, max_keys, self._layout.marginal_cells, self._layout.marginal_groups
+        )
         self._selector = HerdingSelector(
             reduction_percentage, self._layout.group_weights(marginal_weight, pair_weight), segment_picks
         )
@@ -305,18 +307,25 @@ class DistilledProcessor:
         )
         windows.carry[slots] = carry
         partial = (quota > 0) & (quota < received)
-        # lifetime deficits as they stood before this batch: the selector adds the arrivals as it goes
         part_slots = slots[partial]
-        lifetime = windows.lifetime
-        deficit = (
-            self.reduction_percentage * lifetime[KeyedWindows.RECEIVED, part_slots]
-            - lifetime[KeyedWindows.SENT, part_slots]
-        )
-        windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live])
+        if live.all():
+            windows.add(KeyedWindows.RECEIVED, record_slots, epochs, cells, w_epoch)
+        else:
+            windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live], w_epoch)
 
+        # the selector takes the deficits as they stood before this batch and adds the arrivals as it goes
+        deficit = windows.deficit[part_slots]
         chosen = self._select(key_index, cells, quota, partial, part_slots, deficit, live)
-        live_chosen = chosen[live[chosen]]
-        windows.add(KeyedWindows.SENT, record_slots[live_chosen], epochs[live_chosen], cells[live_chosen])
+        windows.deficit[part_slots] = deficit
+        sent = np.zeros(len(codes), dtype=np.bool_)
+        sent[chosen] = True
+        sent &= live
+        # keys that sent all or none of their records: arrivals and sends go straight into their deficits
+        whole = ~partial[key_index]
+        if whole.any():
+            change = self.reduction_percentage * live[whole] - sent[whole]
+            windows.account(record_slots[whole], cells[whole], change)
+        windows.add(KeyedWindows.SENT, record_slots[sent], epochs[sent], cells[sent], w_epoch)
         self._seq += len(codes)
 
         totals = windows.totals[:, slots, 0]
@@ -344,13 +353,27 @@ class DistilledProcessor:
                 remap[key_index[candidates]],
                 cells[candidates],
                 quota[partial],
-                self._windows.totals[KeyedWindows.RECEIVED, part_slots].astype(np.float64),
+                self._window_targets(part_slots),
                 deficit,
                 jitter,
                 self.reduction_percentage * live[candidates],
             )
             picked.append(candidates[local])
         return np.sort(np.concatenate(picked))
+
+    def _window_targets(self, slots: np.ndarray) -> np.ndarray:
+        """Records per cell in the keys' windows (keys × cells, float64): exact
+        for the marginal cells; for the pair cells, the decayed counts' shares
+        times the window's exact record count (every record is in one cell of
+        each pair, so the first pair's cells hold the decayed total)."""
+        w, layout = self._windows, self._layout
+        exact = w.totals[KeyedWindows.RECEIVED, slots].astype(np.float64)
+        recent = w.recent[slots].astype(np.float64)
+        if recent.shape[1]:
+            first_pair = int(layout.offsets[layout.marginal_groups + 1]) - w.window_cells
+            decayed_total = recent[:, :first_pair].sum(axis=1, keepdims=True)
+            recent *= exact[:, :1] / np.maximum(decayed_total, 1e-9)
+        return np.concatenate([exact, recent], axis=1)
 
     # -- state and stats -------------------------------------------------------
 

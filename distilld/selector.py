@@ -2,9 +2,10 @@
 
 For a key, cell c has a deficit ``D = rate · received − sent`` counted over
 the key's lifetime and a target size ``T = rate · received`` over the
-window. Sending a record lowers ``D²`` of each of its cells by ``2D − 1``;
-dividing by ``T + 1`` leans toward the small buckets (the seed's tie-break rule). A record's score is the
-weighted sum over its cells.
+window (for pair cells, the decayed count that stands in for it: window.py).
+Sending a record lowers ``D²`` of each of its cells by ``2D − 1``; dividing
+by ``T + 1`` leans toward the small buckets (the seed's tie-break rule). A
+record's score is the weighted sum over its cells.
 
 Keeping the *lifetime* deficits near zero balances every stretch of the
 stream, since over any interval ``sent − rate · received = D(start) − D(end)``;
@@ -100,7 +101,7 @@ class HerdingSelector:
 
         ``key_index``: each candidate's key (0..k-1), candidates in arrival
         order; ``cells``: candidates × groups; ``quota``: picks per key;
-        ``received``: window totals per key × cell, this batch included;
+        ``received``: window counts per key × cell, this batch included;
         ``deficit``: lifetime ``rate·received − sent`` per key × cell before
         this batch, updated in place segment by segment with ``arrive`` (each
         candidate's ``rate``, 0 if it is too late for the window) and the picks.

@@ -1,7 +1,7 @@
 """Versioned snapshots of a reducer's state (not pickle), for hand-over between instances.
 
 A snapshot holds everything a :class:`DistilledProcessor` has learnt: the
-window rings and totals per key, lifetime counts, budget carries, the key
+window rings and totals per key, the selector's deficits and decayed counts, budget carries, the key
 table, the encoders' state (numeric bin reservoirs, open-category tables),
 the watermark. Restored into a processor built from the same configuration,
 it continues exactly where the original would have: the same records then
@@ -33,7 +33,7 @@ from distilld.processor import DistilledProcessor
 __all__ = ["SnapshotError", "SnapshotMismatch", "dump", "fingerprint", "load"]
 
 MAGIC = b"DSTLSNAP"
-VERSION = 1
+VERSION = 2
 
 
 class SnapshotError(ValueError):
@@ -66,7 +66,8 @@ def fingerprint(proc: DistilledProcessor) -> str:
 
 _ENCODER_CONFIG = ("categories", "bins", "top_k", "sample")
 # the state to carry over, by owner; everything else comes from the configuration
-_WINDOW_STATE: tuple[str, ...] = ("ring", "totals", "lifetime", "pane_epoch", "carry", "last_used", "in_use")
+_WINDOW_STATE: tuple[str, ...] = ("ring", "totals", "deficit", "recent", "recent_epoch", "pane_epoch", "carry")
+_WINDOW_STATE += ("last_used", "in_use")
 _WINDOW_STATE += ("_capacity", "_free", "evicted", "balance", "_clock")
 _ENCODER_STATE = ("_epoch", "_seen", "_values", "edges", "_step", "_since_refresh", "_lut", "_slots", "_freq")
 

@@ -1,18 +1,28 @@
-"""Windowed ring buffers of cell counts, one slot per key, fixed memory.
+"""Per-key reducer state, one slot per key, fixed memory.
 
-The window is split into ``panes``; each key holds, per pane, the counts of
-received and sent records in every cell, plus running totals over the live
-panes, plus *lifetime* totals that never expire (the selector balances
-those: see selector.py). A pane that falls out of the
-window is subtracted from the totals and reused: memory is
-``max_keys × panes × cells``, whatever the traffic. Keys beyond ``max_keys``
-evict the least recently used ones.
+Two kinds of state, because the cells are used in two ways:
+
+- **Window counts** of the *marginal* cells (the record count and every
+  feature's values): per key and time pane, the records received and sent,
+  plus running totals over the live panes. A pane that falls out of the
+  window is subtracted from the totals and reused. These give the exact
+  window shares, drift and weights the stats and metrics report.
+- **Selector state** for *every* cell, pairs included: the lifetime deficit
+  ``rate · received − sent`` (float64; the selector balances it, see
+  selector.py), and, for the pair cells, a count of recent arrivals that
+  decays by ``1 − 1/panes`` a pane (float32): it stands in for the window's
+  count in the selector's scale, at the same level for a steady stream.
+
+Pair cells are most of the cells (28 pairs of 8 features against 1 + 8
+marginals), so holding them as one deficit and one decayed count instead of
+a ring of per-pane counts of both kinds makes a key ~6× smaller. Memory is
+``max_keys × (panes × marginal cells + cells)``, whatever the traffic. Keys
+beyond ``max_keys`` evict the least recently used ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -21,24 +31,69 @@ __all__ = ["KeyedWindows"]
 _EMPTY = np.int64(-(2**62))
 
 
+def _scatter(
+    target: np.ndarray, rows: np.ndarray, cells: np.ndarray, values: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``target[rows[i], cells[i, g]] += values[i]`` (1 without values) for every
+    record i and group g; ``target`` is rows × cells. Returns the distinct rows
+    touched and their added counts (distinct rows × cells), for totals."""
+    c = target.shape[1]
+    weights = None if values is None else np.repeat(values, cells.shape[1])
+    first = rows[0]
+    if (rows == first).all():  # one key (the common case): no sort
+        counts = np.bincount(cells.ravel(), weights=weights, minlength=c)
+        target[first] += counts.astype(target.dtype)
+        return rows[:1], counts[None, :]
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    if len(uniq) * c <= 8 * cells.size:
+        flat = (inverse[:, None] * c + cells).ravel()
+        counts = np.bincount(flat, weights=weights, minlength=len(uniq) * c).reshape(len(uniq), c)
+        target[uniq] += counts.astype(target.dtype)
+        return uniq, counts
+    # many rows with few records each: scatter one by one
+    np.add.at(target, (np.repeat(rows, cells.shape[1]), cells.ravel()), 1 if weights is None else weights)
+    counts = np.zeros((len(uniq), c), dtype=np.float64 if weights is not None else np.int64)
+    np.add.at(counts, (np.repeat(inverse, cells.shape[1]), cells.ravel()), 1 if weights is None else weights)
+    return uniq, counts
+
+
 class KeyedWindows:
-    """Per-key pane rings for two count kinds: received (0) and sent (1)."""
+    """Pane rings of the marginal cells for received (0) and sent (1) records,
+    and the selector's deficits and decayed counts of every cell."""
 
     RECEIVED = 0
     SENT = 1
 
-    ring: np.ndarray  # kind × slot × pane × cell, int32
-    totals: np.ndarray  # kind × slot × cell over live panes, int64
-    lifetime: np.ndarray  # kind × slot × cell since the key appeared, int64
+    ring: np.ndarray  # kind × slot × pane × window cell, int32
+    totals: np.ndarray  # kind × slot × window cell over live panes, int64
+    deficit: np.ndarray  # slot × cell: rate · received − sent since the key appeared, float64
+    recent: np.ndarray  # slot × pair cell: arrivals decayed by (1 − 1/panes) a pane, float32
+    recent_epoch: np.ndarray  # slot: the pane epoch ``recent`` is decayed to
     pane_epoch: np.ndarray  # slot × pane: which pane epoch each ring entry holds
     carry: np.ndarray  # slot: budget accumulator
     last_used: np.ndarray  # slot: batch clock of last use (LRU)
     in_use: np.ndarray  # slot: held by a key
 
-    def __init__(self, n_cells: int, panes: int, max_keys: int, initial_keys: int = 16) -> None:
+    def __init__(
+        self,
+        n_cells: int,
+        panes: int,
+        max_keys: int,
+        window_cells: int | None = None,
+        window_groups: int | None = None,
+        initial_keys: int = 16,
+    ) -> None:
+        """``window_cells``: how many of the first cells (those of the first
+        ``window_groups`` groups, the marginals) have pane rings; the rest are
+        pair cells (default: all cells in rings, one group)."""
         self.n_cells = n_cells
+        self.window_cells = n_cells if window_cells is None else window_cells
+        self.window_groups = 1 if window_groups is None else window_groups
+        if not 0 < self.window_cells <= n_cells:
+            raise ValueError("window_cells must be in 1..n_cells")
         self.panes = panes
         self.max_keys = max_keys
+        self.decay = 1.0 - 1.0 / panes
         self._capacity = 0
         self.slot_of: dict[Hashable, int] = {}
         self.key_of: list[Hashable] = []
@@ -52,6 +107,7 @@ class KeyedWindows:
 
     def _allocate(self, capacity: int) -> None:
         old = self._capacity
+        wc, pc = self.window_cells, self.n_cells - self.window_cells
 
         def grow(name: str, shape: tuple[int, ...], dtype: type, axis: int = 0, fill: int = 0) -> None:
             new: np.ndarray = np.full(shape, fill, dtype=dtype)
@@ -61,9 +117,11 @@ class KeyedWindows:
                 new[index] = arr[index]
             setattr(self, name, new)
 
-        grow("ring", (2, capacity, self.panes, self.n_cells), np.int32, axis=1)
-        grow("totals", (2, capacity, self.n_cells), np.int64, axis=1)
-        grow("lifetime", (2, capacity, self.n_cells), np.int64, axis=1)
+        grow("ring", (2, capacity, self.panes, wc), np.int32, axis=1)
+        grow("totals", (2, capacity, wc), np.int64, axis=1)
+        grow("deficit", (capacity, self.n_cells), np.float64)
+        grow("recent", (capacity, pc), np.float32)
+        grow("recent_epoch", (capacity,), np.int64, fill=int(_EMPTY))
         grow("pane_epoch", (capacity, self.panes), np.int64, fill=int(_EMPTY))
         grow("carry", (capacity,), np.float64)
         grow("last_used", (capacity,), np.int64)
@@ -72,8 +130,9 @@ class KeyedWindows:
         self._capacity = capacity
 
     def bytes_per_key(self) -> int:
-        """State bytes one key costs (rings, totals, pane stamps, budget)."""
-        return 4 * 2 * self.panes * self.n_cells + 8 * 2 * self.n_cells + 8 * self.panes + 8 + 8 + 1
+        """State bytes one key costs (rings, totals, deficits, decayed counts, stamps, budget)."""
+        wc, pc = self.window_cells, self.n_cells - self.window_cells
+        return 4 * 2 * self.panes * wc + 8 * 2 * wc + 8 * self.n_cells + 4 * pc + 8 + 8 * self.panes + 8 + 8 + 1
 
     @property
     def keys_held(self) -> int:
@@ -131,7 +190,9 @@ class KeyedWindows:
         self.in_use[slot] = False
         self.ring[:, slot] = 0
         self.totals[:, slot] = 0
-        self.lifetime[:, slot] = 0
+        self.deficit[slot] = 0.0
+        self.recent[slot] = 0.0
+        self.recent_epoch[slot] = _EMPTY
         self.pane_epoch[slot] = _EMPTY
         self.carry[slot] = 0.0  # its carry stays in self.balance: the pool
         self._free.append(slot)
@@ -155,38 +216,49 @@ class KeyedWindows:
 
     # -- counting ------------------------------------------------------------
 
-    def add(self, kind: int, slots: np.ndarray, epochs: np.ndarray, cells: np.ndarray) -> None:
-        """Count records (slot, pane epoch, cells per group) into ``kind``.
-
-        Epochs must be live (after :meth:`advance`).
-        """
+    def add(self, kind: int, slots: np.ndarray, epochs: np.ndarray, cells: np.ndarray, watermark_epoch: int) -> None:
+        """Count records (slot, pane epoch, cells of every group) into ``kind``:
+        the marginal groups (the first ``window_groups`` columns) into the pane
+        rings; received records' pair groups into the decayed counts, after
+        decaying the keys' counts to the watermark. Epochs must be live (after
+        :meth:`advance`)."""
         if len(slots) == 0:
             return
         panes = epochs % self.panes
         self.pane_epoch[slots, panes] = epochs
         rows = slots * self.panes + panes
-        c = self.n_cells
-        ring = self.ring[kind].reshape(-1, c)  # view: (capacity·panes) × cells
+        wc, wg = self.window_cells, self.window_groups
+        ring = self.ring[kind].reshape(-1, wc)  # view: (capacity·panes) × cells
+        received = kind == self.RECEIVED and self.n_cells > wc
         first = rows[0]
-        if (rows == first).all():
-            counts = np.bincount(cells.ravel(), minlength=c)
-            ring[first] += counts.astype(np.int32)
-            self._count_totals(kind, first // self.panes, counts)
+        one_row = bool((rows == first).all())
+        if received:
+            self._decay(slots[:1] if one_row else np.unique(slots), watermark_epoch)
+        if one_row:  # one key and pane (the common case): one count, no sort
+            counts = np.bincount((cells if received else cells[:, :wg]).ravel(), minlength=self.n_cells)
+            ring[first] += counts[:wc].astype(np.int32)
+            self.totals[kind, first // self.panes] += counts[:wc]
+            if received:
+                self.recent[first // self.panes] += counts[wc:].astype(np.float32)
             return
-        uniq, inverse = np.unique(rows, return_inverse=True)
-        if len(uniq) * c <= 8 * cells.size:
-            flat = (inverse[:, None] * c + cells).ravel()
-            counts = np.bincount(flat, minlength=len(uniq) * c).reshape(len(uniq), c)
-            ring[uniq] += counts.astype(np.int32)
-            self._count_totals(kind, uniq // self.panes, counts)
-        else:  # many keys with few records each: scatter single counts
-            np.add.at(ring, (np.repeat(rows, cells.shape[1]), cells.ravel()), 1)
-            self._count_totals(kind, (np.repeat(slots, cells.shape[1]), cells.ravel()), 1)
+        uniq, counts = _scatter(ring, rows, np.ascontiguousarray(cells[:, :wg]))
+        np.add.at(self.totals[kind], uniq // self.panes, counts)
+        if received:
+            _scatter(self.recent, slots, cells[:, wg:] - wc)
 
-    def _count_totals(self, kind: int, at: Any, counts: Any) -> None:
-        """Add counts to the window totals and the lifetime totals alike."""
-        np.add.at(self.totals[kind], at, counts)
-        np.add.at(self.lifetime[kind], at, counts)
+    def _decay(self, keys: np.ndarray, watermark_epoch: int) -> None:
+        since = self.recent_epoch[keys]
+        steps = np.where(since == _EMPTY, 0, watermark_epoch - since).clip(0, None)
+        if steps.any():
+            self.recent[keys] *= (self.decay**steps).astype(np.float32)[:, None]
+        self.recent_epoch[keys] = watermark_epoch
+
+    def account(self, slots: np.ndarray, cells: np.ndarray, change: np.ndarray) -> None:
+        """``deficit[slot, cell] += change`` for every record's cells (all groups)."""
+        if len(slots):
+            _scatter(self.deficit, slots, cells, change)
 
     def reset(self) -> None:
-        self.__init__(self.n_cells, self.panes, self.max_keys)  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            self.n_cells, self.panes, self.max_keys, self.window_cells, self.window_groups
+        )

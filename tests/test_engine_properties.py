@@ -159,6 +159,63 @@ def test_window_totals_equal_the_sum_of_live_panes(clock: FakeClock) -> None:
         assert (w.totals[1] <= w.totals[0]).all()
 
 
+@FAST
+@given(
+    keys=st.lists(st.integers(0, 5), min_size=1, max_size=300),
+    cuts=st.lists(st.integers(1, 50), min_size=1, max_size=12),
+    rate=st.sampled_from([0.05, 0.1, 0.5, 1.0]),
+)
+def test_deficits_are_rate_times_received_minus_sent(keys: list[int], cuts: list[int], rate: float) -> None:
+    """The selector's per-key deficits, kept as running floats (by the selector for
+    keys that pick some of their records, directly for keys that send all or none),
+    equal ``rate · received − sent`` recounted from the records and the selection."""
+    proc = _keyed(rate)
+    records = [{"k": k, "c": "abc"[(k + i) % 3], "x": float(i % 17)} for i, k in enumerate(keys)]
+    chosen: list[int] = []
+    start = 0
+    for cut in [*cuts, len(records)]:
+        batch = records[start : start + cut]
+        chosen += [id(dp.data) for dp in proc.process_batch(batch)]
+        start += cut
+        if start >= len(records):
+            break
+    sent = set(chosen)
+    layout, w = proc._layout, proc._windows
+    for k in set(keys):
+        mine = [r for r in records if r["k"] == k]
+        codes = np.empty((len(mine), 2), dtype=np.int32)
+        for f, enc in enumerate(proc._encoders):
+            column = [r[("c", "x")[f]] for r in mine]
+            codes[:, f] = enc.encode(column, np.zeros(len(mine), dtype=np.int64), 0) if f == 0 else 0
+        cells = layout.cell_matrix(codes)[:, : layout.marginal_groups]  # the numeric's bins move: marginals of c
+        picked = np.array([id(r) in sent for r in mine])
+        expected = np.zeros(layout.n_cells)
+        np.add.at(expected, cells.ravel(), rate)
+        np.add.at(expected, cells[picked].ravel(), -1.0)
+        slot = w.slot_of[k]
+        c_cells = layout.marginal_slice(0)
+        assert np.allclose(w.deficit[slot, 0], expected[0])
+        assert np.allclose(w.deficit[slot, c_cells], expected[c_cells])
+
+
+def test_decayed_pair_counts_follow_the_window(clock: FakeClock) -> None:
+    """A steady stream: the pair cells' decayed counts add up to about the window's
+    record count; after the stream stops for a whole window they have mostly gone."""
+    proc = DistilledProcessor(build_graders(KEYED_FEATURES), 600, 0.1, 100, key_func=lambda r: r["k"], clock=clock)
+    w, layout = proc._windows, proc._layout
+    first_pair = slice(0, int(layout.offsets[layout.marginal_groups + 1]) - w.window_cells)
+    for _ in range(60):  # 100 records every 30 s, window 600 s: 2,000 records in the window
+        clock.now += 30.0
+        proc.process_batch([{"k": 0, "c": "abc"[j % 3], "x": float(j)} for j in range(100)])
+    slot = w.slot_of[0]
+    window = int(w.totals[0, slot, 0])
+    assert 1800 <= window <= 2000
+    assert 0.8 * window <= float(w.recent[slot, first_pair].sum()) <= 1.3 * window
+    clock.now += 600.0
+    proc.process_batch([{"k": 0, "c": "a", "x": 1.0}])
+    assert float(w.recent[slot, first_pair].sum()) < 0.5 * window
+
+
 def test_a_batch_with_more_keys_than_max_keys_is_taken_in_runs() -> None:
     """50 distinct keys in one batch, room for 10: no error, LRU evictions, the rate still exact."""
     proc = _keyed(0.1, max_keys=10)

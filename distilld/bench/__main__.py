@@ -52,7 +52,11 @@ def engine_throughput(n: int, batch: int) -> None:
         proc.select_codes(codes[start : start + batch], ts[: min(batch, n - start)])
     dt = time.perf_counter() - t0
     print(f"selection step alone (pre-graded codes), batch {batch}:           {_rate(n, dt)}")
-    print(f"state per key: {proc.bytes_per_key:,} bytes ({proc._layout.n_cells} cells × {proc._windows.panes} panes)")
+    layout, panes = proc._layout, proc._windows.panes
+    print(
+        f"state per key: {proc.bytes_per_key:,} bytes ({layout.n_cells} cells; "
+        f"the {layout.marginal_cells} marginal ones in {panes} panes)"
+    )
     t0 = time.perf_counter()
     blob = dump(proc)
     t1 = time.perf_counter()
