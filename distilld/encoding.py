@@ -14,8 +14,7 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
-
-from distilld.hashing import mix64
+from numba import njit
 
 __all__ = [
     "MISSING_LABEL",
@@ -174,6 +173,45 @@ class OpenCategoricalEncoder(CategoricalEncoder):
         return [*slots, OTHER_LABEL, MISSING_LABEL]
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True, nogil=True)
+def _reservoir(
+    values: np.ndarray, epochs: np.ndarray, pane_epoch: np.ndarray, seen: np.ndarray, sample: np.ndarray, seed: int
+) -> None:
+    """Reservoir sampling per time pane, in arrival order: the value at position
+    ``p`` of its pane (p ≥ the reservoir size) replaces entry ``h % (p + 1)`` when
+    that is inside the reservoir, ``h`` a splitmix64 hash of the position, pane
+    and seed (hashing.mix64), so the sample does not depend on how the stream
+    was cut into batches. A value for a pane older than the one its slot holds
+    is too late and skipped."""
+    panes, size = sample.shape
+    base = np.uint64(seed) * _GOLDEN + _GOLDEN
+    for i in range(values.shape[0]):
+        epoch = epochs[i]
+        slot = epoch % panes
+        if epoch < pane_epoch[slot]:
+            continue
+        if epoch > pane_epoch[slot]:
+            pane_epoch[slot] = epoch
+            seen[slot] = 0
+        pos = seen[slot]
+        seen[slot] += 1
+        if pos < size:
+            sample[slot, pos] = values[i]
+            continue
+        z = np.uint64(pos ^ (epoch << 20)) + base
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        z = z ^ (z >> np.uint64(31))
+        target = z % np.uint64(pos + 1)
+        if target < size:
+            sample[slot, np.int64(target)] = values[i]
+
+
 class NumericBinner(Encoder):
     """Numbers → equal-frequency bins of the current window, plus *missing*.
 
@@ -215,25 +253,7 @@ class NumericBinner(Encoder):
         self._since_refresh = 0
 
     def _observe(self, values: np.ndarray, epochs: np.ndarray) -> None:
-        for epoch in np.unique(epochs).tolist():
-            slot = epoch % self.panes
-            if epoch < self._epoch[slot]:
-                continue  # later data already owns this pane: too late to sample
-            if epoch > self._epoch[slot]:
-                self._epoch[slot] = epoch
-                self._seen[slot] = 0
-            chunk = values[epochs == epoch]
-            start = int(self._seen[slot])
-            positions = np.arange(start, start + len(chunk), dtype=np.int64)
-            self._seen[slot] += len(chunk)
-            head = positions < self.sample
-            self._values[slot, positions[head]] = chunk[head]
-            tail = ~head
-            if tail.any():
-                h = mix64(positions[tail] ^ np.int64(epoch << 20), self.seed)
-                target = (h % (positions[tail].astype(np.uint64) + np.uint64(1))).astype(np.int64)
-                accept = target < self.sample
-                self._values[slot, target[accept]] = chunk[tail][accept]
+        _reservoir(values, epochs, self._epoch, self._seen, self._values, self.seed & 0xFFFFFFFFFFFFFFFF)
         self._since_refresh += len(values)
 
     def _refresh(self, watermark: int) -> None:

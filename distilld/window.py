@@ -25,36 +25,41 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+from numba import njit
 
 __all__ = ["KeyedWindows"]
 
 _EMPTY = np.int64(-(2**62))
 
 
-def _scatter(
-    target: np.ndarray, rows: np.ndarray, cells: np.ndarray, values: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``target[rows[i], cells[i, g]] += values[i]`` (1 without values) for every
-    record i and group g; ``target`` is rows × cells. Returns the distinct rows
-    touched and their added counts (distinct rows × cells), for totals."""
-    c = target.shape[1]
-    weights = None if values is None else np.repeat(values, cells.shape[1])
-    first = rows[0]
-    if (rows == first).all():  # one key (the common case): no sort
-        counts = np.bincount(cells.ravel(), weights=weights, minlength=c)
-        target[first] += counts.astype(target.dtype)
-        return rows[:1], counts[None, :]
-    uniq, inverse = np.unique(rows, return_inverse=True)
-    if len(uniq) * c <= 8 * cells.size:
-        flat = (inverse[:, None] * c + cells).ravel()
-        counts = np.bincount(flat, weights=weights, minlength=len(uniq) * c).reshape(len(uniq), c)
-        target[uniq] += counts.astype(target.dtype)
-        return uniq, counts
-    # many rows with few records each: scatter one by one
-    np.add.at(target, (np.repeat(rows, cells.shape[1]), cells.ravel()), 1 if weights is None else weights)
-    counts = np.zeros((len(uniq), c), dtype=np.float64 if weights is not None else np.int64)
-    np.add.at(counts, (np.repeat(inverse, cells.shape[1]), cells.ravel()), 1 if weights is None else weights)
-    return uniq, counts
+@njit(cache=True, nogil=True)
+def _count(
+    ring: np.ndarray,  # (slot · pane) × window cell, int32 (a view of the rings)
+    totals: np.ndarray,  # slot × window cell, int64
+    recent: np.ndarray,  # slot × pair cell, float32
+    rows: np.ndarray,  # per record: slot · panes + pane
+    slots: np.ndarray,  # per record
+    cells: np.ndarray,  # records × groups
+    window_groups: int,
+    window_cells: int,
+    pairs: bool,  # count the pair groups into ``recent`` too
+) -> None:
+    for i in range(cells.shape[0]):
+        row, slot = rows[i], slots[i]
+        for g in range(window_groups):
+            c = cells[i, g]
+            ring[row, c] += 1
+            totals[slot, c] += 1
+        if pairs:
+            for g in range(window_groups, cells.shape[1]):
+                recent[slot, cells[i, g] - window_cells] += 1.0
+
+
+@njit(cache=True, nogil=True)
+def _account(deficit: np.ndarray, slots: np.ndarray, cells: np.ndarray, change: np.ndarray) -> None:
+    for i in range(cells.shape[0]):
+        for g in range(cells.shape[1]):
+            deficit[slots[i], cells[i, g]] += change[i]
 
 
 class KeyedWindows:
@@ -227,24 +232,14 @@ class KeyedWindows:
         panes = epochs % self.panes
         self.pane_epoch[slots, panes] = epochs
         rows = slots * self.panes + panes
-        wc, wg = self.window_cells, self.window_groups
-        ring = self.ring[kind].reshape(-1, wc)  # view: (capacity·panes) × cells
-        received = kind == self.RECEIVED and self.n_cells > wc
-        first = rows[0]
-        one_row = bool((rows == first).all())
-        if received:
-            self._decay(slots[:1] if one_row else np.unique(slots), watermark_epoch)
-        if one_row:  # one key and pane (the common case): one count, no sort
-            counts = np.bincount((cells if received else cells[:, :wg]).ravel(), minlength=self.n_cells)
-            ring[first] += counts[:wc].astype(np.int32)
-            self.totals[kind, first // self.panes] += counts[:wc]
-            if received:
-                self.recent[first // self.panes] += counts[wc:].astype(np.float32)
-            return
-        uniq, counts = _scatter(ring, rows, np.ascontiguousarray(cells[:, :wg]))
-        np.add.at(self.totals[kind], uniq // self.panes, counts)
-        if received:
-            _scatter(self.recent, slots, cells[:, wg:] - wc)
+        pairs = kind == self.RECEIVED and self.n_cells > self.window_cells
+        if pairs:
+            self._decay(np.unique(slots), watermark_epoch)
+        ring = self.ring[kind].reshape(-1, self.window_cells)  # a view: (slot · pane) × cell
+        _count(
+            ring, self.totals[kind], self.recent, rows, slots, np.ascontiguousarray(cells, dtype=np.int32),
+            self.window_groups, self.window_cells, pairs,
+        )  # fmt: skip
 
     def _decay(self, keys: np.ndarray, watermark_epoch: int) -> None:
         since = self.recent_epoch[keys]
@@ -256,7 +251,7 @@ class KeyedWindows:
     def account(self, slots: np.ndarray, cells: np.ndarray, change: np.ndarray) -> None:
         """``deficit[slot, cell] += change`` for every record's cells (all groups)."""
         if len(slots):
-            _scatter(self.deficit, slots, cells, change)
+            _account(self.deficit, slots, np.ascontiguousarray(cells, dtype=np.int32), change.astype(np.float64))
 
     def reset(self) -> None:
         self.__init__(  # type: ignore[misc]

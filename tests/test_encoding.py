@@ -73,6 +73,51 @@ def test_numeric_edges_follow_the_window_and_forget_expired_panes() -> None:
     assert 5400 < enc.edges[0] < 5600
 
 
+def _reference_reservoir(panes: int, size: int, seed: int, batches: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The reservoir rule written with numpy, pane by pane (panes in order)."""
+    from distilld.hashing import mix64
+
+    pane_epoch, seen = np.full(panes, -(2**62)), np.zeros(panes, dtype=np.int64)
+    sample = np.zeros((panes, size))
+    for values, epochs in batches:
+        for epoch in np.unique(epochs).tolist():
+            slot = epoch % panes
+            if epoch < pane_epoch[slot]:
+                continue
+            if epoch > pane_epoch[slot]:
+                pane_epoch[slot], seen[slot] = epoch, 0
+            chunk = values[epochs == epoch]
+            pos = np.arange(seen[slot], seen[slot] + len(chunk))
+            seen[slot] += len(chunk)
+            head = pos < size
+            sample[slot, pos[head]] = chunk[head]
+            h = mix64(pos[~head] ^ np.int64(epoch << 20), seed)
+            target = (h % (pos[~head].astype(np.uint64) + np.uint64(1))).astype(np.int64)
+            for t, v in zip(target.tolist(), chunk[~head].tolist(), strict=True):
+                if t < size:
+                    sample[slot, t] = v
+    return sample
+
+
+@pytest.mark.parametrize("cuts", [[5000], [1, 999, 4000], [700] * 8])
+def test_numeric_reservoirs_follow_the_hashed_rule_whatever_the_batches(cuts: list[int]) -> None:
+    """The compiled reservoir equals the rule written with numpy, and cutting the
+    same stream into other batches gives the same sample (so the same edges)."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=5000)
+    epochs = np.repeat(np.arange(7, 12), 1000)  # five panes in order, one more than the ring
+    enc = NumericBinner(bins=4, panes=4, sample=64, seed=9)
+    batches, start = [], 0
+    for cut in cuts:
+        stop = min(start + cut, len(values))
+        batches.append((values[start:stop], epochs[start:stop]))
+        enc.encode(values[start:stop].tolist(), epochs[start:stop], int(epochs[stop - 1]))
+        start = stop
+    expected = _reference_reservoir(4, 64, 9, [(values, epochs)])
+    assert np.array_equal(enc._values, expected)
+    assert enc._seen.tolist() == [1000] * 4
+
+
 @pytest.mark.parametrize(
     "path, record, expected",
     [
