@@ -317,14 +317,17 @@ class DistilledProcessor:
         deficit = windows.deficit[part_slots]
         chosen = self._select(key_index, cells, quota, partial, part_slots, deficit, live)
         windows.deficit[part_slots] = deficit
-        sent = np.zeros(len(codes), dtype=np.bool_)
-        sent[chosen] = True
-        sent &= live
-        # keys that sent all or none of their records: arrivals and sends go straight into their deficits
+        picked = np.zeros(len(codes), dtype=np.bool_)
+        picked[chosen] = True
+        sent = picked & live
+        # keys that sent all or none of their records: arrivals and sends go straight into their deficits;
+        # a record too late for the window counts in neither (the selector took its pick off: give it back)
         whole = ~partial[key_index]
-        if whole.any():
-            change = self.reduction_percentage * live[whole] - sent[whole]
-            windows.account(record_slots[whole], cells[whole], change)
+        late = picked & ~live & ~whole
+        if whole.any() or late.any():
+            change = np.where(whole, self.reduction_percentage * live - sent, 1.0)
+            touched = whole | late
+            windows.account(record_slots[touched], cells[touched], change[touched])
         windows.add(KeyedWindows.SENT, record_slots[sent], epochs[sent], cells[sent], w_epoch)
         self._seq += len(codes)
 

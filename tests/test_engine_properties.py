@@ -198,6 +198,24 @@ def test_deficits_are_rate_times_received_minus_sent(keys: list[int], cuts: list
         assert np.allclose(w.deficit[slot, c_cells], expected[c_cells])
 
 
+def test_records_too_late_for_the_window_leave_the_deficits_alone(clock: FakeClock) -> None:
+    """A record older than the window joins no window: whether it is picked or
+    not, the deficits count only the live records, received and sent."""
+    graders = build_graders(KEYED_FEATURES)
+    proc = DistilledProcessor(graders, 600, 0.1, 1000, timestamp_func=lambda r: r["t"], clock=clock)
+    clock.now = 10_000.0
+    live = [{"t": 10_000.0, "c": "abc"[i % 3], "x": float(i)} for i in range(300)]
+    late = [{"t": 1_000.0, "c": "a", "x": float(i)} for i in range(300)]
+    mixed = [r for pair in zip(live, late, strict=True) for r in pair]
+    picked = {id(dp.data) for dp in proc.process_batch(mixed)}
+    assert any(id(r) in picked for r in late)  # late records can be forwarded...
+    c_cells = proc._layout.marginal_slice(0)
+    counts = np.array([sum(r["c"] == v for r in live) for v in "abc"], dtype=float)
+    sent = np.array([sum(r["c"] == v and id(r) in picked for r in live) for v in "abc"], dtype=float)
+    deficit = proc._windows.deficit[proc._windows.slot_of[None], c_cells][:3]
+    assert np.allclose(deficit, 0.1 * counts - sent)  # ...but only live ones count
+
+
 def test_decayed_pair_counts_follow_the_window(clock: FakeClock) -> None:
     """A steady stream: the pair cells' decayed counts add up to about the window's
     record count; after the stream stops for a whole window they have mostly gone."""
