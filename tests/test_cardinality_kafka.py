@@ -39,7 +39,8 @@ MAX_KEYS = 10_000
 # The documented bound: the daemon's RSS with nothing held, plus the windows of MAX_KEYS keys
 # (bytes per key from the reducer's layout), plus 250 MB for the rest: librdkafka's fetch queue
 # (queued.max.messages.kbytes, 64 MB), a batch of decoded records and its selections in flight,
-# and the allocator's slack. Measured here: 187 MB idle, 550 MB peak, 226 MB of windows.
+# and the allocator's slack. Measured here: 186 MB idle, 324 MB peak, 67 MB of windows (550 MB peak when
+# pair cells had pane rings too: 226 MB of windows).
 SLACK_MB = 250
 
 
