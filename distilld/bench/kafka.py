@@ -34,7 +34,12 @@ from distilld.snapshot import dump
 
 __all__ = ["end_to_end"]
 
-FAST_FETCH = {"fetch.wait.max.ms": 10, "session.timeout.ms": 6000, "queued.min.messages": 200_000}
+FAST_FETCH = {
+    "fetch.wait.max.ms": 10,
+    "session.timeout.ms": 6000,
+    "queued.min.messages": 200_000,
+    "fetch.error.backoff.ms": 10,
+}
 
 
 def _fill(bootstrap: str, topic: str, n: int, partitions: int, keys: int) -> list[dict[str, Any]]:

@@ -163,7 +163,7 @@ def _quantile(before: list[tuple[float, float]], after: list[tuple[float, float]
     return float("inf")
 
 
-def _config(bootstrap: str, port: int) -> dict[str, Any]:
+def _config(bootstrap: str, port: int, consumer: dict[str, str] | None = None) -> dict[str, Any]:
     _, _, features = people(10)
     return {
         "kafka": {
@@ -172,7 +172,8 @@ def _config(bootstrap: str, port: int) -> dict[str, Any]:
             "input_topics": ["soak"],
             "output_topic": "soak.out",
             "dlq_topic": "soak.dlq",
-            "consumer": {"session.timeout.ms": 10_000},  # the embedded broker's join waits half of it
+            # the embedded broker's join waits half the session timeout
+            "consumer": {"session.timeout.ms": 10_000, **(consumer or {})},
         },
         "reducer": {"key": "kafka_key", "time": "kafka_timestamp", "window_seconds": WINDOW_S},
         "features": features,
@@ -181,7 +182,14 @@ def _config(bootstrap: str, port: int) -> dict[str, Any]:
     }
 
 
-def soak(minutes: float, rate: float, every: float, out: Path | None, with_bare: bool = False) -> list[Sample]:
+def soak(
+    minutes: float,
+    rate: float,
+    every: float,
+    out: Path | None,
+    with_bare: bool = False,
+    consumer: dict[str, str] | None = None,
+) -> list[Sample]:
     tmp = Path(tempfile.mkdtemp(prefix="distilld-soak-"))
     with EmbeddedBroker(log=tmp / "tansu.log") as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -189,7 +197,7 @@ def soak(minutes: float, rate: float, every: float, out: Path | None, with_bare:
             f.result(30)
         port = free_port()
         config = tmp / "distilld.yaml"
-        config.write_text(yaml.safe_dump(_config(broker.bootstrap, port)))
+        config.write_text(yaml.safe_dump(_config(broker.bootstrap, port, consumer)))
         log = open(tmp / "daemon.log", "wb")  # noqa: SIM115 - handed to the process
         daemon = subprocess.Popen(
             [sys.executable, "-m", "distilld", "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
@@ -299,9 +307,17 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="a plain consumer beside the daemon, to tell the broker's lag from the daemon's (it loads the broker)",
     )
+    parser.add_argument(
+        "--consumer",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra librdkafka setting for the daemon's consumer (repeatable), e.g. fetch.error.backoff.ms=10",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("RUST_LOG", "warn")
-    soak(args.minutes, args.rate, args.every, args.out, with_bare=args.bare)
+    consumer = dict(item.split("=", 1) for item in args.consumer)
+    soak(args.minutes, args.rate, args.every, args.out, with_bare=args.bare, consumer=consumer)
 
 
 if __name__ == "__main__":
