@@ -87,3 +87,10 @@ def test_check_config_and_the_daemon_never_print_secrets(tmp_path: Path, monkeyp
     assert "state topic" in d.log(), "it did try and log"
     for secret in (PASSWORD, "key-" + PASSWORD):
         assert secret not in output
+
+
+def test_the_consumer_does_not_idle_a_second_after_its_queue_fills_unless_told_to() -> None:
+    """librdkafka's fetch.queue.backoff.ms (1000 ms by default) is the daemon's 50 ms; a user setting wins."""
+    assert consumer_config(load_settings(None, **BASE))["fetch.queue.backoff.ms"] == 50
+    mine = load_settings(None, **_kafka(consumer={"fetch.queue.backoff.ms": 500}))
+    assert consumer_config(mine)["fetch.queue.backoff.ms"] == 500

@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from distilld.bench.streams import people
 from distilld.broker import EmbeddedBroker
+from distilld.daemon.clients import FETCH_QUEUE_BACKOFF_MS
 from distilld.daemon.loop import Daemon, tune_gc
 from distilld.daemon.partition import Partition
 from distilld.settings import Settings, load_settings
@@ -34,11 +35,13 @@ from distilld.snapshot import dump
 
 __all__ = ["end_to_end"]
 
+# for both loops: short fetch waits, a deep local queue, the embedded broker's slow group join,
+# and the daemon's own fetch-queue backoff (librdkafka's default of 1000 ms idles a fast reader)
 FAST_FETCH = {
     "fetch.wait.max.ms": 10,
     "session.timeout.ms": 6000,
     "queued.min.messages": 200_000,
-    "fetch.error.backoff.ms": 10,
+    "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from distilld import __version__
 from distilld.settings import Settings
 
-__all__ = ["client_config", "consumer_config", "producer_config"]
+__all__ = ["FETCH_QUEUE_BACKOFF_MS", "client_config", "consumer_config", "producer_config"]
 
 # what the delivery guarantee rests on: user settings cannot turn these off
 CONSUMER_GUARANTEES = {
@@ -22,6 +22,13 @@ CONSUMER_GUARANTEES = {
     "partition.assignment.strategy": "cooperative-sticky",
 }
 PRODUCER_GUARANTEES = {"acks": "all"}
+
+# librdkafka stops fetching a partition whose local queue is full (queued.min.messages or
+# queued.max.messages.kbytes) and, by default, waits 1000 ms before fetching it again: a
+# daemon that empties the queue faster than that (catching up after a restart, or any
+# backlog) then idles until the second is up. In make bench that cost the daemon ~40 % of
+# its throughput (~200k -> ~340k records/s with 50 ms). Users can still set it.
+FETCH_QUEUE_BACKOFF_MS = 50
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
@@ -36,6 +43,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": 50,
         "queued.max.messages.kbytes": 65536,
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "client.id": f"distilld-{__version__}",
         "statistics.interval.ms": 1000,  # consumer lag and broker state for metrics and /readyz
     }
