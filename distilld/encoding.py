@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from distilld.hashing import GOLDEN, M1, M2
+
 __all__ = [
     "MISSING_LABEL",
     "OTHER_LABEL",
@@ -173,11 +175,6 @@ class OpenCategoricalEncoder(CategoricalEncoder):
         return [*slots, OTHER_LABEL, MISSING_LABEL]
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-
 @njit(cache=True, nogil=True)
 def _reservoir(
     values: np.ndarray, epochs: np.ndarray, pane_epoch: np.ndarray, seen: np.ndarray, sample: np.ndarray, seed: int
@@ -189,7 +186,7 @@ def _reservoir(
     was cut into batches. A value for a pane older than the one its slot holds
     is too late and skipped."""
     panes, size = sample.shape
-    base = np.uint64(seed) * _GOLDEN + _GOLDEN
+    base = np.uint64(seed) * GOLDEN + GOLDEN
     for i in range(values.shape[0]):
         epoch = epochs[i]
         slot = epoch % panes
@@ -204,8 +201,8 @@ def _reservoir(
             sample[slot, pos] = values[i]
             continue
         z = np.uint64(pos ^ (epoch << 20)) + base
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
+        z = (z ^ (z >> np.uint64(30))) * M1
+        z = (z ^ (z >> np.uint64(27))) * M2
         z = z ^ (z >> np.uint64(31))
         target = z % np.uint64(pos + 1)
         if target < size:

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mix64", "unit_float"]
+__all__ = ["GOLDEN", "M1", "M2", "mix64", "unit_float"]
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+# splitmix64's constants (the compiled reservoir in encoding.py uses them too)
+M1 = np.uint64(0xBF58476D1CE4E5B9)
+M2 = np.uint64(0x94D049BB133111EB)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def mix64(values: np.ndarray, seed: int = 0) -> np.ndarray:
     """splitmix64 finaliser of ``values + seed`` (uint64 in, uint64 out)."""
     with np.errstate(over="ignore"):
         z = values.astype(np.uint64, copy=True)
-        z += np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * _GOLDEN + _GOLDEN
+        z += np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * GOLDEN + GOLDEN
         z ^= z >> np.uint64(30)
-        z *= _M1
+        z *= M1
         z ^= z >> np.uint64(27)
-        z *= _M2
+        z *= M2
         z ^= z >> np.uint64(31)
     return z
 

@@ -308,10 +308,11 @@ class DistilledProcessor:
         windows.carry[slots] = carry
         partial = (quota > 0) & (quota < received)
         part_slots = slots[partial]
+        windows.decay_to(slots, w_epoch)
         if live.all():
-            windows.add(KeyedWindows.RECEIVED, record_slots, epochs, cells, w_epoch)
+            windows.add(KeyedWindows.RECEIVED, record_slots, epochs, cells)
         else:
-            windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live], w_epoch)
+            windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live])
 
         # the selector takes the deficits as they stood before this batch and adds the arrivals as it goes
         deficit = windows.deficit[part_slots]
@@ -328,7 +329,7 @@ class DistilledProcessor:
             change = np.where(whole, self.reduction_percentage * live - sent, 1.0)
             touched = whole | late
             windows.account(record_slots[touched], cells[touched], change[touched])
-        windows.add(KeyedWindows.SENT, record_slots[sent], epochs[sent], cells[sent], w_epoch)
+        windows.add(KeyedWindows.SENT, record_slots[sent], epochs[sent], cells[sent])
         self._seq += len(codes)
 
         totals = windows.totals[:, slots, 0]

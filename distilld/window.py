@@ -221,27 +221,25 @@ class KeyedWindows:
 
     # -- counting ------------------------------------------------------------
 
-    def add(self, kind: int, slots: np.ndarray, epochs: np.ndarray, cells: np.ndarray, watermark_epoch: int) -> None:
+    def add(self, kind: int, slots: np.ndarray, epochs: np.ndarray, cells: np.ndarray) -> None:
         """Count records (slot, pane epoch, cells of every group) into ``kind``:
         the marginal groups (the first ``window_groups`` columns) into the pane
-        rings; received records' pair groups into the decayed counts, after
-        decaying the keys' counts to the watermark. Epochs must be live (after
-        :meth:`advance`)."""
+        rings; received records' pair groups into the decayed counts (decay the
+        keys first: :meth:`decay_to`). Epochs must be live (after :meth:`advance`)."""
         if len(slots) == 0:
             return
         panes = epochs % self.panes
         self.pane_epoch[slots, panes] = epochs
         rows = slots * self.panes + panes
         pairs = kind == self.RECEIVED and self.n_cells > self.window_cells
-        if pairs:
-            self._decay(np.unique(slots), watermark_epoch)
         ring = self.ring[kind].reshape(-1, self.window_cells)  # a view: (slot · pane) × cell
         _count(
             ring, self.totals[kind], self.recent, rows, slots, np.ascontiguousarray(cells, dtype=np.int32),
             self.window_groups, self.window_cells, pairs,
         )  # fmt: skip
 
-    def _decay(self, keys: np.ndarray, watermark_epoch: int) -> None:
+    def decay_to(self, keys: np.ndarray, watermark_epoch: int) -> None:
+        """Age the decayed counts of ``keys`` (distinct slots) to the watermark's pane."""
         since = self.recent_epoch[keys]
         steps = np.where(since == _EMPTY, 0, watermark_epoch - since).clip(0, None)
         if steps.any():
