@@ -17,7 +17,7 @@ window:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from distilld.budget import allocate
 
-__all__ = ["METRICS", "Stream", "evaluate", "random_selection"]
+__all__ = ["METRICS", "Stream", "category_tvs", "evaluate", "pair_tvs", "random_selection", "windows"]
 
 METRICS = ("category_tv", "pair_tv", "ks", "corr", "count")
 
@@ -76,6 +76,33 @@ def _corr_error(full: np.ndarray, sel: np.ndarray) -> float:
     return float(np.nanmean(np.abs(cf[iu] - cs[iu])))
 
 
+def category_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> dict[str, float]:
+    """Per categorical feature: TV of its shares, selection against window."""
+    out = {}
+    for n, c in stream.categorical.items():
+        k = int(max(c[window].max(initial=0), c[selected].max(initial=0))) + 1
+        out[n] = _tv_codes(c[window], c[selected], k)
+    return out
+
+
+def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> dict[tuple[str, str], float]:
+    """Per feature pair: TV of its joint shares (numerics cut at the window's quintiles)."""
+    codes: dict[str, np.ndarray] = {}
+    scodes: dict[str, np.ndarray] = {}
+    sizes: dict[str, int] = {}
+    for n, c in stream.categorical.items():
+        codes[n], scodes[n] = c[window], c[selected]
+        sizes[n] = int(max(codes[n].max(initial=0), scodes[n].max(initial=0))) + 1
+    for n, v in stream.numeric.items():
+        edges = np.quantile(v[window], [0.2, 0.4, 0.6, 0.8])
+        codes[n], scodes[n], sizes[n] = np.searchsorted(edges, v[window]), np.searchsorted(edges, v[selected]), 5
+    out = {}
+    for a, b in combinations(codes, 2):
+        k = sizes[a] * sizes[b]
+        out[a, b] = _tv_codes(codes[a] * sizes[b] + codes[b], scodes[a] * sizes[b] + scodes[b], k)
+    return out
+
+
 def _window_errors(stream: Stream, window: np.ndarray, selected: np.ndarray, weights: np.ndarray) -> dict[str, float]:
     cats = {n: c[window] for n, c in stream.categorical.items()}
     scats = {n: c[selected] for n, c in stream.categorical.items()}
@@ -83,19 +110,10 @@ def _window_errors(stream: Stream, window: np.ndarray, selected: np.ndarray, wei
     snums = {n: v[selected] for n, v in stream.numeric.items()}
     ks_ = {n: int(max(c.max(initial=0), scats[n].max(initial=0))) + 1 for n, c in cats.items()}
 
-    # every feature as codes for pairs: numerics cut at the window's quintiles
-    codes, scodes, sizes = dict(cats), dict(scats), dict(ks_)
-    for n, v in nums.items():
-        edges = np.quantile(v, [0.2, 0.4, 0.6, 0.8])
-        codes[n], scodes[n], sizes[n] = np.searchsorted(edges, v), np.searchsorted(edges, snums[n]), 5
-
     out: dict[str, float] = {}
-    out["category_tv"] = float(np.mean([_tv_codes(cats[n], scats[n], ks_[n]) for n in cats])) if cats else 0.0
-    pair_tvs = []
-    for a, b in combinations(codes, 2):
-        k = sizes[a] * sizes[b]
-        pair_tvs.append(_tv_codes(codes[a] * sizes[b] + codes[b], scodes[a] * sizes[b] + scodes[b], k))
-    out["pair_tv"] = float(np.mean(pair_tvs)) if pair_tvs else 0.0
+    out["category_tv"] = float(np.mean(list(category_tvs(stream, window, selected).values()))) if cats else 0.0
+    pairs = pair_tvs(stream, window, selected)
+    out["pair_tv"] = float(np.mean(list(pairs.values()))) if pairs else 0.0
     out["ks"] = float(np.mean([_ks(nums[n], snums[n]) for n in nums])) if nums else 0.0
     if len(nums) >= 2:
         out["corr"] = _corr_error(np.column_stack(list(nums.values())), np.column_stack(list(snums.values())))
@@ -111,20 +129,24 @@ def _window_errors(stream: Stream, window: np.ndarray, selected: np.ndarray, wei
     return out
 
 
+def windows(
+    stream: Stream, mask: np.ndarray, window_seconds: float, checkpoints: int = 12
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(window's records, selected ones) at ``checkpoints`` sliding windows after the first full one."""
+    t = stream.timestamps
+    for end in np.linspace(t[0] + window_seconds, t[-1], checkpoints):
+        lo, hi = np.searchsorted(t, end - window_seconds, side="right"), np.searchsorted(t, end, side="right")
+        window = np.arange(lo, hi)
+        selected = window[mask[lo:hi]]
+        if len(selected) >= 3:
+            yield window, selected
+
+
 def evaluate(
     stream: Stream, mask: np.ndarray, weights: np.ndarray, window_seconds: float, checkpoints: int = 12
 ) -> dict[str, float]:
     """Mean error per metric over ``checkpoints`` sliding windows after the first full one."""
-    t = stream.timestamps
-    ends = np.linspace(t[0] + window_seconds, t[-1], checkpoints)
-    rows = []
-    for end in ends:
-        lo, hi = np.searchsorted(t, end - window_seconds, side="right"), np.searchsorted(t, end, side="right")
-        window = np.arange(lo, hi)
-        selected = window[mask[lo:hi]]
-        if len(selected) < 3:
-            continue
-        rows.append(_window_errors(stream, window, selected, weights))
+    rows = [_window_errors(stream, w, s, weights) for w, s in windows(stream, mask, window_seconds, checkpoints)]
     return {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
 
 

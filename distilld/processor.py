@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from distilld.budget import allocate
 from distilld.cells import CellLayout
 from distilld.datapoint import DataPoint
-from distilld.encoding import to_float_array
+from distilld.encoding import NumericBinner, to_float_array
 from distilld.graders import GradingFunction, safe_map
 from distilld.hashing import unit_float
 from distilld.selector import HerdingSelector
@@ -97,7 +98,9 @@ class DistilledProcessor:
         pairs: Sequence[tuple[str, str]] | None = None,
         segment_picks: int = 4,
         marginal_weight: float = 16.0,
+        numeric_marginal_weight: float = 4.0,
         pair_weight: float = 1.0,
+        comoment_weight: float = 16.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not grading_functions:
@@ -132,11 +135,22 @@ class DistilledProcessor:
             pairs=pair_index,
             pair_div=[e.pair_div for e in self._encoders],
         )
+        numeric = [isinstance(e, NumericBinner) for e in self._encoders]
+        self._numeric = [f for f, flag in enumerate(numeric) if flag]
+        self._comoments = list(combinations(range(len(self._numeric)), 2))
         self._windows = KeyedWindows(
-            self._layout.n_cells, panes, max_keys, self._layout.marginal_cells, self._layout.marginal_groups
+            self._layout.n_cells,
+            panes,
+            max_keys,
+            self._layout.marginal_cells,
+            self._layout.marginal_groups,
+            moments=len(self._comoments),
         )
         self._selector = HerdingSelector(
-            reduction_percentage, self._layout.group_weights(marginal_weight, pair_weight), segment_picks
+            reduction_percentage,
+            self._layout.group_weights(marginal_weight, pair_weight, numeric_marginal_weight, numeric),
+            segment_picks,
+            np.full(len(self._comoments), float(comoment_weight)),
         )
         self._watermark = -math.inf
         self._seq = 0
@@ -202,12 +216,16 @@ class DistilledProcessor:
             return self._select_in_parts(records, timestamps, key_index, keys, limit, values, extracted)
         epochs, w_epoch = self._advance(timestamps)
         codes = np.empty((len(records), len(self._graders)), dtype=np.int32)
+        ranks = np.empty((len(records), len(self._numeric)), dtype=np.float64)
         for f, (grader, encoder) in enumerate(zip(self._graders, self._encoders, strict=True)):
             raw = extracted[f] if extracted is not None else grader.extract_batch(records)
             if values is not None:
                 values.append(raw)
-            codes[:, f] = encoder.encode(raw, epochs, w_epoch)
-        return self._reduce(codes, epochs, w_epoch, key_index, keys)
+            if isinstance(encoder, NumericBinner):
+                codes[:, f], ranks[:, self._numeric.index(f)] = encoder.encode_ranked(raw, epochs, w_epoch)
+            else:
+                codes[:, f] = encoder.encode(raw, epochs, w_epoch)
+        return self._reduce(codes, epochs, w_epoch, key_index, keys, ranks)
 
     def extract(self, records: Sequence[Any]) -> tuple[list[list[Any]], list[tuple[int, str]]]:
         """Every feature's raw values, and the records whose grader raised: (index,
@@ -279,23 +297,42 @@ class DistilledProcessor:
         timestamps: np.ndarray,
         key_index: np.ndarray | None = None,
         keys: list[Hashable] | None = None,
+        ranks: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The engine without grading: codes (records × features) in, (chosen
-        indices, weight per key) out. For benchmarks and callers that grade
-        themselves."""
+        indices, weight per key) out. ``ranks``: the numeric features' ranks in
+        [-1, 1] (records × numerics; default 0, which leaves their co-moments
+        alone). For benchmarks and callers that grade themselves."""
         if key_index is None or keys is None:
             key_index, keys = np.zeros(len(codes), dtype=np.int64), [None]
+        if ranks is None:
+            ranks = np.zeros((len(codes), len(self._numeric)))
         epochs, w_epoch = self._advance(timestamps)
-        return self._reduce(codes, epochs, w_epoch, key_index, keys)
+        return self._reduce(codes, epochs, w_epoch, key_index, keys, ranks)
+
+    def _comoment_values(self, ranks: np.ndarray) -> np.ndarray:
+        """Per record, the product of the ranks of every pair of numerics, times 3
+        (a rank's variance is 1/3, so the window's mean is its rank correlation)."""
+        if not self._comoments:
+            return np.zeros((len(ranks), 0))
+        a, b = np.array(self._comoments).T
+        return 3.0 * ranks[:, a] * ranks[:, b]
 
     def _reduce(
-        self, codes: np.ndarray, epochs: np.ndarray, w_epoch: int, key_index: np.ndarray, keys: list[Hashable]
+        self,
+        codes: np.ndarray,
+        epochs: np.ndarray,
+        w_epoch: int,
+        key_index: np.ndarray,
+        keys: list[Hashable],
+        ranks: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Count, budget, select. Returns (chosen record indices, weight per key)."""
         windows = self._windows
         for f, encoder in enumerate(self._encoders):
             self.missing_counts[f] += int(np.count_nonzero(codes[:, f] == encoder.missing_code))
         cells = self._layout.cell_matrix(codes)
+        moments = self._comoment_values(ranks)
         slots = windows.slots_for(keys)
         record_slots = slots[key_index]
         live = windows.live(epochs, w_epoch)
@@ -316,7 +353,7 @@ class DistilledProcessor:
 
         # the selector takes the deficits as they stood before this batch and adds the arrivals as it goes
         deficit = windows.deficit[part_slots]
-        chosen = self._select(key_index, cells, quota, partial, part_slots, deficit, live)
+        chosen = self._select(key_index, cells, moments, quota, partial, part_slots, deficit, live)
         windows.deficit[part_slots] = deficit
         picked = np.zeros(len(codes), dtype=np.bool_)
         picked[chosen] = True
@@ -328,7 +365,7 @@ class DistilledProcessor:
         if whole.any() or late.any():
             change = np.where(whole, self.reduction_percentage * live - sent, 1.0)
             touched = whole | late
-            windows.account(record_slots[touched], cells[touched], change[touched])
+            windows.account(record_slots[touched], cells[touched], change[touched], moments[touched])
         windows.add(KeyedWindows.SENT, record_slots[sent], epochs[sent], cells[sent])
         self._seq += len(codes)
 
@@ -340,6 +377,7 @@ class DistilledProcessor:
         self,
         key_index: np.ndarray,
         cells: np.ndarray,
+        moments: np.ndarray,
         quota: np.ndarray,
         partial: np.ndarray,
         part_slots: np.ndarray,
@@ -361,6 +399,7 @@ class DistilledProcessor:
                 deficit,
                 jitter,
                 self.reduction_percentage * live[candidates],
+                moments[candidates],
             )
             picked.append(candidates[local])
         return np.sort(np.concatenate(picked))

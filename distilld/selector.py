@@ -3,9 +3,18 @@
 For a key, cell c has a deficit ``D = rate · received − sent`` counted over
 the key's lifetime and a target size ``T = rate · received`` over the
 window (for pair cells, the decayed count that stands in for it: window.py).
-Sending a record lowers ``D²`` of each of its cells by ``2D − 1``; dividing
-by ``T + 1`` leans toward the small buckets (the seed's tie-break rule). A
+Sending a record lowers ``D²`` of each of its cells by ``2D − 1``; the weight
+is divided by ``T + SMALL_CELL``, which leans toward the small buckets (the
+seed's tie-break rule) but only down to a size of about ``SMALL_CELL`` picks:
+below that, a cell's miss of one record is not worth more than a bigger
+cell's (total variation counts records missed, in any cell alike). A
 record's score is the weighted sum over its cells.
+
+*Moments* are sums of a value per record balanced the same way: a deficit
+``M = rate · Σ received v − Σ sent v`` per key, lowered by ``2Mv − v²`` when
+a record with value ``v`` is sent. The processor uses them for the co-moment
+of every pair of numeric features (the product of their ranks), which keeps
+how numerics go together inside the cells that bin them.
 
 Keeping the *lifetime* deficits near zero balances every stretch of the
 stream, since over any interval ``sent − rate · received = D(start) − D(end)``;
@@ -25,12 +34,14 @@ numpy. Exact ties are broken by a seeded hash of the record's position.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
 
-__all__ = ["HerdingSelector"]
+__all__ = ["SMALL_CELL", "HerdingSelector"]
+
+SMALL_CELL = 10.0  # picks: cells smaller than this weigh about alike (see above)
 
 
 @njit(cache=True, nogil=True)
@@ -44,9 +55,12 @@ def _herd(
     scale: np.ndarray,  # keys × cells: weight / (T + 1)^normalize
     jitter: np.ndarray,  # per candidate
     arrive: np.ndarray,  # per candidate: what its arrival added to its cells' deficits
+    moments: np.ndarray,  # candidates × moments: each one's values
+    moment_scale: np.ndarray,  # keys × moments
+    base: int,  # the first moment's column in ``deficit``
 ) -> np.ndarray:
     chosen = np.zeros(cells.shape[0], dtype=np.bool_)
-    groups = cells.shape[1]
+    groups, n_moments = cells.shape[1], moments.shape[1]
     for k in range(starts.shape[0] - 1):
         lo, hi, q = starts[k], starts[k + 1], quota[k]
         n = hi - lo
@@ -60,6 +74,8 @@ def _herd(
                 i = order[j]
                 for g in range(groups):
                     deficit[k, cells[i, g]] += arrive[i]
+                for m in range(n_moments):
+                    deficit[k, base + m] += arrive[i] * moments[i, m]
             picks = ((s + 1) * q) // segments - (s * q) // segments
             for _ in range(picks):
                 best, best_score = -1, -np.inf
@@ -71,6 +87,9 @@ def _herd(
                     for g in range(groups):
                         c = cells[i, g]
                         score += scale[k, c] * (2.0 * deficit[k, c] - 1.0)
+                    for m in range(n_moments):
+                        v = moments[i, m]
+                        score += moment_scale[k, m] * v * (2.0 * deficit[k, base + m] - v)
                     if score > best_score:
                         best, best_score = i, score
                 if best < 0:
@@ -78,6 +97,8 @@ def _herd(
                 chosen[best] = True
                 for g in range(groups):
                     deficit[k, cells[best, g]] -= 1.0
+                for m in range(n_moments):
+                    deficit[k, base + m] -= moments[best, m]
     return chosen
 
 
@@ -86,6 +107,8 @@ class HerdingSelector:
     rate: float
     cell_weights: np.ndarray  # one weight per cell (0 for the count cell)
     segment_picks: int = 4
+    moment_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))  # one weight per moment
+    small_cell: float = SMALL_CELL
 
     def select(
         self,
@@ -96,19 +119,25 @@ class HerdingSelector:
         deficit: np.ndarray,
         jitter: np.ndarray,
         arrive: np.ndarray,
+        moments: np.ndarray | None = None,
     ) -> np.ndarray:
         """Indices of the chosen candidates.
 
         ``key_index``: each candidate's key (0..k-1), candidates in arrival
         order; ``cells``: candidates × groups; ``quota``: picks per key;
         ``received``: window counts per key × cell, this batch included;
-        ``deficit``: lifetime ``rate·received − sent`` per key × cell before
-        this batch, updated in place segment by segment with ``arrive`` (each
-        candidate's ``rate``, 0 if it is too late for the window) and the picks.
+        ``deficit``: lifetime ``rate·received − sent`` per key × (cell, moment)
+        before this batch, updated in place segment by segment with ``arrive``
+        (each candidate's ``rate``, 0 if it is too late for the window) and the
+        picks; ``moments``: candidates × moments, each one's values.
         """
         order = np.argsort(key_index, kind="stable")
         starts = np.concatenate([[0], np.cumsum(np.bincount(key_index, minlength=len(quota)))])
-        scale = self.cell_weights / (self.rate * received + 1.0)
+        scale = self.cell_weights / (self.rate * received + self.small_cell)
+        if moments is None:
+            moments = np.zeros((len(cells), 0))
+        # a moment's deficit grows with the whole window, as the count cell's does
+        moment_scale = self.moment_weights[None, :] / (self.rate * received[:, :1] + self.small_cell)
         chosen = _herd(
             starts.astype(np.int64),
             order.astype(np.int64),
@@ -119,5 +148,8 @@ class HerdingSelector:
             scale,
             jitter,
             arrive,
+            np.ascontiguousarray(moments, dtype=np.float64),
+            np.ascontiguousarray(moment_scale, dtype=np.float64),
+            received.shape[1],
         )
         return np.flatnonzero(chosen)

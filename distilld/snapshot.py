@@ -33,7 +33,7 @@ from distilld.processor import DistilledProcessor
 __all__ = ["SnapshotError", "SnapshotMismatch", "dump", "fingerprint", "load"]
 
 MAGIC = b"DSTLSNAP"
-VERSION = 2
+VERSION = 3
 
 
 class SnapshotError(ValueError):
@@ -55,6 +55,8 @@ def fingerprint(proc: DistilledProcessor) -> str:
         "groups": proc._layout.groups,
         "cell_weights": hashlib.sha256(proc._selector.cell_weights.tobytes()).hexdigest(),
         "segment_picks": proc._selector.segment_picks,
+        "moment_weights": proc._selector.moment_weights.tolist(),
+        "small_cell": proc._selector.small_cell,
         "panes": proc._windows.panes,
         "max_keys": proc._windows.max_keys,
         "window_seconds": proc.time_horizon_seconds,
@@ -69,7 +71,8 @@ _ENCODER_CONFIG = ("categories", "bins", "top_k", "sample")
 _WINDOW_STATE: tuple[str, ...] = ("ring", "totals", "deficit", "recent", "recent_epoch", "pane_epoch", "carry")
 _WINDOW_STATE += ("last_used", "in_use")
 _WINDOW_STATE += ("_capacity", "_free", "evicted", "balance", "_clock")
-_ENCODER_STATE = ("_epoch", "_seen", "_values", "edges", "_step", "_since_refresh", "_lut", "_slots", "_freq")
+_ENCODER_STATE: tuple[str, ...] = ("_epoch", "_seen", "_values", "edges", "_sorted", "_cdf", "_step", "_since_refresh")
+_ENCODER_STATE += ("_lut", "_slots", "_freq")
 
 
 # -- keys of any JSON-ish or bytes type, tagged so that they come back equal --------

@@ -12,6 +12,8 @@ Two kinds of state, because the cells are used in two ways:
   selector.py), and, for the pair cells, a count of recent arrivals that
   decays by ``1 − 1/panes`` a pane (float32): it stands in for the window's
   count in the selector's scale, at the same level for a steady stream.
+  After the cells' deficits come the *moments'* (one float64 each: the
+  co-moments of the numeric pairs, selector.py).
 
 Pair cells are most of the cells (28 pairs of 8 features against 1 + 8
 marginals), so holding them as one deficit and one decayed count instead of
@@ -56,10 +58,14 @@ def _count(
 
 
 @njit(cache=True, nogil=True)
-def _account(deficit: np.ndarray, slots: np.ndarray, cells: np.ndarray, change: np.ndarray) -> None:
+def _account(
+    deficit: np.ndarray, slots: np.ndarray, cells: np.ndarray, change: np.ndarray, moments: np.ndarray, base: int
+) -> None:
     for i in range(cells.shape[0]):
         for g in range(cells.shape[1]):
             deficit[slots[i], cells[i, g]] += change[i]
+        for j in range(moments.shape[1]):
+            deficit[slots[i], base + j] += change[i] * moments[i, j]
 
 
 class KeyedWindows:
@@ -71,7 +77,7 @@ class KeyedWindows:
 
     ring: np.ndarray  # kind × slot × pane × window cell, int32
     totals: np.ndarray  # kind × slot × window cell over live panes, int64
-    deficit: np.ndarray  # slot × cell: rate · received − sent since the key appeared, float64
+    deficit: np.ndarray  # slot × (cell, moment): rate · received − sent since the key appeared, float64
     recent: np.ndarray  # slot × pair cell: arrivals decayed by (1 − 1/panes) a pane, float32
     recent_epoch: np.ndarray  # slot: the pane epoch ``recent`` is decayed to
     pane_epoch: np.ndarray  # slot × pane: which pane epoch each ring entry holds
@@ -87,11 +93,14 @@ class KeyedWindows:
         window_cells: int | None = None,
         window_groups: int | None = None,
         initial_keys: int = 16,
+        moments: int = 0,
     ) -> None:
         """``window_cells``: how many of the first cells (those of the first
         ``window_groups`` groups, the marginals) have pane rings; the rest are
-        pair cells (default: all cells in rings, one group)."""
+        pair cells (default: all cells in rings, one group). ``moments``: sums
+        the selector balances besides the cells (a deficit each, after the cells')."""
         self.n_cells = n_cells
+        self.moments = moments
         self.window_cells = n_cells if window_cells is None else window_cells
         self.window_groups = 1 if window_groups is None else window_groups
         if not 0 < self.window_cells <= n_cells:
@@ -124,7 +133,7 @@ class KeyedWindows:
 
         grow("ring", (2, capacity, self.panes, wc), np.int32, axis=1)
         grow("totals", (2, capacity, wc), np.int64, axis=1)
-        grow("deficit", (capacity, self.n_cells), np.float64)
+        grow("deficit", (capacity, self.n_cells + self.moments), np.float64)
         grow("recent", (capacity, pc), np.float32)
         grow("recent_epoch", (capacity,), np.int64, fill=int(_EMPTY))
         grow("pane_epoch", (capacity, self.panes), np.int64, fill=int(_EMPTY))
@@ -137,7 +146,8 @@ class KeyedWindows:
     def bytes_per_key(self) -> int:
         """State bytes one key costs (rings, totals, deficits, decayed counts, stamps, budget)."""
         wc, pc = self.window_cells, self.n_cells - self.window_cells
-        return 4 * 2 * self.panes * wc + 8 * 2 * wc + 8 * self.n_cells + 4 * pc + 8 + 8 * self.panes + 8 + 8 + 1
+        deficits = 8 * (self.n_cells + self.moments)
+        return 4 * 2 * self.panes * wc + 8 * 2 * wc + deficits + 4 * pc + 8 + 8 * self.panes + 8 + 8 + 1
 
     @property
     def keys_held(self) -> int:
@@ -246,12 +256,16 @@ class KeyedWindows:
             self.recent[keys] *= (self.decay**steps).astype(np.float32)[:, None]
         self.recent_epoch[keys] = watermark_epoch
 
-    def account(self, slots: np.ndarray, cells: np.ndarray, change: np.ndarray) -> None:
-        """``deficit[slot, cell] += change`` for every record's cells (all groups)."""
+    def account(self, slots: np.ndarray, cells: np.ndarray, change: np.ndarray, moments: np.ndarray) -> None:
+        """``deficit[slot, cell] += change`` for every record's cells (all groups),
+        and ``deficit[slot, moment] += change · value`` for its moment values."""
         if len(slots):
-            _account(self.deficit, slots, np.ascontiguousarray(cells, dtype=np.int32), change.astype(np.float64))
+            _account(
+                self.deficit, slots, np.ascontiguousarray(cells, dtype=np.int32), change.astype(np.float64),
+                np.ascontiguousarray(moments, dtype=np.float64), self.n_cells,
+            )  # fmt: skip
 
     def reset(self) -> None:
         self.__init__(  # type: ignore[misc]
-            self.n_cells, self.panes, self.max_keys, self.window_cells, self.window_groups
+            self.n_cells, self.panes, self.max_keys, self.window_cells, self.window_groups, moments=self.moments
         )

@@ -65,6 +65,23 @@ def test_numeric_bins_are_equal_frequency_over_the_window() -> None:
     assert counts[:4] == pytest.approx([1000] * 4, rel=0.15)
 
 
+def test_numeric_ranks_are_the_window_quantiles_in_minus_one_to_one() -> None:
+    """Ranks grow with the value, are the same for equal values (the middle of
+    their step), spread evenly over [-1, 1] on the window, and are 0 when missing."""
+    enc = NumericBinner(16, panes=4)
+    rng = np.random.default_rng(3)
+    values = rng.lognormal(0, 1, 4000).round(1)  # skewed, with ties
+    _, ranks = enc.encode_ranked(list(values), np.arange(4000) % 4, 3)  # a sample of 4 × 256 values
+    assert ranks.min() >= -1 and ranks.max() <= 1
+    order = np.argsort(values, kind="stable")
+    assert (np.diff(ranks[order]) >= 0).all()
+    for v in np.unique(values)[:20]:
+        assert np.ptp(ranks[values == v]) == 0
+    assert abs(ranks.mean()) < 0.06 and abs(ranks.var() - 1 / 3) < 0.04  # uniform on [-1, 1]: variance 1/3
+    codes, missing = enc.encode_ranked([None, "x", float("nan"), 1.0], np.full(4, 3), 3)
+    assert missing[:3].tolist() == [0.0, 0.0, 0.0] and codes[:3].tolist() == [enc.missing_code] * 3
+
+
 def test_numeric_edges_follow_the_window_and_forget_expired_panes() -> None:
     enc = NumericBinner(bins=2, panes=2)
     enc.encode(list(range(1000)), np.zeros(1000, dtype=np.int64), 0)

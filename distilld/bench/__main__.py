@@ -14,9 +14,11 @@ import time
 
 import numpy as np
 
+from distilld.bench.ceiling import ceilings
 from distilld.bench.decoding import decoding
 from distilld.bench.quality import run_quality
 from distilld.bench.streams import STREAMS, people
+from distilld.encoding import NumericBinner
 from distilld.features import build_graders
 from distilld.processor import DistilledProcessor
 from distilld.snapshot import dump, load
@@ -39,17 +41,25 @@ def engine_throughput(n: int, batch: int) -> None:
     dt = time.perf_counter() - t0
     print(f"process_batch, dicts, 5 categorical + 3 numeric, batch {batch}: {_rate(n, dt)}  (sent {len(out):,})")
 
-    # the reduce step alone: grade once, then time only cells → window → budget → selection
+    # the reduce step alone: grade once (codes, and the numerics' ranks), then time only
+    # cells → window → budget → selection
     codes = np.empty((n, len(features)), dtype=np.int32)
+    ranks = []
     grader = DistilledProcessor(build_graders(features), 3600, 0.1, batch)
     for f, (g, enc) in enumerate(zip(grader._graders, grader._encoders, strict=True)):
-        codes[:, f] = enc.encode(g.extract_batch(records), np.zeros(n, dtype=np.int64), 0)
+        if isinstance(enc, NumericBinner):
+            codes[:, f], rank = enc.encode_ranked(g.extract_batch(records), np.zeros(n, dtype=np.int64), 0)
+            ranks.append(rank)
+        else:
+            codes[:, f] = enc.encode(g.extract_batch(records), np.zeros(n, dtype=np.int64), 0)
+    rank_matrix = np.column_stack(ranks)
     proc = DistilledProcessor(build_graders(features), 3600, 0.1, batch)
     ts = np.full(batch, 1000.0)
-    proc.select_codes(codes[:batch], ts)
+    proc.select_codes(codes[:batch], ts, ranks=rank_matrix[:batch])
     t0 = time.perf_counter()
     for start in range(0, n, batch):
-        proc.select_codes(codes[start : start + batch], ts[: min(batch, n - start)])
+        stop = min(start + batch, n)
+        proc.select_codes(codes[start:stop], ts[: stop - start], ranks=rank_matrix[start:stop])
     dt = time.perf_counter() - t0
     print(f"selection step alone (pre-graded codes), batch {batch}:           {_rate(n, dt)}")
     layout, panes = proc._layout, proc._windows.panes
@@ -102,6 +112,13 @@ def representativeness(n: int, seeds: int) -> None:
         print(f"{'':<18}" + "".join(f"{f'({ratios[m].min():.2f}–{ratios[m].max():.2f})':>13}" for m in GOALS))
     print(f"{'goal':<18}" + "".join(f"{GOALS[m]:>12.1f}x" for m in GOALS))
     print(f"{'worst vs goal':<18}" + "".join(f"{'met' if worst[m] >= GOALS[m] else 'BELOW':>13}" for m in GOALS))
+    print(
+        "\nbounds (bench/ceiling.py): each feature, or each pair on the engine's cells, balanced alone and"
+        "\nperfectly; a goal above a stream's bound is out of reach for any selector on these cells"
+    )
+    for name in STREAMS:
+        bound = ceilings(name, n=n)
+        print(f"{name:<18}" + "".join(f"{bound[m]:>12.2f}x" if m in bound else f"{'':>13}" for m in GOALS))
 
 
 def main() -> None:
