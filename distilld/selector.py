@@ -136,6 +136,12 @@ class HerdingSelector:
         scale = self.cell_weights / (self.rate * received + self.small_cell)
         if moments is None:
             moments = np.zeros((len(cells), 0))
+        # the kernel does not check bounds: a mismatch here would write outside the deficits
+        if moments.shape != (len(cells), len(self.moment_weights)) or deficit.shape != (
+            len(quota),
+            received.shape[1] + len(self.moment_weights),
+        ):
+            raise ValueError("selector: cells, moments and deficits disagree in shape")
         # a moment's deficit grows with the whole window, as the count cell's does
         moment_scale = self.moment_weights[None, :] / (self.rate * received[:, :1] + self.small_cell)
         chosen = _herd(

@@ -57,11 +57,11 @@ def test_picks_early_in_a_batch_follow_the_records_before_them() -> None:
 
 
 def test_the_bounds_sample_every_cell_systematically() -> None:
-    """bench/ceiling.py's selection: every 10th record of each cell, so any run of
+    """bench/alone.py's selection: every 10th record of each cell, so any run of
     a cell's records holds a tenth of them to within one."""
     import numpy as np
 
-    from distilld.bench.ceiling import _systematic
+    from distilld.bench.alone import _systematic
 
     cells = np.random.default_rng(1).integers(0, 7, 5000)
     mask = _systematic(cells, 0.1, np.random.default_rng(2))
@@ -69,3 +69,5 @@ def test_the_bounds_sample_every_cell_systematically() -> None:
         picked = mask[cells == c]
         for lo, hi in [(0, len(picked)), (13, 400), (250, 251 + 97)]:
             assert abs(picked[lo:hi].sum() - 0.1 * (hi - lo)) < 1
+    with pytest.raises(ValueError, match="whole number"):
+        _systematic(cells, 0.3, np.random.default_rng(2))

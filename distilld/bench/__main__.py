@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from distilld.bench.ceiling import ceilings
+from distilld.bench.alone import references
 from distilld.bench.decoding import decoding
 from distilld.bench.quality import run_quality
 from distilld.bench.streams import STREAMS, people
@@ -113,12 +113,12 @@ def representativeness(n: int, seeds: int) -> None:
     print(f"{'goal':<18}" + "".join(f"{GOALS[m]:>12.1f}x" for m in GOALS))
     print(f"{'worst vs goal':<18}" + "".join(f"{'met' if worst[m] >= GOALS[m] else 'BELOW':>13}" for m in GOALS))
     print(
-        "\nbounds (bench/ceiling.py): each feature, or each pair on the engine's cells, balanced alone and"
-        "\nperfectly; a goal above a stream's bound is out of reach for any selector on these cells"
+        "\nreference (bench/alone.py): each feature, or each pair on the engine's pair cells, balanced alone"
+        "\n(every 10th record of each cell); not a bound, a yardstick of what balancing everything at once costs"
     )
     for name in STREAMS:
-        bound = ceilings(name, n=n)
-        print(f"{name:<18}" + "".join(f"{bound[m]:>12.2f}x" if m in bound else f"{'':>13}" for m in GOALS))
+        alone = references(name, n=n)
+        print(f"{name:<18}" + "".join(f"{alone[m]:>12.2f}x" if m in alone else f"{'':>13}" for m in GOALS))
 
 
 def main() -> None:
