@@ -52,7 +52,7 @@ def _herd(
     segment_picks: int,
     cells: np.ndarray,  # candidates × groups
     deficit: np.ndarray,  # keys × cells (updated in place)
-    scale: np.ndarray,  # keys × cells: weight / (T + 1)^normalize
+    scale: np.ndarray,  # keys × cells: weight / (T + SMALL_CELL)
     jitter: np.ndarray,  # per candidate
     arrive: np.ndarray,  # per candidate: what its arrival added to its cells' deficits
     moments: np.ndarray,  # candidates × moments: each one's values
