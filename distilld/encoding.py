@@ -8,6 +8,7 @@ known set.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from itertools import repeat
@@ -228,7 +229,7 @@ class NumericBinner(Encoder):
 
     is_categorical = False
     FINE_MIN_PER_BIN = 20
-    RANK_KNOTS = 129
+    Z_CLIP = 5.0  # standard scores beyond this many deviations count as this many
 
     def __init__(self, bins: int, panes: int, sample: int = 256, seed: int = 0, pair_bins: int | None = None) -> None:
         if bins < 2:
@@ -247,8 +248,8 @@ class NumericBinner(Encoder):
         self._seen = np.zeros(panes, dtype=np.int64)
         self._values = np.zeros((panes, sample), dtype=np.float64)
         self.edges = np.zeros(0, dtype=np.float64)
-        self._sorted = np.zeros(0, dtype=np.float64)  # values of the window, increasing, and their
-        self._cdf = np.zeros(0, dtype=np.float64)  # cumulative shares: ranks (``encode_ranked``)
+        self._mean = math.nan  # of the window's sample: standard scores (``encode_scored``)
+        self._sd = math.nan
         self._step = self.pair_div
         self._since_refresh = 0
 
@@ -265,13 +266,9 @@ class NumericBinner(Encoder):
         weights = np.repeat(self._seen[live] / fill, fill)
         order = np.argsort(samples, kind="stable")
         samples, cum = samples[order], np.cumsum(weights[order])
-        # ranks: the window's cumulative shares at up to RANK_KNOTS distinct values (ties are one
-        # step, ranked at its middle), interpolated in between; a short table keeps the lookups in cache
-        first = np.flatnonzero(np.concatenate([[True], samples[1:] != samples[:-1]]))
-        step = np.add.reduceat(weights[order], first)
-        cdf = (np.cumsum(step) - 0.5 * step) / cum[-1]
-        knots = np.unique(np.searchsorted(cdf, np.linspace(0.0, 1.0, self.RANK_KNOTS)).clip(0, len(cdf) - 1))
-        self._sorted, self._cdf = samples[first][knots], cdf[knots]
+        with np.errstate(over="ignore", invalid="ignore"):  # values near ±1e308: no spread to score by
+            self._mean = float(np.average(samples, weights=weights))
+            self._sd = float(np.sqrt(np.average((samples - self._mean) ** 2, weights=weights)))
         fine = cum[-1] >= self.FINE_MIN_PER_BIN * self.bins
         self._step = 1 if fine else self.pair_div
         cuts = self.bins // self._step
@@ -280,11 +277,12 @@ class NumericBinner(Encoder):
         self._since_refresh = 0
 
     def encode(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> np.ndarray:
-        return self.encode_ranked(values, epochs, watermark)[0]
+        return self.encode_scored(values, epochs, watermark)[0]
 
-    def encode_ranked(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> tuple[np.ndarray, np.ndarray]:
-        """Codes, and each value's rank in the window's distribution scaled to
-        [-1, 1] (interpolated in the window's sample; 0 for missing values)."""
+    def encode_scored(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> tuple[np.ndarray, np.ndarray]:
+        """Codes, and each value's standard score in the window, ``(x − mean) / sd``
+        of the window's sample, clipped to ±``Z_CLIP`` (0 for missing values, and
+        for all values while the window holds no spread)."""
         numbers = to_float_array(values)
         finite = ~np.isnan(numbers)
         if finite.any():
@@ -294,12 +292,13 @@ class NumericBinner(Encoder):
             self._refresh(watermark)
         codes = np.searchsorted(self.edges, numbers, side="right").astype(np.int32) * self._step
         codes[~finite] = self.missing_code
-        if len(self._sorted):
-            ranks = 2.0 * np.interp(numbers, self._sorted, self._cdf, left=0.0, right=1.0) - 1.0
-            ranks[~finite] = 0.0
+        if self._sd > 0 and math.isfinite(self._sd):  # NaN: no sample yet
+            with np.errstate(over="ignore", invalid="ignore"):
+                scores = np.clip((numbers - self._mean) / self._sd, -self.Z_CLIP, self.Z_CLIP)
+            scores[~finite] = 0.0
         else:
-            ranks = np.zeros(len(numbers))
-        return codes, ranks
+            scores = np.zeros(len(numbers))
+        return codes, scores
 
     def labels(self) -> list[str]:
         bounds = ["-inf", *(f"{e:.6g}" for e in self.edges.tolist()), "+inf"]

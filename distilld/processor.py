@@ -216,16 +216,16 @@ class DistilledProcessor:
             return self._select_in_parts(records, timestamps, key_index, keys, limit, values, extracted)
         epochs, w_epoch = self._advance(timestamps)
         codes = np.empty((len(records), len(self._graders)), dtype=np.int32)
-        ranks = np.empty((len(records), len(self._numeric)), dtype=np.float64)
+        scores = np.empty((len(records), len(self._numeric)), dtype=np.float64)
         for f, (grader, encoder) in enumerate(zip(self._graders, self._encoders, strict=True)):
             raw = extracted[f] if extracted is not None else grader.extract_batch(records)
             if values is not None:
                 values.append(raw)
             if isinstance(encoder, NumericBinner):
-                codes[:, f], ranks[:, self._numeric.index(f)] = encoder.encode_ranked(raw, epochs, w_epoch)
+                codes[:, f], scores[:, self._numeric.index(f)] = encoder.encode_scored(raw, epochs, w_epoch)
             else:
                 codes[:, f] = encoder.encode(raw, epochs, w_epoch)
-        return self._reduce(codes, epochs, w_epoch, key_index, keys, ranks)
+        return self._reduce(codes, epochs, w_epoch, key_index, keys, scores)
 
     def extract(self, records: Sequence[Any]) -> tuple[list[list[Any]], list[tuple[int, str]]]:
         """Every feature's raw values, and the records whose grader raised: (index,
@@ -297,26 +297,26 @@ class DistilledProcessor:
         timestamps: np.ndarray,
         key_index: np.ndarray | None = None,
         keys: list[Hashable] | None = None,
-        ranks: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The engine without grading: codes (records × features) in, (chosen
-        indices, weight per key) out. ``ranks``: the numeric features' ranks in
-        [-1, 1] (records × numerics; default 0, which leaves their co-moments
+        indices, weight per key) out. ``scores``: the numeric features' standard
+        scores (records × numerics; default 0, which leaves their co-moments
         alone). For benchmarks and callers that grade themselves."""
         if key_index is None or keys is None:
             key_index, keys = np.zeros(len(codes), dtype=np.int64), [None]
-        if ranks is None:
-            ranks = np.zeros((len(codes), len(self._numeric)))
+        if scores is None:
+            scores = np.zeros((len(codes), len(self._numeric)))
         epochs, w_epoch = self._advance(timestamps)
-        return self._reduce(codes, epochs, w_epoch, key_index, keys, ranks)
+        return self._reduce(codes, epochs, w_epoch, key_index, keys, scores)
 
-    def _comoment_values(self, ranks: np.ndarray) -> np.ndarray:
-        """Per record, the product of the ranks of every pair of numerics, times 3
-        (a rank's variance is 1/3, so the window's mean is its rank correlation)."""
+    def _comoment_values(self, scores: np.ndarray) -> np.ndarray:
+        """Per record, the product of the standard scores of every pair of
+        numerics: its mean over the window is their (Pearson) correlation."""
         if not self._comoments:
-            return np.zeros((len(ranks), 0))
+            return np.zeros((len(scores), 0))
         a, b = np.array(self._comoments).T
-        return 3.0 * ranks[:, a] * ranks[:, b]
+        return scores[:, a] * scores[:, b]
 
     def _reduce(
         self,
@@ -325,14 +325,14 @@ class DistilledProcessor:
         w_epoch: int,
         key_index: np.ndarray,
         keys: list[Hashable],
-        ranks: np.ndarray,
+        scores: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Count, budget, select. Returns (chosen record indices, weight per key)."""
         windows = self._windows
         for f, encoder in enumerate(self._encoders):
             self.missing_counts[f] += int(np.count_nonzero(codes[:, f] == encoder.missing_code))
         cells = self._layout.cell_matrix(codes)
-        moments = self._comoment_values(ranks)
+        moments = self._comoment_values(scores)
         slots = windows.slots_for(keys)
         record_slots = slots[key_index]
         live = windows.live(epochs, w_epoch)

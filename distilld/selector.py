@@ -13,8 +13,9 @@ record's score is the weighted sum over its cells.
 *Moments* are sums of a value per record balanced the same way: a deficit
 ``M = rate · Σ received v − Σ sent v`` per key, lowered by ``2Mv − v²`` when
 a record with value ``v`` is sent. The processor uses them for the co-moment
-of every pair of numeric features (the product of their ranks), which keeps
-how numerics go together inside the cells that bin them.
+of every pair of numeric features (the product of their standard scores,
+whose window mean is their correlation), which keeps how numerics go together
+inside the cells that bin them.
 
 Keeping the *lifetime* deficits near zero balances every stretch of the
 stream, since over any interval ``sent − rate · received = D(start) − D(end)``;

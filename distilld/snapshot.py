@@ -71,7 +71,7 @@ _ENCODER_CONFIG = ("categories", "bins", "top_k", "sample")
 _WINDOW_STATE: tuple[str, ...] = ("ring", "totals", "deficit", "recent", "recent_epoch", "pane_epoch", "carry")
 _WINDOW_STATE += ("last_used", "in_use")
 _WINDOW_STATE += ("_capacity", "_free", "evicted", "balance", "_clock")
-_ENCODER_STATE: tuple[str, ...] = ("_epoch", "_seen", "_values", "edges", "_sorted", "_cdf", "_step", "_since_refresh")
+_ENCODER_STATE: tuple[str, ...] = ("_epoch", "_seen", "_values", "edges", "_mean", "_sd", "_step", "_since_refresh")
 _ENCODER_STATE += ("_lut", "_slots", "_freq")
 
 

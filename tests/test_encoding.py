@@ -65,21 +65,21 @@ def test_numeric_bins_are_equal_frequency_over_the_window() -> None:
     assert counts[:4] == pytest.approx([1000] * 4, rel=0.15)
 
 
-def test_numeric_ranks_are_the_window_quantiles_in_minus_one_to_one() -> None:
-    """Ranks grow with the value, are the same for equal values (the middle of
-    their step), spread evenly over [-1, 1] on the window, and are 0 when missing."""
+def test_numeric_scores_are_standard_scores_in_the_window() -> None:
+    """Scores are ``(x − mean) / sd`` of the window's sample: about 0 and 1 over
+    the window, growing with the value, clipped at ±Z_CLIP, 0 when missing, and
+    0 for every value while the window has no spread."""
     enc = NumericBinner(16, panes=4)
-    rng = np.random.default_rng(3)
-    values = rng.lognormal(0, 1, 4000).round(1)  # skewed, with ties
-    _, ranks = enc.encode_ranked(list(values), np.arange(4000) % 4, 3)  # a sample of 4 × 256 values
-    assert ranks.min() >= -1 and ranks.max() <= 1
-    order = np.argsort(values, kind="stable")
-    assert (np.diff(ranks[order]) >= 0).all()
-    for v in np.unique(values)[:20]:
-        assert np.ptp(ranks[values == v]) == 0
-    assert abs(ranks.mean()) < 0.06 and abs(ranks.var() - 1 / 3) < 0.04  # uniform on [-1, 1]: variance 1/3
-    codes, missing = enc.encode_ranked([None, "x", float("nan"), 1.0], np.full(4, 3), 3)
-    assert missing[:3].tolist() == [0.0, 0.0, 0.0] and codes[:3].tolist() == [enc.missing_code] * 3
+    values = np.random.default_rng(3).normal(50.0, 10.0, 4000)
+    _, scores = enc.encode_scored(list(values), np.arange(4000) % 4, 3)  # a sample of 4 × 256 values
+    assert abs(scores.mean()) < 0.1 and abs(scores.std() - 1) < 0.1
+    order = np.argsort(values)
+    assert (np.diff(scores[order]) >= 0).all()
+    _, odd = enc.encode_scored([None, "x", float("nan"), 1e9, -1e9, 1e308], np.full(6, 3), 3)
+    assert odd.tolist() == [0.0, 0.0, 0.0, enc.Z_CLIP, -enc.Z_CLIP, enc.Z_CLIP]
+    flat = NumericBinner(16, panes=4)
+    _, same = flat.encode_scored([7.0] * 100, np.zeros(100, dtype=np.int64), 0)
+    assert (same == 0).all()
 
 
 def test_numeric_edges_follow_the_window_and_forget_expired_panes() -> None:

@@ -208,15 +208,15 @@ def test_deficits_are_rate_times_received_minus_sent(keys: list[int], cuts: list
 def test_comoment_deficits_are_rate_times_received_minus_sent(
     keys: list[int], cuts: list[int], rate: float, seed: int
 ) -> None:
-    """Three numerics: each key's deficit of every pair's co-moment (3 · rank ·
-    rank) equals ``rate · Σ received − Σ sent``, recounted from the ranks given
-    and the selection, for keys that go through the selector and keys that send
-    all or none of a batch."""
+    """Three numerics: each key's deficit of every pair's co-moment (the product
+    of their scores) equals ``rate · Σ received − Σ sent``, recounted from the
+    scores given and the selection, for keys that go through the selector and
+    keys that send all or none of a batch."""
     features = [{"name": n, "type": "numeric"} for n in "xyz"]
     proc = DistilledProcessor(build_graders(features), 600, rate, 1000, max_keys=64, clock=FakeClock())
     rng = np.random.default_rng(seed)
     n = len(keys)
-    ranks = rng.uniform(-1, 1, (n, 3))
+    scores = rng.normal(0, 1, (n, 3))
     codes = rng.integers(0, 16, (n, 3)).astype(np.int32)
     key_of = np.array(keys)
     picked = np.zeros(n, dtype=bool)
@@ -226,14 +226,14 @@ def test_comoment_deficits_are_rate_times_received_minus_sent(
         distinct, key_index = np.unique(key_of[start:stop], return_inverse=True)
         timestamps = np.zeros(stop - start)
         chosen, _ = proc.select_codes(
-            codes[start:stop], timestamps, key_index.astype(np.int64), distinct.tolist(), ranks[start:stop]
+            codes[start:stop], timestamps, key_index.astype(np.int64), distinct.tolist(), scores[start:stop]
         )
         picked[start + chosen] = True
         start = stop
         if start >= n:
             break
     w = proc._windows
-    values = 3.0 * ranks[:, [0, 0, 1]] * ranks[:, [1, 2, 2]]
+    values = scores[:, [0, 0, 1]] * scores[:, [1, 2, 2]]
     for k in set(keys):
         mine = key_of == k
         expected = rate * values[mine].sum(axis=0) - values[mine & picked].sum(axis=0)

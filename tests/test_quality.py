@@ -29,11 +29,12 @@ def test_pairs_in_the_objective_beat_marginals_alone_on_joint_shares() -> None:
 
 
 def test_numeric_comoments_in_the_objective_keep_correlations_closer() -> None:
-    """The cells bin numerics coarsely; balancing the co-moment of their ranks
-    too keeps their correlations closer to the window's (people: a third less error)."""
+    """The cells bin numerics coarsely; balancing the co-moments of their
+    standard scores too keeps their correlations closer to the window's (people:
+    less than a third of the error)."""
     with_comoments = run_quality("people", n=20_000)["corr"][0]
     without = run_quality("people", n=20_000, comoment_weight=0.0)["corr"][0]
-    assert with_comoments < 0.85 * without
+    assert with_comoments < 0.5 * without  # measured: 0.31
 
 
 def test_picks_early_in_a_batch_follow_the_records_before_them() -> None:

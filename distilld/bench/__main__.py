@@ -41,25 +41,25 @@ def engine_throughput(n: int, batch: int) -> None:
     dt = time.perf_counter() - t0
     print(f"process_batch, dicts, 5 categorical + 3 numeric, batch {batch}: {_rate(n, dt)}  (sent {len(out):,})")
 
-    # the reduce step alone: grade once (codes, and the numerics' ranks), then time only
+    # the reduce step alone: grade once (codes, and the numerics' standard scores), then time only
     # cells → window → budget → selection
     codes = np.empty((n, len(features)), dtype=np.int32)
-    ranks = []
+    scores = []
     grader = DistilledProcessor(build_graders(features), 3600, 0.1, batch)
     for f, (g, enc) in enumerate(zip(grader._graders, grader._encoders, strict=True)):
         if isinstance(enc, NumericBinner):
-            codes[:, f], rank = enc.encode_ranked(g.extract_batch(records), np.zeros(n, dtype=np.int64), 0)
-            ranks.append(rank)
+            codes[:, f], score = enc.encode_scored(g.extract_batch(records), np.zeros(n, dtype=np.int64), 0)
+            scores.append(score)
         else:
             codes[:, f] = enc.encode(g.extract_batch(records), np.zeros(n, dtype=np.int64), 0)
-    rank_matrix = np.column_stack(ranks)
+    score_matrix = np.column_stack(scores)
     proc = DistilledProcessor(build_graders(features), 3600, 0.1, batch)
     ts = np.full(batch, 1000.0)
-    proc.select_codes(codes[:batch], ts, ranks=rank_matrix[:batch])
+    proc.select_codes(codes[:batch], ts, scores=score_matrix[:batch])
     t0 = time.perf_counter()
     for start in range(0, n, batch):
         stop = min(start + batch, n)
-        proc.select_codes(codes[start:stop], ts[: stop - start], ranks=rank_matrix[start:stop])
+        proc.select_codes(codes[start:stop], ts[: stop - start], scores=score_matrix[start:stop])
     dt = time.perf_counter() - t0
     print(f"selection step alone (pre-graded codes), batch {batch}:           {_rate(n, dt)}")
     layout, panes = proc._layout, proc._windows.panes
