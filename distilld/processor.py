@@ -80,6 +80,10 @@ class DistilledProcessor:
     the key whose window the record joins (default: one key for all).
     ``panes`` sets the window's granularity, ``max_keys`` bounds the state
     (least recently used keys are evicted), ``seed`` the tie-break hashes.
+    The weights say what the selector balances hardest: each categorical's
+    shares (``marginal_weight``), each numeric's bins (``numeric_marginal_weight``),
+    each pair's joint cells (``pair_weight``) and each numeric pair's co-moment,
+    i.e. their correlation (``comoment_weight``); see selector.py.
     """
 
     def __init__(
