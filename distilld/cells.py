@@ -115,23 +115,19 @@ class CellLayout:
         codes = np.ascontiguousarray(codes, dtype=np.int32)
         return _cells(codes, self._div32, self._first, self._second, self._width2, self.offsets[:-1])
 
-    def group_weights(
-        self, marginal: float, pair: float, numeric_marginal: float | None = None, numeric: Sequence[bool] = ()
-    ) -> np.ndarray:
-        """A weight per cell: 0 for the count cell, then per group kind; the
-        marginals of the features flagged in ``numeric`` weigh ``numeric_marginal``.
+    def group_weights(self, marginals: Sequence[float], pair: float) -> np.ndarray:
+        """A weight per cell: 0 for the count cell, ``marginals[f]`` for feature
+        ``f``'s own cells, ``pair`` for the pair cells.
 
         A feature whose marginal bins are finer than its pair bins has its
         marginal weight split over the ``pair_div`` fine cells of a coarse one.
         """
         w = np.empty(self.n_cells, dtype=np.float64)
-        flags = list(numeric) or [False] * len(self.sizes)
         for gi, group in enumerate(self.groups):
             if not group:
                 weight = 0.0
             elif len(group) == 1:
-                own = numeric_marginal if numeric_marginal is not None and flags[group[0]] else marginal
-                weight = own / float(self._div[group[0]])
+                weight = marginals[group[0]] / float(self._div[group[0]])
             else:
                 weight = pair
             w[self.offsets[gi] : self.offsets[gi + 1]] = weight

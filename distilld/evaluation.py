@@ -76,12 +76,16 @@ def _corr_error(full: np.ndarray, sel: np.ndarray) -> float:
     return float(np.nanmean(np.abs(cf[iu] - cs[iu])))
 
 
+def _n_codes(a: np.ndarray, b: np.ndarray) -> int:
+    """How many codes a categorical column needs to cover both sides."""
+    return int(max(a.max(initial=0), b.max(initial=0))) + 1
+
+
 def category_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> dict[str, float]:
     """Per categorical feature: TV of its shares, selection against window."""
     out = {}
     for n, c in stream.categorical.items():
-        k = int(max(c[window].max(initial=0), c[selected].max(initial=0))) + 1
-        out[n] = _tv_codes(c[window], c[selected], k)
+        out[n] = _tv_codes(c[window], c[selected], _n_codes(c[window], c[selected]))
     return out
 
 
@@ -92,7 +96,7 @@ def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> dict[t
     sizes: dict[str, int] = {}
     for n, c in stream.categorical.items():
         codes[n], scodes[n] = c[window], c[selected]
-        sizes[n] = int(max(codes[n].max(initial=0), scodes[n].max(initial=0))) + 1
+        sizes[n] = _n_codes(codes[n], scodes[n])
     for n, v in stream.numeric.items():
         edges = np.quantile(v[window], [0.2, 0.4, 0.6, 0.8])
         codes[n], scodes[n], sizes[n] = np.searchsorted(edges, v[window]), np.searchsorted(edges, v[selected]), 5
@@ -108,7 +112,7 @@ def _window_errors(stream: Stream, window: np.ndarray, selected: np.ndarray, wei
     scats = {n: c[selected] for n, c in stream.categorical.items()}
     nums = {n: v[window] for n, v in stream.numeric.items()}
     snums = {n: v[selected] for n, v in stream.numeric.items()}
-    ks_ = {n: int(max(c.max(initial=0), scats[n].max(initial=0))) + 1 for n, c in cats.items()}
+    ks_ = {n: _n_codes(c, scats[n]) for n, c in cats.items()}
 
     out: dict[str, float] = {}
     out["category_tv"] = float(np.mean(list(category_tvs(stream, window, selected).values()))) if cats else 0.0

@@ -141,7 +141,9 @@ class DistilledProcessor:
         )
         numeric = [isinstance(e, NumericBinner) for e in self._encoders]
         self._numeric = [f for f, flag in enumerate(numeric) if flag]
+        self._score_column = {f: j for j, f in enumerate(self._numeric)}
         self._comoments = list(combinations(range(len(self._numeric)), 2))
+        self._comoment_a, self._comoment_b = np.array(self._comoments, dtype=np.int64).reshape(-1, 2).T
         self._windows = KeyedWindows(
             self._layout.n_cells,
             panes,
@@ -152,7 +154,9 @@ class DistilledProcessor:
         )
         self._selector = HerdingSelector(
             reduction_percentage,
-            self._layout.group_weights(marginal_weight, pair_weight, numeric_marginal_weight, numeric),
+            self._layout.group_weights(
+                [numeric_marginal_weight if flag else marginal_weight for flag in numeric], pair_weight
+            ),
             segment_picks,
             np.full(len(self._comoments), float(comoment_weight)),
         )
@@ -226,7 +230,7 @@ class DistilledProcessor:
             if values is not None:
                 values.append(raw)
             if isinstance(encoder, NumericBinner):
-                codes[:, f], scores[:, self._numeric.index(f)] = encoder.encode_scored(raw, epochs, w_epoch)
+                codes[:, f], scores[:, self._score_column[f]] = encoder.encode_scored(raw, epochs, w_epoch)
             else:
                 codes[:, f] = encoder.encode(raw, epochs, w_epoch)
         return self._reduce(codes, epochs, w_epoch, key_index, keys, scores)
@@ -317,10 +321,7 @@ class DistilledProcessor:
     def _comoment_values(self, scores: np.ndarray) -> np.ndarray:
         """Per record, the product of the standard scores of every pair of
         numerics: its mean over the window is their (Pearson) correlation."""
-        if not self._comoments:
-            return np.zeros((len(scores), 0))
-        a, b = np.array(self._comoments).T
-        return scores[:, a] * scores[:, b]
+        return scores[:, self._comoment_a] * scores[:, self._comoment_b]
 
     def _reduce(
         self,
