@@ -12,14 +12,16 @@ __all__ = ["DataPoint"]
 class DataPoint:
     """A selected record.
 
-    ``data`` is the original record object; ``weight`` is how many records of
+    ``data`` is the original record object; ``vector_values`` its graded values
+    (numerics as float, categories as returned; a feature without a value is
+    left out, as in the seed); ``weight`` is how many records of
     its key's window it stands for (received ÷ sent), so downstream counts
     and sums stay right; ``key`` is the key whose window it joined.
     """
 
     data: Any
     timestamp: float
-    vector_values: dict[str, float | str | None] | None = None
+    vector_values: dict[str, Any] | None = None
     sent_previously: bool = False
     weight: float = 1.0
     key: Any = None

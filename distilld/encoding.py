@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from itertools import repeat
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -46,16 +47,21 @@ _PLAIN_NUMBERS = {float, int}
 
 
 def _to_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # Real: also numpy scalars (np.int64, np.float32: what pandas and numpy records hold)
+    if isinstance(value, bool) or not isinstance(value, Real):
         return np.nan
     try:
         return float(value)
-    except OverflowError:
+    except (OverflowError, ValueError, TypeError):
         return np.nan
 
 
-def to_float_array(values: Sequence[Any]) -> np.ndarray:
+def to_float_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Numbers → float64; anything else (None, str, bool, huge int, nested) → NaN."""
+    if isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1:
+        out = values.copy()
+        out[~np.isfinite(out)] = np.nan
+        return out
     try:
         out = np.array(values, dtype=np.float64)
         if out.ndim != 1:
@@ -279,7 +285,9 @@ class NumericBinner(Encoder):
     def encode(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> np.ndarray:
         return self.encode_scored(values, epochs, watermark)[0]
 
-    def encode_scored(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> tuple[np.ndarray, np.ndarray]:
+    def encode_scored(
+        self, values: Sequence[Any] | np.ndarray, epochs: np.ndarray, watermark: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Codes, and each value's standard score in the window, ``(x − mean) / sd``
         of the window's sample, clipped to ±``Z_CLIP`` (0 for missing values, and
         for all values while the window holds no spread)."""

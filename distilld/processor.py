@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from distilld.budget import allocate
 from distilld.cells import CellLayout
+from distilld.compat import WindowMeans, as_grader
 from distilld.datapoint import DataPoint
 from distilld.encoding import NumericBinner, to_float_array
 from distilld.graders import GradingFunction, safe_map
@@ -46,7 +47,14 @@ class WindowView:
     def __bool__(self) -> bool:
         return len(self) > 0
 
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError(
+            "distilld keeps counts, not the records of the window: len() works, iteration does not"
+            " (keep the DataPoints process_batch returns if you need them)"
+        )
+
     def clear(self) -> None:
+        """Resets the whole processor (both windows), unlike the seed's deque.clear()."""
         self._processor.reset()
 
     def __repr__(self) -> str:
@@ -113,9 +121,12 @@ class DistilledProcessor:
             raise ValueError("reduction_percentage must be in (0, 1]")
         if not time_horizon_seconds > 0:
             raise ValueError("time_horizon_seconds must be positive")
+        if not time_horizon_seconds / max(panes, 1) >= 1e-6:
+            raise ValueError("time_horizon_seconds / panes must be at least a microsecond")
         if batch_size < 1 or max_keys < 1 or panes < 1 or segment_picks < 1:
             raise ValueError("batch_size, max_keys, panes and segment_picks must be at least 1")
-        self.grading_functions = grading_functions
+        grading_functions = {name: as_grader(name, g) for name, g in grading_functions.items()}
+        self.grading_functions = grading_functions  # a copy: the graders in use, whatever the caller's dict becomes
         self.time_horizon_seconds = time_horizon_seconds
         self.reduction_percentage = reduction_percentage
         self.batch_size = batch_size
@@ -162,15 +173,17 @@ class DistilledProcessor:
         )
         self._watermark = -math.inf
         self._seq = 0
+        self._means = WindowMeans(panes, len(self._numeric))
         self.missing_counts = np.zeros(len(self._names), dtype=np.int64)
         self.historical_data = WindowView(self, KeyedWindows.RECEIVED)
         self.sent_data = WindowView(self, KeyedWindows.SENT)
 
     # -- the pipeline ------------------------------------------------------------
 
-    def process_batch(self, data_points: Sequence[Any]) -> list[DataPoint]:
+    def process_batch(self, data_points: Iterable[Any]) -> list[DataPoint]:
         """Take a batch of records; return the selected ones as :class:`DataPoint`."""
-        records = data_points if isinstance(data_points, Sequence) else list(data_points)
+        # a list or tuple as is; anything else (generator, deque, array) as a list of its items
+        records = data_points if isinstance(data_points, list | tuple) else list(data_points)
         out: list[DataPoint] = []
         for start in range(0, len(records), self.batch_size):
             out.extend(self._process_chunk(records[start : start + self.batch_size]))
@@ -193,18 +206,30 @@ class DistilledProcessor:
         key_index, keys = self._keys(records)
         values: list[list[Any]] = []
         chosen, weight = self.select(records, ts, key_index, keys, values)
-        names = self._names
+        idx = chosen.tolist()
         return [
             DataPoint(
                 data=records[i],
                 timestamp=float(ts[i]),
-                vector_values={name: values[f][i] for f, name in enumerate(names)},
+                vector_values=vector,
                 sent_previously=True,
                 weight=float(weight[key_index[i]]),
                 key=keys[key_index[i]],
             )
-            for i in chosen.tolist()
+            for i, vector in zip(idx, self._vectors(values, idx), strict=True)
         ]
+
+    def _vectors(self, values: list[list[Any]], idx: list[int]) -> list[dict[str, Any]]:
+        """The chosen records' feature values as the seed's ``vector_values`` held
+        them: numerics as float; a value the engine counts as missing left out."""
+        columns = []
+        for f, column in enumerate(values):
+            picked = [column[i] for i in idx]
+            if f in self._score_column:  # numeric: NaN (missing) → None
+                picked = [None if x != x else x for x in to_float_array(picked).tolist()]
+            columns.append(picked)
+        names = self._names
+        return [{n: v for n, v in zip(names, row, strict=True) if v is not None} for row in zip(*columns, strict=True)]
 
     def select(
         self,
@@ -225,15 +250,24 @@ class DistilledProcessor:
         epochs, w_epoch = self._advance(timestamps)
         codes = np.empty((len(records), len(self._graders)), dtype=np.int32)
         scores = np.empty((len(records), len(self._numeric)), dtype=np.float64)
+        numbers: dict[int, np.ndarray] = {}
         for f, (grader, encoder) in enumerate(zip(self._graders, self._encoders, strict=True)):
             raw = extracted[f] if extracted is not None else grader.extract_batch(records)
             if values is not None:
                 values.append(raw)
             if isinstance(encoder, NumericBinner):
-                codes[:, f], scores[:, self._score_column[f]] = encoder.encode_scored(raw, epochs, w_epoch)
+                numbers[f] = to_float_array(raw)
+                codes[:, f], scores[:, self._score_column[f]] = encoder.encode_scored(numbers[f], epochs, w_epoch)
             else:
                 codes[:, f] = encoder.encode(raw, epochs, w_epoch)
-        return self._reduce(codes, epochs, w_epoch, key_index, keys, scores)
+        chosen, weight = self._reduce(codes, epochs, w_epoch, key_index, keys, scores)
+        if values is not None and self._numeric:  # the library path: averages for the stats
+            live = self._windows.live(epochs, w_epoch)
+            nums = np.column_stack([numbers[f] for f in self._numeric])
+            self._means.add(KeyedWindows.RECEIVED, epochs[live], nums[live])
+            sent = chosen[live[chosen]]
+            self._means.add(KeyedWindows.SENT, epochs[sent], nums[sent])
+        return chosen, weight
 
     def extract(self, records: Sequence[Any]) -> tuple[list[list[Any]], list[tuple[int, str]]]:
         """Every feature's raw values, and the records whose grader raised: (index,
@@ -439,13 +473,22 @@ class DistilledProcessor:
     def _summed(self, kind: int) -> np.ndarray:
         return self._windows.totals[kind].sum(axis=0)
 
+    def _proportions(self, kind: int) -> dict[str, dict[str, Any]]:
+        out = proportions(self._summed(kind), self._layout, self._names, self._encoders)
+        if out and math.isfinite(self._watermark):
+            w_epoch = math.floor(self._watermark / self._pane_seconds)
+            for f, mean in zip(self._numeric, self._means.means(kind, w_epoch), strict=True):
+                if mean is not None and self._names[f] in out:
+                    out[self._names[f]]["average"] = mean  # the seed's key: mean of the values present
+        return out
+
     @property
     def current_proportions(self) -> dict[str, dict[str, Any]]:
-        return proportions(self._summed(KeyedWindows.RECEIVED), self._layout, self._names, self._encoders)
+        return self._proportions(KeyedWindows.RECEIVED)
 
     @property
     def sent_proportions(self) -> dict[str, dict[str, Any]]:
-        return proportions(self._summed(KeyedWindows.SENT), self._layout, self._names, self._encoders)
+        return self._proportions(KeyedWindows.SENT)
 
     def feature_drifts(self) -> dict[str, FeatureDrift]:
         """Per feature: TV distance between window and sent shares (mean over keys, max)."""
@@ -474,8 +517,8 @@ class DistilledProcessor:
             "sent_data_count": len(self.sent_data),
             "time_horizon_seconds": self.time_horizon_seconds,
             "reduction_percentage": self.reduction_percentage,
-            "grading_function_count": len(self.grading_functions),
-            "grading_function_names": list(self.grading_functions),
+            "grading_function_count": len(self._names),
+            "grading_function_names": list(self._names),
             "drift": self.drift(),
             "keys_held": self.keys_held,
             "keys_evicted": self.keys_evicted,
@@ -489,4 +532,5 @@ class DistilledProcessor:
         self._encoders = [g.make_encoder(self._windows.panes, self.seed + i) for i, g in enumerate(self._graders)]
         self._watermark = -math.inf
         self._seq = 0
+        self._means = WindowMeans(self._windows.panes, len(self._numeric))
         self.missing_counts[:] = 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import distilled as seed
 import pytest
@@ -114,3 +117,77 @@ def test_seed_factory_dict_form_builds_the_same_graders() -> None:
     assert isinstance(graders["l"], LambdaGrader) and graders["l"].is_categorical()
     with pytest.raises(ValueError, match="Unknown function type"):
         create_grading_functions({"x": {"type": "weird", "function": len}})
+
+
+def test_numeric_proportions_carry_the_seeds_average() -> None:
+    clock = [1000.0]
+    processor = DistilledProcessor({"v": NumericGrader("v", lambda r: r["v"])}, clock=lambda: clock[0])
+    sent = processor.process_batch([{"v": float(i)} for i in range(100)] + [{"v": None}])
+    stats = processor.get_current_stats()
+    assert stats["current_proportions"]["v"]["average"] == pytest.approx(49.5)  # the values present
+    sent_values = [p.data["v"] for p in sent if p.data["v"] is not None]
+    assert stats["sent_proportions"]["v"]["average"] == pytest.approx(sum(sent_values) / len(sent_values))
+    clock[0] += 3601  # the window has passed: the next batch's average is its own
+    processor.process_batch([{"v": 7.0}] * 10)
+    assert processor.get_current_stats()["current_proportions"]["v"]["average"] == 7.0
+    processor.reset()
+    assert processor.get_current_stats()["current_proportions"] == {}
+
+
+def test_vector_values_are_the_seeds_types_and_leave_missing_values_out() -> None:
+    import numpy as np
+
+    processor = DistilledProcessor(
+        {"v": NumericGrader("v", lambda r: r["v"]), "c": CategoricalGrader("c", ["A"], lambda r: r["c"])},
+        reduction_percentage=1.0,
+    )
+    points = processor.process_batch([{"v": 3, "c": "A"}, {"v": np.int64(4)}, {"v": float("nan"), "c": "A"}])
+    assert [p.vector_values for p in points] == [{"v": 3.0, "c": "A"}, {"v": 4.0}, {"c": "A"}]
+    assert type(points[0].vector_values["v"]) is float
+    assert processor.get_current_stats()["missing"] == {"v": 1, "c": 1}  # numpy numbers count as numbers
+
+
+@pytest.mark.parametrize("wrap", [iter, tuple, deque, lambda rs: (r for r in rs)])
+def test_any_iterable_of_records_is_a_batch(wrap: Callable[[list[Any]], Iterable[Any]]) -> None:
+    records = [{"v": i} for i in range(250)]
+    processor = DistilledProcessor({"v": NumericGrader("v", lambda r: r["v"])}, batch_size=100)
+    points = processor.process_batch(wrap(records))
+    assert len(points) == 25 and all(any(p.data is r for r in records) for p in points)
+
+
+def test_seed_style_graders_are_accepted_and_plain_functions_refused_clearly() -> None:
+    class Duck:  # the seed called only evaluate() and is_categorical()
+        name = "d"
+
+        def evaluate(self, record: dict) -> str:
+            return record["d"]
+
+        def is_categorical(self) -> bool:
+            return True
+
+        def get_categories(self) -> list[str]:
+            return ["x", "y"]
+
+    graders = {"d": Duck(), "n": seed.NumericGrader("n", lambda r: r["n"])}
+    points = DistilledProcessor(graders, reduction_percentage=0.5).process_batch(
+        [{"d": "xy"[i % 2], "n": i} for i in range(10)]
+    )
+    assert len(points) == 5 and {p.vector_values["d"] for p in points} == {"x", "y"}
+    with pytest.raises(TypeError, match="NumericGrader"):
+        DistilledProcessor({"v": lambda r: r["v"]})
+
+
+def test_stats_name_the_graders_in_use_and_window_views_say_why_they_do_not_iterate() -> None:
+    graders = {"v": NumericGrader("v", lambda r: r["v"])}
+    processor = DistilledProcessor(graders)
+    graders["w"] = NumericGrader("w", lambda r: r["v"])  # the caller's dict changes; the processor's does not
+    assert processor.get_current_stats()["grading_function_names"] == ["v"]
+    with pytest.raises(TypeError, match="keeps counts"):
+        list(processor.historical_data)
+
+
+def test_seed_submodule_import_paths() -> None:
+    from distilld.core import DataPoint as CoreDataPoint
+    from distilld.grading import LambdaGrader as GradingLambda
+
+    assert CoreDataPoint is DataPoint and GradingLambda is LambdaGrader
