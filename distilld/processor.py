@@ -8,6 +8,7 @@ reading fields (and calling user functions, when the user gives them).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -28,6 +29,8 @@ from distilld.stats import FeatureDrift, feature_drift, proportions
 from distilld.window import KeyedWindows
 
 __all__ = ["DistilledProcessor", "WindowView", "index_keys"]
+
+log = logging.getLogger(__name__)
 
 
 class WindowView:
@@ -175,6 +178,7 @@ class DistilledProcessor:
         self._seq = 0
         self._means = WindowMeans(panes, len(self._numeric))
         self.missing_counts = np.zeros(len(self._names), dtype=np.int64)
+        self.timestamps_replaced = 0
         self.historical_data = WindowView(self, KeyedWindows.RECEIVED)
         self.sent_data = WindowView(self, KeyedWindows.SENT)
 
@@ -202,7 +206,7 @@ class DistilledProcessor:
     def _process_chunk(self, records: Sequence[Any]) -> list[DataPoint]:
         if not records:
             return []
-        ts = self._timestamps(records)
+        ts = self._usable_times(self._timestamps(records))  # the times used, as the DataPoints report them
         key_index, keys = self._keys(records)
         values: list[list[Any]] = []
         chosen, weight = self.select(records, ts, key_index, keys, values)
@@ -281,15 +285,32 @@ class DistilledProcessor:
                 failed.setdefault(i, f"grader {name!r} raised {error}")
         return columns, sorted(failed.items())
 
-    def _advance(self, timestamps: np.ndarray) -> tuple[np.ndarray, int]:
-        """Move the watermark; expire panes; return each record's pane epoch.
-        A record without a usable time (NaN, or more than a window ahead of
-        the clock, which would move the watermark for good and expire every
-        window) takes the watermark (or now)."""
+    def _usable_times(self, timestamps: np.ndarray) -> np.ndarray:
+        """Event times as seconds, a record without a usable one (NaN, or more than
+        a window ahead of the clock, which would move the watermark for good and
+        expire every window) given the watermark (or now). Counted in the stats'
+        ``timestamps_replaced``; the first time, a warning says what was seen."""
         ts = np.array(timestamps, dtype=np.float64)
         bad = ~np.isfinite(ts) | (ts > self._clock() + self.time_horizon_seconds)
         if bad.any():
+            if not self.timestamps_replaced:
+                example = ts[bad][0]
+                hint = " (milliseconds? timestamp_func must give seconds)" if example > 1e11 else ""
+                log.warning(
+                    "timestamp_func gave %d of %d records no usable time, e.g. %r%s: they take the watermark",
+                    int(bad.sum()),
+                    len(ts),
+                    float(example),
+                    hint,
+                )
+            self.timestamps_replaced += int(bad.sum())
             ts[bad] = self._watermark if math.isfinite(self._watermark) else self._clock()
+        return ts
+
+    def _advance(self, timestamps: np.ndarray) -> tuple[np.ndarray, int]:
+        """Move the watermark; expire panes; return each record's pane epoch
+        (of its usable time: :meth:`_usable_times`)."""
+        ts = self._usable_times(timestamps)
         self._watermark = max(self._watermark, float(ts.max()))
         w_epoch = math.floor(self._watermark / self._pane_seconds)
         self._windows.advance(w_epoch)
@@ -524,6 +545,7 @@ class DistilledProcessor:
             "keys_evicted": self.keys_evicted,
             "bytes_per_key": self.bytes_per_key,
             "missing": dict(zip(self._names, self.missing_counts.tolist(), strict=True)),
+            "timestamps_replaced": self.timestamps_replaced,
         }
 
     def reset(self) -> None:
@@ -534,3 +556,4 @@ class DistilledProcessor:
         self._seq = 0
         self._means = WindowMeans(self._windows.panes, len(self._numeric))
         self.missing_counts[:] = 0
+        self.timestamps_replaced = 0

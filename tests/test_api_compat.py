@@ -191,3 +191,19 @@ def test_seed_submodule_import_paths() -> None:
     from distilld.grading import LambdaGrader as GradingLambda
 
     assert CoreDataPoint is DataPoint and GradingLambda is LambdaGrader
+
+
+def test_unusable_event_times_are_counted_warned_once_and_reported_as_used(caplog: pytest.LogCaptureFixture) -> None:
+    now = 1_700_000_000.0
+    processor = DistilledProcessor(
+        {"v": NumericGrader("v", lambda r: r["v"])},
+        reduction_percentage=1.0,
+        timestamp_func=lambda r: r["ts"],
+        clock=lambda: now,
+    )
+    with caplog.at_level("WARNING", logger="distilld.processor"):
+        points = processor.process_batch([{"v": 1, "ts": now * 1000}, {"v": 2, "ts": now - 5}])
+        processor.process_batch([{"v": 3, "ts": float("nan")}])
+    assert processor.get_current_stats()["timestamps_replaced"] == 2
+    assert [p.timestamp for p in points] == [now, now - 5]  # the time used (the clock: no watermark yet)
+    assert len([r for r in caplog.records if "milliseconds?" in r.getMessage()]) == 1
