@@ -448,6 +448,9 @@ def load_model(
     if private:
         raise ConfigError("\n".join(f"{k}: Extra inputs are not permitted" for k in private))
     data = merged(data, overrides)
+    unknown = sorted(str(k) for k in data if k not in Settings.model_fields)  # EngineSettings ignores the
+    if unknown and not issubclass(model, Settings):  # daemon's sections, not a misspelt one (`reduce:`)
+        raise ConfigError("\n".join(f"{k}: Extra inputs are not permitted" for k in unknown))
     try:
         return model(**data)
     except ValidationError as e:

@@ -127,7 +127,7 @@ def test_reduce_reports_bad_files_and_settings(tmp_path: Path, capsys: pytest.Ca
     bad = tmp_path / "bad.ndjson"
     bad.write_bytes(b'{"id": 1}\nnot json\n')
     assert main(["reduce", str(bad), "-o", str(tmp_path / "o.ndjson"), "-c", str(config)]) == 1
-    assert "not NDJSON" in capsys.readouterr().err
+    assert "bad.ndjson: line 2: not JSON" in capsys.readouterr().err
     assert main(["reduce", str(tmp_path / "x.parquet"), "-o", str(tmp_path / "o.csv"), "-c", str(config)]) == 1
     assert "cannot tell the format" in capsys.readouterr().err
     kafka_key = _config(tmp_path, key="kafka_key")
@@ -137,6 +137,52 @@ def test_reduce_reports_bad_files_and_settings(tmp_path: Path, capsys: pytest.Ca
     assert "need Kafka" in capsys.readouterr().err
     with pytest.raises(FileFormatError):
         format_of("file.xlsx")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("mid.ndjson", b'{"id": 1}\n{"id": 2,\n{"id": 3}\n', "line 2: not JSON"),
+        ("list.ndjson", b'{"id": 1}\n\n[1, 2]\n', "line 3: not a JSON object: list"),
+        ("long.csv", b"id,age\n1,2\n3,4,5\n", "line 3: 3 fields, the header has 2"),
+        ("short.csv", b"id,age\n1,2\n3\n", "line 3: 1 fields, the header has 2"),
+        ("latin.csv", b"id,gender\n1,male\n2,m\xe9le\n", "line 3: not UTF-8"),
+        ("object.json", b'{"records": [{"id": 1}]}', "not a JSON array of records"),
+        ("items.json", b'[{"id": 1}, 7]', "record 2 of the array: not a JSON object: int"),
+        ("cut.json", b'[{"id": 1}, {"id": 2', "record 2 of the array: not JSON"),
+        ("empty.json", b"", "empty"),
+    ],
+)
+def test_bad_input_names_the_file_and_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes, reason: str
+) -> None:
+    source = tmp_path / name
+    source.write_bytes(content)
+    out = tmp_path / "out.ndjson"
+    assert main(["reduce", str(source), "-o", str(out), "-c", str(_config(tmp_path)), "-q"]) == 1
+    assert f"{source}: {reason}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "config.yaml"])  # no partial output
+
+
+def test_truncated_avro_is_an_error_and_the_input_is_never_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(_config(tmp_path))
+    src = tmp_path / "in.avro"
+    _write(src, "avro")
+    cut = tmp_path / "cut.avro"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
+    assert main(["reduce", str(cut), "-o", str(tmp_path / "o.avro"), "-c", config, "-q", "--batch", "100"]) == 1
+    assert "cut.avro: Avro record" in capsys.readouterr().err
+    assert not (tmp_path / "o.avro").exists()
+    before = src.read_bytes()
+    assert main(["reduce", str(src), "-o", str(src), "-c", config, "-q"]) == 1
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(Path(config).read_text() + "filter:\n  drop: []\n")
+    assert main(["reduce", str(src), "-o", str(tmp_path / "o.avro"), "-c", str(typo), "-q"]) == 1
+    assert "filter: Extra inputs are not permitted" in capsys.readouterr().err
 
 
 def test_evaluate_writes_the_table_plots_and_an_offline_page(
@@ -164,8 +210,6 @@ def test_csv_columns_path_forwards_what_the_record_path_does(tmp_path: Path) -> 
     filter that matches nothing forces the record path."""
     src = tmp_path / "in.csv"
     _write(src, "csv")
-    with src.open("a") as f:
-        f.write("99999,male,41.0\n")  # a short row: that batch takes the record path
     config = _config(tmp_path)
     with_filter = tmp_path / "filtered.yaml"
     data = yaml.safe_load(config.read_text())
@@ -176,3 +220,21 @@ def test_csv_columns_path_forwards_what_the_record_path_does(tmp_path: Path) -> 
     assert main(["reduce", str(src), "-o", str(records), "-c", str(with_filter), "--batch", "900", "-q"]) == 0
     assert columns.read_bytes() == records.read_bytes()
     assert len(_read(columns, "csv")) >= N // 10 - 4
+
+
+def test_conversions_keep_every_field_and_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CSV → NDJSON keeps a numeric column's text that is not a number; JSON → CSV refuses a record
+    with fields the header lacks instead of dropping them; a reduced file is not reduced again."""
+    config = str(_config(tmp_path, rate=1.0))
+    src = tmp_path / "in.csv"
+    src.write_text("id,gender,age,income,user\n1,male,thirty,n/a,u\n2,female,41,5.5,u\n")
+    out = tmp_path / "out.ndjson"
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
+    rows = _read(out, "ndjson")
+    assert [(r["age"], r["income"]) for r in rows] == [("thirty", "n/a"), (41.0, 5.5)]
+    mixed = tmp_path / "mixed.ndjson"
+    mixed.write_bytes(b'{"id": 1, "user": "u"}\n{"id": 2, "user": "u", "extra": [1]}\n')
+    assert main(["reduce", str(mixed), "-o", str(tmp_path / "o.csv"), "-c", config, "-q"]) == 1
+    assert "lacks: extra" in capsys.readouterr().err
+    assert main(["reduce", str(out), "-o", str(tmp_path / "again.ndjson"), "-c", config, "-q"]) == 1
+    assert "already have distilld_weight" in capsys.readouterr().err

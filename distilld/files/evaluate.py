@@ -14,6 +14,8 @@ Unlike ``reduce``, this holds the file's feature columns in memory.
 from __future__ import annotations
 
 import html
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from distilld.daemon.fields import RecordFields
 from distilld.encoding import to_float_array
 from distilld.evaluation import METRICS, Stream, evaluate, random_selection
 from distilld.features import build_graders
-from distilld.files.formats import format_of, open_reader
+from distilld.files.formats import FileFormatError, format_of, open_reader
 from distilld.files.reduce import numeric_columns
 from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import ConfigError, EngineSettings
@@ -42,12 +44,14 @@ class Evaluation:
     selected: int
 
     def ratios(self) -> dict[str, float]:
-        return {m: self.random[m] / max(self.ours[m], 1e-12) for m in METRICS}
+        """random's error ÷ distilld's; NaN where the metric does not apply (no numeric pair, say)."""
+        return {m: self.random[m] / max(self.ours[m], 1e-12) if self.random[m] > 0 else math.nan for m in METRICS}
 
     def table(self) -> str:
         rows = [f"{'metric':<14}{'distilld':>12}{'random':>12}{'ratio':>10}"]
         for m, r in self.ratios().items():
-            rows.append(f"{m:<14}{self.ours[m]:>12.5f}{self.random[m]:>12.5f}{r:>9.2f}x")
+            ratio = f"{r:>9.2f}x" if math.isfinite(r) else f"{'n/a':>10}"
+            rows.append(f"{m:<14}{self.ours[m]:>12.5f}{self.random[m]:>12.5f}{ratio}")
         return "\n".join(rows)
 
 
@@ -79,7 +83,14 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
                 key_index, key_list = fields.keys([], records)
                 keys += [key_list[k] for k in key_index.tolist()]
     n = len(next(iter(raw.values())))
+    if n == 0:
+        raise FileFormatError(f"{path}: no records to evaluate")
     t = np.concatenate(times) if times else np.arange(n, dtype=np.float64)
+    bad = ~np.isfinite(t)
+    if bad.any():  # no (or a bad) time field: the latest time seen before it, as the engine's watermark
+        seen = np.fmax.accumulate(np.where(bad, np.nan, t))
+        t = np.where(bad, seen, t)
+        t[np.isnan(t)] = t[np.isfinite(t)][0] if np.isfinite(t).any() else 0.0
     categorical, numeric, labels = {}, {}, {}
     for name, values in raw.items():
         if graders[name].is_categorical():
@@ -166,9 +177,10 @@ def _report(
         fig.savefig(out / image, dpi=90)
         plt.close(fig)
         images.append(image)
+    shown = {m: f"{r:.2f}×" if math.isfinite(r) else "n/a" for m, r in result.ratios().items()}
     rows = "".join(
-        f"<tr><td>{m}</td><td>{result.ours[m]:.5f}</td><td>{result.random[m]:.5f}</td><td>{r:.2f}×</td></tr>"
-        for m, r in result.ratios().items()
+        f"<tr><td>{m}</td><td>{result.ours[m]:.5f}</td><td>{result.random[m]:.5f}</td><td>{r}</td></tr>"
+        for m, r in shown.items()
     )
     figures = "".join(f'<figure><img src="{html.escape(i)}" alt="{html.escape(i)}"></figure>' for i in images)
     (out / "index.html").write_text(
@@ -183,6 +195,5 @@ ratio = random's error ÷ distilld's (higher is better).</p>
 """,
         encoding="utf-8",
     )
-    (out / "ratios.json").write_text(
-        "{" + ", ".join(f'"{m}": {r:.6g}' for m, r in result.ratios().items()) + "}\n", encoding="utf-8"
-    )
+    ratios = {m: round(r, 6) if math.isfinite(r) else None for m, r in result.ratios().items()}
+    (out / "ratios.json").write_text(json.dumps(ratios) + "\n", encoding="utf-8")

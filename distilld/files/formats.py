@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,7 +31,7 @@ class FileFormatError(ValueError):
     """A file's format is unknown, or its content does not match it."""
 
 
-def format_of(path: str | Path, given: str | None = None) -> str:
+def format_of(path: str | Path, given: str | None = None, option: str = "--format") -> str:
     if given:
         if given not in FORMATS:
             raise FileFormatError(f"unknown format {given!r}: one of {', '.join(FORMATS)}")
@@ -38,7 +39,7 @@ def format_of(path: str | Path, given: str | None = None) -> str:
     found = _EXTENSIONS.get(Path(path).suffix.lower())
     if found is None:
         raise FileFormatError(
-            f"{path}: cannot tell the format from the extension; give --format ({', '.join(FORMATS)})"
+            f"{path}: cannot tell the format from the extension; give {option} ({', '.join(FORMATS)})"
         )
     return found
 
@@ -46,8 +47,9 @@ def format_of(path: str | Path, given: str | None = None) -> str:
 class Reader:
     """``batches()`` of (records, rows); ``position()`` is how far into the file, in bytes."""
 
-    def __init__(self, fo: IO[bytes], fmt: str, numeric_columns: set[str], batch: int) -> None:
+    def __init__(self, fo: IO[bytes], fmt: str, numeric_columns: set[str], batch: int, name: str = "") -> None:
         self.fo, self.fmt, self.numeric, self.batch = fo, fmt, numeric_columns, batch
+        self.name = name or str(getattr(fo, "name", "input"))  # for error messages
         self.schema: Any = None  # Avro: the writer schema
         self.columns: list[str] = []  # CSV: the header
         self.rows_only = False  # CSV: yield (None, rows), records made by records_of() when wanted
@@ -62,15 +64,39 @@ class Reader:
         batches: Iterator[Batch] = getattr(self, f"_{self.fmt}")()
         return batches
 
+    def _lines(self) -> Iterator[str]:
+        """The file's lines as text; bad UTF-8 is an error naming the line."""
+        for n, raw in enumerate(self.fo, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise FileFormatError(f"{self.name}: line {n}: not UTF-8 (byte {e.start} of the line)") from None
+            yield line.removeprefix("\ufeff") if n == 1 else line
+
     def _csv(self) -> Iterator[Batch]:
-        text = io.TextIOWrapper(self.fo, encoding="utf-8", newline="")
-        rows = csv.reader(text)
+        rows = csv.reader(self._lines())
         try:
             self.columns = next(rows)
         except StopIteration:
             return
+        except csv.Error as e:
+            raise FileFormatError(f"{self.name}: line {rows.line_num}: {e}") from None
+        width = len(self.columns)
         while True:
-            chunk = [row for _, row in zip(range(self.batch), rows, strict=False)]
+            chunk = []
+            try:
+                for row in rows:
+                    if len(row) != width:
+                        if not row:  # a blank line
+                            continue
+                        raise FileFormatError(
+                            f"{self.name}: line {rows.line_num}: {len(row)} fields, the header has {width}"
+                        )
+                    chunk.append(row)
+                    if len(chunk) == self.batch:
+                        break
+            except csv.Error as e:
+                raise FileFormatError(f"{self.name}: line {rows.line_num}: {e}") from None
             if not chunk:
                 return
             if self.rows_only:
@@ -78,55 +104,99 @@ class Reader:
                 continue
             yield self.records_of(chunk), chunk
 
-    def records_of(self, rows: list[list[str]]) -> list[dict[str, Any]]:
-        """CSV rows as records: text, and numbers in the numeric features' columns."""
+    def records_of(self, rows: list[list[str]], keep_text: bool = False) -> list[dict[str, Any]]:
+        """CSV rows as records: text, and numbers in the numeric features' columns
+        (``keep_text``: a cell that is not a number stays as read, for the output)."""
         columns = self.columns
         records: list[dict[str, Any]] = [dict(zip(columns, row, strict=False)) for row in rows]
         for c, name in enumerate(columns):
             if name in self.numeric:
-                values = numbers([row[c] if c < len(row) else "" for row in rows])
-                for record, value in zip(records, values, strict=True):
-                    record[name] = value
+                cells = [row[c] if c < len(row) else "" for row in rows]
+                values = numbers(cells)
+                for record, value, cell in zip(records, values, cells, strict=True):
+                    record[name] = cell or None if value is None and keep_text else value
         return records
 
     def _ndjson(self) -> Iterator[Batch]:
         loads = orjson.loads
+        done = 0  # lines before this batch
         while True:
             lines = [line for _, line in zip(range(self.batch), self.fo, strict=False)]
             if not lines:
                 return
-            lines = [line for line in lines if line.strip()]
             try:
-                records = [loads(line) for line in lines]
-            except orjson.JSONDecodeError as e:
-                raise FileFormatError(f"not NDJSON (one JSON object per line): {e}") from None
+                records = [loads(line) for line in lines if line.strip()]
+                ok = set(map(type, records)) <= {dict}
+            except orjson.JSONDecodeError:
+                ok = False
+            if not ok:
+                self._ndjson_error(lines, done)
+            done += len(lines)
             yield records, records
+
+    def _ndjson_error(self, lines: list[bytes], done: int) -> None:
+        """Name the first line of a batch that is not a JSON object (the slow path, on bad input only)."""
+        for n, line in enumerate(lines, done + 1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise FileFormatError(f"{self.name}: line {n}: not JSON: {e.args[0]}") from None
+            if type(record) is not dict:
+                raise FileFormatError(f"{self.name}: line {n}: not a JSON object: {type(record).__name__}")
 
     def _json(self) -> Iterator[Batch]:
         import ijson
 
+        first = self.fo.read(4096).lstrip()[:1]
+        self.fo.seek(0)
+        if not first:
+            raise FileFormatError(f"{self.name}: empty, not a JSON array of records")
+        if first != b"[":
+            raise FileFormatError(
+                f"{self.name}: not a JSON array of records (it starts with {first.decode('latin-1')!r})"
+                + ("; one object per line is --format ndjson" if first == b"{" else "")
+            )
         items = ijson.items(self.fo, "item", use_float=True)
-        try:
-            while True:
-                records = [r for _, r in zip(range(self.batch), items, strict=False)]
-                if not records:
-                    return
-                yield records, records
-        except ijson.JSONError as e:
-            raise FileFormatError(f"not a JSON array of records: {e}") from None
+        done = 0
+        while True:
+            records: list[Any] = []
+            try:
+                for _, r in zip(range(self.batch), items, strict=False):
+                    if type(r) is not dict:
+                        where = f"record {done + len(records) + 1} of the array"
+                        raise FileFormatError(f"{self.name}: {where}: not a JSON object: {type(r).__name__}")
+                    records.append(r)
+            except ijson.JSONError as e:
+                where = f"record {done + len(records) + 1} of the array"
+                raise FileFormatError(f"{self.name}: {where}: not JSON: {str(e).splitlines()[0]}") from None
+            if not records:
+                return
+            done += len(records)
+            yield records, records
 
     def _avro(self) -> Iterator[Batch]:
         from fastavro import reader
 
         try:
             avro = reader(self.fo)
-        except ValueError as e:
-            raise FileFormatError(f"not an Avro container file: {e}") from None
+        except (ValueError, EOFError) as e:
+            raise FileFormatError(f"{self.name}: not an Avro container file: {e}") from None
         self.schema = avro.writer_schema
+        done = 0
         while True:
-            records = [r for _, r in zip(range(self.batch), avro, strict=False)]
+            records: list[Any] = []
+            try:
+                for _, r in zip(range(self.batch), avro, strict=False):
+                    records.append(r)
+            except Exception as e:  # truncated or corrupt blocks: EOFError, ValueError, fastavro's own errors
+                raise FileFormatError(
+                    f"{self.name}: Avro record {done + len(records) + 1}: truncated or corrupt: {type(e).__name__}: {e}"
+                ) from None
             if not records:
                 return
+            done += len(records)
             yield records, records
 
 
@@ -144,12 +214,25 @@ class Writer:
 
     def write(self, records: list[Any], rows: list[Any], weights: list[float]) -> None:
         """Forwarded records (as decoded), the rows they were read from, and their weights."""
+        if self.reader.fmt == "csv" and self.fmt != "csv":  # the cells as read, not as graded
+            records = self.reader.records_of(rows, keep_text=True)
         if not self._started:
+            if not records and self.fmt == "csv" and self.reader.fmt != "csv":
+                return  # the header comes from the first forwarded record
             self._start(records)
+        if self.reader.fmt != "csv" and any(WEIGHT_FIELD in r for r in records):
+            raise FileFormatError(f"{self.reader.name}: records already have {WEIGHT_FIELD} (a reduced file?)")
         if self.fmt == "csv":
             if self.reader.fmt == "csv":  # the row as it was read, plus the weight
                 self._csv.writerows([*row, f"{w:.6g}"] for row, w in zip(rows, weights, strict=True))
             else:
+                known = set(self._columns)
+                for r in records:
+                    if not known.issuperset(r):
+                        raise FileFormatError(
+                            f"{self.reader.name}: a record has fields the CSV header (the first forwarded record's)"
+                            f" lacks: {', '.join(sorted(set(r) - known))}; write ndjson or json"
+                        )
                 self._csv.writerows(
                     [*(_cell(r.get(c)) for c in self._columns), f"{w:.6g}"]
                     for r, w in zip(records, weights, strict=True)
@@ -159,7 +242,7 @@ class Writer:
                 self._avro.write({**record, WEIGHT_FIELD: w})
         else:
             for record, w in zip(records, weights, strict=True):
-                data = orjson.dumps({**record, WEIGHT_FIELD: w})
+                data = orjson.dumps({**record, WEIGHT_FIELD: w}, default=_json_default)
                 if self.fmt == "json":
                     self.fo.write(b",\n" if self._any else b"\n")
                 self._any = True
@@ -172,6 +255,8 @@ class Writer:
             self._text = io.TextIOWrapper(self.fo, encoding="utf-8", newline="", write_through=True)
             self._csv = csv.writer(self._text)
             self._columns = self.reader.columns or (list(first[0]) if first else [])
+            if WEIGHT_FIELD in self._columns:
+                raise FileFormatError(f"{self.reader.name}: already has a {WEIGHT_FIELD} column (a reduced file?)")
             self._csv.writerow([*self._columns, WEIGHT_FIELD])
         elif self.fmt == "json":
             self.fo.write(b"[")
@@ -193,18 +278,37 @@ class Writer:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, dict | list):  # nested values as JSON, not Python's repr
+        return orjson.dumps(value, default=_json_default).decode()
     return "" if value is None else str(value)
+
+
+def _json_default(value: Any) -> Any:
+    """Avro values JSON has no type for: bytes as Avro's JSON encoding does (code points), decimals as text."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _avro_schema(reader: Reader) -> Any:
     weight = {"name": WEIGHT_FIELD, "type": "double"}
     if reader.schema is not None:
+        if any(f.get("name") == WEIGHT_FIELD for f in reader.schema.get("fields", [])):
+            raise FileFormatError(f"{reader.name}: already has a {WEIGHT_FIELD} field (a reduced file?)")
         schema = dict(reader.schema)
         schema["fields"] = [*schema["fields"], weight]
         return schema
+    if WEIGHT_FIELD in reader.columns:
+        raise FileFormatError(f"{reader.name}: already has a {WEIGHT_FIELD} column (a reduced file?)")
     if reader.fmt == "csv":  # CSV columns as optional strings (numeric features as doubles)
         fields = [
-            {"name": c, "type": ["null", "double" if c in reader.numeric else "string"], "default": None}
+            {
+                "name": c,
+                "type": ["null", "double", "string"] if c in reader.numeric else ["null", "string"],
+                "default": None,
+            }
             for c in reader.columns
         ]
         return {"type": "record", "name": "Record", "fields": [*fields, weight]}
@@ -213,7 +317,7 @@ def _avro_schema(reader: Reader) -> Any:
 
 def open_reader(path: str | Path, fmt: str, numeric_columns: set[str], batch: int) -> tuple[IO[bytes], Reader]:
     fo = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    return fo, Reader(fo, fmt, numeric_columns, batch)
+    return fo, Reader(fo, fmt, numeric_columns, batch, str(path))
 
 
 def open_writer(path: str | Path, fmt: str, reader: Reader) -> tuple[IO[bytes], Writer]:

@@ -9,6 +9,7 @@ fixed state, whatever the file's size.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 from distilld.daemon.fields import RecordFields
 from distilld.features import build_graders, parse_features
 from distilld.files.columns import ColumnPlan
-from distilld.files.formats import format_of, open_reader, open_writer
+from distilld.files.formats import FileFormatError, format_of, open_reader, open_writer
 from distilld.filters import Filters
 from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import ConfigError, EngineSettings
@@ -68,7 +69,16 @@ def reduce_file(
     if reducer.key == "kafka_key" or reducer.time == "kafka_timestamp":
         raise ConfigError("reducer.key kafka_key and reducer.time kafka_timestamp need Kafka; a file has a field path")
     fmt_in = format_of(source, in_format)
-    fmt_out = format_of(target, out_format) if out_format or Path(target).suffix else fmt_in
+    fmt_out = format_of(target, out_format, "--output-format") if out_format or Path(target).suffix else fmt_in
+    if batch < 1:
+        raise FileFormatError(f"--batch: {batch}: give 1 or more records")
+    source, target = Path(source), Path(target)
+    if target.exists() and os.path.samefile(source, target):
+        raise FileFormatError(f"{target}: the output would overwrite the input")
+    if not target.parent.is_dir():
+        raise FileFormatError(f"{target}: no such folder: {target.parent}")
+    # written next to the target and renamed when complete: a failed run leaves no partial output
+    partial = target.with_name(f".{target.name}.partial")
     graders = build_graders(settings.features)
     processor = DistilledProcessor(
         graders, reducer.window_seconds, reducer.rate, batch,
@@ -81,7 +91,7 @@ def reduce_file(
     stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
     fin, reader = open_reader(source, fmt_in, numeric_columns(settings), batch)
     try:
-        fout, writer = open_writer(target, fmt_out, reader)
+        fout, writer = open_writer(partial, fmt_out, reader)
         try:
             plan: ColumnPlan | None = None
             for records, rows in reader.batches():
@@ -109,8 +119,12 @@ def reduce_file(
                     print(f"\r{pct:5.1f} %  {stats.rows:>12,} rows  {stats.rows / (now - started):>10,.0f} rows/s",
                           end="", file=sys.stderr, flush=True)  # fmt: skip
             writer.close()
-        finally:
+        except BaseException:
             fout.close()
+            partial.unlink(missing_ok=True)
+            raise
+        fout.close()
+        os.replace(partial, target)
     finally:
         fin.close()
     stats.seconds = time.perf_counter() - started
