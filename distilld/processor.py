@@ -429,9 +429,10 @@ class DistilledProcessor:
         windows.add(KeyedWindows.SENT, record_slots[sent], epochs[sent], cells[sent])
         self._seq += len(codes)
 
-        totals = windows.totals[:, slots, 0]
-        weight = np.where(totals[1] > 0, totals[0] / np.maximum(totals[1], 1), 1.0 / self.reduction_percentage)
-        return chosen, weight
+        # every record is sent at the rate (the budget is exact over the stream, pooled over keys): each one
+        # stands for 1/rate. A key's own received ÷ sent at the time of a send undercounts: a key whose
+        # records come a few a batch sends its first one early (its ratio then ~1) and none for a while after
+        return chosen, np.full(len(keys), 1.0 / self.reduction_percentage)
 
     def _select(
         self,
