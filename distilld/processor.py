@@ -94,7 +94,8 @@ class DistilledProcessor:
     The weights say what the selector balances hardest: each categorical's
     shares (``marginal_weight``), each numeric's bins (``numeric_marginal_weight``),
     each pair's joint cells (``pair_weight``) and each numeric pair's co-moment,
-    i.e. their correlation (``comoment_weight``); see selector.py.
+    i.e. their correlation (``comoment_weight``); ``global_weight``, how much the
+    marginals summed over all keys count next to each key's own; see selector.py.
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class DistilledProcessor:
         numeric_marginal_weight: float = 4.0,
         pair_weight: float = 1.0,
         comoment_weight: float = 16.0,
+        global_weight: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not grading_functions:
@@ -173,6 +175,7 @@ class DistilledProcessor:
             ),
             segment_picks,
             np.full(len(self._comoments), float(comoment_weight)),
+            global_weight=float(global_weight),
         )
         self._watermark = -math.inf
         self._seq = 0
@@ -411,6 +414,13 @@ class DistilledProcessor:
         else:
             windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live])
 
+        # keys that send all or none of their records: arrivals and sends go straight into their deficits,
+        # before the selector runs, so that the deficits summed over keys hold them when it picks
+        whole = ~partial[key_index]
+        if whole.any():
+            sends = (quota > 0)[key_index[whole]] & live[whole]
+            change = self.reduction_percentage * live[whole] - sends
+            windows.account(record_slots[whole], cells[whole], change, moments[whole])
         # the selector takes the deficits as they stood before this batch and adds the arrivals as it goes
         deficit = windows.deficit[part_slots]
         chosen = self._select(key_index, cells, moments, quota, partial, part_slots, deficit, live)
@@ -418,14 +428,10 @@ class DistilledProcessor:
         picked = np.zeros(len(codes), dtype=np.bool_)
         picked[chosen] = True
         sent = picked & live
-        # keys that sent all or none of their records: arrivals and sends go straight into their deficits;
-        # a record too late for the window counts in neither (the selector took its pick off: give it back)
-        whole = ~partial[key_index]
+        # a record too late for the window counts in no deficit (the selector took its pick off: give it back)
         late = picked & ~live & ~whole
-        if whole.any() or late.any():
-            change = np.where(whole, self.reduction_percentage * live - sent, 1.0)
-            touched = whole | late
-            windows.account(record_slots[touched], cells[touched], change[touched], moments[touched])
+        if late.any():
+            windows.account(record_slots[late], cells[late], np.ones(int(late.sum())), moments[late])
         windows.add(KeyedWindows.SENT, record_slots[sent], epochs[sent], cells[sent])
         self._seq += len(codes)
 
@@ -461,6 +467,9 @@ class DistilledProcessor:
                 jitter,
                 self.reduction_percentage * live[candidates],
                 moments[candidates],
+                self._windows.global_deficit,
+                self._windows.global_received() if self._selector.global_weight > 0 else None,
+                self._layout.marginal_groups,
             )
             picked.append(candidates[local])
         return np.sort(np.concatenate(picked))

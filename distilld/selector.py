@@ -17,6 +17,16 @@ of every pair of numeric features (the product of their standard scores,
 whose window mean is their correlation), which keeps how numerics go together
 inside the cells that bin them.
 
+*Many keys.* Each key balances its own cells, and a key with a few picks a
+window can only balance them as far as its few records go: on a stream cut
+into keys of ~100 records, each key picking among its own records made the
+output as a whole no better than random sampling, or worse (its picks lean
+to each key's commonest cells). So the marginal cells and the moments also
+have a deficit summed over every key, and a record's score adds that
+deficit's term, weighted ``global_weight × (1 − the key's share of the
+window)``: nothing for a key that is the whole stream, the full weight for
+one key among many.
+
 Keeping the *lifetime* deficits near zero balances every stretch of the
 stream, since over any interval ``sent − rate · received = D(start) − D(end)``;
 balancing the window's own counts instead would echo each expired pane's
@@ -59,9 +69,14 @@ def _herd(
     moments: np.ndarray,  # candidates × moments: each one's values
     moment_scale: np.ndarray,  # keys × moments
     base: int,  # the first moment's column in ``deficit``
+    gdeficit: np.ndarray,  # the marginal cells' and moments' deficits summed over keys (updated in place)
+    gscale: np.ndarray,  # marginal cells, then moments: weight / (global T + SMALL_CELL)
+    gfactor: np.ndarray,  # per key: how much the global term counts (0: the key is the whole stream)
+    mgroups: int,  # the marginal groups (the first columns of ``cells``)
 ) -> np.ndarray:
     chosen = np.zeros(cells.shape[0], dtype=np.bool_)
     groups, n_moments = cells.shape[1], moments.shape[1]
+    gbase = gdeficit.shape[0] - n_moments
     for k in range(starts.shape[0] - 1):
         lo, hi, q = starts[k], starts[k + 1], quota[k]
         n = hi - lo
@@ -75,8 +90,11 @@ def _herd(
                 i = order[j]
                 for g in range(groups):
                     deficit[k, cells[i, g]] += arrive[i]
+                for g in range(mgroups):
+                    gdeficit[cells[i, g]] += arrive[i]
                 for m in range(n_moments):
                     deficit[k, base + m] += arrive[i] * moments[i, m]
+                    gdeficit[gbase + m] += arrive[i] * moments[i, m]
             picks = ((s + 1) * q) // segments - (s * q) // segments
             for _ in range(picks):
                 best, best_score = -1, -np.inf
@@ -91,6 +109,14 @@ def _herd(
                     for m in range(n_moments):
                         v = moments[i, m]
                         score += moment_scale[k, m] * v * (2.0 * deficit[k, base + m] - v)
+                    f = gfactor[k]
+                    if f > 0.0:
+                        for g in range(mgroups):
+                            c = cells[i, g]
+                            score += f * gscale[c] * (2.0 * gdeficit[c] - 1.0)
+                        for m in range(n_moments):
+                            v = moments[i, m]
+                            score += f * gscale[gbase + m] * v * (2.0 * gdeficit[gbase + m] - v)
                     if score > best_score:
                         best, best_score = i, score
                 if best < 0:
@@ -98,8 +124,11 @@ def _herd(
                 chosen[best] = True
                 for g in range(groups):
                     deficit[k, cells[best, g]] -= 1.0
+                for g in range(mgroups):
+                    gdeficit[cells[best, g]] -= 1.0
                 for m in range(n_moments):
                     deficit[k, base + m] -= moments[best, m]
+                    gdeficit[gbase + m] -= moments[best, m]
     return chosen
 
 
@@ -110,6 +139,7 @@ class HerdingSelector:
     segment_picks: int = 4
     moment_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))  # one weight per moment
     small_cell: float = SMALL_CELL
+    global_weight: float = 0.0  # how much the marginals summed over keys count (module docstring)
 
     def select(
         self,
@@ -121,6 +151,9 @@ class HerdingSelector:
         jitter: np.ndarray,
         arrive: np.ndarray,
         moments: np.ndarray | None = None,
+        global_deficit: np.ndarray | None = None,
+        global_received: np.ndarray | None = None,
+        marginal_groups: int = 0,
     ) -> np.ndarray:
         """Indices of the chosen candidates.
 
@@ -131,6 +164,10 @@ class HerdingSelector:
         before this batch, updated in place segment by segment with ``arrive``
         (each candidate's ``rate``, 0 if it is too late for the window) and the
         picks; ``moments``: candidates × moments, each one's values.
+        ``global_deficit``: the deficits of the marginal cells (the cells of the
+        first ``marginal_groups`` groups) and of the moments, summed over every
+        key, updated in place like a key's; ``global_received``: the marginal
+        cells' window counts summed over every key.
         """
         order = np.argsort(key_index, kind="stable")
         starts = np.concatenate([[0], np.cumsum(np.bincount(key_index, minlength=len(quota)))])
@@ -145,6 +182,22 @@ class HerdingSelector:
             raise ValueError("selector: cells, moments and deficits disagree in shape")
         # a moment's deficit grows with the whole window, as the count cell's does
         moment_scale = self.moment_weights[None, :] / (self.rate * received[:, :1] + self.small_cell)
+        n_marginal = 0 if global_received is None else len(global_received)
+        if global_deficit is None or global_received is None or self.global_weight <= 0:
+            global_deficit, marginal_groups = np.zeros(len(self.moment_weights)), 0
+            gscale, gfactor = np.zeros(len(self.moment_weights)), np.zeros(len(quota))
+        else:
+            if global_deficit.shape != (n_marginal + len(self.moment_weights),):
+                raise ValueError("selector: the global deficits disagree in shape")
+            everyone = max(float(global_received[0]), 1.0)
+            gscale = np.concatenate(
+                [
+                    self.cell_weights[:n_marginal] / (self.rate * global_received + self.small_cell),
+                    self.moment_weights / (self.rate * everyone + self.small_cell),
+                ]
+            )
+            # a key that is most of the stream is already balanced by its own term
+            gfactor = self.global_weight * np.clip(1.0 - received[:, 0] / everyone, 0.0, 1.0)
         chosen = _herd(
             starts.astype(np.int64),
             order.astype(np.int64),
@@ -158,5 +211,9 @@ class HerdingSelector:
             np.ascontiguousarray(moments, dtype=np.float64),
             np.ascontiguousarray(moment_scale, dtype=np.float64),
             received.shape[1],
+            global_deficit,
+            np.ascontiguousarray(gscale, dtype=np.float64),
+            np.ascontiguousarray(gfactor, dtype=np.float64),
+            int(marginal_groups),
         )
         return np.flatnonzero(chosen)

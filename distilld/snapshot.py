@@ -33,7 +33,7 @@ from distilld.processor import DistilledProcessor
 __all__ = ["SnapshotError", "SnapshotMismatch", "dump", "fingerprint", "load"]
 
 MAGIC = b"DSTLSNAP"
-VERSION = 3
+VERSION = 4
 
 
 class SnapshotError(ValueError):
@@ -57,6 +57,7 @@ def fingerprint(proc: DistilledProcessor) -> str:
         "segment_picks": proc._selector.segment_picks,
         "moment_weights": proc._selector.moment_weights.tolist(),
         "small_cell": proc._selector.small_cell,
+        "global_weight": proc._selector.global_weight,
         "panes": proc._windows.panes,
         "max_keys": proc._windows.max_keys,
         "window_seconds": proc.time_horizon_seconds,
@@ -70,7 +71,7 @@ _ENCODER_CONFIG = ("categories", "bins", "top_k", "sample")
 # the state to carry over, by owner; everything else comes from the configuration
 _WINDOW_STATE: tuple[str, ...] = ("ring", "totals", "deficit", "recent", "recent_epoch", "pane_epoch", "carry")
 _WINDOW_STATE += ("last_used", "in_use")
-_WINDOW_STATE += ("_capacity", "_free", "evicted", "balance", "_clock")
+_WINDOW_STATE += ("_capacity", "_free", "evicted", "balance", "_clock", "global_deficit")
 _ENCODER_STATE: tuple[str, ...] = ("_epoch", "_seen", "_values", "edges", "_mean", "_sd", "_step", "_since_refresh")
 _ENCODER_STATE += ("_lut", "_slots", "_freq")
 
