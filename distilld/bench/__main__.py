@@ -112,6 +112,11 @@ def representativeness(n: int, seeds: int) -> None:
         print(f"{'':<18}" + "".join(f"{f'({ratios[m].min():.2f}–{ratios[m].max():.2f})':>13}" for m in GOALS))
     print(f"{'goal':<18}" + "".join(f"{GOALS[m]:>12.1f}x" for m in GOALS))
     print(f"{'worst vs goal':<18}" + "".join(f"{'met' if worst[m] >= GOALS[m] else 'BELOW':>13}" for m in GOALS))
+    print("\nmany keys: people cut into interleaved keys (sessions), a window each; the whole output's error")
+    for per_key in (1000, 100, 10):
+        runs = [run_quality("people", n=n, seed=s, per_key=per_key) for s in range(seeds)]
+        ratios = {m: np.array([r[m][1] / max(r[m][0], 1e-12) for r in runs]) for m in GOALS}
+        print(f"{f'~{per_key} a key':<18}" + "".join(f"{ratios[m].mean():>12.2f}x" for m in GOALS))
     print(
         "\nreference (bench/alone.py): each feature, or each pair on the engine's pair cells, balanced alone"
         "\n(every 10th record of each cell); not a bound, a yardstick of what balancing everything at once costs"

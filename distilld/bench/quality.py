@@ -15,13 +15,24 @@ __all__ = ["run_quality"]
 
 
 def run_quality(
-    name: str, n: int = 60_000, rate: float = 0.1, batch: int = 1000, window_seconds: float = 100.0, **engine: Any
+    name: str,
+    n: int = 60_000,
+    rate: float = 0.1,
+    batch: int = 1000,
+    window_seconds: float = 100.0,
+    per_key: int | None = None,
+    **engine: Any,
 ) -> dict[str, tuple[float, float]]:
-    """Per metric: (distilld error, random error) over sliding windows of ~10,000 records."""
+    """Per metric: (distilld error, random error) over sliding windows of ~10,000 records.
+    ``per_key``: the records are cut into keys (sessions, say) of about that many,
+    interleaved, each with its own window; the errors are the whole output's."""
     stream, labels, features = STREAMS[name](n)
     records = stream.records(labels)
-    for i, (rec, ts) in enumerate(zip(records, stream.timestamps.tolist(), strict=True)):
-        rec["_i"], rec["ts"] = i, ts
+    keys = np.random.default_rng(5).integers(0, max(n // per_key, 1), n).tolist() if per_key else [0] * n
+    for i, (rec, ts, key) in enumerate(zip(records, stream.timestamps.tolist(), keys, strict=True)):
+        rec["_i"], rec["ts"], rec["_k"] = i, ts, key
+    if per_key:
+        engine = {"key_func": lambda r: r["_k"], "max_keys": n, **engine}
 
     def run() -> tuple[np.ndarray, np.ndarray]:
         proc = DistilledProcessor(
