@@ -115,6 +115,19 @@ class CellLayout:
         codes = np.ascontiguousarray(codes, dtype=np.int32)
         return _cells(codes, self._div32, self._first, self._second, self._width2, self.offsets[:-1])
 
+    def with_pair_estimates(self, marginal: np.ndarray) -> np.ndarray:
+        """The marginal cells' counts (``marginal_cells`` of them, the count cell
+        first) followed by each pair cell's count as if the pair's two features
+        were independent: a size to weigh a cell by, not a count."""
+        total = max(float(marginal[0]), 1.0)
+        coarse = []
+        for f in range(self.n_features):
+            counts = marginal[self.marginal_slice(f)]
+            inside_pairs = np.arange(len(counts)) // int(self._div[f])
+            coarse.append(np.bincount(inside_pairs, weights=counts, minlength=self.pair_sizes[f]))
+        pairs = [np.outer(coarse[a], coarse[b]).ravel() / total for a, b in self.groups[self.marginal_groups :]]
+        return np.concatenate([marginal, *pairs])
+
     def group_weights(self, marginals: Sequence[float], pair: float) -> np.ndarray:
         """A weight per cell: 0 for the count cell, ``marginals[f]`` for feature
         ``f``'s own cells, ``pair`` for the pair cells.

@@ -468,8 +468,9 @@ class DistilledProcessor:
                 self.reduction_percentage * live[candidates],
                 moments[candidates],
                 self._windows.global_deficit,
-                self._windows.global_received() if self._selector.global_weight > 0 else None,
-                self._layout.marginal_groups,
+                self._layout.with_pair_estimates(self._windows.global_received())
+                if self._selector.global_weight > 0
+                else None,
             )
             picked.append(candidates[local])
         return np.sort(np.concatenate(picked))

@@ -21,11 +21,13 @@ inside the cells that bin them.
 window can only balance them as far as its few records go: on a stream cut
 into keys of ~100 records, each key picking among its own records made the
 output as a whole no better than random sampling, or worse (its picks lean
-to each key's commonest cells). So the marginal cells and the moments also
-have a deficit summed over every key, and a record's score adds that
-deficit's term, weighted ``global_weight × (1 − the key's share of the
-window)``: nothing for a key that is the whole stream, the full weight for
-one key among many.
+to each key's commonest cells). So every cell and moment also has a deficit
+summed over every key, and a record's score adds that deficit's term,
+weighted ``global_weight × (1 − the key's share of the window)``: nothing
+for a key that is the whole stream, the full weight for one key among many.
+Its scale takes the cells' window counts over every key (a pair cell's as if
+its two features were independent: the pair cells have no exact window
+counts, and a size to weigh by is all the scale needs).
 
 Keeping the *lifetime* deficits near zero balances every stretch of the
 stream, since over any interval ``sent − rate · received = D(start) − D(end)``;
@@ -69,14 +71,13 @@ def _herd(
     moments: np.ndarray,  # candidates × moments: each one's values
     moment_scale: np.ndarray,  # keys × moments
     base: int,  # the first moment's column in ``deficit``
-    gdeficit: np.ndarray,  # the marginal cells' and moments' deficits summed over keys (updated in place)
-    gscale: np.ndarray,  # marginal cells, then moments: weight / (global T + SMALL_CELL)
-    gfactor: np.ndarray,  # per key: how much the global term counts (0: the key is the whole stream)
-    mgroups: int,  # the marginal groups (the first columns of ``cells``)
+    gdeficit: np.ndarray,  # cells, then moments: the deficits summed over every key (updated in place)
+    gscale: np.ndarray,  # cells, then moments: weight / (T over every key + SMALL_CELL)
+    gfactor: np.ndarray,  # per key: how much the summed term counts (0: the key is the whole stream)
 ) -> np.ndarray:
     chosen = np.zeros(cells.shape[0], dtype=np.bool_)
     groups, n_moments = cells.shape[1], moments.shape[1]
-    gbase = gdeficit.shape[0] - n_moments
+    shared = gdeficit.shape[0] > 0
     for k in range(starts.shape[0] - 1):
         lo, hi, q = starts[k], starts[k + 1], quota[k]
         n = hi - lo
@@ -90,11 +91,13 @@ def _herd(
                 i = order[j]
                 for g in range(groups):
                     deficit[k, cells[i, g]] += arrive[i]
-                for g in range(mgroups):
-                    gdeficit[cells[i, g]] += arrive[i]
                 for m in range(n_moments):
                     deficit[k, base + m] += arrive[i] * moments[i, m]
-                    gdeficit[gbase + m] += arrive[i] * moments[i, m]
+                if shared:
+                    for g in range(groups):
+                        gdeficit[cells[i, g]] += arrive[i]
+                    for m in range(n_moments):
+                        gdeficit[base + m] += arrive[i] * moments[i, m]
             picks = ((s + 1) * q) // segments - (s * q) // segments
             for _ in range(picks):
                 best, best_score = -1, -np.inf
@@ -111,12 +114,12 @@ def _herd(
                         score += moment_scale[k, m] * v * (2.0 * deficit[k, base + m] - v)
                     f = gfactor[k]
                     if f > 0.0:
-                        for g in range(mgroups):
+                        for g in range(groups):
                             c = cells[i, g]
                             score += f * gscale[c] * (2.0 * gdeficit[c] - 1.0)
                         for m in range(n_moments):
                             v = moments[i, m]
-                            score += f * gscale[gbase + m] * v * (2.0 * gdeficit[gbase + m] - v)
+                            score += f * gscale[base + m] * v * (2.0 * gdeficit[base + m] - v)
                     if score > best_score:
                         best, best_score = i, score
                 if best < 0:
@@ -124,11 +127,13 @@ def _herd(
                 chosen[best] = True
                 for g in range(groups):
                     deficit[k, cells[best, g]] -= 1.0
-                for g in range(mgroups):
-                    gdeficit[cells[best, g]] -= 1.0
                 for m in range(n_moments):
                     deficit[k, base + m] -= moments[best, m]
-                    gdeficit[gbase + m] -= moments[best, m]
+                if shared:
+                    for g in range(groups):
+                        gdeficit[cells[best, g]] -= 1.0
+                    for m in range(n_moments):
+                        gdeficit[base + m] -= moments[best, m]
     return chosen
 
 
@@ -152,8 +157,7 @@ class HerdingSelector:
         arrive: np.ndarray,
         moments: np.ndarray | None = None,
         global_deficit: np.ndarray | None = None,
-        global_received: np.ndarray | None = None,
-        marginal_groups: int = 0,
+        global_targets: np.ndarray | None = None,
     ) -> np.ndarray:
         """Indices of the chosen candidates.
 
@@ -164,10 +168,10 @@ class HerdingSelector:
         before this batch, updated in place segment by segment with ``arrive``
         (each candidate's ``rate``, 0 if it is too late for the window) and the
         picks; ``moments``: candidates × moments, each one's values.
-        ``global_deficit``: the deficits of the marginal cells (the cells of the
-        first ``marginal_groups`` groups) and of the moments, summed over every
-        key, updated in place like a key's; ``global_received``: the marginal
-        cells' window counts summed over every key.
+        ``global_deficit``: the deficits of the cells and the moments summed
+        over every key, updated in place like a key's; ``global_targets``: the
+        cells' window counts over every key (for the pair cells, an estimate).
+        Without them (or with ``global_weight`` 0) each key is balanced alone.
         """
         order = np.argsort(key_index, kind="stable")
         starts = np.concatenate([[0], np.cumsum(np.bincount(key_index, minlength=len(quota)))])
@@ -182,17 +186,16 @@ class HerdingSelector:
             raise ValueError("selector: cells, moments and deficits disagree in shape")
         # a moment's deficit grows with the whole window, as the count cell's does
         moment_scale = self.moment_weights[None, :] / (self.rate * received[:, :1] + self.small_cell)
-        n_marginal = 0 if global_received is None else len(global_received)
-        if global_deficit is None or global_received is None or self.global_weight <= 0:
-            global_deficit, marginal_groups = np.zeros(len(self.moment_weights)), 0
-            gscale, gfactor = np.zeros(len(self.moment_weights)), np.zeros(len(quota))
+        if global_deficit is None or global_targets is None or self.global_weight <= 0:
+            global_deficit = gscale = np.zeros(0)
+            gfactor = np.zeros(len(quota))
         else:
-            if global_deficit.shape != (n_marginal + len(self.moment_weights),):
-                raise ValueError("selector: the global deficits disagree in shape")
-            everyone = max(float(global_received[0]), 1.0)
+            if global_deficit.shape != (deficit.shape[1],) or global_targets.shape != (received.shape[1],):
+                raise ValueError("selector: the summed deficits disagree in shape")
+            everyone = max(float(global_targets[0]), 1.0)
             gscale = np.concatenate(
                 [
-                    self.cell_weights[:n_marginal] / (self.rate * global_received + self.small_cell),
+                    self.cell_weights / (self.rate * global_targets + self.small_cell),
                     self.moment_weights / (self.rate * everyone + self.small_cell),
                 ]
             )
@@ -214,6 +217,5 @@ class HerdingSelector:
             global_deficit,
             np.ascontiguousarray(gscale, dtype=np.float64),
             np.ascontiguousarray(gfactor, dtype=np.float64),
-            int(marginal_groups),
         )
         return np.flatnonzero(chosen)

@@ -65,18 +65,15 @@ def _account(
     change: np.ndarray,
     moments: np.ndarray,
     base: int,
-    global_deficit: np.ndarray,  # marginal cells, then moments: summed over keys
-    window_groups: int,
+    global_deficit: np.ndarray,  # cells, then moments: summed over keys
 ) -> None:
-    gbase = global_deficit.shape[0] - moments.shape[1]
     for i in range(cells.shape[0]):
         for g in range(cells.shape[1]):
             deficit[slots[i], cells[i, g]] += change[i]
-        for g in range(window_groups):
             global_deficit[cells[i, g]] += change[i]
         for j in range(moments.shape[1]):
             deficit[slots[i], base + j] += change[i] * moments[i, j]
-            global_deficit[gbase + j] += change[i] * moments[i, j]
+            global_deficit[base + j] += change[i] * moments[i, j]
 
 
 class KeyedWindows:
@@ -89,7 +86,7 @@ class KeyedWindows:
     ring: np.ndarray  # kind × slot × pane × window cell, int32
     totals: np.ndarray  # kind × slot × window cell over live panes, int64
     deficit: np.ndarray  # slot × (cell, moment): rate · received − sent since the key appeared, float64
-    global_deficit: np.ndarray  # (marginal cell, moment): ``deficit`` summed over every key, evicted ones too
+    global_deficit: np.ndarray  # (cell, moment): ``deficit`` summed over every key, evicted ones too
     recent: np.ndarray  # slot × pair cell: arrivals decayed by (1 − 1/panes) a pane, float32
     recent_epoch: np.ndarray  # slot: the pane epoch ``recent`` is decayed to
     pane_epoch: np.ndarray  # slot × pane: which pane epoch each ring entry holds
@@ -126,8 +123,8 @@ class KeyedWindows:
         self._free: list[int] = []
         self.evicted = 0
         self.balance = 0.0  # sum of every key's budget carry, evicted keys included
-        # the marginal cells' and moments' deficits summed over every key, evicted ones included
-        self.global_deficit = np.zeros(self.window_cells + moments)
+        # the deficits summed over every key, evicted ones included (cells, then moments)
+        self.global_deficit = np.zeros(n_cells + moments)
         self._clock = 0
         self._allocate(min(initial_keys, max_keys))
 
@@ -273,11 +270,11 @@ class KeyedWindows:
     def account(self, slots: np.ndarray, cells: np.ndarray, change: np.ndarray, moments: np.ndarray) -> None:
         """``deficit[slot, cell] += change`` for every record's cells (all groups),
         and ``deficit[slot, moment] += change · value`` for its moment values;
-        the same into ``global_deficit`` for the marginal cells and the moments."""
+        the same into ``global_deficit``."""
         if len(slots):
             _account(
                 self.deficit, slots, np.ascontiguousarray(cells, dtype=np.int32), change.astype(np.float64),
-                np.ascontiguousarray(moments, dtype=np.float64), self.n_cells, self.global_deficit, self.window_groups,
+                np.ascontiguousarray(moments, dtype=np.float64), self.n_cells, self.global_deficit,
             )  # fmt: skip
 
     def global_received(self) -> np.ndarray:
