@@ -403,7 +403,12 @@ class DistilledProcessor:
         received = np.bincount(key_index, minlength=len(keys))
         tiebreak = unit_float(np.arange(len(keys), dtype=np.int64) + self._seq, self.seed)
         quota, carry, windows.balance = allocate(
-            windows.carry[slots], received, self.reduction_percentage, windows.balance, tiebreak
+            windows.carry[slots],
+            received,
+            self.reduction_percentage,
+            windows.balance,
+            tiebreak,
+            self._extras_chooser(key_index, len(keys), cells, moments, live),
         )
         windows.carry[slots] = carry
         partial = (quota > 0) & (quota < received)
@@ -439,6 +444,36 @@ class DistilledProcessor:
         # stands for 1/rate. A key's own received ÷ sent at the time of a send undercounts: a key whose
         # records come a few a batch sends its first one early (its ratio then ~1) and none for a while after
         return chosen, np.full(len(keys), 1.0 / self.reduction_percentage)
+
+    def _extras_chooser(
+        self, key_index: np.ndarray, n_keys: int, cells: np.ndarray, moments: np.ndarray, live: np.ndarray
+    ) -> Callable[[np.ndarray, int], np.ndarray] | None:
+        """With many keys, most sends of keys with a few records a window are the
+        budget's pooled extras, and which keys take them decides what the output
+        holds: let the records that best close the deficits summed over keys
+        decide (selector.py), instead of the keys' fractions alone."""
+        if n_keys < 2 or self._selector.global_weight <= 0:
+            return None
+
+        def choose(eligible: np.ndarray, extra: int) -> np.ndarray:
+            allowed = np.zeros(n_keys, dtype=np.bool_)
+            allowed[eligible] = True
+            candidates = np.flatnonzero(allowed[key_index])
+            jitter = 1e-9 * unit_float(np.arange(len(key_index), dtype=np.int64) + self._seq, self.seed + 1)
+            return self._selector.pooled(
+                candidates,
+                key_index,
+                n_keys,
+                extra,
+                cells,
+                moments,
+                self._windows.global_deficit,
+                self._layout.with_pair_estimates(self._windows.global_received()),
+                self.reduction_percentage * live,
+                jitter,
+            )
+
+        return choose
 
     def _select(
         self,

@@ -27,7 +27,11 @@ weighted ``global_weight × (1 − the key's share of the window)``: nothing
 for a key that is the whole stream, the full weight for one key among many.
 Its scale takes the cells' window counts over every key (a pair cell's as if
 its two features were independent: the pair cells have no exact window
-counts, and a size to weigh by is all the scale needs).
+counts, and a size to weigh by is all the scale needs). Keys of a few
+records a window mostly send through the budget's pooled extras (budget.py),
+one record a key: which keys take them is picked the same way, greedily on
+the summed deficits, over those keys' records in arrival order
+(:meth:`HerdingSelector.pooled`).
 
 Keeping the *lifetime* deficits near zero balances every stretch of the
 stream, since over any interval ``sent − rate · received = D(start) − D(end)``;
@@ -137,6 +141,58 @@ def _herd(
     return chosen
 
 
+@njit(cache=True, nogil=True)
+def _pooled(
+    candidates: np.ndarray,  # records of the keys that may take an extra send, in arrival order
+    key_of: np.ndarray,  # per record: its key
+    n_keys: int,
+    extra: int,  # sends to share out, one a key at most
+    segment_picks: int,
+    cells: np.ndarray,  # records × groups
+    moments: np.ndarray,  # records × moments
+    gdeficit: np.ndarray,  # cells, then moments: a copy of the deficits summed over keys (changed here)
+    gscale: np.ndarray,
+    arrive: np.ndarray,  # per record
+    jitter: np.ndarray,  # per record
+) -> np.ndarray:
+    taken = np.zeros(n_keys, dtype=np.bool_)
+    groups, n_moments = cells.shape[1], moments.shape[1]
+    base = gdeficit.shape[0] - n_moments
+    n = candidates.shape[0]
+    segments = max(1, (extra + segment_picks - 1) // segment_picks)
+    for s in range(segments):
+        a, b = (s * n) // segments, ((s + 1) * n) // segments
+        for j in range(a, b):
+            i = candidates[j]
+            for g in range(groups):
+                gdeficit[cells[i, g]] += arrive[i]
+            for m in range(n_moments):
+                gdeficit[base + m] += arrive[i] * moments[i, m]
+        for _ in range(((s + 1) * extra) // segments - (s * extra) // segments):
+            best, best_score = -1, -np.inf
+            for j in range(a, b):
+                i = candidates[j]
+                if taken[key_of[i]]:
+                    continue
+                score = jitter[i]
+                for g in range(groups):
+                    c = cells[i, g]
+                    score += gscale[c] * (2.0 * gdeficit[c] - 1.0)
+                for m in range(n_moments):
+                    v = moments[i, m]
+                    score += gscale[base + m] * v * (2.0 * gdeficit[base + m] - v)
+                if score > best_score:
+                    best, best_score = i, score
+            if best < 0:
+                break
+            taken[key_of[best]] = True
+            for g in range(groups):
+                gdeficit[cells[best, g]] -= 1.0
+            for m in range(n_moments):
+                gdeficit[base + m] -= moments[best, m]
+    return np.flatnonzero(taken)
+
+
 @dataclass
 class HerdingSelector:
     rate: float
@@ -192,14 +248,9 @@ class HerdingSelector:
         else:
             if global_deficit.shape != (deficit.shape[1],) or global_targets.shape != (received.shape[1],):
                 raise ValueError("selector: the summed deficits disagree in shape")
-            everyone = max(float(global_targets[0]), 1.0)
-            gscale = np.concatenate(
-                [
-                    self.cell_weights / (self.rate * global_targets + self.small_cell),
-                    self.moment_weights / (self.rate * everyone + self.small_cell),
-                ]
-            )
+            gscale = self._global_scale(global_targets)
             # a key that is most of the stream is already balanced by its own term
+            everyone = max(float(global_targets[0]), 1.0)
             gfactor = self.global_weight * np.clip(1.0 - received[:, 0] / everyone, 0.0, 1.0)
         chosen = _herd(
             starts.astype(np.int64),
@@ -219,3 +270,47 @@ class HerdingSelector:
             np.ascontiguousarray(gfactor, dtype=np.float64),
         )
         return np.flatnonzero(chosen)
+
+    def _global_scale(self, targets: np.ndarray) -> np.ndarray:
+        """Per cell, then per moment: weight / (rate · count over every key + SMALL_CELL)."""
+        everyone = max(float(targets[0]), 1.0)
+        return np.concatenate(
+            [
+                self.cell_weights / (self.rate * targets + self.small_cell),
+                self.moment_weights / (self.rate * everyone + self.small_cell),
+            ]
+        )
+
+    def pooled(
+        self,
+        candidates: np.ndarray,
+        key_index: np.ndarray,
+        n_keys: int,
+        extra: int,
+        cells: np.ndarray,
+        moments: np.ndarray,
+        global_deficit: np.ndarray,
+        global_targets: np.ndarray,
+        arrive: np.ndarray,
+        jitter: np.ndarray,
+    ) -> np.ndarray:
+        """Which keys take the budget's pooled extra sends (budget.py): up to
+        ``extra`` keys, one send each, chosen among the ``candidates`` (records
+        in arrival order) greedily on the deficits summed over keys, as the
+        selector picks (on a copy: the selector then counts the sends)."""
+        # the kernel does not check bounds: a mismatch here would write outside the deficits
+        if global_deficit.shape != (len(global_targets) + moments.shape[1],) or len(cells) != len(key_index):
+            raise ValueError("selector: cells, moments and the summed deficits disagree in shape")
+        return _pooled(
+            np.ascontiguousarray(candidates, dtype=np.int64),
+            np.ascontiguousarray(key_index, dtype=np.int64),
+            int(n_keys),
+            int(extra),
+            int(self.segment_picks),
+            np.ascontiguousarray(cells, dtype=np.int32),
+            np.ascontiguousarray(moments, dtype=np.float64),
+            global_deficit.copy(),
+            self._global_scale(global_targets),
+            np.ascontiguousarray(arrive, dtype=np.float64),
+            np.ascontiguousarray(jitter, dtype=np.float64),
+        )

@@ -164,3 +164,20 @@ def test_allocate_pools_small_keys_fractions() -> None:
     assert quota.sum() == 5  # ten keys of 5 records at 10 % still send 5 in total
     assert ((carry > -1) & (carry < 1)).all()
     assert balance == pytest.approx(0.0)
+
+
+def test_allocate_gives_the_extra_sends_to_the_keys_chosen_first() -> None:
+    """A chooser names which eligible keys take the pooled extras; the budget's bounds hold whoever it names,
+    and a key it names that is not eligible (or one too many) is ignored."""
+    seen: list[tuple[list[int], int]] = []
+
+    def choose(eligible: np.ndarray, extra: int) -> np.ndarray:
+        seen.append((eligible.tolist(), extra))
+        return np.array([9, 8, 7, 6, 5, 4])  # six keys for five sends
+
+    received = np.full(10, 5)
+    received[0] = 0  # no record: not eligible
+    quota, carry, balance = allocate(np.zeros(10), received, 0.1, 0.0, np.arange(10) / 10, choose)
+    assert seen == [([1, 2, 3, 4, 5, 6, 7, 8, 9], 4)]  # 45 records at 10 %: 4 sends, none by floor
+    assert quota.sum() == 4 and set(np.flatnonzero(quota)) <= {4, 5, 6, 7, 8, 9}
+    assert ((carry > -1) & (carry < 1)).all() and balance == pytest.approx(0.5)
