@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -122,7 +123,9 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
         settings = load_settings(config, preset=preset)
         size = _state_size(settings)  # builds the graders: a custom function that does not import is an error
     except (ConfigError, FeatureConfigError) as e:
-        print(f"distilld: invalid configuration{f' in {config}' if config else ''}:", file=sys.stderr)
+        env = any(k.upper().startswith("DISTILLD_") for k in os.environ)
+        where = " or ".join(([config] if config else []) + (["the DISTILLD_* environment"] if env else []))
+        print(f"distilld: invalid configuration{f' in {where}' if where else ''}:", file=sys.stderr)
         for line in str(e).splitlines():
             print(f"  {line}", file=sys.stderr)
         return 1
@@ -133,7 +136,12 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from distilld.daemon.loop import Daemon
 
-    daemon = Daemon(settings)
+    try:
+        daemon = Daemon(settings)
+    except OSError as e:  # the metrics port is taken, or metrics.host is not an address of this host
+        m = settings.metrics
+        print(f"distilld: cannot serve metrics on {m.host}:{m.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
     daemon.install_signal_handlers()
     if early:
         logging.getLogger("distilld").info("stop requested while starting: stopping")

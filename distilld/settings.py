@@ -8,6 +8,7 @@ with the field's dotted name and the reason (:class:`ConfigError`).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,10 +25,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from distilld.codecs.avro_schema import SchemaFileError, load_schema
-from distilld.features import FeatureConfigError, parse_features
+from distilld.features import FeatureConfigError, build_graders
 from distilld.fieldpath import parse_path
 from distilld.filters import FilterSettings, check_regex
 
@@ -77,6 +78,16 @@ def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, 
     except (TypeError, ValueError) as e:  # confluent-kafka's own checks (e.g. a callback setting)
         raise ValueError(str(e)) from None
     return conf
+
+
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def _topic(value: str | None) -> str | None:
+    """Kafka's rule for topic names; a broker refuses any other name, record by record."""
+    if value is not None and (not _TOPIC.match(value) or value in (".", "..")):
+        raise ValueError(f"{value!r} is not a valid Kafka topic name (letters, digits, '.', '_', '-'; at most 249)")
+    return value
 
 
 def _existing(path: str | None) -> str | None:
@@ -176,6 +187,18 @@ class KafkaSettings(_Section):
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         return check_regex(value)
+
+    @field_validator("output_topic", "dlq_topic", "state_topic")
+    @classmethod
+    def _topic_name(cls, value: str | None) -> str | None:
+        return _topic(value)
+
+    @field_validator("input_topics")
+    @classmethod
+    def _topic_names(cls, value: list[str]) -> list[str]:
+        for topic in value:
+            _topic(topic)
+        return value
 
     @model_validator(mode="after")
     def _one_input(self) -> KafkaSettings:
@@ -368,7 +391,7 @@ class EngineSettings(BaseSettings):
     @classmethod
     def _features(cls, value: list[Any]) -> list[Any]:
         try:
-            parse_features(value)
+            build_graders(value)  # parses the list, and imports custom graders: a missing one is a config error
         except FeatureConfigError as e:
             raise ValueError(str(e)) from None
         return value
@@ -455,6 +478,14 @@ def load_model(
         return model(**data)
     except ValidationError as e:
         raise ConfigError("\n".join(_describe(err) for err in e.errors())) from None
+    except SettingsError as e:
+        # a DISTILLD_ variable for a list or a section that is not JSON; name the variables, never their values
+        field = re.search(r'field "([^"]+)"', str(e))
+        prefix = f"DISTILLD_{field.group(1).upper()}" if field else "DISTILLD_"
+        names = sorted(k for k in os.environ if k.upper().startswith(prefix))
+        raise ConfigError(
+            f"{', '.join(names) or prefix}: not valid JSON for a list or mapping setting ({e.__cause__ or e})"
+        ) from None
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:

@@ -212,6 +212,38 @@ def test_a_record_the_producer_refuses_is_dropped_counted_and_does_not_stall() -
     assert out.metrics.registry.get_sample_value("distilld_produce_errors_total") == 1
 
 
+class UnknownTopicProducer(FakeProducer):
+    """produce() refuses while the topic is unknown (librdkafka's _UNKNOWN_TOPIC), then accepts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.topic_exists = False
+
+    def produce(self, topic: str, value: Any, key: Any, **kw: Any) -> None:
+        if not self.topic_exists:
+            from confluent_kafka import KafkaError, KafkaException
+
+            raise KafkaException(KafkaError(KafkaError._UNKNOWN_TOPIC))
+        super().produce(topic, value, key, **kw)
+
+
+def test_a_record_refused_for_an_unknown_topic_is_retried_and_holds_its_offset(monkeypatch: Any) -> None:
+    import distilld.daemon.output as output_module
+
+    monkeypatch.setattr(output_module, "RETRY_BACKOFF_S", 0.0)
+    producer = UnknownTopicProducer()
+    out = _output(producer)
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(7, 1), "missing", b"v", b"k", [("distilld-weight", b"10")], 0)
+    out.poll()
+    assert progress.committable is None and out.in_flight == 1, "not dropped: the offset waits"
+    producer.topic_exists = True  # the topic is created
+    out.poll()
+    assert len(producer.calls) == 1 and producer.calls[0]["headers"] == [("distilld-weight", b"10")]
+    producer.calls[0]["on_delivery"](None, None)
+    assert progress.committable == 7 and out.in_flight == 0
+
+
 def test_a_consumed_batch_is_split_by_partition_in_order() -> None:
     from distilld.daemon.loop import group_by_partition
 

@@ -561,3 +561,33 @@ def test_check_config_prints_what_the_windows_cost(tmp_path: Path, capsys: pytes
     per_key = DistilledProcessor(build_graders(data["features"])).bytes_per_key
     assert code == 0
     assert f"windows: {per_key:,} bytes a key; up to {per_key * 2000 / 2**20:,.0f} MB an input partition" in err
+
+
+# --- mistakes that used to end in a traceback ----------------------------------------------------------------------
+
+
+def test_a_custom_grader_that_cannot_be_imported_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = minimal()
+    data["features"] = [{"name": "x", "type": "custom", "function": "no_such_module_here:fn"}]
+    code, _, err = check_config(capsys, "--config", str(write(tmp_path, data)))
+    assert code == 1 and "Traceback" not in err
+    assert "features[0] ('x'): ModuleNotFoundError: No module named 'no_such_module_here'" in err
+
+
+def test_an_environment_variable_that_is_not_json_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTILLD_KAFKA__INPUT_TOPICS", "events")  # a list needs ["events"]
+    code, _, err = check_config(capsys, "--config", str(write(tmp_path, minimal())))
+    assert code == 1 and "Traceback" not in err
+    assert "DISTILLD_KAFKA__INPUT_TOPICS: not valid JSON" in err and "DISTILLD_* environment" in err
+
+
+@pytest.mark.parametrize("field", ["output_topic", "dlq_topic", "state_topic"])
+def test_a_topic_name_kafka_refuses_is_a_config_error(tmp_path: Path, field: str) -> None:
+    data = minimal()
+    data["kafka"][field] = "events out"
+    with pytest.raises(ConfigError, match=rf"kafka\.{field}: 'events out' is not a valid Kafka topic name"):
+        load_settings(write(tmp_path, data))

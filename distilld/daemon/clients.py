@@ -6,14 +6,25 @@ except the few that the delivery guarantee rests on.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import socket
+import time
 from typing import Any
 
 from distilld import __version__
 from distilld.settings import Settings
 
-__all__ = ["FETCH_QUEUE_BACKOFF_MS", "client_config", "consumer_config", "producer_config"]
+__all__ = [
+    "FETCH_QUEUE_BACKOFF_MS",
+    "KAFKA_LOG",
+    "METADATA_REFRESH_MS",
+    "RepeatFilter",
+    "client_config",
+    "consumer_config",
+    "producer_config",
+]
 
 # what the delivery guarantee rests on: user settings cannot turn these off
 CONSUMER_GUARANTEES = {
@@ -29,11 +40,41 @@ PRODUCER_GUARANTEES = {"acks": "all"}
 # backlog) then idles until the second is up. In make bench that cost the daemon ~40 % of
 # its throughput (~200k -> ~340k records/s with 50 ms). Users can still set it.
 FETCH_QUEUE_BACKOFF_MS = 50
+METADATA_REFRESH_MS = 30_000
+
+
+class RepeatFilter(logging.Filter):
+    """librdkafka logs a failed connection every ~50 ms per client while a broker is away
+    (~40 lines a second from the daemon's clients): let one line of a kind through every
+    ``window_s``, with how many were left out. A kind is the message with its numbers blanked."""
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind, now = re.sub(r"\d+", "#", record.getMessage()), time.monotonic()
+        last, left_out = self._seen.get(kind, (float("-inf"), 0))
+        if now - last < self.window_s:
+            self._seen[kind] = (last, left_out + 1)
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[kind] = (now, 0)
+        if left_out:
+            record.msg, record.args = f"{record.getMessage()} ({left_out} more like it in {now - last:.0f}s)", ()
+        return True
+
+
+# librdkafka's own log lines, in the daemon's log format and levels instead of raw on stderr
+KAFKA_LOG = logging.getLogger("distilld.kafka")
+KAFKA_LOG.addFilter(RepeatFilter())
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
     """What every client of the cluster shares: the brokers (and, with security, how to reach them)."""
-    return settings.kafka.client_config()
+    return {**settings.kafka.client_config(), "logger": KAFKA_LOG}
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -46,6 +87,9 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "client.id": f"distilld-{__version__}",
         "statistics.interval.ms": 1000,  # consumer lag and broker state for metrics and /readyz
+        # an input topic created after start-up (or matching input_pattern later) is seen within 30 s,
+        # not librdkafka's 5 minutes
+        "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
     }
     conf.update(settings.kafka.consumer)
     conf.update(CONSUMER_GUARANTEES)

@@ -129,6 +129,11 @@ class Daemon:
         self.subscribed = False
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._consumed: dict[str, tuple[Any, Any]] = {}
+        # bound before any client exists: a port in use stops start-up without a client's log lines
+        m = settings.metrics
+        self.endpoints = (
+            Endpoints(m.host, m.port, self.metrics.registry, m.health_timeout_s, self.readiness) if m.port else None
+        )
         probe = self._new_reducer()
         probe.warm_up()
         self.state_bytes_per_key = probe.bytes_per_key
@@ -156,10 +161,6 @@ class Daemon:
             self.partitions, self.consumer, self.output, self.txn, self.state, self.metrics, timeout,
             rewind=self._rewind, fail=self._fail,
         )  # fmt: skip
-        m = settings.metrics
-        self.endpoints = (
-            Endpoints(m.host, m.port, self.metrics.registry, m.health_timeout_s, self.readiness) if m.port else None
-        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -212,10 +213,15 @@ class Daemon:
             return
         except (KafkaException, TimeoutError) as e:
             self.output.poll(0)  # serves the clients' error callbacks: a TLS or SASL failure stops here
+            self.consumer.poll(0)  # and the consumer's, which are not served until it is subscribed
             if self.failure:
                 return
             self.metrics.state_errors.inc()
-            log.warning("state topic %s not ready (%s); retrying", self.state.topic, e)
+            reason = e.args[0].str() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else e
+            log.warning(
+                "cannot check the state topic %s on %s (%s); retrying",
+                self.state.topic, kafka.bootstrap_servers, reason,
+            )  # fmt: skip
             return
         self.broker_up = True
         self.subscribed = True
@@ -298,7 +304,13 @@ class Daemon:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        starts = self._restore(partitions) if partitions else []
+        try:
+            starts = self._restore(partitions) if partitions else []
+        except KafkaException as e:
+            # the committed offsets could not be read (coordinator away past the timeout, no Describe
+            # on the group): where to start is unknown, so stop with the reason rather than a traceback
+            self._fail(f"cannot read the committed offsets of {_names(partitions)}: {e.args[0]}")
+            return
         self.joined = True
         self.metrics.rebalances.labels("assign").inc()
         self.metrics.assigned.set(len(self.partitions))

@@ -27,6 +27,11 @@ log = logging.getLogger("distilld.output")
 Headers = list[Any]
 RETRY_BACKOFF_S = 1.0
 _PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+# what produce() can refuse that no retry changes: the record itself is too large. Anything
+# else it raises (an unknown topic or partition: a topic missing or not yet created, metadata
+# not there yet, ...) may pass, so the record is retried and its offset waits for it.
+_PERMANENT = (KafkaError.MSG_SIZE_TOO_LARGE,)
+LOG_EVERY_S = 10.0  # one line per topic and error this often, not one per record
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,20 @@ class Output:
         self._reported: dict[str, tuple[int, int]] = {}  # what the metrics have of both
         self._children: dict[str, tuple[Any, Any]] = {}
         self._retry: deque[tuple[float, Outgoing]] = deque()
+        self._logged: dict[tuple[str, str], tuple[float, int]] = {}  # (topic, error) → (last line, since)
+
+    def _warn(self, level: int, topic: str, err: Any, what: str) -> None:
+        """Log a failure once per topic and error every LOG_EVERY_S, with how many were
+        left out: with the output topic gone every in-flight record fails, each retry again."""
+        code = err.name() if isinstance(err, KafkaError) else str(err)
+        key, now = (topic, code), time.monotonic()
+        last, left_out = self._logged.get(key, (float("-inf"), 0))
+        if now - last < LOG_EVERY_S:
+            self._logged[key] = (last, left_out + 1)
+            return
+        self._logged[key] = (now, 0)
+        more = f" ({left_out} more like it in the last {now - last:.0f}s)" if left_out else ""
+        log.log(level, "%s to %s (%s)%s", what, topic, err, more)
 
     def _publish(self) -> None:
         """Acknowledged records and bytes into the metrics, once per poll rather than per
@@ -86,10 +105,10 @@ class Output:
         if self.transactional:
             self.in_flight -= 1
             if err.code() not in _PURGED:  # purged by our own abort: not a new failure
-                log.warning("delivery to %s failed (%s): the transaction will abort", out.topic, err)
+                self._warn(logging.WARNING, out.topic, err, "delivery failed, the transaction will abort:")
                 self.txn_error = self.txn_error or err
             return
-        log.warning("delivery to %s failed (%s); retrying in %.0fs", out.topic, err, RETRY_BACKOFF_S)
+        self._warn(logging.WARNING, out.topic, err, f"delivery failed, retrying every {RETRY_BACKOFF_S:.0f}s:")
         self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
 
     def send(
@@ -111,12 +130,24 @@ class Output:
                 # the local queue is full: serve delivery reports until there is room
                 self.producer.poll(0.05)
             except KafkaException as e:
-                # refused before it left (e.g. larger than message.max.bytes): it can never be
-                # delivered, so it is counted and logged, and its batch does not wait for it
                 self.metrics.produce_errors.inc()
-                log.error("cannot produce a record to %s (%s): dropped", out.topic, e)
-                self.in_flight -= 1
-                out.batch.ack()
+                err = e.args[0]
+                if isinstance(err, KafkaError) and err.code() in _PERMANENT:
+                    # larger than message.max.bytes: it can never be delivered, so it is counted
+                    # and logged, and its batch does not wait for it
+                    self._warn(logging.ERROR, out.topic, err, "record refused, dropped:")
+                    self.in_flight -= 1
+                    out.batch.ack()
+                elif self.transactional:
+                    # not sent: the transaction must not commit the offsets past it
+                    self._warn(logging.WARNING, out.topic, err, "cannot produce, the transaction will abort:")
+                    self.in_flight -= 1
+                    self.txn_error = self.txn_error or err
+                else:
+                    # e.g. the topic does not exist (yet): keep it, and its offset, until it is delivered
+                    retrying = f"cannot produce, retrying every {RETRY_BACKOFF_S:.0f}s:"
+                    self._warn(logging.WARNING, out.topic, err, retrying)
+                    self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
                 return
 
     def poll(self, timeout: float = 0.0) -> None:
