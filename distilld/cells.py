@@ -83,6 +83,20 @@ class CellLayout:
         self._first = np.array([g[0] if g else -1 for g in self.groups], dtype=np.int64)
         self._second = np.array([g[1] if len(g) == 2 else -1 for g in self.groups], dtype=np.int64)
         self._width2 = np.array([sizes[g[1]] if len(g) == 2 else 1 for g in self.groups], dtype=np.int64)
+        # for with_pair_estimates: each marginal cell's coarse (inside-pairs) cell, and each pair cell's two
+        coarse_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        fine = zip(self.sizes, self._div, strict=True)
+        self._coarse_of = np.concatenate(
+            [coarse_start[f] + np.arange(n) // int(d) for f, (n, d) in enumerate(fine)]
+        ).astype(np.int64)
+        none = np.zeros(0, dtype=np.int64)
+        self._pair_a = np.concatenate(
+            [none, *(coarse_start[a] + np.arange(sizes[a]).repeat(sizes[b]) for a, b in pairs)]
+        )
+        self._pair_b = np.concatenate(
+            [none, *(coarse_start[b] + np.tile(np.arange(sizes[b]), sizes[a]) for a, b in pairs)]
+        )
+        self._n_coarse = int(coarse_start[-1])
 
     def group_width(self, group: tuple[int, ...]) -> int:
         if len(group) == 1:
@@ -120,13 +134,8 @@ class CellLayout:
         first) followed by each pair cell's count as if the pair's two features
         were independent: a size to weigh a cell by, not a count."""
         total = max(float(marginal[0]), 1.0)
-        coarse = []
-        for f in range(self.n_features):
-            counts = marginal[self.marginal_slice(f)]
-            inside_pairs = np.arange(len(counts)) // int(self._div[f])
-            coarse.append(np.bincount(inside_pairs, weights=counts, minlength=self.pair_sizes[f]))
-        pairs = [np.outer(coarse[a], coarse[b]).ravel() / total for a, b in self.groups[self.marginal_groups :]]
-        return np.concatenate([marginal, *pairs])
+        coarse = np.bincount(self._coarse_of, weights=marginal[1 : self.marginal_cells], minlength=self._n_coarse)
+        return np.concatenate([marginal, coarse[self._pair_a] * coarse[self._pair_b] / total])
 
     def group_weights(self, marginals: Sequence[float], pair: float) -> np.ndarray:
         """A weight per cell: 0 for the count cell, ``marginals[f]`` for feature

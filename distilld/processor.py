@@ -401,6 +401,9 @@ class DistilledProcessor:
         live = windows.live(epochs, w_epoch)
 
         received = np.bincount(key_index, minlength=len(keys))
+        # the cells' window counts over every key, for the summed deficits' scale (none: each key alone)
+        many = self._selector.global_weight > 0 and windows.keys_held > 1
+        targets = self._layout.with_pair_estimates(windows.global_received()) if many else None
         tiebreak = unit_float(np.arange(len(keys), dtype=np.int64) + self._seq, self.seed)
         quota, carry, windows.balance = allocate(
             windows.carry[slots],
@@ -408,7 +411,7 @@ class DistilledProcessor:
             self.reduction_percentage,
             windows.balance,
             tiebreak,
-            self._extras_chooser(key_index, len(keys), cells, moments, live),
+            self._extras_chooser(key_index, len(keys), cells, moments, live, targets),
         )
         windows.carry[slots] = carry
         partial = (quota > 0) & (quota < received)
@@ -428,7 +431,7 @@ class DistilledProcessor:
             windows.account(record_slots[whole], cells[whole], change, moments[whole])
         # the selector takes the deficits as they stood before this batch and adds the arrivals as it goes
         deficit = windows.deficit[part_slots]
-        chosen = self._select(key_index, cells, moments, quota, partial, part_slots, deficit, live)
+        chosen = self._select(key_index, cells, moments, quota, partial, part_slots, deficit, live, targets)
         windows.deficit[part_slots] = deficit
         picked = np.zeros(len(codes), dtype=np.bool_)
         picked[chosen] = True
@@ -446,14 +449,21 @@ class DistilledProcessor:
         return chosen, np.full(len(keys), 1.0 / self.reduction_percentage)
 
     def _extras_chooser(
-        self, key_index: np.ndarray, n_keys: int, cells: np.ndarray, moments: np.ndarray, live: np.ndarray
+        self,
+        key_index: np.ndarray,
+        n_keys: int,
+        cells: np.ndarray,
+        moments: np.ndarray,
+        live: np.ndarray,
+        targets: np.ndarray | None,
     ) -> Callable[[np.ndarray, int], np.ndarray] | None:
         """With many keys, most sends of keys with a few records a window are the
         budget's pooled extras, and which keys take them decides what the output
         holds: let the records that best close the deficits summed over keys
         decide (selector.py), instead of the keys' fractions alone."""
-        if n_keys < 2 or self._selector.global_weight <= 0:
+        if n_keys < 2 or targets is None:
             return None
+        global_targets = targets
 
         def choose(eligible: np.ndarray, extra: int) -> np.ndarray:
             allowed = np.zeros(n_keys, dtype=np.bool_)
@@ -468,7 +478,7 @@ class DistilledProcessor:
                 cells,
                 moments,
                 self._windows.global_deficit,
-                self._layout.with_pair_estimates(self._windows.global_received()),
+                global_targets,
                 self.reduction_percentage * live,
                 jitter,
             )
@@ -485,9 +495,11 @@ class DistilledProcessor:
         part_slots: np.ndarray,
         deficit: np.ndarray,
         live: np.ndarray,
+        targets: np.ndarray | None,
     ) -> np.ndarray:
         """Keys whose quota covers all their records send them all; the others
-        (``partial``) go through the selector."""
+        (``partial``) go through the selector (with the summed deficits when
+        ``targets``, the cells' window counts over every key, are given)."""
         picked = [np.flatnonzero(((quota > 0) & ~partial)[key_index])]
         if partial.any():
             candidates = np.flatnonzero(partial[key_index])
@@ -503,9 +515,7 @@ class DistilledProcessor:
                 self.reduction_percentage * live[candidates],
                 moments[candidates],
                 self._windows.global_deficit,
-                self._layout.with_pair_estimates(self._windows.global_received())
-                if self._selector.global_weight > 0
-                else None,
+                targets,
             )
             picked.append(candidates[local])
         return np.sort(np.concatenate(picked))

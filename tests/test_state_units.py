@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from distilld import DistilledProcessor, build_graders
 from distilld.daemon.partition import Partition
 from distilld.daemon.progress import PartitionProgress
@@ -74,3 +76,20 @@ def test_a_snapshot_is_due_only_when_the_state_is_what_was_committed() -> None:
     written = _partition(processed=300, committed=300)
     written.snapshot_at = 300
     assert not written.snapshot_due()
+
+
+def test_pair_estimates_are_the_outer_products_of_the_coarse_marginals() -> None:
+    from distilld.cells import CellLayout
+
+    layout = CellLayout([5, 10, 4, 17, 3], pair_div=[1, 1, 1, 2, 1])
+    marginal = np.random.default_rng(0).integers(0, 50, layout.marginal_cells).astype(float)
+    marginal[0] = 300.0
+    got = layout.with_pair_estimates(marginal)
+    assert got.shape == (layout.n_cells,) and np.array_equal(got[: layout.marginal_cells], marginal)
+    for g, (a, b) in enumerate(layout.groups[layout.marginal_groups :], start=layout.marginal_groups):
+        coarse = []
+        for f in (a, b):
+            fine = marginal[layout.marginal_slice(f)]
+            coarse.append(np.bincount(np.arange(len(fine)) // int(layout.pair_div[f]), weights=fine))
+        expected = np.outer(coarse[0], coarse[1]).ravel() / 300.0
+        assert np.allclose(got[layout.offsets[g] : layout.offsets[g + 1]], expected)
