@@ -83,6 +83,7 @@ def _files(args: argparse.Namespace) -> int:
 
     try:
         settings = load_model(EngineSettings, args.config, preset=args.preset)
+        _warn_unknown_env()
         if args.command == "evaluate":
             from distilld.files.evaluate import evaluate_file
 
@@ -129,6 +130,7 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
         for line in str(e).splitlines():
             print(f"  {line}", file=sys.stderr)
         return 1
+    _warn_unknown_env()
     if command == "check-config":
         print(json.dumps(masked(settings), indent=2))
         print(size, file=sys.stderr)
@@ -160,6 +162,15 @@ def _state_size(settings: EngineSettings) -> str:
         build_graders(settings.features), r.window_seconds, r.rate, panes=r.panes
     ).bytes_per_key
     return f"{windows_size(per_key, r.max_keys)} (plus ~200 MB for the process)"
+
+
+def _warn_unknown_env() -> None:
+    from distilld.settings import unknown_env
+
+    for name in unknown_env():
+        hint = "DISTILLD_" + name.upper().removeprefix("DISTILLD_").replace("_", "__", 1)
+        note = f"levels are joined by '__': {hint}?"
+        print(f"distilld: warning: {name} names no setting and is ignored ({note})", file=sys.stderr)
 
 
 if __name__ == "__main__":

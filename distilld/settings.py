@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -447,6 +448,37 @@ def merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     for key, value in top.items():
         out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+NOT_SETTINGS = ("DISTILLD_TEST_",)  # variables of the tooling, not settings
+
+
+def unknown_env(model: type[BaseModel] | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
+    """``DISTILLD_*`` variables that name no setting (``DISTILLD_REDUCER_RATE``
+    for ``DISTILLD_REDUCER__RATE``): the settings source passes them over in
+    silence, so start-up warns about them."""
+    model = Settings if model is None else model
+    out = []
+    for name in sorted(os.environ if environ is None else environ):
+        upper = name.upper()
+        if not upper.startswith("DISTILLD_") or upper.startswith(NOT_SETTINGS):
+            continue
+        if not _names_a_field(model, upper.removeprefix("DISTILLD_").lower().split("__")):
+            out.append(name)
+    return out
+
+
+def _names_a_field(model: type[BaseModel], parts: list[str]) -> bool:
+    field = model.model_fields.get(parts[0])
+    if field is None:
+        return False
+    rest = parts[1:]
+    if not rest:
+        return True
+    inner = field.annotation
+    if isinstance(inner, type) and issubclass(inner, BaseModel):
+        return _names_a_field(inner, rest)
+    return True  # a mapping (librdkafka settings, say): its keys are free
 
 
 def load_settings(path: str | Path | None = None, preset: str | None = None, **overrides: Any) -> Settings:

@@ -591,3 +591,17 @@ def test_a_topic_name_kafka_refuses_is_a_config_error(tmp_path: Path, field: str
     data["kafka"][field] = "events out"
     with pytest.raises(ConfigError, match=rf"kafka\.{field}: 'events out' is not a valid Kafka topic name"):
         load_settings(write(tmp_path, data))
+
+
+def test_variables_that_name_no_setting_are_found() -> None:
+    from distilld.settings import unknown_env
+
+    environ = {
+        "DISTILLD_REDUCER_RATE": "0.5",  # one underscore: names nothing
+        "DISTILLD_REDUCER__RATE": "0.2",
+        "DISTILLD_KAFKA__CONSUMER__FETCH.MIN.BYTES": "1",  # a librdkafka passthrough: any key
+        "DISTILLD_NOSUCH__THING": "1",
+        "DISTILLD_TEST_BOOTSTRAP": "host:9092",  # the tooling's
+        "PATH": "/bin",
+    }
+    assert unknown_env(environ=environ) == ["DISTILLD_NOSUCH__THING", "DISTILLD_REDUCER_RATE"]
