@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,18 @@ def test_demo_runs_the_daemon_on_the_embedded_broker_next_to_random() -> None:
     assert mean and float(mean.group(1)) < float(mean.group(2))  # distilld drifts less than random
     dead = re.search(r"\(([\d,]+) dead letters\)", out.stdout)
     assert dead and int(dead.group(1).replace(",", "")) > 0
+
+
+def test_check_config_accepts_a_file_tools_config_without_kafka(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from distilld.cli import main
+
+    good, bad = tmp_path / "files.yaml", tmp_path / "bad.yaml"
+    good.write_text("features:\n  - {name: a, type: numeric}\nreducer: {rate: 0.2}\n")
+    bad.write_text("features:\n  - {name: a, type: numeric, bins: 1}\n")
+    assert main(["check-config", "-c", str(good)]) == 0
+    assert "no kafka section: valid for distilld reduce and evaluate" in capsys.readouterr().err
+    assert main(["check-config", "-c", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bins: Input should be greater than or equal to 2" in err and "kafka: Field required" in err
