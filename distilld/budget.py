@@ -47,7 +47,7 @@ def allocate(
         if len(eligible):
             ranked = eligible[np.lexsort((tiebreak[eligible], -frac[eligible]))]
             if choose is not None:
-                first = np.intersect1d(choose(eligible, extra), eligible)[:extra]
+                first = np.intersect1d(np.asarray(choose(eligible, extra), dtype=np.int64), eligible)[:extra]
                 ranked = np.concatenate([first, ranked[~np.isin(ranked, first)]])
             quota[ranked[:extra]] += 1
     carry_after = claim - quota

@@ -401,7 +401,13 @@ class DistilledProcessor:
         live = windows.live(epochs, w_epoch)
 
         received = np.bincount(key_index, minlength=len(keys))
-        # the cells' window counts over every key, for the summed deficits' scale (none: each key alone)
+        windows.decay_to(slots, w_epoch)
+        if live.all():
+            windows.add(KeyedWindows.RECEIVED, record_slots, epochs, cells)
+        else:
+            windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live])
+        # the cells' window counts over every key, this batch included, for the summed deficits' scale
+        # (none: each key alone)
         many = self._selector.global_weight > 0 and windows.keys_held > 1
         targets = self._layout.with_pair_estimates(windows.global_received()) if many else None
         tiebreak = unit_float(np.arange(len(keys), dtype=np.int64) + self._seq, self.seed)
@@ -416,11 +422,6 @@ class DistilledProcessor:
         windows.carry[slots] = carry
         partial = (quota > 0) & (quota < received)
         part_slots = slots[partial]
-        windows.decay_to(slots, w_epoch)
-        if live.all():
-            windows.add(KeyedWindows.RECEIVED, record_slots, epochs, cells)
-        else:
-            windows.add(KeyedWindows.RECEIVED, record_slots[live], epochs[live], cells[live])
 
         # keys that send all or none of their records: arrivals and sends go straight into their deficits,
         # before the selector runs, so that the deficits summed over keys hold them when it picks

@@ -235,6 +235,17 @@ class HerdingSelector:
         if moments is None:
             moments = np.zeros((len(cells), 0))
         # the kernel does not check bounds: a mismatch here would write outside the deficits
+        n = len(cells)
+        if (
+            len(key_index) != n
+            or len(jitter) != n
+            or len(arrive) != n
+            or len(starts) != len(quota) + 1
+            or (scale.shape != (len(quota), len(self.cell_weights)))
+        ):
+            raise ValueError("selector: candidates, keys, jitter and arrivals disagree in length")
+        if n and (cells.min() < 0 or cells.max() >= received.shape[1] or key_index.min() < 0):
+            raise ValueError("selector: a cell or key index out of range")
         if moments.shape != (len(cells), len(self.moment_weights)) or deficit.shape != (
             len(quota),
             received.shape[1] + len(self.moment_weights),
@@ -242,11 +253,17 @@ class HerdingSelector:
             raise ValueError("selector: cells, moments and deficits disagree in shape")
         # a moment's deficit grows with the whole window, as the count cell's does
         moment_scale = self.moment_weights[None, :] / (self.rate * received[:, :1] + self.small_cell)
-        if global_deficit is None or global_targets is None or self.global_weight <= 0:
+        gfactor = np.zeros(len(quota))
+        if global_deficit is None:
             global_deficit = gscale = np.zeros(0)
-            gfactor = np.zeros(len(quota))
+        elif global_deficit.shape != (deficit.shape[1],):
+            raise ValueError("selector: the summed deficits disagree in shape")
+        elif global_targets is None or self.global_weight <= 0:
+            # not scored (one key, or no weight), but still kept up to date: KeyedWindows.account
+            # counts whole keys into it, and the summed deficits must hold every key's picks too
+            gscale = np.zeros(len(global_deficit))
         else:
-            if global_deficit.shape != (deficit.shape[1],) or global_targets.shape != (received.shape[1],):
+            if global_targets.shape != (received.shape[1],):
                 raise ValueError("selector: the summed deficits disagree in shape")
             gscale = self._global_scale(global_targets)
             # a key that is most of the stream is already balanced by its own term
@@ -299,8 +316,22 @@ class HerdingSelector:
         in arrival order) greedily on the deficits summed over keys, as the
         selector picks (on a copy: the selector then counts the sends)."""
         # the kernel does not check bounds: a mismatch here would write outside the deficits
-        if global_deficit.shape != (len(global_targets) + moments.shape[1],) or len(cells) != len(key_index):
+        n = len(cells)
+        if (
+            global_deficit.shape != (len(global_targets) + moments.shape[1],)
+            or len(global_targets) != len(self.cell_weights)
+            or moments.shape != (n, len(self.moment_weights))
+            or len(key_index) != n
+            or len(arrive) != n
+            or len(jitter) != n
+        ):
             raise ValueError("selector: cells, moments and the summed deficits disagree in shape")
+        if len(candidates) and (candidates.min() < 0 or candidates.max() >= n):
+            raise ValueError("selector: a candidate out of range")
+        if n and (
+            key_index.min() < 0 or key_index.max() >= n_keys or cells.min() < 0 or cells.max() >= len(global_targets)
+        ):
+            raise ValueError("selector: a cell or key index out of range")
         return _pooled(
             np.ascontiguousarray(candidates, dtype=np.int64),
             np.ascontiguousarray(key_index, dtype=np.int64),

@@ -191,6 +191,8 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
             windows.key_of[slot] = k
         for i, encoder in enumerate(proc._encoders):
             _restore_attrs(encoder, header["encoders"][i], f"encoder{i}", arrays, _ENCODER_STATE)
+        windows.check()
+        windows.recount()
         proc._watermark = float(header["processor"]["watermark"])
         proc._seq = int(header["processor"]["seq"])
     except (KeyError, TypeError, IndexError, ValueError) as e:

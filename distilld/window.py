@@ -125,6 +125,8 @@ class KeyedWindows:
         self.balance = 0.0  # sum of every key's budget carry, evicted keys included
         # the deficits summed over every key, evicted ones included (cells, then moments)
         self.global_deficit = np.zeros(n_cells + moments)
+        # the marginal cells' received window counts summed over the held keys, kept as ``totals`` changes
+        self.global_totals = np.zeros(self.window_cells, dtype=np.int64)
         self._clock = 0
         self._allocate(min(initial_keys, max_keys))
 
@@ -214,6 +216,7 @@ class KeyedWindows:
         del self.slot_of[self.key_of[slot]]
         self.key_of[slot] = None
         self.in_use[slot] = False
+        self.global_totals -= self.totals[self.RECEIVED, slot]
         self.ring[:, slot] = 0
         self.totals[:, slot] = 0
         self.deficit[slot] = 0.0
@@ -232,6 +235,7 @@ class KeyedWindows:
         if not stale.any():
             return
         slots, panes = np.nonzero(stale)
+        self.global_totals -= self.ring[self.RECEIVED, slots, panes].sum(axis=0, dtype=np.int64)
         for kind in (self.RECEIVED, self.SENT):
             np.subtract.at(self.totals[kind], slots, self.ring[kind, slots, panes])
         self.ring[:, slots, panes] = 0
@@ -254,6 +258,9 @@ class KeyedWindows:
         rows = slots * self.panes + panes
         pairs = kind == self.RECEIVED and self.n_cells > self.window_cells
         ring = self.ring[kind].reshape(-1, self.window_cells)  # a view: (slot · pane) × cell
+        if kind == self.RECEIVED:
+            marginal = np.ascontiguousarray(cells[:, : self.window_groups]).ravel()
+            self.global_totals += np.bincount(marginal, minlength=self.window_cells)[: self.window_cells]
         _count(
             ring, self.totals[kind], self.recent, rows, slots, np.ascontiguousarray(cells, dtype=np.int32),
             self.window_groups, self.window_cells, pairs,
@@ -278,8 +285,40 @@ class KeyedWindows:
             )  # fmt: skip
 
     def global_received(self) -> np.ndarray:
-        """The marginal cells' window counts summed over every held key (float64)."""
-        return self.totals[self.RECEIVED, : self._capacity].sum(axis=0, dtype=np.float64)
+        """The marginal cells' window counts summed over every held key (float64): kept up to
+        date by :meth:`add`, :meth:`advance` and evictions, not summed over the keys a batch."""
+        return self.global_totals.astype(np.float64)
+
+    def check(self) -> None:
+        """Raise ValueError unless every array has the shape and type this configuration
+        gives it and every slot is in range (the kernels do not check bounds: a restored
+        snapshot's arrays must be checked before they reach them)."""
+        cap, wc, pc = self._capacity, self.window_cells, self.n_cells - self.window_cells
+        expected = {
+            "ring": ((2, cap, self.panes, wc), np.int32),
+            "totals": ((2, cap, wc), np.int64),
+            "deficit": ((cap, self.n_cells + self.moments), np.float64),
+            "recent": ((cap, pc), np.float32),
+            "recent_epoch": ((cap,), np.int64),
+            "pane_epoch": ((cap, self.panes), np.int64),
+            "carry": ((cap,), np.float64),
+            "last_used": ((cap,), np.int64),
+            "in_use": ((cap,), np.bool_),
+            "global_deficit": ((self.n_cells + self.moments,), np.float64),
+        }
+        for name, (shape, dtype) in expected.items():
+            array = getattr(self, name)
+            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
+                raise ValueError(f"window state {name}: expected {dtype.__name__}{shape}")
+        if not 0 < cap <= self.max_keys:
+            raise ValueError(f"window state: capacity {cap} outside 1..{self.max_keys}")
+        slots = [*self.slot_of.values(), *self._free]
+        if any(not 0 <= int(s) < cap for s in slots) or len(set(slots)) != len(slots):
+            raise ValueError("window state: slots out of range or repeated")
+
+    def recount(self) -> None:
+        """Rebuild ``global_totals`` from the keys' totals (after a snapshot is restored)."""
+        self.global_totals = self.totals[self.RECEIVED, : self._capacity].sum(axis=0, dtype=np.int64)
 
     def reset(self) -> None:
         self.__init__(  # type: ignore[misc]

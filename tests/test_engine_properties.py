@@ -368,3 +368,23 @@ def test_keys_of_a_few_records_send_the_records_the_whole_output_lacks() -> None
     alone, shared = _keyed_people(3, 0.0), _keyed_people(3, 30.0)
     assert alone["category_tv"] < 1.0 and alone["ks"] < 1.0
     assert shared["category_tv"] > 4.0 and shared["ks"] > 1.5 and shared["pair_tv"] > 1.4
+
+
+def test_summed_deficits_hold_a_lone_keys_picks_before_other_keys_come() -> None:
+    """While a processor holds one key the summed deficits are not scored, but they must still
+    count that key's selector picks: whole batches (quota 0) went in and partial ones did not,
+    so they grew by rate × records without bound and skewed every key's picks once others came."""
+    proc = _keyed(0.1)
+    rng = np.random.default_rng(0)
+    records = [{"k": "solo", "c": "a", "x": float(x)} for x in rng.normal(size=3000)]
+    for start in range(0, len(records), 5):  # quota 0, 1, 0, 1, ...: whole and partial batches
+        proc.process_batch(records[start : start + 5])
+    w = proc._windows
+    assert np.allclose(w.global_deficit, w.deficit[w.held_slots()].sum(axis=0))
+    others = [
+        {"k": int(k), "c": "abc"[int(k) % 3], "x": float(x)}
+        for k, x in zip(rng.integers(0, 50, 2000), rng.normal(size=2000), strict=True)
+    ]
+    for start in range(0, len(others), 100):
+        proc.process_batch(others[start : start + 100])
+    assert np.allclose(w.global_deficit, w.deficit[w.held_slots()].sum(axis=0))
