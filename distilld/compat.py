@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -61,11 +62,13 @@ class WindowMeans:
         cells = ((epochs % self.panes)[:, None] * n + np.arange(n)).ravel()  # (pane slot, numeric)
         finite = ~np.isnan(values).ravel()
         size = self.panes * n
-        self.sum[kind] += np.bincount(cells[finite], values.ravel()[finite], size).reshape(self.panes, n)
+        with np.errstate(over="ignore", invalid="ignore"):  # values near 1e308 overflow the sum: no average then
+            self.sum[kind] += np.bincount(cells[finite], values.ravel()[finite], size).reshape(self.panes, n)
         self.count[kind] += np.bincount(cells[finite], minlength=size).reshape(self.panes, n)
 
     def means(self, kind: int, w_epoch: int) -> list[float | None]:
         live = self.epoch > w_epoch - self.panes
         total = self.sum[kind, live].sum(axis=0)
         count = self.count[kind, live].sum(axis=0)
-        return [float(t / c) if c else None for t, c in zip(total.tolist(), count.tolist(), strict=True)]
+        pairs = zip(total.tolist(), count.tolist(), strict=True)
+        return [float(t / c) if c and math.isfinite(t) else None for t, c in pairs]
