@@ -23,8 +23,12 @@ into keys of ~100 records, each key picking among its own records made the
 output as a whole no better than random sampling, or worse (its picks lean
 to each key's commonest cells). So every cell and moment also has a deficit
 summed over every key, and a record's score adds that deficit's term,
-weighted ``global_weight × (1 − the key's share of the window)``: nothing
-for a key that is the whole stream, the full weight for one key among many.
+weighted ``global_weight × (1 − the key's share of the window) × SMALL_CELL
+/ (SMALL_CELL + the key's picks a window)``: nothing for a key that is the
+whole stream, little for a key with many picks a window, which balances
+itself (the summed term would trade its own balance for the whole's: with 3
+keys, twice the per-key drift for no gain on the whole), the full weight for
+a key with a few.
 Its scale takes the cells' window counts over every key (a pair cell's as if
 its two features were independent: the pair cells have no exact window
 counts, and a size to weigh by is all the scale needs). Keys of a few
@@ -266,9 +270,13 @@ class HerdingSelector:
             if global_targets.shape != (received.shape[1],):
                 raise ValueError("selector: the summed deficits disagree in shape")
             gscale = self._global_scale(global_targets)
-            # a key that is most of the stream is already balanced by its own term
+            # a key that is most of the stream, or that picks many records a window, balances itself: the
+            # summed term leans on the keys with few picks, whose own term cannot (module docstring)
             everyone = max(float(global_targets[0]), 1.0)
-            gfactor = self.global_weight * np.clip(1.0 - received[:, 0] / everyone, 0.0, 1.0)
+            share = np.clip(received[:, 0] / everyone, 0.0, 1.0)
+            gfactor = (
+                self.global_weight * (1.0 - share) * self.small_cell / (self.small_cell + self.rate * received[:, 0])
+            )
         chosen = _herd(
             starts.astype(np.int64),
             order.astype(np.int64),
