@@ -196,8 +196,10 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
         proc._watermark = float(header["processor"]["watermark"])
         proc._seq = int(header["processor"]["seq"])
     except (KeyError, TypeError, IndexError, ValueError) as e:
+        if isinstance(e, SnapshotMismatch):
+            raise  # refused before anything was restored
+        proc.reset()
         if isinstance(e, SnapshotError):
             raise
-        proc.reset()
         raise SnapshotError(f"damaged snapshot: {type(e).__name__}: {e}") from None
     proc.missing_counts = arrays["processor.missing_counts"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from distilld.codecs.json_codec import decode_json
 from distilld.daemon.loop import Daemon
 from distilld.daemon.memory import memory_limit, windows_warning
+from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.progress import PartitionProgress
 from distilld.settings import load_settings
 
@@ -276,3 +278,16 @@ def test_a_warning_when_one_partitions_windows_exceed_half_the_limit() -> None:
     assert windows_warning(427_057, 1_000, 2**30) is None  # 407 MB of 1024 MB
     warning = windows_warning(427_057, 10_000, 2**30)
     assert warning is not None and "4,073 MB" in warning and "reducer.max_keys 10,000" in warning
+
+
+def test_consumer_lag_is_shown_before_the_first_commit() -> None:
+    """librdkafka reports consumer_lag -1 until the group has committed: an instance of a new group
+    that consumed a little and then stopped progressing must still show what waits (DistilldNoProgress)."""
+    m = DaemonMetrics(["f"])
+    partition = {"hi_offset": 5000, "app_offset": 100, "committed_offset": -1001, "consumer_lag": -1}
+    stats = {"topics": {"t": {"partitions": {"0": partition, "-1": {"consumer_lag": -1}}}}, "brokers": {}}
+    m.observe_statistics(orjson.dumps(stats).decode(), [("t", 0)])
+    assert m.registry.get_sample_value("distilld_consumer_lag", {"topic": "t", "partition": "0"}) == 4900
+    partition.update(committed_offset=4000, consumer_lag=1000)
+    m.observe_statistics(orjson.dumps(stats).decode(), [("t", 0)])
+    assert m.registry.get_sample_value("distilld_consumer_lag", {"topic": "t", "partition": "0"}) == 1000

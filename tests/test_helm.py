@@ -325,7 +325,9 @@ def test_monitors_scrape_the_metrics_port() -> None:
     assert pod_monitor["spec"]["selector"]["matchLabels"] == selector
     (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
-    for monitor in (service_monitor, pod_monitor):
+    for monitor, endpoints in ((service_monitor, "endpoints"), (pod_monitor, "podMetricsEndpoints")):
+        # the alert rules (DistilldDown) and the dashboard select job="distilld", not the release's name
+        assert {"targetLabel": "job", "replacement": "distilld"} in monitor["spec"][endpoints][0]["relabelings"]
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
         assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["streaming"]}
     assert not of_kind(render(), "ServiceMonitor") and not of_kind(render(), "PodMonitor")

@@ -70,6 +70,21 @@ def test_snapshot_is_small_for_idle_rings_and_refuses_other_configs_and_garbage(
         load(_proc(), b"DSTLSNAP\x09\x00" + blob[10:])
 
 
+def test_a_snapshot_of_another_layout_under_the_same_version_is_refused_and_leaves_the_reducer_empty() -> None:
+    """A snapshot whose arrays do not fit this build's windows (the summed deficits first covered the marginal
+    cells only, within version 4, in this session's first commits) is refused at load, not crash the first batch."""
+    old = _proc()
+    _ids(old, _records(2000, 1))
+    windows = old._windows
+    windows.global_deficit = windows.global_deficit[: windows.window_cells + windows.moments].copy()
+    fresh = _proc()
+    with pytest.raises(SnapshotError, match="window state global_deficit"):
+        load(fresh, dump(old))
+    assert fresh.keys_held == 0
+    assert fresh._windows.global_deficit.shape == (windows.n_cells + windows.moments,)
+    assert len(_ids(fresh, _records(2000, 2))) == 200
+
+
 def test_a_snapshot_does_not_load_into_other_categories_or_key_limits() -> None:
     proc = _proc()
     _ids(proc, _records(500, 2))

@@ -357,7 +357,7 @@ class Daemon:
                 except SnapshotError as e:
                     reducer.reset()
                     outcome = "discarded"
-                    log.warning("%s[%d]: snapshot not used (%s): empty windows", tp.topic, tp.partition, e)
+                    log.warning("%s[%d]: snapshot not used (%s)", tp.topic, tp.partition, e)
                 else:
                     outcome = "restored"
                     start = TopicPartition(tp.topic, tp.partition, snap.offset)
@@ -371,8 +371,13 @@ class Daemon:
                 begin = self._window_start(tp, offset)
                 if begin is not None:  # no snapshot to use: rebuild the window from the log, emitting nothing
                     start = TopicPartition(tp.topic, tp.partition, begin)
-                    part.processed, part.replay_until, outcome = begin, offset, "replayed"
-                    log.info("%s[%d]: no snapshot; rebuilding the window from offset %d", tp.topic, tp.partition, begin)
+                    part.processed, part.replay_until = begin, offset
+                    why = "snapshot not used" if outcome == "discarded" else "no snapshot"
+                    # a refused snapshot stays counted as discarded (records_replayed shows the rebuild)
+                    outcome = "discarded" if outcome == "discarded" else "replayed"
+                    log.info("%s[%d]: %s; rebuilding the window from offset %d", tp.topic, tp.partition, why, begin)
+                elif outcome == "discarded":
+                    log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp.topic, tp.partition)
             part.missing_seen = reducer.missing_counts.copy()
             self.metrics.restores.labels(outcome).inc()
             self.partitions[key] = part

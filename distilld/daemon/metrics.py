@@ -83,7 +83,8 @@ class DaemonMetrics:
         self.restores = Counter(
             "distilld_state_restores",
             "Partitions assigned, by how their windows started: restored (snapshot), replayed (rebuilt from the "
-            "log, no snapshot), empty, discarded (snapshot of another configuration).",
+            "log, no snapshot), empty, discarded (a snapshot refused: another configuration or format; rebuilt "
+            "from the log where the log has the window).",
             ["outcome"],
             registry=r,
         )
@@ -159,6 +160,10 @@ class DaemonMetrics:
             for pid, p in t.get("partitions", {}).items():
                 key = (topic, int(pid))
                 lag = p.get("consumer_lag", -1)
+                if lag is not None and lag < 0 and p.get("hi_offset", -1) >= 0 and p.get("app_offset", -1) >= 0:
+                    # nothing committed yet (a new group): librdkafka reports -1; count from the position,
+                    # so that an instance that has never committed still shows what waits
+                    lag = max(0, p["hi_offset"] - p["app_offset"])
                 if key in wanted and lag is not None and lag >= 0:
                     self.lag.labels(topic, str(key[1])).set(lag)
         return any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
