@@ -291,3 +291,14 @@ def test_consumer_lag_is_shown_before_the_first_commit() -> None:
     partition.update(committed_offset=4000, consumer_lag=1000)
     m.observe_statistics(orjson.dumps(stats).decode(), [("t", 0)])
     assert m.registry.get_sample_value("distilld_consumer_lag", {"topic": "t", "partition": "0"}) == 1000
+
+
+def test_commits_refused_by_a_rebalance_are_not_counted_as_failures() -> None:
+    from confluent_kafka import KafkaError
+
+    from distilld.daemon.checkpoint import _rebalancing
+
+    assert _rebalancing(KafkaError(KafkaError.ILLEGAL_GENERATION))
+    assert _rebalancing(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+    assert not _rebalancing(KafkaError(KafkaError._TIMED_OUT))
+    assert not _rebalancing(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE))

@@ -93,8 +93,11 @@ class Checkpoints:
         """The consumer's callback for asynchronous commits."""
         if err is None:
             return
-        self.metrics.commit_failures.inc()
-        log.warning("commit failed (%s); will retry", err)
+        if _rebalancing(err):
+            log.info("commit refused during a rebalance (%s); will retry", err)
+        else:
+            self.metrics.commit_failures.inc()
+            log.warning("commit failed (%s); will retry", err)
         for tp in partitions:
             part = self.partitions.get((tp.topic, tp.partition))
             if part is not None:
@@ -157,7 +160,8 @@ class Checkpoints:
         refused = {(tp.topic, tp.partition): tp.error for tp in results if tp.error is not None}
         for key, p, due in progress:
             if key in refused:
-                self.metrics.commit_failures.inc()
+                if not _rebalancing(refused[key]):
+                    self.metrics.commit_failures.inc()
                 log.warning("commit of %s[%d] refused (%s); will retry", key[0], key[1], refused[key])
             else:
                 p.committed = due
@@ -218,3 +222,12 @@ class Checkpoints:
             return
         self.output.discard()
         self.rewind()
+
+
+# what a commit meets while the group rebalances (a cooperative rebalance meets it every time): the
+# partitions' new owners carry on from the last commit, so these are not counted as failures
+_REBALANCE_ERRORS = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID)
+
+
+def _rebalancing(err: object) -> bool:
+    return isinstance(err, KafkaError) and err.code() in _REBALANCE_ERRORS
