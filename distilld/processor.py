@@ -185,6 +185,11 @@ class DistilledProcessor:
         self.historical_data = WindowView(self, KeyedWindows.RECEIVED)
         self.sent_data = WindowView(self, KeyedWindows.SENT)
 
+    @property
+    def watermark(self) -> float:
+        """The latest event time seen (seconds; -inf before any)."""
+        return self._watermark
+
     # -- the pipeline ------------------------------------------------------------
 
     def process_batch(self, data_points: Iterable[Any]) -> list[DataPoint]:

@@ -302,3 +302,23 @@ def test_commits_refused_by_a_rebalance_are_not_counted_as_failures() -> None:
     assert _rebalancing(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
     assert not _rebalancing(KafkaError(KafkaError._TIMED_OUT))
     assert not _rebalancing(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE))
+
+
+def test_records_re_read_to_rebuild_a_window_keep_their_first_arrival_time() -> None:
+    """Processing time: a record re-read after a hand-over arrived when Kafka stamped it, not now; stamped
+    now, a rebuilt window held it up to a whole window too long (the hand-over review measured it)."""
+    from confluent_kafka import Message
+
+    from distilld.daemon.fields import RecordFields
+    from distilld.settings import ReducerSettings
+
+    fields = RecordFields(ReducerSettings(time="processing", key="none"), clock=lambda: 2000.0)
+    msgs = [
+        Message(topic="t", partition=0, offset=i, value=b"{}", timestamp=(1, ms))
+        for i, ms in enumerate([1_500_000, 1_950_000, 2_100_000])
+    ]
+    msgs.append(Message(topic="t", partition=0, offset=3, value=b"{}", timestamp=(0, -1)))  # no timestamp
+    records = [{}] * len(msgs)
+    assert fields.timestamps(msgs, records).tolist() == [2000.0] * 4  # live records: now
+    # re-read: the Kafka time, no earlier than the restored watermark and no later than now
+    assert fields.timestamps(msgs, records, replay_after=1900.0).tolist() == [1900.0, 1950.0, 2000.0, 2000.0]

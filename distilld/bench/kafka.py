@@ -109,7 +109,7 @@ class _FreeReducerDaemon(Daemon):
     """The daemon's loop with a reducer that costs nothing (the ceiling)."""
 
     def _select(
-        self, part: Partition, msgs: list[Any], records: list[Any], extracted: Any = None
+        self, part: Partition, msgs: list[Any], records: list[Any], extracted: Any = None, replay: bool = False
     ) -> tuple[list[int], list[bytes]]:
         chosen = list(range(0, len(records), 10))
         return chosen, [b"10"] * len(chosen)

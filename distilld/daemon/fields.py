@@ -29,14 +29,23 @@ class RecordFields:
         self._key_path = None if reducer.key in ("kafka_key", "none") else compile_path(reducer.key)
         self._unit = TIME_UNITS[reducer.time_unit]
 
-    def timestamps(self, msgs: Sequence[Message], records: Sequence[Any]) -> np.ndarray:
-        """Seconds per record; NaN where a record has none (the engine uses its watermark)."""
+    def timestamps(
+        self, msgs: Sequence[Message], records: Sequence[Any], replay_after: float | None = None
+    ) -> np.ndarray:
+        """Seconds per record; NaN where a record has none (the engine uses its watermark).
+        ``replay_after``: the records are re-read to rebuild a window (processing time
+        then is when they first arrived, not now): their Kafka timestamps, kept between
+        this time (the restored watermark) and now."""
         if self._time_path is not None:
             return to_float_array(self._time_path(records)) * self._unit
-        if self.time_mode == "kafka_timestamp":
+        if self.time_mode == "kafka_timestamp" or replay_after is not None:
             pairs = chain.from_iterable(map(Message.timestamp, msgs))  # (type, ms) per message
             stamps = np.fromiter(pairs, dtype=np.float64, count=2 * len(msgs)).reshape(-1, 2)
-            return np.where(stamps[:, 0] != TIMESTAMP_NOT_AVAILABLE, stamps[:, 1] / 1000.0, np.nan)
+            ts = np.where(stamps[:, 0] != TIMESTAMP_NOT_AVAILABLE, stamps[:, 1] / 1000.0, np.nan)
+            if self.time_mode == "kafka_timestamp":
+                return ts
+            now = self.clock()
+            return np.clip(np.where(np.isnan(ts), now, ts), min(replay_after, now), now)  # type: ignore[type-var]
         return np.full(len(records), self.clock(), dtype=np.float64)
 
     def keys(self, msgs: Sequence[Message], records: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import signal
 import time
 from bisect import bisect_left
@@ -531,12 +532,19 @@ class Daemon:
         return prepared
 
     def _select(
-        self, part: Partition, msgs: list[Any], records: list[Any], extracted: list[list[Any]] | None = None
+        self,
+        part: Partition,
+        msgs: list[Any],
+        records: list[Any],
+        extracted: list[list[Any]] | None = None,
+        replay: bool = False,
     ) -> tuple[list[int], list[bytes]]:
-        """Reduce decoded records: (indexes of the chosen ones, their weight headers)."""
+        """Reduce decoded records: (indexes of the chosen ones, their weight headers).
+        ``replay``: re-read to rebuild the window (processing time: see RecordFields)."""
         if not records:
             return [], []
-        ts = self.fields.timestamps(msgs, records)
+        watermark = part.reducer.watermark
+        ts = self.fields.timestamps(msgs, records, (watermark if math.isfinite(watermark) else 0.0) if replay else None)
         key_index, keys = self.fields.keys(msgs, records)
         idx, weight = part.reducer.select(records, ts, key_index, keys, extracted=extracted)
         per_key = [f"{w:.6g}".encode() for w in weight.tolist()]
@@ -553,7 +561,7 @@ class Daemon:
         if cut:
             replayed = msgs[:cut]
             prepared = self._prepare(part, list(map(Message.value, replayed)))
-            self._select(part, [replayed[i] for i in prepared.good], prepared.records, prepared.extracted)
+            self._select(part, [replayed[i] for i in prepared.good], prepared.records, prepared.extracted, replay=True)
             part.processed = offsets[cut - 1] + 1
             self.metrics.replayed.inc(cut)
         if cut < len(msgs) or part.processed == until:
