@@ -40,7 +40,9 @@ class DaemonMetrics:
         self.bytes_produced = Counter(
             "distilld_bytes_produced", "Value bytes acknowledged on output topics.", ["topic"], registry=r
         )
-        self.dlq = Counter("distilld_records_dlq", "Records sent to the DLQ (undecodable, or a grader raised), by reason.", ["reason"], registry=r)
+        self.dlq = Counter(
+            "distilld_records_dlq", "Records sent to the DLQ (undecodable, or a grader raised).", ["reason"], registry=r
+        )
         self.skipped = Counter(
             "distilld_records_skipped", "Undecodable records dropped (on_error: skip).", ["reason"], registry=r
         )
