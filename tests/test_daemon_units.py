@@ -131,12 +131,14 @@ def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon(
     import urllib.error
     import urllib.request
 
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Gauge
 
     from distilld.daemon.endpoints import Endpoints
 
     state = {"ready": (False, "no broker connection")}
-    ep = Endpoints("127.0.0.1", 0, CollectorRegistry(), 0.3, lambda: state["ready"]).start()
+    registry = CollectorRegistry()
+    gauge = Gauge("distilld_ready", "what /readyz says", registry=registry)
+    ep = Endpoints("127.0.0.1", 0, registry, 0.3, lambda: state["ready"], gauge).start()
 
     def get(path: str) -> tuple[int, str]:
         try:
@@ -149,8 +151,10 @@ def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon(
         ep.beat()
         assert get("/healthz") == (200, "ok\n")
         assert get("/readyz") == (503, "no broker connection\n")
+        assert "distilld_ready 0.0" in get("/metrics")[1]
         state["ready"] = (True, "ready: 2 partitions assigned")
         assert get("/readyz")[0] == 200
+        assert "distilld_ready 1.0" in get("/metrics")[1]  # set at the scrape, with no loop running
         time.sleep(0.5)  # no beat: the loop is stuck
         status, body = get("/healthz")
         assert status == 503 and "stuck" in body

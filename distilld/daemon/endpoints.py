@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 __all__ = ["Endpoints"]
 
@@ -27,10 +27,12 @@ class Endpoints:
         registry: CollectorRegistry,
         health_timeout_s: float,
         ready: Callable[[], tuple[bool, str]],
+        ready_gauge: Gauge | None = None,
     ) -> None:
         self.registry = registry
         self.health_timeout_s = health_timeout_s
         self.ready = ready
+        self.ready_gauge = ready_gauge  # set at every scrape: it says what /readyz says, even with the loop stuck
         self.heartbeat = time.monotonic()
         endpoints = self
 
@@ -38,6 +40,8 @@ class Endpoints:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
+                    if endpoints.ready_gauge is not None:
+                        endpoints.ready_gauge.set(1 if endpoints.ready()[0] else 0)
                     self._send(200, generate_latest(endpoints.registry), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     stuck = time.monotonic() - endpoints.heartbeat

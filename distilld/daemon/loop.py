@@ -133,7 +133,9 @@ class Daemon:
         # bound before any client exists: a port in use stops start-up without a client's log lines
         m = settings.metrics
         self.endpoints = (
-            Endpoints(m.host, m.port, self.metrics.registry, m.health_timeout_s, self.readiness) if m.port else None
+            Endpoints(m.host, m.port, self.metrics.registry, m.health_timeout_s, self.readiness, self.metrics.ready)
+            if m.port
+            else None
         )
         probe = self._new_reducer()
         probe.warm_up()
