@@ -326,3 +326,21 @@ def test_records_re_read_to_rebuild_a_window_keep_their_first_arrival_time() -> 
     assert fields.timestamps(msgs, records).tolist() == [2000.0] * 4  # live records: now
     # re-read: the Kafka time, no earlier than the restored watermark and no later than now
     assert fields.timestamps(msgs, records, replay_after=1900.0).tolist() == [1900.0, 1950.0, 2000.0, 2000.0]
+
+
+def test_a_repeated_line_is_let_through_once_a_window_with_the_count_left_out(monkeypatch: Any) -> None:
+    import logging
+
+    from distilld.daemon import repeats
+
+    now = [100.0]
+    monkeypatch.setattr(repeats.time, "monotonic", lambda: now[0])
+    kept: list[str] = []
+    log = logging.getLogger("distilld.test.repeats")
+    log.addFilter(repeats.RepeatFilter(window_s=10.0))
+    log.addHandler(type("H", (logging.Handler,), {"emit": lambda self, r: kept.append(r.getMessage())})())
+    for i in range(5):
+        log.warning("connect to broker %d failed", i)  # the same kind: numbers blanked
+    now[0] += 12.0
+    log.warning("connect to broker 9 failed")
+    assert kept == ["connect to broker 0 failed", "connect to broker 9 failed (4 more like it in 12s)"]

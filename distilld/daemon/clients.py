@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
-import time
 from typing import Any
 
 from distilld import __version__
+from distilld.daemon.repeats import RepeatFilter
 from distilld.settings import Settings
 
 __all__ = [
@@ -41,30 +40,6 @@ PRODUCER_GUARANTEES = {"acks": "all"}
 # its throughput (~200k -> ~340k records/s with 50 ms). Users can still set it.
 FETCH_QUEUE_BACKOFF_MS = 50
 METADATA_REFRESH_MS = 30_000
-
-
-class RepeatFilter(logging.Filter):
-    """librdkafka logs a failed connection every ~50 ms per client while a broker is away
-    (~40 lines a second from the daemon's clients): let one line of a kind through every
-    ``window_s``, with how many were left out. A kind is the message with its numbers blanked."""
-
-    def __init__(self, window_s: float = 60.0) -> None:
-        super().__init__()
-        self.window_s = window_s
-        self._seen: dict[str, tuple[float, int]] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        kind, now = re.sub(r"\d+", "#", record.getMessage()), time.monotonic()
-        last, left_out = self._seen.get(kind, (float("-inf"), 0))
-        if now - last < self.window_s:
-            self._seen[kind] = (last, left_out + 1)
-            return False
-        if len(self._seen) > 1000:
-            self._seen.clear()
-        self._seen[kind] = (now, 0)
-        if left_out:
-            record.msg, record.args = f"{record.getMessage()} ({left_out} more like it in {now - last:.0f}s)", ()
-        return True
 
 
 # librdkafka's own log lines, in the daemon's log format and levels instead of raw on stderr

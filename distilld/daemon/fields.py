@@ -42,10 +42,10 @@ class RecordFields:
             pairs = chain.from_iterable(map(Message.timestamp, msgs))  # (type, ms) per message
             stamps = np.fromiter(pairs, dtype=np.float64, count=2 * len(msgs)).reshape(-1, 2)
             ts = np.where(stamps[:, 0] != TIMESTAMP_NOT_AVAILABLE, stamps[:, 1] / 1000.0, np.nan)
-            if self.time_mode == "kafka_timestamp":
+            if self.time_mode == "kafka_timestamp" or replay_after is None:
                 return ts
             now = self.clock()
-            return np.clip(np.where(np.isnan(ts), now, ts), min(replay_after, now), now)  # type: ignore[type-var]
+            return np.clip(np.where(np.isnan(ts), now, ts), min(replay_after, now), now)
         return np.full(len(records), self.clock(), dtype=np.float64)
 
     def keys(self, msgs: Sequence[Message], records: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:

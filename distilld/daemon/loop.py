@@ -376,8 +376,8 @@ class Daemon:
                     start = TopicPartition(tp.topic, tp.partition, begin)
                     part.processed, part.replay_until = begin, offset
                     why = "snapshot not used" if outcome == "discarded" else "no snapshot"
-                    # a refused snapshot stays counted as discarded (records_replayed shows the rebuild)
-                    outcome = "discarded" if outcome == "discarded" else "replayed"
+                    if outcome != "discarded":  # a refused snapshot stays counted as discarded
+                        outcome = "replayed"
                     log.info("%s[%d]: %s; rebuilding the window from offset %d", tp.topic, tp.partition, why, begin)
                 elif outcome == "discarded":
                     log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp.topic, tp.partition)
@@ -545,13 +545,17 @@ class Daemon:
         ``replay``: re-read to rebuild the window (processing time: see RecordFields)."""
         if not records:
             return [], []
-        watermark = part.reducer.watermark
-        ts = self.fields.timestamps(msgs, records, (watermark if math.isfinite(watermark) else 0.0) if replay else None)
+        replay_after = None
+        if replay:
+            watermark = part.reducer.watermark
+            replay_after = watermark if math.isfinite(watermark) else 0.0
+        ts = self.fields.timestamps(msgs, records, replay_after)
         key_index, keys = self.fields.keys(msgs, records)
         idx, weight = part.reducer.select(records, ts, key_index, keys, extracted=extracted)
-        per_key = [f"{w:.6g}".encode() for w in weight.tolist()]
+        per_key = weight.tolist()
+        header = {w: f"{w:.6g}".encode() for w in set(per_key)}  # one text a weight, not one a key
         self._count_reducer(part)
-        return idx.tolist(), [per_key[k] for k in key_index[idx].tolist()]
+        return idx.tolist(), [header[per_key[k]] for k in key_index[idx].tolist()]
 
     def _replay(self, tp: TP, part: Partition, msgs: list[Any]) -> list[Any]:
         """Feed records the snapshot does not cover but the commit does into the

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.progress import Batch
+from distilld.daemon.repeats import Repeats
 
 __all__ = ["Output"]
 
@@ -62,19 +63,16 @@ class Output:
         self._reported: dict[str, tuple[int, int]] = {}  # what the metrics have of both
         self._children: dict[str, tuple[Any, Any]] = {}
         self._retry: deque[tuple[float, Outgoing]] = deque()
-        self._logged: dict[tuple[str, str], tuple[float, int]] = {}  # (topic, error) → (last line, since)
+        self._repeats = Repeats(LOG_EVERY_S)  # per (topic, error)
 
     def _warn(self, level: int, topic: str, err: Any, what: str) -> None:
         """Log a failure once per topic and error every LOG_EVERY_S, with how many were
         left out: with the output topic gone every in-flight record fails, each retry again."""
-        code = err.name() if isinstance(err, KafkaError) else str(err)
-        key, now = (topic, code), time.monotonic()
-        last, left_out = self._logged.get(key, (float("-inf"), 0))
-        if now - last < LOG_EVERY_S:
-            self._logged[key] = (last, left_out + 1)
+        admitted = self._repeats.admit((topic, err.name() if isinstance(err, KafkaError) else str(err)))
+        if admitted is None:
             return
-        self._logged[key] = (now, 0)
-        more = f" ({left_out} more like it in the last {now - last:.0f}s)" if left_out else ""
+        left_out, since = admitted
+        more = f" ({left_out} more like it in the last {since:.0f}s)" if left_out else ""
         log.log(level, "%s to %s (%s)%s", what, topic, err, more)
 
     def _publish(self) -> None:

@@ -1,0 +1,52 @@
+"""One log line of a kind every so often, with how many were left out.
+
+A failure that repeats for every record or every reconnect (a missing output
+topic, a broker away) would otherwise flood the log: librdkafka alone logs a
+failed connection every ~50 ms per client.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Hashable
+
+__all__ = ["RepeatFilter", "Repeats"]
+
+
+class Repeats:
+    """Admits the first line of a kind, then none of that kind for ``window_s``."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._seen: dict[Hashable, tuple[float, int]] = {}  # kind → (last admitted, left out since)
+
+    def admit(self, kind: Hashable) -> tuple[int, float] | None:
+        """None to leave the line out; else (lines of its kind left out, seconds since the last one)."""
+        now = time.monotonic()
+        last, left_out = self._seen.get(kind, (float("-inf"), 0))
+        if now - last < self.window_s:
+            self._seen[kind] = (last, left_out + 1)
+            return None
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[kind] = (now, 0)
+        return left_out, now - last
+
+
+class RepeatFilter(logging.Filter):
+    """A logging filter: a kind is the message with its numbers blanked."""
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        super().__init__()
+        self._repeats = Repeats(window_s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        admitted = self._repeats.admit(re.sub(r"\d+", "#", record.getMessage()))
+        if admitted is None:
+            return False
+        left_out, since = admitted
+        if left_out:
+            record.msg, record.args = f"{record.getMessage()} ({left_out} more like it in {since:.0f}s)", ()
+        return True
