@@ -344,3 +344,55 @@ def test_a_repeated_line_is_let_through_once_a_window_with_the_count_left_out(mo
     now[0] += 12.0
     log.warning("connect to broker 9 failed")
     assert kept == ["connect to broker 0 failed", "connect to broker 9 failed (4 more like it in 12s)"]
+
+
+def test_a_stop_works_to_one_deadline_the_revoke_that_closing_runs_included(daemon: Daemon) -> None:
+    """Closing the consumer revokes its partitions, which checkpoints again: that checkpoint must not
+    start a fresh shutdown_timeout_s (a stop could take twice the pod's grace period)."""
+    from confluent_kafka import TopicPartition
+
+    deadlines: list[float] = []
+
+    def flush(deadline: float) -> bool:
+        deadlines.append(deadline)
+        return False  # outputs still unacknowledged: each checkpoint waits as long as it may
+
+    daemon.output.flush = flush  # type: ignore[method-assign]
+    fake: Any = daemon.consumer
+    fake.close = lambda: daemon._on_revoke(daemon.consumer, [TopicPartition("t", 0)])
+    daemon.checkpoints.timeout_s = 30.0
+    daemon.settings.processing.shutdown_timeout_s = 30.0
+    daemon.shutdown()
+    assert len(deadlines) == 2, "the stop's checkpoint and the revoke's"
+    assert deadlines[1] == deadlines[0], "the revoke works to the stop's deadline, not a new one"
+    assert daemon.checkpoints.stop_by == deadlines[0]
+
+
+def test_a_transaction_commit_works_to_the_deadline_it_is_given() -> None:
+    import time
+
+    from distilld.daemon.transactions import Transactions
+
+    timeouts: list[float] = []
+
+    class Producer:
+        def begin_transaction(self) -> None:
+            pass
+
+        def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+            timeouts.append(timeout)
+
+        def commit_transaction(self, timeout: float) -> None:
+            timeouts.append(timeout)
+
+    txn = Transactions(Producer(), 30.0)  # type: ignore[arg-type]
+    txn.begin(time.monotonic() + 2.0)
+    txn.commit([TopicPartitionStub()], None, time.monotonic() + 2.0)  # type: ignore[list-item]
+    assert len(timeouts) == 2 and all(0.0 <= t <= 2.0 for t in timeouts), timeouts
+    txn.begin()
+    txn.commit([], None)
+    assert timeouts[-1] == 30.0, "without a deadline each call may take the whole timeout"
+
+
+class TopicPartitionStub:
+    pass

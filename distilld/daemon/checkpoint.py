@@ -52,11 +52,14 @@ class Checkpoints:
         self.timeout_s = timeout_s
         self.rewind = rewind
         self.fail = fail
+        # set when stopping: every later checkpoint works to it, the one closing the consumer runs
+        # (its revoke) too, so a stop takes shutdown_timeout_s at most, not one timeout per checkpoint
+        self.stop_by: float | None = None
 
     def commit(self, asynchronous: bool = True) -> None:
         """Commit what is due (exactly_once: commit the open transaction)."""
         if self.txn is not None:
-            self._commit_transaction([])
+            self._commit_transaction([], self._deadline(None))
         else:
             self._commit_partitions(list(self.partitions), asynchronous)
 
@@ -65,9 +68,9 @@ class Checkpoints:
         shutdown deadline, for revokes and stops); returns the deadline it worked to. A periodic
         checkpoint waits briefly: with the brokers away the loop must keep turning (readiness,
         health), and what is not acknowledged yet is committed at a later checkpoint."""
-        deadline = time.monotonic() + (self.timeout_s if wait_s is None else min(wait_s, self.timeout_s))
+        deadline = self._deadline(wait_s)
         if self.txn is not None:
-            self._commit_transaction(keys)
+            self._commit_transaction(keys, deadline)
             return deadline
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
@@ -78,6 +81,10 @@ class Checkpoints:
                 self._snapshot(key, part)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         return deadline
+
+    def _deadline(self, wait_s: float | None) -> float:
+        deadline = time.monotonic() + (self.timeout_s if wait_s is None else min(wait_s, self.timeout_s))
+        return deadline if self.stop_by is None else min(deadline, self.stop_by)
 
     def begin(self) -> bool:
         """exactly_once: make sure a transaction is open before producing."""
@@ -168,7 +175,7 @@ class Checkpoints:
 
     # -- exactly once --------------------------------------------------------------
 
-    def _commit_transaction(self, snapshot_keys: list[TP]) -> None:
+    def _commit_transaction(self, snapshot_keys: list[TP], deadline: float) -> None:
         """Snapshots of ``snapshot_keys`` whose state moved, the consumed offsets,
         and the outputs produced since the last commit, in one transaction."""
         assert self.txn is not None
@@ -189,13 +196,13 @@ class Checkpoints:
             return
         started = time.perf_counter()
         try:
-            self.txn.begin()
+            self.txn.begin(deadline)
             for key, part in snapshots:
                 self._snapshot(key, part)
-            self.output.producer.flush(self.timeout_s)
+            self.output.producer.flush(max(0.0, deadline - time.monotonic()))
             if self.output.txn_error is not None:
                 raise TransactionAborted(f"an output failed: {self.output.txn_error}")
-            self.txn.commit(offsets, self.consumer.consumer_group_metadata())
+            self.txn.commit(offsets, self.consumer.consumer_group_metadata(), deadline)
         except TransactionAborted as e:
             self.metrics.commit_failures.inc()
             log.warning("transaction aborted (%s): partitions rewound to the last commit", e)

@@ -279,7 +279,8 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop fetching, flush, commit, snapshot, close: inside ``processing.shutdown_timeout_s``
-        (closing revokes the partitions, which finds nothing left to do)."""
+        in all: closing revokes the partitions, and that checkpoint works to the same deadline."""
+        self.checkpoints.stop_by = time.monotonic() + self.settings.processing.shutdown_timeout_s
         deadline = self.checkpoints.checkpoint(list(self.partitions))
         try:
             self.consumer.close()

@@ -46,22 +46,27 @@ class Transactions:
         self._call(lambda: self.producer.init_transactions(timeout_s), timeout_s)
         self.ready = True
 
-    def begin(self) -> None:
+    def begin(self, deadline: float | None = None) -> None:
         if not self.open:
-            self._call(self.producer.begin_transaction, self.timeout_s)
+            self._call(self.producer.begin_transaction, self._left(deadline))
             self.open = True
 
-    def commit(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
-        """Add ``offsets`` to the open transaction and commit it."""
+    def commit(self, offsets: list[TopicPartition], group_metadata: Any, deadline: float | None = None) -> None:
+        """Add ``offsets`` to the open transaction and commit it, each call waiting at most
+        ``timeout_s`` and all of them together no later than ``deadline`` (monotonic) if given."""
         if not self.open:
             return
         if offsets:
-            self._call(
-                lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, self.timeout_s),
-                self.timeout_s,
-            )
-        self._call(lambda: self.producer.commit_transaction(self.timeout_s), self.timeout_s)
+            left = self._left(deadline)
+            self._call(lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, left), left)
+        left = self._left(deadline)
+        self._call(lambda: self.producer.commit_transaction(left), left)
         self.open = False
+
+    def _left(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.timeout_s
+        return max(0.0, min(self.timeout_s, deadline - time.monotonic()))
 
     def abort(self) -> None:
         if self.open:
