@@ -396,3 +396,17 @@ def test_a_transaction_commit_works_to_the_deadline_it_is_given() -> None:
 
 class TopicPartitionStub:
     pass
+
+
+def test_an_identity_provider_away_is_retried_and_counted_a_broker_rejection_stops(daemon: Daemon) -> None:
+    """OAUTHBEARER's oidc method fetches tokens from an identity provider: its outage must not
+    crash-loop every replica; a broker that refuses the credentials is a configuration error."""
+    from confluent_kafka import KafkaError
+
+    token = KafkaError(KafkaError._AUTHENTICATION, "Failed to acquire SASL OAUTHBEARER token: Failed to connect")
+    daemon._on_client_error(token)
+    daemon._on_client_error(token)
+    assert not daemon.stopping and daemon.failure is None
+    assert daemon.metrics.registry.get_sample_value("distilld_token_errors_total") == 2
+    daemon._on_client_error(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "Authentication failed"))
+    assert daemon.stopping and daemon.failure is not None and "kafka.sasl" in daemon.failure

@@ -44,6 +44,7 @@ from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
 from distilld.daemon.progress import PartitionProgress
+from distilld.daemon.repeats import Repeats
 from distilld.daemon.state import StateStore
 from distilld.daemon.transactions import TransactionFatal, Transactions
 from distilld.features import build_graders
@@ -60,6 +61,7 @@ log = logging.getLogger("distilld")
 
 WEIGHT_HEADER = "distilld-weight"
 AUTH_ERRORS = (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+TOKEN_ERROR = "OAUTHBEARER token"  # librdkafka: "Failed to acquire SASL OAUTHBEARER token: <why>"
 KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
 PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
 
@@ -130,6 +132,7 @@ class Daemon:
         self.subscribed = False
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._consumed: dict[str, tuple[Any, Any]] = {}
+        self._token_repeats = Repeats(60.0)
         # bound before any client exists: a port in use stops start-up without a client's log lines
         m = settings.metrics
         self.endpoints = (
@@ -660,7 +663,19 @@ class Daemon:
 
     def _on_client_error(self, err: KafkaError) -> None:
         """librdkafka's client-level errors: TLS and authentication failures are configuration
-        errors that no retry fixes, so the daemon stops with the reason; the rest are retried."""
+        errors that no retry fixes, so the daemon stops with the reason; the rest are retried.
+        A token the identity provider did not hand out (OAUTHBEARER's oidc method) is the
+        provider's outage, which librdkafka retries: counted and logged, not ready meanwhile."""
+        if err.code() == KafkaError._AUTHENTICATION and TOKEN_ERROR in err.str():
+            self.metrics.token_errors.inc()
+            admitted = self._token_repeats.admit("token")
+            if admitted is not None:
+                log.warning(
+                    "cannot fetch a SASL token: %s (retried; check kafka.sasl's token endpoint)%s",
+                    err.str(),
+                    f" ({admitted[0]} more like it in {admitted[1]:.0f}s)" if admitted[0] else "",
+                )
+            return
         if err.code() in AUTH_ERRORS or err.fatal():
             if not self.failure:
                 self._fail(

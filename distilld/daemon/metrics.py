@@ -111,6 +111,11 @@ class DaemonMetrics:
         self.state_errors = Counter(
             "distilld_state_errors", "Failures to create or read the state topic (retried).", registry=r
         )
+        self.token_errors = Counter(
+            "distilld_token_errors",
+            "Failures to fetch a SASL/OAUTHBEARER token from the identity provider (retried).",
+            registry=r,
+        )
         self.registry_errors = Counter(
             "distilld_schema_registry_errors", "Schema Registry lookups that failed (retried).", registry=r
         )
