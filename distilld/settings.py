@@ -8,6 +8,7 @@ with the field's dotted name and the reason (:class:`ConfigError`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -43,10 +44,13 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # an infinite or NaN float (YAML's .inf) would pass every bound and fail later, inside the loop
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 LibrdkafkaValue = str | int | float | bool
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 
 
 def _read_secret(path: str | None, what: str) -> SecretStr | None:
@@ -372,6 +376,17 @@ class MetricsSettings(_Section):
         default="127.0.0.1", description="bind address of /metrics, /healthz, /readyz (the image sets 0.0.0.0)"
     )
     port: int = Field(default=9108, ge=0, le=65535, description="0 turns the HTTP server off")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not _HOSTNAME.fullmatch(value):
+                raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
+        return value
+
     health_timeout_s: float = Field(default=60, gt=0, description="/healthz turns 503 when the loop is stuck this long")
     refresh_ms: int = Field(default=1000, ge=100, description="how often window, drift and key gauges are updated")
 

@@ -410,3 +410,24 @@ def test_an_identity_provider_away_is_retried_and_counted_a_broker_rejection_sto
     assert daemon.metrics.registry.get_sample_value("distilld_token_errors_total") == 2
     daemon._on_client_error(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "Authentication failed"))
     assert daemon.stopping and daemon.failure is not None and "kafka.sasl" in daemon.failure
+
+
+def test_the_endpoints_serve_on_an_ipv6_address() -> None:
+    """``ThreadingHTTPServer`` alone binds IPv4 only: ``::`` failed at start-up on IPv6-only clusters."""
+    import socket
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry
+
+    from distilld.daemon.endpoints import Endpoints
+
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback (::1) to bind")
+    ep = Endpoints("::1", 0, CollectorRegistry(), 60.0, lambda: (True, "ok")).start()
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{ep.port}/readyz", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        ep.stop()

@@ -605,3 +605,24 @@ def test_variables_that_name_no_setting_are_found() -> None:
         "PATH": "/bin",
     }
     assert unknown_env(environ=environ) == ["DISTILLD_NOSUCH__THING", "DISTILLD_REDUCER_RATE"]
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "field"),
+    [
+        ("reducer", {"window_seconds": float("inf")}, "reducer.window_seconds"),
+        ("processing", {"shutdown_timeout_s": float("inf")}, "processing.shutdown_timeout_s"),
+        ("metrics", {"health_timeout_s": float("nan")}, "metrics.health_timeout_s"),
+        ("metrics", {"host": "not a host"}, "metrics.host"),
+    ],
+)
+def test_infinite_floats_and_a_bad_bind_address_are_refused_at_start_up(
+    section: str, values: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_settings(None, **{**minimal(), section: values})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "::1", "127.0.0.1", "distilld-0.distilld.svc.cluster.local"])
+def test_bind_addresses_of_either_family_and_host_names_are_accepted(host: str) -> None:
+    assert load_settings(None, **{**minimal(), "metrics": {"host": host}}).metrics.host == host

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -65,7 +67,7 @@ class Endpoints:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = _server_for(host)((host, port), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, name="distilld-http", daemon=True)
@@ -80,3 +82,25 @@ class Endpoints:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _server_for(host: str) -> type[ThreadingHTTPServer]:
+    """The HTTP server class for ``host``'s address family (``ThreadingHTTPServer`` alone is IPv4
+    only): an IPv6 address (``::`` on an IPv6-only cluster) gets an IPv6 socket, which for ``::``
+    takes IPv4 connections too where the system allows it."""
+    try:
+        family = socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    except socket.gaierror:
+        family = socket.AF_INET  # binding then fails with the resolver's reason
+    if family != socket.AF_INET6:
+        return ThreadingHTTPServer
+
+    class DualStack(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+        def server_bind(self) -> None:
+            with contextlib.suppress(OSError, AttributeError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    return DualStack
