@@ -262,6 +262,12 @@ class KafkaSettings(_Section):
     def state_topic_name(self) -> str:
         return self.state_topic or f"{self.group_id}.distilld-state"
 
+    def reads(self, topic: str) -> bool:
+        """Whether ``topic`` is an input: in ``input_topics``, or matched as the subscription matches."""
+        if self.input_pattern:
+            return re.match(self.subscription()[0], topic) is not None
+        return topic in self.input_topics
+
     def subscription(self) -> list[str]:
         """Topics for ``Consumer.subscribe``: a pattern starts with ``^`` (librdkafka's rule)."""
         if self.input_pattern:

@@ -93,3 +93,37 @@ def test_pair_estimates_are_the_outer_products_of_the_coarse_marginals() -> None
             coarse.append(np.bincount(np.arange(len(fine)) // int(layout.pair_div[f]), weights=fine))
         expected = np.outer(coarse[0], coarse[1]).ravel() / 300.0
         assert np.allclose(got[layout.offsets[g] : layout.offsets[g + 1]], expected)
+
+
+def test_the_state_topic_takes_as_many_partitions_as_the_widest_input_pattern_or_list(monkeypatch: Any) -> None:
+    """With input_pattern, input_topics is empty: the state topic was made with 1 partition."""
+    from types import SimpleNamespace
+
+    import distilld.daemon.state as state_module
+    from distilld.daemon.state import StateStore
+    from distilld.settings import KafkaSettings
+
+    made: dict[str, int] = {}  # topics the test's admin client created, and their partitions
+
+    class Admin:
+        def __init__(self, conf: Any) -> None:
+            pass
+
+        def list_topics(self, topic: str | None = None, timeout: float = 0) -> Any:
+            sizes = {"clicks.eu": 6, "clicks.us": 12, "other": 24, **made}
+            return SimpleNamespace(
+                topics={t: SimpleNamespace(partitions=dict.fromkeys(range(n)), error=None) for t, n in sizes.items()}
+            )
+
+        def create_topics(self, new: list[Any], operation_timeout: float = 0) -> Any:
+            made[new[0].topic] = new[0].num_partitions
+            return {new[0].topic: SimpleNamespace(result=lambda timeout: None)}
+
+    monkeypatch.setattr(state_module, "AdminClient", Admin)
+    base = {"bootstrap_servers": "b:9092", "group_id": "g", "output_topic": "out"}
+    pattern = KafkaSettings(**base, input_pattern="clicks\\..*")
+    assert pattern.reads("clicks.us") and not pattern.reads("other") and not pattern.reads("x.clicks.us")
+    assert StateStore("p.distilld-state", {}).ensure_topic(pattern.reads, None) == 12
+    listed = KafkaSettings(**base, input_topics=["clicks.eu"])
+    assert StateStore("l.distilld-state", {}).ensure_topic(listed.reads, None) == 6
+    assert made == {"p.distilld-state": 12, "l.distilld-state": 6}

@@ -211,7 +211,7 @@ class Daemon:
         answer yet is retried (logged and counted), not a crash."""
         kafka = self.settings.kafka
         try:
-            self.state.ensure_topic(kafka.input_topics, kafka.state_partitions, timeout_s=5.0)
+            self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0)
             if self.txn is not None and not self.txn.ready:
                 self.txn.init(timeout_s=5.0)
         except TransactionFatal as e:

@@ -118,14 +118,16 @@ class StateStore:
         self._slot: dict[TP, int] = {}
         self._reader: Consumer | None = None
 
-    def ensure_topic(self, inputs: list[str], wanted_partitions: int | None, timeout_s: float = 30.0) -> int:
-        """Create the state topic (compacted) if missing; return its partition count."""
+    def ensure_topic(self, reads: Callable[[str], bool], wanted_partitions: int | None, timeout_s: float = 30.0) -> int:
+        """Create the state topic (compacted) if missing, with ``wanted_partitions`` or as many
+        as the most an input topic has (``reads``: whether a topic is an input); return its
+        partition count."""
         admin = AdminClient(self.client_conf)
         meta = admin.list_topics(timeout=timeout_s)
         existing = meta.topics.get(self.topic)
         if existing is None or existing.error is not None:
             count = wanted_partitions or max(
-                [len(meta.topics[t].partitions) for t in inputs if t in meta.topics] or [1]
+                [len(m.partitions) for t, m in meta.topics.items() if t != self.topic and reads(t)] or [1]
             )
             futures = admin.create_topics(
                 [NewTopic(self.topic, count, -1, config=STATE_TOPIC_CONFIG)], operation_timeout=timeout_s
