@@ -89,6 +89,10 @@ def _files(args: argparse.Namespace) -> int:
 
             result = evaluate_file(args.input, settings, args.report, args.format)
             print(result.table())
+            if not result.plots:
+                from distilld.files.evaluate import PLOTS_SKIPPED
+
+                print(f"distilld evaluate: {PLOTS_SKIPPED}", file=sys.stderr)
             print(f"report: {args.report}/index.html", file=sys.stderr)
             return 0
         from distilld.files.reduce import reduce_file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,24 @@ def test_conversions_keep_every_field_and_value(tmp_path: Path, capsys: pytest.C
     assert "lacks: extra" in capsys.readouterr().err
     assert main(["reduce", str(out), "-o", str(tmp_path / "again.ndjson"), "-c", config, "-q"]) == 1
     assert "already have distilld_weight" in capsys.readouterr().err
+
+
+def test_evaluate_without_matplotlib_writes_the_table_ratios_and_a_page_without_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ModuleNotFoundError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    report = tmp_path / "report"
+    config = _config(tmp_path, window_seconds=1000)
+    assert main(["evaluate", str(src), "--report", str(report), "-c", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "category_tv" in out and "ratio" in out, "the table"
+    assert "plots skipped: matplotlib is not installed — pip install 'distilld[evaluate]'" in err
+    assert "Traceback" not in err
+    ratios = json.loads((report / "ratios.json").read_text())
+    assert set(ratios) == {"category_tv", "pair_tv", "ks", "corr", "count"}
+    page = (report / "index.html").read_text()
+    assert "category_tv" in page and "plots skipped" in page and "<img" not in page
+    assert not list(report.glob("*.png"))

@@ -36,12 +36,16 @@ __all__ = ["Evaluation", "evaluate_file"]
 SEEDS = 5
 
 
+PLOTS_SKIPPED = "plots skipped: matplotlib is not installed — pip install 'distilld[evaluate]'"
+
+
 @dataclass
 class Evaluation:
     ours: dict[str, float]
     random: dict[str, float]
     records: int
     selected: int
+    plots: bool = True  # False: matplotlib is not installed; index.html and ratios.json have no images
 
     def ratios(self) -> dict[str, float]:
         """random's error ÷ distilld's; NaN where the metric does not apply (no numeric pair, say)."""
@@ -135,20 +139,58 @@ def evaluate_file(
     ours = evaluate(stream, mask, weights, window)
     runs = [evaluate(stream, *random_selection(n, batch, reducer.rate, s), window) for s in range(SEEDS)]
     result = Evaluation(ours, {m: float(np.mean([r[m] for r in runs])) for m in METRICS}, n, int(mask.sum()))
-    _report(Path(report), stream, labels, mask, random_selection(n, batch, reducer.rate, 0)[0], result, path)
+    result.plots = _report(
+        Path(report), stream, labels, mask, random_selection(n, batch, reducer.rate, 0)[0], result, path
+    )
     return result
 
 
 def _report(
     out: Path, stream: Stream, labels: dict[str, list[str]], ours: np.ndarray, theirs: np.ndarray,
     result: Evaluation, source: str | Path,
-) -> None:  # fmt: skip
+) -> bool:  # fmt: skip
+    """Write index.html, ratios.json and a PNG per feature; without matplotlib, the page and
+    ratios.json without the plots (returns False)."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        images = _plots(out, stream, labels, ours, theirs)
+    except ModuleNotFoundError as e:
+        if e.name != "matplotlib":  # not installed; a broken installation is still an error
+            raise
+        images = None
+    shown = {m: f"{r:.2f}×" if math.isfinite(r) else "n/a" for m, r in result.ratios().items()}
+    rows = "".join(
+        f"<tr><td>{m}</td><td>{result.ours[m]:.5f}</td><td>{result.random[m]:.5f}</td><td>{r}</td></tr>"
+        for m, r in shown.items()
+    )
+    if images is None:
+        figures = f"<p>{html.escape(PLOTS_SKIPPED)}</p>"
+    else:
+        figures = "".join(f'<figure><img src="{html.escape(i)}" alt="{html.escape(i)}"></figure>' for i in images)
+    (out / "index.html").write_text(
+        f"""<!doctype html><meta charset="utf-8"><title>distilld evaluate: {html.escape(str(source))}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.2em .8em;text-align:right}}</style>
+<h1>distilld next to random sampling</h1>
+<p>{html.escape(str(source))}: {result.records:,} records, {result.selected:,} forwarded by distilld;
+random sampling at the same rate, mean of {SEEDS} seeds. Errors are means over sliding windows;
+ratio = random's error ÷ distilld's (higher is better).</p>
+<table><tr><th>metric</th><th>distilld</th><th>random</th><th>ratio</th></tr>{rows}</table>
+<h2>Whole stream, distilld's and random's selections</h2>{figures}
+""",
+        encoding="utf-8",
+    )
+    ratios = {m: round(r, 6) if math.isfinite(r) else None for m, r in result.ratios().items()}
+    (out / "ratios.json").write_text(json.dumps(ratios) + "\n", encoding="utf-8")
+    return images is not None
+
+
+def _plots(out: Path, stream: Stream, labels: dict[str, list[str]], ours: np.ndarray, theirs: np.ndarray) -> list[str]:
+    """A PNG per feature in ``out``: their names (raises ModuleNotFoundError without matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
     images = []
     for name in [*stream.categorical, *stream.numeric]:
         fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -179,23 +221,4 @@ def _report(
         fig.savefig(out / image, dpi=90)
         plt.close(fig)
         images.append(image)
-    shown = {m: f"{r:.2f}×" if math.isfinite(r) else "n/a" for m, r in result.ratios().items()}
-    rows = "".join(
-        f"<tr><td>{m}</td><td>{result.ours[m]:.5f}</td><td>{result.random[m]:.5f}</td><td>{r}</td></tr>"
-        for m, r in shown.items()
-    )
-    figures = "".join(f'<figure><img src="{html.escape(i)}" alt="{html.escape(i)}"></figure>' for i in images)
-    (out / "index.html").write_text(
-        f"""<!doctype html><meta charset="utf-8"><title>distilld evaluate: {html.escape(str(source))}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.2em .8em;text-align:right}}</style>
-<h1>distilld next to random sampling</h1>
-<p>{html.escape(str(source))}: {result.records:,} records, {result.selected:,} forwarded by distilld;
-random sampling at the same rate, mean of {SEEDS} seeds. Errors are means over sliding windows;
-ratio = random's error ÷ distilld's (higher is better).</p>
-<table><tr><th>metric</th><th>distilld</th><th>random</th><th>ratio</th></tr>{rows}</table>
-<h2>Whole stream, distilld's and random's selections</h2>{figures}
-""",
-        encoding="utf-8",
-    )
-    ratios = {m: round(r, 6) if math.isfinite(r) else None for m, r in result.ratios().items()}
-    (out / "ratios.json").write_text(json.dumps(ratios) + "\n", encoding="utf-8")
+    return images
