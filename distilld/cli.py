@@ -89,6 +89,10 @@ def _files(args: argparse.Namespace) -> int:
 
             result = evaluate_file(args.input, settings, args.report, args.format)
             print(result.table())
+            if result.filtered():
+                print(f"distilld evaluate: {result.filtered()}", file=sys.stderr)
+            for line in result.warnings():
+                print(f"distilld evaluate: warning: {line}", file=sys.stderr)
             if not result.plots:
                 from distilld.files.evaluate import PLOTS_SKIPPED
 
@@ -110,6 +114,8 @@ def _files(args: argparse.Namespace) -> int:
         print(f"distilld {args.command}: {e}", file=sys.stderr)
         return 1
     print(stats.summary(), file=sys.stderr)
+    for line in stats.warnings():
+        print(f"distilld reduce: warning: {line}", file=sys.stderr)
     return 0
 
 
