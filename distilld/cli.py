@@ -89,6 +89,14 @@ def _files(args: argparse.Namespace) -> int:
 
             result = evaluate_file(args.input, settings, args.report, args.format)
             print(result.table())
+            if result.filtered():
+                print(f"distilld evaluate: {result.filtered()}", file=sys.stderr)
+            for line in result.warnings():
+                print(f"distilld evaluate: warning: {line}", file=sys.stderr)
+            if not result.plots:
+                from distilld.files.evaluate import PLOTS_SKIPPED
+
+                print(f"distilld evaluate: {PLOTS_SKIPPED}", file=sys.stderr)
             print(f"report: {args.report}/index.html", file=sys.stderr)
             return 0
         from distilld.files.reduce import reduce_file
@@ -106,6 +114,8 @@ def _files(args: argparse.Namespace) -> int:
         print(f"distilld {args.command}: {e}", file=sys.stderr)
         return 1
     print(stats.summary(), file=sys.stderr)
+    for line in stats.warnings():
+        print(f"distilld reduce: warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -124,13 +134,24 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
         settings = load_settings(config, preset=preset)
         size = _state_size(settings)  # builds the graders: a custom function that does not import is an error
     except (ConfigError, FeatureConfigError) as e:
-        if command == "check-config" and str(e) == "kafka: Field required" and _files_only(config, preset) == 0:
-            return 0
+        lines = str(e).splitlines()
+        # no kafka section but features: a file for reduce and evaluate, where the missing section is
+        # not an error and the rest are (with neither, say both are missing)
+        files_only = command == "check-config" and _NO_KAFKA in lines and _NO_FEATURES not in lines
+        if files_only:
+            lines.remove(_NO_KAFKA)
+            if not lines:
+                try:
+                    return _files_only(config, preset)
+                except (ConfigError, FeatureConfigError) as inner:
+                    lines = str(inner).splitlines()
         env = any(k.upper().startswith("DISTILLD_") for k in os.environ)
         where = " or ".join(([config] if config else []) + (["the DISTILLD_* environment"] if env else []))
         print(f"distilld: invalid configuration{f' in {where}' if where else ''}:", file=sys.stderr)
-        for line in str(e).splitlines():
+        for line in lines:
             print(f"  {line}", file=sys.stderr)
+        if files_only:
+            print(f"  ({_NO_KAFKA_NOTE})", file=sys.stderr)
         return 1
     _warn_unknown_env()
     if command == "check-config":
@@ -153,17 +174,19 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     return daemon.run()
 
 
+_NO_KAFKA = "kafka: Field required"
+_NO_FEATURES = "features: Field required"
+_NO_KAFKA_NOTE = "no kafka section: not an error for distilld reduce and evaluate; distilld run needs one"
+
+
 def _files_only(config: str | None, preset: str | None) -> int:
     """check-config on a configuration without a ``kafka`` section: valid for the
-    file tools (``reduce``, ``evaluate``) if the rest is; ``run`` needs the section."""
-    from distilld.features import FeatureConfigError
-    from distilld.settings import ConfigError, EngineSettings, load_model
+    file tools (``reduce``, ``evaluate``) if the rest is; ``run`` needs the section.
+    Raises ConfigError or FeatureConfigError when the rest is not valid."""
+    from distilld.settings import EngineSettings, load_model
 
-    try:
-        settings = load_model(EngineSettings, config, preset=preset)
-        size = _state_size(settings)
-    except (ConfigError, FeatureConfigError):
-        return 1
+    settings = load_model(EngineSettings, config, preset=preset)
+    size = _state_size(settings)
     _warn_unknown_env()
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
     print(size, file=sys.stderr)

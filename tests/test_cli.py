@@ -48,4 +48,17 @@ def test_check_config_accepts_a_file_tools_config_without_kafka(
     assert "no kafka section: valid for distilld reduce and evaluate" in capsys.readouterr().err
     assert main(["check-config", "-c", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert "bins: Input should be greater than or equal to 2" in err and "kafka: Field required" in err
+    assert "bins: Input should be greater than or equal to 2" in err, err
+    assert "kafka: Field required" not in err, "a file without a kafka section: only its real errors"
+    assert "no kafka section: not an error for distilld reduce and evaluate" in err
+    both = tmp_path / "both.yaml"  # two real errors, no kafka section: both reported, nothing spurious
+    both.write_text("features:\n  - {name: a, type: numeric}\nreducer: {rate: 2}\nprocessing: {on_error: maybe}\n")
+    assert main(["check-config", "-c", str(both)]) == 1
+    err = capsys.readouterr().err
+    assert "reducer.rate: Input should be less than or equal to 1" in err, err
+    assert "processing.on_error:" in err and "kafka" not in err.replace("no kafka section", ""), err
+    daemon = tmp_path / "daemon.yaml"  # with a kafka section, its errors are the daemon's
+    daemon.write_text("kafka: {bootstrap_servers: 'b:9092'}\nfeatures:\n  - {name: a, type: numeric}\n")
+    assert main(["check-config", "-c", str(daemon)]) == 1
+    err = capsys.readouterr().err
+    assert "kafka.output_topic: Field required" in err and "no kafka section" not in err, err

@@ -1,4 +1,4 @@
-"""The Sphinx API reference builds with warnings as errors (``make docs``)."""
+"""The Sphinx API reference builds with warnings as errors (``make docs``); README examples run."""
 
 from __future__ import annotations
 
@@ -21,3 +21,16 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     library = (out / "library.html").read_text(encoding="utf-8")
     assert "DistilledProcessor" in library and "process_batch" in library
     assert "reduce_file" in (out / "daemon.html").read_text(encoding="utf-8")
+
+
+def test_readme_build_graders_example_runs() -> None:
+    """The README's build_graders example names only importable callables (no placeholder module)."""
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    after = readme.split("Graders can also come from a config list", 1)[1]
+    code = after.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)  # the README's own example
+    graders = scope["graders"]
+    assert isinstance(graders, dict) and len(graders) == 4
+    record = {"person": {"age": 30, "gender": "male"}, "pageUrl": "https://example.org/"}
+    assert graders["fields"].evaluate(record) == 2

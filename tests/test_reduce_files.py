@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,115 @@ def test_conversions_keep_every_field_and_value(tmp_path: Path, capsys: pytest.C
     assert "lacks: extra" in capsys.readouterr().err
     assert main(["reduce", str(out), "-o", str(tmp_path / "again.ndjson"), "-c", config, "-q"]) == 1
     assert "already have distilld_weight" in capsys.readouterr().err
+
+
+def test_evaluate_without_matplotlib_writes_the_table_ratios_and_a_page_without_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ModuleNotFoundError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    report = tmp_path / "report"
+    config = _config(tmp_path, window_seconds=1000)
+    assert main(["evaluate", str(src), "--report", str(report), "-c", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "category_tv" in out and "ratio" in out, "the table"
+    assert "plots skipped: matplotlib is not installed — pip install 'distilld[evaluate]'" in err
+    assert "Traceback" not in err
+    ratios = json.loads((report / "ratios.json").read_text())
+    assert set(ratios) == {"category_tv", "pair_tv", "ks", "corr", "count"}
+    page = (report / "index.html").read_text()
+    assert "category_tv" in page and "plots skipped" in page and "<img" not in page
+    assert not list(report.glob("*.png"))
+
+
+def _filtered_config(tmp: Path, filters: dict[str, Any], features: list[dict[str, Any]] | None = None) -> Path:
+    """A config whose features leave income out (a CSV's income column stays text) and with ``filters``."""
+    path = tmp / "filtered.yaml"
+    config = {
+        "features": features or [dict(f) for f in PEOPLE_FEATURES[:2]],
+        "reducer": {"key": "user"},
+        "filters": filters,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+RICH = {"keep_always": [{"name": "rich", "when": {"field": "income", "gt": 70000}}]}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_numeric_filters_compare_csv_cells_as_numbers(tmp_path: Path, fmt: str) -> None:
+    """``income > 70000`` keeps every such record, in a CSV (income is not a feature, so its
+    cells are text) as in NDJSON (numbers)."""
+    src, out = tmp_path / f"in.{fmt}", tmp_path / "out.csv"
+    _write(src, fmt)
+    assert main(["reduce", str(src), "-o", str(out), "-c", str(_filtered_config(tmp_path, RICH)), "-q"]) == 0
+    rows = _read(out, "csv")
+    rich = {r["id"] for r in RECORDS if r["income"] > 70000}
+    assert len(rich) >= 20
+    kept = {int(r["id"]) for r in rows if float(r["income"]) > 70000}
+    assert kept == rich, "every record over the threshold kept"
+    assert all(float(r["distilld_weight"]) == 1 for r in rows if int(r["id"]) in rich)
+    assert len(rows) >= len(rich) + 0.1 * (N - len(rich)) - 8, "the rest reduced as before"
+
+
+def test_csv_numeric_filter_leaves_text_tests_and_the_output_alone(tmp_path: Path) -> None:
+    """The numbers are for gt/gte/lt/lte only: a regex on the same column still sees the text,
+    a cell that is not a number matches no comparison, and the rows are written as read."""
+    src, out = tmp_path / "in.csv", tmp_path / "out.ndjson"
+    src.write_text("id,gender,age,income,user\n1,male,30,80000,u\n2,male,30,1e5,u\n3,male,30,n/a,u\n4,male,30,500,u\n")
+    filters = {
+        "drop": [{"name": "five", "when": {"field": "income", "regex": "^5"}}],
+        "keep_always": [{"name": "rich", "when": {"field": "income", "gte": 80000}}],
+    }
+    config = _filtered_config(tmp_path, filters)
+    assert main(["reduce", str(src), "-o", str(out), "-c", str(config), "-q"]) == 0
+    rows = _read(out, "ndjson")
+    kept = [(r["id"], r["income"]) for r in rows if r["distilld_weight"] == 1]
+    assert kept[:2] == [("1", "80000"), ("2", "1e5")], rows
+    assert "4" not in {r["id"] for r in rows}, "dropped by the regex on the text"
+
+
+GRADER = """
+def band(record):
+    if record["age"] > 60:
+        raise ValueError(f"too old: {record['age']:.0f}")
+    return "young" if record["age"] < 40 else "middle"
+"""
+
+
+def test_a_custom_grader_that_raises_is_counted_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bandgrader.py").write_text(GRADER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bandgrader", raising=False)
+    features = [
+        {"name": "gender", "type": "categorical", "categories": ["female", "male", "other"]},
+        {"name": "band", "type": "custom", "function": "bandgrader:band", "value_type": "open_categorical"},
+    ]
+    config = _filtered_config(tmp_path, {}, features)
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    old = sum(r["age"] > 60 for r in RECORDS)
+    assert old > 10
+    assert main(["reduce", str(src), "-o", str(tmp_path / "out.ndjson"), "-c", str(config), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {old} records: custom grader 'band' raised: ValueError: too old: " in err, err
+    assert main(["evaluate", str(src), "--report", str(tmp_path / "report"), "-c", str(config)]) == 0
+    assert f"warning: {old} records: custom grader 'band' raised: ValueError: too old: " in capsys.readouterr().err
+
+
+def test_evaluate_applies_the_filters_reduce_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.csv"
+    _write(src, "csv")
+    filters = {"drop": [{"name": "other", "when": {"field": "gender", "equals": "other"}}], **RICH}
+    config = _filtered_config(tmp_path, filters)
+    assert main(["evaluate", str(src), "--report", str(tmp_path / "report"), "-c", str(config)]) == 0
+    other = sum(r["gender"] == "other" for r in RECORDS)
+    rich = sum(r["income"] > 70000 and r["gender"] != "other" for r in RECORDS)
+    err = capsys.readouterr().err
+    assert f"filters: {other} records dropped and {rich} kept always, left out; {N - other - rich:,} records" in err
+    assert "filters:" in (tmp_path / "report" / "index.html").read_text()

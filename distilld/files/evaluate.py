@@ -9,6 +9,11 @@ implementation) over sliding windows of ``reducer.window_seconds``; the
 report is a table, a PNG per feature (window shares or distributions: the
 full stream, distilld, random) and an ``index.html`` that opens offline.
 Unlike ``reduce``, this holds the file's feature columns in memory.
+
+Filters apply as in ``reduce``: records ``filters.drop`` drops and records
+``filters.keep_always`` forwards outside the budget (with either method) are
+left out, and both methods are scored on the records that reach the reducer.
+A custom grader that raises makes that value missing, counted as in ``reduce``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,7 @@ from distilld.encoding import to_float_array
 from distilld.evaluation import METRICS, Stream, evaluate, random_selection
 from distilld.features import build_graders
 from distilld.files.formats import FileFormatError, format_of, open_reader
-from distilld.files.reduce import numeric_columns
+from distilld.files.reduce import FileFilters, GraderErrors, extract_checked, numeric_columns
 from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import ConfigError, EngineSettings
 
@@ -36,12 +41,31 @@ __all__ = ["Evaluation", "evaluate_file"]
 SEEDS = 5
 
 
+PLOTS_SKIPPED = "plots skipped: matplotlib is not installed — pip install 'distilld[evaluate]'"
+
+
 @dataclass
 class Evaluation:
     ours: dict[str, float]
     random: dict[str, float]
     records: int
     selected: int
+    plots: bool = True  # False: matplotlib is not installed; index.html and ratios.json have no images
+    dropped: int = 0  # by filters.drop, left out
+    kept: int = 0  # by filters.keep_always, left out (forwarded by either method)
+    grader_errors: GraderErrors = field(default_factory=GraderErrors)
+
+    def filtered(self) -> str:
+        """What the filters left out, or ''."""
+        if not (self.dropped or self.kept):
+            return ""
+        return (
+            f"filters: {self.dropped:,} records dropped and {self.kept:,} kept always, left out;"
+            f" {self.records:,} records evaluated"
+        )
+
+    def warnings(self) -> list[str]:
+        return self.grader_errors.lines()
 
     def ratios(self) -> dict[str, float]:
         """random's error ÷ distilld's; NaN where the metric does not apply (no numeric pair, say)."""
@@ -61,6 +85,9 @@ class _Columns:
     raw: list[list[Any]]  # each feature's values as read, in the same order
     keys: list[Any] | None
     labels: dict[str, list[str]]
+    dropped: int
+    kept: int
+    grader_errors: GraderErrors
 
 
 def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any], fmt: str | None) -> _Columns:
@@ -69,14 +96,24 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
     if reducer.key == "kafka_key" or reducer.time == "kafka_timestamp":
         raise ConfigError("reducer.key kafka_key and reducer.time kafka_timestamp need Kafka; a file has a field path")
     fields = RecordFields(reducer)
+    fmt = format_of(path, fmt)
+    filters = FileFilters(settings.filters, text=fmt == "csv")
+    errors = GraderErrors()
+    dropped = kept = 0
     raw: dict[str, list[Any]] = {name: [] for name in graders}
     times: list[np.ndarray] = []
     keys: list[Any] = []
-    fo, reader = open_reader(path, format_of(path, fmt), numeric_columns(settings), 10_000)
+    fo, reader = open_reader(path, fmt, numeric_columns(settings), 10_000)
     with fo:
         for records, _ in reader.batches():
-            for name, grader in graders.items():
-                raw[name] += grader.extract_batch(records)
+            if filters:  # as reduce: the records that reach the reducer
+                reduce, out, always = filters.split(records)
+                dropped, kept = dropped + len(out), kept + len(always)
+                records = [records[i] for i in np.flatnonzero(reduce).tolist()]
+                if not records:
+                    continue
+            for name, column in zip(graders, extract_checked(graders, records, errors), strict=True):
+                raw[name] += column
             if reducer.time != "processing":
                 times.append(fields.timestamps([], records))
             if reducer.key != "none":
@@ -84,7 +121,8 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
                 keys += [key_list[k] for k in key_index.tolist()]
     n = len(next(iter(raw.values())))
     if n == 0:
-        raise FileFormatError(f"{path}: no records to evaluate")
+        left_out = f" ({dropped:,} dropped and {kept:,} kept always by filters)" if dropped or kept else ""
+        raise FileFormatError(f"{path}: no records to evaluate{left_out}")
     t = np.concatenate(times) if times else np.arange(n, dtype=np.float64)
     bad = ~np.isfinite(t)
     if bad.any():  # no (or a bad) time field: the latest time seen before it, as the engine's watermark
@@ -106,7 +144,15 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
     order = np.argsort(t, kind="stable")  # the metrics slide over time
     stream = Stream({k: v[order] for k, v in categorical.items()}, {k: v[order] for k, v in numeric.items()}, t[order])
     at = order.tolist()
-    return _Columns(stream, [[v[i] for i in at] for v in raw.values()], [keys[i] for i in at] if keys else None, labels)
+    return _Columns(
+        stream,
+        [[v[i] for i in at] for v in raw.values()],
+        [keys[i] for i in at] if keys else None,
+        labels,
+        dropped,
+        kept,
+        errors,
+    )
 
 
 def evaluate_file(
@@ -134,21 +180,68 @@ def evaluate_file(
         weights[idx] = w[key_index[chosen]]
     ours = evaluate(stream, mask, weights, window)
     runs = [evaluate(stream, *random_selection(n, batch, reducer.rate, s), window) for s in range(SEEDS)]
-    result = Evaluation(ours, {m: float(np.mean([r[m] for r in runs])) for m in METRICS}, n, int(mask.sum()))
-    _report(Path(report), stream, labels, mask, random_selection(n, batch, reducer.rate, 0)[0], result, path)
+    result = Evaluation(
+        ours,
+        {m: float(np.mean([r[m] for r in runs])) for m in METRICS},
+        n,
+        int(mask.sum()),
+        dropped=cols.dropped,
+        kept=cols.kept,
+        grader_errors=cols.grader_errors,
+    )
+    result.plots = _report(
+        Path(report), stream, labels, mask, random_selection(n, batch, reducer.rate, 0)[0], result, path
+    )
     return result
 
 
 def _report(
     out: Path, stream: Stream, labels: dict[str, list[str]], ours: np.ndarray, theirs: np.ndarray,
     result: Evaluation, source: str | Path,
-) -> None:  # fmt: skip
+) -> bool:  # fmt: skip
+    """Write index.html, ratios.json and a PNG per feature; without matplotlib, the page and
+    ratios.json without the plots (returns False)."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        images = _plots(out, stream, labels, ours, theirs)
+    except ModuleNotFoundError as e:
+        if e.name != "matplotlib":  # not installed; a broken installation is still an error
+            raise
+        images = None
+    shown = {m: f"{r:.2f}×" if math.isfinite(r) else "n/a" for m, r in result.ratios().items()}
+    rows = "".join(
+        f"<tr><td>{m}</td><td>{result.ours[m]:.5f}</td><td>{result.random[m]:.5f}</td><td>{r}</td></tr>"
+        for m, r in shown.items()
+    )
+    if images is None:
+        figures = f"<p>{html.escape(PLOTS_SKIPPED)}</p>"
+    else:
+        figures = "".join(f'<figure><img src="{html.escape(i)}" alt="{html.escape(i)}"></figure>' for i in images)
+    filtered = f" {html.escape(result.filtered())}." if result.filtered() else ""
+    (out / "index.html").write_text(
+        f"""<!doctype html><meta charset="utf-8"><title>distilld evaluate: {html.escape(str(source))}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.2em .8em;text-align:right}}</style>
+<h1>distilld next to random sampling</h1>
+<p>{html.escape(str(source))}: {result.records:,} records, {result.selected:,} forwarded by distilld;
+random sampling at the same rate, mean of {SEEDS} seeds. Errors are means over sliding windows;
+ratio = random's error ÷ distilld's (higher is better).{filtered}</p>
+<table><tr><th>metric</th><th>distilld</th><th>random</th><th>ratio</th></tr>{rows}</table>
+<h2>Whole stream, distilld's and random's selections</h2>{figures}
+""",
+        encoding="utf-8",
+    )
+    ratios = {m: round(r, 6) if math.isfinite(r) else None for m, r in result.ratios().items()}
+    (out / "ratios.json").write_text(json.dumps(ratios) + "\n", encoding="utf-8")
+    return images is not None
+
+
+def _plots(out: Path, stream: Stream, labels: dict[str, list[str]], ours: np.ndarray, theirs: np.ndarray) -> list[str]:
+    """A PNG per feature in ``out``: their names (raises ModuleNotFoundError without matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
     images = []
     for name in [*stream.categorical, *stream.numeric]:
         fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -179,23 +272,4 @@ def _report(
         fig.savefig(out / image, dpi=90)
         plt.close(fig)
         images.append(image)
-    shown = {m: f"{r:.2f}×" if math.isfinite(r) else "n/a" for m, r in result.ratios().items()}
-    rows = "".join(
-        f"<tr><td>{m}</td><td>{result.ours[m]:.5f}</td><td>{result.random[m]:.5f}</td><td>{r}</td></tr>"
-        for m, r in shown.items()
-    )
-    figures = "".join(f'<figure><img src="{html.escape(i)}" alt="{html.escape(i)}"></figure>' for i in images)
-    (out / "index.html").write_text(
-        f"""<!doctype html><meta charset="utf-8"><title>distilld evaluate: {html.escape(str(source))}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.2em .8em;text-align:right}}</style>
-<h1>distilld next to random sampling</h1>
-<p>{html.escape(str(source))}: {result.records:,} records, {result.selected:,} forwarded by distilld;
-random sampling at the same rate, mean of {SEEDS} seeds. Errors are means over sliding windows;
-ratio = random's error ÷ distilld's (higher is better).</p>
-<table><tr><th>metric</th><th>distilld</th><th>random</th><th>ratio</th></tr>{rows}</table>
-<h2>Whole stream, distilld's and random's selections</h2>{figures}
-""",
-        encoding="utf-8",
-    )
-    ratios = {m: round(r, 6) if math.isfinite(r) else None for m, r in result.ratios().items()}
-    (out / "ratios.json").write_text(json.dumps(ratios) + "\n", encoding="utf-8")
+    return images

@@ -5,6 +5,12 @@ window as the daemon would (event time from ``reducer.time``, or arrival:
 file order at processing time), and the forwarded ones are written with a
 ``distilld_weight`` column or field. Memory is a batch plus the reducer's
 fixed state, whatever the file's size.
+
+Where it differs from the daemon: a CSV cell is text, so ``gt``/``gte``/``lt``/
+``lte`` filters compare a cell that parses as a number as that number (the
+daemon compares only JSON numbers); and a custom grader that raises makes that
+value missing and the record is reduced (the daemon dead-letters the record),
+counted and reported at the end.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +26,48 @@ import numpy as np
 
 from distilld.daemon.fields import RecordFields
 from distilld.features import build_graders, parse_features
-from distilld.files.columns import ColumnPlan
+from distilld.fieldpath import compile_path
+from distilld.files.columns import ColumnPlan, numbers
 from distilld.files.formats import FileFormatError, format_of, open_reader, open_writer
-from distilld.filters import Filters
+from distilld.filters import Condition, Filters, FilterSettings
+from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import ConfigError, EngineSettings
 
-__all__ = ["ReduceStats", "reduce_file"]
+__all__ = ["FileFilters", "GraderErrors", "ReduceStats", "reduce_file"]
+
+
+@dataclass
+class GraderErrors:
+    """Records whose custom grader raised, per grader: how many and the first error."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    first: dict[str, str] = field(default_factory=dict)
+
+    def add(self, name: str, errors: list[tuple[int, str]]) -> None:
+        if errors:
+            self.counts[name] = self.counts.get(name, 0) + len(errors)
+            self.first.setdefault(name, errors[0][1])
+
+    def lines(self) -> list[str]:
+        return [
+            f"{n:,} records: custom grader {name!r} raised: {self.first[name]} (their value counted as missing;"
+            " the daemon sends such records to the DLQ)"
+            for name, n in self.counts.items()
+        ]
+
+
+def extract_checked(graders: dict[str, GradingFunction], records: list[Any], errors: GraderErrors) -> list[list[Any]]:
+    """Every feature's raw values (``None`` where a grader raised), the raises counted in ``errors``."""
+    columns = []
+    for name, grader in graders.items():
+        if grader.may_raise:
+            column, raised = grader.extract_checked(records)
+            errors.add(name, raised)
+        else:
+            column = grader.extract_batch(records)
+        columns.append(column)
+    return columns
 
 
 @dataclass
@@ -36,6 +77,7 @@ class ReduceStats:
     kept: int = 0
     dropped: int = 0
     seconds: float = 0.0
+    grader_errors: GraderErrors = field(default_factory=GraderErrors)
 
     def summary(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
@@ -43,6 +85,56 @@ class ReduceStats:
             f"{self.rows:,} rows read, {self.forwarded:,} forwarded ({self.kept:,} by keep_always), "
             f"{self.dropped:,} dropped by filters; {self.seconds:.1f} s, {rate:,.0f} rows/s"
         )
+
+    def warnings(self) -> list[str]:
+        return self.grader_errors.lines()
+
+
+_NUMERIC_TESTS = ("gt", "gte", "lt", "lte")
+
+
+class FileFilters:
+    """The configured filters (:class:`distilld.filters.Filters`) over a file's records. In
+    CSV (``text``), where every cell is text, a ``gt``/``gte``/``lt``/``lte`` test compares
+    a value that parses as a number as that number; the other tests see the cell as read."""
+
+    def __init__(self, settings: FilterSettings, text: bool = False) -> None:
+        self._numbers: dict[str, str] = {}  # a compared path → the key of its numbers in a batch's view
+        if text:
+            settings = FilterSettings(
+                drop=[f.model_copy(update={"when": self._rewrite(f.when)}) for f in settings.drop],
+                keep_always=[f.model_copy(update={"when": self._rewrite(f.when)}) for f in settings.keep_always],
+            )
+        self.filters = Filters(settings)
+
+    def _rewrite(self, c: Condition) -> Condition:
+        if c.all_ is not None:
+            return c.model_copy(update={"all_": [self._rewrite(x) for x in c.all_]})
+        if c.any_ is not None:
+            return c.model_copy(update={"any_": [self._rewrite(x) for x in c.any_]})
+        if c.not_ is not None:
+            return c.model_copy(update={"not_": self._rewrite(c.not_)})
+        if c.field is None or not c.model_fields_set.intersection(_NUMERIC_TESTS):
+            return c
+        key = self._numbers.setdefault(c.field, f"__distilld_number_{len(self._numbers)}")
+        return c.model_copy(update={"field": key})
+
+    def __bool__(self) -> bool:
+        return bool(self.filters)
+
+    def split(self, records: list[Any]) -> tuple[np.ndarray, list[tuple[int, str]], list[tuple[int, str]]]:
+        """As :meth:`distilld.filters.Filters.split`."""
+        if self._numbers:
+            view = [dict(r) for r in records]
+            for path, key in self._numbers.items():
+                values = compile_path(path)(records)
+                text = [i for i, v in enumerate(values) if isinstance(v, str)]
+                for i, number in zip(text, numbers([values[i] for i in text]), strict=True):
+                    values[i] = number
+                for record, value in zip(view, values, strict=True):
+                    record[key] = value
+            records = view
+        return self.filters.split(records)
 
 
 def numeric_columns(settings: EngineSettings) -> set[str]:
@@ -85,7 +177,7 @@ def reduce_file(
         max_keys=reducer.max_keys, panes=reducer.panes, seed=reducer.seed,
     )  # fmt: skip
     fields = RecordFields(reducer)
-    filters = Filters(settings.filters)
+    filters = FileFilters(settings.filters, text=fmt_in == "csv")
     show = sys.stderr.isatty() if progress is None else progress
     size = max(Path(source).stat().st_size, 1)
     stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
@@ -107,7 +199,7 @@ def reduce_file(
                     writer.write([] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights)
                 else:
                     assert records is not None
-                    out, weights = _reduce(records, processor, fields, filters, stats)
+                    out, weights = _reduce(records, processor, graders, fields, filters, stats)
                     writer.write([records[i] for i in out], [rows[i] for i in out], weights)
                 if fmt_in == "csv" and plan is None and not reader.rows_only:
                     plan = ColumnPlan.build(settings, graders, reader.columns)
@@ -151,7 +243,12 @@ def _reduce_columns(
 
 
 def _reduce(
-    records: list[Any], processor: DistilledProcessor, fields: RecordFields, filters: Filters, stats: ReduceStats
+    records: list[Any],
+    processor: DistilledProcessor,
+    graders: dict[str, GradingFunction],
+    fields: RecordFields,
+    filters: FileFilters,
+    stats: ReduceStats,
 ) -> tuple[list[int], list[float]]:
     """Indexes of the forwarded records in file order, and their weights."""
     stats.rows += len(records)
@@ -167,7 +264,8 @@ def _reduce(
     if sub:
         ts = fields.timestamps([], sub)
         key_index, keys = fields.keys([], sub)
-        chosen, weight = processor.select(sub, ts, key_index, keys)
+        extracted = extract_checked(graders, sub, stats.grader_errors)
+        chosen, weight = processor.select(sub, ts, key_index, keys, extracted=extracted)
         per_key = weight.tolist()
         picked += [(index[c], per_key[k]) for c, k in zip(chosen.tolist(), key_index[chosen].tolist(), strict=True)]
     picked.sort()
