@@ -157,7 +157,9 @@ class SaslSettings(_Section):
 
 class KafkaSettings(_Section):
     bootstrap_servers: Annotated[str, Field(min_length=1, description="host:port[,host:port…] of the brokers")]
-    group_id: str = Field(default="distilld", min_length=1, description="consumer group")
+    group_id: str = Field(
+        min_length=1, description="consumer group, one per deployment (it names the state topic too)"
+    )
     input_topics: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="topics to read (or input_pattern)"
     )

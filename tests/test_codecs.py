@@ -104,7 +104,7 @@ def test_field_paths_read_avro_records_as_json_ones(path: str) -> None:
 
 
 def test_format_settings_name_what_is_missing_or_wrong(tmp_path: Any) -> None:
-    base = {"kafka": {"bootstrap_servers": "b:9092", "input_topics": ["t"], "output_topic": "o"}}
+    base = {"kafka": {"bootstrap_servers": "b:9092", "group_id": "g", "input_topics": ["t"], "output_topic": "o"}}
     base["features"] = [{"name": "gender", "type": "categorical", "categories": ["female"]}]
     base["processing"] = {"on_error": "skip"}
     with pytest.raises(ConfigError, match=r"format: Value error, value 'avro' needs avro_schema|format: value 'avro'"):

@@ -29,6 +29,7 @@ from distilld.settings import ConfigError, Settings, load_settings
 VALID: dict[str, Any] = {
     "kafka": {
         "bootstrap_servers": "PLACEHOLDER",
+        "group_id": "walk",
         "input_topics": ["events"],
         "output_topic": "events.out",
         "dlq_topic": "events.dlq",

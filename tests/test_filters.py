@@ -73,7 +73,7 @@ def test_first_drop_wins_then_keep_always() -> None:
 
 
 BASE = {
-    "kafka": {"bootstrap_servers": "b:9092", "input_topics": ["t"], "output_topic": "o"},
+    "kafka": {"bootstrap_servers": "b:9092", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
     "features": [{"name": "level", "type": "open_categorical"}],
     "processing": {"on_error": "skip"},
 }

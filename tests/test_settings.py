@@ -152,10 +152,12 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.kafka.consumer == {} and settings.kafka.producer == {}
 
 
-def test_group_id_defaults_to_distilld(tmp_path: Path) -> None:
+def test_group_id_is_required(tmp_path: Path) -> None:
+    """A default would put unrelated deployments in one consumer group, sharing one state topic."""
     data = minimal()
     del data["kafka"]["group_id"]
-    assert load_settings(write(tmp_path, data)).kafka.group_id == "distilld"
+    with pytest.raises(ConfigError, match=r"kafka\.group_id"):
+        load_settings(write(tmp_path, data))
 
 
 def test_input_pattern_is_anchored_for_librdkafka(tmp_path: Path) -> None:
@@ -227,6 +229,7 @@ def test_environment_alone_is_a_configuration(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DISTILLD_KAFKA__BOOTSTRAP_SERVERS", "env-broker:9092")
+    monkeypatch.setenv("DISTILLD_KAFKA__GROUP_ID", "env-group")
     monkeypatch.setenv("DISTILLD_KAFKA__INPUT_TOPICS", '["a", "b"]')
     monkeypatch.setenv("DISTILLD_KAFKA__OUTPUT_TOPIC", "out")
     monkeypatch.setenv("DISTILLD_PROCESSING__ON_ERROR", "skip")
