@@ -384,6 +384,17 @@ def test_sidecar_snippet_makes_a_valid_pod_next_to_an_existing_container() -> No
     assert "sidecar.enabled=true" in readme and "container.yaml" in readme and "volumes.yaml" in readme
 
 
+def test_sidecar_has_no_readiness_probe_unless_asked() -> None:
+    """/readyz is 503 while Kafka is unreachable: in a shared pod that would make the user's application
+    unready too, so the sidecar keeps the liveness probe only, unless sidecar.readinessProbe."""
+    container = distilld_container(render("sidecar-values.yaml"))
+    assert "readinessProbe" not in container
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    opted_in = distilld_container(render("sidecar-values.yaml", "sidecar.readinessProbe=true"))
+    assert opted_in["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert "readinessProbe" in distilld_container(render()), "distilld's own Deployment keeps it"
+
+
 def test_values_schema_refuses_unknown_and_invalid_values() -> None:
     typo = _helm("template", "rel", str(CHART), "--set", "replica=2", check=False)
     assert typo.returncode != 0 and "replica" in typo.stderr

@@ -164,6 +164,9 @@ The daemon's configuration file: .Values.config plus the paths of the files moun
 {{/*
 The distilld container: used by the Deployment, and rendered as the sidecar snippet for an existing
 workload, so both stay the same. Its volumes are "distilld.volumes".
+In sidecar mode the readiness probe is left out unless sidecar.readinessProbe: /readyz answers 503
+while Kafka is unreachable, and a container that is not ready makes the whole pod not ready, so a
+Kafka outage would take the user's application out of its Service.
 */}}
 {{- define "distilld.container" -}}
 name: distilld
@@ -195,11 +198,13 @@ livenessProbe:
     path: /healthz
     port: metrics
   {{- toYaml .Values.livenessProbe | nindent 2 }}
+{{- if or (not .Values.sidecar.enabled) .Values.sidecar.readinessProbe }}
 readinessProbe:
   httpGet:
     path: /readyz
     port: metrics
   {{- toYaml .Values.readinessProbe | nindent 2 }}
+{{- end }}
 {{- with .Values.resources }}
 resources:
   {{- toYaml . | nindent 2 }}
