@@ -273,6 +273,44 @@ def test_grace_period_is_above_the_shutdown_deadline(case: str, shutdown: int) -
     assert result.returncode != 0 and "shutdown_timeout_s" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("DISTILLD_METRICS__PORT", "config.metrics.port"),
+        ("distilld_metrics__host", "config.metrics.host"),  # the daemon reads the names case-insensitively
+        ("DISTILLD_PROCESSING__SHUTDOWN_TIMEOUT_S", "config.processing.shutdown_timeout_s"),
+        ("DISTILLD_KAFKA__SECURITY_PROTOCOL", "config.kafka.security_protocol"),
+        ("DISTILLD_PROCESSING", "config.processing"),  # a whole section, as JSON
+    ],
+)
+def test_env_cannot_override_what_the_pod_spec_is_derived_from(name: str, field: str) -> None:
+    """The port, probes, grace period and TLS/SASL checks follow `config`; an env variable would change
+    the daemon's value behind them (the environment overrides the file)."""
+    result = _helm(
+        "template", "rel", str(CHART), "--set", f"env[0].name={name}", "--set", "env[0].value=1", check=False
+    )
+    assert result.returncode != 0 and f"set {field} in the values instead" in result.stderr, result.stderr
+    allowed = distilld_container(render("defaults", "env[0].name=DISTILLD_REDUCER__RATE", "env[0].value=0.2"))
+    assert "DISTILLD_REDUCER__RATE" in {e["name"] for e in allowed["env"]}
+
+
+def test_metrics_host_is_reachable_and_wins_over_the_images_default() -> None:
+    for loopback in ("127.0.0.1", "localhost", "::1"):
+        result = _helm("template", "rel", str(CHART), "--set", f"config.metrics.host={loopback}", check=False)
+        assert result.returncode != 0 and "config.metrics.host" in result.stderr, loopback
+    for case, sets, host in [
+        ("defaults", (), "0.0.0.0"),
+        # any other address reaches the container too (192.0.2.0/24: documentation addresses)
+        ("defaults", ("config.metrics.host=192.0.2.10",), "192.0.2.10"),
+        ("sidecar-values.yaml", ("config.metrics.host=192.0.2.10",), "192.0.2.10"),
+    ]:
+        docs = render(case, *sets)
+        assert yaml.safe_load(config_text(docs))["metrics"]["host"] == host
+        # the image sets DISTILLD_METRICS__HOST=0.0.0.0, which would otherwise override the file
+        env = {e["name"]: e.get("value") for e in distilld_container(docs)["env"]}
+        assert env["DISTILLD_METRICS__HOST"] == host, case
+
+
 def test_config_checksum_rolls_pods_on_config_change_only() -> None:
     def checksum(*sets: str) -> str:
         annotation: str = deployment(render("defaults", *sets))["spec"]["template"]["metadata"]["annotations"][

@@ -95,10 +95,39 @@ namespace's ConfigMaps, and it is printed by `helm get values`.
 {{- end }}
 
 {{/*
+Refuse settings that would make the pod spec disagree with what the daemon runs with. The chart
+derives the container port, the probes and the Service from config.metrics.port, the grace period
+from config.processing.shutdown_timeout_s, the TLS and SASL checks from config.kafka.security_protocol,
+and sets DISTILLD_METRICS__HOST from config.metrics.host; a DISTILLD_* variable in `env` overrides
+the file at run time (the names are case-insensitive, and DISTILLD_<SECTION> takes a whole section as
+JSON), so those go through `config`. (`envFrom` cannot be checked here: do not put them there either.)
+*/}}
+{{- define "distilld.refuseDesyncedSettings" -}}
+{{- $derived := dict
+  "DISTILLD_METRICS__PORT" (list "config.metrics.port" "the container port, the probes and the Service follow it")
+  "DISTILLD_METRICS__HOST" (list "config.metrics.host" "the chart checks it is reachable and passes it to the container")
+  "DISTILLD_PROCESSING__SHUTDOWN_TIMEOUT_S" (list "config.processing.shutdown_timeout_s" "the pod's terminationGracePeriodSeconds is set above it")
+  "DISTILLD_KAFKA__SECURITY_PROTOCOL" (list "config.kafka.security_protocol" "the TLS and SASL settings are checked against it")
+  "DISTILLD_METRICS" (list "config.metrics" "it holds the port and host the pod spec follows")
+  "DISTILLD_PROCESSING" (list "config.processing" "it holds the shutdown deadline the grace period follows")
+  "DISTILLD_KAFKA" (list "config.kafka" "it holds the security protocol the TLS and SASL checks use") }}
+{{- range $entry := .Values.env }}
+{{- with get $derived (upper ($entry.name | default "" | toString)) }}
+{{- fail (printf "env: %s would override %s at run time, where the chart does not see it (%s): set %s in the values instead" $entry.name (index . 0) (index . 1) (index . 0)) }}
+{{- end }}
+{{- end }}
+{{- $host := include "distilld.metricsHost" . }}
+{{- if or (hasPrefix "127." $host) (has (lower $host) (list "localhost" "::1" "0:0:0:0:0:0:0:1")) }}
+{{- fail (printf "config.metrics.host is %s: the kubelet's probes and Prometheus could not reach /healthz, /readyz and /metrics; use 0.0.0.0" $host) }}
+{{- end }}
+{{- end }}
+
+{{/*
 The daemon's configuration file: .Values.config plus the paths of the files mounted from Secrets.
 */}}
 {{- define "distilld.config" -}}
 {{- include "distilld.refuseInlineSecrets" . }}
+{{- include "distilld.refuseDesyncedSettings" . }}
 {{- $config := deepCopy .Values.config }}
 {{- $kafka := $config.kafka | default dict }}
 {{- $protocol := $kafka.security_protocol | default "PLAINTEXT" }}
@@ -143,6 +172,15 @@ The daemon's configuration file: .Values.config plus the paths of the files moun
 {{- $port }}
 {{- end }}
 
+{{/*
+The metrics bind address, from the config (0.0.0.0 when not given, as the image sets it). The container
+gets it as DISTILLD_METRICS__HOST too: the image's own DISTILLD_METRICS__HOST=0.0.0.0 would otherwise
+override the file (the environment wins), and config.metrics.host be ignored.
+*/}}
+{{- define "distilld.metricsHost" -}}
+{{- (.Values.config.metrics | default dict).host | default "0.0.0.0" | toString }}
+{{- end }}
+
 {{/* Above processing.shutdown_timeout_s, so that distilld flushes and commits before SIGKILL. */}}
 {{- define "distilld.terminationGracePeriodSeconds" -}}
 {{- $shutdown := (.Values.config.processing | default dict).shutdown_timeout_s | default 30 | float64 }}
@@ -177,7 +215,7 @@ ports:
   - name: metrics
     containerPort: {{ include "distilld.metricsPort" . }}
     protocol: TCP
-{{- $env := list }}
+{{- $env := list (dict "name" "DISTILLD_METRICS__HOST" "value" (include "distilld.metricsHost" .)) }}
 {{- if and (include "distilld.saslSecretName" .) (eq .Values.sasl.passwordFrom "env") }}
 {{- $env = append $env (dict "name" "DISTILLD_KAFKA__SASL__PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" (include "distilld.saslSecretName" .) "key" (include "distilld.saslSecretKey" .)))) }}
 {{- end }}
