@@ -245,6 +245,35 @@ def test_inline_secrets_in_config_are_refused(setting: str, field: str) -> None:
     assert "hunter2" not in result.stdout
 
 
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
+def test_tls_secret_without_a_tls_protocol_is_refused(protocol: str) -> None:
+    """The daemon gives librdkafka the ssl files only with SSL or SASL_SSL: a TLS Secret with a plaintext
+    protocol would be mounted and unused, the connection in plaintext."""
+    sets = ["--set", "tls.existingSecret=kafka-tls", "--set", f"config.kafka.security_protocol={protocol}"]
+    result = _helm("template", "rel", str(CHART), *sets, check=False)
+    assert result.returncode != 0 and f"security_protocol is {protocol}" in result.stderr, result.stderr
+    tls = "config.kafka.security_protocol=" + protocol.replace("PLAINTEXT", "SSL")
+    kafka = yaml.safe_load(config_text(render("defaults", "tls.existingSecret=kafka-tls", tls)))["kafka"]
+    assert kafka["ssl"]["ca_location"] == "/etc/distilld/tls/ca.crt"
+
+
+def test_tls_secret_for_the_schema_registry_only_is_allowed() -> None:
+    """The documented way to give a Schema Registry's CA: tls.existingSecret and a path under
+    /etc/distilld/tls, with Kafka itself in plaintext. The Kafka ssl paths are then left out."""
+    docs = render(
+        "defaults",
+        "tls.existingSecret=registry-ca",
+        "config.format.value=avro_confluent",
+        "config.format.schema_registry.url=https://schema-registry:8081",
+        "config.format.schema_registry.ssl_ca_location=/etc/distilld/tls/ca.crt",
+    )
+    config = yaml.safe_load(config_text(docs))
+    assert config["kafka"]["security_protocol"] == "PLAINTEXT" and "ssl" not in config["kafka"]
+    assert config["format"]["schema_registry"]["ssl_ca_location"] == "/etc/distilld/tls/ca.crt"
+    volumes = {v["name"]: v for v in deployment(docs)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["distilld-tls"]["secret"]["secretName"] == "registry-ca"
+
+
 def test_deployment_probes_and_security_context() -> None:
     spec = deployment(render())["spec"]["template"]["spec"]
     (container,) = spec["containers"]
@@ -320,7 +349,8 @@ def test_config_checksum_rolls_pods_on_config_change_only() -> None:
 
     assert len(checksum()) == 64
     assert checksum("config.reducer.rate=0.2") != checksum()
-    assert checksum("tls.existingSecret=kafka-tls") != checksum(), "the mounted paths are part of the config"
+    tls = "config.kafka.security_protocol=SSL"
+    assert checksum(tls, "tls.existingSecret=kafka-tls") != checksum(tls), "the mounted paths are part of the config"
     assert checksum("replicas=3") == checksum()
 
 

@@ -133,8 +133,23 @@ The daemon's configuration file: .Values.config plus the paths of the files moun
 {{- $protocol := $kafka.security_protocol | default "PLAINTEXT" }}
 {{- with .Values.tls }}
 {{- if .existingSecret }}
-{{- $ssl := $kafka.ssl | default dict }}
 {{- $dir := include "distilld.tlsDir" $ }}
+{{- /*
+The daemon hands the ssl files to librdkafka only with SSL or SASL_SSL: otherwise it would connect in
+plaintext with the Secret mounted and unused. Unless the files are for the Schema Registry.
+*/}}
+{{- $kafkaTls := has $protocol (list "SSL" "SASL_SSL") }}
+{{- $registryTls := false }}
+{{- range $key, $value := ($config.format | default dict).schema_registry | default dict }}
+{{- if and (hasPrefix "ssl_" $key) (hasPrefix (printf "%s/" $dir) ($value | default "" | toString)) }}
+{{- $registryTls = true }}
+{{- end }}
+{{- end }}
+{{- if not (or $kafkaTls $registryTls) }}
+{{- fail (printf "tls.existingSecret is set but config.kafka.security_protocol is %s: the TLS files would be mounted and never used, and distilld would connect to Kafka in plaintext. Set config.kafka.security_protocol to SSL or SASL_SSL (or drop tls.existingSecret)" $protocol) }}
+{{- end }}
+{{- if $kafkaTls }}
+{{- $ssl := $kafka.ssl | default dict }}
 {{- if .caKey }}{{ $_ := set $ssl "ca_location" (printf "%s/%s" $dir .caKey) }}{{ end }}
 {{- if and .certKey .keyKey }}
 {{- $_ := set $ssl "certificate_location" (printf "%s/%s" $dir .certKey) }}
@@ -142,6 +157,7 @@ The daemon's configuration file: .Values.config plus the paths of the files moun
 {{- end }}
 {{- if .keyPasswordKey }}{{ $_ := set $ssl "key_password_file" (printf "%s/%s" $dir .keyPasswordKey) }}{{ end }}
 {{- $_ := set $kafka "ssl" $ssl }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if include "distilld.saslSecretName" . }}
