@@ -237,12 +237,42 @@ def test_no_secret_value_in_any_config_map(mode: str) -> None:
         ("config.kafka.sasl.password=hunter2", "sasl.existingSecret"),
         ("config.kafka.ssl.key_password=hunter2", "tls.keyPasswordKey"),
         ("config.format.schema_registry.basic_auth_user_info=u:hunter2", "schemaRegistry.basicAuth.existingSecret"),
+        # the librdkafka settings passed through as-is
+        (r"config.kafka.consumer.sasl\.password=hunter2", "env DISTILLD_KAFKA__CONSUMER__sasl.password"),
+        (r"config.kafka.consumer.ssl\.key\.password=hunter2", "tls.keyPasswordKey"),
+        (
+            r"config.kafka.producer.ssl\.keystore\.password=hunter2",
+            "env DISTILLD_KAFKA__PRODUCER__ssl.keystore.password",
+        ),
+        (r"config.kafka.producer.SASL\.OAUTHBEARER\.CLIENT\.SECRET=hunter2", "valueFrom.secretKeyRef"),
+        (r"config.kafka.consumer.ssl\.key\.pem=hunter2", "tls.existingSecret"),
     ],
 )
 def test_inline_secrets_in_config_are_refused(setting: str, field: str) -> None:
     result = _helm("template", "rel", str(CHART), "--set", setting, check=False)
     assert result.returncode != 0 and field in result.stderr
-    assert "hunter2" not in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_librdkafka_secret_from_env_reaches_the_daemon(tmp_path: Path) -> None:
+    """The way the refusal points to: the pass-through key as a DISTILLD_KAFKA__CONSUMER__<key> variable
+    from a Secret. A setting that only names where a secret is (a URL) stays in the ConfigMap."""
+    import kubernetes_validate
+
+    docs = render(
+        "defaults",
+        "env[0].name=DISTILLD_KAFKA__CONSUMER__ssl.keystore.password",
+        "env[0].valueFrom.secretKeyRef.name=kafka-keystore",
+        "env[0].valueFrom.secretKeyRef.key=password",
+        r"config.kafka.consumer.sasl\.oauthbearer\.token\.endpoint\.url=https://idp.example/token",
+    )
+    consumer = yaml.safe_load(config_text(docs))["kafka"]["consumer"]
+    assert consumer["sasl.oauthbearer.token.endpoint.url"] == "https://idp.example/token"
+    assert "ssl.keystore.password" not in consumer
+    kubernetes_validate.validate(deployment(docs), KUBERNETES_VERSION, strict=True)  # dots are allowed in the name
+    result = _check_config(docs, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _is_masked(json.loads(result.stdout)["kafka"]["consumer"]["ssl.keystore.password"])
 
 
 @pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])

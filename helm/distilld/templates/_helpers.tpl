@@ -92,6 +92,25 @@ namespace's ConfigMaps, and it is printed by `helm get values`.
 {{- if hasKey $registry "basic_auth_user_info" }}
 {{- fail "config.format.schema_registry.basic_auth_user_info is a secret: use schemaRegistry.basicAuth.existingSecret" }}
 {{- end }}
+{{- /*
+The librdkafka settings passed through as-is: a key naming a secret, by the words the daemon masks
+(SECRET_WORDS in distilld/settings.py), e.g. sasl.password, ssl.key.password, ssl.keystore.password,
+ssl.key.pem, sasl.oauthbearer.client.secret. Keys ending in .url or .file name a place, not a secret
+(sasl.oauthbearer.token.endpoint.url, sasl.oauthbearer.assertion.private.key.file).
+*/}}
+{{- $secretWords := list "password" "passphrase" "secret" "token" "sasl.oauthbearer.config" "pem" "private.key" }}
+{{- range $section := list "consumer" "producer" }}
+{{- range $key, $_ := (get $kafka $section) | default dict }}
+{{- $lower := lower $key }}
+{{- if not (or (hasSuffix ".url" $lower) (hasSuffix ".file" $lower)) }}
+{{- range $word := $secretWords }}
+{{- if contains $word $lower }}
+{{- fail (printf "config.kafka.%s.%s is a secret: the ConfigMap is no place for it. Give it from a Secret: env DISTILLD_KAFKA__%s__%s with valueFrom.secretKeyRef, or the chart's sasl.existingSecret (SASL password), tls.existingSecret and tls.keyPasswordKey (keys, certificates, the key's password)" $section $key (upper $section) $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
