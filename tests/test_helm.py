@@ -434,8 +434,18 @@ def test_monitors_scrape_the_metrics_port() -> None:
 def test_pod_disruption_budget_defaults_to_one_unavailable() -> None:
     (pdb,) = of_kind(render(), "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    # readiness follows the brokers: in a Kafka outage no pod is healthy, and IfHealthyBudget would block drains
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     (custom,) = of_kind(render("resources-affinity-values.yaml"), "PodDisruptionBudget")
-    assert custom["spec"] == {"selector": pdb["spec"]["selector"], "minAvailable": 2}
+    assert custom["spec"] == {
+        "selector": pdb["spec"]["selector"],
+        "minAvailable": 2,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
+    (default_policy,) = of_kind(
+        render("defaults", "podDisruptionBudget.unhealthyPodEvictionPolicy=IfHealthyBudget"), "PodDisruptionBudget"
+    )
+    assert default_policy["spec"]["unhealthyPodEvictionPolicy"] == "IfHealthyBudget"
 
 
 def test_dashboard_copy_is_identical_and_labelled() -> None:
