@@ -520,14 +520,24 @@ def _mib(quantity: str) -> float:
     return float(quantity[:-2]) * units[quantity[-2:]]
 
 
-def test_default_memory_limit_holds_the_default_configs_windows_for_two_partitions() -> None:
-    """The windows are fixed by the configuration (max_keys × bytes a key), so the default
-    limit is checked against what the default config implies, as check-config prints it."""
-    docs = render()
+@pytest.mark.parametrize(
+    ("case", "partitions"),
+    [
+        ("defaults", 2),  # values.yaml: "the defaults fit the default config with up to two partitions per pod"
+        ("resources-affinity-values.yaml", 6),  # its comment: 12 partitions, 6 a pod with one of three away
+    ],
+)
+def test_memory_limit_holds_the_configured_windows(case: str, partitions: int) -> None:
+    """The windows are fixed by the configuration (max_keys × bytes a key, as check-config prints it),
+    so each example's limit is checked against what its own config implies, env overrides included."""
+    docs = render(case)
     config = yaml.safe_load(config_text(docs))
     reducer = config["reducer"]
+    container = distilld_container(docs)
+    env = {e["name"].upper(): e.get("value") for e in container.get("env", [])}
+    max_keys = int(env.get("DISTILLD_REDUCER__MAX_KEYS", reducer["max_keys"]))
     per_key = DistilledProcessor(
         build_graders(config["features"]), reducer["window_seconds"], reducer["rate"], panes=reducer["panes"]
     ).bytes_per_key
-    limit = _mib(distilld_container(docs)["resources"]["limits"]["memory"])
-    assert 200 + 2 * reducer["max_keys"] * per_key / 2**20 <= limit, (per_key, reducer["max_keys"], limit)
+    limit = _mib(container["resources"]["limits"]["memory"])
+    assert 200 + partitions * max_keys * per_key / 2**20 <= limit, (per_key, max_keys, limit)
