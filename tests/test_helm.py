@@ -492,6 +492,26 @@ def test_sidecar_snippet_makes_a_valid_pod_next_to_an_existing_container() -> No
     assert "sidecar.enabled=true" in readme and "container.yaml" in readme and "volumes.yaml" in readme
 
 
+def test_readme_names_the_sidecar_config_map_and_relabels_job_for_sidecars() -> None:
+    """helm/README.md's kubectl commands name the ConfigMap the chart renders, and its PodMonitor for
+    sidecars sets job="distilld" as the chart's monitors do (DistilldDown is up{job="distilld"} == 0)."""
+    readme = (ROOT / "helm" / "README.md").read_text()
+    release = "app-distilld"
+    out = _helm("template", release, str(CHART), "--set", "sidecar.enabled=true").stdout
+    names = {d["metadata"]["name"] for d in yaml.safe_load_all(out) if d and d["kind"] == "ConfigMap"}
+    assert names == {release, f"{release}-sidecar"}
+    assert f"get configmap {release}-sidecar " in readme and "<fullname>-sidecar" in readme
+    assert "<release>-distilld-sidecar" not in readme
+    monitors = [yaml.safe_load(block.split("```", 1)[0]) for block in readme.split("```yaml\n")[1:]]
+    (pod_monitor,) = [m for m in monitors if isinstance(m, dict) and m.get("kind") == "PodMonitor"]
+    (chart_monitor,) = of_kind(render("monitors-values.yaml"), "PodMonitor")
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["relabelings"] == chart_monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    assert {"targetLabel": "job", "replacement": "distilld"} in endpoint["relabelings"]
+    alerts = (ROOT / "config" / "prometheus" / "alerts.yml").read_text()
+    assert 'up{job="distilld"} == 0' in alerts
+
+
 def test_sidecar_has_no_readiness_probe_unless_asked() -> None:
     """/readyz is 503 while Kafka is unreachable: in a shared pod that would make the user's application
     unready too, so the sidecar keeps the liveness probe only, unless sidecar.readinessProbe."""
