@@ -1,13 +1,23 @@
-"""The Dockerfile: hadolint-clean, and the entrypoint, paths and port it names exist.
-(No Docker engine here to build it; this checks what can be checked.)"""
+"""The Dockerfile: hadolint-clean, and the entrypoint, paths and port it names exist; the
+dependencies are built in a layer of their own; .dockerignore keeps the context to what the build
+copies; the HEALTHCHECK follows the metrics port. (No Docker engine here to build it; this checks
+what can be checked.)"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
+import threading
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import pytest
 
 from distilld.settings import MetricsSettings, load_settings
 
@@ -17,6 +27,12 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 def _final_stage() -> str:
     return DOCKERFILE[DOCKERFILE.rindex("\nFROM ") :]
+
+
+def _instructions(text: str) -> list[str]:
+    """The instructions, one a string: comments dropped, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    return [line.strip() for line in joined.splitlines() if line.strip()]
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -33,7 +49,7 @@ def test_entrypoint_config_path_and_port_exist() -> None:
     assert f'"--config", "{target}"' in final, "CMD reads the file the image puts there"
     assert load_settings(ROOT / source).kafka.output_topic, "the image's default config is valid"
     port = MetricsSettings().port
-    assert f"EXPOSE {port}" in final and f"127.0.0.1:{port}/healthz" in final
+    assert f"EXPOSE {port}" in final
     assert "DISTILLD_METRICS__HOST=0.0.0.0" in final, "in the container the endpoints listen beyond loopback"
     for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.MULTILINE):
         for path in copied.split():
@@ -45,3 +61,123 @@ def test_final_image_runs_as_non_root_without_build_tools() -> None:
     user = re.search(r"^USER (\S+)$", final, re.MULTILINE)
     assert user is not None and user.group(1).isdigit() and user.group(1) != "0"
     assert not re.search(r"apt-get|gcc|build-essential|pip wheel", final), "built in the first stage only"
+
+
+def test_dependencies_are_built_before_the_source_is_copied() -> None:
+    """Layer caching: the dependencies' wheels are built from pyproject.toml alone, so a change to
+    distilld's code rebuilds only its own wheel (--no-deps); the final stage installs from the wheels
+    only (--no-index), so a dependency missing from them fails the build instead of being fetched."""
+    build = _instructions(DOCKERFILE[: DOCKERFILE.rindex("\nFROM ")])
+    (deps,) = [i for i, line in enumerate(build) if line.startswith("RUN") and " -r " in line]
+    assert "pip wheel" in build[deps] and "['project']['dependencies']" in build[deps]
+    copied_before = [line.split()[1:-1] for line in build[:deps] if line.startswith("COPY")]
+    assert copied_before == [["pyproject.toml"]], "only pyproject.toml before the dependencies' layer"
+    (source,) = [i for i, line in enumerate(build) if re.match(r"COPY distilld\b", line)]
+    (own,) = [line for line in build[source:] if line.startswith("RUN") and "pip wheel" in line]
+    assert source > deps and "--no-deps" in own and own.rstrip().endswith(" .")
+    (install,) = [line for line in _instructions(_final_stage()) if line.startswith("RUN") and "pip install" in line]
+    assert "--no-index" in install and "/wheels/*.whl" in install
+
+
+def _docker_ignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves path out of the build context: the last pattern that matches the path or
+    one of its parent directories decides, "!" re-includes (moby/patternmatcher's rules, minus the
+    rarely used escapes)."""
+
+    def regex(pattern: str) -> re.Pattern[str]:
+        out = ""
+        for part in re.split(r"(\*\*/?|\*|\?|\[[^]]*\])", pattern.strip("/")):
+            if part.startswith("**"):
+                out += "(.*/)?" if part.endswith("/") else ".*"
+            elif part == "*":
+                out += "[^/]*"
+            elif part == "?":
+                out += "[^/]"
+            elif part.startswith("["):
+                out += part
+            else:
+                out += re.escape(part)
+        return re.compile(out + r"\Z")
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        compiled = regex(pattern.removeprefix("!"))
+        if any(compiled.match(prefix) for prefix in prefixes):
+            ignored = not negated
+    return ignored
+
+
+def test_dockerignore_keeps_the_context_to_what_the_build_copies() -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    needed = [
+        path for line in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.MULTILINE) for path in line.split()
+    ]
+    assert {"pyproject.toml", "README.md", "distilld", "config/distilld.yaml"} <= set(needed)
+    package = ["distilld/cli.py", "distilld/py.typed", "distilld/presets/userale.yaml", "distilld/daemon/endpoints.py"]
+    for path in needed + package:
+        assert (ROOT / path).exists(), path
+        assert not _docker_ignored(path, patterns), f"{path} is needed by the build but .dockerignore drops it"
+    left_out = [
+        ".venv/bin/python",
+        ".git/HEAD",
+        "build/lib/distilld/cli.py",
+        "distilld.egg-info/PKG-INFO",
+        "distilld/__pycache__/cli.cpython-311.pyc",
+        "distilld/daemon/__pycache__/endpoints.cpython-311.pyc",
+        ".pytest_cache/README.md",
+        "tests/test_helm.py",
+        "helm/distilld/values.yaml",
+        "config/grafana/distilld.json",
+        ".env",
+    ]
+    for path in left_out:
+        assert _docker_ignored(path, patterns), f"{path} would be sent in the build context"
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _serving(status: int) -> Iterator[int]:
+    handler = type("Handler", (_Health,), {"status": status})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _healthcheck() -> list[str]:
+    (line,) = [line for line in _instructions(_final_stage()) if line.startswith("HEALTHCHECK")]
+    command: list[str] = json.loads(line.split(" CMD ", 1)[1])
+    assert command[0] == "python"
+    return [sys.executable, *command[1:]]
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
+def test_healthcheck_reads_the_metrics_port_from_the_environment(status: int, healthy: bool) -> None:
+    """The HEALTHCHECK asks /healthz on DISTILLD_METRICS__PORT (a `docker run -e` override), the
+    daemon's default port otherwise; a 503 (stuck loop) is unhealthy."""
+    assert f"or '{MetricsSettings().port}'" in _healthcheck()[-1], "the default is the daemon's default port"
+    with _serving(status) as port:
+        env = {**os.environ, "DISTILLD_METRICS__PORT": str(port)}
+        result = subprocess.run(_healthcheck(), env=env, capture_output=True, text=True, timeout=30)
+    assert (result.returncode == 0) is healthy, result.stderr

@@ -237,12 +237,71 @@ def test_no_secret_value_in_any_config_map(mode: str) -> None:
         ("config.kafka.sasl.password=hunter2", "sasl.existingSecret"),
         ("config.kafka.ssl.key_password=hunter2", "tls.keyPasswordKey"),
         ("config.format.schema_registry.basic_auth_user_info=u:hunter2", "schemaRegistry.basicAuth.existingSecret"),
+        # the librdkafka settings passed through as-is
+        (r"config.kafka.consumer.sasl\.password=hunter2", "env DISTILLD_KAFKA__CONSUMER__sasl.password"),
+        (r"config.kafka.consumer.ssl\.key\.password=hunter2", "tls.keyPasswordKey"),
+        (
+            r"config.kafka.producer.ssl\.keystore\.password=hunter2",
+            "env DISTILLD_KAFKA__PRODUCER__ssl.keystore.password",
+        ),
+        (r"config.kafka.producer.SASL\.OAUTHBEARER\.CLIENT\.SECRET=hunter2", "valueFrom.secretKeyRef"),
+        (r"config.kafka.consumer.ssl\.key\.pem=hunter2", "tls.existingSecret"),
     ],
 )
 def test_inline_secrets_in_config_are_refused(setting: str, field: str) -> None:
     result = _helm("template", "rel", str(CHART), "--set", setting, check=False)
     assert result.returncode != 0 and field in result.stderr
-    assert "hunter2" not in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_librdkafka_secret_from_env_reaches_the_daemon(tmp_path: Path) -> None:
+    """The way the refusal points to: the pass-through key as a DISTILLD_KAFKA__CONSUMER__<key> variable
+    from a Secret. A setting that only names where a secret is (a URL) stays in the ConfigMap."""
+    import kubernetes_validate
+
+    docs = render(
+        "defaults",
+        "env[0].name=DISTILLD_KAFKA__CONSUMER__ssl.keystore.password",
+        "env[0].valueFrom.secretKeyRef.name=kafka-keystore",
+        "env[0].valueFrom.secretKeyRef.key=password",
+        r"config.kafka.consumer.sasl\.oauthbearer\.token\.endpoint\.url=https://idp.example/token",
+    )
+    consumer = yaml.safe_load(config_text(docs))["kafka"]["consumer"]
+    assert consumer["sasl.oauthbearer.token.endpoint.url"] == "https://idp.example/token"
+    assert "ssl.keystore.password" not in consumer
+    kubernetes_validate.validate(deployment(docs), KUBERNETES_VERSION, strict=True)  # dots are allowed in the name
+    result = _check_config(docs, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _is_masked(json.loads(result.stdout)["kafka"]["consumer"]["ssl.keystore.password"])
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
+def test_tls_secret_without_a_tls_protocol_is_refused(protocol: str) -> None:
+    """The daemon gives librdkafka the ssl files only with SSL or SASL_SSL: a TLS Secret with a plaintext
+    protocol would be mounted and unused, the connection in plaintext."""
+    sets = ["--set", "tls.existingSecret=kafka-tls", "--set", f"config.kafka.security_protocol={protocol}"]
+    result = _helm("template", "rel", str(CHART), *sets, check=False)
+    assert result.returncode != 0 and f"security_protocol is {protocol}" in result.stderr, result.stderr
+    tls = "config.kafka.security_protocol=" + protocol.replace("PLAINTEXT", "SSL")
+    kafka = yaml.safe_load(config_text(render("defaults", "tls.existingSecret=kafka-tls", tls)))["kafka"]
+    assert kafka["ssl"]["ca_location"] == "/etc/distilld/tls/ca.crt"
+
+
+def test_tls_secret_for_the_schema_registry_only_is_allowed() -> None:
+    """The documented way to give a Schema Registry's CA: tls.existingSecret and a path under
+    /etc/distilld/tls, with Kafka itself in plaintext. The Kafka ssl paths are then left out."""
+    docs = render(
+        "defaults",
+        "tls.existingSecret=registry-ca",
+        "config.format.value=avro_confluent",
+        "config.format.schema_registry.url=https://schema-registry:8081",
+        "config.format.schema_registry.ssl_ca_location=/etc/distilld/tls/ca.crt",
+    )
+    config = yaml.safe_load(config_text(docs))
+    assert config["kafka"]["security_protocol"] == "PLAINTEXT" and "ssl" not in config["kafka"]
+    assert config["format"]["schema_registry"]["ssl_ca_location"] == "/etc/distilld/tls/ca.crt"
+    volumes = {v["name"]: v for v in deployment(docs)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["distilld-tls"]["secret"]["secretName"] == "registry-ca"
 
 
 def test_deployment_probes_and_security_context() -> None:
@@ -273,6 +332,43 @@ def test_grace_period_is_above_the_shutdown_deadline(case: str, shutdown: int) -
     assert result.returncode != 0 and "shutdown_timeout_s" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("DISTILLD_METRICS__PORT", "config.metrics.port"),
+        ("distilld_metrics__host", "config.metrics.host"),  # the daemon reads the names case-insensitively
+        ("DISTILLD_PROCESSING__SHUTDOWN_TIMEOUT_S", "config.processing.shutdown_timeout_s"),
+        ("DISTILLD_KAFKA__SECURITY_PROTOCOL", "config.kafka.security_protocol"),
+        ("DISTILLD_PROCESSING", "config.processing"),  # a whole section, as JSON
+    ],
+)
+def test_env_cannot_override_what_the_pod_spec_is_derived_from(name: str, field: str) -> None:
+    """The port, probes, grace period and TLS/SASL checks follow `config`; an env variable would change
+    the daemon's value behind them (the environment overrides the file)."""
+    result = _helm(
+        "template", "rel", str(CHART), "--set", f"env[0].name={name}", "--set", "env[0].value=1", check=False
+    )
+    assert result.returncode != 0 and f"set {field} in the values instead" in result.stderr, result.stderr
+    allowed = distilld_container(render("defaults", "env[0].name=DISTILLD_REDUCER__RATE", "env[0].value=0.2"))
+    assert "DISTILLD_REDUCER__RATE" in {e["name"] for e in allowed["env"]}
+
+
+def test_metrics_host_is_reachable_and_wins_over_the_images_default() -> None:
+    for loopback in ("127.0.0.1", "localhost", "::1"):
+        result = _helm("template", "rel", str(CHART), "--set", f"config.metrics.host={loopback}", check=False)
+        assert result.returncode != 0 and "config.metrics.host" in result.stderr, loopback
+    for case, sets, host in [
+        ("defaults", (), "0.0.0.0"),
+        ("defaults", ("config.metrics.host=::",), "::"),  # an IPv6-only cluster
+        ("sidecar-values.yaml", ("config.metrics.host=::",), "::"),
+    ]:
+        docs = render(case, *sets)
+        assert yaml.safe_load(config_text(docs))["metrics"]["host"] == host
+        # the image sets DISTILLD_METRICS__HOST=0.0.0.0, which would otherwise override the file
+        env = {e["name"]: e.get("value") for e in distilld_container(docs)["env"]}
+        assert env["DISTILLD_METRICS__HOST"] == host, case
+
+
 def test_config_checksum_rolls_pods_on_config_change_only() -> None:
     def checksum(*sets: str) -> str:
         annotation: str = deployment(render("defaults", *sets))["spec"]["template"]["metadata"]["annotations"][
@@ -282,7 +378,8 @@ def test_config_checksum_rolls_pods_on_config_change_only() -> None:
 
     assert len(checksum()) == 64
     assert checksum("config.reducer.rate=0.2") != checksum()
-    assert checksum("tls.existingSecret=kafka-tls") != checksum(), "the mounted paths are part of the config"
+    tls = "config.kafka.security_protocol=SSL"
+    assert checksum(tls, "tls.existingSecret=kafka-tls") != checksum(tls), "the mounted paths are part of the config"
     assert checksum("replicas=3") == checksum()
 
 
@@ -336,8 +433,18 @@ def test_monitors_scrape_the_metrics_port() -> None:
 def test_pod_disruption_budget_defaults_to_one_unavailable() -> None:
     (pdb,) = of_kind(render(), "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    # readiness follows the brokers: in a Kafka outage no pod is healthy, and IfHealthyBudget would block drains
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     (custom,) = of_kind(render("resources-affinity-values.yaml"), "PodDisruptionBudget")
-    assert custom["spec"] == {"selector": pdb["spec"]["selector"], "minAvailable": 2}
+    assert custom["spec"] == {
+        "selector": pdb["spec"]["selector"],
+        "minAvailable": 2,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
+    (default_policy,) = of_kind(
+        render("defaults", "podDisruptionBudget.unhealthyPodEvictionPolicy=IfHealthyBudget"), "PodDisruptionBudget"
+    )
+    assert default_policy["spec"]["unhealthyPodEvictionPolicy"] == "IfHealthyBudget"
 
 
 def test_dashboard_copy_is_identical_and_labelled() -> None:
@@ -384,6 +491,37 @@ def test_sidecar_snippet_makes_a_valid_pod_next_to_an_existing_container() -> No
     assert "sidecar.enabled=true" in readme and "container.yaml" in readme and "volumes.yaml" in readme
 
 
+def test_readme_names_the_sidecar_config_map_and_relabels_job_for_sidecars() -> None:
+    """helm/README.md's kubectl commands name the ConfigMap the chart renders, and its PodMonitor for
+    sidecars sets job="distilld" as the chart's monitors do (DistilldDown is up{job="distilld"} == 0)."""
+    readme = (ROOT / "helm" / "README.md").read_text()
+    release = "app-distilld"
+    out = _helm("template", release, str(CHART), "--set", "sidecar.enabled=true").stdout
+    names = {d["metadata"]["name"] for d in yaml.safe_load_all(out) if d and d["kind"] == "ConfigMap"}
+    assert names == {release, f"{release}-sidecar"}
+    assert f"get configmap {release}-sidecar " in readme and "<fullname>-sidecar" in readme
+    assert "<release>-distilld-sidecar" not in readme
+    monitors = [yaml.safe_load(block.split("```", 1)[0]) for block in readme.split("```yaml\n")[1:]]
+    (pod_monitor,) = [m for m in monitors if isinstance(m, dict) and m.get("kind") == "PodMonitor"]
+    (chart_monitor,) = of_kind(render("monitors-values.yaml"), "PodMonitor")
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["relabelings"] == chart_monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    assert {"targetLabel": "job", "replacement": "distilld"} in endpoint["relabelings"]
+    alerts = (ROOT / "config" / "prometheus" / "alerts.yml").read_text()
+    assert 'up{job="distilld"} == 0' in alerts
+
+
+def test_sidecar_has_no_readiness_probe_unless_asked() -> None:
+    """/readyz is 503 while Kafka is unreachable: in a shared pod that would make the user's application
+    unready too, so the sidecar keeps the liveness probe only, unless sidecar.readinessProbe."""
+    container = distilld_container(render("sidecar-values.yaml"))
+    assert "readinessProbe" not in container
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    opted_in = distilld_container(render("sidecar-values.yaml", "sidecar.readinessProbe=true"))
+    assert opted_in["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert "readinessProbe" in distilld_container(render()), "distilld's own Deployment keeps it"
+
+
 def test_values_schema_refuses_unknown_and_invalid_values() -> None:
     typo = _helm("template", "rel", str(CHART), "--set", "replica=2", check=False)
     assert typo.returncode != 0 and "replica" in typo.stderr
@@ -401,14 +539,24 @@ def _mib(quantity: str) -> float:
     return float(quantity[:-2]) * units[quantity[-2:]]
 
 
-def test_default_memory_limit_holds_the_default_configs_windows_for_two_partitions() -> None:
-    """The windows are fixed by the configuration (max_keys × bytes a key), so the default
-    limit is checked against what the default config implies, as check-config prints it."""
-    docs = render()
+@pytest.mark.parametrize(
+    ("case", "partitions"),
+    [
+        ("defaults", 2),  # values.yaml: "the defaults fit the default config with up to two partitions per pod"
+        ("resources-affinity-values.yaml", 6),  # its comment: 12 partitions, 6 a pod with one of three away
+    ],
+)
+def test_memory_limit_holds_the_configured_windows(case: str, partitions: int) -> None:
+    """The windows are fixed by the configuration (max_keys × bytes a key, as check-config prints it),
+    so each example's limit is checked against what its own config implies, env overrides included."""
+    docs = render(case)
     config = yaml.safe_load(config_text(docs))
     reducer = config["reducer"]
+    container = distilld_container(docs)
+    env = {e["name"].upper(): e.get("value") for e in container.get("env", [])}
+    max_keys = int(env.get("DISTILLD_REDUCER__MAX_KEYS", reducer["max_keys"]))
     per_key = DistilledProcessor(
         build_graders(config["features"]), reducer["window_seconds"], reducer["rate"], panes=reducer["panes"]
     ).bytes_per_key
-    limit = _mib(distilld_container(docs)["resources"]["limits"]["memory"])
-    assert 200 + 2 * reducer["max_keys"] * per_key / 2**20 <= limit, (per_key, reducer["max_keys"], limit)
+    limit = _mib(container["resources"]["limits"]["memory"])
+    assert 200 + partitions * max_keys * per_key / 2**20 <= limit, (per_key, max_keys, limit)

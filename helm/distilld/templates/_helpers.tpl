@@ -92,6 +92,53 @@ namespace's ConfigMaps, and it is printed by `helm get values`.
 {{- if hasKey $registry "basic_auth_user_info" }}
 {{- fail "config.format.schema_registry.basic_auth_user_info is a secret: use schemaRegistry.basicAuth.existingSecret" }}
 {{- end }}
+{{- /*
+The librdkafka settings passed through as-is: a key naming a secret, by the words the daemon masks
+(SECRET_WORDS in distilld/settings.py), e.g. sasl.password, ssl.key.password, ssl.keystore.password,
+ssl.key.pem, sasl.oauthbearer.client.secret. Keys ending in .url or .file name a place, not a secret
+(sasl.oauthbearer.token.endpoint.url, sasl.oauthbearer.assertion.private.key.file).
+*/}}
+{{- $secretWords := list "password" "passphrase" "secret" "token" "sasl.oauthbearer.config" "pem" "private.key" }}
+{{- range $section := list "consumer" "producer" }}
+{{- range $key, $_ := (get $kafka $section) | default dict }}
+{{- $lower := lower $key }}
+{{- if not (or (hasSuffix ".url" $lower) (hasSuffix ".file" $lower)) }}
+{{- range $word := $secretWords }}
+{{- if contains $word $lower }}
+{{- fail (printf "config.kafka.%s.%s is a secret: the ConfigMap is no place for it. Give it from a Secret: env DISTILLD_KAFKA__%s__%s with valueFrom.secretKeyRef, or the chart's sasl.existingSecret (SASL password), tls.existingSecret and tls.keyPasswordKey (keys, certificates, the key's password)" $section $key (upper $section) $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuse settings that would make the pod spec disagree with what the daemon runs with. The chart
+derives the container port, the probes and the Service from config.metrics.port, the grace period
+from config.processing.shutdown_timeout_s, the TLS and SASL checks from config.kafka.security_protocol,
+and sets DISTILLD_METRICS__HOST from config.metrics.host; a DISTILLD_* variable in `env` overrides
+the file at run time (the names are case-insensitive, and DISTILLD_<SECTION> takes a whole section as
+JSON), so those go through `config`. (`envFrom` cannot be checked here: do not put them there either.)
+*/}}
+{{- define "distilld.refuseDesyncedSettings" -}}
+{{- $derived := dict
+  "DISTILLD_METRICS__PORT" (list "config.metrics.port" "the container port, the probes and the Service follow it")
+  "DISTILLD_METRICS__HOST" (list "config.metrics.host" "the chart checks it is reachable and passes it to the container")
+  "DISTILLD_PROCESSING__SHUTDOWN_TIMEOUT_S" (list "config.processing.shutdown_timeout_s" "the pod's terminationGracePeriodSeconds is set above it")
+  "DISTILLD_KAFKA__SECURITY_PROTOCOL" (list "config.kafka.security_protocol" "the TLS and SASL settings are checked against it")
+  "DISTILLD_METRICS" (list "config.metrics" "it holds the port and host the pod spec follows")
+  "DISTILLD_PROCESSING" (list "config.processing" "it holds the shutdown deadline the grace period follows")
+  "DISTILLD_KAFKA" (list "config.kafka" "it holds the security protocol the TLS and SASL checks use") }}
+{{- range $entry := .Values.env }}
+{{- with get $derived (upper ($entry.name | default "" | toString)) }}
+{{- fail (printf "env: %s would override %s at run time, where the chart does not see it (%s): set %s in the values instead" $entry.name (index . 0) (index . 1) (index . 0)) }}
+{{- end }}
+{{- end }}
+{{- $host := include "distilld.metricsHost" . }}
+{{- if or (hasPrefix "127." $host) (has (lower $host) (list "localhost" "::1" "0:0:0:0:0:0:0:1")) }}
+{{- fail (printf "config.metrics.host is %s: the kubelet's probes and Prometheus could not reach /healthz, /readyz and /metrics; use 0.0.0.0" $host) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -99,13 +146,29 @@ The daemon's configuration file: .Values.config plus the paths of the files moun
 */}}
 {{- define "distilld.config" -}}
 {{- include "distilld.refuseInlineSecrets" . }}
+{{- include "distilld.refuseDesyncedSettings" . }}
 {{- $config := deepCopy .Values.config }}
 {{- $kafka := $config.kafka | default dict }}
 {{- $protocol := $kafka.security_protocol | default "PLAINTEXT" }}
 {{- with .Values.tls }}
 {{- if .existingSecret }}
-{{- $ssl := $kafka.ssl | default dict }}
 {{- $dir := include "distilld.tlsDir" $ }}
+{{- /*
+The daemon hands the ssl files to librdkafka only with SSL or SASL_SSL: otherwise it would connect in
+plaintext with the Secret mounted and unused. Unless the files are for the Schema Registry.
+*/}}
+{{- $kafkaTls := has $protocol (list "SSL" "SASL_SSL") }}
+{{- $registryTls := false }}
+{{- range $key, $value := ($config.format | default dict).schema_registry | default dict }}
+{{- if and (hasPrefix "ssl_" $key) (hasPrefix (printf "%s/" $dir) ($value | default "" | toString)) }}
+{{- $registryTls = true }}
+{{- end }}
+{{- end }}
+{{- if not (or $kafkaTls $registryTls) }}
+{{- fail (printf "tls.existingSecret is set but config.kafka.security_protocol is %s: the TLS files would be mounted and never used, and distilld would connect to Kafka in plaintext. Set config.kafka.security_protocol to SSL or SASL_SSL (or drop tls.existingSecret)" $protocol) }}
+{{- end }}
+{{- if $kafkaTls }}
+{{- $ssl := $kafka.ssl | default dict }}
 {{- if .caKey }}{{ $_ := set $ssl "ca_location" (printf "%s/%s" $dir .caKey) }}{{ end }}
 {{- if and .certKey .keyKey }}
 {{- $_ := set $ssl "certificate_location" (printf "%s/%s" $dir .certKey) }}
@@ -113,6 +176,7 @@ The daemon's configuration file: .Values.config plus the paths of the files moun
 {{- end }}
 {{- if .keyPasswordKey }}{{ $_ := set $ssl "key_password_file" (printf "%s/%s" $dir .keyPasswordKey) }}{{ end }}
 {{- $_ := set $kafka "ssl" $ssl }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if include "distilld.saslSecretName" . }}
@@ -143,6 +207,15 @@ The daemon's configuration file: .Values.config plus the paths of the files moun
 {{- $port }}
 {{- end }}
 
+{{/*
+The metrics bind address, from the config (0.0.0.0 when not given, as the image sets it). The container
+gets it as DISTILLD_METRICS__HOST too: the image's own DISTILLD_METRICS__HOST=0.0.0.0 would otherwise
+override the file (the environment wins), and config.metrics.host be ignored.
+*/}}
+{{- define "distilld.metricsHost" -}}
+{{- (.Values.config.metrics | default dict).host | default "0.0.0.0" | toString }}
+{{- end }}
+
 {{/* Above processing.shutdown_timeout_s, so that distilld flushes and commits before SIGKILL. */}}
 {{- define "distilld.terminationGracePeriodSeconds" -}}
 {{- $shutdown := (.Values.config.processing | default dict).shutdown_timeout_s | default 30 | float64 }}
@@ -164,6 +237,9 @@ The daemon's configuration file: .Values.config plus the paths of the files moun
 {{/*
 The distilld container: used by the Deployment, and rendered as the sidecar snippet for an existing
 workload, so both stay the same. Its volumes are "distilld.volumes".
+In sidecar mode the readiness probe is left out unless sidecar.readinessProbe: /readyz answers 503
+while Kafka is unreachable, and a container that is not ready makes the whole pod not ready, so a
+Kafka outage would take the user's application out of its Service.
 */}}
 {{- define "distilld.container" -}}
 name: distilld
@@ -174,7 +250,7 @@ ports:
   - name: metrics
     containerPort: {{ include "distilld.metricsPort" . }}
     protocol: TCP
-{{- $env := list }}
+{{- $env := list (dict "name" "DISTILLD_METRICS__HOST" "value" (include "distilld.metricsHost" .)) }}
 {{- if and (include "distilld.saslSecretName" .) (eq .Values.sasl.passwordFrom "env") }}
 {{- $env = append $env (dict "name" "DISTILLD_KAFKA__SASL__PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" (include "distilld.saslSecretName" .) "key" (include "distilld.saslSecretKey" .)))) }}
 {{- end }}
@@ -195,11 +271,13 @@ livenessProbe:
     path: /healthz
     port: metrics
   {{- toYaml .Values.livenessProbe | nindent 2 }}
+{{- if or (not .Values.sidecar.enabled) .Values.sidecar.readinessProbe }}
 readinessProbe:
   httpGet:
     path: /readyz
     port: metrics
   {{- toYaml .Values.readinessProbe | nindent 2 }}
+{{- end }}
 {{- with .Values.resources }}
 resources:
   {{- toYaml . | nindent 2 }}
