@@ -62,6 +62,11 @@ def _read_secret(path: str | None, what: str) -> SecretStr | None:
         raise ValueError(f"{what}: cannot read {path}: {e.strerror or e}") from None
 
 
+# librdkafka properties that have a setting of their own, which the state topic's name, the
+# transactional id and the chart's autoscaler are derived from
+_OWNED = {"bootstrap.servers": "bootstrap_servers", "group.id": "group_id", "transactional.id": "transactional_id"}
+
+
 def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, LibrdkafkaValue]:
     """librdkafka's own check of passthrough settings (unknown property, bad value), by
     creating a client that has no brokers to connect to: no connection is made. The
@@ -69,6 +74,9 @@ def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, 
     that files and SASL providers, checked when the real clients start, are not needed."""
     if not conf:
         return conf
+    owned = [f"{key!r}: set kafka.{setting} instead" for key, setting in _OWNED.items() if key in conf]
+    if owned:  # the passthrough would win in the client while the rest of distilld used kafka.*
+        raise ValueError("; ".join(owned))
     protocol = str(conf.get("security.protocol", "plaintext")).lower()
     if protocol not in ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"):
         raise ValueError(f'Invalid value "{protocol}" for configuration property "security.protocol"')
@@ -157,9 +165,7 @@ class SaslSettings(_Section):
 
 class KafkaSettings(_Section):
     bootstrap_servers: Annotated[str, Field(min_length=1, description="host:port[,host:port…] of the brokers")]
-    group_id: str = Field(
-        min_length=1, description="consumer group, one per deployment (it names the state topic too)"
-    )
+    group_id: str = Field(min_length=1, description="consumer group, one per deployment (it names the state topic too)")
     input_topics: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="topics to read (or input_pattern)"
     )

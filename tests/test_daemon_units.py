@@ -69,7 +69,13 @@ class FakeConsumer:
 def daemon() -> Daemon:
     s = load_settings(
         None,
-        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o", "dlq_topic": "d"},
+        kafka={
+            "bootstrap_servers": "127.0.0.1:1",
+            "group_id": "g",
+            "input_topics": ["t"],
+            "output_topic": "o",
+            "dlq_topic": "d",
+        },
         features=[{"name": "a", "type": "numeric"}],
         processing={"max_in_flight": 100},
         metrics={"port": 0},

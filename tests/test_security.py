@@ -16,7 +16,13 @@ from distilld.settings import ConfigError, load_settings
 from .kafka_tools import DaemonProcess, daemon_config
 
 BASE: dict[str, Any] = {
-    "kafka": {"bootstrap_servers": "b:9092", "group_id": "g", "input_topics": ["t"], "output_topic": "o", "dlq_topic": "d"},
+    "kafka": {
+        "bootstrap_servers": "b:9092",
+        "group_id": "g",
+        "input_topics": ["t"],
+        "output_topic": "o",
+        "dlq_topic": "d",
+    },
     "features": [{"name": "g", "type": "categorical", "categories": ["a"]}],
 }
 PASSWORD = "s3cret-Pa55word-never-printed"

@@ -629,3 +629,18 @@ def test_infinite_floats_and_a_bad_bind_address_are_refused_at_start_up(
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "::1", "127.0.0.1", "distilld-0.distilld.svc.cluster.local"])
 def test_bind_addresses_of_either_family_and_host_names_are_accepted(host: str) -> None:
     assert load_settings(None, **{**minimal(), "metrics": {"host": host}}).metrics.host == host
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "setting"),
+    [("consumer", "group.id", "group_id"), ("producer", "bootstrap.servers", "bootstrap_servers"),
+     ("producer", "transactional.id", "transactional_id")],
+)  # fmt: skip
+def test_passthrough_keys_that_have_a_setting_of_their_own_are_refused(
+    tmp_path: Path, kind: str, key: str, setting: str
+) -> None:
+    """consumer: {group.id: x} won in the client while the state topic was named after kafka.group_id."""
+    data = minimal()
+    data["kafka"][kind] = {key: "x"}
+    with pytest.raises(ConfigError, match=rf"kafka\.{kind}.*set kafka\.{setting} instead"):
+        load_settings(write(tmp_path, data))

@@ -29,7 +29,13 @@ from .kafka_tools import (
 )
 from .userale_tools import fixture_logs, generated_logs, session
 
-KAFKA = {"bootstrap_servers": "b:9092", "group_id": "g", "input_topics": ["ua"], "output_topic": "ua.out", "dlq_topic": "ua.dlq"}
+KAFKA = {
+    "bootstrap_servers": "b:9092",
+    "group_id": "g",
+    "input_topics": ["ua"],
+    "output_topic": "ua.out",
+    "dlq_topic": "ua.dlq",
+}
 
 
 def test_url_host_and_length_transforms() -> None:
