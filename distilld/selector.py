@@ -92,6 +92,7 @@ def _herd(
         if q <= 0 or n <= 0:
             continue
         segments = (q + segment_picks - 1) // segment_picks
+        owed = 0  # picks a segment had too few records for (rates near 1): the next ones make them
         for s in range(segments):
             a = lo + (s * n) // segments
             b = lo + ((s + 1) * n) // segments
@@ -106,8 +107,9 @@ def _herd(
                         gdeficit[cells[i, g]] += arrive[i]
                     for m in range(n_moments):
                         gdeficit[base + m] += arrive[i] * moments[i, m]
-            picks = ((s + 1) * q) // segments - (s * q) // segments
-            for _ in range(picks):
+            picks = ((s + 1) * q) // segments - (s * q) // segments + owed
+            owed = max(0, picks - (b - a))
+            for _ in range(picks - owed):
                 best, best_score = -1, -np.inf
                 for j in range(a, b):
                     i = order[j]

@@ -16,13 +16,16 @@ raises :class:`SnapshotMismatch` instead of mixing incompatible counts.
 from __future__ import annotations
 
 import base64
+import datetime
+import decimal
 import hashlib
 import io
 import math
 import struct
+import uuid
 import zlib
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -79,6 +82,17 @@ _ENCODER_STATE += ("_lut", "_slots", "_freq")
 # -- keys of any JSON-ish or bytes type, tagged so that they come back equal --------
 
 
+# key types that are not JSON values but come out of decoders (Avro's logical types: uuid,
+# date, timestamp, time, decimal), tagged so that a restored key equals the one a record gives
+_TAGGED: dict[str, tuple[type, Callable[[Any], str], Callable[[str], Hashable]]] = {
+    "u": (uuid.UUID, str, uuid.UUID),
+    "dt": (datetime.datetime, datetime.datetime.isoformat, datetime.datetime.fromisoformat),
+    "d": (datetime.date, datetime.date.isoformat, datetime.date.fromisoformat),
+    "tm": (datetime.time, datetime.time.isoformat, datetime.time.fromisoformat),
+    "dec": (decimal.Decimal, str, decimal.Decimal),
+}
+
+
 def _key_out(key: Hashable) -> Any:
     if isinstance(key, bytes):
         return {"b": base64.b64encode(key).decode()}
@@ -86,7 +100,10 @@ def _key_out(key: Hashable) -> Any:
         return {"t": [_key_out(k) for k in key]}
     if key is None or isinstance(key, bool | int | float | str):
         return key
-    return {"r": repr(key)}
+    for tag, (kind, out, _) in _TAGGED.items():  # datetime before date: it is one
+        if isinstance(key, kind):
+            return {tag: out(key)}
+    return {"r": repr(key)}  # any other type comes back as this string: key_func should return plain values
 
 
 def _key_in(value: Any) -> Hashable:
@@ -95,6 +112,9 @@ def _key_in(value: Any) -> Hashable:
             return base64.b64decode(value["b"])
         if "t" in value:
             return tuple(_key_in(v) for v in value["t"])
+        for tag, (_, _, back) in _TAGGED.items():
+            if tag in value:
+                return back(value[tag])
         return str(value["r"])
     return value
 

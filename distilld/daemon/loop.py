@@ -385,7 +385,8 @@ class Daemon:
                     log.info("%s[%d]: %s; rebuilding the window from offset %d", tp.topic, tp.partition, why, begin)
                 elif outcome == "discarded":
                     log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp.topic, tp.partition)
-            part.missing_seen = reducer.missing_counts.copy()
+            part.missing_seen = reducer.missing_counts.copy()  # a restored reducer counts the last owner's
+            part.evicted_seen = reducer.keys_evicted  # missing values and evictions: those are in the metrics
             self.metrics.restores.labels(outcome).inc()
             self.partitions[key] = part
             starts.append(start)
