@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint bench soak demo docs clean system-tools helm-tools
+.PHONY: venv test lint bench bench-offline soak demo docs clean system-tools helm-tools
 
 # promtool and the Prometheus server for the monitoring tests (Debian's package;
 # CI runs as root). Skipped when already there.
@@ -48,6 +48,10 @@ test: venv lint system-tools helm-tools
 
 bench: venv
 	$(BIN)/python -m distilld.bench
+
+# the offline reference for the pair goal (bench/offline.py): minutes a stream, not part of make bench
+bench-offline: venv
+	$(BIN)/python -m distilld.bench.offline $(OFFLINE_ARGS)
 
 # ten minutes at a steady rate: RSS, batch latency and lag over time (not part of make test)
 soak: venv

@@ -7,11 +7,46 @@ from typing import Any
 import numpy as np
 
 from distilld.bench.streams import STREAMS
-from distilld.evaluation import METRICS, compare
+from distilld.evaluation import METRICS, Stream, compare
 from distilld.features import build_graders
 from distilld.processor import DistilledProcessor
 
-__all__ = ["run_quality"]
+__all__ = ["run_quality", "selection"]
+
+
+def selection(
+    name: str,
+    n: int = 60_000,
+    rate: float = 0.1,
+    batch: int = 1000,
+    window_seconds: float = 100.0,
+    per_key: int | None = None,
+    **engine: Any,
+) -> tuple[Stream, np.ndarray, np.ndarray]:
+    """A generated stream and distilld's selection of it: (stream, selected mask, weights).
+    ``per_key``: the records are cut into keys (sessions, say) of about that many,
+    interleaved, each with its own window."""
+    stream, labels, features = STREAMS[name](n)
+    records = stream.records(labels)
+    keys = np.random.default_rng(5).integers(0, max(n // per_key, 1), n).tolist() if per_key else [0] * n
+    for i, (rec, ts, key) in enumerate(zip(records, stream.timestamps.tolist(), keys, strict=True)):
+        rec["_i"], rec["ts"], rec["_k"] = i, ts, key
+    if per_key:
+        engine = {"key_func": lambda r: r["_k"], "max_keys": n, **engine}
+    proc = DistilledProcessor(
+        build_graders(features),
+        time_horizon_seconds=window_seconds,
+        reduction_percentage=rate,
+        batch_size=batch,
+        timestamp_func=lambda r: r["ts"],
+        **engine,
+    )
+    mask, weights = np.zeros(n, dtype=bool), np.ones(n)
+    for start in range(0, n, batch):
+        for dp in proc.process_batch(records[start : start + batch]):
+            mask[dp.data["_i"]] = True
+            weights[dp.data["_i"]] = dp.weight
+    return stream, mask, weights
 
 
 def run_quality(
@@ -23,34 +58,10 @@ def run_quality(
     per_key: int | None = None,
     **engine: Any,
 ) -> dict[str, tuple[float, float]]:
-    """Per metric: (distilld error, random error) over sliding windows of ~10,000 records.
-    ``per_key``: the records are cut into keys (sessions, say) of about that many,
-    interleaved, each with its own window; the errors are the whole output's."""
-    stream, labels, features = STREAMS[name](n)
-    records = stream.records(labels)
-    keys = np.random.default_rng(5).integers(0, max(n // per_key, 1), n).tolist() if per_key else [0] * n
-    for i, (rec, ts, key) in enumerate(zip(records, stream.timestamps.tolist(), keys, strict=True)):
-        rec["_i"], rec["ts"], rec["_k"] = i, ts, key
-    if per_key:
-        engine = {"key_func": lambda r: r["_k"], "max_keys": n, **engine}
-
-    def run() -> tuple[np.ndarray, np.ndarray]:
-        proc = DistilledProcessor(
-            build_graders(features),
-            time_horizon_seconds=window_seconds,
-            reduction_percentage=rate,
-            batch_size=batch,
-            timestamp_func=lambda r: r["ts"],
-            **engine,
-        )
-        mask, weights = np.zeros(n, dtype=bool), np.ones(n)
-        for start in range(0, n, batch):
-            for dp in proc.process_batch(records[start : start + batch]):
-                mask[dp.data["_i"]] = True
-                weights[dp.data["_i"]] = dp.weight
-        return mask, weights
-
-    ours, theirs = compare(stream, run, rate, batch, window_seconds)
+    """Per metric: (distilld error, random error) over sliding windows of ~10,000 records;
+    with ``per_key`` (see :func:`selection`), the errors are the whole output's."""
+    stream, mask, weights = selection(name, n, rate, batch, window_seconds, per_key, **engine)
+    ours, theirs = compare(stream, lambda: (mask, weights), rate, batch, window_seconds)
     return {m: (ours[m], theirs[m]) for m in METRICS}
 
 
