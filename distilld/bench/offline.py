@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3_000_000, help="swap proposals a pass")
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="distilld's tie-break seed")
+    parser.add_argument("--category-weight", type=float, default=4.0, help="category TV's weight against pairs'")
     args = parser.parse_args()
     print("ratio = random sampling's error ÷ the selection's error (random averaged over 5 seeds)")
     print(f"{'stream':<18}{'selection':<11}" + "".join(f"{m:>13}" for m in METRICS))
@@ -177,7 +178,7 @@ def main() -> None:
         stream, mask, weights = selection(name, seed=args.seed)
         window_records = int(np.searchsorted(stream.timestamps, stream.timestamps[0] + 100.0))
         started = time.perf_counter()
-        better = improve(stream, mask, window_records, args.steps, args.passes)
+        better = improve(stream, mask, window_records, args.steps, args.passes, category_weight=args.category_weight)
         took = time.perf_counter() - started
         for label, m, w in (("distilld", mask, weights), ("offline", better, np.full(len(better), 10.0))):
 
