@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--config", "-c", help="the daemon's YAML file (its kafka section is not needed)")
     e.add_argument("--preset", help="a shipped configuration under the file's: userale")
     e.add_argument("--format", choices=["csv", "ndjson", "json", "avro"], help="input format")
+    g = sub.add_parser("sample", help="write a generated stream to a file, to try reduce and evaluate on")
+    g.add_argument("stream", choices=["people", "drifting_people", "clickstream"], help="which stream")
+    g.add_argument("-o", "--output", required=True, help="a .csv, .ndjson or .json file")
+    g.add_argument("--records", type=int, default=50_000, help="how many (100 a second of event time 'ts')")
+    k = sub.add_parser("broker", help="the embedded Kafka-protocol broker (memory only) to try distilld run on")
+    k.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1")
     sub.add_parser("demo", help="distilld next to random sampling on a generated stream", add_help=False)
     sub.add_parser("bench", help="engine throughput and representativeness figures", add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -61,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return _files(args)
+    if args.command in ("sample", "broker"):
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        from distilld.tryout import broker, sample
+
+        return sample(args.stream, args.output, args.records) if args.command == "sample" else broker(args.port)
     if args.command == "demo":
         from distilld.demo import main as demo
 

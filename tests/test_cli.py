@@ -62,3 +62,48 @@ def test_check_config_accepts_a_file_tools_config_without_kafka(
     assert main(["check-config", "-c", str(daemon)]) == 1
     err = capsys.readouterr().err
     assert "kafka.output_topic: Field required" in err and "no kafka section" not in err, err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".ndjson", ".json"])
+def test_sample_writes_the_quick_starts_input_and_reduce_takes_it(tmp_path: Path, suffix: str) -> None:
+    """The Quick start reduces people.csv: ``distilld sample`` makes it."""
+    from distilld.cli import main
+
+    data, out = tmp_path / f"people{suffix}", tmp_path / f"sample{suffix}"
+    assert main(["sample", "people", "-o", str(data), "--records", "2000"]) == 0
+    config = str(Path(distilld.__file__).resolve().parent.parent / "config" / "people.yaml")
+    assert main(["reduce", str(data), "-o", str(out), "--config", config, "-q"]) == 0
+    if suffix == ".csv":
+        lines = out.read_text().splitlines()
+        assert len(lines) == 1 + 200 and "distilld_weight" in lines[0] and "ts" in lines[0].split(",")
+    assert main(["sample", "people", "-o", str(tmp_path / "people.txt")]) == 1
+
+
+def test_broker_serves_kafka_until_sigterm() -> None:
+    """``distilld broker``: the embedded broker for trying ``distilld run`` without a cluster."""
+    import signal
+    import time
+
+    from confluent_kafka.admin import AdminClient
+
+    from distilld.broker import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distilld", "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert f"127.0.0.1:{port}" in proc.stdout.readline()
+        meta = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=10)
+        assert len(meta.brokers) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert "broker stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            time.sleep(0.1)
