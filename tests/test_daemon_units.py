@@ -437,3 +437,35 @@ def test_the_endpoints_serve_on_an_ipv6_address() -> None:
             assert r.status == 200
     finally:
         ep.stop()
+
+
+def test_a_field_path_no_record_has_is_logged_once_and_unusable_times_are_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A typo in a feature's field, reducer.key or reducer.time only showed as a metric: every record
+    missing the feature, one window for all, processing time instead of event time."""
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "country", "type": "categorical", "field": "adress.country", "categories": ["de"]},
+                  {"name": "age", "type": "numeric"}],
+        reducer={"key": "user_id", "time": "ts"},
+        processing={"on_error": "skip"},
+        metrics={"port": 0},
+    )  # fmt: skip
+    d = Daemon(s)
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    records = [{"address": {"country": "de"}, "age": 30 + i % 7, "user": i % 3} for i in range(200)]
+    msgs: list[Any] = [None] * len(records)  # the paths are fields of the records: no message is read
+    with caplog.at_level("WARNING", logger="distilld"):
+        d._select(part, msgs, records)
+        d._select(part, msgs, records)
+    lines = [r.getMessage() for r in caplog.records if r.name == "distilld"]
+    assert sum("feature 'country'" in line for line in lines) == 1, lines
+    assert sum("reducer.key 'user_id'" in line for line in lines) == 1, lines
+    assert sum("reducer.time 'ts'" in line for line in lines) == 1, lines
+    assert not any("'age'" in line for line in lines), "a feature the records have is not reported"
+    assert d.metrics.registry.get_sample_value("distilld_timestamps_replaced_total") == 400

@@ -63,6 +63,7 @@ WEIGHT_HEADER = "distilld-weight"
 AUTH_ERRORS = (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
 TOKEN_ERROR = "OAUTHBEARER token"  # librdkafka: "Failed to acquire SASL OAUTHBEARER token: <why>"
 KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
+FIELD_CHECK_RECORDS = 100  # a batch at least this big missing a field path in every record gets a warning
 PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
 
 
@@ -133,6 +134,7 @@ class Daemon:
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._consumed: dict[str, tuple[Any, Any]] = {}
         self._token_repeats = Repeats(60.0)
+        self._unchecked = {"time", "key", *self.graders}  # field paths not yet seen in any record (_check_fields)
         # bound before any client exists: a port in use stops start-up without a client's log lines
         m = settings.metrics
         self.endpoints = (
@@ -387,6 +389,7 @@ class Daemon:
                     log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp.topic, tp.partition)
             part.missing_seen = reducer.missing_counts.copy()  # a restored reducer counts the last owner's
             part.evicted_seen = reducer.keys_evicted  # missing values and evictions: those are in the metrics
+            part.times_replaced_seen = reducer.timestamps_replaced
             self.metrics.restores.labels(outcome).inc()
             self.partitions[key] = part
             starts.append(start)
@@ -559,8 +562,53 @@ class Daemon:
         idx, weight = part.reducer.select(records, ts, key_index, keys, extracted=extracted)
         per_key = weight.tolist()
         header = {w: f"{w:.6g}".encode() for w in set(per_key)}  # one text a weight, not one a key
-        self._count_reducer(part)
+        self._count_reducer(part, len(records))
+        if len(records) >= FIELD_CHECK_RECORDS and self._unchecked:
+            self._check_fields(ts, keys, len(records))
         return idx.tolist(), [header[per_key[k]] for k in key_index[idx].tolist()]
+
+    def _check_fields(self, ts: np.ndarray, keys: list[Any], records: int) -> None:
+        """Once per setting: a field path that no record of a whole batch has is most likely a typo,
+        which would otherwise only show as a metric (a feature all missing, one window for every
+        record, processing time instead of event time)."""
+        reducer = self.settings.reducer
+        if "time" in self._unchecked and reducer.time not in ("processing", "kafka_timestamp") and np.isnan(ts).all():
+            self._unchecked.discard("time")
+            log.warning(
+                "reducer.time %r: none of %d records has a usable time there (missing or not a number): "
+                "they take the window's watermark; check the field path and reducer.time_unit",
+                reducer.time, records,
+            )  # fmt: skip
+        if "key" in self._unchecked and reducer.key not in ("kafka_key", "none") and keys == [None]:
+            self._unchecked.discard("key")
+            log.warning(
+                "reducer.key %r: none of %d records has it: they share one window; check the field path",
+                reducer.key, records,
+            )  # fmt: skip
+
+    def _count_reducer(self, part: Partition, records: int = 0) -> None:
+        """Missing values, evictions and unusable times since the last batch (of ``records``), into the
+        counters; a feature missing from every record of a batch is logged once (a field path's typo?)."""
+        missing = part.reducer.missing_counts
+        delta = missing - part.missing_seen
+        for f in np.flatnonzero(delta).tolist():
+            name = self.metrics.features[f]
+            self.metrics.missing.labels(name).inc(int(delta[f]))
+            if records >= FIELD_CHECK_RECORDS and delta[f] == records and name in self._unchecked:
+                self._unchecked.discard(name)
+                log.warning(
+                    "feature %r: missing or wrong-typed in all %d records of a batch; check its field path",
+                    name, records,
+                )  # fmt: skip
+        part.missing_seen = missing.copy()
+        evicted = part.reducer.keys_evicted
+        if evicted > part.evicted_seen:
+            self.metrics.keys_evicted.inc(evicted - part.evicted_seen)
+            part.evicted_seen = evicted
+        replaced = part.reducer.timestamps_replaced
+        if replaced > part.times_replaced_seen:
+            self.metrics.times_replaced.inc(replaced - part.times_replaced_seen)
+            part.times_replaced_seen = replaced
 
     def _replay(self, tp: TP, part: Partition, msgs: list[Any]) -> list[Any]:
         """Feed records the snapshot does not cover but the commit does into the
@@ -590,18 +638,6 @@ class Daemon:
         children[0].inc(records)
         children[1].inc(size)
         self.records_consumed += records
-
-    def _count_reducer(self, part: Partition) -> None:
-        """Missing values and evictions since the last batch, into the counters."""
-        missing = part.reducer.missing_counts
-        delta = missing - part.missing_seen
-        for f in np.flatnonzero(delta).tolist():
-            self.metrics.missing.labels(self.metrics.features[f]).inc(int(delta[f]))
-        part.missing_seen = missing.copy()
-        evicted = part.reducer.keys_evicted
-        if evicted > part.evicted_seen:
-            self.metrics.keys_evicted.inc(evicted - part.evicted_seen)
-            part.evicted_seen = evicted
 
     def _backpressure(self) -> None:
         """Pause fetching while too many outputs wait for acknowledgement."""

@@ -66,6 +66,11 @@ class DaemonMetrics:
         )
         self.keys = Gauge("distilld_keys", "Keys held in the windows.", registry=r)
         self.keys_evicted = Counter("distilld_keys_evicted", "Least recently used keys evicted.", registry=r)
+        self.times_replaced = Counter(
+            "distilld_timestamps_replaced",
+            "Records without a usable event time (missing, not a number, too far ahead): the window's watermark.",
+            registry=r,
+        )
         self.batch_duration = Histogram(
             "distilld_batch_duration_seconds", "Time to process one consumed batch.", buckets=_LATENCY, registry=r
         )

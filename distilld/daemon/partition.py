@@ -20,6 +20,7 @@ class Partition:
     reducer: DistilledProcessor
     missing_seen: np.ndarray  # the reducer's missing counts already in the metrics
     evicted_seen: int = 0
+    times_replaced_seen: int = 0  # the reducer's records without a usable time already in the metrics
     processed: int | None = None  # offset after the last record in the reducer's state
     replay_until: int | None = None  # records before this offset only rebuild state (already emitted)
     snapshot_at: int | None = None  # offset the newest snapshot written or restored covers
