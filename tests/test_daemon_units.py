@@ -469,3 +469,21 @@ def test_a_field_path_no_record_has_is_logged_once_and_unusable_times_are_counte
     assert sum("reducer.time 'ts'" in line for line in lines) == 1, lines
     assert not any("'age'" in line for line in lines), "a feature the records have is not reported"
     assert d.metrics.registry.get_sample_value("distilld_timestamps_replaced_total") == 400
+
+
+def test_readyz_names_a_subscribed_topic_that_does_not_exist(daemon: Daemon) -> None:
+    """It said 'not yet in the consumer group' for as long as the input topic was missing."""
+    from confluent_kafka import KafkaError
+
+    class Missing:
+        def error(self) -> KafkaError:
+            return KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "Subscribed topic not available: peeple")
+
+        def topic(self) -> str:
+            return "peeple"
+
+    daemon.broker_up = True
+    assert daemon._drop_errors([Missing()]) == []
+    assert daemon.readiness() == (False, "input topic(s) not found: peeple")
+    daemon.partitions[("peeple", 0)] = None  # type: ignore[assignment]
+    assert "not found" not in daemon.readiness()[1], "once partitions are assigned the topic exists"

@@ -134,6 +134,7 @@ class Daemon:
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._consumed: dict[str, tuple[Any, Any]] = {}
         self._token_repeats = Repeats(60.0)
+        self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
         self._unchecked = {"time", "key", *self.graders}  # field paths not yet seen in any record (_check_fields)
         # bound before any client exists: a port in use stops start-up without a client's log lines
         m = settings.metrics
@@ -183,6 +184,8 @@ class Daemon:
     def readiness(self) -> tuple[bool, str]:
         if not self.broker_up:
             return False, "no broker connection"
+        if self.missing_topics and not self.partitions:
+            return False, f"input topic(s) not found: {', '.join(sorted(self.missing_topics))}"
         if not self.joined:
             return False, "not yet in the consumer group"
         return True, f"ready: {len(self.partitions)} partitions assigned"
@@ -321,6 +324,8 @@ class Daemon:
             self._fail(f"cannot read the committed offsets of {_names(partitions)}: {e.args[0]}")
             return
         self.joined = True
+        if partitions:
+            self.missing_topics.clear()
         self.metrics.rebalances.labels("assign").inc()
         self.metrics.assigned.set(len(self.partitions))
         # assign here (not after the callback) so that a pause applies to the new partitions too
@@ -456,13 +461,16 @@ class Daemon:
             if self.failure:
                 return
 
-    @staticmethod
-    def _drop_errors(msgs: list[Any]) -> list[Any]:
+    def _drop_errors(self, msgs: list[Any]) -> list[Any]:
         kept = []
         for m in msgs:
             err = m.error()
             if err is None:
                 kept.append(m)
+            elif err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and not self.partitions:
+                # a subscribed topic that does not exist (yet): /readyz says so until partitions come
+                self.missing_topics.add(m.topic() or err.str())
+                log.warning("consume: %s", err)
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume: %s", err)
         return kept
