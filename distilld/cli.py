@@ -164,6 +164,8 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
             print(f"  {line}", file=sys.stderr)
         if files_only:
             print(f"  ({_NO_KAFKA_NOTE})", file=sys.stderr)
+        if not config and not env:
+            print("  (no --config given, and no DISTILLD_* variables: see config/people.yaml)", file=sys.stderr)
         return 1
     _warn_unknown_env()
     if command == "check-config":

@@ -579,6 +579,8 @@ def _mask(value: Any, key: str = "") -> Any:
 
 
 def masked(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data, secrets replaced by ``***``."""
+    """The effective configuration as plain data, secrets replaced by ``***``; the state topic
+    as the daemon names it when it is not set."""
     masked_data: dict[str, Any] = _mask(settings.model_dump(mode="json"))
+    masked_data["kafka"]["state_topic"] = settings.kafka.state_topic_name()
     return masked_data

@@ -239,6 +239,7 @@ class Daemon:
         self.consumer.subscribe(
             kafka.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
+        log.info("joining group %s on %s: waiting for partitions", kafka.group_id, kafka.subscription())
 
     def run(self) -> int:
         """Loop until stopped; return the exit code (0: clean stop, 1: fatal record)."""
