@@ -386,7 +386,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="distilld demo", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="distilld demo",
+        description="The Kafka daemon on a generated stream, next to random sampling.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--stream", choices=sorted(SOURCES), default="people")
     parser.add_argument("--rate", type=float, default=10_000, help="records per second to produce")
     parser.add_argument("--share", type=float, default=0.1, help="share of records distilld forwards (reducer.rate)")
