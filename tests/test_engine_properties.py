@@ -126,6 +126,17 @@ def test_records_older_than_the_horizon_stop_counting(clock: FakeClock) -> None:
     assert len(proc.historical_data) == 10
 
 
+def test_a_record_one_whole_window_old_is_not_counted(clock: FakeClock) -> None:
+    """The window's edge: a record exactly one window (all its panes) behind the watermark has left it."""
+    proc = DistilledProcessor(
+        build_graders(KEYED_FEATURES), 600, 0.5, 100, timestamp_func=lambda r: r["t"], panes=12, clock=clock
+    )
+    now = clock.now
+    proc.process_batch([{"t": now, "c": "a", "x": 1.0} for _ in range(10)])
+    proc.process_batch([{"t": now - 600, "c": "b", "x": 1.0} for _ in range(10)])  # pane: the watermark's − panes
+    assert len(proc.historical_data) == 10
+
+
 def test_event_time_windows_follow_the_timestamp_func() -> None:
     proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), 100, 0.1, 100, timestamp_func=lambda r: r["t"])
     records = [dict(r, t=float(i)) for i, r in enumerate(people_records(1000, 5))]  # 1 record/s
@@ -147,6 +158,40 @@ def test_state_is_bounded_by_max_keys(max_keys: int, n_keys: int) -> None:
     assert stats["keys_held"] <= max_keys
     assert stats["keys_evicted"] == n_keys - stats["keys_held"]
     assert proc._windows.ring.shape[1] <= max_keys  # memory fixed by configuration
+
+
+def test_the_least_recently_used_key_is_evicted() -> None:
+    """With the key table full, a new key takes the place of the key seen longest ago (not the newest)."""
+    proc = _keyed(0.1, max_keys=2)
+    for k in ("a", "b", "a", "c"):
+        proc.process_batch([{"k": k, "c": "a", "x": 1.0}])
+    assert set(proc._windows.slot_of) == {"a", "c"} and proc.keys_evicted == 1
+
+
+def test_a_full_batch_of_held_and_new_keys_keeps_its_held_keys() -> None:
+    """A batch's own keys are never evicted to make room for its new ones: a held key in the batch stays,
+    even when it is the least recently used, and the others go."""
+    proc = _keyed(0.1, max_keys=3)
+    proc.process_batch([{"k": k, "c": "a", "x": 1.0} for k in ("a", "b", "c")])
+    proc.process_batch([{"k": "c", "c": "a", "x": 1.0}])  # c most recent, a oldest
+    proc.process_batch([{"k": k, "c": "a", "x": 1.0} for k in ("a", "d", "e")])  # a is in the batch: b, c go
+    assert set(proc._windows.slot_of) == {"a", "d", "e"}
+
+
+def test_a_slot_reused_after_an_eviction_starts_empty() -> None:
+    """A key that takes an evicted key's slot inherits nothing of it: its carry, deficits, window counts and
+    decayed pair counts are those of its own one record, and the counts summed over keys are the held keys'."""
+    proc = _keyed(0.3, max_keys=1)
+    proc.process_batch([{"k": "old", "c": "abc"[i % 3], "x": float(i)} for i in range(7)])
+    w = proc._windows
+    proc.process_batch([{"k": "new", "c": "a", "x": 1.0}])
+    slot = w.slot_of["new"]
+    new_sent = w.totals[1, slot, 0]  # the new key's own accounting: one record received, its sends
+    assert w.carry[slot] == pytest.approx(0.3 - new_sent)
+    assert np.allclose(w.deficit[slot, 0], 0.3 - new_sent)
+    assert w.totals[0, slot, 0] == 1
+    assert w.recent[slot].sum() == pytest.approx(len(proc._layout.groups) - proc._layout.marginal_groups)
+    assert np.array_equal(w.global_totals, w.totals[0].sum(axis=0))
 
 
 def test_window_totals_equal_the_sum_of_live_panes(clock: FakeClock) -> None:
@@ -262,6 +307,30 @@ def test_records_too_late_for_the_window_leave_the_deficits_alone(clock: FakeClo
     sent = np.array([sum(r["c"] == v and id(r) in picked for r in live) for v in "abc"], dtype=float)
     deficit = proc._windows.deficit[proc._windows.slot_of[None], c_cells][:3]
     assert np.allclose(deficit, 0.1 * counts - sent)  # ...but only live ones count
+
+
+def test_late_records_forwarded_are_not_counted_as_sent(clock: FakeClock) -> None:
+    """Records too late for the window may be forwarded, but the window's sent count holds only live ones."""
+    proc = DistilledProcessor(
+        build_graders(KEYED_FEATURES), 600, 0.5, 1000, timestamp_func=lambda r: r["t"], clock=clock
+    )
+    live = [{"t": clock.now, "c": "abc"[i % 3], "x": float(i)} for i in range(100)]
+    late = [{"t": clock.now - 5000, "c": "a", "x": 1.0} for _ in range(100)]
+    picked = {id(dp.data) for dp in proc.process_batch([r for p in zip(live, late, strict=True) for r in p])}
+    assert any(id(r) in picked for r in late)
+    assert len(proc.historical_data) == 100
+    assert len(proc.sent_data) == sum(id(r) in picked for r in live)
+
+
+def test_a_whole_key_of_late_records_leaves_its_deficits_alone(clock: FakeClock) -> None:
+    """A key that sends all its records (rate 1) with every one too late for the window: they count in no
+    deficit, received or sent (the path for keys sending all or none, apart from the selector's)."""
+    proc = DistilledProcessor(
+        build_graders(KEYED_FEATURES), 600, 1.0, 1000, timestamp_func=lambda r: r["t"], clock=clock
+    )
+    proc.process_batch([{"t": clock.now, "c": "a", "x": 1.0}])
+    proc.process_batch([{"t": clock.now - 5000, "c": "b", "x": 1.0} for _ in range(5)])
+    assert np.allclose(proc._windows.deficit, 0.0)
 
 
 def test_decayed_pair_counts_follow_the_window(clock: FakeClock) -> None:
