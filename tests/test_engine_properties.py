@@ -352,14 +352,15 @@ def test_decayed_pair_counts_follow_the_window(clock: FakeClock) -> None:
 
 
 def test_a_batch_with_more_keys_than_max_keys_is_taken_in_runs() -> None:
-    """50 distinct keys in one batch, room for 10: no error, LRU evictions, the rate still exact."""
+    """50 distinct keys in one batch, room for 10: no error, LRU evictions, the rate still exact, and every
+    forwarded record stands for 1/rate records."""
     proc = _keyed(0.1, max_keys=10)
     records = [{"k": i % 50, "c": "abc"[i % 3], "x": float(i)} for i in range(5000)]
     proc.batch_size = 5000
     out = proc.process_batch(records)
     assert abs(len(out) - 500) <= 1
     assert proc.keys_held <= 10 and proc.keys_evicted > 0
-    assert all(dp.weight > 0 for dp in out)
+    assert all(dp.weight == pytest.approx(10.0) for dp in out)  # 1 / rate
 
 
 def test_a_time_far_in_the_future_does_not_expire_the_windows(clock: FakeClock) -> None:
