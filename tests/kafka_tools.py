@@ -137,15 +137,26 @@ def wait_committed(
     limit_s: float = 90.0,
     conf: dict[str, Any] | None = None,
 ) -> dict[int, int]:
-    """Poll the group's committed offsets until they reach ``ends`` (or the daemon dies, or time runs out)."""
+    """Poll the group's committed offsets until they reach ``ends``; AssertionError if the daemon dies
+    or ``limit_s`` passes first (with the offsets committed at the deadline)."""
     deadline = time.monotonic() + limit_s
     while True:
         got = committed(bootstrap, group, topic, partitions, conf)
-        if all(got.get(p, -1) >= end for p, end in ends.items()) or time.monotonic() > deadline:
+        if all(got.get(p, -1) >= end for p, end in ends.items()):
             return got
-        if daemon is not None and daemon.proc is not None and daemon.proc.poll() is not None:
-            raise AssertionError(f"the daemon exited with {daemon.proc.returncode}:\n{daemon.log()}")
+        _check_alive(daemon)
+        if time.monotonic() > deadline:
+            behind = {p: (got.get(p), end) for p, end in ends.items() if got.get(p, -1) < end}
+            raise AssertionError(
+                f"{group} did not commit {topic} to {ends} within {limit_s:.0f}s: committed {got}; behind "
+                f"(committed, end): {behind}" + (f"\n{daemon.log()[-3000:]}" if daemon is not None else "")
+            )
         time.sleep(0.3)
+
+
+def _check_alive(daemon: DaemonProcess | None) -> None:
+    if daemon is not None and daemon.proc is not None and daemon.proc.poll() is not None:
+        raise AssertionError(f"the daemon exited with {daemon.proc.returncode}:\n{daemon.log()}")
 
 
 class DaemonProcess:
