@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 20}
 
 
@@ -154,6 +155,34 @@ def wait_committed(
         time.sleep(0.3)
 
 
+def wait_metrics(
+    url: str,
+    ready: Callable[[Metrics], bool],
+    what: str,
+    daemon: DaemonProcess | None = None,
+    limit_s: float = 30.0,
+) -> Metrics:
+    """Scrape ``url`` (a ``/metrics`` endpoint) until ``ready`` holds for what it serves (a gauge that
+    the daemon refreshes every ``metrics.refresh_ms``, say) in two scrapes running; returns the second
+    (a refresh sets its gauges one after another: a scrape may fall in between). AssertionError naming
+    ``what`` if the daemon dies or ``limit_s`` passes first, with the distilld metrics last seen."""
+    deadline = time.monotonic() + limit_s
+    held = False
+    while True:
+        _check_alive(daemon)
+        metrics = samples(get(url)[1])
+        if ready(metrics):
+            if held:
+                return metrics
+            held = True
+        else:
+            held = False
+            if time.monotonic() > deadline:
+                seen = {k: v for k, v in metrics.items() if k[0].startswith("distilld_") and "_bucket" not in k[0]}
+                raise AssertionError(f"{what}: not within {limit_s:.0f}s; the last scrape: {seen}")
+        time.sleep(0.2)
+
+
 def _check_alive(daemon: DaemonProcess | None) -> None:
     if daemon is not None and daemon.proc is not None and daemon.proc.poll() is not None:
         raise AssertionError(f"the daemon exited with {daemon.proc.returncode}:\n{daemon.log()}")
@@ -237,7 +266,7 @@ def get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(text: str) -> Metrics:
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -245,5 +274,5 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def value(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def value(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics[(name, tuple(sorted(labels.items())))]
