@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 20}
 
 
@@ -137,15 +138,54 @@ def wait_committed(
     limit_s: float = 90.0,
     conf: dict[str, Any] | None = None,
 ) -> dict[int, int]:
-    """Poll the group's committed offsets until they reach ``ends`` (or the daemon dies, or time runs out)."""
+    """Poll the group's committed offsets until they reach ``ends``; AssertionError if the daemon dies
+    or ``limit_s`` passes first (with the offsets committed at the deadline)."""
     deadline = time.monotonic() + limit_s
     while True:
         got = committed(bootstrap, group, topic, partitions, conf)
-        if all(got.get(p, -1) >= end for p, end in ends.items()) or time.monotonic() > deadline:
+        if all(got.get(p, -1) >= end for p, end in ends.items()):
             return got
-        if daemon is not None and daemon.proc is not None and daemon.proc.poll() is not None:
-            raise AssertionError(f"the daemon exited with {daemon.proc.returncode}:\n{daemon.log()}")
+        _check_alive(daemon)
+        if time.monotonic() > deadline:
+            behind = {p: (got.get(p), end) for p, end in ends.items() if got.get(p, -1) < end}
+            raise AssertionError(
+                f"{group} did not commit {topic} to {ends} within {limit_s:.0f}s: committed {got}; behind "
+                f"(committed, end): {behind}" + (f"\n{daemon.log()[-3000:]}" if daemon is not None else "")
+            )
         time.sleep(0.3)
+
+
+def wait_metrics(
+    url: str,
+    ready: Callable[[Metrics], bool],
+    what: str,
+    daemon: DaemonProcess | None = None,
+    limit_s: float = 30.0,
+) -> Metrics:
+    """Scrape ``url`` (a ``/metrics`` endpoint) until ``ready`` holds for what it serves (a gauge that
+    the daemon refreshes every ``metrics.refresh_ms``, say) in two scrapes running; returns the second
+    (a refresh sets its gauges one after another: a scrape may fall in between). AssertionError naming
+    ``what`` if the daemon dies or ``limit_s`` passes first, with the distilld metrics last seen."""
+    deadline = time.monotonic() + limit_s
+    held = False
+    while True:
+        _check_alive(daemon)
+        metrics = samples(get(url)[1])
+        if ready(metrics):
+            if held:
+                return metrics
+            held = True
+        else:
+            held = False
+            if time.monotonic() > deadline:
+                seen = {k: v for k, v in metrics.items() if k[0].startswith("distilld_") and "_bucket" not in k[0]}
+                raise AssertionError(f"{what}: not within {limit_s:.0f}s; the last scrape: {seen}")
+        time.sleep(0.2)
+
+
+def _check_alive(daemon: DaemonProcess | None) -> None:
+    if daemon is not None and daemon.proc is not None and daemon.proc.poll() is not None:
+        raise AssertionError(f"the daemon exited with {daemon.proc.returncode}:\n{daemon.log()}")
 
 
 class DaemonProcess:
@@ -226,7 +266,7 @@ def get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(text: str) -> Metrics:
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -234,5 +274,5 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def value(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def value(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics[(name, tuple(sorted(labels.items())))]

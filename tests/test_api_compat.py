@@ -207,3 +207,29 @@ def test_unusable_event_times_are_counted_warned_once_and_reported_as_used(caplo
     assert processor.get_current_stats()["timestamps_replaced"] == 2
     assert [p.timestamp for p in points] == [now, now - 5]  # the time used (the clock: no watermark yet)
     assert len([r for r in caplog.records if "milliseconds?" in r.getMessage()]) == 1
+
+
+def test_an_unusable_time_takes_the_watermark_not_the_clock() -> None:
+    """Once event times have set a watermark, a record with an unusable time is placed at the watermark
+    (the clock stands in only before any event time was seen)."""
+    now = 1_700_000_000.0
+    processor = DistilledProcessor(
+        {"v": NumericGrader("v", lambda r: r["v"])},
+        reduction_percentage=1.0,
+        timestamp_func=lambda r: r["ts"],
+        clock=lambda: now,
+    )
+    processor.process_batch([{"v": 1, "ts": now - 100}])
+    (point,) = processor.process_batch([{"v": 2, "ts": float("nan")}])
+    assert point.timestamp == now - 100
+
+
+def test_reset_forgets_the_counters() -> None:
+    """reset() also zeroes the missing-value and replaced-timestamp counts in the stats."""
+    processor = DistilledProcessor({"v": NumericGrader("v", lambda r: r["v"])}, timestamp_func=lambda r: r["ts"])
+    processor.process_batch([{"v": None, "ts": float("nan")}])
+    before = processor.get_current_stats()
+    assert before["missing"] == {"v": 1} and before["timestamps_replaced"] == 1
+    processor.reset()
+    stats = processor.get_current_stats()
+    assert stats["missing"] == {"v": 0} and stats["timestamps_replaced"] == 0

@@ -25,11 +25,10 @@ from .kafka_tools import (
     DaemonProcess,
     create_topics,
     daemon_config,
-    get,
-    samples,
     unique,
     value,
     wait_committed,
+    wait_metrics,
 )
 
 pytestmark = pytest.mark.kafka
@@ -109,10 +108,16 @@ def test_a_million_keys_stay_within_max_keys(
     end = _produce_fast(kafka_bootstrap, topic, N)
     assert end == N
     wait_committed(kafka_bootstrap, group, topic, {0: N}, 1, d, limit_s=240)
-    time.sleep(1.0)  # a gauge refresh after the last batch
+    metrics = wait_metrics(
+        f"http://127.0.0.1:{port}/metrics",
+        lambda m: (
+            m.get(("distilld_keys", ())) == MAX_KEYS and m.get(("distilld_keys_evicted_total", ())) == N - MAX_KEYS
+        ),
+        "the key table full and every other key evicted (a gauge refresh after the last batch)",
+        d,
+    )
     sampler.done.set()
     sampler.join(5)
-    metrics = samples(get(f"http://127.0.0.1:{port}/metrics")[1])
 
     per_key = DistilledProcessor(build_graders(PEOPLE_FEATURES), max_keys=MAX_KEYS).bytes_per_key
     idle, peak = sampler.samples[0], max(sampler.samples)

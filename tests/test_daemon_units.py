@@ -132,15 +132,18 @@ def test_metrics_report_the_same_drift_as_the_library_stats() -> None:
     assert metrics.registry.get_sample_value("distilld_window_records", {"kind": "received"}) == received == 6000
 
 
-def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon() -> None:
-    import time
+def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon(monkeypatch: Any) -> None:
     import urllib.error
     import urllib.request
+    from types import SimpleNamespace
 
     from prometheus_client import CollectorRegistry, Gauge
 
+    from distilld.daemon import endpoints
     from distilld.daemon.endpoints import Endpoints
 
+    now = [100.0]  # the endpoints' clock: the test moves it past the health timeout
+    monkeypatch.setattr(endpoints, "time", SimpleNamespace(monotonic=lambda: now[0]))
     state = {"ready": (False, "no broker connection")}
     registry = CollectorRegistry()
     gauge = Gauge("distilld_ready", "what /readyz says", registry=registry)
@@ -161,7 +164,9 @@ def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon(
         state["ready"] = (True, "ready: 2 partitions assigned")
         assert get("/readyz")[0] == 200
         assert "distilld_ready 1.0" in get("/metrics")[1]  # set at the scrape, with no loop running
-        time.sleep(0.5)  # no beat: the loop is stuck
+        now[0] += 0.3
+        assert get("/healthz")[0] == 200, "at the timeout: still alive"
+        now[0] += 0.2  # no beat for 0.5 s: the loop is stuck
         status, body = get("/healthz")
         assert status == 503 and "stuck" in body
         ep.beat()

@@ -168,7 +168,9 @@ def test_allocate_pools_small_keys_fractions() -> None:
 
 def test_allocate_gives_the_extra_sends_to_the_keys_chosen_first() -> None:
     """A chooser names which eligible keys take the pooled extras; the budget's bounds hold whoever it names,
-    and a key it names that is not eligible (or one too many) is ignored."""
+    and a key it names that is not eligible (or one too many) is ignored. Of the keys named beyond the extras,
+    the lowest-numbered take them, not the first named: allocate() intersects the names with the eligible keys
+    (np.intersect1d, which sorts) before cutting at the count (the engine's chooser names no more than that)."""
     seen: list[tuple[list[int], int]] = []
 
     def choose(eligible: np.ndarray, extra: int) -> np.ndarray:
@@ -179,5 +181,18 @@ def test_allocate_gives_the_extra_sends_to_the_keys_chosen_first() -> None:
     received[0] = 0  # no record: not eligible
     quota, carry, balance = allocate(np.zeros(10), received, 0.1, 0.0, np.arange(10) / 10, choose)
     assert seen == [([1, 2, 3, 4, 5, 6, 7, 8, 9], 4)]  # 45 records at 10 %: 4 sends, none by floor
-    assert quota.sum() == 4 and set(np.flatnonzero(quota)) <= {4, 5, 6, 7, 8, 9}
+    assert quota.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 0, 0]  # 9, 8, 7, 6 named first; 4, 5, 6, 7 send
     assert ((carry > -1) & (carry < 1)).all() and balance == pytest.approx(0.5)
+
+
+def test_without_a_chooser_the_largest_fractions_take_the_extra_sends() -> None:
+    """The pooled extra sends go to the keys with the largest fractions left when no chooser names keys."""
+    quota, _, _ = allocate(np.zeros(3), np.array([3, 8, 5]), 0.1, 0.0, np.zeros(3))  # fractions .3 .8 .5, 1 send
+    assert quota.tolist() == [0, 1, 0]
+
+
+def test_an_extra_never_goes_to_a_key_that_already_sends_all_its_records() -> None:
+    """A key's quota never exceeds its records, even when it holds the only fraction and extras are due."""
+    # rate .5, key 0: carry .6 + .5 → quota 1 of 1 record, fraction .1; key 1: 2 records, quota 1, fraction 0
+    quota, _, _ = allocate(np.array([0.6, 0.0]), np.array([1, 2]), 0.5, 1.6, np.zeros(2))
+    assert quota.tolist() == [1, 1]

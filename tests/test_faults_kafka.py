@@ -37,6 +37,7 @@ from .kafka_tools import (
     unique,
     value,
     wait_committed,
+    wait_metrics,
 )
 from .proxy_tools import TcpProxy
 from .test_handover_kafka import PacedProducer
@@ -169,8 +170,17 @@ def test_output_refused_pauses_fetching_commits_nothing_past_it_then_resumes(
 
     proxy.refuse_produce("distilld")  # the daemon's producer: outputs and snapshots
     during = produce(bootstrap, topic, values[10_000:], keys[10_000:])  # the test's producer still writes
-    time.sleep(2)  # commits sent before the refusal land
-    frozen = committed(bootstrap, group, topic, PARTITIONS)
+    # the commits sent before the refusal land: fetching has paused (the outputs wait for the refused
+    # producer) and the committed offsets stay the same over three polls running
+    seen: list[dict[int, int]] = []
+
+    def settled() -> bool:
+        paused = value(samples(get(base + "/metrics")[1]), "distilld_fetch_paused") == 1
+        seen.append(committed(bootstrap, group, topic, PARTITIONS))
+        return paused and proxy.produce_refusals > 0 and len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+
+    _wait("fetching paused and the commits settled behind the refused outputs", settled, 60)
+    frozen = seen[-1]
     rss, paused = [], []
     for _ in range(20):
         rss.append(rss_mb(d.proc.pid))
@@ -187,7 +197,15 @@ def test_output_refused_pauses_fetching_commits_nothing_past_it_then_resumes(
     sent = before + during
     got = wait_committed(bootstrap, group, topic, end_offsets(sent), PARTITIONS, d, limit_s=120)
     assert got == end_offsets(sent), "resumed and committed to the end"
-    metrics = samples(get(base + "/metrics")[1])
+    metrics = wait_metrics(  # a gauge refresh after the last batch
+        base + "/metrics",
+        lambda m: (
+            m.get(("distilld_window_records", (("kind", "received"),))) == len(sent)
+            and m.get(("distilld_fetch_paused", ())) == 0
+        ),
+        "the windows holding every input record, fetching resumed",
+        d,
+    )
     selected = value(metrics, "distilld_window_records", kind="sent")
     assert value(metrics, "distilld_window_records", kind="received") == len(sent)
     assert value(metrics, "distilld_fetch_paused") == 0

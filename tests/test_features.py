@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from distilld import DistilledProcessor, FeatureConfigError, build_graders
+from distilld.encoding import NumericBinner, OpenCategoricalEncoder
 from distilld.graders import (
     FieldCategoricalGrader,
     FieldNumericGrader,
@@ -91,3 +92,39 @@ def test_config_and_python_graders_select_the_same_records() -> None:
         for g in (by_config, by_python)
     ]
     assert picks[0] == picks[1]
+
+
+def test_a_features_transform_is_applied_by_every_type() -> None:
+    """``transform`` turns the field's value before grading for numeric, categorical and open categorical
+    features alike; a custom feature, whose function does its own transforming, refuses one."""
+    graders = build_graders(
+        [
+            {"name": "host", "type": "open_categorical", "field": "u", "transform": "url_host"},
+            {"name": "path", "type": "categorical", "field": "u", "transform": "url_path", "categories": ["/a/b"]},
+            {"name": "n", "type": "numeric", "field": "tags", "transform": "length"},
+            {"name": "kind", "type": "categorical", "field": "k", "transform": "lower", "categories": ["click"]},
+        ]
+    )
+    record = {"u": "https://x.example.com/a/b?q=1", "tags": [1, 2, 3], "k": "Click"}
+    assert [graders[n].extract_batch([record])[0] for n in ("host", "path", "n", "kind")] == [
+        "x.example.com",
+        "/a/b",
+        3,
+        "click",
+    ]
+    with pytest.raises(FeatureConfigError, match="does its own transforming"):
+        build_graders([{"name": "c", "type": "custom", "function": "builtins:len", "transform": "lower"}])
+
+
+def test_a_custom_features_bins_and_top_k_are_used() -> None:
+    """A custom feature's ``bins`` (numeric) and ``top_k`` (open categorical) are those of the encoders
+    the engine builds for it."""
+    graders = build_graders(
+        [
+            {"name": "a", "type": "custom", "function": "builtins:len", "bins": 5},
+            {"name": "b", "type": "custom", "function": "builtins:str", "value_type": "open_categorical", "top_k": 3},
+        ]
+    )
+    binner, top = graders["a"].make_encoder(12, 0), graders["b"].make_encoder(12, 0)
+    assert isinstance(binner, NumericBinner) and binner.bins == 5
+    assert isinstance(top, OpenCategoricalEncoder) and top.top_k == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,11 @@ from .kafka_tools import (
     create_topics,
     daemon_config,
     end_offsets,
-    get,
     produce,
     read_all,
-    samples,
     unique,
     wait_committed,
+    wait_metrics,
 )
 
 RECORDS: list[Any] = [
@@ -121,14 +119,18 @@ def test_daemon_drops_and_keeps_always(kafka_bootstrap: str, tmp_path: Path, dae
     }
     d = DaemonProcess(tmp_path, config).start()
     daemons.append(d)
-    wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), 1, d)
-    time.sleep(1)
-    metrics = samples(get(f"http://127.0.0.1:{port}/metrics")[1])
-    assert d.stop() == 0, d.log()
-
     bots = [r for r in records if r["ua"] == "bot"]
     errors = [r for r in records if r["ua"] != "bot" and r["level"] == "error"]
     rest = [r for r in records if r["ua"] != "bot" and r["level"] != "error"]
+    wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), 1, d)
+    metrics = wait_metrics(
+        f"http://127.0.0.1:{port}/metrics",
+        lambda m: m.get(("distilld_window_records", (("kind", "received"),))) == len(rest),
+        "the windows holding every record neither dropped nor kept (a gauge refresh after the last batch)",
+        d,
+    )
+    assert d.stop() == 0, d.log()
+
     out = read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=len(errors))
     kept = [m for m in out if dict(m.headers()).get("distilld-kept") == b"errors"]
     sampled = [m for m in out if "distilld-kept" not in dict(m.headers())]

@@ -8,7 +8,6 @@ included) is reduced; and the counters add up to what was produced.
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -26,13 +25,12 @@ from .kafka_tools import (
     create_topics,
     daemon_config,
     end_offsets,
-    get,
     produce,
     read_all,
-    samples,
     unique,
     value,
     wait_committed,
+    wait_metrics,
 )
 
 PARTITIONS = 3
@@ -76,13 +74,19 @@ def test_fuzzed_values_go_to_the_dlq_once_and_the_rest_is_reduced(
     )
     d = DaemonProcess(tmp_path, config).start()
     daemons.append(d)
-    wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), PARTITIONS, d, limit_s=120)
-    time.sleep(0.8)  # a gauge refresh after the last batch
-    assert d.proc is not None and d.proc.poll() is None, d.log()
-    metrics = samples(get(f"http://127.0.0.1:{port}/metrics")[1])
-
     expected_bad = {(s.partition, s.offset): s for s in sent if not is_record(s.value)}
     n_good = len(sent) - len(expected_bad)
+    wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), PARTITIONS, d, limit_s=120)
+    metrics = wait_metrics(
+        f"http://127.0.0.1:{port}/metrics",
+        lambda m: (
+            m.get(("distilld_window_records", (("kind", "received"),))) == n_good
+            and m.get(("distilld_window_records", (("kind", "sent"),)))
+            == m.get(("distilld_records_produced_total", (("topic", f"{topic}.out"),)))
+        ),
+        "the windows holding every valid record (a gauge refresh after the last batch)",
+        d,
+    )
     kinds = Counter(kind for kind, v in items if not is_record(v))
     assert n_good >= VALID and len(expected_bad) >= FUZZ // 2, kinds
     assert {"random_bytes", "truncated", "mutated", "bad_utf8", "not_object", "deep_nesting", "empty"} <= set(kinds)

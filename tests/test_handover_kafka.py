@@ -20,13 +20,16 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from distilld.broker import free_port
+from distilld.daemon.state import pick_snapshots
 
 from .conftest import people_records
 from .kafka_tools import (
     DaemonProcess,
     Sent,
+    committed,
     create_topics,
     daemon_config,
     end_offsets,
@@ -136,6 +139,29 @@ class Group:
             lambda: self.total("distilld_window_records", kind="received") == records,
             limit_s=60,
         )
+
+    def wait_snapshots(self, limit_s: float = 60) -> None:
+        """Every partition has a snapshot on the state topic that a new owner would restore: complete, and
+        covering an offset at or before the partition's committed one (as a restore picks them)."""
+        state_topic = f"{self.group}.distilld-state"
+        reader = Consumer(
+            {"bootstrap.servers": self.bootstrap, "group.id": unique("state-reader"), "enable.auto.commit": False}
+        )
+        records: list[tuple[bytes | None, bytes | None, Any]] = []
+        try:
+
+            def every_partition() -> bool:
+                if not reader.assignment():  # the state topic and its partitions, once the daemons made it
+                    partitions = reader.list_topics(state_topic, timeout=10).topics[state_topic].partitions
+                    reader.assign([TopicPartition(state_topic, p, OFFSET_BEGINNING) for p in partitions])
+                    return False
+                records.extend((m.key(), m.value(), m.headers()) for m in reader.consume(1000, 0.5) if not m.error())
+                done = committed(self.bootstrap, self.group, self.topic, PARTITIONS)
+                return len(pick_snapshots(records, {(self.topic, p): o for p, o in done.items()})) == PARTITIONS
+
+            self.wait_for("a snapshot of every partition at or before its commit", every_partition, limit_s)
+        finally:
+            reader.close()
 
     def stop_in_turn(self, names: str) -> None:
         """SIGTERM each, letting the rest settle before the next: Tansu loses a LeaveGroup
@@ -269,7 +295,7 @@ def test_kill_9_one_instance_mid_stream(group: Group, baseline: dict[str, float]
     values, keys = _input()
     producer = PacedProducer(group.bootstrap, group.topic, values, keys, seconds=10)
     producer.start()
-    time.sleep(4)
+    group.wait_snapshots()  # so that the new owners of b's partitions have snapshots to restore
     group.stop("b", signal.SIGKILL)
     sent = producer.finish()
     out, drift = _finish(group, sent)
@@ -288,7 +314,7 @@ def test_scale_1_to_3_to_1_while_producing(group: Group, baseline: dict[str, flo
     values, keys = _input()
     producer = PacedProducer(group.bootstrap, group.topic, values, keys, seconds=14)
     producer.start()
-    time.sleep(2)
+    group.wait_snapshots()  # so that the partitions b and c take over have snapshots to restore
     group.start("b")
     group.start("c")
     group.wait_for(

@@ -31,6 +31,7 @@ from .kafka_tools import (
     unique,
     value,
     wait_committed,
+    wait_metrics,
 )
 
 pytestmark = pytest.mark.kafka
@@ -63,7 +64,19 @@ def running(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     daemon = DaemonProcess(tmp, config).start()
     try:
         wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), PARTITIONS, daemon)
-        time.sleep(1.0)  # one more gauge refresh after the last batch
+        wait_metrics(  # a gauge refresh after the last batch
+            f"http://127.0.0.1:{port}/metrics",
+            lambda m: (
+                m.get(("distilld_window_records", (("kind", "received"),))) == len(values) - len(bad)
+                and m.get(("distilld_window_records", (("kind", "sent"),)))
+                == m.get(("distilld_records_produced_total", (("topic", f"{topic}.out"),)))
+                and m.get(("distilld_keys", ())) == 5
+                and {dict(labels).get("partition") for name, labels in m if name == "distilld_consumer_lag"}
+                == {str(p) for p in range(PARTITIONS)}  # from librdkafka's statistics, every second
+            ),
+            "the windows holding every good record, a consumer lag for every partition",
+            daemon,
+        )
         yield {
             "url": f"http://127.0.0.1:{port}",
             "topic": topic,

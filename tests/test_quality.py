@@ -1,7 +1,7 @@
 """The selection is more representative than random sampling at the same rate.
 
-Seeded streams, so the result is the same every run; the thresholds sit well
-below what ``make bench`` measures, and well above 1 (random's own ratio).
+Seeded streams, so the result is the same every run; the thresholds are 0.8×
+what this code measures (rounded down), so that a real regression fails.
 """
 
 from __future__ import annotations
@@ -10,16 +10,21 @@ import pytest
 
 from distilld.bench.quality import run_quality
 
+# random's error ÷ distilld's, at least: 0.8× the ratios measured (people: category_tv 11.98, count 11.49,
+# pair_tv 2.13, ks 2.15, corr 5.65; clickstream: 8.20, 7.95, 1.79, 2.60, 3.15), rounded down
+FLOORS = {
+    "people": {"category_tv": 9.5, "count": 9.1, "pair_tv": 1.7, "ks": 1.7, "corr": 4.5},
+    "clickstream": {"category_tv": 6.5, "count": 6.3, "pair_tv": 1.4, "ks": 2.0, "corr": 2.5},
+}
+
 
 @pytest.mark.parametrize("stream", ["people", "clickstream"])
 def test_distilld_beats_random_sampling_on_every_metric(stream: str) -> None:
     res = run_quality(stream, n=30_000)
     ratios = {m: random_err / ours for m, (ours, random_err) in res.items()}
-    assert ratios["category_tv"] >= 3.0, ratios
-    assert ratios["count"] >= 3.0, ratios
-    assert ratios["pair_tv"] >= 1.4, ratios
-    assert ratios["ks"] >= 1.3, ratios
-    assert ratios["corr"] >= 1.0, ratios  # the goal's floor: never worse than random
+    print(stream, {m: round(r, 3) for m, r in ratios.items()})
+    for metric, floor in FLOORS[stream].items():
+        assert ratios[metric] >= floor, (metric, ratios)
 
 
 def test_pairs_in_the_objective_beat_marginals_alone_on_joint_shares() -> None:

@@ -102,7 +102,7 @@ def test_reduce_forwards_a_weighted_tenth_per_key(tmp_path: Path, fmt_in: str, f
         weight = float(row.pop("distilld_weight"))
         original = by_id[int(row["id"])]
         assert {k: str(v) for k, v in row.items()} == {k: str(original[k]) for k in row}, "the record as it was read"
-        assert 5 <= weight <= 20
+        assert weight == pytest.approx(10.0), "a forwarded record stands for 1 / rate records"
         seen[original["user"]] += 1
     ids = [int(r["id"]) for r in rows]
     assert ids == sorted(ids), "in file order"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -94,3 +95,55 @@ def test_a_snapshot_does_not_load_into_other_categories_or_key_limits() -> None:
     other = [{**f, "categories": ["x", "y", "z"]} if f["name"] == "gender" else f for f in FEATURES]
     with pytest.raises(SnapshotMismatch):
         load(DistilledProcessor(build_graders(other), 60, 0.1, 250, key_func=lambda r: r["k"]), blob)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"reduction_percentage": 0.2},
+        {"panes": 6},
+        {"time_horizon_seconds": 120},
+        {"pair_weight": 2.0},
+        {"global_weight": 3.0},
+        {"segment_picks": 2},
+    ],
+)
+def test_a_snapshot_is_refused_by_every_other_configuration(change: dict[str, Any]) -> None:
+    """A snapshot loads only into the configuration it was taken under: another rate, pane count, window,
+    pair or global weight, or segment size is refused rather than mixed with counts made differently."""
+    base: dict[str, Any] = {"time_horizon_seconds": 60, "reduction_percentage": 0.1, "batch_size": 250}
+    proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), **base)
+    proc.process_batch(people_records(300, 1))
+    with pytest.raises(SnapshotMismatch):
+        load(DistilledProcessor(build_graders(PEOPLE_FEATURES), **{**base, **change}), dump(proc))
+
+
+def test_a_restored_reducer_is_the_original_byte_for_byte_also_after_evictions() -> None:
+    """With keys evicted (10 keys, room for 8) and missing values: the restored reducer dumps the same bytes,
+    reports the same evictions and missing counts, and continues exactly as the original (same picks, same
+    state after)."""
+    keys = np.random.default_rng(1).integers(0, 10, 3000).tolist()
+    records = [
+        dict(r, k=keys[i], t=1000.0 + i * 0.05, age=None if i % 13 == 0 else r["age"])
+        for i, r in enumerate(people_records(3000, 4))
+    ]
+
+    def make() -> DistilledProcessor:
+        return DistilledProcessor(
+            build_graders(PEOPLE_FEATURES), 60, 0.1, 5, key_func=lambda r: r["k"], timestamp_func=lambda r: r["t"],
+            max_keys=8,
+        )  # fmt: skip
+
+    whole, first = make(), make()
+    whole.process_batch(records[:1234])
+    first.process_batch(records[:1234])
+    second = make()
+    load(second, dump(first))
+    assert dump(second) == dump(first)
+    assert second.keys_evicted == first.keys_evicted > 0
+    assert second.get_current_stats()["missing"] == first.get_current_stats()["missing"]
+    assert [id(d.data) for d in second.process_batch(records[1234:])] == [
+        id(d.data) for d in whole.process_batch(records[1234:])
+    ]
+    assert dump(second) == dump(whole)
+    assert second.get_current_stats()["missing"] == whole.get_current_stats()["missing"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -68,9 +69,24 @@ def test_a_fatal_error_raises_fatal() -> None:
         _open(producer).commit([], None)
 
 
-def test_a_retriable_error_past_the_deadline_is_raised_for_a_later_retry() -> None:
-    producer = FakeProducer(*[KafkaError(KafkaError._TIMED_OUT, retriable=True)] * 1000)
-    txn = _open(producer, timeout_s=0.05)
+def test_a_retriable_error_past_the_deadline_is_raised_for_a_later_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit that keeps failing with a retriable error is retried until its deadline, then the error is
+    raised with the transaction still open. The clock is the test's: the third attempt passes the deadline."""
+    from distilld.daemon import transactions
+
+    now = [100.0]
+    monkeypatch.setattr(transactions, "time", SimpleNamespace(monotonic=lambda: now[0], sleep=lambda s: None))
+
+    class Forever(FakeProducer):
+        def commit_transaction(self, timeout: float) -> None:
+            self.calls.append("commit")
+            if self.calls.count("commit") == 3:
+                now[0] += 5.01  # past the 5 s deadline
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, retriable=True))
+
+    producer = Forever()
+    txn = _open(producer, timeout_s=5.0)
     with pytest.raises(KafkaException):
         txn.commit([], None)
+    assert producer.calls == ["begin", "commit", "commit", "commit"], "retried until the deadline, then raised"
     assert txn.open

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,18 @@ from distilld.transforms import length, url_host
 
 from .kafka_tools import (
     DaemonProcess,
+    Metrics,
     create_topics,
     end_offsets,
-    get,
     produce,
     read_all,
-    samples,
     unique,
     wait_committed,
+    wait_metrics,
 )
 from .userale_tools import fixture_logs, generated_logs, session
+
+KEYS = ("distilld_keys", ())
 
 KAFKA = {
     "bootstrap_servers": "b:9092",
@@ -84,12 +86,17 @@ def test_preset_under_a_kafka_only_config_whose_keys_win(tmp_path: Path) -> None
 
 
 def _run_preset(
-    bootstrap: str, tmp: Path, daemons: list[DaemonProcess], logs: list[dict[str, Any]], rate: float = 0.1
-) -> tuple[list[Any], list[Any], dict[Any, float]]:
+    bootstrap: str,
+    tmp: Path,
+    daemons: list[DaemonProcess],
+    logs: list[dict[str, Any]],
+    rate: float = 0.1,
+    metrics_ready: Callable[[Metrics], bool] = lambda m: True,
+) -> tuple[list[Any], list[Any], Metrics]:
     """Produce ``logs`` (Kafka key: the session, so that a session stays in one partition;
     the reducer's key still comes from the record's field), run the daemon
     with ``--preset userale`` and a config of a kafka section alone; returns the sent
-    records, the output and the daemon's metrics."""
+    records, the output and the daemon's metrics once ``metrics_ready`` holds for them."""
     topic, group = unique("userale"), unique("g")
     create_topics(bootstrap, {topic: 2, f"{topic}.out": 2, f"{topic}.dlq": 1})
     values = [orjson.dumps(log) for log in logs]
@@ -101,8 +108,7 @@ def _run_preset(
     d = DaemonProcess(tmp, config, args=["--preset", "userale"]).start()
     daemons.append(d)
     wait_committed(bootstrap, group, topic, end_offsets(sent), 2, d)
-    time.sleep(1.5)  # a metrics refresh after the last batch
-    metrics = samples(get(f"http://127.0.0.1:{port}/metrics")[1])
+    metrics = wait_metrics(f"http://127.0.0.1:{port}/metrics", metrics_ready, "the metrics the test reads", d)
     assert d.stop() == 0, d.log()
     return sent, read_all(bootstrap, f"{topic}.out", expect_at_least=1, idle_s=2), metrics
 
@@ -118,7 +124,10 @@ def test_daemon_with_the_preset_on_the_real_fixture_logs(
     kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     logs = fixture_logs()
-    sent, out, metrics = _run_preset(kafka_bootstrap, tmp_path, daemons, logs, rate=0.2)
+    sessions = len({session(log) for log in logs})
+    sent, out, metrics = _run_preset(  # a gauge refresh after the last batch: a window per session
+        kafka_bootstrap, tmp_path, daemons, logs, rate=0.2, metrics_ready=lambda m: m.get(KEYS) == sessions
+    )
     by_value = {s.value for s in sent}
     assert all(m.value() in by_value for m in out), "byte-identical"
     _check_budget(logs, [orjson.loads(m.value()) for m in out], 0.2)
@@ -130,7 +139,7 @@ def test_daemon_with_the_preset_on_the_real_fixture_logs(
     assert missing("target") == sum(1 for log in logs if log.get("target") is None)
     assert missing("page_host") == sum(1 for log in logs if not log.get("pageUrl")), "one real log has no pageUrl"
     assert missing("type") == 0 and missing("logType") == 0
-    assert metrics[("distilld_keys", ())] == len({session(log) for log in logs}), "one window per session"
+    assert metrics[KEYS] == sessions, "one window per session"
 
 
 def _tv(a: Counter[Any], b: Counter[Any]) -> float:

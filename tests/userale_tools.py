@@ -1,4 +1,8 @@
-"""UserALE.js logs: the real fixture files, and generated streams in the same shape."""
+"""UserALE.js logs: the real fixture files, and generated streams in the same shape.
+
+The fixture files (tests/data/userale/) are Apache Flagon UserALE.js sample logs, copied unchanged from
+``../shared/fixtures/userale`` (from apache/flagon-distill; see the README and NOTICE there).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "userale"
+FIXTURES = Path(__file__).resolve().parent / "data" / "userale"
 
 PAGES = [
     "https://app.example.com/dashboard",
