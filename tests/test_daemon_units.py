@@ -492,3 +492,23 @@ def test_readyz_names_a_subscribed_topic_that_does_not_exist(daemon: Daemon) -> 
     assert daemon.readiness() == (False, "input topic(s) not found: peeple")
     daemon.partitions[("peeple", 0)] = None  # type: ignore[assignment]
     assert "not found" not in daemon.readiness()[1], "once partitions are assigned the topic exists"
+
+
+def test_an_output_topic_the_cluster_does_not_have_is_logged_at_start_up(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a cluster without auto-creation it only showed as produce errors, record by record."""
+
+    def ensure_topic(reads: Any, wanted: Any, timeout_s: float = 0.0) -> int:
+        daemon.state.topics = {"t", "d", "g.distilld-state"}
+        return 1
+
+    daemon.state.ensure_topic = ensure_topic  # type: ignore[method-assign]
+    subscribed: list[Any] = []
+    daemon.consumer.subscribe = lambda topics, **callbacks: subscribed.append(topics)  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING", logger="distilld"):
+        daemon._subscribe()
+    lines = [r.getMessage() for r in caplog.records]
+    assert subscribed == [["t"]]
+    assert any("kafka.output_topic o does not exist" in line for line in lines), lines
+    assert not any("dlq_topic" in line for line in lines), "the DLQ topic exists"

@@ -236,6 +236,13 @@ class Daemon:
             return
         self.broker_up = True
         self.subscribed = True
+        for name, topic in (("output_topic", kafka.output_topic), ("dlq_topic", kafka.dlq_topic)):
+            if topic is not None and topic not in self.state.topics:
+                log.warning(
+                    "kafka.%s %s does not exist: its records wait (and are retried, counted in "
+                    "distilld_produce_errors_total) until it does, unless the brokers create topics on first use",
+                    name, topic,
+                )  # fmt: skip
         self.consumer.subscribe(
             kafka.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )

@@ -115,6 +115,7 @@ class StateStore:
         self.client_conf = client_conf
         self.read_timeout_s = read_timeout_s
         self.partitions = 0
+        self.topics: set[str] = set()  # the cluster's topics, as ensure_topic last listed them
         self._slot: dict[TP, int] = {}
         self._reader: Consumer | None = None
 
@@ -124,6 +125,7 @@ class StateStore:
         partition count."""
         admin = AdminClient(self.client_conf)
         meta = admin.list_topics(timeout=timeout_s)
+        self.topics = {t for t, m in meta.topics.items() if m.error is None}  # what the cluster has now
         existing = meta.topics.get(self.topic)
         if existing is None or existing.error is not None:
             count = wanted_partitions or max(
