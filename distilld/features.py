@@ -174,8 +174,8 @@ def parse_features(entries: Sequence[Any]) -> list[Any]:
         for err in e.errors():
             loc = list(err["loc"])
             index = loc[0] if loc and isinstance(loc[0], int) else 0
-            where = ".".join(str(p) for p in loc[2:] if not isinstance(p, int)) or "entry"
-            lines.append(f"{_describe(entries, index)}: {where}: {err['msg']}")
+            where = ".".join(str(p) for p in loc[2:] if not isinstance(p, int))
+            lines.append(f"{_describe(entries, index)}: {f'{where}: ' if where else ''}{err['msg']}")
         raise FeatureConfigError("\n".join(dict.fromkeys(lines))) from None
     names = [s.name for s in specs]
     for i, name in enumerate(names):

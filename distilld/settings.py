@@ -461,6 +461,8 @@ class Settings(EngineSettings):
 def _describe(error: Any) -> str:
     loc = [str(p) for p in error["loc"]]
     msg = str(error["msg"]).removeprefix("Value error, ")
+    if loc == ["features"] and msg.startswith(("features[", "features:")):
+        return msg  # the features' own message names the entry already
     return f"{'.'.join(loc) or 'config'}: {msg}"
 
 

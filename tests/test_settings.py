@@ -645,3 +645,12 @@ def test_passthrough_keys_that_have_a_setting_of_their_own_are_refused(
     data["kafka"][kind] = {key: "x"}
     with pytest.raises(ConfigError, match=rf"kafka\.{kind}.*set kafka\.{setting} instead"):
         load_settings(write(tmp_path, data))
+
+
+def test_a_bad_feature_entry_is_named_once_without_a_placeholder(tmp_path: Path) -> None:
+    """It read "features: features[0] ('age'): entry: Input tag 'numerical' …"."""
+    data = minimal()
+    data["features"] = [{"name": "age", "type": "numerical"}]
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, data))
+    assert str(e.value).startswith("features[0] ('age'): Input tag 'numerical'"), str(e.value)
