@@ -260,7 +260,7 @@ class Demo:
     def status(self, last: int | None) -> str:
         """One line, for logs (stdout not a terminal)."""
         in_, out = self.rates[0], self.rates[1]
-        line = f"{time.monotonic() - self.started:5.0f} s  in {in_:,.0f}/s  out {out:,.0f}/s  dlq {self.dead:,}"
+        line = f"{time.monotonic() - self.started:5.0f} s  in {in_:,.0f}/s  out {out:,.0f}/s  dlq {self.dead:,} in all"
         if last is None:
             return line + "  (waiting for distilld)"
         _, rows = self.drift(last)
