@@ -64,7 +64,12 @@ def _read_secret(path: str | None, what: str) -> SecretStr | None:
 
 # librdkafka properties that have a setting of their own, which the state topic's name, the
 # transactional id and the chart's autoscaler are derived from
-_OWNED = {"bootstrap.servers": "bootstrap_servers", "group.id": "group_id", "transactional.id": "transactional_id"}
+_OWNED = {
+    "bootstrap.servers": "bootstrap_servers",
+    "metadata.broker.list": "bootstrap_servers",  # librdkafka's alias of bootstrap.servers
+    "group.id": "group_id",
+    "transactional.id": "transactional_id",
+}
 
 
 def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, LibrdkafkaValue]:
@@ -273,7 +278,7 @@ class KafkaSettings(_Section):
     def reads(self, topic: str) -> bool:
         """Whether ``topic`` is an input: in ``input_topics``, or matched as the subscription matches."""
         if self.input_pattern:
-            return re.match(self.subscription()[0], topic) is not None
+            return re.search(self.subscription()[0], topic) is not None  # librdkafka: POSIX regexec, unanchored
         return topic in self.input_topics
 
     def subscription(self) -> list[str]:

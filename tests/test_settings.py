@@ -654,3 +654,19 @@ def test_a_bad_feature_entry_is_named_once_without_a_placeholder(tmp_path: Path)
     with pytest.raises(ConfigError) as e:
         load_settings(write(tmp_path, data))
     assert str(e.value).startswith("features[0] ('age'): Input tag 'numerical'"), str(e.value)
+
+
+def test_an_input_pattern_reads_topics_as_librdkafka_matches_them() -> None:
+    """librdkafka matches a subscription regex anywhere in the name (POSIX regexec): '^orders|events'
+    reads app-events, which sizing the state topic left out."""
+    from distilld.settings import KafkaSettings
+
+    kafka = KafkaSettings(bootstrap_servers="b:9092", group_id="g", output_topic="out", input_pattern="orders|events")
+    assert kafka.reads("orders.eu") and kafka.reads("app-events") and not kafka.reads("payments")
+
+
+def test_the_alias_of_bootstrap_servers_is_refused_in_passthrough_maps(tmp_path: Path) -> None:
+    data = minimal()
+    data["kafka"]["consumer"] = {"metadata.broker.list": "wrong:9092"}
+    with pytest.raises(ConfigError, match=r"set kafka\.bootstrap_servers instead"):
+        load_settings(write(tmp_path, data))

@@ -223,7 +223,7 @@ class Checkpoints:
         """Abort the open transaction; the daemon rewinds its partitions to the last commit."""
         assert self.txn is not None
         try:
-            self.txn.abort()
+            self.txn.abort(self.stop_by)  # at a stop, within its deadline
         except (TransactionFatal, TransactionAborted, KafkaException) as e:
             self.fail(f"transaction abort: {e}")
             return

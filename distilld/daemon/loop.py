@@ -135,7 +135,12 @@ class Daemon:
         self._consumed: dict[str, tuple[Any, Any]] = {}
         self._token_repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
-        self._unchecked = {"time", "key", *self.graders}  # field paths not yet seen in any record (_check_fields)
+        # field paths not yet seen in any record (_check_fields): the settings, and each feature
+        self._unchecked: set[str] = {
+            "reducer.time",
+            "reducer.key",
+            *(f"feature {f}" for f in self.graders),
+        }
         # bound before any client exists: a port in use stops start-up without a client's log lines
         m = settings.metrics
         self.endpoints = (
@@ -332,8 +337,7 @@ class Daemon:
             self._fail(f"cannot read the committed offsets of {_names(partitions)}: {e.args[0]}")
             return
         self.joined = True
-        if partitions:
-            self.missing_topics.clear()
+        self.missing_topics.clear()  # a topic still missing is reported again by the next fetch
         self.metrics.rebalances.labels("assign").inc()
         self.metrics.assigned.set(len(self.partitions))
         # assign here (not after the callback) so that a pause applies to the new partitions too
@@ -588,15 +592,19 @@ class Daemon:
         which would otherwise only show as a metric (a feature all missing, one window for every
         record, processing time instead of event time)."""
         reducer = self.settings.reducer
-        if "time" in self._unchecked and reducer.time not in ("processing", "kafka_timestamp") and np.isnan(ts).all():
-            self._unchecked.discard("time")
+        if (
+            "reducer.time" in self._unchecked
+            and reducer.time not in ("processing", "kafka_timestamp")
+            and np.isnan(ts).all()
+        ):
+            self._unchecked.discard("reducer.time")
             log.warning(
                 "reducer.time %r: none of %d records has a usable time there (missing or not a number): "
                 "they take the window's watermark; check the field path and reducer.time_unit",
                 reducer.time, records,
             )  # fmt: skip
-        if "key" in self._unchecked and reducer.key not in ("kafka_key", "none") and keys == [None]:
-            self._unchecked.discard("key")
+        if "reducer.key" in self._unchecked and reducer.key not in ("kafka_key", "none") and keys == [None]:
+            self._unchecked.discard("reducer.key")
             log.warning(
                 "reducer.key %r: none of %d records has it: they share one window; check the field path",
                 reducer.key, records,
@@ -610,8 +618,8 @@ class Daemon:
         for f in np.flatnonzero(delta).tolist():
             name = self.metrics.features[f]
             self.metrics.missing.labels(name).inc(int(delta[f]))
-            if records >= FIELD_CHECK_RECORDS and delta[f] == records and name in self._unchecked:
-                self._unchecked.discard(name)
+            if records >= FIELD_CHECK_RECORDS and delta[f] == records and f"feature {name}" in self._unchecked:
+                self._unchecked.discard(f"feature {name}")
                 log.warning(
                     "feature %r: missing or wrong-typed in all %d records of a batch; check its field path",
                     name, records,

@@ -43,12 +43,12 @@ class Transactions:
     def init(self, timeout_s: float) -> None:
         """Register the transactional id (fencing an older producer with the same
         id); a KafkaException is raised when the broker does not answer in time."""
-        self._call(lambda: self.producer.init_transactions(timeout_s), timeout_s)
+        self._call(lambda left: self.producer.init_transactions(left), time.monotonic() + timeout_s)
         self.ready = True
 
     def begin(self, deadline: float | None = None) -> None:
         if not self.open:
-            self._call(self.producer.begin_transaction, self._left(deadline))
+            self._call(lambda left: self.producer.begin_transaction(), self._until(deadline))
             self.open = True
 
     def commit(self, offsets: list[TopicPartition], group_metadata: Any, deadline: float | None = None) -> None:
@@ -57,27 +57,29 @@ class Transactions:
         if not self.open:
             return
         if offsets:
-            left = self._left(deadline)
-            self._call(lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, left), left)
-        left = self._left(deadline)
-        self._call(lambda: self.producer.commit_transaction(left), left)
+            self._call(
+                lambda left: self.producer.send_offsets_to_transaction(offsets, group_metadata, left),
+                self._until(deadline),
+            )
+        self._call(lambda left: self.producer.commit_transaction(left), self._until(deadline))
         self.open = False
 
-    def _left(self, deadline: float | None) -> float:
-        if deadline is None:
-            return self.timeout_s
-        return max(0.0, min(self.timeout_s, deadline - time.monotonic()))
-
-    def abort(self) -> None:
+    def abort(self, deadline: float | None = None) -> None:
         if self.open:
-            self._call(lambda: self.producer.abort_transaction(self.timeout_s), self.timeout_s)
+            self._call(lambda left: self.producer.abort_transaction(left), self._until(deadline))
             self.open = False
 
-    def _call(self, call: Callable[[], T], timeout_s: float) -> T:
-        deadline = time.monotonic() + timeout_s
+    def _until(self, deadline: float | None) -> float:
+        """When a call must be done: ``timeout_s`` from now, or ``deadline`` if that is sooner."""
+        until = time.monotonic() + self.timeout_s
+        return until if deadline is None else min(until, deadline)
+
+    def _call(self, call: Callable[[float], T], deadline: float) -> T:
+        """``call(seconds left)`` until it succeeds or ``deadline`` (monotonic) passes: a retry
+        gets only what is left, so retries never run past it."""
         while True:
             try:
-                return call()
+                return call(max(0.0, deadline - time.monotonic()))
             except KafkaException as e:
                 err: KafkaError = e.args[0]
                 if err.retriable() and time.monotonic() < deadline:
