@@ -399,10 +399,12 @@ class MetricsSettings(_Section):
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
+        if not value:
+            return value  # every interface, as Python's servers take ""
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            if not _HOSTNAME.fullmatch(value):
+            if not _HOSTNAME.fullmatch(value.removesuffix(".")):
                 raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
         return value
 

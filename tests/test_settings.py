@@ -627,7 +627,9 @@ def test_infinite_floats_and_a_bad_bind_address_are_refused_at_start_up(
         load_settings(None, **{**minimal(), section: values})
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "::1", "127.0.0.1", "distilld-0.distilld.svc.cluster.local"])
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "::1", "127.0.0.1", "distilld-0.distilld.svc.cluster.local", "host.example.com.", ""]
+)
 def test_bind_addresses_of_either_family_and_host_names_are_accepted(host: str) -> None:
     assert load_settings(None, **{**minimal(), "metrics": {"host": host}}).metrics.host == host
 

@@ -153,6 +153,9 @@ def improve(
     layout = _Layout(stream, category_weight)
     windows = usable // block - BLOCK_WINDOWS + 1
     quint = layout.quintiles(block, windows)
+    per_block = mask[:usable].reshape(-1, block).sum(axis=1)
+    if per_block.min() < 1 or per_block.max() >= block:
+        raise ValueError("every block needs a selected and an unselected record to swap")
     out = mask[:usable].copy()
     args = (block, windows, layout.first, layout.second, layout.sizes, layout.offset, layout.cat_codes, quint)
     for k in range(passes):
