@@ -193,14 +193,19 @@ def test_seed_submodule_import_paths() -> None:
     assert CoreDataPoint is DataPoint and GradingLambda is LambdaGrader
 
 
-def test_unusable_event_times_are_counted_warned_once_and_reported_as_used(caplog: pytest.LogCaptureFixture) -> None:
-    now = 1_700_000_000.0
-    processor = DistilledProcessor(
+def _by_event_time(now: float) -> DistilledProcessor:
+    """Every record sent, event time from ``ts``, the clock fixed at ``now``."""
+    return DistilledProcessor(
         {"v": NumericGrader("v", lambda r: r["v"])},
         reduction_percentage=1.0,
         timestamp_func=lambda r: r["ts"],
         clock=lambda: now,
     )
+
+
+def test_unusable_event_times_are_counted_warned_once_and_reported_as_used(caplog: pytest.LogCaptureFixture) -> None:
+    now = 1_700_000_000.0
+    processor = _by_event_time(now)
     with caplog.at_level("WARNING", logger="distilld.processor"):
         points = processor.process_batch([{"v": 1, "ts": now * 1000}, {"v": 2, "ts": now - 5}])
         processor.process_batch([{"v": 3, "ts": float("nan")}])
@@ -213,12 +218,7 @@ def test_an_unusable_time_takes_the_watermark_not_the_clock() -> None:
     """Once event times have set a watermark, a record with an unusable time is placed at the watermark
     (the clock stands in only before any event time was seen)."""
     now = 1_700_000_000.0
-    processor = DistilledProcessor(
-        {"v": NumericGrader("v", lambda r: r["v"])},
-        reduction_percentage=1.0,
-        timestamp_func=lambda r: r["ts"],
-        clock=lambda: now,
-    )
+    processor = _by_event_time(now)
     processor.process_batch([{"v": 1, "ts": now - 100}])
     (point,) = processor.process_batch([{"v": 2, "ts": float("nan")}])
     assert point.timestamp == now - 100

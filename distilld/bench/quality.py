@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -49,19 +50,14 @@ def selection(
     return stream, mask, weights
 
 
-def run_quality(
-    name: str,
-    n: int = 60_000,
-    rate: float = 0.1,
-    batch: int = 1000,
-    window_seconds: float = 100.0,
-    per_key: int | None = None,
-    **engine: Any,
-) -> dict[str, tuple[float, float]]:
+def run_quality(name: str, **options: Any) -> dict[str, tuple[float, float]]:
     """Per metric: (distilld error, random error) over sliding windows of ~10,000 records;
-    with ``per_key`` (see :func:`selection`), the errors are the whole output's."""
-    stream, mask, weights = selection(name, n, rate, batch, window_seconds, per_key, **engine)
-    ours, theirs = compare(stream, lambda: (mask, weights), rate, batch, window_seconds)
+    ``options`` are :func:`selection`'s (with ``per_key``, the errors are the whole output's)."""
+    stream, mask, weights = selection(name, **options)
+    used = inspect.signature(selection).bind(name, **options)
+    used.apply_defaults()
+    rate, batch, window = (used.arguments[k] for k in ("rate", "batch", "window_seconds"))
+    ours, theirs = compare(stream, lambda: (mask, weights), rate, batch, window)
     return {m: (ours[m], theirs[m]) for m in METRICS}
 
 
