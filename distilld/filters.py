@@ -27,7 +27,8 @@ _COMBINATIONS = ("all_", "any_", "not_")
 
 
 class Condition(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # a NaN or infinite threshold would never (or always) match, silently
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     field: str | None = None
     equals: Any = None

@@ -93,6 +93,7 @@ def _drop(when: dict[str, Any], name: str = "x") -> dict[str, Any]:
             r"filters: .*distinct: x",
         ),
         (_drop({"all": [{"field": "a", "gt": "high"}]}), r"filters\.drop\.0\.when\.all\.0\.gt"),
+        (_drop({"field": "a", "lt": float("nan")}), r"filters\.drop\.0\.when\.lt"),  # would never match
     ],
 )
 def test_filter_errors_name_the_filter_and_the_reason(filters: dict[str, Any], message: str) -> None:
