@@ -14,6 +14,7 @@ daemon (SIGTERM), then the broker.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import subprocess
 import sys
@@ -375,10 +376,25 @@ def run(args: argparse.Namespace) -> int:
         finally:
             _stop(daemon)  # whatever happened above: no daemon outlives the demo
             demo.close()
+            kept = _keep(config, log)
     print("\n".join(demo.table(int(demo.last_ts // PANE_S) if drained else demo.processed_pane(), final=True)))
     how = "on Ctrl-C" if interrupted else f"after {args.duration:g} s"
     print(f"\nstopped {how}; distilld run exited with code {code}")
+    if kept:
+        print(f"the daemon's configuration and log: {kept}/distilld.yaml, {kept}/daemon.log")
     return 0
+
+
+def _keep(config: Path, log: Path, where: Path = Path("build") / "demo") -> Path | None:
+    """Copy the demo's configuration and the daemon's log out of the temporary folder (deleted at exit),
+    to look at after the demo; None where the working directory cannot take them."""
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(config, where / "distilld.yaml")
+        shutil.copyfile(log, where / "daemon.log")
+    except OSError:
+        return None
+    return where
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

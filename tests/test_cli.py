@@ -18,12 +18,13 @@ def test_console_script_reports_its_version() -> None:
 
 
 @pytest.mark.kafka
-def test_demo_runs_the_daemon_on_the_embedded_broker_next_to_random() -> None:
+def test_demo_runs_the_daemon_on_the_embedded_broker_next_to_random(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "distilld.cli", "demo", "--duration", "6", "--rate", "5000"],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "distilld drift" in out.stdout and "random drift" in out.stdout
@@ -34,6 +35,10 @@ def test_demo_runs_the_daemon_on_the_embedded_broker_next_to_random() -> None:
     assert mean and float(mean.group(1)) < float(mean.group(2))  # distilld drifts less than random
     dead = re.search(r"\(([\d,]+) dead letters\)", out.stdout)
     assert dead and int(dead.group(1).replace(",", "")) > 0
+    # kept after the demo: the configuration it ran and the daemon's log
+    assert "build/demo/daemon.log" in out.stdout
+    assert "output_topic: demo.out" in (tmp_path / "build" / "demo" / "distilld.yaml").read_text()
+    assert "joining group" in (tmp_path / "build" / "demo" / "daemon.log").read_text()
 
 
 def test_check_config_accepts_a_file_tools_config_without_kafka(
