@@ -65,6 +65,28 @@ __all__ = ["SMALL_CELL", "HerdingSelector"]
 SMALL_CELL = 10.0  # picks: cells smaller than this weigh about alike (see above)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add(vec, cells, moments, i, amount, base):  # type: ignore[no-untyped-def]
+    """``amount`` of record ``i`` into deficits ``vec``: each of its cells, then ``amount`` × each moment value."""
+    for g in range(cells.shape[1]):
+        vec[cells[i, g]] += amount
+    for m in range(moments.shape[1]):
+        vec[base + m] += amount * moments[i, m]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gain(score, vec, cell_scale, moment_scale, factor, cells, moments, i, base):  # type: ignore[no-untyped-def]
+    """``score`` plus ``factor`` × how much sending record ``i`` lowers the weighted squares of deficits
+    ``vec``: ``2D − 1`` a cell, ``2Mv − v²`` a moment (module docstring)."""
+    for g in range(cells.shape[1]):
+        c = cells[i, g]
+        score += factor * cell_scale[c] * (2.0 * vec[c] - 1.0)
+    for m in range(moments.shape[1]):
+        v = moments[i, m]
+        score += factor * moment_scale[m] * v * (2.0 * vec[base + m] - v)
+    return score
+
+
 @njit(cache=True, nogil=True)
 def _herd(
     starts: np.ndarray,  # per key: first index into `order`
@@ -84,13 +106,15 @@ def _herd(
     gfactor: np.ndarray,  # per key: how much the summed term counts (0: the key is the whole stream)
 ) -> np.ndarray:
     chosen = np.zeros(cells.shape[0], dtype=np.bool_)
-    groups, n_moments = cells.shape[1], moments.shape[1]
     shared = gdeficit.shape[0] > 0
+    gmoment_scale = gscale[base:]
     for k in range(starts.shape[0] - 1):
         lo, hi, q = starts[k], starts[k + 1], quota[k]
         n = hi - lo
         if q <= 0 or n <= 0:
             continue
+        own = deficit[k]
+        f = gfactor[k]
         segments = (q + segment_picks - 1) // segment_picks
         owed = 0  # picks a segment had too few records for (rates near 1): the next ones make them
         for s in range(segments):
@@ -98,15 +122,9 @@ def _herd(
             b = lo + ((s + 1) * n) // segments
             for j in range(a, b):
                 i = order[j]
-                for g in range(groups):
-                    deficit[k, cells[i, g]] += arrive[i]
-                for m in range(n_moments):
-                    deficit[k, base + m] += arrive[i] * moments[i, m]
+                _add(own, cells, moments, i, arrive[i], base)
                 if shared:
-                    for g in range(groups):
-                        gdeficit[cells[i, g]] += arrive[i]
-                    for m in range(n_moments):
-                        gdeficit[base + m] += arrive[i] * moments[i, m]
+                    _add(gdeficit, cells, moments, i, arrive[i], base)
             picks = ((s + 1) * q) // segments - (s * q) // segments + owed
             owed = max(0, picks - (b - a))
             for _ in range(picks - owed):
@@ -115,35 +133,17 @@ def _herd(
                     i = order[j]
                     if chosen[i]:
                         continue
-                    score = jitter[i]
-                    for g in range(groups):
-                        c = cells[i, g]
-                        score += scale[k, c] * (2.0 * deficit[k, c] - 1.0)
-                    for m in range(n_moments):
-                        v = moments[i, m]
-                        score += moment_scale[k, m] * v * (2.0 * deficit[k, base + m] - v)
-                    f = gfactor[k]
+                    score = _gain(jitter[i], own, scale[k], moment_scale[k], 1.0, cells, moments, i, base)
                     if f > 0.0:
-                        for g in range(groups):
-                            c = cells[i, g]
-                            score += f * gscale[c] * (2.0 * gdeficit[c] - 1.0)
-                        for m in range(n_moments):
-                            v = moments[i, m]
-                            score += f * gscale[base + m] * v * (2.0 * gdeficit[base + m] - v)
+                        score = _gain(score, gdeficit, gscale, gmoment_scale, f, cells, moments, i, base)
                     if score > best_score:
                         best, best_score = i, score
                 if best < 0:
                     break
                 chosen[best] = True
-                for g in range(groups):
-                    deficit[k, cells[best, g]] -= 1.0
-                for m in range(n_moments):
-                    deficit[k, base + m] -= moments[best, m]
+                _add(own, cells, moments, best, -1.0, base)
                 if shared:
-                    for g in range(groups):
-                        gdeficit[cells[best, g]] -= 1.0
-                    for m in range(n_moments):
-                        gdeficit[base + m] -= moments[best, m]
+                    _add(gdeficit, cells, moments, best, -1.0, base)
     return chosen
 
 
@@ -162,40 +162,28 @@ def _pooled(
     jitter: np.ndarray,  # per record
 ) -> np.ndarray:
     taken = np.zeros(n_keys, dtype=np.bool_)
-    groups, n_moments = cells.shape[1], moments.shape[1]
-    base = gdeficit.shape[0] - n_moments
+    base = gdeficit.shape[0] - moments.shape[1]
+    gmoment_scale = gscale[base:]
     n = candidates.shape[0]
     segments = max(1, (extra + segment_picks - 1) // segment_picks)
     for s in range(segments):
         a, b = (s * n) // segments, ((s + 1) * n) // segments
         for j in range(a, b):
             i = candidates[j]
-            for g in range(groups):
-                gdeficit[cells[i, g]] += arrive[i]
-            for m in range(n_moments):
-                gdeficit[base + m] += arrive[i] * moments[i, m]
+            _add(gdeficit, cells, moments, i, arrive[i], base)
         for _ in range(((s + 1) * extra) // segments - (s * extra) // segments):
             best, best_score = -1, -np.inf
             for j in range(a, b):
                 i = candidates[j]
                 if taken[key_of[i]]:
                     continue
-                score = jitter[i]
-                for g in range(groups):
-                    c = cells[i, g]
-                    score += gscale[c] * (2.0 * gdeficit[c] - 1.0)
-                for m in range(n_moments):
-                    v = moments[i, m]
-                    score += gscale[base + m] * v * (2.0 * gdeficit[base + m] - v)
+                score = _gain(jitter[i], gdeficit, gscale, gmoment_scale, 1.0, cells, moments, i, base)
                 if score > best_score:
                     best, best_score = i, score
             if best < 0:
                 break
             taken[key_of[best]] = True
-            for g in range(groups):
-                gdeficit[cells[best, g]] -= 1.0
-            for m in range(n_moments):
-                gdeficit[base + m] -= moments[best, m]
+            _add(gdeficit, cells, moments, best, -1.0, base)
     return np.flatnonzero(taken)
 
 
