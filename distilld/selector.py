@@ -60,13 +60,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-__all__ = ["SMALL_CELL", "HerdingSelector"]
+__all__ = ["SMALL_CELL", "HerdingSelector", "add_record"]
 
 SMALL_CELL = 10.0  # picks: cells smaller than this weigh about alike (see above)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add(vec, cells, moments, i, amount, base):  # type: ignore[no-untyped-def]
+def add_record(vec, cells, moments, i, amount, base):  # type: ignore[no-untyped-def]
     """``amount`` of record ``i`` into deficits ``vec``: each of its cells, then ``amount`` × each moment value."""
     for g in range(cells.shape[1]):
         vec[cells[i, g]] += amount
@@ -122,9 +122,9 @@ def _herd(
             b = lo + ((s + 1) * n) // segments
             for j in range(a, b):
                 i = order[j]
-                _add(own, cells, moments, i, arrive[i], base)
+                add_record(own, cells, moments, i, arrive[i], base)
                 if shared:
-                    _add(gdeficit, cells, moments, i, arrive[i], base)
+                    add_record(gdeficit, cells, moments, i, arrive[i], base)
             picks = ((s + 1) * q) // segments - (s * q) // segments + owed
             owed = max(0, picks - (b - a))
             for _ in range(picks - owed):
@@ -141,9 +141,9 @@ def _herd(
                 if best < 0:
                     break
                 chosen[best] = True
-                _add(own, cells, moments, best, -1.0, base)
+                add_record(own, cells, moments, best, -1.0, base)
                 if shared:
-                    _add(gdeficit, cells, moments, best, -1.0, base)
+                    add_record(gdeficit, cells, moments, best, -1.0, base)
     return chosen
 
 
@@ -170,7 +170,7 @@ def _pooled(
         a, b = (s * n) // segments, ((s + 1) * n) // segments
         for j in range(a, b):
             i = candidates[j]
-            _add(gdeficit, cells, moments, i, arrive[i], base)
+            add_record(gdeficit, cells, moments, i, arrive[i], base)
         for _ in range(((s + 1) * extra) // segments - (s * extra) // segments):
             best, best_score = -1, -np.inf
             for j in range(a, b):
@@ -183,7 +183,7 @@ def _pooled(
             if best < 0:
                 break
             taken[key_of[best]] = True
-            _add(gdeficit, cells, moments, best, -1.0, base)
+            add_record(gdeficit, cells, moments, best, -1.0, base)
     return np.flatnonzero(taken)
 
 

@@ -29,6 +29,8 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from numba import njit
 
+from distilld.selector import add_record
+
 __all__ = ["KeyedWindows"]
 
 _EMPTY = np.int64(-(2**62))
@@ -68,12 +70,8 @@ def _account(
     global_deficit: np.ndarray,  # cells, then moments: summed over keys
 ) -> None:
     for i in range(cells.shape[0]):
-        for g in range(cells.shape[1]):
-            deficit[slots[i], cells[i, g]] += change[i]
-            global_deficit[cells[i, g]] += change[i]
-        for j in range(moments.shape[1]):
-            deficit[slots[i], base + j] += change[i] * moments[i, j]
-            global_deficit[base + j] += change[i] * moments[i, j]
+        add_record(deficit[slots[i]], cells, moments, i, change[i], base)
+        add_record(global_deficit, cells, moments, i, change[i], base)
 
 
 class KeyedWindows:
