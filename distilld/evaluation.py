@@ -8,7 +8,8 @@ window:
 
 - ``category_tv``: total-variation distance of each categorical feature's shares;
 - ``pair_tv``: TV of the joint shares of every feature pair (numerics cut into
-  quintiles of the window, so pairs with numerics count too);
+  quintiles of the window, so pairs with numerics count too; ``cuts`` asks for
+  it at other cuts as well, ``pair_tv@4`` for quartiles and so on);
 - ``ks``: Kolmogorov–Smirnov distance of each numeric feature;
 - ``corr``: mean absolute error of the numeric correlation matrix;
 - ``count``: error of per-category counts estimated with the weights, as a
@@ -89,8 +90,9 @@ def category_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> di
     return out
 
 
-def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> dict[tuple[str, str], float]:
-    """Per feature pair: TV of its joint shares (numerics cut at the window's quintiles)."""
+def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray, cuts: int = 5) -> dict[tuple[str, str], float]:
+    """Per feature pair: TV of its joint shares (numerics cut at the window's quintiles,
+    or into ``cuts`` equal-frequency bins)."""
     codes: dict[str, np.ndarray] = {}
     scodes: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
@@ -98,8 +100,8 @@ def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> dict[t
         codes[n], scodes[n] = c[window], c[selected]
         sizes[n] = _n_codes(codes[n], scodes[n])
     for n, v in stream.numeric.items():
-        edges = np.quantile(v[window], [0.2, 0.4, 0.6, 0.8])
-        codes[n], scodes[n], sizes[n] = np.searchsorted(edges, v[window]), np.searchsorted(edges, v[selected]), 5
+        edges = np.quantile(v[window], np.arange(1, cuts) / cuts)
+        codes[n], scodes[n], sizes[n] = np.searchsorted(edges, v[window]), np.searchsorted(edges, v[selected]), cuts
     out = {}
     for a, b in combinations(codes, 2):
         k = sizes[a] * sizes[b]
@@ -107,7 +109,9 @@ def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> dict[t
     return out
 
 
-def _window_errors(stream: Stream, window: np.ndarray, selected: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+def _window_errors(
+    stream: Stream, window: np.ndarray, selected: np.ndarray, weights: np.ndarray, cuts: Sequence[int] = ()
+) -> dict[str, float]:
     cats = {n: c[window] for n, c in stream.categorical.items()}
     scats = {n: c[selected] for n, c in stream.categorical.items()}
     nums = {n: v[window] for n, v in stream.numeric.items()}
@@ -118,6 +122,8 @@ def _window_errors(stream: Stream, window: np.ndarray, selected: np.ndarray, wei
     out["category_tv"] = float(np.mean(list(category_tvs(stream, window, selected).values()))) if cats else 0.0
     pairs = pair_tvs(stream, window, selected)
     out["pair_tv"] = float(np.mean(list(pairs.values()))) if pairs else 0.0
+    for q in cuts:
+        out[f"pair_tv@{q}"] = float(np.mean(list(pair_tvs(stream, window, selected, q).values()))) if pairs else 0.0
     out["ks"] = float(np.mean([_ks(nums[n], snums[n]) for n in nums])) if nums else 0.0
     if len(nums) >= 2:
         out["corr"] = _corr_error(np.column_stack(list(nums.values())), np.column_stack(list(snums.values())))
@@ -147,11 +153,18 @@ def windows(
 
 
 def evaluate(
-    stream: Stream, mask: np.ndarray, weights: np.ndarray, window_seconds: float, checkpoints: int = 12
+    stream: Stream,
+    mask: np.ndarray,
+    weights: np.ndarray,
+    window_seconds: float,
+    checkpoints: int = 12,
+    cuts: Sequence[int] = (),
 ) -> dict[str, float]:
-    """Mean error per metric over ``checkpoints`` sliding windows after the first full one."""
-    rows = [_window_errors(stream, w, s, weights) for w, s in windows(stream, mask, window_seconds, checkpoints)]
-    return {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
+    """Mean error per metric over ``checkpoints`` sliding windows after the first full one
+    (and ``pair_tv@q`` for each of ``cuts``)."""
+    rows = [_window_errors(stream, w, s, weights, cuts) for w, s in windows(stream, mask, window_seconds, checkpoints)]
+    names = [*METRICS, *(f"pair_tv@{q}" for q in cuts)]
+    return {m: float(np.mean([r[m] for r in rows])) if rows else float("nan") for m in names}
 
 
 def random_selection(n: int, batch: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,9 +187,13 @@ def compare(
     batch: int,
     window_seconds: float,
     seeds: int = 5,
+    cuts: Sequence[int] = (),
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """(distilld errors, random errors averaged over ``seeds``)."""
+    """(distilld errors, random errors averaged over ``seeds``); ``cuts`` as :func:`evaluate`'s."""
     mask, weights = run_distilld()
-    ours = evaluate(stream, mask, weights, window_seconds)
-    theirs = [evaluate(stream, *random_selection(len(stream), batch, rate, s), window_seconds) for s in range(seeds)]
-    return ours, {m: float(np.mean([r[m] for r in theirs])) for m in METRICS}
+    ours = evaluate(stream, mask, weights, window_seconds, cuts=cuts)
+    theirs = [
+        evaluate(stream, *random_selection(len(stream), batch, rate, s), window_seconds, cuts=cuts)
+        for s in range(seeds)
+    ]
+    return ours, {m: float(np.mean([r[m] for r in theirs])) for m in ours}

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from distilld.fieldpath import parse_path
 from distilld.graders import (
@@ -59,9 +59,21 @@ class _Base(BaseModel):
         return self.field or self.name
 
 
-class NumericFeature(_Base):
-    type: Literal["numeric"]
+class _Binned(BaseModel):
+    """A numeric's bins: ``bins`` for its own shares, ``pair_bins`` (a divisor) inside pairs."""
+
     bins: Annotated[int, Field(ge=2, le=256)] = DEFAULT_BINS
+    pair_bins: Annotated[int, Field(ge=2, le=256)] | None = None
+
+    @model_validator(mode="after")
+    def _nested(self) -> _Binned:
+        if self.pair_bins is not None and self.bins % self.pair_bins:
+            raise ValueError(f"pair_bins ({self.pair_bins}) must divide bins ({self.bins})")
+        return self
+
+
+class NumericFeature(_Base, _Binned):
+    type: Literal["numeric"]
 
 
 class CategoricalFeature(_Base):
@@ -81,7 +93,7 @@ class OpenCategoricalFeature(_Base):
     top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
 
 
-class CustomFeature(_Base):
+class CustomFeature(_Base, _Binned):
     type: Literal["custom"]
     # package.module:callable, or the name of an entry point in the group distilld.graders
     function: Annotated[str, Field(pattern=r"^([A-Za-z_][\w.]*:[A-Za-z_][\w.]*|[A-Za-z_][\w.\-]*)$")]
@@ -96,7 +108,6 @@ class CustomFeature(_Base):
     value_type: Literal["numeric", "categorical", "open_categorical"] = "numeric"
     categories: list[str] | None = None
     top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
-    bins: Annotated[int, Field(ge=2, le=256)] = DEFAULT_BINS
 
 
 FeatureSpec = Annotated[
@@ -137,7 +148,7 @@ def _custom_grader(spec: CustomFeature) -> GradingFunction:
     if isinstance(obj, type) and issubclass(obj, GradingFunction):
         return obj(spec.name)
     if spec.value_type == "numeric":
-        return NumericGrader(spec.name, obj, bins=spec.bins)
+        return NumericGrader(spec.name, obj, bins=spec.bins, pair_bins=spec.pair_bins)
     if spec.value_type == "categorical":
         if not spec.categories:
             raise ValueError("value_type 'categorical' needs 'categories'")
@@ -149,7 +160,9 @@ def grader_from_spec(
     spec: NumericFeature | CategoricalFeature | OpenCategoricalFeature | CustomFeature,
 ) -> GradingFunction:
     if isinstance(spec, NumericFeature):
-        return FieldNumericGrader(spec.name, spec.path, bins=spec.bins, transform=spec.transform)
+        return FieldNumericGrader(
+            spec.name, spec.path, bins=spec.bins, transform=spec.transform, pair_bins=spec.pair_bins
+        )
     if isinstance(spec, CategoricalFeature):
         return FieldCategoricalGrader(spec.name, spec.path, spec.categories, transform=spec.transform)
     if isinstance(spec, OpenCategoricalFeature):

@@ -494,3 +494,29 @@ def test_keys_with_many_picks_keep_their_own_balance() -> None:
                 seen.append(np.mean([d["mean"] for d in proc.get_current_stats()["drift"].values()]))
         drift.append(float(np.mean(seen)))
     assert drift[1] <= 1.1 * drift[0], drift
+
+
+def test_pair_tv_at_other_cuts_cuts_the_numerics_there() -> None:
+    """``evaluate(cuts=…)`` adds the pair TV with numerics cut into that many bins; the default
+    cut is quintiles. A selection that holds every quintile cell's share exactly is perfect at
+    quintiles and not at quartiles, whose cells it splits."""
+    from distilld.evaluation import Stream, evaluate, pair_tvs
+
+    n = 4000
+    rng = np.random.default_rng(3)
+    x = rng.permutation(n).astype(float)
+    c = x.astype(np.int64) % 2  # 400 of each value in every quintile of x
+    stream = Stream(categorical={"c": c}, numeric={"x": x}, timestamps=np.arange(n) / 100)
+    # per quintile of x and value of c, the records of the lowest x: right shares at quintiles, off at quartiles
+    quintile = np.searchsorted(np.quantile(x, [0.2, 0.4, 0.6, 0.8]), x)
+    mask = np.zeros(n, dtype=bool)
+    for q in range(5):
+        for c in range(2):
+            cell = np.flatnonzero((quintile == q) & (stream.categorical["c"] == c))
+            mask[cell[np.argsort(x[cell])][: len(cell) // 10]] = True
+    window = np.arange(n)
+    assert pair_tvs(stream, window, window[mask]) == pair_tvs(stream, window, window[mask], 5)
+    assert pair_tvs(stream, window, window[mask])["c", "x"] < 1e-9
+    assert pair_tvs(stream, window, window[mask], 4)["c", "x"] > 0.05
+    res = evaluate(stream, mask, np.full(n, 10.0), 40.0, checkpoints=1, cuts=(4, 8))
+    assert set(res) >= {"pair_tv", "pair_tv@4", "pair_tv@8"} and res["pair_tv@4"] > res["pair_tv"]

@@ -57,6 +57,10 @@ def test_each_type_builds_its_grader_and_reads_nested_paths() -> None:
             r"features\[1\] \('a'\): ModuleNotFoundError",
         ),
         ({"name": "ok", "type": "numeric"}, r"features\[1\] \('ok'\): name: duplicate feature name"),
+        (
+            {"name": "a", "type": "numeric", "bins": 16, "pair_bins": 5},
+            r"features\[1\] \('a'\): .*pair_bins \(5\) must divide bins \(16\)",
+        ),
     ],
 )
 def test_invalid_entries_name_the_entry_and_the_reason(entry: dict[str, Any], message: str) -> None:
@@ -128,3 +132,20 @@ def test_a_custom_features_bins_and_top_k_are_used() -> None:
     binner, top = graders["a"].make_encoder(12, 0), graders["b"].make_encoder(12, 0)
     assert isinstance(binner, NumericBinner) and binner.bins == 5
     assert isinstance(top, OpenCategoricalEncoder) and top.top_k == 3
+
+
+def test_numerics_pair_bins_default_to_quintiles_and_follow_the_config() -> None:
+    """By default a numeric has 20 bins of its own and 5 (quintiles, the cut ``distilld evaluate``
+    measures pairs at) inside pairs; ``pair_bins`` sets the pairs' cut, for numeric and custom features."""
+    graders = build_graders(
+        [
+            {"name": "a", "type": "numeric"},
+            {"name": "b", "type": "numeric", "pair_bins": 4},
+            {"name": "c", "type": "custom", "function": "builtins:len", "bins": 12, "pair_bins": 3},
+            {"name": "d", "type": "numeric", "bins": 16},
+        ]
+    )
+    binners = {n: g.make_encoder(12, 0) for n, g in graders.items()}
+    assert all(isinstance(b, NumericBinner) for b in binners.values())
+    cuts = {n: (b.bins, b.bins // b.pair_div) for n, b in binners.items()}  # type: ignore[attr-defined]
+    assert cuts == {"a": (20, 5), "b": (20, 4), "c": (12, 3), "d": (16, 8)}

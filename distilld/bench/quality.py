@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from distilld.bench.streams import STREAMS
-from distilld.evaluation import METRICS, Stream, compare
+from distilld.evaluation import Stream, compare
 from distilld.features import build_graders
 from distilld.processor import DistilledProcessor
 
@@ -50,15 +50,16 @@ def selection(
     return stream, mask, weights
 
 
-def run_quality(name: str, **options: Any) -> dict[str, tuple[float, float]]:
+def run_quality(name: str, cuts: tuple[int, ...] = (), **options: Any) -> dict[str, tuple[float, float]]:
     """Per metric: (distilld error, random error) over sliding windows of ~10,000 records;
-    ``options`` are :func:`selection`'s (with ``per_key``, the errors are the whole output's)."""
+    ``options`` are :func:`selection`'s (with ``per_key``, the errors are the whole output's);
+    ``cuts``: pair TV at those numeric cuts too (``pair_tv@q``)."""
     stream, mask, weights = selection(name, **options)
     used = inspect.signature(selection).bind(name, **options)
     used.apply_defaults()
     rate, batch, window = (used.arguments[k] for k in ("rate", "batch", "window_seconds"))
-    ours, theirs = compare(stream, lambda: (mask, weights), rate, batch, window)
-    return {m: (ours[m], theirs[m]) for m in METRICS}
+    ours, theirs = compare(stream, lambda: (mask, weights), rate, batch, window, cuts=cuts)
+    return {m: (ours[m], theirs[m]) for m in ours}
 
 
 if __name__ == "__main__":
