@@ -351,3 +351,21 @@ def test_evaluate_applies_the_filters_reduce_does(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert f"filters: {other} records dropped and {rich} kept always, left out; {N - other - rich:,} records" in err
     assert "filters:" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_evaluate_measures_pairs_at_the_cut_the_config_balances_them_at_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pairs are scored at quintiles; a numeric with another ``pair_bins`` adds pair TV at its cut."""
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    config = _config(tmp_path, window_seconds=1000)
+    data = yaml.safe_load(config.read_text())
+    data["features"][2] = {"name": "income", "type": "numeric", "pair_bins": 4}
+    config.write_text(yaml.safe_dump(data))
+    report = tmp_path / "report"
+    assert main(["evaluate", str(src), "--report", str(report), "-c", str(config)]) == 0
+    assert "pair_tv@4" in capsys.readouterr().out
+    ratios = json.loads((report / "ratios.json").read_text())
+    assert set(ratios) == {"category_tv", "pair_tv", "pair_tv@4", "ks", "corr", "count"}
+    assert ratios["pair_tv@4"] > 1.0, ratios

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from distilld.daemon.fields import RecordFields
-from distilld.encoding import to_float_array
-from distilld.evaluation import METRICS, Stream, evaluate, random_selection
+from distilld.encoding import NumericBinner, to_float_array
+from distilld.evaluation import Stream, evaluate, random_selection
 from distilld.features import build_graders
 from distilld.files.formats import FileFormatError, format_of, open_reader
 from distilld.files.reduce import FileFilters, GraderErrors, extract_checked, numeric_columns
@@ -69,7 +69,7 @@ class Evaluation:
 
     def ratios(self) -> dict[str, float]:
         """random's error ÷ distilld's; NaN where the metric does not apply (no numeric pair, say)."""
-        return {m: self.random[m] / max(self.ours[m], 1e-12) if self.random[m] > 0 else math.nan for m in METRICS}
+        return {m: self.random[m] / max(self.ours[m], 1e-12) if self.random[m] > 0 else math.nan for m in self.ours}
 
     def table(self) -> str:
         rows = [f"{'metric':<14}{'distilld':>12}{'random':>12}{'ratio':>10}"]
@@ -178,11 +178,13 @@ def evaluate_file(
         idx = chosen + start
         mask[idx] = True
         weights[idx] = w[key_index[chosen]]
-    ours = evaluate(stream, mask, weights, window)
-    runs = [evaluate(stream, *random_selection(n, batch, reducer.rate, s), window) for s in range(SEEDS)]
+    # pairs at quintiles, and at each other cut the config balances numerics' pairs at (pair_bins)
+    cuts = sorted({e.bins // e.pair_div for e in proc._encoders if isinstance(e, NumericBinner)} - {5})
+    ours = evaluate(stream, mask, weights, window, cuts=cuts)
+    runs = [evaluate(stream, *random_selection(n, batch, reducer.rate, s), window, cuts=cuts) for s in range(SEEDS)]
     result = Evaluation(
         ours,
-        {m: float(np.mean([r[m] for r in runs])) for m in METRICS},
+        {m: float(np.mean([r[m] for r in runs])) for m in ours},
         n,
         int(mask.sum()),
         dropped=cols.dropped,
