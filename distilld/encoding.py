@@ -228,7 +228,12 @@ class NumericBinner(Encoder):
 
     Edges come from a reservoir sample kept per time pane (``panes`` × ``sample``
     values, fixed memory), weighted by how many values each pane saw, so they
-    follow the window's own distribution and forget what has expired.
+    follow the window's own distribution and forget what has expired. The
+    edges' accuracy is what pairs are balanced by: a record the sample puts on
+    the wrong side of a quintile lands in the wrong pair cells (people stream,
+    windows of 10,000: pair TV 2.85x random's with 256 values a pane, 3.0x
+    with 1024, which holds those windows whole; the sample's sort costs ~0.3 ms
+    a refresh, a refresh every 1/(2·panes) of the window's values).
     Acceptance into a reservoir is a seeded hash of the value's position, so
     the edges do not depend on how the stream was cut into batches.
     """
@@ -237,7 +242,7 @@ class NumericBinner(Encoder):
     FINE_MIN_PER_BIN = 20
     Z_CLIP = 5.0  # standard scores beyond this many deviations count as this many
 
-    def __init__(self, bins: int, panes: int, sample: int = 256, seed: int = 0, pair_bins: int | None = None) -> None:
+    def __init__(self, bins: int, panes: int, sample: int = 1024, seed: int = 0, pair_bins: int | None = None) -> None:
         if bins < 2:
             raise ValueError("bins must be at least 2")
         pair_bins = pair_bins or bins
@@ -270,7 +275,9 @@ class NumericBinner(Encoder):
         fill = np.minimum(self._seen[live], self.sample)
         samples = np.concatenate([row[:n] for row, n in zip(self._values[live], fill, strict=True)])
         weights = np.repeat(self._seen[live] / fill, fill)
-        order = np.argsort(samples, kind="stable")
+        # any sort will do: tied values give the same edges in any order (the cumulative weight
+        # at the end of a run of ties is the same), and the default one is ~6x faster than stable
+        order = np.argsort(samples)
         samples, cum = samples[order], np.cumsum(weights[order])
         with np.errstate(over="ignore", invalid="ignore"):  # values near ±1e308: no spread to score by
             self._mean = float(np.average(samples, weights=weights))

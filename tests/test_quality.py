@@ -10,11 +10,11 @@ import pytest
 
 from distilld.bench.quality import run_quality
 
-# random's error ÷ distilld's, at least: 0.8× the ratios measured (people: category_tv 13.71, count 12.58,
-# pair_tv 2.79, ks 2.52, corr 5.50; clickstream: 8.63, 8.39, 1.91, 2.55, 3.09), rounded down
+# random's error ÷ distilld's, at least: 0.8× the ratios measured (people: category_tv 13.87, count 13.02,
+# pair_tv 3.04, ks 2.33, corr 6.08; clickstream: 8.34, 8.41, 2.01, 2.52, 3.60), rounded down
 FLOORS = {
-    "people": {"category_tv": 10.9, "count": 10.0, "pair_tv": 2.2, "ks": 2.0, "corr": 4.4},
-    "clickstream": {"category_tv": 6.9, "count": 6.7, "pair_tv": 1.5, "ks": 2.0, "corr": 2.4},
+    "people": {"category_tv": 11.0, "count": 10.4, "pair_tv": 2.4, "ks": 1.8, "corr": 4.8},
+    "clickstream": {"category_tv": 6.6, "count": 6.7, "pair_tv": 1.6, "ks": 2.0, "corr": 2.8},
 }
 
 
@@ -35,11 +35,12 @@ def test_pairs_in_the_objective_beat_marginals_alone_on_joint_shares() -> None:
 
 def test_numeric_comoments_in_the_objective_keep_correlations_closer() -> None:
     """The cells bin numerics coarsely; balancing the co-moments of their
-    standard scores too keeps their correlations closer to the window's (people:
-    less than a third of the error)."""
-    with_comoments = run_quality("people", n=20_000)["corr"][0]
-    without = run_quality("people", n=20_000, comoment_weight=0.0)["corr"][0]
-    assert with_comoments < 0.5 * without  # measured: 0.31
+    standard scores too keeps their correlations closer to the window's (people,
+    three draws of the stream: about half the error)."""
+    draws = (None, 11, 12)
+    with_comoments = sum(run_quality("people", n=20_000, stream_seed=s)["corr"][0] for s in draws)
+    without = sum(run_quality("people", n=20_000, stream_seed=s, comoment_weight=0.0)["corr"][0] for s in draws)
+    assert with_comoments < 0.65 * without  # measured: 0.49
 
 
 def test_picks_early_in_a_batch_follow_the_records_before_them() -> None:

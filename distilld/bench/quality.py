@@ -22,12 +22,14 @@ def selection(
     batch: int = 1000,
     window_seconds: float = 100.0,
     per_key: int | None = None,
+    stream_seed: int | None = None,
     **engine: Any,
 ) -> tuple[Stream, np.ndarray, np.ndarray]:
     """A generated stream and distilld's selection of it: (stream, selected mask, weights).
     ``per_key``: the records are cut into keys (sessions, say) of about that many,
-    interleaved, each with its own window."""
-    stream, labels, features = STREAMS[name](n)
+    interleaved, each with its own window; ``stream_seed``: another draw of the
+    stream (default: the generator's own seed)."""
+    stream, labels, features = STREAMS[name](n) if stream_seed is None else STREAMS[name](n, seed=stream_seed)
     records = stream.records(labels)
     keys = np.random.default_rng(5).integers(0, max(n // per_key, 1), n).tolist() if per_key else [0] * n
     for i, (rec, ts, key) in enumerate(zip(records, stream.timestamps.tolist(), keys, strict=True)):

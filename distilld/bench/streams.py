@@ -102,7 +102,7 @@ def clickstream(n: int, rate_per_s: float = 100.0, seed: int = 3) -> Generated:
     return stream, labels, features
 
 
-STREAMS: dict[str, Callable[[int], Generated]] = {
+STREAMS: dict[str, Callable[..., Generated]] = {  # (n, seed=…)
     "people": people,
     "drifting_people": drifting_people,
     "clickstream": clickstream,
