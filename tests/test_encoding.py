@@ -65,13 +65,27 @@ def test_numeric_bins_are_equal_frequency_over_the_window() -> None:
     assert counts[:4] == pytest.approx([1000] * 4, rel=0.15)
 
 
+def test_whole_numbers_on_an_edge_go_below_it_as_quantile_cuts_put_them() -> None:
+    """Values 0..9, 100 each, in quintiles: the window's 20th percentile is 1 (1.8 by np.quantile);
+    a 1 goes below the edge, as ``np.searchsorted(np.quantile(...), v)`` and pandas.qcut cut it,
+    so the engine's bins are the ones ``distilld evaluate`` scores, 200 records each (the other side
+    of the edge gave 100, 200, 200, 200, 300)."""
+    enc = NumericBinner(bins=5, panes=1)
+    values = np.repeat(np.arange(10.0), 100)
+    np.random.default_rng(1).shuffle(values)
+    codes = enc.encode(values.tolist(), np.zeros(1000, dtype=np.int64), 0)
+    assert np.bincount(codes, minlength=6).tolist() == [200, 200, 200, 200, 200, 0]
+    assert (codes == np.searchsorted(np.quantile(values, [0.2, 0.4, 0.6, 0.8]), values)).all()
+    assert enc.labels()[0] == "(-inf, 1]" and enc.labels()[4] == "(7, +inf]"
+
+
 def test_numeric_scores_are_standard_scores_in_the_window() -> None:
     """Scores are ``(x − mean) / sd`` of the window's sample: about 0 and 1 over
     the window, growing with the value, clipped at ±Z_CLIP, 0 when missing, and
     0 for every value while the window has no spread."""
     enc = NumericBinner(16, panes=4)
     values = np.random.default_rng(3).normal(50.0, 10.0, 4000)
-    _, scores = enc.encode_scored(list(values), np.arange(4000) % 4, 3)  # a sample of 4 × 256 values
+    _, scores = enc.encode_scored(list(values), np.arange(4000) % 4, 3)  # a sample of 4 × 1000 values
     assert abs(scores.mean()) < 0.1 and abs(scores.std() - 1) < 0.1
     order = np.argsort(values)
     assert (np.diff(scores[order]) >= 0).all()
