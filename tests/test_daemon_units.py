@@ -514,6 +514,42 @@ def test_an_output_topic_the_cluster_does_not_have_is_logged_at_start_up(
     assert not any("dlq_topic" in line for line in lines), "the DLQ topic exists"
 
 
+def test_the_daemon_waits_for_an_input_topic_before_it_makes_the_state_topic(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    """A daemon started before its input topic existed made the state topic with 1 partition, for good.
+    Now it waits (not ready, saying why, one log line a minute) and subscribes once an input exists."""
+    from distilld.daemon import loop as loop_module
+    from distilld.daemon.state import NoInputTopic
+
+    exists = {"t": False}
+
+    def ensure_topic(reads: Any, wanted: Any, timeout_s: float = 0.0) -> int:
+        if not exists["t"]:
+            raise NoInputTopic("g.distilld-state")
+        daemon.state.topics = {"t", "o", "d", "g.distilld-state"}
+        return 3
+
+    daemon.state.ensure_topic = ensure_topic  # type: ignore[method-assign]
+    subscribed: list[Any] = []
+    daemon.consumer.subscribe = lambda topics, **callbacks: subscribed.append(topics)  # type: ignore[attr-defined]
+    clock = [100.0]
+    monkeypatch.setattr(loop_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(loop_module.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    with caplog.at_level("WARNING", logger="distilld"):
+        for _ in range(30):  # 3 s of the loop's turns
+            daemon._subscribe()
+    waiting = [r.getMessage() for r in caplog.records if "no input topic exists yet" in r.getMessage()]
+    assert len(waiting) == 1 and "g.distilld-state" in waiting[0], waiting
+    assert not daemon.subscribed and subscribed == []
+    assert daemon.readiness() == (False, "input topic(s) not found: t")
+    exists["t"] = True
+    clock[0] += loop_module.NO_INPUT_RETRY_S
+    daemon._subscribe()
+    assert daemon.subscribed and subscribed == [["t"]]
+    assert daemon.readiness() == (False, "not yet in the consumer group")
+
+
 def test_a_transaction_retry_never_runs_past_its_deadline_and_abort_keeps_it(monkeypatch: Any) -> None:
     """A retriable error just before the deadline started another full wait (19 s for a 10 s deadline)."""
     from confluent_kafka import KafkaError, KafkaException

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import numpy as np
+import pytest
 
 from distilld import DistilledProcessor, build_graders
 from distilld.daemon.partition import Partition
@@ -100,7 +101,7 @@ def test_the_state_topic_takes_as_many_partitions_as_the_widest_input_pattern_or
     from types import SimpleNamespace
 
     import distilld.daemon.state as state_module
-    from distilld.daemon.state import StateStore
+    from distilld.daemon.state import NoInputTopic, StateStore
     from distilld.settings import KafkaSettings
 
     made: dict[str, int] = {}  # topics the test's admin client created, and their partitions
@@ -127,3 +128,10 @@ def test_the_state_topic_takes_as_many_partitions_as_the_widest_input_pattern_or
     listed = KafkaSettings(**base, input_topics=["clicks.eu"])
     assert StateStore("l.distilld-state", {}).ensure_topic(listed.reads, None) == 6
     assert made == {"p.distilld-state": 12, "l.distilld-state": 6}
+    # no input topic yet: created now, the state topic would keep 1 partition for good
+    later = KafkaSettings(**base, input_topics=["views"])
+    with pytest.raises(NoInputTopic):
+        StateStore("v.distilld-state", {}).ensure_topic(later.reads, None)
+    assert "v.distilld-state" not in made
+    assert StateStore("v.distilld-state", {}).ensure_topic(later.reads, 4) == 4, "a configured count needs no input"
+    assert made["v.distilld-state"] == 4

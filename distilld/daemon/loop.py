@@ -45,7 +45,7 @@ from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
 from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.repeats import Repeats
-from distilld.daemon.state import StateStore
+from distilld.daemon.state import NoInputTopic, StateStore
 from distilld.daemon.transactions import TransactionFatal, Transactions
 from distilld.features import build_graders
 from distilld.filters import Filters
@@ -65,6 +65,7 @@ TOKEN_ERROR = "OAUTHBEARER token"  # librdkafka: "Failed to acquire SASL OAUTHBE
 KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
 FIELD_CHECK_RECORDS = 100  # a batch at least this big missing a field path in every record gets a warning
 PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
+NO_INPUT_RETRY_S = 2.0  # while no input topic exists, how often the cluster's topics are listed again
 
 
 @dataclass
@@ -133,8 +134,9 @@ class Daemon:
         self.subscribed = False
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._consumed: dict[str, tuple[Any, Any]] = {}
-        self._token_repeats = Repeats(60.0)
+        self._repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
+        self._subscribe_at = 0.0  # monotonic time of the next try to subscribe (while no input topic exists)
         # field paths not yet seen in any record (_check_fields): the settings, and each feature
         self._unchecked: set[str] = {
             "reducer.time",
@@ -220,10 +222,24 @@ class Daemon:
         """Join the group once the state topic is there; a broker that does not
         answer yet is retried (logged and counted), not a crash."""
         kafka = self.settings.kafka
+        if time.monotonic() < self._subscribe_at:
+            time.sleep(0.1)  # waiting for an input topic; a stop still comes within 0.1 s
+            return
         try:
             self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0)
             if self.txn is not None and not self.txn.ready:
                 self.txn.init(timeout_s=5.0)
+        except NoInputTopic:
+            self.broker_up = True
+            self.missing_topics = set(kafka.input_topics or [f"matching {kafka.input_pattern}"])
+            self._subscribe_at = time.monotonic() + NO_INPUT_RETRY_S
+            if self._repeats.admit("no input topic") is not None:
+                log.warning(
+                    "no input topic exists yet (%s): waiting for one before creating the state topic %s, which "
+                    "gets as many partitions as the widest input (or set kafka.state_partitions)",
+                    kafka.subscription(), self.state.topic,
+                )  # fmt: skip
+            return
         except TransactionFatal as e:
             self._fail(f"transactional producer: {e}")
             return
@@ -241,6 +257,7 @@ class Daemon:
             return
         self.broker_up = True
         self.subscribed = True
+        self.missing_topics.clear()
         for name, topic in (("output_topic", kafka.output_topic), ("dlq_topic", kafka.dlq_topic)):
             if topic is not None and topic not in self.state.topics:
                 log.warning(
@@ -729,7 +746,7 @@ class Daemon:
         provider's outage, which librdkafka retries: counted and logged, not ready meanwhile."""
         if err.code() == KafkaError._AUTHENTICATION and TOKEN_ERROR in err.str():
             self.metrics.token_errors.inc()
-            admitted = self._token_repeats.admit("token")
+            admitted = self._repeats.admit("token")
             if admitted is not None:
                 log.warning(
                     "cannot fetch a SASL token: %s (retried; check kafka.sasl's token endpoint)%s",

@@ -25,7 +25,15 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-__all__ = ["CHUNK_BYTES", "SNAPSHOT_HEADER", "Restored", "StateStore", "chunk_records", "pick_snapshots"]
+__all__ = [
+    "CHUNK_BYTES",
+    "SNAPSHOT_HEADER",
+    "NoInputTopic",
+    "Restored",
+    "StateStore",
+    "chunk_records",
+    "pick_snapshots",
+]
 
 log = logging.getLogger("distilld.state")
 
@@ -107,6 +115,10 @@ def pick_snapshots(
     return best
 
 
+class NoInputTopic(Exception):
+    """No input topic exists yet: the state topic waits, to be sized by the inputs' partitions."""
+
+
 class StateStore:
     """The state topic: where snapshots go (through the caller's producer) and come back from."""
 
@@ -122,15 +134,21 @@ class StateStore:
     def ensure_topic(self, reads: Callable[[str], bool], wanted_partitions: int | None, timeout_s: float = 30.0) -> int:
         """Create the state topic (compacted) if missing, with ``wanted_partitions`` or as many
         as the most an input topic has (``reads``: whether a topic is an input); return its
-        partition count."""
+        partition count. Raises :class:`NoInputTopic` while it is missing, no count is
+        configured and no input topic exists yet."""
         admin = AdminClient(self.client_conf)
         meta = admin.list_topics(timeout=timeout_s)
         self.topics = {t for t, m in meta.topics.items() if m.error is None}  # what the cluster has now
         existing = meta.topics.get(self.topic)
         if existing is None or existing.error is not None:
-            count = wanted_partitions or max(
-                [len(m.partitions) for t, m in meta.topics.items() if t != self.topic and reads(t)] or [1]
-            )
+            inputs = [
+                len(m.partitions) for t, m in meta.topics.items() if t != self.topic and reads(t) and m.error is None
+            ]
+            if not wanted_partitions and not inputs:
+                # a topic's partitions can be added, never removed: created now, it would have 1 partition
+                # for good, and every input partition's snapshots would share it
+                raise NoInputTopic(self.topic)
+            count = wanted_partitions or max(inputs)
             futures = admin.create_topics(
                 [NewTopic(self.topic, count, -1, config=STATE_TOPIC_CONFIG)], operation_timeout=timeout_s
             )
