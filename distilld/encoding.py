@@ -227,22 +227,28 @@ class NumericBinner(Encoder):
     binner cuts at pair resolution and spreads the codes (0, div, 2·div, …).
 
     Edges come from a reservoir sample kept per time pane (``panes`` × ``sample``
-    values, fixed memory), weighted by how many values each pane saw, so they
-    follow the window's own distribution and forget what has expired. The
-    edges' accuracy is what pairs are balanced by: a record the sample puts on
-    the wrong side of a quintile lands in the wrong pair cells (people stream,
-    windows of 10,000: pair TV 2.85x random's with 256 values a pane, 3.0x
-    with 1024, which holds those windows whole; the sample's sort costs ~0.3 ms
-    a refresh, a refresh every 1/(2·panes) of the window's values).
+    values, ~12,000 over a window whatever the panes: fixed memory), weighted by
+    how many values each pane saw, so they follow the window's own distribution
+    and forget what has expired. The edges' accuracy is what pairs are balanced
+    by: a record the sample puts on the wrong side of a quintile lands in the
+    wrong pair cells (people stream, windows of 10,000: pair TV 2.85x random's
+    with 256 values a pane, 3.0x with 1024, which holds those windows whole;
+    the sample's sort costs ~0.3 ms a refresh, a refresh every 1/(2·panes) of
+    the window's values).
     Acceptance into a reservoir is a seeded hash of the value's position, so
     the edges do not depend on how the stream was cut into batches.
     """
 
     is_categorical = False
+    WINDOW_SAMPLE = 12_288  # values kept over a window (1024 a pane at the default 12 panes): ~98 kB a feature
+    PANE_SAMPLE_MIN = 64
     FINE_MIN_PER_BIN = 20
     Z_CLIP = 5.0  # standard scores beyond this many deviations count as this many
 
-    def __init__(self, bins: int, panes: int, sample: int = 1024, seed: int = 0, pair_bins: int | None = None) -> None:
+    def __init__(
+        self, bins: int, panes: int, sample: int | None = None, seed: int = 0, pair_bins: int | None = None
+    ) -> None:
+        """``sample``: values kept a pane (default: WINDOW_SAMPLE over the panes, at least PANE_SAMPLE_MIN)."""
         if bins < 2:
             raise ValueError("bins must be at least 2")
         pair_bins = pair_bins or bins
@@ -253,11 +259,11 @@ class NumericBinner(Encoder):
         self.missing_code = bins
         self.n_codes = bins + 1
         self.panes = panes
-        self.sample = sample
+        self.sample = sample or max(self.PANE_SAMPLE_MIN, self.WINDOW_SAMPLE // panes)
         self.seed = seed
         self._epoch = np.full(panes, -(2**62), dtype=np.int64)
         self._seen = np.zeros(panes, dtype=np.int64)
-        self._values = np.zeros((panes, sample), dtype=np.float64)
+        self._values = np.zeros((panes, self.sample), dtype=np.float64)
         self.edges = np.zeros(0, dtype=np.float64)
         self._mean = math.nan  # of the window's sample: standard scores (``encode_scored``)
         self._sd = math.nan
@@ -278,7 +284,8 @@ class NumericBinner(Encoder):
         # any sort will do: tied values give the same edges in any order (the cumulative weight
         # at the end of a run of ties is the same), and the default one is ~6x faster than stable
         order = np.argsort(samples)
-        samples, cum = samples[order], np.cumsum(weights[order])
+        samples, weights = samples[order], weights[order]
+        cum = np.cumsum(weights)
         with np.errstate(over="ignore", invalid="ignore"):  # values near ±1e308: no spread to score by
             self._mean = float(np.average(samples, weights=weights))
             self._sd = float(np.sqrt(np.average((samples - self._mean) ** 2, weights=weights)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from numbers import Integral
 from typing import Any
 
 from distilld.encoding import CategoricalEncoder, Encoder, NumericBinner, OpenCategoricalEncoder
@@ -42,6 +43,17 @@ def _default_pair_bins(bins: int) -> int:
         if bins % candidate == 0:
             return candidate
     return bins
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _check_bins(owner: str, bins: Any, pair_bins: Any) -> None:
+    if not _whole(bins) or bins < 2:
+        raise ValueError(f"{owner}: bins must be a whole number of at least 2, not {bins!r}")
+    if pair_bins is not None and (not _whole(pair_bins) or pair_bins < 2 or bins % pair_bins):
+        raise ValueError(f"{owner}: pair_bins must be a divisor of bins ({bins}) of at least 2, not {pair_bins!r}")
 
 
 def safe_map(func: Callable[[Any], Any], records: Sequence[Any]) -> list[Any]:
@@ -146,6 +158,7 @@ class NumericGrader(GradingFunction):
         ``pair_bins`` (a divisor of ``bins``): bins inside feature pairs (default:
         the coarsest divisor with at least DEFAULT_PAIR_BINS, 5 for 20)."""
         super().__init__(name)
+        _check_bins(f"{type(self).__name__} '{name}'", bins, pair_bins)
         self.extractor_func = extractor_func
         self.bins = bins
         self.pair_bins = pair_bins

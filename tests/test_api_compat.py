@@ -233,3 +233,10 @@ def test_reset_forgets_the_counters() -> None:
     processor.reset()
     stats = processor.get_current_stats()
     assert stats["missing"] == {"v": 0} and stats["timestamps_replaced"] == 0
+
+
+@pytest.mark.parametrize("bins, pair_bins", [(20, 3), (20, 1), (20, 0), (20, -5), (1, None), (20, 2.5)])
+def test_numeric_grader_bins_are_checked_where_it_is_built_and_name_it(bins: Any, pair_bins: Any) -> None:
+    """pair_bins 3 of 20 failed inside the engine without the feature's name; 1 and 0 passed silently."""
+    with pytest.raises(ValueError, match=r"NumericGrader 'age': .*bins"):
+        NumericGrader("age", lambda r: r["age"], bins=bins, pair_bins=pair_bins)

@@ -85,7 +85,7 @@ def test_numeric_scores_are_standard_scores_in_the_window() -> None:
     0 for every value while the window has no spread."""
     enc = NumericBinner(16, panes=4)
     values = np.random.default_rng(3).normal(50.0, 10.0, 4000)
-    _, scores = enc.encode_scored(list(values), np.arange(4000) % 4, 3)  # a sample of 4 × 1000 values
+    _, scores = enc.encode_scored(list(values), np.arange(4000) % 4, 3)  # 1000 values a pane: all of them
     assert abs(scores.mean()) < 0.1 and abs(scores.std() - 1) < 0.1
     order = np.argsort(values)
     assert (np.diff(scores[order]) >= 0).all()
@@ -94,6 +94,27 @@ def test_numeric_scores_are_standard_scores_in_the_window() -> None:
     flat = NumericBinner(16, panes=4)
     _, same = flat.encode_scored([7.0] * 100, np.zeros(100, dtype=np.int64), 0)
     assert (same == 0).all()
+
+
+def test_numeric_scores_weigh_each_panes_sample_by_the_values_it_stands_for() -> None:
+    """A pane of 50,000 values near 100 and one of 500 near 0: the window's mean is ~99 and its sd ~14.
+    The weights were paired with the sorted sample in pane order (mean 51, or 0.9 with a smaller sample)."""
+    enc = NumericBinner(20, panes=2)
+    rng = np.random.default_rng(0)
+    big, small = rng.normal(100, 10, 50_000), rng.normal(0, 1, 500)
+    enc.encode_scored(big.tolist(), np.zeros(len(big), dtype=np.int64), 1)
+    enc.encode_scored(small.tolist(), np.ones(len(small), dtype=np.int64), 1)
+    enc._refresh(1)
+    both = np.concatenate([big, small])
+    assert enc._mean == pytest.approx(both.mean(), abs=0.5)
+    assert enc._sd == pytest.approx(both.std(), rel=0.05)
+    assert enc.edges[0] > 50, "the small pane's values are 1 % of the window: below the first edge"
+
+
+def test_the_binners_sample_is_a_fixed_size_over_the_window_whatever_the_panes() -> None:
+    assert NumericBinner(20, panes=12).sample == 1024
+    assert NumericBinner(20, panes=120).sample * 120 <= NumericBinner.WINDOW_SAMPLE
+    assert NumericBinner(20, panes=1000).sample == NumericBinner.PANE_SAMPLE_MIN
 
 
 def test_numeric_edges_follow_the_window_and_forget_expired_panes() -> None:
