@@ -9,7 +9,8 @@ window:
 - ``category_tv``: total-variation distance of each categorical feature's shares;
 - ``pair_tv``: TV of the joint shares of every feature pair (numerics cut into
   quintiles of the window, so pairs with numerics count too; ``cuts`` asks for
-  it at other cuts as well, ``pair_tv@4`` for quartiles and so on);
+  it at other cuts as well: ``pair_tv@4`` for quartiles, ``pair_tv@pair_bins``
+  for a count per numeric);
 - ``ks``: Kolmogorov–Smirnov distance of each numeric feature;
 - ``corr``: mean absolute error of the numeric correlation matrix;
 - ``count``: error of per-category counts estimated with the weights, as a
@@ -90,9 +91,12 @@ def category_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> di
     return out
 
 
-def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray, cuts: int = 5) -> dict[tuple[str, str], float]:
+Cut = int | Mapping[str, int]  # equal-frequency bins for every numeric, or per numeric (5 if not named)
+
+
+def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray, cuts: Cut = 5) -> dict[tuple[str, str], float]:
     """Per feature pair: TV of its joint shares (numerics cut at the window's quintiles,
-    or into ``cuts`` equal-frequency bins)."""
+    or into ``cuts`` equal-frequency bins: one count for all, or a count per numeric)."""
     codes: dict[str, np.ndarray] = {}
     scodes: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
@@ -100,8 +104,9 @@ def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray, cuts: int
         codes[n], scodes[n] = c[window], c[selected]
         sizes[n] = _n_codes(codes[n], scodes[n])
     for n, v in stream.numeric.items():
-        edges = np.quantile(v[window], np.arange(1, cuts) / cuts)
-        codes[n], scodes[n], sizes[n] = np.searchsorted(edges, v[window]), np.searchsorted(edges, v[selected]), cuts
+        q = cuts if isinstance(cuts, int) else cuts.get(n, 5)
+        edges = np.quantile(v[window], np.arange(1, q) / q)
+        codes[n], scodes[n], sizes[n] = np.searchsorted(edges, v[window]), np.searchsorted(edges, v[selected]), q
     out = {}
     for a, b in combinations(codes, 2):
         k = sizes[a] * sizes[b]
@@ -109,8 +114,13 @@ def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray, cuts: int
     return out
 
 
+def cut_name(cut: Cut) -> str:
+    """``pair_tv@4`` for quartiles, ``pair_tv@pair_bins`` for each numeric's own cut."""
+    return f"pair_tv@{cut}" if isinstance(cut, int) else "pair_tv@pair_bins"
+
+
 def _window_errors(
-    stream: Stream, window: np.ndarray, selected: np.ndarray, weights: np.ndarray, cuts: Sequence[int] = ()
+    stream: Stream, window: np.ndarray, selected: np.ndarray, weights: np.ndarray, cuts: Sequence[Cut] = ()
 ) -> dict[str, float]:
     cats = {n: c[window] for n, c in stream.categorical.items()}
     scats = {n: c[selected] for n, c in stream.categorical.items()}
@@ -122,8 +132,8 @@ def _window_errors(
     out["category_tv"] = float(np.mean(list(category_tvs(stream, window, selected).values()))) if cats else 0.0
     pairs = pair_tvs(stream, window, selected)
     out["pair_tv"] = float(np.mean(list(pairs.values()))) if pairs else 0.0
-    for q in cuts:
-        out[f"pair_tv@{q}"] = float(np.mean(list(pair_tvs(stream, window, selected, q).values()))) if pairs else 0.0
+    for cut in cuts:
+        out[cut_name(cut)] = float(np.mean(list(pair_tvs(stream, window, selected, cut).values()))) if pairs else 0.0
     out["ks"] = float(np.mean([_ks(nums[n], snums[n]) for n in nums])) if nums else 0.0
     if len(nums) >= 2:
         out["corr"] = _corr_error(np.column_stack(list(nums.values())), np.column_stack(list(snums.values())))
@@ -158,12 +168,12 @@ def evaluate(
     weights: np.ndarray,
     window_seconds: float,
     checkpoints: int = 12,
-    cuts: Sequence[int] = (),
+    cuts: Sequence[Cut] = (),
 ) -> dict[str, float]:
     """Mean error per metric over ``checkpoints`` sliding windows after the first full one
-    (and ``pair_tv@q`` for each of ``cuts``)."""
+    (and pair TV at each of ``cuts``, named by :func:`cut_name`)."""
     rows = [_window_errors(stream, w, s, weights, cuts) for w, s in windows(stream, mask, window_seconds, checkpoints)]
-    names = [*METRICS, *(f"pair_tv@{q}" for q in cuts)]
+    names = [*METRICS, *map(cut_name, cuts)]
     return {m: float(np.mean([r[m] for r in rows])) if rows else float("nan") for m in names}
 
 
@@ -187,7 +197,7 @@ def compare(
     batch: int,
     window_seconds: float,
     seeds: int = 5,
-    cuts: Sequence[int] = (),
+    cuts: Sequence[Cut] = (),
 ) -> tuple[dict[str, float], dict[str, float]]:
     """(distilld errors, random errors averaged over ``seeds``); ``cuts`` as :func:`evaluate`'s."""
     mask, weights = run_distilld()

@@ -518,5 +518,8 @@ def test_pair_tv_at_other_cuts_cuts_the_numerics_there() -> None:
     assert pair_tvs(stream, window, window[mask]) == pair_tvs(stream, window, window[mask], 5)
     assert pair_tvs(stream, window, window[mask])["c", "x"] < 1e-9
     assert pair_tvs(stream, window, window[mask], 4)["c", "x"] > 0.05
-    res = evaluate(stream, mask, np.full(n, 10.0), 40.0, checkpoints=1, cuts=(4, 8))
-    assert set(res) >= {"pair_tv", "pair_tv@4", "pair_tv@8"} and res["pair_tv@4"] > res["pair_tv"]
+    assert pair_tvs(stream, window, window[mask], {"x": 4}) == pair_tvs(stream, window, window[mask], 4)
+    assert pair_tvs(stream, window, window[mask], {"other": 4}) == pair_tvs(stream, window, window[mask])
+    res = evaluate(stream, mask, np.full(n, 10.0), 40.0, checkpoints=1, cuts=(4, 8, {"x": 5}))
+    assert set(res) >= {"pair_tv", "pair_tv@4", "pair_tv@8", "pair_tv@pair_bins"} and res["pair_tv@4"] > res["pair_tv"]
+    assert res["pair_tv@pair_bins"] == res["pair_tv"]

@@ -356,7 +356,8 @@ def test_evaluate_applies_the_filters_reduce_does(tmp_path: Path, capsys: pytest
 def test_evaluate_measures_pairs_at_the_cut_the_config_balances_them_at_too(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Pairs are scored at quintiles; a numeric with another ``pair_bins`` adds pair TV at its cut."""
+    """Pairs are scored at quintiles; with a numeric at another ``pair_bins``, also with each numeric
+    cut at its own ``pair_bins`` (the cells the engine balances)."""
     src = tmp_path / "in.ndjson"
     _write(src, "ndjson")
     config = _config(tmp_path, window_seconds=1000)
@@ -365,7 +366,7 @@ def test_evaluate_measures_pairs_at_the_cut_the_config_balances_them_at_too(
     config.write_text(yaml.safe_dump(data))
     report = tmp_path / "report"
     assert main(["evaluate", str(src), "--report", str(report), "-c", str(config)]) == 0
-    assert "pair_tv@4" in capsys.readouterr().out
+    assert "pair_tv@pair_bins" in capsys.readouterr().out
     ratios = json.loads((report / "ratios.json").read_text())
-    assert set(ratios) == {"category_tv", "pair_tv", "pair_tv@4", "ks", "corr", "count"}
-    assert ratios["pair_tv@4"] > 1.0, ratios
+    assert set(ratios) == {"category_tv", "pair_tv", "pair_tv@pair_bins", "ks", "corr", "count"}
+    assert ratios["pair_tv@pair_bins"] > 1.0, ratios

@@ -178,8 +178,14 @@ def evaluate_file(
         idx = chosen + start
         mask[idx] = True
         weights[idx] = w[key_index[chosen]]
-    # pairs at quintiles, and at each other cut the config balances numerics' pairs at (pair_bins)
-    cuts = sorted({e.bins // e.pair_div for e in proc._encoders if isinstance(e, NumericBinner)} - {5})
+    # pairs at quintiles and, when the config balances some numerics' pairs at another cut (pair_bins),
+    # with each numeric at its own cut too
+    own = {
+        n: e.bins // e.pair_div
+        for n, e in zip(proc._names, proc._encoders, strict=True)
+        if isinstance(e, NumericBinner)
+    }
+    cuts = [own] if set(own.values()) - {5} else []
     ours = evaluate(stream, mask, weights, window, cuts=cuts)
     runs = [evaluate(stream, *random_selection(n, batch, reducer.rate, s), window, cuts=cuts) for s in range(SEEDS)]
     result = Evaluation(
