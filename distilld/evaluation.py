@@ -27,7 +27,16 @@ import numpy as np
 
 from distilld.budget import allocate
 
-__all__ = ["METRICS", "Stream", "category_tvs", "evaluate", "pair_tvs", "random_selection", "windows"]
+__all__ = [
+    "METRICS",
+    "Stream",
+    "category_tvs",
+    "evaluate",
+    "pair_codes",
+    "pair_tvs",
+    "random_selection",
+    "windows",
+]
 
 METRICS = ("category_tv", "pair_tv", "ks", "corr", "count")
 
@@ -94,9 +103,11 @@ def category_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray) -> di
 Cut = int | Mapping[str, int]  # equal-frequency bins for every numeric, or per numeric (5 if not named)
 
 
-def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray, cuts: Cut = 5) -> dict[tuple[str, str], float]:
-    """Per feature pair: TV of its joint shares (numerics cut at the window's quintiles,
-    or into ``cuts`` equal-frequency bins: one count for all, or a count per numeric)."""
+def pair_codes(
+    stream: Stream, window: np.ndarray, selected: np.ndarray, cuts: Cut = 5
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, int]]:
+    """Per feature pair: the joint cell of each of the window's records and of the selected ones,
+    and how many cells (numerics cut at the window's quintiles, or as ``cuts`` says)."""
     codes: dict[str, np.ndarray] = {}
     scodes: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
@@ -107,11 +118,16 @@ def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray, cuts: Cut
         q = cuts if isinstance(cuts, int) else cuts.get(n, 5)
         edges = np.quantile(v[window], np.arange(1, q) / q)
         codes[n], scodes[n], sizes[n] = np.searchsorted(edges, v[window]), np.searchsorted(edges, v[selected]), q
-    out = {}
-    for a, b in combinations(codes, 2):
-        k = sizes[a] * sizes[b]
-        out[a, b] = _tv_codes(codes[a] * sizes[b] + codes[b], scodes[a] * sizes[b] + scodes[b], k)
-    return out
+    return {
+        (a, b): (codes[a] * sizes[b] + codes[b], scodes[a] * sizes[b] + scodes[b], sizes[a] * sizes[b])
+        for a, b in combinations(codes, 2)
+    }
+
+
+def pair_tvs(stream: Stream, window: np.ndarray, selected: np.ndarray, cuts: Cut = 5) -> dict[tuple[str, str], float]:
+    """Per feature pair: TV of its joint shares (numerics cut at the window's quintiles,
+    or into ``cuts`` equal-frequency bins: one count for all, or a count per numeric)."""
+    return {pair: _tv_codes(w, s, k) for pair, (w, s, k) in pair_codes(stream, window, selected, cuts).items()}
 
 
 def cut_name(cut: Cut) -> str:

@@ -79,3 +79,21 @@ def test_the_bounds_sample_every_cell_systematically() -> None:
             assert abs(picked[lo:hi].sum() - 0.1 * (hi - lo)) < 1
     with pytest.raises(ValueError, match="whole number"):
         _systematic(cells, 0.3, np.random.default_rng(2))
+
+
+def test_the_ceiling_is_the_best_rounding_of_each_cell() -> None:
+    """bench/ceiling.py: the least TV any selection of ``picks`` whole records can have."""
+    import numpy as np
+
+    from distilld.bench.ceiling import least_tv
+
+    assert least_tv(np.array([30, 70]), 10) == 0.0
+    assert least_tv(np.array([5, 5]), 1) == 0.5
+    assert least_tv(np.array([1, 1, 1]), 2) == pytest.approx(1 / 3)
+    rng = np.random.default_rng(4)
+    for _ in range(200):  # no whole-number counts with the same total do better
+        counts, picks = rng.integers(0, 20, 4), int(rng.integers(1, 12))
+        best = least_tv(counts, picks)
+        for trial in rng.multinomial(picks, np.full(4, 0.25), size=50):
+            ideal = counts / counts.sum() * picks
+            assert 0.5 * np.abs(trial - ideal).sum() / picks >= best - 1e-12

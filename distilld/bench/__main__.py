@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from distilld.bench.alone import references
+from distilld.bench.ceiling import ceilings
 from distilld.bench.decoding import decoding
 from distilld.bench.quality import run_quality
 from distilld.bench.streams import STREAMS, people
@@ -144,6 +145,13 @@ def representativeness(n: int, seeds: int) -> None:
     for name in STREAMS:
         alone = references(name, n=n)
         print(f"{name:<18}" + "".join(f"{alone[m]:>13.2f}x" if m in alone else f"{'':>14}" for m in GOALS))
+    print(
+        "\nceiling (bench/ceiling.py): random's error ÷ the least any selection can have, a whole number of"
+        "\nrecords in each cell (every cell of every feature and pair rounded best at once, in every window)"
+    )
+    for name in STREAMS:
+        top = ceilings(name, n=n)
+        print(f"{name:<18}" + "".join(f"{top[m]:>13.1f}x" if m in top else f"{'':>14}" for m in GOALS))
 
 
 def main() -> None:
