@@ -112,7 +112,7 @@ class DistilledProcessor:
         seed: int = 0,
         max_cells: int = 16_384,
         pairs: Sequence[tuple[str, str]] | None = None,
-        segment_picks: int = 4,
+        segment_picks: int = 8,
         marginal_weight: float = 16.0,
         numeric_marginal_weight: float = 4.0,
         pair_weight: float = 1.0,

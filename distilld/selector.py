@@ -191,7 +191,7 @@ def _pooled(
 class HerdingSelector:
     rate: float
     cell_weights: np.ndarray  # one weight per cell (0 for the count cell)
-    segment_picks: int = 4
+    segment_picks: int = 8
     moment_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))  # one weight per moment
     small_cell: float = SMALL_CELL
     global_weight: float = 0.0  # how much the marginals summed over keys count (module docstring)
