@@ -183,7 +183,9 @@ class KafkaSettings(_Section):
         description="compacted topic of reducer snapshots (default <group_id>.distilld-state)",
     )
     state_partitions: int | None = Field(
-        default=None, ge=1, description="partitions of a state topic distilld creates (default: the input's most)"
+        default=None,
+        ge=1,
+        description="partitions of a state topic distilld creates (default: the widest input's, once one exists)",
     )
     transactional_id: str | None = Field(
         default=None, min_length=1, description="exactly_once: producer id (default <group_id>-<hostname>-<pid>)"

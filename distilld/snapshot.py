@@ -26,7 +26,7 @@ import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -47,8 +47,10 @@ class SnapshotMismatch(SnapshotError):
     """A snapshot of a reducer with another configuration."""
 
 
-def fingerprint(proc: DistilledProcessor) -> str:
-    """What must match for counts to mean the same: features, their codes, the cells, the window."""
+def _config(proc: DistilledProcessor) -> dict[str, Any]:
+    """What must match for counts to mean the same: features, their codes, the cells, the window, the
+    rate and the seed. How records are picked (weights, segment size) is not in it: the restored
+    deficits and windows mean the same under any, so a new default there keeps the snapshots."""
     desc = {
         "features": proc._names,
         "encoders": [
@@ -56,18 +58,19 @@ def fingerprint(proc: DistilledProcessor) -> str:
             for e in proc._encoders
         ],
         "groups": proc._layout.groups,
-        "cell_weights": hashlib.sha256(proc._selector.cell_weights.tobytes()).hexdigest(),
-        "segment_picks": proc._selector.segment_picks,
-        "moment_weights": proc._selector.moment_weights.tolist(),
-        "small_cell": proc._selector.small_cell,
-        "global_weight": proc._selector.global_weight,
+        "moments": len(proc._selector.moment_weights),
         "panes": proc._windows.panes,
         "max_keys": proc._windows.max_keys,
         "window_seconds": proc.time_horizon_seconds,
         "rate": proc.reduction_percentage,
         "seed": proc.seed,
     }
-    return hashlib.sha256(orjson.dumps(desc)).hexdigest()[:16]
+    return cast(dict[str, Any], orjson.loads(orjson.dumps(desc)))  # as a header gives it back
+
+
+def fingerprint(proc: DistilledProcessor) -> str:
+    """A digest of :func:`_config`."""
+    return hashlib.sha256(orjson.dumps(_config(proc))).hexdigest()[:16]
 
 
 _ENCODER_CONFIG = ("categories", "bins", "top_k", "sample")
@@ -161,6 +164,7 @@ def dump(proc: DistilledProcessor) -> bytes:
     windows = proc._windows
     header: dict[str, Any] = {
         "fingerprint": fingerprint(proc),
+        "config": _config(proc),
         "processor": {
             "watermark": repr(proc._watermark),
             "seq": proc._seq,
@@ -202,7 +206,12 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
         raise SnapshotError(f"damaged snapshot: {e}") from None
     try:
         if header["fingerprint"] != fingerprint(proc):
-            raise SnapshotMismatch("the snapshot was taken with another configuration (features, window, rate or seed)")
+            ours, theirs = _config(proc), header.get("config") or {}
+            differ = [k for k in ours if theirs.get(k) != ours[k]] if theirs else []
+            raise SnapshotMismatch(
+                "the snapshot was taken with another configuration: "
+                + (", ".join(differ) if differ else "features, numeric bins, window, rate or seed")
+            )
         windows = proc._windows
         _restore_attrs(windows, header["windows"], "windows", arrays, _WINDOW_STATE)
         windows.slot_of = {_key_in(k): int(slot) for k, slot in header["keys"]}

@@ -499,7 +499,7 @@ def test_an_output_topic_the_cluster_does_not_have_is_logged_at_start_up(
 ) -> None:
     """On a cluster without auto-creation it only showed as produce errors, record by record."""
 
-    def ensure_topic(reads: Any, wanted: Any, timeout_s: float = 0.0) -> int:
+    def ensure_topic(reads: Any, wanted: Any, timeout_s: float = 0.0, listed: Any = ()) -> int:
         daemon.state.topics = {"t", "d", "g.distilld-state"}
         return 1
 
@@ -524,7 +524,7 @@ def test_the_daemon_waits_for_an_input_topic_before_it_makes_the_state_topic(
 
     exists = {"t": False}
 
-    def ensure_topic(reads: Any, wanted: Any, timeout_s: float = 0.0) -> int:
+    def ensure_topic(reads: Any, wanted: Any, timeout_s: float = 0.0, listed: Any = ()) -> int:
         if not exists["t"]:
             raise NoInputTopic("g.distilld-state")
         daemon.state.topics = {"t", "o", "d", "g.distilld-state"}
@@ -539,7 +539,7 @@ def test_the_daemon_waits_for_an_input_topic_before_it_makes_the_state_topic(
     with caplog.at_level("WARNING", logger="distilld"):
         for _ in range(30):  # 3 s of the loop's turns
             daemon._subscribe()
-    waiting = [r.getMessage() for r in caplog.records if "no input topic exists yet" in r.getMessage()]
+    waiting = [r.getMessage() for r in caplog.records if "no input topic is visible" in r.getMessage()]
     assert len(waiting) == 1 and "g.distilld-state" in waiting[0], waiting
     assert not daemon.subscribed and subscribed == []
     assert daemon.readiness() == (False, "input topic(s) not found: t")

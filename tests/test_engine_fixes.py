@@ -20,12 +20,17 @@ ONE = [{"name": "c", "type": "categorical", "categories": ["a", "b", "c"]}]
 
 
 @pytest.mark.parametrize("rate", [0.9, 0.94, 0.95, 0.99])
-@pytest.mark.parametrize("batch", [7, 18, 64])
+@pytest.mark.parametrize("batch", [7, 18, 64, 200])
 @pytest.mark.parametrize("n_keys", [1, 2])
-def test_the_selector_makes_its_whole_quota_at_rates_near_one(rate: float, batch: int, n_keys: int) -> None:
-    """A key's records are cut into segments of ~4 picks; at rate 0.95 a segment could hold fewer
-    records than its picks, and the key sent fewer than its budget said (1,620 for 1,710)."""
-    proc = DistilledProcessor(build_graders(ONE), 600, rate, batch, key_func=lambda r: r["k"], clock=FakeClock())
+@pytest.mark.parametrize("segment_picks", [4, 8])
+def test_the_selector_makes_its_whole_quota_at_rates_near_one(
+    rate: float, batch: int, n_keys: int, segment_picks: int
+) -> None:
+    """A key's records are cut into segments of ``segment_picks`` picks; at rate 0.95 a segment could
+    hold fewer records than its picks, and the key sent fewer than its budget said (1,620 for 1,710)."""
+    proc = DistilledProcessor(
+        build_graders(ONE), 600, rate, batch, key_func=lambda r: r["k"], clock=FakeClock(), segment_picks=segment_picks
+    )
     records = [{"k": i % n_keys, "c": "abc"[i % 3]} for i in range(batch * 40)]
     sent: dict[Hashable, int] = {}
     received: dict[int, int] = {}

@@ -103,19 +103,33 @@ def test_a_snapshot_does_not_load_into_other_categories_or_key_limits() -> None:
         {"reduction_percentage": 0.2},
         {"panes": 6},
         {"time_horizon_seconds": 120},
-        {"pair_weight": 2.0},
-        {"global_weight": 3.0},
-        {"segment_picks": 2},
+        {"max_keys": 20},
+        {"seed": 3},
     ],
 )
 def test_a_snapshot_is_refused_by_every_other_configuration(change: dict[str, Any]) -> None:
-    """A snapshot loads only into the configuration it was taken under: another rate, pane count, window,
-    pair or global weight, or segment size is refused rather than mixed with counts made differently."""
+    """A snapshot loads only into the configuration its counts were made under: another rate, pane count,
+    window, key table or seed is refused rather than mixed with counts made differently, and the
+    refusal names what differs."""
     base: dict[str, Any] = {"time_horizon_seconds": 60, "reduction_percentage": 0.1, "batch_size": 250}
     proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), **base)
     proc.process_batch(people_records(300, 1))
-    with pytest.raises(SnapshotMismatch):
+    named = {"reduction_percentage": "rate", "time_horizon_seconds": "window_seconds"}
+    with pytest.raises(SnapshotMismatch, match=f"another configuration: (.*, )?{named.get(*change, *change)}(,|$)"):
         load(DistilledProcessor(build_graders(PEOPLE_FEATURES), **{**base, **change}), dump(proc))
+
+
+@pytest.mark.parametrize("change", [{"segment_picks": 4}, {"pair_weight": 2.0}, {"global_weight": 3.0}])
+def test_a_snapshot_loads_under_other_picking_settings(change: dict[str, Any]) -> None:
+    """How records are picked is not in the fingerprint: the counts mean the same, so a new default
+    segment size or weight keeps every saved window (segment_picks went from 4 to 8)."""
+    base: dict[str, Any] = {"time_horizon_seconds": 60, "reduction_percentage": 0.1, "batch_size": 250}
+    proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), **base)
+    proc.process_batch(people_records(300, 1))
+    other = DistilledProcessor(build_graders(PEOPLE_FEATURES), **{**base, **change})
+    load(other, dump(proc))
+    assert other.get_current_stats()["historical_data_count"] == proc.get_current_stats()["historical_data_count"]
+    assert np.array_equal(other._windows.deficit, proc._windows.deficit)
 
 
 def test_a_restored_reducer_is_the_original_byte_for_byte_also_after_evictions() -> None:

@@ -96,7 +96,9 @@ def test_pair_estimates_are_the_outer_products_of_the_coarse_marginals() -> None
         assert np.allclose(got[layout.offsets[g] : layout.offsets[g + 1]], expected)
 
 
-def test_the_state_topic_takes_as_many_partitions_as_the_widest_input_pattern_or_list(monkeypatch: Any) -> None:
+def test_the_state_topic_takes_as_many_partitions_as_the_widest_input_pattern_or_list(
+    monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """With input_pattern, input_topics is empty: the state topic was made with 1 partition."""
     from types import SimpleNamespace
 
@@ -135,3 +137,8 @@ def test_the_state_topic_takes_as_many_partitions_as_the_widest_input_pattern_or
     assert "v.distilld-state" not in made
     assert StateStore("v.distilld-state", {}).ensure_topic(later.reads, 4) == 4, "a configured count needs no input"
     assert made["v.distilld-state"] == 4
+    # some listed inputs there, others not yet: made with the widest that exists, and said so
+    some = KafkaSettings(**base, input_topics=["clicks.eu", "views"])
+    with caplog.at_level("WARNING", logger="distilld"):
+        assert StateStore("s.distilld-state", {}).ensure_topic(some.reads, None, listed=some.input_topics) == 6
+    assert any("views not visible yet" in r.getMessage() for r in caplog.records), caplog.records

@@ -226,7 +226,7 @@ class Daemon:
             time.sleep(0.1)  # waiting for an input topic; a stop still comes within 0.1 s
             return
         try:
-            self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0)
+            self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0, listed=kafka.input_topics)
             if self.txn is not None and not self.txn.ready:
                 self.txn.init(timeout_s=5.0)
         except NoInputTopic:
@@ -235,8 +235,9 @@ class Daemon:
             self._subscribe_at = time.monotonic() + NO_INPUT_RETRY_S
             if self._repeats.admit("no input topic") is not None:
                 log.warning(
-                    "no input topic exists yet (%s): waiting for one before creating the state topic %s, which "
-                    "gets as many partitions as the widest input (or set kafka.state_partitions)",
+                    "no input topic is visible (%s: missing, or no Describe permission on it): waiting for one "
+                    "before creating the state topic %s, which gets as many partitions as the widest input "
+                    "(or set kafka.state_partitions)",
                     kafka.subscription(), self.state.topic,
                 )  # fmt: skip
             return

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,25 +130,41 @@ class StateStore:
         self.topics: set[str] = set()  # the cluster's topics, as ensure_topic last listed them
         self._slot: dict[TP, int] = {}
         self._reader: Consumer | None = None
+        self._admin: AdminClient | None = None
 
-    def ensure_topic(self, reads: Callable[[str], bool], wanted_partitions: int | None, timeout_s: float = 30.0) -> int:
+    def ensure_topic(
+        self,
+        reads: Callable[[str], bool],
+        wanted_partitions: int | None,
+        timeout_s: float = 30.0,
+        listed: Sequence[str] = (),
+    ) -> int:
         """Create the state topic (compacted) if missing, with ``wanted_partitions`` or as many
         as the most an input topic has (``reads``: whether a topic is an input); return its
         partition count. Raises :class:`NoInputTopic` while it is missing, no count is
-        configured and no input topic exists yet."""
-        admin = AdminClient(self.client_conf)
+        configured and no input topic exists yet; ``listed``: the input topics the
+        configuration names, to warn about those missing when it is created."""
+        if self._admin is None:  # kept: a new client costs a connection (and a token) every try
+            self._admin = AdminClient(self.client_conf)
+        admin = self._admin
         meta = admin.list_topics(timeout=timeout_s)
         self.topics = {t for t, m in meta.topics.items() if m.error is None}  # what the cluster has now
         existing = meta.topics.get(self.topic)
         if existing is None or existing.error is not None:
-            inputs = [
-                len(m.partitions) for t, m in meta.topics.items() if t != self.topic and reads(t) and m.error is None
-            ]
+            topics = meta.topics.items()
+            inputs = [len(m.partitions) for t, m in topics if t != self.topic and reads(t) and m.error is None]
             if not wanted_partitions and not inputs:
                 # a topic's partitions can be added, never removed: created now, it would have 1 partition
                 # for good, and every input partition's snapshots would share it
                 raise NoInputTopic(self.topic)
             count = wanted_partitions or max(inputs)
+            missing = set(listed) - self.topics
+            if not wanted_partitions and missing:
+                log.warning(
+                    "creating the state topic %s with %d partitions, the widest input's that exists; %s not "
+                    "visible yet: if wider, set kafka.state_partitions (partitions can be added, never removed)",
+                    self.topic, count, ", ".join(sorted(missing)),
+                )  # fmt: skip
             futures = admin.create_topics(
                 [NewTopic(self.topic, count, -1, config=STATE_TOPIC_CONFIG)], operation_timeout=timeout_s
             )
