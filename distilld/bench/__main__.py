@@ -138,20 +138,23 @@ def representativeness(n: int, seeds: int) -> None:
         runs = [run_quality("people", n=n, stream_seed=_draw(s), per_key=per_key) for s in range(seeds)]
         ratios = {m: np.array([r[m][1] / max(r[m][0], 1e-12) for r in runs]) for m in GOALS}
         print(f"{f'~{per_key} a key':<18}" + "".join(f"{ratios[m].mean():>13.2f}x" for m in GOALS))
-    print(
-        "\nreference (bench/alone.py): each feature, or each pair on the engine's pair cells, balanced alone"
-        "\n(every 10th record of each cell); not a bound, a yardstick of what balancing everything at once costs"
+    yardsticks = (
+        (
+            references,
+            "reference (bench/alone.py): each feature, or each pair on the engine's pair cells, balanced alone"
+            "\n(every 10th record of each cell); not a bound, a yardstick of what balancing everything at once costs",
+        ),
+        (
+            ceilings,
+            "ceiling (bench/ceiling.py): random's error ÷ the least any selection can have, a whole number of"
+            "\nrecords in each cell (every cell of every feature and pair rounded best at once, in every window)",
+        ),
     )
-    for name in STREAMS:
-        alone = references(name, n=n)
-        print(f"{name:<18}" + "".join(f"{alone[m]:>13.2f}x" if m in alone else f"{'':>14}" for m in GOALS))
-    print(
-        "\nceiling (bench/ceiling.py): random's error ÷ the least any selection can have, a whole number of"
-        "\nrecords in each cell (every cell of every feature and pair rounded best at once, in every window)"
-    )
-    for name in STREAMS:
-        top = ceilings(name, n=n)
-        print(f"{name:<18}" + "".join(f"{top[m]:>13.1f}x" if m in top else f"{'':>14}" for m in GOALS))
+    for measure, title in yardsticks:
+        print("\n" + title)
+        for name in STREAMS:
+            row = measure(name, n=n)
+            print(f"{name:<18}" + "".join(f"{row[m]:>13.2f}x" if m in row else f"{'':>14}" for m in GOALS))
 
 
 def main() -> None:
