@@ -49,7 +49,7 @@ test: venv lint system-tools helm-tools
 bench: venv
 	$(BIN)/python -m distilld.bench
 
-# the offline reference for the pair goal (bench/offline.py): minutes a stream, not part of make bench
+# the offline reference for the pair goal (bench/offline.py): ~20 minutes a stream here, not part of make bench
 bench-offline: venv
 	$(BIN)/python -m distilld.bench.offline $(OFFLINE_ARGS)
 

@@ -15,7 +15,7 @@ No streaming selector can know where the window's quintiles will fall, or
 choose a record for a window that has not ended; this one does both, so what
 it reaches is far above what a selector can. It is a local search, not an
 exact optimum, so it is not a bound either: a yardstick for the pair goal.
-``python -m distilld.bench.offline [stream …]`` (minutes a stream: not part of
+``python -m distilld.bench.offline [stream …]`` (~20 minutes a stream on 2 cores: not part of
 ``make bench``).
 """
 
