@@ -435,7 +435,7 @@ def test_the_endpoints_serve_on_an_ipv6_address() -> None:
     try:
         socket.socket(socket.AF_INET6).bind(("::1", 0))
     except OSError:
-        pytest.skip("missing an IPv6 loopback: this machine cannot bind ::1")
+        pytest.skip(reason="missing an IPv6 loopback: this machine cannot bind ::1")
     ep = Endpoints("::1", 0, CollectorRegistry(), 60.0, lambda: (True, "ok")).start()
     try:
         with urllib.request.urlopen(f"http://[::1]:{ep.port}/readyz", timeout=5) as r:
