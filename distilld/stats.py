@@ -3,8 +3,12 @@
 Drift of a feature, for one key, is the total-variation distance between the
 shares of its values among the records received in the window and among the
 records sent. Reported as the mean over keys weighted by window size, and the
-maximum; keys that have sent nothing yet are left out. The library stats and
-the daemon's metrics both come from here.
+maximum; keys that have sent nothing yet are left out. *Output drift* is the
+same distance for every key's records together: how well the output as a
+whole keeps the shares. With many keys and a few picks each, per-key drift is
+high whatever the selection (a key of 20 picks cannot hold 20 numeric bins),
+while the output drift stays low; it is the one to alert on. The library
+stats and the daemon's metrics both come from here.
 """
 
 from __future__ import annotations
@@ -35,30 +39,36 @@ class FeatureDrift:
     mean: float
     max: float
     weight: float = 0.0  # window records behind the mean (to combine partitions)
+    output: float = 0.0  # every key's records together (module docstring)
+    size: float = 0.0  # window records behind ``output``, every key's
 
     def as_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "max": self.max}
+        return {"mean": self.mean, "max": self.max, "output": self.output}
 
     @staticmethod
     def combine(parts: Sequence[FeatureDrift]) -> FeatureDrift:
-        """Drift over several reducers (partitions): means weighted by window size."""
-        weight = sum(p.weight for p in parts)
-        if weight <= 0:
-            return FeatureDrift(0.0, max((p.max for p in parts), default=0.0))
-        mean = sum(p.mean * p.weight for p in parts) / weight
-        return FeatureDrift(mean, max(p.max for p in parts), weight)
+        """Drift over several reducers (partitions): means weighted by window size.
+
+        The output drift is each partition's, weighted the same way: partitions
+        code open categoricals apart, so their counts do not add up."""
+        top = max((p.max for p in parts), default=0.0)
+        weight, size = sum(p.weight for p in parts), sum(p.size for p in parts)
+        mean = sum(p.mean * p.weight for p in parts) / weight if weight > 0 else 0.0
+        output = sum(p.output * p.size for p in parts) / size if size > 0 else 0.0
+        return FeatureDrift(mean, top, weight, output, size)
 
 
 def feature_drift(received: np.ndarray, sent: np.ndarray, layout: CellLayout, feature: int) -> FeatureDrift:
     """Drift of one feature over keys; ``received``/``sent`` are keys × cells."""
     sl = layout.marginal_slice(feature)
-    r, s = received[:, sl], sent[:, sl]
+    r, s = received[:, sl].astype(np.float64), sent[:, sl].astype(np.float64)
     has = s.sum(axis=1) > 0
     if not has.any():
         return FeatureDrift(0.0, 0.0)
-    tv = total_variation(r[has].astype(np.float64), s[has].astype(np.float64))
-    size = r[has].sum(axis=1).astype(np.float64)
-    return FeatureDrift(float(np.average(tv, weights=size)), float(tv.max()), float(size.sum()))
+    tv = total_variation(r[has], s[has])
+    size = r[has].sum(axis=1)
+    output = float(total_variation(r.sum(axis=0), s.sum(axis=0)))
+    return FeatureDrift(float(np.average(tv, weights=size)), float(tv.max()), float(size.sum()), output, float(r.sum()))
 
 
 def proportions(

@@ -119,6 +119,7 @@ def test_metrics_report_the_same_drift_as_the_library_stats() -> None:
     for name, d in procs[0].get_current_stats()["drift"].items():
         assert metrics.registry.get_sample_value("distilld_proportion_drift", {"feature": name}) == d["mean"]
         assert metrics.registry.get_sample_value("distilld_proportion_drift_max", {"feature": name}) == d["max"]
+        assert metrics.registry.get_sample_value("distilld_output_drift", {"feature": name}) == d["output"]
     # over two partitions: the mean weighted by window size, the max of both
     metrics.observe_reducers(procs)
     for name in procs[0].get_current_stats()["drift"]:
@@ -128,6 +129,9 @@ def test_metrics_report_the_same_drift_as_the_library_stats() -> None:
         assert metrics.registry.get_sample_value("distilld_proportion_drift_max", {"feature": name}) == max(
             p.max for p in parts
         )
+        output = sum(p.output * p.size for p in parts) / sum(p.size for p in parts)
+        assert metrics.registry.get_sample_value("distilld_output_drift", {"feature": name}) == pytest.approx(output)
+        assert min(p.output for p in parts) <= output <= max(p.output for p in parts)
     received = sum(p.window_records()[0] for p in procs)
     assert metrics.registry.get_sample_value("distilld_window_records", {"kind": "received"}) == received == 6000
 

@@ -2,7 +2,8 @@
 
 Names in base units, ``_total`` on counters (prometheus-client adds it), no
 label whose values grow with traffic: topics, partitions, features and a
-closed set of reasons only, never a record key. Window sizes, drift and keys
+closed set of reasons only, never a record key. Window sizes, drift (per key, and of
+the output as a whole: stats.py) and keys
 are read off the reducers by :meth:`DaemonMetrics.observe_reducers`, which
 the loop calls every ``metrics.refresh_ms``; the same numbers
 ``get_current_stats()`` gives the library.
@@ -63,6 +64,13 @@ class DaemonMetrics:
         )
         self.drift_max = Gauge(
             "distilld_proportion_drift_max", "Largest per-key drift of the feature.", ["feature"], registry=r
+        )
+        self.output_drift = Gauge(
+            "distilld_output_drift",
+            "Total-variation distance between window and sent shares, every key's records together "
+            "(mean over partitions weighted by window size).",
+            ["feature"],
+            registry=r,
         )
         self.keys = Gauge("distilld_keys", "Keys held in the windows.", registry=r)
         self.keys_evicted = Counter("distilld_keys_evicted", "Least recently used keys evicted.", registry=r)
@@ -146,6 +154,7 @@ class DaemonMetrics:
             self.missing.labels(name)
             self.drift.labels(name)
             self.drift_max.labels(name)
+            self.output_drift.labels(name)
 
     def observe_reducers(self, reducers: Iterable[DistilledProcessor]) -> None:
         """Window sizes, drift and keys over every partition's reducer."""
@@ -163,6 +172,7 @@ class DaemonMetrics:
             d = FeatureDrift.combine(drifts)
             self.drift.labels(name).set(d.mean)
             self.drift_max.labels(name).set(d.max)
+            self.output_drift.labels(name).set(d.output)
 
     def observe_statistics(self, stats_json: str, assigned: Iterable[tuple[str, int]]) -> bool:
         """Consumer lag from librdkafka's statistics; returns whether a broker is up."""
