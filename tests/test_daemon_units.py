@@ -427,6 +427,53 @@ def test_an_identity_provider_away_is_retried_and_counted_a_broker_rejection_sto
     assert daemon.stopping and daemon.failure is not None and "kafka.sasl" in daemon.failure
 
 
+def test_an_identity_provider_that_refuses_the_credentials_stops_the_daemon(daemon: Daemon) -> None:
+    """A 401 ``invalid_client`` is no outage: retrying it forever kept the daemon not ready with a
+    warning a minute. The error text is librdkafka's own, from a real client and a stand-in provider."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from confluent_kafka import KafkaError, Producer
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = b'{"error":"invalid_client","error_description":"Invalid client credentials"}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    provider = HTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=provider.serve_forever, daemon=True).start()
+    errors: list[KafkaError] = []
+    client = Producer(
+        {
+            "bootstrap.servers": "127.0.0.1:1",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "OAUTHBEARER",
+            "sasl.oauthbearer.method": "oidc",
+            "sasl.oauthbearer.client.id": "distilld",
+            "sasl.oauthbearer.client.secret": "wrong",
+            "sasl.oauthbearer.token.endpoint.url": f"http://127.0.0.1:{provider.server_port}/token",
+            "error_cb": errors.append,
+        }
+    )
+    deadline = time.monotonic() + 30
+    while not errors and time.monotonic() < deadline:
+        client.poll(0.1)
+    provider.shutdown()
+    assert errors, "librdkafka reported no token failure"
+    daemon._on_client_error(errors[0])
+    assert daemon.stopping and daemon.failure is not None
+    assert "invalid_client" in daemon.failure and "kafka.sasl" in daemon.failure
+    assert daemon.metrics.registry.get_sample_value("distilld_token_errors_total") == 1
+
+
 def test_the_endpoints_serve_on_an_ipv6_address() -> None:
     """``ThreadingHTTPServer`` alone binds IPv4 only: ``::`` failed at start-up on IPv6-only clusters."""
     import socket

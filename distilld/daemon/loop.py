@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import re
 import signal
 import time
 from bisect import bisect_left
@@ -62,6 +63,11 @@ log = logging.getLogger("distilld")
 WEIGHT_HEADER = "distilld-weight"
 AUTH_ERRORS = (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
 TOKEN_ERROR = "OAUTHBEARER token"  # librdkafka: "Failed to acquire SASL OAUTHBEARER token: <why>"
+# <why> is the identity provider's answer; these OAuth 2.0 error codes (RFC 6749 §5.2) refuse the
+# request itself (the client, its secret, grant or scope): no retry fixes them
+TOKEN_REFUSED = re.compile(
+    r'"error"\s*:\s*"(invalid_request|invalid_client|invalid_grant|unauthorized_client|unsupported_grant_type|invalid_scope)"'
+)
 KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
 FIELD_CHECK_RECORDS = 100  # a batch at least this big missing a field path in every record gets a warning
 PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
@@ -744,9 +750,17 @@ class Daemon:
         """librdkafka's client-level errors: TLS and authentication failures are configuration
         errors that no retry fixes, so the daemon stops with the reason; the rest are retried.
         A token the identity provider did not hand out (OAUTHBEARER's oidc method) is the
-        provider's outage, which librdkafka retries: counted and logged, not ready meanwhile."""
+        provider's outage, which librdkafka retries: counted and logged, not ready meanwhile;
+        unless the provider answered that the credentials themselves are wrong."""
         if err.code() == KafkaError._AUTHENTICATION and TOKEN_ERROR in err.str():
             self.metrics.token_errors.inc()
+            refused = TOKEN_REFUSED.search(err.str())
+            if refused and not self.failure:
+                self._fail(
+                    f"the identity provider refused the token request ({refused.group(1)}): {err.str()} "
+                    "(check kafka.sasl's client id, secret and scope)"
+                )
+                return
             admitted = self._repeats.admit("token")
             if admitted is not None:
                 log.warning(
