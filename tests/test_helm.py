@@ -410,6 +410,31 @@ def test_keda_owns_the_replica_count_up_to_the_partition_count() -> None:
     assert explicit["spec"]["maxReplicaCount"] == 6
 
 
+def test_keda_reads_the_connection_the_daemon_uses_from_the_container() -> None:
+    """An ``env`` entry overrides the config file for the daemon; the trigger used to keep scaling on the
+    config file's cluster and group. Variables from ``envFrom`` are named through keda.*FromEnv."""
+    env = (
+        "env[0].name=DISTILLD_KAFKA__BOOTSTRAP_SERVERS",
+        "env[0].value=kafka.prod:9092",
+        "env[1].name=DISTILLD_KAFKA__GROUP_ID",
+        "env[1].value=distilld-prod",
+    )
+    (trigger,) = of_kind(render("keda-values.yaml", *env), "ScaledObject")[0]["spec"]["triggers"]
+    meta = trigger["metadata"]
+    assert meta["bootstrapServersFromEnv"] == "DISTILLD_KAFKA__BOOTSTRAP_SERVERS" and "bootstrapServers" not in meta
+    assert meta["consumerGroupFromEnv"] == "DISTILLD_KAFKA__GROUP_ID" and "consumerGroup" not in meta
+    named = (
+        "envFrom[0].secretRef.name=kafka-connection",
+        "keda.bootstrapServersFromEnv=KAFKA_BOOTSTRAP",
+        "keda.topicFromEnv=KAFKA_TOPIC",
+    )
+    (trigger,) = of_kind(render("keda-values.yaml", *named), "ScaledObject")[0]["spec"]["triggers"]
+    meta = trigger["metadata"]
+    assert meta["bootstrapServersFromEnv"] == "KAFKA_BOOTSTRAP" and meta["topicFromEnv"] == "KAFKA_TOPIC"
+    assert "bootstrapServers" not in meta and "topic" not in meta
+    assert meta["consumerGroup"] == yaml.safe_load(config_text(render("keda-values.yaml")))["kafka"]["group_id"]
+
+
 def test_monitors_scrape_the_metrics_port() -> None:
     docs = render("monitors-values.yaml")
     (service,) = of_kind(docs, "Service")
