@@ -578,7 +578,13 @@ class DistilledProcessor:
         held = self._windows.held_slots()
         received = self._windows.totals[KeyedWindows.RECEIVED, held]
         sent = self._windows.totals[KeyedWindows.SENT, held]
-        return {name: feature_drift(received, sent, self._layout, f) for f, name in enumerate(self._names)}
+        # categorical cells by label (reducers code open categoricals apart), numeric bins by rank
+        return {
+            name: feature_drift(
+                received, sent, self._layout, f, None if f in self._score_column else self._encoders[f].labels()
+            )
+            for f, name in enumerate(self._names)
+        }
 
     def drift(self) -> dict[str, dict[str, float]]:
         return {name: d.as_dict() for name, d in self.feature_drifts().items()}

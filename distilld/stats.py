@@ -7,14 +7,17 @@ maximum; keys that have sent nothing yet are left out. *Output drift* is the
 same distance for every key's records together: how well the output as a
 whole keeps the shares. With many keys and a few picks each, per-key drift is
 high whatever the selection (a key of 20 picks cannot hold 20 numeric bins),
-while the output drift stays low; it is the one to alert on. The library
+while the output drift stays low; it is the one to alert on. Over several
+reducers (the daemon's partitions) the counts are added up by label, since
+each reducer codes an open categorical's values its own way; a numeric's bins
+by rank, since each reducer cuts at its own window's quantiles. The library
 stats and the daemon's metrics both come from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,36 +42,56 @@ class FeatureDrift:
     mean: float
     max: float
     weight: float = 0.0  # window records behind the mean (to combine partitions)
-    output: float = 0.0  # every key's records together (module docstring)
-    size: float = 0.0  # window records behind ``output``, every key's
+    cells: Mapping[Hashable, tuple[float, float]] = field(default_factory=dict)  # label: (received, sent), all keys
+
+    @property
+    def output(self) -> float:
+        """TV distance between every key's window records and every key's sent ones."""
+        if not self.cells:
+            return 0.0
+        counts = np.array(list(self.cells.values()), dtype=np.float64)
+        return float(total_variation(counts[:, 0], counts[:, 1]))
 
     def as_dict(self) -> dict[str, float]:
         return {"mean": self.mean, "max": self.max, "output": self.output}
 
     @staticmethod
     def combine(parts: Sequence[FeatureDrift]) -> FeatureDrift:
-        """Drift over several reducers (partitions): means weighted by window size.
-
-        The output drift is each partition's, weighted the same way: partitions
-        code open categoricals apart, so their counts do not add up."""
-        top = max((p.max for p in parts), default=0.0)
-        weight, size = sum(p.weight for p in parts), sum(p.size for p in parts)
+        """Drift over several reducers (partitions): means weighted by window size,
+        the output's counts added up label by label (module docstring)."""
+        weight = sum(p.weight for p in parts)
         mean = sum(p.mean * p.weight for p in parts) / weight if weight > 0 else 0.0
-        output = sum(p.output * p.size for p in parts) / size if size > 0 else 0.0
-        return FeatureDrift(mean, top, weight, output, size)
+        cells: dict[Hashable, tuple[float, float]] = {}
+        for p in parts:
+            for label, (r, s) in p.cells.items():
+                r0, s0 = cells.get(label, (0.0, 0.0))
+                cells[label] = (r0 + r, s0 + s)
+        return FeatureDrift(mean, max((p.max for p in parts), default=0.0), weight, cells)
 
 
-def feature_drift(received: np.ndarray, sent: np.ndarray, layout: CellLayout, feature: int) -> FeatureDrift:
-    """Drift of one feature over keys; ``received``/``sent`` are keys × cells."""
+def feature_drift(
+    received: np.ndarray,
+    sent: np.ndarray,
+    layout: CellLayout,
+    feature: int,
+    labels: Sequence[Hashable] | None = None,
+) -> FeatureDrift:
+    """Drift of one feature over keys; ``received``/``sent`` are keys × cells; ``labels`` name the
+    feature's cells for :meth:`FeatureDrift.combine` (default: their rank)."""
     sl = layout.marginal_slice(feature)
     r, s = received[:, sl].astype(np.float64), sent[:, sl].astype(np.float64)
+    cells: dict[Hashable, tuple[float, float]] = {}
+    names = range(r.shape[1]) if labels is None else labels
+    for label, r_all, s_all in zip(names, r.sum(axis=0).tolist(), s.sum(axis=0).tolist(), strict=True):
+        if r_all or s_all:
+            r0, s0 = cells.get(label, (0.0, 0.0))
+            cells[label] = (r0 + r_all, s0 + s_all)
     has = s.sum(axis=1) > 0
     if not has.any():
-        return FeatureDrift(0.0, 0.0)
+        return FeatureDrift(0.0, 0.0, 0.0, cells)
     tv = total_variation(r[has], s[has])
     size = r[has].sum(axis=1)
-    output = float(total_variation(r.sum(axis=0), s.sum(axis=0)))
-    return FeatureDrift(float(np.average(tv, weights=size)), float(tv.max()), float(size.sum()), output, float(r.sum()))
+    return FeatureDrift(float(np.average(tv, weights=size)), float(tv.max()), float(size.sum()), cells)
 
 
 def proportions(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +110,11 @@ def test_metrics_report_the_same_drift_as_the_library_stats() -> None:
 
     from .conftest import PEOPLE_FEATURES, people_records
 
-    procs = []
+    procs, records, sent = [], [], []
     for seed in (1, 2):
         proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), 600, 0.1, 500, key_func=lambda r: r["id"] % 3)
-        proc.process_batch(people_records(3000, seed))
+        records += people_records(3000, seed)
+        sent += [dp.data for dp in proc.process_batch(records[-3000:])]
         procs.append(proc)
     metrics = DaemonMetrics([f["name"] for f in PEOPLE_FEATURES])
     metrics.observe_reducers(procs[:1])
@@ -120,7 +122,7 @@ def test_metrics_report_the_same_drift_as_the_library_stats() -> None:
         assert metrics.registry.get_sample_value("distilld_proportion_drift", {"feature": name}) == d["mean"]
         assert metrics.registry.get_sample_value("distilld_proportion_drift_max", {"feature": name}) == d["max"]
         assert metrics.registry.get_sample_value("distilld_output_drift", {"feature": name}) == d["output"]
-    # over two partitions: the mean weighted by window size, the max of both
+    # over two partitions: the mean weighted by window size, the max of both, the output's counts added up
     metrics.observe_reducers(procs)
     for name in procs[0].get_current_stats()["drift"]:
         parts = [p.feature_drifts()[name] for p in procs]
@@ -129,11 +131,41 @@ def test_metrics_report_the_same_drift_as_the_library_stats() -> None:
         assert metrics.registry.get_sample_value("distilld_proportion_drift_max", {"feature": name}) == max(
             p.max for p in parts
         )
-        output = sum(p.output * p.size for p in parts) / sum(p.size for p in parts)
-        assert metrics.registry.get_sample_value("distilld_output_drift", {"feature": name}) == pytest.approx(output)
-        assert min(p.output for p in parts) <= output <= max(p.output for p in parts)
+    window, chosen = Counter(r["gender"] for r in records), Counter(r["gender"] for r in sent)
+    pooled = 0.5 * sum(abs(window[g] / len(records) - chosen[g] / len(sent)) for g in window | chosen)
+    assert metrics.registry.get_sample_value("distilld_output_drift", {"feature": "gender"}) == pytest.approx(pooled)
     received = sum(p.window_records()[0] for p in procs)
     assert metrics.registry.get_sample_value("distilld_window_records", {"kind": "received"}) == received == 6000
+
+
+def test_output_drift_adds_partitions_up_by_label_and_counts_keys_that_sent_nothing() -> None:
+    """Two reducers learn an open categorical's values in another order, so the same code means
+    another value in each: their counts add up by label. A key with records in the window and
+    nothing sent yet still counts in what the output should hold."""
+    from distilld import DistilledProcessor, build_graders
+    from distilld.stats import FeatureDrift
+
+    features = [{"name": "page", "type": "open_categorical", "field": "page", "top_k": 4}]
+    first = [{"page": p, "k": 0} for p in "aaaabbbbcc" * 20]
+    second = [{"page": p, "k": 0} for p in "ccccbbbbaa" * 20] + [{"page": "d", "k": 1}] * 3
+    procs, sent = [], []
+    for recs in (first, second):
+        proc = DistilledProcessor(build_graders(features), 600, 0.1, 1000, key_func=lambda r: r["k"])
+        sent += [dp.data["page"] for dp in proc.process_batch(recs)]
+        procs.append(proc)
+    assert procs[0]._encoders[0].labels()[:3] != procs[1]._encoders[0].labels()[:3], "coded apart"
+    assert "d" not in sent, "key 1 sent nothing"
+    drift = FeatureDrift.combine([p.feature_drifts()["page"] for p in procs])
+    window = Counter(r["page"] for r in first + second)
+    chosen = Counter(sent)
+    total = len(first) + len(second)
+    expected = 0.5 * sum(abs(window[v] / total - chosen[v] / len(sent)) for v in window)
+    assert drift.output == pytest.approx(expected, abs=1e-12) and drift.output > 0
+    assert set(procs[1].feature_drifts()["page"].cells) == {"a", "b", "c", "d"}, "by label, not by code"
+    # each partition off the other way: by label they cancel out, by code (a in one, b in the other) they would not
+    parts = [FeatureDrift(0.0, 0.0, 0.0, {"a": (10.0, 2.0), "b": (10.0, 0.0)}),
+             FeatureDrift(0.0, 0.0, 0.0, {"b": (10.0, 2.0), "a": (10.0, 0.0)})]  # fmt: skip
+    assert parts[0].output == 0.5 and FeatureDrift.combine(parts).output == 0.0
 
 
 def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon(monkeypatch: Any) -> None:
@@ -472,6 +504,34 @@ def test_an_identity_provider_that_refuses_the_credentials_stops_the_daemon(daem
     assert daemon.stopping and daemon.failure is not None
     assert "invalid_client" in daemon.failure and "kafka.sasl" in daemon.failure
     assert daemon.metrics.registry.get_sample_value("distilld_token_errors_total") == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ('{"error":"access_denied","error_description":"Unauthorized"}', "access_denied"),  # Auth0: a wrong secret
+        ('{"error": "invalid_scope", "error_description": "AADSTS70011"}', "invalid_scope"),
+        # librdkafka retries 429 and 5xx, then reports the bodies glued together: an outage, not a refusal
+        ('{"error":"invalid_request","error_description":"upstream db timeout"}' * 5, None),
+        ('{"error_description":"' + "x" * 480 + '","error":"invalid_cl', None),  # cut at 511 characters
+        ('{"error":"temporarily_unavailable"}', None),
+        ("Failed to connect to identity provider", None),
+        ('["invalid_client"]', None),
+    ],
+)
+def test_only_an_answer_that_refuses_the_request_stops_the_daemon(
+    daemon: Daemon, answer: str, refused: str | None
+) -> None:
+    from confluent_kafka import KafkaError
+
+    daemon._on_client_error(
+        KafkaError(KafkaError._AUTHENTICATION, f"Failed to acquire SASL OAUTHBEARER token: {answer}")
+    )
+    assert daemon.metrics.registry.get_sample_value("distilld_token_errors_total") == 1
+    if refused is None:
+        assert not daemon.stopping and daemon.failure is None
+    else:
+        assert daemon.stopping and daemon.failure is not None and f"({refused})" in daemon.failure
 
 
 def test_the_endpoints_serve_on_an_ipv6_address() -> None:

@@ -433,6 +433,16 @@ def test_keda_reads_the_connection_the_daemon_uses_from_the_container() -> None:
     assert meta["bootstrapServersFromEnv"] == "KAFKA_BOOTSTRAP" and meta["topicFromEnv"] == "KAFKA_TOPIC"
     assert "bootstrapServers" not in meta and "topic" not in meta
     assert meta["consumerGroup"] == yaml.safe_load(config_text(render("keda-values.yaml")))["kafka"]["group_id"]
+    # names are case-insensitive for the daemon; an entry without a name renders; topics from env drop `topic`
+    loose = ("env[0].name=distilld_kafka__group_id", "env[0].value=g", "env[1].value=x",
+             "env[2].name=DISTILLD_KAFKA__INPUT_PATTERN", "env[2].value=^app[.]")  # fmt: skip
+    (trigger,) = of_kind(render("keda-values.yaml", *loose), "ScaledObject")[0]["spec"]["triggers"]
+    meta = trigger["metadata"]
+    assert meta["consumerGroupFromEnv"] == "distilld_kafka__group_id" and "topic" not in meta
+    # KEDA does not read fieldRef variables: refused, not silently scaled on the config file's group
+    field_ref = ("env[0].name=DISTILLD_KAFKA__GROUP_ID", "env[0].valueFrom.fieldRef.fieldPath=metadata.name")
+    result = _helm("template", "rel", str(CHART), *_values_args("keda-values.yaml", field_ref), check=False)
+    assert result.returncode != 0 and "set keda.consumerGroup" in result.stderr, result.stderr
 
 
 def test_monitors_scrape_the_metrics_port() -> None:

@@ -11,6 +11,8 @@ import os
 import socket
 from typing import Any
 
+import orjson
+
 from distilld import __version__
 from distilld.daemon.repeats import RepeatFilter
 from distilld.settings import Settings
@@ -23,7 +25,23 @@ __all__ = [
     "client_config",
     "consumer_config",
     "producer_config",
+    "refused_token",
 ]
+
+TOKEN_ERROR = "OAUTHBEARER token"  # librdkafka: "Failed to acquire SASL OAUTHBEARER token: <the provider's answer>"
+# OAuth 2.0 error codes (RFC 6749 §5.2, and Auth0's access_denied) that refuse the request itself:
+# the client, its secret, grant, scope or audience; no retry fixes them
+TOKEN_REFUSALS = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "access_denied",
+    }
+)
 
 # what the delivery guarantee rests on: user settings cannot turn these off
 CONSUMER_GUARANTEES = {
@@ -85,3 +103,19 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         kafka = settings.kafka
         conf["transactional.id"] = kafka.transactional_id or f"{kafka.group_id}-{socket.gethostname()}-{os.getpid()}"
     return conf
+
+
+def refused_token(error: str) -> str | None:
+    """The OAuth error code when librdkafka's token failure is the identity provider refusing the
+    request: its whole answer one JSON object whose ``error`` is a refusal. None for anything else,
+    an outage included: librdkafka retries 429 and 5xx answers and then reports their bodies glued
+    together (and cuts long texts short), which is not one JSON object."""
+    _, found, answer = error.partition(TOKEN_ERROR + ": ")
+    if not found:
+        return None
+    try:
+        body = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return None
+    code = body.get("error") if isinstance(body, dict) else None
+    return code if isinstance(code, str) and code in TOKEN_REFUSALS else None

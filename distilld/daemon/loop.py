@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import re
 import signal
 import time
 from bisect import bisect_left
@@ -37,7 +36,7 @@ from distilld import __version__
 from distilld.codecs import make_decoder, reason_label
 from distilld.codecs.registry import RegistryUnavailable
 from distilld.daemon.checkpoint import Checkpoints
-from distilld.daemon.clients import client_config, consumer_config, producer_config
+from distilld.daemon.clients import TOKEN_ERROR, client_config, consumer_config, producer_config, refused_token
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
 from distilld.daemon.memory import memory_limit, windows_size, windows_warning
@@ -62,12 +61,6 @@ log = logging.getLogger("distilld")
 
 WEIGHT_HEADER = "distilld-weight"
 AUTH_ERRORS = (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
-TOKEN_ERROR = "OAUTHBEARER token"  # librdkafka: "Failed to acquire SASL OAUTHBEARER token: <why>"
-# <why> is the identity provider's answer; these OAuth 2.0 error codes (RFC 6749 §5.2) refuse the
-# request itself (the client, its secret, grant or scope): no retry fixes them
-TOKEN_REFUSED = re.compile(
-    r'"error"\s*:\s*"(invalid_request|invalid_client|invalid_grant|unauthorized_client|unsupported_grant_type|invalid_scope)"'
-)
 KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
 FIELD_CHECK_RECORDS = 100  # a batch at least this big missing a field path in every record gets a warning
 PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
@@ -754,11 +747,12 @@ class Daemon:
         unless the provider answered that the credentials themselves are wrong."""
         if err.code() == KafkaError._AUTHENTICATION and TOKEN_ERROR in err.str():
             self.metrics.token_errors.inc()
-            refused = TOKEN_REFUSED.search(err.str())
+            refused = refused_token(err.str())
             if refused and not self.failure:
                 self._fail(
-                    f"the identity provider refused the token request ({refused.group(1)}): {err.str()} "
-                    "(check kafka.sasl's client id, secret and scope)"
+                    f"the identity provider refused the token request ({refused}): {err.str()} (check "
+                    "kafka.sasl.oauthbearer_client_id and _client_secret, and any sasl.oauthbearer.scope "
+                    "or extensions set through kafka.consumer / kafka.producer)"
                 )
                 return
             admitted = self._repeats.admit("token")

@@ -68,7 +68,7 @@ class DaemonMetrics:
         self.output_drift = Gauge(
             "distilld_output_drift",
             "Total-variation distance between window and sent shares, every key's records together "
-            "(mean over partitions weighted by window size).",
+            "(every partition's: categories added up by label, numeric bins by rank).",
             ["feature"],
             registry=r,
         )
