@@ -96,6 +96,12 @@ class CategoricalEncoder(Encoder):
 
     def __init__(self, categories: Sequence[str]) -> None:
         self.categories = [str(c) for c in categories]
+        reserved = {OTHER_LABEL, MISSING_LABEL} & set(self.categories)
+        if reserved:
+            raise ValueError(
+                f"categories: {sorted(reserved)} reserved (distilld's labels for values outside the list and for "
+                "missing values)"
+            )
         self._lut = {c: i for i, c in enumerate(self.categories)}
         self.other_code = len(self.categories)
         self.missing_code = self.other_code + 1

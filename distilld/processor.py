@@ -578,13 +578,22 @@ class DistilledProcessor:
         held = self._windows.held_slots()
         received = self._windows.totals[KeyedWindows.RECEIVED, held]
         sent = self._windows.totals[KeyedWindows.SENT, held]
-        # categorical cells by label (reducers code open categoricals apart), numeric bins by rank
         return {
-            name: feature_drift(
-                received, sent, self._layout, f, None if f in self._score_column else self._encoders[f].labels()
-            )
+            name: feature_drift(received, sent, self._layout, f, self._drift_labels(f))
             for f, name in enumerate(self._names)
         }
+
+    def _drift_labels(self, f: int) -> list[str] | None:
+        """Categorical cells by label (reducers code open categoricals apart); numeric bins, and an
+        encoder without labels that fit, by rank."""
+        if f in self._score_column:
+            return None
+        try:
+            labels = self._encoders[f].labels()
+        except NotImplementedError:
+            return None
+        sl = self._layout.marginal_slice(f)
+        return labels if len(labels) == sl.stop - sl.start else None
 
     def drift(self) -> dict[str, dict[str, float]]:
         return {name: d.as_dict() for name, d in self.feature_drifts().items()}

@@ -10,8 +10,10 @@ high whatever the selection (a key of 20 picks cannot hold 20 numeric bins),
 while the output drift stays low; it is the one to alert on. Over several
 reducers (the daemon's partitions) the counts are added up by label, since
 each reducer codes an open categorical's values its own way; a numeric's bins
-by rank, since each reducer cuts at its own window's quantiles. The library
-stats and the daemon's metrics both come from here.
+by rank, since each reducer cuts at its own window's quantiles (so the output
+drift of a numeric says whether each partition keeps its own distribution,
+not how the partitions' distributions differ). The library stats and the
+daemon's metrics both come from here.
 """
 
 from __future__ import annotations
@@ -104,7 +106,10 @@ def proportions(
         return out
     for f, (name, enc) in enumerate(zip(names, encoders, strict=True)):
         counts = totals[layout.marginal_slice(f)]
-        shares = {label: int(c) / count for label, c in zip(enc.labels(), counts.tolist(), strict=True) if c}
+        shares: dict[str, float] = {}
+        for label, c in zip(enc.labels(), counts.tolist(), strict=True):
+            if c:  # added up: an open categorical may see a value spelled like a reserved label
+                shares[label] = shares.get(label, 0.0) + int(c) / count
         kind = "categorical" if enc.is_categorical else "numeric"
         key = "categories" if enc.is_categorical else "bins"
         out[name] = {"type": kind, key: shares, "total_count": count}

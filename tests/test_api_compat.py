@@ -73,6 +73,18 @@ def test_stats_have_the_seed_keys_plus_drift_and_keys() -> None:
     assert {"drift", "keys_held"} <= set(ours)
 
 
+def test_a_category_spelled_like_a_reserved_label_is_refused_and_shares_never_vanish() -> None:
+    """``__other__`` and ``__missing__`` label values outside the list and missing ones: a category of that
+    name merged with them, and the proportions report kept one of the two shares and lost the other."""
+    with pytest.raises(ValueError, match=r"'__other__'\] reserved"):
+        DistilledProcessor({"c": CategoricalGrader("c", ["a", "__other__"], lambda r: r["c"])})
+    # an open categorical takes its values from the data: one spelled __missing__ adds up with missing ones
+    proc = DistilledProcessor(distilld.build_graders([{"name": "c", "type": "open_categorical", "top_k": 4}]))
+    proc.process_batch([{"c": "__missing__"}] * 30 + [{"c": None}] * 20 + [{"c": "a"}] * 50)
+    shares = proc.current_proportions["c"]["categories"]
+    assert shares == {"a": 0.5, "__missing__": 0.5}
+
+
 def test_output_drift_is_the_shares_of_every_keys_records_together() -> None:
     """Per-key drift with many small keys is high whatever the selection (a key that sends ~10 records cannot
     hold a feature's shares); the output drift compares every key's window records with every key's sent

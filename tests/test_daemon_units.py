@@ -459,9 +459,27 @@ def test_an_identity_provider_away_is_retried_and_counted_a_broker_rejection_sto
     assert daemon.stopping and daemon.failure is not None and "kafka.sasl" in daemon.failure
 
 
-def test_an_identity_provider_that_refuses_the_credentials_stops_the_daemon(daemon: Daemon) -> None:
+# an Entra ID (Azure AD) refusal: its trace ids make it longer than librdkafka's 511-character error text
+ENTRA_REFUSAL = (
+    '{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the '
+    "secret being sent in the request is the client secret value, not the client secret ID, for a secret added "
+    "to app '00000000-1111-2222-3333-444444444444'.\\r\\nTrace ID: 5b2c9a4e-0f3d-4b8e-9a77-1c2d3e4f5a6b\\r\\n"
+    'Correlation ID: 8e7d6c5b-4a39-2817-0615-f4e3d2c1b0a9\\r\\nTimestamp: 2026-11-30 17:00:00Z",'
+    '"error_codes":[7000215],"timestamp":"2026-11-30 17:00:00Z","trace_id":"5b2c9a4e-0f3d-4b8e-9a77-1c2d3e4f5a6b",'
+    '"correlation_id":"8e7d6c5b-4a39-2817-0615-f4e3d2c1b0a9",'
+    '"error_uri":"https://login.microsoftonline.com/error?code=7000215"}'
+)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ['{"error":"invalid_client","error_description":"Invalid client credentials"}', ENTRA_REFUSAL],
+    ids=["invalid_client", "entra-id-cut-short"],
+)
+def test_an_identity_provider_that_refuses_the_credentials_stops_the_daemon(daemon: Daemon, answer: str) -> None:
     """A 401 ``invalid_client`` is no outage: retrying it forever kept the daemon not ready with a
-    warning a minute. The error text is librdkafka's own, from a real client and a stand-in provider."""
+    warning a minute. The error text is librdkafka's own, from a real client and a stand-in provider;
+    librdkafka cuts it at 511 characters, so Entra ID's refusal arrives as JSON cut short."""
     import threading
     import time
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -470,7 +488,7 @@ def test_an_identity_provider_that_refuses_the_credentials_stops_the_daemon(daem
 
     class Refuse(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = b'{"error":"invalid_client","error_description":"Invalid client credentials"}'
+            body = answer.encode()
             self.send_response(401)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -6,12 +6,12 @@ except the few that the delivery guarantee rests on.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import socket
 from typing import Any
-
-import orjson
 
 from distilld import __version__
 from distilld.daemon.repeats import RepeatFilter
@@ -42,6 +42,8 @@ TOKEN_REFUSALS = frozenset(
         "access_denied",
     }
 )
+TOKEN_OPENING = re.compile(r'\{\s*"error"\s*:\s*"([a-z_]+)"')
+ERROR_TEXT_MAX = 511  # librdkafka's error strings are cut to this many characters
 
 # what the delivery guarantee rests on: user settings cannot turn these off
 CONSUMER_GUARANTEES = {
@@ -107,15 +109,21 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 
 def refused_token(error: str) -> str | None:
     """The OAuth error code when librdkafka's token failure is the identity provider refusing the
-    request: its whole answer one JSON object whose ``error`` is a refusal. None for anything else,
-    an outage included: librdkafka retries 429 and 5xx answers and then reports their bodies glued
-    together (and cuts long texts short), which is not one JSON object."""
+    request: its answer one JSON object whose ``error`` is a refusal. None for anything else, an
+    outage included: librdkafka retries 429 and 5xx answers, then reports their bodies glued
+    together. librdkafka cuts its error text at 511 characters, and some providers' refusals are
+    longer (Entra ID's carry trace ids); a cut answer counts when it opens with a refusal's
+    ``"error"``, the field such answers put first."""
     _, found, answer = error.partition(TOKEN_ERROR + ": ")
     if not found:
         return None
+    answer = answer.lstrip("\ufeff \t\r\n")
     try:
-        body = orjson.loads(answer)
-    except orjson.JSONDecodeError:
-        return None
+        body, end = json.JSONDecoder().raw_decode(answer)
+    except json.JSONDecodeError:
+        opening = TOKEN_OPENING.match(answer) if len(error) >= ERROR_TEXT_MAX else None
+        return opening.group(1) if opening and opening.group(1) in TOKEN_REFUSALS else None
+    if answer[end:].strip():
+        return None  # bodies glued together: answers librdkafka retried
     code = body.get("error") if isinstance(body, dict) else None
     return code if isinstance(code, str) and code in TOKEN_REFUSALS else None
