@@ -27,6 +27,7 @@ __all__ = [
     "Encoder",
     "NumericBinner",
     "OpenCategoricalEncoder",
+    "reserved_labels",
     "to_float_array",
 ]
 
@@ -91,17 +92,19 @@ class Encoder:
         raise NotImplementedError
 
 
+def reserved_labels(categories: Sequence[str]) -> None:
+    """Refuse a category spelled like distilld's own labels: its counts would merge with theirs."""
+    reserved = {OTHER_LABEL, MISSING_LABEL} & set(categories)
+    if reserved:
+        raise ValueError(f"{sorted(reserved)} reserved: distilld's labels for other and missing values")
+
+
 class CategoricalEncoder(Encoder):
     """A fixed category list, plus *other* and *missing*."""
 
     def __init__(self, categories: Sequence[str]) -> None:
         self.categories = [str(c) for c in categories]
-        reserved = {OTHER_LABEL, MISSING_LABEL} & set(self.categories)
-        if reserved:
-            raise ValueError(
-                f"categories: {sorted(reserved)} reserved (distilld's labels for values outside the list and for "
-                "missing values)"
-            )
+        reserved_labels(self.categories)
         self._lut = {c: i for i, c in enumerate(self.categories)}
         self.other_code = len(self.categories)
         self.missing_code = self.other_code + 1

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from distilld.encoding import MISSING_LABEL, OTHER_LABEL
+from distilld.encoding import reserved_labels
 from distilld.fieldpath import parse_path
 from distilld.graders import (
     DEFAULT_BINS,
@@ -86,9 +86,7 @@ class CategoricalFeature(_Base):
     def _distinct(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("categories must be distinct")
-        reserved = {OTHER_LABEL, MISSING_LABEL} & set(value)
-        if reserved:
-            raise ValueError(f"{sorted(reserved)} reserved: distilld's labels for other and missing values")
+        reserved_labels(value)
         return value
 
 

@@ -66,9 +66,13 @@ class FeatureDrift:
         cells: dict[Hashable, tuple[float, float]] = {}
         for p in parts:
             for label, (r, s) in p.cells.items():
-                r0, s0 = cells.get(label, (0.0, 0.0))
-                cells[label] = (r0 + r, s0 + s)
+                _add(cells, label, r, s)
         return FeatureDrift(mean, max((p.max for p in parts), default=0.0), weight, cells)
+
+
+def _add(cells: dict[Hashable, tuple[float, float]], label: Hashable, received: float, sent: float) -> None:
+    r, s = cells.get(label, (0.0, 0.0))
+    cells[label] = (r + received, s + sent)
 
 
 def feature_drift(
@@ -86,8 +90,7 @@ def feature_drift(
     names = range(r.shape[1]) if labels is None else labels
     for label, r_all, s_all in zip(names, r.sum(axis=0).tolist(), s.sum(axis=0).tolist(), strict=True):
         if r_all or s_all:
-            r0, s0 = cells.get(label, (0.0, 0.0))
-            cells[label] = (r0 + r_all, s0 + s_all)
+            _add(cells, label, r_all, s_all)
     has = s.sum(axis=1) > 0
     if not has.any():
         return FeatureDrift(0.0, 0.0, 0.0, cells)
