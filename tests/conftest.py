@@ -3,6 +3,7 @@ from __future__ import annotations
 import gc
 import os
 import random
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,12 @@ def people_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
         age = rng.gauss(40 if gender == "male" else 35, 10)
         out.append({"id": i, "gender": gender, "age": age, "money": {"income": rng.lognormvariate(10, 0.5)}})
     return out
+
+
+def tv(a: Counter[Any], b: Counter[Any]) -> float:
+    """Total-variation distance between two counts' shares, worked out here as a test's own oracle."""
+    na, nb = sum(a.values()), sum(b.values())
+    return 0.5 * sum(abs(a[k] / na - b[k] / nb) for k in set(a) | set(b))
 
 
 class FakeClock:

@@ -18,6 +18,8 @@ from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.progress import PartitionProgress
 from distilld.settings import load_settings
 
+from .conftest import tv
+
 
 @settings(max_examples=200, deadline=None)
 @given(
@@ -131,8 +133,7 @@ def test_metrics_report_the_same_drift_as_the_library_stats() -> None:
         assert metrics.registry.get_sample_value("distilld_proportion_drift_max", {"feature": name}) == max(
             p.max for p in parts
         )
-    window, chosen = Counter(r["gender"] for r in records), Counter(r["gender"] for r in sent)
-    pooled = 0.5 * sum(abs(window[g] / len(records) - chosen[g] / len(sent)) for g in window | chosen)
+    pooled = tv(Counter(r["gender"] for r in records), Counter(r["gender"] for r in sent))
     assert metrics.registry.get_sample_value("distilld_output_drift", {"feature": "gender"}) == pytest.approx(pooled)
     received = sum(p.window_records()[0] for p in procs)
     assert metrics.registry.get_sample_value("distilld_window_records", {"kind": "received"}) == received == 6000
@@ -156,10 +157,7 @@ def test_output_drift_adds_partitions_up_by_label_and_counts_keys_that_sent_noth
     assert procs[0]._encoders[0].labels()[:3] != procs[1]._encoders[0].labels()[:3], "coded apart"
     assert "d" not in sent, "key 1 sent nothing"
     drift = FeatureDrift.combine([p.feature_drifts()["page"] for p in procs])
-    window = Counter(r["page"] for r in first + second)
-    chosen = Counter(sent)
-    total = len(first) + len(second)
-    expected = 0.5 * sum(abs(window[v] / total - chosen[v] / len(sent)) for v in window)
+    expected = tv(Counter(r["page"] for r in first + second), Counter(sent))
     assert drift.output == pytest.approx(expected, abs=1e-12) and drift.output > 0
     assert set(procs[1].feature_drifts()["page"].cells) == {"a", "b", "c", "d"}, "by label, not by code"
     # each partition off the other way: by label they cancel out, by code (a in one, b in the other) they would not

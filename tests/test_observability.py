@@ -18,7 +18,7 @@ import pytest
 
 from distilld.broker import free_port
 
-from .conftest import people_records
+from .conftest import people_records, tv
 from .kafka_tools import (
     DaemonProcess,
     create_topics,
@@ -144,19 +144,14 @@ def test_drift_metric_agrees_with_drift_from_input_and_output(running: dict[str,
         sent[m.key()][orjson.loads(m.value()).get("gender")] += 1
     tvs, sizes = [], []
     for key, r in received.items():
-        s = sent[key]
-        cells = set(r) | set(s)
-        rt, st = sum(r.values()), sum(s.values())
-        tvs.append(0.5 * sum(abs(r[c] / rt - s[c] / st) for c in cells))
-        sizes.append(rt)
+        tvs.append(tv(r, sent[key]))
+        sizes.append(sum(r.values()))
     expected = sum(t * n for t, n in zip(tvs, sizes, strict=True)) / sum(sizes)
     assert value(metrics, "distilld_proportion_drift", feature="gender") == pytest.approx(expected, abs=1e-9)
     assert value(metrics, "distilld_proportion_drift_max", feature="gender") == pytest.approx(max(tvs), abs=1e-9)
     assert expected < 0.02, "and it is small: the selection keeps the shares"
     # the output as a whole: every key's records together, every partition's
-    r_all, s_all = sum(received.values(), Counter[Any]()), sum(sent.values(), Counter[Any]())
-    rt, st = sum(r_all.values()), sum(s_all.values())
-    output = 0.5 * sum(abs(r_all[c] / rt - s_all[c] / st) for c in set(r_all) | set(s_all))
+    output = tv(sum(received.values(), Counter[Any]()), sum(sent.values(), Counter[Any]()))
     assert value(metrics, "distilld_output_drift", feature="gender") == pytest.approx(output, abs=1e-9)
     assert output < 0.02
 

@@ -16,6 +16,7 @@ from distilld.fieldpath import compile_path
 from distilld.settings import ConfigError, load_settings
 from distilld.transforms import length, url_host
 
+from .conftest import tv
 from .kafka_tools import (
     DaemonProcess,
     Metrics,
@@ -142,11 +143,6 @@ def test_daemon_with_the_preset_on_the_real_fixture_logs(
     assert metrics[KEYS] == sessions, "one window per session"
 
 
-def _tv(a: Counter[Any], b: Counter[Any]) -> float:
-    na, nb = sum(a.values()), sum(b.values())
-    return 0.5 * sum(abs(a[k] / na - b[k] / nb) for k in set(a) | set(b))
-
-
 @pytest.mark.kafka
 def test_daemon_with_the_preset_on_100k_generated_logs(
     kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
@@ -169,9 +165,9 @@ def test_daemon_with_the_preset_on_100k_generated_logs(
         ours = theirs = 0.0
         for s, all_logs in by_session.items():
             full = Counter(log[feature] for log in all_logs)
-            ours += _tv(full, Counter(log[feature] for log in chosen[s]))
+            ours += tv(full, Counter(log[feature] for log in chosen[s]))
             for _ in range(5):
                 sample = rng.sample(all_logs, len(chosen[s]))
-                theirs += _tv(full, Counter(log[feature] for log in sample)) / 5
+                theirs += tv(full, Counter(log[feature] for log in sample)) / 5
         print(f"{feature}: mean TV distilld {ours / len(by_session):.4f}, random {theirs / len(by_session):.4f}")
         assert ours < theirs / 2, feature
