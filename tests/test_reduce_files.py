@@ -241,6 +241,17 @@ def test_conversions_keep_every_field_and_value(tmp_path: Path, capsys: pytest.C
     assert "already have distilld_weight" in capsys.readouterr().err
 
 
+def test_json_booleans_are_written_to_csv_as_json_spells_them(tmp_path: Path) -> None:
+    """A categorical's booleans are labels 'true'/'false' (UserALE's userAction): written as
+    Python's 'True' they read back from the CSV as *other*."""
+    config = str(_config(tmp_path, rate=1.0))
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b'{"id": 1, "user": "u", "bot": true}\n{"id": 2, "user": "u", "bot": false}\n')
+    out = tmp_path / "out.csv"
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
+    assert [r["bot"] for r in _read(out, "csv")] == ["true", "false"]
+
+
 def test_evaluate_without_matplotlib_writes_the_table_ratios_and_a_page_without_plots(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -278,7 +278,7 @@ class Writer:
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, dict | list):  # nested values as JSON, not Python's repr
+    if isinstance(value, dict | list | bool):  # nested values and booleans as JSON, not Python's repr
         return orjson.dumps(value, default=_json_default).decode()
     return "" if value is None else str(value)
 
