@@ -103,6 +103,28 @@ def test_field_paths_read_avro_records_as_json_ones(path: str) -> None:
     assert get(avro_records) == get(json_records)
 
 
+def test_an_avro_timestamp_field_gives_the_event_time_whatever_the_unit() -> None:
+    """Avro's timestamp-millis and -micros decode to datetimes: as a reducer.time field they read
+    as no time at all, and every record took the watermark."""
+    from distilld.codecs.avro_schema import parse_record_schema
+    from distilld.daemon.fields import RecordFields
+    from distilld.settings import ReducerSettings
+
+    schema = {
+        "type": "record",
+        "name": "Event",
+        "fields": [
+            {"name": "ms", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "us", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}]},
+        ],
+    }
+    decode = AvroDecoder(parse_record_schema(schema, "event.avsc"))
+    records, _, _ = decode([schemaless(schema, {"ms": 1_767_225_600_250, "us": 1_767_225_601_500_000})])
+    for path, unit in (("ms", "ms"), ("us", "us"), ("us", "s")):
+        fields = RecordFields(ReducerSettings(time=path, time_unit=unit))
+        assert fields.timestamps([], records).tolist() == [1_767_225_600.25 if path == "ms" else 1_767_225_601.5]
+
+
 def test_format_settings_name_what_is_missing_or_wrong(tmp_path: Any) -> None:
     base = {"kafka": {"bootstrap_servers": "b:9092", "group_id": "g", "input_topics": ["t"], "output_topic": "o"}}
     base["features"] = [{"name": "gender", "type": "categorical", "categories": ["female"]}]
