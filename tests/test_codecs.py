@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -123,6 +124,24 @@ def test_an_avro_timestamp_field_gives_the_event_time_whatever_the_unit() -> Non
     for path, unit in (("ms", "ms"), ("us", "us"), ("us", "s")):
         fields = RecordFields(ReducerSettings(time=path, time_unit=unit))
         assert fields.timestamps([], records).tolist() == [1_767_225_600.25 if path == "ms" else 1_767_225_601.5]
+
+
+def test_an_avro_decimal_is_a_number_to_a_numeric_feature() -> None:
+    """Avro's decimal decodes to Decimal, which is not a Real: a numeric feature counted every
+    value of a decimal field (an amount, a price) as missing."""
+    import numpy as np
+
+    from distilld.codecs.avro_schema import parse_record_schema
+    from distilld.features import build_graders
+    from distilld.processor import DistilledProcessor
+
+    amount = {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}
+    schema = {"type": "record", "name": "Sale", "fields": [{"name": "amount", "type": ["null", amount]}]}
+    decode = AvroDecoder(parse_record_schema(schema, "sale.avsc"))
+    records, _, _ = decode([schemaless(schema, {"amount": Decimal(f"{i}.25")}) for i in range(100)])
+    proc = DistilledProcessor(build_graders([{"name": "amount", "type": "numeric"}]), 600, 0.1, 100)
+    proc.select(records, np.full(100, 1000.0), np.zeros(100, dtype=np.int64), [None])
+    assert proc.missing_counts[0] == 0
 
 
 def test_format_settings_name_what_is_missing_or_wrong(tmp_path: Any) -> None:
