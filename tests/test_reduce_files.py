@@ -241,6 +241,16 @@ def test_conversions_keep_every_field_and_value(tmp_path: Path, capsys: pytest.C
     assert "already have distilld_weight" in capsys.readouterr().err
 
 
+def test_a_csv_cell_longer_than_128_kib_is_read_and_copied(tmp_path: Path) -> None:
+    """Python's csv module refuses fields over 128 KiB by default: valid CSV stopped the run."""
+    config = str(_config(tmp_path, rate=1.0))
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    blob = "x" * 300_000
+    src.write_text(f"id,user,note\n1,u,{blob}\n2,u,short\n")
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
+    assert [r["note"] for r in _read(out, "csv")] == [blob, "short"]
+
+
 def test_json_booleans_are_written_to_csv_as_json_spells_them(tmp_path: Path) -> None:
     """A categorical's booleans are labels 'true'/'false' (UserALE's userAction): written as
     Python's 'True' they read back from the CSV as *other*."""

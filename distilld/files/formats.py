@@ -74,6 +74,7 @@ class Reader:
             yield line.removeprefix("\ufeff") if n == 1 else line
 
     def _csv(self) -> Iterator[Batch]:
+        csv.field_size_limit(2**31 - 1)  # not the csv module's 128 KiB: a long cell (a JSON blob) is valid CSV
         rows = csv.reader(self._lines())
         try:
             self.columns = next(rows)
