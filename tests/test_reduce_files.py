@@ -251,6 +251,17 @@ def test_a_csv_cell_longer_than_128_kib_is_read_and_copied(tmp_path: Path) -> No
     assert [r["note"] for r in _read(out, "csv")] == [blob, "short"]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_a_utf8_byte_order_mark_is_skipped(tmp_path: Path, fmt: str) -> None:
+    """Windows tools write one; CSV skipped it, NDJSON and JSON arrays stopped at it."""
+    src, out = tmp_path / f"in.{fmt}", tmp_path / f"out.{fmt}"
+    _write(src, fmt)
+    src.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    config = str(_config(tmp_path))
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
+    assert len(_read(out, fmt)) == pytest.approx(N / 10, abs=4)
+
+
 def test_json_booleans_are_written_to_csv_as_json_spells_them(tmp_path: Path) -> None:
     """A categorical's booleans are labels 'true'/'false' (UserALE's userAction): written as
     Python's 'True' they read back from the CSV as *other*."""
