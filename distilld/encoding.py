@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from decimal import Decimal
 from itertools import repeat
 from numbers import Real
 from typing import Any
@@ -48,8 +49,8 @@ _PLAIN_NUMBERS = {float, int}
 
 
 def _to_float(value: Any) -> float:
-    # Real: also numpy scalars (np.int64, np.float32: what pandas and numpy records hold)
-    if isinstance(value, bool) or not isinstance(value, Real):
+    # Real: also numpy scalars (np.int64, np.float32: what pandas and numpy records hold); Decimal: Avro's decimal
+    if isinstance(value, bool) or not isinstance(value, Real | Decimal):
         return np.nan
     try:
         return float(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -101,6 +102,46 @@ def test_field_paths_read_avro_records_as_json_ones(path: str) -> None:
     json_records, _, _ = make_decoder(FormatSettings())([orjson.dumps(r) for r in PEOPLE])
     get = compile_path(path)
     assert get(avro_records) == get(json_records)
+
+
+def test_an_avro_timestamp_field_gives_the_event_time_whatever_the_unit() -> None:
+    """Avro's timestamp-millis and -micros decode to datetimes: as a reducer.time field they read
+    as no time at all, and every record took the watermark."""
+    from distilld.codecs.avro_schema import parse_record_schema
+    from distilld.daemon.fields import RecordFields
+    from distilld.settings import ReducerSettings
+
+    schema = {
+        "type": "record",
+        "name": "Event",
+        "fields": [
+            {"name": "ms", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "us", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}]},
+        ],
+    }
+    decode = AvroDecoder(parse_record_schema(schema, "event.avsc"))
+    records, _, _ = decode([schemaless(schema, {"ms": 1_767_225_600_250, "us": 1_767_225_601_500_000})])
+    for path, unit in (("ms", "ms"), ("us", "us"), ("us", "s")):
+        fields = RecordFields(ReducerSettings(time=path, time_unit=unit))
+        assert fields.timestamps([], records).tolist() == [1_767_225_600.25 if path == "ms" else 1_767_225_601.5]
+
+
+def test_an_avro_decimal_is_a_number_to_a_numeric_feature() -> None:
+    """Avro's decimal decodes to Decimal, which is not a Real: a numeric feature counted every
+    value of a decimal field (an amount, a price) as missing."""
+    import numpy as np
+
+    from distilld.codecs.avro_schema import parse_record_schema
+    from distilld.features import build_graders
+    from distilld.processor import DistilledProcessor
+
+    amount = {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}
+    schema = {"type": "record", "name": "Sale", "fields": [{"name": "amount", "type": ["null", amount]}]}
+    decode = AvroDecoder(parse_record_schema(schema, "sale.avsc"))
+    records, _, _ = decode([schemaless(schema, {"amount": Decimal(f"{i}.25")}) for i in range(100)])
+    proc = DistilledProcessor(build_graders([{"name": "amount", "type": "numeric"}]), 600, 0.1, 100)
+    proc.select(records, np.full(100, 1000.0), np.zeros(100, dtype=np.int64), [None])
+    assert proc.missing_counts[0] == 0
 
 
 def test_format_settings_name_what_is_missing_or_wrong(tmp_path: Any) -> None:

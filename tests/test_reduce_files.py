@@ -241,6 +241,38 @@ def test_conversions_keep_every_field_and_value(tmp_path: Path, capsys: pytest.C
     assert "already have distilld_weight" in capsys.readouterr().err
 
 
+def test_a_csv_cell_longer_than_128_kib_is_read_and_copied(tmp_path: Path) -> None:
+    """Python's csv module refuses fields over 128 KiB by default: valid CSV stopped the run."""
+    config = str(_config(tmp_path, rate=1.0))
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    blob = "x" * 300_000
+    src.write_text(f"id,user,note\n1,u,{blob}\n2,u,short\n")
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
+    assert [r["note"] for r in _read(out, "csv")] == [blob, "short"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_a_utf8_byte_order_mark_is_skipped(tmp_path: Path, fmt: str) -> None:
+    """Windows tools write one; CSV skipped it, NDJSON and JSON arrays stopped at it."""
+    src, out = tmp_path / f"in.{fmt}", tmp_path / f"out.{fmt}"
+    _write(src, fmt)
+    src.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    config = str(_config(tmp_path))
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
+    assert len(_read(out, fmt)) == pytest.approx(N / 10, abs=4)
+
+
+def test_json_booleans_are_written_to_csv_as_json_spells_them(tmp_path: Path) -> None:
+    """A categorical's booleans are labels 'true'/'false' (UserALE's userAction): written as
+    Python's 'True' they read back from the CSV as *other*."""
+    config = str(_config(tmp_path, rate=1.0))
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b'{"id": 1, "user": "u", "bot": true}\n{"id": 2, "user": "u", "bot": false}\n')
+    out = tmp_path / "out.csv"
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
+    assert [r["bot"] for r in _read(out, "csv")] == ["true", "false"]
+
+
 def test_evaluate_without_matplotlib_writes_the_table_ratios_and_a_page_without_plots(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Sequence
+from datetime import datetime
 from itertools import chain
 from typing import Any
 
@@ -32,12 +33,18 @@ class RecordFields:
     def timestamps(
         self, msgs: Sequence[Message], records: Sequence[Any], replay_after: float | None = None
     ) -> np.ndarray:
-        """Seconds per record; NaN where a record has none (the engine uses its watermark).
+        """Seconds per record; NaN where a record has none (the engine uses its watermark). An
+        Avro timestamp (decoded to a datetime) is its own time, whatever ``reducer.time_unit`` says.
         ``replay_after``: the records are re-read to rebuild a window (processing time
         then is when they first arrived, not now): their Kafka timestamps, kept between
         this time (the restored watermark) and now."""
         if self._time_path is not None:
-            return to_float_array(self._time_path(records)) * self._unit
+            values = self._time_path(records)
+            ts = to_float_array(values) * self._unit
+            for i in np.flatnonzero(np.isnan(ts)).tolist():  # Avro's timestamp-millis/-micros: datetimes
+                if isinstance(values[i], datetime):
+                    ts[i] = values[i].timestamp()
+            return ts
         if self.time_mode == "kafka_timestamp" or replay_after is not None:
             pairs = chain.from_iterable(map(Message.timestamp, msgs))  # (type, ms) per message
             stamps = np.fromiter(pairs, dtype=np.float64, count=2 * len(msgs)).reshape(-1, 2)

@@ -25,6 +25,7 @@ WEIGHT_FIELD = "distilld_weight"
 _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".avro": "avro"}
 
 Batch = tuple[list[Any], list[Any]]  # (records, rows)
+_BOM = b"\xef\xbb\xbf"
 
 
 class FileFormatError(ValueError):
@@ -74,6 +75,7 @@ class Reader:
             yield line.removeprefix("\ufeff") if n == 1 else line
 
     def _csv(self) -> Iterator[Batch]:
+        csv.field_size_limit(2**31 - 1)  # not the csv module's 128 KiB: a long cell (a JSON blob) is valid CSV
         rows = csv.reader(self._lines())
         try:
             self.columns = next(rows)
@@ -124,6 +126,8 @@ class Reader:
             lines = [line for _, line in zip(range(self.batch), self.fo, strict=False)]
             if not lines:
                 return
+            if not done:  # a UTF-8 byte order mark, as CSV's
+                lines[0] = lines[0].removeprefix(_BOM)
             try:
                 records = [loads(line) for line in lines if line.strip()]
                 ok = set(map(type, records)) <= {dict}
@@ -149,8 +153,9 @@ class Reader:
     def _json(self) -> Iterator[Batch]:
         import ijson
 
-        first = self.fo.read(4096).lstrip()[:1]
-        self.fo.seek(0)
+        head = self.fo.read(4096)
+        self.fo.seek(len(_BOM) if head.startswith(_BOM) else 0)  # a UTF-8 byte order mark, as CSV's
+        first = head.removeprefix(_BOM).lstrip()[:1]
         if not first:
             raise FileFormatError(f"{self.name}: empty, not a JSON array of records")
         if first != b"[":
@@ -278,7 +283,7 @@ class Writer:
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, dict | list):  # nested values as JSON, not Python's repr
+    if isinstance(value, dict | list | bool):  # nested values and booleans as JSON, not Python's repr
         return orjson.dumps(value, default=_json_default).decode()
     return "" if value is None else str(value)
 
