@@ -402,3 +402,15 @@ def test_evaluate_measures_pairs_at_the_cut_the_config_balances_them_at_too(
     ratios = json.loads((report / "ratios.json").read_text())
     assert set(ratios) == {"category_tv", "pair_tv", "pair_tv@pair_bins", "ks", "corr", "count"}
     assert ratios["pair_tv@pair_bins"] > 1.0, ratios
+
+
+def test_evaluate_of_too_few_records_says_so_instead_of_a_table_of_nan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in RECORDS[:20]))
+    report = tmp_path / "report"
+    assert main(["evaluate", str(src), "--report", str(report), "-c", str(_config(tmp_path))]) == 1
+    err = capsys.readouterr().err
+    assert "too few records to evaluate: no window of" in err and "(20 records, 2 forwarded at rate 0.1)" in err, err
+    assert not report.exists()

@@ -187,6 +187,11 @@ def evaluate_file(
     }
     cuts = [own] if set(own.values()) - {5} else []
     ours = evaluate(stream, mask, weights, window, cuts=cuts)
+    if all(math.isnan(v) for v in ours.values()):  # no window held the 3 forwarded records a score needs
+        raise FileFormatError(
+            f"{path}: too few records to evaluate: no window of {window:g} s holds 3 forwarded records"
+            f" ({n:,} records, {int(mask.sum()):,} forwarded at rate {reducer.rate:g})"
+        )
     runs = [evaluate(stream, *random_selection(n, batch, reducer.rate, s), window, cuts=cuts) for s in range(SEEDS)]
     result = Evaluation(
         ours,
