@@ -32,6 +32,8 @@ __all__ = ["DistilledProcessor", "WindowView", "index_keys"]
 
 log = logging.getLogger(__name__)
 
+_EARLIEST_PANE = -(2.0**61)  # pane numbers stay int64, clear of window.py's empty mark (-2**62)
+
 
 class WindowView:
     """Stands where the seed kept a deque of every record in the window.
@@ -294,12 +296,14 @@ class DistilledProcessor:
         return columns, sorted(failed.items())
 
     def _usable_times(self, timestamps: np.ndarray) -> np.ndarray:
-        """Event times as seconds, a record without a usable one (NaN, or more than
+        """Event times as seconds, a record without a usable one (NaN, more than
         a window ahead of the clock, which would move the watermark for good and
-        expire every window) given the watermark (or now). Counted in the stats'
+        expire every window, or so far back that its pane number overflows int64)
+        given the watermark (or now). Counted in the stats'
         ``timestamps_replaced``; the first time, a warning says what was seen."""
         ts = np.array(timestamps, dtype=np.float64)
         bad = ~np.isfinite(ts) | (ts > self._clock() + self.time_horizon_seconds)
+        bad |= ts < _EARLIEST_PANE * self._pane_seconds
         if bad.any():
             if not self.timestamps_replaced:
                 example = ts[bad][0]

@@ -372,6 +372,16 @@ def test_a_time_far_in_the_future_does_not_expire_the_windows(clock: FakeClock) 
     assert len(proc.historical_data) == 201, "the far-future record counts at the watermark; nothing expired"
 
 
+@pytest.mark.parametrize("t", [-1e30, -1e300])
+def test_a_time_far_in_the_past_is_replaced_instead_of_raising(clock: FakeClock, t: float) -> None:
+    """A first batch of times like -1e30 (a pane number beyond int64) raised OverflowError."""
+    graders = build_graders(KEYED_FEATURES)
+    proc = DistilledProcessor(graders, 600, 0.1, 100, timestamp_func=lambda r: r["t"], clock=clock)
+    points = proc.process_batch([{"c": "a", "x": 1.0, "t": t}] * 50)
+    assert [p.timestamp for p in points] == [clock.now] * 5  # no watermark yet: the clock's time
+    assert proc.get_current_stats()["timestamps_replaced"] == 50
+
+
 @pytest.mark.parametrize("keys,per_key", [(10_000, 3), (2_000, 15), (1, 30_000)])
 def test_weights_add_up_to_the_stream_however_many_keys_share_it(keys: int, per_key: int) -> None:
     """Summed weights estimate the record count, also when keys come a few records a batch (a key's
