@@ -37,9 +37,9 @@ MISSING_LABEL = "__missing__"
 
 def _label(value: Any) -> str | None:
     """The string a non-string category value is compared as (JSON spelling)."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
-    if isinstance(value, int | float | str):
+    if isinstance(value, int | float | str | np.integer | np.floating):  # numpy's: what pandas records hold
         return str(value)
     return None
 
@@ -111,7 +111,7 @@ class CategoricalEncoder(Encoder):
         self.n_codes = self.missing_code + 1
 
     def _slow_code(self, value: Any) -> int:
-        if value is None or (isinstance(value, float) and value != value):
+        if value is None or (isinstance(value, float | np.floating) and value != value):
             return self.missing_code
         label = _label(value)
         if label is None:

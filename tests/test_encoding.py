@@ -47,6 +47,14 @@ def test_categorical_encoder_has_other_and_missing_cells() -> None:
     assert enc.labels()[-2:] == ["__other__", "__missing__"]
 
 
+def test_numpy_scalars_are_categories_like_the_python_values_they_hold() -> None:
+    """np.int64(200), np.bool_ and np.float32 (pandas and numpy records) all landed in missing."""
+    values = [np.int64(200), np.int32(404), np.bool_(True), np.float32(1.5), np.float32("nan")]
+    for enc in (CategoricalEncoder(["200", "404", "true", "1.5"]), OpenCategoricalEncoder(top_k=4)):
+        codes = enc.encode(values, _epochs(len(values)), 0).tolist()
+        assert [enc.labels()[c] for c in codes] == ["200", "404", "true", "1.5", "__missing__"]
+
+
 def test_open_categorical_keeps_the_top_k_values() -> None:
     enc = OpenCategoricalEncoder(top_k=2, refresh_every=10)
     values = ["x"] * 50 + ["y"] * 30 + ["z"] * 5
