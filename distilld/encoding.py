@@ -36,11 +36,11 @@ MISSING_LABEL = "__missing__"
 
 
 def _label(value: Any) -> str | None:
-    """The string a non-string category value is compared as (JSON spelling)."""
+    """The string a non-string category value is compared as (JSON spelling); None for NaN (missing)."""
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
     if isinstance(value, int | float | str | np.integer | np.floating):  # numpy's: what pandas records hold
-        return str(value)
+        return str(value) if value == value else None
     return None
 
 

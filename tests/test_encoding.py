@@ -64,6 +64,15 @@ def test_open_categorical_keeps_the_top_k_values() -> None:
     assert sorted(enc.labels()[:2]) == ["x", "y"]
 
 
+def test_nan_takes_no_place_among_the_top_k() -> None:
+    """NaN (pandas' missing value) took a top-K place as 'nan' while its records went to missing."""
+    enc = OpenCategoricalEncoder(top_k=2)
+    values = [math.nan] * 50 + ["a"] * 30 + ["b"] * 20
+    codes = enc.encode(values, _epochs(len(values)), 0)
+    assert sorted(enc.labels()[:2]) == ["a", "b"]
+    assert (codes[:50] == enc.missing_code).all() and enc.other_code not in codes.tolist()
+
+
 def test_numeric_bins_are_equal_frequency_over_the_window() -> None:
     enc = NumericBinner(bins=4, panes=4)
     values = np.random.default_rng(0).exponential(10, 4000)
