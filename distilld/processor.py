@@ -66,11 +66,20 @@ class WindowView:
         return f"<WindowView {('received', 'sent')[self._kind]}: {len(self)} records>"
 
 
+def _is_nan(key: Any) -> bool:
+    return isinstance(key, float | np.floating) and key != key
+
+
 def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
     """Keys per record → (each record's index into the distinct keys, the keys
-    in order of first appearance). Unhashable keys stand in by their repr."""
+    in order of first appearance). Unhashable keys stand in by their repr; NaN
+    (a missing key: no two NaNs are equal, so each would open a key) by None."""
     try:
         distinct = list(dict.fromkeys(raw))
+        floats = any(issubclass(t, float | np.floating) for t in set(map(type, distinct)))
+        if floats and any(map(_is_nan, distinct)):
+            raw = [None if _is_nan(k) else k for k in raw]
+            distinct = list(dict.fromkeys(raw))
         lookup = {k: i for i, k in enumerate(distinct)}
         return np.fromiter(map(lookup.__getitem__, raw), dtype=np.int64, count=len(raw)), distinct
     except TypeError:  # an unhashable key somewhere
@@ -79,7 +88,7 @@ def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
     out = np.empty(len(raw), dtype=np.int64)
     for i, k in enumerate(raw):
         try:
-            out[i] = index.setdefault(k, len(index))
+            out[i] = index.setdefault(None if _is_nan(k) else k, len(index))
         except TypeError:
             out[i] = index.setdefault(repr(k), len(index))
     return out, list(index)

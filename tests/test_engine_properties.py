@@ -178,6 +178,16 @@ def test_a_full_batch_of_held_and_new_keys_keeps_its_held_keys() -> None:
     assert set(proc._windows.slot_of) == {"a", "d", "e"}
 
 
+def test_nan_keys_are_one_missing_key_not_a_key_each() -> None:
+    """No two NaNs are equal: a key_func's NaN (pandas' missing value, a new float each row) opened a key
+    per record, and 1,000 of them evicted the real keys and their windows."""
+    proc = _keyed(0.1, max_keys=100)
+    records = [{"k": float("nan") if i % 5 == 0 else i % 5, "c": "a", "x": 1.0} for i in range(5000)]
+    out = proc.process_batch(records)
+    assert proc.keys_held == 5 and proc.keys_evicted == 0
+    assert len(proc.historical_data) == 5000 and None in {p.key for p in out}
+
+
 def test_a_slot_reused_after_an_eviction_starts_empty() -> None:
     """A key that takes an evicted key's slot inherits nothing of it: its carry, deficits, window counts and
     decayed pair counts are those of its own one record, and the counts summed over keys are the held keys'."""
