@@ -187,6 +187,14 @@ def test_numeric_reservoirs_follow_the_hashed_rule_whatever_the_batches(cuts: li
     assert enc._seen.tolist() == [1000] * 4
 
 
+class _RaisingAttributes:
+    """A record object whose attribute raises other than AttributeError (a lazy ORM load that fails)."""
+
+    @property
+    def a(self) -> object:
+        raise KeyError("a")
+
+
 @pytest.mark.parametrize(
     "path, record, expected",
     [
@@ -198,6 +206,8 @@ def test_numeric_reservoirs_follow_the_hashed_rule_whatever_the_batches(cuts: li
         ("a.b", {"a": "str"}, None),
         ("a.b.c", {"a": None}, None),
         ("a", ["not", "a", "dict"], None),
+        ("a", _RaisingAttributes(), None),
+        ("x.a", {"x": _RaisingAttributes()}, None),
     ],
 )
 def test_field_paths_never_raise(path: str, record: object, expected: object) -> None:
