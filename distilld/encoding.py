@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from decimal import Decimal
 from itertools import repeat
 from numbers import Real
 from typing import Any
@@ -48,8 +49,9 @@ _PLAIN_NUMBERS = {float, int}
 
 
 def _to_float(value: Any) -> float:
-    # Real: also numpy scalars (np.int64, np.float32: what pandas and numpy records hold)
-    if isinstance(value, bool) or not isinstance(value, Real):
+    # Real: also numpy scalars (np.int64, np.float32: what pandas and numpy records hold);
+    # Decimal: what Avro's decimal logical type decodes to
+    if isinstance(value, bool) or not isinstance(value, Real | Decimal):
         return np.nan
     try:
         return float(value)
@@ -58,7 +60,7 @@ def _to_float(value: Any) -> float:
 
 
 def to_float_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    """Numbers → float64; anything else (None, str, bool, huge int, nested) → NaN."""
+    """Numbers (Decimal too) → float64; anything else (None, str, bool, huge int, nested) → NaN."""
     if isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1:
         out = values.copy()
         out[~np.isfinite(out)] = np.nan

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -27,6 +28,13 @@ def test_to_float_array_turns_every_non_number_into_nan() -> None:
     values = [1, 2.5, None, "3", True, 10**400, math.inf, -math.nan, {"a": 1}, [1]]
     out = to_float_array(values)
     assert out[:2].tolist() == [1.0, 2.5]
+    assert np.isnan(out[2:]).all()
+
+
+def test_decimals_are_numbers() -> None:
+    """Avro's decimal logical type decodes to Decimal: a numeric feature over one was all missing."""
+    out = to_float_array([Decimal("12.50"), 3, Decimal("NaN"), Decimal("sNaN"), Decimal("1e400")])
+    assert out[:2].tolist() == [12.5, 3.0]
     assert np.isnan(out[2:]).all()
 
 
