@@ -157,9 +157,13 @@ class OpenCategoricalEncoder(CategoricalEncoder):
 
     def _observe(self, values: Sequence[Any]) -> None:
         try:
-            batch = Counter(values)
-        except TypeError:
-            batch = Counter(v for v in values if isinstance(v, str | int | float | bool))
+            batch: Counter[Any] = Counter(values)
+            if not all(isinstance(v, str) for v in batch):  # True, 1 and 1.0: one key, three labels
+                batch = Counter()
+                for (_, value), count in Counter(zip(map(type, values), values, strict=True)).items():
+                    batch[_label(value)] += count
+        except TypeError:  # an unhashable value somewhere in the batch
+            batch = Counter(map(_label, values))
         for value, count in batch.items():
             label = value if isinstance(value, str) else _label(value)
             if label is not None:

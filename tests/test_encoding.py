@@ -72,6 +72,18 @@ def test_open_categorical_keeps_the_top_k_values() -> None:
     assert sorted(enc.labels()[:2]) == ["x", "y"]
 
 
+def test_true_and_1_are_counted_as_the_categories_they_are() -> None:
+    """True == 1, so they were counted as one value under the first one's label: '1' (10 records)
+    took the only place and the 30 True records went to other."""
+    enc = OpenCategoricalEncoder(top_k=1)
+    values = [1] * 10 + [True] * 30
+    codes = enc.encode(values, _epochs(len(values)), 0)
+    assert enc.labels()[0] == "true" and (codes[10:] == 0).all()
+    with_a_list = OpenCategoricalEncoder(top_k=1)
+    with_a_list.encode([*values, [1]], _epochs(len(values) + 1), 0)
+    assert with_a_list.labels()[0] == "true"
+
+
 def test_nan_takes_no_place_among_the_top_k() -> None:
     """NaN (pandas' missing value) took a top-K place as 'nan' while its records went to missing."""
     enc = OpenCategoricalEncoder(top_k=2)
