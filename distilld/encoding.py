@@ -37,11 +37,11 @@ MISSING_LABEL = "__missing__"
 
 
 def _label(value: Any) -> str | None:
-    """The string a non-string category value is compared as (JSON spelling)."""
-    if isinstance(value, bool):
+    """The string a non-string category value is compared as (JSON spelling); None for NaN (missing)."""
+    if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
-    if isinstance(value, int | float | str):
-        return str(value)
+    if isinstance(value, int | float | str | np.integer | np.floating):  # numpy's: what pandas records hold
+        return str(value) if value == value else None
     return None
 
 
@@ -49,7 +49,8 @@ _PLAIN_NUMBERS = {float, int}
 
 
 def _to_float(value: Any) -> float:
-    # Real: also numpy scalars (np.int64, np.float32: what pandas and numpy records hold); Decimal: Avro's decimal
+    # Real: also numpy scalars (np.int64, np.float32: what pandas and numpy records hold);
+    # Decimal: what Avro's decimal logical type decodes to
     if isinstance(value, bool) or not isinstance(value, Real | Decimal):
         return np.nan
     try:
@@ -59,7 +60,7 @@ def _to_float(value: Any) -> float:
 
 
 def to_float_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    """Numbers → float64; anything else (None, str, bool, huge int, nested) → NaN."""
+    """Numbers (Decimal too) → float64; anything else (None, str, bool, huge int, nested) → NaN."""
     if isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1:
         out = values.copy()
         out[~np.isfinite(out)] = np.nan
@@ -112,7 +113,7 @@ class CategoricalEncoder(Encoder):
         self.n_codes = self.missing_code + 1
 
     def _slow_code(self, value: Any) -> int:
-        if value is None or (isinstance(value, float) and value != value):
+        if value is None or (isinstance(value, float | np.floating) and value != value):
             return self.missing_code
         label = _label(value)
         if label is None:
@@ -156,9 +157,13 @@ class OpenCategoricalEncoder(CategoricalEncoder):
 
     def _observe(self, values: Sequence[Any]) -> None:
         try:
-            batch = Counter(values)
-        except TypeError:
-            batch = Counter(v for v in values if isinstance(v, str | int | float | bool))
+            batch: Counter[Any] = Counter(values)
+            if not all(isinstance(v, str) for v in batch):  # True, 1 and 1.0: one key, three labels
+                batch = Counter()
+                for (_, value), count in Counter(zip(map(type, values), values, strict=True)).items():
+                    batch[_label(value)] += count
+        except TypeError:  # an unhashable value somewhere in the batch
+            batch = Counter(map(_label, values))
         for value, count in batch.items():
             label = value if isinstance(value, str) else _label(value)
             if label is not None:

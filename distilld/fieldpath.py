@@ -50,7 +50,12 @@ def _step(value: Any, step: str | int) -> Any:
         return None
     if isinstance(value, dict):
         return value.get(step)
-    return getattr(value, step, None) if not isinstance(value, str | bytes | int | float) else None
+    if isinstance(value, str | bytes | int | float):
+        return None
+    try:
+        return getattr(value, step, None)
+    except Exception:  # a property or __getattr__ that raises something else than AttributeError
+        return None
 
 
 def _walk(record: Any, steps: tuple[str | int, ...]) -> Any:

@@ -32,6 +32,8 @@ __all__ = ["DistilledProcessor", "WindowView", "index_keys"]
 
 log = logging.getLogger(__name__)
 
+_EARLIEST_PANE = -(2.0**61)  # pane numbers stay int64, clear of window.py's empty mark (-2**62)
+
 
 class WindowView:
     """Stands where the seed kept a deque of every record in the window.
@@ -64,11 +66,20 @@ class WindowView:
         return f"<WindowView {('received', 'sent')[self._kind]}: {len(self)} records>"
 
 
+def _is_nan(key: Any) -> bool:
+    return isinstance(key, float | np.floating) and key != key
+
+
 def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
     """Keys per record → (each record's index into the distinct keys, the keys
-    in order of first appearance). Unhashable keys stand in by their repr."""
+    in order of first appearance). Unhashable keys stand in by their repr; NaN
+    (a missing key: no two NaNs are equal, so each would open a key) by None."""
     try:
         distinct = list(dict.fromkeys(raw))
+        floats = any(issubclass(t, float | np.floating) for t in set(map(type, distinct)))
+        if floats and any(map(_is_nan, distinct)):
+            raw = [None if _is_nan(k) else k for k in raw]
+            distinct = list(dict.fromkeys(raw))
         lookup = {k: i for i, k in enumerate(distinct)}
         return np.fromiter(map(lookup.__getitem__, raw), dtype=np.int64, count=len(raw)), distinct
     except TypeError:  # an unhashable key somewhere
@@ -77,7 +88,7 @@ def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
     out = np.empty(len(raw), dtype=np.int64)
     for i, k in enumerate(raw):
         try:
-            out[i] = index.setdefault(k, len(index))
+            out[i] = index.setdefault(None if _is_nan(k) else k, len(index))
         except TypeError:
             out[i] = index.setdefault(repr(k), len(index))
     return out, list(index)
@@ -294,12 +305,14 @@ class DistilledProcessor:
         return columns, sorted(failed.items())
 
     def _usable_times(self, timestamps: np.ndarray) -> np.ndarray:
-        """Event times as seconds, a record without a usable one (NaN, or more than
+        """Event times as seconds, a record without a usable one (NaN, more than
         a window ahead of the clock, which would move the watermark for good and
-        expire every window) given the watermark (or now). Counted in the stats'
+        expire every window, or so far back that its pane number overflows int64)
+        given the watermark (or now). Counted in the stats'
         ``timestamps_replaced``; the first time, a warning says what was seen."""
         ts = np.array(timestamps, dtype=np.float64)
         bad = ~np.isfinite(ts) | (ts > self._clock() + self.time_horizon_seconds)
+        bad |= ts < _EARLIEST_PANE * self._pane_seconds
         if bad.any():
             if not self.timestamps_replaced:
                 example = ts[bad][0]

@@ -97,10 +97,16 @@ _TAGGED: dict[str, tuple[type, Callable[[Any], str], Callable[[str], Hashable]]]
 
 
 def _key_out(key: Hashable) -> Any:
+    if isinstance(key, np.generic):
+        key = key.item()  # a numpy scalar as the Python value it equals (np.int64(3) == 3)
     if isinstance(key, bytes):
         return {"b": base64.b64encode(key).decode()}
     if isinstance(key, tuple):
         return {"t": [_key_out(k) for k in key]}
+    if isinstance(key, float) and not math.isfinite(key):
+        return {"f": repr(key)}  # JSON has no inf or NaN
+    if isinstance(key, int) and not -(2**63) <= key < 2**64:
+        return {"i": str(key)}  # beyond the integers JSON encodes here
     if key is None or isinstance(key, bool | int | float | str):
         return key
     for tag, (kind, out, _) in _TAGGED.items():  # datetime before date: it is one
@@ -115,6 +121,10 @@ def _key_in(value: Any) -> Hashable:
             return base64.b64decode(value["b"])
         if "t" in value:
             return tuple(_key_in(v) for v in value["t"])
+        if "f" in value:
+            return float(value["f"])
+        if "i" in value:
+            return int(value["i"])
         for tag, (_, _, back) in _TAGGED.items():
             if tag in value:
                 return back(value[tag])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -30,6 +31,13 @@ def test_to_float_array_turns_every_non_number_into_nan() -> None:
     assert np.isnan(out[2:]).all()
 
 
+def test_decimals_are_numbers() -> None:
+    """Avro's decimal logical type decodes to Decimal: a numeric feature over one was all missing."""
+    out = to_float_array([Decimal("12.50"), 3, Decimal("NaN"), Decimal("sNaN"), Decimal("1e400")])
+    assert out[:2].tolist() == [12.5, 3.0]
+    assert np.isnan(out[2:]).all()
+
+
 def test_categorical_encoder_has_other_and_missing_cells() -> None:
     enc = CategoricalEncoder(["a", "b", "1", "true"])
     codes = enc.encode(["a", "b", "zzz", None, 1, True, [1], {"x": 2}, math.nan], _epochs(9), 0)
@@ -47,6 +55,14 @@ def test_categorical_encoder_has_other_and_missing_cells() -> None:
     assert enc.labels()[-2:] == ["__other__", "__missing__"]
 
 
+def test_numpy_scalars_are_categories_like_the_python_values_they_hold() -> None:
+    """np.int64(200), np.bool_ and np.float32 (pandas and numpy records) all landed in missing."""
+    values = [np.int64(200), np.int32(404), np.bool_(True), np.float32(1.5), np.float32("nan")]
+    for enc in (CategoricalEncoder(["200", "404", "true", "1.5"]), OpenCategoricalEncoder(top_k=4)):
+        codes = enc.encode(values, _epochs(len(values)), 0).tolist()
+        assert [enc.labels()[c] for c in codes] == ["200", "404", "true", "1.5", "__missing__"]
+
+
 def test_open_categorical_keeps_the_top_k_values() -> None:
     enc = OpenCategoricalEncoder(top_k=2, refresh_every=10)
     values = ["x"] * 50 + ["y"] * 30 + ["z"] * 5
@@ -54,6 +70,27 @@ def test_open_categorical_keeps_the_top_k_values() -> None:
     assert set(codes[:80].tolist()) == {0, 1}
     assert (codes[80:] == enc.other_code).all()
     assert sorted(enc.labels()[:2]) == ["x", "y"]
+
+
+def test_true_and_1_are_counted_as_the_categories_they_are() -> None:
+    """True == 1, so they were counted as one value under the first one's label: '1' (10 records)
+    took the only place and the 30 True records went to other."""
+    enc = OpenCategoricalEncoder(top_k=1)
+    values = [1] * 10 + [True] * 30
+    codes = enc.encode(values, _epochs(len(values)), 0)
+    assert enc.labels()[0] == "true" and (codes[10:] == 0).all()
+    with_a_list = OpenCategoricalEncoder(top_k=1)
+    with_a_list.encode([*values, [1]], _epochs(len(values) + 1), 0)
+    assert with_a_list.labels()[0] == "true"
+
+
+def test_nan_takes_no_place_among_the_top_k() -> None:
+    """NaN (pandas' missing value) took a top-K place as 'nan' while its records went to missing."""
+    enc = OpenCategoricalEncoder(top_k=2)
+    values = [math.nan] * 50 + ["a"] * 30 + ["b"] * 20
+    codes = enc.encode(values, _epochs(len(values)), 0)
+    assert sorted(enc.labels()[:2]) == ["a", "b"]
+    assert (codes[:50] == enc.missing_code).all() and enc.other_code not in codes.tolist()
 
 
 def test_numeric_bins_are_equal_frequency_over_the_window() -> None:
@@ -170,6 +207,14 @@ def test_numeric_reservoirs_follow_the_hashed_rule_whatever_the_batches(cuts: li
     assert enc._seen.tolist() == [1000] * 4
 
 
+class _RaisingAttributes:
+    """A record object whose attribute raises other than AttributeError (a lazy ORM load that fails)."""
+
+    @property
+    def a(self) -> object:
+        raise KeyError("a")
+
+
 @pytest.mark.parametrize(
     "path, record, expected",
     [
@@ -181,6 +226,8 @@ def test_numeric_reservoirs_follow_the_hashed_rule_whatever_the_batches(cuts: li
         ("a.b", {"a": "str"}, None),
         ("a.b.c", {"a": None}, None),
         ("a", ["not", "a", "dict"], None),
+        ("a", _RaisingAttributes(), None),
+        ("x.a", {"x": _RaisingAttributes()}, None),
     ],
 )
 def test_field_paths_never_raise(path: str, record: object, expected: object) -> None:

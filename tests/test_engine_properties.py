@@ -178,6 +178,16 @@ def test_a_full_batch_of_held_and_new_keys_keeps_its_held_keys() -> None:
     assert set(proc._windows.slot_of) == {"a", "d", "e"}
 
 
+def test_nan_keys_are_one_missing_key_not_a_key_each() -> None:
+    """No two NaNs are equal: a key_func's NaN (pandas' missing value, a new float each row) opened a key
+    per record, and 1,000 of them evicted the real keys and their windows."""
+    proc = _keyed(0.1, max_keys=100)
+    records = [{"k": float("nan") if i % 5 == 0 else i % 5, "c": "a", "x": 1.0} for i in range(5000)]
+    out = proc.process_batch(records)
+    assert proc.keys_held == 5 and proc.keys_evicted == 0
+    assert len(proc.historical_data) == 5000 and None in {p.key for p in out}
+
+
 def test_a_slot_reused_after_an_eviction_starts_empty() -> None:
     """A key that takes an evicted key's slot inherits nothing of it: its carry, deficits, window counts and
     decayed pair counts are those of its own one record, and the counts summed over keys are the held keys'."""
@@ -370,6 +380,16 @@ def test_a_time_far_in_the_future_does_not_expire_the_windows(clock: FakeClock) 
     proc.process_batch([{"c": "b", "x": 2.0, "t": 1e20}])  # e.g. milliseconds read as seconds
     proc.process_batch([{"c": "a", "x": 1.0, "t": clock.now + 200 + i} for i in range(100)])
     assert len(proc.historical_data) == 201, "the far-future record counts at the watermark; nothing expired"
+
+
+@pytest.mark.parametrize("t", [-1e30, -1e300])
+def test_a_time_far_in_the_past_is_replaced_instead_of_raising(clock: FakeClock, t: float) -> None:
+    """A first batch of times like -1e30 (a pane number beyond int64) raised OverflowError."""
+    graders = build_graders(KEYED_FEATURES)
+    proc = DistilledProcessor(graders, 600, 0.1, 100, timestamp_func=lambda r: r["t"], clock=clock)
+    points = proc.process_batch([{"c": "a", "x": 1.0, "t": t}] * 50)
+    assert [p.timestamp for p in points] == [clock.now] * 5  # no watermark yet: the clock's time
+    assert proc.get_current_stats()["timestamps_replaced"] == 50
 
 
 @pytest.mark.parametrize("keys,per_key", [(10_000, 3), (2_000, 15), (1, 30_000)])
