@@ -316,9 +316,14 @@ class DistilledProcessor:
         if bad.any():
             if not self.timestamps_replaced:
                 example = ts[bad][0]
-                hint = " (milliseconds? timestamp_func must give seconds)" if example > 1e11 else ""
+                hint = (
+                    " (milliseconds? event times are seconds: timestamp_func's, reducer.time_unit's)"
+                    if example > 1e11
+                    else ""
+                )
                 log.warning(
-                    "timestamp_func gave %d of %d records no usable time, e.g. %r%s: they take the watermark",
+                    "%d of %d records had no usable event time (none, far in the past, or more than a window"
+                    " ahead of the clock), e.g. %r%s: they take the watermark",
                     int(bad.sum()),
                     len(ts),
                     float(example),
