@@ -374,7 +374,8 @@ class DistilledProcessor:
 
     def warm_up(self) -> None:
         """Compile (or load from numba's cache) the kernels before the first
-        real batch, on a throw-away copy of the state; then forget it."""
+        real batch, on a made-up batch, then :meth:`reset`: it clears the
+        state, so call it before any record, as the daemon does at start."""
         n = 64
         codes = np.zeros((n, len(self._encoders)), dtype=np.int32)
         self.select_codes(codes, np.full(n, self._clock()), np.zeros(n, dtype=np.int64), [None])

@@ -234,6 +234,10 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
         windows.recount()
         proc._watermark = float(header["processor"]["watermark"])
         proc._seq = int(header["processor"]["seq"])
+        missing = arrays["processor.missing_counts"]
+        if missing.shape != proc.missing_counts.shape:
+            raise SnapshotError("unexpected state processor.missing_counts")
+        proc.missing_counts = missing
     except (KeyError, TypeError, IndexError, ValueError) as e:
         if isinstance(e, SnapshotMismatch):
             raise  # refused before anything was restored
@@ -241,4 +245,3 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
         if isinstance(e, SnapshotError):
             raise
         raise SnapshotError(f"damaged snapshot: {type(e).__name__}: {e}") from None
-    proc.missing_counts = arrays["processor.missing_counts"]

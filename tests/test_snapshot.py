@@ -86,6 +86,18 @@ def test_a_snapshot_of_another_layout_under_the_same_version_is_refused_and_leav
     assert len(_ids(fresh, _records(2000, 2))) == 200
 
 
+def test_a_snapshot_whose_missing_counts_do_not_fit_is_refused_and_leaves_the_reducer_empty() -> None:
+    """The missing counts were set after the checks: a snapshot with the wrong number of them loaded,
+    and one without them raised KeyError instead of SnapshotError."""
+    old = _proc()
+    _ids(old, _records(2000, 1))
+    old.missing_counts = np.zeros(len(FEATURES) + 1, dtype=np.int64)
+    fresh = _proc()
+    with pytest.raises(SnapshotError, match=r"processor\.missing_counts"):
+        load(fresh, dump(old))
+    assert fresh.keys_held == 0 and fresh.missing_counts.shape == (len(FEATURES),)
+
+
 def test_a_snapshot_does_not_load_into_other_categories_or_key_limits() -> None:
     proc = _proc()
     _ids(proc, _records(500, 2))
