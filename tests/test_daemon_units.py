@@ -295,6 +295,34 @@ def test_a_record_refused_for_an_unknown_topic_is_retried_and_holds_its_offset(m
     assert progress.committable == 7 and out.in_flight == 0
 
 
+class FullQueueProducer(FakeProducer):
+    """produce() finds librdkafka's queue full (the brokers away), whatever is served."""
+
+    def produce(self, topic: str, value: Any, key: Any, **kw: Any) -> None:
+        raise BufferError("Local: Queue full")
+
+
+def test_a_stop_while_the_producer_queue_is_full_leaves_the_record_unsent_not_committed() -> None:
+    from distilld.daemon.metrics import DaemonMetrics
+    from distilld.daemon.output import Output
+
+    waits = []
+    stopping = [False]
+
+    def waiting() -> bool:
+        waits.append(1)
+        stopping[0] = len(waits) >= 3  # a SIGTERM while waiting for room
+        return not stopping[0]
+
+    out = Output(FullQueueProducer(), DaemonMetrics(["f"]), waiting=waiting)  # type: ignore[arg-type]
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(5, 1), "o", b"v", None, [], 0)
+    assert len(waits) == 3 and progress.committable is None and out.in_flight == 1, "kept for a retry"
+    txn = Output(FullQueueProducer(), DaemonMetrics(["f"]), transactional=True, waiting=lambda: False)  # type: ignore[arg-type]
+    txn.send(PartitionProgress("t", 0).add(5, 1), "o", b"v", None, [], 0)
+    assert txn.txn_error is not None, "not sent: the transaction must abort, not commit the offset"
+
+
 def test_a_consumed_batch_is_split_by_partition_in_order() -> None:
     from distilld.daemon.loop import group_by_partition
 

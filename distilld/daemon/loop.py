@@ -167,6 +167,7 @@ class Daemon:
             Producer({**producer_config(settings), "error_cb": self._on_client_error}),
             self.metrics,
             transactional=exactly_once,
+            waiting=self._queue_full,
         )
         self.txn = Transactions(self.output.producer, timeout) if exactly_once else None
         self.state = StateStore(
@@ -737,6 +738,13 @@ class Daemon:
             if self.endpoints is not None:
                 self.endpoints.beat()
             time.sleep(min(0.1, seconds))
+        return not self.stopping
+
+    def _queue_full(self) -> bool:
+        """While the producer's queue has no room (the brokers away or slow): staying alive
+        for /healthz, as any retry does; False once stopping, so that a stop is not held up."""
+        if self.endpoints is not None:
+            self.endpoints.beat()
         return not self.stopping
 
     def _on_client_error(self, err: KafkaError) -> None:
