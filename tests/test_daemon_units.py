@@ -778,3 +778,22 @@ def test_records_re_read_to_rebuild_a_window_are_not_counted_missing_again() -> 
     assert registry.get_sample_value("distilld_records_replayed_total") == 10
     assert registry.get_sample_value("distilld_records_consumed_total", {"topic": "t"}) == 10
     assert registry.get_sample_value("distilld_feature_missing_total", {"feature": "a"}) == 10
+
+
+def test_records_purged_by_an_abort_are_not_counted_as_produce_errors() -> None:
+    """Aborting a transaction (a lost partition, say) purges its outputs: each delivery report of a purge
+    counted in distilld_produce_errors_total, and the alert on it fired for failures that never happened."""
+    from confluent_kafka import KafkaError
+
+    from distilld.daemon.metrics import DaemonMetrics
+    from distilld.daemon.output import Output
+
+    producer = FakeProducer()
+    out = Output(producer, DaemonMetrics(["f"]), transactional=True)  # type: ignore[arg-type]
+    batch = PartitionProgress("t", 0).add(5, 3)
+    for _ in range(3):
+        out.send(batch, "o", b"v", None, [], 0)
+    for code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._MSG_TIMED_OUT):
+        producer.calls.pop()["on_delivery"](KafkaError(code), None)
+    assert out.metrics.registry.get_sample_value("distilld_produce_errors_total") == 1, "the timed-out one only"
+    assert out.txn_error is not None and out.txn_error.code() == KafkaError._MSG_TIMED_OUT

@@ -108,13 +108,14 @@ class Output:
             self.produced_bytes[topic] = self.produced_bytes.get(topic, 0) + len(out.value or b"")
             out.batch.ack()
             return
-        self.metrics.produce_errors.inc()
         if self.transactional:
             self.in_flight -= 1
             if err.code() not in _PURGED:  # purged by our own abort: not a new failure
+                self.metrics.produce_errors.inc()
                 self._warn(logging.WARNING, out.topic, err, "delivery failed, the transaction will abort:")
                 self.txn_error = self.txn_error or err
             return
+        self.metrics.produce_errors.inc()
         self._warn(logging.WARNING, out.topic, err, f"delivery failed, retrying every {RETRY_BACKOFF_S:.0f}s:")
         self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
 
