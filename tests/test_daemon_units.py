@@ -295,6 +295,34 @@ def test_a_record_refused_for_an_unknown_topic_is_retried_and_holds_its_offset(m
     assert progress.committable == 7 and out.in_flight == 0
 
 
+class FullQueueProducer(FakeProducer):
+    """produce() finds librdkafka's queue full (the brokers away), whatever is served."""
+
+    def produce(self, topic: str, value: Any, key: Any, **kw: Any) -> None:
+        raise BufferError("Local: Queue full")
+
+
+def test_a_stop_while_the_producer_queue_is_full_leaves_the_record_unsent_not_committed() -> None:
+    from distilld.daemon.metrics import DaemonMetrics
+    from distilld.daemon.output import Output
+
+    waits = []
+    stopping = [False]
+
+    def waiting() -> bool:
+        waits.append(1)
+        stopping[0] = len(waits) >= 3  # a SIGTERM while waiting for room
+        return not stopping[0]
+
+    out = Output(FullQueueProducer(), DaemonMetrics(["f"]), waiting=waiting)  # type: ignore[arg-type]
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(5, 1), "o", b"v", None, [], 0)
+    assert len(waits) == 3 and progress.committable is None and out.in_flight == 1, "kept for a retry"
+    txn = Output(FullQueueProducer(), DaemonMetrics(["f"]), transactional=True, waiting=lambda: False)  # type: ignore[arg-type]
+    txn.send(PartitionProgress("t", 0).add(5, 1), "o", b"v", None, [], 0)
+    assert txn.txn_error is not None, "not sent: the transaction must abort, not commit the offset"
+
+
 def test_a_consumed_batch_is_split_by_partition_in_order() -> None:
     from distilld.daemon.loop import group_by_partition
 
@@ -722,3 +750,50 @@ def test_a_replica_left_without_partitions_is_ready_once_its_group_assigns(daemo
     daemon.consumer.incremental_assign = lambda starts: None  # type: ignore[attr-defined]
     daemon._on_assign(daemon.consumer, [])  # type: ignore[arg-type]
     assert daemon.readiness()[0], daemon.readiness()
+
+
+def test_records_re_read_to_rebuild_a_window_are_not_counted_missing_again() -> None:
+    """A replay re-reads records counted when first read (not consumed again): counted missing again, the
+    dashboard's missing share (missing over consumed) went past 1 after every hand-over."""
+    from confluent_kafka import Message
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"on_error": "skip"},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+    d.output.send = lambda *args, **kw: None  # type: ignore[method-assign]
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.processed, part.replay_until = 0, 10  # restored at 0, committed at 10: 0-9 are re-read
+    part.progress.committed = part.progress.committable = 10
+    msgs = [Message(topic="t", partition=0, offset=i, value=b'{"b": 1}', timestamp=(1, 1000)) for i in range(20)]
+    d._process_partition(("t", 0), part, msgs)
+    registry = d.metrics.registry
+    assert registry.get_sample_value("distilld_records_replayed_total") == 10
+    assert registry.get_sample_value("distilld_records_consumed_total", {"topic": "t"}) == 10
+    assert registry.get_sample_value("distilld_feature_missing_total", {"feature": "a"}) == 10
+
+
+def test_records_purged_by_an_abort_are_not_counted_as_produce_errors() -> None:
+    """Aborting a transaction (a lost partition, say) purges its outputs: each delivery report of a purge
+    counted in distilld_produce_errors_total, and the alert on it fired for failures that never happened."""
+    from confluent_kafka import KafkaError
+
+    from distilld.daemon.metrics import DaemonMetrics
+    from distilld.daemon.output import Output
+
+    producer = FakeProducer()
+    out = Output(producer, DaemonMetrics(["f"]), transactional=True)  # type: ignore[arg-type]
+    batch = PartitionProgress("t", 0).add(5, 3)
+    for _ in range(3):
+        out.send(batch, "o", b"v", None, [], 0)
+    for code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._MSG_TIMED_OUT):
+        producer.calls.pop()["on_delivery"](KafkaError(code), None)
+    assert out.metrics.registry.get_sample_value("distilld_produce_errors_total") == 1, "the timed-out one only"
+    assert out.txn_error is not None and out.txn_error.code() == KafkaError._MSG_TIMED_OUT

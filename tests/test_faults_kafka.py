@@ -214,3 +214,39 @@ def test_output_refused_pauses_fetching_commits_nothing_past_it_then_resumes(
     assert len(out) == selected and set(out) <= set(values)
     print(f"after the outage: {len(sent)} inputs, {len(out)} selected, {sum(out.values()) - len(out)} duplicates")
     assert d.stop() == 0, d.log()
+
+
+def test_a_full_producer_queue_keeps_the_loop_alive_and_a_stop_in_time(
+    proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """A producer queue smaller than processing.max_in_flight, the outputs refused: produce() waited for
+    room until librdkafka's message timeout (5 minutes), the loop stuck (/healthz 503) and deaf to SIGTERM."""
+    bootstrap, proxy = proxied
+    topic, group = unique("full"), unique("g")
+    create_topics(bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    port = free_port()
+    config = daemon_config(
+        bootstrap,
+        topic,
+        group,
+        reducer={"rate": 1.0},
+        processing={"shutdown_timeout_s": 5, "batch_max_records": 500},
+        metrics={"port": port, "health_timeout_s": 5},
+    )
+    config["kafka"]["producer"] = {"queue.buffering.max.messages": 50}
+    d = DaemonProcess(tmp_path, config).start()
+    daemons.append(d)
+    base = f"http://127.0.0.1:{port}"
+    _wait("ready", lambda: _status(base + "/readyz") == 200, 60)
+    proxy.refuse_produce("distilld")
+    try:
+        values = [orjson.dumps(r) for r in people_records(2000, seed=3)]
+        produce(bootstrap, topic, values, [b"user-%d" % (i % KEYS) for i in range(len(values))])
+        time.sleep(8)  # past health_timeout_s with the queue full
+        assert _status(base + "/healthz") == 200, "waiting for the brokers, not stuck"
+        stopping = time.monotonic()
+        assert d.stop(timeout=30) == 0, d.log()
+        assert time.monotonic() - stopping < 5 + 3, "within shutdown_timeout_s"
+        assert committed(bootstrap, group, topic, 1)[0] < 0, "nothing committed past the unsent outputs"
+    finally:
+        proxy.refuse_produce(None)

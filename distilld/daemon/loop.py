@@ -167,6 +167,7 @@ class Daemon:
             Producer({**producer_config(settings), "error_cb": self._on_client_error}),
             self.metrics,
             transactional=exactly_once,
+            waiting=self._queue_full,
         )
         self.txn = Transactions(self.output.producer, timeout) if exactly_once else None
         self.state = StateStore(
@@ -421,9 +422,7 @@ class Daemon:
                     log.info("%s[%d]: %s; rebuilding the window from offset %d", tp.topic, tp.partition, why, begin)
                 elif outcome == "discarded":
                     log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp.topic, tp.partition)
-            part.missing_seen = reducer.missing_counts.copy()  # a restored reducer counts the last owner's
-            part.evicted_seen = reducer.keys_evicted  # missing values and evictions: those are in the metrics
-            part.times_replaced_seen = reducer.timestamps_replaced
+            part.counted()
             self.metrics.restores.labels(outcome).inc()
             self.partitions[key] = part
             starts.append(start)
@@ -599,7 +598,10 @@ class Daemon:
         idx, weight = part.reducer.select(records, ts, key_index, keys, extracted=extracted)
         per_key = weight.tolist()
         header = {w: f"{w:.6g}".encode() for w in set(per_key)}  # one text a weight, not one a key
-        self._count_reducer(part, len(records))
+        if replay:
+            part.counted()  # not again in distilld_feature_missing_total (the records are not counted consumed)
+        else:
+            self._count_reducer(part, len(records))
         if len(records) >= FIELD_CHECK_RECORDS and self._unchecked:
             self._check_fields(ts, keys, len(records))
         return idx.tolist(), [header[per_key[k]] for k in key_index[idx].tolist()]
@@ -737,6 +739,13 @@ class Daemon:
             if self.endpoints is not None:
                 self.endpoints.beat()
             time.sleep(min(0.1, seconds))
+        return not self.stopping
+
+    def _queue_full(self) -> bool:
+        """While the producer's queue has no room (the brokers away or slow): staying alive
+        for /healthz, as any retry does; False once stopping, so that a stop is not held up."""
+        if self.endpoints is not None:
+            self.endpoints.beat()
         return not self.stopping
 
     def _on_client_error(self, err: KafkaError) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -50,12 +51,20 @@ class Outgoing:
 
 class Output:
     """``transactional``: a failed delivery is not retried but kept in
-    ``txn_error``; the transaction it belongs to must abort."""
+    ``txn_error``; the transaction it belongs to must abort. ``waiting()``: called
+    while the producer's queue is full; False (stopping) stops waiting for room."""
 
-    def __init__(self, producer: Producer, metrics: DaemonMetrics, transactional: bool = False) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        metrics: DaemonMetrics,
+        transactional: bool = False,
+        waiting: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.producer = producer
         self.metrics = metrics
         self.transactional = transactional
+        self.waiting = waiting  # called while the producer's queue is full: False gives up (stopping)
         self.txn_error: KafkaError | None = None
         self.in_flight = 0
         self.produced: dict[str, int] = {}  # acknowledged records per topic
@@ -99,13 +108,14 @@ class Output:
             self.produced_bytes[topic] = self.produced_bytes.get(topic, 0) + len(out.value or b"")
             out.batch.ack()
             return
-        self.metrics.produce_errors.inc()
         if self.transactional:
             self.in_flight -= 1
             if err.code() not in _PURGED:  # purged by our own abort: not a new failure
+                self.metrics.produce_errors.inc()
                 self._warn(logging.WARNING, out.topic, err, "delivery failed, the transaction will abort:")
                 self.txn_error = self.txn_error or err
             return
+        self.metrics.produce_errors.inc()
         self._warn(logging.WARNING, out.topic, err, f"delivery failed, retrying every {RETRY_BACKOFF_S:.0f}s:")
         self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
 
@@ -125,28 +135,32 @@ class Output:
                 )
                 return
             except BufferError:
-                # the local queue is full: serve delivery reports until there is room
-                self.producer.poll(0.05)
+                # the local queue is full: serve delivery reports until there is room; a stop
+                # meanwhile leaves the record unsent, as the refusals below do
+                if self.waiting():
+                    self.producer.poll(0.05)
+                    continue
+                err = KafkaError(KafkaError._QUEUE_FULL)
             except KafkaException as e:
-                self.metrics.produce_errors.inc()
                 err = e.args[0]
-                if isinstance(err, KafkaError) and err.code() in _PERMANENT:
-                    # larger than message.max.bytes: it can never be delivered, so it is counted
-                    # and logged, and its batch does not wait for it
-                    self._warn(logging.ERROR, out.topic, err, "record refused, dropped:")
-                    self.in_flight -= 1
-                    out.batch.ack()
-                elif self.transactional:
-                    # not sent: the transaction must not commit the offsets past it
-                    self._warn(logging.WARNING, out.topic, err, "cannot produce, the transaction will abort:")
-                    self.in_flight -= 1
-                    self.txn_error = self.txn_error or err
-                else:
-                    # e.g. the topic does not exist (yet): keep it, and its offset, until it is delivered
-                    retrying = f"cannot produce, retrying every {RETRY_BACKOFF_S:.0f}s:"
-                    self._warn(logging.WARNING, out.topic, err, retrying)
-                    self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
-                return
+            self.metrics.produce_errors.inc()
+            if isinstance(err, KafkaError) and err.code() in _PERMANENT:
+                # larger than message.max.bytes: it can never be delivered, so it is counted
+                # and logged, and its batch does not wait for it
+                self._warn(logging.ERROR, out.topic, err, "record refused, dropped:")
+                self.in_flight -= 1
+                out.batch.ack()
+            elif self.transactional:
+                # not sent: the transaction must not commit the offsets past it
+                self._warn(logging.WARNING, out.topic, err, "cannot produce, the transaction will abort:")
+                self.in_flight -= 1
+                self.txn_error = self.txn_error or err
+            else:
+                # e.g. the topic does not exist (yet): keep it, and its offset, until it is delivered
+                retrying = f"cannot produce, retrying every {RETRY_BACKOFF_S:.0f}s:"
+                self._warn(logging.WARNING, out.topic, err, retrying)
+                self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
+            return
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports and produce again what is due for a retry."""

@@ -25,6 +25,13 @@ class Partition:
     replay_until: int | None = None  # records before this offset only rebuild state (already emitted)
     snapshot_at: int | None = None  # offset the newest snapshot written or restored covers
 
+    def counted(self) -> None:
+        """The reducer's missing values, evictions and replaced times so far are in the metrics
+        already: a restored reducer's are the last owner's, re-read records were counted when first read."""
+        self.missing_seen = self.reducer.missing_counts.copy()
+        self.evicted_seen = self.reducer.keys_evicted
+        self.times_replaced_seen = self.reducer.timestamps_replaced
+
     def uncommitted(self) -> bool:
         """Records were processed (their outputs produced) since the last commit: the
         open transaction holds this partition's work (and its offset)."""
