@@ -414,3 +414,18 @@ def test_evaluate_of_too_few_records_says_so_instead_of_a_table_of_nan(
     err = capsys.readouterr().err
     assert "too few records to evaluate: no window of" in err and "(20 records, 2 forwarded at rate 0.1)" in err, err
     assert not report.exists()
+
+
+def test_a_json_array_with_integers_past_64_bits_is_read_whole_and_exact(tmp_path: Path) -> None:
+    """The C parser, reading floats as floats, refused an integer past 64 bits ('integer overflow')
+    that the same records as NDJSON read fine: a uint64 id or hash."""
+    config = str(_config(tmp_path, rate=1.0))
+    records = [{"id": i, "user": "u", "income": 1000.5 + i} for i in range(3000)]
+    records[2500] |= {"hash": 2**63 + 1, "big": 2**64 + 1}  # the writer's orjson refuses the second too
+    src, out = tmp_path / "in.json", tmp_path / "out.ndjson"
+    src.write_text(json.dumps(records))
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in got] == list(range(3000))
+    assert (got[2500]["hash"], got[2500]["big"], got[2999]["income"]) == (2**63 + 1, 2**64 + 1, 3999.5)
+    assert all(type(r["income"]) is float for r in got)

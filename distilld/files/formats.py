@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -163,7 +165,7 @@ class Reader:
                 f"{self.name}: not a JSON array of records (it starts with {first.decode('latin-1')!r})"
                 + ("; one object per line is --format ndjson" if first == b"{" else "")
             )
-        items = ijson.items(self.fo, "item", use_float=True)
+        items = self._json_items(self.fo.tell())
         done = 0
         while True:
             records: list[Any] = []
@@ -180,6 +182,25 @@ class Reader:
                 return
             done += len(records)
             yield records, records
+
+    def _json_items(self, start: int) -> Iterator[Any]:
+        """The array's items, numbers as float and int; an integer past 64 bits, which the C
+        parser refuses when it also reads floats as floats, makes it read again from ``start``
+        with exact numbers, past the items already given, floats then turned back from Decimal."""
+        import ijson
+
+        given = 0
+        try:
+            for item in ijson.items(self.fo, "item", use_float=True):
+                given += 1
+                yield item
+            return
+        except ijson.JSONError as e:
+            if "integer overflow" not in str(e):
+                raise
+        self.fo.seek(start)
+        for item in islice(ijson.items(self.fo, "item"), given, None):
+            yield _floats(item)
 
     def _avro(self) -> Iterator[Batch]:
         from fastavro import reader
@@ -247,7 +268,7 @@ class Writer:
                 self._avro.write({**record, WEIGHT_FIELD: w})
         else:
             for record, w in zip(records, weights, strict=True):
-                data = orjson.dumps({**record, WEIGHT_FIELD: w}, default=_json_default)
+                data = _dumps({**record, WEIGHT_FIELD: w})
                 if self.fmt == "json":
                     self.fo.write(b",\n" if self._any else b"\n")
                 self._any = True
@@ -284,8 +305,26 @@ class Writer:
 
 def _cell(value: Any) -> str:
     if isinstance(value, dict | list | bool):  # nested values and booleans as JSON, not Python's repr
-        return orjson.dumps(value, default=_json_default).decode()
+        return _dumps(value).decode()
     return "" if value is None else str(value)
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=_json_default)
+    except TypeError:  # an integer past 64 bits, which orjson refuses and the standard library writes
+        return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _floats(value: Any) -> Any:
+    """``value`` with every Decimal in it a float (what the fast parse gives)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_floats(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:
