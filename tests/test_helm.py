@@ -410,6 +410,16 @@ def test_keda_owns_the_replica_count_up_to_the_partition_count() -> None:
     assert explicit["spec"]["maxReplicaCount"] == 6
 
 
+def test_keda_scales_on_the_lag_of_every_input_topic() -> None:
+    """KEDA's `topic` confines the lag (and the partition cap) to that one topic: with several input
+    topics it is left out, and KEDA sums the lag of every topic the group consumes."""
+    (scaled,) = of_kind(render("keda-values.yaml", "config.kafka.input_topics={app.events,app.errors}"), "ScaledObject")
+    assert "topic" not in scaled["spec"]["triggers"][0]["metadata"]
+    pattern = ("config.kafka.input_topics=null", "config.kafka.input_pattern=^app[.]")
+    (by_pattern,) = of_kind(render("keda-values.yaml", *pattern), "ScaledObject")
+    assert "topic" not in by_pattern["spec"]["triggers"][0]["metadata"]
+
+
 def test_keda_reads_the_connection_the_daemon_uses_from_the_container() -> None:
     """An ``env`` entry overrides the config file for the daemon; the trigger used to keep scaling on the
     config file's cluster and group. Variables from ``envFrom`` are named through keda.*FromEnv."""
