@@ -353,6 +353,15 @@ def test_env_cannot_override_what_the_pod_spec_is_derived_from(name: str, field:
     assert "DISTILLD_REDUCER__RATE" in {e["name"] for e in allowed["env"]}
 
 
+def test_a_transactional_id_shared_by_every_pod_is_refused() -> None:
+    """The ConfigMap is every pod's: one transactional id there, and the pods' producers fence each other."""
+    shared = ("config.processing.guarantee=exactly_once", "config.kafka.transactional_id=distilld-0")
+    result = _helm("template", "rel", str(CHART), *_values_args("defaults", shared), check=False)
+    assert result.returncode != 0 and "config.kafka.transactional_id" in result.stderr, result.stderr
+    kafka = yaml.safe_load(config_text(render("exactly-once-values.yaml")))["kafka"]
+    assert "transactional_id" not in kafka, "the default, one per pod"
+
+
 def test_metrics_host_is_reachable_and_wins_over_the_images_default() -> None:
     for loopback in ("127.0.0.1", "localhost", "::1"):
         result = _helm("template", "rel", str(CHART), "--set", f"config.metrics.host={loopback}", check=False)
