@@ -429,6 +429,25 @@ def test_keda_scales_on_the_lag_of_every_input_topic() -> None:
     assert "topic" not in by_pattern["spec"]["triggers"][0]["metadata"]
 
 
+@pytest.mark.parametrize(
+    ("sets", "refused"),
+    [
+        (("config.kafka.security_protocol=SSL",), True),
+        (("config.kafka.security_protocol=SSL", "keda.extraMetadata.tls=enable"), False),
+        (("config.kafka.security_protocol=SASL_SSL", "keda.extraMetadata.tls=enable"), True),  # the password?
+        (("config.kafka.security_protocol=SASL_PLAINTEXT", "keda.authenticationRef.name=kafka-auth"), False),
+    ],
+)
+def test_keda_needs_authentication_for_tls_and_sasl_brokers(sets: tuple[str, ...], refused: bool) -> None:
+    """A trigger without a TriggerAuthentication connects in plaintext: against TLS or SASL brokers it
+    never reads the lag, and the Deployment is never scaled."""
+    sasl = ("config.kafka.sasl.username=distilld", "sasl.existingSecret=kafka-sasl") if "SASL" in sets[0] else ()
+    args = _values_args("defaults", ("keda.enabled=true", *sets, *sasl))
+    result = _helm("template", "rel", str(CHART), *args, check=False)
+    assert (result.returncode != 0) is refused, result.stderr
+    assert ("keda.authenticationRef" in result.stderr) is refused
+
+
 def test_keda_reads_the_connection_the_daemon_uses_from_the_container() -> None:
     """An ``env`` entry overrides the config file for the daemon; the trigger used to keep scaling on the
     config file's cluster and group. Variables from ``envFrom`` are named through keda.*FromEnv."""
