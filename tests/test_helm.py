@@ -353,6 +353,15 @@ def test_env_cannot_override_what_the_pod_spec_is_derived_from(name: str, field:
     assert "DISTILLD_REDUCER__RATE" in {e["name"] for e in allowed["env"]}
 
 
+def test_a_transactional_id_shared_by_every_pod_is_refused() -> None:
+    """The ConfigMap is every pod's: one transactional id there, and the pods' producers fence each other."""
+    shared = ("config.processing.guarantee=exactly_once", "config.kafka.transactional_id=distilld-0")
+    result = _helm("template", "rel", str(CHART), *_values_args("defaults", shared), check=False)
+    assert result.returncode != 0 and "config.kafka.transactional_id" in result.stderr, result.stderr
+    kafka = yaml.safe_load(config_text(render("exactly-once-values.yaml")))["kafka"]
+    assert "transactional_id" not in kafka, "the default, one per pod"
+
+
 def test_metrics_host_is_reachable_and_wins_over_the_images_default() -> None:
     for loopback in ("127.0.0.1", "localhost", "::1"):
         result = _helm("template", "rel", str(CHART), "--set", f"config.metrics.host={loopback}", check=False)
@@ -408,6 +417,35 @@ def test_keda_owns_the_replica_count_up_to_the_partition_count() -> None:
     assert trigger["metadata"]["lagThreshold"] == "5000"
     explicit = of_kind(render("keda-values.yaml", "keda.maxReplicaCount=6"), "ScaledObject")[0]
     assert explicit["spec"]["maxReplicaCount"] == 6
+
+
+def test_keda_scales_on_the_lag_of_every_input_topic() -> None:
+    """KEDA's `topic` confines the lag (and the partition cap) to that one topic: with several input
+    topics it is left out, and KEDA sums the lag of every topic the group consumes."""
+    (scaled,) = of_kind(render("keda-values.yaml", "config.kafka.input_topics={app.events,app.errors}"), "ScaledObject")
+    assert "topic" not in scaled["spec"]["triggers"][0]["metadata"]
+    pattern = ("config.kafka.input_topics=null", "config.kafka.input_pattern=^app[.]")
+    (by_pattern,) = of_kind(render("keda-values.yaml", *pattern), "ScaledObject")
+    assert "topic" not in by_pattern["spec"]["triggers"][0]["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "refused"),
+    [
+        (("config.kafka.security_protocol=SSL",), True),
+        (("config.kafka.security_protocol=SSL", "keda.extraMetadata.tls=enable"), False),
+        (("config.kafka.security_protocol=SASL_SSL", "keda.extraMetadata.tls=enable"), True),  # the password?
+        (("config.kafka.security_protocol=SASL_PLAINTEXT", "keda.authenticationRef.name=kafka-auth"), False),
+    ],
+)
+def test_keda_needs_authentication_for_tls_and_sasl_brokers(sets: tuple[str, ...], refused: bool) -> None:
+    """A trigger without a TriggerAuthentication connects in plaintext: against TLS or SASL brokers it
+    never reads the lag, and the Deployment is never scaled."""
+    sasl = ("config.kafka.sasl.username=distilld", "sasl.existingSecret=kafka-sasl") if "SASL" in sets[0] else ()
+    args = _values_args("defaults", ("keda.enabled=true", *sets, *sasl))
+    result = _helm("template", "rel", str(CHART), *args, check=False)
+    assert (result.returncode != 0) is refused, result.stderr
+    assert ("keda.authenticationRef" in result.stderr) is refused
 
 
 def test_keda_reads_the_connection_the_daemon_uses_from_the_container() -> None:

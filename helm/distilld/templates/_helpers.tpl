@@ -139,6 +139,10 @@ JSON), so those go through `config`. (`envFrom` cannot be checked here: do not p
 {{- if or (hasPrefix "127." $host) (has (lower $host) (list "localhost" "::1" "0:0:0:0:0:0:0:1")) }}
 {{- fail (printf "config.metrics.host is %s: the kubelet's probes and Prometheus could not reach /healthz, /readyz and /metrics; use 0.0.0.0" $host) }}
 {{- end }}
+{{- /* every pod reads the same file: a transactional id there would be shared, and each producer fence the others */}}
+{{- if and (.Values.config.kafka | default dict).transactional_id (eq ((.Values.config.processing | default dict).guarantee | default "") "exactly_once") }}
+{{- fail "config.kafka.transactional_id: every pod would use this one id, and each pod's producer would fence the others' (a rolling update's new pod its predecessor). Leave it unset: the default <group_id>-<pod name>-<pid> is one per pod and stable across container restarts" }}
+{{- end }}
 {{- end }}
 
 {{/*
