@@ -14,9 +14,10 @@ class DataPoint:
 
     ``data`` is the original record object; ``vector_values`` its graded values
     (numerics as float, categories as returned; a feature without a value is
-    left out, as in the seed); ``weight`` is how many records of
-    its key's window it stands for (received ÷ sent), so downstream counts
-    and sums stay right; ``key`` is the key whose window it joined.
+    left out, as in the seed); ``weight`` is how many records it stands
+    for, ``1 / reduction_percentage`` (the budget sends exactly that share of
+    the stream, pooled over keys), so downstream counts and sums stay right;
+    ``key`` is the key whose window it joined.
     """
 
     data: Any

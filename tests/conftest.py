@@ -59,7 +59,7 @@ def people_processor(clock: FakeClock) -> DistilledProcessor:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Kafka-protocol broker for the whole session (design.md §6):
+    """A Kafka-protocol broker for the whole session:
     ``DISTILLD_TEST_BOOTSTRAP`` if set; else a Kafka container when a Docker
     engine answers; else Tansu, the embedded broker, on a free port."""
     external = os.environ.get("DISTILLD_TEST_BOOTSTRAP")

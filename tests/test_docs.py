@@ -34,3 +34,21 @@ def test_readme_build_graders_example_runs() -> None:
     assert isinstance(graders, dict) and len(graders) == 4
     record = {"person": {"age": 30, "gender": "male"}, "pageUrl": "https://example.org/"}
     assert graders["fields"].evaluate(record) == 2
+
+
+def test_readme_processor_example_runs() -> None:
+    """The README's first Library example, given the ``records`` and ``send`` it leaves to the reader."""
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    after = readme.split("## Library", 1)[1]
+    code = after.split("```python\n", 1)[1].split("```", 1)[0]
+    records = [
+        {"age": 20 + i % 50, "gender": ("Male", "female", "OTHER")[i % 3], "income": 1000.0 * (i % 97), "ts": 1e9 + i}
+        | {"tenant": "ab"[i % 2]}
+        for i in range(2000)
+    ]
+    sent: list[tuple[object, float]] = []
+    scope: dict[str, object] = {"records": records, "send": lambda data, weight: sent.append((data, weight))}
+    exec(compile(code, "README.md", "exec"), scope)  # the README's own example
+    assert len(sent) == 200 and sum(w for _, w in sent) == 2000
+    stats = scope["processor"].get_current_stats()  # type: ignore[attr-defined]
+    assert set(stats["drift"]) == {"age", "gender", "income"} and stats["keys_held"] == 2
