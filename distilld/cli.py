@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distilld import __version__
@@ -109,7 +110,7 @@ def _files(args: argparse.Namespace) -> int:
                 from distilld.files.evaluate import PLOTS_SKIPPED
 
                 print(f"distilld evaluate: {PLOTS_SKIPPED}", file=sys.stderr)
-            print(f"report: {args.report}/index.html", file=sys.stderr)
+            print(f"report: {Path(args.report) / 'index.html'}", file=sys.stderr)
             return 0
         from distilld.files.reduce import reduce_file
 

@@ -193,8 +193,9 @@ def test_evaluate_writes_the_table_plots_and_an_offline_page(
     _write(src, "ndjson")
     report = tmp_path / "report"
     config = _config(tmp_path, window_seconds=1000)
-    assert main(["evaluate", str(src), "--report", str(report), "-c", str(config)]) == 0
-    table = capsys.readouterr().out
+    assert main(["evaluate", str(src), "--report", f"{report}/", "-c", str(config)]) == 0
+    table, err = capsys.readouterr()
+    assert f"report: {report / 'index.html'}\n" in err, err  # one slash, whatever --report ends with
     assert "category_tv" in table and "ratio" in table
     ratios = json.loads((report / "ratios.json").read_text())
     assert set(ratios) == {"category_tv", "pair_tv", "ks", "corr", "count"}
