@@ -219,7 +219,8 @@ def _state_size(settings: EngineSettings) -> str:
     per_key = DistilledProcessor(
         build_graders(settings.features), r.window_seconds, r.rate, panes=r.panes
     ).bytes_per_key
-    return f"{windows_size(per_key, r.max_keys)} (plus ~200 MB for the process)"
+    process = "plus ~190 MB for the idle process and up to ~250 MB of batches and client queues"
+    return f"{windows_size(per_key, r.max_keys)} ({process})"
 
 
 def _warn_unknown_env() -> None:
