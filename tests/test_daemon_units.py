@@ -363,11 +363,25 @@ def test_consumer_lag_is_shown_before_the_first_commit() -> None:
     m = DaemonMetrics(["f"])
     partition = {"hi_offset": 5000, "app_offset": 100, "committed_offset": -1001, "consumer_lag": -1}
     stats = {"topics": {"t": {"partitions": {"0": partition, "-1": {"consumer_lag": -1}}}}, "brokers": {}}
-    m.observe_statistics(orjson.dumps(stats).decode(), [("t", 0)])
+    m.observe_statistics(orjson.dumps(stats).decode(), {("t", 0): None})
     assert m.registry.get_sample_value("distilld_consumer_lag", {"topic": "t", "partition": "0"}) == 4900
     partition.update(committed_offset=4000, consumer_lag=1000)
-    m.observe_statistics(orjson.dumps(stats).decode(), [("t", 0)])
+    m.observe_statistics(orjson.dumps(stats).decode(), {("t", 0): 4000})
     assert m.registry.get_sample_value("distilld_consumer_lag", {"topic": "t", "partition": "0"}) == 1000
+
+
+def test_consumer_lag_counts_from_the_groups_commit_when_a_partition_comes_back() -> None:
+    """librdkafka counts consumer_lag from what this consumer committed itself. A partition that comes
+    back after another member committed it (scale in) kept the stale offset: the lag stood at what the
+    other member processed meanwhile, for good on an idle partition (DistilldNoProgress fired). One
+    last committed by another member, and not consumed here yet, had no lag at all."""
+    m = DaemonMetrics(["f"])
+    stale = {"hi_offset": 2000, "ls_offset": 2000, "app_offset": -1001, "committed_offset": 1000, "consumer_lag": 1000}
+    unknown = {"hi_offset": 2000, "ls_offset": 2000, "app_offset": -1001, "committed_offset": -1001, "consumer_lag": -1}
+    stats = {"topics": {"t": {"partitions": {"0": stale, "1": unknown}}}, "brokers": {}}
+    m.observe_statistics(orjson.dumps(stats).decode(), {("t", 0): 2000, ("t", 1): 1500})
+    assert m.registry.get_sample_value("distilld_consumer_lag", {"topic": "t", "partition": "0"}) == 0
+    assert m.registry.get_sample_value("distilld_consumer_lag", {"topic": "t", "partition": "1"}) == 500
 
 
 def test_commits_refused_by_a_rebalance_are_not_counted_as_failures() -> None:

@@ -468,7 +468,8 @@ class Daemon:
         self.metrics.assigned.set(len(self.partitions))
 
     def _on_stats(self, stats_json: str) -> None:
-        self.broker_up = self.metrics.observe_statistics(stats_json, self.partitions)
+        committed = {key: p.progress.committed for key, p in self.partitions.items()}
+        self.broker_up = self.metrics.observe_statistics(stats_json, committed)
 
     # -- the work ----------------------------------------------------------------
 

@@ -12,7 +12,7 @@ the loop calls every ``metrics.refresh_ms``; the same numbers
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -174,19 +174,27 @@ class DaemonMetrics:
             self.drift_max.labels(name).set(d.max)
             self.output_drift.labels(name).set(d.output)
 
-    def observe_statistics(self, stats_json: str, assigned: Iterable[tuple[str, int]]) -> bool:
-        """Consumer lag from librdkafka's statistics; returns whether a broker is up."""
+    def observe_statistics(self, stats_json: str, committed: Mapping[tuple[str, int], int | None]) -> bool:
+        """Consumer lag from librdkafka's statistics, counted from ``committed``: each assigned partition's
+        offset this instance knows is committed (None: none yet). librdkafka counts from what this consumer
+        itself committed: stale when a partition comes back after another member committed it, unknown
+        when another member committed it last. Returns whether a broker is up."""
         stats = orjson.loads(stats_json)
-        wanted = set(assigned)
         for topic, t in stats.get("topics", {}).items():
             for pid, p in t.get("partitions", {}).items():
                 key = (topic, int(pid))
+                if key not in committed:
+                    continue
                 lag = p.get("consumer_lag", -1)
-                if lag is not None and lag < 0 and p.get("hi_offset", -1) >= 0 and p.get("app_offset", -1) >= 0:
-                    # nothing committed yet (a new group): librdkafka reports -1; count from the position,
-                    # so that an instance that has never committed still shows what waits
-                    lag = max(0, p["hi_offset"] - p["app_offset"])
-                if key in wanted and lag is not None and lag >= 0:
+                ours, theirs = committed[key], p.get("committed_offset", -1)
+                if lag is not None and lag >= 0 and ours is not None and theirs >= 0:
+                    lag = max(0, lag + theirs - ours)  # from librdkafka's end (hi_offset, or ls_offset)
+                elif lag is not None and lag < 0 and p.get("hi_offset", -1) >= 0:
+                    # nothing committed by this consumer (a new group, or another member's commit): count from the
+                    # commit, or from the position, so that an instance that never committed still shows what waits
+                    start = ours if ours is not None else p.get("app_offset", -1)
+                    lag = max(0, p["hi_offset"] - start) if start >= 0 else -1
+                if lag is not None and lag >= 0:
                     self.lag.labels(topic, str(key[1])).set(lag)
         return any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
 
