@@ -62,3 +62,13 @@ def test_expressions_use_only_metrics_the_daemon_exports(source: str) -> None:
     used = {name for e in exprs for name in re.findall(r"\b(distilld_[a-z_]+)", e)}
     assert used, "no distilld metric used"
     assert used <= _exported(), sorted(used - _exported())
+
+
+def test_dashboard_ranges_follow_the_scrape_interval() -> None:
+    """A fixed range (the rebalance annotation's [1m]) holds too few samples, or none, when Prometheus
+    scrapes every 30 s or slower: increase() over it showed no rebalance. $__rate_interval follows the scrape."""
+    text = (CONFIG / "grafana" / "distilld.json").read_text()
+    exprs = re.findall(r'"expr": "((?:[^"\\]|\\.)*)"', text)
+    assert len(exprs) > 30
+    fixed = [e for e in exprs if re.search(r"\[\d+[smhd]\]", e)]
+    assert not fixed, fixed
