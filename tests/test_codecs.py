@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
@@ -94,6 +97,43 @@ def test_an_http_registry_serves_schemas_and_404s_unknown_ids() -> None:
         records, idx, bad = decode([confluent(7, PERSON_SCHEMA, PEOPLE[0]), confluent(8, PERSON_SCHEMA, PEOPLE[1])])
     assert records == [PEOPLE[0]] and idx == [0]
     assert reason_label(bad[0][1]) == "unknown_schema"
+
+
+class _IngressHandler(BaseHTTPRequestHandler):
+    """An ingress in front of a registry: a bare HTML 404 while no registry pod is ready."""
+
+    ready = False
+
+    def do_GET(self) -> None:
+        if type(self).ready:
+            status, body = 200, json.dumps({"schema": json.dumps(PERSON_SCHEMA)}).encode()
+        else:
+            status, body = 404, b"<html><body><h1>404 Not Found</h1>default backend</body></html>"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_404_that_is_not_the_registrys_answer_is_retried_not_blamed_on_the_record() -> None:
+    handler = type("Handler", (_IngressHandler,), {"ready": False})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def wait(seconds: float) -> bool:
+        handler.ready = True  # the registry's pod comes up
+        return True
+
+    try:
+        registry = SchemaRegistry({"url": f"http://127.0.0.1:{server.server_address[1]}"}, wait=wait)
+        records, _, bad = ConfluentAvroDecoder(registry)([confluent(7, PERSON_SCHEMA, PEOPLE[0])])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bad == [] and records == [PEOPLE[0]]
 
 
 @pytest.mark.parametrize("path", ["money.income", "tags.0", "gender", "nope.deeper"])
