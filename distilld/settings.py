@@ -577,6 +577,9 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded or {}
 
 
+_URL_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#]*@")  # https://user:password@host: the client's basic auth
+
+
 def _is_secret(key: str) -> bool:
     return any(word in key.lower() for word in SECRET_WORDS)
 
@@ -586,7 +589,9 @@ def _mask(value: Any, key: str = "") -> Any:
         return {k: _mask(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, key) for v in value]
-    return "***" if key and _is_secret(key) and value not in (None, "") else value
+    if key and _is_secret(key) and value not in (None, ""):
+        return "***"
+    return _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
 
 
 def masked(settings: Settings) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from distilld.daemon.clients import consumer_config, producer_config
-from distilld.settings import ConfigError, load_settings
+from distilld.settings import ConfigError, load_settings, masked
 
 from .kafka_tools import DaemonProcess, daemon_config
 
@@ -67,6 +67,14 @@ def test_sasl_and_tls_become_librdkafka_settings(tmp_path: Path) -> None:
 def test_security_errors_name_the_field(kafka: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(None, **_kafka(**kafka))
+
+
+def test_check_config_masks_the_password_of_a_registry_url() -> None:
+    """The registry client takes https://user:password@host as basic auth: a secret in a plain str."""
+    url = f"https://distilld:{PASSWORD}@registry-a:8081,https://distilld:p@{PASSWORD}@registry-b:8081"
+    settings = load_settings(None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": url}})
+    shown = masked(settings)["format"]["schema_registry"]["url"]
+    assert shown == "https://distilld:***@registry-a:8081,https://distilld:***@registry-b:8081"
 
 
 def test_check_config_and_the_daemon_never_print_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
