@@ -161,6 +161,11 @@ class SaslSettings(_Section):
             self.password = _read_secret(self.password_file, "password_file")
         if self.mechanism != "OAUTHBEARER" and not (self.username and self.password):
             raise ValueError(f"{self.mechanism} needs username and password (or password_file)")
+        if self.mechanism == "OAUTHBEARER" and self.oauthbearer_method == "default" and not self.oauthbearer_config:
+            raise ValueError(
+                "OAUTHBEARER's default method is librdkafka's unsecured JWT (tests only): it needs oauthbearer_config "
+                "('principal=…'); an identity provider needs oauthbearer_method: oidc"
+            )
         if self.oauthbearer_method == "oidc" and not (
             self.oauthbearer_token_endpoint_url and self.oauthbearer_client_id and self.oauthbearer_client_secret
         ):
@@ -261,6 +266,8 @@ class KafkaSettings(_Section):
             conf["sasl.mechanisms"] = sasl.mechanism
             if sasl.mechanism == "OAUTHBEARER":
                 conf["sasl.oauthbearer.method"] = sasl.oauthbearer_method
+                if sasl.oauthbearer_method == "default":  # no token callback: without it no client ever connects
+                    conf["enable.sasl.oauthbearer.unsecure.jwt"] = True
                 if sasl.oauthbearer_config is not None:
                     conf["sasl.oauthbearer.config"] = sasl.oauthbearer_config.get_secret_value()
                 if sasl.oauthbearer_method == "oidc":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 
 from distilld.daemon.clients import consumer_config, producer_config
 from distilld.settings import ConfigError, load_settings, masked
@@ -62,11 +64,31 @@ def test_sasl_and_tls_become_librdkafka_settings(tmp_path: Path) -> None:
         ({"ssl": {"ca_location": "/nope/ca.pem"}}, r"kafka\.ssl\.ca_location: .*no such file"),
         ({"security_protocol": "TLS"}, r"kafka\.security_protocol: .*'SASL_SSL'"),
         ({"sasl": {"mechanism": "OAUTHBEARER", "oauthbearer_method": "oidc"}}, r"oidc needs"),
+        ({"sasl": {"mechanism": "OAUTHBEARER"}}, r"kafka\.sasl: .*unsecured JWT .*needs oauthbearer_config"),
     ],
 )
 def test_security_errors_name_the_field(kafka: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(None, **_kafka(**kafka))
+
+
+def test_an_unsecured_jwt_client_connects_to_the_broker() -> None:
+    """OAUTHBEARER's default method: distilld has no token callback, so librdkafka must make the
+    unsecured JWT itself; otherwise it waits for a token forever and never opens a connection."""
+    with socket.create_server(("127.0.0.1", 0)) as broker:
+        broker.settimeout(10)
+        settings = load_settings(
+            None,
+            **_kafka(
+                bootstrap_servers=f"127.0.0.1:{broker.getsockname()[1]}",
+                security_protocol="SASL_PLAINTEXT",
+                sasl={"mechanism": "OAUTHBEARER", "oauthbearer_config": "principal=distilld"},
+            ),
+        )
+        producer = Producer({**producer_config(settings), "log_level": 0})
+        producer.poll(0)
+        broker.accept()[0].close()  # socket.timeout (TimeoutError) when no client connects
+        producer.flush(0)
 
 
 def test_check_config_masks_the_password_of_a_registry_url() -> None:
