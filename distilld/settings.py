@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -343,11 +344,22 @@ class SchemaRegistrySettings(_Section):
             raise ValueError("must start with http://, https:// (or mock:// in tests)")
         return value
 
+    @model_validator(mode="after")
+    def _credentials_once(self) -> SchemaRegistrySettings:
+        if self.basic_auth_user_info is not None and urlsplit(self.url.split(",")[0].strip()).password is not None:
+            raise ValueError("give the credentials in url (user:password@) or in basic_auth_user_info, not both")
+        return self
+
     def client_config(self) -> dict[str, Any]:
-        """The confluent-kafka SchemaRegistryClient configuration."""
-        conf: dict[str, Any] = {"url": self.url}
+        """The confluent-kafka SchemaRegistryClient configuration. Credentials in the URL
+        (https://user:password@host, which the client takes as basic auth) move to
+        ``basic.auth.user.info``: httpx logs each request's URL at INFO."""
+        urls = [urlsplit(url.strip()) for url in self.url.split(",")]
+        conf: dict[str, Any] = {"url": ",".join(u._replace(netloc=u.netloc.rpartition("@")[2]).geturl() for u in urls)}
         if self.basic_auth_user_info is not None:
             conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        elif urls[0].password is not None:  # the client reads the first URL's, as here
+            conf["basic.auth.user.info"] = f"{unquote(urls[0].username or '')}:{unquote(urls[0].password)}"
         for key in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
             if getattr(self, key):
                 conf[key.replace("_", ".")] = getattr(self, key)
