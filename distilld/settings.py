@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -343,6 +344,26 @@ class SchemaRegistrySettings(_Section):
         if not value.startswith(("http://", "https://", "mock://")):
             raise ValueError("must start with http://, https:// (or mock:// in tests)")
         return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> SchemaRegistrySettings:
+        """The files as the client loads them: an error there, an OSError, stopped start-up as a metrics port in use."""
+        if self.ssl_key_location and not self.ssl_certificate_location:
+            raise ValueError("ssl_key_location needs ssl_certificate_location (mutual TLS)")
+        try:
+            if self.ssl_ca_location:
+                ssl.create_default_context(cafile=self.ssl_ca_location)
+        except ssl.SSLError as e:
+            raise ValueError(f"ssl_ca_location: no CA certificate in {self.ssl_ca_location} ({e})") from None
+        try:
+            if self.ssl_certificate_location:  # no key password setting: an encrypted key cannot be used
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.load_cert_chain(self.ssl_certificate_location, self.ssl_key_location, password=lambda: "")
+        except ssl.SSLError as e:
+            raise ValueError(
+                f"ssl_certificate_location, ssl_key_location: cannot load the certificate and key ({e})"
+            ) from None
+        return self
 
     @model_validator(mode="after")
     def _credentials_once(self) -> SchemaRegistrySettings:

@@ -16,6 +16,7 @@ from distilld.daemon.clients import consumer_config, producer_config
 from distilld.settings import ConfigError, load_settings, masked
 
 from .kafka_tools import DaemonProcess, daemon_config
+from .tls_tools import make_pki
 
 BASE: dict[str, Any] = {
     "kafka": {
@@ -89,6 +90,24 @@ def test_an_unsecured_jwt_client_connects_to_the_broker() -> None:
         producer.poll(0)
         broker.accept()[0].close()  # socket.timeout (TimeoutError) when no client connects
         producer.flush(0)
+
+
+def test_registry_tls_files_the_client_cannot_load_are_configuration_errors(tmp_path: Path) -> None:
+    """Not a traceback, nor (an SSLError being an OSError) 'cannot serve metrics' at start-up."""
+    pki = make_pki(tmp_path / "pki")
+    good = {"ssl_ca_location": str(pki.ca), "ssl_certificate_location": str(pki.client_cert)}
+    good["ssl_key_location"] = str(pki.client_key)
+    load_settings(None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": "https://r", **good}})
+    for bad, message in (
+        ({"ssl_key_location": str(pki.client_key)}, r"ssl_key_location needs ssl_certificate_location"),
+        ({"ssl_certificate_location": str(pki.client_cert)}, r"cannot load the certificate and key"),
+        ({**good, "ssl_key_location": str(pki.server_key)}, r"cannot load the certificate and key"),
+        ({"ssl_ca_location": __file__}, r"ssl_ca_location: no CA certificate"),
+    ):
+        with pytest.raises(ConfigError, match=r"format\.schema_registry: .*" + message):
+            load_settings(
+                None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": "https://r", **bad}}
+            )
 
 
 def test_check_config_masks_the_password_of_a_registry_url() -> None:
