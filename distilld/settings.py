@@ -11,9 +11,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -161,6 +163,11 @@ class SaslSettings(_Section):
             self.password = _read_secret(self.password_file, "password_file")
         if self.mechanism != "OAUTHBEARER" and not (self.username and self.password):
             raise ValueError(f"{self.mechanism} needs username and password (or password_file)")
+        if self.mechanism == "OAUTHBEARER" and self.oauthbearer_method == "default" and not self.oauthbearer_config:
+            raise ValueError(
+                "OAUTHBEARER's default method is librdkafka's unsecured JWT (tests only): it needs oauthbearer_config "
+                "('principal=…'); an identity provider needs oauthbearer_method: oidc"
+            )
         if self.oauthbearer_method == "oidc" and not (
             self.oauthbearer_token_endpoint_url and self.oauthbearer_client_id and self.oauthbearer_client_secret
         ):
@@ -261,6 +268,8 @@ class KafkaSettings(_Section):
             conf["sasl.mechanisms"] = sasl.mechanism
             if sasl.mechanism == "OAUTHBEARER":
                 conf["sasl.oauthbearer.method"] = sasl.oauthbearer_method
+                if sasl.oauthbearer_method == "default":  # no token callback: without it no client ever connects
+                    conf["enable.sasl.oauthbearer.unsecure.jwt"] = True
                 if sasl.oauthbearer_config is not None:
                     conf["sasl.oauthbearer.config"] = sasl.oauthbearer_config.get_secret_value()
                 if sasl.oauthbearer_method == "oidc":
@@ -336,11 +345,42 @@ class SchemaRegistrySettings(_Section):
             raise ValueError("must start with http://, https:// (or mock:// in tests)")
         return value
 
+    @model_validator(mode="after")
+    def _tls(self) -> SchemaRegistrySettings:
+        """The files as the client loads them: an error there, an OSError, stopped start-up as a metrics port in use."""
+        if self.ssl_key_location and not self.ssl_certificate_location:
+            raise ValueError("ssl_key_location needs ssl_certificate_location (mutual TLS)")
+        try:
+            if self.ssl_ca_location:
+                ssl.create_default_context(cafile=self.ssl_ca_location)
+        except ssl.SSLError as e:
+            raise ValueError(f"ssl_ca_location: no CA certificate in {self.ssl_ca_location} ({e})") from None
+        try:
+            if self.ssl_certificate_location:  # no key password setting: an encrypted key cannot be used
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.load_cert_chain(self.ssl_certificate_location, self.ssl_key_location, password=lambda: "")
+        except ssl.SSLError as e:
+            raise ValueError(
+                f"ssl_certificate_location, ssl_key_location: cannot load the certificate and key ({e})"
+            ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_once(self) -> SchemaRegistrySettings:
+        if self.basic_auth_user_info is not None and urlsplit(self.url.split(",")[0].strip()).password is not None:
+            raise ValueError("give the credentials in url (user:password@) or in basic_auth_user_info, not both")
+        return self
+
     def client_config(self) -> dict[str, Any]:
-        """The confluent-kafka SchemaRegistryClient configuration."""
-        conf: dict[str, Any] = {"url": self.url}
+        """The confluent-kafka SchemaRegistryClient configuration. Credentials in the URL
+        (https://user:password@host, which the client takes as basic auth) move to
+        ``basic.auth.user.info``: httpx logs each request's URL at INFO."""
+        urls = [urlsplit(url.strip()) for url in self.url.split(",")]
+        conf: dict[str, Any] = {"url": ",".join(u._replace(netloc=u.netloc.rpartition("@")[2]).geturl() for u in urls)}
         if self.basic_auth_user_info is not None:
             conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        elif urls[0].password is not None:  # the client reads the first URL's, as here
+            conf["basic.auth.user.info"] = f"{unquote(urls[0].username or '')}:{unquote(urls[0].password)}"
         for key in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
             if getattr(self, key):
                 conf[key.replace("_", ".")] = getattr(self, key)
@@ -577,6 +617,9 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded or {}
 
 
+_URL_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#]*@")  # https://user:password@host: the client's basic auth
+
+
 def _is_secret(key: str) -> bool:
     return any(word in key.lower() for word in SECRET_WORDS)
 
@@ -586,7 +629,9 @@ def _mask(value: Any, key: str = "") -> Any:
         return {k: _mask(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, key) for v in value]
-    return "***" if key and _is_secret(key) and value not in (None, "") else value
+    if key and _is_secret(key) and value not in (None, ""):
+        return "***"
+    return _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
 
 
 def masked(settings: Settings) -> dict[str, Any]:

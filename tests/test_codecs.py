@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
+import threading
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
@@ -30,6 +35,7 @@ from .kafka_tools import (
 )
 
 PEOPLE = [avro_person(r) for r in people_records(20, seed=5)]
+PASSWORD = "s3cret-Pa55word-never-printed"
 
 
 def test_schemaless_avro_decodes_records_and_reports_bad_values() -> None:
@@ -96,6 +102,64 @@ def test_an_http_registry_serves_schemas_and_404s_unknown_ids() -> None:
     assert reason_label(bad[0][1]) == "unknown_schema"
 
 
+class _IngressHandler(BaseHTTPRequestHandler):
+    """An ingress in front of a registry: a bare HTML 404 while no registry pod is ready."""
+
+    ready = False
+    authorizations: list[str | None] = []
+
+    def do_GET(self) -> None:
+        type(self).authorizations.append(self.headers.get("Authorization"))
+        if type(self).ready:
+            status, body = 200, json.dumps({"schema": json.dumps(PERSON_SCHEMA)}).encode()
+        else:
+            status, body = 404, b"<html><body><h1>404 Not Found</h1>default backend</body></html>"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_404_that_is_not_the_registrys_answer_is_retried_not_blamed_on_the_record() -> None:
+    handler = type("Handler", (_IngressHandler,), {"ready": False})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def wait(seconds: float) -> bool:
+        handler.ready = True  # the registry's pod comes up
+        return True
+
+    try:
+        registry = SchemaRegistry({"url": f"http://127.0.0.1:{server.server_address[1]}"}, wait=wait)
+        records, _, bad = ConfluentAvroDecoder(registry)([confluent(7, PERSON_SCHEMA, PEOPLE[0])])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bad == [] and records == [PEOPLE[0]]
+
+
+def test_the_password_of_a_registry_url_is_sent_as_basic_auth_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The registry client takes https://user:password@host as basic auth; httpx logs each
+    request's URL at INFO, so the password must not stay in the URL."""
+    handler = type("Handler", (_IngressHandler,), {"ready": True, "authorizations": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://distilld:{PASSWORD}@127.0.0.1:{server.server_address[1]}"
+    try:
+        with caplog.at_level(logging.DEBUG):
+            decode = make_decoder(FormatSettings(value="avro_confluent", schema_registry={"url": url}))
+            records, _, _ = decode([confluent(7, PERSON_SCHEMA, PEOPLE[0])])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert records == [PEOPLE[0]]
+    assert handler.authorizations == ["Basic " + base64.b64encode(f"distilld:{PASSWORD}".encode()).decode()]
+    assert "HTTP Request" in caplog.text and PASSWORD not in caplog.text
+
+
 @pytest.mark.parametrize("path", ["money.income", "tags.0", "gender", "nope.deeper"])
 def test_field_paths_read_avro_records_as_json_ones(path: str) -> None:
     avro_records, _, _ = AvroDecoder(load_schema(PERSON_SCHEMA_FILE))([schemaless(PERSON_SCHEMA, r) for r in PEOPLE])
@@ -160,6 +224,9 @@ def test_format_settings_name_what_is_missing_or_wrong(tmp_path: Any) -> None:
         load_settings(None, **base, format={"value": "avro_confluent"})
     with pytest.raises(ConfigError, match=r"format\.schema_registry\.url: must start with http"):
         load_settings(None, **base, format={"value": "avro_confluent", "schema_registry": {"url": "registry:8081"}})
+    twice = {"url": "https://u:p@r:8081", "basic_auth_user_info": "u:p"}
+    with pytest.raises(ConfigError, match=r"format\.schema_registry: give the credentials in url .* not both"):
+        load_settings(None, **base, format={"value": "avro_confluent", "schema_registry": twice})
     ok = load_settings(
         None,
         **base,

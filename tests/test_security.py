@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -9,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 
 from distilld.daemon.clients import consumer_config, producer_config
-from distilld.settings import ConfigError, load_settings
+from distilld.settings import ConfigError, load_settings, masked
 
 from .kafka_tools import DaemonProcess, daemon_config
+from .tls_tools import make_pki
 
 BASE: dict[str, Any] = {
     "kafka": {
@@ -62,11 +65,57 @@ def test_sasl_and_tls_become_librdkafka_settings(tmp_path: Path) -> None:
         ({"ssl": {"ca_location": "/nope/ca.pem"}}, r"kafka\.ssl\.ca_location: .*no such file"),
         ({"security_protocol": "TLS"}, r"kafka\.security_protocol: .*'SASL_SSL'"),
         ({"sasl": {"mechanism": "OAUTHBEARER", "oauthbearer_method": "oidc"}}, r"oidc needs"),
+        ({"sasl": {"mechanism": "OAUTHBEARER"}}, r"kafka\.sasl: .*unsecured JWT .*needs oauthbearer_config"),
     ],
 )
 def test_security_errors_name_the_field(kafka: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(None, **_kafka(**kafka))
+
+
+def test_an_unsecured_jwt_client_connects_to_the_broker() -> None:
+    """OAUTHBEARER's default method: distilld has no token callback, so librdkafka must make the
+    unsecured JWT itself; otherwise it waits for a token forever and never opens a connection."""
+    with socket.create_server(("127.0.0.1", 0)) as broker:
+        broker.settimeout(10)
+        settings = load_settings(
+            None,
+            **_kafka(
+                bootstrap_servers=f"127.0.0.1:{broker.getsockname()[1]}",
+                security_protocol="SASL_PLAINTEXT",
+                sasl={"mechanism": "OAUTHBEARER", "oauthbearer_config": "principal=distilld"},
+            ),
+        )
+        producer = Producer({**producer_config(settings), "log_level": 0})
+        producer.poll(0)
+        broker.accept()[0].close()  # socket.timeout (TimeoutError) when no client connects
+        producer.flush(0)
+
+
+def test_registry_tls_files_the_client_cannot_load_are_configuration_errors(tmp_path: Path) -> None:
+    """Not a traceback, nor (an SSLError being an OSError) 'cannot serve metrics' at start-up."""
+    pki = make_pki(tmp_path / "pki")
+    good = {"ssl_ca_location": str(pki.ca), "ssl_certificate_location": str(pki.client_cert)}
+    good["ssl_key_location"] = str(pki.client_key)
+    load_settings(None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": "https://r", **good}})
+    for bad, message in (
+        ({"ssl_key_location": str(pki.client_key)}, r"ssl_key_location needs ssl_certificate_location"),
+        ({"ssl_certificate_location": str(pki.client_cert)}, r"cannot load the certificate and key"),
+        ({**good, "ssl_key_location": str(pki.server_key)}, r"cannot load the certificate and key"),
+        ({"ssl_ca_location": __file__}, r"ssl_ca_location: no CA certificate"),
+    ):
+        with pytest.raises(ConfigError, match=r"format\.schema_registry: .*" + message):
+            load_settings(
+                None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": "https://r", **bad}}
+            )
+
+
+def test_check_config_masks_the_password_of_a_registry_url() -> None:
+    """The registry client takes https://user:password@host as basic auth: a secret in a plain str."""
+    url = f"https://distilld:{PASSWORD}@registry-a:8081,https://distilld:p@{PASSWORD}@registry-b:8081"
+    settings = load_settings(None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": url}})
+    shown = masked(settings)["format"]["schema_registry"]["url"]
+    assert shown == "https://distilld:***@registry-a:8081,https://distilld:***@registry-b:8081"
 
 
 def test_check_config_and_the_daemon_never_print_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,10 @@
 """Writer schemas from a Confluent Schema Registry, by id, cached.
 
-An id the registry does not know (404) is the record's fault: the caller
-dead-letters it. A registry that cannot be reached is nobody's record's
-fault: the lookup is retried with backoff (logged and counted) until it
-answers or the daemon stops (:class:`RegistryUnavailable`).
+An id the registry does not know (404 with a registry's 404xx error code) is
+the record's fault: the caller dead-letters it. A registry that cannot be
+reached, or a bare 404 (an ingress with no registry behind it), is nobody's
+record's fault: the lookup is retried with backoff (logged and counted) until
+it answers or the daemon stops (:class:`RegistryUnavailable`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class SchemaRegistry:
                 found = self.client.get_schema(schema_id)
                 break
             except SchemaRegistryError as e:
-                if e.http_status_code == 404:
+                if e.http_status_code == 404 and e.error_code in range(40400, 40500):  # the registry's own answer
                     self._unknown[schema_id] = str(e)
                     raise UnknownSchema(str(e)) from None
                 reason: Any = e
