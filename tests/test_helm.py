@@ -25,6 +25,8 @@ from distilld.features import build_graders
 from distilld.processor import DistilledProcessor
 from distilld.settings import Settings
 
+from .tls_tools import make_pki
+
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "distilld"
 HELM = Path(sys.executable).parent / "helm"  # make helm-tools
@@ -139,6 +141,8 @@ def _check_config(docs: tuple[Manifest, ...], tmp_path: Path) -> subprocess.Comp
         local = tmp_path / Path(path).relative_to("/etc/distilld")
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_text("stand-in for a mounted Secret\n")
+        if local.name == "ca.crt":  # the registry's CA is loaded as its client will load it: a real one
+            local.write_bytes(make_pki(tmp_path / "pki").ca.read_bytes())
     config = tmp_path / "distilld.yaml"
     config.write_text(text.replace("/etc/distilld/", f"{tmp_path}/"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLD_")}
