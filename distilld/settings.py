@@ -64,6 +64,12 @@ def _read_secret(path: str | None, what: str) -> SecretStr | None:
         raise ValueError(f"{what}: cannot read {path}: {e.strerror or e}") from None
 
 
+def _one_of(secret: SecretStr | None, name: str) -> None:
+    """A secret given both itself and as ``{name}_file``: which one is meant cannot be told."""
+    if secret is not None:
+        raise ValueError(f"{name} and {name}_file are both set (one from a DISTILLD_ variable?): keep one of them")
+
+
 # librdkafka properties that have a setting of their own, which the state topic's name, the
 # transactional id and the chart's autoscaler are derived from
 _OWNED = {
@@ -133,6 +139,7 @@ class SslSettings(_Section):
         if bool(self.certificate_location) != bool(self.key_location):
             raise ValueError("mutual TLS needs both certificate_location and key_location")
         if self.key_password_file:
+            _one_of(self.key_password, "key_password")
             self.key_password = _read_secret(self.key_password_file, "key_password_file")
         return self
 
@@ -160,6 +167,7 @@ class SaslSettings(_Section):
     @model_validator(mode="after")
     def _credentials(self) -> SaslSettings:
         if self.password_file:
+            _one_of(self.password, "password")
             self.password = _read_secret(self.password_file, "password_file")
         if self.mechanism != "OAUTHBEARER" and not (self.username and self.password):
             raise ValueError(f"{self.mechanism} needs username and password (or password_file)")

@@ -66,6 +66,12 @@ def test_sasl_and_tls_become_librdkafka_settings(tmp_path: Path) -> None:
         ({"security_protocol": "TLS"}, r"kafka\.security_protocol: .*'SASL_SSL'"),
         ({"sasl": {"mechanism": "OAUTHBEARER", "oauthbearer_method": "oidc"}}, r"oidc needs"),
         ({"sasl": {"mechanism": "OAUTHBEARER"}}, r"kafka\.sasl: .*unsecured JWT .*needs oauthbearer_config"),
+        # the file won silently over a password from the environment, which the README says wins
+        ({"sasl": {"username": "u", "password": "p", "password_file": __file__}}, r"password and password_file"),
+        (
+            {"ssl": {"key_password": "p", "key_password_file": __file__}},
+            r"kafka\.ssl: .*key_password and key_password_file are both set",
+        ),
     ],
 )
 def test_security_errors_name_the_field(kafka: dict[str, Any], message: str) -> None:
