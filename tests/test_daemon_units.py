@@ -455,6 +455,31 @@ def test_a_stop_works_to_one_deadline_the_revoke_that_closing_runs_included(daem
     assert daemon.checkpoints.stop_by == deadlines[0]
 
 
+def test_a_stop_ends_by_its_deadline_when_the_group_coordinator_does_not_answer(daemon: Daemon) -> None:
+    """librdkafka's synchronous commit, and the close waiting for it, wait for an unreachable group
+    coordinator as long as session.timeout.ms (45 s by default): the stop overran the pod's grace period."""
+    import time
+
+    from distilld.daemon.partition import Partition
+
+    reducer = daemon._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.add(10, 0)  # processed and acknowledged: a commit is due
+    part.processed = 10
+    daemon.partitions[("t", 0)] = part
+    fake: Any = daemon.consumer
+    fake.commit = lambda **kw: time.sleep(3.0) or []
+    fake.close = lambda: time.sleep(3.0)
+    daemon.state.partitions = 1
+    daemon.checkpoints.consumer = fake
+    daemon.checkpoints.timeout_s = daemon.settings.processing.shutdown_timeout_s = 0.5
+    started = time.monotonic()
+    daemon.shutdown()
+    assert time.monotonic() - started < 1.5, "within shutdown_timeout_s"
+    assert part.progress.committed is None, "not known to be committed"
+    assert daemon.metrics.registry.get_sample_value("distilld_commit_failures_total") == 1
+
+
 def test_a_transaction_commit_works_to_the_deadline_it_is_given() -> None:
     import time
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from distilld.daemon.clients import call_by
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
@@ -156,9 +157,11 @@ class Checkpoints:
         try:
             if asynchronous:
                 self.consumer.commit(offsets=offsets, asynchronous=True)  # results: on_commit
+            elif self.stop_by is not None:
+                results = call_by(self.stop_by, lambda: self.consumer.commit(offsets=offsets, asynchronous=False))
             else:
                 results = self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as e:
+        except (KafkaException, TimeoutError) as e:
             self.metrics.commit_failures.inc()
             log.warning("commit failed (%s); will retry", e)
             return

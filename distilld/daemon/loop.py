@@ -36,7 +36,7 @@ from distilld import __version__
 from distilld.codecs import make_decoder, reason_label
 from distilld.codecs.registry import RegistryUnavailable
 from distilld.daemon.checkpoint import Checkpoints
-from distilld.daemon.clients import TOKEN_ERROR, client_config, consumer_config, producer_config, refused_token
+from distilld.daemon.clients import TOKEN_ERROR, call_by, client_config, consumer_config, producer_config, refused_token
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
 from distilld.daemon.memory import memory_limit, windows_size, windows_warning
@@ -322,8 +322,8 @@ class Daemon:
         self.checkpoints.stop_by = time.monotonic() + self.settings.processing.shutdown_timeout_s
         deadline = self.checkpoints.checkpoint(list(self.partitions))
         try:
-            self.consumer.close()
-        except KafkaException as e:
+            call_by(deadline, self.consumer.close)
+        except (KafkaException, TimeoutError) as e:
             log.warning("closing the consumer: %s", e)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         self.state.close()
