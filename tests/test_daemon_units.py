@@ -480,6 +480,52 @@ def test_a_stop_ends_by_its_deadline_when_the_group_coordinator_does_not_answer(
     assert daemon.metrics.registry.get_sample_value("distilld_commit_failures_total") == 1
 
 
+def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_of_it() -> None:
+    """An abort at a stop rewound the partitions: their state was read back from the state topic (60 s
+    timeout) and their windows re-read, for partitions about to be dropped, past shutdown_timeout_s."""
+    import time
+
+    from confluent_kafka import KafkaError, TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "shutdown_timeout_s": 0.5, "on_error": "skip"},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+    calls: list[str] = []
+
+    class Fake:
+        """Every client call is recorded; the window's start is not known."""
+
+        def __getattr__(self, name: str) -> Any:
+            unknown = [TopicPartition("t", 0, -1)] if name == "offsets_for_times" else []
+            return lambda *args, **kw: calls.append(name) or unknown
+
+    consumer: Any = Fake()
+    consumer.close = lambda: d._on_revoke(consumer, [TopicPartition("t", 0)])  # closing revokes: a checkpoint
+    d.consumer = d.checkpoints.consumer = consumer
+    d.txn.producer = d.output.producer = Fake()  # type: ignore[union-attr]
+    d.state.partitions = 1
+    d.state.read = lambda wanted: calls.append("read state") or time.sleep(3.0) or {}  # type: ignore[method-assign]
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10  # records 5-9 produced in the open transaction
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
+    d.stopping = True
+    started = time.monotonic()
+    d.shutdown()
+    assert time.monotonic() - started < 1.5, "within shutdown_timeout_s"
+    assert "abort_transaction" in calls and "read state" not in calls, calls
+    assert "send_offsets_to_transaction" not in calls, "the aborted work's offsets are not committed"
+
+
 def test_a_transaction_commit_works_to_the_deadline_it_is_given() -> None:
     import time
 

@@ -712,7 +712,8 @@ class Daemon:
         """Every partition back where the last commit left it: those with work in the aborted
         transaction get restored state and fetch from there (they are unassigned and assigned
         again at those offsets: a seek could still let already-fetched records through); the
-        others are there already and keep their state (a rebuild would not move their commit)."""
+        others are there already and keep their state (a rebuild would not move their commit).
+        Stopping, those with work in it are dropped instead: their state would not be used."""
         rewound = {key: p for key, p in self.partitions.items() if p.uncommitted()}
         if not rewound:
             return
@@ -721,6 +722,8 @@ class Daemon:
         known = {key: -1 if p.progress.committed is None else p.progress.committed for key, p in rewound.items()}
         for key in rewound:
             del self.partitions[key]
+        if self.stopping:
+            return  # dropped, not rebuilt: reading their state back could take past the stop's deadline
         try:
             self.consumer.incremental_unassign(assigned)
             starts = self._restore(assigned, known)
