@@ -526,6 +526,48 @@ def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_o
     assert "send_offsets_to_transaction" not in calls, "the aborted work's offsets are not committed"
 
 
+def test_a_periodic_checkpoint_gives_a_transaction_the_whole_timeout() -> None:
+    """exactly_once: a periodic snapshot's checkpoint gave its transaction the 1 s a periodic checkpoint
+    waits for outputs; a transaction cannot be committed in part, so a broker taking longer to
+    acknowledge it made the commit fail with a retriable timeout, and the daemon exit 1."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from distilld.daemon.loop import PERIODIC_WAIT_S
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip"},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+
+    class Slow:
+        """A broker that needs twice the periodic wait to commit a transaction."""
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def commit_transaction(self, timeout: float) -> None:
+            if timeout < 2 * PERIODIC_WAIT_S:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "flush timed out", retriable=True))
+
+    d.consumer = d.checkpoints.consumer = Slow()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Slow()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.state.partitions = 1
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.checkpoint(list(d.partitions), wait_s=PERIODIC_WAIT_S)
+    assert d.failure is None and not d.stopping
+    assert part.progress.committed == 10 and part.snapshot_at == 10
+
+
 def test_a_transaction_commit_works_to_the_deadline_it_is_given() -> None:
     import time
 

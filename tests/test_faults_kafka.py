@@ -294,3 +294,28 @@ def test_a_stop_with_the_group_coordinator_cut_off_ends_within_shutdown_timeout(
     print(f"stopped with the brokers cut off in {took:.1f}s (exit {code})")
     assert took < 5 + 2, f"within shutdown_timeout_s: {took:.1f}s"
     assert code == 0, d.log()
+
+
+def test_exactly_once_outputs_slow_to_be_acknowledged_at_a_snapshot_do_not_stop_the_daemon(
+    proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """A periodic snapshot's transaction had 1 s to be committed: outputs the brokers took longer
+    to acknowledge made the commit time out (a retriable error) and the daemon exit 1."""
+    bootstrap, proxy = proxied
+    topic, group, base, d = _start(
+        bootstrap, tmp_path, daemons, "eosslow", guarantee="exactly_once", commit_interval_ms=600_000
+    )
+    assert d.proc is not None
+    _wait("ready", lambda: _status(base + "/readyz") == 200, 60)
+    values = [orjson.dumps(r) for r in people_records(3000, seed=6)]
+    keys = [b"user-%d" % (i % KEYS) for i in range(len(values))]
+    proxy.refuse_produce("distilld")  # the daemon's outputs wait; its consumer, and the test's producer, go on
+    try:
+        sent = produce(bootstrap, topic, values, keys)
+        time.sleep(6)  # past two snapshot intervals
+    finally:
+        proxy.refuse_produce(None)
+    assert d.proc.poll() is None, d.log()[-3000:]
+    got = wait_committed(bootstrap, group, topic, end_offsets(sent), PARTITIONS, d, limit_s=120)
+    assert got == end_offsets(sent)
+    assert d.stop() == 0, d.log()

@@ -68,11 +68,13 @@ class Checkpoints:
         """Commit and snapshot ``keys``, waiting for outputs at most ``wait_s`` (default: the
         shutdown deadline, for revokes and stops); returns the deadline it worked to. A periodic
         checkpoint waits briefly: with the brokers away the loop must keep turning (readiness,
-        health), and what is not acknowledged yet is committed at a later checkpoint."""
-        deadline = self._deadline(wait_s)
+        health), and what is not acknowledged yet is committed at a later checkpoint. Not so a
+        transaction, committed whole or not at all: it gets the whole timeout, as at every commit."""
         if self.txn is not None:
+            deadline = self._deadline(None)
             self._commit_transaction(keys, deadline)
             return deadline
+        deadline = self._deadline(wait_s)
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
         self._commit_partitions(keys, asynchronous=False)
