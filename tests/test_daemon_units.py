@@ -67,6 +67,9 @@ class FakeConsumer:
     def resume(self, partitions: list[Any]) -> None:
         self.resumed.append(list(partitions))
 
+    def incremental_unassign(self, partitions: list[Any]) -> None:
+        pass
+
 
 @pytest.fixture
 def daemon() -> Daemon:
@@ -566,6 +569,71 @@ def test_a_periodic_checkpoint_gives_a_transaction_the_whole_timeout() -> None:
     d.checkpoints.checkpoint(list(d.partitions), wait_s=PERIODIC_WAIT_S)
     assert d.failure is None and not d.stopping
     assert part.progress.committed == 10 and part.snapshot_at == 10
+
+
+def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -> None:
+    """The rewind after an abort in a revoke unassigns and assigns partitions; the client then no longer
+    unassigns the revoked ones after the callback (it does only when the callback did not): they stayed
+    assigned, fetched by two members, and their next assignment here was refused as a conflict."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip"},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+
+    class Member:
+        """A cooperative member's assignment, and the client's own unassign after the revoke callback."""
+
+        def __init__(self) -> None:
+            self.assigned = {("t", 0), ("t", 1)}
+            self.changed = False
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            self.changed = True
+            self.assigned -= {(p.topic, p.partition) for p in parts}
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            self.changed = True
+            self.assigned |= {(p.topic, p.partition) for p in parts}
+
+        def offsets_for_times(self, parts: Any, timeout: float = 0.0) -> list[TopicPartition]:
+            return [TopicPartition("t", 0, -1)]
+
+        def consumer_group_metadata(self) -> None:
+            return None
+
+        def revoke(self, parts: list[TopicPartition]) -> None:
+            self.changed = False
+            d._on_revoke(self, parts)  # type: ignore[arg-type]
+            if not self.changed:
+                self.incremental_unassign(parts)
+
+    class Producer:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+    member = Member()
+    d.consumer = d.checkpoints.consumer = member  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Producer()  # type: ignore[union-attr]
+    d.state.partitions = 1
+    d.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    for p in (0, 1):
+        reducer = d._new_reducer()
+        part = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
+        part.progress.committed, part.processed = 5, 10  # work in the open transaction
+        d.partitions[("t", p)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
+    member.revoke([TopicPartition("t", 0)])
+    assert member.assigned == {("t", 1)}, "the revoked partition is no longer assigned here"
+    assert list(d.partitions) == [("t", 1)] and d.partitions[("t", 1)].processed == 5, "the other one rewound"
 
 
 def test_a_transaction_commit_works_to_the_deadline_it_is_given() -> None:

@@ -449,10 +449,12 @@ class Daemon:
         if not partitions:
             return
         self.checkpoints.checkpoint([(tp.topic, tp.partition) for tp in partitions])
+        consumer.incremental_unassign(partitions)  # the client does not, once an abort's rewind (re)assigned any
         self._drop(partitions)
         log.info("revoked %s", _names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.incremental_unassign(partitions)  # as in a revoke: the abort below may rewind the others
         self._drop(partitions)
         self.joined = False  # out of the group until the next assignment
         log.warning("lost %s (another member may own them now; not committed)", _names(partitions))
