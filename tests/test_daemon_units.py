@@ -67,6 +67,9 @@ class FakeConsumer:
     def resume(self, partitions: list[Any]) -> None:
         self.resumed.append(list(partitions))
 
+    def incremental_unassign(self, partitions: list[Any]) -> None:
+        pass
+
 
 @pytest.fixture
 def daemon() -> Daemon:
@@ -453,6 +456,184 @@ def test_a_stop_works_to_one_deadline_the_revoke_that_closing_runs_included(daem
     assert len(deadlines) == 2, "the stop's checkpoint and the revoke's"
     assert deadlines[1] == deadlines[0], "the revoke works to the stop's deadline, not a new one"
     assert daemon.checkpoints.stop_by == deadlines[0]
+
+
+def test_a_stop_ends_by_its_deadline_when_the_group_coordinator_does_not_answer(daemon: Daemon) -> None:
+    """librdkafka's synchronous commit, and the close waiting for it, wait for an unreachable group
+    coordinator as long as session.timeout.ms (45 s by default): the stop overran the pod's grace period."""
+    import time
+
+    from distilld.daemon.partition import Partition
+
+    reducer = daemon._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.add(10, 0)  # processed and acknowledged: a commit is due
+    part.processed = 10
+    daemon.partitions[("t", 0)] = part
+    fake: Any = daemon.consumer
+    fake.commit = lambda **kw: time.sleep(3.0) or []
+    fake.close = lambda: time.sleep(3.0)
+    daemon.state.partitions = 1
+    daemon.checkpoints.consumer = fake
+    daemon.checkpoints.timeout_s = daemon.settings.processing.shutdown_timeout_s = 0.5
+    started = time.monotonic()
+    daemon.shutdown()
+    assert time.monotonic() - started < 1.5, "within shutdown_timeout_s"
+    assert part.progress.committed is None, "not known to be committed"
+    assert daemon.metrics.registry.get_sample_value("distilld_commit_failures_total") == 1
+
+
+def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_of_it() -> None:
+    """An abort at a stop rewound the partitions: their state was read back from the state topic (60 s
+    timeout) and their windows re-read, for partitions about to be dropped, past shutdown_timeout_s."""
+    import time
+
+    from confluent_kafka import KafkaError, TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "shutdown_timeout_s": 0.5, "on_error": "skip"},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+    calls: list[str] = []
+
+    class Fake:
+        """Every client call is recorded; the window's start is not known."""
+
+        def __getattr__(self, name: str) -> Any:
+            unknown = [TopicPartition("t", 0, -1)] if name == "offsets_for_times" else []
+            return lambda *args, **kw: calls.append(name) or unknown
+
+    consumer: Any = Fake()
+    consumer.close = lambda: d._on_revoke(consumer, [TopicPartition("t", 0)])  # closing revokes: a checkpoint
+    d.consumer = d.checkpoints.consumer = consumer
+    d.txn.producer = d.output.producer = Fake()  # type: ignore[union-attr]
+    d.state.partitions = 1
+    d.state.read = lambda wanted: calls.append("read state") or time.sleep(3.0) or {}  # type: ignore[method-assign]
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10  # records 5-9 produced in the open transaction
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
+    d.stopping = True
+    started = time.monotonic()
+    d.shutdown()
+    assert time.monotonic() - started < 1.5, "within shutdown_timeout_s"
+    assert "abort_transaction" in calls and "read state" not in calls, calls
+    assert "send_offsets_to_transaction" not in calls, "the aborted work's offsets are not committed"
+
+
+def test_a_periodic_checkpoint_gives_a_transaction_the_whole_timeout() -> None:
+    """exactly_once: a periodic snapshot's checkpoint gave its transaction the 1 s a periodic checkpoint
+    waits for outputs; a transaction cannot be committed in part, so a broker taking longer to
+    acknowledge it made the commit fail with a retriable timeout, and the daemon exit 1."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from distilld.daemon.loop import PERIODIC_WAIT_S
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip"},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+
+    class Slow:
+        """A broker that needs twice the periodic wait to commit a transaction."""
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def commit_transaction(self, timeout: float) -> None:
+            if timeout < 2 * PERIODIC_WAIT_S:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "flush timed out", retriable=True))
+
+    d.consumer = d.checkpoints.consumer = Slow()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Slow()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.state.partitions = 1
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.checkpoint(list(d.partitions), wait_s=PERIODIC_WAIT_S)
+    assert d.failure is None and not d.stopping
+    assert part.progress.committed == 10 and part.snapshot_at == 10
+
+
+def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -> None:
+    """The rewind after an abort in a revoke unassigns and assigns partitions; the client then no longer
+    unassigns the revoked ones after the callback (it does only when the callback did not): they stayed
+    assigned, fetched by two members, and their next assignment here was refused as a conflict."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip"},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+
+    class Member:
+        """A cooperative member's assignment, and the client's own unassign after the revoke callback."""
+
+        def __init__(self) -> None:
+            self.assigned = {("t", 0), ("t", 1)}
+            self.changed = False
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            self.changed = True
+            self.assigned -= {(p.topic, p.partition) for p in parts}
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            self.changed = True
+            self.assigned |= {(p.topic, p.partition) for p in parts}
+
+        def offsets_for_times(self, parts: Any, timeout: float = 0.0) -> list[TopicPartition]:
+            return [TopicPartition("t", 0, -1)]
+
+        def consumer_group_metadata(self) -> None:
+            return None
+
+        def revoke(self, parts: list[TopicPartition]) -> None:
+            self.changed = False
+            d._on_revoke(self, parts)  # type: ignore[arg-type]
+            if not self.changed:
+                self.incremental_unassign(parts)
+
+    class Producer:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+    member = Member()
+    d.consumer = d.checkpoints.consumer = member  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Producer()  # type: ignore[union-attr]
+    d.state.partitions = 1
+    d.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    for p in (0, 1):
+        reducer = d._new_reducer()
+        part = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
+        part.progress.committed, part.processed = 5, 10  # work in the open transaction
+        d.partitions[("t", p)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
+    member.revoke([TopicPartition("t", 0)])
+    assert member.assigned == {("t", 1)}, "the revoked partition is no longer assigned here"
+    assert list(d.partitions) == [("t", 1)] and d.partitions[("t", 1)].processed == 5, "the other one rewound"
 
 
 def test_a_transaction_commit_works_to_the_deadline_it_is_given() -> None:

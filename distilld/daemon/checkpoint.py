@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from distilld.daemon.clients import call_by
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
@@ -67,11 +68,13 @@ class Checkpoints:
         """Commit and snapshot ``keys``, waiting for outputs at most ``wait_s`` (default: the
         shutdown deadline, for revokes and stops); returns the deadline it worked to. A periodic
         checkpoint waits briefly: with the brokers away the loop must keep turning (readiness,
-        health), and what is not acknowledged yet is committed at a later checkpoint."""
-        deadline = self._deadline(wait_s)
+        health), and what is not acknowledged yet is committed at a later checkpoint. Not so a
+        transaction, committed whole or not at all: it gets the whole timeout, as at every commit."""
         if self.txn is not None:
+            deadline = self._deadline(None)
             self._commit_transaction(keys, deadline)
             return deadline
+        deadline = self._deadline(wait_s)
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
         self._commit_partitions(keys, asynchronous=False)
@@ -156,9 +159,11 @@ class Checkpoints:
         try:
             if asynchronous:
                 self.consumer.commit(offsets=offsets, asynchronous=True)  # results: on_commit
+            elif self.stop_by is not None:
+                results = call_by(self.stop_by, lambda: self.consumer.commit(offsets=offsets, asynchronous=False))
             else:
                 results = self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as e:
+        except (KafkaException, TimeoutError) as e:
             self.metrics.commit_failures.inc()
             log.warning("commit failed (%s); will retry", e)
             return

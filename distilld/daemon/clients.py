@@ -11,7 +11,10 @@ import logging
 import os
 import re
 import socket
-from typing import Any
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from distilld import __version__
 from distilld.daemon.repeats import RepeatFilter
@@ -22,12 +25,14 @@ __all__ = [
     "KAFKA_LOG",
     "METADATA_REFRESH_MS",
     "RepeatFilter",
+    "call_by",
     "client_config",
     "consumer_config",
     "producer_config",
     "refused_token",
 ]
 
+T = TypeVar("T")
 TOKEN_ERROR = "OAUTHBEARER token"  # librdkafka: "Failed to acquire SASL OAUTHBEARER token: <the provider's answer>"
 # OAuth 2.0 error codes (RFC 6749 §5.2, and Auth0's access_denied) that refuse the request itself:
 # the client, its secret, grant, scope or audience; no retry fixes them
@@ -127,3 +132,27 @@ def refused_token(error: str) -> str | None:
         return None  # bodies glued together: answers librdkafka retried
     code = body.get("error") if isinstance(body, dict) else None
     return code if isinstance(code, str) and code in TOKEN_REFUSALS else None
+
+
+def call_by(deadline: float, call: Callable[[], T]) -> T:
+    """``call()``, waited for until ``deadline`` (monotonic) at most: TimeoutError past it, the call
+    left to finish in the background. For the client calls without a timeout of their own that wait
+    for an unreachable group coordinator as long as session.timeout.ms (45 s by default): a
+    synchronous commit, and the consumer's close, which waits for any commit still pending."""
+    outcome: list[tuple[T | None, BaseException | None]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((call(), None))
+        except BaseException as e:
+            outcome.append((None, e))
+
+    worker = threading.Thread(target=run, name="distilld-call", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if not outcome:
+        raise TimeoutError("the brokers did not answer before the stop's deadline")
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    return result  # type: ignore[return-value]

@@ -36,7 +36,7 @@ from distilld import __version__
 from distilld.codecs import make_decoder, reason_label
 from distilld.codecs.registry import RegistryUnavailable
 from distilld.daemon.checkpoint import Checkpoints
-from distilld.daemon.clients import TOKEN_ERROR, client_config, consumer_config, producer_config, refused_token
+from distilld.daemon.clients import TOKEN_ERROR, call_by, client_config, consumer_config, producer_config, refused_token
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
 from distilld.daemon.memory import memory_limit, windows_size, windows_warning
@@ -322,8 +322,8 @@ class Daemon:
         self.checkpoints.stop_by = time.monotonic() + self.settings.processing.shutdown_timeout_s
         deadline = self.checkpoints.checkpoint(list(self.partitions))
         try:
-            self.consumer.close()
-        except KafkaException as e:
+            call_by(deadline, self.consumer.close)
+        except (KafkaException, TimeoutError) as e:
             log.warning("closing the consumer: %s", e)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         self.state.close()
@@ -449,10 +449,12 @@ class Daemon:
         if not partitions:
             return
         self.checkpoints.checkpoint([(tp.topic, tp.partition) for tp in partitions])
+        consumer.incremental_unassign(partitions)  # the client does not, once an abort's rewind (re)assigned any
         self._drop(partitions)
         log.info("revoked %s", _names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.incremental_unassign(partitions)  # as in a revoke: the abort below may rewind the others
         self._drop(partitions)
         self.joined = False  # out of the group until the next assignment
         log.warning("lost %s (another member may own them now; not committed)", _names(partitions))
@@ -712,7 +714,8 @@ class Daemon:
         """Every partition back where the last commit left it: those with work in the aborted
         transaction get restored state and fetch from there (they are unassigned and assigned
         again at those offsets: a seek could still let already-fetched records through); the
-        others are there already and keep their state (a rebuild would not move their commit)."""
+        others are there already and keep their state (a rebuild would not move their commit).
+        Stopping, those with work in it are dropped instead: their state would not be used."""
         rewound = {key: p for key, p in self.partitions.items() if p.uncommitted()}
         if not rewound:
             return
@@ -721,6 +724,8 @@ class Daemon:
         known = {key: -1 if p.progress.committed is None else p.progress.committed for key, p in rewound.items()}
         for key in rewound:
             del self.partitions[key]
+        if self.stopping:
+            return  # dropped, not rebuilt: reading their state back could take past the stop's deadline
         try:
             self.consumer.incremental_unassign(assigned)
             starts = self._restore(assigned, known)
