@@ -945,6 +945,8 @@ def test_a_replica_left_without_partitions_is_ready_once_its_group_assigns(daemo
     daemon.consumer.incremental_assign = lambda starts: None  # type: ignore[attr-defined]
     daemon._on_assign(daemon.consumer, [])  # type: ignore[arg-type]
     assert daemon.readiness()[0], daemon.readiness()
+    # nothing changed here: not an assignment change (every member is called at each cooperative rebalance)
+    assert daemon.metrics.registry.get_sample_value("distilld_rebalances_total", {"kind": "assign"}) == 0
 
 
 def test_records_re_read_to_rebuild_a_window_are_not_counted_missing_again() -> None:

@@ -201,7 +201,9 @@ class Daemon:
         tune_gc()
         if self.endpoints is not None:
             self.endpoints.start()
-            log.info("metrics and health on http://%s:%d/metrics", self.settings.metrics.host, self.endpoints.port)
+            host = self.settings.metrics.host
+            shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
+            log.info("metrics and health on http://%s:%d/metrics", shown, self.endpoints.port)
         kafka = self.settings.kafka
         log.info(
             "distilld %s: %s → %s (group %s, rate %g, window %gs)",
@@ -356,7 +358,8 @@ class Daemon:
             return
         self.joined = True
         self.missing_topics.clear()  # a topic still missing is reported again by the next fetch
-        self.metrics.rebalances.labels("assign").inc()
+        if partitions:  # a cooperative rebalance calls every member, most of them with nothing new
+            self.metrics.rebalances.labels("assign").inc()
         self.metrics.assigned.set(len(self.partitions))
         # assign here (not after the callback) so that a pause applies to the new partitions too
         consumer.incremental_assign(starts)
