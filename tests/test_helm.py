@@ -36,6 +36,7 @@ KUBERNETES_VERSION = "1.32.0"
 CRD_KINDS = {
     "ServiceMonitor": "monitoring.coreos.com/v1",
     "PodMonitor": "monitoring.coreos.com/v1",
+    "PrometheusRule": "monitoring.coreos.com/v1",
     "ScaledObject": "keda.sh/v1alpha1",
 }
 FAKE_PASSWORD = "FAKE-sasl-pw-d1st1lld"
@@ -534,6 +535,22 @@ def test_dashboard_copy_is_identical_and_labelled() -> None:
     assert dashboard["metadata"]["namespace"] == "monitoring"
     assert json.loads(dashboard["data"]["distilld.json"]) == json.loads(copy)
     assert not [d for d in render() if d["metadata"]["name"] == "rel-distilld-dashboard"]
+
+
+def test_prometheus_rule_is_the_repositorys_alerts() -> None:
+    """The alerts for Prometheus Operator users, who load rules from PrometheusRule objects only."""
+    copy = (CHART / "alerts" / "alerts.yml").read_bytes()
+    assert copy == (ROOT / "config" / "prometheus" / "alerts.yml").read_bytes(), (
+        "helm/distilld/alerts/alerts.yml must be a copy of config/prometheus/alerts.yml"
+    )
+    (rule,) = of_kind(
+        render("defaults", "prometheusRule.enabled=true", "prometheusRule.labels.release=kps"), "PrometheusRule"
+    )
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"] == yaml.safe_load(copy)
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"DistilldDown", "DistilldNoProgress"} <= alerts, alerts
+    assert not of_kind(render(), "PrometheusRule")
 
 
 def test_sidecar_renders_config_maps_only() -> None:
