@@ -398,6 +398,43 @@ def test_commits_refused_by_a_rebalance_are_not_counted_as_failures() -> None:
     assert not _rebalancing(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE))
 
 
+def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint() -> None:
+    """at_least_once: an offset whose commit is refused (synchronously, or in the asynchronous commit's
+    callback) is not taken as committed: the next checkpoint commits it again, also when the partition
+    has read nothing since, and no snapshot is written for state beyond the group's commit. An offset
+    committed already is not committed again."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError, TopicPartition
+
+    from distilld.daemon.checkpoint import Checkpoints
+    from distilld.daemon.partition import Partition
+
+    asked: list[list[tuple[str, int, int]]] = []
+    answers = [KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE), None, None]
+
+    def commit(offsets: list[TopicPartition], asynchronous: bool) -> list[Any]:
+        asked.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
+        return [SimpleNamespace(topic=tp.topic, partition=tp.partition, error=answers.pop(0)) for tp in offsets]
+
+    progress = PartitionProgress("t", 0)
+    progress.add(10, 0)
+    part = Partition(progress, None, None, processed=10)  # type: ignore[arg-type]  # no reducer: nothing to snapshot
+    checkpoints = Checkpoints(
+        {("t", 0): part}, SimpleNamespace(commit=commit), None, None, None, DaemonMetrics(["f"]),  # type: ignore[arg-type]
+        1.0, lambda: None, lambda reason: None,
+    )  # fmt: skip
+    checkpoints.commit(asynchronous=False)
+    assert asked == [[("t", 0, 10)]] and progress.committed is None and not part.snapshot_due()
+    checkpoints.commit(asynchronous=False)
+    assert asked[-1] == [("t", 0, 10)] and progress.committed == 10
+    checkpoints.commit(asynchronous=False)
+    assert len(asked) == 2, "committed already: nothing to commit"
+
+    checkpoints.on_commit(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE), [TopicPartition("t", 0, 10)])
+    assert progress.committed is None and progress.due() == 10
+
+
 def test_records_re_read_to_rebuild_a_window_keep_their_first_arrival_time() -> None:
     """Processing time: a record re-read after a hand-over arrived when Kafka stamped it, not now; stamped
     now, a rebuilt window held it up to a whole window too long (the hand-over review measured it)."""
