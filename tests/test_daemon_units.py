@@ -435,6 +435,49 @@ def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint()
     assert progress.committed is None and progress.due() == 10
 
 
+def test_dead_letters_name_their_source_and_hold_the_commit_until_acknowledged() -> None:
+    """on_error: dlq: an undecodable record goes to the DLQ topic as it came (value, key, headers) plus
+    where it came from and why; its offset is committed only once the DLQ has it, like any output."""
+    from confluent_kafka import Message
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+               "dlq_topic": "d"},
+        features=[{"name": "a", "type": "numeric"}],
+        reducer={"rate": 1.0},
+        processing={"on_error": "dlq"},
+        metrics={"port": 0},
+    )  # fmt: skip
+    d = Daemon(s)
+    producer = FakeProducer()
+    d.output.producer = producer  # type: ignore[assignment]
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 3), reducer, reducer.missing_counts.copy())
+    values = [b'{"a": 1}', b"{", b'{"a": 2}', b"[1]"]
+    msgs = [
+        Message(topic="t", partition=3, offset=40 + i, key=b"k%d" % (40 + i), value=v,
+                headers=[("trace", b"t%d" % (40 + i))], timestamp=(1, 1_700_000_000_040 + i))
+        for i, v in enumerate(values)
+    ]  # fmt: skip
+    d._process_partition(("t", 3), part, msgs)
+    dead = [c for c in producer.calls if c["topic"] == "d"]
+    assert [(c["value"], c["key"]) for c in dead] == [(b"{", b"k41"), (b"[1]", b"k43")]
+    headers = dict(dead[0]["headers"])
+    assert headers["trace"] == b"t41" and headers["distilld-error"].startswith(b"not JSON")
+    assert (headers["distilld-source-topic"], headers["distilld-source-partition"]) == (b"t", b"3")
+    assert headers["distilld-source-offset"] == b"41" and dead[0]["timestamp"] == 1_700_000_000_041
+    assert sorted(c["value"] for c in producer.calls if c["topic"] == "o") == [values[0], values[2]]
+    for call in producer.calls:
+        if call is not dead[-1]:
+            call["on_delivery"](None, None)
+    assert part.progress.committable is None, "a dead letter not yet acknowledged holds the commit"
+    dead[-1]["on_delivery"](None, None)
+    assert part.progress.committable == 44
+
+
 def test_records_re_read_to_rebuild_a_window_keep_their_first_arrival_time() -> None:
     """Processing time: a record re-read after a hand-over arrived when Kafka stamped it, not now; stamped
     now, a rebuilt window held it up to a whole window too long (the hand-over review measured it)."""
