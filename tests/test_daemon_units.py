@@ -437,7 +437,8 @@ def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint()
 
 def test_dead_letters_name_their_source_and_hold_the_commit_until_acknowledged() -> None:
     """on_error: dlq: an undecodable record goes to the DLQ topic as it came (value, key, headers) plus
-    where it came from and why; its offset is committed only once the DLQ has it, like any output."""
+    where it came from and why; its offset is committed only once the DLQ has it, like any output.
+    The forwarded records keep their headers and carry their weight."""
     from confluent_kafka import Message
 
     from distilld.daemon.partition import Partition
@@ -469,7 +470,9 @@ def test_dead_letters_name_their_source_and_hold_the_commit_until_acknowledged()
     assert headers["trace"] == b"t41" and headers["distilld-error"].startswith(b"not JSON")
     assert (headers["distilld-source-topic"], headers["distilld-source-partition"]) == (b"t", b"3")
     assert headers["distilld-source-offset"] == b"41" and dead[0]["timestamp"] == 1_700_000_000_041
-    assert sorted(c["value"] for c in producer.calls if c["topic"] == "o") == [values[0], values[2]]
+    forwarded = [c for c in producer.calls if c["topic"] == "o"]
+    assert [c["value"] for c in forwarded] == [values[0], values[2]]
+    assert forwarded[0]["headers"] == [("trace", b"t40"), ("distilld-weight", b"1")], "rate 1: each stands for 1"
     for call in producer.calls:
         if call is not dead[-1]:
             call["on_delivery"](None, None)
