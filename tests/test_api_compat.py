@@ -103,6 +103,18 @@ def test_output_drift_is_the_shares_of_every_keys_records_together() -> None:
     assert drift["output"] < 0.01 < drift["mean"], drift
 
 
+def test_keys_that_have_sent_nothing_are_left_out_of_the_drift() -> None:
+    """A key that has sent nothing yet has no sent shares to compare: it counts in neither the mean
+    (which would dilute it toward 0) nor the max, and an output with nothing sent drifts 0, not NaN."""
+    proc = DistilledProcessor({"v": NumericGrader("v", lambda r: r["v"])}, 3600, 0.1, 1000, key_func=lambda r: r["k"])
+    proc.process_batch([{"k": "quiet", "v": float(i)} for i in range(5)])  # 0.5 records due: none sent
+    assert proc.get_current_stats()["drift"]["v"] == {"mean": 0.0, "max": 0.0, "output": 0.0}
+    proc.process_batch([{"k": "busy", "v": float(i * i % 97)} for i in range(95)])  # 10 due: 9.5 + the pool's 0.5
+    assert proc.window_records() == (100, 10) and proc.keys_held == 2
+    drift = proc.get_current_stats()["drift"]["v"]
+    assert drift["mean"] == drift["max"] > 0  # the busy key's own drift alone
+
+
 def test_seed_usage_example_runs_and_keeps_proportions() -> None:
     processor = DistilledProcessor(
         grading_functions={
@@ -162,6 +174,40 @@ def test_numeric_proportions_carry_the_seeds_average() -> None:
     assert processor.get_current_stats()["current_proportions"]["v"]["average"] == 7.0
     processor.reset()
     assert processor.get_current_stats()["current_proportions"] == {}
+
+
+def test_the_average_forgets_values_older_than_the_window() -> None:
+    """The average is over the window's panes: a batch the window has passed leaves it, also when no
+    later batch has fallen in its pane slot to overwrite it (12 panes of 300 s: slots 3, 9, 4)."""
+    clock = [1000.0]
+    processor = DistilledProcessor({"v": NumericGrader("v", lambda r: r["v"])}, 3600, 0.5, clock=lambda: clock[0])
+
+    def average_after(value: float) -> float:
+        processor.process_batch([{"v": value}] * 10)
+        average: float = processor.get_current_stats()["current_proportions"]["v"]["average"]
+        return average
+
+    assert average_after(1.0) == 1.0
+    clock[0] += 1800
+    assert average_after(3.0) == 2.0
+    clock[0] += 2000  # the first batch is 3800 s old, the second 2000 s
+    assert average_after(5.0) == 4.0
+
+
+def test_late_records_forwarded_stay_out_of_the_sent_average() -> None:
+    """A record too late for the window may be forwarded, but the sent average, like the sent counts,
+    holds only the window's records."""
+    processor = DistilledProcessor(
+        {"v": NumericGrader("v", lambda r: r["v"])}, 600, 0.5, 1000, timestamp_func=lambda r: r["t"],
+        clock=lambda: 10_000.0,
+    )  # fmt: skip
+    live = [{"t": 10_000.0, "v": float(i % 5)} for i in range(100)]
+    late = [{"t": 1_000.0, "v": 1000.0} for _ in range(100)]
+    sent = processor.process_batch([r for pair in zip(live, late, strict=True) for r in pair])
+    assert any(p.data["t"] == 1_000.0 for p in sent)
+    sent_live = [p.data["v"] for p in sent if p.data["t"] == 10_000.0]
+    average = processor.get_current_stats()["sent_proportions"]["v"]["average"]
+    assert average == pytest.approx(sum(sent_live) / len(sent_live))
 
 
 def test_vector_values_are_the_seeds_types_and_leave_missing_values_out() -> None:

@@ -398,6 +398,89 @@ def test_commits_refused_by_a_rebalance_are_not_counted_as_failures() -> None:
     assert not _rebalancing(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE))
 
 
+def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint() -> None:
+    """at_least_once: an offset whose commit is refused (synchronously, or in the asynchronous commit's
+    callback) is not taken as committed: the next checkpoint commits it again, also when the partition
+    has read nothing since, and no snapshot is written for state beyond the group's commit. An offset
+    committed already is not committed again."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError, TopicPartition
+
+    from distilld.daemon.checkpoint import Checkpoints
+    from distilld.daemon.partition import Partition
+
+    asked: list[list[tuple[str, int, int]]] = []
+    answers = [KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE), None, None]
+
+    def commit(offsets: list[TopicPartition], asynchronous: bool) -> list[Any]:
+        asked.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
+        return [SimpleNamespace(topic=tp.topic, partition=tp.partition, error=answers.pop(0)) for tp in offsets]
+
+    progress = PartitionProgress("t", 0)
+    progress.add(10, 0)
+    part = Partition(progress, None, None, processed=10)  # type: ignore[arg-type]  # no reducer: nothing to snapshot
+    checkpoints = Checkpoints(
+        {("t", 0): part}, SimpleNamespace(commit=commit), None, None, None, DaemonMetrics(["f"]),  # type: ignore[arg-type]
+        1.0, lambda: None, lambda reason: None,
+    )  # fmt: skip
+    checkpoints.commit(asynchronous=False)
+    assert asked == [[("t", 0, 10)]] and progress.committed is None and not part.snapshot_due()
+    checkpoints.commit(asynchronous=False)
+    assert asked[-1] == [("t", 0, 10)] and progress.committed == 10
+    checkpoints.commit(asynchronous=False)
+    assert len(asked) == 2, "committed already: nothing to commit"
+
+    checkpoints.on_commit(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE), [TopicPartition("t", 0, 10)])
+    assert progress.committed is None and progress.due() == 10
+
+
+def test_dead_letters_name_their_source_and_hold_the_commit_until_acknowledged() -> None:
+    """on_error: dlq: an undecodable record goes to the DLQ topic as it came (value, key, headers) plus
+    where it came from and why; its offset is committed only once the DLQ has it, like any output.
+    The forwarded records keep their headers and carry their weight."""
+    from confluent_kafka import Message
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+               "dlq_topic": "d"},
+        features=[{"name": "a", "type": "numeric"}],
+        reducer={"rate": 1.0},
+        processing={"on_error": "dlq"},
+        metrics={"port": 0},
+    )  # fmt: skip
+    d = Daemon(s)
+    producer = FakeProducer()
+    d.output.producer = producer  # type: ignore[assignment]
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 3), reducer, reducer.missing_counts.copy())
+    values = [b'{"a": 1}', b"{", b'{"a": 2}', b"[1]"]
+    msgs = [
+        Message(topic="t", partition=3, offset=40 + i, key=b"k%d" % (40 + i), value=v,
+                headers=[("trace", b"t%d" % (40 + i))], timestamp=(1, 1_700_000_000_040 + i))
+        for i, v in enumerate(values)
+    ]  # fmt: skip
+    d._process_partition(("t", 3), part, msgs)
+    dead = [c for c in producer.calls if c["topic"] == "d"]
+    assert [(c["value"], c["key"]) for c in dead] == [(b"{", b"k41"), (b"[1]", b"k43")]
+    headers = dict(dead[0]["headers"])
+    assert headers["trace"] == b"t41" and headers["distilld-error"].startswith(b"not JSON")
+    assert (headers["distilld-source-topic"], headers["distilld-source-partition"]) == (b"t", b"3")
+    assert headers["distilld-source-offset"] == b"41" and dead[0]["timestamp"] == 1_700_000_000_041
+    forwarded = [c for c in producer.calls if c["topic"] == "o"]
+    assert [c["value"] for c in forwarded] == [values[0], values[2]]
+    assert forwarded[0]["headers"] == [("trace", b"t40"), ("distilld-weight", b"1")], "rate 1: each stands for 1"
+    for call in producer.calls:
+        if call is not dead[-1]:
+            call["on_delivery"](None, None)
+    assert part.progress.committable is None, "a dead letter not yet acknowledged holds the commit"
+    dead[-1]["on_delivery"](None, None)
+    assert part.progress.committable == 44
+
+
 def test_records_re_read_to_rebuild_a_window_keep_their_first_arrival_time() -> None:
     """Processing time: a record re-read after a hand-over arrived when Kafka stamped it, not now; stamped
     now, a rebuilt window held it up to a whole window too long (the hand-over review measured it)."""

@@ -72,6 +72,16 @@ def test_open_categorical_keeps_the_top_k_values() -> None:
     assert sorted(enc.labels()[:2]) == ["x", "y"]
 
 
+def test_a_value_that_overtakes_the_top_k_takes_the_code_of_one_that_left_it() -> None:
+    """Once the K codes are given out, a newcomer more frequent than a held value takes that
+    value's code: the top K follow the stream instead of keeping the first K values seen."""
+    enc = OpenCategoricalEncoder(top_k=2, refresh_every=10)
+    enc.encode(["x"] * 30 + ["y"] * 20, _epochs(50), 0)
+    codes = enc.encode(["z"] * 100, _epochs(100), 0)
+    assert sorted(enc.labels()[:2]) == ["x", "z"]
+    assert (codes == enc.labels().index("z")).all()
+
+
 def test_true_and_1_are_counted_as_the_categories_they_are() -> None:
     """True == 1, so they were counted as one value under the first one's label: '1' (10 records)
     took the only place and the 30 True records went to other."""
@@ -114,6 +124,18 @@ def test_whole_numbers_on_an_edge_go_below_it_as_quantile_cuts_put_them() -> Non
     assert np.bincount(codes, minlength=6).tolist() == [200, 200, 200, 200, 200, 0]
     assert (codes == np.searchsorted(np.quantile(values, [0.2, 0.4, 0.6, 0.8]), values)).all()
     assert enc.labels()[0] == "(-inf, 1]" and enc.labels()[4] == "(7, +inf]"
+
+
+def test_with_more_than_64_edges_a_value_on_an_edge_still_goes_below_it() -> None:
+    """Past 64 edges a value's bin is found by binary search instead of by counting the edges
+    below it: the bins must stay (a, b], as np.searchsorted(edges, v, side="left") makes them."""
+    enc = NumericBinner(bins=100, panes=1)
+    values = np.repeat(np.arange(200.0), 50)
+    np.random.default_rng(2).shuffle(values)
+    codes = enc.encode(values.tolist(), np.zeros(len(values), dtype=np.int64), 0)
+    assert len(enc.edges) == 99
+    assert np.isin(values, enc.edges).sum() > 0
+    assert (codes == np.searchsorted(enc.edges, values, side="left")).all()
 
 
 def test_numeric_scores_are_standard_scores_in_the_window() -> None:

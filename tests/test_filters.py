@@ -44,6 +44,9 @@ RECORDS: list[Any] = [
         ({"field": "ua", "regex": "(?i)bot|curl"}, [0, 1, 0, 1, 0]),
         ({"field": "status", "gte": 500}, [1, 0, 0, 1, 0]),  # "404" is a string, not a number
         ({"field": "status", "lt": 300}, [0, 1, 0, 0, 0]),
+        ({"field": "status", "gt": 500}, [1, 0, 0, 0, 0]),  # the bounds: gt and lt are strict,
+        ({"field": "status", "lt": 500}, [0, 1, 0, 0, 0]),
+        ({"field": "status", "lte": 200}, [0, 1, 0, 0, 0]),  # gte and lte take the bound itself
         ({"field": "level", "exists": True}, [1, 1, 1, 0, 0]),
         ({"field": "ua", "exists": False}, [0, 0, 1, 0, 1]),
         ({"all": [{"field": "status", "gte": 500}, {"field": "level", "exists": True}]}, [1, 0, 0, 0, 0]),

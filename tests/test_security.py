@@ -59,12 +59,25 @@ def test_sasl_and_tls_become_librdkafka_settings(tmp_path: Path) -> None:
     ("kafka", "message"),
     [
         ({"security_protocol": "SASL_SSL"}, r"kafka: .*needs a sasl section"),
+        ({"security_protocol": "SASL_PLAINTEXT"}, r"kafka: .*SASL_PLAINTEXT needs a sasl section"),
         ({"security_protocol": "SASL_PLAINTEXT", "sasl": {"mechanism": "PLAIN"}}, r"kafka\.sasl: .*needs username"),
         ({"sasl": {"username": "u", "password_file": "/nope/pw"}}, r"kafka\.sasl\.password_file: .*no such file"),
         ({"ssl": {"certificate_location": __file__}}, r"kafka\.ssl: .*needs both certificate_location and key_loc"),
+        ({"ssl": {"key_location": __file__}}, r"kafka\.ssl: .*needs both certificate_location and key_loc"),
         ({"ssl": {"ca_location": "/nope/ca.pem"}}, r"kafka\.ssl\.ca_location: .*no such file"),
         ({"security_protocol": "TLS"}, r"kafka\.security_protocol: .*'SASL_SSL'"),
         ({"sasl": {"mechanism": "OAUTHBEARER", "oauthbearer_method": "oidc"}}, r"oidc needs"),
+        (
+            {
+                "sasl": {
+                    "mechanism": "OAUTHBEARER",
+                    "oauthbearer_method": "oidc",
+                    "oauthbearer_client_id": "distilld",
+                    "oauthbearer_token_endpoint_url": "https://idp.example/token",
+                }
+            },
+            r"kafka\.sasl: .*oidc needs .*_client_secret",
+        ),
         ({"sasl": {"mechanism": "OAUTHBEARER"}}, r"kafka\.sasl: .*unsecured JWT .*needs oauthbearer_config"),
         # the file won silently over a password from the environment, which the README says wins
         ({"sasl": {"username": "u", "password": "p", "password_file": __file__}}, r"password and password_file"),

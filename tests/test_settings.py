@@ -380,6 +380,9 @@ ERRORS: list[tuple[str, Mutation, list[str]]] = [
     ("rate-0", _set("reducer", rate=0), ["reducer.rate", "greater than 0"]),
     ("rate-1.5", _set("reducer", rate=1.5), ["reducer.rate", "less than or equal to 1"]),
     ("window-0", _set("reducer", window_seconds=0), ["reducer.window_seconds", "greater than 0"]),
+    ("panes-0", _set("reducer", panes=0), ["reducer.panes", "greater than or equal to 1"]),
+    ("panes-1001", _set("reducer", panes=1001), ["reducer.panes", "less than or equal to 1000"]),
+    ("max-keys-0", _set("reducer", max_keys=0), ["reducer.max_keys", "greater than or equal to 1"]),
     (
         "topics-and-pattern",
         _set("kafka", input_pattern="ev.*"),
@@ -397,6 +400,11 @@ ERRORS: list[tuple[str, Mutation, list[str]]] = [
         ["kafka", "output_topic 'clicks' is also an input topic"],
     ),
     ("dlq-is-an-input", _set("kafka", dlq_topic="events"), ["kafka", "dlq_topic 'events' is also an input topic"]),
+    (
+        "state-topic-is-an-input",
+        _set("kafka", input_topics=[], input_pattern="^from-file"),
+        ["kafka", "state_topic 'from-file.distilld-state' is also an input topic"],
+    ),
     ("dlq-without-topic", _drop("kafka", "dlq_topic"), ["processing.on_error", "'dlq'", "kafka.dlq_topic", "not set"]),
     (
         "dlq-explicit-without-topic",

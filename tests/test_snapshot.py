@@ -131,6 +131,19 @@ def test_a_snapshot_is_refused_by_every_other_configuration(change: dict[str, An
         load(DistilledProcessor(build_graders(PEOPLE_FEATURES), **{**base, **change}), dump(proc))
 
 
+def test_a_snapshot_does_not_load_under_other_pairs_of_the_same_size() -> None:
+    """Pairs (gender, age) and (gender, income) have as many cells as each other: a snapshot of one
+    would fit the other's arrays and give its pair deficits to the wrong pair; it is refused."""
+    base: dict[str, Any] = {"time_horizon_seconds": 60, "reduction_percentage": 0.1, "batch_size": 250}
+    proc = DistilledProcessor(build_graders(PEOPLE_FEATURES), pairs=[("gender", "age")], **base)
+    proc.process_batch(people_records(300, 1))
+    other = DistilledProcessor(build_graders(PEOPLE_FEATURES), pairs=[("gender", "income")], **base)
+    assert other._windows.n_cells == proc._windows.n_cells
+    with pytest.raises(SnapshotMismatch, match="another configuration: groups"):
+        load(other, dump(proc))
+    assert other.keys_held == 0
+
+
 @pytest.mark.parametrize("change", [{"segment_picks": 4}, {"pair_weight": 2.0}, {"global_weight": 3.0}])
 def test_a_snapshot_loads_under_other_picking_settings(change: dict[str, Any]) -> None:
     """How records are picked is not in the fingerprint: the counts mean the same, so a new default
