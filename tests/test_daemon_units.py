@@ -612,6 +612,18 @@ def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_o
     assert "send_offsets_to_transaction" not in calls, "the aborted work's offsets are not committed"
 
 
+def _exactly_once_daemon() -> Daemon:
+    """A daemon with exactly_once, not started: its clients are the test's to replace."""
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip"},
+        metrics={"port": 0},
+    )
+    return Daemon(s)
+
+
 def test_a_periodic_checkpoint_gives_a_transaction_the_whole_timeout() -> None:
     """exactly_once: a periodic snapshot's checkpoint gave its transaction the 1 s a periodic checkpoint
     waits for outputs; a transaction cannot be committed in part, so a broker taking longer to
@@ -621,14 +633,7 @@ def test_a_periodic_checkpoint_gives_a_transaction_the_whole_timeout() -> None:
     from distilld.daemon.loop import PERIODIC_WAIT_S
     from distilld.daemon.partition import Partition
 
-    s = load_settings(
-        None,
-        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
-        features=[{"name": "a", "type": "numeric"}],
-        processing={"guarantee": "exactly_once", "on_error": "skip"},
-        metrics={"port": 0},
-    )
-    d = Daemon(s)
+    d = _exactly_once_daemon()
 
     class Slow:
         """A broker that needs twice the periodic wait to commit a transaction."""
@@ -662,14 +667,7 @@ def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -
 
     from distilld.daemon.partition import Partition
 
-    s = load_settings(
-        None,
-        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
-        features=[{"name": "a", "type": "numeric"}],
-        processing={"guarantee": "exactly_once", "on_error": "skip"},
-        metrics={"port": 0},
-    )
-    d = Daemon(s)
+    d = _exactly_once_daemon()
 
     class Member:
         """A cooperative member's assignment, and the client's own unassign after the revoke callback."""
