@@ -234,6 +234,13 @@ class DaemonProcess:
             self.proc.wait(10)
 
 
+def fresh_topic(bootstrap: str, name: str) -> tuple[str, str]:
+    """A new input topic of one partition, with its ``.out`` and ``.dlq``, and a new group: (topic, group)."""
+    topic, group = unique(name), unique("g")
+    create_topics(bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    return topic, group
+
+
 def daemon_config(bootstrap: str, topic: str, group: str, **sections: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "kafka": {

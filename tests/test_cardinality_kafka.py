@@ -23,9 +23,8 @@ from distilld.daemon.memory import rss_mb
 from .conftest import PEOPLE_FEATURES, people_records
 from .kafka_tools import (
     DaemonProcess,
-    create_topics,
     daemon_config,
-    unique,
+    fresh_topic,
     value,
     wait_committed,
     wait_metrics,
@@ -84,8 +83,7 @@ class RssSampler(threading.Thread):
 def test_a_million_keys_stay_within_max_keys(
     kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    topic, group = unique("keys"), unique("g")
-    create_topics(kafka_bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    topic, group = fresh_topic(kafka_bootstrap, "keys")
     port = free_port()
     config = daemon_config(
         kafka_bootstrap,

@@ -17,12 +17,11 @@ from distilld.processor import DistilledProcessor
 
 from .kafka_tools import (
     DaemonProcess,
-    create_topics,
     daemon_config,
     end_offsets,
+    fresh_topic,
     produce,
     read_all,
-    unique,
     wait_committed,
 )
 
@@ -87,8 +86,7 @@ def test_extract_reports_the_records_whose_grader_raised(plugin: Path) -> None:
 def test_the_daemon_dead_letters_records_whose_grader_raises(
     kafka_bootstrap: str, tmp_path: Path, plugin: Path, daemons: list[DaemonProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    topic, group = unique("custom"), unique("g")
-    create_topics(kafka_bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    topic, group = fresh_topic(kafka_bootstrap, "custom")
     records = [{"gender": "male" if i % 3 else "female", "age": 20 + i % 50, "i": i} for i in range(2000)]
     for i in (10, 500, 1999):
         del records[i]["age"]

@@ -18,6 +18,7 @@ from .kafka_tools import (
     create_topics,
     daemon_config,
     end_offsets,
+    fresh_topic,
     produce,
     read_all,
     unique,
@@ -148,8 +149,7 @@ def _one_partition_with_bad_records(
 ) -> tuple[str, str, list[bytes], list[Any], dict[str, Any]]:
     """A 1-partition topic of ``n`` records, ``bad`` put in at their positions; a
     rate-1 config with ``on_error``. Returns (topic, group, values, sent, config)."""
-    topic, group = unique(on_error), unique("g")
-    create_topics(bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    topic, group = fresh_topic(bootstrap, on_error)
     values = _values(n, len(bad))
     for i, v in bad.items():
         values[i] = v

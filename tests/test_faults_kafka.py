@@ -30,6 +30,7 @@ from .kafka_tools import (
     create_topics,
     daemon_config,
     end_offsets,
+    fresh_topic,
     get,
     produce,
     read_all,
@@ -222,8 +223,7 @@ def test_a_full_producer_queue_keeps_the_loop_alive_and_a_stop_in_time(
     """A producer queue smaller than processing.max_in_flight, the outputs refused: produce() waited for
     room until librdkafka's message timeout (5 minutes), the loop stuck (/healthz 503) and deaf to SIGTERM."""
     bootstrap, proxy = proxied
-    topic, group = unique("full"), unique("g")
-    create_topics(bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    topic, group = fresh_topic(bootstrap, "full")
     port = free_port()
     config = daemon_config(
         bootstrap,
@@ -260,8 +260,7 @@ def test_a_stop_with_the_group_coordinator_cut_off_ends_within_shutdown_timeout(
     import signal
 
     bootstrap, proxy = proxied
-    topic, group = unique("stopcut"), unique("g")
-    create_topics(bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    topic, group = fresh_topic(bootstrap, "stopcut")
     port = free_port()
     config = daemon_config(
         bootstrap,

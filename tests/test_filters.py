@@ -16,12 +16,11 @@ from distilld.settings import ConfigError, load_settings
 
 from .kafka_tools import (
     DaemonProcess,
-    create_topics,
     daemon_config,
     end_offsets,
+    fresh_topic,
     produce,
     read_all,
-    unique,
     wait_committed,
     wait_metrics,
 )
@@ -106,8 +105,7 @@ def test_filter_errors_name_the_filter_and_the_reason(filters: dict[str, Any], m
 
 @pytest.mark.kafka
 def test_daemon_drops_and_keeps_always(kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]) -> None:
-    topic, group = unique("filters"), unique("g")
-    create_topics(kafka_bootstrap, {topic: 1, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    topic, group = fresh_topic(kafka_bootstrap, "filters")
     rng = np.random.default_rng(4)
     levels = rng.choice(["info", "warn", "error"], size=6000, p=[0.8, 0.17, 0.03]).tolist()
     records = [{"i": i, "level": lv, "ua": "bot" if i % 10 == 3 else "web"} for i, lv in enumerate(levels)]
