@@ -170,3 +170,17 @@ def test_the_consumer_does_not_idle_a_second_after_its_queue_fills_unless_told_t
     assert consumer_config(load_settings(None, **BASE))["fetch.queue.backoff.ms"] == 50
     mine = load_settings(None, **_kafka(consumer={"fetch.queue.backoff.ms": 500}))
     assert consumer_config(mine)["fetch.queue.backoff.ms"] == 500
+
+
+def test_the_state_stores_clients_reach_the_brokers_as_the_consumer_does() -> None:
+    """A TLS or SASL property that only the kafka.consumer passthrough sets (no kafka.ssl / kafka.sasl
+    setting has it) reached the consumer but not the state store's reader and admin client."""
+    from distilld.daemon.loop import Daemon
+
+    reach = {"ssl.endpoint.identification.algorithm": "none", "socket.keepalive.enable": True}
+    settings = load_settings(
+        None, **_kafka(security_protocol="SSL", consumer={**reach, "fetch.wait.max.ms": 10}), metrics={"port": 0}
+    )
+    state = Daemon(settings).state.client_conf
+    assert {k: state[k] for k in reach} == reach and state["security.protocol"] == "SSL"
+    assert "fetch.wait.max.ms" not in state, "only how to reach the brokers, not how to consume"

@@ -77,6 +77,18 @@ def client_config(settings: Settings) -> dict[str, Any]:
     return {**settings.kafka.client_config(), "logger": KAFKA_LOG}
 
 
+# librdkafka properties of how a client reaches the brokers
+_CONNECTION = ("security.", "ssl.", "ssl_", "sasl.", "socket.", "broker.address.", "client.dns.", "enable.ssl.")
+
+
+def state_client_config(settings: Settings) -> dict[str, Any]:
+    """The state store's clients (a consumer that reads the state topic, an admin client): the shared
+    settings, and how the consumer reaches the brokers where ``kafka.consumer`` says more (a TLS or SASL
+    property kafka.ssl and kafka.sasl have no setting for): without it they could not connect."""
+    reach = {k: v for k, v in settings.kafka.consumer.items() if k.startswith(_CONNECTION)}
+    return {**client_config(settings), **reach}
+
+
 def consumer_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
         **client_config(settings),

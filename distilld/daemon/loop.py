@@ -36,7 +36,14 @@ from distilld import __version__
 from distilld.codecs import make_decoder, reason_label
 from distilld.codecs.registry import RegistryUnavailable
 from distilld.daemon.checkpoint import Checkpoints
-from distilld.daemon.clients import TOKEN_ERROR, call_by, client_config, consumer_config, producer_config, refused_token
+from distilld.daemon.clients import (
+    TOKEN_ERROR,
+    call_by,
+    consumer_config,
+    producer_config,
+    refused_token,
+    state_client_config,
+)
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
 from distilld.daemon.memory import memory_limit, windows_size, windows_warning
@@ -171,7 +178,7 @@ class Daemon:
         )
         self.txn = Transactions(self.output.producer, timeout) if exactly_once else None
         self.state = StateStore(
-            settings.kafka.state_topic_name(), {**client_config(settings), "error_cb": self._on_client_error}
+            settings.kafka.state_topic_name(), {**state_client_config(settings), "error_cb": self._on_client_error}
         )
         self.checkpoints = Checkpoints(
             self.partitions, self.consumer, self.output, self.txn, self.state, self.metrics, timeout,
