@@ -33,7 +33,12 @@ def as_grader(name: str, grader: Any) -> GradingFunction:
         return NumericGrader(getattr(grader, "name", name), grader.evaluate)
     categories = grader.get_categories() if callable(getattr(grader, "get_categories", None)) else []
     if categories:
-        return CategoricalGrader(getattr(grader, "name", name), list(categories), grader.evaluate)
+        # the published package's CategoricalGrader.evaluate raises on a value outside its categories,
+        # which would make it missing: its classifier_func gives the value, and an unknown one is *other*
+        classify = getattr(grader, "classifier_func", None)
+        return CategoricalGrader(
+            getattr(grader, "name", name), list(categories), classify if callable(classify) else grader.evaluate
+        )
     return OpenCategoricalGrader(getattr(grader, "name", name), grader.evaluate)
 
 

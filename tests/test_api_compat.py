@@ -253,6 +253,16 @@ def test_seed_style_graders_are_accepted_and_plain_functions_refused_clearly() -
         DistilledProcessor({"v": lambda r: r["v"]})
 
 
+def test_the_published_categorical_graders_unknown_values_go_to_other_not_missing() -> None:
+    """distilled 0.1.0's CategoricalGrader.evaluate raises on a value outside its categories (a missing
+    value to distilld); the grader's classifier_func gives the value itself, which goes to *other*."""
+    processor = DistilledProcessor({"d": seed.CategoricalGrader("d", ["x", "y"], lambda r: r["d"])})
+    processor.process_batch([{"d": "xyz"[i % 3]} for i in range(30)])
+    stats = processor.get_current_stats()
+    assert stats["current_proportions"]["d"]["categories"]["__other__"] == pytest.approx(1 / 3)
+    assert stats["missing"] == {"d": 0}
+
+
 def test_stats_name_the_graders_in_use_and_window_views_say_why_they_do_not_iterate() -> None:
     graders = {"v": NumericGrader("v", lambda r: r["v"])}
     processor = DistilledProcessor(graders)
