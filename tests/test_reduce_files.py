@@ -417,14 +417,15 @@ def test_evaluate_of_too_few_records_says_so_instead_of_a_table_of_nan(
     assert not report.exists()
 
 
-def test_a_json_array_with_integers_past_64_bits_is_read_whole_and_exact(tmp_path: Path) -> None:
-    """The C parser, reading floats as floats, refused an integer past 64 bits ('integer overflow')
-    that the same records as NDJSON read fine: a uint64 id or hash."""
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+def test_integers_past_64_bits_are_read_whole_and_exact(tmp_path: Path, fmt: str) -> None:
+    """A JSON array's C parser, reading floats as floats, refused an integer past 63 bits ('integer
+    overflow'): a uint64 id or hash; NDJSON's orjson read one past 64 bits as a float."""
     config = str(_config(tmp_path, rate=1.0))
     records = [{"id": i, "user": "u", "income": 1000.5 + i} for i in range(3000)]
     records[2500] |= {"hash": 2**63 + 1, "big": 2**64 + 1}  # the writer's orjson refuses the second too
-    src, out = tmp_path / "in.json", tmp_path / "out.ndjson"
-    src.write_text(json.dumps(records))
+    src, out = tmp_path / f"in.{fmt}", tmp_path / "out.ndjson"
+    src.write_text(json.dumps(records) if fmt == "json" else "".join(json.dumps(r) + "\n" for r in records))
     assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
     got = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in got] == list(range(3000))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from itertools import islice
@@ -28,6 +29,7 @@ _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": 
 
 Batch = tuple[list[Any], list[Any]]  # (records, rows)
 _BOM = b"\xef\xbb\xbf"
+_LONG_NUMBER = re.compile(rb"\d{20}")  # 20 digits or more: maybe an integer past 64 bits
 
 
 class FileFormatError(ValueError):
@@ -132,6 +134,8 @@ class Reader:
                 lines[0] = lines[0].removeprefix(_BOM)
             try:
                 records = [loads(line) for line in lines if line.strip()]
+                if _LONG_NUMBER.search(b"".join(lines)):  # orjson reads an integer past 64 bits as a float
+                    records = [json.loads(line) for line in lines if line.strip()]
                 ok = set(map(type, records)) <= {dict}
             except orjson.JSONDecodeError:
                 ok = False
