@@ -132,12 +132,12 @@ class Reader:
                 return
             if not done:  # a UTF-8 byte order mark, as CSV's
                 lines[0] = lines[0].removeprefix(_BOM)
+            # orjson reads an integer past 64 bits as a float: a batch that may hold one, the standard library
+            parse = json.loads if _LONG_NUMBER.search(b"".join(lines)) else loads
             try:
-                records = [loads(line) for line in lines if line.strip()]
-                if _LONG_NUMBER.search(b"".join(lines)):  # orjson reads an integer past 64 bits as a float
-                    records = [json.loads(line) for line in lines if line.strip()]
+                records = [parse(line) for line in lines if line.strip()]
                 ok = set(map(type, records)) <= {dict}
-            except orjson.JSONDecodeError:
+            except json.JSONDecodeError:  # orjson's is one too
                 ok = False
             if not ok:
                 self._ndjson_error(lines, done)
