@@ -7,6 +7,7 @@ import io
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,8 +43,15 @@ def confluent(schema_id: int, schema: dict[str, Any], record: dict[str, Any]) ->
 
 class _Handler(BaseHTTPRequestHandler):
     schemas: dict[int, str] = {}
+    down_for_s = 0.0  # answers 503 for this long after the first request
+    first: list[float] = []
 
     def do_GET(self) -> None:
+        if not self.first:
+            self.first.append(time.monotonic())
+        if time.monotonic() < self.first[0] + self.down_for_s:
+            self.send_error(503, "registry down")
+            return
         match = re.match(r"^/schemas/ids/(\d+)", self.path)
         schema = self.schemas.get(int(match.group(1))) if match else None
         if schema is None:
@@ -62,9 +70,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def registry_server(schemas: dict[int, dict[str, Any]]) -> Iterator[str]:
-    """A Schema Registry answering ``GET /schemas/ids/{id}`` on a free loopback port; yields its URL."""
-    handler = type("Handler", (_Handler,), {"schemas": {i: json.dumps(s) for i, s in schemas.items()}})
+def registry_server(schemas: dict[int, dict[str, Any]], down_for_s: float = 0.0) -> Iterator[str]:
+    """A Schema Registry answering ``GET /schemas/ids/{id}`` on a free loopback port; yields its URL.
+    ``down_for_s``: it answers 503 for that long after the first request."""
+    handler = type(
+        "Handler",
+        (_Handler,),
+        {"schemas": {i: json.dumps(s) for i, s in schemas.items()}, "down_for_s": down_for_s, "first": []},
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

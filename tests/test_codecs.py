@@ -274,3 +274,37 @@ def test_daemon_reads_confluent_avro_through_an_http_registry(
     assert set(dlq) == set(bad.values())
     assert reason_label(dlq[bad[5]]) == "bad_framing" and reason_label(dlq[bad[1200]]) == "bad_framing"
     assert dlq[bad[600]].startswith("unknown schema id 12")
+
+
+@pytest.mark.kafka
+def test_a_registry_down_longer_than_max_poll_interval_duplicates_nothing(
+    kafka_bootstrap: str, tmp_path: Any, daemons: list[DaemonProcess]
+) -> None:
+    """The lookup's retry held the batch past max.poll.interval.ms: librdkafka took the consumer
+    out of its group, and the records were processed and produced a second time after it joined
+    again (400 outputs for 200). Now the batch's records are read again from where the reducer
+    stopped, the consumer stays in its group, and every selected record is produced once."""
+    topic, group = unique("avro-down"), unique("g")
+    create_topics(kafka_bootstrap, {topic: 2, f"{topic}.out": 2, f"{topic}.dlq": 1})
+    people = [avro_person(r) for r in people_records(3000, seed=9)]
+    values = [confluent(11, PERSON_SCHEMA, r) for r in people]
+    keys = [b"u%d" % (i % 4) for i in range(len(values))]
+    sent = produce(kafka_bootstrap, topic, values, keys)
+    with registry_server({11: PERSON_SCHEMA}, down_for_s=16.0) as url:
+        config = daemon_config(
+            kafka_bootstrap, topic, group, format={"value": "avro_confluent", "schema_registry": {"url": url}}
+        )
+        config["kafka"]["consumer"]["max.poll.interval.ms"] = 7000
+        config["features"][2]["field"] = "money.income"
+        d = DaemonProcess(tmp_path, config).start()
+        daemons.append(d)
+        wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), 2, d, limit_s=120)
+        assert d.stop() == 0, d.log()
+    log_text = d.log()
+    assert "read again from their first unprocessed record" in log_text
+    assert "max.poll" not in log_text.replace("(max.poll.interval.ms)", ""), log_text  # librdkafka's own warning
+    out = read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=1)
+    produced = [m.value() for m in out]
+    assert len(produced) == len(set(produced))  # nothing produced twice
+    for k in set(keys):
+        assert abs(sum(1 for m in out if m.key() == k) - 0.1 * keys.count(k)) <= 1

@@ -139,6 +139,7 @@ class Daemon:
         self.broker_up = False
         self.subscribed = False
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
+        self._batch_started = time.monotonic()  # when the batch being processed was consumed
         self._consumed: dict[str, tuple[Any, Any]] = {}
         self._repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
@@ -159,10 +160,15 @@ class Daemon:
         probe = self._new_reducer()
         probe.warm_up()
         self.state_bytes_per_key = probe.bytes_per_key
-        self.decode = make_decoder(settings.format, wait=self._wait, on_registry_error=self.metrics.registry_errors.inc)
+        self.decode = make_decoder(
+            settings.format, wait=self._registry_wait, on_registry_error=self.metrics.registry_errors.inc
+        )
+        consumer_conf = consumer_config(settings)
+        # how long a batch may wait on the schema registry (_registry_wait)
+        self._hold_limit_s = float(consumer_conf.get("max.poll.interval.ms", 300_000)) / 2000.0
         self.consumer = Consumer(
             {
-                **consumer_config(settings),
+                **consumer_conf,
                 "on_commit": self._on_commit,
                 "stats_cb": self._on_stats,
                 "error_cb": self._on_client_error,
@@ -305,6 +311,7 @@ class Daemon:
         msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
         if msgs:
             started = time.perf_counter()
+            self._batch_started = time.monotonic()
             self.broker_up = True
             if self.txn is not None and not self.checkpoints.begin():
                 return
@@ -491,14 +498,19 @@ class Daemon:
             msgs = self._drop_errors(msgs)
         partitions: list[Any] = list(map(Message.partition, msgs))
         topics: list[Any] = list(map(Message.topic, msgs))
-        for tp, group in group_by_partition(msgs, topics, partitions).items():
+        groups = list(group_by_partition(msgs, topics, partitions).items())
+        for n, (tp, group) in enumerate(groups):
             part = self.partitions.get(tp)
             if part is None:
                 continue  # revoked while these were in flight: the next owner reads them
             try:
                 self._process_partition(tp, part, group)
             except RegistryUnavailable:
-                return  # stopping while the registry is down: these stay uncommitted, read again later
+                # stopping while the registry is down: these stay uncommitted, read again later; or
+                # the registry has been down as long as the batch may be held: read them again
+                if not self.stopping:
+                    self._read_again(groups[n:])
+                return
             if self.failure:
                 return
 
@@ -524,8 +536,8 @@ class Daemon:
                 return
         values = list(map(Message.value, msgs))
         topic = tp[0]
+        prepared = self._prepare(part, values)  # first: records the registry holds up are read again
         self._count_consumed(topic, len(msgs), _total_len(values))
-        prepared = self._prepare(part, values)
         bad = prepared.bad
         if bad and settings.processing.on_error == "fail":
             first = bad[0][0]
@@ -747,6 +759,43 @@ class Daemon:
             return
         for tp in starts:
             log.info("%s[%d]: rewound to offset %d", tp.topic, tp.partition, tp.offset)
+
+    def _registry_wait(self, seconds: float) -> bool:
+        """A schema lookup's retry, within the batch: False once stopping, or once the batch has
+        been held for half of ``max.poll.interval.ms``. Past that, librdkafka would take this
+        consumer out of its group, and the partitions' next owner would produce their outputs
+        again; instead the batch's unprocessed records are read again (:meth:`_read_again`)."""
+        held = time.monotonic() - self._batch_started
+        if held + seconds > self._hold_limit_s:
+            return False
+        return self._wait(seconds)
+
+    def _read_again(self, groups: list[tuple[TP, list[Any]]]) -> None:
+        """Fetch these partitions again from their first record the reducer has not taken.
+        They are unassigned and assigned again at that offset: a seek could still let records
+        already fetched through. The reducer state stays: it holds exactly what came before."""
+        starts = []
+        for tp, group in groups:
+            part = self.partitions.get(tp)
+            if part is not None:
+                first: int = group[0].offset()
+                # a replay may have taken the head of the group before the lookup failed
+                starts.append(TopicPartition(tp[0], tp[1], max(first, part.processed or first)))
+        if not starts:
+            return
+        log.warning(
+            "schema registry unreachable for %.0fs: %d partitions read again from their first unprocessed "
+            "record, so that this consumer stays in its group (max.poll.interval.ms)",
+            time.monotonic() - self._batch_started,
+            len(starts),
+        )
+        try:
+            self.consumer.incremental_unassign([TopicPartition(t.topic, t.partition) for t in starts])
+            self.consumer.incremental_assign(starts)
+            if self.paused:
+                self.consumer.pause(starts)
+        except KafkaException as e:
+            self._fail(f"cannot read the partitions again: {e}")
 
     def _wait(self, seconds: float) -> bool:
         """Pause for a retry (staying alive for /healthz); False once stopping."""
