@@ -1075,3 +1075,55 @@ def test_records_purged_by_an_abort_are_not_counted_as_produce_errors() -> None:
         producer.calls.pop()["on_delivery"](KafkaError(code), None)
     assert out.metrics.registry.get_sample_value("distilld_produce_errors_total") == 1, "the timed-out one only"
     assert out.txn_error is not None and out.txn_error.code() == KafkaError._MSG_TIMED_OUT
+
+
+def test_a_transaction_the_brokers_do_not_take_in_time_is_committed_later_not_an_exit() -> None:
+    """exactly_once: a commit still failing with a retriable error at its deadline (the brokers away longer
+    than shutdown_timeout_s) stopped the daemon with exit 1, once per outage. Now nothing more is read
+    or produced until that transaction is committed: only commit_transaction is called again, the offsets
+    are sent once, and the partitions count as committed when it goes through."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip", "shutdown_timeout_s": 0.2},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+    calls: list[str] = []
+    down = [True]
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: calls.append(name) or []
+
+        def commit_transaction(self, timeout: float) -> None:
+            calls.append("commit_transaction")
+            if down[0]:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.05  # type: ignore[union-attr]
+    d.subscribed = True
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.commit()
+    assert d.failure is None and not d.stopping, d.failure
+    assert d.checkpoints.unfinished and part.progress.committed == 5
+    d.step()  # still away: the commit is tried again, nothing is read
+    assert "consume" not in calls and d.checkpoints.unfinished
+    down[0] = False
+    d.step()
+    assert not d.checkpoints.unfinished and part.progress.committed == 10
+    assert calls.count("send_offsets_to_transaction") == 1, "the offsets are in the transaction already"
+    assert "abort_transaction" not in calls and "consume" not in calls
+    d.step()
+    assert "consume" in calls, "reading again once it is committed"

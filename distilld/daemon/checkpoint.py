@@ -56,6 +56,9 @@ class Checkpoints:
         # set when stopping: every later checkpoint works to it, the one closing the consumer runs
         # (its revoke) too, so a stop takes shutdown_timeout_s at most, not one timeout per checkpoint
         self.stop_by: float | None = None
+        # exactly_once: the open transaction met a retriable error until its deadline (the brokers away
+        # longer than the timeout); it is committed before anything more is read (Daemon.step)
+        self.unfinished = False
 
     def commit(self, asynchronous: bool = True) -> None:
         """Commit what is due (exactly_once: commit the open transaction)."""
@@ -210,17 +213,30 @@ class Checkpoints:
             self.txn.commit(offsets, self.consumer.consumer_group_metadata(), deadline)
         except TransactionAborted as e:
             self.metrics.commit_failures.inc()
+            self.unfinished = False
             log.warning("transaction aborted (%s): partitions rewound to the last commit", e)
             for _, part in snapshots:
                 part.snapshot_at = None  # aborted with the transaction: written again at the next checkpoint
             self.abort()
             return
-        except (TransactionFatal, KafkaException) as e:
+        except KafkaException as e:
+            self.metrics.commit_failures.inc()
+            if self.stop_by is None and isinstance(e.args[0], KafkaError) and e.args[0].retriable():
+                if not self.unfinished:
+                    log.warning("transaction not committed yet (%s): retrying it before anything more is read", e)
+                self.unfinished = True
+                return
+            self.fail(f"transaction commit: {e}")
+            return
+        except TransactionFatal as e:
             self.metrics.commit_failures.inc()
             self.fail(f"transaction commit: {e}")
             return
         finally:
             self.metrics.commit_duration.observe(time.perf_counter() - started)
+        if self.unfinished:
+            log.info("transaction committed")
+            self.unfinished = False
         for part in moved:
             part.progress.committed = part.progress.committable = part.processed
 

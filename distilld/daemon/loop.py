@@ -307,6 +307,13 @@ class Daemon:
             if self.endpoints is not None:
                 self.endpoints.beat()
             return
+        if self.checkpoints.unfinished:
+            # a transaction the brokers have not taken yet: nothing more goes into it, nothing is read
+            self.checkpoints.commit()
+            self._last_commit = time.monotonic()
+            if self.endpoints is not None:
+                self.endpoints.beat()
+            return
         self._backpressure()
         msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
         if msgs:

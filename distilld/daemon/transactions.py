@@ -39,6 +39,9 @@ class Transactions:
         self.retry_backoff_s = retry_backoff_s
         self.ready = False
         self.open = False
+        # commit_transaction was called and did not finish: only it is called again (librdkafka: "on
+        # timeout the operation may continue in the background ... it is okay to call this function again")
+        self.committing = False
 
     def init(self, timeout_s: float) -> None:
         """Register the transactional id (fencing an older producer with the same
@@ -56,18 +59,19 @@ class Transactions:
         ``timeout_s`` and all of them together no later than ``deadline`` (monotonic) if given."""
         if not self.open:
             return
-        if offsets:
+        if offsets and not self.committing:
             self._call(
                 lambda left: self.producer.send_offsets_to_transaction(offsets, group_metadata, left),
                 self._until(deadline),
             )
+        self.committing = True
         self._call(lambda left: self.producer.commit_transaction(left), self._until(deadline))
-        self.open = False
+        self.open = self.committing = False
 
     def abort(self, deadline: float | None = None) -> None:
         if self.open:
             self._call(lambda left: self.producer.abort_transaction(left), self._until(deadline))
-            self.open = False
+            self.open = self.committing = False
 
     def _until(self, deadline: float | None) -> float:
         """When a call must be done: ``timeout_s`` from now, or ``deadline`` if that is sooner."""
