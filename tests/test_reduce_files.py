@@ -431,3 +431,18 @@ def test_integers_past_64_bits_are_read_whole_and_exact(tmp_path: Path, fmt: str
     assert [r["id"] for r in got] == list(range(3000))
     assert (got[2500]["hash"], got[2500]["big"], got[2999]["income"]) == (2**63 + 1, 2**64 + 1, 3999.5)
     assert all(type(r["income"]) is float for r in got)
+
+
+def test_an_output_that_is_a_folder_is_refused_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o DIR` reduced the whole file, then failed to rename its output onto the folder with
+    "[Errno 21] Is a directory: '.../.out.partial' -> ...", leaving that partial file behind."""
+    src = tmp_path / "in.csv"
+    _write(src, "csv")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["reduce", str(src), "-o", str(folder), "-c", str(_config(tmp_path)), "-q"]) == 1
+    assert f"{folder}: is a folder; give a file name" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "in.csv", "out"]
+    assert not list(folder.iterdir())
