@@ -446,3 +446,17 @@ def test_an_output_that_is_a_folder_is_refused_before_reading(
     assert f"{folder}: is a folder; give a file name" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "in.csv", "out"]
     assert not list(folder.iterdir())
+
+
+def test_evaluate_refuses_a_report_that_is_a_file_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--report FILE` read and scored the whole file, then said only "[Errno 17] File exists: 'FILE'"."""
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    report = tmp_path / "report.html"
+    report.write_text("mine")
+    assert main(["evaluate", str(src), "--report", str(report), "-c", str(_config(tmp_path))]) == 1
+    out, err = capsys.readouterr()
+    assert f"{report}: not a folder (--report is the folder the report is written to)" in err, err
+    assert out == "" and report.read_text() == "mine"

@@ -158,6 +158,8 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
 def evaluate_file(
     path: str | Path, settings: EngineSettings, report: str | Path, fmt: str | None = None, batch: int = 1000
 ) -> Evaluation:
+    if Path(report).exists() and not Path(report).is_dir():
+        raise FileFormatError(f"{report}: not a folder (--report is the folder the report is written to)")
     graders = build_graders(settings.features)
     cols = _columns(path, settings, graders, fmt)
     stream, keys, labels = cols.stream, cols.keys, cols.labels
