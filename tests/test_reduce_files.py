@@ -460,3 +460,31 @@ def test_evaluate_refuses_a_report_that_is_a_file_before_reading(
     out, err = capsys.readouterr()
     assert f"{report}: not a folder (--report is the folder the report is written to)" in err, err
     assert out == "" and report.read_text() == "mine"
+
+
+def test_avro_bytes_and_timestamps_are_written_to_csv_as_to_json(tmp_path: Path) -> None:
+    """Avro's bytes and timestamp values reached a CSV cell as Python's repr ("b'\\x85'") and
+    str ("2026-01-01 00:00:04+00:00"), where the NDJSON and JSON outputs write Avro's JSON encoding
+    of the bytes and an ISO 8601 time."""
+    import datetime
+
+    schema = {
+        "type": "record",
+        "name": "E",
+        "fields": [
+            {"name": "user", "type": "string"},
+            {"name": "raw", "type": "bytes"},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        ],
+    }
+    at = datetime.datetime(2026, 1, 1, 0, 0, 4, tzinfo=datetime.UTC)
+    src = tmp_path / "in.avro"
+    with src.open("wb") as f:
+        writer(f, parse_schema(schema), [{"user": "u", "raw": b"\x85A", "at": at}])
+    config = str(_config(tmp_path, rate=1.0))
+    for fmt in ("csv", "ndjson"):
+        assert main(["reduce", str(src), "-o", str(tmp_path / f"out.{fmt}"), "-c", config, "-q"]) == 0
+    (cells,) = _read(tmp_path / "out.csv", "csv")
+    (record,) = _read(tmp_path / "out.ndjson", "ndjson")
+    assert record["raw"] == "\x85A" and record["at"] == "2026-01-01T00:00:04+00:00"
+    assert (cells["raw"], cells["at"]) == (record["raw"], record["at"])

@@ -308,9 +308,12 @@ class Writer:
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, dict | list | bool):  # nested values and booleans as JSON, not Python's repr
-        return _dumps(value).decode()
-    return "" if value is None else str(value)
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    text = _dumps(value).decode()  # nested values, booleans, and Avro's bytes, decimals, times and
+    return json.loads(text) if text.startswith('"') else text  # UUIDs as JSON writes them, not Python's repr
 
 
 def _dumps(value: Any) -> bytes:
