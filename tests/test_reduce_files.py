@@ -488,3 +488,26 @@ def test_avro_bytes_and_timestamps_are_written_to_csv_as_to_json(tmp_path: Path)
     (record,) = _read(tmp_path / "out.ndjson", "ndjson")
     assert record["raw"] == "\x85A" and record["at"] == "2026-01-01T00:00:04+00:00"
     assert (cells["raw"], cells["at"]) == (record["raw"], record["at"])
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json", "avro"])
+def test_csv_columns_that_no_record_can_hold_are_refused_not_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """A header naming a column twice gave records that kept one of them (NDJSON, JSON) and an Avro
+    schema with the field twice, which Avro forbids; so is a column name that is not an Avro name."""
+    config = str(_config(tmp_path, rate=1.0))
+    twice = tmp_path / "twice.csv"
+    twice.write_text("id,user,note,note\n1,u,a,b\n2,u,c,d\n")
+    out = tmp_path / f"out.{fmt}"
+    assert main(["reduce", str(twice), "-o", str(out), "-c", config, "-q"]) == 1
+    assert f"{twice}: line 1: column 'note' is in the header twice" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["reduce", str(twice), "-o", str(tmp_path / "out.csv"), "-c", config, "-q"]) == 0
+    assert (tmp_path / "out.csv").read_text().splitlines()[1] == "1,u,a,b,1", "CSV keeps both"
+    if fmt == "avro":
+        spaced = tmp_path / "spaced.csv"
+        spaced.write_text("id,user,first name\n1,u,a\n")
+        assert main(["reduce", str(spaced), "-o", str(out), "-c", config, "-q"]) == 1
+        assert f"{spaced}: line 1: column 'first name' is not an Avro field name" in capsys.readouterr().err
+        assert not out.exists()

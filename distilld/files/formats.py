@@ -30,6 +30,7 @@ _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": 
 Batch = tuple[list[Any], list[Any]]  # (records, rows)
 _BOM = b"\xef\xbb\xbf"
 _LONG_NUMBER = re.compile(rb"\d{20}")  # 20 digits or more: maybe an integer past 64 bits
+_AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class FileFormatError(ValueError):
@@ -281,6 +282,15 @@ class Writer:
     def _start(self, first: list[Any]) -> None:
         self._started = True
         self._any = False
+        if self.reader.fmt == "csv" and self.fmt != "csv":  # a record holds a field once
+            seen: set[str] = set()
+            for c in self.reader.columns:
+                if c in seen:
+                    raise FileFormatError(
+                        f"{self.reader.name}: line 1: column {c!r} is in the header twice; a {self.fmt} record"
+                        " would keep one of them: write csv, or rename one"
+                    )
+                seen.add(c)
         if self.fmt == "csv":
             self._text = io.TextIOWrapper(self.fo, encoding="utf-8", newline="", write_through=True)
             self._csv = csv.writer(self._text)
@@ -354,6 +364,12 @@ def _avro_schema(reader: Reader) -> Any:
     if WEIGHT_FIELD in reader.columns:
         raise FileFormatError(f"{reader.name}: already has a {WEIGHT_FIELD} column (a reduced file?)")
     if reader.fmt == "csv":  # CSV columns as optional strings (numeric features as doubles)
+        for c in reader.columns:
+            if not _AVRO_NAME.fullmatch(c):
+                raise FileFormatError(
+                    f"{reader.name}: line 1: column {c!r} is not an Avro field name (letters, digits and _,"
+                    " not starting with a digit): write csv, ndjson or json, or rename it"
+                )
         fields = [
             {
                 "name": c,
