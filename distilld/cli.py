@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from distilld.bench.__main__ import main as bench
 
-        sys.argv = ["distilld bench", *rest]
-        bench()
+        bench(rest, prog="distilld bench")
         return 0
     parser.print_help()
     return 2

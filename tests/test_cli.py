@@ -134,3 +134,14 @@ def test_reduce_names_the_environment_when_a_setting_comes_from_it(
     monkeypatch.setenv("DISTILLD_FEATURES", '[{"name": "a", "type": "numeric"}]')
     assert main(["reduce", str(data), "-o", str(tmp_path / "o.ndjson")]) == 1
     assert "invalid configuration in the DISTILLD_* environment:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["bench", "demo"])
+def test_a_subcommands_help_names_the_command_it_was_given(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`distilld bench --help` printed "usage: python -m distilld.bench", a command the README does not give."""
+    from distilld.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: distilld {command} ")
