@@ -511,3 +511,21 @@ def test_csv_columns_that_no_record_can_hold_are_refused_not_lost(
         assert main(["reduce", str(spaced), "-o", str(out), "-c", config, "-q"]) == 1
         assert f"{spaced}: line 1: column 'first name' is not an Avro field name" in capsys.readouterr().err
         assert not out.exists()
+
+
+def test_a_csv_quote_left_open_is_an_error_not_the_rest_of_the_file_in_one_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated CSV whose last quoted field is not closed was read as valid: that cell held
+    every line after it, and the run exited 0 with those rows missing."""
+    config = str(_config(tmp_path, rate=1.0))
+    src = tmp_path / "cut.csv"
+    src.write_text('id,user,note\n1,u,"ok"\n2,u,"cut\n3,u,x\n4,u,y\n')
+    out = tmp_path / "out.ndjson"
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 1
+    assert f"{src}: line 3: a quoted field is not closed before the end of the file" in capsys.readouterr().err
+    assert not out.exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text('id,user,note\n1,u,"a"b\n')
+    assert main(["reduce", str(bad), "-o", str(out), "-c", config, "-q"]) == 1
+    assert f"{bad}: line 2: ',' expected after '\"'" in capsys.readouterr().err

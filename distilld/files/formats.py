@@ -81,13 +81,17 @@ class Reader:
 
     def _csv(self) -> Iterator[Batch]:
         csv.field_size_limit(2**31 - 1)  # not the csv module's 128 KiB: a long cell (a JSON blob) is valid CSV
-        rows = csv.reader(self._lines())
+        # strict: a quote left open at the end (a truncated file) or text after a closing quote is an
+        # error, not the rest of the file read into one cell
+        rows = csv.reader(self._lines(), strict=True)
+        read = 0  # lines of the rows read so far
         try:
             self.columns = next(rows)
+            read = rows.line_num
         except StopIteration:
             return
         except csv.Error as e:
-            raise FileFormatError(f"{self.name}: line {rows.line_num}: {e}") from None
+            raise self._csv_error(e, read, rows.line_num) from None
         width = len(self.columns)
         while True:
             chunk = []
@@ -95,21 +99,30 @@ class Reader:
                 for row in rows:
                     if len(row) != width:
                         if not row:  # a blank line
+                            read = rows.line_num
                             continue
                         raise FileFormatError(
                             f"{self.name}: line {rows.line_num}: {len(row)} fields, the header has {width}"
                         )
                     chunk.append(row)
+                    read = rows.line_num
                     if len(chunk) == self.batch:
                         break
             except csv.Error as e:
-                raise FileFormatError(f"{self.name}: line {rows.line_num}: {e}") from None
+                raise self._csv_error(e, read, rows.line_num) from None
             if not chunk:
                 return
             if self.rows_only:
                 yield None, chunk  # type: ignore[misc]
                 continue
             yield self.records_of(chunk), chunk
+
+    def _csv_error(self, e: csv.Error, read: int, at: int) -> FileFormatError:
+        if str(e) == "unexpected end of data":  # a quoted field still open at the end: say where it began
+            return FileFormatError(
+                f"{self.name}: line {read + 1}: a quoted field is not closed before the end of the file"
+            )
+        return FileFormatError(f"{self.name}: line {at}: {e}")
 
     def records_of(self, rows: list[list[str]], keep_text: bool = False) -> list[dict[str, Any]]:
         """CSV rows as records: text, and numbers in the numeric features' columns
