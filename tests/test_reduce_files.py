@@ -529,3 +529,17 @@ def test_a_csv_quote_left_open_is_an_error_not_the_rest_of_the_file_in_one_cell(
     bad.write_text('id,user,note\n1,u,"a"b\n')
     assert main(["reduce", str(bad), "-o", str(out), "-c", config, "-q"]) == 1
     assert f"{bad}: line 2: ',' expected after '\"'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_avro_output_of_json_records_is_refused_naming_the_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """JSON records have no schema to write Avro with: the error named neither file nor format."""
+    src = tmp_path / f"in.{fmt}"
+    _write(src, fmt)
+    out = tmp_path / "out.avro"
+    assert main(["reduce", str(src), "-o", str(out), "-c", str(_config(tmp_path)), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"{src}: {fmt} records have no Avro schema: Avro output needs an Avro or CSV input" in err, err
+    assert not out.exists()

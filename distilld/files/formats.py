@@ -392,7 +392,10 @@ def _avro_schema(reader: Reader) -> Any:
             for c in reader.columns
         ]
         return {"type": "record", "name": "Record", "fields": [*fields, weight]}
-    raise FileFormatError("Avro output needs a schema: read Avro or CSV, or write csv/ndjson/json")
+    raise FileFormatError(
+        f"{reader.name}: {reader.fmt} records have no Avro schema: Avro output needs an Avro or CSV input;"
+        " write csv, ndjson or json"
+    )
 
 
 def open_reader(path: str | Path, fmt: str, numeric_columns: set[str], batch: int) -> tuple[IO[bytes], Reader]:
