@@ -543,3 +543,32 @@ def test_avro_output_of_json_records_is_refused_naming_the_input(
     err = capsys.readouterr().err
     assert f"{src}: {fmt} records have no Avro schema: Avro output needs an Avro or CSV input" in err, err
     assert not out.exists()
+
+
+def test_evaluate_plots_long_category_labels_with_room_for_the_bars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UserALE targets are CSS selectors up to ~100 characters: whole as tick labels they took the
+    figure, the bars squeezed to a sliver (or matplotlib warned "Tight layout not applied")."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    heights: dict[str, float] = {}
+    save = Figure.savefig
+
+    def measure(fig: Figure, path: Any, **kwargs: Any) -> None:
+        heights[Path(path).stem] = fig.axes[0].get_position().height
+        save(fig, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", measure)
+    targets = [f"a#tab-{i}.UnderlineNav-item no-wrap js-responsive-underlinenav-item js-selected" for i in range(24)]
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b"".join(orjson.dumps({"target": targets[i % 24], "n": i % 7}) + b"\n" for i in range(600)))
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "features:\n  - {name: target, type: open_categorical}\n  - {name: n, type: numeric}\n"
+        "reducer: {rate: 0.2, window_seconds: 300}\n"
+    )
+    assert main(["evaluate", str(src), "--report", str(tmp_path / "r"), "-c", str(config)]) == 0
+    assert heights["target"] > 0.4, heights  # the bars keep most of the figure, as the numeric's plot does
+    assert heights["n"] > 0.4, heights
