@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from distilld.bench.__main__ import main as bench
 
-        sys.argv = ["distilld bench", *rest]
-        bench()
+        bench(rest, prog="distilld bench")
         return 0
     parser.print_help()
     return 2
@@ -119,9 +118,11 @@ def _files(args: argparse.Namespace) -> int:
             progress=False if args.quiet else None,
         )  # fmt: skip
     except (ConfigError, FeatureConfigError) as e:
-        print(f"distilld: invalid configuration{f' in {args.config}' if args.config else ''}:", file=sys.stderr)
+        print(f"distilld: invalid configuration{_where(args.config)}:", file=sys.stderr)
         for line in str(e).splitlines():
             print(f"  {line}", file=sys.stderr)
+        if not args.config and not _env():
+            print(f"  ({_NO_CONFIG_NOTE})", file=sys.stderr)
         return 1
     except (FileFormatError, OSError) as e:
         print(f"distilld {args.command}: {e}", file=sys.stderr)
@@ -158,15 +159,13 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
                     return _files_only(config, preset)
                 except (ConfigError, FeatureConfigError) as inner:
                     lines = str(inner).splitlines()
-        env = any(k.upper().startswith("DISTILLD_") for k in os.environ)
-        where = " or ".join(([config] if config else []) + (["the DISTILLD_* environment"] if env else []))
-        print(f"distilld: invalid configuration{f' in {where}' if where else ''}:", file=sys.stderr)
+        print(f"distilld: invalid configuration{_where(config)}:", file=sys.stderr)
         for line in lines:
             print(f"  {line}", file=sys.stderr)
         if files_only:
             print(f"  ({_NO_KAFKA_NOTE})", file=sys.stderr)
-        if not config and not env:
-            print("  (no --config given, and no DISTILLD_* variables: see config/people.yaml)", file=sys.stderr)
+        if not config and not _env():
+            print(f"  ({_NO_CONFIG_NOTE})", file=sys.stderr)
         return 1
     _warn_unknown_env()
     if command == "check-config":
@@ -189,6 +188,17 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     return daemon.run()
 
 
+def _env() -> bool:
+    return any(k.upper().startswith("DISTILLD_") for k in os.environ)
+
+
+def _where(config: str | None) -> str:
+    """Where settings came from, for an error: the file, the environment, or both."""
+    where = " or ".join(([config] if config else []) + (["the DISTILLD_* environment"] if _env() else []))
+    return f" in {where}" if where else ""
+
+
+_NO_CONFIG_NOTE = "no --config given, and no DISTILLD_* variables: see config/people.yaml"
 _NO_KAFKA = "kafka: Field required"
 _NO_FEATURES = "features: Field required"
 _NO_KAFKA_NOTE = "no kafka section: not an error for distilld reduce and evaluate; distilld run needs one"

@@ -112,3 +112,36 @@ def test_broker_serves_kafka_until_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             time.sleep(0.1)
+
+
+def test_reduce_names_the_environment_when_a_setting_comes_from_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """reduce and evaluate blamed the file for a bad DISTILLD_* value ("invalid configuration in
+    files.yaml: reducer.rate: ..."), or named nothing without a file; check-config and run name both."""
+    from distilld.cli import main
+
+    config = tmp_path / "files.yaml"
+    config.write_text("features:\n  - {name: a, type: numeric}\n")
+    data = tmp_path / "in.ndjson"
+    data.write_text('{"a": 1}\n')
+    monkeypatch.setenv("DISTILLD_REDUCER__RATE", "abc")
+    for command in (["reduce", str(data), "-o", str(tmp_path / "o.ndjson")], ["evaluate", str(data), "--report", "r"]):
+        assert main([*command, "-c", str(config)]) == 1
+        err = capsys.readouterr().err
+        assert f"invalid configuration in {config} or the DISTILLD_* environment:" in err, err
+        assert "reducer.rate: Input should be a valid number" in err
+    monkeypatch.setenv("DISTILLD_FEATURES", '[{"name": "a", "type": "numeric"}]')
+    assert main(["reduce", str(data), "-o", str(tmp_path / "o.ndjson")]) == 1
+    assert "invalid configuration in the DISTILLD_* environment:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["bench", "demo"])
+def test_a_subcommands_help_names_the_command_it_was_given(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`distilld bench --help` printed "usage: python -m distilld.bench", a command the README does not give."""
+    from distilld.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: distilld {command} ")

@@ -431,3 +431,144 @@ def test_integers_past_64_bits_are_read_whole_and_exact(tmp_path: Path, fmt: str
     assert [r["id"] for r in got] == list(range(3000))
     assert (got[2500]["hash"], got[2500]["big"], got[2999]["income"]) == (2**63 + 1, 2**64 + 1, 3999.5)
     assert all(type(r["income"]) is float for r in got)
+
+
+def test_an_output_that_is_a_folder_is_refused_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o DIR` reduced the whole file, then failed to rename its output onto the folder with
+    "[Errno 21] Is a directory: '.../.out.partial' -> ...", leaving that partial file behind."""
+    src = tmp_path / "in.csv"
+    _write(src, "csv")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["reduce", str(src), "-o", str(folder), "-c", str(_config(tmp_path)), "-q"]) == 1
+    assert f"{folder}: is a folder; give a file name" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "in.csv", "out"]
+    assert not list(folder.iterdir())
+
+
+def test_evaluate_refuses_a_report_that_is_a_file_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--report FILE` read and scored the whole file, then said only "[Errno 17] File exists: 'FILE'"."""
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    report = tmp_path / "report.html"
+    report.write_text("mine")
+    assert main(["evaluate", str(src), "--report", str(report), "-c", str(_config(tmp_path))]) == 1
+    out, err = capsys.readouterr()
+    assert f"{report}: not a folder (--report is the folder the report is written to)" in err, err
+    assert out == "" and report.read_text() == "mine"
+
+
+def test_avro_bytes_and_timestamps_are_written_to_csv_as_to_json(tmp_path: Path) -> None:
+    """Avro's bytes and timestamp values reached a CSV cell as Python's repr ("b'\\x85'") and
+    str ("2026-01-01 00:00:04+00:00"), where the NDJSON and JSON outputs write Avro's JSON encoding
+    of the bytes and an ISO 8601 time."""
+    import datetime
+
+    schema = {
+        "type": "record",
+        "name": "E",
+        "fields": [
+            {"name": "user", "type": "string"},
+            {"name": "raw", "type": "bytes"},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        ],
+    }
+    at = datetime.datetime(2026, 1, 1, 0, 0, 4, tzinfo=datetime.UTC)
+    src = tmp_path / "in.avro"
+    with src.open("wb") as f:
+        writer(f, parse_schema(schema), [{"user": "u", "raw": b"\x85A", "at": at}])
+    config = str(_config(tmp_path, rate=1.0))
+    for fmt in ("csv", "ndjson"):
+        assert main(["reduce", str(src), "-o", str(tmp_path / f"out.{fmt}"), "-c", config, "-q"]) == 0
+    (cells,) = _read(tmp_path / "out.csv", "csv")
+    (record,) = _read(tmp_path / "out.ndjson", "ndjson")
+    assert record["raw"] == "\x85A" and record["at"] == "2026-01-01T00:00:04+00:00"
+    assert (cells["raw"], cells["at"]) == (record["raw"], record["at"])
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json", "avro"])
+def test_csv_columns_that_no_record_can_hold_are_refused_not_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """A header naming a column twice gave records that kept one of them (NDJSON, JSON) and an Avro
+    schema with the field twice, which Avro forbids; so is a column name that is not an Avro name."""
+    config = str(_config(tmp_path, rate=1.0))
+    twice = tmp_path / "twice.csv"
+    twice.write_text("id,user,note,note\n1,u,a,b\n2,u,c,d\n")
+    out = tmp_path / f"out.{fmt}"
+    assert main(["reduce", str(twice), "-o", str(out), "-c", config, "-q"]) == 1
+    assert f"{twice}: line 1: column 'note' is in the header twice" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["reduce", str(twice), "-o", str(tmp_path / "out.csv"), "-c", config, "-q"]) == 0
+    assert (tmp_path / "out.csv").read_text().splitlines()[1] == "1,u,a,b,1", "CSV keeps both"
+    if fmt == "avro":
+        spaced = tmp_path / "spaced.csv"
+        spaced.write_text("id,user,first name\n1,u,a\n")
+        assert main(["reduce", str(spaced), "-o", str(out), "-c", config, "-q"]) == 1
+        assert f"{spaced}: line 1: column 'first name' is not an Avro field name" in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_a_csv_quote_left_open_is_an_error_not_the_rest_of_the_file_in_one_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated CSV whose last quoted field is not closed was read as valid: that cell held
+    every line after it, and the run exited 0 with those rows missing."""
+    config = str(_config(tmp_path, rate=1.0))
+    src = tmp_path / "cut.csv"
+    src.write_text('id,user,note\n1,u,"ok"\n2,u,"cut\n3,u,x\n4,u,y\n')
+    out = tmp_path / "out.ndjson"
+    assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 1
+    assert f"{src}: line 3: a quoted field is not closed before the end of the file" in capsys.readouterr().err
+    assert not out.exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text('id,user,note\n1,u,"a"b\n')
+    assert main(["reduce", str(bad), "-o", str(out), "-c", config, "-q"]) == 1
+    assert f"{bad}: line 2: ',' expected after '\"'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_avro_output_of_json_records_is_refused_naming_the_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """JSON records have no schema to write Avro with: the error named neither file nor format."""
+    src = tmp_path / f"in.{fmt}"
+    _write(src, fmt)
+    out = tmp_path / "out.avro"
+    assert main(["reduce", str(src), "-o", str(out), "-c", str(_config(tmp_path)), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"{src}: {fmt} records have no Avro schema: Avro output needs an Avro or CSV input" in err, err
+    assert not out.exists()
+
+
+def test_evaluate_plots_long_category_labels_with_room_for_the_bars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UserALE targets are CSS selectors up to ~100 characters: whole as tick labels they took the
+    figure, the bars squeezed to a sliver (or matplotlib warned "Tight layout not applied")."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    heights: dict[str, float] = {}
+    save = Figure.savefig
+
+    def measure(fig: Figure, path: Any, **kwargs: Any) -> None:
+        heights[Path(path).stem] = fig.axes[0].get_position().height
+        save(fig, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", measure)
+    targets = [f"a#tab-{i}.UnderlineNav-item no-wrap js-responsive-underlinenav-item js-selected" for i in range(24)]
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b"".join(orjson.dumps({"target": targets[i % 24], "n": i % 7}) + b"\n" for i in range(600)))
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "features:\n  - {name: target, type: open_categorical}\n  - {name: n, type: numeric}\n"
+        "reducer: {rate: 0.2, window_seconds: 300}\n"
+    )
+    assert main(["evaluate", str(src), "--report", str(tmp_path / "r"), "-c", str(config)]) == 0
+    assert heights["target"] > 0.4, heights  # the bars keep most of the figure, as the numeric's plot does
+    assert heights["n"] > 0.4, heights

@@ -157,8 +157,8 @@ def representativeness(n: int, seeds: int) -> None:
             print(f"{name:<18}" + "".join(f"{row[m]:>13.2f}x" if m in row else f"{'':>14}" for m in GOALS))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m distilld.bench")
+def main(argv: list[str] | None = None, prog: str = "python -m distilld.bench") -> None:
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--records", type=int, default=200_000, help="records for the throughput runs")
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--quality-records", type=int, default=60_000)
@@ -166,7 +166,7 @@ def main() -> None:
         "--quality-seeds", type=int, default=5, help="draws of each stream for the representativeness means"
     )
     parser.add_argument("--kafka-records", type=int, default=300_000, help="0 skips the end-to-end run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print("== engine")
     engine_throughput(args.records, args.batch)
     many_keys(10_000, 25)

@@ -158,6 +158,8 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
 def evaluate_file(
     path: str | Path, settings: EngineSettings, report: str | Path, fmt: str | None = None, batch: int = 1000
 ) -> Evaluation:
+    if Path(report).exists() and not Path(report).is_dir():
+        raise FileFormatError(f"{report}: not a folder (--report is the folder the report is written to)")
     graders = build_graders(settings.features)
     cols = _columns(path, settings, graders, fmt)
     stream, keys, labels = cols.stream, cols.keys, cols.labels
@@ -265,7 +267,7 @@ def _plots(out: Path, stream: Stream, labels: dict[str, list[str]], ours: np.nda
             for i, (label, sel) in enumerate((("full stream", everything), ("distilld", ours), ("random", theirs))):
                 shares = np.bincount(codes[sel], minlength=k) / max(int(sel.sum()), 1)
                 ax.bar(x + (i - 1) * 0.27, shares, width=0.27, label=label)
-            ax.set_xticks(x, labels[name], rotation=30, ha="right", fontsize=7)
+            ax.set_xticks(x, [_short(label) for label in labels[name]], rotation=30, ha="right", fontsize=7)
             ax.set_ylabel("share")
         else:
             values = stream.numeric[name]
@@ -286,3 +288,8 @@ def _plots(out: Path, stream: Stream, labels: dict[str, list[str]], ours: np.nda
         plt.close(fig)
         images.append(image)
     return images
+
+
+def _short(label: str, most: int = 24) -> str:
+    """A tick label that leaves the plot room (CSS selectors, URLs): its start and an ellipsis."""
+    return label if len(label) <= most else label[: most - 1] + "…"

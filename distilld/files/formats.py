@@ -30,6 +30,7 @@ _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": 
 Batch = tuple[list[Any], list[Any]]  # (records, rows)
 _BOM = b"\xef\xbb\xbf"
 _LONG_NUMBER = re.compile(rb"\d{20}")  # 20 digits or more: maybe an integer past 64 bits
+_AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class FileFormatError(ValueError):
@@ -80,13 +81,17 @@ class Reader:
 
     def _csv(self) -> Iterator[Batch]:
         csv.field_size_limit(2**31 - 1)  # not the csv module's 128 KiB: a long cell (a JSON blob) is valid CSV
-        rows = csv.reader(self._lines())
+        # strict: a quote left open at the end (a truncated file) or text after a closing quote is an
+        # error, not the rest of the file read into one cell
+        rows = csv.reader(self._lines(), strict=True)
+        read = 0  # lines of the rows read so far
         try:
             self.columns = next(rows)
+            read = rows.line_num
         except StopIteration:
             return
         except csv.Error as e:
-            raise FileFormatError(f"{self.name}: line {rows.line_num}: {e}") from None
+            raise self._csv_error(e, read, rows.line_num) from None
         width = len(self.columns)
         while True:
             chunk = []
@@ -94,21 +99,30 @@ class Reader:
                 for row in rows:
                     if len(row) != width:
                         if not row:  # a blank line
+                            read = rows.line_num
                             continue
                         raise FileFormatError(
                             f"{self.name}: line {rows.line_num}: {len(row)} fields, the header has {width}"
                         )
                     chunk.append(row)
+                    read = rows.line_num
                     if len(chunk) == self.batch:
                         break
             except csv.Error as e:
-                raise FileFormatError(f"{self.name}: line {rows.line_num}: {e}") from None
+                raise self._csv_error(e, read, rows.line_num) from None
             if not chunk:
                 return
             if self.rows_only:
                 yield None, chunk  # type: ignore[misc]
                 continue
             yield self.records_of(chunk), chunk
+
+    def _csv_error(self, e: csv.Error, read: int, at: int) -> FileFormatError:
+        if str(e) == "unexpected end of data":  # a quoted field still open at the end: say where it began
+            return FileFormatError(
+                f"{self.name}: line {read + 1}: a quoted field is not closed before the end of the file"
+            )
+        return FileFormatError(f"{self.name}: line {at}: {e}")
 
     def records_of(self, rows: list[list[str]], keep_text: bool = False) -> list[dict[str, Any]]:
         """CSV rows as records: text, and numbers in the numeric features' columns
@@ -281,6 +295,15 @@ class Writer:
     def _start(self, first: list[Any]) -> None:
         self._started = True
         self._any = False
+        if self.reader.fmt == "csv" and self.fmt != "csv":  # a record holds a field once
+            seen: set[str] = set()
+            for c in self.reader.columns:
+                if c in seen:
+                    raise FileFormatError(
+                        f"{self.reader.name}: line 1: column {c!r} is in the header twice; a {self.fmt} record"
+                        " would keep one of them: write csv, or rename one"
+                    )
+                seen.add(c)
         if self.fmt == "csv":
             self._text = io.TextIOWrapper(self.fo, encoding="utf-8", newline="", write_through=True)
             self._csv = csv.writer(self._text)
@@ -308,9 +331,12 @@ class Writer:
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, dict | list | bool):  # nested values and booleans as JSON, not Python's repr
-        return _dumps(value).decode()
-    return "" if value is None else str(value)
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    text = _dumps(value).decode()  # nested values, booleans, and Avro's bytes, decimals, times and
+    return json.loads(text) if text.startswith('"') else text  # UUIDs as JSON writes them, not Python's repr
 
 
 def _dumps(value: Any) -> bytes:
@@ -351,6 +377,12 @@ def _avro_schema(reader: Reader) -> Any:
     if WEIGHT_FIELD in reader.columns:
         raise FileFormatError(f"{reader.name}: already has a {WEIGHT_FIELD} column (a reduced file?)")
     if reader.fmt == "csv":  # CSV columns as optional strings (numeric features as doubles)
+        for c in reader.columns:
+            if not _AVRO_NAME.fullmatch(c):
+                raise FileFormatError(
+                    f"{reader.name}: line 1: column {c!r} is not an Avro field name (letters, digits and _,"
+                    " not starting with a digit): write csv, ndjson or json, or rename it"
+                )
         fields = [
             {
                 "name": c,
@@ -360,7 +392,10 @@ def _avro_schema(reader: Reader) -> Any:
             for c in reader.columns
         ]
         return {"type": "record", "name": "Record", "fields": [*fields, weight]}
-    raise FileFormatError("Avro output needs a schema: read Avro or CSV, or write csv/ndjson/json")
+    raise FileFormatError(
+        f"{reader.name}: {reader.fmt} records have no Avro schema: Avro output needs an Avro or CSV input;"
+        " write csv, ndjson or json"
+    )
 
 
 def open_reader(path: str | Path, fmt: str, numeric_columns: set[str], batch: int) -> tuple[IO[bytes], Reader]:

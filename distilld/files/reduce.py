@@ -167,6 +167,8 @@ def reduce_file(
     source, target = Path(source), Path(target)
     if target.exists() and os.path.samefile(source, target):
         raise FileFormatError(f"{target}: the output would overwrite the input")
+    if target.is_dir():
+        raise FileFormatError(f"{target}: is a folder; give a file name")
     if not target.parent.is_dir():
         raise FileFormatError(f"{target}: no such folder: {target.parent}")
     # written next to the target and renamed when complete: a failed run leaves no partial output
@@ -211,12 +213,12 @@ def reduce_file(
                     print(f"\r{pct:5.1f} %  {stats.rows:>12,} rows  {stats.rows / (now - started):>10,.0f} rows/s",
                           end="", file=sys.stderr, flush=True)  # fmt: skip
             writer.close()
+            fout.close()
+            os.replace(partial, target)
         except BaseException:
             fout.close()
             partial.unlink(missing_ok=True)
             raise
-        fout.close()
-        os.replace(partial, target)
     finally:
         fin.close()
     stats.seconds = time.perf_counter() - started
