@@ -33,6 +33,12 @@ _LONG_NUMBER = re.compile(rb"\d{20}")  # 20 digits or more: maybe an integer pas
 _AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _weight(w: float) -> str:
+    """A weight for a CSV cell: every digit it has (its shortest exact form), a whole one without ".0"."""
+    text = repr(float(w))
+    return text[:-2] if text.endswith(".0") else text
+
+
 class FileFormatError(ValueError):
     """A file's format is unknown, or its content does not match it."""
 
@@ -268,7 +274,7 @@ class Writer:
             raise FileFormatError(f"{self.reader.name}: records already have {WEIGHT_FIELD} (a reduced file?)")
         if self.fmt == "csv":
             if self.reader.fmt == "csv":  # the row as it was read, plus the weight
-                self._csv.writerows([*row, f"{w:.6g}"] for row, w in zip(rows, weights, strict=True))
+                self._csv.writerows([*row, _weight(w)] for row, w in zip(rows, weights, strict=True))
             else:
                 known = set(self._columns)
                 for r in records:
@@ -278,7 +284,7 @@ class Writer:
                             f" lacks: {', '.join(sorted(set(r) - known))}; write ndjson or json"
                         )
                 self._csv.writerows(
-                    [*(_cell(r.get(c)) for c in self._columns), f"{w:.6g}"]
+                    [*(_cell(r.get(c)) for c in self._columns), _weight(w)]
                     for r, w in zip(records, weights, strict=True)
                 )
         elif self.fmt == "avro":
