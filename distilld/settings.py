@@ -597,7 +597,13 @@ def load_model(
     try:
         return model(**data)
     except ValidationError as e:
-        raise ConfigError("\n".join(_describe(err) for err in e.errors())) from None
+        lines = [_describe(err) for err in e.errors()]
+        if preset is not None and any("on_error is 'dlq'" in line for line in lines):
+            lines.append(
+                f"(--preset {preset} sets processing.on_error: dlq: set kafka.dlq_topic, or processing.on_error: "
+                "skip or fail, in your file)"
+            )
+        raise ConfigError("\n".join(lines)) from None
     except SettingsError as e:
         # a DISTILLD_ variable for a list or a section that is not JSON; name the variables, never their values
         field = re.search(r'field "([^"]+)"', str(e))

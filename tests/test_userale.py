@@ -63,6 +63,17 @@ def test_url_host_and_length_transforms() -> None:
     assert length([["a", "b"], [], "abc", None, 3, {"k": 1}]) == [2, 0, 3, None, None, 1]
 
 
+def test_the_preset_is_named_when_its_dlq_needs_a_topic(tmp_path: Path) -> None:
+    """The preset sets processing.on_error: dlq; a kafka section without dlq_topic was refused with
+    only "processing.on_error is 'dlq' but kafka.dlq_topic is not set", which the user never wrote."""
+    path = tmp_path / "mine.yaml"
+    path.write_text(orjson.dumps({"kafka": {k: v for k, v in KAFKA.items() if k != "dlq_topic"}}).decode())
+    with pytest.raises(ConfigError, match=r"--preset userale sets processing.on_error: dlq"):
+        load_settings(path, preset="userale")
+    path.write_text(orjson.dumps({"kafka": KAFKA}).decode())
+    assert load_settings(path, preset="userale").processing.on_error == "dlq"
+
+
 def test_alternative_paths_take_the_first_present() -> None:
     logs = [*fixture_logs()[:3], {"sessionId": "old"}, {"nothing": 1}]
     assert compile_path("sessionID|sessionId")(logs)[-2:] == ["old", None]
