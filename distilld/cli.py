@@ -24,6 +24,17 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``distilld`` command; a reader that stops early (``| head``) ends it quietly, as it ends
+    other command-line tools: no traceback, no "[Errno 32] Broken pipe"."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # what is still buffered for the closed pipe would fail again at exit: send it nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="distilld", description="Forward a representative share of a stream.")
     parser.add_argument("--version", action="version", version=f"distilld {__version__}")
@@ -124,6 +135,8 @@ def _files(args: argparse.Namespace) -> int:
         if not args.config and not _env():
             print(f"  ({_NO_CONFIG_NOTE})", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise
     except (FileFormatError, OSError) as e:
         print(f"distilld {args.command}: {e}", file=sys.stderr)
         return 1

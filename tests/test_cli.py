@@ -145,3 +145,31 @@ def test_a_subcommands_help_names_the_command_it_was_given(command: str, capsys:
         main([command, "--help"])
     assert done.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: distilld {command} ")
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`distilld evaluate … | head -1`: the table went to a pipe its reader had closed, and the command
+    printed "distilld evaluate: [Errno 32] Broken pipe" (or a traceback) on stderr."""
+    import os
+
+    data = tmp_path / "p.csv"
+    data.write_text("gender,age\n" + "".join(f"{'mf'[i % 2]},{18 + i % 70}\n" for i in range(3000)))
+    config = tmp_path / "f.yaml"
+    config.write_text(
+        "features:\n  - {name: gender, type: categorical, categories: [m, f]}\n  - {name: age, type: numeric}\n"
+    )
+    report = tmp_path / "report"
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "distilld", "evaluate", str(data), "-c", str(config), "--report", str(report)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert "Broken pipe" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1 and done.stderr == "", "stopped at the table, before the report's lines"
