@@ -114,13 +114,98 @@ def _add_cached(vec, gain, cell_scale, factor, cached, cells, moments, i, amount
         vec[base + m] += amount * moments[i, m]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _open_segment(buf, order, chosen, a, b):  # type: ignore[no-untyped-def]
+    """The segment's records not chosen yet (``order[a:b]``, in arrival order), as a view of ``buf``."""
+    m = 0
+    for j in range(a, b):
+        i = order[j]
+        if not chosen[i]:
+            buf[m] = i
+            m += 1
+    return buf[:m]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _drop(alive, t):  # type: ignore[no-untyped-def]
+    """``alive`` without its entry ``t``, the others kept in order (arrival order breaks exact ties)."""
+    for u in range(t, alive.shape[0] - 1):
+        alive[u] = alive[u + 1]
+    return alive[: alive.shape[0] - 1]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _score(i, cells, moments, jitter, own_gain, own, own_ms, global_gain, gdeficit, gms, f, summed, base):  # type: ignore[no-untyped-def]
+    """Record ``i``'s score: its jitter, its cells' terms (``_cell_gains``), its moments' (``_moment_gain``);
+    then, when ``summed``, the same for the deficits summed over keys."""
+    score = jitter[i]
+    for g in range(cells.shape[1]):
+        score += own_gain[cells[i, g]]
+    score = _moment_gain(score, own, own_ms, 1.0, moments, i, base)
+    if summed:
+        for g in range(cells.shape[1]):
+            score += global_gain[cells[i, g]]
+        score = _moment_gain(score, gdeficit, gms, f, moments, i, base)
+    return score
+
+
+@njit(cache=True, nogil=True)
+def _best(alive, cells, moments, jitter, own_gain, own, own_ms, global_gain, gdeficit, gms, f, summed, base):  # type: ignore[no-untyped-def]
+    """The position in ``alive`` of the record with the highest score (the first of equal ones), -1 if none.
+
+    A score is a chain of ~40 dependent additions, so four records are scored side by side (four
+    independent chains the CPU overlaps); each one's additions stay in ``_score``'s order, so the
+    scores, and the pick, are the same bits as scoring one record at a time."""
+    best, best_score = -1, -np.inf
+    n = alive.shape[0]
+    groups = cells.shape[1]
+    t = 0
+    while t + 4 <= n:
+        i0, i1, i2, i3 = alive[t], alive[t + 1], alive[t + 2], alive[t + 3]
+        s0, s1, s2, s3 = jitter[i0], jitter[i1], jitter[i2], jitter[i3]
+        for g in range(groups):
+            s0 += own_gain[cells[i0, g]]
+            s1 += own_gain[cells[i1, g]]
+            s2 += own_gain[cells[i2, g]]
+            s3 += own_gain[cells[i3, g]]
+        s0 = _moment_gain(s0, own, own_ms, 1.0, moments, i0, base)
+        s1 = _moment_gain(s1, own, own_ms, 1.0, moments, i1, base)
+        s2 = _moment_gain(s2, own, own_ms, 1.0, moments, i2, base)
+        s3 = _moment_gain(s3, own, own_ms, 1.0, moments, i3, base)
+        if summed:
+            for g in range(groups):
+                s0 += global_gain[cells[i0, g]]
+                s1 += global_gain[cells[i1, g]]
+                s2 += global_gain[cells[i2, g]]
+                s3 += global_gain[cells[i3, g]]
+            s0 = _moment_gain(s0, gdeficit, gms, f, moments, i0, base)
+            s1 = _moment_gain(s1, gdeficit, gms, f, moments, i1, base)
+            s2 = _moment_gain(s2, gdeficit, gms, f, moments, i2, base)
+            s3 = _moment_gain(s3, gdeficit, gms, f, moments, i3, base)
+        if s0 > best_score:
+            best, best_score = t, s0
+        if s1 > best_score:
+            best, best_score = t + 1, s1
+        if s2 > best_score:
+            best, best_score = t + 2, s2
+        if s3 > best_score:
+            best, best_score = t + 3, s3
+        t += 4
+    while t < n:
+        s = _score(alive[t], cells, moments, jitter, own_gain, own, own_ms, global_gain, gdeficit, gms, f, summed, base)
+        if s > best_score:
+            best, best_score = t, s
+        t += 1
+    return best
+
+
 @njit(cache=True, nogil=True)
 def _herd(
     starts: np.ndarray,  # per key: first index into `order`
     order: np.ndarray,  # candidate indices grouped by key, arrival order within a key
     quota: np.ndarray,  # per key: picks in this batch
     segment_picks: int,
-    cells: np.ndarray,  # candidates × groups
+    cells: np.ndarray,  # candidates × groups (uint32: _unsigned)
     deficit: np.ndarray,  # keys × cells (updated in place)
     scale: np.ndarray,  # keys × cells: weight / (T + SMALL_CELL)
     jitter: np.ndarray,  # per candidate
@@ -139,6 +224,7 @@ def _herd(
     # same values in the same order as computing them for every record at every pick (~30 % faster)
     own_gain = np.empty(base, dtype=np.float64)
     global_gain = np.empty(base, dtype=np.float64)
+    alive_buf = np.empty(cells.shape[0], dtype=np.int64)
     for k in range(starts.shape[0] - 1):
         lo, hi, q = starts[k], starts[k + 1], quota[k]
         n = hi - lo
@@ -163,24 +249,14 @@ def _herd(
                     _add_cached(gdeficit, global_gain, gscale, f, summed, cells, moments, i, arrive[i], base)
             picks = ((s + 1) * q) // segments - (s * q) // segments + owed
             owed = max(0, picks - (b - a))
+            alive = _open_segment(alive_buf, order, chosen, a, b)
             for _ in range(picks - owed):
-                best, best_score = -1, -np.inf
-                for j in range(a, b):
-                    i = order[j]
-                    if chosen[i]:
-                        continue
-                    score = jitter[i]
-                    for g in range(cells.shape[1]):
-                        score += own_gain[cells[i, g]]
-                    score = _moment_gain(score, own, moment_scale[k], 1.0, moments, i, base)
-                    if summed:
-                        for g in range(cells.shape[1]):
-                            score += global_gain[cells[i, g]]
-                        score = _moment_gain(score, gdeficit, gmoment_scale, f, moments, i, base)
-                    if score > best_score:
-                        best, best_score = i, score
-                if best < 0:
+                t = _best(alive, cells, moments, jitter, own_gain, own, moment_scale[k], global_gain, gdeficit,
+                          gmoment_scale, f, summed, base)  # fmt: skip
+                if t < 0:
                     break
+                best = alive[t]
+                alive = _drop(alive, t)
                 chosen[best] = True
                 _add_cached(own, own_gain, own_scale, 1.0, True, cells, moments, best, -1.0, base)
                 if shared:
@@ -195,7 +271,7 @@ def _pooled(
     n_keys: int,
     extra: int,  # sends to share out, one a key at most
     segment_picks: int,
-    cells: np.ndarray,  # records × groups
+    cells: np.ndarray,  # records × groups (uint32: _unsigned)
     moments: np.ndarray,  # records × moments
     gdeficit: np.ndarray,  # cells, then moments: a copy of the deficits summed over keys (changed here)
     gscale: np.ndarray,
@@ -231,6 +307,12 @@ def _pooled(
             taken[key_of[best]] = True
             _add_cached(gdeficit, gain, gscale, 1.0, True, cells, moments, best, -1.0, base)
     return np.flatnonzero(taken)
+
+
+def _unsigned(cells: np.ndarray) -> np.ndarray:
+    """Cell indices (checked ≥ 0) as uint32, without a copy when they are int32 already: an unsigned
+    index spares the kernels' gathers numba's test for a negative (from-the-end) index."""
+    return np.ascontiguousarray(cells, dtype=np.int32).view(np.uint32)
 
 
 @dataclass
@@ -318,7 +400,7 @@ class HerdingSelector:
             order.astype(np.int64),
             quota.astype(np.int64),
             int(self.segment_picks),
-            np.ascontiguousarray(cells, dtype=np.int32),
+            _unsigned(cells),
             deficit,
             scale,
             jitter,
@@ -382,7 +464,7 @@ class HerdingSelector:
             int(n_keys),
             int(extra),
             int(self.segment_picks),
-            np.ascontiguousarray(cells, dtype=np.int32),
+            _unsigned(cells),
             np.ascontiguousarray(moments, dtype=np.float64),
             global_deficit.copy(),
             self._global_scale(global_targets),

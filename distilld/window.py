@@ -43,17 +43,21 @@ def _count(
     recent: np.ndarray,  # slot × pair cell, float32
     rows: np.ndarray,  # per record: slot · panes + pane
     slots: np.ndarray,  # per record
-    cells: np.ndarray,  # records × groups
+    cells: np.ndarray,  # records × groups, uint32 (an unsigned index spares numba's negative-index test)
     window_groups: int,
     window_cells: int,
     pairs: bool,  # count the pair groups into ``recent`` too
+    summed: np.ndarray,  # window cell, int64: counts over every key (received), or empty (not kept)
 ) -> None:
+    every = summed.shape[0] > 0
     for i in range(cells.shape[0]):
         row, slot = rows[i], slots[i]
         for g in range(window_groups):
             c = cells[i, g]
             ring[row, c] += 1
             totals[slot, c] += 1
+            if every:
+                summed[c] += 1
         if pairs:
             for g in range(window_groups, cells.shape[1]):
                 recent[slot, cells[i, g] - window_cells] += 1.0
@@ -256,12 +260,11 @@ class KeyedWindows:
         rows = slots * self.panes + panes
         pairs = kind == self.RECEIVED and self.n_cells > self.window_cells
         ring = self.ring[kind].reshape(-1, self.window_cells)  # a view: (slot · pane) × cell
-        if kind == self.RECEIVED:
-            marginal = np.ascontiguousarray(cells[:, : self.window_groups]).ravel()
-            self.global_totals += np.bincount(marginal, minlength=self.window_cells)[: self.window_cells]
+        summed = self.global_totals if kind == self.RECEIVED else self.global_totals[:0]
         _count(
-            ring, self.totals[kind], self.recent, rows, slots, np.ascontiguousarray(cells, dtype=np.int32),
-            self.window_groups, self.window_cells, pairs,
+            ring, self.totals[kind], self.recent, rows, slots,
+            np.ascontiguousarray(cells, dtype=np.int32).view(np.uint32),
+            self.window_groups, self.window_cells, pairs, summed,
         )  # fmt: skip
 
     def decay_to(self, keys: np.ndarray, watermark_epoch: int) -> None:
