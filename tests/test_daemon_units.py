@@ -1127,3 +1127,58 @@ def test_a_transaction_the_brokers_do_not_take_in_time_is_committed_later_not_an
     assert "abort_transaction" not in calls and "consume" not in calls
     d.step()
     assert "consume" in calls, "reading again once it is committed"
+
+
+def test_a_group_coordinator_that_does_not_answer_the_offsets_holds_neither_the_loop_nor_a_stop() -> None:
+    """exactly_once: librdkafka's send_offsets_to_transaction does not keep to its timeout while the group
+    coordinator does not answer (librdkafka issue 5456): with the brokers cut off, a SIGTERM's stop waited
+    66 s (socket.timeout.ms) instead of shutdown_timeout_s = 5 s, and a periodic commit held the loop as long.
+    Now the call is waited for up to the deadline; one still running is waited for again, not made twice."""
+    import threading
+
+    from confluent_kafka import TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip", "shutdown_timeout_s": 0.3},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+    calls: list[str] = []
+    answer = threading.Event()  # the group coordinator answers
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: calls.append(name) or []
+
+        def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+            calls.append("send_offsets_to_transaction")
+            answer.wait(30)  # whatever its timeout says
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.subscribed = True
+    d.state.partitions = 1
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    try:
+        d.checkpoints.commit()  # a periodic commit: back without the answer, to retry it
+        assert not answer.is_set() and d.failure is None and d.checkpoints.unfinished, d.failure
+        assert part.progress.committed == 5
+        d.step()  # still no answer: waited for again, not called again, nothing read
+        assert calls.count("send_offsets_to_transaction") == 1 and "consume" not in calls
+        d.stopping = True
+        d.consumer.close = lambda: d._on_revoke(d.consumer, [TopicPartition("t", 0)])  # type: ignore[method-assign]
+        d.shutdown()
+        assert not answer.is_set(), "the stop ended at its deadline, the coordinator still silent"
+        assert calls.count("send_offsets_to_transaction") == 1 and "commit_transaction" not in calls
+        assert part.progress.committed == 5, "not committed"
+    finally:
+        answer.set()
