@@ -1182,3 +1182,42 @@ def test_a_group_coordinator_that_does_not_answer_the_offsets_holds_neither_the_
         assert part.progress.committed == 5, "not committed"
     finally:
         answer.set()
+
+
+def test_readyz_says_not_ready_while_a_transaction_waits_to_be_committed() -> None:
+    """exactly_once: while a transaction the brokers have not taken is retried, nothing is consumed, so the
+    consumer's statistics (what says a broker is up) are not served: /readyz said 200 for the whole of a
+    40 s cut of the brokers (probed with the proxy), where at_least_once says 503 within a second."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from distilld.daemon.partition import Partition
+
+    d = _exactly_once_daemon()
+    down = [True]
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def commit_transaction(self, timeout: float) -> None:
+            if down[0]:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.checkpoints.timeout_s = 0.1
+    d.subscribed = d.joined = d.broker_up = True  # as the last statistics before the brokers went away said
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    assert d.readiness()[0]
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.commit()
+    assert d.checkpoints.unfinished
+    ready, why = d.readiness()
+    assert not ready and "not committed" in why, why
+    down[0] = False
+    d.step()
+    assert not d.checkpoints.unfinished and d.readiness()[0], d.readiness()

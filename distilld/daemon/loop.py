@@ -202,6 +202,9 @@ class Daemon:
         signal.signal(signal.SIGINT, stop)
 
     def readiness(self) -> tuple[bool, str]:
+        if self.checkpoints.unfinished:
+            # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either
+            return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
         if not self.broker_up:
             return False, "no broker connection"
         if self.missing_topics and not self.partitions:
