@@ -176,13 +176,20 @@ class Daemon:
         )
         exactly_once = settings.processing.guarantee == "exactly_once"
         timeout = settings.processing.shutdown_timeout_s
+        producer_conf = producer_config(settings)
         self.output = Output(
-            Producer({**producer_config(settings), "error_cb": self._on_client_error}),
+            Producer({**producer_conf, "error_cb": self._on_client_error}),
             self.metrics,
             transactional=exactly_once,
             waiting=self._queue_full,
         )
-        self.txn = Transactions(self.output.producer, timeout) if exactly_once else None
+        # librdkafka times a request out after socket.timeout.ms, and the coordinator aborts a transaction open
+        # transaction.timeout.ms: a transactional call still running past both never returns
+        stuck_ms = float(producer_conf.get("transaction.timeout.ms", 60_000)) + float(
+            producer_conf.get("socket.timeout.ms", 60_000)
+        )
+        stuck_s = stuck_ms / 1000.0
+        self.txn = Transactions(self.output.producer, timeout, stuck_s=stuck_s) if exactly_once else None
         self.state = StateStore(
             settings.kafka.state_topic_name(), {**state_client_config(settings), "error_cb": self._on_client_error}
         )

@@ -34,10 +34,13 @@ class TransactionFatal(RuntimeError):
 
 
 class Transactions:
-    def __init__(self, producer: Producer, timeout_s: float, retry_backoff_s: float = 0.2) -> None:
+    def __init__(
+        self, producer: Producer, timeout_s: float, retry_backoff_s: float = 0.2, stuck_s: float = 120.0
+    ) -> None:
         self.producer = producer
         self.timeout_s = timeout_s
         self.retry_backoff_s = retry_backoff_s
+        self.stuck_s = stuck_s  # a call running this long never returns (transaction.timeout.ms + socket.timeout.ms)
         self.ready = False
         self.open = False
         # commit_transaction was called and did not finish: only it is called again (librdkafka: "on
@@ -83,12 +86,21 @@ class Transactions:
         to its timeout while the group coordinator does not answer (librdkafka issue 5456: it waited out
         socket.timeout.ms, 60 s, past the stop's deadline, the loop stuck meanwhile), so it runs in a
         thread; one still running at the next try is waited for again, not made twice (librdkafka
-        refuses a second call while the first runs)."""
+        refuses a second call while the first runs). One that has not returned after ``stuck_s`` never
+        will: librdkafka times its request out after socket.timeout.ms (the call then fails and is
+        retried), and the coordinator has aborted the transaction after transaction.timeout.ms; seen
+        after the brokers came back, the call still waiting minutes later. The producer is then given
+        up (TransactionFatal), for a fresh instance to take over."""
         if self._sending is None:
             producer = self.producer
             self._sending = _Background(lambda: producer.send_offsets_to_transaction(offsets, group_metadata, left))
         sending = self._sending
         if not sending.wait(time.monotonic() + left):
+            if sending.running_for() > self.stuck_s:
+                raise TransactionFatal(
+                    f"send_offsets_to_transaction has not returned in {sending.running_for():.0f}s, past "
+                    f"transaction.timeout.ms + socket.timeout.ms ({self.stuck_s:g}s): the producer is stuck"
+                )
             raise _not_answered()
         self._sending = None
         sending.result()
@@ -125,6 +137,7 @@ class _Background:
     def __init__(self, call: Callable[[], object]) -> None:
         self._call = call
         self._error: BaseException | None = None
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="distilld-txn", daemon=True)
         self._thread.start()
 
@@ -138,6 +151,9 @@ class _Background:
         """Whether the call has finished by ``deadline`` (monotonic)."""
         self._thread.join(max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive()
+
+    def running_for(self) -> float:
+        return time.monotonic() - self._started
 
     def result(self) -> None:
         """Raise what the finished call raised, if anything."""
