@@ -1221,3 +1221,67 @@ def test_readyz_says_not_ready_while_a_transaction_waits_to_be_committed() -> No
     down[0] = False
     d.step()
     assert not d.checkpoints.unfinished and d.readiness()[0], d.readiness()
+
+
+def test_a_stop_asked_for_while_a_commit_waits_for_the_brokers_ends_within_shutdown_timeout(
+    monkeypatch: Any,
+) -> None:
+    """exactly_once, the brokers away: a SIGTERM came while the loop retried a transaction (each try may wait
+    shutdown_timeout_s); the stop began only once that try had given up, with shutdown_timeout_s of its own:
+    twice the timeout in all (probed: 8.6 s for a 5 s timeout; with the default 30 s, past the chart's grace
+    period of 45 s). Now the stop's deadline counts from the signal. The clock is the test's."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    from distilld.daemon import checkpoint as checkpoint_module
+    from distilld.daemon import loop as loop_module
+    from distilld.daemon import transactions as txn_module
+    from distilld.daemon.partition import Partition
+
+    now = [1000.0]
+    fake_time = SimpleNamespace(
+        monotonic=lambda: now[0], sleep=lambda s: None, perf_counter=lambda: now[0], time=lambda: now[0]
+    )
+    for module in (loop_module, checkpoint_module, txn_module):
+        monkeypatch.setattr(module, "time", fake_time)
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip", "shutdown_timeout_s": 30},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+    asked: list[float] = []
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def commit_transaction(self, timeout: float) -> None:
+            if not asked:
+                d.request_stop()  # the SIGTERM arrives while librdkafka waits
+                asked.append(now[0])
+            now[0] += timeout  # the brokers do not answer: the whole timeout passes
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+        def close(self) -> None:
+            pass
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.output.flush = lambda deadline: True  # type: ignore[method-assign]
+    d.state.partitions = 1
+    d.subscribed = True
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.unfinished = True  # retrying a transaction the brokers have not taken
+    d.step()
+    assert d.stopping and asked
+    d.shutdown()
+    assert now[0] - asked[0] <= 30.0, f"the stop took {now[0] - asked[0]:.0f}s of the test's clock"
+    assert part.progress.committed == 5, "not committed"

@@ -133,6 +133,7 @@ class Daemon:
         self.metrics = DaemonMetrics(list(self.graders))
         self.records_consumed = 0
         self.stopping = False
+        self.stop_requested: float | None = None  # when SIGTERM/SIGINT came (monotonic): the stop works to it
         self.failure: str | None = None
         self.paused = False
         self.joined = False  # the group has given us an assignment (maybe empty)
@@ -203,10 +204,17 @@ class Daemon:
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
             log.info("received %s: stopping", signal.Signals(signum).name)
-            self.stopping = True
+            self.request_stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+    def request_stop(self) -> None:
+        """Stop: the loop ends after what it is doing, and :meth:`shutdown` works to ``shutdown_timeout_s``
+        from now, not from when the loop gets there (a commit waiting for absent brokers may take as long)."""
+        if self.stop_requested is None:
+            self.stop_requested = time.monotonic()
+        self.stopping = True
 
     def readiness(self) -> tuple[bool, str]:
         if self.checkpoints.unfinished:
@@ -352,7 +360,8 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop fetching, flush, commit, snapshot, close: inside ``processing.shutdown_timeout_s``
         in all: closing revokes the partitions, and that checkpoint works to the same deadline."""
-        self.checkpoints.stop_by = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        asked = time.monotonic() if self.stop_requested is None else self.stop_requested
+        self.checkpoints.stop_by = asked + self.settings.processing.shutdown_timeout_s
         deadline = self.checkpoints.checkpoint(list(self.partitions))
         try:
             call_by(deadline, self.consumer.close)
