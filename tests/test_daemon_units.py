@@ -1285,3 +1285,43 @@ def test_a_stop_asked_for_while_a_commit_waits_for_the_brokers_ends_within_shutd
     d.shutdown()
     assert now[0] - asked[0] <= 30.0, f"the stop took {now[0] - asked[0]:.0f}s of the test's clock"
     assert part.progress.committed == 5, "not committed"
+
+
+def test_the_windows_start_is_looked_up_once_for_all_partitions_assigned(daemon: Daemon) -> None:
+    """A partition assigned without a usable snapshot rebuilds its window from the log; where the window starts
+    was looked up partition by partition, each waiting up to shutdown_timeout_s for brokers that do not answer:
+    12 partitions held the rebalance callback (the loop, /healthz, a stop) for 6 minutes, past the liveness
+    probe and max.poll.interval.ms. Now one lookup serves them all."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    lookups: list[list[int]] = []
+    answer = [False]
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            lookups.append([p.partition for p in parts])
+            if not answer[0]:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
+            return [TopicPartition(p.topic, p.partition, 10 * p.partition) for p in parts]
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            self.assigned = [(p.partition, p.offset) for p in parts]
+
+    member = Member()
+    daemon.consumer = member  # type: ignore[assignment]
+    daemon.state.partitions = 1
+    daemon.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    assigned = [TopicPartition("t", p) for p in range(4)]
+    daemon._on_assign(member, assigned)  # type: ignore[arg-type]
+    assert lookups == [[0, 1, 2, 3]], "one lookup for every partition, not one each"
+    assert not daemon.stopping and member.assigned == [(p, 100) for p in range(4)], "from the commits"
+    for p in range(4):
+        daemon.partitions.pop(("t", p))
+    answer[0] = True
+    daemon._on_assign(member, assigned)  # type: ignore[arg-type]
+    assert lookups[1:] == [[0, 1, 2, 3]]
+    assert member.assigned == [(p, 10 * p) for p in range(4)], "each from its window's start"
+    assert [daemon.partitions[("t", p)].replay_until for p in range(4)] == [100] * 4

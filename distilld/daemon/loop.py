@@ -426,6 +426,7 @@ class Daemon:
             self.metrics.state_errors.inc()
             log.warning("reading state topic %s failed (%s): partitions start with empty windows", self.state.topic, e)
             found = {}
+        begins: dict[TP, int] | None = None  # where each window starts in the log, looked up once when needed
         starts = []
         for tp in partitions:
             key = (tp.topic, tp.partition)
@@ -455,7 +456,13 @@ class Daemon:
                         tp.topic, tp.partition, reducer.keys_held, snap.offset, offset,
                     )  # fmt: skip
             if outcome != "restored" and offset >= 0:
-                begin = self._window_start(tp, offset)
+                if begins is None:
+                    begins = self._window_starts(
+                        [p for p in partitions if committed.get((p.topic, p.partition), -1) >= 0]
+                    )
+                begin = begins.get(key)
+                if begin is not None and begin >= offset:
+                    begin = None  # nothing before the commit is inside the window
                 if begin is not None:  # no snapshot to use: rebuild the window from the log, emitting nothing
                     start = TopicPartition(tp.topic, tp.partition, begin)
                     part.processed, part.replay_until = begin, offset
@@ -472,20 +479,20 @@ class Daemon:
         self.metrics.restore_duration.observe(time.perf_counter() - started)
         return starts
 
-    def _window_start(self, tp: TopicPartition, committed: int) -> int | None:
-        """The first offset whose Kafka timestamp is inside the window (the log's start
-        where the broker cannot tell); None when nothing before ``committed`` is."""
+    def _window_starts(self, partitions: list[TopicPartition]) -> dict[TP, int]:
+        """The first offset of each partition whose Kafka timestamp is inside the window (the log's start
+        where the broker cannot tell), in one lookup: brokers that do not answer cost one timeout for all
+        the partitions, not one each (the loop and a stop wait meanwhile). A partition left out has none."""
         since_ms = int((self.clock() - self.settings.reducer.window_seconds) * 1000)
         try:
             found = self.consumer.offsets_for_times(
-                [TopicPartition(tp.topic, tp.partition, since_ms)], timeout=self.settings.processing.shutdown_timeout_s
-            )[0]
+                [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions],
+                timeout=self.settings.processing.shutdown_timeout_s,
+            )
         except KafkaException as e:
-            log.warning("%s[%d]: cannot look up the window's start (%s): empty windows", tp.topic, tp.partition, e)
-            return None
-        if found.error is not None or found.offset < 0 or found.offset >= committed:
-            return None
-        return int(found.offset)
+            log.warning("%s: cannot look up the windows' start (%s): empty windows", _names(partitions), e)
+            return {}
+        return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Finish the partitions' work, commit and snapshot it before they go."""
