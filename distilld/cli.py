@@ -197,7 +197,7 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     daemon.install_signal_handlers()
     if early:
         logging.getLogger("distilld").info("stop requested while starting: stopping")
-        daemon.stopping = True
+        daemon.request_stop()
     return daemon.run()
 
 

@@ -1127,3 +1127,201 @@ def test_a_transaction_the_brokers_do_not_take_in_time_is_committed_later_not_an
     assert "abort_transaction" not in calls and "consume" not in calls
     d.step()
     assert "consume" in calls, "reading again once it is committed"
+
+
+def test_a_group_coordinator_that_does_not_answer_the_offsets_holds_neither_the_loop_nor_a_stop() -> None:
+    """exactly_once: librdkafka's send_offsets_to_transaction does not keep to its timeout while the group
+    coordinator does not answer (librdkafka issue 5456): with the brokers cut off, a SIGTERM's stop waited
+    66 s (socket.timeout.ms) instead of shutdown_timeout_s = 5 s, and a periodic commit held the loop as long.
+    Now the call is waited for up to the deadline; one still running is waited for again, not made twice."""
+    import threading
+
+    from confluent_kafka import TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip", "shutdown_timeout_s": 0.3},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+    calls: list[str] = []
+    answer = threading.Event()  # the group coordinator answers
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: calls.append(name) or []
+
+        def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+            calls.append("send_offsets_to_transaction")
+            answer.wait(30)  # whatever its timeout says
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.subscribed = True
+    d.state.partitions = 1
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    try:
+        d.checkpoints.commit()  # a periodic commit: back without the answer, to retry it
+        assert not answer.is_set() and d.failure is None and d.checkpoints.unfinished, d.failure
+        assert part.progress.committed == 5
+        d.step()  # still no answer: waited for again, not called again, nothing read
+        assert calls.count("send_offsets_to_transaction") == 1 and "consume" not in calls
+        d.stopping = True
+        d.consumer.close = lambda: d._on_revoke(d.consumer, [TopicPartition("t", 0)])  # type: ignore[method-assign]
+        d.shutdown()
+        assert not answer.is_set(), "the stop ended at its deadline, the coordinator still silent"
+        assert calls.count("send_offsets_to_transaction") == 1 and "commit_transaction" not in calls
+        assert part.progress.committed == 5, "not committed"
+    finally:
+        answer.set()
+
+
+def test_readyz_says_not_ready_while_a_transaction_waits_to_be_committed() -> None:
+    """exactly_once: while a transaction the brokers have not taken is retried, nothing is consumed, so the
+    consumer's statistics (what says a broker is up) are not served: /readyz said 200 for the whole of a
+    40 s cut of the brokers (probed with the proxy), where at_least_once says 503 within a second."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from distilld.daemon.partition import Partition
+
+    d = _exactly_once_daemon()
+    down = [True]
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def commit_transaction(self, timeout: float) -> None:
+            if down[0]:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.checkpoints.timeout_s = 0.1
+    d.subscribed = d.joined = d.broker_up = True  # as the last statistics before the brokers went away said
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    assert d.readiness()[0]
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.commit()
+    assert d.checkpoints.unfinished
+    ready, why = d.readiness()
+    assert not ready and "not committed" in why, why
+    down[0] = False
+    d.step()
+    assert not d.checkpoints.unfinished and d.readiness()[0], d.readiness()
+
+
+def test_a_stop_asked_for_while_a_commit_waits_for_the_brokers_ends_within_shutdown_timeout(
+    monkeypatch: Any,
+) -> None:
+    """exactly_once, the brokers away: a SIGTERM came while the loop retried a transaction (each try may wait
+    shutdown_timeout_s); the stop began only once that try had given up, with shutdown_timeout_s of its own:
+    twice the timeout in all (probed: 8.6 s for a 5 s timeout; with the default 30 s, past the chart's grace
+    period of 45 s). Now the stop's deadline counts from the signal. The clock is the test's."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    from distilld.daemon import checkpoint as checkpoint_module
+    from distilld.daemon import loop as loop_module
+    from distilld.daemon import transactions as txn_module
+    from distilld.daemon.partition import Partition
+
+    now = [1000.0]
+    fake_time = SimpleNamespace(
+        monotonic=lambda: now[0], sleep=lambda s: None, perf_counter=lambda: now[0], time=lambda: now[0]
+    )
+    for module in (loop_module, checkpoint_module, txn_module):
+        monkeypatch.setattr(module, "time", fake_time)
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"guarantee": "exactly_once", "on_error": "skip", "shutdown_timeout_s": 30},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+    asked: list[float] = []
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def commit_transaction(self, timeout: float) -> None:
+            if not asked:
+                d.request_stop()  # the SIGTERM arrives while librdkafka waits
+                asked.append(now[0])
+            now[0] += timeout  # the brokers do not answer: the whole timeout passes
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+        def close(self) -> None:
+            pass
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.output.flush = lambda deadline: True  # type: ignore[method-assign]
+    d.state.partitions = 1
+    d.subscribed = True
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.unfinished = True  # retrying a transaction the brokers have not taken
+    d.step()
+    assert d.stopping and asked
+    d.shutdown()
+    assert now[0] - asked[0] <= 30.0, f"the stop took {now[0] - asked[0]:.0f}s of the test's clock"
+    assert part.progress.committed == 5, "not committed"
+
+
+def test_the_windows_start_is_looked_up_once_for_all_partitions_assigned(daemon: Daemon) -> None:
+    """A partition assigned without a usable snapshot rebuilds its window from the log; where the window starts
+    was looked up partition by partition, each waiting up to shutdown_timeout_s for brokers that do not answer:
+    12 partitions held the rebalance callback (the loop, /healthz, a stop) for 6 minutes, past the liveness
+    probe and max.poll.interval.ms. Now one lookup serves them all."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    lookups: list[list[int]] = []
+    answer = [False]
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            lookups.append([p.partition for p in parts])
+            if not answer[0]:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
+            return [TopicPartition(p.topic, p.partition, 10 * p.partition) for p in parts]
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            self.assigned = [(p.partition, p.offset) for p in parts]
+
+    member = Member()
+    daemon.consumer = member  # type: ignore[assignment]
+    daemon.state.partitions = 1
+    daemon.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    assigned = [TopicPartition("t", p) for p in range(4)]
+    daemon._on_assign(member, assigned)  # type: ignore[arg-type]
+    assert lookups == [[0, 1, 2, 3]], "one lookup for every partition, not one each"
+    assert not daemon.stopping and member.assigned == [(p, 100) for p in range(4)], "from the commits"
+    for p in range(4):
+        daemon.partitions.pop(("t", p))
+    answer[0] = True
+    daemon._on_assign(member, assigned)  # type: ignore[arg-type]
+    assert lookups[1:] == [[0, 1, 2, 3]]
+    assert member.assigned == [(p, 10 * p) for p in range(4)], "each from its window's start"
+    assert [daemon.partitions[("t", p)].replay_until for p in range(4)] == [100] * 4

@@ -90,3 +90,36 @@ def test_a_retriable_error_past_the_deadline_is_raised_for_a_later_retry(monkeyp
         txn.commit([], None)
     assert producer.calls == ["begin", "commit", "commit", "commit"], "retried until the deadline, then raised"
     assert txn.open
+
+
+def test_offsets_the_coordinator_never_takes_are_waited_for_again_then_the_producer_is_given_up() -> None:
+    """librdkafka's send_offsets_to_transaction can wait past its timeout, even for good (probed: still
+    waiting minutes after the brokers came back). It is waited for up to each commit's deadline and again
+    at the next, never called twice; once it has run past transaction.timeout.ms and socket.timeout.ms (the
+    request would have timed out, the coordinator aborted the transaction), the producer is given up (fatal:
+    a fresh instance takes over)."""
+    import threading
+
+    answer = threading.Event()
+
+    class Silent(FakeProducer):
+        def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+            self.calls.append("offsets")
+            answer.wait(30)  # whatever its timeout says
+
+    producer = Silent()
+    txn = Transactions(producer, 0.05, retry_backoff_s=0.0, stuck_s=120.0)  # type: ignore[arg-type]
+    txn.begin()
+    try:
+        for _ in range(2):
+            with pytest.raises(KafkaException) as raised:
+                txn.commit([object()], None)  # type: ignore[list-item]
+            assert raised.value.args[0].retriable() and txn.open
+        assert producer.calls == ["begin", "offsets"], "waited for again, not called again"
+        assert txn._sending is not None
+        txn._sending._started -= 121.0  # the call has been running past both timeouts
+        with pytest.raises(TransactionFatal):
+            txn.commit([object()], None)  # type: ignore[list-item]
+        assert producer.calls == ["begin", "offsets"] and "commit" not in producer.calls
+    finally:
+        answer.set()

@@ -4,7 +4,8 @@
   ``metrics.health_timeout_s``; 503 when it is stuck (a liveness probe
   restarts the pod).
 - ``/readyz``: 200 when a broker is up and the instance has joined its group
-  (with partitions, or with nothing to assign); 503 otherwise.
+  (with partitions, or with nothing to assign); 503 otherwise, and while an
+  exactly-once transaction the brokers have not taken is retried.
 """
 
 from __future__ import annotations

@@ -133,6 +133,7 @@ class Daemon:
         self.metrics = DaemonMetrics(list(self.graders))
         self.records_consumed = 0
         self.stopping = False
+        self.stop_requested: float | None = None  # when SIGTERM/SIGINT came (monotonic): the stop works to it
         self.failure: str | None = None
         self.paused = False
         self.joined = False  # the group has given us an assignment (maybe empty)
@@ -176,13 +177,20 @@ class Daemon:
         )
         exactly_once = settings.processing.guarantee == "exactly_once"
         timeout = settings.processing.shutdown_timeout_s
+        producer_conf = producer_config(settings)
         self.output = Output(
-            Producer({**producer_config(settings), "error_cb": self._on_client_error}),
+            Producer({**producer_conf, "error_cb": self._on_client_error}),
             self.metrics,
             transactional=exactly_once,
             waiting=self._queue_full,
         )
-        self.txn = Transactions(self.output.producer, timeout) if exactly_once else None
+        # librdkafka times a request out after socket.timeout.ms, and the coordinator aborts a transaction open
+        # transaction.timeout.ms: a transactional call still running past both never returns
+        stuck_ms = float(producer_conf.get("transaction.timeout.ms", 60_000)) + float(
+            producer_conf.get("socket.timeout.ms", 60_000)
+        )
+        stuck_s = stuck_ms / 1000.0
+        self.txn = Transactions(self.output.producer, timeout, stuck_s=stuck_s) if exactly_once else None
         self.state = StateStore(
             settings.kafka.state_topic_name(), {**state_client_config(settings), "error_cb": self._on_client_error}
         )
@@ -196,12 +204,22 @@ class Daemon:
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
             log.info("received %s: stopping", signal.Signals(signum).name)
-            self.stopping = True
+            self.request_stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
+    def request_stop(self) -> None:
+        """Stop: the loop ends after what it is doing, and :meth:`shutdown` works to ``shutdown_timeout_s``
+        from now, not from when the loop gets there (a commit waiting for absent brokers may take as long)."""
+        if self.stop_requested is None:
+            self.stop_requested = time.monotonic()
+        self.stopping = True
+
     def readiness(self) -> tuple[bool, str]:
+        if self.checkpoints.unfinished:
+            # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either
+            return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
         if not self.broker_up:
             return False, "no broker connection"
         if self.missing_topics and not self.partitions:
@@ -342,7 +360,8 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop fetching, flush, commit, snapshot, close: inside ``processing.shutdown_timeout_s``
         in all: closing revokes the partitions, and that checkpoint works to the same deadline."""
-        self.checkpoints.stop_by = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        asked = time.monotonic() if self.stop_requested is None else self.stop_requested
+        self.checkpoints.stop_by = asked + self.settings.processing.shutdown_timeout_s
         deadline = self.checkpoints.checkpoint(list(self.partitions))
         try:
             call_by(deadline, self.consumer.close)
@@ -407,6 +426,7 @@ class Daemon:
             self.metrics.state_errors.inc()
             log.warning("reading state topic %s failed (%s): partitions start with empty windows", self.state.topic, e)
             found = {}
+        begins: dict[TP, int] | None = None  # where each window starts in the log, looked up once when needed
         starts = []
         for tp in partitions:
             key = (tp.topic, tp.partition)
@@ -436,7 +456,13 @@ class Daemon:
                         tp.topic, tp.partition, reducer.keys_held, snap.offset, offset,
                     )  # fmt: skip
             if outcome != "restored" and offset >= 0:
-                begin = self._window_start(tp, offset)
+                if begins is None:
+                    begins = self._window_starts(
+                        [p for p in partitions if committed.get((p.topic, p.partition), -1) >= 0]
+                    )
+                begin = begins.get(key)
+                if begin is not None and begin >= offset:
+                    begin = None  # nothing before the commit is inside the window
                 if begin is not None:  # no snapshot to use: rebuild the window from the log, emitting nothing
                     start = TopicPartition(tp.topic, tp.partition, begin)
                     part.processed, part.replay_until = begin, offset
@@ -453,20 +479,20 @@ class Daemon:
         self.metrics.restore_duration.observe(time.perf_counter() - started)
         return starts
 
-    def _window_start(self, tp: TopicPartition, committed: int) -> int | None:
-        """The first offset whose Kafka timestamp is inside the window (the log's start
-        where the broker cannot tell); None when nothing before ``committed`` is."""
+    def _window_starts(self, partitions: list[TopicPartition]) -> dict[TP, int]:
+        """The first offset of each partition whose Kafka timestamp is inside the window (the log's start
+        where the broker cannot tell), in one lookup: brokers that do not answer cost one timeout for all
+        the partitions, not one each (the loop and a stop wait meanwhile). A partition left out has none."""
         since_ms = int((self.clock() - self.settings.reducer.window_seconds) * 1000)
         try:
             found = self.consumer.offsets_for_times(
-                [TopicPartition(tp.topic, tp.partition, since_ms)], timeout=self.settings.processing.shutdown_timeout_s
-            )[0]
+                [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions],
+                timeout=self.settings.processing.shutdown_timeout_s,
+            )
         except KafkaException as e:
-            log.warning("%s[%d]: cannot look up the window's start (%s): empty windows", tp.topic, tp.partition, e)
-            return None
-        if found.error is not None or found.offset < 0 or found.offset >= committed:
-            return None
-        return int(found.offset)
+            log.warning("%s: cannot look up the windows' start (%s): empty windows", _names(partitions), e)
+            return {}
+        return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Finish the partitions' work, commit and snapshot it before they go."""

@@ -12,6 +12,7 @@ the daemon stops so that a fresh instance takes over).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -33,15 +34,20 @@ class TransactionFatal(RuntimeError):
 
 
 class Transactions:
-    def __init__(self, producer: Producer, timeout_s: float, retry_backoff_s: float = 0.2) -> None:
+    def __init__(
+        self, producer: Producer, timeout_s: float, retry_backoff_s: float = 0.2, stuck_s: float = 120.0
+    ) -> None:
         self.producer = producer
         self.timeout_s = timeout_s
         self.retry_backoff_s = retry_backoff_s
+        self.stuck_s = stuck_s  # a call running this long never returns (transaction.timeout.ms + socket.timeout.ms)
         self.ready = False
         self.open = False
         # commit_transaction was called and did not finish: only it is called again (librdkafka: "on
         # timeout the operation may continue in the background ... it is okay to call this function again")
         self.committing = False
+        # send_offsets_to_transaction still running in a thread after the caller stopped waiting (_send_offsets)
+        self._sending: _Background | None = None
 
     def init(self, timeout_s: float) -> None:
         """Register the transactional id (fencing an older producer with the same
@@ -60,18 +66,44 @@ class Transactions:
         if not self.open:
             return
         if offsets and not self.committing:
-            self._call(
-                lambda left: self.producer.send_offsets_to_transaction(offsets, group_metadata, left),
-                self._until(deadline),
-            )
+            self._call(lambda left: self._send_offsets(offsets, group_metadata, left), self._until(deadline))
         self.committing = True
         self._call(lambda left: self.producer.commit_transaction(left), self._until(deadline))
         self.open = self.committing = False
 
     def abort(self, deadline: float | None = None) -> None:
         if self.open:
-            self._call(lambda left: self.producer.abort_transaction(left), self._until(deadline))
+            until = self._until(deadline)
+            if self._sending is not None:  # librdkafka refuses an abort while that call runs
+                if not self._sending.wait(until):
+                    raise _not_answered()
+                self._sending = None
+            self._call(lambda left: self.producer.abort_transaction(left), until)
             self.open = self.committing = False
+
+    def _send_offsets(self, offsets: list[TopicPartition], group_metadata: Any, left: float) -> None:
+        """send_offsets_to_transaction, waited for ``left`` seconds at most. librdkafka's call does not keep
+        to its timeout while the group coordinator does not answer (librdkafka issue 5456: it waited out
+        socket.timeout.ms, 60 s, past the stop's deadline, the loop stuck meanwhile), so it runs in a
+        thread; one still running at the next try is waited for again, not made twice (librdkafka
+        refuses a second call while the first runs). One that has not returned after ``stuck_s`` never
+        will: librdkafka times its request out after socket.timeout.ms (the call then fails and is
+        retried), and the coordinator has aborted the transaction after transaction.timeout.ms; seen
+        after the brokers came back, the call still waiting minutes later. The producer is then given
+        up (TransactionFatal), for a fresh instance to take over."""
+        if self._sending is None:
+            producer = self.producer
+            self._sending = _Background(lambda: producer.send_offsets_to_transaction(offsets, group_metadata, left))
+        sending = self._sending
+        if not sending.wait(time.monotonic() + left):
+            if sending.running_for() > self.stuck_s:
+                raise TransactionFatal(
+                    f"send_offsets_to_transaction has not returned in {sending.running_for():.0f}s, past "
+                    f"transaction.timeout.ms + socket.timeout.ms ({self.stuck_s:g}s): the producer is stuck"
+                )
+            raise _not_answered()
+        self._sending = None
+        sending.result()
 
     def _until(self, deadline: float | None) -> float:
         """When a call must be done: ``timeout_s`` from now, or ``deadline`` if that is sooner."""
@@ -97,3 +129,39 @@ class Transactions:
                 if err.retriable():
                     raise  # still failing at the deadline: the caller retries later
                 raise TransactionFatal(str(err)) from e
+
+
+class _Background:
+    """A client call in a thread of its own, waited for up to a deadline, maybe more than once."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self._call = call
+        self._error: BaseException | None = None
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="distilld-txn", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._call()
+        except BaseException as e:
+            self._error = e
+
+    def wait(self, deadline: float) -> bool:
+        """Whether the call has finished by ``deadline`` (monotonic)."""
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return not self._thread.is_alive()
+
+    def running_for(self) -> float:
+        return time.monotonic() - self._started
+
+    def result(self) -> None:
+        """Raise what the finished call raised, if anything."""
+        if self._error is not None:
+            raise self._error
+
+
+def _not_answered() -> KafkaException:
+    return KafkaException(
+        KafkaError(KafkaError._TIMED_OUT, "the group coordinator has not taken the offsets yet", retriable=True)
+    )
