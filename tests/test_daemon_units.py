@@ -1325,3 +1325,53 @@ def test_the_windows_start_is_looked_up_once_for_all_partitions_assigned(daemon:
     assert lookups[1:] == [[0, 1, 2, 3]]
     assert member.assigned == [(p, 10 * p) for p in range(4)], "each from its window's start"
     assert [daemon.partitions[("t", p)].replay_until for p in range(4)] == [100] * 4
+
+
+def test_a_transaction_left_unfinished_by_a_revoke_still_commits_the_revoked_partitions_offsets() -> None:
+    """exactly_once: a revoke's checkpoint met the group coordinator away past its deadline (the offsets not
+    taken), so the transaction stayed open, to be committed later, and the revoked partition was handed over.
+    The retry sent the offsets of the partitions still assigned only, under the group's newer generation: the
+    transaction then committed the revoked partition's outputs without its offsets, and its next owner, reading
+    from the last commit, produced them again. A retry sends what the first try did: the revoked partition's
+    offsets too, under the generation its work was done in (fenced if the group has moved on since)."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    d = _exactly_once_daemon()
+    sent: list[tuple[list[tuple[str, int, int]], Any]] = []
+    down = [True]
+    generation = ["generation 1"]
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def consumer_group_metadata(self) -> str:
+            return generation[0]
+
+        def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+            if down[0]:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away", retriable=True))
+            sent.append(([(tp.topic, tp.partition, tp.offset) for tp in offsets], metadata))
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.checkpoints.timeout_s = 0.1
+    d.subscribed = True
+    d.state.partitions = 1
+    for p in (0, 1):
+        reducer = d._new_reducer()
+        part = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
+        part.progress.committed, part.processed = 5, 10  # records 5-9 produced in the open transaction
+        d.partitions[("t", p)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d._on_revoke(d.consumer, [TopicPartition("t", 0)])
+    assert d.checkpoints.unfinished and d.failure is None, d.failure
+    assert list(d.partitions) == [("t", 1)], "handed over"
+    generation[0] = "generation 2"  # the group rebalanced meanwhile
+    down[0] = False
+    d.step()
+    assert not d.checkpoints.unfinished
+    assert sent == [([("t", 0, 10), ("t", 1, 10)], "generation 1")], sent

@@ -48,6 +48,10 @@ class Transactions:
         self.committing = False
         # send_offsets_to_transaction still running in a thread after the caller stopped waiting (_send_offsets)
         self._sending: _Background | None = None
+        # the offsets and group metadata of the open transaction's first commit: a retry sends the same, not what
+        # is assigned by then (a revoke meanwhile: the revoked partitions' outputs are in the transaction), under
+        # the generation the work was done in (the coordinator fences it if the group has moved on since)
+        self._offsets: tuple[list[TopicPartition], Any] | None = None
 
     def init(self, timeout_s: float) -> None:
         """Register the transactional id (fencing an older producer with the same
@@ -65,11 +69,15 @@ class Transactions:
         ``timeout_s`` and all of them together no later than ``deadline`` (monotonic) if given."""
         if not self.open:
             return
+        if self._offsets is None:
+            self._offsets = (offsets, group_metadata)
+        offsets, group_metadata = self._offsets
         if offsets and not self.committing:
             self._call(lambda left: self._send_offsets(offsets, group_metadata, left), self._until(deadline))
         self.committing = True
         self._call(lambda left: self.producer.commit_transaction(left), self._until(deadline))
         self.open = self.committing = False
+        self._offsets = None
 
     def abort(self, deadline: float | None = None) -> None:
         if self.open:
@@ -80,6 +88,7 @@ class Transactions:
                 self._sending = None
             self._call(lambda left: self.producer.abort_transaction(left), until)
             self.open = self.committing = False
+            self._offsets = None
 
     def _send_offsets(self, offsets: list[TopicPartition], group_metadata: Any, left: float) -> None:
         """send_offsets_to_transaction, waited for ``left`` seconds at most. librdkafka's call does not keep
