@@ -1375,3 +1375,64 @@ def test_a_transaction_left_unfinished_by_a_revoke_still_commits_the_revoked_par
     d.step()
     assert not d.checkpoints.unfinished
     assert sent == [([("t", 0, 10), ("t", 1, 10)], "generation 1")], sent
+
+
+def test_records_consumed_after_a_revoke_left_the_transaction_unfinished_go_into_no_transaction() -> None:
+    """exactly_once: consume() serves the rebalance callbacks, then returns records. A revoke there whose
+    commit met the group coordinator away past its deadline left the transaction unfinished, and the records
+    consume() returned next were processed into it: their outputs went into a transaction whose offsets were
+    already sent (or being sent) without theirs, so a commit made them visible with their offsets uncommitted
+    (produced again after a restart), or librdkafka refused them mid-commit and the transaction could neither
+    commit nor abort. Now they are read again once the transaction is committed."""
+    import threading
+
+    from confluent_kafka import Message, TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    d = _exactly_once_daemon()
+    calls: list[str] = []
+    assigned: list[list[tuple[int, int]]] = []
+    answer = threading.Event()  # the group coordinator answers
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: calls.append(name) or []
+
+        def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+            calls.append("send_offsets_to_transaction")
+            answer.wait(30)
+
+        def consume(self, n: int, timeout: float) -> list[Any]:
+            calls.append("consume")
+            d._on_revoke(self, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+            return [Message(topic="t", partition=1, offset=10 + i, value=b'{"a": 1}') for i in range(50)]
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            assigned.append([(p.partition, p.offset) for p in parts])
+
+        def produce(self, topic: str, *args: Any, **kw: Any) -> None:
+            calls.append(f"produce {topic}")
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.checkpoints.timeout_s = 0.2
+    d.subscribed = True
+    d.state.partitions = 1
+    for p in (0, 1):
+        reducer = d._new_reducer()
+        part = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
+        part.progress.committed, part.processed = 5, 10  # records 5-9 produced in the open transaction
+        d.partitions[("t", p)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    try:
+        d.step()
+        assert d.checkpoints.unfinished and d.failure is None, d.failure
+        assert d.partitions[("t", 1)].processed == 10, "nothing more went into the unfinished transaction"
+        assert "produce o" not in calls, "no output: only the revoked partition's snapshot is in it"
+        assert assigned == [[(1, 10)]], "read again from where the transaction's offsets are"
+        answer.set()
+        d.step()
+        assert not d.checkpoints.unfinished and d.partitions[("t", 1)].progress.committed == 10
+    finally:
+        answer.set()

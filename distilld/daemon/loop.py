@@ -334,6 +334,14 @@ class Daemon:
             return
         self._backpressure()
         msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
+        if msgs and self.checkpoints.unfinished:
+            # a revoke in consume() could not commit the transaction: nothing more goes into it (its offsets
+            # are sent without these); they are read again once it is committed
+            kept = [m for m in msgs if m.error() is None]
+            groups = group_by_partition(kept, [m.topic() for m in kept], [m.partition() for m in kept])
+            if again := self._read_again(list(groups.items())):
+                log.info("%d partitions read again once the open transaction is committed", again)
+            return
         if msgs:
             started = time.perf_counter()
             self._batch_started = time.monotonic()
@@ -541,8 +549,14 @@ class Daemon:
             except RegistryUnavailable:
                 # stopping while the registry is down: these stay uncommitted, read again later; or
                 # the registry has been down as long as the batch may be held: read them again
-                if not self.stopping:
-                    self._read_again(groups[n:])
+                held = time.monotonic() - self._batch_started
+                if not self.stopping and (again := self._read_again(groups[n:])):
+                    log.warning(
+                        "schema registry unreachable for %.0fs: %d partitions read again from their first "
+                        "unprocessed record, so that this consumer stays in its group (max.poll.interval.ms)",
+                        held,
+                        again,
+                    )
                 return
             if self.failure:
                 return
@@ -803,10 +817,11 @@ class Daemon:
             return False
         return self._wait(seconds)
 
-    def _read_again(self, groups: list[tuple[TP, list[Any]]]) -> None:
+    def _read_again(self, groups: list[tuple[TP, list[Any]]]) -> int:
         """Fetch these partitions again from their first record the reducer has not taken.
         They are unassigned and assigned again at that offset: a seek could still let records
-        already fetched through. The reducer state stays: it holds exactly what came before."""
+        already fetched through. The reducer state stays: it holds exactly what came before.
+        Returns how many partitions are read again."""
         starts = []
         for tp, group in groups:
             part = self.partitions.get(tp)
@@ -815,13 +830,7 @@ class Daemon:
                 # a replay may have taken the head of the group before the lookup failed
                 starts.append(TopicPartition(tp[0], tp[1], max(first, part.processed or first)))
         if not starts:
-            return
-        log.warning(
-            "schema registry unreachable for %.0fs: %d partitions read again from their first unprocessed "
-            "record, so that this consumer stays in its group (max.poll.interval.ms)",
-            time.monotonic() - self._batch_started,
-            len(starts),
-        )
+            return 0
         try:
             self.consumer.incremental_unassign([TopicPartition(t.topic, t.partition) for t in starts])
             self.consumer.incremental_assign(starts)
@@ -829,6 +838,7 @@ class Daemon:
                 self.consumer.pause(starts)
         except KafkaException as e:
             self._fail(f"cannot read the partitions again: {e}")
+        return len(starts)
 
     def _wait(self, seconds: float) -> bool:
         """Pause for a retry (staying alive for /healthz); False once stopping."""
