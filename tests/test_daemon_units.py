@@ -1436,3 +1436,47 @@ def test_records_consumed_after_a_revoke_left_the_transaction_unfinished_go_into
         assert not d.checkpoints.unfinished and d.partitions[("t", 1)].progress.committed == 10
     finally:
         answer.set()
+
+
+def test_a_transaction_aborted_while_it_waited_to_be_committed_lets_the_loop_read_again() -> None:
+    """exactly_once: a transaction left unfinished (the coordinator away past the commit's deadline), then
+    aborted because partitions were lost (the partitions rewound): the loop kept retrying a commit with nothing
+    left to commit, so it never consumed again (not ready, for good, while /healthz said alive)."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    d = _exactly_once_daemon()
+    calls: list[str] = []
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: calls.append(name) or []
+
+        def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away", retriable=True))
+
+        def offsets_for_times(self, parts: Any, timeout: float = 0.0) -> list[TopicPartition]:
+            return []
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.checkpoints.timeout_s = 0.1
+    d.subscribed = True
+    d.state.partitions = 1
+    d.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    for p in (0, 1):
+        reducer = d._new_reducer()
+        part = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
+        part.progress.committed, part.processed = 5, 10  # records 5-9 produced in the open transaction
+        d.partitions[("t", p)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.commit()
+    assert d.checkpoints.unfinished
+    d._on_lost(d.consumer, [TopicPartition("t", 0)])
+    assert "abort_transaction" in calls and d.failure is None, d.failure
+    assert d.partitions[("t", 1)].processed == 5, "rewound to its commit"
+    d.step()
+    assert "consume" in calls, "nothing left to commit: reading again"
+    assert not d.checkpoints.unfinished

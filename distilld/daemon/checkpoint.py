@@ -248,6 +248,7 @@ class Checkpoints:
         except (TransactionFatal, TransactionAborted, KafkaException) as e:
             self.fail(f"transaction abort: {e}")
             return
+        self.unfinished = False  # nothing left to commit
         self.output.discard()
         self.rewind()
 
