@@ -1480,3 +1480,45 @@ def test_a_transaction_aborted_while_it_waited_to_be_committed_lets_the_loop_rea
     d.step()
     assert "consume" in calls, "nothing left to commit: reading again"
     assert not d.checkpoints.unfinished
+
+
+def test_a_stop_while_a_commit_is_retried_puts_no_snapshot_into_the_transaction_being_committed() -> None:
+    """exactly_once: commit_transaction called and not finished (the brokers away): librdkafka takes no more
+    records into that transaction (produce() fails with _STATE once the commit began). The stop's checkpoint
+    still produced snapshots into it: each refused, logged as not written and counted in
+    distilld_snapshot_failures_total, at every stop during an outage."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from distilld.daemon.partition import Partition
+
+    d = _exactly_once_daemon()
+    committing = [False]
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def commit_transaction(self, timeout: float) -> None:
+            committing[0] = True
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+        def produce(self, *args: Any, **kw: Any) -> None:
+            if committing[0]:  # as librdkafka does once the commit began
+                raise KafkaException(KafkaError(KafkaError._STATE, "Operation not valid in state BeginCommit"))
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.checkpoints.timeout_s = d.settings.processing.shutdown_timeout_s = 0.1
+    d.subscribed = True
+    d.state.partitions = 1
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", 0)] = part
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.commit()
+    assert d.checkpoints.unfinished and d.txn.committing  # type: ignore[union-attr]
+    d.request_stop()
+    d.shutdown()
+    assert d.metrics.registry.get_sample_value("distilld_snapshot_failures_total") == 0

@@ -194,7 +194,7 @@ class Checkpoints:
                 moved.append(part)
         snapshots = [
             (key, p)
-            for key in snapshot_keys
+            for key in ([] if self.txn.committing else snapshot_keys)  # librdkafka takes no record mid-commit
             if (p := self.partitions.get(key)) is not None
             and p.replay_until is None
             and p.processed is not None
