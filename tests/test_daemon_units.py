@@ -1522,3 +1522,18 @@ def test_a_stop_while_a_commit_is_retried_puts_no_snapshot_into_the_transaction_
     d.request_stop()
     d.shutdown()
     assert d.metrics.registry.get_sample_value("distilld_snapshot_failures_total") == 0
+
+
+def test_a_batch_waits_on_the_registry_within_the_transaction_timeout_under_exactly_once() -> None:
+    """A batch may wait on the Schema Registry for half of max.poll.interval.ms (150 s by default); under
+    exactly_once that outlived librdkafka's 60 s transaction.timeout.ms, and the coordinator aborted the
+    transaction holding the work done before the wait."""
+    assert _exactly_once_daemon()._hold_limit_s == 30.0
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"on_error": "skip"},
+        metrics={"port": 0},
+    )
+    assert Daemon(s)._hold_limit_s == 150.0, "at_least_once: half of max.poll.interval.ms"

@@ -191,6 +191,11 @@ class Daemon:
         )
         stuck_s = stuck_ms / 1000.0
         self.txn = Transactions(self.output.producer, timeout, stuck_s=stuck_s) if exactly_once else None
+        if exactly_once:
+            # the coordinator aborts a transaction open longer than transaction.timeout.ms: a batch held longer
+            # on the registry would lose the work already in it (redone, not duplicated, but lost time)
+            txn_timeout_s = float(producer_conf.get("transaction.timeout.ms", 60_000)) / 1000.0
+            self._hold_limit_s = min(self._hold_limit_s, txn_timeout_s / 2)
         self.state = StateStore(
             settings.kafka.state_topic_name(), {**state_client_config(settings), "error_cb": self._on_client_error}
         )
