@@ -1537,3 +1537,29 @@ def test_a_batch_waits_on_the_registry_within_the_transaction_timeout_under_exac
         metrics={"port": 0},
     )
     assert Daemon(s)._hold_limit_s == 150.0, "at_least_once: half of max.poll.interval.ms"
+
+
+@pytest.mark.parametrize(("health", "warned"), [(20.0, True), (60.0, False)])
+def test_a_health_timeout_a_commit_wait_can_outlast_is_warned_of_at_start(
+    health: float, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A commit waiting for absent brokers holds the loop up to processing.shutdown_timeout_s without a
+    beat: with metrics.health_timeout_s at or below it, /healthz turned 503 and a liveness probe
+    restarted a pod that was only waiting, with nothing said at start-up."""
+    from distilld.broker import free_port
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"on_error": "skip", "shutdown_timeout_s": 30},
+        metrics={"port": free_port(), "host": "127.0.0.1", "health_timeout_s": health},
+    )
+    d = Daemon(s)
+    try:
+        with caplog.at_level("WARNING", logger="distilld"):
+            d.start()
+    finally:
+        assert d.endpoints is not None
+        d.endpoints.stop()
+    assert ("is not above processing.shutdown_timeout_s" in caplog.text) == warned

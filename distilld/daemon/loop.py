@@ -255,6 +255,15 @@ class Daemon:
         warning = windows_warning(self.state_bytes_per_key, max_keys, memory_limit())
         if warning:
             log.warning(warning)
+        health, stop = self.settings.metrics.health_timeout_s, self.settings.processing.shutdown_timeout_s
+        if self.endpoints is not None and health <= stop:
+            log.warning(
+                "metrics.health_timeout_s (%gs) is not above processing.shutdown_timeout_s (%gs): a commit waiting "
+                "for brokers that do not answer holds the loop that long, and /healthz turns 503 meanwhile (a "
+                "liveness probe would restart the pod)",
+                health,
+                stop,
+            )
 
     def _subscribe(self) -> None:
         """Join the group once the state topic is there; a broker that does not
