@@ -191,7 +191,10 @@ class KafkaSettings(_Section):
     )
     input_pattern: str | None = Field(default=None, description="regex of topics to read (instead of input_topics)")
     output_topic: Annotated[str, Field(min_length=1, description="where selected records go")]
-    dlq_topic: str | None = Field(default=None, description="where undecodable records go (processing.on_error: dlq)")
+    dlq_topic: str | None = Field(
+        default=None,
+        description="where undecodable records, and records the output topic refuses, go (processing.on_error: dlq)",
+    )
     state_topic: str | None = Field(
         default=None,
         min_length=1,
@@ -426,7 +429,9 @@ class FormatSettings(_Section):
 class ProcessingSettings(_Section):
     batch_max_records: int = Field(default=5000, ge=1, le=1_000_000, description="records per batch")
     batch_max_wait_ms: int = Field(default=100, ge=0, le=60_000, description="wait to fill a batch")
-    on_error: Literal["dlq", "skip", "fail"] = Field(default="dlq", description="what undecodable records do")
+    on_error: Literal["dlq", "skip", "fail"] = Field(
+        default="dlq", description="what undecodable records, and records the output topic refuses, do"
+    )
     max_in_flight: int = Field(
         default=100_000, ge=1, description="produced but unacknowledged records before fetching pauses"
     )

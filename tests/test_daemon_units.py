@@ -1563,3 +1563,215 @@ def test_a_health_timeout_a_commit_wait_can_outlast_is_warned_of_at_start(
         assert d.endpoints is not None
         d.endpoints.stop()
     assert ("is not above processing.shutdown_timeout_s" in caplog.text) == warned
+
+
+# -- records the brokers refuse on delivery (output.blamed) -----------------------------------------------------
+
+
+def _refusing_output(on_error: str, transactional: bool = False, batch_bytes: int = 100) -> tuple[Any, list[str]]:
+    from distilld.daemon.metrics import DaemonMetrics
+    from distilld.daemon.output import Output
+
+    failures: list[str] = []
+    out = Output(
+        FakeProducer(), DaemonMetrics(["f"]), transactional=transactional, on_error=on_error, dlq_topic="d",
+        fail=failures.append, batch_bytes=batch_bytes,
+    )  # type: ignore[arg-type]  # fmt: skip
+    return out, failures
+
+
+def _refuse(call: dict[str, Any], code: int) -> None:
+    from confluent_kafka import KafkaError
+
+    call["on_delivery"](KafkaError(code), None)
+
+
+def _sample(out: Any, name: str, **labels: str) -> float | None:
+    return out.metrics.registry.get_sample_value(name, labels)  # type: ignore[no-any-return]
+
+
+def test_a_record_the_output_topic_refuses_goes_to_the_dlq_with_its_reason_and_frees_its_offset() -> None:
+    """at_least_once: a record the broker refused as too large (alone in its batch: larger than batch.size) was
+    produced again every second forever, and its partition's commit never moved past it."""
+    from confluent_kafka import KafkaError
+
+    out, _ = _refusing_output("dlq")
+    progress = PartitionProgress("t", 3)
+    big = b"x" * 500
+    out.send(progress.add(42, 1), "o", big, b"k", [("h", b"1"), ("distilld-weight", b"10")], 1234, ("t", 3, 41))
+    _refuse(out.producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
+    dead = out.producer.calls[1]
+    assert (dead["topic"], dead["value"], dead["key"], dead["timestamp"]) == ("d", big, b"k", 1234)
+    headers = dict(dead["headers"])
+    assert headers["h"] == b"1" and headers["distilld-error"].startswith(b"refused by o: ")
+    assert (headers["distilld-source-topic"], headers["distilld-source-partition"]) == (b"t", b"3")
+    assert headers["distilld-source-offset"] == b"41"
+    assert progress.committable is None and out.in_flight == 1, "held until the DLQ has it"
+    out.poll()
+    assert len(out.producer.calls) == 2, "not produced to the output topic again"
+    dead["on_delivery"](None, None)
+    assert progress.committable == 42 and out.in_flight == 0
+    assert _sample(out, "distilld_records_dlq_total", reason="refused") == 1
+    assert _sample(out, "distilld_produce_errors_total") == 1
+
+
+def test_a_batch_too_large_for_the_topic_blames_none_of_its_small_records(monkeypatch: Any, caplog: Any) -> None:
+    """librdkafka does not split a batch the broker refuses as too large: every record of it comes back
+    MSG_SIZE_TOO_LARGE. A record no larger than batch.size may have been refused for its batch-mates (the topic's
+    max.message.bytes below batch.size): it is retried, with an ERROR naming the setting, never dead-lettered."""
+    import logging
+
+    from confluent_kafka import KafkaError
+
+    import distilld.daemon.output as output_module
+
+    monkeypatch.setattr(output_module, "RETRY_BACKOFF_S", 0.0)
+    out, _ = _refusing_output("dlq", batch_bytes=100)
+    progress = PartitionProgress("t", 0)
+    batch = progress.add(3, 2)
+    for i in range(2):
+        out.send(batch, "o", b"small", None, [], 0, ("t", 0, i))
+    with caplog.at_level(logging.ERROR, logger="distilld.output"):
+        for call in list(out.producer.calls):
+            _refuse(call, KafkaError.MSG_SIZE_TOO_LARGE)
+    assert "batch.size" in caplog.text and "max.message.bytes" in caplog.text
+    out.poll()
+    assert [c["topic"] for c in out.producer.calls] == ["o", "o", "o", "o"], "retried, not dead-lettered"
+    assert progress.committable is None
+    for call in out.producer.calls[2:]:
+        call["on_delivery"](None, None)
+    assert progress.committable == 3
+    assert _sample(out, "distilld_records_dlq_total", reason="refused") == 0
+
+
+def test_a_refused_timestamp_goes_to_the_dlq_stamped_now_and_its_batch_mates_are_retried(monkeypatch: Any) -> None:
+    """Kafka (KIP-467) names the records of a batch it refused: librdkafka gives them INVALID_TIMESTAMP or
+    INVALID_RECORD and the others _INVALID_DIFFERENT_RECORD. The DLQ copy of a refused timestamp is not given
+    that timestamp again (the DLQ topic would refuse it as well)."""
+    from confluent_kafka import KafkaError
+
+    import distilld.daemon.output as output_module
+
+    monkeypatch.setattr(output_module, "RETRY_BACKOFF_S", 0.0)
+    out, _ = _refusing_output("dlq")
+    progress = PartitionProgress("t", 0)
+    batch = progress.add(3, 3)
+    for i in range(3):
+        out.send(batch, "o", b"v%d" % i, None, [], 1_000 + i, ("t", 0, i))
+    calls = list(out.producer.calls)
+    _refuse(calls[0], KafkaError.INVALID_TIMESTAMP)
+    _refuse(calls[1], KafkaError._INVALID_DIFFERENT_RECORD)
+    _refuse(calls[2], KafkaError.INVALID_RECORD)
+    out.poll()
+    sent = [(c["topic"], c["value"], c["timestamp"]) for c in out.producer.calls[3:]]
+    assert sent == [("d", b"v0", 0), ("d", b"v2", 1002), ("o", b"v1", 1001)]
+    for call in out.producer.calls[3:]:
+        call["on_delivery"](None, None)
+    assert progress.committable == 3
+    assert _sample(out, "distilld_records_dlq_total", reason="refused") == 2
+
+
+def test_a_dead_letter_the_dlq_topic_refuses_too_is_dropped_logged_and_counted(caplog: Any) -> None:
+    import logging
+
+    from confluent_kafka import KafkaError
+
+    out, _ = _refusing_output("dlq")
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(8, 1), "o", b"x" * 500, None, [], 0, ("t", 0, 7))
+    _refuse(out.producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
+    with caplog.at_level(logging.ERROR, logger="distilld.output"):
+        _refuse(out.producer.calls[1], KafkaError.MSG_SIZE_TOO_LARGE)
+    assert "t[0]@7" in caplog.text and "dropped" in caplog.text
+    assert progress.committable == 8 and out.in_flight == 0 and len(out.producer.calls) == 2
+    assert _sample(out, "distilld_records_skipped_total", reason="refused") == 1
+
+
+def test_a_refused_record_is_skipped_or_stops_the_daemon_as_on_error_says() -> None:
+    from confluent_kafka import KafkaError
+
+    out, failures = _refusing_output("skip")
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(5, 1), "o", b"v", None, [], 0, ("t", 0, 4))
+    _refuse(out.producer.calls[0], KafkaError.INVALID_RECORD)
+    assert progress.committable == 5 and out.in_flight == 0 and len(out.producer.calls) == 1 and not failures
+    assert _sample(out, "distilld_records_skipped_total", reason="refused") == 1
+
+    out, failures = _refusing_output("fail")
+    progress = PartitionProgress("t", 2)
+    out.send(progress.add(5, 1), "o", b"v", None, [], 0, ("t", 2, 4))
+    _refuse(out.producer.calls[0], KafkaError.INVALID_RECORD)
+    assert len(failures) == 1 and failures[0].startswith("t[2]@4: refused by o")
+    assert progress.committable is None, "the offset is not committed past it"
+    assert out.in_flight == 0 and len(out.producer.calls) == 1, "not retried: a stop does not wait for it"
+
+
+def test_exactly_once_a_refused_record_aborts_one_transaction_then_goes_to_the_dlq_when_redone() -> None:
+    """exactly_once: librdkafka makes the transaction abort on a failed delivery; the rewound partition sent the
+    refused record again, and every transaction after aborted the same way. Now the redo routes it at once."""
+    from confluent_kafka import KafkaError
+
+    out, _ = _refusing_output("dlq", transactional=True)
+    out.send(PartitionProgress("t", 0).add(10, 1), "o", b"x" * 500, None, [], 0, ("t", 0, 9))
+    _refuse(out.producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
+    assert out.txn_error is not None, "this transaction aborts"
+    out.discard()  # aborted: the partition is rewound and its records processed again
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(10, 1), "o", b"x" * 500, None, [], 0, ("t", 0, 9))
+    redo = out.producer.calls[1]
+    assert redo["topic"] == "d" and dict(redo["headers"])["distilld-source-offset"] == b"9"
+    redo["on_delivery"](None, None)
+    assert out.txn_error is None and progress.committable == 10, "the next transaction commits"
+
+    # the DLQ refuses it too: one more abort, then it is dropped and counted
+    out, _ = _refusing_output("dlq", transactional=True)
+    for attempt in range(3):
+        progress = PartitionProgress("t", 0)
+        out.send(progress.add(10, 1), "o", b"x" * 500, None, [], 0, ("t", 0, 9))
+        if attempt < 2:
+            _refuse(out.producer.calls[-1], KafkaError.MSG_SIZE_TOO_LARGE)
+            assert out.txn_error is not None
+            out.discard()
+    assert [c["topic"] for c in out.producer.calls] == ["o", "d"], "nothing produced the third time"
+    assert out.txn_error is None and progress.committable == 10 and out.in_flight == 0
+    assert _sample(out, "distilld_records_skipped_total", reason="refused") == 1
+
+
+def test_exactly_once_a_refused_record_with_on_error_fail_stops_the_daemon_at_once() -> None:
+    from confluent_kafka import KafkaError
+
+    out, failures = _refusing_output("fail", transactional=True)
+    out.send(PartitionProgress("t", 1).add(10, 1), "o", b"v", None, [], 5, ("t", 1, 9))
+    _refuse(out.producer.calls[0], KafkaError.INVALID_TIMESTAMP)
+    assert failures and failures[0].startswith("t[1]@9: refused by o") and out.txn_error is not None
+
+
+def test_the_daemon_names_each_outputs_source_so_a_refusal_can_be_routed() -> None:
+    """What the loop gives the output: the input record of each selected record, and the producer's batch limit."""
+    from confluent_kafka import KafkaError, Message
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+               "dlq_topic": "d", "producer": {"batch.size": 200}},
+        features=[{"name": "a", "type": "numeric"}],
+        reducer={"rate": 1.0},
+        processing={"on_error": "dlq"},
+        metrics={"port": 0},
+    )  # fmt: skip
+    d = Daemon(s)
+    assert d.output.batch_bytes == 200 and d.output.on_error == "dlq" and d.output.dlq_topic == "d"
+    producer = FakeProducer()
+    d.output.producer = producer  # type: ignore[assignment]
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 3), reducer, reducer.missing_counts.copy())
+    big = orjson.dumps({"a": 1, "pad": "x" * 300})
+    msgs = [Message(topic="t", partition=3, offset=40, key=b"k", value=big, timestamp=(1, 1_700_000_000_000))]
+    d._process_partition(("t", 3), part, msgs)
+    _refuse(producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
+    dead = producer.calls[1]
+    assert dead["topic"] == "d" and dict(dead["headers"])["distilld-source-offset"] == b"40"
+    dead["on_delivery"](None, None)
+    assert part.progress.committable == 41

@@ -183,6 +183,13 @@ class Daemon:
             self.metrics,
             transactional=exactly_once,
             waiting=self._queue_full,
+            on_error=settings.processing.on_error,
+            dlq_topic=settings.kafka.dlq_topic,
+            fail=self._fail,
+            # librdkafka fills a batch up to this: a record larger than it travels alone (output.blamed)
+            batch_bytes=min(
+                int(producer_conf.get("batch.size", 1_000_000)), int(producer_conf.get("message.max.bytes", 1_000_000))
+            ),
         )
         # librdkafka times a request out after socket.timeout.ms, and the coordinator aborts a transaction open
         # transaction.timeout.ms: a transactional call still running past both never returns
@@ -626,11 +633,11 @@ class Daemon:
             m = good_msgs[i]
             headers = list(m.headers() or [])
             headers.append((WEIGHT_HEADER, w))
-            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m))
+            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m), (topic, tp[1], m.offset()))
         for i, name in prepared.kept:
             m = msgs[i]
             headers = [*(m.headers() or []), (WEIGHT_HEADER, b"1"), (KEPT_HEADER, name.encode())]
-            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m))
+            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m), (topic, tp[1], m.offset()))
         for i, reason in dlq:
             m = msgs[i]
             headers = list(m.headers() or [])
@@ -640,7 +647,9 @@ class Daemon:
                 ("distilld-source-partition", str(tp[1]).encode()),
                 ("distilld-source-offset", str(m.offset()).encode()),
             ]
-            self.output.send(batch, settings.kafka.dlq_topic or "", m.value(), m.key(), headers, _timestamp(m))
+            dlq_topic = settings.kafka.dlq_topic or ""
+            source = (topic, tp[1], m.offset())
+            self.output.send(batch, dlq_topic, m.value(), m.key(), headers, _timestamp(m), source)
         if bad:
             log.debug("%s[%d]: %d undecodable records (%s)", topic, tp[1], len(bad), settings.processing.on_error)
 

@@ -42,10 +42,17 @@ class DaemonMetrics:
             "distilld_bytes_produced", "Value bytes acknowledged on output topics.", ["topic"], registry=r
         )
         self.dlq = Counter(
-            "distilld_records_dlq", "Records sent to the DLQ (undecodable, or a grader raised).", ["reason"], registry=r
+            "distilld_records_dlq",
+            "Records sent to the DLQ (undecodable, a grader raised, or refused by the output topic: reason refused).",
+            ["reason"],
+            registry=r,
         )
         self.skipped = Counter(
-            "distilld_records_skipped", "Undecodable records dropped (on_error: skip).", ["reason"], registry=r
+            "distilld_records_skipped",
+            "Records dropped: undecodable (on_error: skip), or refused by the output topic (on_error: skip) or by "
+            "the DLQ topic (reason refused).",
+            ["reason"],
+            registry=r,
         )
         self.missing = Counter(
             "distilld_feature_missing",
@@ -94,7 +101,11 @@ class DaemonMetrics:
         self.assigned = Gauge("distilld_assigned_partitions", "Input partitions assigned.", registry=r)
         self.rebalances = Counter("distilld_rebalances", "Partition assignment changes.", ["kind"], registry=r)
         self.commit_failures = Counter("distilld_commit_failures", "Offset commits that failed.", registry=r)
-        self.produce_errors = Counter("distilld_produce_errors", "Deliveries that failed (then retried).", registry=r)
+        self.produce_errors = Counter(
+            "distilld_produce_errors",
+            "Deliveries that failed (retried, or refused: see records_dlq / records_skipped).",
+            registry=r,
+        )
         self.restores = Counter(
             "distilld_state_restores",
             "Partitions assigned, by how their windows started: restored (snapshot), replayed (rebuilt from the "
@@ -147,7 +158,7 @@ class DaemonMetrics:
             self.rebalances.labels(kind)
         for outcome in ("restored", "replayed", "empty", "discarded"):
             self.restores.labels(outcome)
-        for reason in REASONS:
+        for reason in (*REASONS, "refused"):  # refused: by the brokers, for what the record is (output.py)
             self.dlq.labels(reason)
             self.skipped.labels(reason)
         for name in self.features:

@@ -4,6 +4,17 @@ Every produced record belongs to an input :class:`Batch`; its delivery report
 acknowledges it there. A failed delivery (after librdkafka's own retries) is
 logged, counted and produced again after a pause, so its batch, and the
 commit point behind it, waits instead of skipping it.
+
+A record refused for what it is (:func:`blamed`: larger than the topic takes, a
+timestamp or a record the broker does not accept) is not retried: no retry
+changes it. It follows ``processing.on_error`` as an undecodable input does:
+``dlq``: to the DLQ topic with the reason; ``skip``: dropped, counted; ``fail``:
+the daemon stops, its offset not committed. A dead letter the DLQ topic refuses
+too is dropped, logged at ERROR and counted. Either way its batch no longer
+waits for it. With ``exactly_once`` librdkafka makes the transaction abort on
+any failed delivery: the refusal is remembered (``refused``), and when the
+rewound partition sends the record again it is routed at once, so the next
+transaction commits instead of aborting again.
 """
 
 from __future__ import annotations
@@ -27,13 +38,44 @@ __all__ = ["Output"]
 log = logging.getLogger("distilld.output")
 
 Headers = list[Any]
+Source = tuple[str, int, int]  # the input record an output comes from: topic, partition, offset
 RETRY_BACKOFF_S = 1.0
 _PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
-# what produce() can refuse that no retry changes: the record itself is too large. Anything
-# else it raises (an unknown topic or partition: a topic missing or not yet created, metadata
-# not there yet, ...) may pass, so the record is retried and its offset waits for it.
-_PERMANENT = (KafkaError.MSG_SIZE_TOO_LARGE,)
 LOG_EVERY_S = 10.0  # one line per topic and error this often, not one per record
+REFUSED = "refused"  # the reason label of refused records in distilld_records_dlq_total / _skipped_total
+REFUSALS_KEPT = 10_000  # exactly_once: refusals remembered for the redo after the abort, the oldest forgotten
+# a broker's verdict on records that no retry changes; librdkafka retries none of them. A Kafka broker
+# (2.4+, KIP-467) names the records of a batch it refused for their timestamp or their content (a null
+# key on a compacted topic, ...): librdkafka gives those the error, and the other records of the batch
+# _INVALID_DIFFERENT_RECORD, which is retried. MSG_SIZE_TOO_LARGE judges the batch: see blamed().
+# CORRUPT_MESSAGE (INVALID_MSG, a CRC mismatch) is retriable to librdkafka and Kafka alike: the bytes
+# were damaged on the way, not the record; it is retried as any other failure.
+_RECORD_REFUSALS = (KafkaError.INVALID_TIMESTAMP, KafkaError.INVALID_RECORD)
+
+
+def _code(err: Any) -> int | None:
+    return err.code() if isinstance(err, KafkaError) else None
+
+
+def record_size(value: bytes | None, key: bytes | None, headers: Headers) -> int:
+    """What a record brings to a batch, at least: its value, key and headers (the framing comes on top)."""
+    size = len(value or b"") + len(key or b"")
+    for name, data in headers:
+        size += len(name) + len(data or b"")
+    return size
+
+
+def blamed(err: Any, size: int, batch_bytes: int) -> bool:
+    """Whether the broker refused this record for what it is, so that no retry can deliver it.
+    librdkafka does not split a batch the broker refuses as too large: every record in it gets
+    MSG_SIZE_TOO_LARGE. It only adds a record to a batch while the batch stays within
+    min(batch.size, message.max.bytes) (``batch_bytes``), so a record larger than that travels
+    alone and was refused alone: it is blamed. A smaller one may have been refused for the
+    batch it was in (the topic's max.message.bytes below batch.size): not blamed, retried."""
+    code = _code(err)
+    if code == KafkaError.MSG_SIZE_TOO_LARGE:
+        return size > batch_bytes
+    return code in _RECORD_REFUSALS
 
 
 @dataclass(frozen=True)
@@ -47,12 +89,19 @@ class Outgoing:
     key: bytes | None
     headers: Headers
     timestamp: int
+    source: Source | None = None
+
+    def where(self) -> str:
+        return "an output" if self.source is None else f"{self.source[0]}[{self.source[1]}]@{self.source[2]}"
 
 
 class Output:
     """``transactional``: a failed delivery is not retried but kept in
     ``txn_error``; the transaction it belongs to must abort. ``waiting()``: called
-    while the producer's queue is full; False (stopping) stops waiting for room."""
+    while the producer's queue is full; False (stopping) stops waiting for room.
+    ``on_error``, ``dlq_topic``, ``fail(reason)``: where a record the brokers refuse
+    for what it is goes (module docstring). ``batch_bytes``: the producer's
+    min(batch.size, message.max.bytes) (:func:`blamed`)."""
 
     def __init__(
         self,
@@ -60,11 +109,21 @@ class Output:
         metrics: DaemonMetrics,
         transactional: bool = False,
         waiting: Callable[[], bool] = lambda: True,
+        on_error: str = "skip",
+        dlq_topic: str | None = None,
+        fail: Callable[[str], None] | None = None,
+        batch_bytes: int = 1_000_000,
     ) -> None:
         self.producer = producer
         self.metrics = metrics
         self.transactional = transactional
         self.waiting = waiting  # called while the producer's queue is full: False gives up (stopping)
+        self.on_error = on_error
+        self.dlq_topic = dlq_topic
+        self.fail = fail
+        self.batch_bytes = batch_bytes
+        # exactly_once: (topic, source) → why that topic refused that record, for the redo after the abort
+        self.refused: dict[tuple[str, Source], KafkaError] = {}
         self.txn_error: KafkaError | None = None
         self.in_flight = 0
         self.produced: dict[str, int] = {}  # acknowledged records per topic
@@ -108,23 +167,118 @@ class Output:
             self.produced_bytes[topic] = self.produced_bytes.get(topic, 0) + len(out.value or b"")
             out.batch.ack()
             return
-        if self.transactional:
+        code = _code(err)
+        if self.transactional and code in _PURGED:  # purged by our own abort: not a new failure
             self.in_flight -= 1
-            if err.code() not in _PURGED:  # purged by our own abort: not a new failure
-                self.metrics.produce_errors.inc()
-                self._warn(logging.WARNING, out.topic, err, "delivery failed, the transaction will abort:")
-                self.txn_error = self.txn_error or err
             return
         self.metrics.produce_errors.inc()
-        self._warn(logging.WARNING, out.topic, err, f"delivery failed, retrying every {RETRY_BACKOFF_S:.0f}s:")
+        is_blamed = blamed(err, record_size(out.value, out.key, out.headers), self.batch_bytes)
+        if self.transactional:
+            # librdkafka: a failed delivery makes the transaction abortable, whatever its cause
+            self.in_flight -= 1
+            self.txn_error = self.txn_error or err
+            if is_blamed and out.source is not None:
+                self._remember(out, err)
+                if self.on_error == "fail" and out.topic != self.dlq_topic:
+                    self._stop(out, err)
+                else:
+                    self._warn(logging.WARNING, out.topic, err, "record refused, the transaction will abort and "
+                               f"the record follow processing.on_error ({self.on_error}) when redone:")  # fmt: skip
+            elif code == KafkaError.MSG_SIZE_TOO_LARGE:
+                self._batch_too_large(out, err, "the transaction will abort and be redone")
+            else:
+                self._warn(logging.WARNING, out.topic, err, "delivery failed, the transaction will abort:")
+            return
+        if is_blamed:
+            self._refuse(out, err)
+            return
+        retrying = f"retrying every {RETRY_BACKOFF_S:.0f}s"
+        if code == KafkaError.MSG_SIZE_TOO_LARGE:
+            self._batch_too_large(out, err, retrying)
+        else:
+            self._warn(logging.WARNING, out.topic, err, f"delivery failed, {retrying}:")
         self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
 
+    def _batch_too_large(self, out: Outgoing, err: KafkaError, then: str) -> None:
+        size = record_size(out.value, out.key, out.headers)
+        what = (
+            f"a batch refused as too large; this record ({size} bytes) is not larger than the producer's "
+            f"batch.size ({self.batch_bytes}), so the batch it shared may be what is over the topic's "
+            "max.message.bytes: set kafka.producer batch.size below that (a record still refused then is "
+            "larger than it, and follows processing.on_error); " + then + ":"
+        )
+        self._warn(logging.ERROR, out.topic, err, what)
+
+    def _remember(self, out: Outgoing, err: KafkaError) -> None:
+        assert out.source is not None
+        self.refused[(out.topic, out.source)] = err
+        if len(self.refused) > REFUSALS_KEPT:
+            del self.refused[next(iter(self.refused))]
+
+    def _stop(self, out: Outgoing, err: KafkaError) -> None:
+        """on_error: fail: the daemon stops, the record's offset not committed (its batch is not acknowledged)."""
+        if self.transactional:
+            self.txn_error = self.txn_error or err  # nothing past it may be committed
+        reason = f"{out.where()}: refused by {out.topic} ({err.str()})"
+        if self.fail is not None:
+            self.fail(reason)
+        else:
+            log.error("%s", reason)
+
+    def _refuse(self, out: Outgoing, err: KafkaError) -> None:
+        """``out`` (counted in flight) can never be written to its topic: processing.on_error says where it goes."""
+        if out.topic == self.dlq_topic:
+            # a dead letter the DLQ topic refuses too: there is nowhere left to keep it
+            self.metrics.skipped.labels(REFUSED).inc()
+            self._warn(
+                logging.ERROR, out.topic, err, f"dead letter of {out.where()} refused by the DLQ topic, dropped:"
+            )
+            self.in_flight -= 1
+            out.batch.ack()
+        elif self.on_error == "fail":
+            self.in_flight -= 1
+            self._stop(out, err)
+        elif self.on_error == "dlq" and self.dlq_topic:
+            self.metrics.dlq.labels(REFUSED).inc()
+            self._warn(logging.WARNING, out.topic, err, f"record of {out.where()} refused, sent to {self.dlq_topic}:")
+            headers = [*out.headers, ("distilld-error", f"refused by {out.topic}: {err.str()}".encode())]
+            if out.source is not None:
+                headers += [
+                    ("distilld-source-topic", out.source[0].encode()),
+                    ("distilld-source-partition", str(out.source[1]).encode()),
+                    ("distilld-source-offset", str(out.source[2]).encode()),
+                ]
+            # a timestamp the output topic refuses: the DLQ topic would most likely refuse it as well
+            timestamp = 0 if err.code() == KafkaError.INVALID_TIMESTAMP else out.timestamp
+            self._dispatch(Outgoing(out.batch, self.dlq_topic, out.value, out.key, headers, timestamp, out.source))
+        else:
+            self.metrics.skipped.labels(REFUSED).inc()
+            self._warn(logging.WARNING, out.topic, err, f"record of {out.where()} refused, dropped (on_error: skip):")
+            self.in_flight -= 1
+            out.batch.ack()
+
+    def _dispatch(self, out: Outgoing) -> None:
+        """Produce ``out``, unless its topic refused it before (exactly_once: redone after the abort)."""
+        if self.refused and out.source is not None:
+            err = self.refused.get((out.topic, out.source))
+            if err is not None:
+                self._refuse(out, err)
+                return
+        self._produce(out)
+
     def send(
-        self, batch: Batch, topic: str, value: bytes | None, key: bytes | None, headers: Headers, timestamp: int = 0
+        self,
+        batch: Batch,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers,
+        timestamp: int = 0,
+        source: Source | None = None,
     ) -> None:
-        """Produce one record for ``batch``; its acknowledgement (or retries) follow."""
+        """Produce one record for ``batch`` (from input record ``source``); its acknowledgement (or retries) follow."""
         self.in_flight += 1
-        self._produce(Outgoing(batch, topic, value, key, headers, timestamp))
+        self._dispatch(Outgoing(batch, topic, value, key, headers, timestamp, source))
 
     def _produce(self, out: Outgoing) -> None:
         cb = partial(self._delivered, out)
@@ -144,12 +298,10 @@ class Output:
             except KafkaException as e:
                 err = e.args[0]
             self.metrics.produce_errors.inc()
-            if isinstance(err, KafkaError) and err.code() in _PERMANENT:
-                # larger than message.max.bytes: it can never be delivered, so it is counted
-                # and logged, and its batch does not wait for it
-                self._warn(logging.ERROR, out.topic, err, "record refused, dropped:")
-                self.in_flight -= 1
-                out.batch.ack()
+            if isinstance(err, KafkaError) and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                # larger than the producer's message.max.bytes: it can never be delivered (the DLQ copy
+                # of it neither, from the same producer), so it follows processing.on_error at once
+                self._refuse(out, err)
             elif self.transactional:
                 # not sent: the transaction must not commit the offsets past it
                 self._warn(logging.WARNING, out.topic, err, "cannot produce, the transaction will abort:")
