@@ -463,7 +463,12 @@ class MetricsSettings(_Section):
                 raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
         return value
 
-    health_timeout_s: float = Field(default=60, gt=0, description="/healthz turns 503 when the loop is stuck this long")
+    health_timeout_s: float = Field(
+        default=60,
+        gt=0,
+        description="/healthz turns 503 when the loop is stuck this long; keep it above "
+        "`processing.shutdown_timeout_s`, which a commit waiting for absent brokers may take (warned at start-up)",
+    )
     refresh_ms: int = Field(default=1000, ge=100, description="how often window, drift and key gauges are updated")
 
 
