@@ -575,14 +575,7 @@ def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_o
 
     from distilld.daemon.partition import Partition
 
-    s = load_settings(
-        None,
-        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
-        features=[{"name": "a", "type": "numeric"}],
-        processing={"guarantee": "exactly_once", "shutdown_timeout_s": 0.5, "on_error": "skip"},
-        metrics={"port": 0},
-    )
-    d = Daemon(s)
+    d = _exactly_once_daemon(shutdown_timeout_s=0.5)
     calls: list[str] = []
 
     class Fake:
@@ -612,13 +605,14 @@ def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_o
     assert "send_offsets_to_transaction" not in calls, "the aborted work's offsets are not committed"
 
 
-def _exactly_once_daemon() -> Daemon:
-    """A daemon with exactly_once, not started: its clients are the test's to replace."""
+def _exactly_once_daemon(**processing: Any) -> Daemon:
+    """A daemon with exactly_once (and ``processing`` settings), not started: its clients are the test's
+    to replace."""
     s = load_settings(
         None,
         kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
         features=[{"name": "a", "type": "numeric"}],
-        processing={"guarantee": "exactly_once", "on_error": "skip"},
+        processing={"guarantee": "exactly_once", "on_error": "skip", **processing},
         metrics={"port": 0},
     )
     return Daemon(s)
@@ -1086,14 +1080,7 @@ def test_a_transaction_the_brokers_do_not_take_in_time_is_committed_later_not_an
 
     from distilld.daemon.partition import Partition
 
-    s = load_settings(
-        None,
-        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
-        features=[{"name": "a", "type": "numeric"}],
-        processing={"guarantee": "exactly_once", "on_error": "skip", "shutdown_timeout_s": 0.2},
-        metrics={"port": 0},
-    )
-    d = Daemon(s)
+    d = _exactly_once_daemon(shutdown_timeout_s=0.2)
     calls: list[str] = []
     down = [True]
 
@@ -1140,14 +1127,7 @@ def test_a_group_coordinator_that_does_not_answer_the_offsets_holds_neither_the_
 
     from distilld.daemon.partition import Partition
 
-    s = load_settings(
-        None,
-        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
-        features=[{"name": "a", "type": "numeric"}],
-        processing={"guarantee": "exactly_once", "on_error": "skip", "shutdown_timeout_s": 0.3},
-        metrics={"port": 0},
-    )
-    d = Daemon(s)
+    d = _exactly_once_daemon(shutdown_timeout_s=0.3)
     calls: list[str] = []
     answer = threading.Event()  # the group coordinator answers
 
@@ -1245,14 +1225,7 @@ def test_a_stop_asked_for_while_a_commit_waits_for_the_brokers_ends_within_shutd
     )
     for module in (loop_module, checkpoint_module, txn_module):
         monkeypatch.setattr(module, "time", fake_time)
-    s = load_settings(
-        None,
-        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
-        features=[{"name": "a", "type": "numeric"}],
-        processing={"guarantee": "exactly_once", "on_error": "skip", "shutdown_timeout_s": 30},
-        metrics={"port": 0},
-    )
-    d = Daemon(s)
+    d = _exactly_once_daemon(shutdown_timeout_s=30)
     asked: list[float] = []
 
     class Client:
