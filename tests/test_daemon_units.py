@@ -573,8 +573,6 @@ def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_o
 
     from confluent_kafka import KafkaError, TopicPartition
 
-    from distilld.daemon.partition import Partition
-
     d = _exactly_once_daemon(shutdown_timeout_s=0.5)
     calls: list[str] = []
 
@@ -591,10 +589,7 @@ def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_o
     d.txn.producer = d.output.producer = Fake()  # type: ignore[union-attr]
     d.state.partitions = 1
     d.state.read = lambda wanted: calls.append("read state") or time.sleep(3.0) or {}  # type: ignore[method-assign]
-    reducer = d._new_reducer()
-    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
-    part.progress.committed, part.processed = 5, 10  # records 5-9 produced in the open transaction
-    d.partitions[("t", 0)] = part
+    _held(d, 0)  # records 5-9 produced in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
     d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
     d.stopping = True
@@ -603,6 +598,17 @@ def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_o
     assert time.monotonic() - started < 1.5, "within shutdown_timeout_s"
     assert "abort_transaction" in calls and "read state" not in calls, calls
     assert "send_offsets_to_transaction" not in calls, "the aborted work's offsets are not committed"
+
+
+def _held(d: Daemon, partition: int) -> Any:
+    """Partition ``t[partition]`` held by ``d``: committed to offset 5, records 5-9 processed since."""
+    from distilld.daemon.partition import Partition
+
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", partition), reducer, reducer.missing_counts.copy())
+    part.progress.committed, part.processed = 5, 10
+    d.partitions[("t", partition)] = part
+    return part
 
 
 def _exactly_once_daemon(**processing: Any) -> Daemon:
@@ -625,7 +631,6 @@ def test_a_periodic_checkpoint_gives_a_transaction_the_whole_timeout() -> None:
     from confluent_kafka import KafkaError, KafkaException
 
     from distilld.daemon.loop import PERIODIC_WAIT_S
-    from distilld.daemon.partition import Partition
 
     d = _exactly_once_daemon()
 
@@ -643,10 +648,7 @@ def test_a_periodic_checkpoint_gives_a_transaction_the_whole_timeout() -> None:
     d.txn.producer = d.output.producer = Slow()  # type: ignore[union-attr]
     d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
     d.state.partitions = 1
-    reducer = d._new_reducer()
-    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
-    part.progress.committed, part.processed = 5, 10
-    d.partitions[("t", 0)] = part
+    part = _held(d, 0)
     d.txn.begin()  # type: ignore[union-attr]
     d.checkpoints.checkpoint(list(d.partitions), wait_s=PERIODIC_WAIT_S)
     assert d.failure is None and not d.stopping
@@ -658,8 +660,6 @@ def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -
     unassigns the revoked ones after the callback (it does only when the callback did not): they stayed
     assigned, fetched by two members, and their next assignment here was refused as a conflict."""
     from confluent_kafka import KafkaError, TopicPartition
-
-    from distilld.daemon.partition import Partition
 
     d = _exactly_once_daemon()
 
@@ -700,10 +700,7 @@ def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -
     d.state.partitions = 1
     d.state.read = lambda wanted: {}  # type: ignore[method-assign]
     for p in (0, 1):
-        reducer = d._new_reducer()
-        part = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
-        part.progress.committed, part.processed = 5, 10  # work in the open transaction
-        d.partitions[("t", p)] = part
+        _held(d, p)  # work in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
     d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
     member.revoke([TopicPartition("t", 0)])
@@ -1078,8 +1075,6 @@ def test_a_transaction_the_brokers_do_not_take_in_time_is_committed_later_not_an
     are sent once, and the partitions count as committed when it goes through."""
     from confluent_kafka import KafkaError, KafkaException
 
-    from distilld.daemon.partition import Partition
-
     d = _exactly_once_daemon(shutdown_timeout_s=0.2)
     calls: list[str] = []
     down = [True]
@@ -1097,10 +1092,7 @@ def test_a_transaction_the_brokers_do_not_take_in_time_is_committed_later_not_an
     d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
     d.txn.retry_backoff_s = 0.05  # type: ignore[union-attr]
     d.subscribed = True
-    reducer = d._new_reducer()
-    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
-    part.progress.committed, part.processed = 5, 10
-    d.partitions[("t", 0)] = part
+    part = _held(d, 0)
     d.txn.begin()  # type: ignore[union-attr]
     d.checkpoints.commit()
     assert d.failure is None and not d.stopping, d.failure
@@ -1125,8 +1117,6 @@ def test_a_group_coordinator_that_does_not_answer_the_offsets_holds_neither_the_
 
     from confluent_kafka import TopicPartition
 
-    from distilld.daemon.partition import Partition
-
     d = _exactly_once_daemon(shutdown_timeout_s=0.3)
     calls: list[str] = []
     answer = threading.Event()  # the group coordinator answers
@@ -1143,10 +1133,7 @@ def test_a_group_coordinator_that_does_not_answer_the_offsets_holds_neither_the_
     d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
     d.subscribed = True
     d.state.partitions = 1
-    reducer = d._new_reducer()
-    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
-    part.progress.committed, part.processed = 5, 10
-    d.partitions[("t", 0)] = part
+    part = _held(d, 0)
     d.txn.begin()  # type: ignore[union-attr]
     try:
         d.checkpoints.commit()  # a periodic commit: back without the answer, to retry it
@@ -1170,8 +1157,6 @@ def test_readyz_says_not_ready_while_a_transaction_waits_to_be_committed() -> No
     40 s cut of the brokers (probed with the proxy), where at_least_once says 503 within a second."""
     from confluent_kafka import KafkaError, KafkaException
 
-    from distilld.daemon.partition import Partition
-
     d = _exactly_once_daemon()
     down = [True]
 
@@ -1188,10 +1173,7 @@ def test_readyz_says_not_ready_while_a_transaction_waits_to_be_committed() -> No
     d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
     d.checkpoints.timeout_s = 0.1
     d.subscribed = d.joined = d.broker_up = True  # as the last statistics before the brokers went away said
-    reducer = d._new_reducer()
-    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
-    part.progress.committed, part.processed = 5, 10
-    d.partitions[("t", 0)] = part
+    _held(d, 0)
     assert d.readiness()[0]
     d.txn.begin()  # type: ignore[union-attr]
     d.checkpoints.commit()
@@ -1217,7 +1199,6 @@ def test_a_stop_asked_for_while_a_commit_waits_for_the_brokers_ends_within_shutd
     from distilld.daemon import checkpoint as checkpoint_module
     from distilld.daemon import loop as loop_module
     from distilld.daemon import transactions as txn_module
-    from distilld.daemon.partition import Partition
 
     now = [1000.0]
     fake_time = SimpleNamespace(
@@ -1247,10 +1228,7 @@ def test_a_stop_asked_for_while_a_commit_waits_for_the_brokers_ends_within_shutd
     d.output.flush = lambda deadline: True  # type: ignore[method-assign]
     d.state.partitions = 1
     d.subscribed = True
-    reducer = d._new_reducer()
-    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
-    part.progress.committed, part.processed = 5, 10
-    d.partitions[("t", 0)] = part
+    part = _held(d, 0)
     d.txn.begin()  # type: ignore[union-attr]
     d.checkpoints.unfinished = True  # retrying a transaction the brokers have not taken
     d.step()
@@ -1309,8 +1287,6 @@ def test_a_transaction_left_unfinished_by_a_revoke_still_commits_the_revoked_par
     offsets too, under the generation its work was done in (fenced if the group has moved on since)."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-    from distilld.daemon.partition import Partition
-
     d = _exactly_once_daemon()
     sent: list[tuple[list[tuple[str, int, int]], Any]] = []
     down = [True]
@@ -1335,10 +1311,7 @@ def test_a_transaction_left_unfinished_by_a_revoke_still_commits_the_revoked_par
     d.subscribed = True
     d.state.partitions = 1
     for p in (0, 1):
-        reducer = d._new_reducer()
-        part = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
-        part.progress.committed, part.processed = 5, 10  # records 5-9 produced in the open transaction
-        d.partitions[("t", p)] = part
+        _held(d, p)  # records 5-9 produced in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
     d._on_revoke(d.consumer, [TopicPartition("t", 0)])
     assert d.checkpoints.unfinished and d.failure is None, d.failure
@@ -1360,8 +1333,6 @@ def test_records_consumed_after_a_revoke_left_the_transaction_unfinished_go_into
     import threading
 
     from confluent_kafka import Message, TopicPartition
-
-    from distilld.daemon.partition import Partition
 
     d = _exactly_once_daemon()
     calls: list[str] = []
@@ -1393,10 +1364,7 @@ def test_records_consumed_after_a_revoke_left_the_transaction_unfinished_go_into
     d.subscribed = True
     d.state.partitions = 1
     for p in (0, 1):
-        reducer = d._new_reducer()
-        part = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
-        part.progress.committed, part.processed = 5, 10  # records 5-9 produced in the open transaction
-        d.partitions[("t", p)] = part
+        _held(d, p)  # records 5-9 produced in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
     try:
         d.step()
@@ -1416,8 +1384,6 @@ def test_a_transaction_aborted_while_it_waited_to_be_committed_lets_the_loop_rea
     aborted because partitions were lost (the partitions rewound): the loop kept retrying a commit with nothing
     left to commit, so it never consumed again (not ready, for good, while /healthz said alive)."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-    from distilld.daemon.partition import Partition
 
     d = _exactly_once_daemon()
     calls: list[str] = []
@@ -1440,10 +1406,7 @@ def test_a_transaction_aborted_while_it_waited_to_be_committed_lets_the_loop_rea
     d.state.partitions = 1
     d.state.read = lambda wanted: {}  # type: ignore[method-assign]
     for p in (0, 1):
-        reducer = d._new_reducer()
-        part = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
-        part.progress.committed, part.processed = 5, 10  # records 5-9 produced in the open transaction
-        d.partitions[("t", p)] = part
+        _held(d, p)  # records 5-9 produced in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
     d.checkpoints.commit()
     assert d.checkpoints.unfinished
@@ -1461,8 +1424,6 @@ def test_a_stop_while_a_commit_is_retried_puts_no_snapshot_into_the_transaction_
     still produced snapshots into it: each refused, logged as not written and counted in
     distilld_snapshot_failures_total, at every stop during an outage."""
     from confluent_kafka import KafkaError, KafkaException
-
-    from distilld.daemon.partition import Partition
 
     d = _exactly_once_daemon()
     committing = [False]
@@ -1485,10 +1446,7 @@ def test_a_stop_while_a_commit_is_retried_puts_no_snapshot_into_the_transaction_
     d.checkpoints.timeout_s = d.settings.processing.shutdown_timeout_s = 0.1
     d.subscribed = True
     d.state.partitions = 1
-    reducer = d._new_reducer()
-    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
-    part.progress.committed, part.processed = 5, 10
-    d.partitions[("t", 0)] = part
+    _held(d, 0)
     d.txn.begin()  # type: ignore[union-attr]
     d.checkpoints.commit()
     assert d.checkpoints.unfinished and d.txn.committing  # type: ignore[union-attr]
