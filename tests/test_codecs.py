@@ -208,6 +208,60 @@ def test_an_avro_decimal_is_a_number_to_a_numeric_feature() -> None:
     assert proc.missing_counts[0] == 0
 
 
+_DEEP_AVRO = """
+from fastavro import parse_schema
+from confluent_kafka.schema_registry import Schema
+import json
+from distilld.codecs.avro_codec import AvroDecoder, ConfluentAvroDecoder
+from distilld.codecs.registry import SchemaRegistry
+
+chain = {"type": "record", "name": "Link", "fields": [
+    {"name": "v", "type": "long"}, {"name": "next", "type": ["null", "Link"]}]}
+tree = {"type": "record", "name": "Node", "fields": [{"name": "kids", "type": {"type": "array", "items": "Node"}}]}
+endless = {"type": "record", "name": "Loop", "fields": [{"name": "again", "type": "Loop"}]}
+out = {}
+decode = AvroDecoder(parse_schema(chain))
+values = [b"\\x04\\x02" * 20 + b"\\x04\\x00", b"\\x04\\x02" * 100_000 + b"\\x04\\x00", b"\\x04\\x00"]
+records, good, bad = decode(values)
+out["chain"] = [good, bad, records[1]]
+records, good, bad = AvroDecoder(parse_schema(tree))([b"\\x02" * 50_000 + b"\\x00" * 50_001, b"\\x02\\x00\\x00"])
+out["tree"] = [good, bad, records]
+out["endless"] = list(AvroDecoder(parse_schema(endless))([b"\\x00"])[1:])
+registry = SchemaRegistry({"url": "mock://deep"}, wait=lambda s: False)
+sid = registry.client.register_schema("deep-value", Schema(json.dumps(chain), "AVRO"))
+framed = [b"\\x00" + sid.to_bytes(4, "big") + v for v in values[:2]]
+out["confluent"] = list(ConfluentAvroDecoder(registry)(framed)[1:])
+print(json.dumps(out))
+"""
+
+
+def test_deeply_nested_avro_of_a_recursive_schema_is_dead_lettered_not_a_crash() -> None:
+    """A recursive schema (a linked list, a tree) lets a value nest as deep as it has bytes: fastavro's
+    compiled reader recursed on the C stack and a 10,000-level value killed the process (SIGSEGV); a
+    schema whose record contains itself unconditionally crashed it on any value. Run in a child
+    process, so that a crash fails this test instead of ending the run."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import distilld
+
+    env = {**os.environ, "PYTHONPATH": str(Path(distilld.__file__).resolve().parents[1])}  # this distilld
+    done = subprocess.run([sys.executable, "-c", _DEEP_AVRO], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, f"the decoder crashed the process ({done.returncode}): {done.stderr[-2000:]}"
+    out = json.loads(done.stdout)
+    deeper = "not Avro: nested deeper than distilld reads (a recursive schema)"
+    good, bad, second = out["chain"]
+    assert good == [0, 2] and bad == [[1, deeper]], "the deep one is reported; the shallow ones decode"
+    assert second == {"v": 2, "next": None}
+    good, bad, records = out["tree"]
+    assert good == [1] and bad == [[0, deeper]] and records == [{"kids": [{"kids": []}]}]
+    assert out["endless"] == [[], [[0, deeper]]]
+    assert out["confluent"] == [[0], [[1, deeper]]]
+    assert reason_label(deeper) == "not_avro"
+
+
 def test_format_settings_name_what_is_missing_or_wrong(tmp_path: Any) -> None:
     base = {"kafka": {"bootstrap_servers": "b:9092", "group_id": "g", "input_topics": ["t"], "output_topic": "o"}}
     base["features"] = [{"name": "gender", "type": "categorical", "categories": ["female"]}]
