@@ -74,7 +74,8 @@ def _is_nan(key: Any) -> bool:
 def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
     """Keys per record → (each record's index into the distinct keys, the keys
     in order of first appearance). Unhashable keys stand in by their repr; NaN
-    (a missing key: no two NaNs are equal, so each would open a key) by None."""
+    (a missing key: no two NaNs are equal, so each would open a key) by None, and so
+    does a value nested too deeply for a repr (a JSON object 1,000 levels down)."""
     try:
         distinct = list(dict.fromkeys(raw))
         floats = any(issubclass(t, float | np.floating) for t in set(map(type, distinct)))
@@ -91,8 +92,15 @@ def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
         try:
             out[i] = index.setdefault(None if _is_nan(k) else k, len(index))
         except TypeError:
-            out[i] = index.setdefault(repr(k), len(index))
+            out[i] = index.setdefault(_stand_in(k), len(index))
     return out, list(index)
+
+
+def _stand_in(key: Any) -> str | None:
+    try:
+        return repr(key)
+    except RecursionError:
+        return None
 
 
 @lru_cache(maxsize=64)

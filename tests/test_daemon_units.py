@@ -1706,3 +1706,41 @@ def test_the_daemon_names_each_outputs_source_so_a_refusal_can_be_routed() -> No
     assert dead["topic"] == "d" and dict(dead["headers"])["distilld-source-offset"] == b"40"
     dead["on_delivery"](None, None)
     assert part.progress.committable == 41
+
+
+def test_a_key_field_nested_too_deeply_for_a_repr_is_a_missing_key_not_an_exception() -> None:
+    """A key field holding an object ~1,000 levels deep (orjson reads 1,024) is unhashable, and its repr
+    (what an unhashable key stands in by) raised RecursionError out of the loop: the daemon died, and
+    again on every restart. It is a key of the wrong type: missing, like a null one; nothing is lost."""
+    from confluent_kafka import Message
+
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+               "dlq_topic": "d"},
+        features=[{"name": "a", "type": "numeric"}],
+        reducer={"rate": 1.0, "key": "user"},
+        metrics={"port": 0},
+    )  # fmt: skip
+    d = Daemon(s)
+    producer = FakeProducer()
+    d.output.producer = producer  # type: ignore[assignment]
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    deep = b'{"a": 1, "user": ' + b'{"u": ' * 1000 + b"1" + b"}" * 1001
+    assert orjson.loads(deep), "a JSON object orjson reads"
+    values = [b'{"a": 2, "user": "x"}', deep, b'{"a": 3, "user": [1, 2]}', b'{"a": 4}']
+    msgs = [
+        Message(topic="t", partition=0, offset=i, value=v, timestamp=(1, 1_700_000_000_000))
+        for i, v in enumerate(values)
+    ]
+    d._process_partition(("t", 0), part, msgs)
+    assert [c["value"] for c in producer.calls if c["topic"] == "o"] == values, "each record reduced, none lost"
+    assert not [c for c in producer.calls if c["topic"] == "d"], "a good record is not dead-lettered"
+
+    from distilld.processor import index_keys
+
+    index, keys = index_keys(["x", orjson.loads(deep)["user"], [1, 2], None])
+    assert index.tolist() == [0, 1, 2, 1] and keys == ["x", None, "[1, 2]"]
