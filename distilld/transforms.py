@@ -37,14 +37,25 @@ def _path(url: str) -> str | None:
         return None
 
 
+# URLs longer than this are parsed each time, not cached: the cache holds its keys (and url_path's
+# values), and 65,536 distinct URLs of a megabyte each (a record's whole size) would be 64 GB held
+CACHED_URL_CHARS = 2048
+
+
 def url_host(values: Sequence[Any]) -> list[Any]:
     """``https://a.example.com/x?y`` → ``a.example.com``; a URL without a host → its scheme (``file:``)."""
-    return [_host(v) if isinstance(v, str) and v else None for v in values]
+    uncached = _host.__wrapped__
+    return [
+        (_host(v) if len(v) <= CACHED_URL_CHARS else uncached(v)) if isinstance(v, str) and v else None for v in values
+    ]
 
 
 def url_path(values: Sequence[Any]) -> list[Any]:
     """``https://a.example.com/x/y?z`` → ``/x/y``."""
-    return [_path(v) if isinstance(v, str) and v else None for v in values]
+    uncached = _path.__wrapped__
+    return [
+        (_path(v) if len(v) <= CACHED_URL_CHARS else uncached(v)) if isinstance(v, str) and v else None for v in values
+    ]
 
 
 def length(values: Sequence[Any]) -> list[Any]:

@@ -153,3 +153,18 @@ def test_numerics_pair_bins_default_to_quintiles_and_follow_the_config() -> None
     assert all(isinstance(b, NumericBinner) for b in binners.values())
     cuts = {n: (b.bins, b.bins // b.pair_div) for n, b in binners.items()}  # type: ignore[attr-defined]
     assert cuts == {"a": (20, 5), "b": (20, 4), "c": (12, 3), "d": (16, 8)}
+
+
+def test_long_urls_are_transformed_without_being_held_in_the_cache() -> None:
+    """url_host and url_path cache their parses of up to 65,536 URLs, keys (and url_path's values)
+    held whole: distinct URLs of 100 kB, which records may carry, held ~380 MB per 2,000, up to
+    gigabytes, whatever reducer.max_keys bounds. Long ones are parsed each time instead."""
+    from distilld.transforms import _host, _path, url_host, url_path
+
+    long_urls = [f"https://h{i}.example.com/" + "p" * 100_000 for i in range(50)]
+    before = _host.cache_info().currsize, _path.cache_info().currsize
+    assert url_host(long_urls) == [f"h{i}.example.com" for i in range(50)]
+    assert url_path(long_urls) == ["/" + "p" * 100_000] * 50
+    assert (_host.cache_info().currsize, _path.cache_info().currsize) == before, "no long URL held"
+    assert url_host(["https://a-test-of-the-cache.example.com/x"]) == ["a-test-of-the-cache.example.com"]
+    assert _host.cache_info().currsize == before[0] + 1, "short URLs still cached"
