@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import combinations, repeat
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,21 @@ class WindowView:
 
     def __repr__(self) -> str:
         return f"<WindowView {('received', 'sent')[self._kind]}: {len(self)} records>"
+
+
+def _check_arguments(**arguments: Any) -> None:
+    """Refuse a constructor argument of the wrong type, or a count below 1, by its name: a float
+    batch_size or panes, or a string rate, otherwise failed later with an error naming none of them."""
+    for name, value in arguments.items():
+        if name in ("reduction_percentage", "time_horizon_seconds"):
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise ValueError(f"{name} must be a number, not {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, Integral):
+            raise ValueError(f"{name} must be a whole number, not {value!r}")
+        elif name == "seed" and not -(2**63) <= int(value) < 2**64:
+            raise ValueError(f"seed must fit in 64 bits, not {value!r}")  # snapshots hold it as a JSON integer
+        elif name != "seed" and int(value) < 1:
+            raise ValueError(f"{name} must be at least 1, not {value!r}")
 
 
 def _is_nan(key: Any) -> bool:
@@ -158,14 +174,21 @@ class DistilledProcessor:
     ) -> None:
         if not grading_functions:
             raise ValueError("grading_functions: at least one grader is needed")
+        _check_arguments(
+            reduction_percentage=reduction_percentage,
+            time_horizon_seconds=time_horizon_seconds,
+            batch_size=batch_size,
+            max_keys=max_keys,
+            panes=panes,
+            segment_picks=segment_picks,
+            seed=seed,
+        )
         if not 0 < reduction_percentage <= 1:
-            raise ValueError("reduction_percentage must be in (0, 1]")
+            raise ValueError(f"reduction_percentage must be in (0, 1], not {reduction_percentage!r}")
         if not time_horizon_seconds > 0:
-            raise ValueError("time_horizon_seconds must be positive")
-        if not time_horizon_seconds / max(panes, 1) >= 1e-6:
+            raise ValueError(f"time_horizon_seconds must be positive, not {time_horizon_seconds!r}")
+        if not time_horizon_seconds / panes >= 1e-6:
             raise ValueError("time_horizon_seconds / panes must be at least a microsecond")
-        if batch_size < 1 or max_keys < 1 or panes < 1 or segment_picks < 1:
-            raise ValueError("batch_size, max_keys, panes and segment_picks must be at least 1")
         grading_functions = {name: as_grader(name, g) for name, g in grading_functions.items()}
         self.grading_functions = grading_functions  # a copy: the graders in use, whatever the caller's dict becomes
         self.time_horizon_seconds = time_horizon_seconds

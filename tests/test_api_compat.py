@@ -326,3 +326,45 @@ def test_numeric_grader_bins_are_checked_where_it_is_built_and_name_it(bins: Any
     """pair_bins 3 of 20 failed inside the engine without the feature's name; 1 and 0 passed silently."""
     with pytest.raises(ValueError, match=r"NumericGrader 'age': .*bins"):
         NumericGrader("age", lambda r: r["age"], bins=bins, pair_bins=pair_bins)
+
+
+@pytest.mark.parametrize(
+    "argument, value",
+    [
+        ("batch_size", 10.5),
+        ("batch_size", None),
+        ("batch_size", 0),
+        ("panes", 2.5),
+        ("max_keys", 2.5),
+        ("segment_picks", 0),
+        ("reduction_percentage", "0.1"),
+        ("reduction_percentage", 1.5),
+        ("time_horizon_seconds", "60"),
+        ("time_horizon_seconds", -1),
+        ("seed", 1.5),
+        ("seed", 2**70),
+    ],
+)
+def test_a_bad_constructor_argument_is_refused_by_its_name(argument: str, value: Any) -> None:
+    """A float batch_size was taken and failed at the first process_batch ('float' object cannot be
+    interpreted as an integer); a float panes failed in numpy, a string rate with '<' not supported,
+    a seed past 64 bits when a snapshot was taken: none named the argument."""
+    with pytest.raises(ValueError, match=rf"^{argument} must"):
+        DistilledProcessor({"v": NumericGrader("v", lambda r: r["v"])}, **{argument: value})
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 2**64 - 1])
+def test_any_64_bit_seed_runs_and_snapshots(seed: int) -> None:
+    """A negative seed (the settings allow one) or one past 2**63 overflowed the numeric binner's
+    compiled sampler: OverflowError at the first batch with a numeric feature."""
+    from distilld.snapshot import dump, load
+
+    def make() -> DistilledProcessor:
+        graders = {"v": NumericGrader("v", lambda r: r["v"]), "w": NumericGrader("w", lambda r: -r["v"])}
+        return DistilledProcessor(graders, seed=seed, clock=lambda: 1_000.0)
+
+    records = [{"v": float(i % 37)} for i in range(500)]
+    first, second = make(), make()
+    assert len(first.process_batch(records)) == 50
+    load(second, dump(first))
+    assert [p.data for p in second.process_batch(records)] == [p.data for p in first.process_batch(records)]
