@@ -28,6 +28,7 @@ __all__ = [
     "Encoder",
     "NumericBinner",
     "OpenCategoricalEncoder",
+    "category_label",
     "reserved_labels",
     "to_float_array",
 ]
@@ -43,6 +44,9 @@ def _label(value: Any) -> str | None:
     if isinstance(value, int | float | str | np.integer | np.floating):  # numpy's: what pandas records hold
         return str(value) if value == value else None
     return None
+
+
+category_label = _label  # None where a categorical encoder counts the value missing (None, NaN, wrong type)
 
 
 _PLAIN_NUMBERS = {float, int}

@@ -23,7 +23,7 @@ from distilld.budget import allocate
 from distilld.cells import CellLayout
 from distilld.compat import WindowMeans, as_grader
 from distilld.datapoint import DataPoint
-from distilld.encoding import NumericBinner, to_float_array
+from distilld.encoding import NumericBinner, category_label, to_float_array
 from distilld.graders import GradingFunction, safe_map
 from distilld.hashing import unit_float
 from distilld.selector import HerdingSelector
@@ -300,6 +300,8 @@ class DistilledProcessor:
             picked = [column[i] for i in idx]
             if f in self._score_column:  # numeric: NaN (missing) → None
                 picked = [None if x != x else x for x in to_float_array(picked).tolist()]
+            else:  # categorical: what the encoder counts missing (NaN, lists, mappings) → None
+                picked = [None if category_label(x) is None else x for x in picked]
             columns.append(picked)
         return list(map(_row_builder(tuple(self._names)), *columns))
 

@@ -17,6 +17,7 @@ from distilld import (
     DistilledProcessor,
     LambdaGrader,
     NumericGrader,
+    OpenCategoricalGrader,
     create_grading_functions,
 )
 
@@ -368,3 +369,15 @@ def test_any_64_bit_seed_runs_and_snapshots(seed: int) -> None:
     assert len(first.process_batch(records)) == 50
     load(second, dump(first))
     assert [p.data for p in second.process_batch(records)] == [p.data for p in first.process_batch(records)]
+
+
+def test_vector_values_leave_out_a_categorical_value_counted_missing() -> None:
+    """NaN, a list or a mapping given to a categorical feature is counted missing (README), but
+    vector_values held it, unlike a numeric's missing values, which it leaves out."""
+    processor = DistilledProcessor(
+        {"c": CategoricalGrader("c", ["A"], lambda r: r["c"]), "o": OpenCategoricalGrader("o", lambda r: r["c"])},
+        reduction_percentage=1.0,
+    )
+    points = processor.process_batch([{"c": float("nan")}, {"c": ["A"]}, {"c": {"A": 1}}, {"c": "A"}, {"c": "B"}])
+    assert [p.vector_values for p in points] == [{}, {}, {}, {"c": "A", "o": "A"}, {"c": "B", "o": "B"}]
+    assert processor.get_current_stats()["missing"] == {"c": 3, "o": 3}
