@@ -260,10 +260,12 @@ class DistilledProcessor:
             out.extend(self._process_chunk(records[start : start + self.batch_size]))
         return out
 
-    def _timestamps(self, records: Sequence[Any]) -> np.ndarray:
+    def _timestamps(self, records: Sequence[Any]) -> tuple[np.ndarray, list[Any] | None]:
+        """Event times as floats (NaN where not a number), and timestamp_func's values as it gave them."""
         if self.timestamp_func is None:
-            return np.full(len(records), self._clock(), dtype=np.float64)
-        return to_float_array(safe_map(self.timestamp_func, records))
+            return np.full(len(records), self._clock(), dtype=np.float64), None
+        given = safe_map(self.timestamp_func, records)
+        return to_float_array(given), given
 
     def _keys(self, records: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
         if self.key_func is None:
@@ -273,7 +275,7 @@ class DistilledProcessor:
     def _process_chunk(self, records: Sequence[Any]) -> list[DataPoint]:
         if not records:
             return []
-        ts = self._usable_times(self._timestamps(records))  # the times used, as the DataPoints report them
+        ts = self._usable_times(*self._timestamps(records))  # the times used, as the DataPoints report them
         key_index, keys = self._keys(records)
         values: list[list[Any]] = []
         chosen, weight = self.select(records, ts, key_index, keys, values)
@@ -355,29 +357,35 @@ class DistilledProcessor:
                 failed.setdefault(i, f"grader {name!r} raised {error}")
         return columns, sorted(failed.items())
 
-    def _usable_times(self, timestamps: np.ndarray) -> np.ndarray:
+    def _usable_times(self, timestamps: np.ndarray, given: Sequence[Any] | None = None) -> np.ndarray:
         """Event times as seconds, a record without a usable one (NaN, more than
         a window ahead of the clock, which would move the watermark for good and
         expire every window, or so far back that its pane number overflows int64)
         given the watermark (or now). Counted in the stats'
-        ``timestamps_replaced``; the first time, a warning says what was seen."""
+        ``timestamps_replaced``; the first time, a warning says what was seen (``given``: the
+        values timestamp_func returned, shown for one that is not a number)."""
         ts = np.array(timestamps, dtype=np.float64)
         bad = ~np.isfinite(ts) | (ts > self._clock() + self.time_horizon_seconds)
         bad |= ts < _EARLIEST_PANE * self._pane_seconds
         if bad.any():
             if not self.timestamps_replaced:
-                example = ts[bad][0]
+                first = int(np.flatnonzero(bad)[0])
+                example: Any = float(ts[first])
                 hint = (
                     " (milliseconds? event times are seconds: timestamp_func's, reducer.time_unit's)"
                     if example > 1e11
                     else ""
                 )
+                if given is not None and example != example and not isinstance(given[first], Real):
+                    # a datetime or a string read as NaN: show it, not the NaN it became
+                    example = given[first]
+                    hint = " (not a number: event times are seconds since the epoch, e.g. a datetime's .timestamp())"
                 log.warning(
                     "%d of %d records had no usable event time (none, far in the past, or more than a window"
                     " ahead of the clock), e.g. %r%s: they take the watermark",
                     int(bad.sum()),
                     len(ts),
-                    float(example),
+                    example,
                     hint,
                 )
             self.timestamps_replaced += int(bad.sum())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import inspect
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -381,3 +382,18 @@ def test_vector_values_leave_out_a_categorical_value_counted_missing() -> None:
     points = processor.process_batch([{"c": float("nan")}, {"c": ["A"]}, {"c": {"A": 1}}, {"c": "A"}, {"c": "B"}])
     assert [p.vector_values for p in points] == [{}, {}, {}, {"c": "A", "o": "A"}, {"c": "B", "o": "B"}]
     assert processor.get_current_stats()["missing"] == {"c": 3, "o": 3}
+
+
+@pytest.mark.parametrize("given", [datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), "1700000000"])
+def test_the_warning_for_an_event_time_that_is_not_a_number_shows_it(
+    given: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A datetime or a string from timestamp_func was warned about as 'e.g. nan', the value it was read as."""
+    processor = DistilledProcessor(
+        {"v": NumericGrader("v", lambda r: r["v"])}, timestamp_func=lambda r: r["ts"], clock=lambda: 1_700_000_000.0
+    )
+    with caplog.at_level("WARNING", logger="distilld.processor"):
+        processor.process_batch([{"v": 1, "ts": 1_699_999_999.0}, {"v": 2, "ts": given}])
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert f"e.g. {given!r} (not a number: event times are seconds" in message
+    assert processor.get_current_stats()["timestamps_replaced"] == 1
