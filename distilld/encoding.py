@@ -28,6 +28,7 @@ __all__ = [
     "Encoder",
     "NumericBinner",
     "OpenCategoricalEncoder",
+    "category_label",
     "reserved_labels",
     "to_float_array",
 ]
@@ -43,6 +44,9 @@ def _label(value: Any) -> str | None:
     if isinstance(value, int | float | str | np.integer | np.floating):  # numpy's: what pandas records hold
         return str(value) if value == value else None
     return None
+
+
+category_label = _label  # None where a categorical encoder counts the value missing (None, NaN, wrong type)
 
 
 _PLAIN_NUMBERS = {float, int}
@@ -199,7 +203,12 @@ class OpenCategoricalEncoder(CategoricalEncoder):
 
 @njit(cache=True, nogil=True)
 def _reservoir(
-    values: np.ndarray, epochs: np.ndarray, pane_epoch: np.ndarray, seen: np.ndarray, sample: np.ndarray, seed: int
+    values: np.ndarray,
+    epochs: np.ndarray,
+    pane_epoch: np.ndarray,
+    seen: np.ndarray,
+    sample: np.ndarray,
+    seed: np.uint64,
 ) -> None:
     """Reservoir sampling per time pane, in arrival order: the value at position
     ``p`` of its pane (p ≥ the reservoir size) replaces entry ``h % (p + 1)`` when
@@ -316,7 +325,8 @@ class NumericBinner(Encoder):
         self._since_refresh = 0
 
     def _observe(self, values: np.ndarray, epochs: np.ndarray) -> None:
-        _reservoir(values, epochs, self._epoch, self._seen, self._values, self.seed & 0xFFFFFFFFFFFFFFFF)
+        # as uint64: a negative seed, or one past 2**63, overflowed numba's int64 argument
+        _reservoir(values, epochs, self._epoch, self._seen, self._values, np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF))
         self._since_refresh += len(values)
 
     def _refresh(self, watermark: int) -> None:

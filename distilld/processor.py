@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import combinations, repeat
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from distilld.budget import allocate
 from distilld.cells import CellLayout
 from distilld.compat import WindowMeans, as_grader
 from distilld.datapoint import DataPoint
-from distilld.encoding import NumericBinner, to_float_array
+from distilld.encoding import NumericBinner, category_label, to_float_array
 from distilld.graders import GradingFunction, safe_map
 from distilld.hashing import unit_float
 from distilld.selector import HerdingSelector
@@ -65,6 +66,21 @@ class WindowView:
 
     def __repr__(self) -> str:
         return f"<WindowView {('received', 'sent')[self._kind]}: {len(self)} records>"
+
+
+def _check_arguments(**arguments: Any) -> None:
+    """Refuse a constructor argument of the wrong type, or a count below 1, by its name: a float
+    batch_size or panes, or a string rate, otherwise failed later with an error naming none of them."""
+    for name, value in arguments.items():
+        if name in ("reduction_percentage", "time_horizon_seconds"):
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise ValueError(f"{name} must be a number, not {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, Integral):
+            raise ValueError(f"{name} must be a whole number, not {value!r}")
+        elif name == "seed" and not -(2**63) <= int(value) < 2**64:
+            raise ValueError(f"seed must fit in 64 bits, not {value!r}")  # snapshots hold it as a JSON integer
+        elif name != "seed" and int(value) < 1:
+            raise ValueError(f"{name} must be at least 1, not {value!r}")
 
 
 def _is_nan(key: Any) -> bool:
@@ -166,14 +182,21 @@ class DistilledProcessor:
     ) -> None:
         if not grading_functions:
             raise ValueError("grading_functions: at least one grader is needed")
+        _check_arguments(
+            reduction_percentage=reduction_percentage,
+            time_horizon_seconds=time_horizon_seconds,
+            batch_size=batch_size,
+            max_keys=max_keys,
+            panes=panes,
+            segment_picks=segment_picks,
+            seed=seed,
+        )
         if not 0 < reduction_percentage <= 1:
-            raise ValueError("reduction_percentage must be in (0, 1]")
+            raise ValueError(f"reduction_percentage must be in (0, 1], not {reduction_percentage!r}")
         if not time_horizon_seconds > 0:
-            raise ValueError("time_horizon_seconds must be positive")
-        if not time_horizon_seconds / max(panes, 1) >= 1e-6:
+            raise ValueError(f"time_horizon_seconds must be positive, not {time_horizon_seconds!r}")
+        if not time_horizon_seconds / panes >= 1e-6:
             raise ValueError("time_horizon_seconds / panes must be at least a microsecond")
-        if batch_size < 1 or max_keys < 1 or panes < 1 or segment_picks < 1:
-            raise ValueError("batch_size, max_keys, panes and segment_picks must be at least 1")
         grading_functions = {name: as_grader(name, g) for name, g in grading_functions.items()}
         self.grading_functions = grading_functions  # a copy: the graders in use, whatever the caller's dict becomes
         self.time_horizon_seconds = time_horizon_seconds
@@ -245,10 +268,12 @@ class DistilledProcessor:
             out.extend(self._process_chunk(records[start : start + self.batch_size]))
         return out
 
-    def _timestamps(self, records: Sequence[Any]) -> np.ndarray:
+    def _timestamps(self, records: Sequence[Any]) -> tuple[np.ndarray, list[Any] | None]:
+        """Event times as floats (NaN where not a number), and timestamp_func's values as it gave them."""
         if self.timestamp_func is None:
-            return np.full(len(records), self._clock(), dtype=np.float64)
-        return to_float_array(safe_map(self.timestamp_func, records))
+            return np.full(len(records), self._clock(), dtype=np.float64), None
+        given = safe_map(self.timestamp_func, records)
+        return to_float_array(given), given
 
     def _keys(self, records: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
         if self.key_func is None:
@@ -258,7 +283,7 @@ class DistilledProcessor:
     def _process_chunk(self, records: Sequence[Any]) -> list[DataPoint]:
         if not records:
             return []
-        ts = self._usable_times(self._timestamps(records))  # the times used, as the DataPoints report them
+        ts = self._usable_times(*self._timestamps(records))  # the times used, as the DataPoints report them
         key_index, keys = self._keys(records)
         values: list[list[Any]] = []
         chosen, weight = self.select(records, ts, key_index, keys, values)
@@ -285,6 +310,8 @@ class DistilledProcessor:
             picked = [column[i] for i in idx]
             if f in self._score_column:  # numeric: NaN (missing) → None
                 picked = [None if x != x else x for x in to_float_array(picked).tolist()]
+            else:  # categorical: what the encoder counts missing (NaN, lists, mappings) → None
+                picked = [None if category_label(x) is None else x for x in picked]
             columns.append(picked)
         return list(map(_row_builder(tuple(self._names)), *columns))
 
@@ -338,29 +365,35 @@ class DistilledProcessor:
                 failed.setdefault(i, f"grader {name!r} raised {error}")
         return columns, sorted(failed.items())
 
-    def _usable_times(self, timestamps: np.ndarray) -> np.ndarray:
+    def _usable_times(self, timestamps: np.ndarray, given: Sequence[Any] | None = None) -> np.ndarray:
         """Event times as seconds, a record without a usable one (NaN, more than
         a window ahead of the clock, which would move the watermark for good and
         expire every window, or so far back that its pane number overflows int64)
         given the watermark (or now). Counted in the stats'
-        ``timestamps_replaced``; the first time, a warning says what was seen."""
+        ``timestamps_replaced``; the first time, a warning says what was seen (``given``: the
+        values timestamp_func returned, shown for one that is not a number)."""
         ts = np.array(timestamps, dtype=np.float64)
         bad = ~np.isfinite(ts) | (ts > self._clock() + self.time_horizon_seconds)
         bad |= ts < _EARLIEST_PANE * self._pane_seconds
         if bad.any():
             if not self.timestamps_replaced:
-                example = ts[bad][0]
+                first = int(np.flatnonzero(bad)[0])
+                example: Any = float(ts[first])
                 hint = (
                     " (milliseconds? event times are seconds: timestamp_func's, reducer.time_unit's)"
                     if example > 1e11
                     else ""
                 )
+                if given is not None and example != example and not isinstance(given[first], Real):
+                    # a datetime or a string read as NaN: show it, not the NaN it became
+                    example = given[first]
+                    hint = " (not a number: event times are seconds since the epoch, e.g. a datetime's .timestamp())"
                 log.warning(
                     "%d of %d records had no usable event time (none, far in the past, or more than a window"
                     " ahead of the clock), e.g. %r%s: they take the watermark",
                     int(bad.sum()),
                     len(ts),
-                    float(example),
+                    example,
                     hint,
                 )
             self.timestamps_replaced += int(bad.sum())

@@ -31,6 +31,7 @@ from typing import Any, cast
 import numpy as np
 import orjson
 
+from distilld.compat import WindowMeans
 from distilld.processor import DistilledProcessor
 
 __all__ = ["SnapshotError", "SnapshotMismatch", "dump", "fingerprint", "load"]
@@ -238,6 +239,8 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
         if missing.shape != proc.missing_counts.shape:
             raise SnapshotError("unexpected state processor.missing_counts")
         proc.missing_counts = missing
+        # not in snapshots: the averages start with the next batch, never with what this processor held
+        proc._means = WindowMeans(windows.panes, len(proc._numeric))
     except (KeyError, TypeError, IndexError, ValueError) as e:
         if isinstance(e, SnapshotMismatch):
             raise  # refused before anything was restored

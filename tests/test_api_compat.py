@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import inspect
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from distilld import (
     DistilledProcessor,
     LambdaGrader,
     NumericGrader,
+    OpenCategoricalGrader,
     create_grading_functions,
 )
 
@@ -326,3 +328,72 @@ def test_numeric_grader_bins_are_checked_where_it_is_built_and_name_it(bins: Any
     """pair_bins 3 of 20 failed inside the engine without the feature's name; 1 and 0 passed silently."""
     with pytest.raises(ValueError, match=r"NumericGrader 'age': .*bins"):
         NumericGrader("age", lambda r: r["age"], bins=bins, pair_bins=pair_bins)
+
+
+@pytest.mark.parametrize(
+    "argument, value",
+    [
+        ("batch_size", 10.5),
+        ("batch_size", None),
+        ("batch_size", 0),
+        ("panes", 2.5),
+        ("max_keys", 2.5),
+        ("segment_picks", 0),
+        ("reduction_percentage", "0.1"),
+        ("reduction_percentage", 1.5),
+        ("time_horizon_seconds", "60"),
+        ("time_horizon_seconds", -1),
+        ("seed", 1.5),
+        ("seed", 2**70),
+    ],
+)
+def test_a_bad_constructor_argument_is_refused_by_its_name(argument: str, value: Any) -> None:
+    """A float batch_size was taken and failed at the first process_batch ('float' object cannot be
+    interpreted as an integer); a float panes failed in numpy, a string rate with '<' not supported,
+    a seed past 64 bits when a snapshot was taken: none named the argument."""
+    with pytest.raises(ValueError, match=rf"^{argument} must"):
+        DistilledProcessor({"v": NumericGrader("v", lambda r: r["v"])}, **{argument: value})
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 2**64 - 1])
+def test_any_64_bit_seed_runs_and_snapshots(seed: int) -> None:
+    """A negative seed (the settings allow one) or one past 2**63 overflowed the numeric binner's
+    compiled sampler: OverflowError at the first batch with a numeric feature."""
+    from distilld.snapshot import dump, load
+
+    def make() -> DistilledProcessor:
+        graders = {"v": NumericGrader("v", lambda r: r["v"]), "w": NumericGrader("w", lambda r: -r["v"])}
+        return DistilledProcessor(graders, seed=seed, clock=lambda: 1_000.0)
+
+    records = [{"v": float(i % 37)} for i in range(500)]
+    first, second = make(), make()
+    assert len(first.process_batch(records)) == 50
+    load(second, dump(first))
+    assert [p.data for p in second.process_batch(records)] == [p.data for p in first.process_batch(records)]
+
+
+def test_vector_values_leave_out_a_categorical_value_counted_missing() -> None:
+    """NaN, a list or a mapping given to a categorical feature is counted missing (README), but
+    vector_values held it, unlike a numeric's missing values, which it leaves out."""
+    processor = DistilledProcessor(
+        {"c": CategoricalGrader("c", ["A"], lambda r: r["c"]), "o": OpenCategoricalGrader("o", lambda r: r["c"])},
+        reduction_percentage=1.0,
+    )
+    points = processor.process_batch([{"c": float("nan")}, {"c": ["A"]}, {"c": {"A": 1}}, {"c": "A"}, {"c": "B"}])
+    assert [p.vector_values for p in points] == [{}, {}, {}, {"c": "A", "o": "A"}, {"c": "B", "o": "B"}]
+    assert processor.get_current_stats()["missing"] == {"c": 3, "o": 3}
+
+
+@pytest.mark.parametrize("given", [datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), "1700000000"])
+def test_the_warning_for_an_event_time_that_is_not_a_number_shows_it(
+    given: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A datetime or a string from timestamp_func was warned about as 'e.g. nan', the value it was read as."""
+    processor = DistilledProcessor(
+        {"v": NumericGrader("v", lambda r: r["v"])}, timestamp_func=lambda r: r["ts"], clock=lambda: 1_700_000_000.0
+    )
+    with caplog.at_level("WARNING", logger="distilld.processor"):
+        processor.process_batch([{"v": 1, "ts": 1_699_999_999.0}, {"v": 2, "ts": given}])
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert f"e.g. {given!r} (not a number: event times are seconds" in message
+    assert processor.get_current_stats()["timestamps_replaced"] == 1

@@ -186,3 +186,20 @@ def test_a_restored_reducer_is_the_original_byte_for_byte_also_after_evictions()
     ]
     assert dump(second) == dump(whole)
     assert second.get_current_stats()["missing"] == whole.get_current_stats()["missing"]
+
+
+def test_loading_into_a_used_processor_leaves_none_of_its_averages() -> None:
+    """The numeric averages are not in snapshots: loaded into a processor that had run (a roll back to
+    a checkpoint), the stats' averages still held that processor's own values, next to restored counts."""
+    records = _records(1200, 0)
+    checkpoint = _proc()
+    _ids(checkpoint, records[:600])
+    blob = dump(checkpoint)
+    used = _proc()
+    _ids(used, [dict(r, age=r["age"] + 1000) for r in records[600:]])
+    load(used, blob)
+    fresh = _proc()
+    load(fresh, blob)
+    _ids(used, records[600:])
+    _ids(fresh, records[600:])
+    assert used.get_current_stats() == fresh.get_current_stats()
