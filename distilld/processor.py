@@ -75,11 +75,15 @@ def _check_arguments(**arguments: Any) -> None:
         if name in ("reduction_percentage", "time_horizon_seconds"):
             if isinstance(value, bool) or not isinstance(value, Real):
                 raise ValueError(f"{name} must be a number, not {value!r}")
-        elif isinstance(value, bool) or not isinstance(value, Integral):
+            continue
+        # 50.0 is taken as 50: code written for the seed package, which ignored batch_size, may pass one
+        whole = isinstance(value, Real) and not isinstance(value, bool) and float(value).is_integer()
+        if not (whole or (isinstance(value, Integral) and not isinstance(value, bool))):
             raise ValueError(f"{name} must be a whole number, not {value!r}")
-        elif name == "seed" and not -(2**63) <= int(value) < 2**64:
+        number = int(value) if isinstance(value, Integral) else int(float(value))
+        if name == "seed" and not -(2**63) <= number < 2**64:
             raise ValueError(f"seed must fit in 64 bits, not {value!r}")  # snapshots hold it as a JSON integer
-        elif name != "seed" and int(value) < 1:
+        if name != "seed" and number < 1:
             raise ValueError(f"{name} must be at least 1, not {value!r}")
 
 
@@ -191,6 +195,7 @@ class DistilledProcessor:
             segment_picks=segment_picks,
             seed=seed,
         )
+        batch_size, max_keys, panes, segment_picks, seed = map(int, (batch_size, max_keys, panes, segment_picks, seed))
         if not 0 < reduction_percentage <= 1:
             raise ValueError(f"reduction_percentage must be in (0, 1], not {reduction_percentage!r}")
         if not time_horizon_seconds > 0:

@@ -355,6 +355,13 @@ def test_a_bad_constructor_argument_is_refused_by_its_name(argument: str, value:
         DistilledProcessor({"v": NumericGrader("v", lambda r: r["v"])}, **{argument: value})
 
 
+def test_a_whole_float_count_is_taken_as_that_number() -> None:
+    """The seed package ignored batch_size: code written for it may pass 50.0, which is taken as 50."""
+    proc = DistilledProcessor({"v": NumericGrader("v", lambda r: r["v"])}, batch_size=50.0, panes=12.0)  # type: ignore[arg-type]
+    assert proc.batch_size == 50 and isinstance(proc.batch_size, int)
+    assert len(proc.process_batch([{"v": float(i)} for i in range(200)])) == 20
+
+
 @pytest.mark.parametrize("seed", [-1, 2**63, 2**64 - 1])
 def test_any_64_bit_seed_runs_and_snapshots(seed: int) -> None:
     """A negative seed (the settings allow one) or one past 2**63 overflowed the numeric binner's
