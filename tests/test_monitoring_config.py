@@ -72,3 +72,43 @@ def test_dashboard_ranges_follow_the_scrape_interval() -> None:
     assert len(exprs) > 30
     fixed = [e for e in exprs if re.search(r"\[\d+[smhd]\]", e)]
     assert not fixed, fixed
+
+
+README = CONFIG.parent / "README.md"
+
+
+def _monitoring_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    return text.split("\n## Monitoring\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _registered() -> dict[str, tuple[str, set[str]]]:
+    """Each metric family the daemon registers: its series name as the README writes it (counters with
+    _total), its type and its label names (labelled families have no samples until first used)."""
+    metrics = DaemonMetrics(["f"])
+    families = {}
+    for metric in vars(metrics).values():
+        if hasattr(metric, "_labelnames"):
+            name = metric._name + ("_total" if metric._type == "counter" else "")
+            families[name] = (metric._type, set(metric._labelnames))
+    for family in metrics.registry.collect():  # those not kept on the object (distilld_build_info)
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = {label for s in family.samples for label in s.labels if label != "le"}
+        families.setdefault(name, (family.type, labels))
+    return families
+
+
+def test_readme_metrics_table_lists_every_registered_metric_with_its_labels() -> None:
+    """The README's Metrics table: one row a family, with the type and label names the code registers."""
+    table = _monitoring_section().split("### Metrics\n", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `(distilld_\w+)` \| (\w+) \| ([^|]*) \| ([^|]+) \|$", table, re.M)
+    documented = {name: (kind, set(re.findall(r"`(\w+)`", labels))) for name, kind, labels, _ in rows}
+    assert len(documented) == len(rows), "a metric listed twice"
+    assert documented == _registered()
+
+
+def test_metrics_the_readme_names_exist() -> None:
+    """Every distilld_* series the Monitoring section names (tables of panels and alerts included)."""
+    exported = _exported()
+    named = set(re.findall(r"\b(distilld_[a-z_]+)", _monitoring_section()))
+    assert named and named <= exported, sorted(named - exported)
