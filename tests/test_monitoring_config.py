@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from distilld.daemon.metrics import DaemonMetrics
 
@@ -112,3 +114,61 @@ def test_metrics_the_readme_names_exist() -> None:
     exported = _exported()
     named = set(re.findall(r"\b(distilld_[a-z_]+)", _monitoring_section()))
     assert named and named <= exported, sorted(named - exported)
+
+
+def _not_ready_reasons() -> dict[str, str]:
+    """What Daemon.readiness answers in each state it answers not ready in (a stand-in for the daemon)."""
+    from types import SimpleNamespace
+
+    from distilld.daemon.loop import Daemon
+
+    ready = {"checkpoints": SimpleNamespace(unfinished=False), "broker_up": True, "missing_topics": set()}
+    ready |= {"partitions": {}, "joined": True}
+    states = {
+        "transaction": {"checkpoints": SimpleNamespace(unfinished=True)},
+        "broker": {"broker_up": False},
+        "input topic": {"missing_topics": {"events"}, "joined": False},
+        "group": {"joined": False},
+    }
+    assert Daemon.readiness(SimpleNamespace(**ready))[0]  # type: ignore[arg-type]
+    reasons = {}
+    for cause, state in states.items():
+        ok, why = Daemon.readiness(SimpleNamespace(**(ready | state)))  # type: ignore[arg-type]
+        assert not ok and cause in why, (cause, why)
+        reasons[cause] = why
+    return reasons
+
+
+def test_every_not_ready_cause_is_documented_wherever_readiness_is_explained() -> None:
+    """/readyz answers 503 for four causes, one of them (exactly_once) a transaction being retried: the
+    endpoints' docstring, the README, the DistilldNotReady alert, the dashboard's ready panels and the
+    chart's probe comment each name them all (they named two, and an alert on not-ready paged during a
+    transaction retry without saying so)."""
+    from distilld.daemon import endpoints
+
+    monitoring = _monitoring_section()
+    (row,) = [line for line in monitoring.splitlines() if line.startswith("| `DistilldNotReady`")]
+    rules = yaml.safe_load((CONFIG / "prometheus" / "alerts.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "DistilldNotReady"]
+    dashboard = json.loads((CONFIG / "grafana" / "distilld.json").read_text())
+    ready_panels = [
+        p["description"]
+        for p in dashboard["panels"]
+        if any("distilld_ready" in t.get("expr", "") for t in p.get("targets", []))
+    ]
+    values = (CONFIG.parent / "helm" / "distilld" / "values.yaml").read_text()
+    probes = values.split("# Probes on the metrics port", 1)[1].split("livenessProbe:", 1)[0]
+    places = {
+        "endpoints.py": endpoints.__doc__ or "",
+        "README /readyz": monitoring.split("The repository ships", 1)[0],
+        "README DistilldNotReady": row,
+        "alerts.yml DistilldNotReady": rule["annotations"]["description"],
+        "helm values.yaml probes": probes,
+        **{f"dashboard panel {i}": d for i, d in enumerate(ready_panels)},
+    }
+    assert len(ready_panels) == 2
+    missing = {
+        where: [cause for cause in _not_ready_reasons() if cause not in " ".join(text.split())]
+        for where, text in places.items()
+    }
+    assert not any(missing.values()), missing
