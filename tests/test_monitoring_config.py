@@ -172,3 +172,30 @@ def test_every_not_ready_cause_is_documented_wherever_readiness_is_explained() -
         for where, text in places.items()
     }
     assert not any(missing.values()), missing
+
+
+def test_every_dlq_and_skip_reason_is_named_where_the_dlq_is_explained() -> None:
+    """The reasons distilld_records_dlq_total / _skipped_total carry, `refused` (the output topic refused
+    the record) included: DistilldDLQRate's description listed the decode reasons only, and told to fix
+    the input's producer whatever the reason."""
+    reasons = set()
+    for family in DaemonMetrics(["f"]).registry.collect():
+        if family.name in ("distilld_records_dlq", "distilld_records_skipped"):
+            reasons |= {s.labels["reason"] for s in family.samples}
+    assert "refused" in reasons and "not_json" in reasons
+    rules = yaml.safe_load((CONFIG / "prometheus" / "alerts.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "DistilldDLQRate"]
+    dashboard = json.loads((CONFIG / "grafana" / "distilld.json").read_text())
+    panels = {p["title"]: p.get("description", "") for p in dashboard["panels"]}
+    monitoring = _monitoring_section()
+    (dlq_row,) = [line for line in monitoring.splitlines() if line.startswith("| DLQ records per second by reason")]
+    (alert_row,) = [line for line in monitoring.splitlines() if line.startswith("| `DistilldDLQRate`")]
+    places = {
+        "alerts.yml DistilldDLQRate": rule["annotations"]["description"],
+        "dashboard DLQ panel": panels["DLQ records per second by reason"],
+        "README DLQ panel": dlq_row,
+    }
+    missing = {where: sorted(r for r in reasons if r not in text) for where, text in places.items()}
+    assert not any(missing.values()), missing
+    assert "refused" in alert_row
+    assert "refused" in panels["Skipped records per second by reason"]
