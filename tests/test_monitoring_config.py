@@ -199,3 +199,42 @@ def test_every_dlq_and_skip_reason_is_named_where_the_dlq_is_explained() -> None
     assert not any(missing.values()), missing
     assert "refused" in alert_row
     assert "refused" in panels["Skipped records per second by reason"]
+
+
+def test_dashboard_shows_every_metric_the_daemon_registers() -> None:
+    """distilld_token_errors_total, distilld_timestamps_replaced_total, the snapshot counters and the
+    restore latency had no panel: an identity provider's outage showed nowhere on the dashboard."""
+    used = " ".join(dashboard_expressions(CONFIG / "grafana" / "distilld.json"))
+    families = [f.name for f in DaemonMetrics(["f"]).registry.collect()]
+    assert not [name for name in families if not re.search(rf"\b{name}(_total|_bucket|_sum|_count)?\b", used)]
+
+
+@needs_promtool
+def test_dashboard_expressions_pass_promtool(tmp_path: Path) -> None:
+    """Every dashboard query (variables substituted) is valid PromQL: promtool checks them as recording rules."""
+    exprs = dashboard_expressions(CONFIG / "grafana" / "distilld.json")
+    rules = [{"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(exprs)]
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    r = promtool("check", "rules", str(path))
+    assert r.returncode == 0 and f"{len(rules)} rules found" in r.stdout, r.stdout + r.stderr
+
+
+def test_dashboard_ranges_are_the_rate_interval() -> None:
+    """Every range selector of the dashboard is [$__rate_interval] (not $__interval, too short at a fine step)."""
+    text = (CONFIG / "grafana" / "distilld.json").read_text()
+    exprs = re.findall(r'"expr": "((?:[^"\\]|\\.)*)"', text)
+    ranges = [r for e in exprs for r in re.findall(r"\[([^\]]*)\]", e) if r not in ("", ".")]
+    assert ranges and set(ranges) == {"$__rate_interval"}, sorted(set(ranges))
+
+
+def test_every_alert_has_unit_tests_that_fire_it_and_do_not() -> None:
+    """alerts_test.yml has, for each rule of alerts.yml, an evaluation expecting it to fire and one not to."""
+    rules = yaml.safe_load((CONFIG / "prometheus" / "alerts.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    tests = yaml.safe_load((CONFIG / "prometheus" / "alerts_test.yml").read_text())
+    fires, quiet = set(), set()
+    for case in tests["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
+    assert alerts and alerts == fires == quiet, (alerts - fires, alerts - quiet)
