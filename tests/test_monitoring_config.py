@@ -238,3 +238,18 @@ def test_every_alert_has_unit_tests_that_fire_it_and_do_not() -> None:
         for check in case.get("alert_rule_test", []):
             (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
     assert alerts and alerts == fires == quiet, (alerts - fires, alerts - quiet)
+
+
+def test_readme_alerts_table_matches_the_rules() -> None:
+    """One README row per rule, with its severity, its `for:` and its THRESHOLD literal."""
+    rules = yaml.safe_load((CONFIG / "prometheus" / "alerts.yml").read_text())
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    table = _monitoring_section().split("### Alerts\n", 1)[1]
+    rows = {m[0]: m for m in re.findall(r"^\| `(\w+)` \((\w+)\) \| ([^|]+) \|", table, re.M)}
+    assert set(rows) == set(alerts)
+    for name, rule in alerts.items():
+        _, severity, fires_when = rows[name]
+        assert severity == rule["labels"]["severity"], name
+        assert f"for {rule['for']}" in fires_when, (name, rule["for"], fires_when)
+        for threshold in re.findall(r"> ([\d.]+)\s+# THRESHOLD", rule["expr"]):
+            assert threshold in fires_when, (name, threshold, fires_when)
