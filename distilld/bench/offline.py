@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from distilld.bench.quality import selection
-from distilld.evaluation import METRICS, Stream, compare
+from distilld.evaluation import METRICS, Stream, compare, random_selection
 
 __all__ = ["improve"]
 
@@ -174,16 +174,25 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="distilld's tie-break seed")
     parser.add_argument("--category-weight", type=float, default=4.0, help="category TV's weight against pairs'")
+    parser.add_argument(
+        "--start",
+        choices=("distilld", "random"),
+        default="distilld",
+        help="the selection the search starts from: distilld's, or random sampling's (does the search find "
+        "distilld's level by itself?)",
+    )
     args = parser.parse_args()
     print("ratio = random sampling's error ÷ the selection's error (random averaged over 5 seeds)")
     print(f"{'stream':<18}{'selection':<11}" + "".join(f"{m:>13}" for m in METRICS))
     for name in args.streams:
         stream, mask, weights = selection(name, seed=args.seed)
+        if args.start == "random":
+            mask, weights = random_selection(len(stream), 1000, 0.1, args.seed)
         window_records = int(np.searchsorted(stream.timestamps, stream.timestamps[0] + 100.0))
         started = time.perf_counter()
         better = improve(stream, mask, window_records, args.steps, args.passes, category_weight=args.category_weight)
         took = time.perf_counter() - started
-        for label, m, w in (("distilld", mask, weights), ("offline", better, np.full(len(better), 10.0))):
+        for label, m, w in ((args.start, mask, weights), ("offline", better, np.full(len(better), 10.0))):
 
             def chosen(m: np.ndarray = m, w: np.ndarray = w) -> tuple[np.ndarray, np.ndarray]:
                 return m, w
