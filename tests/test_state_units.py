@@ -142,3 +142,50 @@ def test_the_state_topic_takes_as_many_partitions_as_the_widest_input_pattern_or
     with caplog.at_level("WARNING", logger="distilld"):
         assert StateStore("s.distilld-state", {}).ensure_topic(some.reads, None, listed=some.input_topics) == 6
     assert any("views not visible yet" in r.getMessage() for r in caplog.records), caplog.records
+
+
+def test_an_existing_state_topic_is_used_as_it_is_and_what_would_hurt_is_said(
+    monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Made by someone else: not compacted, or another count than kafka.state_partitions, is warned
+    of; a configuration that cannot be read (no DescribeConfigs permission) stops nothing."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    import distilld.daemon.state as state_module
+    from distilld.daemon.state import StateStore
+
+    policy: dict[str, Any] = {"cleanup.policy": "delete"}
+
+    class Admin:
+        def __init__(self, conf: Any) -> None:
+            pass
+
+        def list_topics(self, topic: str | None = None, timeout: float = 0) -> Any:
+            part = SimpleNamespace(partitions=dict.fromkeys(range(2)), error=None)
+            return SimpleNamespace(topics={"s": part, "in": part})
+
+        def describe_configs(self, resources: list[Any]) -> Any:
+            def result(timeout: float) -> Any:
+                if isinstance(policy, Exception):
+                    raise policy
+                return {k: SimpleNamespace(value=v) for k, v in policy.items()}
+
+            return {resources[0]: SimpleNamespace(result=result)}
+
+    monkeypatch.setattr(state_module, "AdminClient", Admin)
+    with caplog.at_level("INFO", logger="distilld"):
+        assert StateStore("s", {}).ensure_topic(lambda t: t == "in", 4) == 2
+    said = [r.getMessage() for r in caplog.records]
+    assert any("cleanup.policy=delete, not compact" in m for m in said), said
+    assert any("exists with 2 partitions, not kafka.state_partitions' 4" in m for m in said), said
+    caplog.clear()
+    policy = {"cleanup.policy": "compact,delete"}
+    with caplog.at_level("WARNING", logger="distilld"):
+        assert StateStore("s", {}).ensure_topic(lambda t: t == "in", None) == 2
+    assert not caplog.records, "compacted (with deletion too) and no count configured: nothing to say"
+    policy = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))  # type: ignore[assignment]
+    with caplog.at_level("INFO", logger="distilld"):
+        assert StateStore("s", {}).ensure_topic(lambda t: t == "in", None) == 2
+    assert any("cleanup.policy is not checked" in r.getMessage() for r in caplog.records)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 __all__ = [
     "CHUNK_BYTES",
@@ -176,8 +176,42 @@ class StateStore:
                     raise
             meta = admin.list_topics(self.topic, timeout=timeout_s)
             existing = meta.topics[self.topic]
+        else:
+            self._check_existing(admin, len(existing.partitions), wanted_partitions, timeout_s)
         self.partitions = len(existing.partitions)
         return self.partitions
+
+    def _check_existing(self, admin: AdminClient, partitions: int, wanted: int | None, timeout_s: float) -> None:
+        """A state topic made by someone else (or by a broker's auto-creation, when the daemon's producer
+        wrote a snapshot after it was deleted) is used as it is; what would hurt is said at start-up. Not
+        compacted, every snapshot ever written stays until retention deletes it: restores read ever more
+        (up to ``read_timeout_s``, then the windows are rebuilt from the log), and retention takes the only
+        snapshot of a partition idle longer than ``retention.ms``. A partition count other than
+        ``kafka.state_partitions`` is only said: the existing topic's count is the one used."""
+        if wanted and wanted != partitions:
+            log.warning(
+                "state topic %s exists with %d partitions, not kafka.state_partitions' %d: it is used as it is",
+                self.topic, partitions, wanted,
+            )  # fmt: skip
+        try:
+            futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, self.topic)])
+            configs = next(iter(futures.values())).result(timeout_s)
+        except (KafkaException, TimeoutError) as e:  # no DescribeConfigs permission, say: nothing to tell
+            log.info(
+                "cannot read the state topic %s's configuration (%s): its cleanup.policy is not checked", self.topic, e
+            )
+            return
+        policy = configs.get("cleanup.policy")
+        value = None if policy is None else policy.value
+        if value is not None and "compact" not in value.split(","):
+            log.warning(
+                "state topic %s has cleanup.policy=%s, not compact: every snapshot written stays until retention "
+                "deletes it, so restores read more and more (past %.0fs the windows are rebuilt from the log "
+                "instead) and a partition idle longer than retention.ms loses its snapshot; set cleanup.policy="
+                "compact on it (kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config "
+                "cleanup.policy=compact)",
+                self.topic, value, self.read_timeout_s, self.topic,
+            )  # fmt: skip
 
     def partition_of(self, tp: TP) -> int:
         return tp[1] % self.partitions
