@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -1744,3 +1745,60 @@ def test_a_key_field_nested_too_deeply_for_a_repr_is_a_missing_key_not_an_except
 
     index, keys = index_keys(["x", orjson.loads(deep)["user"], [1, 2], None])
     assert index.tolist() == [0, 1, 2, 1] and keys == ["x", None, "[1, 2]"]
+
+
+def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() -> None:
+    """exactly_once: the committed offsets of newly assigned partitions could not be read (the group coordinator
+    still loading after a broker restart, or another instance's transaction still open on them): the daemon
+    exited 1, and after the restart met the same brokers (a crash loop). Now the partitions are left unassigned,
+    nothing of them read or processed, counted and retried from the loop; once read, they start from them."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    d = _exactly_once_daemon()
+    unstable = KafkaError(KafkaError.UNSTABLE_OFFSET_COMMIT, "another transaction's offsets are pending")
+    answers: list[Any] = [
+        KafkaException(KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS, "loading")),
+        [TopicPartition("t", 0, 7), SimpleNamespace(topic="t", partition=1, offset=-1001, error=unstable)],
+        [TopicPartition("t", 0, 7), TopicPartition("t", 1, 3)],
+    ]
+
+    class Member:
+        assigned: list[tuple[int, int]] | None = None
+        unassigned: list[int] | None = None
+
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            self.assigned = [(p.partition, p.offset) for p in parts]
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            self.unassigned = [p.partition for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return []
+
+    member = Member()
+    d.consumer = member  # type: ignore[assignment]
+    d.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    both = [TopicPartition("t", 0), TopicPartition("t", 1)]
+    d._on_assign(member, both)  # type: ignore[arg-type]
+    assert not d.stopping and d.failure is None, "no exit"
+    assert member.assigned == [] and not d.partitions, "nothing assigned to the consumer: nothing read or processed"
+    assert not d.readiness()[0] and "committed offsets" in d.readiness()[1]
+    d._assign_pending()  # one partition's offset still unknown: neither is taken
+    assert member.assigned == [] and not d.partitions and not d.stopping
+    assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total") == 2
+    d._assign_pending()
+    assert member.assigned == [(0, 7), (1, 3)], "from the commits, once known"
+    assert d.partitions[("t", 1)].progress.committed == 3 and not d.pending
+
+    d.partitions.clear()
+    answers.append(KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away")))
+    d._on_assign(member, both)  # type: ignore[arg-type]
+    d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert member.unassigned == [], "never assigned to the consumer: not unassigned (an error)"
+    assert [(p.topic, p.partition) for p in d.pending] == [("t", 0)], "a revoked partition is not retried"

@@ -135,6 +135,11 @@ class DaemonMetrics:
         self.state_errors = Counter(
             "distilld_state_errors", "Failures to create or read the state topic (retried).", registry=r
         )
+        self.offset_lookup_errors = Counter(
+            "distilld_offset_lookup_errors",
+            "Failures to read the committed offsets of newly assigned partitions (retried; not read meanwhile).",
+            registry=r,
+        )
         self.token_errors = Counter(
             "distilld_token_errors",
             "Failures to fetch a SASL/OAUTHBEARER token from the identity provider (retried).",
