@@ -4,8 +4,11 @@
   ``metrics.health_timeout_s``; 503 when it is stuck (a liveness probe
   restarts the pod).
 - ``/readyz``: 200 when a broker is up and the instance has joined its group
-  (with partitions, or with nothing to assign); 503 otherwise, and while an
-  exactly-once transaction the brokers have not taken is retried.
+  (with partitions, or with nothing to assign); 503 otherwise: no broker
+  connection, not yet in the consumer group (at start-up, until the first
+  assignment's windows are restored), a subscribed input topic not found while
+  nothing is assigned, and while an exactly-once transaction the brokers have
+  not taken is retried (nothing is read meanwhile). The body says which.
 """
 
 from __future__ import annotations

@@ -154,7 +154,12 @@ class DaemonMetrics:
             ["filter", "action"],
             registry=r,
         )
-        self.ready = Gauge("distilld_ready", "1 when connected and assigned (what /readyz says).", registry=r)
+        self.ready = Gauge(
+            "distilld_ready",
+            "1 when /readyz answers 200: a broker up and in the consumer group, no exactly-once transaction being "
+            "retried.",
+            registry=r,
+        )
         self.paused = Gauge("distilld_fetch_paused", "1 while fetching waits for outputs to drain.", registry=r)
         Gauge("distilld_build_info", "distilld's version.", ["version"], registry=r).labels(__version__).set(1)
         for kind in ("received", "sent"):
