@@ -589,7 +589,7 @@ def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_o
     d.consumer = d.checkpoints.consumer = consumer
     d.txn.producer = d.output.producer = Fake()  # type: ignore[union-attr]
     d.state.partitions = 1
-    d.state.read = lambda wanted: calls.append("read state") or time.sleep(3.0) or {}  # type: ignore[method-assign]
+    d.state.read = lambda wanted, alive=None: calls.append("read state") or time.sleep(3.0) or {}  # type: ignore[method-assign]
     _held(d, 0)  # records 5-9 produced in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
     d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
@@ -699,7 +699,7 @@ def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -
     d.consumer = d.checkpoints.consumer = member  # type: ignore[assignment]
     d.txn.producer = d.output.producer = Producer()  # type: ignore[union-attr]
     d.state.partitions = 1
-    d.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    d.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
     for p in (0, 1):
         _held(d, p)  # work in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
@@ -1265,7 +1265,7 @@ def test_the_windows_start_is_looked_up_once_for_all_partitions_assigned(daemon:
     member = Member()
     daemon.consumer = member  # type: ignore[assignment]
     daemon.state.partitions = 1
-    daemon.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    daemon.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
     assigned = [TopicPartition("t", p) for p in range(4)]
     daemon._on_assign(member, assigned)  # type: ignore[arg-type]
     assert lookups == [[0, 1, 2, 3]], "one lookup for every partition, not one each"
@@ -1405,7 +1405,7 @@ def test_a_transaction_aborted_while_it_waited_to_be_committed_lets_the_loop_rea
     d.checkpoints.timeout_s = 0.1
     d.subscribed = True
     d.state.partitions = 1
-    d.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    d.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
     for p in (0, 1):
         _held(d, p)  # records 5-9 produced in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
@@ -1783,7 +1783,7 @@ def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() ->
 
     member = Member()
     d.consumer = member  # type: ignore[assignment]
-    d.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    d.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
     both = [TopicPartition("t", 0), TopicPartition("t", 1)]
     d._on_assign(member, both)  # type: ignore[arg-type]
     assert not d.stopping and d.failure is None, "no exit"
@@ -1802,3 +1802,76 @@ def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() ->
     d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert member.unassigned == [], "never assigned to the consumer: not unassigned (an error)"
     assert [(p.topic, p.partition) for p in d.pending] == [("t", 0)], "a revoked partition is not retried"
+
+
+def test_a_slow_state_topic_keeps_healthz_alive_and_a_stop_ends_the_restore() -> None:
+    """The state topic was read inside the rebalance callback for up to 60 s a state partition without beating
+    /healthz (a liveness probe restarted the pod: a crash loop) or noticing a stop (SIGTERM waited it out).
+    Now the read beats /healthz and ends on a stop; the partition then takes no snapshot of its empty window,
+    which would replace the one on the state topic at the stop's checkpoint."""
+    from confluent_kafka import TopicPartition
+
+    d = _exactly_once_daemon()
+    beats: list[bool] = []
+    d.endpoints = SimpleNamespace(beat=lambda: beats.append(d.stopping))  # type: ignore[assignment]
+    polls = [0]
+
+    class EndlessReader:  # a state partition that never comes to its end
+        def assign(self, parts: list[TopicPartition]) -> None:
+            pass
+
+        def unassign(self) -> None:
+            pass
+
+        def poll(self, timeout: float) -> None:
+            polls[0] += 1
+            if polls[0] == 5:
+                d.request_stop()  # SIGTERM
+            assert polls[0] < 50, "read on after the stop"
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return []
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            pass
+
+    d.consumer = member = Member()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state._reader = EndlessReader()  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    assert polls[0] == 5, "no poll after the stop"
+    assert beats.count(False) >= 4, "alive for /healthz while the state partition is read"
+    part = d.partitions[("t", 0)]
+    assert not part.snapshot_due(), "its empty window is not snapshotted over the partition's state"
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0, "a stop is not an error"
+
+
+def test_the_windows_start_lookup_keeps_healthz_alive_and_ends_on_a_stop() -> None:
+    """Where a window starts was looked up in one call waiting up to shutdown_timeout_s for brokers that do not
+    answer, inside the rebalance callback: /healthz was not beaten and a stop waited it out. Now the lookup is
+    tried in growing slices, beating /healthz between them, and ends on a stop."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    d = _exactly_once_daemon(shutdown_timeout_s=10)
+    beats = [0]
+    d.endpoints = SimpleNamespace(beat=lambda: beats.__setitem__(0, beats[0] + 1))  # type: ignore[assignment]
+    slices: list[float] = []
+
+    class Member:
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            slices.append(timeout)
+            time.sleep(timeout)  # brokers that do not answer
+            if len(slices) == 2:
+                d.request_stop()  # SIGTERM
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
+
+    d.consumer = Member()  # type: ignore[assignment]
+    assert d._window_starts([TopicPartition("t", 0)]) == {}
+    assert slices == [1.0, 2.0], "tried again in a longer slice, then not after the stop"
+    assert beats[0] == 2, "alive for /healthz after each try"

@@ -52,7 +52,7 @@ from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
 from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.repeats import Repeats
-from distilld.daemon.state import NoInputTopic, StateStore
+from distilld.daemon.state import NoInputTopic, ReadStopped, StateStore
 from distilld.daemon.transactions import TransactionFatal, Transactions
 from distilld.features import build_graders
 from distilld.filters import Filters
@@ -500,7 +500,9 @@ class Daemon:
         (the snapshot's offset: the gap up to the commit is re-read without emitting)."""
         started = time.perf_counter()
         try:
-            found = self.state.read({tp: c for tp, c in committed.items() if c >= 0})
+            found = self.state.read({tp: c for tp, c in committed.items() if c >= 0}, alive=self._alive)
+        except ReadStopped:
+            found = {}
         except (KafkaException, TimeoutError) as e:
             self.metrics.state_errors.inc()
             log.warning("reading state topic %s failed (%s): partitions start with empty windows", self.state.topic, e)
@@ -549,6 +551,10 @@ class Daemon:
                     if outcome != "discarded":  # a refused snapshot stays counted as discarded
                         outcome = "replayed"
                     log.info("%s[%d]: %s; rebuilding the window from offset %d", tp.topic, tp.partition, why, begin)
+                elif self.stopping:
+                    # a stop cut the restore short: this empty state is not the partition's, and a snapshot of it
+                    # at the stop's checkpoint would replace the one on the state topic
+                    part.replay_until = offset
                 elif outcome == "discarded":
                     log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp.topic, tp.partition)
             part.counted()
@@ -563,14 +569,24 @@ class Daemon:
         where the broker cannot tell), in one lookup: brokers that do not answer cost one timeout for all
         the partitions, not one each (the loop and a stop wait meanwhile). A partition left out has none."""
         since_ms = int((self.clock() - self.settings.reducer.window_seconds) * 1000)
-        try:
-            found = self.consumer.offsets_for_times(
-                [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions],
-                timeout=self.settings.processing.shutdown_timeout_s,
-            )
-        except KafkaException as e:
-            log.warning("%s: cannot look up the windows' start (%s): empty windows", _names(partitions), e)
-            return {}
+        asked = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions]
+        # brokers that do not answer: tried again in growing slices up to shutdown_timeout_s, staying alive for
+        # /healthz between them and ending early on a stop; an error the brokers answered is not retried
+        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        wait = 1.0
+        while True:
+            tried = time.monotonic()
+            slice_s = max(0.0, min(wait, deadline - tried))
+            try:
+                found = self.consumer.offsets_for_times(asked, timeout=slice_s)
+                break
+            except KafkaException as e:
+                now = time.monotonic()
+                timed_out = e.args[0].code() == KafkaError._TIMED_OUT and now - tried >= 0.9 * slice_s
+                if not timed_out or deadline - now < 0.1 or not self._alive():
+                    log.warning("%s: cannot look up the windows' start (%s): empty windows", _names(partitions), e)
+                    return {}
+            wait *= 2
         return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -928,6 +944,13 @@ class Daemon:
             if self.endpoints is not None:
                 self.endpoints.beat()
             time.sleep(min(0.1, seconds))
+        return not self.stopping
+
+    def _alive(self) -> bool:
+        """While a rebalance callback waits for the brokers (restoring state): staying alive for /healthz;
+        False once stopping, so that a stop is not held up."""
+        if self.endpoints is not None:
+            self.endpoints.beat()
         return not self.stopping
 
     def _queue_full(self) -> bool:
