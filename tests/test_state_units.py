@@ -142,3 +142,38 @@ def test_the_state_topic_takes_as_many_partitions_as_the_widest_input_pattern_or
     with caplog.at_level("WARNING", logger="distilld"):
         assert StateStore("s.distilld-state", {}).ensure_topic(some.reads, None, listed=some.input_topics) == 6
     assert any("views not visible yet" in r.getMessage() for r in caplog.records), caplog.records
+
+
+def test_each_state_partition_gets_the_whole_read_timeout() -> None:
+    """read_timeout_s bounds the read of one state partition (one that never reaches its end), as it did before the
+    read beat /healthz: shared by every state partition of an assignment, an instance taking many partitions (a
+    restart of the only one) that read each in time ran out past the first few, and all of them lost their
+    snapshots (the whole read is given up), at every such rebalance."""
+    import time
+
+    from confluent_kafka import KafkaError
+
+    from distilld.daemon.state import StateStore
+
+    class End:
+        def error(self) -> KafkaError:
+            return KafkaError(KafkaError._PARTITION_EOF)
+
+    class SlowReader:
+        """Each state partition takes 0.3 s to its end."""
+
+        def assign(self, parts: list[Any]) -> None:
+            self.polls = 0
+
+        def unassign(self) -> None:
+            pass
+
+        def poll(self, timeout: float) -> End | None:
+            self.polls += 1
+            time.sleep(0.1)
+            return End() if self.polls == 3 else None
+
+    store = StateStore("state", {}, read_timeout_s=0.5)
+    store.partitions = 4
+    store._reader = SlowReader()  # type: ignore[assignment]
+    assert store.read({("events", p): 10 for p in range(4)}) == {}, "four state partitions read, none in 0.5 s"

@@ -201,12 +201,12 @@ class StateStore:
             produce(self.topic, key, value, self.partition_of(tp), headers)
 
     def read(self, wanted: dict[TP, int], alive: Callable[[], bool] = lambda: True) -> dict[TP, Restored]:
-        """The newest usable snapshot of each ``wanted`` partition (committed offsets given), all read within
-        ``read_timeout_s`` (TimeoutError past it). ``alive`` is called while waiting for records (the caller
-        stays alive for /healthz): once it answers False (stopping) the read ends with :class:`ReadStopped`."""
+        """The newest usable snapshot of each ``wanted`` partition (committed offsets given), each state
+        partition read to its end within ``read_timeout_s`` (TimeoutError past it). ``alive`` is called while
+        waiting for records (the caller stays alive for /healthz): once it answers False (stopping) the read
+        ends with :class:`ReadStopped`."""
         if not wanted:
             return {}
-        deadline = time.monotonic() + self.read_timeout_s
         by_state: dict[int, dict[TP, int]] = {}
         for tp, committed in wanted.items():
             by_state.setdefault(self.partition_of(tp), {})[tp] = committed
@@ -223,7 +223,7 @@ class StateStore:
             )
         found: dict[TP, Restored] = {}
         for state_partition, group in by_state.items():
-            found.update(pick_snapshots(self._read_partition(self._reader, state_partition, deadline, alive), group))
+            found.update(pick_snapshots(self._read_partition(self._reader, state_partition, alive), group))
         return found
 
     def close(self) -> None:
@@ -232,11 +232,12 @@ class StateStore:
             self._reader = None
 
     def _read_partition(
-        self, reader: Consumer, partition: int, deadline: float, alive: Callable[[], bool]
+        self, reader: Consumer, partition: int, alive: Callable[[], bool]
     ) -> Iterable[tuple[bytes | None, bytes | None, Any]]:
         """Every record of one state partition, to its end (the end-of-partition
         event, not the high watermark, which some brokers report wrong)."""
         reader.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + self.read_timeout_s
         try:
             while time.monotonic() < deadline:
                 if not alive():
