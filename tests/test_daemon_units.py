@@ -1875,3 +1875,49 @@ def test_the_windows_start_lookup_keeps_healthz_alive_and_ends_on_a_stop() -> No
     assert d._window_starts([TopicPartition("t", 0)]) == {}
     assert slices == [1.0, 2.0], "tried again in a longer slice, then not after the stop"
     assert beats[0] == 2, "alive for /healthz after each try"
+
+
+def test_a_stop_ends_the_lookups_of_an_assignment() -> None:
+    """After a stop, an assignment still read the committed offsets (up to 5 s) and the state topic, and a restore
+    the stop cut short still looked up the windows' start (a slice of up to 1 s, then a replay set up for nothing):
+    time out of the stop's shutdown_timeout_s. Now nothing more is looked up: partitions assigned after the stop
+    are left unassigned (nothing of them is read, the close's revoke forgets them)."""
+    from confluent_kafka import TopicPartition
+
+    d = _exactly_once_daemon()
+    calls: list[str] = []
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            calls.append("committed")
+            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            calls.append("offsets_for_times")
+            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            calls.extend(f"assign {p.partition}" for p in parts)
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            calls.extend(f"unassign {p.partition}" for p in parts)
+
+    def read(wanted: dict[Any, int], alive: Any = None) -> dict[Any, Any]:
+        from distilld.daemon.state import ReadStopped
+
+        calls.append("read state")
+        d.request_stop()  # SIGTERM while the state topic is read
+        raise ReadStopped("state[0]")
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.read = read  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    assert calls == ["committed", "read state", "assign 0"], "no window start looked up after the stop"
+    assert not d.partitions[("t", 0)].snapshot_due()
+    calls.clear()
+    d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert calls == [], "an assignment after the stop looks nothing up and assigns nothing"
+    d._on_revoke(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert calls == ["unassign 0"], "only the partition assigned to the client is unassigned"
+    assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total") == 0

@@ -430,7 +430,11 @@ class Daemon:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         starts: list[TopicPartition] = []
-        if partitions:
+        if partitions and self.stopping:
+            # nothing more is looked up after a stop (it would take from its shutdown_timeout_s): not assigned
+            # to the consumer, nothing of them is read, and the close's revoke forgets them
+            self.pending += partitions
+        elif partitions:
             committed = self._committed(partitions)
             if committed is None:
                 # where to start is unknown: starting without the commit could reprocess or skip records (and
@@ -537,10 +541,9 @@ class Daemon:
                         tp.topic, tp.partition, reducer.keys_held, snap.offset, offset,
                     )  # fmt: skip
             if outcome != "restored" and offset >= 0:
-                if begins is None:
-                    begins = self._window_starts(
-                        [p for p in partitions if committed.get((p.topic, p.partition), -1) >= 0]
-                    )
+                if begins is None:  # not looked up after a stop: the state would not be used
+                    have = [p for p in partitions if committed.get((p.topic, p.partition), -1) >= 0]
+                    begins = {} if self.stopping else self._window_starts(have)
                 begin = begins.get(key)
                 if begin is not None and begin >= offset:
                     begin = None  # nothing before the commit is inside the window
