@@ -1791,7 +1791,7 @@ def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() ->
     assert not d.readiness()[0] and "committed offsets" in d.readiness()[1]
     d._assign_pending()  # one partition's offset still unknown: neither is taken
     assert member.assigned == [] and not d.partitions and not d.stopping
-    assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total") == 2
+    assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 2
     d._assign_pending()
     assert member.assigned == [(0, 7), (1, 3)], "from the commits, once known"
     assert d.partitions[("t", 1)].progress.committed == 3 and not d.pending
@@ -1920,4 +1920,32 @@ def test_a_stop_ends_the_lookups_of_an_assignment() -> None:
     assert calls == [], "an assignment after the stop looks nothing up and assigns nothing"
     d._on_revoke(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert calls == ["unassign 0"], "only the partition assigned to the client is unassigned"
-    assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total") == 0
+    assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 0
+
+
+def test_a_retried_windows_start_lookup_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The windows' start lookup tried again in silence: a slice that timed out showed in no metric and no log
+    line, only the last one that gave up. Each failed try is now counted in distilld_offset_lookup_errors_total
+    (lookup window_start; committed offsets count as lookup committed) and logged with the retry."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    d = _exactly_once_daemon(shutdown_timeout_s=10)
+    tries = [0]
+
+    class Member:
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            tries[0] += 1
+            if tries[0] == 1:
+                time.sleep(timeout)  # the leader does not answer in the first slice
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
+            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
+
+    d.consumer = Member()  # type: ignore[assignment]
+    with caplog.at_level("WARNING", logger="distilld"):
+        assert d._window_starts([TopicPartition("t", 0)]) == {("t", 0): 40}
+    errors = d.metrics.registry.get_sample_value
+    assert errors("distilld_offset_lookup_errors_total", {"lookup": "window_start"}) == 1
+    assert errors("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 0
+    assert "cannot look up the windows' start of t[0]" in caplog.text and "retrying" in caplog.text

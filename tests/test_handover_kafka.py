@@ -399,5 +399,5 @@ def test_committed_offsets_unreadable_at_assignment_are_read_later_and_kept_to(k
         daemon.request_stop()
         daemon.shutdown()
     assert daemon.failure is None
-    assert daemon.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total") == 2
+    assert daemon.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 2
     assert daemon.records_consumed == sum(end - end // 2 for end in ends.values()), "from the commits, once each"

@@ -469,7 +469,7 @@ class Daemon:
             if failed is not None:
                 raise KafkaException(failed)
         except KafkaException as e:
-            self.metrics.offset_lookup_errors.inc()
+            self.metrics.offset_lookup_errors.labels("committed").inc()
             reason = e.args[0].str() if isinstance(e.args[0], KafkaError) else e
             log.warning(
                 "cannot read the committed offsets of %s (%s): not read until they are known; retrying in %gs",
@@ -584,11 +584,19 @@ class Daemon:
                 found = self.consumer.offsets_for_times(asked, timeout=slice_s)
                 break
             except KafkaException as e:
+                self.metrics.offset_lookup_errors.labels("window_start").inc()
                 now = time.monotonic()
                 timed_out = e.args[0].code() == KafkaError._TIMED_OUT and now - tried >= 0.9 * slice_s
+                reason = e.args[0].str()
                 if not timed_out or deadline - now < 0.1 or not self._alive():
-                    log.warning("%s: cannot look up the windows' start (%s): empty windows", _names(partitions), e)
+                    log.warning(
+                        "cannot look up the windows' start of %s (%s): empty windows", _names(partitions), reason
+                    )
                     return {}
+                log.warning(
+                    "cannot look up the windows' start of %s (%s); retrying for up to %.0fs",
+                    _names(partitions), reason, deadline - now,
+                )  # fmt: skip
             wait *= 2
         return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
 

@@ -137,7 +137,9 @@ class DaemonMetrics:
         )
         self.offset_lookup_errors = Counter(
             "distilld_offset_lookup_errors",
-            "Failures to read the committed offsets of newly assigned partitions (retried; not read meanwhile).",
+            "Failed tries to look up where newly assigned partitions start (retried): lookup committed, their "
+            "committed offsets (not read meanwhile); window_start, where a window to rebuild starts.",
+            ["lookup"],
             registry=r,
         )
         self.token_errors = Counter(
@@ -168,6 +170,8 @@ class DaemonMetrics:
             self.rebalances.labels(kind)
         for outcome in ("restored", "replayed", "empty", "discarded"):
             self.restores.labels(outcome)
+        for lookup in ("committed", "window_start"):
+            self.offset_lookup_errors.labels(lookup)
         for reason in (*REASONS, "refused"):  # refused: by the brokers, for what the record is (output.py)
             self.dlq.labels(reason)
             self.skipped.labels(reason)
