@@ -1949,3 +1949,24 @@ def test_a_retried_windows_start_lookup_is_counted_and_logged(caplog: pytest.Log
     assert errors("distilld_offset_lookup_errors_total", {"lookup": "window_start"}) == 1
     assert errors("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 0
     assert "cannot look up the windows' start of t[0]" in caplog.text and "retrying" in caplog.text
+
+
+def test_exactly_once_reads_committed_whatever_the_consumer_settings_say() -> None:
+    """isolation.level=read_uncommitted in kafka.consumer was passed on under exactly_once: the committed-offset
+    lookup at assignment then no longer waits for (require_stable) the previous owner's open transaction, takes
+    the commit before it, and the records that transaction commits are processed and emitted a second time."""
+    from distilld.daemon.clients import consumer_config
+
+    def settings(guarantee: str) -> Any:
+        return load_settings(
+            None,
+            kafka={
+                "bootstrap_servers": "b:9092", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+                "consumer": {"isolation.level": "read_uncommitted"},
+            },
+            features=[{"name": "a", "type": "numeric"}],
+            processing={"guarantee": guarantee, "on_error": "skip"},
+        )  # fmt: skip
+
+    assert consumer_config(settings("exactly_once"))["isolation.level"] == "read_committed"
+    assert consumer_config(settings("at_least_once"))["isolation.level"] == "read_uncommitted", "the user's"
