@@ -1970,3 +1970,27 @@ def test_exactly_once_reads_committed_whatever_the_consumer_settings_say() -> No
 
     assert consumer_config(settings("exactly_once"))["isolation.level"] == "read_committed"
     assert consumer_config(settings("at_least_once"))["isolation.level"] == "read_uncommitted", "the user's"
+
+
+def test_a_windows_start_lookup_holds_a_stop_up_for_one_short_slice_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lookup's slices doubled up to what was left of shutdown_timeout_s (1, 2, 4, 8, then 15 s of 30): a stop
+    (or a beat of /healthz) waited out the slice under way, up to half the stop's own deadline. Slices now stop
+    growing at 5 s, as a committed-offset lookup does."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    from distilld.daemon import loop
+
+    now = [0.0]
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    d = _exactly_once_daemon(shutdown_timeout_s=30)
+    slices: list[float] = []
+
+    class Member:
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            slices.append(timeout)
+            now[0] += timeout  # brokers that do not answer
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
+
+    d.consumer = Member()  # type: ignore[assignment]
+    assert d._window_starts([TopicPartition("t", 0)]) == {}
+    assert max(slices) <= loop.LOOKUP_TIMEOUT_S and sum(slices) == 30, slices

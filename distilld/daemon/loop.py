@@ -72,7 +72,7 @@ KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record 
 FIELD_CHECK_RECORDS = 100  # a batch at least this big missing a field path in every record gets a warning
 PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
 NO_INPUT_RETRY_S = 2.0  # while no input topic exists, how often the cluster's topics are listed again
-LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed offsets holds the loop
+LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed offsets (or windows' start) holds on
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
 
 
@@ -573,13 +573,13 @@ class Daemon:
         the partitions, not one each (the loop and a stop wait meanwhile). A partition left out has none."""
         since_ms = int((self.clock() - self.settings.reducer.window_seconds) * 1000)
         asked = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions]
-        # brokers that do not answer: tried again in growing slices up to shutdown_timeout_s, staying alive for
-        # /healthz between them and ending early on a stop; an error the brokers answered is not retried
+        # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s,
+        # staying alive for /healthz between them and ending early on a stop; an error they answered is not retried
         deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
         wait = 1.0
         while True:
             tried = time.monotonic()
-            slice_s = max(0.0, min(wait, deadline - tried))
+            slice_s = max(0.0, min(wait, LOOKUP_TIMEOUT_S, deadline - tried))
             try:
                 found = self.consumer.offsets_for_times(asked, timeout=slice_s)
                 break
