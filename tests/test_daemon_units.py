@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -588,7 +589,7 @@ def test_a_transaction_aborted_at_a_stop_rebuilds_no_state_and_commits_nothing_o
     d.consumer = d.checkpoints.consumer = consumer
     d.txn.producer = d.output.producer = Fake()  # type: ignore[union-attr]
     d.state.partitions = 1
-    d.state.read = lambda wanted: calls.append("read state") or time.sleep(3.0) or {}  # type: ignore[method-assign]
+    d.state.read = lambda wanted, alive=None: calls.append("read state") or time.sleep(3.0) or {}  # type: ignore[method-assign]
     _held(d, 0)  # records 5-9 produced in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
     d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
@@ -698,7 +699,7 @@ def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -
     d.consumer = d.checkpoints.consumer = member  # type: ignore[assignment]
     d.txn.producer = d.output.producer = Producer()  # type: ignore[union-attr]
     d.state.partitions = 1
-    d.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    d.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
     for p in (0, 1):
         _held(d, p)  # work in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
@@ -1264,7 +1265,7 @@ def test_the_windows_start_is_looked_up_once_for_all_partitions_assigned(daemon:
     member = Member()
     daemon.consumer = member  # type: ignore[assignment]
     daemon.state.partitions = 1
-    daemon.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    daemon.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
     assigned = [TopicPartition("t", p) for p in range(4)]
     daemon._on_assign(member, assigned)  # type: ignore[arg-type]
     assert lookups == [[0, 1, 2, 3]], "one lookup for every partition, not one each"
@@ -1404,7 +1405,7 @@ def test_a_transaction_aborted_while_it_waited_to_be_committed_lets_the_loop_rea
     d.checkpoints.timeout_s = 0.1
     d.subscribed = True
     d.state.partitions = 1
-    d.state.read = lambda wanted: {}  # type: ignore[method-assign]
+    d.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
     for p in (0, 1):
         _held(d, p)  # records 5-9 produced in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
@@ -1744,3 +1745,252 @@ def test_a_key_field_nested_too_deeply_for_a_repr_is_a_missing_key_not_an_except
 
     index, keys = index_keys(["x", orjson.loads(deep)["user"], [1, 2], None])
     assert index.tolist() == [0, 1, 2, 1] and keys == ["x", None, "[1, 2]"]
+
+
+def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() -> None:
+    """exactly_once: the committed offsets of newly assigned partitions could not be read (the group coordinator
+    still loading after a broker restart, or another instance's transaction still open on them): the daemon
+    exited 1, and after the restart met the same brokers (a crash loop). Now the partitions are left unassigned,
+    nothing of them read or processed, counted and retried from the loop; once read, they start from them."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    d = _exactly_once_daemon()
+    unstable = KafkaError(KafkaError.UNSTABLE_OFFSET_COMMIT, "another transaction's offsets are pending")
+    answers: list[Any] = [
+        KafkaException(KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS, "loading")),
+        [TopicPartition("t", 0, 7), SimpleNamespace(topic="t", partition=1, offset=-1001, error=unstable)],
+        [TopicPartition("t", 0, 7), TopicPartition("t", 1, 3)],
+    ]
+
+    class Member:
+        assigned: list[tuple[int, int]] | None = None
+        unassigned: list[int] | None = None
+
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            self.assigned = [(p.partition, p.offset) for p in parts]
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            self.unassigned = [p.partition for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return []
+
+    member = Member()
+    d.consumer = member  # type: ignore[assignment]
+    d.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
+    both = [TopicPartition("t", 0), TopicPartition("t", 1)]
+    d._on_assign(member, both)  # type: ignore[arg-type]
+    assert not d.stopping and d.failure is None, "no exit"
+    assert member.assigned == [] and not d.partitions, "nothing assigned to the consumer: nothing read or processed"
+    assert not d.readiness()[0] and "committed offsets" in d.readiness()[1]
+    d._assign_pending()  # one partition's offset still unknown: neither is taken
+    assert member.assigned == [] and not d.partitions and not d.stopping
+    assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 2
+    d._assign_pending()
+    assert member.assigned == [(0, 7), (1, 3)], "from the commits, once known"
+    assert d.partitions[("t", 1)].progress.committed == 3 and not d.pending
+
+    d.partitions.clear()
+    answers.append(KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away")))
+    d._on_assign(member, both)  # type: ignore[arg-type]
+    d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert member.unassigned == [], "never assigned to the consumer: not unassigned (an error)"
+    assert [(p.topic, p.partition) for p in d.pending] == [("t", 0)], "a revoked partition is not retried"
+
+
+def test_a_slow_state_topic_keeps_healthz_alive_and_a_stop_ends_the_restore() -> None:
+    """The state topic was read inside the rebalance callback for up to 60 s a state partition without beating
+    /healthz (a liveness probe restarted the pod: a crash loop) or noticing a stop (SIGTERM waited it out).
+    Now the read beats /healthz and ends on a stop; the partition then takes no snapshot of its empty window,
+    which would replace the one on the state topic at the stop's checkpoint."""
+    from confluent_kafka import TopicPartition
+
+    d = _exactly_once_daemon()
+    beats: list[bool] = []
+    d.endpoints = SimpleNamespace(beat=lambda: beats.append(d.stopping))  # type: ignore[assignment]
+    polls = [0]
+
+    class EndlessReader:  # a state partition that never comes to its end
+        def assign(self, parts: list[TopicPartition]) -> None:
+            pass
+
+        def unassign(self) -> None:
+            pass
+
+        def poll(self, timeout: float) -> None:
+            polls[0] += 1
+            if polls[0] == 5:
+                d.request_stop()  # SIGTERM
+            assert polls[0] < 50, "read on after the stop"
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return []
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            pass
+
+    d.consumer = member = Member()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state._reader = EndlessReader()  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    assert polls[0] == 5, "no poll after the stop"
+    assert beats.count(False) >= 4, "alive for /healthz while the state partition is read"
+    part = d.partitions[("t", 0)]
+    assert not part.snapshot_due(), "its empty window is not snapshotted over the partition's state"
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0, "a stop is not an error"
+
+
+def test_the_windows_start_lookup_keeps_healthz_alive_and_ends_on_a_stop() -> None:
+    """Where a window starts was looked up in one call waiting up to shutdown_timeout_s for brokers that do not
+    answer, inside the rebalance callback: /healthz was not beaten and a stop waited it out. Now the lookup is
+    tried in growing slices, beating /healthz between them, and ends on a stop."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    d = _exactly_once_daemon(shutdown_timeout_s=10)
+    beats = [0]
+    d.endpoints = SimpleNamespace(beat=lambda: beats.__setitem__(0, beats[0] + 1))  # type: ignore[assignment]
+    slices: list[float] = []
+
+    class Member:
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            slices.append(timeout)
+            time.sleep(timeout)  # brokers that do not answer
+            if len(slices) == 2:
+                d.request_stop()  # SIGTERM
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
+
+    d.consumer = Member()  # type: ignore[assignment]
+    assert d._window_starts([TopicPartition("t", 0)]) == {}
+    assert slices == [1.0, 2.0], "tried again in a longer slice, then not after the stop"
+    assert beats[0] == 2, "alive for /healthz after each try"
+
+
+def test_a_stop_ends_the_lookups_of_an_assignment() -> None:
+    """After a stop, an assignment still read the committed offsets (up to 5 s) and the state topic, and a restore
+    the stop cut short still looked up the windows' start (a slice of up to 1 s, then a replay set up for nothing):
+    time out of the stop's shutdown_timeout_s. Now nothing more is looked up: partitions assigned after the stop
+    are left unassigned (nothing of them is read, the close's revoke forgets them)."""
+    from confluent_kafka import TopicPartition
+
+    d = _exactly_once_daemon()
+    calls: list[str] = []
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            calls.append("committed")
+            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            calls.append("offsets_for_times")
+            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            calls.extend(f"assign {p.partition}" for p in parts)
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            calls.extend(f"unassign {p.partition}" for p in parts)
+
+    def read(wanted: dict[Any, int], alive: Any = None) -> dict[Any, Any]:
+        from distilld.daemon.state import ReadStopped
+
+        calls.append("read state")
+        d.request_stop()  # SIGTERM while the state topic is read
+        raise ReadStopped("state[0]")
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.read = read  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    assert calls == ["committed", "read state", "assign 0"], "no window start looked up after the stop"
+    assert not d.partitions[("t", 0)].snapshot_due()
+    calls.clear()
+    d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert calls == [], "an assignment after the stop looks nothing up and assigns nothing"
+    d._on_revoke(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert calls == ["unassign 0"], "only the partition assigned to the client is unassigned"
+    assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 0
+
+
+def test_a_retried_windows_start_lookup_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The windows' start lookup tried again in silence: a slice that timed out showed in no metric and no log
+    line, only the last one that gave up. Each failed try is now counted in distilld_offset_lookup_errors_total
+    (lookup window_start; committed offsets count as lookup committed) and logged with the retry."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    d = _exactly_once_daemon(shutdown_timeout_s=10)
+    tries = [0]
+
+    class Member:
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            tries[0] += 1
+            if tries[0] == 1:
+                time.sleep(timeout)  # the leader does not answer in the first slice
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
+            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
+
+    d.consumer = Member()  # type: ignore[assignment]
+    with caplog.at_level("WARNING", logger="distilld"):
+        assert d._window_starts([TopicPartition("t", 0)]) == {("t", 0): 40}
+    errors = d.metrics.registry.get_sample_value
+    assert errors("distilld_offset_lookup_errors_total", {"lookup": "window_start"}) == 1
+    assert errors("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 0
+    assert "cannot look up the windows' start of t[0]" in caplog.text and "retrying" in caplog.text
+
+
+def test_exactly_once_reads_committed_whatever_the_consumer_settings_say() -> None:
+    """isolation.level=read_uncommitted in kafka.consumer was passed on under exactly_once: the committed-offset
+    lookup at assignment then no longer waits for (require_stable) the previous owner's open transaction, takes
+    the commit before it, and the records that transaction commits are processed and emitted a second time."""
+    from distilld.daemon.clients import consumer_config
+
+    def settings(guarantee: str) -> Any:
+        return load_settings(
+            None,
+            kafka={
+                "bootstrap_servers": "b:9092", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+                "consumer": {"isolation.level": "read_uncommitted"},
+            },
+            features=[{"name": "a", "type": "numeric"}],
+            processing={"guarantee": guarantee, "on_error": "skip"},
+        )  # fmt: skip
+
+    assert consumer_config(settings("exactly_once"))["isolation.level"] == "read_committed"
+    assert consumer_config(settings("at_least_once"))["isolation.level"] == "read_uncommitted", "the user's"
+
+
+def test_a_windows_start_lookup_holds_a_stop_up_for_one_short_slice_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lookup's slices doubled up to what was left of shutdown_timeout_s (1, 2, 4, 8, then 15 s of 30): a stop
+    (or a beat of /healthz) waited out the slice under way, up to half the stop's own deadline. Slices now stop
+    growing at 5 s, as a committed-offset lookup does."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    from distilld.daemon import loop
+
+    now = [0.0]
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    d = _exactly_once_daemon(shutdown_timeout_s=30)
+    slices: list[float] = []
+
+    class Member:
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            slices.append(timeout)
+            now[0] += timeout  # brokers that do not answer
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
+
+    d.consumer = Member()  # type: ignore[assignment]
+    assert d._window_starts([TopicPartition("t", 0)]) == {}
+    assert max(slices) <= loop.LOOKUP_TIMEOUT_S and sum(slices) == 30, slices

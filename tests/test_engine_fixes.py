@@ -99,7 +99,7 @@ def test_a_new_owner_does_not_count_the_last_owners_evictions_again() -> None:
         reducer.select([{"a": 1.0}] * 10, np.full(10, 1000.0 + i), np.arange(10), list(range(i, i + 10)))
     assert reducer.keys_evicted == 90
     new = Daemon(settings)
-    new.state.read = lambda committed: {("t", 0): Restored(dump(reducer), 500)}  # type: ignore[method-assign]
-    new._restore([TopicPartition("t", 0)], known={("t", 0): 500})
+    new.state.read = lambda committed, alive=None: {("t", 0): Restored(dump(reducer), 500)}  # type: ignore[method-assign]
+    new._restore([TopicPartition("t", 0)], {("t", 0): 500})
     new._count_reducer(new.partitions[("t", 0)])  # the first batch after the hand-over
     assert new.metrics.registry.get_sample_value("distilld_keys_evicted_total") == 0

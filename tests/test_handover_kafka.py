@@ -351,3 +351,53 @@ def test_restart_every_instance_continues_the_windows(group: Group, baseline: di
     _check_rate(out, first + second)
     _check_drift(after, before, "restart all")
     _check_drift(after, baseline, "restart all vs steady")
+
+
+def test_committed_offsets_unreadable_at_assignment_are_read_later_and_kept_to(kafka_bootstrap: str) -> None:
+    """The group coordinator cannot tell the committed offsets at assignment (loading after a broker restart):
+    the daemon exited 1, and met the same coordinator after its restart. Now the partitions wait, unassigned,
+    for a retry from the loop (the client must not assign them itself in the meantime: the later assignment
+    would fail), and start from the commits once read: nothing before them is processed again."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from distilld.daemon.loop import Daemon
+    from distilld.settings import load_settings
+
+    topic, group = unique("lookup"), unique("g")
+    create_topics(kafka_bootstrap, {topic: 2, f"{topic}.out": 1, f"{topic}.dlq": 1})
+    n = 400
+    sent = produce(
+        kafka_bootstrap, topic, [orjson.dumps(r) for r in people_records(n, 5)], [b"k%d" % i for i in range(n)]
+    )
+    ends = end_offsets(sent)
+    first = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    first.commit(offsets=[TopicPartition(topic, p, end // 2) for p, end in ends.items()], asynchronous=False)
+    first.close()
+    daemon = Daemon(load_settings(None, **daemon_config(kafka_bootstrap, topic, group, reducer={"rate": 1.0})))
+    real = daemon.consumer
+    refusals = [2]
+
+    class Loading:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            if refusals[0]:
+                refusals[0] -= 1
+                raise KafkaException(KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS, "loading"))
+            return real.committed(parts, timeout=timeout)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    daemon.consumer = daemon.checkpoints.consumer = Loading()  # type: ignore[assignment]
+    daemon.start()
+    try:
+        deadline = time.monotonic() + 90
+        while committed(kafka_bootstrap, group, topic, 2) != ends:
+            assert time.monotonic() < deadline and not daemon.failure, daemon.failure
+            daemon.step()
+        assert not refusals[0], "read again after the refusals"
+    finally:
+        daemon.request_stop()
+        daemon.shutdown()
+    assert daemon.failure is None
+    assert daemon.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 2
+    assert daemon.records_consumed == sum(end - end // 2 for end in ends.values()), "from the commits, once each"

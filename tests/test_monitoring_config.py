@@ -123,8 +123,9 @@ def _not_ready_reasons() -> dict[str, str]:
     from distilld.daemon.loop import Daemon
 
     ready = {"checkpoints": SimpleNamespace(unfinished=False), "broker_up": True, "missing_topics": set()}
-    ready |= {"partitions": {}, "joined": True}
+    ready |= {"partitions": {}, "joined": True, "pending": []}
     states = {
+        "committed offsets": {"pending": [SimpleNamespace(topic="events", partition=0)]},
         "transaction": {"checkpoints": SimpleNamespace(unfinished=True)},
         "broker": {"broker_up": False},
         "input topic": {"missing_topics": {"events"}, "joined": False},
@@ -140,7 +141,7 @@ def _not_ready_reasons() -> dict[str, str]:
 
 
 def test_every_not_ready_cause_is_documented_wherever_readiness_is_explained() -> None:
-    """/readyz answers 503 for four causes, one of them (exactly_once) a transaction being retried: the
+    """/readyz answers 503 for five causes, one of them (exactly_once) a transaction being retried: the
     endpoints' docstring, the README, the DistilldNotReady alert, the dashboard's ready panels and the
     chart's probe comment each name them all (they named two, and an alert on not-ready paged during a
     transaction retry without saying so)."""

@@ -189,3 +189,38 @@ def test_an_existing_state_topic_is_used_as_it_is_and_what_would_hurt_is_said(
     with caplog.at_level("INFO", logger="distilld"):
         assert StateStore("s", {}).ensure_topic(lambda t: t == "in", None) == 2
     assert any("cleanup.policy is not checked" in r.getMessage() for r in caplog.records)
+
+
+def test_each_state_partition_gets_the_whole_read_timeout() -> None:
+    """read_timeout_s bounds the read of one state partition (one that never reaches its end), as it did before the
+    read beat /healthz: shared by every state partition of an assignment, an instance taking many partitions (a
+    restart of the only one) that read each in time ran out past the first few, and all of them lost their
+    snapshots (the whole read is given up), at every such rebalance."""
+    import time
+
+    from confluent_kafka import KafkaError
+
+    from distilld.daemon.state import StateStore
+
+    class End:
+        def error(self) -> KafkaError:
+            return KafkaError(KafkaError._PARTITION_EOF)
+
+    class SlowReader:
+        """Each state partition takes 0.3 s to its end."""
+
+        def assign(self, parts: list[Any]) -> None:
+            self.polls = 0
+
+        def unassign(self) -> None:
+            pass
+
+        def poll(self, timeout: float) -> End | None:
+            self.polls += 1
+            time.sleep(0.1)
+            return End() if self.polls == 3 else None
+
+    store = StateStore("state", {}, read_timeout_s=0.5)
+    store.partitions = 4
+    store._reader = SlowReader()  # type: ignore[assignment]
+    assert store.read({("events", p): 10 for p in range(4)}) == {}, "four state partitions read, none in 0.5 s"

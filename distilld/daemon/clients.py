@@ -105,6 +105,11 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     }
     conf.update(settings.kafka.consumer)
     conf.update(CONSUMER_GUARANTEES)
+    if settings.processing.guarantee == "exactly_once":
+        # the committed-offset lookup at assignment waits for (require_stable) the previous owner's open
+        # transaction only when reading committed: otherwise it takes the commit before it, and what that
+        # transaction commits is processed and emitted again
+        conf["isolation.level"] = "read_committed"
     return conf
 
 

@@ -7,8 +7,10 @@
   (with partitions, or with nothing to assign); 503 otherwise: no broker
   connection, not yet in the consumer group (at start-up, until the first
   assignment's windows are restored), a subscribed input topic not found while
-  nothing is assigned, and while an exactly-once transaction the brokers have
-  not taken is retried (nothing is read meanwhile). The body says which.
+  nothing is assigned, while the committed offsets of assigned partitions
+  cannot be read (those partitions are not read until a retry reads them),
+  and while an exactly-once transaction the brokers have not taken is retried
+  (nothing is read meanwhile). The body says which.
 """
 
 from __future__ import annotations

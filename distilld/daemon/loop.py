@@ -52,7 +52,7 @@ from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
 from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.repeats import Repeats
-from distilld.daemon.state import NoInputTopic, StateStore
+from distilld.daemon.state import NoInputTopic, ReadStopped, StateStore
 from distilld.daemon.transactions import TransactionFatal, Transactions
 from distilld.features import build_graders
 from distilld.filters import Filters
@@ -72,6 +72,8 @@ KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record 
 FIELD_CHECK_RECORDS = 100  # a batch at least this big missing a field path in every record gets a warning
 PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
 NO_INPUT_RETRY_S = 2.0  # while no input topic exists, how often the cluster's topics are listed again
+LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed offsets (or windows' start) holds on
+LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
 
 
 @dataclass
@@ -145,6 +147,11 @@ class Daemon:
         self._repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
         self._subscribe_at = 0.0  # monotonic time of the next try to subscribe (while no input topic exists)
+        # assigned by the group, committed offsets not known yet: not assigned to the consumer (nothing is
+        # fetched or processed) until a retry from the loop reads them (_assign_pending)
+        self.pending: list[TopicPartition] = []
+        self._pending_at = 0.0  # monotonic time of the next try
+        self._pending_wait = LOOKUP_RETRY_S[0]
         # field paths not yet seen in any record (_check_fields): the settings, and each feature
         self._unchecked: set[str] = {
             "reducer.time",
@@ -229,6 +236,8 @@ class Daemon:
         self.stopping = True
 
     def readiness(self) -> tuple[bool, str]:
+        if self.pending:
+            return False, f"committed offsets of {_names(self.pending)} not readable yet (retrying)"
         if self.checkpoints.unfinished:
             # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either
             return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
@@ -353,6 +362,8 @@ class Daemon:
             if self.endpoints is not None:
                 self.endpoints.beat()
             return
+        if self.pending and time.monotonic() >= self._pending_at:
+            self._assign_pending()
         self._backpressure()
         msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
         if msgs and self.checkpoints.unfinished:
@@ -418,39 +429,84 @@ class Daemon:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        try:
-            starts = self._restore(partitions) if partitions else []
-        except KafkaException as e:
-            # the committed offsets could not be read (coordinator away past the timeout, no Describe
-            # on the group): where to start is unknown, so stop with the reason rather than a traceback
-            self._fail(f"cannot read the committed offsets of {_names(partitions)}: {e.args[0]}")
-            return
+        starts: list[TopicPartition] = []
+        if partitions and self.stopping:
+            # nothing more is looked up after a stop (it would take from its shutdown_timeout_s): not assigned
+            # to the consumer, nothing of them is read, and the close's revoke forgets them
+            self.pending += partitions
+        elif partitions:
+            committed = self._committed(partitions)
+            if committed is None:
+                # where to start is unknown: starting without the commit could reprocess or skip records (and
+                # under exactly_once emit them twice), and exiting would meet the same brokers after a restart
+                # (a crash loop). They are left unassigned (not fetched) and the lookup is retried from the loop.
+                self.pending += partitions
+                self._pending_at = time.monotonic() + self._pending_wait
+            else:
+                starts = self._restore(partitions, committed)
         self.joined = True
         self.missing_topics.clear()  # a topic still missing is reported again by the next fetch
         if partitions:  # a cooperative rebalance calls every member, most of them with nothing new
             self.metrics.rebalances.labels("assign").inc()
         self.metrics.assigned.set(len(self.partitions))
-        # assign here (not after the callback) so that a pause applies to the new partitions too
+        # assign here (not after the callback) so that a pause applies to the new partitions too, and so that
+        # the client does not assign the pending ones itself (from their commits, without their state)
         consumer.incremental_assign(starts)
-        if self.paused and partitions:
-            consumer.pause(partitions)
-        if partitions:
-            log.info("assigned %s", _names(partitions))
+        if self.paused and starts:
+            consumer.pause(starts)
+        if starts:
+            log.info("assigned %s", _names(starts))
 
-    def _restore(self, partitions: list[TopicPartition], known: dict[TP, int] | None = None) -> list[TopicPartition]:
+    def _committed(self, partitions: list[TopicPartition]) -> dict[TP, int] | None:
+        """The committed offset of each partition (-1: none), or None when they cannot be read now (the group
+        coordinator away or still loading, under exactly_once another instance's transaction still open on
+        them, no Describe on the group): counted, logged, and retried by the caller."""
+        try:
+            found = self.consumer.committed(
+                partitions, timeout=min(LOOKUP_TIMEOUT_S, self.settings.processing.shutdown_timeout_s)
+            )
+            failed = next((tp.error for tp in found if tp.error is not None), None)
+            if failed is not None:
+                raise KafkaException(failed)
+        except KafkaException as e:
+            self.metrics.offset_lookup_errors.labels("committed").inc()
+            reason = e.args[0].str() if isinstance(e.args[0], KafkaError) else e
+            log.warning(
+                "cannot read the committed offsets of %s (%s): not read until they are known; retrying in %gs",
+                _names(partitions), reason, self._pending_wait,
+            )  # fmt: skip
+            return None
+        return {(tp.topic, tp.partition): tp.offset for tp in found}
+
+    def _assign_pending(self) -> None:
+        """Try again to read the commits of partitions assigned without them; assign them once known."""
+        pending = self.pending
+        self._pending_wait = min(self._pending_wait * 2, LOOKUP_RETRY_S[1])
+        committed = self._committed(pending)
+        if committed is None:
+            self._pending_at = time.monotonic() + self._pending_wait
+            return
+        self.pending, self._pending_wait = [], LOOKUP_RETRY_S[0]
+        try:
+            starts = self._restore(pending, committed)
+            self.consumer.incremental_assign(starts)
+            if self.paused:
+                self.consumer.pause(starts)
+        except KafkaException as e:
+            self._fail(f"cannot assign the partitions: {e}")
+            return
+        self.metrics.assigned.set(len(self.partitions))
+        log.info("assigned %s, their committed offsets read", _names(starts))
+
+    def _restore(self, partitions: list[TopicPartition], committed: dict[TP, int]) -> list[TopicPartition]:
         """A reducer per partition, with the state of its newest snapshot at or
-        before the committed offset; returns where each partition starts reading
+        before the committed offset (-1: none); returns where each partition starts reading
         (the snapshot's offset: the gap up to the commit is re-read without emitting)."""
         started = time.perf_counter()
-        if known is not None:
-            committed = known
-        else:
-            committed = {
-                (tp.topic, tp.partition): tp.offset
-                for tp in self.consumer.committed(partitions, timeout=self.settings.processing.shutdown_timeout_s)
-            }
         try:
-            found = self.state.read({tp: c for tp, c in committed.items() if c >= 0})
+            found = self.state.read({tp: c for tp, c in committed.items() if c >= 0}, alive=self._alive)
+        except ReadStopped:
+            found = {}
         except (KafkaException, TimeoutError) as e:
             self.metrics.state_errors.inc()
             log.warning("reading state topic %s failed (%s): partitions start with empty windows", self.state.topic, e)
@@ -485,10 +541,9 @@ class Daemon:
                         tp.topic, tp.partition, reducer.keys_held, snap.offset, offset,
                     )  # fmt: skip
             if outcome != "restored" and offset >= 0:
-                if begins is None:
-                    begins = self._window_starts(
-                        [p for p in partitions if committed.get((p.topic, p.partition), -1) >= 0]
-                    )
+                if begins is None:  # not looked up after a stop: the state would not be used
+                    have = [p for p in partitions if committed.get((p.topic, p.partition), -1) >= 0]
+                    begins = {} if self.stopping else self._window_starts(have)
                 begin = begins.get(key)
                 if begin is not None and begin >= offset:
                     begin = None  # nothing before the commit is inside the window
@@ -499,6 +554,10 @@ class Daemon:
                     if outcome != "discarded":  # a refused snapshot stays counted as discarded
                         outcome = "replayed"
                     log.info("%s[%d]: %s; rebuilding the window from offset %d", tp.topic, tp.partition, why, begin)
+                elif self.stopping:
+                    # a stop cut the restore short: this empty state is not the partition's, and a snapshot of it
+                    # at the stop's checkpoint would replace the one on the state topic
+                    part.replay_until = offset
                 elif outcome == "discarded":
                     log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp.topic, tp.partition)
             part.counted()
@@ -513,14 +572,32 @@ class Daemon:
         where the broker cannot tell), in one lookup: brokers that do not answer cost one timeout for all
         the partitions, not one each (the loop and a stop wait meanwhile). A partition left out has none."""
         since_ms = int((self.clock() - self.settings.reducer.window_seconds) * 1000)
-        try:
-            found = self.consumer.offsets_for_times(
-                [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions],
-                timeout=self.settings.processing.shutdown_timeout_s,
-            )
-        except KafkaException as e:
-            log.warning("%s: cannot look up the windows' start (%s): empty windows", _names(partitions), e)
-            return {}
+        asked = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions]
+        # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s,
+        # staying alive for /healthz between them and ending early on a stop; an error they answered is not retried
+        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        wait = 1.0
+        while True:
+            tried = time.monotonic()
+            slice_s = max(0.0, min(wait, LOOKUP_TIMEOUT_S, deadline - tried))
+            try:
+                found = self.consumer.offsets_for_times(asked, timeout=slice_s)
+                break
+            except KafkaException as e:
+                self.metrics.offset_lookup_errors.labels("window_start").inc()
+                now = time.monotonic()
+                timed_out = e.args[0].code() == KafkaError._TIMED_OUT and now - tried >= 0.9 * slice_s
+                reason = e.args[0].str()
+                if not timed_out or deadline - now < 0.1 or not self._alive():
+                    log.warning(
+                        "cannot look up the windows' start of %s (%s): empty windows", _names(partitions), reason
+                    )
+                    return {}
+                log.warning(
+                    "cannot look up the windows' start of %s (%s); retrying for up to %.0fs",
+                    _names(partitions), reason, deadline - now,
+                )  # fmt: skip
+            wait *= 2
         return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -528,12 +605,20 @@ class Daemon:
         if not partitions:
             return
         self.checkpoints.checkpoint([(tp.topic, tp.partition) for tp in partitions])
-        consumer.incremental_unassign(partitions)  # the client does not, once an abort's rewind (re)assigned any
+        consumer.incremental_unassign(self._unpend(partitions))  # the client does not, once a rewind assigned any
         self._drop(partitions)
         log.info("revoked %s", _names(partitions))
 
+    def _unpend(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """Forget those of ``partitions`` still waiting for their commits; return the others, the ones assigned
+        to the consumer (unassigning one it does not have is an error)."""
+        waiting = {(tp.topic, tp.partition) for tp in self.pending}
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.pending = [tp for tp in self.pending if (tp.topic, tp.partition) not in gone]
+        return [tp for tp in partitions if (tp.topic, tp.partition) not in waiting]
+
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        consumer.incremental_unassign(partitions)  # as in a revoke: the abort below may rewind the others
+        consumer.incremental_unassign(self._unpend(partitions))  # as in a revoke: the abort below may rewind others
         self._drop(partitions)
         self.joined = False  # out of the group until the next assignment
         log.warning("lost %s (another member may own them now; not committed)", _names(partitions))
@@ -870,6 +955,13 @@ class Daemon:
             if self.endpoints is not None:
                 self.endpoints.beat()
             time.sleep(min(0.1, seconds))
+        return not self.stopping
+
+    def _alive(self) -> bool:
+        """While a rebalance callback waits for the brokers (restoring state): staying alive for /healthz;
+        False once stopping, so that a stop is not held up."""
+        if self.endpoints is not None:
+            self.endpoints.beat()
         return not self.stopping
 
     def _queue_full(self) -> bool:

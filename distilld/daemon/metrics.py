@@ -135,6 +135,13 @@ class DaemonMetrics:
         self.state_errors = Counter(
             "distilld_state_errors", "Failures to create or read the state topic (retried).", registry=r
         )
+        self.offset_lookup_errors = Counter(
+            "distilld_offset_lookup_errors",
+            "Failed tries to look up where newly assigned partitions start (retried): lookup committed, their "
+            "committed offsets (not read meanwhile); window_start, where a window to rebuild starts.",
+            ["lookup"],
+            registry=r,
+        )
         self.token_errors = Counter(
             "distilld_token_errors",
             "Failures to fetch a SASL/OAUTHBEARER token from the identity provider (retried).",
@@ -163,6 +170,8 @@ class DaemonMetrics:
             self.rebalances.labels(kind)
         for outcome in ("restored", "replayed", "empty", "discarded"):
             self.restores.labels(outcome)
+        for lookup in ("committed", "window_start"):
+            self.offset_lookup_errors.labels(lookup)
         for reason in (*REASONS, "refused"):  # refused: by the brokers, for what the record is (output.py)
             self.dlq.labels(reason)
             self.skipped.labels(reason)

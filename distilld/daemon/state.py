@@ -29,6 +29,7 @@ __all__ = [
     "CHUNK_BYTES",
     "SNAPSHOT_HEADER",
     "NoInputTopic",
+    "ReadStopped",
     "Restored",
     "StateStore",
     "chunk_records",
@@ -117,6 +118,10 @@ def pick_snapshots(
 
 class NoInputTopic(Exception):
     """No input topic exists yet: the state topic waits, to be sized by the inputs' partitions."""
+
+
+class ReadStopped(Exception):
+    """A read of the state topic given up because the daemon is stopping."""
 
 
 class StateStore:
@@ -229,8 +234,11 @@ class StateStore:
         for key, value, headers in chunk_records(tp, slot, offset, data):
             produce(self.topic, key, value, self.partition_of(tp), headers)
 
-    def read(self, wanted: dict[TP, int]) -> dict[TP, Restored]:
-        """The newest usable snapshot of each ``wanted`` partition (committed offsets given)."""
+    def read(self, wanted: dict[TP, int], alive: Callable[[], bool] = lambda: True) -> dict[TP, Restored]:
+        """The newest usable snapshot of each ``wanted`` partition (committed offsets given), each state
+        partition read to its end within ``read_timeout_s`` (TimeoutError past it). ``alive`` is called while
+        waiting for records (the caller stays alive for /healthz): once it answers False (stopping) the read
+        ends with :class:`ReadStopped`."""
         if not wanted:
             return {}
         by_state: dict[int, dict[TP, int]] = {}
@@ -249,7 +257,7 @@ class StateStore:
             )
         found: dict[TP, Restored] = {}
         for state_partition, group in by_state.items():
-            found.update(pick_snapshots(self._read_partition(self._reader, state_partition), group))
+            found.update(pick_snapshots(self._read_partition(self._reader, state_partition, alive), group))
         return found
 
     def close(self) -> None:
@@ -257,13 +265,17 @@ class StateStore:
             self._reader.close()
             self._reader = None
 
-    def _read_partition(self, reader: Consumer, partition: int) -> Iterable[tuple[bytes | None, bytes | None, Any]]:
+    def _read_partition(
+        self, reader: Consumer, partition: int, alive: Callable[[], bool]
+    ) -> Iterable[tuple[bytes | None, bytes | None, Any]]:
         """Every record of one state partition, to its end (the end-of-partition
         event, not the high watermark, which some brokers report wrong)."""
         reader.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
         deadline = time.monotonic() + self.read_timeout_s
         try:
             while time.monotonic() < deadline:
+                if not alive():
+                    raise ReadStopped(f"{self.topic}[{partition}]")
                 m = reader.poll(0.2)  # not consume(): it waits out its timeout to fill a batch
                 if m is None:
                     continue
