@@ -1994,3 +1994,103 @@ def test_a_windows_start_lookup_holds_a_stop_up_for_one_short_slice_at_most(monk
     d.consumer = Member()  # type: ignore[assignment]
     assert d._window_starts([TopicPartition("t", 0)]) == {}
     assert max(slices) <= loop.LOOKUP_TIMEOUT_S and sum(slices) == 30, slices
+
+
+def test_outputs_waiting_for_acknowledgement_are_counted_and_dated_until_acknowledged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """distilld_outputs_unacknowledged and distilld_outputs_unacknowledged_age_seconds: an output topic
+    missing held every record in the producer for message.timeout.ms (300 s), and no metric showed it
+    (produce errors 0, ready, offsets silently uncommitted). The age is the oldest open batch's, across
+    partitions, and grows at each scrape without the loop (a stuck loop acknowledges nothing either)."""
+    from confluent_kafka import Message
+
+    import distilld.daemon.metrics as metrics_module
+    import distilld.daemon.progress as progress_module
+    from distilld.daemon.partition import Partition
+
+    from .conftest import FakeClock
+
+    clock = FakeClock(5000.0)
+    monkeypatch.setattr(progress_module, "time", SimpleNamespace(monotonic=clock))
+    monkeypatch.setattr(metrics_module, "time", SimpleNamespace(monotonic=clock))
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+               "dlq_topic": "d"},
+        features=[{"name": "a", "type": "numeric"}],
+        reducer={"rate": 1.0},
+        processing={"on_error": "dlq"},
+        metrics={"port": 0},
+    )  # fmt: skip
+    d = Daemon(s)
+    producer = FakeProducer()
+    d.output.producer = producer  # type: ignore[assignment]
+
+    def gauges() -> tuple[float | None, float | None]:
+        d._observe_outputs()
+        r = d.metrics.registry
+        return r.get_sample_value("distilld_outputs_unacknowledged"), r.get_sample_value(
+            "distilld_outputs_unacknowledged_age_seconds"
+        )
+
+    def batch(partition: int, offset: int, values: list[bytes]) -> None:
+        part = d.partitions[("t", partition)]
+        msgs = [
+            Message(topic="t", partition=partition, offset=offset + i, key=b"k", value=v,
+                    timestamp=(1, 1_700_000_000_000))
+            for i, v in enumerate(values)
+        ]  # fmt: skip
+        d._process_partition(("t", partition), part, msgs)
+
+    for p in (0, 1):
+        reducer = d._new_reducer()
+        d.partitions[("t", p)] = Partition(PartitionProgress("t", p), reducer, reducer.missing_counts.copy())
+    assert gauges() == (0, 0), "nothing produced: nothing waits"
+    batch(0, 10, [b'{"a": 1}', b"{"])  # a selected record and a dead letter
+    clock.now += 30
+    batch(1, 20, [b'{"a": 2}'])
+    clock.now += 90
+    assert gauges() == (3, 120)
+    clock.now += 15
+    assert gauges()[1] == 135, "dated at each scrape, the loop not needed"
+    assert d.metrics.registry.get_sample_value("distilld_outputs_unacknowledged_age_seconds") == 135
+    producer.calls[1]["on_delivery"](None, None)  # the dead letter: partition 0 still waits for the other
+    assert gauges() == (2, 135)
+    producer.calls[0]["on_delivery"](None, None)  # partition 0 done: the oldest is partition 1's, 105 s old
+    assert gauges() == (1, 105)
+    producer.calls[2]["on_delivery"](None, None)
+    assert gauges() == (0, 0)
+    assert d.partitions[("t", 0)].progress.committable == 12 and d.partitions[("t", 1)].progress.committable == 21
+
+
+def test_an_output_retried_for_a_missing_topic_stays_unacknowledged_and_ages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record librdkafka cannot produce (_UNKNOWN_TOPIC) is retried every second: it counts as
+    waiting, and its age runs from when it was first produced, not from its last try."""
+    import distilld.daemon.metrics as metrics_module
+    import distilld.daemon.output as output_module
+    import distilld.daemon.progress as progress_module
+
+    from .conftest import FakeClock
+
+    clock = FakeClock(100.0)
+    monkeypatch.setattr(progress_module, "time", SimpleNamespace(monotonic=clock))
+    monkeypatch.setattr(metrics_module, "time", SimpleNamespace(monotonic=clock))
+    monkeypatch.setattr(output_module, "RETRY_BACKOFF_S", 0.0)
+    producer = UnknownTopicProducer()
+    out = _output(producer)
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(7, 1), "missing", b"v", b"k", [], 0)
+    for _ in range(3):
+        clock.now += 60
+        out.poll()
+        out.metrics.observe_outputs(out.in_flight, progress.oldest_open())
+        assert out.metrics.registry.get_sample_value("distilld_outputs_unacknowledged") == 1
+    assert out.metrics.registry.get_sample_value("distilld_outputs_unacknowledged_age_seconds") == 180
+    producer.topic_exists = True
+    out.poll()
+    producer.calls[0]["on_delivery"](None, None)
+    out.metrics.observe_outputs(out.in_flight, progress.oldest_open())
+    assert progress.oldest_open() is None and progress.committable == 7
+    assert out.metrics.registry.get_sample_value("distilld_outputs_unacknowledged") == 0
+    assert out.metrics.registry.get_sample_value("distilld_outputs_unacknowledged_age_seconds") == 0

@@ -394,6 +394,7 @@ class Daemon:
             self._last_commit = now
         if now - self._last_refresh >= self.settings.metrics.refresh_ms / 1000.0:
             self.metrics.observe_reducers(p.reducer for p in self.partitions.values())
+            self._observe_outputs()
             self.metrics.ready.set(1 if self.readiness()[0] else 0)
             self._last_refresh = now
 
@@ -861,6 +862,13 @@ class Daemon:
         children[0].inc(records)
         children[1].inc(size)
         self.records_consumed += records
+
+    def _observe_outputs(self) -> None:
+        """Outputs waiting for acknowledgement into the metrics: the producer's count, and the oldest open
+        batch over the partitions (per partition, not per record: what the commit tracking holds anyway)."""
+        opened = (p.progress.oldest_open() for p in self.partitions.values())
+        oldest = min((t for t in opened if t is not None), default=None)
+        self.metrics.observe_outputs(self.output.in_flight, oldest)
 
     def _backpressure(self) -> None:
         """Pause fetching while too many outputs wait for acknowledgement."""

@@ -12,6 +12,7 @@ the loop calls every ``metrics.refresh_ms``; the same numbers
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
@@ -163,6 +164,22 @@ class DaemonMetrics:
             registry=r,
         )
         self.paused = Gauge("distilld_fetch_paused", "1 while fetching waits for outputs to drain.", registry=r)
+        self.unacknowledged = Gauge(
+            "distilld_outputs_unacknowledged",
+            "Records produced to the output and DLQ topics and not yet acknowledged (in the producer or "
+            "waiting for a retry); no offset is committed past them.",
+            registry=r,
+        )
+        self.unacknowledged_age = Gauge(
+            "distilld_outputs_unacknowledged_age_seconds",
+            "Age of the oldest record produced and not yet acknowledged (0 when none): a missing output or "
+            "DLQ topic holds records for message.timeout.ms before any delivery fails.",
+            registry=r,
+        )
+        # monotonic time the oldest unacknowledged output was produced: the age is worked out at each
+        # scrape, so that it keeps growing while the loop itself is stuck
+        self._oldest_output: float | None = None
+        self.unacknowledged_age.set_function(self._oldest_output_age)
         Gauge("distilld_build_info", "distilld's version.", ["version"], registry=r).labels(__version__).set(1)
         for kind in ("received", "sent"):
             self.window.labels(kind)
@@ -198,6 +215,16 @@ class DaemonMetrics:
             self.drift.labels(name).set(d.mean)
             self.drift_max.labels(name).set(d.max)
             self.output_drift.labels(name).set(d.output)
+
+    def observe_outputs(self, unacknowledged: int, oldest: float | None) -> None:
+        """Outputs waiting for acknowledgement: how many, and when the oldest was produced (monotonic;
+        None: none waits). Called every ``metrics.refresh_ms`` with what the delivery tracking holds."""
+        self.unacknowledged.set(unacknowledged)
+        self._oldest_output = oldest if unacknowledged > 0 else None
+
+    def _oldest_output_age(self) -> float:
+        oldest = self._oldest_output
+        return 0.0 if oldest is None else max(0.0, time.monotonic() - oldest)
 
     def observe_statistics(self, stats_json: str, committed: Mapping[tuple[str, int], int | None]) -> bool:
         """Consumer lag from librdkafka's statistics, counted from ``committed``: each assigned partition's
