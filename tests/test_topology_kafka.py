@@ -9,6 +9,7 @@ than the input, which is what an input grown after the state topic was made look
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import orjson
@@ -20,6 +21,7 @@ from distilld.broker import free_port
 from .conftest import people_records
 from .kafka_tools import (
     DaemonProcess,
+    committed,
     create_topics,
     daemon_config,
     end_offsets,
@@ -89,3 +91,63 @@ def test_a_state_topic_made_narrower_and_not_compacted_is_used_and_the_compactio
     )
     assert value(metrics, "distilld_state_restores_total", outcome="restored") == 3
     assert second.stop() == 0
+
+
+def test_outputs_held_for_a_missing_output_topic_show_as_unacknowledged_until_it_is_created(
+    kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """With allow.auto.create.topics false and no output topic, librdkafka holds every selected
+    record for message.timeout.ms (300 s): distilld_outputs_unacknowledged counts them and the age
+    of the oldest grows while nothing is committed; once the topic is created they are delivered,
+    committed, and both gauges fall to 0."""
+    topic, group = unique("unmade"), unique("g")
+    create_topics(kafka_bootstrap, {topic: 1, f"{topic}.dlq": 1})
+    ends = end_offsets(produce(kafka_bootstrap, topic, _records(200, 2), _keys(200)))
+    port = free_port()
+    config = daemon_config(
+        kafka_bootstrap,
+        topic,
+        group,
+        kafka={"producer": {"allow.auto.create.topics": False}},
+        reducer={"rate": 1.0},  # every record forwarded: 200 outputs
+        metrics={"port": port, "refresh_ms": 200},
+    )
+    d = DaemonProcess(tmp_path, config).start()
+    daemons.append(d)
+    url = f"http://127.0.0.1:{port}/metrics"
+    deadline = time.monotonic() + 30
+    while "metrics and health" not in d.log():  # the endpoint is up (scraping before it is refused)
+        assert time.monotonic() < deadline and d.proc is not None and d.proc.poll() is None, d.log()[-3000:]
+        time.sleep(0.1)
+    waiting = wait_metrics(
+        url,
+        lambda m: (
+            m.get(("distilld_outputs_unacknowledged", ())) == 200
+            and m.get(("distilld_outputs_unacknowledged_age_seconds", ()), 0) >= 2
+        ),
+        "200 outputs waiting, the oldest for 2 s",
+        d,
+        limit_s=60,
+    )
+    age = value(waiting, "distilld_outputs_unacknowledged_age_seconds")
+    assert value(waiting, "distilld_records_consumed_total", topic=topic) == 200
+    assert committed(kafka_bootstrap, group, topic, 1) == {0: -1001}, "nothing committed past held outputs"
+    later = wait_metrics(
+        url, lambda m: m.get(("distilld_outputs_unacknowledged_age_seconds", ()), 0) > age, "the age growing", d
+    )
+    assert value(later, "distilld_outputs_unacknowledged") == 200
+
+    create_topics(kafka_bootstrap, {f"{topic}.out": 1})
+    done = wait_metrics(
+        url,
+        lambda m: (
+            m.get(("distilld_outputs_unacknowledged", ())) == 0
+            and m.get(("distilld_outputs_unacknowledged_age_seconds", ())) == 0
+        ),
+        "every output acknowledged once the topic exists",
+        d,
+        limit_s=120,
+    )
+    assert value(done, "distilld_records_produced_total", topic=f"{topic}.out") == 200
+    wait_committed(kafka_bootstrap, group, topic, ends, 1, d)
+    assert d.stop() == 0, d.log()[-3000:]
