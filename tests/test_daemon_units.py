@@ -436,14 +436,8 @@ def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint()
     assert progress.committed is None and progress.due() == 10
 
 
-def test_dead_letters_name_their_source_and_hold_the_commit_until_acknowledged() -> None:
-    """on_error: dlq: an undecodable record goes to the DLQ topic as it came (value, key, headers) plus
-    where it came from and why; its offset is committed only once the DLQ has it, like any output.
-    The forwarded records keep their headers and carry their weight."""
-    from confluent_kafka import Message
-
-    from distilld.daemon.partition import Partition
-
+def _dlq_daemon() -> tuple[Daemon, FakeProducer]:
+    """A daemon forwarding every record (rate 1), dead-lettering to topic d, with a fake producer."""
     s = load_settings(
         None,
         kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
@@ -456,6 +450,18 @@ def test_dead_letters_name_their_source_and_hold_the_commit_until_acknowledged()
     d = Daemon(s)
     producer = FakeProducer()
     d.output.producer = producer  # type: ignore[assignment]
+    return d, producer
+
+
+def test_dead_letters_name_their_source_and_hold_the_commit_until_acknowledged() -> None:
+    """on_error: dlq: an undecodable record goes to the DLQ topic as it came (value, key, headers) plus
+    where it came from and why; its offset is committed only once the DLQ has it, like any output.
+    The forwarded records keep their headers and carry their weight."""
+    from confluent_kafka import Message
+
+    from distilld.daemon.partition import Partition
+
+    d, producer = _dlq_daemon()
     reducer = d._new_reducer()
     part = Partition(PartitionProgress("t", 3), reducer, reducer.missing_counts.copy())
     values = [b'{"a": 1}', b"{", b'{"a": 2}', b"[1]"]
@@ -2014,18 +2020,7 @@ def test_outputs_waiting_for_acknowledgement_are_counted_and_dated_until_acknowl
     clock = FakeClock(5000.0)
     monkeypatch.setattr(progress_module, "time", SimpleNamespace(monotonic=clock))
     monkeypatch.setattr(metrics_module, "time", SimpleNamespace(monotonic=clock))
-    s = load_settings(
-        None,
-        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
-               "dlq_topic": "d"},
-        features=[{"name": "a", "type": "numeric"}],
-        reducer={"rate": 1.0},
-        processing={"on_error": "dlq"},
-        metrics={"port": 0},
-    )  # fmt: skip
-    d = Daemon(s)
-    producer = FakeProducer()
-    d.output.producer = producer  # type: ignore[assignment]
+    d, producer = _dlq_daemon()
 
     def gauges() -> tuple[float | None, float | None]:
         d._observe_outputs()

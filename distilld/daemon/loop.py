@@ -452,11 +452,15 @@ class Daemon:
         self.metrics.assigned.set(len(self.partitions))
         # assign here (not after the callback) so that a pause applies to the new partitions too, and so that
         # the client does not assign the pending ones itself (from their commits, without their state)
+        self._assign(consumer, starts)
+        if starts:
+            log.info("assigned %s", _names(starts))
+
+    def _assign(self, consumer: Consumer, starts: list[TopicPartition]) -> None:
+        """Assign ``starts`` to the consumer, paused while fetching is (a pause holds only assigned partitions)."""
         consumer.incremental_assign(starts)
         if self.paused and starts:
             consumer.pause(starts)
-        if starts:
-            log.info("assigned %s", _names(starts))
 
     def _committed(self, partitions: list[TopicPartition]) -> dict[TP, int] | None:
         """The committed offset of each partition (-1: none), or None when they cannot be read now (the group
@@ -490,9 +494,7 @@ class Daemon:
         self.pending, self._pending_wait = [], LOOKUP_RETRY_S[0]
         try:
             starts = self._restore(pending, committed)
-            self.consumer.incremental_assign(starts)
-            if self.paused:
-                self.consumer.pause(starts)
+            self._assign(self.consumer, starts)
         except KafkaException as e:
             self._fail(f"cannot assign the partitions: {e}")
             return
@@ -914,9 +916,7 @@ class Daemon:
         try:
             self.consumer.incremental_unassign(assigned)
             starts = self._restore(assigned, known)
-            self.consumer.incremental_assign(starts)
-            if self.paused:
-                self.consumer.pause(starts)
+            self._assign(self.consumer, starts)
         except KafkaException as e:
             self._fail(f"cannot rewind the partitions: {e}")
             return
@@ -949,9 +949,7 @@ class Daemon:
             return 0
         try:
             self.consumer.incremental_unassign([TopicPartition(t.topic, t.partition) for t in starts])
-            self.consumer.incremental_assign(starts)
-            if self.paused:
-                self.consumer.pause(starts)
+            self._assign(self.consumer, starts)
         except KafkaException as e:
             self._fail(f"cannot read the partitions again: {e}")
         return len(starts)
