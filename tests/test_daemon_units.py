@@ -1810,6 +1810,32 @@ def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() ->
     assert [(p.topic, p.partition) for p in d.pending] == [("t", 0)], "a revoked partition is not retried"
 
 
+def test_partitions_joining_those_waiting_for_their_commits_do_not_put_off_their_next_try() -> None:
+    """A second assignment whose committed offsets could not be read either set the next try of every waiting
+    partition afresh: partitions waiting since the first waited again, up to 30 s more at each such rebalance."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    d = _exactly_once_daemon()
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away"))
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            assert not parts, "nothing assigned before its commit is known"
+
+    member = Member()
+    d.consumer = member  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    first = d._pending_at
+    time.sleep(0.01)
+    d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert [p.partition for p in d.pending] == [0, 1]
+    assert d._pending_at == first, "the waiting partition keeps its next try, and the new one joins it"
+
+
 def test_a_slow_state_topic_keeps_healthz_alive_and_a_stop_ends_the_restore() -> None:
     """The state topic was read inside the rebalance callback for up to 60 s a state partition without beating
     /healthz (a liveness probe restarted the pod: a crash loop) or noticing a stop (SIGTERM waited it out).

@@ -441,8 +441,9 @@ class Daemon:
                 # where to start is unknown: starting without the commit could reprocess or skip records (and
                 # under exactly_once emit them twice), and exiting would meet the same brokers after a restart
                 # (a crash loop). They are left unassigned (not fetched) and the lookup is retried from the loop.
+                if not self.pending:  # partitions already waiting keep their next try: these join it
+                    self._pending_at = time.monotonic() + self._pending_wait
                 self.pending += partitions
-                self._pending_at = time.monotonic() + self._pending_wait
             else:
                 starts = self._restore(partitions, committed)
         self.joined = True
