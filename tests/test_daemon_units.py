@@ -1715,6 +1715,253 @@ def test_the_daemon_names_each_outputs_source_so_a_refusal_can_be_routed() -> No
     assert part.progress.committable == 41
 
 
+# -- the topic's max.message.bytes decides a refusal batch.size does not (distilld.daemon.limits) ----------------
+
+
+class FakeAdmin:
+    """describe_configs of topics: ``answers`` gives each topic's max.message.bytes, or an exception to fail its
+    future with, or None for a broker that gives no such setting, or "late" for a future never answered."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def describe_configs(self, resources: list[Any], request_timeout: float = 0) -> dict[Any, Any]:
+        from concurrent.futures import Future
+
+        futures: dict[Any, Any] = {}
+        for resource in resources:
+            self.asked.append(resource.name)
+            answer = self.answers.get(resource.name)
+            future: Future[Any] = Future()
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            elif answer is None:
+                future.set_result({})
+            elif answer != "late":
+                future.set_result({"max.message.bytes": SimpleNamespace(value=str(answer))})
+            futures[resource] = future
+        return futures
+
+
+def _limited_output(
+    on_error: str, answers: dict[str, Any], transactional: bool = False, timeout_s: float = 1.0
+) -> tuple[Any, list[str], FakeAdmin, list[float]]:
+    """An output whose topics' limits come from a FakeAdmin, read as at start-up, batch.size 10,000 bytes; a
+    clock the test moves."""
+    from distilld.daemon.limits import TopicLimits
+    from distilld.daemon.metrics import DaemonMetrics
+    from distilld.daemon.output import Output
+
+    now = [1000.0]
+    limits = TopicLimits(clock=lambda: now[0])
+    admin = FakeAdmin(answers)
+    limits.read(admin, ["o", "d"], timeout_s)  # type: ignore[arg-type]
+    failures: list[str] = []
+    out = Output(
+        FakeProducer(), DaemonMetrics(["f"]), transactional=transactional, on_error=on_error, dlq_topic="d",
+        fail=failures.append, batch_bytes=10_000, limits=limits,
+    )  # type: ignore[arg-type]  # fmt: skip
+    return out, failures, admin, now
+
+
+def test_the_least_batch_a_record_takes_counts_kafkas_framing_at_its_least() -> None:
+    """What Kafka counts against max.message.bytes: the 61-byte batch header, then per record at least one byte
+    for each of 7 varint or byte fields and two per header; never more than a real batch of the record alone."""
+    from distilld.daemon.limits import least_batch_bytes
+    from distilld.daemon.output import record_size
+
+    headers = [("distilld-weight", b"10"), ("h", b"")]
+    size = record_size(b"x" * 100, b"key", headers)
+    assert size == 100 + 3 + 15 + 2 + 1
+    assert least_batch_bytes(size, len(headers)) == size + 61 + 7 + 4
+
+
+@pytest.mark.parametrize("on_error", ["dlq", "skip", "fail"])
+def test_a_record_over_its_topics_limit_but_not_batch_size_follows_on_error(on_error: str) -> None:
+    """A record larger than the output topic's max.message.bytes but not than batch.size was retried every
+    second forever (its partition's commit frozen), an ERROR asking to lower batch.size, which could not help:
+    it is refused in any batch. Now the topic's limit, read at start-up, blames it."""
+    from confluent_kafka import KafkaError
+
+    out, failures, _, _ = _limited_output(on_error, {"o": 1000, "d": 5000})
+    progress = PartitionProgress("t", 3)
+    value = b"x" * 933  # 933 + 61 + 7 = 1001 > 1000, far below batch.size's 10,000
+    out.send(progress.add(42, 1), "o", value, None, [], 1234, ("t", 3, 41))
+    _refuse(out.producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
+    if on_error == "dlq":
+        dead = out.producer.calls[1]
+        assert (dead["topic"], dead["value"]) == ("d", value)
+        assert dict(dead["headers"])["distilld-error"].startswith(b"refused by o: ")
+        assert dict(dead["headers"])["distilld-source-offset"] == b"41"
+        dead["on_delivery"](None, None)
+        assert progress.committable == 42
+        assert _sample(out, "distilld_records_dlq_total", reason="refused") == 1
+    elif on_error == "skip":
+        assert len(out.producer.calls) == 1 and progress.committable == 42 and out.in_flight == 0
+        assert _sample(out, "distilld_records_skipped_total", reason="refused") == 1
+    else:
+        assert len(failures) == 1 and failures[0].startswith("t[3]@41: refused by o")
+        assert progress.committable is None and len(out.producer.calls) == 1
+    out.poll()
+    assert [c["topic"] for c in out.producer.calls].count("o") == 1, "not produced to the output topic again"
+
+
+def test_a_record_that_fits_its_topics_limit_is_still_retried_naming_batch_size(
+    monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One byte less, the record alone fits the topic's limit: its refusal may be its batch's, so it is retried
+    (with the ERROR saying to set batch.size below the limit it names), never dead-lettered."""
+    import logging
+
+    from confluent_kafka import KafkaError
+
+    import distilld.daemon.output as output_module
+
+    monkeypatch.setattr(output_module, "RETRY_BACKOFF_S", 0.0)
+    out, _, _, _ = _limited_output("dlq", {"o": 1000, "d": 5000})
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(1, 1), "o", b"x" * 932, None, [], 0, ("t", 0, 0))  # 932 + 68 = 1000: fits
+    with caplog.at_level(logging.ERROR, logger="distilld.output"):
+        _refuse(out.producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
+    assert "fits the topic's max.message.bytes (1000)" in caplog.text and "batch.size below 1000" in caplog.text
+    out.poll()
+    assert [c["topic"] for c in out.producer.calls] == ["o", "o"], "retried, not dead-lettered"
+    out.producer.calls[1]["on_delivery"](None, None)
+    assert progress.committable == 1
+    assert _sample(out, "distilld_records_dlq_total", reason="refused") == 0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["denied", "no setting", "no answer"],
+)
+def test_a_topic_limit_that_cannot_be_read_leaves_refusals_judged_by_batch_size(
+    answer: str, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No DescribeConfigs permission, a broker that gives no max.message.bytes (Tansu) or one that does not answer
+    in time: said once at INFO; a record not larger than batch.size is retried as before, whatever its size."""
+    import logging
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    import distilld.daemon.output as output_module
+
+    monkeypatch.setattr(output_module, "RETRY_BACKOFF_S", 0.0)
+    given = {
+        "denied": KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)),
+        "no setting": None,
+        "no answer": "late",
+    }[answer]
+    with caplog.at_level(logging.INFO, logger="distilld.output"):
+        out, _, _, _ = _limited_output("dlq", {"o": given, "d": given}, timeout_s=0.01)
+        progress = PartitionProgress("t", 0)
+        out.send(progress.add(1, 1), "o", b"x" * 5000, None, [], 0, ("t", 0, 0))
+        for _ in range(3):
+            _refuse(out.producer.calls[-1], KafkaError.MSG_SIZE_TOO_LARGE)
+            out.poll()
+    lines = [r.getMessage() for r in caplog.records if "cannot read topic o's max.message.bytes" in r.getMessage()]
+    assert len(lines) == 1 and "batch.size" in lines[0]
+    assert [c["topic"] for c in out.producer.calls] == ["o"] * 4, "retried, as before"
+    assert progress.committable is None
+
+
+def test_a_topic_limit_read_long_ago_is_read_again_before_it_blames(monkeypatch: Any) -> None:
+    """A topic's max.message.bytes can be changed while the daemon runs. A refusal finding the limit read more
+    than FRESH_S ago does not blame on it (it may have been raised since): the record is retried and the limit
+    read again, without waiting; the next refusal is judged on the new limit. Reads are at most one a minute."""
+    from confluent_kafka import KafkaError
+
+    import distilld.daemon.output as output_module
+    from distilld.daemon.limits import FRESH_S
+
+    monkeypatch.setattr(output_module, "RETRY_BACKOFF_S", 0.0)
+    out, _, admin, now = _limited_output("skip", {"o": 10_000, "d": 10_000})
+    assert admin.asked == ["o", "d"]
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(1, 1), "o", b"x" * 1000, None, [], 0, ("t", 0, 0))
+    _refuse(out.producer.calls[-1], KafkaError.MSG_SIZE_TOO_LARGE)  # fits 10,000: its batch's fault
+    now[0] += FRESH_S + 1
+    admin.answers["o"] = 500  # lowered meanwhile
+    out.poll()
+    _refuse(out.producer.calls[-1], KafkaError.MSG_SIZE_TOO_LARGE)
+    assert admin.asked == ["o", "d", "o"] and out.in_flight == 1, "stale: read again, the record retried"
+    out.poll()
+    _refuse(out.producer.calls[-1], KafkaError.MSG_SIZE_TOO_LARGE)
+    assert progress.committable == 1 and out.in_flight == 0, "over the limit read again: skipped"
+    assert _sample(out, "distilld_records_skipped_total", reason="refused") == 1
+
+    # raised instead: a record over the old limit that fits the new one is not blamed on the old one
+    out, _, admin, now = _limited_output("skip", {"o": 500, "d": 500})
+    admin.answers["o"] = 10_000
+    now[0] += FRESH_S + 1
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(1, 1), "o", b"x" * 1000, None, [], 0, ("t", 0, 0))
+    for _ in range(3):
+        _refuse(out.producer.calls[-1], KafkaError.MSG_SIZE_TOO_LARGE)
+        out.poll()
+    assert out.in_flight == 1 and len(out.producer.calls) == 4, "retried: it fits the limit read again"
+    assert admin.asked == ["o", "d", "o"], "one read, fresh for a minute"
+
+
+def test_a_dead_letter_over_the_dlq_topics_limit_is_dropped() -> None:
+    """The DLQ topic's limit is read too: a dead letter over it (its distilld-* headers added) was retried
+    forever when not larger than batch.size; it is dropped, logged and counted like any dead letter refused."""
+    from confluent_kafka import KafkaError
+
+    out, _, _, _ = _limited_output("dlq", {"o": 1000, "d": 1100})
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(8, 1), "o", b"x" * 1000, None, [], 0, ("t", 0, 7))
+    _refuse(out.producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
+    assert out.producer.calls[1]["topic"] == "d"
+    _refuse(out.producer.calls[1], KafkaError.MSG_SIZE_TOO_LARGE)  # 1000 bytes and the headers: over 1100
+    assert progress.committable == 8 and out.in_flight == 0 and len(out.producer.calls) == 2
+    assert _sample(out, "distilld_records_skipped_total", reason="refused") == 1
+
+
+def test_exactly_once_a_record_over_its_topics_limit_goes_to_the_dlq_when_redone() -> None:
+    from confluent_kafka import KafkaError
+
+    out, _, _, _ = _limited_output("dlq", {"o": 1000, "d": 5000}, transactional=True)
+    out.send(PartitionProgress("t", 0).add(10, 1), "o", b"x" * 2000, None, [], 0, ("t", 0, 9))
+    _refuse(out.producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
+    assert out.txn_error is not None
+    out.discard()
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(10, 1), "o", b"x" * 2000, None, [], 0, ("t", 0, 9))
+    assert out.producer.calls[1]["topic"] == "d", "remembered: routed at once"
+
+
+@pytest.mark.parametrize("on_error", ["dlq", "skip"])
+def test_the_daemon_reads_the_limits_of_the_topics_it_writes_to_unless_the_producer_compresses(
+    on_error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The output topic's limit, and the DLQ topic's when refused records go there, from the state store's admin
+    client at start-up. A compressing producer's batches are counted compressed: no limit is used."""
+    import logging
+
+    kafka = {"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+             "dlq_topic": "d"}  # fmt: skip
+    s = load_settings(None, kafka=kafka, features=[{"name": "a", "type": "numeric"}],
+                      processing={"on_error": on_error}, metrics={"port": 0})  # fmt: skip
+    d = Daemon(s)
+    assert d.output.limits is not None
+    admin = FakeAdmin({"o": 1000, "d": 2000})
+    d.state._admin = admin  # type: ignore[assignment]
+    d._read_limits()
+    assert admin.asked == (["o", "d"] if on_error == "dlq" else ["o"])
+    assert d.output.limits.fresh("o") == 1000
+
+    s = load_settings(None, kafka={**kafka, "producer": {"compression.type": "lz4"}},
+                      features=[{"name": "a", "type": "numeric"}], processing={"on_error": on_error},
+                      metrics={"port": 0})  # fmt: skip
+    d = Daemon(s)
+    assert d.output.limits is None
+    with caplog.at_level(logging.INFO, logger="distilld"):
+        d._read_limits()
+    assert "compression.type lz4" in caplog.text
+
+
 def test_a_key_field_nested_too_deeply_for_a_repr_is_a_missing_key_not_an_exception() -> None:
     """A key field holding an object ~1,000 levels deep (orjson reads 1,024) is unhashable, and its repr
     (what an unhashable key stands in by) raised RecursionError out of the loop: the daemon died, and

@@ -46,6 +46,7 @@ from distilld.daemon.clients import (
 )
 from distilld.daemon.endpoints import Endpoints
 from distilld.daemon.fields import RecordFields
+from distilld.daemon.limits import TopicLimits
 from distilld.daemon.memory import memory_limit, windows_size, windows_warning
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
@@ -185,6 +186,9 @@ class Daemon:
         exactly_once = settings.processing.guarantee == "exactly_once"
         timeout = settings.processing.shutdown_timeout_s
         producer_conf = producer_config(settings)
+        # a refused record's size against its topic's max.message.bytes says whether it is at fault, unless the
+        # producer compresses: then the broker counts the compressed batch, which distilld does not know
+        self.compression = str(producer_conf.get("compression.type", producer_conf.get("compression.codec", "none")))
         self.output = Output(
             Producer({**producer_conf, "error_cb": self._on_client_error}),
             self.metrics,
@@ -197,6 +201,7 @@ class Daemon:
             batch_bytes=min(
                 int(producer_conf.get("batch.size", 1_000_000)), int(producer_conf.get("message.max.bytes", 1_000_000))
             ),
+            limits=TopicLimits() if self.compression == "none" else None,
         )
         # librdkafka times a request out after socket.timeout.ms, and the coordinator aborts a transaction open
         # transaction.timeout.ms: a transactional call still running past both never returns
@@ -329,10 +334,28 @@ class Daemon:
                     "distilld_produce_errors_total) until it does, unless the brokers create topics on first use",
                     name, topic,
                 )  # fmt: skip
+        self._read_limits()
         self.consumer.subscribe(
             kafka.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         log.info("joining group %s on %s: waiting for partitions", kafka.group_id, kafka.subscription())
+
+    def _read_limits(self) -> None:
+        """The max.message.bytes of the topics records are written to (output.blamed): the output topic, and the
+        DLQ topic when refused records go there; the state topic's chunks are far below any limit."""
+        kafka = self.settings.kafka
+        topics = [kafka.output_topic]
+        if self.settings.processing.on_error == "dlq" and kafka.dlq_topic:
+            topics.append(kafka.dlq_topic)
+        if self.output.limits is None:
+            log.info(
+                "the producer compresses (compression.type %s): a record the brokers refuse as too large is blamed "
+                "(and follows processing.on_error) only when larger than its batch.size, the topics' "
+                "max.message.bytes counting compressed batches; smaller, it is retried",
+                self.compression,
+            )
+            return
+        self.output.limits.read(self.state.admin(), topics, timeout_s=5.0)
 
     def run(self) -> int:
         """Loop until stopped; return the exit code (0: clean stop, 1: fatal record)."""

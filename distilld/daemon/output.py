@@ -6,7 +6,8 @@ logged, counted and produced again after a pause, so its batch, and the
 commit point behind it, waits instead of skipping it.
 
 A record refused for what it is (:func:`blamed`: larger than the topic takes, a
-timestamp or a record the broker does not accept) is not retried: no retry
+timestamp or a record the broker does not accept; its topic's ``max.message.bytes``
+from :class:`~distilld.daemon.limits.TopicLimits`) is not retried: no retry
 changes it. It follows ``processing.on_error`` as an undecodable input does:
 ``dlq``: to the DLQ topic with the reason; ``skip``: dropped, counted; ``fail``:
 the daemon stops, its offset not committed. A dead letter the DLQ topic refuses
@@ -29,6 +30,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from distilld.daemon.limits import TopicLimits, least_batch_bytes
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.progress import Batch
 from distilld.daemon.repeats import Repeats
@@ -65,16 +67,21 @@ def record_size(value: bytes | None, key: bytes | None, headers: Headers) -> int
     return size
 
 
-def blamed(err: Any, size: int, batch_bytes: int) -> bool:
+def blamed(err: Any, size: int, batch_bytes: int, topic_limit: int | None = None, headers: int = 0) -> bool:
     """Whether the broker refused this record for what it is, so that no retry can deliver it.
     librdkafka does not split a batch the broker refuses as too large: every record in it gets
     MSG_SIZE_TOO_LARGE. It only adds a record to a batch while the batch stays within
     min(batch.size, message.max.bytes) (``batch_bytes``), so a record larger than that travels
-    alone and was refused alone: it is blamed. A smaller one may have been refused for the
-    batch it was in (the topic's max.message.bytes below batch.size): not blamed, retried."""
+    alone and was refused alone: it is blamed. So is one (of ``size`` bytes, ``headers`` headers)
+    that a batch of its own would not fit either: over its topic's max.message.bytes
+    (``topic_limit``, when known) with the least framing Kafka counts (:func:`least_batch_bytes`).
+    Any other may have been refused for the batch it was in (the topic's max.message.bytes below
+    batch.size): not blamed, retried."""
     code = _code(err)
     if code == KafkaError.MSG_SIZE_TOO_LARGE:
-        return size > batch_bytes
+        if size > batch_bytes:
+            return True
+        return topic_limit is not None and least_batch_bytes(size, headers) > topic_limit
     return code in _RECORD_REFUSALS
 
 
@@ -101,7 +108,9 @@ class Output:
     while the producer's queue is full; False (stopping) stops waiting for room.
     ``on_error``, ``dlq_topic``, ``fail(reason)``: where a record the brokers refuse
     for what it is goes (module docstring). ``batch_bytes``: the producer's
-    min(batch.size, message.max.bytes) (:func:`blamed`)."""
+    min(batch.size, message.max.bytes) (:func:`blamed`); ``limits``: the topics'
+    max.message.bytes, asked only when a record no larger than that is refused as
+    too large (None: not known, as when the producer compresses)."""
 
     def __init__(
         self,
@@ -113,6 +122,7 @@ class Output:
         dlq_topic: str | None = None,
         fail: Callable[[str], None] | None = None,
         batch_bytes: int = 1_000_000,
+        limits: TopicLimits | None = None,
     ) -> None:
         self.producer = producer
         self.metrics = metrics
@@ -122,6 +132,7 @@ class Output:
         self.dlq_topic = dlq_topic
         self.fail = fail
         self.batch_bytes = batch_bytes
+        self.limits = limits
         # exactly_once: (topic, source) → why that topic refused that record, for the redo after the abort
         self.refused: dict[tuple[str, Source], KafkaError] = {}
         self.txn_error: KafkaError | None = None
@@ -172,7 +183,9 @@ class Output:
             self.in_flight -= 1
             return
         self.metrics.produce_errors.inc()
-        is_blamed = blamed(err, record_size(out.value, out.key, out.headers), self.batch_bytes)
+        size = record_size(out.value, out.key, out.headers)
+        limit = self._topic_limit(out, code, size)
+        is_blamed = blamed(err, size, self.batch_bytes, limit, len(out.headers))
         if self.transactional:
             # librdkafka: a failed delivery makes the transaction abortable, whatever its cause
             self.in_flight -= 1
@@ -185,7 +198,7 @@ class Output:
                     self._warn(logging.WARNING, out.topic, err, "record refused, the transaction will abort and "
                                f"the record follow processing.on_error ({self.on_error}) when redone:")  # fmt: skip
             elif code == KafkaError.MSG_SIZE_TOO_LARGE:
-                self._batch_too_large(out, err, "the transaction will abort and be redone")
+                self._batch_too_large(out, err, limit, "the transaction will abort and be redone")
             else:
                 self._warn(logging.WARNING, out.topic, err, "delivery failed, the transaction will abort:")
             return
@@ -194,19 +207,34 @@ class Output:
             return
         retrying = f"retrying every {RETRY_BACKOFF_S:.0f}s"
         if code == KafkaError.MSG_SIZE_TOO_LARGE:
-            self._batch_too_large(out, err, retrying)
+            self._batch_too_large(out, err, limit, retrying)
         else:
             self._warn(logging.WARNING, out.topic, err, f"delivery failed, {retrying}:")
         self._retry.append((time.monotonic() + RETRY_BACKOFF_S, out))
 
-    def _batch_too_large(self, out: Outgoing, err: KafkaError, then: str) -> None:
+    def _topic_limit(self, out: Outgoing, code: int | None, size: int) -> int | None:
+        """The topic's max.message.bytes, when it can decide a refusal as too large that batch.size does not."""
+        if self.limits is None or code != KafkaError.MSG_SIZE_TOO_LARGE or size > self.batch_bytes:
+            return None
+        return self.limits.fresh(out.topic)
+
+    def _batch_too_large(self, out: Outgoing, err: KafkaError, limit: int | None, then: str) -> None:
         size = record_size(out.value, out.key, out.headers)
-        what = (
-            f"a batch refused as too large; this record ({size} bytes) is not larger than the producer's "
-            f"batch.size ({self.batch_bytes}), so the batch it shared may be what is over the topic's "
-            "max.message.bytes: set kafka.producer batch.size below that (a record still refused then is "
-            "larger than it, and follows processing.on_error); " + then + ":"
-        )
+        if limit is None:
+            what = (
+                f"a batch refused as too large; this record ({size} bytes) is not larger than the producer's "
+                f"batch.size ({self.batch_bytes}), so the batch it shared may be what is over the topic's "
+                "max.message.bytes (not known here yet): set kafka.producer batch.size below that (a record "
+                "still refused then is larger than it, and follows processing.on_error); " + then + ":"
+            )
+        else:
+            what = (
+                f"a batch refused as too large; this record ({size} bytes) fits the topic's max.message.bytes "
+                f"({limit}) and is not larger than the producer's batch.size ({self.batch_bytes}), so the batch "
+                f"it shared is what is over the limit, most likely: set kafka.producer batch.size below {limit}; "
+                + then
+                + ":"
+            )
         self._warn(logging.ERROR, out.topic, err, what)
 
     def _remember(self, out: Outgoing, err: KafkaError) -> None:

@@ -137,6 +137,12 @@ class StateStore:
         self._reader: Consumer | None = None
         self._admin: AdminClient | None = None
 
+    def admin(self) -> AdminClient:
+        """The admin client, made at the first call and kept: a new client costs a connection (and a token)."""
+        if self._admin is None:
+            self._admin = AdminClient(self.client_conf)
+        return self._admin
+
     def ensure_topic(
         self,
         reads: Callable[[str], bool],
@@ -149,9 +155,7 @@ class StateStore:
         partition count. Raises :class:`NoInputTopic` while it is missing, no count is
         configured and no input topic exists yet; ``listed``: the input topics the
         configuration names, to warn about those missing when it is created."""
-        if self._admin is None:  # kept: a new client costs a connection (and a token) every try
-            self._admin = AdminClient(self.client_conf)
-        admin = self._admin
+        admin = self.admin()
         meta = admin.list_topics(timeout=timeout_s)
         self.topics = {t for t, m in meta.topics.items() if m.error is None}  # what the cluster has now
         existing = meta.topics.get(self.topic)
