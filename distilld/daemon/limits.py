@@ -75,6 +75,9 @@ class TopicLimits:
         deadline = self.clock() + timeout_s
         for topic in topics:
             self._take(topic, max(0.0, deadline - self.clock()))
+        for topic in topics:
+            if topic in self._asking:
+                self._unreadable(topic, f"no answer in {timeout_s:g}s")
 
     def fresh(self, topic: str) -> int | None:
         """``topic``'s ``max.message.bytes`` if read in the last ``FRESH_S``; else None, and a read is
@@ -112,7 +115,6 @@ class TopicLimits:
         try:
             configs = future.result(wait_s)
         except TimeoutError:  # still under way: taken at a later refusal
-            self._unreadable(topic, f"no answer in {wait_s:.0f}s")
             return
         except KafkaException as e:  # no DescribeConfigs permission, the topic does not exist (yet), ...
             del self._asking[topic]
