@@ -2363,3 +2363,33 @@ def test_an_output_retried_for_a_missing_topic_stays_unacknowledged_and_ages(mon
     assert progress.oldest_open() is None and progress.committable == 7
     assert out.metrics.registry.get_sample_value("distilld_outputs_unacknowledged") == 0
     assert out.metrics.registry.get_sample_value("distilld_outputs_unacknowledged_age_seconds") == 0
+
+
+def test_outputs_of_a_revoked_partition_still_waiting_keep_their_age(daemon: Daemon) -> None:
+    """at_least_once: a revoke waits for the partition's outputs until its deadline, then drops the partition
+    with them still unacknowledged (a missing output topic: retried on). distilld_outputs_unacknowledged
+    counted them, but the age gauge was worked out from the partitions still held only, and read 0: the
+    DistilldOutputsUnacknowledged alert stayed quiet on an instance whose waiting outputs were all of
+    partitions it no longer held."""
+    import time
+
+    from confluent_kafka import TopicPartition
+
+    _held(daemon, 0)
+    batch = daemon.partitions[("t", 0)].progress.add(10, 1)
+    batch.added = time.monotonic() - 200  # produced 200 s ago, never acknowledged
+    daemon.output.in_flight = 1
+    daemon._drop([TopicPartition("t", 0)])
+    daemon._observe_outputs()
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("distilld_outputs_unacknowledged") == 1
+    assert sample("distilld_outputs_unacknowledged_age_seconds") >= 200, "dated by the dropped partition's batch"
+    batch.ack()  # delivered at last
+    daemon.output.in_flight = 0
+    daemon._observe_outputs()
+    assert sample("distilld_outputs_unacknowledged_age_seconds") == 0 and not daemon._leaving
+    # exactly_once: an abort discards the outputs (in_flight 0) and their batches stay open: forgotten
+    daemon._leaving.append(PartitionProgress("t", 1))
+    daemon._leaving[0].add(3, 1)
+    daemon._rewind()
+    assert not daemon._leaving, "not dating outputs produced after the abort"

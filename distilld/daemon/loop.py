@@ -153,6 +153,9 @@ class Daemon:
         self.pending: list[TopicPartition] = []
         self._pending_at = 0.0  # monotonic time of the next try
         self._pending_wait = LOOKUP_RETRY_S[0]
+        # revoked or lost partitions whose outputs still wait for acknowledgement (still in output.in_flight):
+        # their oldest dates distilld_outputs_unacknowledged_age_seconds until they are acknowledged
+        self._leaving: list[PartitionProgress] = []
         # field paths not yet seen in any record (_check_fields): the settings, and each feature
         self._unchecked: set[str] = {
             "reducer.time",
@@ -655,7 +658,9 @@ class Daemon:
     def _drop(self, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         for key in keys:
-            self.partitions.pop(key, None)
+            part = self.partitions.pop(key, None)
+            if part is not None and part.progress.oldest_open() is not None:
+                self._leaving.append(part.progress)
         self.metrics.forget_partitions(keys)
         self.metrics.rebalances.labels("revoke").inc()
         self.metrics.assigned.set(len(self.partitions))
@@ -892,7 +897,8 @@ class Daemon:
     def _observe_outputs(self) -> None:
         """Outputs waiting for acknowledgement into the metrics: the producer's count, and the oldest open
         batch over the partitions (per partition, not per record: what the commit tracking holds anyway)."""
-        opened = (p.progress.oldest_open() for p in self.partitions.values())
+        self._leaving = [p for p in self._leaving if p.oldest_open() is not None]
+        opened = (p.oldest_open() for p in [*(p.progress for p in self.partitions.values()), *self._leaving])
         oldest = min((t for t in opened if t is not None), default=None)
         self.metrics.observe_outputs(self.output.in_flight, oldest)
 
@@ -927,6 +933,7 @@ class Daemon:
         again at those offsets: a seek could still let already-fetched records through); the
         others are there already and keep their state (a rebuild would not move their commit).
         Stopping, those with work in it are dropped instead: their state would not be used."""
+        self._leaving.clear()  # their outputs were discarded with the transaction: none waits any more
         rewound = {key: p for key, p in self.partitions.items() if p.uncommitted()}
         if not rewound:
             return
