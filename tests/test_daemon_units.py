@@ -2393,3 +2393,34 @@ def test_outputs_of_a_revoked_partition_still_waiting_keep_their_age(daemon: Dae
     daemon._leaving[0].add(3, 1)
     daemon._rewind()
     assert not daemon._leaving, "not dating outputs produced after the abort"
+
+
+def test_partitions_waiting_for_their_commits_after_others_were_revoked_are_retried_after_1s() -> None:
+    """Partitions revoked while their committed offsets were still unreadable left the retry's wait where their
+    tries had doubled it (up to 30 s): the next assignment whose commits could not be read waited that long for
+    its first retry, unread meanwhile, where the README says 1 s, doubling."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    d = _exactly_once_daemon()
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away"))
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            assert not parts
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            assert not parts
+
+    member = Member()
+    d.consumer = d.checkpoints.consumer = member  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    for _ in range(5):
+        d._assign_pending()  # 2, 4, 8, 16, 30 s
+    d._on_revoke(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    assert not d.pending
+    d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert d._pending_at - time.monotonic() <= 1.0, "the first retry of newly waiting partitions comes after 1 s"

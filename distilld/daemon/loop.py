@@ -645,6 +645,8 @@ class Daemon:
         waiting = {(tp.topic, tp.partition) for tp in self.pending}
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.pending = [tp for tp in self.pending if (tp.topic, tp.partition) not in gone]
+        if not self.pending:  # the next partitions to wait start again from the first retry's wait
+            self._pending_wait = LOOKUP_RETRY_S[0]
         return [tp for tp in partitions if (tp.topic, tp.partition) not in waiting]
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
