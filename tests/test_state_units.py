@@ -166,7 +166,7 @@ def test_an_existing_state_topic_is_used_as_it_is_and_what_would_hurt_is_said(
             part = SimpleNamespace(partitions=dict.fromkeys(range(2)), error=None)
             return SimpleNamespace(topics={"s": part, "in": part})
 
-        def describe_configs(self, resources: list[Any]) -> Any:
+        def describe_configs(self, resources: list[Any], request_timeout: float = 0) -> Any:
             def result(timeout: float) -> Any:
                 if isinstance(policy, Exception):
                     raise policy

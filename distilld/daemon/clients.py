@@ -14,7 +14,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
+
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from distilld import __version__
 from distilld.daemon.repeats import RepeatFilter
@@ -30,6 +33,7 @@ __all__ = [
     "consumer_config",
     "producer_config",
     "refused_token",
+    "topic_config",
 ]
 
 T = TypeVar("T")
@@ -173,3 +177,10 @@ def call_by(deadline: float, call: Callable[[], T]) -> T:
     if error is not None:
         raise error
     return result  # type: ignore[return-value]
+
+
+def topic_config(admin: AdminClient, topic: str, timeout_s: float) -> Future[Any]:
+    """``topic``'s configuration, asked with DescribeConfigs: a future of {name: ConfigEntry}, which raises
+    KafkaException without the permission, or for a topic that does not exist."""
+    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=timeout_s)
+    return next(iter(futures.values()))

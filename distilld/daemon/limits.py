@@ -27,7 +27,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient
+
+from distilld.daemon.clients import topic_config
 
 __all__ = ["BATCH_OVERHEAD", "FRESH_S", "TopicLimits", "least_batch_bytes"]
 
@@ -96,13 +98,11 @@ class TopicLimits:
             return
         now = self._asked[topic] = self.clock()
         try:
-            futures = self.admin.describe_configs(
-                [ConfigResource(ResourceType.TOPIC, topic)], request_timeout=self.timeout_s
-            )
+            future = topic_config(self.admin, topic, self.timeout_s)
         except KafkaException as e:
             self._unreadable(topic, e)
             return
-        self._asking[topic] = (next(iter(futures.values())), now)
+        self._asking[topic] = (future, now)
 
     def _take(self, topic: str, wait_s: float) -> None:
         """The answer to ``topic``'s read under way, if it has come (within ``wait_s``)."""

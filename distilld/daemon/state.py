@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from distilld.daemon.clients import topic_config
 
 __all__ = [
     "CHUNK_BYTES",
@@ -203,8 +205,7 @@ class StateStore:
                 self.topic, partitions, wanted,
             )  # fmt: skip
         try:
-            futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, self.topic)])
-            configs = next(iter(futures.values())).result(timeout_s)
+            configs = topic_config(admin, self.topic, timeout_s).result(timeout_s)
         except (KafkaException, TimeoutError) as e:  # no DescribeConfigs permission, say: nothing to tell
             log.info(
                 "cannot read the state topic %s's configuration (%s): its cleanup.policy is not checked", self.topic, e
