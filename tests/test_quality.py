@@ -97,3 +97,27 @@ def test_the_ceiling_is_the_best_rounding_of_each_cell() -> None:
         for trial in rng.multinomial(picks, np.full(4, 0.25), size=50):
             ideal = counts / counts.sum() * picks
             assert 0.5 * np.abs(trial - ideal).sum() / picks >= best - 1e-12
+
+
+def test_the_cell_size_tables_add_up_to_the_bench_ratios_and_the_floor_holds() -> None:
+    """bench/cellsizes.py: its totals are the pair and category TVs the bench reads (summed, not averaged:
+    the windows' picks differ by a record or two), and no whole count right on average beats its floor."""
+    import numpy as np
+
+    from distilld.bench.cellsizes import _misses, by_cell_size
+
+    tables = by_cell_size("clickstream", n=30_000)
+    res = run_quality("clickstream", n=30_000)
+    for metric, rows in tables.items():
+        d, r, floor = rows.sum(0)
+        ours, theirs = res[metric]
+        assert r / d == pytest.approx(theirs / ours, rel=0.02)
+        assert floor <= d
+    mu, missed = _misses(np.array([0, 0, 1, 2]), np.array([0, 2]), 3, 2)
+    assert mu.tolist() == [1.0, 0.5, 0.5] and missed.tolist() == [0.0, 0.5, 0.5]
+    rng = np.random.default_rng(7)
+    for _ in range(200):  # any whole counts whose mean is mu miss it by 2f(1-f) at least, on average
+        counts = rng.integers(0, 6, 8)
+        mu = counts.mean()
+        f = mu - np.floor(mu)
+        assert np.abs(counts - mu).mean() >= 2 * f * (1 - f) - 1e-12

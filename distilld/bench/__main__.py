@@ -16,6 +16,7 @@ import numpy as np
 
 from distilld.bench.alone import references
 from distilld.bench.ceiling import ceilings
+from distilld.bench.cellsizes import print_by_cell_size
 from distilld.bench.decoding import decoding
 from distilld.bench.quality import run_quality
 from distilld.bench.streams import STREAMS, people
@@ -155,6 +156,11 @@ def representativeness(n: int, seeds: int) -> None:
         for name in STREAMS:
             row = measure(name, n=n)
             print(f"{name:<18}" + "".join(f"{row[m]:>13.2f}x" if m in row else f"{'':>14}" for m in GOALS))
+    print(
+        "\nby cell size (bench/cellsizes.py): records each cell misses, |count − ideal|, summed over the windows;"
+        "\nfloor: the least a whole count that is right on average can miss, 2f(1−f) a cell (f: the ideal's fraction)"
+    )
+    print_by_cell_size("clickstream", n=n)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m distilld.bench") -> None:
