@@ -239,6 +239,16 @@ override the file (the environment wins), and config.metrics.host be ignored.
 {{- end }}
 
 {{/*
+A checksum of the Secrets the chart creates (sasl.password, schemaRegistry.basicAuth.userInfo), empty when it
+creates none: as a pod annotation it rolls the pods when a value changes, since distilld reads its secrets at
+start only. Secrets named by existingSecret are not the chart's to watch (helm/README.md, Secrets).
+*/}}
+{{- define "distilld.secretChecksum" -}}
+{{- $secrets := include (print .Template.BasePath "/secret.yaml") . -}}
+{{- if trim $secrets }}{{ $secrets | sha256sum }}{{ end }}
+{{- end }}
+
+{{/*
 The distilld container: used by the Deployment, and rendered as the sidecar snippet for an existing
 workload, so both stay the same. Its volumes are "distilld.volumes".
 In sidecar mode the readiness probe is left out unless sidecar.readinessProbe: /readyz answers 503
