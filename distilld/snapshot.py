@@ -37,7 +37,8 @@ from distilld.processor import DistilledProcessor
 __all__ = ["SnapshotError", "SnapshotMismatch", "dump", "fingerprint", "load"]
 
 MAGIC = b"DSTLSNAP"
-VERSION = 4
+VERSION = 5  # 5: True and 1 are two keys (distilld.keys); a version 4 reader would merge them
+READABLE = (4, 5)
 
 
 class SnapshotError(ValueError):
@@ -181,7 +182,7 @@ def dump(proc: DistilledProcessor) -> bytes:
             "seq": proc._seq,
         },
         "windows": _attrs(windows, "windows", arrays, _WINDOW_STATE),
-        "keys": [[_key_out(k), slot] for k, slot in windows.slot_of.items()],
+        "keys": [[_key_out(windows.key_of[slot]), slot] for slot in windows.slot_of.values()],
         "encoders": [_attrs(e, f"encoder{i}", arrays, _ENCODER_STATE) for i, e in enumerate(proc._encoders)],
     }
     arrays["processor.missing_counts"] = proc.missing_counts
@@ -202,8 +203,8 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 2:
         raise SnapshotError("not a distilld snapshot")
     (version,) = struct.unpack_from("<H", data, len(MAGIC))
-    if version != VERSION:
-        raise SnapshotError(f"snapshot version {version}; this distilld reads version {VERSION}")
+    if version not in READABLE:
+        raise SnapshotError(f"snapshot version {version}; this distilld reads versions {', '.join(map(str, READABLE))}")
     try:
         body = zlib.decompress(data[len(MAGIC) + 2 :])
         (head_len,) = struct.unpack_from("<I", body)
@@ -225,10 +226,7 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
             )
         windows = proc._windows
         _restore_attrs(windows, header["windows"], "windows", arrays, _WINDOW_STATE)
-        windows.slot_of = {_key_in(k): int(slot) for k, slot in header["keys"]}
-        windows.key_of = [None] * len(windows.carry)
-        for k, slot in windows.slot_of.items():
-            windows.key_of[slot] = k
+        windows.restore_keys([(_key_in(k), int(slot)) for k, slot in header["keys"]])
         for i, encoder in enumerate(proc._encoders):
             _restore_attrs(encoder, header["encoders"][i], f"encoder{i}", arrays, _ENCODER_STATE)
         windows.check()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -203,3 +207,62 @@ def test_loading_into_a_used_processor_leaves_none_of_its_averages() -> None:
     _ids(used, records[600:])
     _ids(fresh, records[600:])
     assert used.get_current_stats() == fresh.get_current_stats()
+
+
+# -- keys: each comes back as it went ---------------------------------------------------------------
+
+ONE = [{"name": "c", "type": "categorical", "categories": ["a", "b", "c"]}]
+
+
+def _keyed() -> DistilledProcessor:
+    return DistilledProcessor(build_graders(ONE), 60, 0.1, 100, key_func=lambda r: r["k"], timestamp_func=lambda r: 0.0)
+
+
+def _typed(key: Any) -> Any:
+    """A key with the type of every part of it: a restored key must be this equal, not only ``==``."""
+    if isinstance(key, tuple):
+        return (tuple, tuple(map(_typed, key)))
+    if isinstance(key, frozenset):
+        return (frozenset, frozenset(map(_typed, key)))
+    return (type(key), key)
+
+
+def _held(proc: DistilledProcessor) -> list[tuple[Any, int]]:
+    w = proc._windows
+    return [(_typed(w.key_of[slot]), slot) for slot in w.slot_of.values()]
+
+
+def _rewritten(blob: bytes, version: int, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """``blob`` with its header edited and its version set: a snapshot as another distilld wrote it."""
+    body = zlib.decompress(blob[10:])
+    (length,) = struct.unpack_from("<I", body)
+    header = orjson.loads(body[4 : 4 + length])
+    edit(header)
+    head = orjson.dumps(header)
+    return (
+        b"DSTLSNAP"
+        + struct.pack("<H", version)
+        + zlib.compress(struct.pack("<I", len(head)) + head + body[4 + length :])
+    )
+
+
+def test_true_and_1_held_apart_come_back_apart() -> None:
+    """The key table is keyed by key_identity: restored by the raw keys, True and 1 would be one again."""
+    first, second = _keyed(), _keyed()
+    first.process_batch([{"k": k, "c": "a"} for k in (True, 1, False, 0, (True,), (1,))])
+    load(second, dump(first))
+    assert second.keys_held == 6 and _held(second) == _held(first)
+
+
+def test_a_snapshot_holding_one_key_twice_is_refused() -> None:
+    """Two entries of one key would leave a slot held by no key: refused as damaged, the reducer left empty."""
+    proc = _keyed()
+    proc.process_batch([{"k": k, "c": "a"} for k in (True, 1)])
+
+    def one_key_twice(header: dict[str, Any]) -> None:
+        header["keys"][1][0] = True
+
+    fresh = _keyed()
+    with pytest.raises(SnapshotError, match="a key held twice"):
+        load(fresh, _rewritten(dump(proc), 5, one_key_twice))
+    assert fresh.keys_held == 0
