@@ -2468,3 +2468,26 @@ def test_a_key_field_of_true_and_one_of_1_are_two_keys_across_a_snapshot() -> No
     restored = d._new_reducer()
     load(restored, dump(part.reducer))
     assert held(restored._windows) == held(windows)
+
+
+def test_a_snapshot_refused_for_its_keys_is_logged_and_counted_not_raised(caplog: Any) -> None:
+    """A key no snapshot can keep (here an Enum, from a custom decoder, say): the checkpoint's dump raised
+    SnapshotError out of the loop. It is a snapshot not written: warned about, counted, the daemon goes on."""
+    import enum
+    import logging
+
+    import numpy as np
+
+    class Colour(enum.Enum):
+        RED = 1
+
+    d, part = _keyed_daemon()
+    records = [{"a": 1.0, "user": Colour.RED}]
+    part.reducer.select(records, np.array([1e9]), np.zeros(1, dtype=np.int64), [Colour.RED])
+    part.processed = 1
+    d.state.partitions = 1
+    with caplog.at_level(logging.WARNING, logger="distilld"):
+        d.checkpoints._snapshot(("t", 0), part)
+    assert "t[0]: snapshot at offset 1 not written" in caplog.text and "Colour.RED" in caplog.text
+    assert d.metrics.registry.get_sample_value("distilld_snapshot_failures_total") == 1
+    assert part.snapshot_at is None and not d.output.producer.calls  # type: ignore[attr-defined]
