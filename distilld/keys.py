@@ -125,7 +125,7 @@ def _tell_apart(
     """Index again, by identity, the records of the ``suspects`` entries, if a boolean is among them
     next to a number, or inside a tuple or frozenset (per record in Python, those records only).
     ``kinds``: the types of the keys when every entry is a suspect (else the suspects' are looked up)."""
-    if kinds is not None and any(issubclass(t, _NESTED) for t in kinds):
+    if kinds is not None and all(issubclass(t, _NESTED) for t in kinds):
         rows, keys = np.arange(len(raw)), raw  # a tuple equals tuples only: the entries' types are the records'
     else:
         rows = np.flatnonzero(np.isin(index, suspects)) if kinds is None else np.arange(len(raw))

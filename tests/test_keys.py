@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from distilld import DistilledProcessor, build_graders
@@ -99,6 +99,7 @@ keys_strategy = st.one_of(
 
 @FAST
 @given(raw=st.lists(keys_strategy, max_size=60))
+@example(raw=[np.int64(1), (None, None), np.True_])  # a boolean taken in by a number, next to a tuple key
 def test_records_share_an_index_exactly_when_their_keys_are_the_same_json_value(raw: list[Any]) -> None:
     """index_keys (the processor, the daemon and the file tools all key through it): two records share
     an entry iff their keys are the same JSON value; each entry's key is its first record's, in order
