@@ -26,6 +26,7 @@ from distilld.datapoint import DataPoint
 from distilld.encoding import NumericBinner, category_label, to_float_array
 from distilld.graders import GradingFunction, safe_map
 from distilld.hashing import unit_float
+from distilld.keys import index_keys
 from distilld.selector import HerdingSelector
 from distilld.stats import FeatureDrift, feature_drift, proportions
 from distilld.window import KeyedWindows
@@ -87,42 +88,6 @@ def _check_arguments(**arguments: Any) -> None:
             raise ValueError(f"{name} must be at least 1, not {value!r}")
 
 
-def _is_nan(key: Any) -> bool:
-    return isinstance(key, float | np.floating) and key != key
-
-
-def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
-    """Keys per record → (each record's index into the distinct keys, the keys
-    in order of first appearance). Unhashable keys stand in by their repr; NaN
-    (a missing key: no two NaNs are equal, so each would open a key) by None, and so
-    does a value nested too deeply for a repr (a JSON object 1,000 levels down)."""
-    try:
-        distinct = list(dict.fromkeys(raw))
-        floats = any(issubclass(t, float | np.floating) for t in set(map(type, distinct)))
-        if floats and any(map(_is_nan, distinct)):
-            raw = [None if _is_nan(k) else k for k in raw]
-            distinct = list(dict.fromkeys(raw))
-        lookup = {k: i for i, k in enumerate(distinct)}
-        return np.fromiter(map(lookup.__getitem__, raw), dtype=np.int64, count=len(raw)), distinct
-    except TypeError:  # an unhashable key somewhere
-        pass
-    index: dict[Hashable, int] = {}
-    out = np.empty(len(raw), dtype=np.int64)
-    for i, k in enumerate(raw):
-        try:
-            out[i] = index.setdefault(None if _is_nan(k) else k, len(index))
-        except TypeError:
-            out[i] = index.setdefault(_stand_in(k), len(index))
-    return out, list(index)
-
-
-def _stand_in(key: Any) -> str | None:
-    try:
-        return repr(key)
-    except RecursionError:
-        return None
-
-
 @lru_cache(maxsize=64)
 def _row_builder(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
     """A function of one value per feature → ``{name: value}``, leaving ``None``
@@ -152,7 +117,10 @@ class DistilledProcessor:
 
     ``grading_functions`` maps feature names to graders. ``timestamp_func(record)``
     gives event time in seconds (default: arrival time); ``key_func(record)``
-    the key whose window the record joins (default: one key for all).
+    the key whose window the record joins (default: one key for all). Keys are
+    compared as JSON values (keys.py): ``True`` and ``1`` are two keys, ``1`` and
+    ``1.0`` one; snapshots keep str, int, float, bool, None, bytes, UUID, date and
+    time, Decimal keys and tuples and frozensets of them, and refuse others.
     ``panes`` sets the window's granularity, ``max_keys`` bounds the state
     (least recently used keys are evicted), ``seed`` the tie-break hashes.
     The weights say what the selector balances hardest: each categorical's

@@ -11,6 +11,10 @@ Layout: ``DSTLSNAP`` + version (u16) + zlib of [u32 header length, JSON
 header, then numpy ``.npy`` blobs (``allow_pickle=False``)]. The header
 carries a fingerprint of the configuration; restoring into a different one
 raises :class:`SnapshotMismatch` instead of mixing incompatible counts.
+
+Keys come back with their types (JSON values as they are, others tagged); a
+key that would come back as another value (an Enum, a NaN in a tuple) makes
+:func:`dump` raise :class:`SnapshotError` rather than lose its window.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import datetime
 import decimal
 import hashlib
 import io
+import logging
 import math
+import reprlib
 import struct
 import uuid
 import zlib
@@ -32,12 +38,19 @@ import numpy as np
 import orjson
 
 from distilld.compat import WindowMeans
+from distilld.keys import key_identity
 from distilld.processor import DistilledProcessor
+from distilld.window import KeyedWindows
 
 __all__ = ["SnapshotError", "SnapshotMismatch", "dump", "fingerprint", "load"]
 
+log = logging.getLogger(__name__)
+
 MAGIC = b"DSTLSNAP"
-VERSION = 4
+# 5: True and 1 are two keys (distilld.keys), frozensets are kept, and a key that cannot come back
+# equal is refused at dump; 4 stored such keys by their repr (read still, with a warning about them)
+VERSION = 5
+READABLE = (4, 5)
 
 
 class SnapshotError(ValueError):
@@ -97,6 +110,9 @@ _TAGGED: dict[str, tuple[type, Callable[[Any], str], Callable[[str], Hashable]]]
 }
 
 
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})  # keys that come back as they went
+
+
 def _key_out(key: Hashable) -> Any:
     if isinstance(key, np.generic):
         key = key.item()  # a numpy scalar as the Python value it equals (np.int64(3) == 3)
@@ -104,6 +120,8 @@ def _key_out(key: Hashable) -> Any:
         return {"b": base64.b64encode(key).decode()}
     if isinstance(key, tuple):
         return {"t": [_key_out(k) for k in key]}
+    if isinstance(key, frozenset):
+        return {"s": [_key_out(k) for k in key]}
     if isinstance(key, float) and not math.isfinite(key):
         return {"f": repr(key)}  # JSON has no inf or NaN
     if isinstance(key, int) and not -(2**63) <= key < 2**64:
@@ -113,15 +131,59 @@ def _key_out(key: Hashable) -> Any:
     for tag, (kind, out, _) in _TAGGED.items():  # datetime before date: it is one
         if isinstance(key, kind):
             return {tag: out(key)}
-    return {"r": repr(key)}  # any other type comes back as this string: key_func should return plain values
+    raise _NoForm(type(key).__name__)
 
 
-def _key_in(value: Any) -> Hashable:
+class _NoForm(Exception):
+    """A key (or an item of one) of a type snapshots have no form for."""
+
+
+def _unkept(key: Hashable, why: str) -> SnapshotError:
+    return SnapshotError(
+        f"key {reprlib.repr(key)} of type {type(key).__name__} cannot be kept in a snapshot ({why}): its window"
+        " would not be found again after a restore. Keys (what key_func gives) should be str, int, float, bool,"
+        " None, bytes, UUID, date, time, datetime, Decimal, or tuples and frozensets of these"
+    )
+
+
+def _keys_out(windows: KeyedWindows) -> list[list[Any]]:
+    """[key, slot] of each held key; SnapshotError for a key that would not come back equal (an Enum, a
+    class of the caller's, a NaN in a tuple): never a key that silently becomes another."""
+    out = []
+    for slot in windows.slot_of.values():
+        key = windows.key_of[slot]
+        try:
+            value = _key_out(key)
+        except _NoForm as e:
+            raise _unkept(key, f"no snapshot form for {e}") from None
+        if type(key) not in _PLAIN:
+            try:
+                back = key_identity(_key_in(value, legacy=False))
+                same = back == key_identity(key) and hash(back) == hash(key_identity(key))
+            except (TypeError, ValueError, ArithmeticError):
+                same = False
+            if not same:
+                raise _unkept(key, "it comes back as another value")
+        out.append([value, slot])
+    return out
+
+
+def _by_repr(value: Any) -> bool:
+    """Whether a version 4 key (or an item of it) was stored by its repr."""
+    if not isinstance(value, dict):
+        return False
+    return "r" in value or any(map(_by_repr, value.get("t") or value.get("s") or ()))
+
+
+def _key_in(value: Any, legacy: bool) -> Hashable:
+    """A key as :func:`_key_out` wrote it; ``legacy`` (version 4): ``{"r": repr}`` comes back as that string."""
     if isinstance(value, dict):
         if "b" in value:
             return base64.b64decode(value["b"])
         if "t" in value:
-            return tuple(_key_in(v) for v in value["t"])
+            return tuple(_key_in(v, legacy) for v in value["t"])
+        if "s" in value:
+            return frozenset(_key_in(v, legacy) for v in value["s"])
         if "f" in value:
             return float(value["f"])
         if "i" in value:
@@ -129,7 +191,9 @@ def _key_in(value: Any) -> Hashable:
         for tag, (_, _, back) in _TAGGED.items():
             if tag in value:
                 return back(value[tag])
-        return str(value["r"])
+        if legacy:
+            return str(value["r"])
+        raise SnapshotError(f"damaged snapshot: a key of no known form {reprlib.repr(value)}")
     return value
 
 
@@ -181,7 +245,7 @@ def dump(proc: DistilledProcessor) -> bytes:
             "seq": proc._seq,
         },
         "windows": _attrs(windows, "windows", arrays, _WINDOW_STATE),
-        "keys": [[_key_out(k), slot] for k, slot in windows.slot_of.items()],
+        "keys": _keys_out(windows),
         "encoders": [_attrs(e, f"encoder{i}", arrays, _ENCODER_STATE) for i, e in enumerate(proc._encoders)],
     }
     arrays["processor.missing_counts"] = proc.missing_counts
@@ -202,8 +266,8 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 2:
         raise SnapshotError("not a distilld snapshot")
     (version,) = struct.unpack_from("<H", data, len(MAGIC))
-    if version != VERSION:
-        raise SnapshotError(f"snapshot version {version}; this distilld reads version {VERSION}")
+    if version not in READABLE:
+        raise SnapshotError(f"snapshot version {version}; this distilld reads versions {', '.join(map(str, READABLE))}")
     try:
         body = zlib.decompress(data[len(MAGIC) + 2 :])
         (head_len,) = struct.unpack_from("<I", body)
@@ -225,10 +289,15 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
             )
         windows = proc._windows
         _restore_attrs(windows, header["windows"], "windows", arrays, _WINDOW_STATE)
-        windows.slot_of = {_key_in(k): int(slot) for k, slot in header["keys"]}
-        windows.key_of = [None] * len(windows.carry)
-        for k, slot in windows.slot_of.items():
-            windows.key_of[slot] = k
+        legacy = version < 5
+        keys = [(_key_in(k, legacy), int(slot)) for k, slot in header["keys"]]
+        windows.restore_keys(keys)
+        if legacy and (by_repr := [k for (k, _), (v, _) in zip(keys, header["keys"], strict=True) if _by_repr(v)]):
+            log.warning(
+                "snapshot version 4 stored %d keys by their repr (such as %s): they come back as strings,"
+                " and records with the original keys start new windows",
+                len(by_repr), reprlib.repr(by_repr[0]),
+            )  # fmt: skip
         for i, encoder in enumerate(proc._encoders):
             _restore_attrs(encoder, header["encoders"][i], f"encoder{i}", arrays, _ENCODER_STATE)
         windows.check()

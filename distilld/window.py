@@ -29,6 +29,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from numba import njit
 
+from distilld.keys import key_identities, key_identity
 from distilld.selector import add_record
 
 __all__ = ["KeyedWindows"]
@@ -120,8 +121,8 @@ class KeyedWindows:
         self.max_keys = max_keys
         self.decay = 1.0 - 1.0 / panes
         self._capacity = 0
-        self.slot_of: dict[Hashable, int] = {}
-        self.key_of: list[Hashable] = []
+        self.slot_of: dict[Hashable, int] = {}  # by ``key_identity``: True and 1 are two keys
+        self.key_of: list[Hashable] = []  # the key each slot holds, as the records gave it
         self._free: list[int] = []
         self.evicted = 0
         self.balance = 0.0  # sum of every key's budget carry, evicted keys included
@@ -174,31 +175,42 @@ class KeyedWindows:
     # -- keys ----------------------------------------------------------------
 
     def slots_for(self, keys: Sequence[Hashable]) -> np.ndarray:
-        """A slot per distinct key (in the order given), evicting LRU keys when full."""
+        """A slot per distinct key (in the order given, told apart by ``key_identity``), evicting
+        LRU keys when full."""
         self._clock += 1
         slots = np.empty(len(keys), dtype=np.int64)
-        missing = [i for i, k in enumerate(keys) if k not in self.slot_of]
+        idents = key_identities(keys)
+        missing = [i for i, k in enumerate(idents) if k not in self.slot_of]
         if missing:
             need = len(missing) - len(self._free)
             if need > 0 and self._capacity < self.max_keys:
                 self._allocate(min(self.max_keys, max(2 * self._capacity, self._capacity + need)))
                 need = len(missing) - len(self._free)
             if need > 0:
-                current = {self.slot_of[k] for k in keys if k in self.slot_of}
+                current = {self.slot_of[k] for k in idents if k in self.slot_of}
                 self._evict(need, protect=current)
             for i in missing:
                 slot = self._free.pop()
-                self.slot_of[keys[i]] = slot
+                self.slot_of[idents[i]] = slot
                 if slot < len(self.key_of):
                     self.key_of[slot] = keys[i]
                 else:
                     self.key_of.extend([None] * (slot + 1 - len(self.key_of)))
                     self.key_of[slot] = keys[i]
                 self.in_use[slot] = True
-        for i, k in enumerate(keys):
+        for i, k in enumerate(idents):
             slots[i] = self.slot_of[k]
         self.last_used[slots] = self._clock
         return slots
+
+    def restore_keys(self, keys: Sequence[tuple[Hashable, int]]) -> None:
+        """Hold each (key, slot) of a snapshot; ValueError if two keys are one (by ``key_identity``)."""
+        self.slot_of = {key_identity(k): slot for k, slot in keys}
+        if len(self.slot_of) != len(keys):
+            raise ValueError("window state: a key held twice")
+        self.key_of = [None] * self._capacity
+        for k, slot in keys:
+            self.key_of[slot] = k
 
     def _evict(self, count: int, protect: set[int]) -> None:
         held = self.held_slots()
@@ -215,7 +227,7 @@ class KeyedWindows:
             self.evicted += 1
 
     def _release(self, slot: int) -> None:
-        del self.slot_of[self.key_of[slot]]
+        del self.slot_of[key_identity(self.key_of[slot])]
         self.key_of[slot] = None
         self.in_use[slot] = False
         self.global_totals -= self.totals[self.RECEIVED, slot]

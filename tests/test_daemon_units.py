@@ -2424,3 +2424,70 @@ def test_partitions_waiting_for_their_commits_after_others_were_revoked_are_retr
     assert not d.pending
     d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert d._pending_at - time.monotonic() <= 1.0, "the first retry of newly waiting partitions comes after 1 s"
+
+
+def _keyed_daemon() -> tuple[Daemon, Any]:
+    """A daemon keyed by the JSON field ``user`` (not started), its producer, and a partition it holds."""
+    from distilld.daemon.partition import Partition
+
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+               "dlq_topic": "d"},
+        features=[{"name": "a", "type": "numeric"}],
+        reducer={"rate": 1.0, "key": "user"},
+        metrics={"port": 0},
+    )  # fmt: skip
+    d = Daemon(s)
+    d.output.producer = FakeProducer()  # type: ignore[assignment]
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    return d, part
+
+
+def test_a_key_field_of_true_and_one_of_1_are_two_keys_across_a_snapshot() -> None:
+    """``"user": true`` and ``"user": 1`` shared a window (Python's True == 1); ``1`` and ``1.0`` are one
+    number, one key. After the snapshot (the checkpoint's dump, the loop's load), the same four keys."""
+    from confluent_kafka import Message
+
+    from distilld.snapshot import dump, load
+
+    d, part = _keyed_daemon()
+    users = [b"true", b"1", b"1.0", b"false", b"0", b'"1"']
+    msgs = [
+        Message(topic="t", partition=0, offset=i, value=b'{"a": 1, "user": %s}' % u, timestamp=(1, 1_700_000_000_000))
+        for i, u in enumerate(users * 3)
+    ]
+    d._process_partition(("t", 0), part, msgs)
+    windows = part.reducer._windows
+
+    def held(w: Any) -> list[tuple[type, Any, int]]:
+        return [(type(w.key_of[s]), w.key_of[s], int(w.totals[0, s, 0])) for s in w.slot_of.values()]
+
+    assert held(windows) == [(bool, True, 3), (int, 1, 6), (bool, False, 3), (int, 0, 3), (str, "1", 3)]
+    restored = d._new_reducer()
+    load(restored, dump(part.reducer))
+    assert held(restored._windows) == held(windows)
+
+
+def test_a_snapshot_refused_for_its_keys_is_logged_and_counted_not_raised(caplog: Any) -> None:
+    """A key no snapshot can keep (here an Enum, from a custom decoder, say): the checkpoint's dump raised
+    SnapshotError out of the loop. It is a snapshot not written: warned about, counted, the daemon goes on."""
+    import enum
+    import logging
+
+    import numpy as np
+
+    class Colour(enum.Enum):
+        RED = 1
+
+    d, part = _keyed_daemon()
+    records = [{"a": 1.0, "user": Colour.RED}]
+    part.reducer.select(records, np.array([1e9]), np.zeros(1, dtype=np.int64), [Colour.RED])
+    part.processed = 1
+    d.state.partitions = 1
+    with caplog.at_level(logging.WARNING, logger="distilld"):
+        d.checkpoints._snapshot(("t", 0), part)
+    assert "t[0]: snapshot at offset 1 not written" in caplog.text and "Colour.RED" in caplog.text
+    assert d.metrics.registry.get_sample_value("distilld_snapshot_failures_total") == 1
+    assert part.snapshot_at is None and not d.output.producer.calls  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
 from distilld.daemon.state import StateStore
 from distilld.daemon.transactions import TransactionAborted, TransactionFatal, Transactions
-from distilld.snapshot import dump
+from distilld.snapshot import SnapshotError, dump
 
 __all__ = ["Checkpoints"]
 
@@ -121,7 +121,12 @@ class Checkpoints:
     def _snapshot(self, key: TP, part: Partition) -> None:
         offset = part.processed
         assert offset is not None
-        data = dump(part.reducer)
+        try:
+            data = dump(part.reducer)
+        except SnapshotError as e:  # a key no snapshot keeps: like a snapshot the brokers refused
+            self.metrics.snapshot_failures.inc()
+            log.warning("%s[%d]: snapshot at offset %d not written (%s)", key[0], key[1], offset, e)
+            return
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
