@@ -2424,3 +2424,44 @@ def test_partitions_waiting_for_their_commits_after_others_were_revoked_are_retr
     assert not d.pending
     d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert d._pending_at - time.monotonic() <= 1.0, "the first retry of newly waiting partitions comes after 1 s"
+
+
+def test_the_state_topics_checks_are_said_once_not_at_each_retry_of_the_subscription(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """exactly_once: the transactional producer's registration not answered in time, the subscription is tried
+    again from the loop; each try checked the state topic again, and said its warnings (not compacted) again."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+
+    class Admin:
+        def list_topics(self, topic: str | None = None, timeout: float = 0) -> Any:
+            part = SimpleNamespace(partitions=dict.fromkeys(range(2)), error=None)
+            return SimpleNamespace(topics={"g.distilld-state": part, "t": part, "o": part})
+
+        def describe_configs(self, resources: list[Any], request_timeout: float = 0) -> Any:
+            entry = SimpleNamespace(value="delete")
+            return {resources[0]: SimpleNamespace(result=lambda timeout: {"cleanup.policy": entry})}
+
+    tries = [0]
+
+    def init(timeout_s: float) -> None:
+        tries[0] += 1
+        if tries[0] < 3:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "init_transactions not answered"))
+        d.txn.ready = True  # type: ignore[union-attr]
+
+    subscribed: list[Any] = []
+    d.state._admin = Admin()  # type: ignore[assignment]
+    d.txn.init = init  # type: ignore[method-assign,union-attr]
+    d._read_limits = lambda: None  # type: ignore[method-assign]
+    d.consumer = SimpleNamespace(  # type: ignore[assignment]
+        poll=lambda timeout: None, subscribe=lambda topics, **callbacks: subscribed.append(topics)
+    )
+    with caplog.at_level("WARNING", logger="distilld"):
+        for _ in range(3):
+            d._subscribe()
+    assert d.subscribed and subscribed == [["t"]] and tries[0] == 3
+    said = [r.getMessage() for r in caplog.records if "not compact" in r.getMessage()]
+    assert len(said) == 1, said

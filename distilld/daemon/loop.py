@@ -297,7 +297,8 @@ class Daemon:
             time.sleep(0.1)  # waiting for an input topic; a stop still comes within 0.1 s
             return
         try:
-            self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0, listed=kafka.input_topics)
+            if not self.state.partitions:  # checked once: a retry for the transactional producer says nothing again
+                self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0, listed=kafka.input_topics)
             if self.txn is not None and not self.txn.ready:
                 self.txn.init(timeout_s=5.0)
         except NoInputTopic:
