@@ -2465,3 +2465,43 @@ def test_the_state_topics_checks_are_said_once_not_at_each_retry_of_the_subscrip
     assert d.subscribed and subscribed == [["t"]] and tries[0] == 3
     said = [r.getMessage() for r in caplog.records if "not compact" in r.getMessage()]
     assert len(said) == 1, said
+
+
+def test_the_output_gauges_are_refreshed_while_a_transaction_waits_to_be_committed() -> None:
+    """exactly_once: while a transaction the brokers have not taken was retried, the loop refreshed no gauge:
+    outputs acknowledged meanwhile still showed as waiting, their age growing at each scrape
+    (DistilldOutputsUnacknowledged firing for outputs long delivered)."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def commit_transaction(self, timeout: float) -> None:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.checkpoints.timeout_s = 0.1
+    d.subscribed = d.joined = d.broker_up = True
+    batch = _held(d, 0).progress.add(10, 1)
+    batch.added = time.monotonic() - 200  # produced 200 s ago
+    d.output.in_flight = 1
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.commit()
+    assert d.checkpoints.unfinished
+    d._observe_outputs()
+    sample = d.metrics.registry.get_sample_value
+    assert sample("distilld_outputs_unacknowledged_age_seconds") >= 200
+    batch.ack()  # acknowledged while the commit is retried
+    d.output.in_flight = 0
+    d._last_refresh = time.monotonic() - 60
+    d.step()
+    assert d.checkpoints.unfinished, "still retried"
+    assert sample("distilld_outputs_unacknowledged") == 0
+    assert sample("distilld_outputs_unacknowledged_age_seconds") == 0

@@ -388,6 +388,7 @@ class Daemon:
             self._last_commit = time.monotonic()
             if self.endpoints is not None:
                 self.endpoints.beat()
+            self._refresh(self._last_commit)  # outputs are acknowledged meanwhile
             return
         if self.pending and time.monotonic() >= self._pending_at:
             self._assign_pending()
@@ -419,6 +420,10 @@ class Daemon:
         elif now - self._last_commit >= proc.commit_interval_ms / 1000.0:
             self.checkpoints.commit()
             self._last_commit = now
+        self._refresh(now)
+
+    def _refresh(self, now: float) -> None:
+        """The gauges the loop sets, every ``metrics.refresh_ms``."""
         if now - self._last_refresh >= self.settings.metrics.refresh_ms / 1000.0:
             self.metrics.observe_reducers(p.reducer for p in self.partitions.values())
             self._observe_outputs()
