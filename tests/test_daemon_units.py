@@ -2505,3 +2505,17 @@ def test_the_output_gauges_are_refreshed_while_a_transaction_waits_to_be_committ
     assert d.checkpoints.unfinished, "still retried"
     assert sample("distilld_outputs_unacknowledged") == 0
     assert sample("distilld_outputs_unacknowledged_age_seconds") == 0
+
+
+def test_readyz_during_a_stop_names_no_partition_assigned_since_as_unreadable(daemon: Daemon) -> None:
+    """Partitions assigned after a stop are left unassigned and never looked up (their commits are not read):
+    /readyz named them as partitions whose committed offsets could not be read yet, retried (they are not)."""
+    from confluent_kafka import TopicPartition
+
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon.consumer.incremental_assign = lambda parts: None  # type: ignore[attr-defined]
+    daemon.request_stop()  # SIGTERM
+    daemon._on_assign(daemon.consumer, [TopicPartition("t", 3)])  # type: ignore[arg-type]
+    ready, why = daemon.readiness()
+    assert not ready and "stopping" in why, why
+    assert "t[3]" not in why and "not readable" not in why, why

@@ -9,8 +9,8 @@
   assignment's windows are restored), a subscribed input topic not found while
   nothing is assigned, while the committed offsets of assigned partitions
   cannot be read (those partitions are not read until a retry reads them),
-  and while an exactly-once transaction the brokers have not taken is retried
-  (nothing is read meanwhile). The body says which.
+  while an exactly-once transaction the brokers have not taken is retried
+  (nothing is read meanwhile), and while stopping. The body says which.
 """
 
 from __future__ import annotations

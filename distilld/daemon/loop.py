@@ -244,6 +244,8 @@ class Daemon:
         self.stopping = True
 
     def readiness(self) -> tuple[bool, str]:
+        if self.stopping:  # partitions assigned since are not looked up: not named as waiting for a retry
+            return False, "stopping: nothing more is read" if self.failure is None else f"stopping: {self.failure}"
         if self.pending:
             return False, f"committed offsets of {_names(self.pending)} not readable yet (retrying)"
         if self.checkpoints.unfinished:
