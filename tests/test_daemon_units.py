@@ -2519,3 +2519,43 @@ def test_readyz_during_a_stop_names_no_partition_assigned_since_as_unreadable(da
     ready, why = daemon.readiness()
     assert not ready and "stopping" in why, why
     assert "t[3]" not in why and "not readable" not in why, why
+
+
+def test_a_restore_cut_short_by_a_stop_is_not_counted_as_a_restore() -> None:
+    """A stop (SIGTERM) ending the read of the state topic left the partition with an empty window that is not
+    its state, and counted it as distilld_state_restores_total{outcome="empty"}, as if it had no state; and the
+    cut-short read's time went into distilld_state_restore_duration_seconds."""
+    from confluent_kafka import TopicPartition
+
+    from distilld.daemon.state import ReadStopped
+
+    d = _exactly_once_daemon()
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return []
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            pass
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            pass
+
+    def read(wanted: dict[Any, int], alive: Any = None) -> dict[Any, Any]:
+        d.request_stop()  # SIGTERM while the state topic is read
+        raise ReadStopped("state[0]")
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.read = read  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    for _ in range(3):  # the loop's turns, had it not stopped
+        if not d.stopping:
+            d.step()
+    sample = d.metrics.registry.get_sample_value
+    counted = {o: sample("distilld_state_restores_total", {"outcome": o}) for o in ("restored", "replayed", "empty")}
+    assert counted == {"restored": 0, "replayed": 0, "empty": 0}, counted
+    assert sample("distilld_state_restore_duration_seconds_count") == 0

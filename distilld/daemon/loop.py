@@ -541,10 +541,11 @@ class Daemon:
         before the committed offset (-1: none); returns where each partition starts reading
         (the snapshot's offset: the gap up to the commit is re-read without emitting)."""
         started = time.perf_counter()
+        cut_short = False  # a stop ended the restore: not counted as one
         try:
             found = self.state.read({tp: c for tp, c in committed.items() if c >= 0}, alive=self._alive)
         except ReadStopped:
-            found = {}
+            found, cut_short = {}, True
         except (KafkaException, TimeoutError) as e:
             self.metrics.state_errors.inc()
             log.warning("reading state topic %s failed (%s): partitions start with empty windows", self.state.topic, e)
@@ -596,13 +597,16 @@ class Daemon:
                     # a stop cut the restore short: this empty state is not the partition's, and a snapshot of it
                     # at the stop's checkpoint would replace the one on the state topic
                     part.replay_until = offset
+                    cut_short = True
                 elif outcome == "discarded":
                     log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp.topic, tp.partition)
             part.counted()
-            self.metrics.restores.labels(outcome).inc()
+            if not (cut_short and outcome == "empty"):
+                self.metrics.restores.labels(outcome).inc()
             self.partitions[key] = part
             starts.append(start)
-        self.metrics.restore_duration.observe(time.perf_counter() - started)
+        if not cut_short:
+            self.metrics.restore_duration.observe(time.perf_counter() - started)
         return starts
 
     def _window_starts(self, partitions: list[TopicPartition]) -> dict[TP, int]:
