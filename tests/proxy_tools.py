@@ -4,6 +4,8 @@ connection and refuses new ones (a network partition as clients see it: resets),
 ``restore()`` lets them through again. ``refuse_produce(prefix)`` drops the connections
 of clients whose client.id starts with ``prefix`` as soon as they send a Produce request
 (the daemon's output path is down; its consumer, and the test's own producer, are not).
+``delay_fetch(prefix, seconds)`` holds each Fetch request of such clients that long (a slow
+broker for them: the state topic's reader, whose client.id is librdkafka's default ``rdkafka``).
 With an ``ssl`` context it terminates TLS."""
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class TcpProxy:
         self.open = True
         self.produce_refused_for: str | None = None
         self.produce_refusals = 0
+        self.fetch_delayed_for: tuple[str, float] | None = None
+        self.fetches_delayed = 0
         self.accepted = 0
         self.refused = 0
         self._loop = asyncio.new_event_loop()
@@ -55,6 +59,10 @@ class TcpProxy:
         """Refuse Produce requests of clients whose id starts with the prefix (None: allow again)."""
         self.produce_refused_for = client_id_prefix
 
+    def delay_fetch(self, client_id_prefix: str | None, seconds: float = 0.0) -> None:
+        """Hold each Fetch request of clients whose id starts with the prefix ``seconds`` (None: no more)."""
+        self.fetch_delayed_for = None if client_id_prefix is None else (client_id_prefix, seconds)
+
     # -- the proxy ---------------------------------------------------------------------
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -82,6 +90,12 @@ class TcpProxy:
                     self.produce_refusals += 1
                     writer.transport.abort()
                     return
+                delayed = self.fetch_delayed_for
+                if api_key == 1 and delayed is not None and client_id.startswith(delayed[0]):
+                    self.fetches_delayed += 1
+                    until = self._loop.time() + delayed[1]
+                    while self.fetch_delayed_for is not None and self._loop.time() < until:
+                        await asyncio.sleep(0.1)  # let go at once by delay_fetch(None)
                 writer.write(size + body)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):

@@ -631,6 +631,24 @@ def _exactly_once_daemon(**processing: Any) -> Daemon:
     return Daemon(s)
 
 
+def _restore_waiting(d: Daemon, turns: int = 20) -> None:
+    """The loop's turns that read the commits, then the state, of partitions waiting for them, until none waits."""
+    for _ in range(turns):
+        if d.stopping or not (d.pending or d.restoring or d._rebuilding):
+            return
+        if d.pending:
+            d._read_commits()
+        d._restore_some()
+
+
+def _no_snapshots(d: Daemon) -> None:
+    """A state topic of one partition, holding no snapshot: read to its end at once."""
+    from distilld.daemon.state import StateScan
+
+    d.state.partitions = 1
+    d.state.scan = lambda partition, wanted, alive=None: StateScan(partition, wanted, iter([]))  # type: ignore[method-assign]
+
+
 def test_a_periodic_checkpoint_gives_a_transaction_the_whole_timeout() -> None:
     """exactly_once: a periodic snapshot's checkpoint gave its transaction the 1 s a periodic checkpoint
     waits for outputs; a transaction cannot be committed in part, so a broker taking longer to
@@ -704,14 +722,16 @@ def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -
     member = Member()
     d.consumer = d.checkpoints.consumer = member  # type: ignore[assignment]
     d.txn.producer = d.output.producer = Producer()  # type: ignore[union-attr]
-    d.state.partitions = 1
-    d.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
+    _no_snapshots(d)
     for p in (0, 1):
         _held(d, p)  # work in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
     d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
     member.revoke([TopicPartition("t", 0)])
-    assert member.assigned == {("t", 1)}, "the revoked partition is no longer assigned here"
+    assert member.assigned == set(), "the revoked partition is no longer assigned here, the other one rewinds"
+    assert d.restoring == {("t", 1): 5}, "its state read back by the loop, from its commit"
+    _restore_waiting(d)
+    assert member.assigned == {("t", 1)}
     assert list(d.partitions) == [("t", 1)] and d.partitions[("t", 1)].processed == 5, "the other one rewound"
 
 
@@ -1270,16 +1290,17 @@ def test_the_windows_start_is_looked_up_once_for_all_partitions_assigned(daemon:
 
     member = Member()
     daemon.consumer = member  # type: ignore[assignment]
-    daemon.state.partitions = 1
-    daemon.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
+    _no_snapshots(daemon)
     assigned = [TopicPartition("t", p) for p in range(4)]
     daemon._on_assign(member, assigned)  # type: ignore[arg-type]
+    _restore_waiting(daemon)
     assert lookups == [[0, 1, 2, 3]], "one lookup for every partition, not one each"
     assert not daemon.stopping and member.assigned == [(p, 100) for p in range(4)], "from the commits"
     for p in range(4):
         daemon.partitions.pop(("t", p))
     answer[0] = True
     daemon._on_assign(member, assigned)  # type: ignore[arg-type]
+    _restore_waiting(daemon)
     assert lookups[1:] == [[0, 1, 2, 3]]
     assert member.assigned == [(p, 10 * p) for p in range(4)], "each from its window's start"
     assert [daemon.partitions[("t", p)].replay_until for p in range(4)] == [100] * 4
@@ -1410,8 +1431,7 @@ def test_a_transaction_aborted_while_it_waited_to_be_committed_lets_the_loop_rea
     d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
     d.checkpoints.timeout_s = 0.1
     d.subscribed = True
-    d.state.partitions = 1
-    d.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
+    _no_snapshots(d)
     for p in (0, 1):
         _held(d, p)  # records 5-9 produced in the open transaction
     d.txn.begin()  # type: ignore[union-attr]
@@ -1419,8 +1439,8 @@ def test_a_transaction_aborted_while_it_waited_to_be_committed_lets_the_loop_rea
     assert d.checkpoints.unfinished
     d._on_lost(d.consumer, [TopicPartition("t", 0)])
     assert "abort_transaction" in calls and d.failure is None, d.failure
-    assert d.partitions[("t", 1)].processed == 5, "rewound to its commit"
     d.step()
+    assert d.partitions[("t", 1)].processed == 5, "rewound to its commit"
     assert "consume" in calls, "nothing left to commit: reading again"
     assert not d.checkpoints.unfinished
 
@@ -2037,22 +2057,26 @@ def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() ->
 
     member = Member()
     d.consumer = member  # type: ignore[assignment]
-    d.state.read = lambda wanted, alive=None: {}  # type: ignore[method-assign]
+    _no_snapshots(d)
     both = [TopicPartition("t", 0), TopicPartition("t", 1)]
     d._on_assign(member, both)  # type: ignore[arg-type]
+    d._read_commits()
     assert not d.stopping and d.failure is None, "no exit"
     assert member.assigned == [] and not d.partitions, "nothing assigned to the consumer: nothing read or processed"
     assert not d.readiness()[0] and "committed offsets" in d.readiness()[1]
-    d._assign_pending()  # one partition's offset still unknown: neither is taken
+    d._read_commits()  # one partition's offset still unknown: neither is taken
     assert member.assigned == [] and not d.partitions and not d.stopping
     assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 2
-    d._assign_pending()
+    d._read_commits()
+    assert not d.pending and d.restoring == {("t", 0): 7, ("t", 1): 3}, "their state read next"
+    _restore_waiting(d)
     assert member.assigned == [(0, 7), (1, 3)], "from the commits, once known"
     assert d.partitions[("t", 1)].progress.committed == 3 and not d.pending
 
     d.partitions.clear()
     answers.append(KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away")))
     d._on_assign(member, both)  # type: ignore[arg-type]
+    d._read_commits()
     d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert member.unassigned == [], "never assigned to the consumer: not unassigned (an error)"
     assert [(p.topic, p.partition) for p in d.pending] == [("t", 0)], "a revoked partition is not retried"
@@ -2123,10 +2147,10 @@ def test_a_slow_state_topic_keeps_healthz_alive_and_a_stop_ends_the_restore() ->
     d.state.partitions = 1
     d.state._reader = EndlessReader()  # type: ignore[assignment]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    _restore_waiting(d)
     assert polls[0] == 5, "no poll after the stop"
     assert beats.count(False) >= 4, "alive for /healthz while the state partition is read"
-    part = d.partitions[("t", 0)]
-    assert not part.snapshot_due(), "its empty window is not snapshotted over the partition's state"
+    assert ("t", 0) not in d.partitions, "not held: its empty window is not snapshotted over the partition's state"
     assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0, "a stop is not an error"
 
 
@@ -2182,25 +2206,39 @@ def test_a_stop_ends_the_lookups_of_an_assignment() -> None:
         def incremental_unassign(self, parts: list[TopicPartition]) -> None:
             calls.extend(f"unassign {p.partition}" for p in parts)
 
-    def read(wanted: dict[Any, int], alive: Any = None) -> dict[Any, Any]:
-        from distilld.daemon.state import ReadStopped
-
-        calls.append("read state")
-        d.request_stop()  # SIGTERM while the state topic is read
-        raise ReadStopped("state[0]")
-
     d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
     d.state.partitions = 1
-    d.state.read = read  # type: ignore[method-assign]
+    d.state.scan = lambda partition, wanted, alive=None: _StoppedScan(d, calls)  # type: ignore[method-assign,assignment]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
-    assert calls == ["committed", "read state", "assign 0"], "no window start looked up after the stop"
-    assert not d.partitions[("t", 0)].snapshot_due()
+    _restore_waiting(d)
+    assert calls == ["committed", "read state"], "no window start looked up after the stop, nothing assigned"
+    assert not d.partitions
     calls.clear()
     d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    _restore_waiting(d)
     assert calls == [], "an assignment after the stop looks nothing up and assigns nothing"
     d._on_revoke(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
-    assert calls == ["unassign 0"], "only the partition assigned to the client is unassigned"
+    assert calls == [], "neither was assigned to the client: not unassigned (an error)"
     assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 0
+
+
+class _StoppedScan:
+    """A read of the state topic that a stop (SIGTERM) ends."""
+
+    def __init__(self, d: Daemon, calls: list[str]) -> None:
+        self.d, self.calls = d, calls
+        self.wanted: dict[Any, int] = {}
+        self.partition = 0
+
+    def advance(self, until: float) -> None:
+        from distilld.daemon.state import ReadStopped
+
+        self.calls.append("read state")
+        self.d.request_stop()
+        raise ReadStopped("state[0]")
+
+    def close(self) -> None:
+        pass
 
 
 def test_a_retried_windows_start_lookup_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -2418,11 +2456,12 @@ def test_partitions_waiting_for_their_commits_after_others_were_revoked_are_retr
     member = Member()
     d.consumer = d.checkpoints.consumer = member  # type: ignore[assignment]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
-    for _ in range(5):
-        d._assign_pending()  # 2, 4, 8, 16, 30 s
+    for _ in range(6):
+        d._read_commits()  # retried after 1, 2, 4, 8, 16, 30 s
     d._on_revoke(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
     assert not d.pending
     d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    d._read_commits()
     assert d._pending_at - time.monotonic() <= 1.0, "the first retry of newly waiting partitions comes after 1 s"
 
 
@@ -2491,3 +2530,211 @@ def test_a_snapshot_refused_for_its_keys_is_logged_and_counted_not_raised(caplog
     assert "t[0]: snapshot at offset 1 not written" in caplog.text and "Colour.RED" in caplog.text
     assert d.metrics.registry.get_sample_value("distilld_snapshot_failures_total") == 1
     assert part.snapshot_at is None and not d.output.producer.calls  # type: ignore[attr-defined]
+
+
+def test_the_state_topics_checks_are_said_once_not_at_each_retry_of_the_subscription(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """exactly_once: the transactional producer's registration not answered in time, the subscription is tried
+    again from the loop; each try checked the state topic again, and said its warnings (not compacted) again."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+
+    class Admin:
+        def list_topics(self, topic: str | None = None, timeout: float = 0) -> Any:
+            part = SimpleNamespace(partitions=dict.fromkeys(range(2)), error=None)
+            return SimpleNamespace(topics={"g.distilld-state": part, "t": part, "o": part})
+
+        def describe_configs(self, resources: list[Any], request_timeout: float = 0) -> Any:
+            entry = SimpleNamespace(value="delete")
+            return {resources[0]: SimpleNamespace(result=lambda timeout: {"cleanup.policy": entry})}
+
+    tries = [0]
+
+    def init(timeout_s: float) -> None:
+        tries[0] += 1
+        if tries[0] < 3:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "init_transactions not answered"))
+        d.txn.ready = True  # type: ignore[union-attr]
+
+    subscribed: list[Any] = []
+    d.state._admin = Admin()  # type: ignore[assignment]
+    d.txn.init = init  # type: ignore[method-assign,union-attr]
+    d._read_limits = lambda: None  # type: ignore[method-assign]
+    d.consumer = SimpleNamespace(  # type: ignore[assignment]
+        poll=lambda timeout: None, subscribe=lambda topics, **callbacks: subscribed.append(topics)
+    )
+    with caplog.at_level("WARNING", logger="distilld"):
+        for _ in range(3):
+            d._subscribe()
+    assert d.subscribed and subscribed == [["t"]] and tries[0] == 3
+    said = [r.getMessage() for r in caplog.records if "not compact" in r.getMessage()]
+    assert len(said) == 1, said
+
+
+def test_the_output_gauges_are_refreshed_while_a_transaction_waits_to_be_committed() -> None:
+    """exactly_once: while a transaction the brokers have not taken was retried, the loop refreshed no gauge:
+    outputs acknowledged meanwhile still showed as waiting, their age growing at each scrape
+    (DistilldOutputsUnacknowledged firing for outputs long delivered)."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: []
+
+        def commit_transaction(self, timeout: float) -> None:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = Client()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.checkpoints.timeout_s = 0.1
+    d.subscribed = d.joined = d.broker_up = True
+    batch = _held(d, 0).progress.add(10, 1)
+    batch.added = time.monotonic() - 200  # produced 200 s ago
+    d.output.in_flight = 1
+    d.txn.begin()  # type: ignore[union-attr]
+    d.checkpoints.commit()
+    assert d.checkpoints.unfinished
+    d._observe_outputs()
+    sample = d.metrics.registry.get_sample_value
+    assert sample("distilld_outputs_unacknowledged_age_seconds") >= 200
+    batch.ack()  # acknowledged while the commit is retried
+    d.output.in_flight = 0
+    d._last_refresh = time.monotonic() - 60
+    d.step()
+    assert d.checkpoints.unfinished, "still retried"
+    assert sample("distilld_outputs_unacknowledged") == 0
+    assert sample("distilld_outputs_unacknowledged_age_seconds") == 0
+
+
+def test_readyz_during_a_stop_names_no_partition_assigned_since_as_unreadable(daemon: Daemon) -> None:
+    """Partitions assigned after a stop are left unassigned and never looked up (their commits are not read):
+    /readyz named them as partitions whose committed offsets could not be read yet, retried (they are not)."""
+    from confluent_kafka import TopicPartition
+
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon.consumer.incremental_assign = lambda parts: None  # type: ignore[attr-defined]
+    daemon.request_stop()  # SIGTERM
+    daemon._on_assign(daemon.consumer, [TopicPartition("t", 3)])  # type: ignore[arg-type]
+    ready, why = daemon.readiness()
+    assert not ready and "stopping" in why, why
+    assert "t[3]" not in why and "not readable" not in why, why
+
+
+def test_a_restore_cut_short_by_a_stop_is_not_counted_as_a_restore() -> None:
+    """A stop (SIGTERM) ending the read of the state topic left the partition with an empty window that is not
+    its state, and counted it as distilld_state_restores_total{outcome="empty"}, as if it had no state; and the
+    cut-short read's time went into distilld_state_restore_duration_seconds."""
+    from confluent_kafka import TopicPartition
+
+    d = _exactly_once_daemon()
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return []
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            pass
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            pass
+
+    polls = [0]
+
+    class StoppedReader:  # a state partition read until a stop (SIGTERM) comes
+        def assign(self, parts: list[TopicPartition]) -> None:
+            pass
+
+        def unassign(self) -> None:
+            pass
+
+        def poll(self, timeout: float) -> None:
+            polls[0] += 1
+            if polls[0] == 3:
+                d.request_stop()
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state._reader = StoppedReader()  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    _restore_waiting(d)
+    assert polls[0] == 3
+    sample = d.metrics.registry.get_sample_value
+    counted = {o: sample("distilld_state_restores_total", {"outcome": o}) for o in ("restored", "replayed", "empty")}
+    assert counted == {"restored": 0, "replayed": 0, "empty": 0}, counted
+    assert sample("distilld_state_restore_duration_seconds_count") == 0
+
+
+def test_the_state_is_read_by_the_loop_between_polls_and_a_revoke_meanwhile_forgets_the_partition() -> None:
+    """The rebalance callback read the commits and the state topic: a slow restore held the loop (the partitions
+    already held were not processed) and the group's rebalance (a member joining waited for it). Now the
+    callback only notes the partitions: the loop reads them in slices between polls, /readyz naming those not
+    restored yet, and assigns each (paused while fetching is) once its state is in; one revoked meanwhile is
+    forgotten, its read given up, and not unassigned (the consumer never had it)."""
+    from confluent_kafka import TopicPartition
+
+    from distilld.daemon.state import StateScan
+
+    d = _exactly_once_daemon()
+    calls: list[str] = []
+
+    class Member:
+        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            calls.append("committed")
+            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            return []
+
+        def incremental_assign(self, parts: list[TopicPartition]) -> None:
+            calls.extend(f"assign {p.partition}@{p.offset}" for p in parts)
+
+        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
+            calls.extend(f"unassign {p.partition}" for p in parts)
+
+        def pause(self, parts: list[TopicPartition]) -> None:
+            calls.extend(f"pause {p.partition}" for p in parts)
+
+    closed: list[int] = []
+
+    class SlowScan(StateScan):
+        def advance(self, until: float) -> None:
+            calls.append(f"read {self.partition}")  # never at its end: a slice at a time
+            return None
+
+        def close(self) -> None:
+            closed.append(self.partition)
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    d.state.partitions = 2
+    slow = [True]
+
+    def scan(partition: int, wanted: dict[Any, int], alive: Any = None) -> StateScan:
+        return (SlowScan if slow[0] else StateScan)(partition, wanted, iter([]))
+
+    d.state.scan = scan  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert calls == [], "nothing looked up in the callback"
+    d._read_commits()
+    for _ in range(2):
+        d._restore_some()
+    assert calls == ["committed", "read 0", "read 0"], "a slice a turn"
+    ready, why = d.readiness()
+    assert not ready and why == "state of t[0], t[1] not restored yet", why
+    calls.clear()
+    d._on_revoke(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    assert calls == [] and closed == [0], "its read given up; never assigned to the consumer: not unassigned"
+    slow[0] = False
+    d.paused = True
+    d._restore_some()
+    assert calls == ["assign 1@100", "pause 1"] and list(d.partitions) == [("t", 1)]
+    assert "not restored" not in d.readiness()[1]

@@ -9,7 +9,6 @@ from collections.abc import Hashable
 
 import numpy as np
 import pytest
-from confluent_kafka import TopicPartition
 
 from distilld import DistilledProcessor, build_graders
 from distilld.snapshot import dump, load
@@ -81,8 +80,10 @@ def test_a_key_that_is_not_a_json_value_keeps_its_window_across_a_snapshot(key: 
 
 
 def test_a_new_owner_does_not_count_the_last_owners_evictions_again() -> None:
+    from types import SimpleNamespace
+
     from distilld.daemon.loop import Daemon
-    from distilld.daemon.state import Restored
+    from distilld.daemon.state import StateScan, chunk_records
     from distilld.settings import load_settings
 
     settings = load_settings(
@@ -99,7 +100,12 @@ def test_a_new_owner_does_not_count_the_last_owners_evictions_again() -> None:
         reducer.select([{"a": 1.0}] * 10, np.full(10, 1000.0 + i), np.arange(10), list(range(i, i + 10)))
     assert reducer.keys_evicted == 90
     new = Daemon(settings)
-    new.state.read = lambda committed, alive=None: {("t", 0): Restored(dump(reducer), 500)}  # type: ignore[method-assign]
-    new._restore([TopicPartition("t", 0)], {("t", 0): 500})
+    snapshot = chunk_records(("t", 0), 0, 500, dump(reducer))
+    new.state.partitions = 1
+    new.state.scan = lambda partition, wanted, alive=None: StateScan(partition, wanted, iter(snapshot))  # type: ignore[method-assign]
+    new.consumer = SimpleNamespace(incremental_assign=lambda parts: None)  # type: ignore[assignment]
+    new._to_restore({("t", 0): 500})  # assigned, committed at 500
+    new._restore_some()
+    assert new.partitions[("t", 0)].snapshot_at == 500, "restored"
     new._count_reducer(new.partitions[("t", 0)])  # the first batch after the hand-over
     assert new.metrics.registry.get_sample_value("distilld_keys_evicted_total") == 0

@@ -318,3 +318,79 @@ def test_exactly_once_outputs_slow_to_be_acknowledged_at_a_snapshot_do_not_stop_
     got = wait_committed(bootstrap, group, topic, end_offsets(sent), PARTITIONS, d, limit_s=120)
     assert got == end_offsets(sent)
     assert d.stop() == 0, d.log()
+
+
+def test_partitions_held_are_processed_while_newly_assigned_ones_restore_from_a_slow_state_topic(
+    proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """The state topic was read inside the rebalance callback: a slow restore held the loop, so the
+    partitions already held were not processed either, and the group's rebalance waited for it (a member
+    joining meanwhile got nothing; Apache Kafka drops a member that does not rejoin within the rebalance
+    timeout, max.poll.interval.ms). Now the loop restores between polls: here, with the state reader's
+    fetches held 3 s each, a partition handed over by a stopped member is restored while records of
+    the partitions already held are committed; then every record is in the windows exactly once."""
+    bootstrap, proxy = proxied
+    topic, group = unique("slowstate"), unique("g")
+    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    values = [orjson.dumps(r) for r in people_records(3000, seed=8)]
+    keys = [b"user-%d" % (i % KEYS) for i in range(len(values))]
+
+    def start(name: str) -> tuple[DaemonProcess, str]:
+        port = free_port()
+        config = daemon_config(
+            bootstrap, topic, group,
+            processing={"snapshot_interval_s": 1, "shutdown_timeout_s": 10},
+            metrics={"port": port, "refresh_ms": 200},
+        )  # fmt: skip
+        d = DaemonProcess(tmp_path, config, name).start()
+        daemons.append(d)
+        return d, f"http://127.0.0.1:{port}"
+
+    def restores(base: str) -> float:
+        metrics = samples(get(base + "/metrics")[1])
+        return sum(v for (name, _), v in metrics.items() if name == "distilld_state_restores_total")
+
+    first, base = start("first")
+    _wait("the first member ready with every partition", lambda: _status(base + "/readyz") == 200, 60)
+    second, second_base = start("second")
+
+    def second_holds_some() -> bool:
+        status, body = get(second_base + "/readyz") if _status(second_base + "/readyz") else (0, "")
+        return status == 200 and not body.startswith("ready: 0 ")
+
+    _wait("the second member holding partitions", second_holds_some, 60)
+    before = end_offsets(produce(bootstrap, topic, values[:2000], keys[:2000]))
+    wait_committed(bootstrap, group, topic, before, PARTITIONS, first)
+    held = restores(base)
+    assert second.stop() == 0, second.log()[-3000:]  # its partitions go back to the first, snapshotted
+
+    proxy.delay_fetch("rdkafka", 3.0)  # the state reader's client.id; the daemons' consumers are distilld-<version>
+    try:
+        _wait("the first member reading the state topic", lambda: proxy.fetches_delayed > 0, 30)
+        after = end_offsets(produce(bootstrap, topic, values[2000:], keys[2000:]))
+        # a partition committed to its new end while the handed-over ones are not restored yet
+        processed_meanwhile = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            counted = restores(base)
+            got = committed(bootstrap, group, topic, PARTITIONS)
+            if counted == held and any(got.get(p, -1) >= end for p, end in after.items()):
+                processed_meanwhile = True
+            if counted > held and all(got.get(p, -1) >= end for p, end in after.items()):
+                break
+            assert first.proc is not None and first.proc.poll() is None, first.log()[-3000:]
+            time.sleep(0.2)
+        metrics = wait_metrics(
+            base + "/metrics",
+            lambda m: m.get(("distilld_window_records", (("kind", "received"),))) == len(values),
+            "every record in the windows once",
+            first,
+        )
+    finally:
+        proxy.delay_fetch(None)
+    log = first.log()
+    assert proxy.fetches_delayed >= 2, "the state topic was slow to read"
+    assert processed_meanwhile, f"the partitions held waited for the restore\n{log[-3000:]}"
+    assert value(metrics, "distilld_state_restores_total", outcome="restored") >= 1, log[-3000:]
+    assert "lost " not in log, log[-3000:]
+    assert first.stop() == 0, log[-3000:]

@@ -123,7 +123,7 @@ def _not_ready_reasons() -> dict[str, str]:
     from distilld.daemon.loop import Daemon
 
     ready = {"checkpoints": SimpleNamespace(unfinished=False), "broker_up": True, "missing_topics": set()}
-    ready |= {"partitions": {}, "joined": True, "pending": []}
+    ready |= {"partitions": {}, "joined": True, "pending": [], "restoring": {}, "_rebuilding": {}, "stopping": False}
     states = {
         "committed offsets": {"pending": [SimpleNamespace(topic="events", partition=0)]},
         "transaction": {"checkpoints": SimpleNamespace(unfinished=True)},

@@ -224,3 +224,70 @@ def test_each_state_partition_gets_the_whole_read_timeout() -> None:
     store.partitions = 4
     store._reader = SlowReader()  # type: ignore[assignment]
     assert store.read({("events", p): 10 for p in range(4)}) == {}, "four state partitions read, none in 0.5 s"
+
+
+def test_a_scan_reads_a_state_partition_a_slice_at_a_time_and_finds_what_a_whole_read_does() -> None:
+    """A restore read the state topic in one call, however long it took: the caller could not poll its consumer
+    meanwhile. A scan gives control back at the slice's deadline, even while no record comes, and carries on
+    where it was; at the end it has found what the whole read finds, and lets go of the state partition."""
+    import time
+
+    from confluent_kafka import KafkaError
+
+    from distilld.daemon.state import StateStore
+
+    records = _log((TP, 0, 100, os.urandom(CHUNK_BYTES + 5)), (TP, 1, 200, b"newer"))
+
+    class Record:
+        def __init__(self, rec: tuple[bytes, bytes, Any] | None) -> None:
+            self.rec = rec
+
+        def error(self) -> KafkaError | None:
+            return None if self.rec else KafkaError(KafkaError._PARTITION_EOF)
+
+        def key(self) -> bytes | None:
+            return self.rec[0] if self.rec else None
+
+        def value(self) -> bytes | None:
+            return self.rec[1] if self.rec else None
+
+        def headers(self) -> Any:
+            return self.rec[2] if self.rec else None
+
+    class Reader:
+        """A record every other poll, each poll 0.05 s; then the end of the partition."""
+
+        def __init__(self) -> None:
+            self.assigned: list[Any] = []
+            self.polls = 0
+
+        def assign(self, parts: list[Any]) -> None:
+            self.assigned, self.polls = parts, 0
+
+        def unassign(self) -> None:
+            self.assigned = []
+
+        def poll(self, timeout: float) -> Record | None:
+            self.polls += 1
+            time.sleep(0.05)
+            if self.polls % 2:
+                return None
+            n = self.polls // 2 - 1
+            return Record(records[n] if n < len(records) else None)
+
+    store = StateStore("state", {})
+    store.partitions = 4
+    reader = store._reader = Reader()  # type: ignore[assignment]
+    scan = store.scan(store.partition_of(TP), {TP: 250})
+    slices = 0
+    while (found := scan.advance(time.monotonic() + 0.06)) is None:
+        slices += 1
+        assert reader.assigned, "held between slices"
+        assert slices < 50
+    assert slices >= 3, "the read came back between records and between empty polls"
+    assert not reader.assigned, "let go at its end"
+    assert found == store.read({TP: 250}) and found[TP].data == b"newer" and found[TP].offset == 200
+    scan = store.scan(store.partition_of(TP), {TP: 250})
+    assert scan.advance(time.monotonic()) is None and reader.assigned
+    scan.close()
+    assert not reader.assigned, "given up: let go of it"

@@ -6,11 +6,13 @@
 - ``/readyz``: 200 when a broker is up and the instance has joined its group
   (with partitions, or with nothing to assign); 503 otherwise: no broker
   connection, not yet in the consumer group (at start-up, until the first
-  assignment's windows are restored), a subscribed input topic not found while
-  nothing is assigned, while the committed offsets of assigned partitions
-  cannot be read (those partitions are not read until a retry reads them),
-  and while an exactly-once transaction the brokers have not taken is retried
-  (nothing is read meanwhile). The body says which.
+  assignment), a subscribed input topic not found while nothing is assigned,
+  while the committed offsets of assigned partitions cannot be read (those
+  partitions are not read until a retry reads them), while assigned
+  partitions' windows are being restored (the loop reads the state topic
+  between polls; those partitions are read once restored),
+  while an exactly-once transaction the brokers have not taken is retried
+  (nothing is read meanwhile), and while stopping. The body says which.
 """
 
 from __future__ import annotations

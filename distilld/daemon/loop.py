@@ -15,7 +15,7 @@ import signal
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
 from types import FrameType
@@ -53,7 +53,7 @@ from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
 from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.repeats import Repeats
-from distilld.daemon.state import NoInputTopic, ReadStopped, StateStore
+from distilld.daemon.state import NoInputTopic, ReadStopped, Restored, StateScan, StateStore
 from distilld.daemon.transactions import TransactionFatal, Transactions
 from distilld.features import build_graders
 from distilld.filters import Filters
@@ -75,6 +75,7 @@ PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the lo
 NO_INPUT_RETRY_S = 2.0  # while no input topic exists, how often the cluster's topics are listed again
 LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed offsets (or windows' start) holds on
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
+RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
 
 
 @dataclass
@@ -148,11 +149,18 @@ class Daemon:
         self._repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
         self._subscribe_at = 0.0  # monotonic time of the next try to subscribe (while no input topic exists)
-        # assigned by the group, committed offsets not known yet: not assigned to the consumer (nothing is
-        # fetched or processed) until a retry from the loop reads them (_assign_pending)
+        # Assigned by the group, not yet to the consumer (nothing of them is fetched or processed): the loop
+        # reads their committed offsets (pending; retried while unreadable), then their state (restoring, a
+        # state partition at a time, in slices between polls), then looks up where the windows of those
+        # without a usable snapshot start (rebuilding), and assigns them to the consumer. Nothing of it runs
+        # in the rebalance callback, which holds the loop and the group's rebalance (_on_assign).
         self.pending: list[TopicPartition] = []
         self._pending_at = 0.0  # monotonic time of the next try
         self._pending_wait = LOOKUP_RETRY_S[0]
+        self.restoring: dict[TP, int] = {}  # their committed offsets (-1: none)
+        self._scan: StateScan | None = None  # the state partition being read for some of them
+        self._rebuilding: dict[TP, tuple[Partition, str]] = {}  # with the outcome of their restore so far
+        self._restore_started: float | None = None  # when they began to wait for it (restore_duration)
         # revoked or lost partitions whose outputs still wait for acknowledgement (still in output.in_flight):
         # their oldest dates distilld_outputs_unacknowledged_age_seconds until they are acknowledged
         self._leaving: list[PartitionProgress] = []
@@ -244,8 +252,12 @@ class Daemon:
         self.stopping = True
 
     def readiness(self) -> tuple[bool, str]:
+        if self.stopping:  # partitions assigned since are not looked up: not named as waiting for a retry
+            return False, "stopping: nothing more is read" if self.failure is None else f"stopping: {self.failure}"
         if self.pending:
             return False, f"committed offsets of {_names(self.pending)} not readable yet (retrying)"
+        if self.restoring or self._rebuilding:
+            return False, f"state of {_keys([*self.restoring, *self._rebuilding])} not restored yet"
         if self.checkpoints.unfinished:
             # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either
             return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
@@ -297,7 +309,8 @@ class Daemon:
             time.sleep(0.1)  # waiting for an input topic; a stop still comes within 0.1 s
             return
         try:
-            self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0, listed=kafka.input_topics)
+            if not self.state.partitions:  # checked once: a retry for the transactional producer says nothing again
+                self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0, listed=kafka.input_topics)
             if self.txn is not None and not self.txn.ready:
                 self.txn.init(timeout_s=5.0)
         except NoInputTopic:
@@ -387,9 +400,12 @@ class Daemon:
             self._last_commit = time.monotonic()
             if self.endpoints is not None:
                 self.endpoints.beat()
+            self._refresh(self._last_commit)  # outputs are acknowledged meanwhile
             return
         if self.pending and time.monotonic() >= self._pending_at:
-            self._assign_pending()
+            self._read_commits()
+        if self.restoring or self._rebuilding:
+            self._restore_some()
         self._backpressure()
         msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
         if msgs and self.checkpoints.unfinished:
@@ -418,6 +434,10 @@ class Daemon:
         elif now - self._last_commit >= proc.commit_interval_ms / 1000.0:
             self.checkpoints.commit()
             self._last_commit = now
+        self._refresh(now)
+
+    def _refresh(self, now: float) -> None:
+        """The gauges the loop sets, every ``metrics.refresh_ms``."""
         if now - self._last_refresh >= self.settings.metrics.refresh_ms / 1000.0:
             self.metrics.observe_reducers(p.reducer for p in self.partitions.values())
             self._observe_outputs()
@@ -435,6 +455,8 @@ class Daemon:
         except (KafkaException, TimeoutError) as e:
             log.warning("closing the consumer: %s", e)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
+        if self._scan is not None:
+            self._scan.close()
         self.state.close()
         if self.endpoints is not None:
             self.endpoints.stop()
@@ -456,32 +478,22 @@ class Daemon:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        starts: list[TopicPartition] = []
-        if partitions and self.stopping:
-            # nothing more is looked up after a stop (it would take from its shutdown_timeout_s): not assigned
-            # to the consumer, nothing of them is read, and the close's revoke forgets them
+        """Note what the group assigned; the loop reads their commits and state between polls (:meth:`step`).
+        Read here, a long restore (many partitions, big snapshots, a slow state topic) held the loop (the
+        partitions already held were not processed) and the group's rebalance, which waits for this callback:
+        every member waited, and a coordinator drops a member that does not rejoin a rebalance within its
+        timeout (max.poll.interval.ms), which then rejoins and restores again. After a stop nothing more is
+        looked up (it would take from its shutdown_timeout_s): they are not read, and the close's revoke
+        forgets them."""
+        if partitions:
+            if not self.pending:  # partitions already waiting for a retry keep its time: these join it
+                self._pending_at = time.monotonic()
             self.pending += partitions
-        elif partitions:
-            committed = self._committed(partitions)
-            if committed is None:
-                # where to start is unknown: starting without the commit could reprocess or skip records (and
-                # under exactly_once emit them twice), and exiting would meet the same brokers after a restart
-                # (a crash loop). They are left unassigned (not fetched) and the lookup is retried from the loop.
-                if not self.pending:  # partitions already waiting keep their next try: these join it
-                    self._pending_at = time.monotonic() + self._pending_wait
-                self.pending += partitions
-            else:
-                starts = self._restore(partitions, committed)
+            self.metrics.rebalances.labels("assign").inc()  # a cooperative rebalance calls every member
         self.joined = True
         self.missing_topics.clear()  # a topic still missing is reported again by the next fetch
-        if partitions:  # a cooperative rebalance calls every member, most of them with nothing new
-            self.metrics.rebalances.labels("assign").inc()
-        self.metrics.assigned.set(len(self.partitions))
-        # assign here (not after the callback) so that a pause applies to the new partitions too, and so that
-        # the client does not assign the pending ones itself (from their commits, without their state)
-        self._assign(consumer, starts)
-        if starts:
-            log.info("assigned %s", _names(starts))
+        # assigned here (with nothing) so that the client does not assign them itself, from their commits
+        self._assign(consumer, [])
 
     def _assign(self, consumer: Consumer, starts: list[TopicPartition]) -> None:
         """Assign ``starts`` to the consumer, paused while fetching is (a pause holds only assigned partitions)."""
@@ -510,92 +522,156 @@ class Daemon:
             return None
         return {(tp.topic, tp.partition): tp.offset for tp in found}
 
-    def _assign_pending(self) -> None:
-        """Try again to read the commits of partitions assigned without them; assign them once known."""
+    def _read_commits(self) -> None:
+        """Read the commits of the partitions waiting for them; once known, they wait for their state. Where
+        to start is unknown until then: starting without the commit could reprocess or skip records (under
+        exactly_once emit them twice), and exiting would meet the same brokers after a restart (a crash loop);
+        so the lookup is retried, 1 s after the first failure, doubling up to 30 s."""
         pending = self.pending
-        self._pending_wait = min(self._pending_wait * 2, LOOKUP_RETRY_S[1])
         committed = self._committed(pending)
         if committed is None:
             self._pending_at = time.monotonic() + self._pending_wait
+            self._pending_wait = min(self._pending_wait * 2, LOOKUP_RETRY_S[1])
             return
         self.pending, self._pending_wait = [], LOOKUP_RETRY_S[0]
+        self._to_restore({(tp.topic, tp.partition): committed.get((tp.topic, tp.partition), -1) for tp in pending})
+
+    def _to_restore(self, committed: dict[TP, int]) -> None:
+        if not self.restoring and not self._rebuilding:
+            self._restore_started = time.perf_counter()
+        self.restoring.update(committed)
+
+    def _restore_some(self) -> None:
+        """Restore partitions waiting for their state, for up to RESTORE_SLICE_S: the loop polls its consumer
+        between slices (max.poll.interval.ms) and processes the partitions it has. The state topic is read a
+        state partition at a time, for every partition waiting whose snapshots it holds (one read, however
+        many partitions share it); each is assigned once its state is in. Those without a usable snapshot
+        wait for the others, then where their windows start is looked up once for them all."""
+        until = time.monotonic() + RESTORE_SLICE_S
+        while not self.stopping and (self._scan is not None or self.restoring):
+            if self._scan is None:
+                self._scan = self._next_scan()
+                continue
+            try:
+                found = self._scan.advance(until)
+            except ReadStopped:
+                self._scan = None
+                return  # their state would not be used: left unassigned, the close's revoke forgets them
+            except (KafkaException, TimeoutError) as e:
+                self.metrics.state_errors.inc()
+                log.warning(
+                    "reading state topic %s[%d] failed (%s): %s start with empty windows",
+                    self.state.topic, self._scan.partition, e, _keys(self._scan.wanted),
+                )  # fmt: skip
+                found = {}
+            if self.endpoints is not None:
+                self.endpoints.beat()
+            if found is None:
+                return  # the slice is over: on at the next turn
+            scan, self._scan = self._scan, None
+            self._load(scan.wanted, found)
+            if time.monotonic() >= until:
+                return
+        if self._rebuilding and not self.restoring and not self.stopping:
+            self._rebuild()
+
+    def _next_scan(self) -> StateScan | None:
+        """The read of the state partition of the first partition waiting, for all those it holds; partitions
+        with no commit have no state to read, and are taken at once."""
+        fresh = [tp for tp, offset in self.restoring.items() if offset < 0]
+        if fresh:
+            for tp in fresh:
+                del self.restoring[tp]
+            self._take([(tp, *self._restored(tp, -1, None)) for tp in fresh])
+            return None
+        state_partition = self.state.partition_of(next(iter(self.restoring)))
+        wanted = {tp: c for tp, c in self.restoring.items() if self.state.partition_of(tp) == state_partition}
+        return self.state.scan(state_partition, wanted, alive=self._alive)
+
+    def _load(self, wanted: dict[TP, int], found: dict[TP, Restored]) -> None:
+        """Partitions whose state partition has been read: each with its snapshot, if usable, is assigned;
+        the others wait for where their windows start (_rebuild), unless they have no commit."""
+        taken = []
+        for tp, offset in wanted.items():
+            if self.restoring.get(tp) != offset:
+                continue  # revoked meanwhile (or assigned again, its commit since moved: read again)
+            del self.restoring[tp]
+            part, start, outcome = self._restored(tp, offset, found.get(tp))
+            if outcome == "restored":
+                taken.append((tp, part, start, outcome))
+            else:
+                self._rebuilding[tp] = (part, outcome)
+        self._take(taken)
+
+    def _restored(self, tp: TP, offset: int, snap: Restored | None) -> tuple[Partition, TopicPartition, str]:
+        """Partition ``tp``, committed at ``offset`` (-1: none), with the state of ``snap`` if usable: the
+        partition, where it starts reading (the snapshot's offset: the gap up to the commit is re-read
+        without emitting; else the commit, or where auto.offset.reset says) and the restore's outcome."""
+        reducer = self._new_reducer()
+        part = Partition(PartitionProgress(tp[0], tp[1]), reducer, reducer.missing_counts)
+        start = TopicPartition(tp[0], tp[1], offset if offset >= 0 else OFFSET_INVALID)
+        if offset >= 0:
+            part.processed = part.progress.committed = part.progress.committable = offset
+        if snap is None:
+            return part, start, "empty"
         try:
-            starts = self._restore(pending, committed)
+            load_snapshot(reducer, snap.data)
+        except SnapshotError as e:
+            reducer.reset()
+            log.warning("%s[%d]: snapshot not used (%s)", tp[0], tp[1], e)
+            return part, start, "discarded"
+        part.snapshot_at = part.processed = snap.offset
+        part.replay_until = offset if snap.offset < offset else None
+        log.info(
+            "%s[%d]: restored %d keys from the snapshot at offset %d (committed %d)",
+            tp[0], tp[1], reducer.keys_held, snap.offset, offset,
+        )  # fmt: skip
+        return part, TopicPartition(tp[0], tp[1], snap.offset), "restored"
+
+    def _rebuild(self) -> None:
+        """Partitions with a commit but no usable snapshot rebuild their windows from the log, emitting
+        nothing: from where each window starts, looked up once for them all, up to the commit."""
+        begins = self._window_starts([TopicPartition(t, p) for t, p in self._rebuilding])
+        if self.stopping:
+            return  # their state would not be used: left unassigned, the close's revoke forgets them
+        taken = []
+        for tp, (part, outcome) in self._rebuilding.items():
+            offset = part.progress.committed
+            assert offset is not None
+            start = TopicPartition(tp[0], tp[1], offset)
+            begin = begins.get(tp)
+            if begin is not None and begin < offset:  # else nothing before the commit is inside the window
+                start = TopicPartition(tp[0], tp[1], begin)
+                part.processed, part.replay_until = begin, offset
+                why = "snapshot not used" if outcome == "discarded" else "no snapshot"
+                if outcome != "discarded":  # a refused snapshot stays counted as discarded
+                    outcome = "replayed"
+                log.info("%s[%d]: %s; rebuilding the window from offset %d", tp[0], tp[1], why, begin)
+            elif outcome == "discarded":
+                log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp[0], tp[1])
+            taken.append((tp, part, start, outcome))
+        self._rebuilding = {}
+        self._take(taken)
+
+    def _take(self, taken: list[tuple[TP, Partition, TopicPartition, str]]) -> None:
+        """Partitions restored: counted, kept, and assigned to the consumer at where they start."""
+        if not taken:
+            return
+        for tp, part, _, outcome in taken:
+            part.counted()
+            self.metrics.restores.labels(outcome).inc()
+            self.partitions[tp] = part
+        starts = [start for _, _, start, _ in taken]
+        try:
             self._assign(self.consumer, starts)
         except KafkaException as e:
             self._fail(f"cannot assign the partitions: {e}")
             return
         self.metrics.assigned.set(len(self.partitions))
-        log.info("assigned %s, their committed offsets read", _names(starts))
-
-    def _restore(self, partitions: list[TopicPartition], committed: dict[TP, int]) -> list[TopicPartition]:
-        """A reducer per partition, with the state of its newest snapshot at or
-        before the committed offset (-1: none); returns where each partition starts reading
-        (the snapshot's offset: the gap up to the commit is re-read without emitting)."""
-        started = time.perf_counter()
-        try:
-            found = self.state.read({tp: c for tp, c in committed.items() if c >= 0}, alive=self._alive)
-        except ReadStopped:
-            found = {}
-        except (KafkaException, TimeoutError) as e:
-            self.metrics.state_errors.inc()
-            log.warning("reading state topic %s failed (%s): partitions start with empty windows", self.state.topic, e)
-            found = {}
-        begins: dict[TP, int] | None = None  # where each window starts in the log, looked up once when needed
-        starts = []
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            reducer = self._new_reducer()
-            part = Partition(PartitionProgress(tp.topic, tp.partition), reducer, reducer.missing_counts)
-            offset = committed.get(key, -1)
-            # from the commit (explicit: a rewind seeks there), or where auto.offset.reset says
-            start = TopicPartition(tp.topic, tp.partition, offset if offset >= 0 else OFFSET_INVALID)
-            if offset >= 0:
-                part.processed = part.progress.committed = part.progress.committable = offset
-            snap = found.get(key)
-            outcome = "empty"
-            if snap is not None:
-                try:
-                    load_snapshot(reducer, snap.data)
-                except SnapshotError as e:
-                    reducer.reset()
-                    outcome = "discarded"
-                    log.warning("%s[%d]: snapshot not used (%s)", tp.topic, tp.partition, e)
-                else:
-                    outcome = "restored"
-                    start = TopicPartition(tp.topic, tp.partition, snap.offset)
-                    part.snapshot_at = part.processed = snap.offset
-                    part.replay_until = offset if snap.offset < offset else None
-                    log.info(
-                        "%s[%d]: restored %d keys from the snapshot at offset %d (committed %d)",
-                        tp.topic, tp.partition, reducer.keys_held, snap.offset, offset,
-                    )  # fmt: skip
-            if outcome != "restored" and offset >= 0:
-                if begins is None:  # not looked up after a stop: the state would not be used
-                    have = [p for p in partitions if committed.get((p.topic, p.partition), -1) >= 0]
-                    begins = {} if self.stopping else self._window_starts(have)
-                begin = begins.get(key)
-                if begin is not None and begin >= offset:
-                    begin = None  # nothing before the commit is inside the window
-                if begin is not None:  # no snapshot to use: rebuild the window from the log, emitting nothing
-                    start = TopicPartition(tp.topic, tp.partition, begin)
-                    part.processed, part.replay_until = begin, offset
-                    why = "snapshot not used" if outcome == "discarded" else "no snapshot"
-                    if outcome != "discarded":  # a refused snapshot stays counted as discarded
-                        outcome = "replayed"
-                    log.info("%s[%d]: %s; rebuilding the window from offset %d", tp.topic, tp.partition, why, begin)
-                elif self.stopping:
-                    # a stop cut the restore short: this empty state is not the partition's, and a snapshot of it
-                    # at the stop's checkpoint would replace the one on the state topic
-                    part.replay_until = offset
-                elif outcome == "discarded":
-                    log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp.topic, tp.partition)
-            part.counted()
-            self.metrics.restores.labels(outcome).inc()
-            self.partitions[key] = part
-            starts.append(start)
-        self.metrics.restore_duration.observe(time.perf_counter() - started)
-        return starts
+        log.info("assigned %s", _names(starts))
+        if not self.restoring and not self._rebuilding and self._restore_started is not None:
+            self.metrics.restore_duration.observe(time.perf_counter() - self._restore_started)
+            self._restore_started = None
 
     def _window_starts(self, partitions: list[TopicPartition]) -> dict[TP, int]:
         """The first offset of each partition whose Kafka timestamp is inside the window (the log's start
@@ -603,9 +679,10 @@ class Daemon:
         the partitions, not one each (the loop and a stop wait meanwhile). A partition left out has none."""
         since_ms = int((self.clock() - self.settings.reducer.window_seconds) * 1000)
         asked = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions]
-        # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s,
-        # staying alive for /healthz between them and ending early on a stop; an error they answered is not retried
-        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s
+        # (within half of max.poll.interval.ms: the loop waits meanwhile), staying alive for /healthz between
+        # them and ending early on a stop; an error they answered is not retried
+        deadline = time.monotonic() + min(self.settings.processing.shutdown_timeout_s, self._hold_limit_s)
         wait = 1.0
         while True:
             tried = time.monotonic()
@@ -640,13 +717,21 @@ class Daemon:
         log.info("revoked %s", _names(partitions))
 
     def _unpend(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        """Forget those of ``partitions`` still waiting for their commits; return the others, the ones assigned
-        to the consumer (unassigning one it does not have is an error)."""
-        waiting = {(tp.topic, tp.partition) for tp in self.pending}
+        """Forget those of ``partitions`` still waiting for their commits or their state; return the others,
+        the ones assigned to the consumer (unassigning one it does not have is an error)."""
+        waiting = {(tp.topic, tp.partition) for tp in self.pending} | set(self.restoring) | set(self._rebuilding)
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.pending = [tp for tp in self.pending if (tp.topic, tp.partition) not in gone]
         if not self.pending:  # the next partitions to wait start again from the first retry's wait
             self._pending_wait = LOOKUP_RETRY_S[0]
+        for key in gone:
+            self.restoring.pop(key, None)
+            self._rebuilding.pop(key, None)
+        if self._scan is not None and not any(tp in self.restoring for tp in self._scan.wanted):
+            self._scan.close()  # read for none of them any more
+            self._scan = None
+        if not self.restoring and not self._rebuilding:
+            self._restore_started = None  # not a whole restore: not timed
         return [tp for tp in partitions if (tp.topic, tp.partition) not in waiting]
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -934,7 +1019,8 @@ class Daemon:
         transaction get restored state and fetch from there (they are unassigned and assigned
         again at those offsets: a seek could still let already-fetched records through); the
         others are there already and keep their state (a rebuild would not move their commit).
-        Stopping, those with work in it are dropped instead: their state would not be used."""
+        Stopping, those with work in it are dropped instead: their state would not be used.
+        Called from a rebalance callback too (a lost partition's abort): their state is read back by the loop."""
         self._leaving.clear()  # their outputs were discarded with the transaction: none waits any more
         rewound = {key: p for key, p in self.partitions.items() if p.uncommitted()}
         if not rewound:
@@ -948,13 +1034,11 @@ class Daemon:
             return  # dropped, not rebuilt: reading their state back could take past the stop's deadline
         try:
             self.consumer.incremental_unassign(assigned)
-            starts = self._restore(assigned, known)
-            self._assign(self.consumer, starts)
         except KafkaException as e:
             self._fail(f"cannot rewind the partitions: {e}")
             return
-        for tp in starts:
-            log.info("%s[%d]: rewound to offset %d", tp.topic, tp.partition, tp.offset)
+        self._to_restore(known)
+        log.info("%s rewound to their last commit: their state is read back", _names(assigned))
 
     def _registry_wait(self, seconds: float) -> bool:
         """A schema lookup's retry, within the batch: False once stopping, or once the batch has
@@ -997,8 +1081,8 @@ class Daemon:
         return not self.stopping
 
     def _alive(self) -> bool:
-        """While a rebalance callback waits for the brokers (restoring state): staying alive for /healthz;
-        False once stopping, so that a stop is not held up."""
+        """While a restore waits for the brokers: staying alive for /healthz; False once stopping, so that a
+        stop is not held up."""
         if self.endpoints is not None:
             self.endpoints.beat()
         return not self.stopping
@@ -1078,3 +1162,7 @@ def _timestamp(m: Message) -> int:
 
 def _names(partitions: list[TopicPartition]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
+def _keys(partitions: Iterable[TP]) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in partitions)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ __all__ = [
     "NoInputTopic",
     "ReadStopped",
     "Restored",
+    "SnapshotPicker",
+    "StateScan",
     "StateStore",
     "chunk_records",
     "pick_snapshots",
@@ -86,36 +88,74 @@ class _Partial:
         return b"".join(self.chunks[i] for i in range(self.count))
 
 
-def pick_snapshots(
-    records: Iterable[tuple[bytes | None, bytes | None, Any]], wanted: dict[TP, int]
-) -> dict[TP, Restored]:
-    """From state records in log order, the newest complete snapshot per wanted
+class SnapshotPicker:
+    """Fed state records in log order (:meth:`add`), keeps in ``best`` the newest complete snapshot per wanted
     partition that covers an offset at or before its committed offset."""
-    prefixes = {f"{t}/{p}/".encode(): (t, p) for t, p in wanted}
-    partial: dict[str, _Partial] = {}
-    best: dict[TP, Restored] = {}
-    for key, value, headers in records:
+
+    def __init__(self, wanted: dict[TP, int]) -> None:
+        self.wanted = wanted
+        self.best: dict[TP, Restored] = {}
+        self._prefixes = {f"{t}/{p}/".encode(): (t, p) for t, p in wanted}
+        self._partial: dict[str, _Partial] = {}
+
+    def add(self, key: bytes | None, value: bytes | None, headers: Any) -> None:
         if key is None or value is None:
-            continue
-        tp = prefixes.get(key[: key.rfind(b"/", 0, key.rfind(b"/")) + 1])
+            return
+        tp = self._prefixes.get(key[: key.rfind(b"/", 0, key.rfind(b"/")) + 1])
         if tp is None:
-            continue
+            return
         meta = dict(headers or []).get(SNAPSHOT_HEADER)
         try:
             snap_id, index, count, offset = meta.decode().split(" ")  # type: ignore[union-attr]
             i, n, covered = int(index), int(count), int(offset)
         except (AttributeError, ValueError):
             log.warning("state record %r without a valid %s header: ignored", key, SNAPSHOT_HEADER)
-            continue
-        if covered > wanted[tp] or not 0 <= i < n:
-            continue  # written after the committed offset (a crash in between) or damaged
-        part = partial.setdefault(snap_id, _Partial(covered, count=n))
+            return
+        if covered > self.wanted[tp] or not 0 <= i < n:
+            return  # written after the committed offset (a crash in between) or damaged
+        part = self._partial.setdefault(snap_id, _Partial(covered, count=n))
         part.chunks[i] = value
         data = part.complete()
         if data is not None:
-            del partial[snap_id]
-            best[tp] = Restored(data, covered)  # later in the log: newer
-    return best
+            del self._partial[snap_id]
+            self.best[tp] = Restored(data, covered)  # later in the log: newer
+
+
+def pick_snapshots(
+    records: Iterable[tuple[bytes | None, bytes | None, Any]], wanted: dict[TP, int]
+) -> dict[TP, Restored]:
+    """From state records in log order, the newest complete snapshot per wanted
+    partition that covers an offset at or before its committed offset."""
+    picker = SnapshotPicker(wanted)
+    for key, value, headers in records:
+        picker.add(key, value, headers)
+    return picker.best
+
+
+class StateScan:
+    """The read of one state partition for the ``wanted`` partitions it holds, a slice at a time: the caller
+    turns between slices (polls its consumer, which a long read inside one call would keep from doing)."""
+
+    def __init__(self, partition: int, wanted: dict[TP, int], records: Iterator[Any]) -> None:
+        self.partition = partition
+        self.wanted = wanted
+        self._records = records
+        self._picker = SnapshotPicker(wanted)
+
+    def advance(self, until: float) -> dict[TP, Restored] | None:
+        """Read on until the state partition's end, then return the snapshots found; or until ``until``
+        (monotonic), then None. Raises KafkaException, TimeoutError past the store's read_timeout_s, or
+        :class:`ReadStopped`."""
+        for record in self._records:
+            if record is not None:
+                self._picker.add(*record)
+            if time.monotonic() >= until:
+                return None
+        return self._picker.best
+
+    def close(self) -> None:
+        """Give the read up (the reader let go of the state partition)."""
+        self._records.close()  # type: ignore[attr-defined]
 
 
 class NoInputTopic(Exception):
@@ -246,10 +286,29 @@ class StateStore:
         ends with :class:`ReadStopped`."""
         if not wanted:
             return {}
-        by_state: dict[int, dict[TP, int]] = {}
+        found: dict[TP, Restored] = {}
+        for state_partition, group in self.by_state(wanted).items():
+            records = self._read_partition(self.reader(), state_partition, alive)
+            found.update(pick_snapshots((r for r in records if r is not None), group))
+        return found
+
+    def by_state(self, wanted: dict[TP, int]) -> dict[int, dict[TP, int]]:
+        """``wanted`` by the state partition that holds their snapshots."""
+        grouped: dict[int, dict[TP, int]] = {}
         for tp, committed in wanted.items():
-            by_state.setdefault(self.partition_of(tp), {})[tp] = committed
-        if self._reader is None:  # kept: a new client costs a connection (~0.5 s) per restore
+            grouped.setdefault(self.partition_of(tp), {})[tp] = committed
+        return grouped
+
+    def scan(self, state_partition: int, wanted: dict[TP, int], alive: Callable[[], bool] = lambda: True) -> StateScan:
+        """The read of ``state_partition`` for the snapshots of ``wanted`` (all of them held there), to be
+        advanced a slice at a time; at most ``read_timeout_s`` from its first slice. ``alive`` as for
+        :meth:`read`: a slice ends with :class:`ReadStopped` once it answers False."""
+        return StateScan(state_partition, wanted, self._read_partition(self.reader(), state_partition, alive))
+
+    def reader(self) -> Consumer:
+        """The state topic's reader, made at the first read and kept: a new client costs a connection (~0.5 s)
+        per restore."""
+        if self._reader is None:
             self._reader = Consumer(
                 {
                     **self.client_conf,
@@ -260,10 +319,7 @@ class StateStore:
                     "fetch.wait.max.ms": 10,
                 }
             )
-        found: dict[TP, Restored] = {}
-        for state_partition, group in by_state.items():
-            found.update(pick_snapshots(self._read_partition(self._reader, state_partition, alive), group))
-        return found
+        return self._reader
 
     def close(self) -> None:
         if self._reader is not None:
@@ -272,9 +328,10 @@ class StateStore:
 
     def _read_partition(
         self, reader: Consumer, partition: int, alive: Callable[[], bool]
-    ) -> Iterable[tuple[bytes | None, bytes | None, Any]]:
+    ) -> Iterator[tuple[bytes | None, bytes | None, Any] | None]:
         """Every record of one state partition, to its end (the end-of-partition
-        event, not the high watermark, which some brokers report wrong)."""
+        event, not the high watermark, which some brokers report wrong); None
+        after each wait that brought nothing (a reader of it may stop there)."""
         reader.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
         deadline = time.monotonic() + self.read_timeout_s
         try:
@@ -283,6 +340,7 @@ class StateStore:
                     raise ReadStopped(f"{self.topic}[{partition}]")
                 m = reader.poll(0.2)  # not consume(): it waits out its timeout to fill a batch
                 if m is None:
+                    yield None
                     continue
                 err = m.error()
                 if err is None:
