@@ -124,12 +124,15 @@ def _not_ready_reasons() -> dict[str, str]:
 
     ready = {"checkpoints": SimpleNamespace(unfinished=False), "broker_up": True, "missing_topics": set()}
     ready |= {"partitions": {}, "joined": True, "pending": [], "restoring": {}, "_rebuilding": {}, "stopping": False}
+    ready |= {"failure": None}
     states = {
         "committed offsets": {"pending": [SimpleNamespace(topic="events", partition=0)]},
         "transaction": {"checkpoints": SimpleNamespace(unfinished=True)},
         "broker": {"broker_up": False},
         "input topic": {"missing_topics": {"events"}, "joined": False},
         "group": {"joined": False},
+        "restored": {"restoring": {("events", 0): 5}},
+        "stopping": {"stopping": True},
     }
     assert Daemon.readiness(SimpleNamespace(**ready))[0]  # type: ignore[arg-type]
     reasons = {}
@@ -141,7 +144,7 @@ def _not_ready_reasons() -> dict[str, str]:
 
 
 def test_every_not_ready_cause_is_documented_wherever_readiness_is_explained() -> None:
-    """/readyz answers 503 for five causes, one of them (exactly_once) a transaction being retried: the
+    """/readyz answers 503 for seven causes, one of them (exactly_once) a transaction being retried: the
     endpoints' docstring, the README, the DistilldNotReady alert, the dashboard's ready panels and the
     chart's probe comment each name them all (they named two, and an alert on not-ready paged during a
     transaction retry without saying so)."""
