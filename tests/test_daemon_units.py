@@ -2738,3 +2738,37 @@ def test_the_state_is_read_by_the_loop_between_polls_and_a_revoke_meanwhile_forg
     d._restore_some()
     assert calls == ["assign 1@100", "pause 1"] and list(d.partitions) == [("t", 1)]
     assert "not restored" not in d.readiness()[1]
+
+
+def test_readyz_names_the_transaction_being_retried_not_the_restores_it_holds_up(daemon: Daemon) -> None:
+    """While a transaction the brokers have not taken is retried, the loop does nothing else: partitions waiting
+    for their commits or their state are not read. /readyz named them as the cause ("state of … not restored
+    yet", "(retrying)"), sending an operator to the state topic or the group coordinator instead."""
+    from confluent_kafka import TopicPartition
+
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon.checkpoints.unfinished = True
+    daemon.restoring[("t", 1)] = 100
+    ready, why = daemon.readiness()
+    assert not ready and "transaction" in why, why
+    daemon.pending.append(TopicPartition("t", 2))
+    assert "transaction" in daemon.readiness()[1]
+
+
+def test_readyz_says_retrying_only_once_reading_the_commits_has_failed(daemon: Daemon) -> None:
+    """Partitions just assigned, their commits not asked for yet, were named "not readable yet (retrying)"."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon.consumer.incremental_assign = lambda parts: None  # type: ignore[attr-defined]
+    daemon._on_assign(daemon.consumer, [TopicPartition("t", 3)])  # type: ignore[arg-type]
+    ready, why = daemon.readiness()
+    assert not ready and "t[3]" in why and "retrying" not in why and "not readable" not in why, why
+
+    def committed(parts: Any, timeout: float = 0.0) -> Any:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away"))
+
+    daemon.consumer.committed = committed  # type: ignore[attr-defined]
+    daemon._read_commits()
+    ready, why = daemon.readiness()
+    assert not ready and "t[3]" in why and "not readable yet (retrying)" in why, why

@@ -254,13 +254,16 @@ class Daemon:
     def readiness(self) -> tuple[bool, str]:
         if self.stopping:  # partitions assigned since are not looked up: not named as waiting for a retry
             return False, "stopping: nothing more is read" if self.failure is None else f"stopping: {self.failure}"
+        if self.checkpoints.unfinished:
+            # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either;
+            # nor are the commits or the state of partitions waiting for them read
+            return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
         if self.pending:
-            return False, f"committed offsets of {_names(self.pending)} not readable yet (retrying)"
+            if self._pending_wait > LOOKUP_RETRY_S[0]:  # a lookup has failed: the next one is a retry
+                return False, f"committed offsets of {_names(self.pending)} not readable yet (retrying)"
+            return False, f"committed offsets of {_names(self.pending)} not read yet"
         if self.restoring or self._rebuilding:
             return False, f"state of {_keys([*self.restoring, *self._rebuilding])} not restored yet"
-        if self.checkpoints.unfinished:
-            # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either
-            return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
         if not self.broker_up:
             return False, "no broker connection"
         if self.missing_topics and not self.partitions:
