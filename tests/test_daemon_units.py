@@ -2772,3 +2772,15 @@ def test_readyz_says_retrying_only_once_reading_the_commits_has_failed(daemon: D
     daemon._read_commits()
     ready, why = daemon.readiness()
     assert not ready and "t[3]" in why and "not readable yet (retrying)" in why, why
+
+
+def test_readyz_names_the_first_ten_partitions_waiting_and_counts_the_rest(daemon: Daemon) -> None:
+    """/readyz listed every partition waiting for its commit or its state: hundreds made a body of kilobytes."""
+    from confluent_kafka import TopicPartition
+
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon.restoring.update({("t", p): 5 for p in range(300)})
+    why = daemon.readiness()[1]
+    assert why == f"state of {', '.join(f't[{p}]' for p in range(10))} and 290 more not restored yet", why
+    daemon.pending = [TopicPartition("t", p) for p in range(11)]
+    assert daemon.readiness()[1].endswith("t[9] and 1 more not read yet")

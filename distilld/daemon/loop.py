@@ -75,6 +75,7 @@ PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the lo
 NO_INPUT_RETRY_S = 2.0  # while no input topic exists, how often the cluster's topics are listed again
 LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed offsets (or windows' start) holds on
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
+READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
 
 
@@ -259,11 +260,12 @@ class Daemon:
             # nor are the commits or the state of partitions waiting for them read
             return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
         if self.pending:
+            names = _first([(tp.topic, tp.partition) for tp in self.pending])
             if self._pending_wait > LOOKUP_RETRY_S[0]:  # a lookup has failed: the next one is a retry
-                return False, f"committed offsets of {_names(self.pending)} not readable yet (retrying)"
-            return False, f"committed offsets of {_names(self.pending)} not read yet"
+                return False, f"committed offsets of {names} not readable yet (retrying)"
+            return False, f"committed offsets of {names} not read yet"
         if self.restoring or self._rebuilding:
-            return False, f"state of {_keys([*self.restoring, *self._rebuilding])} not restored yet"
+            return False, f"state of {_first([*self.restoring, *self._rebuilding])} not restored yet"
         if not self.broker_up:
             return False, "no broker connection"
         if self.missing_topics and not self.partitions:
@@ -1169,3 +1171,9 @@ def _names(partitions: list[TopicPartition]) -> str:
 
 def _keys(partitions: Iterable[TP]) -> str:
     return ", ".join(f"{t}[{p}]" for t, p in partitions)
+
+
+def _first(partitions: list[TP], shown: int = READY_NAMES) -> str:
+    """The first ``shown`` partitions, and how many more: /readyz's body stays short with hundreds waiting."""
+    more = len(partitions) - shown
+    return _keys(partitions[:shown]) + (f" and {more} more" if more > 0 else "")
