@@ -2784,3 +2784,27 @@ def test_readyz_names_the_first_ten_partitions_waiting_and_counts_the_rest(daemo
     assert why == f"state of {', '.join(f't[{p}]' for p in range(10))} and 290 more not restored yet", why
     daemon.pending = [TopicPartition("t", p) for p in range(11)]
     assert daemon.readiness()[1].endswith("t[9] and 1 more not read yet")
+
+
+def test_a_transactional_producer_not_registered_in_time_is_logged_as_such_not_as_the_state_topic(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """exactly_once: init_transactions not answered in time was logged "cannot check the state topic …",
+    sending an operator to the state topic when the transaction coordinator was the one not answering."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+    d.state.partitions = 1  # the state topic checked already
+
+    def init(timeout_s: float) -> None:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "init_transactions not answered"))
+
+    d.txn.init = init  # type: ignore[method-assign,union-attr]
+    d.output.poll = lambda timeout=0.0: None  # type: ignore[method-assign]
+    d.consumer = SimpleNamespace(poll=lambda timeout: None)  # type: ignore[assignment]
+    with caplog.at_level("WARNING", logger="distilld"):
+        d._subscribe()
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert not d.subscribed and "state topic" not in said, said
+    assert "transactional producer" in said and "init_transactions not answered" in said, said
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0, "not a state topic failure"

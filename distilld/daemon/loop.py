@@ -313,10 +313,12 @@ class Daemon:
         if time.monotonic() < self._subscribe_at:
             time.sleep(0.1)  # waiting for an input topic; a stop still comes within 0.1 s
             return
+        doing = f"check the state topic {self.state.topic}"
         try:
             if not self.state.partitions:  # checked once: a retry for the transactional producer says nothing again
                 self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0, listed=kafka.input_topics)
             if self.txn is not None and not self.txn.ready:
+                doing = "register the transactional producer with its transaction coordinator (init_transactions)"
                 self.txn.init(timeout_s=5.0)
         except NoInputTopic:
             self.broker_up = True
@@ -338,12 +340,10 @@ class Daemon:
             self.consumer.poll(0)  # and the consumer's, which are not served until it is subscribed
             if self.failure:
                 return
-            self.metrics.state_errors.inc()
+            if not self.state.partitions:
+                self.metrics.state_errors.inc()
             reason = e.args[0].str() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else e
-            log.warning(
-                "cannot check the state topic %s on %s (%s); retrying",
-                self.state.topic, kafka.bootstrap_servers, reason,
-            )  # fmt: skip
+            log.warning("cannot %s on %s (%s); retrying", doing, kafka.bootstrap_servers, reason)
             return
         self.broker_up = True
         self.subscribed = True
