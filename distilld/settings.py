@@ -90,6 +90,13 @@ def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, 
     owned = [f"{key!r}: set kafka.{setting} instead" for key, setting in _OWNED.items() if key in conf]
     if owned:  # the passthrough would win in the client while the rest of distilld used kafka.*
         raise ValueError("; ".join(owned))
+    if kind == "consumer" and str(conf.get("group.protocol", "classic")).lower() != "classic":
+        raise ValueError(
+            f"'group.protocol': {conf['group.protocol']} (KIP-848) is not supported: distilld sets "
+            "partition.assignment.strategy cooperative-sticky, which librdkafka refuses with group.protocol=consumer "
+            "(the brokers assign, see group.remote.assignor), and its rebalance handling is tested with the classic "
+            "protocol only; leave group.protocol unset (classic)"
+        )
     protocol = str(conf.get("security.protocol", "plaintext")).lower()
     if protocol not in ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"):
         raise ValueError(f'Invalid value "{protocol}" for configuration property "security.protocol"')

@@ -2738,3 +2738,73 @@ def test_the_state_is_read_by_the_loop_between_polls_and_a_revoke_meanwhile_forg
     d._restore_some()
     assert calls == ["assign 1@100", "pause 1"] and list(d.partitions) == [("t", 1)]
     assert "not restored" not in d.readiness()[1]
+
+
+def test_readyz_names_the_transaction_being_retried_not_the_restores_it_holds_up(daemon: Daemon) -> None:
+    """While a transaction the brokers have not taken is retried, the loop does nothing else: partitions waiting
+    for their commits or their state are not read. /readyz named them as the cause ("state of … not restored
+    yet", "(retrying)"), sending an operator to the state topic or the group coordinator instead."""
+    from confluent_kafka import TopicPartition
+
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon.checkpoints.unfinished = True
+    daemon.restoring[("t", 1)] = 100
+    ready, why = daemon.readiness()
+    assert not ready and "transaction" in why, why
+    daemon.pending.append(TopicPartition("t", 2))
+    assert "transaction" in daemon.readiness()[1]
+
+
+def test_readyz_says_retrying_only_once_reading_the_commits_has_failed(daemon: Daemon) -> None:
+    """Partitions just assigned, their commits not asked for yet, were named "not readable yet (retrying)"."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon.consumer.incremental_assign = lambda parts: None  # type: ignore[attr-defined]
+    daemon._on_assign(daemon.consumer, [TopicPartition("t", 3)])  # type: ignore[arg-type]
+    ready, why = daemon.readiness()
+    assert not ready and "t[3]" in why and "retrying" not in why and "not readable" not in why, why
+
+    def committed(parts: Any, timeout: float = 0.0) -> Any:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away"))
+
+    daemon.consumer.committed = committed  # type: ignore[attr-defined]
+    daemon._read_commits()
+    ready, why = daemon.readiness()
+    assert not ready and "t[3]" in why and "not readable yet (retrying)" in why, why
+
+
+def test_readyz_names_the_first_ten_partitions_waiting_and_counts_the_rest(daemon: Daemon) -> None:
+    """/readyz listed every partition waiting for its commit or its state: hundreds made a body of kilobytes."""
+    from confluent_kafka import TopicPartition
+
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon.restoring.update({("t", p): 5 for p in range(300)})
+    why = daemon.readiness()[1]
+    assert why == f"state of {', '.join(f't[{p}]' for p in range(10))} and 290 more not restored yet", why
+    daemon.pending = [TopicPartition("t", p) for p in range(11)]
+    assert daemon.readiness()[1].endswith("t[9] and 1 more not read yet")
+
+
+def test_a_transactional_producer_not_registered_in_time_is_logged_as_such_not_as_the_state_topic(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """exactly_once: init_transactions not answered in time was logged "cannot check the state topic …",
+    sending an operator to the state topic when the transaction coordinator was the one not answering."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+    d.state.partitions = 1  # the state topic checked already
+
+    def init(timeout_s: float) -> None:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "init_transactions not answered"))
+
+    d.txn.init = init  # type: ignore[method-assign,union-attr]
+    d.output.poll = lambda timeout=0.0: None  # type: ignore[method-assign]
+    d.consumer = SimpleNamespace(poll=lambda timeout: None)  # type: ignore[assignment]
+    with caplog.at_level("WARNING", logger="distilld"):
+        d._subscribe()
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert not d.subscribed and "state topic" not in said, said
+    assert "transactional producer" in said and "init_transactions not answered" in said, said
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0, "not a state topic failure"

@@ -124,7 +124,7 @@ def _not_ready_reasons() -> dict[str, str]:
 
     ready = {"checkpoints": SimpleNamespace(unfinished=False), "broker_up": True, "missing_topics": set()}
     ready |= {"partitions": {}, "joined": True, "pending": [], "restoring": {}, "_rebuilding": {}, "stopping": False}
-    ready |= {"failure": None}
+    ready |= {"failure": None, "_pending_wait": 1.0}
     states = {
         "committed offsets": {"pending": [SimpleNamespace(topic="events", partition=0)]},
         "transaction": {"checkpoints": SimpleNamespace(unfinished=True)},

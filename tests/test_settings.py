@@ -680,3 +680,18 @@ def test_the_alias_of_bootstrap_servers_is_refused_in_passthrough_maps(tmp_path:
     data["kafka"]["consumer"] = {"metadata.broker.list": "wrong:9092"}
     with pytest.raises(ConfigError, match=r"set kafka\.bootstrap_servers instead"):
         load_settings(write(tmp_path, data))
+
+
+@pytest.mark.parametrize("protocol", ["consumer", "CONSUMER"])
+def test_the_consumer_group_protocol_of_kip_848_is_refused_at_start_up_with_the_reason(
+    tmp_path: Path, protocol: str
+) -> None:
+    """kafka.consumer {group.protocol: consumer} passed the configuration check, then the daemon's consumer failed
+    to start with a traceback: librdkafka refuses partition.assignment.strategy (distilld sets cooperative-sticky)
+    with the consumer protocol, whose assignment the brokers make."""
+    data = minimal()
+    data["kafka"]["consumer"] = {"group.protocol": protocol}
+    with pytest.raises(ConfigError, match=r"kafka\.consumer.*'group\.protocol'.*partition\.assignment\.strategy"):
+        load_settings(write(tmp_path, data))
+    data["kafka"]["consumer"] = {"group.protocol": "classic"}
+    assert load_settings(write(tmp_path, data)).kafka.consumer == {"group.protocol": "classic"}

@@ -291,3 +291,48 @@ def test_a_scan_reads_a_state_partition_a_slice_at_a_time_and_finds_what_a_whole
     assert scan.advance(time.monotonic()) is None and reader.assigned
     scan.close()
     assert not reader.assigned, "given up: let go of it"
+
+
+def test_a_scans_time_limit_counts_its_reading_not_the_callers_work_between_slices() -> None:
+    """read_timeout_s bounded a scan from its first slice by the clock: the loop's own work between slices (polls,
+    batches of the partitions it holds, checkpoints) used it up, so a state partition read in well under the limit
+    timed out under load and its partitions started with empty windows. Only the time spent reading counts."""
+    import time
+
+    from confluent_kafka import KafkaError
+
+    from distilld.daemon.state import StateStore
+
+    class End:
+        def error(self) -> KafkaError:
+            return KafkaError(KafkaError._PARTITION_EOF)
+
+    class Reader:
+        """Nothing for 8 polls of 0.05 s, then the end of the partition: 0.4 s of reading."""
+
+        def assign(self, parts: list[Any]) -> None:
+            self.polls = 0
+
+        def unassign(self) -> None:
+            pass
+
+        def poll(self, timeout: float) -> End | None:
+            self.polls += 1
+            time.sleep(0.05)
+            return End() if self.polls > 8 else None
+
+    store = StateStore("state", {}, read_timeout_s=1.0)
+    store.partitions = 1
+    store._reader = Reader()  # type: ignore[assignment]
+    scan = store.scan(0, {TP: 10})
+    for _ in range(20):
+        if scan.advance(time.monotonic() + 0.01) is not None:
+            break
+        time.sleep(0.2)  # the loop's turn: polls, processes, commits
+    else:
+        raise AssertionError("never came to the end")
+    scan = store.scan(0, {TP: 10})
+    store.read_timeout_s = 0.2
+    with pytest.raises(TimeoutError):  # reading past the limit still ends the scan
+        while scan.advance(time.monotonic() + 0.01) is None:
+            pass

@@ -75,6 +75,7 @@ PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the lo
 NO_INPUT_RETRY_S = 2.0  # while no input topic exists, how often the cluster's topics are listed again
 LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed offsets (or windows' start) holds on
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
+READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
 
 
@@ -254,13 +255,17 @@ class Daemon:
     def readiness(self) -> tuple[bool, str]:
         if self.stopping:  # partitions assigned since are not looked up: not named as waiting for a retry
             return False, "stopping: nothing more is read" if self.failure is None else f"stopping: {self.failure}"
-        if self.pending:
-            return False, f"committed offsets of {_names(self.pending)} not readable yet (retrying)"
-        if self.restoring or self._rebuilding:
-            return False, f"state of {_keys([*self.restoring, *self._rebuilding])} not restored yet"
         if self.checkpoints.unfinished:
-            # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either
+            # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either;
+            # nor are the commits or the state of partitions waiting for them read
             return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
+        if self.pending:
+            names = _first([(tp.topic, tp.partition) for tp in self.pending])
+            if self._pending_wait > LOOKUP_RETRY_S[0]:  # a lookup has failed: the next one is a retry
+                return False, f"committed offsets of {names} not readable yet (retrying)"
+            return False, f"committed offsets of {names} not read yet"
+        if self.restoring or self._rebuilding:
+            return False, f"state of {_first([*self.restoring, *self._rebuilding])} not restored yet"
         if not self.broker_up:
             return False, "no broker connection"
         if self.missing_topics and not self.partitions:
@@ -308,10 +313,12 @@ class Daemon:
         if time.monotonic() < self._subscribe_at:
             time.sleep(0.1)  # waiting for an input topic; a stop still comes within 0.1 s
             return
+        doing = f"check the state topic {self.state.topic}"
         try:
             if not self.state.partitions:  # checked once: a retry for the transactional producer says nothing again
                 self.state.ensure_topic(kafka.reads, kafka.state_partitions, timeout_s=5.0, listed=kafka.input_topics)
             if self.txn is not None and not self.txn.ready:
+                doing = "register the transactional producer with its transaction coordinator (init_transactions)"
                 self.txn.init(timeout_s=5.0)
         except NoInputTopic:
             self.broker_up = True
@@ -333,12 +340,10 @@ class Daemon:
             self.consumer.poll(0)  # and the consumer's, which are not served until it is subscribed
             if self.failure:
                 return
-            self.metrics.state_errors.inc()
+            if not self.state.partitions:
+                self.metrics.state_errors.inc()
             reason = e.args[0].str() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else e
-            log.warning(
-                "cannot check the state topic %s on %s (%s); retrying",
-                self.state.topic, kafka.bootstrap_servers, reason,
-            )  # fmt: skip
+            log.warning("cannot %s on %s (%s); retrying", doing, kafka.bootstrap_servers, reason)
             return
         self.broker_up = True
         self.subscribed = True
@@ -1166,3 +1171,9 @@ def _names(partitions: list[TopicPartition]) -> str:
 
 def _keys(partitions: Iterable[TP]) -> str:
     return ", ".join(f"{t}[{p}]" for t, p in partitions)
+
+
+def _first(partitions: list[TP], shown: int = READY_NAMES) -> str:
+    """The first ``shown`` partitions, and how many more: /readyz's body stays short with hundreds waiting."""
+    more = len(partitions) - shown
+    return _keys(partitions[:shown]) + (f" and {more} more" if more > 0 else "")

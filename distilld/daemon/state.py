@@ -301,8 +301,8 @@ class StateStore:
 
     def scan(self, state_partition: int, wanted: dict[TP, int], alive: Callable[[], bool] = lambda: True) -> StateScan:
         """The read of ``state_partition`` for the snapshots of ``wanted`` (all of them held there), to be
-        advanced a slice at a time; at most ``read_timeout_s`` from its first slice. ``alive`` as for
-        :meth:`read`: a slice ends with :class:`ReadStopped` once it answers False."""
+        advanced a slice at a time; at most ``read_timeout_s`` of reading (the slices', not the time between
+        them). ``alive`` as for :meth:`read`: a slice ends with :class:`ReadStopped` once it answers False."""
         return StateScan(state_partition, wanted, self._read_partition(self.reader(), state_partition, alive))
 
     def reader(self) -> Consumer:
@@ -331,24 +331,24 @@ class StateStore:
     ) -> Iterator[tuple[bytes | None, bytes | None, Any] | None]:
         """Every record of one state partition, to its end (the end-of-partition
         event, not the high watermark, which some brokers report wrong); None
-        after each wait that brought nothing (a reader of it may stop there)."""
+        after each wait that brought nothing (a reader of it may stop there).
+        ``read_timeout_s`` counts the time spent here, not the caller's between
+        records (a scan's caller works between slices)."""
         reader.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + self.read_timeout_s
+        spent, resumed = 0.0, time.monotonic()
         try:
-            while time.monotonic() < deadline:
+            while spent + time.monotonic() - resumed < self.read_timeout_s:
                 if not alive():
                     raise ReadStopped(f"{self.topic}[{partition}]")
                 m = reader.poll(0.2)  # not consume(): it waits out its timeout to fill a batch
-                if m is None:
-                    yield None
-                    continue
-                err = m.error()
-                if err is None:
-                    yield m.key(), m.value(), m.headers()
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    return
-                else:
+                err = None if m is None else m.error()
+                if m is not None and err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        return
                     raise KafkaException(err)
+                spent += time.monotonic() - resumed
+                yield None if m is None else (m.key(), m.value(), m.headers())
+                resumed = time.monotonic()
             raise TimeoutError(f"state topic {self.topic}[{partition}] not read to its end in {self.read_timeout_s}s")
         finally:
             reader.unassign()
