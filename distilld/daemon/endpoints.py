@@ -12,7 +12,10 @@
   partitions' windows are being restored (the loop reads the state topic
   between polls; those partitions are read once restored),
   while an exactly-once transaction the brokers have not taken is retried
-  (nothing is read meanwhile), and while stopping. The body says which.
+  (nothing is read meanwhile: it is named before any partition waiting), and
+  while stopping. The body says which, naming the first 10 partitions
+  waiting and counting the rest; partitions whose committed offsets have not
+  been read yet are "not read yet", "(retrying)" once a lookup has failed.
 """
 
 from __future__ import annotations
