@@ -448,6 +448,18 @@ def test_an_output_that_is_a_folder_is_refused_before_reading(
     assert not list(folder.iterdir())
 
 
+@pytest.mark.parametrize("command", ["reduce", "evaluate"])
+def test_a_missing_input_is_named_without_python_errno(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """A missing input said "distilld reduce: [Errno 2] No such file or directory: 'nope.csv'"."""
+    missing = tmp_path / "nope.csv"
+    output = ["-o", str(tmp_path / "out.csv"), "-q"] if command == "reduce" else ["--report", str(tmp_path / "r")]
+    assert main([command, str(missing), *output, "-c", str(_config(tmp_path))]) == 1
+    err = capsys.readouterr().err
+    assert err == f"distilld {command}: {missing}: No such file or directory\n", err
+
+
 def test_evaluate_refuses_a_report_that_is_a_file_before_reading(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
