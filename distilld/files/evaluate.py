@@ -72,10 +72,12 @@ class Evaluation:
         return {m: self.random[m] / max(self.ours[m], 1e-12) if self.random[m] > 0 else math.nan for m in self.ours}
 
     def table(self) -> str:
-        rows = [f"{'metric':<14}{'distilld':>12}{'random':>12}{'ratio':>10}"]
-        for m, r in self.ratios().items():
+        ratios = self.ratios()
+        width = max(14, *(len(m) + 2 for m in ratios))  # pair_tv@pair_bins is longer than the rest
+        rows = [f"{'metric':<{width}}{'distilld':>12}{'random':>12}{'ratio':>10}"]
+        for m, r in ratios.items():
             ratio = f"{r:>9.2f}x" if math.isfinite(r) else f"{'n/a':>10}"
-            rows.append(f"{m:<14}{self.ours[m]:>12.5f}{self.random[m]:>12.5f}{ratio}")
+            rows.append(f"{m:<{width}}{self.ours[m]:>12.5f}{self.random[m]:>12.5f}{ratio}")
         return "\n".join(rows)
 
 
