@@ -135,9 +135,30 @@ def test_reduce_reports_bad_files_and_settings(tmp_path: Path, capsys: pytest.Ca
     src = tmp_path / "in.ndjson"
     _write(src, "ndjson")
     assert main(["reduce", str(src), "-o", str(tmp_path / "o.ndjson"), "-c", str(kafka_key)]) == 1
-    assert "need Kafka" in capsys.readouterr().err
+    assert "needs Kafka" in capsys.readouterr().err
     with pytest.raises(FileFormatError):
         format_of("file.xlsx")
+
+
+@pytest.mark.parametrize("command", ["reduce", "evaluate"])
+def test_kafka_key_and_timestamp_are_refused_naming_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """reducer.key kafka_key alone was refused as "reducer.key kafka_key and reducer.time
+    kafka_timestamp need Kafka; a file has a field path", naming a time setting the file did not have."""
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    output = ["-o", str(tmp_path / "o.ndjson"), "-q"] if command == "reduce" else ["--report", str(tmp_path / "r")]
+    assert main([command, str(src), *output, "-c", str(_config(tmp_path, key="kafka_key"))]) == 1
+    err = capsys.readouterr().err
+    assert "  reducer.key: kafka_key needs Kafka; a file's records are keyed by a field path, or none\n" in err
+    assert "reducer.time" not in err
+    assert main([command, str(src), *output, "-c", str(_config(tmp_path, time="kafka_timestamp"))]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "  reducer.time: kafka_timestamp needs Kafka; a file's records are timed by a field path, or processing" in err
+    )
+    assert "reducer.key" not in err
 
 
 @pytest.mark.parametrize(

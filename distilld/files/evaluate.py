@@ -32,9 +32,9 @@ from distilld.encoding import NumericBinner, to_float_array
 from distilld.evaluation import Stream, evaluate, random_selection
 from distilld.features import build_graders
 from distilld.files.formats import FileFormatError, format_of, open_reader
-from distilld.files.reduce import FileFilters, GraderErrors, extract_checked, numeric_columns
+from distilld.files.reduce import FileFilters, GraderErrors, extract_checked, numeric_columns, refuse_kafka_fields
 from distilld.processor import DistilledProcessor, index_keys
-from distilld.settings import ConfigError, EngineSettings
+from distilld.settings import EngineSettings
 
 __all__ = ["Evaluation", "evaluate_file"]
 
@@ -95,8 +95,7 @@ class _Columns:
 def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any], fmt: str | None) -> _Columns:
     """The features' values, event times and keys of every record of the file."""
     reducer = settings.reducer
-    if reducer.key == "kafka_key" or reducer.time == "kafka_timestamp":
-        raise ConfigError("reducer.key kafka_key and reducer.time kafka_timestamp need Kafka; a file has a field path")
+    refuse_kafka_fields(reducer)
     fields = RecordFields(reducer)
     fmt = format_of(path, fmt)
     filters = FileFilters(settings.filters, text=fmt == "csv")
