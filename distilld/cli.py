@@ -138,12 +138,19 @@ def _files(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise
     except (FileFormatError, OSError) as e:
-        print(f"distilld {args.command}: {e}", file=sys.stderr)
+        print(f"distilld {args.command}: {_os_error(e)}", file=sys.stderr)
         return 1
     print(stats.summary(), file=sys.stderr)
     for line in stats.warnings():
         print(f"distilld reduce: warning: {line}", file=sys.stderr)
     return 0
+
+
+def _os_error(e: Exception) -> str:
+    """An error for the command line: an OSError as "FILE: reason", not Python's "[Errno 2] ...: 'FILE'"."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
 
 
 def _daemon(command: str, config: str | None, log_level: str, preset: str | None = None) -> int:

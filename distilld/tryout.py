@@ -73,7 +73,8 @@ def broker(port: int) -> int:
                     print(f"distilld: the broker exited with code {running._proc.returncode}", file=sys.stderr)
                     return 1
     except RuntimeError as e:
-        print(f"distilld: {e}", file=sys.stderr)
+        hint = ": stop it, or give another --port" if "already in use" in str(e) else ""
+        print(f"distilld: {e}{hint}", file=sys.stderr)
         return 1
     print("broker stopped")
     return 0

@@ -114,6 +114,26 @@ def test_broker_serves_kafka_until_sigterm() -> None:
             time.sleep(0.1)
 
 
+def test_broker_refuses_a_port_something_already_listens_on() -> None:
+    """With the port taken (another ``distilld broker``), it announced itself on that port (the
+    other process answered its start-up check), then said "the broker exited with code 0"."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "distilld", "broker", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "embedded broker on" not in result.stdout
+    assert f"127.0.0.1:{port} is already in use" in result.stderr and "--port" in result.stderr
+
+
 def test_reduce_names_the_environment_when_a_setting_comes_from_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -135,9 +135,30 @@ def test_reduce_reports_bad_files_and_settings(tmp_path: Path, capsys: pytest.Ca
     src = tmp_path / "in.ndjson"
     _write(src, "ndjson")
     assert main(["reduce", str(src), "-o", str(tmp_path / "o.ndjson"), "-c", str(kafka_key)]) == 1
-    assert "need Kafka" in capsys.readouterr().err
+    assert "needs Kafka" in capsys.readouterr().err
     with pytest.raises(FileFormatError):
         format_of("file.xlsx")
+
+
+@pytest.mark.parametrize("command", ["reduce", "evaluate"])
+def test_kafka_key_and_timestamp_are_refused_naming_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """reducer.key kafka_key alone was refused as "reducer.key kafka_key and reducer.time
+    kafka_timestamp need Kafka; a file has a field path", naming a time setting the file did not have."""
+    src = tmp_path / "in.ndjson"
+    _write(src, "ndjson")
+    output = ["-o", str(tmp_path / "o.ndjson"), "-q"] if command == "reduce" else ["--report", str(tmp_path / "r")]
+    assert main([command, str(src), *output, "-c", str(_config(tmp_path, key="kafka_key"))]) == 1
+    err = capsys.readouterr().err
+    assert "  reducer.key: kafka_key needs Kafka; a file's records are keyed by a field path, or none\n" in err
+    assert "reducer.time" not in err
+    assert main([command, str(src), *output, "-c", str(_config(tmp_path, time="kafka_timestamp"))]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "  reducer.time: kafka_timestamp needs Kafka; a file's records are timed by a field path, or processing" in err
+    )
+    assert "reducer.key" not in err
 
 
 @pytest.mark.parametrize(
@@ -399,7 +420,10 @@ def test_evaluate_measures_pairs_at_the_cut_the_config_balances_them_at_too(
     config.write_text(yaml.safe_dump(data))
     report = tmp_path / "report"
     assert main(["evaluate", str(src), "--report", str(report), "-c", str(config)]) == 0
-    assert "pair_tv@pair_bins" in capsys.readouterr().out
+    table = capsys.readouterr().out.splitlines()
+    assert "pair_tv@pair_bins" in table[-1]
+    # the columns line up: the longer name pushed its row's numbers three places right of the others'
+    assert len({len(line) for line in table}) == 1, table
     ratios = json.loads((report / "ratios.json").read_text())
     assert set(ratios) == {"category_tv", "pair_tv", "pair_tv@pair_bins", "ks", "corr", "count"}
     assert ratios["pair_tv@pair_bins"] > 1.0, ratios
@@ -446,6 +470,18 @@ def test_an_output_that_is_a_folder_is_refused_before_reading(
     assert f"{folder}: is a folder; give a file name" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "in.csv", "out"]
     assert not list(folder.iterdir())
+
+
+@pytest.mark.parametrize("command", ["reduce", "evaluate"])
+def test_a_missing_input_is_named_without_python_errno(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """A missing input said "distilld reduce: [Errno 2] No such file or directory: 'nope.csv'"."""
+    missing = tmp_path / "nope.csv"
+    output = ["-o", str(tmp_path / "out.csv"), "-q"] if command == "reduce" else ["--report", str(tmp_path / "r")]
+    assert main([command, str(missing), *output, "-c", str(_config(tmp_path))]) == 1
+    err = capsys.readouterr().err
+    assert err == f"distilld {command}: {missing}: No such file or directory\n", err
 
 
 def test_evaluate_refuses_a_report_that_is_a_file_before_reading(

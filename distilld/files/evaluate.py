@@ -32,9 +32,9 @@ from distilld.encoding import NumericBinner, to_float_array
 from distilld.evaluation import Stream, evaluate, random_selection
 from distilld.features import build_graders
 from distilld.files.formats import FileFormatError, format_of, open_reader
-from distilld.files.reduce import FileFilters, GraderErrors, extract_checked, numeric_columns
+from distilld.files.reduce import FileFilters, GraderErrors, extract_checked, numeric_columns, refuse_kafka_fields
 from distilld.processor import DistilledProcessor, index_keys
-from distilld.settings import ConfigError, EngineSettings
+from distilld.settings import EngineSettings
 
 __all__ = ["Evaluation", "evaluate_file"]
 
@@ -72,10 +72,12 @@ class Evaluation:
         return {m: self.random[m] / max(self.ours[m], 1e-12) if self.random[m] > 0 else math.nan for m in self.ours}
 
     def table(self) -> str:
-        rows = [f"{'metric':<14}{'distilld':>12}{'random':>12}{'ratio':>10}"]
-        for m, r in self.ratios().items():
+        ratios = self.ratios()
+        width = max(14, *(len(m) + 2 for m in ratios))  # pair_tv@pair_bins is longer than the rest
+        rows = [f"{'metric':<{width}}{'distilld':>12}{'random':>12}{'ratio':>10}"]
+        for m, r in ratios.items():
             ratio = f"{r:>9.2f}x" if math.isfinite(r) else f"{'n/a':>10}"
-            rows.append(f"{m:<14}{self.ours[m]:>12.5f}{self.random[m]:>12.5f}{ratio}")
+            rows.append(f"{m:<{width}}{self.ours[m]:>12.5f}{self.random[m]:>12.5f}{ratio}")
         return "\n".join(rows)
 
 
@@ -93,8 +95,7 @@ class _Columns:
 def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any], fmt: str | None) -> _Columns:
     """The features' values, event times and keys of every record of the file."""
     reducer = settings.reducer
-    if reducer.key == "kafka_key" or reducer.time == "kafka_timestamp":
-        raise ConfigError("reducer.key kafka_key and reducer.time kafka_timestamp need Kafka; a file has a field path")
+    refuse_kafka_fields(reducer)
     fields = RecordFields(reducer)
     fmt = format_of(path, fmt)
     filters = FileFilters(settings.filters, text=fmt == "csv")

@@ -32,9 +32,9 @@ from distilld.files.formats import FileFormatError, format_of, open_reader, open
 from distilld.filters import Condition, Filters, FilterSettings
 from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor, index_keys
-from distilld.settings import ConfigError, EngineSettings
+from distilld.settings import ConfigError, EngineSettings, ReducerSettings
 
-__all__ = ["FileFilters", "GraderErrors", "ReduceStats", "reduce_file"]
+__all__ = ["FileFilters", "GraderErrors", "ReduceStats", "reduce_file", "refuse_kafka_fields"]
 
 
 @dataclass
@@ -148,6 +148,19 @@ def numeric_columns(settings: EngineSettings) -> set[str]:
     return columns
 
 
+def refuse_kafka_fields(reducer: ReducerSettings) -> None:
+    """A file has no Kafka key or timestamp: a ConfigError naming the setting(s) that ask for one."""
+    errors = []
+    if reducer.key == "kafka_key":
+        errors.append("reducer.key: kafka_key needs Kafka; a file's records are keyed by a field path, or none")
+    if reducer.time == "kafka_timestamp":
+        errors.append(
+            "reducer.time: kafka_timestamp needs Kafka; a file's records are timed by a field path, or processing"
+        )
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
 def reduce_file(
     source: str | Path,
     target: str | Path,
@@ -158,8 +171,7 @@ def reduce_file(
     progress: bool | None = None,
 ) -> ReduceStats:
     reducer = settings.reducer
-    if reducer.key == "kafka_key" or reducer.time == "kafka_timestamp":
-        raise ConfigError("reducer.key kafka_key and reducer.time kafka_timestamp need Kafka; a file has a field path")
+    refuse_kafka_fields(reducer)
     fmt_in = format_of(source, in_format)
     fmt_out = format_of(target, out_format, "--output-format") if out_format or Path(target).suffix else fmt_in
     if batch < 1:
