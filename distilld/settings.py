@@ -220,7 +220,12 @@ class KafkaSettings(_Section):
     )
     ssl: SslSettings = Field(default_factory=lambda: SslSettings(), description="TLS files (SSL, SASL_SSL)")
     sasl: SaslSettings | None = Field(default=None, description="SASL credentials (SASL_PLAINTEXT, SASL_SSL)")
-    consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka consumer settings")
+    consumer: dict[str, LibrdkafkaValue] = Field(
+        default_factory=dict,
+        description="extra librdkafka consumer settings (`group.protocol: consumer`, KIP-848, is refused: librdkafka"
+        " refuses it with the cooperative-sticky assignor distilld sets, and distilld's rebalances are tested with the"
+        " classic protocol only)",
+    )
     producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka producer settings")
 
     @field_validator("consumer", "producer")
