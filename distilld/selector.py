@@ -15,7 +15,10 @@ record's score is the weighted sum over its cells.
 a record with value ``v`` is sent. The processor uses them for the co-moment
 of every pair of numeric features (the product of their standard scores,
 whose window mean is their correlation), which keeps how numerics go together
-inside the cells that bin them.
+inside the cells that bin them, and for each numeric's spread (its squared
+score): the ``− v²`` makes a pick shun records of large products, the tails,
+so a co-moment kept alone came with spreads too narrow, and a correlation,
+which divides by them, too high.
 
 *Many keys.* Each key balances its own cells, and a key with a few picks a
 window can only balance them as far as its few records go: on a stream cut

@@ -291,7 +291,8 @@ def test_comoment_deficits_are_rate_times_received_minus_sent(
     keys: list[int], cuts: list[int], rate: float, seed: int
 ) -> None:
     """Three numerics: each key's deficit of every pair's co-moment (the product
-    of their scores) equals ``rate · Σ received − Σ sent``, recounted from the
+    of their scores), then of each one's spread (its squared score less 1),
+    equals ``rate · Σ received − Σ sent``, recounted from the
     scores given and the selection, for keys that go through the selector and
     keys that send all or none of a batch."""
     features = [{"name": n, "type": "numeric"} for n in "xyz"]
@@ -315,7 +316,7 @@ def test_comoment_deficits_are_rate_times_received_minus_sent(
         if start >= n:
             break
     w = proc._windows
-    values = scores[:, [0, 0, 1]] * scores[:, [1, 2, 2]]
+    values = np.concatenate([scores[:, [0, 0, 1]] * scores[:, [1, 2, 2]], scores * scores - 1.0], axis=1)
     for k in set(keys):
         mine = key_of == k
         expected = rate * values[mine].sum(axis=0) - values[mine & picked].sum(axis=0)
