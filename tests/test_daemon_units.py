@@ -436,14 +436,15 @@ def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint()
     assert progress.committed is None and progress.due() == 10
 
 
-def _dlq_daemon() -> tuple[Daemon, FakeProducer]:
-    """A daemon forwarding every record (rate 1), dead-lettering to topic d, with a fake producer."""
+def _dlq_daemon(reducer: dict[str, Any] | None = None) -> tuple[Daemon, FakeProducer]:
+    """A daemon forwarding every record (rate 1), dead-lettering to topic d, with a fake producer
+    (``reducer``: more reducer settings)."""
     s = load_settings(
         None,
         kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
                "dlq_topic": "d"},
         features=[{"name": "a", "type": "numeric"}],
-        reducer={"rate": 1.0},
+        reducer={"rate": 1.0, **(reducer or {})},
         processing={"on_error": "dlq"},
         metrics={"port": 0},
     )  # fmt: skip
@@ -2469,16 +2470,7 @@ def _keyed_daemon() -> tuple[Daemon, Any]:
     """A daemon keyed by the JSON field ``user`` (not started), its producer, and a partition it holds."""
     from distilld.daemon.partition import Partition
 
-    s = load_settings(
-        None,
-        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
-               "dlq_topic": "d"},
-        features=[{"name": "a", "type": "numeric"}],
-        reducer={"rate": 1.0, "key": "user"},
-        metrics={"port": 0},
-    )  # fmt: skip
-    d = Daemon(s)
-    d.output.producer = FakeProducer()  # type: ignore[assignment]
+    d, _ = _dlq_daemon({"key": "user"})
     reducer = d._new_reducer()
     part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
     return d, part

@@ -191,38 +191,43 @@ def test_an_existing_state_topic_is_used_as_it_is_and_what_would_hurt_is_said(
     assert any("cleanup.policy is not checked" in r.getMessage() for r in caplog.records)
 
 
+class _EndOfPartition:
+    def error(self) -> Any:
+        from confluent_kafka import KafkaError
+
+        return KafkaError(KafkaError._PARTITION_EOF)
+
+
+class _SlowReader:
+    """A state reader whose every poll takes ``seconds`` and brings nothing, the ``polls``-th the partition's end."""
+
+    def __init__(self, seconds: float, polls: int) -> None:
+        self.seconds, self.end = seconds, polls
+
+    def assign(self, parts: list[Any]) -> None:
+        self.polls = 0
+
+    def unassign(self) -> None:
+        pass
+
+    def poll(self, timeout: float) -> _EndOfPartition | None:
+        import time
+
+        self.polls += 1
+        time.sleep(self.seconds)
+        return _EndOfPartition() if self.polls >= self.end else None
+
+
 def test_each_state_partition_gets_the_whole_read_timeout() -> None:
     """read_timeout_s bounds the read of one state partition (one that never reaches its end), as it did before the
     read beat /healthz: shared by every state partition of an assignment, an instance taking many partitions (a
     restart of the only one) that read each in time ran out past the first few, and all of them lost their
     snapshots (the whole read is given up), at every such rebalance."""
-    import time
-
-    from confluent_kafka import KafkaError
-
     from distilld.daemon.state import StateStore
-
-    class End:
-        def error(self) -> KafkaError:
-            return KafkaError(KafkaError._PARTITION_EOF)
-
-    class SlowReader:
-        """Each state partition takes 0.3 s to its end."""
-
-        def assign(self, parts: list[Any]) -> None:
-            self.polls = 0
-
-        def unassign(self) -> None:
-            pass
-
-        def poll(self, timeout: float) -> End | None:
-            self.polls += 1
-            time.sleep(0.1)
-            return End() if self.polls == 3 else None
 
     store = StateStore("state", {}, read_timeout_s=0.5)
     store.partitions = 4
-    store._reader = SlowReader()  # type: ignore[assignment]
+    store._reader = _SlowReader(0.1, 3)  # type: ignore[assignment]  # 0.3 s to each state partition's end
     assert store.read({("events", p): 10 for p in range(4)}) == {}, "four state partitions read, none in 0.5 s"
 
 
@@ -299,31 +304,11 @@ def test_a_scans_time_limit_counts_its_reading_not_the_callers_work_between_slic
     timed out under load and its partitions started with empty windows. Only the time spent reading counts."""
     import time
 
-    from confluent_kafka import KafkaError
-
     from distilld.daemon.state import StateStore
-
-    class End:
-        def error(self) -> KafkaError:
-            return KafkaError(KafkaError._PARTITION_EOF)
-
-    class Reader:
-        """Nothing for 8 polls of 0.05 s, then the end of the partition: 0.4 s of reading."""
-
-        def assign(self, parts: list[Any]) -> None:
-            self.polls = 0
-
-        def unassign(self) -> None:
-            pass
-
-        def poll(self, timeout: float) -> End | None:
-            self.polls += 1
-            time.sleep(0.05)
-            return End() if self.polls > 8 else None
 
     store = StateStore("state", {}, read_timeout_s=1.0)
     store.partitions = 1
-    store._reader = Reader()  # type: ignore[assignment]
+    store._reader = _SlowReader(0.05, 9)  # type: ignore[assignment]  # 0.4 s of nothing, then the end
     scan = store.scan(0, {TP: 10})
     for _ in range(20):
         if scan.advance(time.monotonic() + 0.01) is not None:
