@@ -436,6 +436,44 @@ def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint()
     assert progress.committed is None and progress.due() == 10
 
 
+class _CommittedMember:
+    """A group member's consumer whose partitions are committed at 100, no window start found, any (un)assign taken."""
+
+    def committed(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition(p.topic, p.partition, 100) for p in parts]
+
+    def offsets_for_times(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+        return []
+
+    def incremental_assign(self, parts: list[Any]) -> None:
+        pass
+
+    def incremental_unassign(self, parts: list[Any]) -> None:
+        pass
+
+
+class _StoppingReader:
+    """A state reader that never comes to the partition's end and asks ``daemon`` to stop (SIGTERM) at its
+    ``stop_at``-th poll; ``polls`` counts them (a poll long after the stop is an error: the read went on)."""
+
+    def __init__(self, daemon: Daemon, stop_at: int) -> None:
+        self.daemon, self.stop_at, self.polls = daemon, stop_at, 0
+
+    def assign(self, parts: list[Any]) -> None:
+        pass
+
+    def unassign(self) -> None:
+        pass
+
+    def poll(self, timeout: float) -> None:
+        self.polls += 1
+        if self.polls == self.stop_at:
+            self.daemon.request_stop()
+        assert self.polls < 50, "read on after the stop"
+
+
 def _dlq_daemon(reducer: dict[str, Any] | None = None) -> tuple[Daemon, FakeProducer]:
     """A daemon forwarding every record (rate 1), dead-lettering to topic d, with a fake producer
     (``reducer``: more reducer settings)."""
@@ -2119,37 +2157,13 @@ def test_a_slow_state_topic_keeps_healthz_alive_and_a_stop_ends_the_restore() ->
     d = _exactly_once_daemon()
     beats: list[bool] = []
     d.endpoints = SimpleNamespace(beat=lambda: beats.append(d.stopping))  # type: ignore[assignment]
-    polls = [0]
-
-    class EndlessReader:  # a state partition that never comes to its end
-        def assign(self, parts: list[TopicPartition]) -> None:
-            pass
-
-        def unassign(self) -> None:
-            pass
-
-        def poll(self, timeout: float) -> None:
-            polls[0] += 1
-            if polls[0] == 5:
-                d.request_stop()  # SIGTERM
-            assert polls[0] < 50, "read on after the stop"
-
-    class Member:
-        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
-            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
-
-        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
-            return []
-
-        def incremental_assign(self, parts: list[TopicPartition]) -> None:
-            pass
-
-    d.consumer = member = Member()  # type: ignore[assignment]
+    reader = _StoppingReader(d, 5)  # a state partition that never comes to its end
+    d.consumer = member = _CommittedMember()  # type: ignore[assignment]
     d.state.partitions = 1
-    d.state._reader = EndlessReader()  # type: ignore[assignment]
+    d.state._reader = reader  # type: ignore[assignment]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
     _restore_waiting(d)
-    assert polls[0] == 5, "no poll after the stop"
+    assert reader.polls == 5, "no poll after the stop"
     assert beats.count(False) >= 4, "alive for /healthz while the state partition is read"
     assert ("t", 0) not in d.partitions, "not held: its empty window is not snapshotted over the partition's state"
     assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0, "a stop is not an error"
@@ -2627,39 +2641,13 @@ def test_a_restore_cut_short_by_a_stop_is_not_counted_as_a_restore() -> None:
 
     d = _exactly_once_daemon()
 
-    class Member:
-        def committed(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
-            return [TopicPartition(p.topic, p.partition, 100) for p in parts]
-
-        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
-            return []
-
-        def incremental_assign(self, parts: list[TopicPartition]) -> None:
-            pass
-
-        def incremental_unassign(self, parts: list[TopicPartition]) -> None:
-            pass
-
-    polls = [0]
-
-    class StoppedReader:  # a state partition read until a stop (SIGTERM) comes
-        def assign(self, parts: list[TopicPartition]) -> None:
-            pass
-
-        def unassign(self) -> None:
-            pass
-
-        def poll(self, timeout: float) -> None:
-            polls[0] += 1
-            if polls[0] == 3:
-                d.request_stop()
-
-    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    reader = _StoppingReader(d, 3)  # a state partition read until a stop (SIGTERM) comes
+    d.consumer = d.checkpoints.consumer = member = _CommittedMember()  # type: ignore[assignment]
     d.state.partitions = 1
-    d.state._reader = StoppedReader()  # type: ignore[assignment]
+    d.state._reader = reader  # type: ignore[assignment]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
     _restore_waiting(d)
-    assert polls[0] == 3
+    assert reader.polls == 3
     sample = d.metrics.registry.get_sample_value
     counted = {o: sample("distilld_state_restores_total", {"outcome": o}) for o in ("restored", "replayed", "empty")}
     assert counted == {"restored": 0, "replayed": 0, "empty": 0}, counted
