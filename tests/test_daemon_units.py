@@ -2788,3 +2788,137 @@ def test_a_transactional_producer_not_registered_in_time_is_logged_as_such_not_a
     assert not d.subscribed and "state topic" not in said, said
     assert "transactional producer" in said and "init_transactions not answered" in said, said
     assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0, "not a state topic failure"
+
+
+class _EndsAdmin:
+    """An admin client answering ListOffsets with ``ends`` (a KafkaException: the lookup fails); ``hold``: its
+    answers do not come (their futures stay pending until the test settles them). ``asked`` keeps each call's
+    partitions, ``isolation`` the last call's isolation level."""
+
+    def __init__(self, ends: dict[tuple[str, int], Any]) -> None:
+        self.ends, self.hold = ends, False
+        self.asked: list[list[int]] = []
+        self.held: list[tuple[Any, tuple[str, int]]] = []
+        self.isolation: Any = None
+
+    def list_offsets(self, wanted: dict[Any, Any], isolation_level: Any = None, request_timeout: float = 0) -> Any:
+        from concurrent.futures import Future
+
+        assert request_timeout and request_timeout <= 5, "a short timeout: a lookup the brokers do not answer ends"
+        self.asked.append(sorted(tp.partition for tp in wanted))
+        self.isolation = isolation_level
+        futures: dict[Any, Future[Any]] = {}
+        for tp in wanted:
+            futures[tp] = f = Future()
+            if self.hold:
+                self.held.append((f, (tp.topic, tp.partition)))
+            else:
+                self.settle(f, (tp.topic, tp.partition))
+        return futures
+
+    def settle(self, future: Any, tp: tuple[str, int]) -> None:
+        end = self.ends[tp]
+        if isinstance(end, Exception):
+            future.set_exception(end)
+        else:
+            future.set_result(SimpleNamespace(offset=end))
+
+
+def test_partitions_waiting_for_their_state_show_their_lag_until_the_consumer_has_them() -> None:
+    """Partitions the group assigned but not yet given to the consumer (their state being restored, their
+    commits not read yet) had no distilld_consumer_lag: librdkafka's statistics cover only the partitions the
+    client has, so the lag seemed to drop at a rebalance while nothing of them was read. Now their end is
+    looked up at the metrics refresh, without waiting for the answer (collected at a later refresh), and their
+    lag counted from their commit; a failed lookup is counted and retried; a revoked partition is forgotten;
+    one assigned to the consumer is handed to the statistics, as the same series."""
+    import time
+
+    from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
+
+    from distilld.daemon.state import StateScan
+
+    d = _exactly_once_daemon()
+
+    class Member(_CommittedMember):
+        def committed(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+            if any(p.partition == 2 for p in parts):
+                raise KafkaException(KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS, "loading"))
+            return super().committed(parts, timeout)
+
+    slow = [True]
+
+    class SlowScan(StateScan):
+        def advance(self, until: float) -> Any:
+            return None if slow[0] else {}  # no snapshot: windows rebuilt from the commit (no window start found)
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.scan = lambda partition, wanted, alive=None: SlowScan(partition, wanted, iter([]))  # type: ignore[method-assign]
+    admin = _EndsAdmin({("t", 0): 150, ("t", 1): 130})
+    d.state._admin = admin  # type: ignore[assignment]
+
+    def lag(partition: int) -> float | None:
+        return d.metrics.registry.get_sample_value("distilld_consumer_lag", {"topic": "t", "partition": str(partition)})
+
+    def refresh() -> None:
+        d._last_refresh = float("-inf")
+        d._refresh(time.monotonic())
+
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    d._read_commits()
+    d._restore_some()
+    assert d.restoring == {("t", 0): 100, ("t", 1): 100} and not d.partitions, "restoring, not assigned"
+    refresh()
+    assert admin.asked == [[0, 1]] and admin.isolation == IsolationLevel.READ_COMMITTED, "one lookup for both"
+    assert lag(0) is None, "answered at the next refresh: the loop did not wait for it"
+    refresh()
+    assert (lag(0), lag(1)) == (50, 30), "their end minus their commit"
+    admin.ends[("t", 0)] = 170
+    refresh()  # answers the lookup sent at the last refresh
+    assert lag(0) == 50
+    refresh()
+    assert lag(0) == 70, "updated at each refresh"
+
+    admin.ends[("t", 0)] = KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer"))
+    refresh()
+    refresh()
+    assert lag(0) == 70 and lag(1) == 30, "a failed lookup leaves the last value"
+    errors = {"lookup": "high_watermark"}
+    assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", errors) == 1
+    admin.ends[("t", 0)], admin.hold = 180, True
+    refresh()
+    asked = len(admin.asked)
+    refresh()
+    assert len(admin.asked) == asked, "not asked again while an answer is awaited"
+    for future, tp in admin.held:
+        admin.settle(future, tp)
+    admin.held.clear()
+    refresh()
+    assert lag(0) == 80, "retried after the failure"
+
+    d._on_assign(member, [TopicPartition("t", 2)])  # type: ignore[arg-type]
+    d._read_commits()
+    refresh()  # (answers held again: in flight for 0 and 1)
+    assert lag(2) is None and all(2 not in a for a in admin.asked), "its commit unknown: no lag, not looked up"
+    d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert lag(1) is None, "revoked: forgotten"
+    for future, tp in admin.held:
+        admin.settle(future, tp)
+    admin.held.clear()
+    refresh()
+    assert lag(1) is None, "an answer that came after the revoke does not bring it back"
+    assert admin.asked[-1] == [0]
+
+    slow[0] = False
+    d._restore_some()
+    assert list(d.partitions) == [("t", 0)], "restored: assigned to the consumer"
+    admin.ends[("t", 0)] = 999
+    for future, tp in admin.held:
+        admin.settle(future, tp)
+    refresh()
+    assert lag(0) == 80, "assigned: an answer still in flight does not set it; kept until the statistics do"
+    assert admin.asked[-1] == [0], "not looked up any more"
+    partition = {"hi_offset": 190, "ls_offset": 190, "app_offset": 100, "committed_offset": -1001, "consumer_lag": -1}
+    d._on_stats(orjson.dumps({"topics": {"t": {"partitions": {"0": partition}}}, "brokers": {}}).decode())
+    lags = [s for m in d.metrics.registry.collect() if m.name == "distilld_consumer_lag" for s in m.samples]
+    assert [(s.labels["partition"], s.value) for s in lags] == [("0", 90)], "one series, the statistics' now"

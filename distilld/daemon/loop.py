@@ -55,6 +55,7 @@ from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.repeats import Repeats
 from distilld.daemon.state import NoInputTopic, ReadStopped, Restored, StateScan, StateStore
 from distilld.daemon.transactions import TransactionFatal, Transactions
+from distilld.daemon.waiting_lag import WaitingLag
 from distilld.features import build_graders
 from distilld.filters import Filters
 from distilld.graders import GradingFunction
@@ -234,6 +235,9 @@ class Daemon:
             self.partitions, self.consumer, self.output, self.txn, self.state, self.metrics, timeout,
             rewind=self._rewind, fail=self._fail,
         )  # fmt: skip
+        # the lag of partitions waiting for their state, which librdkafka's statistics do not cover
+        read_committed = consumer_conf.get("isolation.level") == "read_committed"
+        self.waiting_lag = WaitingLag(self.metrics, self.state.admin, read_committed, LOOKUP_TIMEOUT_S)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -446,8 +450,20 @@ class Daemon:
         if now - self._last_refresh >= self.settings.metrics.refresh_ms / 1000.0:
             self.metrics.observe_reducers(p.reducer for p in self.partitions.values())
             self._observe_outputs()
+            self.waiting_lag.refresh(self._waiting_commits())
             self.metrics.ready.set(1 if self.readiness()[0] else 0)
             self._last_refresh = now
+
+    def _waiting_commits(self) -> dict[TP, int]:
+        """The committed offsets of the partitions waiting for their state (restoring or rebuilding), those
+        with one: their lag counts from it. Left out: one with none (it starts where auto.offset.reset says,
+        not looked up, and is assigned once the state read in progress ends), and those whose commits are not
+        read yet (pending: their lag is unknown, see :mod:`distilld.daemon.waiting_lag`)."""
+        commits = {tp: offset for tp, offset in self.restoring.items() if offset >= 0}
+        for tp, (part, _) in self._rebuilding.items():
+            if part.progress.committed is not None:
+                commits[tp] = part.progress.committed
+        return commits
 
     def shutdown(self) -> None:
         """Stop fetching, flush, commit, snapshot, close: inside ``processing.shutdown_timeout_s``

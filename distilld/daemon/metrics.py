@@ -95,7 +95,8 @@ class DaemonMetrics:
         )
         self.lag = Gauge(
             "distilld_consumer_lag",
-            "Records behind the high watermark (librdkafka).",
+            "Records behind the high watermark, from the committed offset: assigned partitions' from librdkafka's "
+            "statistics, those waiting for their state from a lookup at each refresh.",
             ["topic", "partition"],
             registry=r,
         )
@@ -139,7 +140,8 @@ class DaemonMetrics:
         self.offset_lookup_errors = Counter(
             "distilld_offset_lookup_errors",
             "Failed tries to look up where newly assigned partitions start (retried): lookup committed, their "
-            "committed offsets (not read meanwhile); window_start, where a window to rebuild starts.",
+            "committed offsets (not read meanwhile); window_start, where a window to rebuild starts; high_watermark, "
+            "the end of partitions waiting for their state (their consumer lag: asked again at the next refresh).",
             ["lookup"],
             registry=r,
         )
@@ -187,7 +189,7 @@ class DaemonMetrics:
             self.rebalances.labels(kind)
         for outcome in ("restored", "replayed", "empty", "discarded"):
             self.restores.labels(outcome)
-        for lookup in ("committed", "window_start"):
+        for lookup in ("committed", "window_start", "high_watermark"):
             self.offset_lookup_errors.labels(lookup)
         for reason in (*REASONS, "refused"):  # refused: by the brokers, for what the record is (output.py)
             self.dlq.labels(reason)
