@@ -2922,3 +2922,27 @@ def test_partitions_waiting_for_their_state_show_their_lag_until_the_consumer_ha
     d._on_stats(orjson.dumps({"topics": {"t": {"partitions": {"0": partition}}}, "brokers": {}}).decode())
     lags = [s for m in d.metrics.registry.collect() if m.name == "distilld_consumer_lag" for s in m.samples]
     assert [(s.labels["partition"], s.value) for s in lags] == [("0", 90)], "one series, the statistics' now"
+
+
+def test_waiting_lag_counts_to_the_end_the_consumer_counts_to_when_isolation_level_is_not_set() -> None:
+    """librdkafka's isolation.level defaults to read_committed: a consumer whose kafka.consumer does not set it
+    reads committed, and its statistics' consumer_lag counts to the last stable offset. The lag of partitions
+    waiting for their state was looked up to the high watermark unless isolation.level was set explicitly, so
+    the same series jumped at the handover on transactional inputs."""
+    from confluent_kafka import IsolationLevel
+
+    def daemon(consumer: dict[str, Any]) -> Daemon:
+        s = load_settings(
+            None,
+            kafka={
+                "bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o",
+                "consumer": consumer,
+            },
+            features=[{"name": "a", "type": "numeric"}],
+            processing={"guarantee": "at_least_once", "on_error": "skip"},
+            metrics={"port": 0},
+        )  # fmt: skip
+        return Daemon(s)
+
+    assert daemon({}).waiting_lag.isolation == IsolationLevel.READ_COMMITTED, "librdkafka's default"
+    assert daemon({"isolation.level": "read_uncommitted"}).waiting_lag.isolation == IsolationLevel.READ_UNCOMMITTED

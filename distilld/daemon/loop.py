@@ -236,7 +236,8 @@ class Daemon:
             rewind=self._rewind, fail=self._fail,
         )  # fmt: skip
         # the lag of partitions waiting for their state, which librdkafka's statistics do not cover
-        read_committed = consumer_conf.get("isolation.level") == "read_committed"
+        # librdkafka's isolation.level defaults to read_committed: the consumer's lag then counts to the LSO
+        read_committed = consumer_conf.get("isolation.level", "read_committed") == "read_committed"
         self.waiting_lag = WaitingLag(self.metrics, self.state.admin, read_committed, LOOKUP_TIMEOUT_S)
 
     # -- lifecycle -------------------------------------------------------------
