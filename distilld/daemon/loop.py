@@ -582,7 +582,8 @@ class Daemon:
             except (KafkaException, TimeoutError) as e:
                 self.metrics.state_errors.inc()
                 log.warning(
-                    "reading state topic %s[%d] failed (%s): %s start with empty windows",
+                    "reading state topic %s[%d] failed (%s): %s go without their snapshots (their windows are "
+                    "rebuilt from the log where it still holds them)",
                     self.state.topic, self._scan.partition, e, _keys(self._scan.wanted),
                 )  # fmt: skip
                 found = {}
