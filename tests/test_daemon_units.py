@@ -2946,3 +2946,18 @@ def test_waiting_lag_counts_to_the_end_the_consumer_counts_to_when_isolation_lev
 
     assert daemon({}).waiting_lag.isolation == IsolationLevel.READ_COMMITTED, "librdkafka's default"
     assert daemon({"isolation.level": "read_uncommitted"}).waiting_lag.isolation == IsolationLevel.READ_UNCOMMITTED
+
+
+def test_the_admin_clients_events_are_served_at_each_metrics_refresh() -> None:
+    """The state store's admin client (the state topic's checks, and since the waiting partitions' lag a
+    ListOffsets at every refresh) was never polled: its error_cb never ran, its events piled up in an outage."""
+    d = _exactly_once_daemon()
+    polls: list[float] = []
+    d.state._admin = SimpleNamespace(poll=polls.append)  # type: ignore[assignment]
+    d._last_refresh = 0.0
+    d._refresh(10.0)
+    assert polls == [0]
+    d.state._admin = None
+    d._last_refresh = 0.0
+    d._refresh(20.0)  # none made: none made by the refresh either
+    assert d.state._admin is None

@@ -452,6 +452,7 @@ class Daemon:
             self.metrics.observe_reducers(p.reducer for p in self.partitions.values())
             self._observe_outputs()
             self.waiting_lag.refresh(self._waiting_commits())
+            self.state.serve()
             self.metrics.ready.set(1 if self.readiness()[0] else 0)
             self._last_refresh = now
 

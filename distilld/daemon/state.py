@@ -185,6 +185,12 @@ class StateStore:
             self._admin = AdminClient(self.client_conf)
         return self._admin
 
+    def serve(self) -> None:
+        """Serve the admin client's events (its error_cb), if it has been made: nothing else polls it, and the
+        lookups of the waiting partitions' lag use it at every metrics refresh."""
+        if self._admin is not None:
+            self._admin.poll(0)
+
     def ensure_topic(
         self,
         reads: Callable[[str], bool],
