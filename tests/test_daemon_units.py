@@ -2801,6 +2801,9 @@ class _EndsAdmin:
         self.held: list[tuple[Any, tuple[str, int]]] = []
         self.isolation: Any = None
 
+    def poll(self, timeout: float) -> int:
+        return 0  # events served at each refresh (StateStore.serve)
+
     def list_offsets(self, wanted: dict[Any, Any], isolation_level: Any = None, request_timeout: float = 0) -> Any:
         from concurrent.futures import Future
 
