@@ -16,6 +16,7 @@ re-reads the gap without emitting (see :class:`distilld.daemon.loop.Daemon`).
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -290,12 +291,9 @@ class StateStore:
         partition read to its end within ``read_timeout_s`` (TimeoutError past it). ``alive`` is called while
         waiting for records (the caller stays alive for /healthz): once it answers False (stopping) the read
         ends with :class:`ReadStopped`."""
-        if not wanted:
-            return {}
         found: dict[TP, Restored] = {}
         for state_partition, group in self.by_state(wanted).items():
-            records = self._read_partition(self.reader(), state_partition, alive)
-            found.update(pick_snapshots((r for r in records if r is not None), group))
+            found.update(self.scan(state_partition, group, alive).advance(math.inf) or {})
         return found
 
     def by_state(self, wanted: dict[TP, int]) -> dict[int, dict[TP, int]]:
