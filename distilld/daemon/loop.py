@@ -1185,7 +1185,7 @@ def _timestamp(m: Message) -> int:
 
 
 def _names(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+    return _keys((tp.topic, tp.partition) for tp in partitions)
 
 
 def _keys(partitions: Iterable[TP]) -> str:
