@@ -128,7 +128,7 @@ def test_reduce_reports_bad_files_and_settings(tmp_path: Path, capsys: pytest.Ca
     bad = tmp_path / "bad.ndjson"
     bad.write_bytes(b'{"id": 1}\nnot json\n')
     assert main(["reduce", str(bad), "-o", str(tmp_path / "o.ndjson"), "-c", str(config)]) == 1
-    assert "bad.ndjson: line 2: not JSON" in capsys.readouterr().err
+    assert "bad.ndjson: line 2, column 1: not JSON: invalid literal" in capsys.readouterr().err
     assert main(["reduce", str(tmp_path / "x.parquet"), "-o", str(tmp_path / "o.csv"), "-c", str(config)]) == 1
     assert "cannot tell the format" in capsys.readouterr().err
     kafka_key = _config(tmp_path, key="kafka_key")
@@ -164,7 +164,7 @@ def test_kafka_key_and_timestamp_are_refused_naming_the_setting(
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
-        ("mid.ndjson", b'{"id": 1}\n{"id": 2,\n{"id": 3}\n', "line 2: not JSON"),
+        ("mid.ndjson", b'{"id": 1}\n{"id": 2,\n{"id": 3}\n', "line 2, column 10: not JSON: unexpected end of data"),
         ("list.ndjson", b'{"id": 1}\n\n[1, 2]\n', "line 3: not a JSON object: list"),
         ("long.csv", b"id,age\n1,2\n3,4,5\n", "line 3: 3 fields, the header has 2"),
         ("short.csv", b"id,age\n1,2\n3\n", "line 3: 1 fields, the header has 2"),

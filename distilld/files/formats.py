@@ -170,9 +170,9 @@ class Reader:
             if not line.strip():
                 continue
             try:
-                record = orjson.loads(line)
+                record = orjson.loads(line.rstrip(b"\r\n"))  # an end of data inside the line, not on a line after it
             except orjson.JSONDecodeError as e:
-                raise FileFormatError(f"{self.name}: line {n}: not JSON: {e.args[0]}") from None
+                raise FileFormatError(f"{self.name}: line {n}, column {e.colno}: not JSON: {e.msg}") from None
             if type(record) is not dict:
                 raise FileFormatError(f"{self.name}: line {n}: not a JSON object: {type(record).__name__}")
 
