@@ -774,6 +774,78 @@ def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -
     assert list(d.partitions) == [("t", 1)] and d.partitions[("t", 1)].processed == 5, "the other one rewound"
 
 
+def test_an_abort_before_the_first_commit_rewinds_to_the_first_record_read() -> None:
+    """exactly_once: a partition with no commit whose first transaction aborted was assigned again where
+    auto.offset.reset says: with latest the aborted records were never output, with earliest the whole log
+    was read again. Now it goes back to the first record it read, with empty windows and no state read, that
+    offset not taken as a commit (nothing committed, no snapshot of it); a second abort goes back there too.
+    Revoked before it is taken, or rewound at a stop, it is forgotten."""
+    from confluent_kafka import OFFSET_INVALID, KafkaError, Message, TopicPartition
+
+    d = _exactly_once_daemon()
+    assigned: list[tuple[int, int]] = []
+
+    class Member(_CommittedMember):
+        """A group with nothing committed; the consumer's assignments recorded."""
+
+        def committed(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+            return [TopicPartition(p.topic, p.partition, OFFSET_INVALID) for p in parts]
+
+        def incremental_assign(self, parts: list[Any]) -> None:
+            assigned.extend((p.partition, p.offset) for p in parts)
+
+    class Producer(FakeProducer):
+        """Its records kept; the transaction's calls (and flush) taken as done."""
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: None
+
+    def read(first: int, n: int) -> None:
+        """Records ``first`` to ``first + n - 1`` of t[0] processed in the open transaction."""
+        d.txn.begin()  # type: ignore[union-attr]
+        msgs = [
+            Message(topic="t", partition=0, offset=first + i, value=b'{"a": %d}' % i, timestamp=(1, 1_700_000_000_000))
+            for i in range(n)
+        ]
+        d._process_partition(("t", 0), d.partitions[("t", 0)], msgs)
+
+    def abort() -> None:
+        d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
+        d.commit()
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = producer = Producer()  # type: ignore[union-attr]
+    d.state.scan = lambda *args, **kw: pytest.fail("no state is read for a partition with no commit")  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    _restore_waiting(d)
+    assert assigned == [(0, OFFSET_INVALID)], "no commit: where auto.offset.reset says"
+    read(40, 5)
+    abort()
+    _restore_waiting(d)
+    assert assigned[-1] == (0, 40), "back to the first record read, not where auto.offset.reset says"
+    part = d.partitions[("t", 0)]
+    assert part.progress.committed is None and part.processed is None and part.reducer.keys_held == 0
+    read(40, 3)
+    abort()
+    _restore_waiting(d)
+    assert assigned[-1] == (0, 40), "a second abort before any commit: there again"
+    d.checkpoints.checkpoint(list(d.partitions))
+    assert not [c for c in producer.calls if c["topic"] == d.state.topic], "no snapshot claims offset 40"
+    assert d.partitions[("t", 0)].progress.committed is None
+
+    read(40, 2)
+    abort()  # not taken yet (the loop has not turned) when the group revokes it
+    d._on_revoke(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    _restore_waiting(d)
+    assert assigned[-1] == (0, OFFSET_INVALID), "assigned afresh: the first record read here is forgotten"
+    read(60, 2)
+    d.stopping = True
+    taken = len(assigned)
+    abort()
+    assert len(assigned) == taken and ("t", 0) not in d.partitions and not d.restoring, "dropped at a stop"
+
+
 def test_a_transaction_commit_works_to_the_deadline_it_is_given() -> None:
     import time
 

@@ -130,21 +130,11 @@ def test_exactly_once_kill_9_read_committed_sees_each_record_once(
     assert out == Counter(values)
 
 
-def _abort_once(bootstrap: str, snapshot_interval_s: float = 0.3) -> tuple[list[bytes], Counter[bytes], list[bytes]]:
-    """An in-process daemon (rate 1) whose transaction is aborted once midway by a
-    delivery failure. Returns the inputs, the read_committed output counts, and
-    the outputs of the aborted transaction."""
-    topic, group = _topics(bootstrap, "eos-abort")
-    n = 6000
-    values = [orjson.dumps(r) for r in people_records(n, 33)]
-    sent = produce(bootstrap, topic, values, [b"k%d" % (i % 4) for i in range(n)])
-    config = _config(bootstrap, topic, group, rate=1.0)
-    config["processing"].update(
-        {"batch_max_records": 300, "commit_interval_ms": 100, "snapshot_interval_s": snapshot_interval_s}
-    )
+def _watched(config: dict[str, Any]) -> tuple[Daemon, list[bytes]]:
+    """An in-process daemon, and the outputs of its open transaction (cleared at each commit)."""
     config["metrics"]["port"] = 0
     daemon = Daemon(load_settings(None, **config))
-    in_txn: list[bytes] = []  # outputs of the open transaction
+    in_txn: list[bytes] = []
     send, commit = daemon.output.send, daemon.txn.commit  # type: ignore[union-attr]
 
     def sending(batch: Any, topic: str, value: bytes, *rest: Any) -> None:
@@ -157,6 +147,31 @@ def _abort_once(bootstrap: str, snapshot_interval_s: float = 0.3) -> tuple[list[
 
     daemon.output.send = sending  # type: ignore[method-assign]
     daemon.txn.commit = committing  # type: ignore[method-assign,union-attr]
+    return daemon, in_txn
+
+
+def _abort(daemon: Daemon, in_txn: list[bytes]) -> list[bytes]:
+    """Abort the open transaction by a delivery failure; returns its outputs."""
+    daemon.output.txn_error = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "injected")
+    aborted = list(in_txn)
+    daemon.commit()
+    in_txn.clear()
+    return aborted
+
+
+def _abort_once(bootstrap: str, snapshot_interval_s: float = 0.3) -> tuple[list[bytes], Counter[bytes], list[bytes]]:
+    """An in-process daemon (rate 1) whose transaction is aborted once midway by a
+    delivery failure. Returns the inputs, the read_committed output counts, and
+    the outputs of the aborted transaction."""
+    topic, group = _topics(bootstrap, "eos-abort")
+    n = 6000
+    values = [orjson.dumps(r) for r in people_records(n, 33)]
+    sent = produce(bootstrap, topic, values, [b"k%d" % (i % 4) for i in range(n)])
+    config = _config(bootstrap, topic, group, rate=1.0)
+    config["processing"].update(
+        {"batch_max_records": 300, "commit_interval_ms": 100, "snapshot_interval_s": snapshot_interval_s}
+    )
+    daemon, in_txn = _watched(config)
     daemon.start()
     aborted: list[bytes] = []
     try:
@@ -165,10 +180,7 @@ def _abort_once(bootstrap: str, snapshot_interval_s: float = 0.3) -> tuple[list[
             assert time.monotonic() < deadline and not daemon.failure, daemon.failure
             daemon.step()
             if not aborted and daemon.records_consumed > n // 2 and in_txn:
-                daemon.output.txn_error = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "injected")
-                aborted = list(in_txn)
-                daemon.commit()
-                in_txn.clear()
+                aborted = _abort(daemon, in_txn)
                 assert daemon.metrics.commit_failures._value.get() == 1
         windows = sum(p.reducer.window_records()[0] for p in daemon.partitions.values())
     finally:
@@ -198,3 +210,73 @@ def test_an_aborted_transaction_rewinds_state_and_offsets(kafka_bootstrap: str, 
 def test_an_aborted_transaction_is_never_read(full_kafka: str) -> None:
     values, out, _ = _abort_once(full_kafka)
     assert out == Counter(values)
+
+
+def _abort_first(bootstrap: str) -> tuple[list[bytes], Counter[bytes], list[bytes]]:
+    """An in-process daemon (rate 1) with ``auto.offset.reset: latest`` joining a topic that holds records
+    already; once it reads at the end, records are produced, and its first transaction is aborted by a
+    delivery failure before anything is committed. Returns the records produced after it joined, the
+    read_committed output counts, and the outputs of the aborted transaction."""
+    topic, group = _topics(bootstrap, "eos-first-abort")
+    keys = [b"k%d" % i for i in range(12)]
+    before = [orjson.dumps(r) for r in people_records(300, 34)]
+    joined = produce(bootstrap, topic, before, keys * 25)
+    # Tansu's latest (its high watermark) counts a partition's last batch as one record (probed: 1 after a
+    # batch of 100): the records before the join end with a batch of one record each
+    for key in keys:
+        joined += produce(bootstrap, topic, [before[0]], [key])
+    config = _config(bootstrap, topic, group, rate=1.0)
+    config["kafka"]["consumer"].update({"auto.offset.reset": "latest", "statistics.interval.ms": 200})
+    # no commit of its own before the abort: the first transaction is the one aborted
+    config["processing"].update({"batch_max_records": 300, "commit_interval_ms": 600_000, "snapshot_interval_s": 1000})
+    daemon, in_txn = _watched(config)
+    fetching: dict[int, int] = {}  # partition: the next offset fetched, once its consumer fetches it
+    observe = daemon.metrics.observe_statistics
+
+    def observing(stats_json: str, committed: Any) -> bool:
+        for p, stats in orjson.loads(stats_json)["topics"].get(topic, {}).get("partitions", {}).items():
+            if p != "-1" and stats["fetch_state"] == "active":
+                fetching[int(p)] = stats["next_offset"]
+        return observe(stats_json, committed)
+
+    daemon.metrics.observe_statistics = observing  # type: ignore[method-assign]
+    daemon.start()
+
+    def step_until(done: Any) -> None:
+        deadline = time.monotonic() + 60
+        while not done():
+            assert time.monotonic() < deadline and not daemon.failure, daemon.failure
+            daemon.step()
+
+    try:
+        step_until(lambda: len(fetching) == PARTITIONS)  # where latest put them is known
+        assert fetching == end_offsets(joined), "latest: nothing produced before the join is read"
+        n = 3000
+        after = [orjson.dumps(r) for r in people_records(n, 35)]
+        sent = produce(bootstrap, topic, after, keys * (n // len(keys)))
+        step_until(lambda: bool(in_txn))
+        assert all(p.progress.committed is None for p in daemon.partitions.values()), "nothing committed yet"
+        aborted = _abort(daemon, in_txn)
+        daemon.settings.processing.commit_interval_ms = 100
+        step_until(lambda: committed(bootstrap, group, topic, PARTITIONS) == end_offsets(sent))
+        windows = sum(p.reducer.window_records()[0] for p in daemon.partitions.values())
+    finally:
+        daemon.stopping = True
+        daemon.shutdown()
+    assert windows == n, f"after the rewind every record produced since the join is in the windows once: {windows}"
+    return after, Counter(m.value() for m in _read_committed(bootstrap, f"{topic}.out", n)), aborted
+
+
+def test_an_abort_before_the_first_commit_loses_nothing_with_auto_offset_reset_latest(kafka_bootstrap: str) -> None:
+    """The rewind put a partition with no commit back where auto.offset.reset says: with latest the aborted
+    transaction's records were never output. Now every record produced after the daemon joined is output once
+    (besides the aborted copies, which Tansu serves to read_committed readers), none from before it joined."""
+    after, out, aborted = _abort_first(kafka_bootstrap)
+    assert aborted, "the first transaction was aborted"
+    assert out == Counter(after) + Counter(aborted)
+
+
+@pytest.mark.external_kafka
+def test_an_abort_before_the_first_commit_outputs_each_record_once(full_kafka: str) -> None:
+    after, out, _ = _abort_first(full_kafka)
+    assert out == Counter(after)

@@ -163,6 +163,8 @@ class Daemon:
         self._scan: StateScan | None = None  # the state partition being read for some of them
         self._rebuilding: dict[TP, tuple[Partition, str]] = {}  # with the outcome of their restore so far
         self._restore_started: float | None = None  # when they began to wait for it (restore_duration)
+        # those of them with no commit that an abort rewound: where each read first (_rewind)
+        self._rewound_to: dict[TP, int] = {}
         # revoked or lost partitions whose outputs still wait for acknowledgement (still in output.in_flight):
         # their oldest dates distilld_outputs_unacknowledged_age_seconds until they are acknowledged
         self._leaving: list[PartitionProgress] = []
@@ -458,9 +460,10 @@ class Daemon:
 
     def _waiting_commits(self) -> dict[TP, int]:
         """The committed offsets of the partitions waiting for their state (restoring or rebuilding), those
-        with one: their lag counts from it. Left out: one with none (it starts where auto.offset.reset says,
-        not looked up, and is assigned once the state read in progress ends), and those whose commits are not
-        read yet (pending: their lag is unknown, see :mod:`distilld.daemon.waiting_lag`)."""
+        with one: their lag counts from it. Left out: one with none (it starts where auto.offset.reset says, or
+        at the first record it read if an abort rewound it, and is assigned once the state read in progress
+        ends), and those whose commits are not read yet (pending: their lag is unknown, see
+        :mod:`distilld.daemon.waiting_lag`)."""
         commits = {tp: offset for tp, offset in self.restoring.items() if offset >= 0}
         for tp, (part, _) in self._rebuilding.items():
             if part.progress.committed is not None:
@@ -601,7 +604,7 @@ class Daemon:
 
     def _next_scan(self) -> StateScan | None:
         """The read of the state partition of the first partition waiting, for all those it holds; partitions
-        with no commit have no state to read, and are taken at once."""
+        with no commit (those an abort rewound too) have no state to read, and are taken at once."""
         fresh = [tp for tp, offset in self.restoring.items() if offset < 0]
         if fresh:
             for tp in fresh:
@@ -630,10 +633,11 @@ class Daemon:
     def _restored(self, tp: TP, offset: int, snap: Restored | None) -> tuple[Partition, TopicPartition, str]:
         """Partition ``tp``, committed at ``offset`` (-1: none), with the state of ``snap`` if usable: the
         partition, where it starts reading (the snapshot's offset: the gap up to the commit is re-read
-        without emitting; else the commit, or where auto.offset.reset says) and the restore's outcome."""
+        without emitting; else the commit; with none, the first record it read if an abort rewound it, else
+        where auto.offset.reset says) and the restore's outcome."""
         reducer = self._new_reducer()
         part = Partition(PartitionProgress(tp[0], tp[1]), reducer, reducer.missing_counts)
-        start = TopicPartition(tp[0], tp[1], offset if offset >= 0 else OFFSET_INVALID)
+        start = TopicPartition(tp[0], tp[1], offset if offset >= 0 else self._rewound_to.pop(tp, OFFSET_INVALID))
         if offset >= 0:
             part.processed = part.progress.committed = part.progress.committable = offset
         if snap is None:
@@ -751,6 +755,7 @@ class Daemon:
         for key in gone:
             self.restoring.pop(key, None)
             self._rebuilding.pop(key, None)
+            self._rewound_to.pop(key, None)
         if self._scan is not None and not any(tp in self.restoring for tp in self._scan.wanted):
             self._scan.close()  # read for none of them any more
             self._scan = None
@@ -844,6 +849,8 @@ class Daemon:
             prepared, bad, msgs = prepared.before(first), [], msgs[:first]
             if not msgs:
                 return
+        if part.processed is None:  # nothing committed or read before: where an abort rewinds it to
+            part.first_read = msgs[0].offset()
         end = part.processed = msgs[-1].offset() + 1
         good_msgs = [msgs[i] for i in prepared.good] if len(prepared.good) < len(msgs) else msgs
         chosen, weights = self._select(part, good_msgs, prepared.records, prepared.extracted)
@@ -1043,6 +1050,10 @@ class Daemon:
         transaction get restored state and fetch from there (they are unassigned and assigned
         again at those offsets: a seek could still let already-fetched records through); the
         others are there already and keep their state (a rebuild would not move their commit).
+        One with no commit yet goes back to the first record it read, with empty windows as at
+        its assignment: where auto.offset.reset says would skip the aborted records (latest) or
+        re-read the whole log (earliest). That offset is not taken as a commit: none is sent, no
+        snapshot claims it, no state is read for it, and a second abort goes back there too.
         Stopping, those with work in it are dropped instead: their state would not be used.
         Called from a rebalance callback too (a lost partition's abort): their state is read back by the loop."""
         self._leaving.clear()  # their outputs were discarded with the transaction: none waits any more
@@ -1062,6 +1073,9 @@ class Daemon:
             self._fail(f"cannot rewind the partitions: {e}")
             return
         self._to_restore(known)
+        for key, p in rewound.items():
+            if p.progress.committed is None and p.first_read is not None:
+                self._rewound_to[key] = p.first_read
         log.info("%s rewound to their last commit: their state is read back", _names(assigned))
 
     def _registry_wait(self, seconds: float) -> bool:
