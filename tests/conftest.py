@@ -90,6 +90,13 @@ def full_kafka(kafka_bootstrap: str) -> str:
     pytest.skip("missing Apache Kafka: set DISTILLD_TEST_BOOTSTRAP or give a Docker engine (Tansu can't fence)")
 
 
+@pytest.fixture(scope="session")
+def serves_aborted(kafka_bootstrap: str) -> bool:
+    """Whether the session's broker serves aborted transactions' records to read_committed readers:
+    Tansu, the embedded broker, does; Apache Kafka does not."""
+    return not (os.environ.get("DISTILLD_TEST_BOOTSTRAP") or _docker_answers())
+
+
 @pytest.fixture
 def daemons() -> Iterator[list[DaemonProcess]]:
     """Daemon processes a test starts; killed at its end, whatever happened."""
