@@ -1076,7 +1076,10 @@ class Daemon:
         for key, p in rewound.items():
             if p.progress.committed is None and p.first_read is not None:
                 self._rewound_to[key] = p.first_read
-        log.info("%s rewound to their last commit: their state is read back", _names(assigned))
+        log.info(
+            "%s rewound to their last commit (with none yet, to the first record read): their state is read back",
+            _names(assigned),
+        )
 
     def _registry_wait(self, seconds: float) -> bool:
         """A schema lookup's retry, within the batch: False once stopping, or once the batch has
