@@ -6,11 +6,20 @@ keyed by the raw keys gave ``"user": true`` and ``"user": 1`` one window. The ru
 - a boolean is never a number: ``True``, ``1`` and ``1.0`` are two keys (``np.bool_`` is a boolean);
 - numbers equal as numbers are one key: ``1``, ``1.0``, ``np.int64(1)`` (JSON has one number type;
   orjson reads ``1.0`` as a float, another producer writes ``1``);
-- tuples and frozensets compare their items by this rule; anything else as Python compares it.
+- tuples and frozensets compare their items by this rule; so does a JSON array (a list), and a JSON
+  object (a dict) its members, as a set of (name, value) pairs: their order does not count. A list
+  or a dict is never the same key as a string (``[1, 2]`` is not ``"[1, 2]"``), a number or a tuple:
+  JSON arrays decode to lists, never to tuples, so a tuple comes only from a ``key_func``, which
+  builds it on purpose (several fields in one key, say);
+- NaN is a missing value wherever it is: a NaN key is the key None, and a NaN inside a key compares
+  as None there (NaN equals nothing, not even itself: each record would have opened a key);
+- a key nested more than 100 levels deep (tuples, lists, objects inside one another) is a missing
+  key, None: comparing it would run into Python's recursion limit;
+- anything else as Python compares it.
 
-:func:`key_identity` gives a key's stand-in for dict lookups; it is the key itself unless a boolean
-is in it. The windows' key table is keyed by it; keys shown to users (``DataPoint.key``, snapshots)
-stay the records' own values.
+:func:`key_identity` gives a key's stand-in for dict lookups; it is the key itself unless a boolean,
+a NaN, a list or a dict is in it. The windows' key table is keyed by it; keys shown to users
+(``DataPoint.key``, snapshots) stay the records' own values (a list key reads ``[1, 2]``).
 """
 
 from __future__ import annotations
@@ -24,90 +33,167 @@ import numpy as np
 __all__ = ["KeyList", "index_keys", "key_identities", "key_identity"]
 
 
-class _BooleanTag:
-    """Marks a boolean in a key's identity: no key a record gives holds it."""
+class _Tag:
+    """Marks a boolean, a JSON array or a JSON object in a key's identity: no key a record gives holds it."""
 
-    __slots__ = ()
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
 
     def __repr__(self) -> str:
-        return "<boolean>"
+        return f"<{self._name}>"
 
 
-_BOOLEAN = _BooleanTag()
+_BOOLEAN, _ARRAY, _OBJECT = _Tag("boolean"), _Tag("array"), _Tag("object")
 _BOOLEANS = (bool, np.bool_)
 _BOOLEAN_TYPES = frozenset(_BOOLEANS)
-_NESTED = (tuple, frozenset)
+_FLOATS = (float, np.floating)
+_JSON = (list, dict)
+_NESTED = (tuple, frozenset)  # the hashable containers: the fast path meets only these
+_CONTAINERS = (tuple, frozenset, list, dict)
 _NOT_NUMBERS = frozenset({str, bytes, type(None)})  # scalars no boolean equals
+_AS_IS = frozenset({str, int, bytes, type(None)})  # their own identity
+_SCALARS = frozenset({*_AS_IS, *_BOOLEANS, float})  # hold nothing: where a depth count stops
+_MAX_DEPTH = 100  # containers inside one another a key may have: a snapshot writes 2 JSON levels for each
+
+
+class _TooDeep(Exception):
+    """A key nested more than ``_MAX_DEPTH`` levels deep."""
 
 
 def key_identity(key: Any) -> Any:
-    """What a key is compared by: ``(<boolean>, True)`` for ``True``; tuples and frozensets item by item."""
-    if isinstance(key, _BOOLEANS):
+    """What a key is compared by: ``(<boolean>, True)`` for ``True``, ``(<array>, (1, 2))`` for ``[1, 2]``,
+    ``(<object>, frozenset({("a", 1)}))`` for ``{"a": 1}``, None for NaN or a key nested too deeply;
+    tuples and frozensets item by item."""
+    return None if _too_deep(key) else _identity(key)
+
+
+def _too_deep(key: Any) -> bool:
+    """Whether containers nest more than ``_MAX_DEPTH`` levels in ``key`` (a level at a time: no recursion)."""
+    if isinstance(key, list | tuple) and _SCALARS.issuperset(map(type, key)):
+        return False  # the common case, a list or tuple of scalars
+    level = [key]
+    for _ in range(_MAX_DEPTH + 1):
+        if _SCALARS.issuperset(map(type, level)):
+            return False
+        level = [x for k in level if isinstance(k, _CONTAINERS) for x in (_members(k) if isinstance(k, dict) else k)]
+    return True
+
+
+def _members(obj: dict[Any, Any]) -> chain[Any]:
+    return chain(obj, obj.values())
+
+
+def _identity(key: Any) -> Any:
+    """:func:`key_identity` of a key known not to nest too deeply (recursive)."""
+    kind = type(key)
+    if kind in _AS_IS:  # the common scalars first: a key of tuples of them is mostly these
+        return key
+    if kind in _BOOLEAN_TYPES:
         return (_BOOLEAN, bool(key))
     if isinstance(key, tuple):
-        return tuple(map(key_identity, key))
+        return tuple(map(_identity, key))
+    if isinstance(key, list):
+        return (_ARRAY, tuple(map(_identity, key)))
+    if isinstance(key, dict):
+        return (_OBJECT, frozenset(zip(map(_identity, key), map(_identity, key.values()), strict=True)))
     if isinstance(key, frozenset):
-        return frozenset(map(key_identity, key))
+        return frozenset(map(_identity, key))
+    if isinstance(key, _FLOATS) and key != key:
+        return None
     return key
 
 
-def _holds_booleans(keys: Sequence[Any], kinds: set[type]) -> bool:
-    """Whether a boolean is among ``keys`` (of types ``kinds``) or inside their tuples and frozensets."""
-    while True:
-        if not kinds.isdisjoint(_BOOLEANS):
-            return True
-        if not any(issubclass(t, _NESTED) for t in kinds):
-            return False
-        if all(issubclass(t, _NESTED) for t in kinds):
+def _holds_nan(keys: Sequence[Any]) -> bool:
+    """Whether a NaN is among ``keys`` (not inside them): the one value unequal to itself. A key whose
+    comparison raises or is not a bool (a pandas NA, say) counts as one: it takes the exact path."""
+    try:
+        return any([k != k for k in keys])
+    except (TypeError, ValueError, ArithmeticError):
+        return True
+
+
+def _needs_identity(keys: Sequence[Any], kinds: set[type], distinct: Sequence[Any] | None = None) -> bool:
+    """Whether a key of ``keys`` (of types ``kinds``) is not its own identity: a boolean, a NaN, a list
+    or a dict among them or inside their tuples and frozensets; _TooDeep if tuples and frozensets nest
+    more than ``_MAX_DEPTH`` levels. NaNs are looked for among ``distinct``, the distinct keys, if given:
+    a tuple holding a NaN equals only a tuple holding that very NaN, so its entry holds it too."""
+    found, floats = _scan(keys, kinds, nans=distinct is None)
+    if found or not floats or distinct is None:
+        return found
+    return _scan(distinct, set(map(type, distinct)), nans=True)[0]
+
+
+def _scan(keys: Sequence[Any], kinds: set[type], nans: bool) -> tuple[bool, bool]:
+    """(whether a boolean, a list or a dict, or with ``nans`` a NaN, is among ``keys`` or inside their
+    tuples and frozensets; whether a float is), a level of them at a time."""
+    found = floats = False
+    for _ in range(_MAX_DEPTH + 1):
+        if not found:
+            found = not kinds.isdisjoint(_BOOLEAN_TYPES) or any(issubclass(t, _JSON) for t in kinds)
+            if any(issubclass(t, _FLOATS) for t in kinds):
+                floats = True
+                found = found or (nans and _holds_nan(keys))
+        nested = [issubclass(t, _NESTED) for t in kinds]
+        if not any(nested):
+            return found, floats
+        if all(nested):
             keys = list(chain.from_iterable(keys))  # the common case, every key a tuple: no loop in Python
         else:
             keys = list(chain.from_iterable(k for k in keys if isinstance(k, _NESTED)))
         kinds = set(map(type, keys))
+    raise _TooDeep
 
 
 class KeyList(list[Hashable]):
     """:func:`index_keys`' distinct keys, with the identities it told them apart by (``identities``;
-    None: the keys themselves, none holds a boolean), so that the key table need not work them out again."""
+    None: the keys themselves, none holds a boolean, a NaN, a list or a dict), so that the key table
+    need not work them out again."""
 
     identities: Sequence[Hashable] | None = None
 
 
 def key_identities(keys: Sequence[Hashable]) -> Sequence[Hashable]:
-    """:func:`key_identity` of each key; ``keys`` itself when none holds a boolean (a scan of their types)."""
+    """:func:`key_identity` of each key; ``keys`` itself when each is its own (a scan of their types)."""
     if isinstance(keys, KeyList):
         return keys if keys.identities is None else keys.identities
-    if not _holds_booleans(keys, set(map(type, keys))):
-        return keys
+    try:
+        if not _needs_identity(keys, set(map(type, keys))):
+            return keys
+    except _TooDeep:
+        pass
     return list(map(key_identity, keys))
 
 
-def _key_list(distinct: list[Hashable], booleans: bool) -> KeyList:
+def _key_list(distinct: list[Hashable], identities: bool) -> KeyList:
     out = KeyList(distinct)
-    if booleans:
-        out.identities = list(map(key_identity, out))
+    if identities:
+        out.identities = list(map(_identity, out))  # the fast path's keys: none nests too deeply
     return out
 
 
 def _is_nan(key: Any) -> bool:
-    return isinstance(key, float | np.floating) and key != key
+    return isinstance(key, _FLOATS) and key != key
 
 
 def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
     """Keys per record → (each record's index into the distinct keys, the keys in order of first
     appearance, each as its first record gives it). Keys are told apart by :func:`key_identity`.
-    Unhashable keys stand in by their repr; NaN (a missing key: no two NaNs are equal, so each would
-    open a key) by None, and so does a value nested too deeply for a repr (a JSON object 1,000 levels down)."""
+    NaN (a missing key: no two NaNs are equal, so each would open a key) stands in by None, and so does
+    a key nested too deeply; unhashable keys other than lists and dicts (a set, a bytearray) by their repr."""
     try:
         distinct = list(dict.fromkeys(raw))
         kinds = set(map(type, distinct))
-        if any(issubclass(t, float | np.floating) for t in kinds) and any(map(_is_nan, distinct)):
+        if any(issubclass(t, _FLOATS) for t in kinds) and any(map(_is_nan, distinct)):
             raw = [None if _is_nan(k) else k for k in raw]
             distinct = list(dict.fromkeys(raw))
         lookup = {k: i for i, k in enumerate(distinct)}
         index = np.fromiter(map(lookup.__getitem__, raw), dtype=np.int64, count=len(raw))
-    except TypeError:  # an unhashable key somewhere
+    except (TypeError, RecursionError):  # an unhashable key somewhere, or tuples too deep to compare
         return _index_one_by_one(raw)
     # only an entry equal to 0 or 1, or a tuple or frozenset, can have taken in a boolean and a number
+    # (and only a tuple or frozenset can hold a NaN)
     if all(issubclass(t, _NESTED) for t in kinds):
         suspects = list(range(len(distinct)))  # every key a tuple (say): no need to look for them
     else:
@@ -115,26 +201,32 @@ def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
         if any(issubclass(t, _NESTED) for t in kinds):
             suspects += [i for i, k in enumerate(distinct) if isinstance(k, _NESTED)]
     if suspects:
-        return _tell_apart(raw, index, distinct, suspects, kinds if len(suspects) == len(distinct) else None)
-    return index, _key_list(distinct, booleans=False)  # no entry equal to 0 or 1: no boolean
+        try:
+            return _tell_apart(raw, index, distinct, suspects, kinds if len(suspects) == len(distinct) else None)
+        except _TooDeep:
+            return _index_one_by_one(raw)
+    return index, _key_list(distinct, identities=False)  # no entry equal to 0 or 1: no boolean
 
 
 def _tell_apart(
     raw: Sequence[Any], index: np.ndarray, distinct: list[Hashable], suspects: list[int], kinds: set[type] | None
 ) -> tuple[np.ndarray, KeyList]:
     """Index again, by identity, the records of the ``suspects`` entries, if a boolean is among them
-    next to a number, or inside a tuple or frozenset (per record in Python, those records only).
-    ``kinds``: the types of the keys when every entry is a suspect (else the suspects' are looked up)."""
+    next to a number, or a boolean or a NaN inside a tuple or frozenset (per record in Python, those
+    records only). ``kinds``: the types of the keys when every entry is a suspect (else the suspects'
+    are looked up). _TooDeep (before anything is changed) if a key nests too deeply."""
     if kinds is not None and all(issubclass(t, _NESTED) for t in kinds):
         rows, keys = np.arange(len(raw)), raw  # a tuple equals tuples only: the entries' types are the records'
     else:
         rows = np.flatnonzero(np.isin(index, suspects)) if kinds is None else np.arange(len(raw))
         keys = raw if kinds is not None else [raw[i] for i in rows.tolist()]
         kinds = set(map(type, keys))
-    if not _holds_booleans(keys, kinds):
-        return index, _key_list(distinct, booleans=False)
+    if not _needs_identity(
+        keys, kinds, distinct if len(suspects) == len(distinct) else [distinct[i] for i in suspects]
+    ):
+        return index, _key_list(distinct, identities=False)
     if all(issubclass(t, _BOOLEANS) or t in _NOT_NUMBERS for t in kinds):
-        return index, _key_list(distinct, booleans=True)  # no number: True and False are told apart already
+        return index, _key_list(distinct, identities=True)  # no number: True and False are told apart already
     if not any(issubclass(t, _NESTED) for t in kinds):  # scalars: an entry and whether a boolean, in numpy
         part = index[rows] * 2 + np.fromiter(map(_BOOLEAN_TYPES.__contains__, map(type, keys)), np.bool_, len(keys))
         pairs, first, inverse = np.unique(part, return_index=True, return_inverse=True)
@@ -149,48 +241,56 @@ def _tell_apart(
         index[rows] = entry_of[inverse.ravel()]
     else:
         _split_by_identity(index, rows, keys, distinct)
-    # number the entries in order of first appearance again (those split off were put last)
+    # number the entries in order of first appearance again (those split off were put last, those
+    # merged into another, tuples whose NaNs told them apart, are gone)
     entries, firsts = np.unique(index, return_index=True)
     order = entries[np.argsort(firsts, kind="stable")]
     rank = np.empty(len(distinct), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return rank[index], _key_list([distinct[e] for e in order.tolist()], booleans=True)
+    return rank[index], _key_list([distinct[e] for e in order.tolist()], identities=True)
 
 
 def _split_by_identity(index: np.ndarray, rows: np.ndarray, keys: Sequence[Any], distinct: list[Hashable]) -> None:
     """Give the records ``rows`` (their ``keys``) the entry of their key's identity: an entry stays with
-    the first identity its records show, any other gets a new one (appended to ``distinct``)."""
+    the first identity its records show, any other gets a new one (appended to ``distinct``), each
+    entry's key its first record's. (An identity can take in records of several entries: tuples that
+    NaNs told apart; so an entry's first record may have gone to another, and the entry's key is set
+    by the first record that stays.)"""
     entry_of: dict[Hashable, int] = {}
     kept: set[int] = set()
     new = index[rows]
     for n, (entry, key) in enumerate(zip(new.tolist(), keys, strict=True)):
-        ident = key_identity(key)
+        ident = _identity(key)
         found = entry_of.get(ident)
         if found is None:
-            found = entry if entry not in kept else len(distinct)
-            if found == entry:
-                kept.add(entry)
-            else:
+            if entry in kept:
+                found = len(distinct)
                 distinct.append(key)
+            else:
+                found = entry
+                kept.add(entry)
+                distinct[entry] = key
             entry_of[ident] = found
         new[n] = found
     index[rows] = new
 
 
 def _index_one_by_one(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
+    """:func:`index_keys` a key at a time: a batch with a list, a dict or another unhashable key in it,
+    or with tuples nested too deeply."""
     entry_of: dict[Hashable, int] = {}
     distinct: list[Hashable] = []
     out = np.empty(len(raw), dtype=np.int64)
     for i, k in enumerate(raw):
-        if _is_nan(k):
-            k = None
         try:
-            out[i] = entry = entry_of.setdefault(key_identity(k), len(entry_of))
-        except TypeError:
-            k = _stand_in(k)
-            out[i] = entry = entry_of.setdefault(k, len(entry_of))
+            ident = key_identity(k)
+            out[i] = entry = entry_of.setdefault(ident, len(entry_of))
+            held = None if ident is None else k  # NaN or nested too deeply: a missing key
+        except TypeError:  # a set, a bytearray, or a list or dict holding one: by its repr
+            held = ident = _stand_in(k)
+            out[i] = entry = entry_of.setdefault(ident, len(entry_of))
         if entry == len(distinct):
-            distinct.append(k)
+            distinct.append(held)
     keys = KeyList(distinct)
     keys.identities = list(entry_of)
     return out, keys

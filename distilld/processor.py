@@ -119,8 +119,9 @@ class DistilledProcessor:
     gives event time in seconds (default: arrival time); ``key_func(record)``
     the key whose window the record joins (default: one key for all). Keys are
     compared as JSON values (keys.py): ``True`` and ``1`` are two keys, ``1`` and
-    ``1.0`` one; snapshots keep str, int, float, bool, None, bytes, UUID, date and
-    time, Decimal keys and tuples and frozensets of them, and refuse others.
+    ``1.0`` one, a list never the string of its repr; snapshots keep str, int, float,
+    bool, None, bytes, UUID, date and time, Decimal keys and tuples, frozensets, lists
+    and dicts of them, and refuse others.
     ``panes`` sets the window's granularity, ``max_keys`` bounds the state
     (least recently used keys are evicted), ``seed`` the tie-break hashes.
     The weights say what the selector balances hardest: each categorical's

@@ -13,8 +13,8 @@ carries a fingerprint of the configuration; restoring into a different one
 raises :class:`SnapshotMismatch` instead of mixing incompatible counts.
 
 Keys come back with their types (JSON values as they are, others tagged); a
-key that would come back as another value (an Enum, a NaN in a tuple) makes
-:func:`dump` raise :class:`SnapshotError` rather than lose its window.
+key that would come back as another value (an Enum, an object of the caller's)
+makes :func:`dump` raise :class:`SnapshotError` rather than lose its window.
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ __all__ = ["SnapshotError", "SnapshotMismatch", "dump", "fingerprint", "load"]
 log = logging.getLogger(__name__)
 
 MAGIC = b"DSTLSNAP"
-# 5: True and 1 are two keys (distilld.keys), frozensets are kept, and a key that cannot come back
-# equal is refused at dump; 4 stored such keys by their repr (read still, with a warning about them)
-VERSION = 5
-READABLE = (4, 5)
+# 6: list and dict keys (JSON arrays and objects) are kept as such; 5 held them by their repr, as
+# strings (read still, with a warning about strings that look like one). 5: True and 1 are two keys
+# (distilld.keys), frozensets are kept, and a key that cannot come back equal is refused at dump; 4
+# stored such keys by their repr (read still, with a warning about them)
+VERSION = 6
+READABLE = (4, 5, 6)
 
 
 class SnapshotError(ValueError):
@@ -122,6 +124,10 @@ def _key_out(key: Hashable) -> Any:
         return {"t": [_key_out(k) for k in key]}
     if isinstance(key, frozenset):
         return {"s": [_key_out(k) for k in key]}
+    if isinstance(key, list):
+        return {"l": [_key_out(k) for k in key]}
+    if isinstance(key, dict):  # names and values one after the other: two JSON levels a level, as a list
+        return {"o": [_key_out(x) for pair in key.items() for x in pair]}
     if isinstance(key, float) and not math.isfinite(key):
         return {"f": repr(key)}  # JSON has no inf or NaN
     if isinstance(key, int) and not -(2**63) <= key < 2**64:
@@ -142,13 +148,13 @@ def _unkept(key: Hashable, why: str) -> SnapshotError:
     return SnapshotError(
         f"key {reprlib.repr(key)} of type {type(key).__name__} cannot be kept in a snapshot ({why}): its window"
         " would not be found again after a restore. Keys (what key_func gives) should be str, int, float, bool,"
-        " None, bytes, UUID, date, time, datetime, Decimal, or tuples and frozensets of these"
+        " None, bytes, UUID, date, time, datetime, Decimal, or tuples, frozensets, lists and dicts of these"
     )
 
 
 def _keys_out(windows: KeyedWindows) -> list[list[Any]]:
     """[key, slot] of each held key; SnapshotError for a key that would not come back equal (an Enum, a
-    class of the caller's, a NaN in a tuple): never a key that silently becomes another."""
+    class of the caller's): never a key that silently becomes another."""
     out = []
     for slot in windows.slot_of.values():
         key = windows.key_of[slot]
@@ -175,7 +181,10 @@ def _by_repr(value: Any) -> bool:
     return "r" in value or any(map(_by_repr, value.get("t") or value.get("s") or ()))
 
 
-def _key_in(value: Any, legacy: bool) -> Hashable:
+_REPRS = ("[]", "{}", "()")  # how the repr of a list, a dict or a tuple holding one starts and ends
+
+
+def _key_in(value: Any, legacy: bool) -> Any:
     """A key as :func:`_key_out` wrote it; ``legacy`` (version 4): ``{"r": repr}`` comes back as that string."""
     if isinstance(value, dict):
         if "b" in value:
@@ -184,6 +193,11 @@ def _key_in(value: Any, legacy: bool) -> Hashable:
             return tuple(_key_in(v, legacy) for v in value["t"])
         if "s" in value:
             return frozenset(_key_in(v, legacy) for v in value["s"])
+        if "l" in value:
+            return [_key_in(v, legacy) for v in value["l"]]
+        if "o" in value:
+            items = [_key_in(v, legacy) for v in value["o"]]
+            return dict(zip(items[::2], items[1::2], strict=True))
         if "f" in value:
             return float(value["f"])
         if "i" in value:
@@ -297,6 +311,13 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
                 "snapshot version 4 stored %d keys by their repr (such as %s): they come back as strings,"
                 " and records with the original keys start new windows",
                 len(by_repr), reprlib.repr(by_repr[0]),
+            )  # fmt: skip
+        if version == 5 and (like := [k for k, _ in keys if isinstance(k, str) and k[:1] + k[-1:] in _REPRS]):
+            log.warning(
+                "snapshot version 5 holds %d keys that read as a list, a dict or a tuple holding one (such as %s):"
+                " version 5 held such keys by their repr, so if these were, they come back as strings, and"
+                " records with the original keys start new windows",
+                len(like), reprlib.repr(like[0]),
             )  # fmt: skip
         for i, encoder in enumerate(proc._encoders):
             _restore_attrs(encoder, header["encoders"][i], f"encoder{i}", arrays, _ENCODER_STATE)

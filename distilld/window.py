@@ -123,6 +123,9 @@ class KeyedWindows:
         self._capacity = 0
         self.slot_of: dict[Hashable, int] = {}  # by ``key_identity``: True and 1 are two keys
         self.key_of: list[Hashable] = []  # the key each slot holds, as the records gave it
+        # the identity each slot is held under in slot_of: worked out again from key_of, a list or dict
+        # key the caller changed in place since would not give it
+        self.ident_of: list[Hashable] = []
         self._free: list[int] = []
         self.evicted = 0
         self.balance = 0.0  # sum of every key's budget carry, evicted keys included
@@ -192,11 +195,11 @@ class KeyedWindows:
             for i in missing:
                 slot = self._free.pop()
                 self.slot_of[idents[i]] = slot
-                if slot < len(self.key_of):
-                    self.key_of[slot] = keys[i]
-                else:
+                if slot >= len(self.key_of):
                     self.key_of.extend([None] * (slot + 1 - len(self.key_of)))
-                    self.key_of[slot] = keys[i]
+                    self.ident_of.extend([None] * (slot + 1 - len(self.ident_of)))
+                self.key_of[slot] = keys[i]
+                self.ident_of[slot] = idents[i]
                 self.in_use[slot] = True
         for i, k in enumerate(idents):
             slots[i] = self.slot_of[k]
@@ -205,12 +208,15 @@ class KeyedWindows:
 
     def restore_keys(self, keys: Sequence[tuple[Hashable, int]]) -> None:
         """Hold each (key, slot) of a snapshot; ValueError if two keys are one (by ``key_identity``)."""
-        self.slot_of = {key_identity(k): slot for k, slot in keys}
+        idents = [key_identity(k) for k, _ in keys]
+        self.slot_of = {ident: slot for ident, (_, slot) in zip(idents, keys, strict=True)}
         if len(self.slot_of) != len(keys):
             raise ValueError("window state: a key held twice")
         self.key_of = [None] * self._capacity
-        for k, slot in keys:
+        self.ident_of = [None] * self._capacity
+        for ident, (k, slot) in zip(idents, keys, strict=True):
             self.key_of[slot] = k
+            self.ident_of[slot] = ident
 
     def _evict(self, count: int, protect: set[int]) -> None:
         held = self.held_slots()
@@ -227,8 +233,9 @@ class KeyedWindows:
             self.evicted += 1
 
     def _release(self, slot: int) -> None:
-        del self.slot_of[key_identity(self.key_of[slot])]
+        del self.slot_of[self.ident_of[slot]]
         self.key_of[slot] = None
+        self.ident_of[slot] = None
         self.in_use[slot] = False
         self.global_totals -= self.totals[self.RECEIVED, slot]
         self.ring[:, slot] = 0

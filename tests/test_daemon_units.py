@@ -2129,7 +2129,7 @@ def test_a_key_field_nested_too_deeply_for_a_repr_is_a_missing_key_not_an_except
     from distilld.processor import index_keys
 
     index, keys = index_keys(["x", orjson.loads(deep)["user"], [1, 2], None])
-    assert index.tolist() == [0, 1, 2, 1] and keys == ["x", None, "[1, 2]"]
+    assert index.tolist() == [0, 1, 2, 1] and keys == ["x", None, [1, 2]]
 
 
 def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() -> None:
@@ -2564,27 +2564,40 @@ def _keyed_daemon() -> tuple[Daemon, Any]:
 
 def test_a_key_field_of_true_and_one_of_1_are_two_keys_across_a_snapshot() -> None:
     """``"user": true`` and ``"user": 1`` shared a window (Python's True == 1); ``1`` and ``1.0`` are one
-    number, one key. After the snapshot (the checkpoint's dump, the loop's load), the same four keys."""
+    number, one key. ``[1, 2]`` shared the window of the string ``"[1, 2]"`` (it stood in by its repr);
+    ``[1, 2]`` and ``[1.0, 2]`` are one array, one key. After the snapshot (the checkpoint's dump, the loop's
+    load), the same keys, and the next records find their windows."""
     from confluent_kafka import Message
 
     from distilld.snapshot import dump, load
 
     d, part = _keyed_daemon()
-    users = [b"true", b"1", b"1.0", b"false", b"0", b'"1"']
-    msgs = [
-        Message(topic="t", partition=0, offset=i, value=b'{"a": 1, "user": %s}' % u, timestamp=(1, 1_700_000_000_000))
-        for i, u in enumerate(users * 3)
-    ]
-    d._process_partition(("t", 0), part, msgs)
+    users = [b"true", b"1", b"1.0", b"false", b"0", b'"1"', b"[1, 2]", b'"[1, 2]"', b"[1.0, 2]"]
+
+    def messages(start: int) -> list[Message]:
+        return [
+            Message(topic="t", partition=0, offset=start + i, value=b'{"a": 1, "user": %s}' % u,
+                    timestamp=(1, 1_700_000_000_000))
+            for i, u in enumerate(users * 3)
+        ]  # fmt: skip
+
+    d._process_partition(("t", 0), part, messages(0))
     windows = part.reducer._windows
 
     def held(w: Any) -> list[tuple[type, Any, int]]:
         return [(type(w.key_of[s]), w.key_of[s], int(w.totals[0, s, 0])) for s in w.slot_of.values()]
 
-    assert held(windows) == [(bool, True, 3), (int, 1, 6), (bool, False, 3), (int, 0, 3), (str, "1", 3)]
+    assert held(windows) == [
+        (bool, True, 3), (int, 1, 6), (bool, False, 3), (int, 0, 3), (str, "1", 3), (list, [1, 2], 6),
+        (str, "[1, 2]", 3),
+    ]  # fmt: skip
     restored = d._new_reducer()
     load(restored, dump(part.reducer))
     assert held(restored._windows) == held(windows)
+    part.reducer = restored
+    part.counted()  # as the loop does for a restored reducer
+    d._process_partition(("t", 0), part, messages(len(users) * 3))
+    assert [n for _, _, n in held(restored._windows)] == [6, 12, 6, 6, 6, 12, 6], "each key's window found again"
 
 
 def test_a_snapshot_refused_for_its_keys_is_logged_and_counted_not_raised(caplog: Any) -> None:

@@ -1,11 +1,12 @@
 """Which keys share a window: JSON values, told apart as a Kafka user tells them apart.
 
 ``true`` and ``1`` are two keys (Python's ``True == 1`` made them one); ``1`` and ``1.0``
-are one number, one key.
+are one number, one key; ``[1, 2]`` is a JSON array, never the string ``"[1, 2]"``.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -21,6 +22,7 @@ from .conftest import FakeClock
 from .test_engine_properties import FAST
 
 ONE = [{"name": "c", "type": "categorical", "categories": ["a", "b", "c"]}]
+NAN = float("nan")  # one object: tuples holding it are equal in Python
 
 
 def _proc(max_keys: int = 10_000) -> DistilledProcessor:
@@ -30,13 +32,20 @@ def _proc(max_keys: int = 10_000) -> DistilledProcessor:
 
 
 def _json_identity(key: Any) -> Any:
-    """The test's own oracle: a bool is never a number; numbers equal as numbers are one key."""
+    """The test's own oracle: a bool is never a number; numbers equal as numbers are one key; NaN is
+    None; a list is a JSON array (not a tuple), a dict a JSON object (its members in any order)."""
     if isinstance(key, bool | np.bool_):
         return ("bool", bool(key))
+    if isinstance(key, float | np.floating) and math.isnan(key):
+        return None
     if isinstance(key, tuple):
         return ("tuple", tuple(map(_json_identity, key)))
     if isinstance(key, frozenset):
         return ("frozenset", frozenset(map(_json_identity, key)))
+    if isinstance(key, list):
+        return ("list", tuple(map(_json_identity, key)))
+    if isinstance(key, dict):
+        return ("dict", frozenset((_json_identity(n), _json_identity(v)) for n, v in key.items()))
     return key.item() if isinstance(key, np.generic) else key  # np.int64(1) is 1
 
 
@@ -90,22 +99,33 @@ def test_tuples_and_frozensets_holding_bools_are_told_apart_from_those_holding_n
 
 scalar_keys = st.one_of(
     st.none(), st.booleans(), st.integers(-2, 3), st.sampled_from([0.0, -0.0, 1.0, 2.5]),
-    st.sampled_from(["", "1", "True"]), st.just(np.True_), st.just(np.int64(1)),
+    st.sampled_from(["", "1", "True", "[1, 2]", "[]", "{'a': 1}", "{}"]), st.just(np.True_), st.just(np.int64(1)),
+    st.builds(float, st.just("nan")), st.just(np.float64("nan")),  # a new NaN each: none equals another
 )  # fmt: skip
-keys_strategy = st.one_of(
-    scalar_keys, st.tuples(scalar_keys, scalar_keys), st.frozensets(scalar_keys, max_size=2), st.lists(scalar_keys)
+keys_strategy = st.recursive(
+    scalar_keys,
+    lambda inner: st.one_of(
+        st.tuples(inner, inner),
+        st.frozensets(scalar_keys, max_size=2),
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2),
+    ),
+    max_leaves=6,
 )
 
 
 @FAST
 @given(raw=st.lists(keys_strategy, max_size=60))
 @example(raw=[np.int64(1), (None, None), np.True_])  # a boolean taken in by a number, next to a tuple key
+@example(raw=[[1, 2], "[1, 2]", [1.0, 2], {"a": 1, "b": 2}, {"b": 2, "a": 1}, "{'a': 1, 'b': 2}", (1, 2)])
+@example(raw=[("a", float("nan")), ("a", float("nan")), ("a", None), [float("nan")], [None]])
+@example(raw=[(True, None), (np.True_, NAN), (np.int64(1), NAN)])  # (1, NAN)'s entry: its first record went to another
 def test_records_share_an_index_exactly_when_their_keys_are_the_same_json_value(raw: list[Any]) -> None:
     """index_keys (the processor, the daemon and the file tools all key through it): two records share
-    an entry iff their keys are the same JSON value; each entry's key is its first record's, in order
-    of first appearance."""
+    an entry iff their keys are the same JSON value; each entry's key is its first record's (None for
+    a NaN), in order of first appearance."""
     index, keys = index_keys(raw)
-    ident = [repr(k) if isinstance(k, list) else _json_identity(k) for k in raw]  # unhashable: by repr
+    ident = list(map(_json_identity, raw))
     assert len(index) == len(raw)
     for i in range(len(raw)):
         for j in range(i):
@@ -113,7 +133,7 @@ def test_records_share_an_index_exactly_when_their_keys_are_the_same_json_value(
     firsts = sorted({int(x): i for i, x in reversed(list(enumerate(index)))}.items())
     assert [e for e, _ in firsts] == list(range(len(keys))), "entries numbered in order of first appearance"
     for entry, row in firsts:
-        assert keys[entry] is raw[row] or isinstance(raw[row], list)
+        assert keys[entry] is raw[row] or (ident[row] is None and keys[entry] is None)
 
 
 @FAST
@@ -125,3 +145,64 @@ def test_each_json_value_has_one_window_however_the_batches_fall(batches: list[l
         proc.process_batch([{"c": "a", "user": u} for u in batch])
         expected.update(map(_json_identity, batch))
     assert _by_identity(proc) == expected
+
+
+def test_a_json_array_or_object_key_is_never_the_string_of_its_repr() -> None:
+    """A key field holding ``[1, 2]`` stood in by its repr, the string ``"[1, 2]"``: it shared a window with
+    records whose key is that string, and ``[1, 2]`` and ``[1.0, 2]`` (one JSON value) were two keys, as
+    were ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``. The keys users see are the records' own values."""
+    users = [b"[1, 2]", b'"[1, 2]"', b"[1.0, 2]", b'{"a": 1, "b": 2}', b'{"b": 2, "a": 1}', b"\"{'a': 1, 'b': 2}\""]
+    records = [orjson.loads(b'{"c": "a", "user": %s}' % users[i % len(users)]) for i in range(60)]
+    proc = _proc()
+    out = proc.process_batch(records)
+    assert _received(proc) == [([1, 2], 20), ("[1, 2]", 10), ({"a": 1, "b": 2}, 20), ("{'a': 1, 'b': 2}", 10)]
+    assert [type(k) for k, _ in _received(proc)] == [list, str, dict, str]
+    for dp in out:
+        assert _json_identity(dp.key) == _json_identity(dp.data["user"]) and type(dp.key) is type(dp.data["user"])
+    proc.process_batch([{"c": "b", "user": [1, 2.0]}, {"c": "b", "user": (1, 2)}, {"c": "b", "user": [[1, 2]]}])
+    assert proc.keys_held == 6, (
+        "a later batch finds [1, 2]'s window; a tuple and a list in a list are keys of their own"
+    )
+
+
+def test_a_nan_inside_a_tuple_key_is_one_key_as_a_nan_key_is() -> None:
+    """``key_func`` giving ``("a", nan)``: NaN equals nothing, not even itself, so each record opened a
+    window of its own. A NaN inside a key is a missing value, None, as a NaN key is."""
+    proc = DistilledProcessor(
+        build_graders(ONE), 600, 0.5, 100, key_func=lambda r: ("a", float(r["v"])), clock=FakeClock()
+    )
+    proc.process_batch([{"c": "a", "v": "nan"} for _ in range(10)])
+    proc.process_batch([{"c": "a", "v": "nan"}, {"c": "a", "v": "1"}])
+    assert proc.keys_held == 2 and sorted(n for _, n in _received(proc)) == [1, 11]
+
+
+def _nested(depth: int, inner: Any = 1, lists: bool = False) -> Any:
+    """``inner`` inside ``depth`` tuples (every other one a list with ``lists``)."""
+    for i in range(depth):
+        inner = [inner] if lists and i % 2 else (inner,)
+    return inner
+
+
+def test_a_key_nested_too_deeply_is_a_missing_key_not_an_exception() -> None:
+    """A tuple 1,000 levels deep (from a ``key_func``) raised RecursionError out of ``process_batch`` when
+    compared to another. A key nested more than 100 levels deep is a missing key, None, like a NaN."""
+    deep, deep_too = _nested(1000), _nested(1000)  # two objects: comparing them goes all the way down
+    proc = DistilledProcessor(build_graders(ONE), 600, 0.5, 100, key_func=lambda r: r["k"], clock=FakeClock())
+    for keys in ([deep, deep_too, None], [(deep,), "x", (deep_too,)], [deep, True, 1, ("t", True)]):
+        proc.process_batch([{"c": "a", "k": k} for k in keys])
+    assert _by_identity(proc) == {None: 6, "x": 1, ("bool", True): 1, 1: 1, ("tuple", ("t", ("bool", True))): 1}
+    for lists in (False, True):  # hashable keys (the fast path) and lists among them (a key at a time)
+        raw = [_nested(100, 1, lists), _nested(101, 1, lists), _nested(100, 1.0, lists), None, _nested(101, 2, lists)]
+        index, keys = index_keys(raw)
+        assert index.tolist() == [0, 1, 0, 1, 1] and keys == [raw[0], None], "100 levels is a key, 101 is not"
+
+
+def test_a_list_key_changed_in_place_after_its_batch_is_still_evicted_cleanly() -> None:
+    """The key table holds a list key as the record gives it; the caller may change that record (its key)
+    after the batch. Evicting the key must still find its entry."""
+    proc = _proc(max_keys=1)
+    record = {"c": "a", "user": [1]}
+    proc.process_batch([record])
+    record["user"].append(2)
+    proc.process_batch([{"c": "a", "user": "next"}])
+    assert proc.keys_held == 1 and proc.keys_evicted == 1 and _received(proc) == [("next", 1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import struct
 import zlib
 from collections.abc import Callable
@@ -221,11 +222,16 @@ def _keyed() -> DistilledProcessor:
 
 
 def _typed(key: Any) -> Any:
-    """A key with the type of every part of it: a restored key must be this equal, not only ``==``."""
-    if isinstance(key, tuple):
-        return (tuple, tuple(map(_typed, key)))
+    """A key with the type of every part of it: a restored key must be this equal, not only ``==``
+    (a NaN as a word: no two are equal)."""
+    if isinstance(key, tuple | list):
+        return (type(key), tuple(map(_typed, key)))
     if isinstance(key, frozenset):
         return (frozenset, frozenset(map(_typed, key)))
+    if isinstance(key, dict):
+        return (dict, tuple((_typed(n), _typed(v)) for n, v in key.items()))
+    if isinstance(key, float) and math.isnan(key):
+        return (float, "nan")
     return (type(key), key)
 
 
@@ -253,8 +259,11 @@ key_scalars = st.one_of(
     st.binary(max_size=4),
 )  # fmt: skip
 snapshot_keys = st.one_of(
-    key_scalars, st.tuples(key_scalars, key_scalars), st.tuples(st.tuples(key_scalars)), st.frozensets(key_scalars)
-)
+    key_scalars, st.tuples(key_scalars, key_scalars), st.tuples(st.tuples(key_scalars)), st.frozensets(key_scalars),
+    st.tuples(key_scalars, st.just(float("nan"))), st.lists(key_scalars, max_size=3),
+    st.dictionaries(st.text(max_size=2), st.one_of(key_scalars, st.lists(key_scalars, max_size=2)), max_size=3),
+    st.tuples(st.text(max_size=2), st.lists(key_scalars, max_size=2)),
+)  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None)
@@ -294,7 +303,7 @@ def test_a_key_that_would_come_back_as_another_is_refused_at_dump() -> None:
     class Tone(enum.StrEnum):
         DARK = "dark"
 
-    for key in (Colour.RED, ("user", Colour.RED), (float("nan"), 1), object()):
+    for key in (Colour.RED, ("user", Colour.RED), [Colour.RED], {"c": Colour.RED}, object()):
         proc = _keyed()
         proc.process_batch([{"k": key, "c": "a"}, {"k": "fine", "c": "b"}])
         with pytest.raises(SnapshotError, match=r"cannot be kept in a snapshot.*what key_func gives"):
@@ -304,6 +313,54 @@ def test_a_key_that_would_come_back_as_another_is_refused_at_dump() -> None:
     load(restored, dump(proc))  # an int or str Enum comes back as its value: equal, same hash, same window
     restored.process_batch([{"k": k, "c": "a"} for k in (Level.HIGH, Tone.DARK)])
     assert restored.keys_held == 2 and restored.get_current_stats()["historical_data_count"] == 4
+
+
+def test_list_and_dict_keys_come_back_and_their_records_find_their_windows() -> None:
+    """Version 5 held a JSON array or object key by its repr string: ``[1, 2]`` shared the window of the
+    string ``"[1, 2]"``. Now each comes back a list or a dict, apart from that string, and after the restore
+    records with ``[1, 2]`` (or ``[1.0, 2]``, one JSON value) and ``{"b": 2, "a": 1}`` find their windows;
+    so do tuples with a NaN in them (refused at dump before: the NaN came back unequal to itself)."""
+    keys: list[Any] = [[1, 2], "[1, 2]", {"a": 1, "b": [2]}, ("t", [1, {"x": None}]), ("n", float("nan")), []]
+    first, second = _keyed(), _keyed()
+    first.process_batch([{"k": k, "c": "a"} for k in keys])
+    assert first.keys_held == 6
+    load(second, dump(first))
+    assert _held(second) == _held(first)
+    again = [[1.0, 2], "[1, 2]", {"b": [2], "a": 1}, ("t", [1, {"x": None}]), ("n", float("nan")), []]
+    second.process_batch([{"k": k, "c": "b"} for k in again])
+    w = second._windows
+    assert second.keys_held == 6 and [int(w.totals[0, slot, 0]) for slot in w.slot_of.values()] == [2] * 6
+
+
+def test_a_key_as_deeply_nested_as_a_key_may_be_fits_in_a_snapshot() -> None:
+    """A key of 100 lists and dicts inside one another (deeper is a missing key, distilld.keys): the
+    header's JSON (orjson writes 254 levels at most) holds it."""
+    deep: Any = 1
+    for i in range(100):
+        deep = {"d": deep} if i % 2 else [deep]
+    first, second = _keyed(), _keyed()
+    first.process_batch([{"k": deep, "c": "a"}])
+    assert first._windows.key_of[next(iter(first._windows.slot_of.values()))] is deep
+    load(second, dump(first))
+    second.process_batch([{"k": deep, "c": "a"}])
+    assert second.keys_held == 1 and _held(second) == _held(first)
+
+
+def test_a_version_5_snapshot_still_loads_and_warns_of_keys_that_read_as_a_list_or_dict(caplog: Any) -> None:
+    """Version 5 held list and dict keys by their repr: such strings come back as strings, with a warning."""
+    proc = _keyed()
+    proc.process_batch([{"k": k, "c": "a"} for k in ("user", "[1, 2]", "{'a': 1}", "('t', [1])")])
+    restored = _keyed()
+    with caplog.at_level(logging.WARNING, logger="distilld.snapshot"):
+        load(restored, _rewritten(dump(proc), 5, lambda header: None))
+    assert "version 5 holds 3 keys that read as a list, a dict or a tuple holding one" in caplog.text
+    assert _held(restored) == _held(proc)
+    restored.process_batch([{"k": k, "c": "a"} for k in ("user", [1, 2])])
+    assert restored.keys_held == 5, "[1, 2] is not the string of its repr: a window of its own"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="distilld.snapshot"):
+        load(_keyed(), dump(proc))
+    assert not caplog.text, "version 6 keeps lists as lists: a string is a string"
 
 
 def test_a_version_4_snapshot_still_loads_and_says_which_keys_it_stored_by_repr(caplog: Any) -> None:
