@@ -3049,3 +3049,24 @@ def test_the_admin_clients_events_are_served_at_each_metrics_refresh() -> None:
     d._last_refresh = 0.0
     d._refresh(20.0)  # none made: none made by the refresh either
     assert d.state._admin is None
+
+
+def test_each_restored_partition_is_one_restore_duration_sample() -> None:
+    """distilld_state_restore_duration_seconds was one sample from the first commits read to the last partition
+    assigned, however many partitions that was, and a revoke that emptied the queue dropped it. Now each partition
+    with a commit is one sample, from its commit read to its assignment; one revoked meanwhile is none, and one with
+    no commit (nothing to restore) is none."""
+    from confluent_kafka import TopicPartition
+
+    d = _exactly_once_daemon()
+    d.consumer = d.checkpoints.consumer = member = _CommittedMember()  # type: ignore[assignment]
+    _no_snapshots(d)
+    d._on_assign(member, [TopicPartition("t", p) for p in range(3)])  # type: ignore[arg-type]
+    d._read_commits()
+    d._on_revoke(member, [TopicPartition("t", 2)])  # type: ignore[arg-type]
+    d._to_restore({("t", 3): -1})  # no commit: taken at once, nothing restored
+    _restore_waiting(d)
+    assert sorted(d.partitions) == [("t", 0), ("t", 1), ("t", 3)]
+    sample = d.metrics.registry.get_sample_value
+    assert sample("distilld_state_restore_duration_seconds_count") == 2, "one sample a partition restored"
+    assert sample("distilld_state_restore_duration_seconds_sum") > 0

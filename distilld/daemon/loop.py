@@ -162,7 +162,7 @@ class Daemon:
         self.restoring: dict[TP, int] = {}  # their committed offsets (-1: none)
         self._scan: StateScan | None = None  # the state partition being read for some of them
         self._rebuilding: dict[TP, tuple[Partition, str]] = {}  # with the outcome of their restore so far
-        self._restore_started: float | None = None  # when they began to wait for it (restore_duration)
+        self._waiting_since: dict[TP, float] = {}  # those with a commit: when each began to wait (restore_duration)
         # those of them with no commit that an abort rewound: where each read first (_rewind)
         self._rewound_to: dict[TP, int] = {}
         # revoked or lost partitions whose outputs still wait for acknowledgement (still in output.in_flight):
@@ -563,8 +563,10 @@ class Daemon:
         self._to_restore({(tp.topic, tp.partition): committed.get((tp.topic, tp.partition), -1) for tp in pending})
 
     def _to_restore(self, committed: dict[TP, int]) -> None:
-        if not self.restoring and not self._rebuilding:
-            self._restore_started = time.perf_counter()
+        """Partitions whose commits are read (-1: none) wait for their state; those with a commit are timed
+        from now to their assignment (distilld_state_restore_duration_seconds), each on its own."""
+        now = time.perf_counter()
+        self._waiting_since.update((tp, now) for tp, offset in committed.items() if offset >= 0)
         self.restoring.update(committed)
 
     def _restore_some(self) -> None:
@@ -697,9 +699,11 @@ class Daemon:
             return
         self.metrics.assigned.set(len(self.partitions))
         log.info("assigned %s", _names(starts))
-        if not self.restoring and not self._rebuilding and self._restore_started is not None:
-            self.metrics.restore_duration.observe(time.perf_counter() - self._restore_started)
-            self._restore_started = None
+        now = time.perf_counter()
+        for tp, *_ in taken:
+            since = self._waiting_since.pop(tp, None)
+            if since is not None:
+                self.metrics.restore_duration.observe(now - since)
 
     def _window_starts(self, partitions: list[TopicPartition]) -> dict[TP, int]:
         """The first offset of each partition whose Kafka timestamp is inside the window (the log's start
@@ -756,11 +760,10 @@ class Daemon:
             self.restoring.pop(key, None)
             self._rebuilding.pop(key, None)
             self._rewound_to.pop(key, None)
+            self._waiting_since.pop(key, None)  # not restored here: not timed
         if self._scan is not None and not any(tp in self.restoring for tp in self._scan.wanted):
             self._scan.close()  # read for none of them any more
             self._scan = None
-        if not self.restoring and not self._rebuilding:
-            self._restore_started = None  # not a whole restore: not timed
         return [tp for tp in partitions if (tp.topic, tp.partition) not in waiting]
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

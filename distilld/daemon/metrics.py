@@ -118,7 +118,8 @@ class DaemonMetrics:
         )
         self.restore_duration = Histogram(
             "distilld_state_restore_duration_seconds",
-            "Time to read and load the snapshots of newly assigned partitions.",
+            "Time from a newly assigned partition's commit read to the partition restored and assigned"
+            " (one sample a partition with a commit).",
             buckets=_LATENCY,
             registry=r,
         )
