@@ -161,6 +161,9 @@ class Daemon:
         self._pending_wait = LOOKUP_RETRY_S[0]
         self.restoring: dict[TP, int] = {}  # their committed offsets (-1: none)
         self._scan: StateScan | None = None  # the state partition being read for some of them
+        # those whose state partition has been read, not loaded yet: their commit and snapshot (a turn loads
+        # them until its slice is over)
+        self._unloaded: dict[TP, tuple[int, Restored | None]] = {}
         self._rebuilding: dict[TP, tuple[Partition, str]] = {}  # with the outcome of their restore so far
         self._waiting_since: dict[TP, float] = {}  # those with a commit: when each began to wait (restore_duration)
         # those of them with no commit that an abort rewound: where each read first (_rewind)
@@ -573,10 +576,16 @@ class Daemon:
         """Restore partitions waiting for their state, for up to RESTORE_SLICE_S: the loop polls its consumer
         between slices (max.poll.interval.ms) and processes the partitions it has. The state topic is read a
         state partition at a time, for every partition waiting whose snapshots it holds (one read, however
-        many partitions share it); each is assigned once its state is in. Those without a usable snapshot
-        wait for the others, then where their windows start is looked up once for them all."""
+        many partitions share it); each is assigned once its state is in, loaded one partition at a time (a
+        big window state takes seconds to load). Those without a usable snapshot wait for the others, then
+        where their windows start is looked up once for them all."""
         until = time.monotonic() + RESTORE_SLICE_S
         while not self.stopping and (self._scan is not None or self.restoring):
+            if self._unloaded:
+                self._load(until)
+                if self._unloaded:
+                    return  # the slice is over: on at the next turn
+                continue
             if self._scan is None:
                 self._scan = self._next_scan()
                 continue
@@ -598,9 +607,7 @@ class Daemon:
             if found is None:
                 return  # the slice is over: on at the next turn
             scan, self._scan = self._scan, None
-            self._load(scan.wanted, found)
-            if time.monotonic() >= until:
-                return
+            self._unloaded = {tp: (offset, found.get(tp)) for tp, offset in scan.wanted.items()}
         if self._rebuilding and not self.restoring and not self.stopping:
             self._rebuild()
 
@@ -617,19 +624,23 @@ class Daemon:
         wanted = {tp: c for tp, c in self.restoring.items() if self.state.partition_of(tp) == state_partition}
         return self.state.scan(state_partition, wanted, alive=self._alive)
 
-    def _load(self, wanted: dict[TP, int], found: dict[TP, Restored]) -> None:
-        """Partitions whose state partition has been read: each with its snapshot, if usable, is assigned;
-        the others wait for where their windows start (_rebuild), unless they have no commit."""
+    def _load(self, until: float) -> None:
+        """Partitions whose state partition has been read, until ``until`` (one at least): each with its
+        snapshot, if usable, is assigned; the others wait for where their windows start (_rebuild)."""
         taken = []
-        for tp, offset in wanted.items():
+        while self._unloaded:
+            tp, (offset, snap) = next(iter(self._unloaded.items()))
+            del self._unloaded[tp]
             if self.restoring.get(tp) != offset:
                 continue  # revoked meanwhile (or assigned again, its commit since moved: read again)
             del self.restoring[tp]
-            part, start, outcome = self._restored(tp, offset, found.get(tp))
+            part, start, outcome = self._restored(tp, offset, snap)
             if outcome == "restored":
                 taken.append((tp, part, start, outcome))
             else:
                 self._rebuilding[tp] = (part, outcome)
+            if self.stopping or time.monotonic() >= until:
+                break
         self._take(taken)
 
     def _restored(self, tp: TP, offset: int, snap: Restored | None) -> tuple[Partition, TopicPartition, str]:
@@ -761,6 +772,7 @@ class Daemon:
             self._rebuilding.pop(key, None)
             self._rewound_to.pop(key, None)
             self._waiting_since.pop(key, None)  # not restored here: not timed
+            self._unloaded.pop(key, None)
         if self._scan is not None and not any(tp in self.restoring for tp in self._scan.wanted):
             self._scan.close()  # read for none of them any more
             self._scan = None
