@@ -166,6 +166,10 @@ def test_kafka_key_and_timestamp_are_refused_naming_the_setting(
     [
         ("mid.ndjson", b'{"id": 1}\n{"id": 2,\n{"id": 3}\n', "line 2, column 10: not JSON: unexpected end of data"),
         ("list.ndjson", b'{"id": 1}\n\n[1, 2]\n', "line 3: not a JSON object: list"),
+        ("latin.ndjson", b'{"id": 1}\n{"id": "caf\xe9"}\n', "line 2, column 12: not UTF-8"),
+        # a number of 20 digits or more: the batch is read by the standard library (as an integer), as strictly
+        ("long-latin.ndjson", b'{"id": 123456789012345678901}\n{"id": "caf\xe9"}\n', "line 2, column 12: not UTF-8"),
+        ("long-nan.ndjson", b'{"id": 123456789012345678901}\n{"id": NaN}\n', "line 2, column 8: not JSON"),
         ("long.csv", b"id,age\n1,2\n3,4,5\n", "line 3: 3 fields, the header has 2"),
         ("short.csv", b"id,age\n1,2\n3\n", "line 3: 1 fields, the header has 2"),
         ("latin.csv", b"id,gender\n1,male\n2,m\xe9le\n", "line 3: not UTF-8"),

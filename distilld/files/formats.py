@@ -39,6 +39,16 @@ def _weight(w: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(line: bytes) -> Any:
+    """The standard library's reader (integers past 64 bits stay integers), as strict as orjson: NaN and
+    Infinity are not JSON."""
+    return json.loads(line, parse_constant=_reject_constant)
+
+
 class FileFormatError(ValueError):
     """A file's format is unknown, or its content does not match it."""
 
@@ -153,11 +163,11 @@ class Reader:
             if not done:  # a UTF-8 byte order mark, as CSV's
                 lines[0] = lines[0].removeprefix(_BOM)
             # orjson reads an integer past 64 bits as a float: a batch that may hold one, the standard library
-            parse = json.loads if _LONG_NUMBER.search(b"".join(lines)) else loads
+            parse = _strict_json if _LONG_NUMBER.search(b"".join(lines)) else loads
             try:
                 records = [parse(line) for line in lines if line.strip()]
                 ok = set(map(type, records)) <= {dict}
-            except json.JSONDecodeError:  # orjson's is one too
+            except ValueError:  # not JSON (orjson's error is a JSONDecodeError too), or not UTF-8
                 ok = False
             if not ok:
                 self._ndjson_error(lines, done)
@@ -170,11 +180,17 @@ class Reader:
             if not line.strip():
                 continue
             try:
+                line.decode()
+            except UnicodeDecodeError as e:  # orjson places it at the line's start
+                column = len(line[: e.start].decode()) + 1
+                raise FileFormatError(f"{self.name}: line {n}, column {column}: not UTF-8") from None
+            try:
                 record = orjson.loads(line.rstrip(b"\r\n"))  # an end of data inside the line, not on a line after it
             except orjson.JSONDecodeError as e:
                 raise FileFormatError(f"{self.name}: line {n}, column {e.colno}: not JSON: {e.msg}") from None
             if type(record) is not dict:
                 raise FileFormatError(f"{self.name}: line {n}: not a JSON object: {type(record).__name__}")
+        raise FileFormatError(f"{self.name}: lines {done + 1}-{done + len(lines)}: not JSON")  # no line alone says why
 
     def _json(self) -> Iterator[Batch]:
         import ijson
