@@ -66,13 +66,43 @@ def key_identity(key: Any) -> Any:
     """What a key is compared by: ``(<boolean>, True)`` for ``True``, ``(<array>, (1, 2))`` for ``[1, 2]``,
     ``(<object>, frozenset({("a", 1)}))`` for ``{"a": 1}``, None for NaN or a key nested too deeply;
     tuples and frozensets item by item."""
-    return None if _too_deep(key) else _identity(key)
+    if type(key) in _AS_IS:
+        return key
+    try:
+        return _bounded(key, _MAX_DEPTH)
+    except _TooDeep:
+        return None
+
+
+def _bounded(key: Any, left: int) -> Any:
+    """:func:`_identity` in one pass, _TooDeep past ``left`` more levels of containers."""
+    kind = type(key)
+    if kind in _AS_IS:
+        return key
+    if kind in _BOOLEAN_TYPES:
+        return (_BOOLEAN, bool(key))
+    if isinstance(key, _CONTAINERS):
+        if left == 0:
+            raise _TooDeep
+        left -= 1
+        if isinstance(key, tuple):
+            return tuple([_bounded(k, left) for k in key])
+        if isinstance(key, list):
+            return (_ARRAY, tuple([_bounded(k, left) for k in key]))
+        if isinstance(key, dict):
+            return (_OBJECT, frozenset([(_bounded(n, left), _bounded(v, left)) for n, v in key.items()]))
+        return frozenset([_bounded(k, left) for k in key])
+    if isinstance(key, _FLOATS) and key != key:
+        return None
+    return key
 
 
 def _too_deep(key: Any) -> bool:
     """Whether containers nest more than ``_MAX_DEPTH`` levels in ``key`` (a level at a time: no recursion)."""
     if isinstance(key, list | tuple) and _SCALARS.issuperset(map(type, key)):
         return False  # the common case, a list or tuple of scalars
+    if isinstance(key, dict) and _SCALARS.issuperset(map(type, key.values())) and _SCALARS.issuperset(map(type, key)):
+        return False  # an object of scalars
     level = [key]
     for _ in range(_MAX_DEPTH + 1):
         if _SCALARS.issuperset(map(type, level)):

@@ -53,6 +53,9 @@ MAGIC = b"DSTLSNAP"
 # stored such keys by their repr (read still, with a warning about them)
 VERSION = 6
 READABLE = (4, 5, 6)
+# written when no key holds a list or a dict: a daemon of stop 23 or before reads it (a rolling upgrade, or a
+# rollback, would cost its pods a replay of every window for nothing)
+VERSION_WITHOUT_JSON_CONTAINERS = 5
 
 
 class SnapshotError(ValueError):
@@ -150,6 +153,16 @@ def _unkept(key: Hashable, why: str) -> SnapshotError:
         " would not be found again after a restore. Keys (what key_func gives) should be str, int, float, bool,"
         " None, bytes, UUID, date, time, datetime, Decimal, or tuples, frozensets, lists and dicts of these"
     )
+
+
+def _json_containers(values: list[Any]) -> bool:
+    """Whether a key :func:`_key_out` wrote holds a list or a dict (what only version 6 reads)."""
+    level = values
+    while level:
+        if any(isinstance(v, dict) and ("l" in v or "o" in v) for v in level):
+            return True
+        level = [x for v in level if isinstance(v, list | dict) for x in (v.values() if isinstance(v, dict) else v)]
+    return False
 
 
 def _keys_out(windows: KeyedWindows) -> list[list[Any]]:
@@ -260,6 +273,7 @@ def dump(proc: DistilledProcessor) -> bytes:
         },
         "windows": _attrs(windows, "windows", arrays, _WINDOW_STATE),
         "keys": _keys_out(windows),
+        "keys_by_value": True,  # lists and dicts kept as such (version 5 written since has none; older held reprs)
         "encoders": [_attrs(e, f"encoder{i}", arrays, _ENCODER_STATE) for i, e in enumerate(proc._encoders)],
     }
     arrays["processor.missing_counts"] = proc.missing_counts
@@ -272,7 +286,8 @@ def dump(proc: DistilledProcessor) -> bytes:
     header["arrays"] = index
     head = orjson.dumps(header)
     body = struct.pack("<I", len(head)) + head + b"".join(blobs)
-    return MAGIC + struct.pack("<H", VERSION) + zlib.compress(body, 1)
+    version = VERSION if _json_containers(header["keys"]) else VERSION_WITHOUT_JSON_CONTAINERS
+    return MAGIC + struct.pack("<H", version) + zlib.compress(body, 1)
 
 
 def load(proc: DistilledProcessor, data: bytes) -> None:
@@ -312,7 +327,8 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
                 " and records with the original keys start new windows",
                 len(by_repr), reprlib.repr(by_repr[0]),
             )  # fmt: skip
-        if version == 5 and (like := [k for k, _ in keys if isinstance(k, str) and k[:1] + k[-1:] in _REPRS]):
+        like = [k for k, _ in keys if isinstance(k, str) and k[:1] + k[-1:] in _REPRS]
+        if version == 5 and not header.get("keys_by_value") and like:
             log.warning(
                 "snapshot version 5 holds %d keys that read as a list, a dict or a tuple holding one (such as %s):"
                 " version 5 held such keys by their repr, so if these were, they come back as strings, and"

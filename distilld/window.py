@@ -24,6 +24,7 @@ beyond ``max_keys`` evict the least recently used ones.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -198,7 +199,10 @@ class KeyedWindows:
                 if slot >= len(self.key_of):
                     self.key_of.extend([None] * (slot + 1 - len(self.key_of)))
                     self.ident_of.extend([None] * (slot + 1 - len(self.ident_of)))
-                self.key_of[slot] = keys[i]
+                key = keys[i]
+                # a list or dict key is the record's own: a caller changing it in place would change the key
+                # held, and so what a snapshot writes
+                self.key_of[slot] = copy.deepcopy(key) if isinstance(key, list | dict) else key
                 self.ident_of[slot] = idents[i]
                 self.in_use[slot] = True
         for i, k in enumerate(idents):

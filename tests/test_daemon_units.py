@@ -3108,3 +3108,49 @@ def test_snapshots_read_together_are_loaded_a_partition_a_turn(monkeypatch: pyte
     _restore_waiting(d)
     assert assigned == [0, 1] and sorted(d.partitions) == [("t", 0), ("t", 1)], "the revoked one not loaded"
     assert d.metrics.registry.get_sample_value("distilld_state_restores_total", {"outcome": "restored"}) == 2
+
+
+def test_a_partition_revoked_during_the_state_read_is_not_kept_for_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """t0 and t1 share a state partition; t1 is revoked while it is read. The read ends, t0 is loaded and the
+    slice is over: t1's entry (its snapshot bytes) stayed in _unloaded with nothing left to restore, so no turn
+    ever dropped it; and when t1 came back with the same commit, that old read was used (no state read at all).
+    (Found by a review.)"""
+    from confluent_kafka import TopicPartition
+
+    from distilld.daemon import loop
+    from distilld.daemon.state import Restored
+    from distilld.snapshot import dump
+
+    monkeypatch.setattr(loop, "RESTORE_SLICE_S", 0.0)
+    d = _exactly_once_daemon()
+    snapshot = dump(d._new_reducer())
+    scans: list[dict[Any, int]] = []
+
+    class Scan:
+        def __init__(self, partition: int, wanted: dict[Any, int], alive: Any = None) -> None:
+            self.partition, self.wanted, self.turns = partition, wanted, 1
+            scans.append(dict(wanted))
+
+        def advance(self, until: float) -> Any:
+            if self.turns:
+                self.turns -= 1
+                return None  # the read takes more than one slice
+            return {tp: Restored(snapshot, 100) for tp in self.wanted}
+
+        def close(self) -> None:
+            pass
+
+    d.consumer = d.checkpoints.consumer = member = _CommittedMember()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.scan = Scan  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    d._read_commits()
+    d._restore_some()  # the read starts, its slice ends
+    d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    _restore_waiting(d)
+    assert list(d.partitions) == [("t", 0)]
+    assert not (d.restoring or d._rebuilding or d.pending), "nothing waits: the loop never turns to restores again"
+    assert not d._unloaded, "nothing kept for a partition revoked"
+    d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    _restore_waiting(d)
+    assert len(scans) == 2, "t1 assigned again: its state is read again"

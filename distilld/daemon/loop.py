@@ -607,7 +607,11 @@ class Daemon:
             if found is None:
                 return  # the slice is over: on at the next turn
             scan, self._scan = self._scan, None
-            self._unloaded = {tp: (offset, found.get(tp)) for tp, offset in scan.wanted.items()}
+            # only those still waiting at that commit: one revoked during the read would stay here for good
+            # (no turn comes back to restores once nothing waits), its snapshot's bytes with it
+            self._unloaded = {
+                tp: (offset, found.get(tp)) for tp, offset in scan.wanted.items() if self.restoring.get(tp) == offset
+            }
         if self._rebuilding and not self.restoring and not self.stopping:
             self._rebuild()
 
