@@ -57,6 +57,9 @@ def people_processor(clock: FakeClock) -> DistilledProcessor:
     return DistilledProcessor(build_graders(PEOPLE_FEATURES), 600, 0.1, 500, clock=clock)
 
 
+_EMBEDDED: list[bool] = []  # kafka_bootstrap started the embedded broker (Tansu) for this session
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Kafka-protocol broker for the whole session:
@@ -73,6 +76,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield container.get_bootstrap_server()
         return
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    _EMBEDDED.append(True)
     with EmbeddedBroker(log=log) as broker:
         yield broker.bootstrap
         # in-process daemons froze themselves out of the cyclic collector (tune_gc): free their
@@ -93,8 +97,8 @@ def full_kafka(kafka_bootstrap: str) -> str:
 @pytest.fixture(scope="session")
 def serves_aborted(kafka_bootstrap: str) -> bool:
     """Whether the session's broker serves aborted transactions' records to read_committed readers:
-    Tansu, the embedded broker, does; Apache Kafka does not."""
-    return not (os.environ.get("DISTILLD_TEST_BOOTSTRAP") or _docker_answers())
+    Tansu, the embedded broker, does; Apache Kafka does not (as kafka_bootstrap decided, not asked again)."""
+    return bool(_EMBEDDED)
 
 
 @pytest.fixture
