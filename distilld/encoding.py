@@ -341,9 +341,12 @@ class NumericBinner(Encoder):
         order = np.argsort(samples)
         samples, weights = samples[order], weights[order]
         cum = np.cumsum(weights)
+        # np.average's own arithmetic (the weighted sum over the weights' sum), without its checks: a
+        # refresh comes every batch while a window fills, and the checks cost more than the sums
+        total = weights.sum()
         with np.errstate(over="ignore", invalid="ignore"):  # values near ±1e308: no spread to score by
-            self._mean = float(np.average(samples, weights=weights))
-            self._sd = float(np.sqrt(np.average((samples - self._mean) ** 2, weights=weights)))
+            self._mean = float(np.multiply(samples, weights).sum() / total)
+            self._sd = float(np.sqrt(np.multiply((samples - self._mean) ** 2, weights).sum() / total))
         fine = cum[-1] >= self.FINE_MIN_PER_BIN * self.bins
         self._step = 1 if fine else self.pair_div
         cuts = self.bins // self._step

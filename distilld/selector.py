@@ -224,7 +224,9 @@ def _herd(
     shared = gdeficit.shape[0] > 0
     gmoment_scale = gscale[base:]
     # each cell's term of a score (``_cell_gains``), kept as the deficits change: a record's score adds the
-    # same values in the same order as computing them for every record at every pick (~30 % faster)
+    # same values in the same order as computing them for every record at every pick (~30 % faster). A
+    # segment's arrivals only add to the deficits; the terms are worked out once after them, before its
+    # picks, which alone read them: the same values, from the same deficits (not one per arrival's cell)
     own_gain = np.empty(base, dtype=np.float64)
     global_gain = np.empty(base, dtype=np.float64)
     alive_buf = np.empty(cells.shape[0], dtype=np.int64)
@@ -237,9 +239,6 @@ def _herd(
         own_scale = scale[k]
         f = gfactor[k]
         summed = f > 0.0
-        _cell_gains(own_gain, own, own_scale, 1.0, cells, order, lo, hi, base)
-        if summed:
-            _cell_gains(global_gain, gdeficit, gscale, f, cells, order, lo, hi, base)
         segments = (q + segment_picks - 1) // segment_picks
         owed = 0  # picks a segment had too few records for (rates near 1): the next ones make them
         for s in range(segments):
@@ -247,9 +246,12 @@ def _herd(
             b = lo + ((s + 1) * n) // segments
             for j in range(a, b):
                 i = order[j]
-                _add_cached(own, own_gain, own_scale, 1.0, True, cells, moments, i, arrive[i], base)
+                add_record(own, cells, moments, i, arrive[i], base)
                 if shared:
-                    _add_cached(gdeficit, global_gain, gscale, f, summed, cells, moments, i, arrive[i], base)
+                    add_record(gdeficit, cells, moments, i, arrive[i], base)
+            _cell_gains(own_gain, own, own_scale, 1.0, cells, order, a, b, base)
+            if summed:
+                _cell_gains(global_gain, gdeficit, gscale, f, cells, order, a, b, base)
             picks = ((s + 1) * q) // segments - (s * q) // segments + owed
             owed = max(0, picks - (b - a))
             alive = _open_segment(alive_buf, order, chosen, a, b)
@@ -286,13 +288,13 @@ def _pooled(
     gmoment_scale = gscale[base:]
     n = candidates.shape[0]
     gain = np.empty(base, dtype=np.float64)  # each cell's term of a score, as in _herd
-    _cell_gains(gain, gdeficit, gscale, 1.0, cells, candidates, 0, n, base)
     segments = max(1, (extra + segment_picks - 1) // segment_picks)
     for s in range(segments):
         a, b = (s * n) // segments, ((s + 1) * n) // segments
         for j in range(a, b):
             i = candidates[j]
-            _add_cached(gdeficit, gain, gscale, 1.0, True, cells, moments, i, arrive[i], base)
+            add_record(gdeficit, cells, moments, i, arrive[i], base)
+        _cell_gains(gain, gdeficit, gscale, 1.0, cells, candidates, a, b, base)
         for _ in range(((s + 1) * extra) // segments - (s * extra) // segments):
             best, best_score = -1, -np.inf
             for j in range(a, b):

@@ -47,7 +47,8 @@ class RecordFields:
             return ts
         if self.time_mode == "kafka_timestamp" or replay_after is not None:
             pairs = chain.from_iterable(map(Message.timestamp, msgs))  # (type, ms) per message
-            stamps = np.fromiter(pairs, dtype=np.float64, count=2 * len(msgs)).reshape(-1, 2)
+            # as int64 (what they are), divided below: numpy reads Python ints into float64 more slowly
+            stamps = np.fromiter(pairs, dtype=np.int64, count=2 * len(msgs)).reshape(-1, 2)
             ts = np.where(stamps[:, 0] != TIMESTAMP_NOT_AVAILABLE, stamps[:, 1] / 1000.0, np.nan)
             if self.time_mode == "kafka_timestamp" or replay_after is None:
                 return ts
