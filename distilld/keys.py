@@ -54,7 +54,6 @@ _NESTED = (tuple, frozenset)  # the hashable containers: the fast path meets onl
 _CONTAINERS = (tuple, frozenset, list, dict)
 _NOT_NUMBERS = frozenset({str, bytes, type(None)})  # scalars no boolean equals
 _AS_IS = frozenset({str, int, bytes, type(None)})  # their own identity
-_SCALARS = frozenset({*_AS_IS, *_BOOLEANS, float})  # hold nothing: where a depth count stops
 _MAX_DEPTH = 100  # containers inside one another a key may have: a snapshot writes 2 JSON levels for each
 
 
@@ -69,15 +68,15 @@ def key_identity(key: Any) -> Any:
     if type(key) in _AS_IS:
         return key
     try:
-        return _bounded(key, _MAX_DEPTH)
+        return _identity(key)
     except _TooDeep:
         return None
 
 
-def _bounded(key: Any, left: int) -> Any:
-    """:func:`_identity` in one pass, _TooDeep past ``left`` more levels of containers."""
+def _identity(key: Any, left: int = _MAX_DEPTH) -> Any:
+    """:func:`key_identity`, or _TooDeep past ``left`` more levels of containers (a bounded recursion)."""
     kind = type(key)
-    if kind in _AS_IS:
+    if kind in _AS_IS:  # the common scalars first: a key of tuples of them is mostly these
         return key
     if kind in _BOOLEAN_TYPES:
         return (_BOOLEAN, bool(key))
@@ -86,50 +85,12 @@ def _bounded(key: Any, left: int) -> Any:
             raise _TooDeep
         left -= 1
         if isinstance(key, tuple):
-            return tuple([_bounded(k, left) for k in key])
+            return tuple([_identity(k, left) for k in key])
         if isinstance(key, list):
-            return (_ARRAY, tuple([_bounded(k, left) for k in key]))
+            return (_ARRAY, tuple([_identity(k, left) for k in key]))
         if isinstance(key, dict):
-            return (_OBJECT, frozenset([(_bounded(n, left), _bounded(v, left)) for n, v in key.items()]))
-        return frozenset([_bounded(k, left) for k in key])
-    if isinstance(key, _FLOATS) and key != key:
-        return None
-    return key
-
-
-def _too_deep(key: Any) -> bool:
-    """Whether containers nest more than ``_MAX_DEPTH`` levels in ``key`` (a level at a time: no recursion)."""
-    if isinstance(key, list | tuple) and _SCALARS.issuperset(map(type, key)):
-        return False  # the common case, a list or tuple of scalars
-    if isinstance(key, dict) and _SCALARS.issuperset(map(type, key.values())) and _SCALARS.issuperset(map(type, key)):
-        return False  # an object of scalars
-    level = [key]
-    for _ in range(_MAX_DEPTH + 1):
-        if _SCALARS.issuperset(map(type, level)):
-            return False
-        level = [x for k in level if isinstance(k, _CONTAINERS) for x in (_members(k) if isinstance(k, dict) else k)]
-    return True
-
-
-def _members(obj: dict[Any, Any]) -> chain[Any]:
-    return chain(obj, obj.values())
-
-
-def _identity(key: Any) -> Any:
-    """:func:`key_identity` of a key known not to nest too deeply (recursive)."""
-    kind = type(key)
-    if kind in _AS_IS:  # the common scalars first: a key of tuples of them is mostly these
-        return key
-    if kind in _BOOLEAN_TYPES:
-        return (_BOOLEAN, bool(key))
-    if isinstance(key, tuple):
-        return tuple(map(_identity, key))
-    if isinstance(key, list):
-        return (_ARRAY, tuple(map(_identity, key)))
-    if isinstance(key, dict):
-        return (_OBJECT, frozenset(zip(map(_identity, key), map(_identity, key.values()), strict=True)))
-    if isinstance(key, frozenset):
-        return frozenset(map(_identity, key))
+            return (_OBJECT, frozenset([(_identity(n, left), _identity(v, left)) for n, v in key.items()]))
+        return frozenset([_identity(k, left) for k in key])
     if isinstance(key, _FLOATS) and key != key:
         return None
     return key
