@@ -327,8 +327,8 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
                 " and records with the original keys start new windows",
                 len(by_repr), reprlib.repr(by_repr[0]),
             )  # fmt: skip
-        like = [k for k, _ in keys if isinstance(k, str) and k[:1] + k[-1:] in _REPRS]
-        if version == 5 and not header.get("keys_by_value") and like:
+        old = version == 5 and not header.get("keys_by_value")  # written before lists were kept as lists
+        if old and (like := [k for k, _ in keys if isinstance(k, str) and k[:1] + k[-1:] in _REPRS]):
             log.warning(
                 "snapshot version 5 holds %d keys that read as a list, a dict or a tuple holding one (such as %s):"
                 " version 5 held such keys by their repr, so if these were, they come back as strings, and"
