@@ -131,7 +131,8 @@ class DistilledProcessor:
     mean squared standard score (``spread_weight``: the correlation a reader
     computes from the output divides the co-moment by the spreads, and a spread
     balanced only through coarse bins came out ~6 % low, the correlation high
-    with it); ``global_weight``, how much the
+    with it; it counts only with two numerics or more, where there are co-moments);
+    ``global_weight``, how much the
     marginals summed over all keys count next to each key's own; see selector.py.
     """
 
@@ -220,7 +221,13 @@ class DistilledProcessor:
                 [numeric_marginal_weight if flag else marginal_weight for flag in numeric], pair_weight
             ),
             segment_picks,
-            np.array([float(comoment_weight)] * len(self._comoments) + [float(spread_weight)] * len(self._numeric)),
+            # the spreads only mend what the co-moments do to the tails. With one numeric there are none, and a
+            # spread balanced alone made its distribution worse: KS 0.9-1.0x random's (1.7x with a categorical
+            # beside it), against 2.5x without (normal and lognormal values, 10,000-record windows)
+            np.array(
+                [float(comoment_weight)] * len(self._comoments)
+                + [float(spread_weight) if self._comoments else 0.0] * len(self._numeric)
+            ),
             global_weight=float(global_weight),
         )
         self._watermark = -math.inf
