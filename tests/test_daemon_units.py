@@ -774,76 +774,157 @@ def test_partitions_revoked_while_a_transaction_aborts_are_not_left_assigned() -
     assert list(d.partitions) == [("t", 1)] and d.partitions[("t", 1)].processed == 5, "the other one rewound"
 
 
-def test_an_abort_before_the_first_commit_rewinds_to_the_first_record_read() -> None:
-    """exactly_once: a partition with no commit whose first transaction aborted was assigned again where
-    auto.offset.reset says: with latest the aborted records were never output, with earliest the whole log
-    was read again. Now it goes back to the first record it read, with empty windows and no state read, that
-    offset not taken as a commit (nothing committed, no snapshot of it); a second abort goes back there too.
-    Revoked before it is taken, or rewound at a stop, it is forgotten."""
-    from confluent_kafka import OFFSET_INVALID, KafkaError, Message, TopicPartition
+class _FreshMember(_CommittedMember):
+    """A group with nothing committed; the consumer's assignments recorded in ``assigned`` as (partition, offset)."""
+
+    def __init__(self) -> None:
+        self.assigned: list[tuple[int, int]] = []
+
+    def committed(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+        from confluent_kafka import OFFSET_INVALID, TopicPartition
+
+        return [TopicPartition(p.topic, p.partition, OFFSET_INVALID) for p in parts]
+
+    def incremental_assign(self, parts: list[Any]) -> None:
+        self.assigned.extend((p.partition, p.offset) for p in parts)
+
+    def consumer_group_metadata(self) -> str:
+        return "generation 1"
+
+
+class _TransactionalProducer(FakeProducer):
+    """Records produced (in ``calls``) and the transaction's calls in order (in ``steps``): ("produce", topic),
+    ("offsets", [(topic, partition, offset)]), ("commit",), ("abort",); send_offsets_to_transaction raises
+    ``fail_offsets`` while it is set. The other calls (flush, begin) are taken as done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[tuple[Any, ...]] = []
+        self.fail_offsets: Exception | None = None
+
+    def produce(self, topic: str, value: Any, key: Any, **kw: Any) -> None:
+        super().produce(topic, value, key, **kw)
+        self.steps.append(("produce", topic))
+
+    def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+        if self.fail_offsets is not None:
+            raise self.fail_offsets
+        self.steps.append(("offsets", [(tp.topic, tp.partition, tp.offset) for tp in offsets]))
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.steps.append(("commit",))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.steps.append(("abort",))
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kw: None
+
+
+def _fresh_exactly_once() -> tuple[Daemon, _FreshMember, _TransactionalProducer]:
+    """An exactly_once daemon holding t[0], which has no commit; its state topic serves the snapshots produced."""
+    from confluent_kafka import TopicPartition
+
+    from distilld.daemon.state import StateScan
 
     d = _exactly_once_daemon()
-    assigned: list[tuple[int, int]] = []
+    d.settings.reducer.rate = 1.0  # every record an output
+    d.consumer = d.checkpoints.consumer = member = _FreshMember()  # type: ignore[assignment]
+    d.txn.producer = d.output.producer = producer = _TransactionalProducer()  # type: ignore[union-attr]
+    d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
+    d.state.partitions = 1
 
-    class Member(_CommittedMember):
-        """A group with nothing committed; the consumer's assignments recorded."""
+    def scan(partition: int, wanted: dict[Any, int], alive: Any = None) -> StateScan:
+        written = [(c["key"], c["value"], c["headers"]) for c in producer.calls if c["topic"] == d.state.topic]
+        return StateScan(partition, wanted, iter(written))
 
-        def committed(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
-            return [TopicPartition(p.topic, p.partition, OFFSET_INVALID) for p in parts]
-
-        def incremental_assign(self, parts: list[Any]) -> None:
-            assigned.extend((p.partition, p.offset) for p in parts)
-
-    class Producer(FakeProducer):
-        """Its records kept; the transaction's calls (and flush) taken as done."""
-
-        def __getattr__(self, name: str) -> Any:
-            return lambda *args, **kw: None
-
-    def read(first: int, n: int) -> None:
-        """Records ``first`` to ``first + n - 1`` of t[0] processed in the open transaction."""
-        d.txn.begin()  # type: ignore[union-attr]
-        msgs = [
-            Message(topic="t", partition=0, offset=first + i, value=b'{"a": %d}' % i, timestamp=(1, 1_700_000_000_000))
-            for i in range(n)
-        ]
-        d._process_partition(("t", 0), d.partitions[("t", 0)], msgs)
-
-    def abort() -> None:
-        d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
-        d.commit()
-
-    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
-    d.txn.producer = d.output.producer = producer = Producer()  # type: ignore[union-attr]
-    d.state.scan = lambda *args, **kw: pytest.fail("no state is read for a partition with no commit")  # type: ignore[method-assign]
+    d.state.scan = scan  # type: ignore[method-assign]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
     _restore_waiting(d)
-    assert assigned == [(0, OFFSET_INVALID)], "no commit: where auto.offset.reset says"
-    read(40, 5)
-    abort()
-    _restore_waiting(d)
-    assert assigned[-1] == (0, 40), "back to the first record read, not where auto.offset.reset says"
+    assert member.assigned == [(0, -1001)], "no commit: where auto.offset.reset says"
+    return d, member, producer
+
+
+def _records(first: int, n: int) -> list[Any]:
+    """Records ``first`` to ``first + n - 1`` of t[0]."""
+    from confluent_kafka import Message
+
+    return [
+        Message(topic="t", partition=0, offset=first + i, value=b'{"a": %d}' % i, timestamp=(1, 1_700_000_000_000))
+        for i in range(n)
+    ]
+
+
+def test_a_partition_with_no_commit_commits_where_it_begins_before_its_first_outputs() -> None:
+    """exactly_once: a partition with no commit put its start in no transaction but the one holding its first
+    outputs: if that one aborted and the partition then went (revoked, lost, the daemon killed before its first
+    commit), its next owner read from where auto.offset.reset says, and with latest the aborted records were
+    never output. Its start (the first record read) is now committed before its first outputs, with a snapshot
+    of its empty windows, in a transaction of its own: an abort goes back there, with that state read back."""
+    from confluent_kafka import KafkaError
+
+    d, member, producer = _fresh_exactly_once()
+    d.txn.begin()  # type: ignore[union-attr]  # as the loop does before it processes a batch
+    d.process(_records(40, 5))
+    state, out = ("produce", d.state.topic), ("produce", "o")
+    assert producer.steps[:3] == [state, ("offsets", [("t", 0, 40)]), ("commit",)], "the start alone, committed"
+    assert producer.steps[3:] == [out] * 5, "then the outputs, in the transaction opened again"
     part = d.partitions[("t", 0)]
-    assert part.progress.committed is None and part.processed is None and part.reducer.keys_held == 0
-    read(40, 3)
-    abort()
-    _restore_waiting(d)
-    assert assigned[-1] == (0, 40), "a second abort before any commit: there again"
-    d.checkpoints.checkpoint(list(d.partitions))
-    assert not [c for c in producer.calls if c["topic"] == d.state.topic], "no snapshot claims offset 40"
-    assert d.partitions[("t", 0)].progress.committed is None
+    assert part.progress.committed == 40 and part.snapshot_at == 40 and part.processed == 45
+    d.process(_records(45, 2))
+    assert producer.steps.count(("commit",)) == 1, "a start is committed once"
 
-    read(40, 2)
-    abort()  # not taken yet (the loop has not turned) when the group revokes it
-    d._on_revoke(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
-    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    d.output.txn_error = KafkaError(KafkaError._MSG_TIMED_OUT)  # an output failed: the transaction aborts
+    d.commit()
+    assert producer.steps[-1] == ("abort",)
+    assert d.restoring == {("t", 0): 40}, "rewound to the start, its commit"
     _restore_waiting(d)
-    assert assigned[-1] == (0, OFFSET_INVALID), "assigned afresh: the first record read here is forgotten"
-    read(60, 2)
-    d.stopping = True
-    taken = len(assigned)
-    abort()
-    assert len(assigned) == taken and ("t", 0) not in d.partitions and not d.restoring, "dropped at a stop"
+    assert member.assigned[-1] == (0, 40)
+    part = d.partitions[("t", 0)]
+    assert part.progress.committed == part.processed == part.snapshot_at == 40 and part.reducer.keys_held == 0
+    assert d.metrics.registry.get_sample_value("distilld_state_restores_total", {"outcome": "restored"}) == 1, (
+        "the start's snapshot restored: no window to rebuild from records before the start"
+    )
+    d.process(_records(40, 3))
+    assert producer.steps.count(("commit",)) == 1 and producer.steps[-1] == out, "committed already: no start again"
+
+
+@pytest.mark.parametrize("failure", ["abortable", "retriable", "fatal"])
+def test_a_start_not_committed_lets_nothing_of_its_partition_out(failure: str) -> None:
+    """The transaction committing a partition's start failed: none of the batch is processed (no output
+    without the start committed). Abortable or retriable past the deadline, the batch is read again from the
+    start, which the next batch commits (a retriable one once the transaction is retried); fatal, the daemon
+    stops."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    d, member, producer = _fresh_exactly_once()
+    d.checkpoints.timeout_s = 0.1
+    error = KafkaError(
+        KafkaError._TIMED_OUT if failure == "retriable" else KafkaError._FENCED,
+        failure,
+        fatal=failure == "fatal",
+        retriable=failure == "retriable",
+        txn_requires_abort=failure == "abortable",
+    )
+    producer.fail_offsets = KafkaException(error)
+    d.txn.begin()  # type: ignore[union-attr]
+    d.process(_records(40, 5))
+    assert not [s for s in producer.steps if s == ("produce", "o")], "no output"
+    part = d.partitions[("t", 0)]
+    assert part.processed is None and part.progress.committed is None
+    if failure == "fatal":
+        assert d.stopping and d.failure is not None and "fatal" in d.failure
+        assert member.assigned == [(0, -1001)], "not read again"
+        return
+    assert d.failure is None and member.assigned[-1] == (0, 40), "read again from the start"
+    assert d.checkpoints.unfinished == (failure == "retriable")
+    producer.fail_offsets = None
+    if failure == "retriable":
+        d.checkpoints.commit()  # the loop's next turn retries the transaction
+        assert not d.checkpoints.unfinished
+    d.txn.begin()  # type: ignore[union-attr]
+    d.process(_records(40, 5))
+    assert producer.steps[-1] == ("produce", "o") and part.progress.committed == 40 and part.processed == 45
 
 
 def test_a_transaction_commit_works_to_the_deadline_it_is_given() -> None:
@@ -2617,7 +2698,7 @@ def test_a_snapshot_refused_for_its_keys_is_logged_and_counted_not_raised(caplog
     part.processed = 1
     d.state.partitions = 1
     with caplog.at_level(logging.WARNING, logger="distilld"):
-        d.checkpoints._snapshot(("t", 0), part)
+        d.checkpoints._snapshot(("t", 0), part, 1)
     assert "t[0]: snapshot at offset 1 not written" in caplog.text and "Colour.RED" in caplog.text
     assert d.metrics.registry.get_sample_value("distilld_snapshot_failures_total") == 1
     assert part.snapshot_at is None and not d.output.producer.calls  # type: ignore[attr-defined]

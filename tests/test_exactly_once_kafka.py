@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from distilld.daemon.loop import Daemon
 from distilld.settings import load_settings
@@ -18,6 +18,7 @@ from distilld.settings import load_settings
 from .conftest import people_records
 from .kafka_tools import (
     DaemonProcess,
+    Sent,
     committed,
     create_topics,
     daemon_config,
@@ -209,11 +210,21 @@ def test_an_aborted_transaction_rewinds_state_and_offsets(
     assert out == Counter(values) + (Counter(aborted) if serves_aborted else Counter())
 
 
-def _abort_first(bootstrap: str) -> tuple[list[bytes], Counter[bytes], list[bytes]]:
+def _step_until(daemon: Daemon, done: Any) -> None:
+    """Turn an in-process daemon's loop until ``done()``, 60 s at most."""
+    deadline = time.monotonic() + 60
+    while not done():
+        assert time.monotonic() < deadline and not daemon.failure, daemon.failure
+        daemon.step()
+
+
+def _abort_first(bootstrap: str, hand_over: bool = False) -> tuple[list[bytes], Counter[bytes], list[bytes]]:
     """An in-process daemon (rate 1) with ``auto.offset.reset: latest`` joining a topic that holds records
-    already; once it reads at the end, records are produced, and its first transaction is aborted by a
-    delivery failure before anything is committed. Returns the records produced after it joined, the
-    read_committed output counts, and the outputs of the aborted transaction."""
+    already; once it reads at the end, records are produced, and its first transaction holding outputs is
+    aborted by a delivery failure (nothing committed before but where the partitions begin). It then goes
+    on; or, ``hand_over``, it reads some records of every partition first, and once the abort is done it stops
+    (its partitions revoked) and a second daemon takes them over. Returns the records produced after it
+    joined, the read_committed output counts, and the outputs of the aborted transaction."""
     topic, group = _topics(bootstrap, "eos-first-abort")
     keys = [b"k%d" % i for i in range(12)]
     before = [orjson.dumps(r) for r in people_records(300, 34)]
@@ -224,7 +235,7 @@ def _abort_first(bootstrap: str) -> tuple[list[bytes], Counter[bytes], list[byte
         joined += produce(bootstrap, topic, [before[0]], [key])
     config = _config(bootstrap, topic, group, rate=1.0)
     config["kafka"]["consumer"].update({"auto.offset.reset": "latest", "statistics.interval.ms": 200})
-    # no commit of its own before the abort: the first transaction is the one aborted
+    # no commit of its own before the abort: the first transaction holding outputs is the one aborted
     config["processing"].update({"batch_max_records": 300, "commit_interval_ms": 600_000, "snapshot_interval_s": 1000})
     daemon, in_txn = _watched(config)
     fetching: dict[int, int] = {}  # partition: the next offset fetched, once its consumer fetches it
@@ -238,28 +249,45 @@ def _abort_first(bootstrap: str) -> tuple[list[bytes], Counter[bytes], list[byte
 
     daemon.metrics.observe_statistics = observing  # type: ignore[method-assign]
     daemon.start()
-
-    def step_until(done: Any) -> None:
-        deadline = time.monotonic() + 60
-        while not done():
-            assert time.monotonic() < deadline and not daemon.failure, daemon.failure
-            daemon.step()
-
+    n = 3000
     try:
-        step_until(lambda: len(fetching) == PARTITIONS)  # where latest put them is known
-        assert fetching == end_offsets(joined), "latest: nothing produced before the join is read"
-        n = 3000
+        _step_until(daemon, lambda: len(fetching) == PARTITIONS)  # where latest put them is known
+        starts = end_offsets(joined)
+        assert fetching == starts, "latest: nothing produced before the join is read"
         after = [orjson.dumps(r) for r in people_records(n, 35)]
         sent = produce(bootstrap, topic, after, keys * (n // len(keys)))
-        step_until(lambda: bool(in_txn))
-        assert all(p.progress.committed is None for p in daemon.partitions.values()), "nothing committed yet"
+        if hand_over:  # one that read nothing would start at latest again with its next owner: not this case
+            parts = daemon.partitions.values()
+            _step_until(daemon, lambda: len(parts) == PARTITIONS and all(p.reducer.keys_held for p in parts))
+        _step_until(daemon, lambda: bool(in_txn))
+        if not hand_over:
+            begun = {key[1]: p.progress.committed for key, p in daemon.partitions.items()}
+            assert all(c in (None, starts[p]) for p, c in begun.items()), f"nothing committed but starts: {begun}"
         aborted = _abort(daemon, in_txn)
-        daemon.settings.processing.commit_interval_ms = 100
-        step_until(lambda: committed(bootstrap, group, topic, PARTITIONS) == end_offsets(sent))
-        windows = sum(p.reducer.window_records()[0] for p in daemon.partitions.values())
+        if not hand_over:
+            daemon.settings.processing.commit_interval_ms = 100
+            _step_until(daemon, lambda: committed(bootstrap, group, topic, PARTITIONS) == end_offsets(sent))
+            windows = sum(p.reducer.window_records()[0] for p in daemon.partitions.values())
     finally:
         daemon.stopping = True
         daemon.shutdown()
+    if hand_over:
+        config["processing"]["commit_interval_ms"] = 100
+        second = Daemon(load_settings(None, **config))
+        second.start()
+        try:
+            _step_until(second, lambda: len(second.partitions) == PARTITIONS)
+            begun = {key[1]: p.progress.committed for key, p in second.partitions.items()}
+            assert all(c is not None for c in begun.values()), f"the next owner finds where each began: {begun}"
+            _step_until(second, lambda: committed(bootstrap, group, topic, PARTITIONS) == end_offsets(sent))
+            windows = sum(p.reducer.window_records()[0] for p in second.partitions.values())
+            restores = second.metrics.registry.get_sample_value(
+                "distilld_state_restores_total", {"outcome": "restored"}
+            )
+        finally:
+            second.stopping = True
+            second.shutdown()
+        assert restores == PARTITIONS, "each from a snapshot at its start or after: no window rebuilt from before it"
     assert windows == n, f"after the rewind every record produced since the join is in the windows once: {windows}"
     return after, Counter(m.value() for m in _read_committed(bootstrap, f"{topic}.out", n)), aborted
 
@@ -273,3 +301,76 @@ def test_an_abort_before_the_first_commit_loses_nothing_with_auto_offset_reset_l
     after, out, aborted = _abort_first(kafka_bootstrap)
     assert aborted, "the first transaction was aborted"
     assert out == Counter(after) + (Counter(aborted) if serves_aborted else Counter())
+
+
+def test_an_abort_before_the_first_commit_then_a_hand_over_loses_nothing_with_auto_offset_reset_latest(
+    kafka_bootstrap: str, serves_aborted: bool
+) -> None:
+    """The first transaction of partitions with no commit aborted, then they went to another daemon (revoked by
+    a stop): an aborted transaction's offsets are not committed, so the next owner started where
+    auto.offset.reset says, and with latest the records the first one had read were never output. The first
+    commits where each partition begins before its first outputs: the next owner starts there."""
+    after, out, aborted = _abort_first(kafka_bootstrap, hand_over=True)
+    assert aborted, "a transaction was aborted"
+    assert out == Counter(after) + (Counter(aborted) if serves_aborted else Counter())
+
+
+def test_a_daemon_killed_before_its_first_commit_loses_nothing_with_auto_offset_reset_latest(
+    kafka_bootstrap: str, serves_aborted: bool, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """A daemon with auto.offset.reset latest killed (-9) while its first transaction holding outputs was open:
+    nothing was committed, so the next instance started at latest, and the records the first had read were
+    never output. The first commits where each partition begins before its first outputs: the next one starts
+    there. Records trickle in until the first has output some of every partition (seen by a read_uncommitted
+    reader: its transaction is open, commit_interval_ms 10 min), then all it read."""
+    topic, group = _topics(kafka_bootstrap, "eos-first-kill")
+    config = _config(kafka_bootstrap, topic, group, rate=1.0)
+    config["kafka"]["consumer"]["auto.offset.reset"] = "latest"
+    config["processing"].update({"commit_interval_ms": 600_000, "snapshot_interval_s": 1000})
+    first = DaemonProcess(tmp_path, config, "first").start()
+    daemons.append(first)
+    values = iter([orjson.dumps(r) for r in people_records(10_000, 36)])
+    keys = [b"k%d" % i for i in range(12)]
+    sent: list[Sent] = []
+    source: dict[bytes, tuple[int, int]] = {}  # input value: (partition, offset)
+    seen: set[bytes] = set()  # the first daemon's outputs, committed or not
+    peek = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": unique("peek"), "isolation.level": "read_uncommitted"}
+    )
+    peek.assign([TopicPartition(f"{topic}.out", p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+
+    def starts() -> dict[int, int]:
+        """Per input partition, the first record the first daemon output: where it began."""
+        first_out: dict[int, int] = {}
+        for p, offset in map(source.__getitem__, seen):
+            first_out[p] = min(offset, first_out.get(p, offset))
+        return first_out
+
+    def unseen() -> list[Sent]:
+        began = starts()
+        return [s for s in sent if s.offset >= began.get(s.partition, s.offset + 1) and s.value not in seen]
+
+    try:
+        deadline = time.monotonic() + 60
+        while len(starts()) < PARTITIONS or unseen():
+            assert time.monotonic() < deadline, first.log()
+            if len(starts()) < PARTITIONS:
+                sent += produce(kafka_bootstrap, topic, [next(values) for _ in keys], keys)
+                source.update((s.value, (s.partition, s.offset)) for s in sent if s.value is not None)
+            seen.update(m.value() for m in peek.consume(1000, 0.2) if m.error() is None)
+    finally:
+        peek.close()
+    first.stop(signal.SIGKILL)
+    began = starts()
+    got = committed(kafka_bootstrap, group, topic, PARTITIONS)
+    assert all(got[p] >= began[p] for p in range(PARTITIONS)), f"began at {began}, committed {got}\n{first.log()}"
+    expected = [s.value for s in sent if s.offset >= began[s.partition]]
+    open_at_kill = [v for v in seen if source[v][1] >= got[source[v][0]]]  # the committed ones are below the commit
+
+    config["processing"]["commit_interval_ms"] = 200
+    second = DaemonProcess(tmp_path, config, "second").start()
+    daemons.append(second)
+    wait_committed(kafka_bootstrap, group, topic, end_offsets(sent), PARTITIONS, second, limit_s=60)
+    assert second.stop() == 0, second.log()
+    out = Counter(m.value() for m in _read_committed(kafka_bootstrap, f"{topic}.out", len(expected)))
+    assert out == Counter(expected) + (Counter(open_at_kill) if serves_aborted else Counter())

@@ -6,7 +6,10 @@ partitions whose state is exactly what was committed, so a snapshot never
 covers more than the commit (a restore re-reads the gap, never skips).
 
 exactly_once: outputs, dead letters, snapshots and offsets of an interval are
-one transaction; an aborted one rewinds every partition to its last commit.
+one transaction; an aborted one rewinds every partition to its last commit. A
+partition with no commit commits where it begins before its first outputs
+(:meth:`Checkpoints.commit_starts`): there is always a last commit to go back to,
+for this instance and for the partition's next owner.
 """
 
 from __future__ import annotations
@@ -83,8 +86,8 @@ class Checkpoints:
         self._commit_partitions(keys, asynchronous=False)
         for key in keys:
             part = self.partitions.get(key)
-            if part is not None and part.snapshot_due():
-                self._snapshot(key, part)
+            if part is not None and part.snapshot_due() and part.processed is not None:
+                self._snapshot(key, part, part.processed)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         return deadline
 
@@ -118,9 +121,7 @@ class Checkpoints:
 
     # -- snapshots -------------------------------------------------------------------
 
-    def _snapshot(self, key: TP, part: Partition) -> None:
-        offset = part.processed
-        assert offset is not None
+    def _snapshot(self, key: TP, part: Partition, offset: int) -> None:
         try:
             data = dump(part.reducer)
         except SnapshotError as e:  # a key no snapshot keeps: like a snapshot the brokers refused
@@ -188,30 +189,48 @@ class Checkpoints:
 
     # -- exactly once --------------------------------------------------------------
 
-    def _commit_transaction(self, snapshot_keys: list[TP], deadline: float) -> None:
-        """Snapshots of ``snapshot_keys`` whose state moved, the consumed offsets,
-        and the outputs produced since the last commit, in one transaction."""
+    def commit_starts(self, starts: dict[TP, int]) -> bool:
+        """exactly_once: commit where partitions with no commit begin (``starts``: the offset of the first
+        record each read), each with a snapshot of its empty windows there, before any of their outputs goes
+        into a transaction: in the open one, which holds none of theirs (its work is committed with them, a
+        commit more per partition beginning). An aborted transaction's offsets are not committed: without
+        this, a partition whose first transaction aborted and that then went (revoked, lost, the daemon
+        killed before its first commit) was read by its next owner from where auto.offset.reset says, and
+        with latest the aborted records were never output. True once committed; else (aborted and rewound,
+        not answered by the deadline, fatal) nothing of theirs may be processed."""
+        return self._commit_transaction([], self._deadline(None), starts)
+
+    def _commit_transaction(
+        self, snapshot_keys: list[TP], deadline: float, starts: dict[TP, int] | None = None
+    ) -> bool:
+        """Snapshots of ``snapshot_keys`` whose state moved, the consumed offsets, the outputs produced
+        since the last commit, and the ``starts`` of partitions beginning, in one transaction. Returns
+        whether it was committed (or there was nothing to commit)."""
         assert self.txn is not None
         offsets, moved = [], []
         for (topic, partition), part in self.partitions.items():
             if part.uncommitted() and part.processed is not None:
                 offsets.append(TopicPartition(topic, partition, part.processed))
                 moved.append(part)
+        begun = [
+            (key, p, offset) for key, offset in (starts or {}).items() if (p := self.partitions.get(key)) is not None
+        ]
+        offsets += [TopicPartition(key[0], key[1], offset) for key, _, offset in begun]
         snapshots = [
-            (key, p)
+            (key, p, p.processed)
             for key in ([] if self.txn.committing else snapshot_keys)  # librdkafka takes no record mid-commit
             if (p := self.partitions.get(key)) is not None
             and p.replay_until is None
             and p.processed is not None
             and p.snapshot_at != p.processed
-        ]
+        ] + ([] if self.txn.committing else begun)
         if not self.txn.open and not offsets and not snapshots:
-            return
+            return True
         started = time.perf_counter()
         try:
             self.txn.begin(deadline)
-            for key, part in snapshots:
-                self._snapshot(key, part)
+            for key, part, offset in snapshots:
+                self._snapshot(key, part, offset)
             self.output.producer.flush(max(0.0, deadline - time.monotonic()))
             if self.output.txn_error is not None:
                 raise TransactionAborted(f"an output failed: {self.output.txn_error}")
@@ -220,23 +239,23 @@ class Checkpoints:
             self.metrics.commit_failures.inc()
             self.unfinished = False
             log.warning("transaction aborted (%s): partitions rewound to the last commit", e)
-            for _, part in snapshots:
+            for _, part, _ in snapshots:
                 part.snapshot_at = None  # aborted with the transaction: written again at the next checkpoint
             self.abort()
-            return
+            return False
         except KafkaException as e:
             self.metrics.commit_failures.inc()
             if self.stop_by is None and isinstance(e.args[0], KafkaError) and e.args[0].retriable():
                 if not self.unfinished:
                     log.warning("transaction not committed yet (%s): retrying it before anything more is read", e)
                 self.unfinished = True
-                return
+                return False
             self.fail(f"transaction commit: {e}")
-            return
+            return False
         except TransactionFatal as e:
             self.metrics.commit_failures.inc()
             self.fail(f"transaction commit: {e}")
-            return
+            return False
         finally:
             self.metrics.commit_duration.observe(time.perf_counter() - started)
         if self.unfinished:
@@ -244,6 +263,9 @@ class Checkpoints:
             self.unfinished = False
         for part in moved:
             part.progress.committed = part.progress.committable = part.processed
+        for _, part, offset in begun:
+            part.processed = part.progress.committed = part.progress.committable = offset
+        return True
 
     def abort(self) -> None:
         """Abort the open transaction; the daemon rewinds its partitions to the last commit."""

@@ -166,8 +166,6 @@ class Daemon:
         self._unloaded: dict[TP, tuple[int, Restored | None]] = {}
         self._rebuilding: dict[TP, tuple[Partition, str]] = {}  # with the outcome of their restore so far
         self._waiting_since: dict[TP, float] = {}  # those with a commit: when each began to wait (restore_duration)
-        # those of them with no commit that an abort rewound: where each read first (_rewind)
-        self._rewound_to: dict[TP, int] = {}
         # revoked or lost partitions whose outputs still wait for acknowledgement (still in output.in_flight):
         # their oldest dates distilld_outputs_unacknowledged_age_seconds until they are acknowledged
         self._leaving: list[PartitionProgress] = []
@@ -463,10 +461,9 @@ class Daemon:
 
     def _waiting_commits(self) -> dict[TP, int]:
         """The committed offsets of the partitions waiting for their state (restoring or rebuilding), those
-        with one: their lag counts from it. Left out: one with none (it starts where auto.offset.reset says, or
-        at the first record it read if an abort rewound it, and is assigned once the state read in progress
-        ends), and those whose commits are not read yet (pending: their lag is unknown, see
-        :mod:`distilld.daemon.waiting_lag`)."""
+        with one: their lag counts from it. Left out: one with none (it starts where auto.offset.reset says,
+        and is assigned once the state read in progress ends), and those whose commits are not read yet
+        (pending: their lag is unknown, see :mod:`distilld.daemon.waiting_lag`)."""
         commits = {tp: offset for tp, offset in self.restoring.items() if offset >= 0}
         for tp, (part, _) in self._rebuilding.items():
             if part.progress.committed is not None:
@@ -617,7 +614,7 @@ class Daemon:
 
     def _next_scan(self) -> StateScan | None:
         """The read of the state partition of the first partition waiting, for all those it holds; partitions
-        with no commit (those an abort rewound too) have no state to read, and are taken at once."""
+        with no commit have no state to read, and are taken at once."""
         fresh = [tp for tp, offset in self.restoring.items() if offset < 0]
         if fresh:
             for tp in fresh:
@@ -650,11 +647,10 @@ class Daemon:
     def _restored(self, tp: TP, offset: int, snap: Restored | None) -> tuple[Partition, TopicPartition, str]:
         """Partition ``tp``, committed at ``offset`` (-1: none), with the state of ``snap`` if usable: the
         partition, where it starts reading (the snapshot's offset: the gap up to the commit is re-read
-        without emitting; else the commit; with none, the first record it read if an abort rewound it, else
-        where auto.offset.reset says) and the restore's outcome."""
+        without emitting; else the commit; with none, where auto.offset.reset says) and the restore's outcome."""
         reducer = self._new_reducer()
         part = Partition(PartitionProgress(tp[0], tp[1]), reducer, reducer.missing_counts)
-        start = TopicPartition(tp[0], tp[1], offset if offset >= 0 else self._rewound_to.pop(tp, OFFSET_INVALID))
+        start = TopicPartition(tp[0], tp[1], offset if offset >= 0 else OFFSET_INVALID)
         if offset >= 0:
             part.processed = part.progress.committed = part.progress.committable = offset
         if snap is None:
@@ -774,7 +770,6 @@ class Daemon:
         for key in gone:
             self.restoring.pop(key, None)
             self._rebuilding.pop(key, None)
-            self._rewound_to.pop(key, None)
             self._waiting_since.pop(key, None)  # not restored here: not timed
             self._unloaded.pop(key, None)
         if self._scan is not None and not any(tp in self.restoring for tp in self._scan.wanted):
@@ -813,6 +808,8 @@ class Daemon:
         partitions: list[Any] = list(map(Message.partition, msgs))
         topics: list[Any] = list(map(Message.topic, msgs))
         groups = list(group_by_partition(msgs, topics, partitions).items())
+        if self.txn is not None and not self._commit_starts(groups):
+            return
         for n, (tp, group) in enumerate(groups):
             part = self.partitions.get(tp)
             if part is None:
@@ -833,6 +830,27 @@ class Daemon:
                 return
             if self.failure:
                 return
+
+    def _commit_starts(self, groups: list[tuple[TP, list[Any]]]) -> bool:
+        """exactly_once: the partitions of ``groups`` with no commit, reading their first records, commit where
+        they begin before producing anything (:meth:`Checkpoints.commit_starts`), and a transaction is opened
+        again. False when that failed: none of the batch is processed, it is read again (after the
+        transaction's retry, or the abort's rewind)."""
+        starts = {
+            tp: group[0].offset()
+            for tp, group in groups
+            # processed: set by a commit (a restored one too) and by every record read
+            if (part := self.partitions.get(tp)) is not None and part.processed is None
+        }
+        if not starts:
+            return True
+        if not self.checkpoints.commit_starts(starts):
+            if not self.stopping:
+                self._read_again(groups)
+            return False
+        begun = ", ".join(f"{t}[{p}] at {o}" for (t, p), o in starts.items())
+        log.info("%s: no commit yet; committed where each begins, before its first outputs", begun)
+        return self.checkpoints.begin()
 
     def _drop_errors(self, msgs: list[Any]) -> list[Any]:
         kept = []
@@ -868,8 +886,6 @@ class Daemon:
             prepared, bad, msgs = prepared.before(first), [], msgs[:first]
             if not msgs:
                 return
-        if part.processed is None:  # nothing committed or read before: where an abort rewinds it to
-            part.first_read = msgs[0].offset()
         end = part.processed = msgs[-1].offset() + 1
         good_msgs = [msgs[i] for i in prepared.good] if len(prepared.good) < len(msgs) else msgs
         chosen, weights = self._select(part, good_msgs, prepared.records, prepared.extracted)
@@ -1069,12 +1085,10 @@ class Daemon:
         transaction get restored state and fetch from there (they are unassigned and assigned
         again at those offsets: a seek could still let already-fetched records through); the
         others are there already and keep their state (a rebuild would not move their commit).
-        One with no commit yet goes back to the first record it read, with empty windows as at
-        its assignment: where auto.offset.reset says would skip the aborted records (latest) or
-        re-read the whole log (earliest). That offset is not taken as a commit: none is sent, no
-        snapshot claims it, no state is read for it, and a second abort goes back there too.
-        Stopping, those with work in it are dropped instead: their state would not be used.
-        Called from a rebalance callback too (a lost partition's abort): their state is read back by the loop."""
+        Every partition with work in it has a commit: its start is committed before its first
+        outputs (:meth:`_commit_starts`). Stopping, those with work in it are dropped instead:
+        their state would not be used. Called from a rebalance callback too (a lost partition's
+        abort): their state is read back by the loop."""
         self._leaving.clear()  # their outputs were discarded with the transaction: none waits any more
         rewound = {key: p for key, p in self.partitions.items() if p.uncommitted()}
         if not rewound:
@@ -1092,13 +1106,7 @@ class Daemon:
             self._fail(f"cannot rewind the partitions: {e}")
             return
         self._to_restore(known)
-        for key, p in rewound.items():
-            if p.progress.committed is None and p.first_read is not None:
-                self._rewound_to[key] = p.first_read
-        log.info(
-            "%s rewound to their last commit (with none yet, to the first record read): their state is read back",
-            _names(assigned),
-        )
+        log.info("%s rewound to their last commit: their state is read back", _names(assigned))
 
     def _registry_wait(self, seconds: float) -> bool:
         """A schema lookup's retry, within the batch: False once stopping, or once the batch has

@@ -24,7 +24,6 @@ class Partition:
     processed: int | None = None  # offset after the last record in the reducer's state
     replay_until: int | None = None  # records before this offset only rebuild state (already emitted)
     snapshot_at: int | None = None  # offset the newest snapshot written or restored covers
-    first_read: int | None = None  # with no commit: offset of the first record read (an abort rewinds to it)
 
     def counted(self) -> None:
         """The reducer's missing values, evictions and replaced times so far are in the metrics
