@@ -77,17 +77,25 @@ class NumericFeature(_Base, _Binned):
     type: Literal["numeric"]
 
 
+Categories = Annotated[list[str], Field(min_length=1, max_length=4096)]
+
+
+def _categories(value: list[str] | None) -> list[str] | None:
+    """A pydantic check of ``categories``, for every type that takes them: distinct, and none
+    spelled like distilld's labels for other and missing values (the encoder refuses those)."""
+    if value is not None:
+        twice = sorted({c for c in value if value.count(c) > 1})
+        if twice:
+            raise ValueError(f"categories must be distinct: {', '.join(map(repr, twice))} given twice")
+        reserved_labels(value)
+    return value
+
+
 class CategoricalFeature(_Base):
     type: Literal["categorical"]
-    categories: Annotated[list[str], Field(min_length=1, max_length=4096)]
+    categories: Categories
 
-    @field_validator("categories")
-    @classmethod
-    def _distinct(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("categories must be distinct")
-        reserved_labels(value)
-        return value
+    _distinct = field_validator("categories")(_categories)
 
 
 class OpenCategoricalFeature(_Base):
@@ -108,8 +116,10 @@ class CustomFeature(_Base, _Binned):
         return value
 
     value_type: Literal["numeric", "categorical", "open_categorical"] = "numeric"
-    categories: list[str] | None = None
+    categories: Categories | None = None
     top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
+
+    _distinct = field_validator("categories")(_categories)
 
 
 FeatureSpec = Annotated[
@@ -190,7 +200,8 @@ def parse_features(entries: Sequence[Any]) -> list[Any]:
             loc = list(err["loc"])
             index = loc[0] if loc and isinstance(loc[0], int) else 0
             where = ".".join(str(p) for p in loc[2:] if not isinstance(p, int))
-            lines.append(f"{_describe(entries, index)}: {f'{where}: ' if where else ''}{err['msg']}")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{_describe(entries, index)}: {f'{where}: ' if where else ''}{msg}")
         raise FeatureConfigError("\n".join(dict.fromkeys(lines))) from None
     names = [s.name for s in specs]
     for i, name in enumerate(names):

@@ -53,6 +53,16 @@ def test_each_type_builds_its_grader_and_reads_nested_paths() -> None:
             {"name": "a", "type": "categorical", "categories": ["x", "__other__"]},
             r"features\[1\] \('a'\): categories: .*'__other__'\] reserved",
         ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"}
+            | {"categories": ["female", "__missing__"]},
+            r"features\[1\] \('a'\): categories: .*'__missing__'\] reserved",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"}
+            | {"categories": ["x", "y", "x"]},
+            r"features\[1\] \('a'\): categories: .*distinct",
+        ),
         ({"name": "a", "type": "histogram"}, r"features\[1\] \('a'\): .*tag 'histogram'"),
         ({"name": "a", "type": "numeric", "field": "a..b"}, r"features\[1\] \('a'\): field: .*invalid field path"),
         ({"name": "a", "type": "numeric", "colour": 1}, r"features\[1\] \('a'\): colour: Extra inputs"),
