@@ -647,9 +647,32 @@ def load_model(
         ) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping, which ``safe_load`` takes in
+    silence, keeping the last: a second ``reducer:`` section replaced the first whole. Checked as
+    the file is composed, before ``<<`` merges are applied: a key overriding a merged one is not
+    given twice."""
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # a mapping or list as a key is refused when the file is constructed
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"key {key!r} given twice (first at line {first[key]}): YAML would drop the first",
+                    problem_mark=key_node.start_mark,
+                )
+            first[key] = line
+        return node
+
+
 def _read_yaml(path: str | Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        loaded = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError as e:

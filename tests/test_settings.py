@@ -476,6 +476,21 @@ FILE_ERRORS: list[tuple[str, str | None, list[str]]] = [
     ("empty-file", "", ["kafka: Field required", "features: Field required"]),
     ("null-section", "kafka:\nfeatures: []\n", ["kafka: Input should be a valid dictionary"]),
     ("missing-file", None, ["cannot read", "No such file"]),
+    (
+        "section-twice",  # the review's dup.yaml: the second reducer section replaced the first whole
+        "reducer:\n  rate: 0.05\nfeatures: [{name: a, type: numeric}]\nreducer:\n  key: user\n",
+        ["line 4, column 1", "key 'reducer' given twice (first at line 1)"],
+    ),
+    (
+        "key-twice-in-a-section",
+        "reducer:\n  rate: 0.05\n  window_seconds: 60\n  rate: 0.5\n",
+        ["line 4, column 3", "key 'rate' given twice (first at line 2)"],
+    ),
+    (
+        "key-twice-in-a-feature",
+        "features:\n  - {name: a, type: numeric, bins: 8,\n     bins: 16}\n",
+        ["line 3, column 6", "key 'bins' given twice (first at line 2)"],
+    ),
 ]
 
 
@@ -495,6 +510,21 @@ def test_unusable_file_exits_1_with_the_reason(
     assert str(path) in err
     for part in expected:
         assert part in err
+
+
+def test_yaml_merge_keys_still_override_what_they_merge(tmp_path: Path) -> None:
+    """A key given twice is refused; a key that overrides one a ``<<`` merge brought in is not given twice,
+    nor is one of a merged mapping that merges in its turn."""
+    from distilld.settings import _read_yaml
+
+    text = (
+        "base: &base {rate: 0.1, window_seconds: 60}\n"
+        "outer:\n  inner: &inner\n    <<: *base\n    rate: 0.2\n"
+        "reducer:\n  <<: *inner\n  window_seconds: 30\n"
+    )
+    loaded = _read_yaml(write(tmp_path, text))
+    assert loaded["outer"]["inner"] == {"rate": 0.2, "window_seconds": 60}
+    assert loaded["reducer"] == {"rate": 0.2, "window_seconds": 30}
 
 
 def test_directory_instead_of_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
