@@ -76,18 +76,38 @@ class _Binned(BaseModel):
 class NumericFeature(_Base, _Binned):
     type: Literal["numeric"]
 
+    @field_validator("transform")
+    @classmethod
+    def _gives_numbers(cls, value: str | None) -> str | None:
+        if value in ("url_host", "url_path"):
+            raise ValueError(
+                f"{value} gives text, never a number: every value would count as missing "
+                "(an open_categorical feature grades it)"
+            )
+        if value == "lower":
+            raise ValueError("lower turns text to lower case, and a numeric grades numbers: it changes nothing")
+        return value
+
+
+Categories = Annotated[list[str], Field(min_length=1, max_length=4096)]
+
+
+def _categories(value: list[str] | None) -> list[str] | None:
+    """A pydantic check of ``categories``, for every type that takes them: distinct, and none
+    spelled like distilld's labels for other and missing values (the encoder refuses those)."""
+    if value is not None:
+        twice = sorted({c for c in value if value.count(c) > 1})
+        if twice:
+            raise ValueError(f"categories must be distinct: {', '.join(map(repr, twice))} given twice")
+        reserved_labels(value)
+    return value
+
 
 class CategoricalFeature(_Base):
     type: Literal["categorical"]
-    categories: Annotated[list[str], Field(min_length=1, max_length=4096)]
+    categories: Categories
 
-    @field_validator("categories")
-    @classmethod
-    def _distinct(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("categories must be distinct")
-        reserved_labels(value)
-        return value
+    _distinct = field_validator("categories")(_categories)
 
 
 class OpenCategoricalFeature(_Base):
@@ -95,10 +115,32 @@ class OpenCategoricalFeature(_Base):
     top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
 
 
+# a custom feature's encoding settings, and the value_type that reads each
+_ENCODING_SETTINGS = {
+    "bins": "numeric",
+    "pair_bins": "numeric",
+    "categories": "categorical",
+    "top_k": "open_categorical",
+}
+
+
 class CustomFeature(_Base, _Binned):
     type: Literal["custom"]
     # package.module:callable, or the name of an entry point in the group distilld.graders
     function: Annotated[str, Field(pattern=r"^([A-Za-z_][\w.]*:[A-Za-z_][\w.]*|[A-Za-z_][\w.\-]*)$")]
+
+    value_type: Literal["numeric", "categorical", "open_categorical"] = "numeric"
+    categories: Categories | None = None
+    top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
+
+    _distinct = field_validator("categories")(_categories)
+
+    @field_validator("field")
+    @classmethod
+    def _no_field(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("a custom feature's function reads the record itself: field would not be used")
+        return value
 
     @field_validator("transform")
     @classmethod
@@ -107,9 +149,19 @@ class CustomFeature(_Base, _Binned):
             raise ValueError("a custom feature's function does its own transforming")
         return value
 
-    value_type: Literal["numeric", "categorical", "open_categorical"] = "numeric"
-    categories: list[str] | None = None
-    top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
+    @model_validator(mode="after")
+    def _used(self) -> CustomFeature:
+        """The settings of another value_type than this feature's would be ignored: refused."""
+        unused = [
+            f"{key}: not used by value_type {self.value_type!r} (only by {kind})"
+            for key, kind in _ENCODING_SETTINGS.items()
+            if key in self.model_fields_set and kind != self.value_type
+        ]
+        if self.value_type == "categorical" and self.categories is None:
+            unused.append("categories: value_type 'categorical' needs them")
+        if unused:
+            raise ValueError("; ".join(unused))
+        return self
 
 
 FeatureSpec = Annotated[
@@ -145,15 +197,18 @@ def load_callable(spec: str) -> Any:
 
 def _custom_grader(spec: CustomFeature) -> GradingFunction:
     obj = load_callable(spec.function)
-    if isinstance(obj, GradingFunction):
-        return obj
-    if isinstance(obj, type) and issubclass(obj, GradingFunction):
-        return obj(spec.name)
+    grader_class = isinstance(obj, type) and issubclass(obj, GradingFunction)
+    if isinstance(obj, GradingFunction) or grader_class:
+        unused = sorted({"value_type", *_ENCODING_SETTINGS} & spec.model_fields_set)
+        if unused:
+            raise ValueError(
+                f"{spec.function} is a GradingFunction, which encodes its own values: {', '.join(unused)} not used"
+            )
+        return obj(spec.name) if grader_class else obj
     if spec.value_type == "numeric":
         return NumericGrader(spec.name, obj, bins=spec.bins, pair_bins=spec.pair_bins)
     if spec.value_type == "categorical":
-        if not spec.categories:
-            raise ValueError("value_type 'categorical' needs 'categories'")
+        assert spec.categories is not None  # the model requires them
         return CategoricalGrader(spec.name, spec.categories, obj)
     return OpenCategoricalGrader(spec.name, obj, top_k=spec.top_k)
 
@@ -190,7 +245,8 @@ def parse_features(entries: Sequence[Any]) -> list[Any]:
             loc = list(err["loc"])
             index = loc[0] if loc and isinstance(loc[0], int) else 0
             where = ".".join(str(p) for p in loc[2:] if not isinstance(p, int))
-            lines.append(f"{_describe(entries, index)}: {f'{where}: ' if where else ''}{err['msg']}")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{_describe(entries, index)}: {f'{where}: ' if where else ''}{msg}")
         raise FeatureConfigError("\n".join(dict.fromkeys(lines))) from None
     names = [s.name for s in specs]
     for i, name in enumerate(names):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from distilld.encoding import to_float_array
 from distilld.fieldpath import compile_path, parse_path
@@ -54,6 +54,14 @@ class Condition(BaseModel):
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         return check_regex(value)
+
+    @field_validator("all_", "any_")
+    @classmethod
+    def _not_empty(cls, value: list[Condition] | None, info: ValidationInfo) -> list[Condition] | None:
+        if value is not None and not value:
+            matches = "every record" if info.field_name == "all_" else "no record"
+            raise ValueError(f"empty: it would match {matches}; give at least one condition")
+        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> Condition:

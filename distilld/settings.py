@@ -334,9 +334,10 @@ class ReducerSettings(_Section):
     key: str = Field(default="none", description="kafka_key | a field path | none: whose windows a record joins")
     time: str = Field(default="processing", description="processing | kafka_timestamp | a field path (epoch time)")
     time_unit: Literal["s", "ms", "us"] = Field(default="s", description="unit of a time field (UserALE: ms)")
-    max_keys: int = Field(default=10_000, ge=1, description="keys held per partition; LRU evicted")
+    max_keys: int = Field(default=10_000, ge=1, le=2**63 - 1, description="keys held per partition; LRU evicted")
     panes: int = Field(default=12, ge=1, le=1000, description="window granularity")
-    seed: int = Field(default=0, description="tie-break hash seed")
+    # snapshots hold it as a JSON integer, and the hashes as 64 bits: DistilledProcessor refuses others
+    seed: int = Field(default=0, ge=-(2**63), lt=2**64, description="tie-break hash seed (64 bits)")
 
     @field_validator("key")
     @classmethod
@@ -347,6 +348,16 @@ class ReducerSettings(_Section):
     @classmethod
     def _time(cls, value: str) -> str:
         return _path_or(("processing", "kafka_timestamp"), value)
+
+    @model_validator(mode="after")
+    def _pane(self) -> ReducerSettings:
+        # DistilledProcessor's own check, as it computes it: a bound worked out otherwise could round the other way
+        if not self.window_seconds / self.panes >= 1e-6:
+            raise ValueError(
+                f"window_seconds ({self.window_seconds:g}) / panes ({self.panes}) is under a microsecond a pane:"
+                " give a longer window or fewer panes"
+            )
+        return self
 
 
 class SchemaRegistrySettings(_Section):
@@ -636,9 +647,32 @@ def load_model(
         ) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping, which ``safe_load`` takes in
+    silence, keeping the last: a second ``reducer:`` section replaced the first whole. Checked as
+    the file is composed, before ``<<`` merges are applied: a key overriding a merged one is not
+    given twice."""
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # a mapping or list as a key is refused when the file is constructed
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"key {key!r} given twice (first at line {first[key]}): YAML would drop the first",
+                    problem_mark=key_node.start_mark,
+                )
+            first[key] = line
+        return node
+
+
 def _read_yaml(path: str | Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        loaded = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from distilld import DistilledProcessor, FeatureConfigError, build_graders
 from distilld.encoding import NumericBinner, OpenCategoricalEncoder
 from distilld.graders import (
+    CategoricalGrader,
     FieldCategoricalGrader,
     FieldNumericGrader,
     FieldOpenCategoricalGrader,
@@ -52,6 +54,55 @@ def test_each_type_builds_its_grader_and_reads_nested_paths() -> None:
         (
             {"name": "a", "type": "categorical", "categories": ["x", "__other__"]},
             r"features\[1\] \('a'\): categories: .*'__other__'\] reserved",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"}
+            | {"categories": ["female", "__missing__"]},
+            r"features\[1\] \('a'\): categories: .*'__missing__'\] reserved",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"}
+            | {"categories": ["x", "y", "x"]},
+            r"features\[1\] \('a'\): categories: .*distinct",
+        ),
+        # settings a type would ignore: each used to be accepted and to do nothing
+        (
+            {"name": "a", "type": "custom", "function": "builtins:len", "field": "x"},
+            r"features\[1\] \('a'\): field: .*reads the record itself",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:len", "categories": ["x"]},
+            r"features\[1\] \('a'\): categories: not used by value_type 'numeric' \(only by categorical\)",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"}
+            | {"categories": ["x"], "bins": 8},
+            r"features\[1\] \('a'\): bins: not used by value_type 'categorical' \(only by numeric\)",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "open_categorical"}
+            | {"pair_bins": 5, "top_k": 3},
+            r"features\[1\] \('a'\): pair_bins: not used by value_type 'open_categorical' \(only by numeric\)",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:len", "top_k": 3},
+            r"features\[1\] \('a'\): top_k: not used by value_type 'numeric' \(only by open_categorical\)",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"},
+            r"features\[1\] \('a'\): categories: value_type 'categorical' needs them",
+        ),
+        (
+            {"name": "a", "type": "numeric", "field": "u", "transform": "url_host"},
+            r"features\[1\] \('a'\): transform: url_host gives text.*every value would count as missing",
+        ),
+        (
+            {"name": "a", "type": "numeric", "field": "u", "transform": "url_path"},
+            r"features\[1\] \('a'\): transform: url_path gives text.*every value would count as missing",
+        ),
+        (
+            {"name": "a", "type": "numeric", "field": "u", "transform": "lower"},
+            r"features\[1\] \('a'\): transform: lower .*changes nothing",
         ),
         ({"name": "a", "type": "histogram"}, r"features\[1\] \('a'\): .*tag 'histogram'"),
         ({"name": "a", "type": "numeric", "field": "a..b"}, r"features\[1\] \('a'\): field: .*invalid field path"),
@@ -168,3 +219,27 @@ def test_long_urls_are_transformed_without_being_held_in_the_cache() -> None:
     assert (_host.cache_info().currsize, _path.cache_info().currsize) == before, "no long URL held"
     assert url_host(["https://a-test-of-the-cache.example.com/x"]) == ["a-test-of-the-cache.example.com"]
     assert _host.cache_info().currsize == before[0] + 1, "short URLs still cached"
+
+
+def test_a_custom_grading_function_class_takes_no_encoding_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function that is a GradingFunction (an instance or a class) builds its own encoder: value_type,
+    bins, pair_bins, categories and top_k would be ignored, so they are refused; without them it is used."""
+    import types
+
+    module = types.ModuleType("own_encoding_grader")
+
+    class Band(CategoricalGrader):
+        def __init__(self, name: str) -> None:
+            super().__init__(name, ["young", "old"], lambda r: "young" if r["age"] < 40 else "old")
+
+    module.Band = Band  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "own_encoding_grader", module)
+    entry = {"name": "band", "type": "custom", "function": "own_encoding_grader:Band"}
+    assert isinstance(build_graders([entry])["band"], Band)
+    for extra in (
+        {"value_type": "categorical", "categories": ["young"]},
+        {"bins": 8},
+        {"value_type": "open_categorical", "top_k": 5},
+    ):
+        with pytest.raises(FeatureConfigError, match=r"features\[0\] \('band'\): .*GradingFunction.*not used"):
+            build_graders([entry | extra])

@@ -96,6 +96,10 @@ def _drop(when: dict[str, Any], name: str = "x") -> dict[str, Any]:
         ),
         (_drop({"all": [{"field": "a", "gt": "high"}]}), r"filters\.drop\.0\.when\.all\.0\.gt"),
         (_drop({"field": "a", "lt": float("nan")}), r"filters\.drop\.0\.when\.lt"),  # would never match
+        # an empty all matched every record (the review's allempty.yaml dropped them all), an empty any none
+        (_drop({"all": []}), r"filters\.drop\.0\.when\.all: empty: .*every record"),
+        (_drop({"any": []}), r"filters\.drop\.0\.when\.any: empty: .*no record"),
+        (_drop({"not": {"all": [{"field": "a", "exists": True}, {"any": []}]}}), r"when\.not\.all\.1\.any: empty"),
     ],
 )
 def test_filter_errors_name_the_filter_and_the_reason(filters: dict[str, Any], message: str) -> None:

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import yaml
 from confluent_kafka import Consumer, Producer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from distilld.cli import main
 from distilld.settings import ConfigError, Settings, load_settings, masked
@@ -473,6 +476,21 @@ FILE_ERRORS: list[tuple[str, str | None, list[str]]] = [
     ("empty-file", "", ["kafka: Field required", "features: Field required"]),
     ("null-section", "kafka:\nfeatures: []\n", ["kafka: Input should be a valid dictionary"]),
     ("missing-file", None, ["cannot read", "No such file"]),
+    (
+        "section-twice",  # the review's dup.yaml: the second reducer section replaced the first whole
+        "reducer:\n  rate: 0.05\nfeatures: [{name: a, type: numeric}]\nreducer:\n  key: user\n",
+        ["line 4, column 1", "key 'reducer' given twice (first at line 1)"],
+    ),
+    (
+        "key-twice-in-a-section",
+        "reducer:\n  rate: 0.05\n  window_seconds: 60\n  rate: 0.5\n",
+        ["line 4, column 3", "key 'rate' given twice (first at line 2)"],
+    ),
+    (
+        "key-twice-in-a-feature",
+        "features:\n  - {name: a, type: numeric, bins: 8,\n     bins: 16}\n",
+        ["line 3, column 6", "key 'bins' given twice (first at line 2)"],
+    ),
 ]
 
 
@@ -492,6 +510,21 @@ def test_unusable_file_exits_1_with_the_reason(
     assert str(path) in err
     for part in expected:
         assert part in err
+
+
+def test_yaml_merge_keys_still_override_what_they_merge(tmp_path: Path) -> None:
+    """A key given twice is refused; a key that overrides one a ``<<`` merge brought in is not given twice,
+    nor is one of a merged mapping that merges in its turn."""
+    from distilld.settings import _read_yaml
+
+    text = (
+        "base: &base {rate: 0.1, window_seconds: 60}\n"
+        "outer:\n  inner: &inner\n    <<: *base\n    rate: 0.2\n"
+        "reducer:\n  <<: *inner\n  window_seconds: 30\n"
+    )
+    loaded = _read_yaml(write(tmp_path, text))
+    assert loaded["outer"]["inner"] == {"rate": 0.2, "window_seconds": 60}
+    assert loaded["reducer"] == {"rate": 0.2, "window_seconds": 30}
 
 
 def test_directory_instead_of_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -586,6 +619,21 @@ def test_a_custom_grader_that_cannot_be_imported_is_a_config_error(
     code, _, err = check_config(capsys, "--config", str(write(tmp_path, data)))
     assert code == 1 and "Traceback" not in err
     assert "features[0] ('x'): ModuleNotFoundError: No module named 'no_such_module_here'" in err
+
+
+def test_a_custom_features_reserved_category_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review's cres.yaml: a custom categorical's ``__missing__`` passed the features' check, then
+    check-config, run and reduce ended in a traceback when the engine built its encoder."""
+    data = minimal()
+    data["features"] = [
+        {"name": "c", "type": "custom", "function": "builtins:str", "value_type": "categorical"}
+        | {"categories": ["female", "__missing__"]}
+    ]
+    code, _, err = check_config(capsys, "--config", str(write(tmp_path, data)))
+    assert code == 1 and "Traceback" not in err
+    assert "features[0] ('c'): categories: " in err and "'__missing__'] reserved" in err, err
 
 
 def test_an_environment_variable_that_is_not_json_is_a_config_error(
@@ -695,3 +743,113 @@ def test_the_consumer_group_protocol_of_kip_848_is_refused_at_start_up_with_the_
         load_settings(write(tmp_path, data))
     data["kafka"]["consumer"] = {"group.protocol": "classic"}
     assert load_settings(write(tmp_path, data)).kafka.consumer == {"group.protocol": "classic"}
+
+
+# --- settings the engine would refuse: every bound of DistilledProcessor is a setting's -----------------------------
+
+
+def _engine(settings: Settings) -> Any:
+    """The reducer as the daemon builds it from the settings (daemon/loop.py ``_new_reducer``); ``reduce`` and
+    ``evaluate`` pass the same reducer settings, and check-config the window, the rate and the panes."""
+    from distilld import DistilledProcessor, build_graders
+
+    r = settings.reducer
+    return DistilledProcessor(
+        build_graders(settings.features),
+        r.window_seconds,
+        r.rate,
+        batch_size=settings.processing.batch_max_records,
+        max_keys=r.max_keys,
+        panes=r.panes,
+        seed=r.seed,
+    )
+
+
+REFUSED_BY_THE_ENGINE: list[tuple[str, dict[str, Any], str]] = [
+    ("seed-past-64-bits", {"reducer": {"seed": 10**23}}, "reducer.seed"),
+    ("seed-2**64", {"reducer": {"seed": 2**64}}, "reducer.seed"),
+    ("seed-below-int64", {"reducer": {"seed": -(2**63) - 1}}, "reducer.seed"),
+    ("window-a-microsecond", {"reducer": {"window_seconds": 1e-6}}, "reducer: window_seconds"),
+    ("pane-under-a-microsecond", {"reducer": {"window_seconds": 0.000999, "panes": 1000}}, "reducer: window_seconds"),
+    ("max-keys-past-a-float", {"reducer": {"max_keys": 10**400}}, "reducer.max_keys"),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "field"), [e[1:] for e in REFUSED_BY_THE_ENGINE], ids=[e[0] for e in REFUSED_BY_THE_ENGINE]
+)
+def test_reducer_settings_the_engine_refuses_are_config_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], values: dict[str, Any], field: str
+) -> None:
+    """A seed past 64 bits, or a pane shorter than a microsecond, passed check-config and then ended
+    run, reduce and evaluate in a traceback from DistilledProcessor's own checks."""
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        load_settings(None, **{**minimal(), **values})
+    code, out, err = check_config(capsys, "--config", str(write(tmp_path, {**minimal(), **values})))
+    assert (code, out) == (1, "") and field in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"DISTILLD_REDUCER__SEED": str(10**23)}, {"DISTILLD_REDUCER__WINDOW_SECONDS": "1e-6"}],
+    ids=["seed", "window"],
+)
+def test_bad_reducer_settings_from_the_environment_stop_reduce_with_a_config_error(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The review's repro: ``distilld reduce`` with either variable ended in a traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "c.yaml").write_text("features: [{name: g, type: categorical, field: g, categories: [a]}]\n")
+    (tmp_path / "a.ndjson").write_text('{"g": "a"}\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "distilld", "reduce", str(tmp_path / "a.ndjson"), "-o", str(tmp_path / "o.ndjson"),
+         "-c", str(tmp_path / "c.yaml"), "-q"],
+        capture_output=True, text=True, env={**os.environ, **env}, cwd=CONFIG.parent, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "reducer" in run.stderr, run.stderr
+
+
+# each reducer setting at the edges of what it takes, and the processing batch the daemon passes as batch_size
+EDGES: list[dict[str, dict[str, Any]]] = [
+    {"reducer": {"seed": -(2**63)}},
+    {"reducer": {"seed": 2**64 - 1}},
+    {"reducer": {"seed": 2**64 - 1, "rate": 1.0}},
+    {"reducer": {"rate": 5e-324}},
+    {"reducer": {"window_seconds": 1e-6, "panes": 1}},
+    {"reducer": {"window_seconds": 12e-6, "panes": 12}},
+    {"reducer": {"window_seconds": 0.001, "panes": 1000}},
+    {"reducer": {"window_seconds": 1e308, "panes": 1000}},
+    {"reducer": {"max_keys": 1}},
+    {"reducer": {"max_keys": 2**63 - 1}},
+    {"reducer": {"panes": 1}},
+    {"processing": {"batch_max_records": 1}},
+    {"processing": {"batch_max_records": 1_000_000}},
+]
+
+
+@pytest.mark.parametrize("values", EDGES, ids=lambda v: json.dumps(v)[:60])
+def test_reducer_settings_at_their_edges_build_the_engine(values: dict[str, Any]) -> None:
+    settings = load_settings(None, **{**minimal(), **values})
+    assert _engine(settings).seed == settings.reducer.seed
+
+
+@given(
+    window=st.floats(min_value=1e-9, max_value=1e-2) | st.sampled_from([1e-6, 12e-6, 1e-3, 3e-6]),
+    panes=st.integers(min_value=1, max_value=1000),
+    seed=st.integers(min_value=-(2**70), max_value=2**70),
+    max_keys=st.integers(min_value=-2, max_value=2**70),
+)
+@hypothesis.settings(max_examples=300, deadline=None)
+def test_reducer_settings_either_are_refused_or_build_the_engine(
+    window: float, panes: int, seed: int, max_keys: int
+) -> None:
+    """Whatever the values, check-config's verdict is the engine's: no setting passes to fail later."""
+    values = {"window_seconds": window, "panes": panes, "seed": seed, "max_keys": max_keys}
+    try:
+        loaded = load_settings(None, **{**minimal(), "reducer": values})
+    except ConfigError as e:
+        assert str(e).startswith("reducer"), str(e)
+        return
+    _engine(loaded)
