@@ -49,7 +49,7 @@ def _main(argv: list[str] | None = None) -> int:
         p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     r = sub.add_parser("reduce", help="reduce a CSV, NDJSON, JSON-array or Avro file with the daemon's engine")
     r.add_argument("input", help="file to read (format from the extension, or --format)")
-    r.add_argument("-o", "--output", required=True, help="file to write, with a distilld_weight column/field")
+    r.add_argument("-o", "--output", required=True, help="file to write, - for stdout; a distilld_weight is added")
     r.add_argument("--config", "-c", help="the daemon's YAML file (its kafka section is not needed)")
     r.add_argument("--preset", help="a shipped configuration under the file's: userale")
     r.add_argument("--format", choices=["csv", "ndjson", "json", "avro"], help="input format")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -621,3 +623,70 @@ def test_csv_weights_keep_every_digit() -> None:
 
     assert float(_weight(1 / 0.3)) == 1 / 0.3
     assert _weight(10.0) == "10" and _weight(1.0) == "1"
+
+
+def _one_group(tmp: Path, records: int = 3) -> tuple[Path, Path]:
+    """An NDJSON input of ``records`` and a config that forwards them all."""
+    src = tmp / "in.ndjson"
+    src.write_text("".join(f'{{"id": {i}, "g": "a"}}\n' for i in range(records)))
+    config = tmp / "one.yaml"
+    config.write_text("reducer: {rate: 1}\nfeatures: [{name: g, type: categorical, field: g, categories: [a]}]\n")
+    return src, config
+
+
+def test_a_symlinked_output_is_written_to_its_target_and_stays_a_link(tmp_path: Path) -> None:
+    """`-o link` wrote `.link.partial` and renamed it onto the link: the link became a regular file
+    and the file it pointed to kept its old content."""
+    src, config = _one_group(tmp_path)
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "real.ndjson"
+    real.write_text("old\n")
+    link = tmp_path / "link.ndjson"
+    link.symlink_to(real)
+    assert main(["reduce", str(src), "-o", str(link), "-c", str(config), "-q"]) == 0
+    assert link.is_symlink() and link.readlink() == real
+    assert [r["id"] for r in _read(real, "ndjson")] == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "in.ndjson", "link.ndjson", "one.yaml"]
+    assert [p.name for p in real.parent.iterdir()] == ["real.ndjson"], "no partial left"
+
+
+def test_a_fifo_output_is_written_through_and_stays_a_fifo(tmp_path: Path) -> None:
+    """`-o FIFO` wrote a regular `.FIFO.partial` and renamed it onto the FIFO: its reader got
+    nothing, and the FIFO was gone."""
+    import stat
+
+    src, config = _one_group(tmp_path)
+    fifo = tmp_path / "out.ndjson"
+    os.mkfifo(fifo)
+    read = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so that opening for writing does not wait
+    try:
+        assert main(["reduce", str(src), "-o", str(fifo), "-c", str(config), "-q"]) == 0
+        data = os.read(read, 1 << 16)
+    except BlockingIOError:
+        data = b""
+    finally:
+        os.close(read)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert [orjson.loads(line)["id"] for line in data.splitlines()] == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ndjson", "one.yaml", "out.ndjson"]
+
+
+@pytest.mark.parametrize("output", ["-", "stdout-link"])
+def test_dash_and_a_device_as_output_write_to_standard_output(tmp_path: Path, output: str) -> None:
+    """`-o -` wrote a file named "-"; `-o /dev/stdout` (here a link to it, so that no version of
+    the code can replace the real one) renamed a partial file onto the device's path."""
+    src, config = _one_group(tmp_path)
+    if output != "-":
+        (tmp_path / output).symlink_to("/dev/stdout")
+    done = subprocess.run(
+        [sys.executable, "-m", "distilld", "reduce", str(src), "-o", output, "-c", str(config), "-q"],
+        capture_output=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [orjson.loads(line)["id"] for line in done.stdout.splitlines()] == [0, 1, 2]
+    assert b"3 rows read, 3 forwarded" in done.stderr
+    expected = ["in.ndjson", "one.yaml"] + ([] if output == "-" else [output])
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    if output != "-":
+        assert (tmp_path / output).is_symlink()

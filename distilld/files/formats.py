@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import re
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from itertools import islice
@@ -25,6 +26,7 @@ __all__ = ["FORMATS", "WEIGHT_FIELD", "FileFormatError", "Reader", "Writer", "fo
 
 FORMATS = ("csv", "ndjson", "json", "avro")
 WEIGHT_FIELD = "distilld_weight"
+STDOUT = "-"  # as an output path: standard output
 _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".avro": "avro"}
 
 Batch = tuple[list[Any], list[Any]]  # (records, rows)
@@ -426,5 +428,10 @@ def open_reader(path: str | Path, fmt: str, numeric_columns: set[str], batch: in
 
 
 def open_writer(path: str | Path, fmt: str, reader: Reader) -> tuple[IO[bytes], Writer]:
-    fo = open(path, "wb")  # noqa: SIM115 - closed by the caller
+    """``-`` (STDOUT) is standard output, which closing the file returned leaves open."""
+    if str(path) == STDOUT:
+        sys.stdout.flush()
+        fo = open(sys.stdout.fileno(), "wb", closefd=False)  # noqa: SIM115 - closed by the caller
+    else:
+        fo = open(path, "wb")  # noqa: SIM115 - closed by the caller
     return fo, Writer(fo, fmt, reader)

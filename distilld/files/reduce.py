@@ -28,7 +28,7 @@ from distilld.daemon.fields import RecordFields
 from distilld.features import build_graders, parse_features
 from distilld.fieldpath import compile_path
 from distilld.files.columns import ColumnPlan, numbers
-from distilld.files.formats import FileFormatError, format_of, open_reader, open_writer
+from distilld.files.formats import STDOUT, FileFormatError, format_of, open_reader, open_writer
 from distilld.filters import Condition, Filters, FilterSettings
 from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor, index_keys
@@ -177,14 +177,7 @@ def reduce_file(
     if batch < 1:
         raise FileFormatError(f"--batch: {batch}: give 1 or more records")
     source, target = Path(source), Path(target)
-    if target.exists() and os.path.samefile(source, target):
-        raise FileFormatError(f"{target}: the output would overwrite the input")
-    if target.is_dir():
-        raise FileFormatError(f"{target}: is a folder; give a file name")
-    if not target.parent.is_dir():
-        raise FileFormatError(f"{target}: no such folder: {target.parent}")
-    # written next to the target and renamed when complete: a failed run leaves no partial output
-    partial = target.with_name(f".{target.name}.partial")
+    written, final = _destination(source, target)
     graders = build_graders(settings.features)
     processor = DistilledProcessor(
         graders, reducer.window_seconds, reducer.rate, batch,
@@ -197,7 +190,7 @@ def reduce_file(
     stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
     fin, reader = open_reader(source, fmt_in, numeric_columns(settings), batch)
     try:
-        fout, writer = open_writer(partial, fmt_out, reader)
+        fout, writer = open_writer(written, fmt_out, reader)
         try:
             plan: ColumnPlan | None = None
             for records, rows in reader.batches():
@@ -226,10 +219,12 @@ def reduce_file(
                           end="", file=sys.stderr, flush=True)  # fmt: skip
             writer.close()
             fout.close()
-            os.replace(partial, target)
+            if final is not None:
+                os.replace(written, final)
         except BaseException:
             fout.close()
-            partial.unlink(missing_ok=True)
+            if final is not None:
+                written.unlink(missing_ok=True)
             raise
     finally:
         fin.close()
@@ -237,6 +232,26 @@ def reduce_file(
     if show:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     return stats
+
+
+def _destination(source: Path, target: Path) -> tuple[Path, Path | None]:
+    """The file to write and the one it is renamed onto when complete. A regular file (or a new
+    one) is written next to it, next to the file a symlink points to, and renamed when complete:
+    a failed run leaves no partial output. ``-`` (standard output), a FIFO or a device is written
+    through, as it goes (None)."""
+    if str(target) == STDOUT:
+        return target, None
+    if target.is_dir():
+        raise FileFormatError(f"{target}: is a folder; give a file name")
+    if target.exists():
+        if os.path.samefile(source, target):
+            raise FileFormatError(f"{target}: the output would overwrite the input")
+        if not target.is_file():
+            return target, None
+    real = Path(os.path.realpath(target))
+    if not real.parent.is_dir():
+        raise FileFormatError(f"{target}: no such folder: {real.parent}")
+    return real.with_name(f".{real.name}.partial"), real
 
 
 def _reduce_columns(
