@@ -690,3 +690,41 @@ def test_dash_and_a_device_as_output_write_to_standard_output(tmp_path: Path, ou
     assert sorted(p.name for p in tmp_path.iterdir()) == expected
     if output != "-":
         assert (tmp_path / output).is_symlink()
+
+
+@pytest.mark.parametrize("run", ["reduce", "reduce with a filter", "evaluate"])
+def test_a_csv_column_is_a_number_to_numeric_features_and_text_to_the_rest_in_every_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: str
+) -> None:
+    """A column read by a numeric feature was a float in the whole record: a categorical feature on it
+    saw "200.0" (not the category "200") in the first batch, and in every batch with a filter, where
+    later batches cut into columns gave it "200"; `equals: "404"` matched no cell of it."""
+    from distilld.processor import DistilledProcessor
+
+    src = tmp_path / "s.csv"
+    src.write_text("status,ms\n" + "".join(f"{(200, 404, 500)[i % 3]},{i % 997}\n" for i in range(3000)))
+    features = [
+        {"name": "status", "type": "numeric", "field": "status"},
+        {"name": "status_cat", "type": "categorical", "field": "status", "categories": ["200", "404", "500"]},
+        {"name": "ms", "type": "numeric", "field": "ms"},
+    ]
+    drop = [{"name": "not_found", "when": {"field": "status", "equals": "404"}}]
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"features": features, "filters": {"drop": drop if "filter" in run else []}}))
+    seen: list[list[list[Any]]] = []
+    select = DistilledProcessor.select
+
+    def spy(self: DistilledProcessor, *args: Any, extracted: list[list[Any]] | None = None) -> Any:
+        assert extracted is not None
+        seen.append(extracted)
+        return select(self, *args, extracted=extracted)
+
+    monkeypatch.setattr(DistilledProcessor, "select", spy)
+    if run == "evaluate":
+        assert main(["evaluate", str(src), "-c", str(config), "--report", str(tmp_path / "r")]) == 0
+    else:
+        assert main(["reduce", str(src), "-o", str(tmp_path / "o.csv"), "-c", str(config), "--batch", "1000"]) == 0
+    assert len(seen) == 3
+    expected = {"200", "500"} if "filter" in run else {"200", "404", "500"}
+    for status, status_cat, _ in seen:
+        assert set(map(type, status)) == {float} and set(status_cat) == expected

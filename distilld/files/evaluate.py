@@ -113,10 +113,11 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
                 records = [records[i] for i in np.flatnonzero(reduce).tolist()]
                 if not records:
                     continue
-            for name, column in zip(graders, extract_checked(graders, records, errors), strict=True):
+            numbers = reader.numbers_of(records)
+            for name, column in zip(graders, extract_checked(graders, records, errors, numbers), strict=True):
                 raw[name] += column
             if reducer.time != "processing":
-                times.append(fields.timestamps([], records))
+                times.append(fields.timestamps([], numbers))
             if reducer.key != "none":
                 key_index, key_list = fields.keys([], records)
                 keys += [key_list[k] for k in key_index.tolist()]

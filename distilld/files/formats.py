@@ -142,18 +142,30 @@ class Reader:
             )
         return FileFormatError(f"{self.name}: line {at}: {e}")
 
-    def records_of(self, rows: list[list[str]], keep_text: bool = False) -> list[dict[str, Any]]:
-        """CSV rows as records: text, and numbers in the numeric features' columns
-        (``keep_text``: a cell that is not a number stays as read, for the output)."""
+    def records_of(self, rows: list[list[str]], typed: bool = False) -> list[dict[str, Any]]:
+        """CSV rows as records, the cells as read (text); ``typed``, for the output: numbers in
+        the numeric features' columns where a cell is one, an empty one ``None``."""
         columns = self.columns
         records: list[dict[str, Any]] = [dict(zip(columns, row, strict=False)) for row in rows]
-        for c, name in enumerate(columns):
-            if name in self.numeric:
-                cells = [row[c] if c < len(row) else "" for row in rows]
-                values = numbers(cells)
-                for record, value, cell in zip(records, values, cells, strict=True):
-                    record[name] = cell or None if value is None and keep_text else value
+        if typed:
+            for c, name in enumerate(columns):
+                if name in self.numeric:
+                    cells = [row[c] if c < len(row) else "" for row in rows]
+                    for record, value, cell in zip(records, numbers(cells), cells, strict=True):
+                        record[name] = cell or None if value is None else value
         return records
+
+    def numbers_of(self, records: list[Any]) -> list[Any]:
+        """The records as numeric features and the time read them: in CSV, copies with the numeric
+        features' columns as numbers (``None`` where a cell is not one); other formats' as they are."""
+        columns = [name for name in dict.fromkeys(self.columns) if name in self.numeric]
+        if not columns:
+            return records
+        view = [dict(r) for r in records]
+        for name in columns:
+            for record, value in zip(view, numbers([r.get(name, "") for r in records]), strict=True):
+                record[name] = value
+        return view
 
     def _ndjson(self) -> Iterator[Batch]:
         loads = orjson.loads
@@ -282,8 +294,8 @@ class Writer:
 
     def write(self, records: list[Any], rows: list[Any], weights: list[float]) -> None:
         """Forwarded records (as decoded), the rows they were read from, and their weights."""
-        if self.reader.fmt == "csv" and self.fmt != "csv":  # the cells as read, not as graded
-            records = self.reader.records_of(rows, keep_text=True)
+        if self.reader.fmt == "csv" and self.fmt != "csv":  # the numeric features' numbers, the rest as read
+            records = self.reader.records_of(rows, typed=True)
         if not self._started:
             if not records and self.fmt == "csv" and self.reader.fmt != "csv":
                 return  # the header comes from the first forwarded record

@@ -28,7 +28,7 @@ from distilld.daemon.fields import RecordFields
 from distilld.features import build_graders, parse_features
 from distilld.fieldpath import compile_path
 from distilld.files.columns import ColumnPlan, numbers
-from distilld.files.formats import STDOUT, FileFormatError, format_of, open_reader, open_writer
+from distilld.files.formats import STDOUT, FileFormatError, Reader, format_of, open_reader, open_writer
 from distilld.filters import Condition, Filters, FilterSettings
 from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor, index_keys
@@ -57,15 +57,20 @@ class GraderErrors:
         ]
 
 
-def extract_checked(graders: dict[str, GradingFunction], records: list[Any], errors: GraderErrors) -> list[list[Any]]:
-    """Every feature's raw values (``None`` where a grader raised), the raises counted in ``errors``."""
+def extract_checked(
+    graders: dict[str, GradingFunction], records: list[Any], errors: GraderErrors, numbers: list[Any]
+) -> list[list[Any]]:
+    """Every feature's raw values (``None`` where a grader raised), the raises counted in ``errors``;
+    a numeric feature without a transform reads ``numbers`` (:meth:`Reader.numbers_of` of the records),
+    the others the records as read (as :class:`ColumnPlan` gives them)."""
     columns = []
     for name, grader in graders.items():
+        given = records if grader.is_categorical() or getattr(grader, "transform", None) else numbers
         if grader.may_raise:
-            column, raised = grader.extract_checked(records)
+            column, raised = grader.extract_checked(given)
             errors.add(name, raised)
         else:
-            column = grader.extract_batch(records)
+            column = grader.extract_batch(given)
         columns.append(column)
     return columns
 
@@ -206,7 +211,7 @@ def reduce_file(
                     writer.write([] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights)
                 else:
                     assert records is not None
-                    out, weights = _reduce(records, processor, graders, fields, filters, stats)
+                    out, weights = _reduce(records, reader, processor, graders, fields, filters, stats)
                     writer.write([records[i] for i in out], [rows[i] for i in out], weights)
                 if fmt_in == "csv" and plan is None and not reader.rows_only:
                     plan = ColumnPlan.build(settings, graders, reader.columns)
@@ -273,6 +278,7 @@ def _reduce_columns(
 
 def _reduce(
     records: list[Any],
+    reader: Reader,
     processor: DistilledProcessor,
     graders: dict[str, GradingFunction],
     fields: RecordFields,
@@ -291,9 +297,10 @@ def _reduce(
         index = np.flatnonzero(reduce).tolist()
     sub = [records[i] for i in index] if len(index) < len(records) else records
     if sub:
-        ts = fields.timestamps([], sub)
+        numbers = reader.numbers_of(sub)
+        ts = fields.timestamps([], numbers)
         key_index, keys = fields.keys([], sub)
-        extracted = extract_checked(graders, sub, stats.grader_errors)
+        extracted = extract_checked(graders, sub, stats.grader_errors, numbers)
         chosen, weight = processor.select(sub, ts, key_index, keys, extracted=extracted)
         per_key = weight.tolist()
         picked += [(index[c], per_key[k]) for c, k in zip(chosen.tolist(), key_index[chosen].tolist(), strict=True)]
