@@ -728,3 +728,20 @@ def test_a_csv_column_is_a_number_to_numeric_features_and_text_to_the_rest_in_ev
     expected = {"200", "500"} if "filter" in run else {"200", "404", "500"}
     for status, status_cat, _ in seen:
         assert set(map(type, status)) == {float} and set(status_cat) == expected
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_integers_at_and_past_the_64_bit_edges_are_exact(tmp_path: Path, fmt: str) -> None:
+    """NDJSON read an integer below -2**63 of 19 digits (-9999999999999999999) as a float, -1e+19:
+    the standard library took over only from 20 digits, but orjson is exact from -2**63 to 2**64 - 1."""
+    edges = [-(2**63) - 1, -9999999999999999999, -(2**63), 2**63 - 1, 9999999999999999999, 2**64 - 1, 2**64]
+    src, config = tmp_path / f"in.{fmt}", tmp_path / "one.yaml"
+    config.write_text("reducer: {rate: 1}\nfeatures: [{name: g, type: categorical, field: g, categories: [a]}]\n")
+    records = [{"g": "a", "id": n} for n in edges]
+    src.write_text(json.dumps(records) if fmt == "json" else "".join(json.dumps(r) + "\n" for r in records))
+    for out in ("out.ndjson", "out.json", "out.csv"):
+        assert main(["reduce", str(src), "-o", str(tmp_path / out), "-c", str(config), "-q", "--batch", "1"]) == 0
+    lines = (tmp_path / "out.ndjson").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == edges  # the standard library: orjson is the suspect
+    assert [r["id"] for r in json.loads((tmp_path / "out.json").read_text())] == edges
+    assert [r["id"] for r in _read(tmp_path / "out.csv", "csv")] == [str(n) for n in edges]

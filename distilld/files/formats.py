@@ -31,7 +31,8 @@ _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": 
 
 Batch = tuple[list[Any], list[Any]]  # (records, rows)
 _BOM = b"\xef\xbb\xbf"
-_LONG_NUMBER = re.compile(rb"\d{20}")  # 20 digits or more: maybe an integer past 64 bits
+# maybe an integer orjson reads as a float, outside -2**63 .. 2**64 - 1: 20 digits or more, or - and 19
+_LONG_NUMBER = re.compile(rb"\d{20}|-\d{19}")
 _AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -176,7 +177,7 @@ class Reader:
                 return
             if not done:  # a UTF-8 byte order mark, as CSV's
                 lines[0] = lines[0].removeprefix(_BOM)
-            # orjson reads an integer past 64 bits as a float: a batch that may hold one, the standard library
+            # orjson reads an integer outside 64 bits as a float: a batch that may hold one, the standard library
             parse = _strict_json if _LONG_NUMBER.search(b"".join(lines)) else loads
             try:
                 records = [parse(line) for line in lines if line.strip()]
