@@ -745,3 +745,39 @@ def test_integers_at_and_past_the_64_bit_edges_are_exact(tmp_path: Path, fmt: st
     assert [json.loads(line)["id"] for line in lines] == edges  # the standard library: orjson is the suspect
     assert [r["id"] for r in json.loads((tmp_path / "out.json").read_text())] == edges
     assert [r["id"] for r in _read(tmp_path / "out.csv", "csv")] == [str(n) for n in edges]
+
+
+@pytest.mark.parametrize("command", ["reduce", "evaluate"])
+def test_a_field_no_record_has_is_warned_of_naming_close_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """`field: stauts` on a CSV whose header has `status` exited 0 without a word, every value
+    counted as missing; so did a field that no NDJSON record has, and the key."""
+    config = tmp_path / "typo.yaml"
+    config.write_text(
+        "reducer: {key: usr}\nfeatures:\n"
+        "  - {name: status, type: categorical, field: stauts, categories: ['200', '404']}\n"
+        "  - {name: ms, type: numeric, field: ms}\n  - {name: uid, type: open_categorical, field: user.id}\n"
+    )
+    rows = [(("200", "404")[i % 2], i % 97, f"u{i % 5}") for i in range(3000)]
+    csv_in, ndjson_in = tmp_path / "in.csv", tmp_path / "in.ndjson"
+    csv_in.write_text("status,ms,user.id\n" + "".join(f"{s},{ms},{u}\n" for s, ms, u in rows))
+    ndjson_in.write_text("".join(json.dumps({"status": s, "ms": ms, "user": {"id": u}}) + "\n" for s, ms, u in rows))
+    for src in (csv_in, ndjson_in):
+        output = ["-o", str(tmp_path / "o.csv"), "-q"] if command == "reduce" else ["--report", str(tmp_path / "r")]
+        assert main([command, str(src), *output, "-c", str(config)]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        say = f"distilld {command}: warning: "
+        if src == csv_in:
+            assert warnings == [
+                f"{say}feature 'status': no column 'stauts' in the header (close: 'status');"
+                " every value counted as missing",
+                f"{say}feature 'uid': no column 'user.id' in the header (a dot steps into a nested field:"
+                " a CSV column whose name has one cannot be read; rename it); every value counted as missing",
+                f"{say}reducer.key: no column 'usr' in the header; every record in one window",
+            ]
+        else:
+            assert warnings == [
+                f"{say}feature 'status': none of the 3,000 records read has 'stauts'; every value counted as missing",
+                f"{say}reducer.key: none of the 3,000 records read has 'usr'; every record in one window",
+            ]

@@ -15,6 +15,7 @@ counted and reported at the end.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import time
@@ -34,7 +35,7 @@ from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import ConfigError, EngineSettings, ReducerSettings
 
-__all__ = ["FileFilters", "GraderErrors", "ReduceStats", "reduce_file", "refuse_kafka_fields"]
+__all__ = ["AbsentFields", "FileFilters", "GraderErrors", "ReduceStats", "reduce_file", "refuse_kafka_fields"]
 
 
 @dataclass
@@ -83,6 +84,7 @@ class ReduceStats:
     dropped: int = 0
     seconds: float = 0.0
     grader_errors: GraderErrors = field(default_factory=GraderErrors)
+    absent: list[str] = field(default_factory=list)  # AbsentFields.lines()
 
     def summary(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
@@ -92,7 +94,54 @@ class ReduceStats:
         )
 
     def warnings(self) -> list[str]:
-        return self.grader_errors.lines()
+        return self.absent + self.grader_errors.lines()
+
+
+class AbsentFields:
+    """Field paths of the features, ``reducer.key`` and ``reducer.time`` that no record has: most
+    likely a typo, which the daemon logs once and a file run would otherwise take without a word
+    (every value missing). In CSV the header tells; in the other formats, every record read."""
+
+    _EFFECT = {
+        "feature": "every value counted as missing",
+        "reducer.key": "every record in one window",
+        "reducer.time": "no event time: records take the window's watermark",
+    }
+
+    def __init__(self, graders: dict[str, GradingFunction], reducer: ReducerSettings) -> None:
+        paths = {f"feature {name!r}": getattr(g, "field", None) for name, g in graders.items()}
+        paths["reducer.key"] = None if reducer.key in ("none", "kafka_key") else reducer.key
+        paths["reducer.time"] = None if reducer.time in ("processing", "kafka_timestamp") else reducer.time
+        self.paths = {what: path for what, path in paths.items() if isinstance(path, str)}
+        self._unseen = {what: compile_path(path) for what, path in self.paths.items()}
+        self.records = 0
+
+    def see(self, records: list[Any]) -> None:
+        """Records read (not CSV's: its header tells)."""
+        self.records += len(records)
+        for what, getter in list(self._unseen.items()):
+            if any(v is not None for v in getter(records)):
+                del self._unseen[what]
+
+    def lines(self, header: list[str] | None) -> list[str]:
+        """A warning per field path no record has; in CSV (``header``), no column, naming close ones."""
+        lines = []
+        for what, path in self.paths.items():
+            effect = self._EFFECT[what.split()[0]]
+            if not header:  # not CSV, or an empty one
+                if self.records and what in self._unseen:
+                    lines.append(f"{what}: none of the {self.records:,} records read has {path!r}; {effect}")
+                continue
+            alternatives = path.split("|")
+            if any(alt in header for alt in alternatives if "." not in alt):
+                continue
+            if any(alt in header for alt in alternatives):
+                hint = " (a dot steps into a nested field: a CSV column whose name has one cannot be read; rename it)"
+            else:
+                close = difflib.get_close_matches(alternatives[0], [c for c in header if "." not in c], n=3)
+                hint = f" (close: {', '.join(map(repr, close))})" if close else ""
+            lines.append(f"{what}: no column {path!r} in the header{hint}; {effect}")
+        return lines
 
 
 _NUMERIC_TESTS = ("gt", "gte", "lt", "lte")
@@ -190,6 +239,7 @@ def reduce_file(
     )  # fmt: skip
     fields = RecordFields(reducer)
     filters = FileFilters(settings.filters, text=fmt_in == "csv")
+    absent = AbsentFields(graders, reducer)
     show = sys.stderr.isatty() if progress is None else progress
     size = max(Path(source).stat().st_size, 1)
     stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
@@ -211,6 +261,8 @@ def reduce_file(
                     writer.write([] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights)
                 else:
                     assert records is not None
+                    if fmt_in != "csv":
+                        absent.see(records)
                     out, weights = _reduce(records, reader, processor, graders, fields, filters, stats)
                     writer.write([records[i] for i in out], [rows[i] for i in out], weights)
                 if fmt_in == "csv" and plan is None and not reader.rows_only:
@@ -234,6 +286,7 @@ def reduce_file(
     finally:
         fin.close()
     stats.seconds = time.perf_counter() - started
+    stats.absent = absent.lines(reader.columns if fmt_in == "csv" else None)
     if show:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     return stats
