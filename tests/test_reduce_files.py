@@ -781,3 +781,22 @@ def test_a_field_no_record_has_is_warned_of_naming_close_columns(
                 f"{say}feature 'status': none of the 3,000 records read has 'stauts'; every value counted as missing",
                 f"{say}reducer.key: none of the 3,000 records read has 'usr'; every record in one window",
             ]
+
+
+def test_dev_stdout_redirected_to_a_file_is_written_where_the_shell_opened_it(tmp_path: Path) -> None:
+    """`reduce … -o /dev/stdout >> log` resolved /dev/stdout to the regular file `log`, wrote a partial
+    next to it and renamed it onto `log`: what `>>` kept there was lost."""
+    src, config = _one_group(tmp_path)
+    (tmp_path / "stdout-link").symlink_to("/dev/stdout")  # not the real one: no version of the code can replace it
+    log = tmp_path / "log.ndjson"
+    log.write_text('{"id": -1}\n')
+    inode = log.stat().st_ino
+    with log.open("a") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "distilld", "reduce", str(src), "-o", "stdout-link", "-c", str(config), "-q"],
+            stdout=stdout, stderr=subprocess.PIPE, cwd=tmp_path, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [r["id"] for r in _read(log, "ndjson")] == [-1, 0, 1, 2] and log.stat().st_ino == inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ndjson", "log.ndjson", "one.yaml", "stdout-link"]

@@ -304,12 +304,22 @@ def _destination(source: Path, target: Path) -> tuple[Path, Path | None]:
     if target.exists():
         if os.path.samefile(source, target):
             raise FileFormatError(f"{target}: the output would overwrite the input")
+        if _is_stdout(target):  # /dev/stdout as the shell opened it (`>> log` appends), even to a file
+            return Path(STDOUT), None
         if not target.is_file():
             return target, None
     real = Path(os.path.realpath(target))
     if not real.parent.is_dir():
         raise FileFormatError(f"{target}: no such folder: {real.parent}")
     return real.with_name(f".{real.name}.partial"), real
+
+
+def _is_stdout(target: Path) -> bool:
+    """Whether ``target`` is the file standard output is open on (``/dev/stdout``, ``/dev/fd/1``)."""
+    try:
+        return os.path.samestat(target.stat(), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):  # no standard output, or one with no file (captured)
+        return False
 
 
 def _reduce_columns(
