@@ -11,7 +11,11 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,7 +53,7 @@ def _main(argv: list[str] | None = None) -> int:
         p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     r = sub.add_parser("reduce", help="reduce a CSV, NDJSON, JSON-array or Avro file with the daemon's engine")
     r.add_argument("input", help="file to read (format from the extension, or --format)")
-    r.add_argument("-o", "--output", required=True, help="file to write, with a distilld_weight column/field")
+    r.add_argument("-o", "--output", required=True, help="file to write, - for stdout; a distilld_weight is added")
     r.add_argument("--config", "-c", help="the daemon's YAML file (its kafka section is not needed)")
     r.add_argument("--preset", help="a shipped configuration under the file's: userale")
     r.add_argument("--format", choices=["csv", "ndjson", "json", "avro"], help="input format")
@@ -98,8 +102,46 @@ def _main(argv: list[str] | None = None) -> int:
     return 2
 
 
+class _Stopped(KeyboardInterrupt):  # not an Exception: no `except Exception` on the way takes it for an error
+    """SIGTERM or SIGINT (Ctrl-C) during ``reduce`` or ``evaluate``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stoppable() -> Iterator[None]:
+    """SIGTERM and SIGINT raise :class:`_Stopped` meanwhile, so that ``reduce`` removes its partial output
+    on the way out (SIGTERM would end the process on the spot, SIGINT with a traceback)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped(signum)
+
+    # a signal ignored (a shell's background job ignores SIGINT) stays ignored
+    sigs = [sig for sig in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(sig) is not signal.SIG_IGN]
+    before = {sig: signal.signal(sig, stop) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def _files(args: argparse.Namespace) -> int:
-    """``reduce`` and ``evaluate``: the engine over a file."""
+    """``reduce`` and ``evaluate``: the engine over a file; interrupted, a line and 128 + the signal."""
+    try:
+        with _stoppable():
+            return _run_files(args)
+    except _Stopped as e:
+        print(f"distilld {args.command}: interrupted", file=sys.stderr)
+        return 128 + e.signum
+
+
+def _run_files(args: argparse.Namespace) -> int:
     from distilld.features import FeatureConfigError
     from distilld.files.formats import FileFormatError
     from distilld.settings import ConfigError, EngineSettings, load_model
@@ -154,8 +196,6 @@ def _os_error(e: Exception) -> str:
 
 
 def _daemon(command: str, config: str | None, log_level: str, preset: str | None = None) -> int:
-    import signal
-
     from distilld.settings import ConfigError, load_settings, masked
 
     early: list[int] = []  # a stop asked for while starting up is honoured once the loop runs

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,30 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
         os.close(write)
     assert "Broken pipe" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 1 and done.stderr == "", "stopped at the table, before the report's lines"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_reduce_removes_its_partial_output_and_says_so(tmp_path: Path, signum: int) -> None:
+    """SIGTERM left the hidden `.OUT.partial` behind, and Ctrl-C (SIGINT) printed a KeyboardInterrupt
+    traceback, where a failed run is to leave no partial output."""
+    import time
+
+    data = tmp_path / "in.ndjson"
+    data.write_text("".join(f'{{"g": "{"ab"[i % 2]}", "x": {i}}}\n' for i in range(400_000)))
+    config = tmp_path / "c.yaml"
+    config.write_text("features:\n  - {name: g, type: categorical, categories: [a, b]}\n  - {name: x, type: numeric}\n")
+    out = tmp_path / "out.ndjson"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "distilld", "reduce", str(data), "-o", str(out), "-c", str(config), "--batch", "500"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    partial = tmp_path / ".out.ndjson.partial"
+    deadline = time.monotonic() + 60
+    while not partial.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # into the run
+    run.send_signal(signum)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signum, err
+    assert err == "distilld reduce: interrupted\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "in.ndjson"]

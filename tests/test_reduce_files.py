@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -621,3 +623,180 @@ def test_csv_weights_keep_every_digit() -> None:
 
     assert float(_weight(1 / 0.3)) == 1 / 0.3
     assert _weight(10.0) == "10" and _weight(1.0) == "1"
+
+
+def _one_group(tmp: Path, records: int = 3) -> tuple[Path, Path]:
+    """An NDJSON input of ``records`` and a config that forwards them all."""
+    src = tmp / "in.ndjson"
+    src.write_text("".join(f'{{"id": {i}, "g": "a"}}\n' for i in range(records)))
+    config = tmp / "one.yaml"
+    config.write_text("reducer: {rate: 1}\nfeatures: [{name: g, type: categorical, field: g, categories: [a]}]\n")
+    return src, config
+
+
+def test_a_symlinked_output_is_written_to_its_target_and_stays_a_link(tmp_path: Path) -> None:
+    """`-o link` wrote `.link.partial` and renamed it onto the link: the link became a regular file
+    and the file it pointed to kept its old content."""
+    src, config = _one_group(tmp_path)
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "real.ndjson"
+    real.write_text("old\n")
+    link = tmp_path / "link.ndjson"
+    link.symlink_to(real)
+    assert main(["reduce", str(src), "-o", str(link), "-c", str(config), "-q"]) == 0
+    assert link.is_symlink() and link.readlink() == real
+    assert [r["id"] for r in _read(real, "ndjson")] == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "in.ndjson", "link.ndjson", "one.yaml"]
+    assert [p.name for p in real.parent.iterdir()] == ["real.ndjson"], "no partial left"
+
+
+def test_a_fifo_output_is_written_through_and_stays_a_fifo(tmp_path: Path) -> None:
+    """`-o FIFO` wrote a regular `.FIFO.partial` and renamed it onto the FIFO: its reader got
+    nothing, and the FIFO was gone."""
+    import stat
+
+    src, config = _one_group(tmp_path)
+    fifo = tmp_path / "out.ndjson"
+    os.mkfifo(fifo)
+    read = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so that opening for writing does not wait
+    try:
+        assert main(["reduce", str(src), "-o", str(fifo), "-c", str(config), "-q"]) == 0
+        data = os.read(read, 1 << 16)
+    except BlockingIOError:
+        data = b""
+    finally:
+        os.close(read)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert [orjson.loads(line)["id"] for line in data.splitlines()] == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ndjson", "one.yaml", "out.ndjson"]
+
+
+@pytest.mark.parametrize("output", ["-", "stdout-link"])
+def test_dash_and_a_device_as_output_write_to_standard_output(tmp_path: Path, output: str) -> None:
+    """`-o -` wrote a file named "-"; `-o /dev/stdout` (here a link to it, so that no version of
+    the code can replace the real one) renamed a partial file onto the device's path."""
+    src, config = _one_group(tmp_path)
+    if output != "-":
+        (tmp_path / output).symlink_to("/dev/stdout")
+    done = subprocess.run(
+        [sys.executable, "-m", "distilld", "reduce", str(src), "-o", output, "-c", str(config), "-q"],
+        capture_output=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [orjson.loads(line)["id"] for line in done.stdout.splitlines()] == [0, 1, 2]
+    assert b"3 rows read, 3 forwarded" in done.stderr
+    expected = ["in.ndjson", "one.yaml"] + ([] if output == "-" else [output])
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    if output != "-":
+        assert (tmp_path / output).is_symlink()
+
+
+@pytest.mark.parametrize("run", ["reduce", "reduce with a filter", "evaluate"])
+def test_a_csv_column_is_a_number_to_numeric_features_and_text_to_the_rest_in_every_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: str
+) -> None:
+    """A column read by a numeric feature was a float in the whole record: a categorical feature on it
+    saw "200.0" (not the category "200") in the first batch, and in every batch with a filter, where
+    later batches cut into columns gave it "200"; `equals: "404"` matched no cell of it."""
+    from distilld.processor import DistilledProcessor
+
+    src = tmp_path / "s.csv"
+    src.write_text("status,ms\n" + "".join(f"{(200, 404, 500)[i % 3]},{i % 997}\n" for i in range(3000)))
+    features = [
+        {"name": "status", "type": "numeric", "field": "status"},
+        {"name": "status_cat", "type": "categorical", "field": "status", "categories": ["200", "404", "500"]},
+        {"name": "ms", "type": "numeric", "field": "ms"},
+    ]
+    drop = [{"name": "not_found", "when": {"field": "status", "equals": "404"}}]
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"features": features, "filters": {"drop": drop if "filter" in run else []}}))
+    seen: list[list[list[Any]]] = []
+    select = DistilledProcessor.select
+
+    def spy(self: DistilledProcessor, *args: Any, extracted: list[list[Any]] | None = None) -> Any:
+        assert extracted is not None
+        seen.append(extracted)
+        return select(self, *args, extracted=extracted)
+
+    monkeypatch.setattr(DistilledProcessor, "select", spy)
+    if run == "evaluate":
+        assert main(["evaluate", str(src), "-c", str(config), "--report", str(tmp_path / "r")]) == 0
+    else:
+        assert main(["reduce", str(src), "-o", str(tmp_path / "o.csv"), "-c", str(config), "--batch", "1000"]) == 0
+    assert len(seen) == 3
+    expected = {"200", "500"} if "filter" in run else {"200", "404", "500"}
+    for status, status_cat, _ in seen:
+        assert set(map(type, status)) == {float} and set(status_cat) == expected
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_integers_at_and_past_the_64_bit_edges_are_exact(tmp_path: Path, fmt: str) -> None:
+    """NDJSON read an integer below -2**63 of 19 digits (-9999999999999999999) as a float, -1e+19:
+    the standard library took over only from 20 digits, but orjson is exact from -2**63 to 2**64 - 1."""
+    edges = [-(2**63) - 1, -9999999999999999999, -(2**63), 2**63 - 1, 9999999999999999999, 2**64 - 1, 2**64]
+    src, config = tmp_path / f"in.{fmt}", tmp_path / "one.yaml"
+    config.write_text("reducer: {rate: 1}\nfeatures: [{name: g, type: categorical, field: g, categories: [a]}]\n")
+    records = [{"g": "a", "id": n} for n in edges]
+    src.write_text(json.dumps(records) if fmt == "json" else "".join(json.dumps(r) + "\n" for r in records))
+    for out in ("out.ndjson", "out.json", "out.csv"):
+        assert main(["reduce", str(src), "-o", str(tmp_path / out), "-c", str(config), "-q", "--batch", "1"]) == 0
+    lines = (tmp_path / "out.ndjson").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == edges  # the standard library: orjson is the suspect
+    assert [r["id"] for r in json.loads((tmp_path / "out.json").read_text())] == edges
+    assert [r["id"] for r in _read(tmp_path / "out.csv", "csv")] == [str(n) for n in edges]
+
+
+@pytest.mark.parametrize("command", ["reduce", "evaluate"])
+def test_a_field_no_record_has_is_warned_of_naming_close_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """`field: stauts` on a CSV whose header has `status` exited 0 without a word, every value
+    counted as missing; so did a field that no NDJSON record has, and the key."""
+    config = tmp_path / "typo.yaml"
+    config.write_text(
+        "reducer: {key: usr}\nfeatures:\n"
+        "  - {name: status, type: categorical, field: stauts, categories: ['200', '404']}\n"
+        "  - {name: ms, type: numeric, field: ms}\n  - {name: uid, type: open_categorical, field: user.id}\n"
+    )
+    rows = [(("200", "404")[i % 2], i % 97, f"u{i % 5}") for i in range(3000)]
+    csv_in, ndjson_in = tmp_path / "in.csv", tmp_path / "in.ndjson"
+    csv_in.write_text("status,ms,user.id\n" + "".join(f"{s},{ms},{u}\n" for s, ms, u in rows))
+    ndjson_in.write_text("".join(json.dumps({"status": s, "ms": ms, "user": {"id": u}}) + "\n" for s, ms, u in rows))
+    for src in (csv_in, ndjson_in):
+        output = ["-o", str(tmp_path / "o.csv"), "-q"] if command == "reduce" else ["--report", str(tmp_path / "r")]
+        assert main([command, str(src), *output, "-c", str(config)]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        say = f"distilld {command}: warning: "
+        if src == csv_in:
+            assert warnings == [
+                f"{say}feature 'status': no column 'stauts' in the header (close: 'status');"
+                " every value counted as missing",
+                f"{say}feature 'uid': no column 'user.id' in the header (a dot steps into a nested field:"
+                " a CSV column whose name has one cannot be read; rename it); every value counted as missing",
+                f"{say}reducer.key: no column 'usr' in the header; every record in one window",
+            ]
+        else:
+            assert warnings == [
+                f"{say}feature 'status': none of the 3,000 records read has 'stauts'; every value counted as missing",
+                f"{say}reducer.key: none of the 3,000 records read has 'usr'; every record in one window",
+            ]
+
+
+def test_dev_stdout_redirected_to_a_file_is_written_where_the_shell_opened_it(tmp_path: Path) -> None:
+    """`reduce … -o /dev/stdout >> log` resolved /dev/stdout to the regular file `log`, wrote a partial
+    next to it and renamed it onto `log`: what `>>` kept there was lost."""
+    src, config = _one_group(tmp_path)
+    (tmp_path / "stdout-link").symlink_to("/dev/stdout")  # not the real one: no version of the code can replace it
+    log = tmp_path / "log.ndjson"
+    log.write_text('{"id": -1}\n')
+    inode = log.stat().st_ino
+    with log.open("a") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "distilld", "reduce", str(src), "-o", "stdout-link", "-c", str(config), "-q"],
+            stdout=stdout, stderr=subprocess.PIPE, cwd=tmp_path, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [r["id"] for r in _read(log, "ndjson")] == [-1, 0, 1, 2] and log.stat().st_ino == inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ndjson", "log.ndjson", "one.yaml", "stdout-link"]

@@ -32,7 +32,14 @@ from distilld.encoding import NumericBinner, to_float_array
 from distilld.evaluation import Stream, evaluate, random_selection
 from distilld.features import build_graders
 from distilld.files.formats import FileFormatError, format_of, open_reader
-from distilld.files.reduce import FileFilters, GraderErrors, extract_checked, numeric_columns, refuse_kafka_fields
+from distilld.files.reduce import (
+    AbsentFields,
+    FileFilters,
+    GraderErrors,
+    extract_checked,
+    numeric_columns,
+    refuse_kafka_fields,
+)
 from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import EngineSettings
 
@@ -54,6 +61,7 @@ class Evaluation:
     dropped: int = 0  # by filters.drop, left out
     kept: int = 0  # by filters.keep_always, left out (forwarded by either method)
     grader_errors: GraderErrors = field(default_factory=GraderErrors)
+    absent: list[str] = field(default_factory=list)  # AbsentFields.lines()
 
     def filtered(self) -> str:
         """What the filters left out, or ''."""
@@ -65,7 +73,7 @@ class Evaluation:
         )
 
     def warnings(self) -> list[str]:
-        return self.grader_errors.lines()
+        return self.absent + self.grader_errors.lines()
 
     def ratios(self) -> dict[str, float]:
         """random's error ÷ distilld's; NaN where the metric does not apply (no numeric pair, say)."""
@@ -90,6 +98,7 @@ class _Columns:
     dropped: int
     kept: int
     grader_errors: GraderErrors
+    absent: list[str]
 
 
 def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any], fmt: str | None) -> _Columns:
@@ -100,6 +109,7 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
     fmt = format_of(path, fmt)
     filters = FileFilters(settings.filters, text=fmt == "csv")
     errors = GraderErrors()
+    absent = AbsentFields(graders, reducer)
     dropped = kept = 0
     raw: dict[str, list[Any]] = {name: [] for name in graders}
     times: list[np.ndarray] = []
@@ -107,16 +117,19 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
     fo, reader = open_reader(path, fmt, numeric_columns(settings), 10_000)
     with fo:
         for records, _ in reader.batches():
+            if fmt != "csv":
+                absent.see(records)
             if filters:  # as reduce: the records that reach the reducer
                 reduce, out, always = filters.split(records)
                 dropped, kept = dropped + len(out), kept + len(always)
                 records = [records[i] for i in np.flatnonzero(reduce).tolist()]
                 if not records:
                     continue
-            for name, column in zip(graders, extract_checked(graders, records, errors), strict=True):
+            numbers = reader.numbers_of(records)
+            for name, column in zip(graders, extract_checked(graders, records, errors, numbers), strict=True):
                 raw[name] += column
             if reducer.time != "processing":
-                times.append(fields.timestamps([], records))
+                times.append(fields.timestamps([], numbers))
             if reducer.key != "none":
                 key_index, key_list = fields.keys([], records)
                 keys += [key_list[k] for k in key_index.tolist()]
@@ -153,6 +166,7 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
         dropped,
         kept,
         errors,
+        absent.lines(reader.columns if fmt == "csv" else None),
     )
 
 
@@ -204,6 +218,7 @@ def evaluate_file(
         dropped=cols.dropped,
         kept=cols.kept,
         grader_errors=cols.grader_errors,
+        absent=cols.absent,
     )
     result.plots = _report(
         Path(report), stream, labels, mask, random_selection(n, batch, reducer.rate, 0)[0], result, path

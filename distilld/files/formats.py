@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import re
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from itertools import islice
@@ -25,11 +26,13 @@ __all__ = ["FORMATS", "WEIGHT_FIELD", "FileFormatError", "Reader", "Writer", "fo
 
 FORMATS = ("csv", "ndjson", "json", "avro")
 WEIGHT_FIELD = "distilld_weight"
+STDOUT = "-"  # as an output path: standard output
 _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".avro": "avro"}
 
 Batch = tuple[list[Any], list[Any]]  # (records, rows)
 _BOM = b"\xef\xbb\xbf"
-_LONG_NUMBER = re.compile(rb"\d{20}")  # 20 digits or more: maybe an integer past 64 bits
+# maybe an integer orjson reads as a float, outside -2**63 .. 2**64 - 1: 20 digits or more, or - and 19
+_LONG_NUMBER = re.compile(rb"\d{20}|-\d{19}")
 _AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -140,18 +143,30 @@ class Reader:
             )
         return FileFormatError(f"{self.name}: line {at}: {e}")
 
-    def records_of(self, rows: list[list[str]], keep_text: bool = False) -> list[dict[str, Any]]:
-        """CSV rows as records: text, and numbers in the numeric features' columns
-        (``keep_text``: a cell that is not a number stays as read, for the output)."""
+    def records_of(self, rows: list[list[str]], typed: bool = False) -> list[dict[str, Any]]:
+        """CSV rows as records, the cells as read (text); ``typed``, for the output: numbers in
+        the numeric features' columns where a cell is one, an empty one ``None``."""
         columns = self.columns
         records: list[dict[str, Any]] = [dict(zip(columns, row, strict=False)) for row in rows]
-        for c, name in enumerate(columns):
-            if name in self.numeric:
-                cells = [row[c] if c < len(row) else "" for row in rows]
-                values = numbers(cells)
-                for record, value, cell in zip(records, values, cells, strict=True):
-                    record[name] = cell or None if value is None and keep_text else value
+        if typed:
+            for c, name in enumerate(columns):
+                if name in self.numeric:
+                    cells = [row[c] if c < len(row) else "" for row in rows]
+                    for record, value, cell in zip(records, numbers(cells), cells, strict=True):
+                        record[name] = cell or None if value is None else value
         return records
+
+    def numbers_of(self, records: list[Any]) -> list[Any]:
+        """The records as numeric features and the time read them: in CSV, copies with the numeric
+        features' columns as numbers (``None`` where a cell is not one); other formats' as they are."""
+        columns = [name for name in dict.fromkeys(self.columns) if name in self.numeric]
+        if not columns:
+            return records
+        view = [dict(r) for r in records]
+        for name in columns:
+            for record, value in zip(view, numbers([r.get(name, "") for r in records]), strict=True):
+                record[name] = value
+        return view
 
     def _ndjson(self) -> Iterator[Batch]:
         loads = orjson.loads
@@ -162,7 +177,7 @@ class Reader:
                 return
             if not done:  # a UTF-8 byte order mark, as CSV's
                 lines[0] = lines[0].removeprefix(_BOM)
-            # orjson reads an integer past 64 bits as a float: a batch that may hold one, the standard library
+            # orjson reads an integer outside 64 bits as a float: a batch that may hold one, the standard library
             parse = _strict_json if _LONG_NUMBER.search(b"".join(lines)) else loads
             try:
                 records = [parse(line) for line in lines if line.strip()]
@@ -280,8 +295,8 @@ class Writer:
 
     def write(self, records: list[Any], rows: list[Any], weights: list[float]) -> None:
         """Forwarded records (as decoded), the rows they were read from, and their weights."""
-        if self.reader.fmt == "csv" and self.fmt != "csv":  # the cells as read, not as graded
-            records = self.reader.records_of(rows, keep_text=True)
+        if self.reader.fmt == "csv" and self.fmt != "csv":  # the numeric features' numbers, the rest as read
+            records = self.reader.records_of(rows, typed=True)
         if not self._started:
             if not records and self.fmt == "csv" and self.reader.fmt != "csv":
                 return  # the header comes from the first forwarded record
@@ -426,5 +441,10 @@ def open_reader(path: str | Path, fmt: str, numeric_columns: set[str], batch: in
 
 
 def open_writer(path: str | Path, fmt: str, reader: Reader) -> tuple[IO[bytes], Writer]:
-    fo = open(path, "wb")  # noqa: SIM115 - closed by the caller
+    """``-`` (STDOUT) is standard output, which closing the file returned leaves open."""
+    if str(path) == STDOUT:
+        sys.stdout.flush()
+        fo = open(sys.stdout.fileno(), "wb", closefd=False)  # noqa: SIM115 - closed by the caller
+    else:
+        fo = open(path, "wb")  # noqa: SIM115 - closed by the caller
     return fo, Writer(fo, fmt, reader)

@@ -15,6 +15,7 @@ counted and reported at the end.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import time
@@ -28,13 +29,13 @@ from distilld.daemon.fields import RecordFields
 from distilld.features import build_graders, parse_features
 from distilld.fieldpath import compile_path
 from distilld.files.columns import ColumnPlan, numbers
-from distilld.files.formats import FileFormatError, format_of, open_reader, open_writer
+from distilld.files.formats import STDOUT, FileFormatError, Reader, format_of, open_reader, open_writer
 from distilld.filters import Condition, Filters, FilterSettings
 from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import ConfigError, EngineSettings, ReducerSettings
 
-__all__ = ["FileFilters", "GraderErrors", "ReduceStats", "reduce_file", "refuse_kafka_fields"]
+__all__ = ["AbsentFields", "FileFilters", "GraderErrors", "ReduceStats", "reduce_file", "refuse_kafka_fields"]
 
 
 @dataclass
@@ -57,15 +58,20 @@ class GraderErrors:
         ]
 
 
-def extract_checked(graders: dict[str, GradingFunction], records: list[Any], errors: GraderErrors) -> list[list[Any]]:
-    """Every feature's raw values (``None`` where a grader raised), the raises counted in ``errors``."""
+def extract_checked(
+    graders: dict[str, GradingFunction], records: list[Any], errors: GraderErrors, numbers: list[Any]
+) -> list[list[Any]]:
+    """Every feature's raw values (``None`` where a grader raised), the raises counted in ``errors``;
+    a numeric feature without a transform reads ``numbers`` (:meth:`Reader.numbers_of` of the records),
+    the others the records as read (as :class:`ColumnPlan` gives them)."""
     columns = []
     for name, grader in graders.items():
+        given = records if grader.is_categorical() or getattr(grader, "transform", None) else numbers
         if grader.may_raise:
-            column, raised = grader.extract_checked(records)
+            column, raised = grader.extract_checked(given)
             errors.add(name, raised)
         else:
-            column = grader.extract_batch(records)
+            column = grader.extract_batch(given)
         columns.append(column)
     return columns
 
@@ -78,6 +84,7 @@ class ReduceStats:
     dropped: int = 0
     seconds: float = 0.0
     grader_errors: GraderErrors = field(default_factory=GraderErrors)
+    absent: list[str] = field(default_factory=list)  # AbsentFields.lines()
 
     def summary(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
@@ -87,7 +94,54 @@ class ReduceStats:
         )
 
     def warnings(self) -> list[str]:
-        return self.grader_errors.lines()
+        return self.absent + self.grader_errors.lines()
+
+
+class AbsentFields:
+    """Field paths of the features, ``reducer.key`` and ``reducer.time`` that no record has: most
+    likely a typo, which the daemon logs once and a file run would otherwise take without a word
+    (every value missing). In CSV the header tells; in the other formats, every record read."""
+
+    _EFFECT = {
+        "feature": "every value counted as missing",
+        "reducer.key": "every record in one window",
+        "reducer.time": "no event time: records take the window's watermark",
+    }
+
+    def __init__(self, graders: dict[str, GradingFunction], reducer: ReducerSettings) -> None:
+        paths = {f"feature {name!r}": getattr(g, "field", None) for name, g in graders.items()}
+        paths["reducer.key"] = None if reducer.key in ("none", "kafka_key") else reducer.key
+        paths["reducer.time"] = None if reducer.time in ("processing", "kafka_timestamp") else reducer.time
+        self.paths = {what: path for what, path in paths.items() if isinstance(path, str)}
+        self._unseen = {what: compile_path(path) for what, path in self.paths.items()}
+        self.records = 0
+
+    def see(self, records: list[Any]) -> None:
+        """Records read (not CSV's: its header tells)."""
+        self.records += len(records)
+        for what, getter in list(self._unseen.items()):
+            if any(v is not None for v in getter(records)):
+                del self._unseen[what]
+
+    def lines(self, header: list[str] | None) -> list[str]:
+        """A warning per field path no record has; in CSV (``header``), no column, naming close ones."""
+        lines = []
+        for what, path in self.paths.items():
+            effect = self._EFFECT[what.split()[0]]
+            if not header:  # not CSV, or an empty one
+                if self.records and what in self._unseen:
+                    lines.append(f"{what}: none of the {self.records:,} records read has {path!r}; {effect}")
+                continue
+            alternatives = path.split("|")
+            if any(alt in header for alt in alternatives if "." not in alt):
+                continue
+            if any(alt in header for alt in alternatives):
+                hint = " (a dot steps into a nested field: a CSV column whose name has one cannot be read; rename it)"
+            else:
+                close = difflib.get_close_matches(alternatives[0], [c for c in header if "." not in c], n=3)
+                hint = f" (close: {', '.join(map(repr, close))})" if close else ""
+            lines.append(f"{what}: no column {path!r} in the header{hint}; {effect}")
+        return lines
 
 
 _NUMERIC_TESTS = ("gt", "gte", "lt", "lte")
@@ -177,14 +231,7 @@ def reduce_file(
     if batch < 1:
         raise FileFormatError(f"--batch: {batch}: give 1 or more records")
     source, target = Path(source), Path(target)
-    if target.exists() and os.path.samefile(source, target):
-        raise FileFormatError(f"{target}: the output would overwrite the input")
-    if target.is_dir():
-        raise FileFormatError(f"{target}: is a folder; give a file name")
-    if not target.parent.is_dir():
-        raise FileFormatError(f"{target}: no such folder: {target.parent}")
-    # written next to the target and renamed when complete: a failed run leaves no partial output
-    partial = target.with_name(f".{target.name}.partial")
+    written, final = _destination(source, target)
     graders = build_graders(settings.features)
     processor = DistilledProcessor(
         graders, reducer.window_seconds, reducer.rate, batch,
@@ -192,12 +239,13 @@ def reduce_file(
     )  # fmt: skip
     fields = RecordFields(reducer)
     filters = FileFilters(settings.filters, text=fmt_in == "csv")
+    absent = AbsentFields(graders, reducer)
     show = sys.stderr.isatty() if progress is None else progress
     size = max(Path(source).stat().st_size, 1)
     stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
     fin, reader = open_reader(source, fmt_in, numeric_columns(settings), batch)
     try:
-        fout, writer = open_writer(partial, fmt_out, reader)
+        fout, writer = open_writer(written, fmt_out, reader)
         try:
             plan: ColumnPlan | None = None
             for records, rows in reader.batches():
@@ -213,7 +261,9 @@ def reduce_file(
                     writer.write([] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights)
                 else:
                     assert records is not None
-                    out, weights = _reduce(records, processor, graders, fields, filters, stats)
+                    if fmt_in != "csv":
+                        absent.see(records)
+                    out, weights = _reduce(records, reader, processor, graders, fields, filters, stats)
                     writer.write([records[i] for i in out], [rows[i] for i in out], weights)
                 if fmt_in == "csv" and plan is None and not reader.rows_only:
                     plan = ColumnPlan.build(settings, graders, reader.columns)
@@ -226,17 +276,50 @@ def reduce_file(
                           end="", file=sys.stderr, flush=True)  # fmt: skip
             writer.close()
             fout.close()
-            os.replace(partial, target)
+            if final is not None:
+                os.replace(written, final)
         except BaseException:
             fout.close()
-            partial.unlink(missing_ok=True)
+            if final is not None:
+                written.unlink(missing_ok=True)
             raise
     finally:
         fin.close()
     stats.seconds = time.perf_counter() - started
+    stats.absent = absent.lines(reader.columns if fmt_in == "csv" else None)
     if show:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     return stats
+
+
+def _destination(source: Path, target: Path) -> tuple[Path, Path | None]:
+    """The file to write and the one it is renamed onto when complete. A regular file (or a new
+    one) is written next to it, next to the file a symlink points to, and renamed when complete:
+    a failed run leaves no partial output. ``-`` (standard output), a FIFO or a device is written
+    through, as it goes (None)."""
+    if str(target) == STDOUT:
+        return target, None
+    if target.is_dir():
+        raise FileFormatError(f"{target}: is a folder; give a file name")
+    if target.exists():
+        if os.path.samefile(source, target):
+            raise FileFormatError(f"{target}: the output would overwrite the input")
+        if _is_stdout(target):  # /dev/stdout as the shell opened it (`>> log` appends), even to a file
+            return Path(STDOUT), None
+        if not target.is_file():
+            return target, None
+    real = Path(os.path.realpath(target))
+    if not real.parent.is_dir():
+        raise FileFormatError(f"{target}: no such folder: {real.parent}")
+    return real.with_name(f".{real.name}.partial"), real
+
+
+def _is_stdout(target: Path) -> bool:
+    """Whether ``target`` is the file standard output is open on (``/dev/stdout``, ``/dev/fd/1``)."""
+    try:
+        return os.path.samestat(target.stat(), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):  # no standard output, or one with no file (captured)
+        return False
 
 
 def _reduce_columns(
@@ -258,6 +341,7 @@ def _reduce_columns(
 
 def _reduce(
     records: list[Any],
+    reader: Reader,
     processor: DistilledProcessor,
     graders: dict[str, GradingFunction],
     fields: RecordFields,
@@ -276,9 +360,10 @@ def _reduce(
         index = np.flatnonzero(reduce).tolist()
     sub = [records[i] for i in index] if len(index) < len(records) else records
     if sub:
-        ts = fields.timestamps([], sub)
+        numbers = reader.numbers_of(sub)
+        ts = fields.timestamps([], numbers)
         key_index, keys = fields.keys([], sub)
-        extracted = extract_checked(graders, sub, stats.grader_errors)
+        extracted = extract_checked(graders, sub, stats.grader_errors, numbers)
         chosen, weight = processor.select(sub, ts, key_index, keys, extracted=extracted)
         per_key = weight.tolist()
         picked += [(index[c], per_key[k]) for c, k in zip(chosen.tolist(), key_index[chosen].tolist(), strict=True)]
