@@ -382,7 +382,11 @@ class NumericBinner(Encoder):
         """Codes, and each value's standard score in the window, ``(x − mean) / sd``
         of the window's sample, clipped to ±``Z_CLIP`` (0 for missing values, and
         for all values while the window holds no spread)."""
-        numbers = to_float_array(values)
+        return self.encode_numbers(to_float_array(values), epochs, watermark)
+
+    def encode_numbers(self, numbers: np.ndarray, epochs: np.ndarray, watermark: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_scored` of values :func:`to_float_array` has converted (float64, NaN where
+        missing): the processor keeps them for the window's means, and converted them twice."""
         finite = ~np.isnan(numbers)
         if finite.any():
             self._observe(numbers[finite], epochs[finite])
