@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from itertools import repeat
 from numbers import Real
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "NumericBinner",
     "OpenCategoricalEncoder",
     "category_label",
+    "looked_up",
     "reserved_labels",
     "to_float_array",
 ]
@@ -63,6 +65,15 @@ def _to_float(value: Any) -> float:
         return np.nan
 
 
+def looked_up(table: Mapping[Any, int], items: Sequence[Any], dtype: type) -> np.ndarray:
+    """``table[x]`` for every item, as a ``dtype`` array; KeyError if one is not in ``table``, TypeError
+    if one is unhashable. One ``itemgetter`` call does every lookup in C: ~20 % fewer instructions than
+    mapping ``table.__getitem__`` (which a batch of fewer than two takes: itemgetter then gives no tuple)."""
+    if len(items) < 2:
+        return np.fromiter(map(table.__getitem__, items), dtype=dtype, count=len(items))
+    return np.fromiter(itemgetter(*items)(table), dtype=dtype, count=len(items))
+
+
 def to_float_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Numbers (Decimal too) → float64; anything else (None, str, bool, huge int, nested) → NaN."""
     if isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1:
@@ -70,12 +81,10 @@ def to_float_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
         out[~np.isfinite(out)] = np.nan
         return out
     try:
-        out = np.array(values, dtype=np.float64)
-        if out.ndim != 1:
-            raise ValueError
-        # np.array accepts numeric strings and bools; re-check only if any were present
+        # numpy converts numeric strings and bools too: only plain numbers go the fast way
         if not set(map(type, values)) <= _PLAIN_NUMBERS:
             raise ValueError
+        out = np.fromiter(values, dtype=np.float64, count=len(values))  # ~25 % fewer instructions than np.array
     except (TypeError, ValueError, OverflowError):
         out = np.fromiter((_to_float(v) for v in values), dtype=np.float64, count=len(values))
     out[~np.isfinite(out)] = np.nan
@@ -115,6 +124,9 @@ class CategoricalEncoder(Encoder):
         self.other_code = len(self.categories)
         self.missing_code = self.other_code + 1
         self.n_codes = self.missing_code + 1
+        # whether the last batch held only known categories: then this one is looked up in one go first
+        # (a batch with others pays for the attempt, so after one the next goes value by value at once)
+        self._all_known = True
 
     def _slow_code(self, value: Any) -> int:
         if value is None or (isinstance(value, float | np.floating) and value != value):
@@ -126,11 +138,18 @@ class CategoricalEncoder(Encoder):
 
     def encode(self, values: Sequence[Any], epochs: np.ndarray, watermark: int) -> np.ndarray:
         lut = self._lut
+        if self._all_known:
+            try:
+                return looked_up(lut, values, np.int32)
+            except (KeyError, TypeError):
+                pass
         try:
             codes = np.fromiter(map(lut.get, values, repeat(-1)), dtype=np.int32, count=len(values))
         except TypeError:  # an unhashable value somewhere in the batch
             codes = np.full(len(values), -1, dtype=np.int32)
-        for i in np.flatnonzero(codes < 0).tolist():
+        others = np.flatnonzero(codes < 0).tolist()
+        self._all_known = not others
+        for i in others:
             codes[i] = self._slow_code(values[i])
         return codes
 
@@ -363,7 +382,11 @@ class NumericBinner(Encoder):
         """Codes, and each value's standard score in the window, ``(x − mean) / sd``
         of the window's sample, clipped to ±``Z_CLIP`` (0 for missing values, and
         for all values while the window holds no spread)."""
-        numbers = to_float_array(values)
+        return self.encode_numbers(to_float_array(values), epochs, watermark)
+
+    def encode_numbers(self, numbers: np.ndarray, epochs: np.ndarray, watermark: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_scored` of values :func:`to_float_array` has converted (float64, NaN where
+        missing): the processor keeps them for the window's means, and converted them twice."""
         finite = ~np.isnan(numbers)
         if finite.any():
             self._observe(numbers[finite], epochs[finite])

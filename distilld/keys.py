@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from distilld.encoding import looked_up
+
 __all__ = ["KeyList", "index_keys", "key_identities", "key_identity"]
 
 
@@ -180,7 +182,7 @@ def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
             raw = [None if _is_nan(k) else k for k in raw]
             distinct = list(dict.fromkeys(raw))
         lookup = {k: i for i, k in enumerate(distinct)}
-        index = np.fromiter(map(lookup.__getitem__, raw), dtype=np.int64, count=len(raw))
+        index = looked_up(lookup, raw, np.int64)
     except (TypeError, RecursionError):  # an unhashable key somewhere, or tuples too deep to compare
         return _index_one_by_one(raw)
     # only an entry equal to 0 or 1, or a tuple or frozenset, can have taken in a boolean and a number

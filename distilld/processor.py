@@ -327,7 +327,7 @@ class DistilledProcessor:
                 values.append(raw)
             if isinstance(encoder, NumericBinner):
                 numbers[f] = to_float_array(raw)
-                codes[:, f], scores[:, self._score_column[f]] = encoder.encode_scored(numbers[f], epochs, w_epoch)
+                codes[:, f], scores[:, self._score_column[f]] = encoder.encode_numbers(numbers[f], epochs, w_epoch)
             else:
                 codes[:, f] = encoder.encode(raw, epochs, w_epoch)
         chosen, weight = self._reduce(codes, epochs, w_epoch, key_index, keys, scores)
