@@ -196,3 +196,22 @@ def test_a_lone_numeric_keeps_its_distribution_better_than_random() -> None:
     a spread balanced alone made the numeric's distribution worse than random sampling's (review, stop 25)."""
     assert _one_numeric_ks_ratio(False) >= 1.5  # measured 2.84 (0.86 with the spread balanced)
     assert _one_numeric_ks_ratio(True) >= 1.5  # measured 2.83 (1.39)
+
+
+def test_the_random_configurations_are_drawn_the_same_each_run_and_scored_on_what_they_have() -> None:
+    """bench/sweep.py: a configuration is its seed's (the bench's lines can be run again one by one), has
+    a feature at least, and its ratios cover exactly the metrics its features give."""
+    import numpy as np
+
+    from distilld.bench.sweep import configuration, run_configuration
+
+    for seed in range(40):
+        stream, features, run = configuration(seed)
+        again = configuration(seed)[0]
+        assert features and len(features) == len(stream.categorical) + len(stream.numeric)
+        assert all(np.array_equal(stream.numeric[n], again.numeric[n]) for n in stream.numeric)
+        assert run["key"].max() < run["keys"]
+    described, ratios = run_configuration(24)  # two categoricals and two numerics, one key
+    assert "1 keys" in described
+    assert set(ratios) == {"category_tv", "pair_tv", "ks", "corr", "count"}
+    assert all(r > 1.0 for r in ratios.values())  # measured 8.1-17.2

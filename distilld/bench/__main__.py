@@ -4,7 +4,8 @@ Engine throughput (``process_batch`` on dict records with 8 features, and the
 reduce step alone on pre-graded codes), bytes of state per key, the realised
 rate with many keys, end-to-end throughput through the embedded broker next
 to a bare consume loop, and representativeness against uniform random sampling
-on generated streams over sliding windows of ~10,000 records.
+on generated streams over sliding windows of ~10,000 records, and on random
+small configurations (bench/sweep.py).
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m distilld.bench") 
         "--quality-seeds", type=int, default=5, help="draws of each stream for the representativeness means"
     )
     parser.add_argument("--kafka-records", type=int, default=300_000, help="0 skips the end-to-end run")
+    parser.add_argument("--sweep", type=int, default=30, help="random configurations next to random sampling (0: none)")
     args = parser.parse_args(argv)
     print("== engine")
     engine_throughput(args.records, args.batch)
@@ -184,6 +186,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m distilld.bench") 
         end_to_end(args.kafka_records, args.batch)
     print("\n== representativeness")
     representativeness(args.quality_records, args.quality_seeds)
+    if args.sweep:
+        from distilld.bench.sweep import sweep
+
+        print(f"\n== {args.sweep} random configurations (bench/sweep.py): any ratio below 1×?")
+        sweep(args.sweep)
 
 
 if __name__ == "__main__":
