@@ -252,15 +252,30 @@ def test_csv_columns_path_forwards_what_the_record_path_does(tmp_path: Path) -> 
 
 
 def test_conversions_keep_every_field_and_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """CSV → NDJSON keeps a numeric column's text that is not a number; JSON → CSV refuses a record
-    with fields the header lacks instead of dropping them; a reduced file is not reduced again."""
+    """CSV → NDJSON and Avro keep a numeric column's cell as read unless JSON would write the number the
+    same way; JSON → CSV refuses a record with fields the header lacks instead of dropping them; a reduced
+    file is not reduced again."""
     config = str(_config(tmp_path, rate=1.0))
     src = tmp_path / "in.csv"
-    src.write_text("id,gender,age,income,user\n1,male,thirty,n/a,u\n2,female,41,5.5,u\n")
+    src.write_text(
+        "id,gender,age,income,user\n1,male,thirty,n/a,u\n2,female,41,5.5,u\n3,male,12345678901234567890,1e3,u\n"
+        "4,male,007,inf,u\n5,female,1_000,1e400,u\n"
+    )
     out = tmp_path / "out.ndjson"
     assert main(["reduce", str(src), "-o", str(out), "-c", config, "-q"]) == 0
     rows = _read(out, "ndjson")
-    assert [(r["age"], r["income"]) for r in rows] == [("thirty", "n/a"), (41.0, 5.5)]
+    # a number as JSON writes one is one (41 an int, not 41.0); any other spelling is kept as read
+    assert [(r["age"], r["income"]) for r in rows] == [
+        ("thirty", "n/a"),
+        (41, 5.5),
+        ("12345678901234567890", 1000.0),
+        ("007", "inf"),
+        ("1_000", "1e400"),
+    ]
+    assert type(rows[1]["age"]) is int and type(rows[2]["income"]) is float
+    avro = tmp_path / "out.avro"
+    assert main(["reduce", str(src), "-o", str(avro), "-c", config, "-q"]) == 0
+    assert [(r["age"], r["income"]) for r in _read(avro, "avro")] == [(r["age"], r["income"]) for r in rows]
     mixed = tmp_path / "mixed.ndjson"
     mixed.write_bytes(b'{"id": 1, "user": "u"}\n{"id": 2, "user": "u", "extra": [1]}\n')
     assert main(["reduce", str(mixed), "-o", str(tmp_path / "o.csv"), "-c", config, "-q"]) == 1

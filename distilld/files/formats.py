@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import sys
 from collections.abc import Iterator
@@ -33,6 +34,10 @@ Batch = tuple[list[Any], list[Any]]  # (records, rows)
 _BOM = b"\xef\xbb\xbf"
 # maybe an integer orjson reads as a float, outside -2**63 .. 2**64 - 1: 20 digits or more, or - and 19
 _LONG_NUMBER = re.compile(rb"\d{20}|-\d{19}")
+# a CSV cell that is a number as JSON writes one (no leading zeros, no spaces, no inf): a number in typed output
+_INTEGER = re.compile(r"-?(?:0|[1-9]\d*)")
+_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_LONG = range(-(2**63), 2**63)  # Avro's long
 _AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -145,7 +150,8 @@ class Reader:
 
     def records_of(self, rows: list[list[str]], typed: bool = False) -> list[dict[str, Any]]:
         """CSV rows as records, the cells as read (text); ``typed``, for the output: numbers in
-        the numeric features' columns where a cell is one, an empty one ``None``."""
+        the numeric features' columns where a cell is written as JSON writes one (:func:`_typed`),
+        an empty one ``None``."""
         columns = self.columns
         records: list[dict[str, Any]] = [dict(zip(columns, row, strict=False)) for row in rows]
         if typed:
@@ -153,7 +159,7 @@ class Reader:
                 if name in self.numeric:
                     cells = [row[c] if c < len(row) else "" for row in rows]
                     for record, value, cell in zip(records, numbers(cells), cells, strict=True):
-                        record[name] = cell or None if value is None else value
+                        record[name] = _typed(cell, value)
         return records
 
     def numbers_of(self, records: list[Any]) -> list[Any]:
@@ -403,6 +409,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _typed(cell: str, value: float | None) -> Any:
+    """A numeric feature's CSV cell in typed output: ``41`` an int (not ``41.0``), ``5.5`` a float, a
+    number written otherwise (``007``, ``1_000``, ``inf``, a 20-digit id, one past a double) as read, as
+    is a cell that is not a number; an empty one ``None``. What the cell said is never lost."""
+    if value is None or not math.isfinite(value):
+        return cell or None
+    if _INTEGER.fullmatch(cell):
+        number = int(cell)
+        return number if number in _LONG else cell
+    return value if _DECIMAL.fullmatch(cell) else cell
+
+
 def _avro_schema(reader: Reader) -> Any:
     weight = {"name": WEIGHT_FIELD, "type": "double"}
     if reader.schema is not None:
@@ -413,7 +431,7 @@ def _avro_schema(reader: Reader) -> Any:
         return schema
     if WEIGHT_FIELD in reader.columns:
         raise FileFormatError(f"{reader.name}: already has a {WEIGHT_FIELD} column (a reduced file?)")
-    if reader.fmt == "csv":  # CSV columns as optional strings (numeric features as doubles)
+    if reader.fmt == "csv":  # CSV columns as optional strings (numeric features' also long or double: _typed)
         for c in reader.columns:
             if not _AVRO_NAME.fullmatch(c):
                 raise FileFormatError(
@@ -423,7 +441,7 @@ def _avro_schema(reader: Reader) -> Any:
         fields = [
             {
                 "name": c,
-                "type": ["null", "double", "string"] if c in reader.numeric else ["null", "string"],
+                "type": ["null", "long", "double", "string"] if c in reader.numeric else ["null", "string"],
                 "default": None,
             }
             for c in reader.columns
