@@ -815,3 +815,26 @@ def test_dev_stdout_redirected_to_a_file_is_written_where_the_shell_opened_it(tm
     assert done.returncode == 0, done.stderr
     assert [r["id"] for r in _read(log, "ndjson")] == [-1, 0, 1, 2] and log.stat().st_ino == inode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ndjson", "log.ndjson", "one.yaml", "stdout-link"]
+
+
+def test_an_output_that_would_land_on_the_input_or_on_another_descriptors_file_is_refused(tmp_path: Path) -> None:
+    """`-o - >> in.ndjson` read its own output back, appending to the input until the weights stopped it;
+    `-o /dev/stderr 2>> log` renamed the output onto `log` (review). Both are refused, the files untouched."""
+    src, config = _one_group(tmp_path)
+    before = src.read_bytes()
+    (tmp_path / "stderr-link").symlink_to("/dev/stderr")  # not the real one
+    log = tmp_path / "log.txt"
+    log.write_text("earlier\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    reduce = [sys.executable, "-m", "distilld", "reduce", str(src), "-c", str(config), "-q", "-o"]
+    with src.open("ab") as stdout:
+        done = subprocess.run([*reduce, "-"], stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    assert done.returncode == 1 and "would overwrite the input" in done.stderr, done.stderr
+    assert src.read_bytes() == before
+    with log.open("a") as stderr:
+        done = subprocess.run(
+            [*reduce, "stderr-link"], stdout=subprocess.PIPE, stderr=stderr, cwd=tmp_path, env=env, timeout=120
+        )
+    assert done.returncode == 1 and done.stdout == b""
+    assert log.read_text().startswith("earlier\n") and "another descriptor holds open" in log.read_text()
+    assert (tmp_path / "stderr-link").is_symlink()

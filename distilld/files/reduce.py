@@ -298,6 +298,8 @@ def _destination(source: Path, target: Path) -> tuple[Path, Path | None]:
     a failed run leaves no partial output. ``-`` (standard output), a FIFO or a device is written
     through, as it goes (None)."""
     if str(target) == STDOUT:
+        if _is_stdout(source):  # `reduce in.ndjson -o - >> in.ndjson` read its own output back
+            raise FileFormatError(f"{source}: standard output goes to it: the output would overwrite the input")
         return target, None
     if target.is_dir():
         raise FileFormatError(f"{target}: is a folder; give a file name")
@@ -308,10 +310,28 @@ def _destination(source: Path, target: Path) -> tuple[Path, Path | None]:
             return Path(STDOUT), None
         if not target.is_file():
             return target, None
+        if _descriptor(target):
+            raise FileFormatError(
+                f"{target}: a file another descriptor holds open (such as /dev/stderr): a rename would replace "
+                "that file, not write to it; give the file's own path, or - for standard output"
+            )
     real = Path(os.path.realpath(target))
     if not real.parent.is_dir():
         raise FileFormatError(f"{target}: no such folder: {real.parent}")
     return real.with_name(f".{real.name}.partial"), real
+
+
+def _descriptor(target: Path) -> bool:
+    """Whether ``target`` reaches its file through a descriptor's name (``/dev/stderr``, ``/dev/fd/2``,
+    ``/proc/self/fd/2``), following its symlinks one by one: realpath would skip to the file."""
+    path = os.path.abspath(target)
+    for _ in range(40):  # the kernel's own limit on symlinks in a path
+        if path.startswith(("/proc/", "/dev/fd/", "/dev/stdin", "/dev/stdout", "/dev/stderr")):
+            return True
+        if not os.path.islink(path):
+            return False
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return False
 
 
 def _is_stdout(target: Path) -> bool:
