@@ -155,7 +155,7 @@ class CustomFeature(_Base, _Binned):
         unused = [
             f"{key}: not used by value_type {self.value_type!r} (only by {kind})"
             for key, kind in _ENCODING_SETTINGS.items()
-            if key in self.model_fields_set and kind != self.value_type
+            if key in self.model_fields_set and getattr(self, key) is not None and kind != self.value_type
         ]
         if self.value_type == "categorical" and self.categories is None:
             unused.append("categories: value_type 'categorical' needs them")
@@ -195,13 +195,19 @@ def load_callable(spec: str) -> Any:
     return obj
 
 
+class _Refused(ValueError):
+    """A custom feature's settings that its function, once loaded, shows to be wrong."""
+
+
 def _custom_grader(spec: CustomFeature) -> GradingFunction:
     obj = load_callable(spec.function)
     grader_class = isinstance(obj, type) and issubclass(obj, GradingFunction)
     if isinstance(obj, GradingFunction) or grader_class:
-        unused = sorted({"value_type", *_ENCODING_SETTINGS} & spec.model_fields_set)
+        unused = sorted(
+            k for k in {"value_type", *_ENCODING_SETTINGS} & spec.model_fields_set if getattr(spec, k) is not None
+        )
         if unused:
-            raise ValueError(
+            raise _Refused(
                 f"{spec.function} is a GradingFunction, which encodes its own values: {', '.join(unused)} not used"
             )
         return obj(spec.name) if grader_class else obj
@@ -265,7 +271,8 @@ def build_graders(entries: Sequence[Any]) -> dict[str, GradingFunction]:
         try:
             graders[spec.name] = grader_from_spec(spec)
         except Exception as e:
-            raise FeatureConfigError(f"{_describe(entries, i)}: {type(e).__name__}: {e}") from None
+            said = str(e) if isinstance(e, _Refused) else f"{type(e).__name__}: {e}"  # ours, or the function's
+            raise FeatureConfigError(f"{_describe(entries, i)}: {said}") from None
     return graders
 
 

@@ -92,6 +92,10 @@ def test_each_type_builds_its_grader_and_reads_nested_paths() -> None:
             {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"},
             r"features\[1\] \('a'\): categories: value_type 'categorical' needs them",
         ),
+        (  # ours, not the function's: no exception type before it
+            {"name": "a", "type": "custom", "function": "distilld.graders:NumericGrader", "value_type": "numeric"},
+            r"features\[1\] \('a'\): distilld.graders:NumericGrader is a GradingFunction, .*: value_type not used$",
+        ),
         (
             {"name": "a", "type": "numeric", "field": "u", "transform": "url_host"},
             r"features\[1\] \('a'\): transform: url_host gives text.*every value would count as missing",
@@ -121,6 +125,17 @@ def test_each_type_builds_its_grader_and_reads_nested_paths() -> None:
 def test_invalid_entries_name_the_entry_and_the_reason(entry: dict[str, Any], message: str) -> None:
     with pytest.raises(FeatureConfigError, match=message):
         build_graders([{"name": "ok", "type": "numeric"}, entry])
+
+
+def test_a_setting_given_as_null_is_not_given() -> None:
+    """A template that writes ``categories: null`` for a numeric custom feature gives no categories (review)."""
+    graders = build_graders(
+        [
+            {"name": "a", "type": "custom", "function": "builtins:len", "categories": None, "pair_bins": None},
+            {"name": "b", "type": "custom", "function": "distilld.graders:NumericGrader", "categories": None},
+        ]
+    )
+    assert not graders["a"].is_categorical() and not graders["b"].is_categorical()
 
 
 def test_empty_or_non_list_features_are_refused() -> None:
