@@ -92,10 +92,6 @@ def test_each_type_builds_its_grader_and_reads_nested_paths() -> None:
             {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"},
             r"features\[1\] \('a'\): categories: value_type 'categorical' needs them",
         ),
-        (  # ours, not the function's: no exception type before it
-            {"name": "a", "type": "custom", "function": "distilld.graders:NumericGrader", "value_type": "numeric"},
-            r"features\[1\] \('a'\): distilld.graders:NumericGrader is a GradingFunction, .*: value_type not used$",
-        ),
         (
             {"name": "a", "type": "numeric", "field": "u", "transform": "url_host"},
             r"features\[1\] \('a'\): transform: url_host gives text.*every value would count as missing",
@@ -132,10 +128,9 @@ def test_a_setting_given_as_null_is_not_given() -> None:
     graders = build_graders(
         [
             {"name": "a", "type": "custom", "function": "builtins:len", "categories": None, "pair_bins": None},
-            {"name": "b", "type": "custom", "function": "distilld.graders:NumericGrader", "categories": None},
         ]
     )
-    assert not graders["a"].is_categorical() and not graders["b"].is_categorical()
+    assert not graders["a"].is_categorical()
 
 
 def test_empty_or_non_list_features_are_refused() -> None:
@@ -256,5 +251,7 @@ def test_a_custom_grading_function_class_takes_no_encoding_settings(monkeypatch:
         {"bins": 8},
         {"value_type": "open_categorical", "top_k": 5},
     ):
-        with pytest.raises(FeatureConfigError, match=r"features\[0\] \('band'\): .*GradingFunction.*not used"):
+        # ours, not the function's: no exception type before it
+        with pytest.raises(FeatureConfigError, match=r"features\[0\] \('band'\): own_encoding_grader:Band is a Grad"):
             build_graders([entry | extra])
+    assert isinstance(build_graders([entry | {"categories": None, "bins": None}])["band"], Band)  # null: not given
