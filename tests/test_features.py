@@ -254,4 +254,4 @@ def test_a_custom_grading_function_class_takes_no_encoding_settings(monkeypatch:
         # ours, not the function's: no exception type before it
         with pytest.raises(FeatureConfigError, match=r"features\[0\] \('band'\): own_encoding_grader:Band is a Grad"):
             build_graders([entry | extra])
-    assert isinstance(build_graders([entry | {"categories": None, "bins": None}])["band"], Band)  # null: not given
+    assert isinstance(build_graders([entry | {"categories": None, "pair_bins": None}])["band"], Band)  # null: not given
