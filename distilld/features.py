@@ -11,7 +11,16 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from distilld.encoding import reserved_labels
 from distilld.fieldpath import parse_path
@@ -135,18 +144,14 @@ class CustomFeature(_Base, _Binned):
 
     _distinct = field_validator("categories")(_categories)
 
-    @field_validator("field")
+    @field_validator("field", "transform")
     @classmethod
-    def _no_field(cls, value: str | None) -> str | None:
+    def _unused(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
-            raise ValueError("a custom feature's function reads the record itself: field would not be used")
-        return value
-
-    @field_validator("transform")
-    @classmethod
-    def _no_transform(cls, value: str | None) -> str | None:
-        if value is not None:
-            raise ValueError("a custom feature's function does its own transforming")
+            raise ValueError(
+                f"a custom feature's function reads the record itself and does its own transforming: "
+                f"{info.field_name} would not be used"
+            )
         return value
 
     @model_validator(mode="after")
