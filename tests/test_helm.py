@@ -429,7 +429,8 @@ def test_custom_config_is_rendered_as_given() -> None:
     config = yaml.safe_load(config_text(render("exactly-once-values.yaml")))
     assert config["processing"]["guarantee"] == "exactly_once"
     assert config["kafka"]["input_pattern"] == r"^clicks\..+"
-    assert "input_topics" not in config["kafka"] and "dlq_topic" not in config["kafka"], "null removes a default"
+    assert "input_topics" not in config["kafka"], "null removes a default"
+    assert "dlq_topic" not in config["kafka"], "on_error: skip, no DLQ"
 
 
 def test_keda_owns_the_replica_count_up_to_the_partition_count() -> None:
@@ -682,3 +683,27 @@ def test_memory_limit_holds_the_configured_windows(case: str, partitions: int) -
     ).bytes_per_key
     limit = _mib(container["resources"]["limits"]["memory"])
     assert 200 + partitions * max_keys * per_key / 2**20 <= limit, (per_key, max_keys, limit)
+
+
+def test_a_release_of_another_stream_inherits_no_example_topics_or_filters(tmp_path: Path) -> None:
+    """Helm merges `config` key by key: whatever values.yaml sets under kafka or filters, every release
+    gets unless it removes it. So the chart sets no state topic, DLQ topic or filters of an example: two
+    releases must not share one snapshot store, nor drop records by another stream's rules."""
+    clicks = (
+        "config.kafka.group_id=clicks",
+        "config.kafka.input_topics={clicks}",
+        "config.kafka.output_topic=clicks.sampled",
+    )
+    docs = render("defaults", *clicks)
+    config = yaml.safe_load(config_text(docs))
+    assert "state_topic" not in config["kafka"], "the daemon derives <group_id>.distilld-state"
+    assert config["kafka"]["dlq_topic"] == "clicks.distilld-dlq", "on_error: dlq needs one: the release's own"
+    assert not (config.get("filters") or {}).get("drop") and not (config.get("filters") or {}).get("keep_always")
+    result = _check_config(docs, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"state_topic": "clicks.distilld-state"' in result.stdout, result.stdout
+    # a DLQ topic given, or none wanted, is left as it is
+    given = yaml.safe_load(config_text(render("defaults", *clicks, "config.kafka.dlq_topic=clicks.bad")))
+    assert given["kafka"]["dlq_topic"] == "clicks.bad"
+    skipped = yaml.safe_load(config_text(render("defaults", *clicks, "config.processing.on_error=skip")))
+    assert "dlq_topic" not in skipped["kafka"]

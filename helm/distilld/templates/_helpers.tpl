@@ -198,6 +198,14 @@ plaintext with the Secret mounted and unused. Unless the files are for the Schem
 {{- end }}
 {{- $_ := set $kafka "sasl" $sasl }}
 {{- end }}
+{{- /*
+processing.on_error dlq (the default) needs a DLQ topic and the daemon has no default name: one of this
+release's own, after its group as the state topic's default is, rather than one values.yaml would give
+every release.
+*/}}
+{{- if and (eq ((.Values.config.processing | default dict).on_error | default "dlq") "dlq") (not $kafka.dlq_topic) }}
+{{- $_ := set $kafka "dlq_topic" (printf "%s.distilld-dlq" ($kafka.group_id | default "")) }}
+{{- end }}
 {{- $_ := set $config "kafka" $kafka }}
 {{- toYaml $config }}
 {{- end }}
