@@ -351,7 +351,7 @@ def test_env_cannot_override_what_the_pod_spec_is_derived_from(name: str, field:
     """The port, probes, grace period and TLS/SASL checks follow `config`; an env variable would change
     the daemon's value behind them (the environment overrides the file)."""
     result = _helm(
-        "template", "rel", str(CHART), "--set", f"env[0].name={name}", "--set", "env[0].value=1", check=False
+        "template", "rel", str(CHART), "--set", f"env[0].name={name}", "--set-string", "env[0].value=1", check=False
     )
     assert result.returncode != 0 and f"set {field} in the values instead" in result.stderr, result.stderr
     allowed = distilld_container(render("defaults", "env[0].name=DISTILLD_REDUCER__RATE", "env[0].value=0.2"))
@@ -707,3 +707,19 @@ def test_a_release_of_another_stream_inherits_no_example_topics_or_filters(tmp_p
     assert given["kafka"]["dlq_topic"] == "clicks.bad"
     skipped = yaml.safe_load(config_text(render("defaults", *clicks, "config.processing.on_error=skip")))
     assert "dlq_topic" not in skipped["kafka"]
+
+
+def test_an_env_value_that_is_not_a_string_is_refused(tmp_path: Path) -> None:
+    """Kubernetes takes an EnvVar's value as a string only: `value: 0.05` (a YAML number) rendered as it is
+    would make the API server refuse the Deployment at install. The values schema refuses it first."""
+    values = tmp_path / "env.yaml"
+    values.write_text("env:\n  - {name: DISTILLD_REDUCER__RATE, value: 0.05}\n")
+    for command in ("template", "lint"):
+        result = _helm(command, *(["rel"] if command == "template" else []), str(CHART), "-f", str(values), check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "env" in output and "string" in output, output
+    values.write_text('env:\n  - {name: DISTILLD_REDUCER__RATE, value: "0.05"}\n')
+    rendered = _helm("template", "rel", str(CHART), "-f", str(values)).stdout
+    (docs,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
+    (container,) = docs["spec"]["template"]["spec"]["containers"]
+    assert {"name": "DISTILLD_REDUCER__RATE", "value": "0.05"} in container["env"]
