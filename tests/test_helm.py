@@ -723,3 +723,20 @@ def test_an_env_value_that_is_not_a_string_is_refused(tmp_path: Path) -> None:
     (docs,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
     (container,) = docs["spec"]["template"]["spec"]["containers"]
     assert {"name": "DISTILLD_REDUCER__RATE", "value": "0.05"} in container["env"]
+
+
+def test_a_grace_period_of_zero_is_refused_not_replaced_by_the_default() -> None:
+    """0 is a value (kill at once, no flush or commit), not "unset": it is refused like any grace period at or
+    below the shutdown deadline, rather than silently becoming shutdown_timeout_s + 15."""
+    for case in ("defaults", "sidecar-values.yaml"):  # the sidecar's NOTES name the grace period to give
+        args = _values_args(case, ("terminationGracePeriodSeconds=0",))
+        result = _helm("template", "rel", str(CHART), *args, check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "terminationGracePeriodSeconds (0)" in output, output
+
+    def grace(value: str) -> int:
+        spec = deployment(render("defaults", f"terminationGracePeriodSeconds={value}"))["spec"]["template"]["spec"]
+        return int(spec["terminationGracePeriodSeconds"])
+
+    assert grace("31") == 31
+    assert grace("null") == 45, "unset: the deadline + 15"

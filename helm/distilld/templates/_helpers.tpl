@@ -228,14 +228,18 @@ override the file (the environment wins), and config.metrics.host be ignored.
 {{- (.Values.config.metrics | default dict).host | default "0.0.0.0" | toString }}
 {{- end }}
 
-{{/* Above processing.shutdown_timeout_s, so that distilld flushes and commits before SIGKILL. */}}
+{{/*
+Above processing.shutdown_timeout_s, so that distilld flushes and commits before SIGKILL. Only null means
+unset: 0 (`with` would take it for unset) is a value, kill at once, and refused like any other too short.
+*/}}
 {{- define "distilld.terminationGracePeriodSeconds" -}}
 {{- $shutdown := (.Values.config.processing | default dict).shutdown_timeout_s | default 30 | float64 }}
-{{- with .Values.terminationGracePeriodSeconds }}
-{{- if le (float64 .) $shutdown }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must be above config.processing.shutdown_timeout_s (%v)" . $shutdown) }}
+{{- $given := .Values.terminationGracePeriodSeconds }}
+{{- if not (kindIs "invalid" $given) }}
+{{- if le (float64 $given) $shutdown }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be above config.processing.shutdown_timeout_s (%v): the kubelet would kill distilld before it flushes its output and commits its offsets; leave it null for the deadline + 15 s" $given $shutdown) }}
 {{- end }}
-{{- int . }}
+{{- int $given }}
 {{- else }}
 {{- add (int (ceil $shutdown)) 15 }}
 {{- end }}
