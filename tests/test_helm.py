@@ -740,3 +740,21 @@ def test_a_grace_period_of_zero_is_refused_not_replaced_by_the_default() -> None
 
     assert grace("31") == 31
     assert grace("null") == 45, "unset: the deadline + 15"
+
+
+def test_a_group_instance_id_shared_by_every_pod_is_refused() -> None:
+    """Static membership gives each consumer its own group.instance.id: one in the ConfigMap (or in a plain
+    env value) is every pod's, and on Apache Kafka pods sharing it fence each other out of the group in turn."""
+    for shared in (
+        (r"config.kafka.consumer.group\.instance\.id=distilld-0",),
+        ("env[0].name=DISTILLD_KAFKA__CONSUMER__group.instance.id", "env[0].value=distilld-0"),
+    ):
+        result = _helm("template", "rel", str(CHART), *_values_args("defaults", shared), check=False)
+        assert result.returncode != 0 and "group.instance.id" in result.stderr and "fence" in result.stderr, shared
+    # one per pod (the pod's name) is not shared
+    per_pod = (
+        "env[0].name=DISTILLD_KAFKA__CONSUMER__group.instance.id",
+        "env[0].valueFrom.fieldRef.fieldPath=metadata.name",
+    )
+    names = {e["name"] for e in distilld_container(render("defaults", *per_pod))["env"]}
+    assert "DISTILLD_KAFKA__CONSUMER__group.instance.id" in names

@@ -143,6 +143,18 @@ JSON), so those go through `config`. (`envFrom` cannot be checked here: do not p
 {{- if and (.Values.config.kafka | default dict).transactional_id (eq ((.Values.config.processing | default dict).guarantee | default "") "exactly_once") }}
 {{- fail "config.kafka.transactional_id: every pod would use this one id, and each pod's producer would fence the others' (a rolling update's new pod its predecessor). Leave it unset: the default <group_id>-<pod name>-<pid> is one per pod and stable across container restarts" }}
 {{- end }}
+{{- /* likewise a static group member id: pods sharing one take the member's place from each other in turn */}}
+{{- $staticId := "every pod would join the group as this one static member, and on Apache Kafka each would fence the previous one out of the group in turn (endless rebalances, partitions idle). Leave it unset (dynamic membership), or give each pod its own: env DISTILLD_KAFKA__CONSUMER__group.instance.id with valueFrom.fieldRef.fieldPath: metadata.name" }}
+{{- range $key, $_ := ((.Values.config.kafka | default dict).consumer | default dict) }}
+{{- if eq (lower $key) "group.instance.id" }}
+{{- fail (printf "config.kafka.consumer.%s: %s" $key $staticId) }}
+{{- end }}
+{{- end }}
+{{- range $entry := .Values.env }}
+{{- if and (eq (upper ($entry.name | default "" | toString)) "DISTILLD_KAFKA__CONSUMER__GROUP.INSTANCE.ID") (hasKey $entry "value") }}
+{{- fail (printf "env %s with a value: %s" $entry.name $staticId) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
