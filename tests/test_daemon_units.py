@@ -213,6 +213,53 @@ def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon(
         ep.stop()
 
 
+def test_probes_during_start_up_are_answered_alive_and_not_ready(monkeypatch: Any, capsys: Any) -> None:
+    """The endpoints bound their port, then the engine compiled (seconds, longer under a CPU limit) before they
+    served: a probe meanwhile hung, and its client's hang-up later printed a BrokenPipeError traceback. Now they
+    serve from the bind: /healthz 200, /readyz 503 saying start-up is compiling; and a client that hung up
+    before its answer prints nothing."""
+    from distilld.broker import free_port
+    from distilld.processor import DistilledProcessor
+
+    from .kafka_tools import get
+
+    port, answers = free_port(), {}
+
+    def warm_up(self: DistilledProcessor) -> None:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            answers[path] = get(f"http://127.0.0.1:{port}{path}")
+
+    monkeypatch.setattr(DistilledProcessor, "warm_up", warm_up)
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"on_error": "skip"},
+        metrics={"port": port, "host": "127.0.0.1", "health_timeout_s": 60},
+    )
+    d = Daemon(s)
+    assert d.endpoints is not None
+    try:
+        assert answers["/healthz"] == (200, "ok\n")
+        assert answers["/readyz"] == (503, "starting: compiling the engine\n")
+        assert "distilld_ready 0.0" in answers["/metrics"][1]
+        assert get(f"http://127.0.0.1:{port}/readyz") == (503, "no broker connection\n"), "started: the daemon says"
+        d.start()  # serving already: not started twice
+        for error in (BrokenPipeError(), ConnectionResetError()):
+            try:
+                raise error
+            except ConnectionError:
+                d.endpoints.server.handle_error(None, ("127.0.0.1", 1))  # type: ignore[arg-type]
+        assert capsys.readouterr().err == "", "a client that hung up is no error of ours"
+        try:
+            raise ValueError("a bug")
+        except ValueError:
+            d.endpoints.server.handle_error(None, ("127.0.0.1", 1))  # type: ignore[arg-type]
+        assert "ValueError: a bug" in capsys.readouterr().err, "any other error still shows"
+    finally:
+        d.endpoints.stop()
+
+
 class FakeProducer:
     """Records produce calls; delivery reports are served by the test."""
 

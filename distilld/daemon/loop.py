@@ -175,15 +175,18 @@ class Daemon:
             "reducer.key",
             *(f"feature {f}" for f in self.graders),
         }
-        # bound before any client exists: a port in use stops start-up without a client's log lines
+        # bound before any client exists: a port in use stops start-up without a client's log lines; serving
+        # at once: a probe during the engine's compilation (seconds) is answered, not left hanging
         m = settings.metrics
         self.endpoints = (
             Endpoints(m.host, m.port, self.metrics.registry, m.health_timeout_s, self.readiness, self.metrics.ready)
             if m.port
             else None
         )
+        self._starting("starting: compiling the engine")
         probe = self._new_reducer()
         probe.warm_up()
+        self._starting("starting: creating the Kafka clients")
         self.state_bytes_per_key = probe.bytes_per_key
         self.decode = make_decoder(
             settings.format, wait=self._registry_wait, on_registry_error=self.metrics.registry_errors.inc
@@ -242,6 +245,14 @@ class Daemon:
         # librdkafka's isolation.level defaults to read_committed: the consumer's lag then counts to the LSO
         read_committed = consumer_conf.get("isolation.level", "read_committed") == "read_committed"
         self.waiting_lag = WaitingLag(self.metrics, self.state.admin, read_committed, LOOKUP_TIMEOUT_S)
+        self._starting(None)
+
+    def _starting(self, doing: str | None) -> None:
+        """What start-up is doing, for /readyz (None: done, :meth:`readiness` answers from here)."""
+        if self.endpoints is not None:
+            self.endpoints.beat()
+            self.endpoints.starting = doing
+            self.endpoints.start()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -284,8 +295,7 @@ class Daemon:
 
     def start(self) -> None:
         tune_gc()
-        if self.endpoints is not None:
-            self.endpoints.start()
+        if self.endpoints is not None:  # serving since they were bound (__init__)
             host = self.settings.metrics.host
             shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
             log.info("metrics and health on http://%s:%d/metrics", shown, self.endpoints.port)
