@@ -446,6 +446,51 @@ def test_commits_refused_by_a_rebalance_are_not_counted_as_failures() -> None:
     assert not _rebalancing(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE))
 
 
+def test_offsets_never_delivered_after_the_last_record_are_committed_past_between_batches(daemon: Daemon) -> None:
+    """A transaction's commit marker (or aborted records under read_committed) ends a partition: the consumer's
+    position passes it, no record comes. The processed offset follows the position (committed and snapshotted
+    there, once every output before it is acknowledged), a replay ends once the position reaches its commit; not
+    while stopping, nor for a partition with no commit and no record, nor past a position not ahead of it."""
+    from confluent_kafka import TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    positions = {0: 11, 1: 30, 2: 40, 3: 7}
+    daemon.consumer.position = lambda parts: [  # type: ignore[attr-defined]
+        TopicPartition(p.topic, p.partition, positions[p.partition]) for p in parts
+    ]
+
+    def held(partition: int, processed: int | None, committed: int | None = None) -> Partition:
+        part = Partition(PartitionProgress("t", partition), None, None, processed=processed)  # type: ignore[arg-type]
+        if committed is not None:
+            part.progress.add(committed, 0)
+            part.progress.committed = committed
+        daemon.partitions[("t", partition)] = part
+        return part
+
+    idle, waiting = held(0, 10, 10), held(1, 20, 10)
+    waiting_batch = waiting.progress.add(20, 1)  # an output not acknowledged yet
+    replaying, fresh = held(2, 35, 41), held(3, None)
+    replaying.replay_until = 41
+    daemon.stopping = True
+    daemon._skip_gaps()
+    assert idle.processed == 10 and idle.progress.due() is None, "stopping: a batch may be left unprocessed"
+    daemon.stopping = False
+    daemon._skip_gaps()
+    assert idle.processed == 11 and idle.progress.due() == 11 and idle.snapshot_due() is False
+    idle.progress.committed = 11
+    assert idle.snapshot_due(), "the state at the position is the state at the last record"
+    assert waiting.processed == 30 and waiting.progress.due() is None, "behind an unacknowledged output"
+    waiting_batch.ack()
+    assert waiting.progress.due() == 30
+    assert replaying.processed == 35 and replaying.replay_until == 41, "records still to re-read before the commit"
+    assert fresh.processed is None and fresh.progress.due() is None
+    positions[2] = 42
+    daemon._skip_gaps()
+    assert replaying.replay_until is None and replaying.processed == 42 and replaying.progress.due() == 42
+    assert idle.processed == 11 and idle.progress.due() is None, "a position not past it moves nothing"
+
+
 def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint() -> None:
     """at_least_once: an offset whose commit is refused (synchronously, or in the asynchronous commit's
     callback) is not taken as committed: the next checkpoint commits it again, also when the partition
