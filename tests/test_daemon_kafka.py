@@ -10,6 +10,9 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from distilld.broker import free_port
 
 from .conftest import people_records
 from .kafka_tools import (
@@ -22,7 +25,9 @@ from .kafka_tools import (
     produce,
     read_all,
     unique,
+    value,
     wait_committed,
+    wait_metrics,
 )
 
 pytestmark = pytest.mark.kafka
@@ -213,3 +218,56 @@ def test_a_second_instance_takes_partitions_over_without_losing_records(
     out = Counter(m.value() for m in read_all(kafka_bootstrap, f"{topic}.out", expect_at_least=len(sent)))
     assert not [s for s in sent if out[s.value] == 0], "no record lost in the hand-over"
     assert sum(out.values()) == len(sent), "revoked partitions were committed before release: no redelivery"
+
+
+def _produce_in_transactions(bootstrap: str, topic: str, batches: list[list[bytes]]) -> dict[int, int]:
+    """Each batch in one committed transaction; returns the read_committed end offset of each partition (each
+    ends with a commit marker, a control record no consumer is given)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique("txn"), "linger.ms": 5})
+    producer.init_transactions(30)
+    for batch in batches:
+        producer.begin_transaction()
+        for i, v in enumerate(batch):
+            producer.produce(topic, v, b"k%d" % (i % 6))
+        producer.commit_transaction(30)
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("ends"), "isolation.level": "read_committed"})
+    try:
+        return {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+            for p in range(PARTITIONS)
+        }
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_an_idle_transactional_input_is_committed_past_its_markers_with_no_lag(
+    kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess], guarantee: str
+) -> None:
+    """Records produced in transactions: each partition ends with a commit marker, never delivered. The daemon
+    committed the offset after its last record, one short of the end: distilld_consumer_lag stayed 1 per
+    partition on an idle input (DistilldNoProgress fired, KEDA never scaled to zero). Now it commits the
+    consumer's position, past the markers, and the lag reads 0."""
+    topic, group = unique("txn-input"), unique("g")
+    create_topics(kafka_bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    ends = _produce_in_transactions(kafka_bootstrap, topic, [_values(300, 8), _values(60, 9)])
+    assert sum(ends.values()) > 360, "the markers take offsets"
+    port = free_port()
+    config = daemon_config(
+        kafka_bootstrap, topic, group,
+        processing={"guarantee": guarantee, "commit_interval_ms": 200, "snapshot_interval_s": 1},
+        metrics={"port": port, "host": "127.0.0.1", "refresh_ms": 200},
+    )  # fmt: skip
+    config["kafka"]["consumer"]["statistics.interval.ms"] = 200
+    d = _run(daemons, tmp_path, config)
+    got = wait_committed(kafka_bootstrap, group, topic, ends, PARTITIONS, d, limit_s=60)
+    assert got == ends, "committed to the end, not past it"
+    metrics = wait_metrics(
+        f"http://127.0.0.1:{port}/metrics",
+        lambda m: all(m.get(("distilld_consumer_lag", (("partition", str(p)), ("topic", topic)))) == 0
+                      for p in range(PARTITIONS)),
+        "a consumer lag of 0 on every partition",
+        d,
+    )  # fmt: skip
+    assert value(metrics, "distilld_records_consumed_total", topic=topic) == 360
+    assert d.stop() == 0, d.log()

@@ -213,6 +213,53 @@ def test_healthz_turns_503_when_the_loop_is_stuck_and_readyz_follows_the_daemon(
         ep.stop()
 
 
+def test_probes_during_start_up_are_answered_alive_and_not_ready(monkeypatch: Any, capsys: Any) -> None:
+    """The endpoints bound their port, then the engine compiled (seconds, longer under a CPU limit) before they
+    served: a probe meanwhile hung, and its client's hang-up later printed a BrokenPipeError traceback. Now they
+    serve from the bind: /healthz 200, /readyz 503 saying start-up is compiling; and a client that hung up
+    before its answer prints nothing."""
+    from distilld.broker import free_port
+    from distilld.processor import DistilledProcessor
+
+    from .kafka_tools import get
+
+    port, answers = free_port(), {}
+
+    def warm_up(self: DistilledProcessor) -> None:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            answers[path] = get(f"http://127.0.0.1:{port}{path}")
+
+    monkeypatch.setattr(DistilledProcessor, "warm_up", warm_up)
+    s = load_settings(
+        None,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "group_id": "g", "input_topics": ["t"], "output_topic": "o"},
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"on_error": "skip"},
+        metrics={"port": port, "host": "127.0.0.1", "health_timeout_s": 60},
+    )
+    d = Daemon(s)
+    assert d.endpoints is not None
+    try:
+        assert answers["/healthz"] == (200, "ok\n")
+        assert answers["/readyz"] == (503, "starting: compiling the engine\n")
+        assert "distilld_ready 0.0" in answers["/metrics"][1]
+        assert get(f"http://127.0.0.1:{port}/readyz") == (503, "no broker connection\n"), "started: the daemon says"
+        d.start()  # serving already: not started twice
+        for error in (BrokenPipeError(), ConnectionResetError()):
+            try:
+                raise error
+            except ConnectionError:
+                d.endpoints.server.handle_error(None, ("127.0.0.1", 1))  # type: ignore[arg-type]
+        assert capsys.readouterr().err == "", "a client that hung up is no error of ours"
+        try:
+            raise ValueError("a bug")
+        except ValueError:
+            d.endpoints.server.handle_error(None, ("127.0.0.1", 1))  # type: ignore[arg-type]
+        assert "ValueError: a bug" in capsys.readouterr().err, "any other error still shows"
+    finally:
+        d.endpoints.stop()
+
+
 class FakeProducer:
     """Records produce calls; delivery reports are served by the test."""
 
@@ -397,6 +444,51 @@ def test_commits_refused_by_a_rebalance_are_not_counted_as_failures() -> None:
     assert _rebalancing(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
     assert not _rebalancing(KafkaError(KafkaError._TIMED_OUT))
     assert not _rebalancing(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE))
+
+
+def test_offsets_never_delivered_after_the_last_record_are_committed_past_between_batches(daemon: Daemon) -> None:
+    """A transaction's commit marker (or aborted records under read_committed) ends a partition: the consumer's
+    position passes it, no record comes. The processed offset follows the position (committed and snapshotted
+    there, once every output before it is acknowledged), a replay ends once the position reaches its commit; not
+    while stopping, nor for a partition with no commit and no record, nor past a position not ahead of it."""
+    from confluent_kafka import TopicPartition
+
+    from distilld.daemon.partition import Partition
+
+    positions = {0: 11, 1: 30, 2: 40, 3: 7}
+    daemon.consumer.position = lambda parts: [  # type: ignore[attr-defined]
+        TopicPartition(p.topic, p.partition, positions[p.partition]) for p in parts
+    ]
+
+    def held(partition: int, processed: int | None, committed: int | None = None) -> Partition:
+        part = Partition(PartitionProgress("t", partition), None, None, processed=processed)  # type: ignore[arg-type]
+        if committed is not None:
+            part.progress.add(committed, 0)
+            part.progress.committed = committed
+        daemon.partitions[("t", partition)] = part
+        return part
+
+    idle, waiting = held(0, 10, 10), held(1, 20, 10)
+    waiting_batch = waiting.progress.add(20, 1)  # an output not acknowledged yet
+    replaying, fresh = held(2, 35, 41), held(3, None)
+    replaying.replay_until = 41
+    daemon.stopping = True
+    daemon._skip_gaps()
+    assert idle.processed == 10 and idle.progress.due() is None, "stopping: a batch may be left unprocessed"
+    daemon.stopping = False
+    daemon._skip_gaps()
+    assert idle.processed == 11 and idle.progress.due() == 11 and idle.snapshot_due() is False
+    idle.progress.committed = 11
+    assert idle.snapshot_due(), "the state at the position is the state at the last record"
+    assert waiting.processed == 30 and waiting.progress.due() is None, "behind an unacknowledged output"
+    waiting_batch.ack()
+    assert waiting.progress.due() == 30
+    assert replaying.processed == 35 and replaying.replay_until == 41, "records still to re-read before the commit"
+    assert fresh.processed is None and fresh.progress.due() is None
+    positions[2] = 42
+    daemon._skip_gaps()
+    assert replaying.replay_until is None and replaying.processed == 42 and replaying.progress.due() == 42
+    assert idle.processed == 11 and idle.progress.due() is None, "a position not past it moves nothing"
 
 
 def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint() -> None:

@@ -16,12 +16,17 @@
   while stopping. The body says which, naming the first 10 partitions
   waiting and counting the rest; partitions whose committed offsets have not
   been read yet are "not read yet", "(retrying)" once a lookup has failed.
+
+They answer from the moment the port is bound: during start-up (the engine
+compiling, seconds) ``/healthz`` answers 200 and ``/readyz`` 503 saying what
+start-up is doing (:attr:`Endpoints.starting`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +52,8 @@ class Endpoints:
         self.ready = ready
         self.ready_gauge = ready_gauge  # set at every scrape: it says what /readyz says, even with the loop stuck
         self.heartbeat = time.monotonic()
+        # what start-up is doing, until the loop runs: the process is alive (/healthz), not ready (/readyz)
+        self.starting: str | None = None
         endpoints = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,16 +61,16 @@ class Endpoints:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     if endpoints.ready_gauge is not None:
-                        endpoints.ready_gauge.set(1 if endpoints.ready()[0] else 0)
+                        endpoints.ready_gauge.set(1 if endpoints.readiness()[0] else 0)
                     self._send(200, generate_latest(endpoints.registry), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     stuck = time.monotonic() - endpoints.heartbeat
-                    if stuck <= endpoints.health_timeout_s:
+                    if endpoints.starting is not None or stuck <= endpoints.health_timeout_s:
                         self._send(200, b"ok\n")
                     else:
                         self._send(503, f"processing loop stuck for {stuck:.0f}s\n".encode())
                 elif path == "/readyz":
-                    ok, why = endpoints.ready()
+                    ok, why = endpoints.readiness()
                     self._send(200 if ok else 503, f"{why}\n".encode())
                 else:
                     self._send(404, b"not found: try /metrics, /healthz, /readyz\n")
@@ -79,13 +86,17 @@ class Endpoints:
                 pass
 
         self.server = _server_for(host)((host, port), Handler)
-        self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, name="distilld-http", daemon=True)
 
     def start(self) -> Endpoints:
-        self._thread.start()
+        """Serve, in the background thread; once only, later calls changing nothing."""
+        if not self._thread.is_alive():
+            self._thread.start()
         return self
+
+    def readiness(self) -> tuple[bool, str]:
+        return (False, self.starting) if self.starting is not None else self.ready()
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
@@ -93,6 +104,15 @@ class Endpoints:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up before its answer (a probe that timed out) is no error of ours: no traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def _server_for(host: str) -> type[ThreadingHTTPServer]:
@@ -104,9 +124,9 @@ def _server_for(host: str) -> type[ThreadingHTTPServer]:
     except socket.gaierror:
         family = socket.AF_INET  # binding then fails with the resolver's reason
     if family != socket.AF_INET6:
-        return ThreadingHTTPServer
+        return _Server
 
-    class DualStack(ThreadingHTTPServer):
+    class DualStack(_Server):
         address_family = socket.AF_INET6
 
         def server_bind(self) -> None:

@@ -175,15 +175,18 @@ class Daemon:
             "reducer.key",
             *(f"feature {f}" for f in self.graders),
         }
-        # bound before any client exists: a port in use stops start-up without a client's log lines
+        # bound before any client exists: a port in use stops start-up without a client's log lines; serving
+        # at once: a probe during the engine's compilation (seconds) is answered, not left hanging
         m = settings.metrics
         self.endpoints = (
             Endpoints(m.host, m.port, self.metrics.registry, m.health_timeout_s, self.readiness, self.metrics.ready)
             if m.port
             else None
         )
+        self._starting("starting: compiling the engine")
         probe = self._new_reducer()
         probe.warm_up()
+        self._starting("starting: creating the Kafka clients")
         self.state_bytes_per_key = probe.bytes_per_key
         self.decode = make_decoder(
             settings.format, wait=self._registry_wait, on_registry_error=self.metrics.registry_errors.inc
@@ -242,6 +245,14 @@ class Daemon:
         # librdkafka's isolation.level defaults to read_committed: the consumer's lag then counts to the LSO
         read_committed = consumer_conf.get("isolation.level", "read_committed") == "read_committed"
         self.waiting_lag = WaitingLag(self.metrics, self.state.admin, read_committed, LOOKUP_TIMEOUT_S)
+        self._starting(None)
+
+    def _starting(self, doing: str | None) -> None:
+        """What start-up is doing, for /readyz (None: done, :meth:`readiness` answers from here)."""
+        if self.endpoints is not None:
+            self.endpoints.beat()
+            self.endpoints.starting = doing
+            self.endpoints.start()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -284,8 +295,7 @@ class Daemon:
 
     def start(self) -> None:
         tune_gc()
-        if self.endpoints is not None:
-            self.endpoints.start()
+        if self.endpoints is not None:  # serving since they were bound (__init__)
             host = self.settings.metrics.host
             shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
             log.info("metrics and health on http://%s:%d/metrics", shown, self.endpoints.port)
@@ -441,7 +451,10 @@ class Daemon:
         now = time.monotonic()
         if self.endpoints is not None:
             self.endpoints.beat()
-        if now - self._last_snapshot >= proc.snapshot_interval_s:
+        due = now - self._last_snapshot >= proc.snapshot_interval_s
+        if due or now - self._last_commit >= proc.commit_interval_ms / 1000.0:
+            self._skip_gaps()
+        if due:
             self.checkpoints.checkpoint(list(self.partitions), wait_s=PERIODIC_WAIT_S)
             self._last_snapshot = self._last_commit = now
         elif now - self._last_commit >= proc.commit_interval_ms / 1000.0:
@@ -851,6 +864,36 @@ class Daemon:
         begun = ", ".join(f"{t}[{p}] at {o}" for (t, p), o in starts.items())
         log.info("%s: no commit yet; committed where each begins, before its first outputs", begun)
         return self.checkpoints.begin()
+
+    def _skip_gaps(self) -> None:
+        """Move each partition's processed offset up to the consumer's position where that is past it: the
+        gap holds only offsets never delivered (transaction markers, and aborted records under read_committed),
+        which librdkafka steps over, sometimes at a later empty poll. Else an idle transactional input keeps a
+        lag of 1 per partition (its last marker) and is never committed to its end. Only between batches, with
+        every record delivered processed (a batch read again is unassigned: its position is unknown until
+        delivered); not once stopping (a failure may leave the rest of a batch unprocessed), nor for a
+        partition with no commit and no record (under exactly_once its start is committed with its first
+        records). Replaying, only a gap that reaches the commit ends the replay; the snapshot and commit at
+        the new offset hold the same state, nothing being in the gap."""
+        if self.stopping or not self.partitions:
+            return
+        asked = [TopicPartition(t, p) for (t, p), part in self.partitions.items() if part.processed is not None]
+        try:
+            positions = self.consumer.position(asked)
+        except KafkaException as e:
+            log.debug("consumer position: %s", e)
+            return
+        for tp in positions:
+            part = self.partitions.get((tp.topic, tp.partition))
+            if part is None or part.processed is None or tp.error is not None or tp.offset <= part.processed:
+                continue
+            if part.replay_until is not None:
+                if tp.offset < part.replay_until:
+                    continue  # records still to re-read
+                part.replay_until = None
+                log.info("%s[%d]: state caught up to the committed offset %d", tp.topic, tp.partition, tp.offset)
+            part.processed = tp.offset
+            part.progress.add(tp.offset, 0)  # committable once every output before it is acknowledged
 
     def _drop_errors(self, msgs: list[Any]) -> list[Any]:
         kept = []
