@@ -157,7 +157,8 @@ def handover(bootstrap: str, topic: str, batch: int, features: list[dict[str, An
     return (
         f"hand-over: {int(restored)} of {len(sizes)} partitions restored ({keys} keys, {window:,} records in windows)\n"
         f"  snapshot per partition: {statistics.mean(sizes):,.0f} bytes\n"
-        f"  restore per partition (read state topic + load): {1000 * restore_s / max(len(sizes), 1):.1f} ms\n"
+        f"  restore, a partition's wait from its commit read to its assignment (mean): "
+        f"{1000 * restore_s / max(len(sizes), 1):.1f} ms\n"
         f"  new member, subscribe → partitions restored: {assigned:.2f} s (includes the group join)"
     )
 
