@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import enum
+import math
+import re
 from collections import Counter
+from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from distilld.broker import free_port
+from distilld.encoding import to_float_array
+from distilld.fieldpath import compile_path
 from distilld.filters import Condition, Filters, FilterSettings, match
 from distilld.settings import ConfigError, load_settings
 
@@ -153,3 +162,280 @@ def test_daemon_drops_and_keeps_always(kafka_bootstrap: str, tmp_path: Path, dae
 
     assert filtered("bots", "drop") == len(bots) and filtered("errors", "keep") == len(errors)
     assert metrics[("distilld_window_records", (("kind", "received"),))] == len(rest), "kept and dropped: not windowed"
+
+
+# The filters before they ran a batch column by column (distilld 0.x, per-record calls): the oracle the
+# columnar ones must agree with on every input, odd values and raised errors included.
+
+
+def _old_match(condition: Condition, records: Sequence[Any]) -> np.ndarray:
+    n = len(records)
+    if condition.all_ is not None:
+        out = np.ones(n, dtype=bool)
+        for c in condition.all_:
+            out &= _old_match(c, records)
+        return out
+    if condition.any_ is not None:
+        out = np.zeros(n, dtype=bool)
+        for c in condition.any_:
+            out |= _old_match(c, records)
+        return out
+    if condition.not_ is not None:
+        return ~_old_match(condition.not_, records)
+    assert condition.field is not None
+    values = compile_path(condition.field)(records)
+    fields = condition.model_fields_set
+    if "exists" in fields:
+        present = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+        return present if condition.exists else ~present
+    if "equals" in fields:
+        want = condition.equals
+        return np.fromiter((_old_equal(v, want) for v in values), dtype=bool, count=n)
+    if "in_" in fields:
+        allowed = condition.in_ or []
+        return np.fromiter((any(_old_equal(v, a) for a in allowed) for v in values), dtype=bool, count=n)
+    if "regex" in fields:
+        search = re.compile(condition.regex or "").search
+        return np.fromiter((isinstance(v, str) and search(v) is not None for v in values), dtype=bool, count=n)
+    numbers = to_float_array(values)
+    with np.errstate(invalid="ignore"):
+        if "gt" in fields:
+            return numbers > condition.gt
+        if "gte" in fields:
+            return numbers >= condition.gte
+        if "lt" in fields:
+            return numbers < condition.lt
+        return numbers <= condition.lte
+
+
+def _old_equal(value: Any, want: Any) -> bool:
+    return bool(value == want) and (type(value) is bool) == (type(want) is bool)
+
+
+def _old_split(configured: FilterSettings, records: Sequence[Any]) -> tuple[list[bool], list[Any], list[Any]]:
+    reduce = np.ones(len(records), dtype=bool)
+    dropped: list[tuple[int, str]] = []
+    kept: list[tuple[int, str]] = []
+    for specs, out in ((configured.drop, dropped), (configured.keep_always, kept)):
+        for spec in specs:
+            hit = reduce & _old_match(spec.when, records)
+            if hit.any():
+                out.extend((i, spec.name) for i in np.flatnonzero(hit).tolist())
+                reduce &= ~hit
+    return reduce.tolist(), sorted(dropped), sorted(kept)
+
+
+class _EqualsAll:
+    """``==`` anything (and unhashable, as a class with ``__eq__`` alone is)."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+class _EqualsRaises:
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("cannot compare")
+
+    __hash__ = object.__hash__
+
+
+class _EqualsArray:
+    """``==`` gives an array, as numpy's do: ``bool()`` of it raises."""
+
+    def __eq__(self, other: object) -> Any:
+        return np.array([True, False])
+
+    __hash__ = object.__hash__
+
+
+class _Text(str):
+    pass
+
+
+class _Level(enum.IntEnum):
+    ONE = 1
+
+
+# JSON's values, with the pairs that are == across types (True and 1, 1 and 1.0, -0.0 and 0), NaN (one object
+# shared by the configuration and the records: == is False but a set finds it), ints too large for a float
+PLAIN: list[Any] = [
+    None, True, False, 0, 1, 1.0, -0.0, 0.5, 500, 2**53 + 1, 2.0**53, 10**400, math.nan, math.inf, -math.inf,
+    "", "1", "1.0", "x", "bot", "Googlebot/2.1", "curl/8",
+]  # fmt: skip
+ODD: list[Any] = [
+    *PLAIN, float("nan"), np.int64(1), np.float64(1.0), np.float64("nan"), np.float32(0.5), np.bool_(True),
+    np.bool_(False), np.str_("x"), np.array([1.0]), Decimal("1"), Decimal("NaN"), b"x", _Text("bot"), _Level.ONE,
+    _EqualsAll(), _EqualsRaises(), _EqualsArray(), np.array([1, 2]), Decimal("sNaN"), (1, 2), frozenset({1}),
+]  # fmt: skip
+odd_values = st.recursive(
+    st.sampled_from(ODD) | st.integers() | st.floats() | st.text(max_size=2),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["x", "0"]), inner, max_size=2),
+    max_leaves=3,
+)
+plain_values = st.sampled_from(PLAIN)
+PATTERNS = ["", "^x$", "(?i)bot", "1", "^$", r"\d", "x|1"]
+thresholds = st.sampled_from([0, 1, 0.5, 500, -1, 1e308, 2.0**53]) | st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _conditions(fields: list[str], values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Conditions on ``fields``, ``equals`` and ``in`` given ``values``; ``all``/``any``/``not`` of them."""
+    field = st.sampled_from(fields)
+    tests = st.one_of(
+        st.builds(lambda f, v: {"field": f, "equals": v}, field, values),
+        st.builds(lambda f, v: {"field": f, "in": v}, field, st.lists(values, max_size=4) | st.none()),
+        st.builds(lambda f, v: {"field": f, "regex": v}, field, st.sampled_from(PATTERNS) | st.none()),
+        st.builds(lambda f, op, v: {"field": f, op: v}, field, st.sampled_from(["gt", "gte", "lt", "lte"]), thresholds),
+        st.builds(lambda f, v: {"field": f, "exists": v}, field, st.booleans() | st.none()),
+    )
+    return st.recursive(
+        tests,
+        lambda inner: st.one_of(
+            st.builds(lambda cs: {"all": cs}, st.lists(inner, min_size=1, max_size=3)),
+            st.builds(lambda cs: {"any": cs}, st.lists(inner, min_size=1, max_size=3)),
+            st.builds(lambda c: {"not": c}, inner),
+        ),
+        max_leaves=4,
+    )
+
+
+odd_records = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "a": odd_values,
+            "b": odd_values,
+            "n": st.dictionaries(st.sampled_from(["x", "0"]), odd_values, max_size=2) | odd_values,
+            "l": st.lists(odd_values, max_size=2),
+        },
+    ),
+    st.sampled_from([None, "a", 1, ["x"], _EqualsAll()]),
+)
+plain_records = st.fixed_dictionaries({"a": plain_values}, optional={"b": plain_values})
+EQUIVALENCE = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _outcome(f: Callable[[], Any]) -> Any:
+    """What ``f`` returns, or the error it raises (type and message)."""
+    try:
+        return f()
+    except Exception as e:
+        return (type(e), str(e))
+
+
+def _settings(drop: list[dict[str, Any]], keep: list[dict[str, Any]]) -> FilterSettings:
+    return FilterSettings.model_validate(
+        {
+            "drop": [{"name": f"drop{i}", "when": c} for i, c in enumerate(drop)],
+            "keep_always": [{"name": f"keep{i}", "when": c} for i, c in enumerate(keep)],
+        }
+    )
+
+
+def _same_decisions(configured: FilterSettings, batch: list[Any]) -> None:
+    for spec in configured.drop + configured.keep_always:
+        old = _outcome(lambda spec=spec: _old_match(spec.when, batch).tolist())
+        assert _outcome(lambda spec=spec: match(spec.when, batch).tolist()) == old, spec.when
+
+    def split() -> tuple[list[bool], list[Any], list[Any]]:
+        reduce, dropped, kept = Filters(configured).split(batch)
+        assert reduce.dtype == bool and reduce.shape == (len(batch),)
+        return reduce.tolist(), dropped, kept
+
+    assert _outcome(split) == _outcome(lambda: _old_split(configured, batch))
+
+
+@EQUIVALENCE
+@given(
+    drop=st.lists(_conditions(["a", "b", "n.x", "l.0", "a|b", "n.0"], odd_values), max_size=3),
+    keep=st.lists(_conditions(["a", "b", "n.x", "l.0", "a|b", "n.0"], odd_values), max_size=2),
+    batch=st.lists(odd_records, max_size=25),
+)
+def test_columnar_filters_decide_as_the_per_record_ones(
+    drop: list[dict[str, Any]], keep: list[dict[str, Any]], batch: list[Any]
+) -> None:
+    """Odd values (numpy's, subclasses, unhashables, ``==`` that raises or gives an array) in the
+    records and the configuration (the Python API takes any): the same decisions, or the same error."""
+    _same_decisions(_settings(drop, keep), batch)
+
+
+@EQUIVALENCE
+@given(
+    drop=st.lists(_conditions(["a", "b", "a|b"], plain_values), max_size=3),
+    keep=st.lists(_conditions(["a", "b"], plain_values), max_size=2),
+    batch=st.lists(plain_records, max_size=30),
+)
+def test_columnar_filters_decide_as_the_per_record_ones_on_json_values(
+    drop: list[dict[str, Any]], keep: list[dict[str, Any]], batch: list[Any]
+) -> None:
+    """JSON's values, where the columnar paths run, from a few that compare equal across types."""
+    _same_decisions(_settings(drop, keep), batch)
+
+
+ODD_CELLS: list[Any] = [True, 1, 1.0, -0.0, np.bool_(True), np.int64(1), "1", None, [1], {"x": 1}, math.nan]
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        ({"field": "a", "equals": 1}, [0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0]),  # numpy's true is no bool: it is 1
+        ({"field": "a", "equals": True}, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ({"field": "a", "in": [0, "1"]}, [0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0]),
+        ({"field": "a", "in": [True, 1.0]}, [1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0]),
+        ({"field": "a", "equals": None}, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]),  # null equals the missing ones
+        # a list to compare with: value by value, numpy broadcasting its scalars ([1] == np.int64(1))
+        ({"field": "a", "in": [[1]]}, [0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0]),
+        ({"field": "a", "in": [math.nan]}, [0] * 11),  # NaN equals nothing, not even itself
+        ({"field": "a", "in": None}, [0] * 11),
+    ],
+)
+def test_equals_and_in_compare_as_python_does_but_booleans_equal_only_booleans(
+    when: dict[str, Any], expected: list[int]
+) -> None:
+    records = [{"a": v} for v in ODD_CELLS]
+    condition = Condition.model_validate(when)
+    assert match(condition, records).tolist() == [bool(e) for e in expected]
+    assert _old_match(condition, records).tolist() == [bool(e) for e in expected]
+
+
+@pytest.mark.parametrize(
+    ("values", "when", "expected"),
+    [
+        (["bot", _Text("bot"), np.str_("bot"), b"bot", None, ["bot"], 7], {"regex": "bot"}, [1, 1, 1, 0, 0, 0, 0]),
+        (["Bot", "bot", "Bot", "x"], {"regex": "^Bot$"}, [1, 0, 1, 0]),  # the same string twice: searched once
+        ([1, None, 2.5, 10**400, True, "3", np.float64(4), Decimal("5")], {"gt": 0}, [1, 0, 1, 0, 0, 0, 1, 1]),
+        ([math.inf, -math.inf, 1.0, math.nan], {"lt": 2}, [0, 0, 1, 0]),  # infinite: not a number, as NaN
+        ([None, 1.5, None], {"gte": 1.5}, [0, 1, 0]),
+        ([None, 0, "", False], {"exists": True}, [0, 1, 1, 1]),
+    ],
+)
+def test_regex_numbers_and_exists_on_odd_values(values: list[Any], when: dict[str, Any], expected: list[int]) -> None:
+    records = [{"a": v} for v in values]
+    condition = Condition.model_validate({"field": "a", **when})
+    assert match(condition, records).tolist() == [bool(e) for e in expected]
+    assert _old_match(condition, records).tolist() == [bool(e) for e in expected]
+
+
+def test_an_equality_that_raises_raises_as_before() -> None:
+    condition = Condition.model_validate({"field": "a", "equals": "x"})
+    for odd in (_EqualsArray(), _EqualsRaises()):
+        records = [{"a": "x"}, {"a": odd}]
+        assert _outcome(lambda records=records: match(condition, records)) == _outcome(
+            lambda records=records: _old_match(condition, records)
+        )
+        assert isinstance(_outcome(lambda records=records: match(condition, records)), tuple)
+    assert match(condition, [{"a": _EqualsAll()}, {"a": "y"}]).tolist() == [True, False]
+
+
+def test_split_names_each_record_by_its_first_filter_in_index_order() -> None:
+    filters = Filters(
+        _settings(
+            [{"field": "a", "gt": 2}, {"field": "a", "exists": True}],
+            [{"field": "b", "equals": "x"}, {"field": "b", "exists": True}],
+        )
+    )
+    batch = [{"a": 3}, {"a": 1}, {"b": "y"}, {"a": 5, "b": "x"}, {"b": "x"}, {}]
+    reduce, dropped, kept = filters.split(batch)
+    assert dropped == [(0, "drop0"), (1, "drop1"), (3, "drop0")]
+    assert kept == [(2, "keep1"), (4, "keep0")]
+    assert reduce.tolist() == [False, False, False, False, False, True]
+    assert filters.split([])[0].tolist() == [] and filters.split([])[1:] == ([], [])
