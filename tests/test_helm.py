@@ -707,6 +707,17 @@ def test_a_release_of_another_stream_inherits_no_example_topics_or_filters(tmp_p
     assert given["kafka"]["dlq_topic"] == "clicks.bad"
     skipped = yaml.safe_load(config_text(render("defaults", *clicks, "config.processing.on_error=skip")))
     assert "dlq_topic" not in skipped["kafka"]
+    # the group the daemon runs as comes from `env` when set there (as KEDA's trigger reads it)
+    env = ("env[0].name=distilld_kafka__group_id", "env[0].value=clicks-prod")
+    overridden = yaml.safe_load(config_text(render("defaults", *clicks, *env)))
+    assert overridden["kafka"]["dlq_topic"] == "clicks-prod.distilld-dlq"
+    # from a Secret or a fieldRef the chart cannot read it: a DLQ must be named
+    secret = ("env[0].name=DISTILLD_KAFKA__GROUP_ID", "env[0].valueFrom.secretKeyRef.name=s",
+              "env[0].valueFrom.secretKeyRef.key=group")  # fmt: skip
+    result = _helm("template", "rel", str(CHART), *_values_args("defaults", (*clicks, *secret)), check=False)
+    assert result.returncode != 0 and "config.kafka.dlq_topic" in result.stderr, result.stderr
+    named = yaml.safe_load(config_text(render("defaults", *clicks, *secret, "config.kafka.dlq_topic=clicks.bad")))
+    assert named["kafka"]["dlq_topic"] == "clicks.bad"
 
 
 def test_an_env_value_that_is_not_a_string_is_refused(tmp_path: Path) -> None:

@@ -216,7 +216,17 @@ release's own, after its group as the state topic's default is, rather than one 
 every release.
 */}}
 {{- if and (eq ((.Values.config.processing | default dict).on_error | default "dlq") "dlq") (not $kafka.dlq_topic) }}
-{{- $_ := set $kafka "dlq_topic" (printf "%s.distilld-dlq" ($kafka.group_id | default "")) }}
+{{- /* the group the daemon runs as: an `env` entry overrides the file's (KEDA's trigger follows it too) */}}
+{{- $group := $kafka.group_id | default "" }}
+{{- range $entry := .Values.env }}
+{{- if eq (upper ($entry.name | default "" | toString)) "DISTILLD_KAFKA__GROUP_ID" }}
+{{- if not (hasKey $entry "value") }}
+{{- fail (printf "env %s comes from valueFrom, which the chart cannot read, and the DLQ's default name <group_id>.distilld-dlq needs it: name the DLQ in config.kafka.dlq_topic" $entry.name) }}
+{{- end }}
+{{- $group = $entry.value | toString }}
+{{- end }}
+{{- end }}
+{{- $_ := set $kafka "dlq_topic" (printf "%s.distilld-dlq" $group) }}
 {{- end }}
 {{- $_ := set $config "kafka" $kafka }}
 {{- toYaml $config }}
