@@ -180,9 +180,9 @@ class CategoricalGrader(GradingFunction):
         super().__init__(name)
         if not categories:
             raise ValueError(f"Categories list for '{name}' cannot be empty")
-        self.categories = categories
+        self.categories = list(categories)  # the caller's list may change after; this grader's may not
         self.classifier_func = classifier_func
-        self._category_set = set(categories)
+        self._category_set = set(self.categories)
 
     def evaluate(self, data_point: Any) -> str:
         return self._category(self._call(self.classifier_func, data_point), self._category_set)
@@ -235,7 +235,7 @@ class LambdaGrader(GradingFunction):
             raise ValueError("categories must be provided when is_categorical=True")
         self.func = func
         self._is_categorical = is_categorical
-        self.categories = categories or []
+        self.categories = list(categories or [])
         self._category_set = set(self.categories)
 
     def evaluate(self, data_point: Any) -> float | str:

@@ -8,14 +8,18 @@ reading fields (and calling user functions, when the user gives them).
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import math
+import reprlib
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import combinations, repeat
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -69,13 +73,42 @@ class WindowView:
         return f"<WindowView {('received', 'sent')[self._kind]}: {len(self)} records>"
 
 
+_WEIGHTS = (
+    "marginal_weight",
+    "numeric_marginal_weight",
+    "pair_weight",
+    "comoment_weight",
+    "spread_weight",
+    "global_weight",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_at_a_time(method: F) -> F:
+    """The processor's state is not safe to change from two threads at once: calls take turns."""
+
+    @functools.wraps(method)
+    def locked(self: DistilledProcessor, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 def _check_arguments(**arguments: Any) -> None:
     """Refuse a constructor argument of the wrong type, or a count below 1, by its name: a float
-    batch_size or panes, or a string rate, otherwise failed later with an error naming none of them."""
+    batch_size or panes, or a string rate, otherwise failed later with an error naming none of them;
+    a weight that is not a finite number ≥ 0 (NaN sent nothing, infinity missed the rate, a negative
+    weight inverted the mix)."""
     for name, value in arguments.items():
         if name in ("reduction_percentage", "time_horizon_seconds"):
             if isinstance(value, bool) or not isinstance(value, Real):
                 raise ValueError(f"{name} must be a number, not {value!r}")
+            continue
+        if name in _WEIGHTS:
+            if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= float(value) < math.inf:
+                raise ValueError(f"{name} must be a finite number, 0 or more, not {value!r}")
             continue
         # 50.0 is taken as 50: code written for the seed package, which ignored batch_size, may pass one
         whole = isinstance(value, Real) and not isinstance(value, bool) and float(value).is_integer()
@@ -124,6 +157,9 @@ class DistilledProcessor:
     and dicts of them, and refuse others.
     ``panes`` sets the window's granularity, ``max_keys`` bounds the state
     (least recently used keys are evicted), ``seed`` the tie-break hashes.
+    Threads sharing a processor take turns (a lock); one processor per thread
+    runs side by side. ``reset()`` keeps the graders' configuration as it was
+    when the processor was built.
     The weights say what the selector balances hardest: each categorical's
     shares (``marginal_weight``), each numeric's bins (``numeric_marginal_weight``),
     each pair's joint cells (``pair_weight``), each numeric pair's co-moment,
@@ -161,6 +197,7 @@ class DistilledProcessor:
     ) -> None:
         if not grading_functions:
             raise ValueError("grading_functions: at least one grader is needed")
+        weights = (marginal_weight, numeric_marginal_weight, pair_weight, comoment_weight, spread_weight, global_weight)
         _check_arguments(
             reduction_percentage=reduction_percentage,
             time_horizon_seconds=time_horizon_seconds,
@@ -169,7 +206,10 @@ class DistilledProcessor:
             panes=panes,
             segment_picks=segment_picks,
             seed=seed,
+            **{name: value for name, value in zip(_WEIGHTS, weights, strict=True)},
         )
+        # a Fraction or Decimal rate would reach the compiled kernels as an object they cannot type
+        reduction_percentage, time_horizon_seconds = float(reduction_percentage), float(time_horizon_seconds)
         batch_size, max_keys, panes, segment_picks, seed = map(int, (batch_size, max_keys, panes, segment_picks, seed))
         if not 0 < reduction_percentage <= 1:
             raise ValueError(f"reduction_percentage must be in (0, 1], not {reduction_percentage!r}")
@@ -190,6 +230,10 @@ class DistilledProcessor:
         self._clock = clock
         self._pane_seconds = time_horizon_seconds / panes
         self._encoders = [g.make_encoder(panes, seed + i) for i, g in enumerate(self._graders)]
+        # what reset() starts again from: the encoders as built, not the graders as they may be by then (a
+        # category appended to the list a grader was given gave the encoder more codes than the cell layout)
+        self._fresh_encoders = copy.deepcopy(self._encoders)
+        self._lock = threading.RLock()
         pair_index = None
         if pairs is not None:
             unknown = {n for p in pairs for n in p} - set(self._names)
@@ -245,6 +289,7 @@ class DistilledProcessor:
 
     # -- the pipeline ------------------------------------------------------------
 
+    @_one_at_a_time
     def process_batch(self, data_points: Iterable[Any]) -> list[DataPoint]:
         """Take a batch of records; return the selected ones as :class:`DataPoint`."""
         # a list or tuple as is; anything else (generator, deque, array) as a list of its items
@@ -301,6 +346,7 @@ class DistilledProcessor:
             columns.append(picked)
         return list(map(_row_builder(tuple(self._names)), *columns))
 
+    @_one_at_a_time
     def select(
         self,
         records: Sequence[Any],
@@ -376,10 +422,10 @@ class DistilledProcessor:
                     hint = " (not a number: event times are seconds since the epoch, e.g. a datetime's .timestamp())"
                 log.warning(
                     "%d of %d records had no usable event time (none, far in the past, or more than a window"
-                    " ahead of the clock), e.g. %r%s: they take the watermark",
+                    " ahead of the clock), e.g. %s%s: they take the watermark",
                     int(bad.sum()),
                     len(ts),
-                    example,
+                    reprlib.repr(example),  # a value nested deep or a long string: its start
                     hint,
                 )
             self.timestamps_replaced += int(bad.sum())
@@ -425,6 +471,7 @@ class DistilledProcessor:
             values.extend([v for p in parts for v in p[f]] for f in range(len(self._graders)))
         return np.concatenate(chosen), weight
 
+    @_one_at_a_time
     def warm_up(self) -> None:
         """Compile (or load from numba's cache) the kernels before the first
         real batch, on a made-up batch, then :meth:`reset`: it clears the
@@ -434,6 +481,7 @@ class DistilledProcessor:
         self.select_codes(codes, np.full(n, self._clock()), np.zeros(n, dtype=np.int64), [None])
         self.reset()
 
+    @_one_at_a_time
     def select_codes(
         self,
         codes: np.ndarray,
@@ -682,6 +730,7 @@ class DistilledProcessor:
     def keys_evicted(self) -> int:
         return self._windows.evicted
 
+    @_one_at_a_time
     def get_current_stats(self) -> dict[str, Any]:
         """The seed's statistics, plus drift per feature and the keys held."""
         return {
@@ -701,10 +750,11 @@ class DistilledProcessor:
             "timestamps_replaced": self.timestamps_replaced,
         }
 
+    @_one_at_a_time
     def reset(self) -> None:
         """Forget all windows, keys and budgets (the configuration stays)."""
         self._windows.reset()
-        self._encoders = [g.make_encoder(self._windows.panes, self.seed + i) for i, g in enumerate(self._graders)]
+        self._encoders = copy.deepcopy(self._fresh_encoders)
         self._watermark = -math.inf
         self._seq = 0
         self._means = WindowMeans(self._windows.panes, len(self._numeric))

@@ -109,3 +109,87 @@ def test_a_new_owner_does_not_count_the_last_owners_evictions_again() -> None:
     assert new.partitions[("t", 0)].snapshot_at == 500, "restored"
     new._count_reducer(new.partitions[("t", 0)])  # the first batch after the hand-over
     assert new.metrics.registry.get_sample_value("distilld_keys_evicted_total") == 0
+
+
+# -- stop 26's review of the library API ----------------------------------------------------------
+
+
+def test_reset_starts_again_from_the_configuration_the_processor_was_built_with() -> None:
+    """reset() rebuilt the encoders from the graders as they were by then: a category appended to the
+    list a grader was given made an encoder with more codes than the cell layout, and the unchecked
+    counting kernel wrote outside its arrays (glibc aborted the process: "free(): invalid next size")."""
+    from distilld import CategoricalGrader, NumericGrader
+
+    categories = ["a", "b"]
+    grader = NumericGrader("v", lambda r: r["v"])
+    proc = DistilledProcessor(
+        {"c": CategoricalGrader("c", categories, lambda r: r["c"]), "v": grader}, reduction_percentage=0.5
+    )
+    proc.process_batch([{"c": "a", "v": 1.0}] * 10)
+    categories += [f"x{i}" for i in range(1000)]
+    grader.bins = 3  # the same for a numeric's bins changed after
+    proc.reset()
+    assert [e.n_codes for e in proc._encoders] == list(proc._layout.sizes[:2])
+    out = proc.process_batch([{"c": f"x{i % 1000}", "v": float(i)} for i in range(2000)])
+    assert len(out) == 1000
+    assert proc.get_current_stats()["current_proportions"]["c"]["categories"] == {"__other__": 1.0}
+    assert proc.grading_functions["c"].get_categories() == ["a", "b"], "the grader keeps its own list"
+
+
+@pytest.mark.parametrize("name", ["marginal_weight", "pair_weight", "comoment_weight", "spread_weight"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -16.0, "16", True])
+def test_a_weight_that_is_not_a_finite_number_at_least_0_is_refused(name: str, value: object) -> None:
+    """Unchecked, NaN sent nothing, infinity missed the rate, and a negative weight inverted the mix."""
+    with pytest.raises(ValueError, match=f"{name} must be a finite number, 0 or more"):
+        DistilledProcessor(build_graders(ONE), **{name: value})  # type: ignore[arg-type]
+    DistilledProcessor(build_graders(ONE), **{name: 0})  # type: ignore[arg-type]
+
+
+def test_a_fraction_rate_is_taken_as_the_number_it_is() -> None:
+    """A Fraction passed the number check, then failed in the compiled kernels (numba TypingError)."""
+    from fractions import Fraction
+
+    proc = DistilledProcessor(build_graders(ONE), Fraction(3600), Fraction(1, 3), clock=FakeClock())
+    assert len(proc.process_batch([{"c": "abc"[i % 3]} for i in range(30)])) == 10
+
+
+def test_two_threads_can_share_a_processor() -> None:
+    """Two threads calling process_batch at once raised IndexError / KeyError / ValueError and sent
+    0 to 2,020 records for 4,000; calls now take turns, and the budget holds."""
+    import threading
+
+    proc = DistilledProcessor(
+        build_graders([*ONE, {"name": "v", "type": "numeric"}]), reduction_percentage=0.1, batch_size=50,
+        key_func=lambda r: r["k"], timestamp_func=lambda r: r["t"], max_keys=50,
+    )  # fmt: skip
+    sent, errors = [0, 0], []
+
+    def work(w: int) -> None:
+        try:
+            for b in range(100):
+                batch = [{"v": j * 0.1, "c": "abc"[j % 3], "k": (j * 7 + w) % 200, "t": 1000 + b} for j in range(100)]
+                sent[w] += len(proc.process_batch(batch))
+        except Exception as e:  # pragma: no cover - what the test is for
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sum(sent) == 2000
+    assert proc.get_current_stats()["keys_held"] == 50
+
+
+def test_an_odd_event_time_is_shown_by_its_start(caplog: pytest.LogCaptureFixture) -> None:
+    """The warning logged the whole value: a list nested 5,000 deep raised RecursionError out of
+    process_batch (on every batch), and a 1 MB string made a 1 MB log line."""
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    for odd in (deep, "x" * 1_000_000):
+        proc = DistilledProcessor(build_graders(ONE), 600, 0.5, timestamp_func=lambda r: r["t"], clock=FakeClock())
+        with caplog.at_level("WARNING"):
+            caplog.clear()
+            assert len(proc.process_batch([{"c": "a", "t": odd}, {"c": "b", "t": 1.0}])) == 1
+        assert "no usable event time" in caplog.text and len(caplog.text) < 2000
