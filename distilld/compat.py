@@ -31,11 +31,17 @@ def as_grader(name: str, grader: Any) -> GradingFunction:
         )
     if not grader.is_categorical():
         return NumericGrader(getattr(grader, "name", name), grader.evaluate)
-    categories = grader.get_categories() if callable(getattr(grader, "get_categories", None)) else []
+    # the published package's categorical LambdaGrader has its list in ``categories`` and no get_categories
+    categories = (
+        grader.get_categories()
+        if callable(getattr(grader, "get_categories", None))
+        else getattr(grader, "categories", None) or []
+    )
     if categories:
-        # the published package's CategoricalGrader.evaluate raises on a value outside its categories,
-        # which would make it missing: its classifier_func gives the value, and an unknown one is *other*
-        classify = getattr(grader, "classifier_func", None)
+        # the published package's graders' evaluate raises on a value outside their categories, which
+        # would make it missing: their classifier_func (CategoricalGrader) or func (LambdaGrader) gives the
+        # value, and an unknown one is *other*
+        classify = getattr(grader, "classifier_func", None) or getattr(grader, "func", None)
         return CategoricalGrader(
             getattr(grader, "name", name), list(categories), classify if callable(classify) else grader.evaluate
         )

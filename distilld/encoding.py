@@ -30,6 +30,7 @@ __all__ = [
     "NumericBinner",
     "OpenCategoricalEncoder",
     "category_label",
+    "category_names",
     "looked_up",
     "reserved_labels",
     "to_float_array",
@@ -49,6 +50,18 @@ def _label(value: Any) -> str | None:
 
 
 category_label = _label  # None where a categorical encoder counts the value missing (None, NaN, wrong type)
+
+
+def category_names(categories: Sequence[Any]) -> list[str]:
+    """A category list as the labels values are compared as: ``True`` is ``"true"``, as a value ``True`` is
+    (``str`` gave ``"True"``, and every ``True`` went to *other*); refuses what no value could match."""
+    names = []
+    for c in categories:
+        label = c if isinstance(c, str) else _label(c)
+        if label is None:
+            raise ValueError(f"category {c!r}: a category is a string, a number or a boolean")
+        names.append(str(label))
+    return names
 
 
 _PLAIN_NUMBERS = {float, int}
@@ -118,7 +131,7 @@ class CategoricalEncoder(Encoder):
     """A fixed category list, plus *other* and *missing*."""
 
     def __init__(self, categories: Sequence[str]) -> None:
-        self.categories = [str(c) for c in categories]
+        self.categories = category_names(categories)
         reserved_labels(self.categories)
         self._lut = {c: i for i, c in enumerate(self.categories)}
         self.other_code = len(self.categories)

@@ -13,7 +13,16 @@ from collections.abc import Callable, Sequence
 from numbers import Integral
 from typing import Any
 
-from distilld.encoding import CategoricalEncoder, Encoder, NumericBinner, OpenCategoricalEncoder
+import numpy as np
+
+from distilld.encoding import (
+    CategoricalEncoder,
+    Encoder,
+    NumericBinner,
+    OpenCategoricalEncoder,
+    category_label,
+    category_names,
+)
 from distilld.fieldpath import BatchGetter, compile_path
 from distilld.transforms import TRANSFORMS
 
@@ -54,6 +63,17 @@ def _check_bins(owner: str, bins: Any, pair_bins: Any) -> None:
         raise ValueError(f"{owner}: bins must be a whole number of at least 2, not {bins!r}")
     if pair_bins is not None and (not _whole(pair_bins) or pair_bins < 2 or bins % pair_bins):
         raise ValueError(f"{owner}: pair_bins must be a divisor of bins ({bins}) of at least 2, not {pair_bins!r}")
+
+
+def _bools_as_numbers(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``func``, with a boolean it returns as 1.0 or 0.0: a numeric grader's function is the user's own
+    code, and the seed package graded ``True`` as 1.0 (a field's JSON ``true`` stays a wrong type)."""
+
+    def graded(record: Any) -> Any:
+        value = func(record)
+        return float(value) if isinstance(value, bool | np.bool_) else value
+
+    return graded
 
 
 def safe_map(func: Callable[[Any], Any], records: Sequence[Any]) -> list[Any]:
@@ -123,14 +143,16 @@ class GradingFunction(ABC):
             raise ValueError(f"Error evaluating {type(self).__name__} '{self.name}': {e}") from e
 
     def _number(self, result: Any) -> float:
-        if isinstance(result, bool) or not isinstance(result, int | float):
+        if not isinstance(result, int | float):  # a bool is 1.0 or 0.0, as the seed package graded it
             raise ValueError(f"{type(self).__name__} '{self.name}' got {type(result).__name__}, expected a number")
         return float(result)
 
     def _category(self, result: Any, allowed: set[str]) -> str:
-        if result not in allowed:
+        """``result``'s label (JSON spelling: ``True`` is ``"true"``), as the engine compares it."""
+        label = category_label(result)
+        if label is None or label not in allowed:
             raise ValueError(f"{type(self).__name__} '{self.name}' got {result!r}, not one of {sorted(allowed)}")
-        return str(result)
+        return label
 
     def make_encoder(self, panes: int, seed: int) -> Encoder:
         """The encoder the engine uses for this feature."""
@@ -170,7 +192,7 @@ class NumericGrader(GradingFunction):
         return False
 
     def _raw_func(self) -> Callable[[Any], Any]:
-        return self.extractor_func
+        return _bools_as_numbers(self.extractor_func)
 
 
 class CategoricalGrader(GradingFunction):
@@ -182,7 +204,7 @@ class CategoricalGrader(GradingFunction):
             raise ValueError(f"Categories list for '{name}' cannot be empty")
         self.categories = list(categories)  # the caller's list may change after; this grader's may not
         self.classifier_func = classifier_func
-        self._category_set = set(self.categories)
+        self._category_set = set(category_names(self.categories))
 
     def evaluate(self, data_point: Any) -> str:
         return self._category(self._call(self.classifier_func, data_point), self._category_set)
@@ -236,7 +258,7 @@ class LambdaGrader(GradingFunction):
         self.func = func
         self._is_categorical = is_categorical
         self.categories = list(categories or [])
-        self._category_set = set(self.categories)
+        self._category_set = set(category_names(self.categories))
 
     def evaluate(self, data_point: Any) -> float | str:
         result = self._call(self.func, data_point)
@@ -249,7 +271,7 @@ class LambdaGrader(GradingFunction):
         return self.categories.copy()
 
     def _raw_func(self) -> Callable[[Any], Any]:
-        return self.func
+        return self.func if self._is_categorical else _bools_as_numbers(self.func)
 
 
 class _FieldMixin:

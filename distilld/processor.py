@@ -84,6 +84,9 @@ _WEIGHTS = (
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_SHORT = reprlib.Repr()  # a value in a log line: its start, whatever its size or depth
+_SHORT.maxstring = _SHORT.maxother = 200
+
 
 def _one_at_a_time(method: F) -> F:
     """The processor's state is not safe to change from two threads at once: calls take turns."""
@@ -425,7 +428,7 @@ class DistilledProcessor:
                     " ahead of the clock), e.g. %s%s: they take the watermark",
                     int(bad.sum()),
                     len(ts),
-                    reprlib.repr(example),  # a value nested deep or a long string: its start
+                    _SHORT.repr(example),  # a value nested deep or a long string: its start
                     hint,
                 )
             self.timestamps_replaced += int(bad.sum())

@@ -404,3 +404,57 @@ def test_the_warning_for_an_event_time_that_is_not_a_number_shows_it(
     (message,) = [r.getMessage() for r in caplog.records]
     assert f"e.g. {given!r} (not a number: event times are seconds" in message
     assert processor.get_current_stats()["timestamps_replaced"] == 1
+
+
+def test_the_seeds_categorical_lambda_grader_keeps_its_categories() -> None:
+    """The published LambdaGrader has ``categories`` but no get_categories: it was wrapped as an open
+    categorical, its list ignored, and a value outside it counted missing (its evaluate raises) where
+    distilld's own LambdaGrader counts it *other*."""
+    from distilled.grading import LambdaGrader as SeedLambda
+
+    shares = []
+    for grader in (
+        SeedLambda("c", lambda r: r, is_categorical=True, categories=["a", "b"]),
+        LambdaGrader("c", lambda r: r, is_categorical=True, categories=["a", "b"]),
+    ):
+        proc = DistilledProcessor({"c": grader}, reduction_percentage=1.0)
+        proc.process_batch(["a", "b", "zzz", "zzz"])
+        stats = proc.get_current_stats()
+        assert stats["missing"] == {"c": 0}
+        shares.append(stats["current_proportions"]["c"]["categories"])
+    assert shares[0] == shares[1] == {"a": 0.25, "b": 0.25, "__other__": 0.5}
+
+
+def test_a_boolean_from_a_numeric_graders_function_is_1_or_0_as_the_seed_graded_it() -> None:
+    """The seed's NumericGrader.evaluate(True) is 1.0; distilld counted every boolean missing, so a
+    seed user's flag feature was lost without a word. A field's JSON ``true`` stays a wrong type."""
+    assert seed.NumericGrader("m", lambda r: r["m"]).evaluate({"m": True}) == 1.0
+    records = [{"m": True}, {"m": False}, {"m": False}]
+    for grader in (NumericGrader("m", lambda r: r["m"]), LambdaGrader("m", lambda r: r["m"])):
+        assert grader.evaluate({"m": True}) == 1.0
+        proc = DistilledProcessor({"m": grader}, reduction_percentage=1.0)
+        out = proc.process_batch(records)
+        assert proc.get_current_stats()["missing"] == {"m": 0}
+        assert sorted(dp.vector_values["m"] for dp in out) == [0.0, 0.0, 1.0]
+    field = DistilledProcessor(distilld.build_graders([{"name": "m", "type": "numeric"}]), reduction_percentage=1.0)
+    field.process_batch(records)
+    assert field.get_current_stats()["missing"] == {"m": 3}
+
+
+@pytest.mark.parametrize(
+    ("categories", "values", "labels"),
+    [([True, False], [True, False], ["true", "false"]), ([1, 2], [1, 2], ["1", "2"]), ([1.5], [1.5], ["1.5"])],
+)
+def test_categories_that_are_not_strings_match_in_the_engine_as_in_evaluate(
+    categories: list[Any], values: list[Any], labels: list[str]
+) -> None:
+    """``CategoricalGrader('f', [True, False], ...)``: evaluate accepted True, but the engine compared
+    ``str(True)`` ("True") with the value's label ("true"), and every record went to *other*."""
+    grader = CategoricalGrader("f", categories, lambda r: r)
+    proc = DistilledProcessor({"f": grader}, reduction_percentage=1.0)
+    proc.process_batch(values * 5)
+    shares = proc.get_current_stats()["current_proportions"]["f"]["categories"]
+    assert shares.get("__other__", 0) == 0 and set(labels) <= set(shares)
+    assert [grader.evaluate(v) for v in values] == labels
+    with pytest.raises(ValueError, match="a category is a string, a number or a boolean"):
+        CategoricalGrader("f", [None, "a"], lambda r: r)
