@@ -198,6 +198,7 @@ _COMPARISONS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte":
 # (but for NaN, equal to nothing): a set lookup decides ``equals`` and ``in`` for them
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _NUMBERS = frozenset({int, float, type(None)})
+_BOOLS = (bool, np.bool_)  # numpy's booleans are booleans too: not 1
 
 
 def _bools(flags: Iterable[bool]) -> np.ndarray:
@@ -274,8 +275,24 @@ def _numbers(values: list[Any], types: set[type]) -> np.ndarray:
 
 
 def _equal(value: Any, want: Any) -> bool:
-    """``==``, except that booleans equal only booleans (``true`` is not ``1``)."""
-    return bool(value == want) and (type(value) is bool) == (type(want) is bool)
+    """``==`` with no broadcasting: booleans (numpy's too) equal only booleans, a list only a list of equal
+    items, a dict only a dict of equal members; an ``==`` that raises, or answers no boolean (an array),
+    is no match. Never raises."""
+    try:
+        if isinstance(want, list):
+            return isinstance(value, list) and len(value) == len(want) and all(map(_equal, value, want))
+        if isinstance(want, dict):
+            return (
+                isinstance(value, dict)
+                and len(value) == len(want)
+                and all(k in value and _equal(value[k], w) for k, w in want.items())
+            )
+        if (type(value) in _BOOLS) != (type(want) in _BOOLS):
+            return False
+        same = value == want
+        return type(same) in _BOOLS and bool(same)  # an array (numpy's broadcasting) is no answer
+    except Exception:  # an == that raises (a numpy array's bool()), a nesting too deep: not equal
+        return False
 
 
 def _member(value: Any, allowed: list[Any]) -> bool:

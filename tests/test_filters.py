@@ -164,8 +164,8 @@ def test_daemon_drops_and_keeps_always(kafka_bootstrap: str, tmp_path: Path, dae
     assert metrics[("distilld_window_records", (("kind", "received"),))] == len(rest), "kept and dropped: not windowed"
 
 
-# The filters before they ran a batch column by column (distilld 0.x, per-record calls): the oracle the
-# columnar ones must agree with on every input, odd values and raised errors included.
+# The filters value by value, per record (as distilld 0.x ran them, with the decisions of the module's
+# docstring since): the oracle the columnar ones must agree with on every input, odd values included.
 
 
 def _old_match(condition: Condition, records: Sequence[Any]) -> np.ndarray:
@@ -209,7 +209,20 @@ def _old_match(condition: Condition, records: Sequence[Any]) -> np.ndarray:
 
 
 def _old_equal(value: Any, want: Any) -> bool:
-    return bool(value == want) and (type(value) is bool) == (type(want) is bool)
+    """``==``; booleans only booleans, lists only lists and dicts only dicts, item by item; no arrays."""
+    if isinstance(want, list):
+        return isinstance(value, list) and len(value) == len(want) and all(map(_old_equal, value, want))
+    if isinstance(want, dict):
+        return (
+            isinstance(value, dict) and value.keys() == want.keys() and all(_old_equal(value[k], want[k]) for k in want)
+        )
+    if isinstance(value, bool | np.bool_) != isinstance(want, bool | np.bool_):
+        return False
+    try:
+        same = value == want
+    except Exception:
+        return False
+    return isinstance(same, bool | np.bool_) and bool(same)
 
 
 def _old_split(configured: FilterSettings, records: Sequence[Any]) -> tuple[list[bool], list[Any], list[Any]]:
@@ -377,13 +390,16 @@ ODD_CELLS: list[Any] = [True, 1, 1.0, -0.0, np.bool_(True), np.int64(1), "1", No
 @pytest.mark.parametrize(
     ("when", "expected"),
     [
-        ({"field": "a", "equals": 1}, [0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0]),  # numpy's true is no bool: it is 1
-        ({"field": "a", "equals": True}, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ({"field": "a", "equals": 1}, [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0]),  # numpy's true is a bool, not 1
+        ({"field": "a", "equals": True}, [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
         ({"field": "a", "in": [0, "1"]}, [0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0]),
         ({"field": "a", "in": [True, 1.0]}, [1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0]),
-        ({"field": "a", "equals": None}, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]),  # null equals the missing ones
-        # a list to compare with: value by value, numpy broadcasting its scalars ([1] == np.int64(1))
-        ({"field": "a", "in": [[1]]}, [0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0]),
+        ({"field": "a", "equals": None}, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]),
+        # a list equals only a list: numpy's scalars do not broadcast to it ([1] == np.int64(1) is an array)
+        ({"field": "a", "in": [[1]]}, [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ({"field": "a", "in": [[True]]}, [0] * 11),  # inside a list too, true is not 1
+        ({"field": "a", "equals": {"x": 1}}, [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+        ({"field": "a", "equals": {"x": 1.0}}, [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
         ({"field": "a", "in": [math.nan]}, [0] * 11),  # NaN equals nothing, not even itself
         ({"field": "a", "in": None}, [0] * 11),
     ],
@@ -415,15 +431,25 @@ def test_regex_numbers_and_exists_on_odd_values(values: list[Any], when: dict[st
     assert _old_match(condition, records).tolist() == [bool(e) for e in expected]
 
 
-def test_an_equality_that_raises_raises_as_before() -> None:
-    condition = Condition.model_validate({"field": "a", "equals": "x"})
-    for odd in (_EqualsArray(), _EqualsRaises()):
-        records = [{"a": "x"}, {"a": odd}]
-        assert _outcome(lambda records=records: match(condition, records)) == _outcome(
-            lambda records=records: _old_match(condition, records)
-        )
-        assert isinstance(_outcome(lambda records=records: match(condition, records)), tuple)
-    assert match(condition, [{"a": _EqualsAll()}, {"a": "y"}]).tolist() == [True, False]
+def test_a_value_whose_equality_raises_or_broadcasts_matches_nothing_and_the_batch_is_filtered() -> None:
+    """An ``==`` that raises, or answers with an array (numpy's), made the whole batch's filters raise:
+    now that record does not match that test, and every other record is filtered as ever."""
+    odd = [_EqualsRaises(), _EqualsArray(), np.array([1, 2]), np.array(["x"]), np.array([1.0])]
+    records = [{"a": "x"}, *({"a": v} for v in odd), {"a": "y"}, {"a": 1}]
+    for when, expected in [
+        ({"field": "a", "equals": "x"}, [1, 0, 0, 0, 0, 0, 0, 0]),
+        ({"field": "a", "in": ["x", 1]}, [1, 0, 0, 0, 0, 0, 0, 1]),
+        ({"field": "a", "equals": [1, 2]}, [0] * 8),  # an array is no list
+    ]:
+        condition = Condition.model_validate(when)
+        assert match(condition, records).tolist() == [bool(e) for e in expected], when
+        assert _old_match(condition, records).tolist() == [bool(e) for e in expected], when
+    filters = Filters(_settings([{"field": "a", "equals": "y"}], [{"field": "a", "in": ["x", 1]}]))
+    reduce, dropped, kept = filters.split(records)
+    assert dropped == [(6, "drop0")] and kept == [(0, "keep0"), (7, "keep0")]
+    assert np.flatnonzero(reduce).tolist() == [1, 2, 3, 4, 5], "the odd ones are reduced"
+    everything = Condition.model_validate({"field": "a", "equals": "x"})
+    assert match(everything, [{"a": _EqualsAll()}, {"a": "y"}]).tolist() == [True, False], "== answering true matches"
 
 
 def test_split_names_each_record_by_its_first_filter_in_index_order() -> None:
