@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distilld.broker import free_port
-from distilld.encoding import to_float_array
 from distilld.fieldpath import compile_path
 from distilld.filters import Condition, Filters, FilterSettings, match
 from distilld.settings import ConfigError, load_settings
@@ -197,7 +197,7 @@ def _old_match(condition: Condition, records: Sequence[Any]) -> np.ndarray:
     if "regex" in fields:
         search = re.compile(condition.regex or "").search
         return np.fromiter((isinstance(v, str) and search(v) is not None for v in values), dtype=bool, count=n)
-    numbers = to_float_array(values)
+    numbers = np.array([_old_number(v) for v in values], dtype=np.float64)
     with np.errstate(invalid="ignore"):
         if "gt" in fields:
             return numbers > condition.gt
@@ -206,6 +206,18 @@ def _old_match(condition: Condition, records: Sequence[Any]) -> np.ndarray:
         if "lt" in fields:
             return numbers < condition.lt
         return numbers <= condition.lte
+
+
+def _old_number(value: Any) -> float:
+    """A number as a float (±inf kept, an int past the floats as ±inf), NaN for the rest (booleans too)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real | Decimal):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return -math.inf if value < 0 else math.inf
+    except ValueError:
+        return math.nan
 
 
 def _old_equal(value: Any, want: Any) -> bool:
@@ -418,8 +430,15 @@ def test_equals_and_in_compare_as_python_does_but_booleans_equal_only_booleans(
     [
         (["bot", _Text("bot"), np.str_("bot"), b"bot", None, ["bot"], 7], {"regex": "bot"}, [1, 1, 1, 0, 0, 0, 0]),
         (["Bot", "bot", "Bot", "x"], {"regex": "^Bot$"}, [1, 0, 1, 0]),  # the same string twice: searched once
-        ([1, None, 2.5, 10**400, True, "3", np.float64(4), Decimal("5")], {"gt": 0}, [1, 0, 1, 0, 0, 0, 1, 1]),
-        ([math.inf, -math.inf, 1.0, math.nan], {"lt": 2}, [0, 0, 1, 0]),  # infinite: not a number, as NaN
+        ([1, None, 2.5, 10**400, True, "3", np.float64(4), Decimal("5")], {"gt": 0}, [1, 0, 1, 1, 0, 0, 1, 1]),
+        ([math.inf, -math.inf, 1.0, math.nan], {"lt": 2}, [0, 1, 1, 0]),  # infinite: the number it is
+        ([math.inf, -math.inf, 1.0, math.nan], {"gt": 0}, [1, 0, 1, 0]),
+        (
+            [-(10**400), 10**400, np.float64("-inf"), Decimal("-Infinity"), Decimal("sNaN")],
+            {"lte": -1e308},
+            [1, 0, 1, 1, 0],
+        ),
+        ([np.bool_(True), np.bool_(False), np.float32("inf"), Decimal("NaN")], {"gte": 0}, [0, 0, 1, 0]),
         ([None, 1.5, None], {"gte": 1.5}, [0, 1, 0]),
         ([None, 0, "", False], {"exists": True}, [0, 1, 1, 1]),
     ],
