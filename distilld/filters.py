@@ -28,6 +28,19 @@ __all__ = ["Condition", "FilterSettings", "FilterSpec", "Filters", "check_regex"
 
 _TESTS = ("equals", "in_", "regex", "gt", "gte", "lt", "lte", "exists")
 _COMBINATIONS = ("all_", "any_", "not_")
+# what each test or combination needs, where it is given as null (equals: null is a test of its own)
+_NOT_NULL = {
+    "in_": "a list of values",
+    "regex": "a regular expression",
+    "gt": "a number",
+    "gte": "a number",
+    "lt": "a number",
+    "lte": "a number",
+    "exists": "true or false",
+    "all_": "a list of conditions",
+    "any_": "a list of conditions",
+    "not_": "a condition",
+}
 
 
 class Condition(BaseModel):
@@ -46,6 +59,15 @@ class Condition(BaseModel):
     all_: list[Condition] | None = Field(default=None, alias="all")
     any_: list[Condition] | None = Field(default=None, alias="any")
     not_: Condition | None = Field(default=None, alias="not")
+
+    @field_validator(*_NOT_NULL, mode="before")
+    @classmethod
+    def _given(cls, value: Any, info: ValidationInfo) -> Any:
+        # run on given values only: null here is not "not given" (in: null matched nothing, regex: null
+        # every string)
+        if value is None:
+            raise ValueError(f"null: give {_NOT_NULL[info.field_name or '']}")
+        return value
 
     @field_validator("field")
     @classmethod

@@ -109,6 +109,13 @@ def _drop(when: dict[str, Any], name: str = "x") -> dict[str, Any]:
         (_drop({"all": []}), r"filters\.drop\.0\.when\.all: empty: .*every record"),
         (_drop({"any": []}), r"filters\.drop\.0\.when\.any: empty: .*no record"),
         (_drop({"not": {"all": [{"field": "a", "exists": True}, {"any": []}]}}), r"when\.not\.all\.1\.any: empty"),
+        # given as null: in matched nothing, regex every string, exists as false; all/any/not failed an assert
+        (_drop({"field": "a", "in": None}), r"filters\.drop\.0\.when\.in: .*null: give a list of values"),
+        (_drop({"field": "a", "regex": None}), r"filters\.drop\.0\.when\.regex: .*null: give a regular expression"),
+        (_drop({"any": [{"field": "a", "gte": None}]}), r"filters\.drop\.0\.when\.any\.0\.gte: .*null: give a number"),
+        (_drop({"field": "a", "exists": None}), r"filters\.drop\.0\.when\.exists: .*null: give true or false"),
+        (_drop({"all": None}), r"filters\.drop\.0\.when\.all: .*null: give a list of conditions"),
+        (_drop({"not": None}), r"filters\.drop\.0\.when\.not: .*null: give a condition"),
     ],
 )
 def test_filter_errors_name_the_filter_and_the_reason(filters: dict[str, Any], message: str) -> None:
@@ -307,10 +314,10 @@ def _conditions(fields: list[str], values: st.SearchStrategy[Any]) -> st.SearchS
     field = st.sampled_from(fields)
     tests = st.one_of(
         st.builds(lambda f, v: {"field": f, "equals": v}, field, values),
-        st.builds(lambda f, v: {"field": f, "in": v}, field, st.lists(values, max_size=4) | st.none()),
-        st.builds(lambda f, v: {"field": f, "regex": v}, field, st.sampled_from(PATTERNS) | st.none()),
+        st.builds(lambda f, v: {"field": f, "in": v}, field, st.lists(values, max_size=4)),
+        st.builds(lambda f, v: {"field": f, "regex": v}, field, st.sampled_from(PATTERNS)),
         st.builds(lambda f, op, v: {"field": f, op: v}, field, st.sampled_from(["gt", "gte", "lt", "lte"]), thresholds),
-        st.builds(lambda f, v: {"field": f, "exists": v}, field, st.booleans() | st.none()),
+        st.builds(lambda f, v: {"field": f, "exists": v}, field, st.booleans()),
     )
     return st.recursive(
         tests,
@@ -413,7 +420,6 @@ ODD_CELLS: list[Any] = [True, 1, 1.0, -0.0, np.bool_(True), np.int64(1), "1", No
         ({"field": "a", "equals": {"x": 1}}, [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
         ({"field": "a", "equals": {"x": 1.0}}, [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
         ({"field": "a", "in": [math.nan]}, [0] * 11),  # NaN equals nothing, not even itself
-        ({"field": "a", "in": None}, [0] * 11),
     ],
 )
 def test_equals_and_in_compare_as_python_does_but_booleans_equal_only_booleans(
@@ -469,6 +475,18 @@ def test_a_value_whose_equality_raises_or_broadcasts_matches_nothing_and_the_bat
     assert np.flatnonzero(reduce).tolist() == [1, 2, 3, 4, 5], "the odd ones are reduced"
     everything = Condition.model_validate({"field": "a", "equals": "x"})
     assert match(everything, [{"a": _EqualsAll()}, {"a": "y"}]).tolist() == [True, False], "== answering true matches"
+
+
+def test_null_and_a_missing_field_are_the_same_to_every_test() -> None:
+    records = [{"a": None}, {}, {"a": 0}, "not a dict", {"a": [None]}]
+    for when, expected in [
+        ({"equals": None}, [1, 1, 0, 1, 0]),
+        ({"in": [None, 0]}, [1, 1, 1, 1, 0]),
+        ({"exists": False}, [1, 1, 0, 1, 0]),
+        ({"equals": [None]}, [0, 0, 0, 0, 1]),
+    ]:
+        condition = Condition.model_validate({"field": "a", **when})
+        assert match(condition, records).tolist() == [bool(e) for e in expected], when
 
 
 def test_split_names_each_record_by_its_first_filter_in_index_order() -> None:
