@@ -369,3 +369,29 @@ class Filters:
             taken = np.flatnonzero(which >= 0)
             decided.append(list(zip(taken.tolist(), names[which[taken]].tolist(), strict=True)))
         return reduce, decided[0], decided[1]
+
+    def split_checked(
+        self, records: Sequence[Any]
+    ) -> tuple[np.ndarray, list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str]]]:
+        """:meth:`split`, and [(index, reason)] of the records it could not filter. It should raise for
+        none (an odd value matches no test, it raises no error); if it raises all the same (a bug), each
+        record is filtered alone and those that raise again are left out of the three lists: neither
+        reduced, dropped nor kept, for the caller to report (the daemon as processing.on_error says)."""
+        try:
+            return (*self.split(records), [])
+        except Exception:
+            pass
+        reduce = np.zeros(len(records), dtype=bool)
+        dropped: list[tuple[int, str]] = []
+        kept: list[tuple[int, str]] = []
+        errors: list[tuple[int, str]] = []
+        for i, record in enumerate(records):
+            try:
+                alone, drop, keep = self.split([record])
+            except Exception as e:
+                errors.append((i, f"filters raised {type(e).__name__}: {e}"))
+                continue
+            reduce[i] = alone[0]
+            dropped += [(i, name) for _, name in drop]
+            kept += [(i, name) for _, name in keep]
+        return reduce, dropped, kept, errors
