@@ -6,6 +6,24 @@ one of ``equals``, ``in``, ``regex``, ``gt``/``gte``/``lt``/``lte``,
 is counted per filter and goes nowhere; a kept one is forwarded outside the
 budget with weight 1 and does not enter the windows (so the weights of the
 sampled records stand for the rest). Conditions run a batch at a time, a field's values as one column.
+
+What a test compares, and what no value can make it do:
+
+- a JSON null and a missing field are the same (as for the features): both fail
+  every test but ``exists: false``, ``equals: null`` and an ``in`` list with null;
+- ``equals``/``in``: ``==``, except that booleans (numpy's too) equal only
+  booleans (``true`` is not ``1``), a list only a list of equal items and an
+  object only an object of equal members (no numpy broadcasting: an array is
+  not ``1`` nor ``[1]``), and NaN nothing; a value whose ``==`` raises, or
+  answers anything but true or false, equals nothing: the record does not
+  match, the rest of the batch is filtered as ever;
+- ``gt``/``gte``/``lt``/``lte``: numbers (numpy's and Decimal too, not
+  booleans), as 64-bit floats: ±infinity compares as itself (an integer too
+  large for a float as ±infinity), NaN and every other value match none;
+- ``regex``: strings only (searched anywhere in them: ``re.search``).
+
+A test given as null (``in: null``, ``regex: null``, ``gt: null``, ...) is a
+configuration error, but ``equals: null``.
 """
 
 from __future__ import annotations
