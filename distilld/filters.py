@@ -6,26 +6,59 @@ one of ``equals``, ``in``, ``regex``, ``gt``/``gte``/``lt``/``lte``,
 is counted per filter and goes nowhere; a kept one is forwarded outside the
 budget with weight 1 and does not enter the windows (so the weights of the
 sampled records stand for the rest). Conditions run a batch at a time, a field's values as one column.
+
+What a test compares, and what no value can make it do:
+
+- a JSON null and a missing field are the same (as for the features): both fail
+  every test but ``exists: false``, ``equals: null`` and an ``in`` list with null;
+- ``equals``/``in``: ``==``, except that booleans (numpy's too) equal only
+  booleans (``true`` is not ``1``), a list only a list of equal items and an
+  object only an object of equal members (no numpy broadcasting: an array is
+  not ``1`` nor ``[1]``), and NaN nothing; a value whose ``==`` raises, or
+  answers anything but true or false, equals nothing: the record does not
+  match, the rest of the batch is filtered as ever;
+- ``gt``/``gte``/``lt``/``lte``: numbers (numpy's and Decimal too, not
+  booleans), as 64-bit floats: ±infinity compares as itself (an integer too
+  large for a float as ±infinity), NaN and every other value match none;
+- ``regex``: strings only (searched anywhere in them: ``re.search``).
+
+A test given as null (``in: null``, ``regex: null``, ``gt: null``, ...) is a
+configuration error, but ``equals: null``.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from itertools import compress, repeat
+from numbers import Real
 from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from distilld.encoding import to_float_array
 from distilld.fieldpath import BatchGetter, compile_path, parse_path
 
 __all__ = ["Condition", "FilterSettings", "FilterSpec", "Filters", "check_regex", "match"]
 
 _TESTS = ("equals", "in_", "regex", "gt", "gte", "lt", "lte", "exists")
 _COMBINATIONS = ("all_", "any_", "not_")
+# what each test or combination needs, where it is given as null (equals: null is a test of its own)
+_NOT_NULL = {
+    "in_": "a list of values",
+    "regex": "a regular expression",
+    "gt": "a number",
+    "gte": "a number",
+    "lt": "a number",
+    "lte": "a number",
+    "exists": "true or false",
+    "all_": "a list of conditions",
+    "any_": "a list of conditions",
+    "not_": "a condition",
+}
 
 
 class Condition(BaseModel):
@@ -44,6 +77,15 @@ class Condition(BaseModel):
     all_: list[Condition] | None = Field(default=None, alias="all")
     any_: list[Condition] | None = Field(default=None, alias="any")
     not_: Condition | None = Field(default=None, alias="not")
+
+    @field_validator(*_NOT_NULL, mode="before")
+    @classmethod
+    def _given(cls, value: Any, info: ValidationInfo) -> Any:
+        # run on given values only: null here is not "not given" (in: null matched nothing, regex: null
+        # every string)
+        if value is None:
+            raise ValueError(f"null: give {_NOT_NULL[info.field_name or '']}")
+        return value
 
     @field_validator("field")
     @classmethod
@@ -198,6 +240,8 @@ _COMPARISONS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte":
 # (but for NaN, equal to nothing): a set lookup decides ``equals`` and ``in`` for them
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _NUMBERS = frozenset({int, float, type(None)})
+_FLOATS = frozenset({int, float})
+_BOOLS = (bool, np.bool_)  # numpy's booleans are booleans too: not 1
 
 
 def _bools(flags: Iterable[bool]) -> np.ndarray:
@@ -262,20 +306,51 @@ def _searched_text(text: list[str], search: Callable[[str], re.Match[str] | None
 
 
 def _numbers(values: list[Any], types: set[type]) -> np.ndarray:
-    """:func:`to_float_array` of ``values``, sparing it a second look at their types where these are known."""
-    if types <= {float}:  # floats convert as they are (no overflow, as an int may)
-        return to_float_array(np.fromiter(values, dtype=np.float64, count=len(values)))
-    if type(None) in types and types <= _NUMBERS:  # numbers with missing ones: the numbers in one go
+    """Each value as a float64 (:func:`_number`), in one C loop where they are all ints and floats."""
+    if types <= _FLOATS:
+        try:
+            return np.fromiter(values, dtype=np.float64, count=len(values))
+        except OverflowError:  # an int too large for a float: value by value
+            pass
+    elif type(None) in types and types <= _NUMBERS:  # numbers with missing ones: the numbers in one go
         present = _present(values, types)
         out = np.full(len(values), np.nan)
         out[present] = _numbers(list(compress(values, present)), types - {type(None)})
         return out
-    return to_float_array(values)
+    return np.fromiter(map(_number, values), dtype=np.float64, count=len(values))
+
+
+def _number(value: Any) -> float:
+    """A number (numpy's, Decimal) as a float, ±infinity too; NaN for anything else (a boolean is no number)."""
+    if type(value) in _BOOLS or not isinstance(value, Real | Decimal):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the floats: beyond every bound
+        return -math.inf if value < 0 else math.inf
+    except (ValueError, TypeError):  # Decimal's signalling NaN
+        return math.nan
 
 
 def _equal(value: Any, want: Any) -> bool:
-    """``==``, except that booleans equal only booleans (``true`` is not ``1``)."""
-    return bool(value == want) and (type(value) is bool) == (type(want) is bool)
+    """``==`` with no broadcasting: booleans (numpy's too) equal only booleans, a list only a list of equal
+    items, a dict only a dict of equal members; an ``==`` that raises, or answers no boolean (an array),
+    is no match. Never raises."""
+    try:
+        if isinstance(want, list):
+            return isinstance(value, list) and len(value) == len(want) and all(map(_equal, value, want))
+        if isinstance(want, dict):
+            return (
+                isinstance(value, dict)
+                and len(value) == len(want)
+                and all(k in value and _equal(value[k], w) for k, w in want.items())
+            )
+        if (type(value) in _BOOLS) != (type(want) in _BOOLS):
+            return False
+        same = value == want
+        return type(same) in _BOOLS and bool(same)  # an array (numpy's broadcasting) is no answer
+    except Exception:  # an == that raises (a numpy array's bool()), a nesting too deep: not equal
+        return False
 
 
 def _member(value: Any, allowed: list[Any]) -> bool:
@@ -312,3 +387,29 @@ class Filters:
             taken = np.flatnonzero(which >= 0)
             decided.append(list(zip(taken.tolist(), names[which[taken]].tolist(), strict=True)))
         return reduce, decided[0], decided[1]
+
+    def split_checked(
+        self, records: Sequence[Any]
+    ) -> tuple[np.ndarray, list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str]]]:
+        """:meth:`split`, and [(index, reason)] of the records it could not filter. It should raise for
+        none (an odd value matches no test, it raises no error); if it raises all the same (a bug), each
+        record is filtered alone and those that raise again are left out of the three lists: neither
+        reduced, dropped nor kept, for the caller to report (the daemon as processing.on_error says)."""
+        try:
+            return (*self.split(records), [])
+        except Exception:
+            pass
+        reduce = np.zeros(len(records), dtype=bool)
+        dropped: list[tuple[int, str]] = []
+        kept: list[tuple[int, str]] = []
+        errors: list[tuple[int, str]] = []
+        for i, record in enumerate(records):
+            try:
+                alone, drop, keep = self.split([record])
+            except Exception as e:
+                errors.append((i, f"filters raised {type(e).__name__}: {e}"))
+                continue
+            reduce[i] = alone[0]
+            dropped += [(i, name) for _, name in drop]
+            kept += [(i, name) for _, name in keep]
+        return reduce, dropped, kept, errors

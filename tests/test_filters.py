@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distilld.broker import free_port
-from distilld.encoding import to_float_array
 from distilld.fieldpath import compile_path
 from distilld.filters import Condition, Filters, FilterSettings, match
 from distilld.settings import ConfigError, load_settings
@@ -109,6 +109,13 @@ def _drop(when: dict[str, Any], name: str = "x") -> dict[str, Any]:
         (_drop({"all": []}), r"filters\.drop\.0\.when\.all: empty: .*every record"),
         (_drop({"any": []}), r"filters\.drop\.0\.when\.any: empty: .*no record"),
         (_drop({"not": {"all": [{"field": "a", "exists": True}, {"any": []}]}}), r"when\.not\.all\.1\.any: empty"),
+        # given as null: in matched nothing, regex every string, exists as false; all/any/not failed an assert
+        (_drop({"field": "a", "in": None}), r"filters\.drop\.0\.when\.in: .*null: give a list of values"),
+        (_drop({"field": "a", "regex": None}), r"filters\.drop\.0\.when\.regex: .*null: give a regular expression"),
+        (_drop({"any": [{"field": "a", "gte": None}]}), r"filters\.drop\.0\.when\.any\.0\.gte: .*null: give a number"),
+        (_drop({"field": "a", "exists": None}), r"filters\.drop\.0\.when\.exists: .*null: give true or false"),
+        (_drop({"all": None}), r"filters\.drop\.0\.when\.all: .*null: give a list of conditions"),
+        (_drop({"not": None}), r"filters\.drop\.0\.when\.not: .*null: give a condition"),
     ],
 )
 def test_filter_errors_name_the_filter_and_the_reason(filters: dict[str, Any], message: str) -> None:
@@ -164,8 +171,8 @@ def test_daemon_drops_and_keeps_always(kafka_bootstrap: str, tmp_path: Path, dae
     assert metrics[("distilld_window_records", (("kind", "received"),))] == len(rest), "kept and dropped: not windowed"
 
 
-# The filters before they ran a batch column by column (distilld 0.x, per-record calls): the oracle the
-# columnar ones must agree with on every input, odd values and raised errors included.
+# The filters value by value, per record (as distilld 0.x ran them, with the decisions of the module's
+# docstring since): the oracle the columnar ones must agree with on every input, odd values included.
 
 
 def _old_match(condition: Condition, records: Sequence[Any]) -> np.ndarray:
@@ -197,7 +204,7 @@ def _old_match(condition: Condition, records: Sequence[Any]) -> np.ndarray:
     if "regex" in fields:
         search = re.compile(condition.regex or "").search
         return np.fromiter((isinstance(v, str) and search(v) is not None for v in values), dtype=bool, count=n)
-    numbers = to_float_array(values)
+    numbers = np.array([_old_number(v) for v in values], dtype=np.float64)
     with np.errstate(invalid="ignore"):
         if "gt" in fields:
             return numbers > condition.gt
@@ -208,8 +215,33 @@ def _old_match(condition: Condition, records: Sequence[Any]) -> np.ndarray:
         return numbers <= condition.lte
 
 
+def _old_number(value: Any) -> float:
+    """A number as a float (±inf kept, an int past the floats as ±inf), NaN for the rest (booleans too)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real | Decimal):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return -math.inf if value < 0 else math.inf
+    except ValueError:
+        return math.nan
+
+
 def _old_equal(value: Any, want: Any) -> bool:
-    return bool(value == want) and (type(value) is bool) == (type(want) is bool)
+    """``==``; booleans only booleans, lists only lists and dicts only dicts, item by item; no arrays."""
+    if isinstance(want, list):
+        return isinstance(value, list) and len(value) == len(want) and all(map(_old_equal, value, want))
+    if isinstance(want, dict):
+        return (
+            isinstance(value, dict) and value.keys() == want.keys() and all(_old_equal(value[k], want[k]) for k in want)
+        )
+    if isinstance(value, bool | np.bool_) != isinstance(want, bool | np.bool_):
+        return False
+    try:
+        same = value == want
+    except Exception:
+        return False
+    return isinstance(same, bool | np.bool_) and bool(same)
 
 
 def _old_split(configured: FilterSettings, records: Sequence[Any]) -> tuple[list[bool], list[Any], list[Any]]:
@@ -282,10 +314,10 @@ def _conditions(fields: list[str], values: st.SearchStrategy[Any]) -> st.SearchS
     field = st.sampled_from(fields)
     tests = st.one_of(
         st.builds(lambda f, v: {"field": f, "equals": v}, field, values),
-        st.builds(lambda f, v: {"field": f, "in": v}, field, st.lists(values, max_size=4) | st.none()),
-        st.builds(lambda f, v: {"field": f, "regex": v}, field, st.sampled_from(PATTERNS) | st.none()),
+        st.builds(lambda f, v: {"field": f, "in": v}, field, st.lists(values, max_size=4)),
+        st.builds(lambda f, v: {"field": f, "regex": v}, field, st.sampled_from(PATTERNS)),
         st.builds(lambda f, op, v: {"field": f, op: v}, field, st.sampled_from(["gt", "gte", "lt", "lte"]), thresholds),
-        st.builds(lambda f, v: {"field": f, "exists": v}, field, st.booleans() | st.none()),
+        st.builds(lambda f, v: {"field": f, "exists": v}, field, st.booleans()),
     )
     return st.recursive(
         tests,
@@ -377,15 +409,17 @@ ODD_CELLS: list[Any] = [True, 1, 1.0, -0.0, np.bool_(True), np.int64(1), "1", No
 @pytest.mark.parametrize(
     ("when", "expected"),
     [
-        ({"field": "a", "equals": 1}, [0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0]),  # numpy's true is no bool: it is 1
-        ({"field": "a", "equals": True}, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ({"field": "a", "equals": 1}, [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0]),  # numpy's true is a bool, not 1
+        ({"field": "a", "equals": True}, [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
         ({"field": "a", "in": [0, "1"]}, [0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0]),
         ({"field": "a", "in": [True, 1.0]}, [1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0]),
-        ({"field": "a", "equals": None}, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]),  # null equals the missing ones
-        # a list to compare with: value by value, numpy broadcasting its scalars ([1] == np.int64(1))
-        ({"field": "a", "in": [[1]]}, [0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0]),
+        ({"field": "a", "equals": None}, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]),
+        # a list equals only a list: numpy's scalars do not broadcast to it ([1] == np.int64(1) is an array)
+        ({"field": "a", "in": [[1]]}, [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ({"field": "a", "in": [[True]]}, [0] * 11),  # inside a list too, true is not 1
+        ({"field": "a", "equals": {"x": 1}}, [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+        ({"field": "a", "equals": {"x": 1.0}}, [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
         ({"field": "a", "in": [math.nan]}, [0] * 11),  # NaN equals nothing, not even itself
-        ({"field": "a", "in": None}, [0] * 11),
     ],
 )
 def test_equals_and_in_compare_as_python_does_but_booleans_equal_only_booleans(
@@ -402,8 +436,15 @@ def test_equals_and_in_compare_as_python_does_but_booleans_equal_only_booleans(
     [
         (["bot", _Text("bot"), np.str_("bot"), b"bot", None, ["bot"], 7], {"regex": "bot"}, [1, 1, 1, 0, 0, 0, 0]),
         (["Bot", "bot", "Bot", "x"], {"regex": "^Bot$"}, [1, 0, 1, 0]),  # the same string twice: searched once
-        ([1, None, 2.5, 10**400, True, "3", np.float64(4), Decimal("5")], {"gt": 0}, [1, 0, 1, 0, 0, 0, 1, 1]),
-        ([math.inf, -math.inf, 1.0, math.nan], {"lt": 2}, [0, 0, 1, 0]),  # infinite: not a number, as NaN
+        ([1, None, 2.5, 10**400, True, "3", np.float64(4), Decimal("5")], {"gt": 0}, [1, 0, 1, 1, 0, 0, 1, 1]),
+        ([math.inf, -math.inf, 1.0, math.nan], {"lt": 2}, [0, 1, 1, 0]),  # infinite: the number it is
+        ([math.inf, -math.inf, 1.0, math.nan], {"gt": 0}, [1, 0, 1, 0]),
+        (
+            [-(10**400), 10**400, np.float64("-inf"), Decimal("-Infinity"), Decimal("sNaN")],
+            {"lte": -1e308},
+            [1, 0, 1, 1, 0],
+        ),
+        ([np.bool_(True), np.bool_(False), np.float32("inf"), Decimal("NaN")], {"gte": 0}, [0, 0, 1, 0]),
         ([None, 1.5, None], {"gte": 1.5}, [0, 1, 0]),
         ([None, 0, "", False], {"exists": True}, [0, 1, 1, 1]),
     ],
@@ -415,15 +456,37 @@ def test_regex_numbers_and_exists_on_odd_values(values: list[Any], when: dict[st
     assert _old_match(condition, records).tolist() == [bool(e) for e in expected]
 
 
-def test_an_equality_that_raises_raises_as_before() -> None:
-    condition = Condition.model_validate({"field": "a", "equals": "x"})
-    for odd in (_EqualsArray(), _EqualsRaises()):
-        records = [{"a": "x"}, {"a": odd}]
-        assert _outcome(lambda records=records: match(condition, records)) == _outcome(
-            lambda records=records: _old_match(condition, records)
-        )
-        assert isinstance(_outcome(lambda records=records: match(condition, records)), tuple)
-    assert match(condition, [{"a": _EqualsAll()}, {"a": "y"}]).tolist() == [True, False]
+def test_a_value_whose_equality_raises_or_broadcasts_matches_nothing_and_the_batch_is_filtered() -> None:
+    """An ``==`` that raises, or answers with an array (numpy's), made the whole batch's filters raise:
+    now that record does not match that test, and every other record is filtered as ever."""
+    odd = [_EqualsRaises(), _EqualsArray(), np.array([1, 2]), np.array(["x"]), np.array([1.0])]
+    records = [{"a": "x"}, *({"a": v} for v in odd), {"a": "y"}, {"a": 1}]
+    for when, expected in [
+        ({"field": "a", "equals": "x"}, [1, 0, 0, 0, 0, 0, 0, 0]),
+        ({"field": "a", "in": ["x", 1]}, [1, 0, 0, 0, 0, 0, 0, 1]),
+        ({"field": "a", "equals": [1, 2]}, [0] * 8),  # an array is no list
+    ]:
+        condition = Condition.model_validate(when)
+        assert match(condition, records).tolist() == [bool(e) for e in expected], when
+        assert _old_match(condition, records).tolist() == [bool(e) for e in expected], when
+    filters = Filters(_settings([{"field": "a", "equals": "y"}], [{"field": "a", "in": ["x", 1]}]))
+    reduce, dropped, kept = filters.split(records)
+    assert dropped == [(6, "drop0")] and kept == [(0, "keep0"), (7, "keep0")]
+    assert np.flatnonzero(reduce).tolist() == [1, 2, 3, 4, 5], "the odd ones are reduced"
+    everything = Condition.model_validate({"field": "a", "equals": "x"})
+    assert match(everything, [{"a": _EqualsAll()}, {"a": "y"}]).tolist() == [True, False], "== answering true matches"
+
+
+def test_null_and_a_missing_field_are_the_same_to_every_test() -> None:
+    records = [{"a": None}, {}, {"a": 0}, "not a dict", {"a": [None]}]
+    for when, expected in [
+        ({"equals": None}, [1, 1, 0, 1, 0]),
+        ({"in": [None, 0]}, [1, 1, 1, 1, 0]),
+        ({"exists": False}, [1, 1, 0, 1, 0]),
+        ({"equals": [None]}, [0, 0, 0, 0, 1]),
+    ]:
+        condition = Condition.model_validate({"field": "a", **when})
+        assert match(condition, records).tolist() == [bool(e) for e in expected], when
 
 
 def test_split_names_each_record_by_its_first_filter_in_index_order() -> None:

@@ -971,10 +971,16 @@ class Daemon:
         records, good, bad = self.decode(values)
         prepared = Prepared(records, good, bad)
         if records and self.filters:
-            reduce, dropped, kept = self.filters.split(records)
+            reduce, dropped, kept, unfiltered = self.filters.split_checked(records)
             prepared.dropped = [(good[i], name) for i, name in dropped]
             prepared.kept = [(good[i], name) for i, name in kept]
-            if dropped or kept:
+            if unfiltered:  # as undecodable ones: skipped, dead-lettered or stopping, as processing.on_error says
+                prepared.bad = sorted(prepared.bad + [(good[i], reason) for i, reason in unfiltered])
+                log.error(
+                    "filters: %d records of a batch could not be filtered (processing.on_error: %s): %s",
+                    len(unfiltered), self.settings.processing.on_error, unfiltered[0][1],
+                )  # fmt: skip
+            if dropped or kept or unfiltered:
                 prepared.take(np.flatnonzero(reduce).tolist())
         if prepared.records and self.graders_may_raise:
             extracted, errors = part.reducer.extract(prepared.records)

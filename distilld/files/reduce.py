@@ -154,6 +154,7 @@ class FileFilters:
 
     def __init__(self, settings: FilterSettings, text: bool = False) -> None:
         self._numbers: dict[str, str] = {}  # a compared path → the key of its numbers in a batch's view
+        self.records = 0  # filtered so far
         if text:
             settings = FilterSettings(
                 drop=[f.model_copy(update={"when": self._rewrite(f.when)}) for f in settings.drop],
@@ -177,7 +178,10 @@ class FileFilters:
         return bool(self.filters)
 
     def split(self, records: list[Any]) -> tuple[np.ndarray, list[tuple[int, str]], list[tuple[int, str]]]:
-        """As :meth:`distilld.filters.Filters.split`."""
+        """As :meth:`distilld.filters.Filters.split`; a FileFormatError naming the first record (counted
+        over the batches filtered so far: the file's records) it could not filter."""
+        first = self.records
+        self.records += len(records)
         if self._numbers:
             view = [dict(r) for r in records]
             for path, key in self._numbers.items():
@@ -188,7 +192,13 @@ class FileFilters:
                 for record, value in zip(view, values, strict=True):
                     record[key] = value
             records = view
-        return self.filters.split(records)
+        reduce, dropped, kept, failed = self.filters.split_checked(records)
+        if failed:
+            i, reason = failed[0]
+            raise FileFormatError(
+                f"record {first + i + 1}: {reason}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
+            )
+        return reduce, dropped, kept
 
 
 def numeric_columns(settings: EngineSettings) -> set[str]:
