@@ -79,6 +79,10 @@ def _total(counter: Any) -> float:
     return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
 
 
+def _reasons(counter: Any) -> set[str]:
+    return {s.labels["reason"] for m in counter.collect() for s in m.samples if s.name.endswith("_total") and s.value}
+
+
 @pytest.mark.usefixtures("raising")
 @pytest.mark.parametrize("on_error", ["dlq", "skip", "fail"])
 def test_records_the_filters_could_not_filter_go_where_on_error_says_with_a_log_line(
@@ -105,8 +109,10 @@ def test_records_the_filters_could_not_filter_go_where_on_error_says_with_a_log_
             headers = dict(dead[0]["headers"])
             assert headers["distilld-error"] == b"filters raised RuntimeError: cannot filter"
             assert headers["distilld-source-offset"] == b"12"
+            assert _reasons(d.metrics.dlq) == {"filter_error"}, "labelled not_json before"
         else:
             assert not dead and _total(d.metrics.skipped) == 1, "counted skipped"
+            assert _reasons(d.metrics.skipped) == {"filter_error"}
     for call in producer.calls:
         call["on_delivery"](None, None)
     assert part.progress.committable == (12 if on_error == "fail" else 14), "committed past what was handled only"

@@ -25,6 +25,7 @@ REASONS = {
     "bad_framing": "not in the Confluent wire format",
     "unknown_schema": "unknown schema id",
     "grader_error": "grader",
+    "filter_error": "filters raised",
 }
 
 
