@@ -562,6 +562,12 @@ class DistilledProcessor:
             sends = (quota > 0)[key_index[whole]] & live[whole]
             change = self.reduction_percentage * live[whole] - sends
             windows.account(record_slots[whole], cells[whole], change, moments[whole])
+            late_whole = whole & ~live
+            if late_whole.any():  # late records of such keys: into the late records' deficits (see _select)
+                late_sends = (quota > 0)[key_index[late_whole]]
+                windows.account_into(
+                    windows.late_deficit, cells[late_whole], self.reduction_percentage - late_sends, moments[late_whole]
+                )
         # the selector takes the deficits as they stood before this batch and adds the arrivals as it goes
         deficit = windows.deficit[part_slots]
         chosen = self._select(key_index, cells, moments, quota, partial, part_slots, deficit, live, targets)
@@ -569,10 +575,6 @@ class DistilledProcessor:
         picked = np.zeros(len(codes), dtype=np.bool_)
         picked[chosen] = True
         sent = picked & live
-        # a record too late for the window counts in no deficit (the selector took its pick off: give it back)
-        late = picked & ~live & ~whole
-        if late.any():
-            windows.account(record_slots[late], cells[late], np.ones(int(late.sum())), moments[late])
         windows.add(KeyedWindows.SENT, record_slots[sent], epochs[sent], cells[sent])
         self._seq += len(codes)
 
@@ -612,8 +614,11 @@ class DistilledProcessor:
                 moments,
                 self._windows.global_deficit,
                 global_targets,
-                self.reduction_percentage * live,
+                np.full(len(key_index), self.reduction_percentage),
                 jitter,
+                # records too late for their window on the late records' deficits (see _select)
+                self._windows.late_deficit,
+                ~live,
             )
 
         return choose
@@ -632,26 +637,83 @@ class DistilledProcessor:
     ) -> np.ndarray:
         """Keys whose quota covers all their records send them all; the others
         (``partial``) go through the selector (with the summed deficits when
-        ``targets``, the cells' window counts over every key, are given)."""
+        ``targets``, the cells' window counts over every key, are given).
+
+        A key's records too late for the window (``live`` false) join none of
+        its deficits: they are picked as a key of their own would be, against
+        the deficits of every late record so far (``late_deficit``), with the
+        share of the key's quota their number gives (:meth:`_late_quota`). With
+        the key's own deficits, left as they were, every batch of late records
+        got the same picks whatever they held (0.90/0.10/0.00 of a mix of
+        0.80/0.15/0.05: worse than random sampling)."""
         picked = [np.flatnonzero(((quota > 0) & ~partial)[key_index])]
         if partial.any():
             candidates = np.flatnonzero(partial[key_index])
-            remap = np.cumsum(partial) - 1
+            local_key = (np.cumsum(partial) - 1)[key_index[candidates]]
+            quotas, received, rows = quota[partial], self._window_targets(part_slots), deficit
+            late = ~live[candidates]
+            n_part = len(quotas)
+            row_of = None
+            if late.any():  # each key's late records as a key of their own, after the keys, all on one row
+                late_quota = self._late_quota(local_key, late, quotas)
+                local_key = np.where(late, local_key + n_part, local_key)
+                quotas = np.concatenate([quotas - late_quota, late_quota])
+                received = np.concatenate([received, received])
+                rows = np.concatenate([deficit, self._windows.late_deficit[None, :]])
+                row_of = np.minimum(np.arange(2 * n_part), n_part)
             jitter = 1e-9 * unit_float(candidates.astype(np.int64) + self._seq, self.seed)
             local = self._selector.select(
-                remap[key_index[candidates]],
+                local_key,
                 cells[candidates],
-                quota[partial],
-                self._window_targets(part_slots),
-                deficit,
+                quotas,
+                received,
+                rows,
                 jitter,
-                self.reduction_percentage * live[candidates],
+                np.full(len(candidates), self.reduction_percentage),
                 moments[candidates],
                 self._windows.global_deficit,
                 targets,
+                summed_keys=n_part,
+                row_of=row_of,
             )
+            if late.any():
+                self._late_picked(candidates, local, late, rows[n_part], cells, moments)
+                deficit[:] = rows[:n_part]
             picked.append(candidates[local])
         return np.sort(np.concatenate(picked))
+
+    def _late_quota(self, local_key: np.ndarray, late: np.ndarray, quotas: np.ndarray) -> np.ndarray:
+        """Per key, the picks its late records take: the share of its quota their number is, rounded so
+        that the fractions carry from key to key and batch to batch (``late_carry``), within what its
+        live and late records can make."""
+        n = np.bincount(local_key, minlength=len(quotas))
+        n_late = np.bincount(local_key[late], minlength=len(quotas))
+        owed = self._windows.late_carry + np.cumsum(quotas * n_late / np.maximum(n, 1))
+        whole = np.floor(owed + 1e-9)
+        share = np.diff(whole, prepend=math.floor(self._windows.late_carry + 1e-9)).astype(np.int64)
+        share = np.clip(share, np.maximum(quotas - (n - n_late), 0), np.minimum(quotas, n_late))
+        self._windows.late_carry = float(min(max(owed[-1] - whole[-1], 0.0), 1.0))
+        return share
+
+    def _late_picked(
+        self,
+        candidates: np.ndarray,
+        local: np.ndarray,
+        late: np.ndarray,
+        late_row: np.ndarray,
+        cells: np.ndarray,
+        moments: np.ndarray,
+    ) -> None:
+        """After the selector: the late records' row is ``late_deficit`` now, and their arrivals and
+        picks come out of the deficits summed over keys, which hold the windows' records."""
+        windows = self._windows
+        windows.late_deficit = late_row.copy()
+        chosen = np.zeros(len(candidates), dtype=np.bool_)
+        chosen[local] = True
+        records = candidates[late]
+        windows.account_into(
+            windows.global_deficit, cells[records], chosen[late] - self.reduction_percentage, moments[records]
+        )
 
     def _window_targets(self, slots: np.ndarray) -> np.ndarray:
         """Records per cell in the keys' windows (keys × cells, float64): exact

@@ -209,7 +209,8 @@ def _herd(
     quota: np.ndarray,  # per key: picks in this batch
     segment_picks: int,
     cells: np.ndarray,  # candidates × groups (uint32: _unsigned)
-    deficit: np.ndarray,  # keys × cells (updated in place)
+    deficit: np.ndarray,  # rows × cells (updated in place)
+    row_of: np.ndarray,  # per key: its row of ``deficit`` (keys may share one, taken in turn)
     scale: np.ndarray,  # keys × cells: weight / (T + SMALL_CELL)
     jitter: np.ndarray,  # per candidate
     arrive: np.ndarray,  # per candidate: what its arrival added to its cells' deficits
@@ -235,7 +236,7 @@ def _herd(
         n = hi - lo
         if q <= 0 or n <= 0:
             continue
-        own = deficit[k]
+        own = deficit[row_of[k]]
         own_scale = scale[k]
         f = gfactor[k]
         summed = f > 0.0
@@ -278,39 +279,43 @@ def _pooled(
     segment_picks: int,
     cells: np.ndarray,  # records × groups (uint32: _unsigned)
     moments: np.ndarray,  # records × moments
-    gdeficit: np.ndarray,  # cells, then moments: a copy of the deficits summed over keys (changed here)
+    deficits: np.ndarray,  # rows × (cells, then moments): copies of the deficits records are judged on (changed here)
+    row: np.ndarray,  # per record: its row of ``deficits``
     gscale: np.ndarray,
     arrive: np.ndarray,  # per record
     jitter: np.ndarray,  # per record
 ) -> np.ndarray:
     taken = np.zeros(n_keys, dtype=np.bool_)
-    base = gdeficit.shape[0] - moments.shape[1]
+    base = deficits.shape[1] - moments.shape[1]
     gmoment_scale = gscale[base:]
     n = candidates.shape[0]
-    gain = np.empty(base, dtype=np.float64)  # each cell's term of a score, as in _herd
+    gains = np.empty((deficits.shape[0], base), dtype=np.float64)  # each cell's term of a score, as in _herd
     segments = max(1, (extra + segment_picks - 1) // segment_picks)
     for s in range(segments):
         a, b = (s * n) // segments, ((s + 1) * n) // segments
         for j in range(a, b):
             i = candidates[j]
-            add_record(gdeficit, cells, moments, i, arrive[i], base)
-        _cell_gains(gain, gdeficit, gscale, 1.0, cells, candidates, a, b, base)
+            add_record(deficits[row[i]], cells, moments, i, arrive[i], base)
+        for r in range(deficits.shape[0]):
+            _cell_gains(gains[r], deficits[r], gscale, 1.0, cells, candidates, a, b, base)
         for _ in range(((s + 1) * extra) // segments - (s * extra) // segments):
             best, best_score = -1, -np.inf
             for j in range(a, b):
                 i = candidates[j]
                 if taken[key_of[i]]:
                     continue
+                gain = gains[row[i]]
                 score = jitter[i]
                 for g in range(cells.shape[1]):
                     score += gain[cells[i, g]]
-                score = _moment_gain(score, gdeficit, gmoment_scale, 1.0, moments, i, base)
+                score = _moment_gain(score, deficits[row[i]], gmoment_scale, 1.0, moments, i, base)
                 if score > best_score:
                     best, best_score = i, score
             if best < 0:
                 break
             taken[key_of[best]] = True
-            _add_cached(gdeficit, gain, gscale, 1.0, True, cells, moments, best, -1.0, base)
+            r = row[best]
+            _add_cached(deficits[r], gains[r], gscale, 1.0, True, cells, moments, best, -1.0, base)
     return np.flatnonzero(taken)
 
 
@@ -341,6 +346,8 @@ class HerdingSelector:
         moments: np.ndarray | None = None,
         global_deficit: np.ndarray | None = None,
         global_targets: np.ndarray | None = None,
+        summed_keys: int | None = None,
+        row_of: np.ndarray | None = None,
     ) -> np.ndarray:
         """Indices of the chosen candidates.
 
@@ -354,7 +361,11 @@ class HerdingSelector:
         ``global_deficit``: the deficits of the cells and the moments summed
         over every key, updated in place like a key's; ``global_targets``: the
         cells' window counts over every key (for the pair cells, an estimate).
-        Without them (or with ``global_weight`` 0) each key is balanced alone.
+        Without them (or with ``global_weight`` 0) each key is balanced alone;
+        ``summed_keys``: only the keys before it score the summed deficits (all
+        by default; the processor's late records' keys come after); ``row_of``:
+        each key's row of ``deficit`` (default: key k's is row k), keys sharing a
+        row take it in turn, each seeing the others' picks.
         """
         order = np.argsort(key_index, kind="stable")
         starts = np.concatenate([[0], np.cumsum(np.bincount(key_index, minlength=len(quota)))])
@@ -373,9 +384,12 @@ class HerdingSelector:
             raise ValueError("selector: candidates, keys, jitter and arrivals disagree in length")
         if n and (cells.min() < 0 or cells.max() >= received.shape[1] or key_index.min() < 0):
             raise ValueError("selector: a cell or key index out of range")
-        if moments.shape != (len(cells), len(self.moment_weights)) or deficit.shape != (
-            len(quota),
-            received.shape[1] + len(self.moment_weights),
+        row_of = np.arange(len(quota), dtype=np.int64) if row_of is None else row_of.astype(np.int64)
+        if (
+            moments.shape != (len(cells), len(self.moment_weights))
+            or deficit.shape[1:] != (received.shape[1] + len(self.moment_weights),)
+            or row_of.shape != (len(quota),)
+            or (len(row_of) and not 0 <= row_of.min() <= row_of.max() < deficit.shape[0])
         ):
             raise ValueError("selector: cells, moments and deficits disagree in shape")
         # a moment's deficit grows with the whole window, as the count cell's does
@@ -400,6 +414,8 @@ class HerdingSelector:
             gfactor = (
                 self.global_weight * (1.0 - share) * self.small_cell / (self.small_cell + self.rate * received[:, 0])
             )
+            if summed_keys is not None:
+                gfactor[summed_keys:] = 0.0
         chosen = _herd(
             starts.astype(np.int64),
             order.astype(np.int64),
@@ -407,6 +423,7 @@ class HerdingSelector:
             int(self.segment_picks),
             _unsigned(cells),
             deficit,
+            row_of,
             scale,
             jitter,
             arrive,
@@ -441,11 +458,14 @@ class HerdingSelector:
         global_targets: np.ndarray,
         arrive: np.ndarray,
         jitter: np.ndarray,
+        late_deficit: np.ndarray | None = None,
+        late: np.ndarray | None = None,
     ) -> np.ndarray:
         """Which keys take the budget's pooled extra sends (budget.py): up to
         ``extra`` keys, one send each, chosen among the ``candidates`` (records
         in arrival order) greedily on the deficits summed over keys, as the
-        selector picks (on a copy: the selector then counts the sends)."""
+        selector picks (on a copy: the selector then counts the sends); records
+        ``late`` for their window on ``late_deficit`` instead (a copy too)."""
         # the kernel does not check bounds: a mismatch here would write outside the deficits
         n = len(cells)
         if (
@@ -455,8 +475,14 @@ class HerdingSelector:
             or len(key_index) != n
             or len(arrive) != n
             or len(jitter) != n
+            or (late is not None and (late.shape != (n,) or late_deficit is None))
+            or (late_deficit is not None and late_deficit.shape != global_deficit.shape)
         ):
             raise ValueError("selector: cells, moments and the summed deficits disagree in shape")
+        if late is None or late_deficit is None or not late.any():
+            deficits, row = global_deficit[None, :].copy(), np.zeros(n, dtype=np.int64)
+        else:
+            deficits, row = np.stack([global_deficit, late_deficit]), late.astype(np.int64)
         if len(candidates) and (candidates.min() < 0 or candidates.max() >= n):
             raise ValueError("selector: a candidate out of range")
         if n and (
@@ -471,7 +497,8 @@ class HerdingSelector:
             int(self.segment_picks),
             _unsigned(cells),
             np.ascontiguousarray(moments, dtype=np.float64),
-            global_deficit.copy(),
+            deficits,
+            row,
             self._global_scale(global_targets),
             np.ascontiguousarray(arrive, dtype=np.float64),
             np.ascontiguousarray(jitter, dtype=np.float64),

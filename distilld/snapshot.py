@@ -51,8 +51,11 @@ MAGIC = b"DSTLSNAP"
 # strings (read still, with a warning about strings that look like one). 5: True and 1 are two keys
 # (distilld.keys), frozensets are kept, and a key that cannot come back equal is refused at dump; 4
 # stored such keys by their repr (read still, with a warning about them)
-VERSION = 6
-READABLE = (4, 5, 6)
+# 7: the deficits of the records too late for their window (``late_deficit``, ``late_carry``), written
+# only when there are any: a snapshot without them is still 6 or 5
+VERSION = 7
+READABLE = (4, 5, 6, 7)
+VERSION_WITH_JSON_CONTAINERS = 6
 # written when no key holds a list or a dict: a daemon of stop 23 or before reads it (a rolling upgrade, or a
 # rollback, would cost its pods a replay of every window for nothing)
 VERSION_WITHOUT_JSON_CONTAINERS = 5
@@ -97,6 +100,9 @@ _ENCODER_CONFIG = ("categories", "bins", "top_k", "sample")
 _WINDOW_STATE: tuple[str, ...] = ("ring", "totals", "deficit", "recent", "recent_epoch", "pane_epoch", "carry")
 _WINDOW_STATE += ("last_used", "in_use")
 _WINDOW_STATE += ("_capacity", "_free", "evicted", "balance", "_clock", "global_deficit")
+_LATE_STATE = ("late_deficit", "late_carry")  # version 7: left out while they are zero
+_WINDOW_STATE += _LATE_STATE
+_KEPT_WITHOUT_LATE = tuple(n for n in _WINDOW_STATE if n not in _LATE_STATE)
 _ENCODER_STATE: tuple[str, ...] = ("_epoch", "_seen", "_values", "edges", "_mean", "_sd", "_step", "_since_refresh")
 _ENCODER_STATE += ("_lut", "_slots", "_freq")
 
@@ -264,6 +270,7 @@ def _restore_attrs(
 def dump(proc: DistilledProcessor) -> bytes:
     arrays: dict[str, np.ndarray] = {}
     windows = proc._windows
+    late = bool(windows.late_carry or windows.late_deficit.any())
     header: dict[str, Any] = {
         "fingerprint": fingerprint(proc),
         "config": _config(proc),
@@ -271,7 +278,7 @@ def dump(proc: DistilledProcessor) -> bytes:
             "watermark": repr(proc._watermark),
             "seq": proc._seq,
         },
-        "windows": _attrs(windows, "windows", arrays, _WINDOW_STATE),
+        "windows": _attrs(windows, "windows", arrays, _WINDOW_STATE if late else _KEPT_WITHOUT_LATE),
         "keys": _keys_out(windows),
         "keys_by_value": True,  # lists and dicts kept as such (version 5 written since has none; older held reprs)
         "encoders": [_attrs(e, f"encoder{i}", arrays, _ENCODER_STATE) for i, e in enumerate(proc._encoders)],
@@ -286,7 +293,13 @@ def dump(proc: DistilledProcessor) -> bytes:
     header["arrays"] = index
     head = orjson.dumps(header)
     body = struct.pack("<I", len(head)) + head + b"".join(blobs)
-    version = VERSION if _json_containers(header["keys"]) else VERSION_WITHOUT_JSON_CONTAINERS
+    version = (
+        VERSION
+        if late
+        else VERSION_WITH_JSON_CONTAINERS
+        if _json_containers(header["keys"])
+        else VERSION_WITHOUT_JSON_CONTAINERS
+    )
     return MAGIC + struct.pack("<H", version) + zlib.compress(body, 1)
 
 
@@ -317,6 +330,7 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
                 + (", ".join(differ) if differ else "features, numeric bins, window, rate or seed")
             )
         windows = proc._windows
+        windows.late_deficit, windows.late_carry = np.zeros_like(windows.late_deficit), 0.0  # none before 7
         _restore_attrs(windows, header["windows"], "windows", arrays, _WINDOW_STATE)
         legacy = version < 5
         keys = [(_key_in(k, legacy), int(slot)) for k, slot in header["keys"]]

@@ -91,6 +91,7 @@ class KeyedWindows:
     totals: np.ndarray  # kind × slot × window cell over live panes, int64
     deficit: np.ndarray  # slot × (cell, moment): rate · received − sent since the key appeared, float64
     global_deficit: np.ndarray  # (cell, moment): ``deficit`` summed over every key, evicted ones too
+    late_deficit: np.ndarray  # (cell, moment): the same over the records too late for their window, every key's
     recent: np.ndarray  # slot × pair cell: arrivals decayed by (1 − 1/panes) a pane, float32
     recent_epoch: np.ndarray  # slot: the pane epoch ``recent`` is decayed to
     pane_epoch: np.ndarray  # slot × pane: which pane epoch each ring entry holds
@@ -132,6 +133,10 @@ class KeyedWindows:
         self.balance = 0.0  # sum of every key's budget carry, evicted keys included
         # the deficits summed over every key, evicted ones included (cells, then moments)
         self.global_deficit = np.zeros(n_cells + moments)
+        # records too late for the window are balanced among themselves, apart from the keys' windows
+        # (processor.py): their deficits over every key, and the fraction of a pick their quotas carry
+        self.late_deficit = np.zeros(n_cells + moments)
+        self.late_carry = 0.0
         # the marginal cells' received window counts summed over the held keys, kept as ``totals`` changes
         self.global_totals = np.zeros(self.window_cells, dtype=np.int64)
         self._clock = 0
@@ -308,6 +313,13 @@ class KeyedWindows:
                 np.ascontiguousarray(moments, dtype=np.float64), self.n_cells, self.global_deficit,
             )  # fmt: skip
 
+    def account_into(self, vec: np.ndarray, cells: np.ndarray, change: np.ndarray, moments: np.ndarray) -> None:
+        """:meth:`account` into one vector of cells then moments (``global_deficit``, ``late_deficit``)."""
+        if len(cells):
+            change = change.astype(np.float64)
+            np.add.at(vec, cells.ravel(), np.repeat(change, cells.shape[1]))
+            vec[self.n_cells :] += change @ moments
+
     def global_received(self) -> np.ndarray:
         """The marginal cells' window counts summed over every held key (float64): kept up to
         date by :meth:`add`, :meth:`advance` and evictions, not summed over the keys a batch."""
@@ -329,6 +341,7 @@ class KeyedWindows:
             "last_used": ((cap,), np.int64),
             "in_use": ((cap,), np.bool_),
             "global_deficit": ((self.n_cells + self.moments,), np.float64),
+            "late_deficit": ((self.n_cells + self.moments,), np.float64),
         }
         for name, (shape, dtype) in expected.items():
             array = getattr(self, name)
