@@ -254,7 +254,6 @@ class KafkaSettings(_Section):
     def _one_input(self) -> KafkaSettings:
         if bool(self.input_topics) == bool(self.input_pattern):
             raise ValueError("give exactly one of input_topics (a list) or input_pattern (a regex)")
-        pattern = re.compile(self.input_pattern) if self.input_pattern else None
         loops = [
             f"{name} {topic!r} is also an input topic: distilld would read its own output"
             for name, topic in (
@@ -262,7 +261,7 @@ class KafkaSettings(_Section):
                 ("dlq_topic", self.dlq_topic),
                 ("state_topic", self.state_topic_name()),
             )
-            if topic is not None and (topic in self.input_topics or (pattern is not None and pattern.search(topic)))
+            if topic is not None and self.reads(topic)  # the anchored regex the daemon subscribes with
         ]
         if loops:
             raise ValueError("; ".join(loops))

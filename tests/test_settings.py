@@ -578,6 +578,19 @@ def test_output_matched_by_input_pattern_is_refused(tmp_path: Path, name: str) -
         load_settings(write(tmp_path, data))
 
 
+def test_an_output_the_anchored_pattern_does_not_match_is_accepted(tmp_path: Path) -> None:
+    """The check matched 'app.*' unanchored, so 'distilled.app.events' counted as an input: the daemon subscribes
+    with '^app.*', which does not read it."""
+    data = minimal()
+    data["kafka"].update(input_topics=[], input_pattern="app.*", output_topic="distilled.app.events")
+    data["kafka"]["dlq_topic"] = "distilled.app.dlq"
+    settings = load_settings(write(tmp_path, data))
+    assert settings.kafka.subscription() == ["^app.*"] and not settings.kafka.reads("distilled.app.events")
+    data["kafka"]["output_topic"] = "app.distilled"
+    with pytest.raises(ConfigError, match=r"output_topic 'app\.distilled' is also an input topic"):
+        load_settings(write(tmp_path, data))
+
+
 def test_feature_typo_of_a_required_key_is_named(tmp_path: Path) -> None:
     data = minimal()
     data["features"] = [{"name": "g", "type": "categorical", "field": "g", "catgories": ["x"]}]
