@@ -200,7 +200,8 @@ class KafkaSettings(_Section):
     output_topic: Annotated[str, Field(min_length=1, description="where selected records go")]
     dlq_topic: str | None = Field(
         default=None,
-        description="where undecodable records, and records the output topic refuses, go (processing.on_error: dlq)",
+        description="required with processing.on_error: dlq (the default): where undecodable records, and records "
+        "the output topic refuses, go",
     )
     state_topic: str | None = Field(
         default=None,
@@ -543,7 +544,10 @@ class Settings(EngineSettings):
     @model_validator(mode="after")
     def _dlq(self) -> Settings:
         if self.processing.on_error == "dlq" and not self.kafka.dlq_topic:
-            raise ValueError("processing.on_error is 'dlq' but kafka.dlq_topic is not set")
+            raise ValueError(
+                "processing.on_error is 'dlq' (the default) but kafka.dlq_topic is not set: set kafka.dlq_topic, "
+                "or processing.on_error: skip or fail"
+            )
         return self
 
 
@@ -632,8 +636,7 @@ def load_model(
         lines = [_describe(err) for err in e.errors()]
         if preset is not None and any("on_error is 'dlq'" in line for line in lines):
             lines.append(
-                f"(--preset {preset} sets processing.on_error: dlq: set kafka.dlq_topic, or processing.on_error: "
-                "skip or fail, in your file)"
+                f"(--preset {preset} sets processing.on_error: dlq; your file's processing.on_error wins over it)"
             )
         raise ConfigError("\n".join(lines)) from None
     except SettingsError as e:

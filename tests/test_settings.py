@@ -408,7 +408,16 @@ ERRORS: list[tuple[str, Mutation, list[str]]] = [
         _set("kafka", input_topics=[], input_pattern="^from-file"),
         ["kafka", "state_topic 'from-file.distilld-state' is also an input topic"],
     ),
-    ("dlq-without-topic", _drop("kafka", "dlq_topic"), ["processing.on_error", "'dlq'", "kafka.dlq_topic", "not set"]),
+    (
+        "dlq-without-topic",
+        _drop("kafka", "dlq_topic"),
+        [
+            "processing.on_error",
+            "'dlq'",
+            "kafka.dlq_topic",
+            "not set: set kafka.dlq_topic, or processing.on_error: skip",
+        ],
+    ),
     (
         "dlq-explicit-without-topic",
         _both(_set("kafka", dlq_topic=None), _set("processing", on_error="dlq")),
