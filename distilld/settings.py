@@ -645,7 +645,8 @@ def load_model(
         prefix = f"DISTILLD_{field.group(1).upper()}" if field else "DISTILLD_"
         names = sorted(k for k in os.environ if k.upper().startswith(prefix))
         raise ConfigError(
-            f"{', '.join(names) or prefix}: not valid JSON for a list or mapping setting ({e.__cause__ or e})"
+            f"{', '.join(names) or prefix}: not valid JSON for a list or mapping setting ({e.__cause__ or e}); "
+            """write lists and mappings as JSON, e.g. DISTILLD_KAFKA__INPUT_TOPICS='["people","other"]'"""
         ) from None
 
 

@@ -665,6 +665,7 @@ def test_an_environment_variable_that_is_not_json_is_a_config_error(
     code, _, err = check_config(capsys, "--config", str(write(tmp_path, minimal())))
     assert code == 1 and "Traceback" not in err
     assert "DISTILLD_KAFKA__INPUT_TOPICS: not valid JSON" in err and "DISTILLD_* environment" in err
+    assert """e.g. DISTILLD_KAFKA__INPUT_TOPICS='["people","other"]'""" in err, err
 
 
 @pytest.mark.parametrize("field", ["output_topic", "dlq_topic", "state_topic"])
