@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,36 @@ def test_readme_processor_example_runs_as_printed(capsys: pytest.CaptureFixture[
     stats = scope["processor"].get_current_stats()  # type: ignore[attr-defined]
     assert set(stats["drift"]) == {"age", "gender", "income"} and stats["keys_held"] == 3
     assert "200 of 2000 records sent, standing for 2000" in capsys.readouterr().out
+
+
+@pytest.mark.kafka
+def test_readme_quick_start_produce_snippet_fills_the_topic(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Quick start's produce.py, as printed but for the broker's address and the topic's name, puts every line
+    of `distilld sample people -o people.ndjson` into the topic as a JSON record."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from distilld.cli import main
+
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    code = readme.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.startswith("# produce.py") and '"localhost:9092"' in code and 'produce("people"' in code
+    topic = f"people-{uuid.uuid4().hex[:8]}"
+    code = code.replace('"localhost:9092"', repr(kafka_bootstrap)).replace('produce("people"', f'produce("{topic}"')
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "people", "-o", "people.ndjson", "--records", "300"]) == 0
+    exec(compile(code, "README.md", "exec"), {"__name__": "produce"})  # the README's own snippet
+    assert "not delivered: 0" in capsys.readouterr().out
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": topic, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 300 and time.monotonic() < deadline:
+            got += [m.value() for m in consumer.consume(500, timeout=1) if m.error() is None]
+    finally:
+        consumer.close()
+    lines = (tmp_path / "people.ndjson").read_bytes().splitlines()
+    assert sorted(got) == sorted(lines) and set(json.loads(got[0])) >= {"gender", "country", "age", "income", "ts"}
