@@ -140,6 +140,13 @@ def test_people_example_is_the_seeds_three_features() -> None:
     assert by_name["gender"]["categories"] == ["female", "male", "other"]
 
 
+@pytest.mark.parametrize("path", DAEMON_CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_serve_metrics_on_this_machine_only(path: Path) -> None:
+    """config/people.yaml bound 0.0.0.0 while the Security section says the default is 127.0.0.1; the image sets
+    0.0.0.0 itself (DISTILLD_METRICS__HOST), and the chart derives it from its config."""
+    assert load_settings(path).metrics.host == "127.0.0.1"
+
+
 # --- defaults -------------------------------------------------------------------------------------------------------
 
 
