@@ -228,11 +228,18 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
             print(f"  ({_NO_CONFIG_NOTE})", file=sys.stderr)
         return 1
     _warn_unknown_env()
+    from distilld.daemon.clients import ignored_settings
+
+    ignored = ignored_settings(settings)
     if command == "check-config":
+        for line in ignored:
+            print(f"distilld: warning: {line}", file=sys.stderr)
         print(json.dumps(masked(settings), indent=2))
         print(size, file=sys.stderr)
         return 0
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for line in ignored:
+        logging.getLogger("distilld").warning("%s", line)
     from distilld.daemon.loop import Daemon
 
     try:
