@@ -86,3 +86,24 @@ def test_readme_quick_start_produce_snippet_fills_the_topic(
         consumer.close()
     lines = (tmp_path / "people.ndjson").read_bytes().splitlines()
     assert sorted(got) == sorted(lines) and set(json.loads(got[0])) >= {"gender", "country", "age", "income", "ts"}
+
+
+def test_readme_files_section_commands_run_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Files section's reduce commands name files that exist (the quick start's people.csv, the shipped UserALE
+    fixture) and no --config the reader has not got; they read events.csv and logs.ndjson with a mine.yaml."""
+    import shlex
+
+    from distilld.cli import main
+
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Files:", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+    assert len(commands) >= 2 and all(c[:2] == ["distilld", "reduce"] for c in commands)
+    for name in ("config", "tests"):  # the repository's files, as from its root; outputs land in tmp_path
+        (tmp_path / name).symlink_to(DOCS.parent / name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "people", "-o", "people.csv", "--records", "2000"]) == 0  # the quick start's
+    for command in commands:
+        assert main([*command[1:], "-q"]) == 0, command
+        output = command[command.index("-o") + 1]
+        assert (tmp_path / output).stat().st_size > 0
