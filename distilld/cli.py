@@ -131,14 +131,33 @@ def _stoppable() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+class _CommandFormatter(logging.Formatter):
+    """The engine's log lines (an event time it could not use, ...) as the command's own warnings:
+    ``distilld reduce: warning: ...``, not a bare message among the command's lines."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"distilld {self.command}: {record.levelname.lower()}: {record.getMessage()}"
+
+
 def _files(args: argparse.Namespace) -> int:
     """``reduce`` and ``evaluate``: the engine over a file; interrupted, a line and 128 + the signal."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_CommandFormatter(args.command))
+    logger = logging.getLogger("distilld")
+    logger.addHandler(handler)
     try:
         with _stoppable():
             return _run_files(args)
     except _Stopped as e:
         print(f"distilld {args.command}: interrupted", file=sys.stderr)
         return 128 + e.signum
+    finally:
+        logger.removeHandler(handler)
 
 
 def _run_files(args: argparse.Namespace) -> int:
