@@ -35,9 +35,10 @@ RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 COPY config/distilld.yaml /etc/distilld/distilld.yaml
 USER 10001
 EXPOSE 9108
-# the port the daemon listens on: DISTILLD_METRICS__PORT when given (docker run -e), else 9108; a port
-# set in a mounted config file instead is not seen here: set the variable too
+# the port the daemon listens on: DISTILLD_METRICS__PORT when given (docker run -e), else metrics.port of
+# /etc/distilld/distilld.yaml (the file the entrypoint reads: mount yours there), else 9108. A configuration
+# read from another path (docker run ... run --config /elsewhere.yaml) is not seen here: set the variable too
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('DISTILLD_METRICS__PORT') or '9108'; sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request, yaml\nport = os.environ.get('DISTILLD_METRICS__PORT')\ntry:\n    port = port or yaml.safe_load(open('/etc/distilld/distilld.yaml'))['metrics']['port']\nexcept Exception:\n    pass\nport = port or '9108'\nsys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2).status != 200)"]
 ENTRYPOINT ["distilld"]
 CMD ["run", "--config", "/etc/distilld/distilld.yaml"]

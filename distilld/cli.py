@@ -131,14 +131,33 @@ def _stoppable() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+class _CommandFormatter(logging.Formatter):
+    """The engine's log lines (an event time it could not use, ...) as the command's own warnings:
+    ``distilld reduce: warning: ...``, not a bare message among the command's lines."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"distilld {self.command}: {record.levelname.lower()}: {record.getMessage()}"
+
+
 def _files(args: argparse.Namespace) -> int:
     """``reduce`` and ``evaluate``: the engine over a file; interrupted, a line and 128 + the signal."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_CommandFormatter(args.command))
+    logger = logging.getLogger("distilld")
+    logger.addHandler(handler)
     try:
         with _stoppable():
             return _run_files(args)
     except _Stopped as e:
         print(f"distilld {args.command}: interrupted", file=sys.stderr)
         return 128 + e.signum
+    finally:
+        logger.removeHandler(handler)
 
 
 def _run_files(args: argparse.Namespace) -> int:
@@ -228,11 +247,18 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
             print(f"  ({_NO_CONFIG_NOTE})", file=sys.stderr)
         return 1
     _warn_unknown_env()
+    from distilld.daemon.clients import ignored_settings
+
+    ignored = ignored_settings(settings)
     if command == "check-config":
+        for line in ignored:
+            print(f"distilld: warning: {line}", file=sys.stderr)
         print(json.dumps(masked(settings), indent=2))
         print(size, file=sys.stderr)
         return 0
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for line in ignored:
+        logging.getLogger("distilld").warning("%s", line)
     from distilld.daemon.loop import Daemon
 
     try:

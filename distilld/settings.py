@@ -200,7 +200,8 @@ class KafkaSettings(_Section):
     output_topic: Annotated[str, Field(min_length=1, description="where selected records go")]
     dlq_topic: str | None = Field(
         default=None,
-        description="where undecodable records, and records the output topic refuses, go (processing.on_error: dlq)",
+        description="required with processing.on_error: dlq (the default): where undecodable records, and records "
+        "the output topic refuses, go",
     )
     state_topic: str | None = Field(
         default=None,
@@ -254,7 +255,6 @@ class KafkaSettings(_Section):
     def _one_input(self) -> KafkaSettings:
         if bool(self.input_topics) == bool(self.input_pattern):
             raise ValueError("give exactly one of input_topics (a list) or input_pattern (a regex)")
-        pattern = re.compile(self.input_pattern) if self.input_pattern else None
         loops = [
             f"{name} {topic!r} is also an input topic: distilld would read its own output"
             for name, topic in (
@@ -262,7 +262,7 @@ class KafkaSettings(_Section):
                 ("dlq_topic", self.dlq_topic),
                 ("state_topic", self.state_topic_name()),
             )
-            if topic is not None and (topic in self.input_topics or (pattern is not None and pattern.search(topic)))
+            if topic is not None and self.reads(topic)  # the anchored regex the daemon subscribes with
         ]
         if loops:
             raise ValueError("; ".join(loops))
@@ -544,7 +544,10 @@ class Settings(EngineSettings):
     @model_validator(mode="after")
     def _dlq(self) -> Settings:
         if self.processing.on_error == "dlq" and not self.kafka.dlq_topic:
-            raise ValueError("processing.on_error is 'dlq' but kafka.dlq_topic is not set")
+            raise ValueError(
+                "processing.on_error is 'dlq' (the default) but kafka.dlq_topic is not set: set kafka.dlq_topic, "
+                "or processing.on_error: skip or fail"
+            )
         return self
 
 
@@ -633,8 +636,7 @@ def load_model(
         lines = [_describe(err) for err in e.errors()]
         if preset is not None and any("on_error is 'dlq'" in line for line in lines):
             lines.append(
-                f"(--preset {preset} sets processing.on_error: dlq: set kafka.dlq_topic, or processing.on_error: "
-                "skip or fail, in your file)"
+                f"(--preset {preset} sets processing.on_error: dlq; your file's processing.on_error wins over it)"
             )
         raise ConfigError("\n".join(lines)) from None
     except SettingsError as e:
@@ -643,7 +645,8 @@ def load_model(
         prefix = f"DISTILLD_{field.group(1).upper()}" if field else "DISTILLD_"
         names = sorted(k for k in os.environ if k.upper().startswith(prefix))
         raise ConfigError(
-            f"{', '.join(names) or prefix}: not valid JSON for a list or mapping setting ({e.__cause__ or e})"
+            f"{', '.join(names) or prefix}: not valid JSON for a list or mapping setting ({e.__cause__ or e}); "
+            """write lists and mappings as JSON, e.g. DISTILLD_KAFKA__INPUT_TOPICS='["people","other"]'"""
         ) from None
 
 

@@ -221,3 +221,67 @@ def test_a_stopped_reduce_removes_its_partial_output_and_says_so(tmp_path: Path,
     assert run.returncode == 128 + signum, err
     assert err == "distilld reduce: interrupted\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "in.ndjson"]
+
+
+def _write_config(tmp_path: Path, consumer: dict[str, object], producer: dict[str, object]) -> str:
+    import yaml
+
+    path = tmp_path / "clients.yaml"
+    kafka = {
+        "bootstrap_servers": "nowhere:9092",
+        "group_id": "g",
+        "input_topics": ["events"],
+        "output_topic": "events.out",
+        "dlq_topic": "events.dlq",
+        "consumer": consumer,
+        "producer": producer,
+    }
+    features = [{"name": "kind", "type": "categorical", "field": "kind", "categories": ["a"]}]
+    path.write_text(yaml.safe_dump({"kafka": kafka, "features": features}))
+    return str(path)
+
+
+def test_client_settings_distilld_overrides_are_named_by_check_config_and_run(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """check-config printed enable.auto.commit: true and acks: 1 as given, and run said nothing, while the daemon's
+    clients keep enable.auto.commit=false and acks=all whatever kafka.consumer and kafka.producer say."""
+    import logging
+
+    import distilld.daemon.loop
+    from distilld.cli import main
+
+    config = _write_config(
+        tmp_path,
+        {"enable.auto.commit": True, "partition.assignment.strategy": "cooperative-sticky", "fetch.min.bytes": 2},
+        {"acks": 1, "linger.ms": 5},
+    )
+    assert main(["check-config", "--config", config]) == 0
+    err = capsys.readouterr().err
+    assert "kafka.consumer enable.auto.commit=true is ignored: distilld keeps enable.auto.commit=false" in err, err
+    assert "kafka.producer acks=1 is ignored: distilld keeps acks=all" in err
+    assert "partition.assignment.strategy" not in err and "fetch.min.bytes" not in err and "linger" not in err
+
+    class NoDaemon:
+        def __init__(self, settings: object) -> None:
+            pass
+
+        def install_signal_handlers(self) -> None:
+            pass
+
+        def run(self) -> int:
+            return 0
+
+    monkeypatch.setattr(distilld.daemon.loop, "Daemon", NoDaemon)
+    with caplog.at_level(logging.WARNING, logger="distilld"):
+        assert main(["run", "--config", config]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "kafka.consumer enable.auto.commit=true is ignored: distilld keeps enable.auto.commit=false" in warned
+    assert "kafka.producer acks=1 is ignored: distilld keeps acks=all" in warned
+
+    quiet = _write_config(tmp_path, {"enable.auto.commit": "false"}, {"acks": -1})  # what distilld keeps anyway
+    assert main(["check-config", "--config", quiet]) == 0
+    assert "ignored" not in capsys.readouterr().err

@@ -838,3 +838,44 @@ def test_an_output_that_would_land_on_the_input_or_on_another_descriptors_file_i
     assert done.returncode == 1 and done.stdout == b""
     assert log.read_text().startswith("earlier\n") and "another descriptor holds open" in log.read_text()
     assert (tmp_path / "stderr-link").is_symlink()
+
+
+@pytest.mark.parametrize("indent", [None, 1])
+def test_a_json_array_read_as_ndjson_names_the_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], indent: int | None
+) -> None:
+    """--format ndjson on a JSON array said only 'line 1, column 2: not JSON: unexpected end of data' (or 'not a
+    JSON object: list'); the reverse case names --format ndjson."""
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps(RECORDS[:5], indent=indent))
+    args = [
+        "reduce",
+        str(array),
+        "--format",
+        "ndjson",
+        "-o",
+        str(tmp_path / "out.ndjson"),
+        "-c",
+        str(_config(tmp_path)),
+    ]
+    assert main(args) == 1
+    assert "line 1" in (err := capsys.readouterr().err) and "; a JSON array of records is --format json" in err, err
+    lines = tmp_path / "lines.ndjson"  # a later line that is an array is no array file: no hint
+    lines.write_text(json.dumps(RECORDS[0]) + "\n[1]\n")
+    assert main(["reduce", str(lines), "-o", str(tmp_path / "out.ndjson"), "-c", str(_config(tmp_path))]) == 1
+    assert "line 2: not a JSON object: list\n" in capsys.readouterr().err
+
+
+def test_the_engines_warnings_during_reduce_say_whose_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A time field no record has: the engine's own warning came out bare ('2000 of 2000 records had no usable
+    event time ...') next to reduce's prefixed one."""
+    data = tmp_path / "people.ndjson"
+    _write(data, "ndjson")
+    config = _config(tmp_path, time="no_such_time")
+    assert main(["reduce", str(data), "-o", str(tmp_path / "out.ndjson"), "-c", str(config), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"distilld reduce: warning: {N} of {N} records had no usable event time" in err, err
+    assert "distilld reduce: warning: reducer.time: none of the" in err
+    assert all(line.startswith("distilld reduce: ") or " rows read, " in line for line in err.splitlines()), err

@@ -140,6 +140,13 @@ def test_people_example_is_the_seeds_three_features() -> None:
     assert by_name["gender"]["categories"] == ["female", "male", "other"]
 
 
+@pytest.mark.parametrize("path", DAEMON_CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_serve_metrics_on_this_machine_only(path: Path) -> None:
+    """config/people.yaml bound 0.0.0.0 while the Security section says the default is 127.0.0.1; the image sets
+    0.0.0.0 itself (DISTILLD_METRICS__HOST), and the chart derives it from its config."""
+    assert load_settings(path).metrics.host == "127.0.0.1"
+
+
 # --- defaults -------------------------------------------------------------------------------------------------------
 
 
@@ -408,7 +415,16 @@ ERRORS: list[tuple[str, Mutation, list[str]]] = [
         _set("kafka", input_topics=[], input_pattern="^from-file"),
         ["kafka", "state_topic 'from-file.distilld-state' is also an input topic"],
     ),
-    ("dlq-without-topic", _drop("kafka", "dlq_topic"), ["processing.on_error", "'dlq'", "kafka.dlq_topic", "not set"]),
+    (
+        "dlq-without-topic",
+        _drop("kafka", "dlq_topic"),
+        [
+            "processing.on_error",
+            "'dlq'",
+            "kafka.dlq_topic",
+            "not set: set kafka.dlq_topic, or processing.on_error: skip",
+        ],
+    ),
     (
         "dlq-explicit-without-topic",
         _both(_set("kafka", dlq_topic=None), _set("processing", on_error="dlq")),
@@ -578,6 +594,19 @@ def test_output_matched_by_input_pattern_is_refused(tmp_path: Path, name: str) -
         load_settings(write(tmp_path, data))
 
 
+def test_an_output_the_anchored_pattern_does_not_match_is_accepted(tmp_path: Path) -> None:
+    """The check matched 'app.*' unanchored, so 'distilled.app.events' counted as an input: the daemon subscribes
+    with '^app.*', which does not read it."""
+    data = minimal()
+    data["kafka"].update(input_topics=[], input_pattern="app.*", output_topic="distilled.app.events")
+    data["kafka"]["dlq_topic"] = "distilled.app.dlq"
+    settings = load_settings(write(tmp_path, data))
+    assert settings.kafka.subscription() == ["^app.*"] and not settings.kafka.reads("distilled.app.events")
+    data["kafka"]["output_topic"] = "app.distilled"
+    with pytest.raises(ConfigError, match=r"output_topic 'app\.distilled' is also an input topic"):
+        load_settings(write(tmp_path, data))
+
+
 def test_feature_typo_of_a_required_key_is_named(tmp_path: Path) -> None:
     data = minimal()
     data["features"] = [{"name": "g", "type": "categorical", "field": "g", "catgories": ["x"]}]
@@ -643,6 +672,7 @@ def test_an_environment_variable_that_is_not_json_is_a_config_error(
     code, _, err = check_config(capsys, "--config", str(write(tmp_path, minimal())))
     assert code == 1 and "Traceback" not in err
     assert "DISTILLD_KAFKA__INPUT_TOPICS: not valid JSON" in err and "DISTILLD_* environment" in err
+    assert """e.g. DISTILLD_KAFKA__INPUT_TOPICS='["people","other"]'""" in err, err
 
 
 @pytest.mark.parametrize("field", ["output_topic", "dlq_topic", "state_topic"])

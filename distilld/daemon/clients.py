@@ -31,6 +31,7 @@ __all__ = [
     "call_by",
     "client_config",
     "consumer_config",
+    "ignored_settings",
     "producer_config",
     "refused_token",
     "topic_config",
@@ -131,6 +132,38 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         kafka = settings.kafka
         conf["transactional.id"] = kafka.transactional_id or f"{kafka.group_id}-{socket.gethostname()}-{os.getpid()}"
     return conf
+
+
+# librdkafka's other names of the settings distilld keeps
+_ALIASES = {"request.required.acks": "acks"}
+
+
+def _librdkafka_text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _same(given: object, kept: object) -> bool:
+    values = {_librdkafka_text(given).strip().lower(), _librdkafka_text(kept).lower()}
+    return len(values) == 1 or values == {"all", "-1"}  # acks: -1 is all
+
+
+def ignored_settings(settings: Settings) -> list[str]:
+    """The ``kafka.consumer`` and ``kafka.producer`` settings the daemon's clients override (what the delivery
+    guarantee rests on), each named with the value distilld keeps: logged at start-up, printed by check-config."""
+    consumer = dict(CONSUMER_GUARANTEES)
+    if settings.processing.guarantee == "exactly_once":
+        consumer["isolation.level"] = "read_committed"
+    out = []
+    for section, given, kept in (
+        ("consumer", settings.kafka.consumer, consumer),
+        ("producer", settings.kafka.producer, PRODUCER_GUARANTEES),
+    ):
+        for key, value in given.items():
+            name = _ALIASES.get(key, key)
+            if name in kept and not _same(value, kept[name]):
+                text = _librdkafka_text(kept[name])
+                out.append(f"kafka.{section} {key}={_librdkafka_text(value)} is ignored: distilld keeps {name}={text}")
+    return out
 
 
 def refused_token(error: str) -> str | None:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, disable_created_metrics, generate_latest
 
 __all__ = ["Endpoints"]
 
@@ -47,6 +47,9 @@ class Endpoints:
         ready: Callable[[], tuple[bool, str]],
         ready_gauge: Gauge | None = None,
     ) -> None:
+        # no <name>_created series beside every counter and histogram (a timestamp per label set, which
+        # README's list does not name and no dashboard or alert reads): process-wide, prometheus_client's switch
+        disable_created_metrics()
         self.registry = registry
         self.health_timeout_s = health_timeout_s
         self.ready = ready

@@ -197,6 +197,8 @@ class Reader:
 
     def _ndjson_error(self, lines: list[bytes], done: int) -> None:
         """Name the first line of a batch that is not a JSON object (the slow path, on bad input only)."""
+        opening = next((line.lstrip()[:1] for line in lines if line.strip()), b"") if not done else b""
+        hint = "; a JSON array of records is --format json" if opening == b"[" else ""  # the file opens an array
         for n, line in enumerate(lines, done + 1):
             if not line.strip():
                 continue
@@ -208,9 +210,9 @@ class Reader:
             try:
                 record = orjson.loads(line.rstrip(b"\r\n"))  # an end of data inside the line, not on a line after it
             except orjson.JSONDecodeError as e:
-                raise FileFormatError(f"{self.name}: line {n}, column {e.colno}: not JSON: {e.msg}") from None
+                raise FileFormatError(f"{self.name}: line {n}, column {e.colno}: not JSON: {e.msg}{hint}") from None
             if type(record) is not dict:
-                raise FileFormatError(f"{self.name}: line {n}: not a JSON object: {type(record).__name__}")
+                raise FileFormatError(f"{self.name}: line {n}: not a JSON object: {type(record).__name__}{hint}")
         raise FileFormatError(f"{self.name}: lines {done + 1}-{done + len(lines)}: not JSON")  # no line alone says why
 
     def _json(self) -> Iterator[Batch]:
