@@ -60,6 +60,42 @@ def test_budget_is_exact_per_key_over_every_prefix(keys: list[int], cuts: list[i
         assert abs(sum(sent.values()) - rate * start) <= max(1, len(received)) + 1e-9
 
 
+@FAST
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=1, max_size=400),
+    cuts=st.lists(st.integers(1, 60), min_size=1, max_size=20),
+    rate=st.sampled_from([0.05, 0.1, 0.33, 0.5, 1.0]),
+)
+def test_budget_is_exact_per_key_with_records_too_late_for_their_window(
+    rows: list[tuple[int, bool]], cuts: list[int], rate: float
+) -> None:
+    """Late records take a share of their key's quota and are picked apart from its live ones (on the
+    late records' own deficits): the key's budget still holds over every prefix."""
+    graders = build_graders(KEYED_FEATURES)
+    clock = FakeClock()
+    proc = DistilledProcessor(
+        graders, 600, rate, 64, key_func=lambda r: r["k"], timestamp_func=lambda r: r["t"], clock=clock
+    )
+    records = [
+        {"k": k, "c": "abc"[i % 3], "x": float(i), "t": clock.now - (5000.0 if late else 0.0)}
+        for i, (k, late) in enumerate(rows)
+    ]
+    received: dict[int, int] = {}
+    sent: dict[int, int] = {}
+    start, i = 0, 0
+    while start < len(records):
+        batch = records[start : start + cuts[i % len(cuts)]]
+        start, i = start + len(batch), i + 1
+        for r in batch:
+            received[r["k"]] = received.get(r["k"], 0) + 1
+        for dp in proc.process_batch(batch):
+            sent[dp.key] = sent.get(dp.key, 0) + 1
+        for k, n in received.items():
+            assert abs(sent.get(k, 0) - rate * n) <= 1 + 1e-9
+        assert abs(sum(sent.values()) - rate * start) <= max(1, len(received)) + 1e-9
+    assert 0 <= proc._windows.late_carry <= 1.0
+
+
 def test_overall_rate_is_exact_with_ten_thousand_keys() -> None:
     proc = _keyed(0.1)
     rng = np.random.default_rng(3)
