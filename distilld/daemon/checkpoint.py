@@ -31,6 +31,8 @@ from distilld.snapshot import SnapshotError, dump
 
 __all__ = ["Checkpoints"]
 
+CHECK_TIMEOUT_S = 1.0  # longest a checkpoint waits for the state topic's metadata (the brokers away: not known)
+
 log = logging.getLogger("distilld")
 
 
@@ -87,10 +89,11 @@ class Checkpoints:
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
         self._commit_partitions(keys, asynchronous=False)
-        for key in keys:
-            part = self.partitions.get(key)
-            if part is not None and part.snapshot_due() and part.processed is not None:
-                self._snapshot(key, part, part.processed)
+        if any(key in self.partitions for key in keys) and self._state_topic_there(deadline):
+            for key in keys:
+                part = self.partitions.get(key)
+                if part is not None and part.snapshot_due() and part.processed is not None:
+                    self._snapshot(key, part, part.processed)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         return deadline
 
@@ -123,6 +126,23 @@ class Checkpoints:
                 part.progress.committed = None
 
     # -- snapshots -------------------------------------------------------------------
+
+    def _state_topic_there(self, deadline: float) -> bool:
+        """Before snapshots are written: whether the state topic is there (:meth:`StateStore.check_topic`, which
+        makes it again if it was deleted). Made again, it holds no snapshot: every partition's is written again
+        (an idle partition's too, whose last snapshot would otherwise be lost for good). Missing, the due
+        snapshots are not written, each counted in distilld_snapshot_failures_total: the commits go on (a
+        snapshot only saves a rebuild from the log), and so does a transaction."""
+        left = deadline - time.monotonic()
+        verdict = self.state.check_topic(min(CHECK_TIMEOUT_S, max(0.1, left)))
+        if verdict in ("remade", "missing"):
+            self.metrics.state_errors.inc()
+            for part in self.partitions.values():
+                part.snapshot_at = None  # none of them is in the state topic any more
+        if self.state.missing:
+            self.metrics.snapshot_failures.inc(sum(1 for p in self.partitions.values() if p.processed is not None))
+            return False
+        return True
 
     def _snapshot(self, key: TP, part: Partition, offset: int) -> None:
         try:
@@ -228,6 +248,8 @@ class Checkpoints:
             (key, p, offset) for key, offset in (starts or {}).items() if (p := self.partitions.get(key)) is not None
         ]
         offsets += [TopicPartition(key[0], key[1], offset) for key, _, offset in begun]
+        # a write waiting for a missing state topic would hold the transaction until it aborts: none goes then
+        there = self.txn.committing or not (snapshot_keys or begun) or self._state_topic_there(deadline)
         snapshots = [
             (key, p, p.processed)
             for key in ([] if self.txn.committing else snapshot_keys)  # librdkafka takes no record mid-commit
@@ -236,6 +258,8 @@ class Checkpoints:
             and p.processed is not None
             and p.snapshot_at != p.processed
         ] + ([] if self.txn.committing else begun)
+        if not there:
+            snapshots = []
         if not self.txn.open and not offsets and not snapshots:
             return True
         started = time.perf_counter()
