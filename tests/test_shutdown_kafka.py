@@ -14,17 +14,25 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest.mock import MagicMock
 
+import numpy as np
 import orjson
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from distilld.broker import EmbeddedBroker, free_port
+from distilld.daemon.checkpoint import Checkpoints
+from distilld.daemon.metrics import DaemonMetrics
+from distilld.daemon.partition import Partition
+from distilld.daemon.progress import PartitionProgress
+from distilld.daemon.transactions import TransactionAborted
 
 from .conftest import people_records
 from .kafka_tools import DaemonProcess, committed, daemon_config, fresh_topic, get, produce, samples, value
 from .proxy_tools import TcpProxy
-
-pytestmark = pytest.mark.kafka
 
 KEYS = 24
 SHUTDOWN_S = 5
@@ -56,6 +64,7 @@ def _status(url: str) -> int:
         return 0
 
 
+@pytest.mark.kafka
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 def test_a_stop_with_the_brokers_away_ends_in_time_with_exit_0(
     guarantee: str, proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
@@ -110,3 +119,59 @@ def test_a_stop_with_the_brokers_away_ends_in_time_with_exit_0(
     # nothing past the last commit was committed: the next owner reads those records again
     ends = committed(bootstrap, group, topic, 1)
     assert ends[0] < len(values), ends
+
+
+class _Txn:
+    """A transactional producer whose brokers are away: commit fails (retriable, or requiring an abort), and
+    so does the abort."""
+
+    def __init__(self, commit_error: Exception) -> None:
+        self.commit_error = commit_error
+        self.open = True
+        self.committing = False
+        self.calls: list[str] = []
+
+    def begin(self, deadline: float | None = None) -> None:
+        self.calls.append("begin")
+
+    def commit(self, offsets: Any, group_metadata: Any, deadline: float | None = None) -> None:
+        self.calls.append("commit")
+        raise self.commit_error
+
+    def abort(self, deadline: float | None = None) -> None:
+        self.calls.append("abort")
+        raise _away()
+
+
+def _away() -> KafkaException:
+    return KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+
+@pytest.mark.parametrize("error", ["retriable", "abortable"])
+def test_a_stop_gives_an_uncommittable_transaction_up_once_without_failing(error: str) -> None:
+    """Units of the above: the stop's commit fails with a retriable error (or one requiring an abort, and the abort
+    cannot reach the brokers): the transaction is given up, not a failure (exit 0), and the close's revoke does
+    not try it again. Without a stop, a retriable error is still retried (unfinished), not given up."""
+    progress = PartitionProgress("t", 0)
+    progress.committed = progress.committable = 10
+    part = Partition(progress, MagicMock(), np.zeros(0))
+    part.processed = part.snapshot_at = 25  # no snapshot due: only the transaction matters here
+    txn = _Txn(_away() if error == "retriable" else TransactionAborted("an output failed"))
+    failures: list[str] = []
+    output = SimpleNamespace(producer=MagicMock(), txn_error=None, in_flight=3, discard=MagicMock())
+    state = SimpleNamespace(check_topic=lambda timeout: "ok", missing=False)
+    cp = Checkpoints(
+        {("t", 0): part}, MagicMock(), output, txn, state, DaemonMetrics([]), 5.0,  # type: ignore[arg-type]
+        rewind=MagicMock(), fail=failures.append,
+    )  # fmt: skip
+    if error == "retriable":
+        assert not cp.commit_starts({}) and not failures and cp.unfinished and not cp.abandoned, "retried later"
+    cp.stop_by = time.monotonic() + 1.0
+    cp.checkpoint([("t", 0)])
+    assert failures == [] and cp.abandoned and not cp.unfinished
+    calls = len(txn.calls)
+    cp.checkpoint([("t", 0)])  # the close's revoke
+    cp.abort()  # a lost partition
+    assert len(txn.calls) == calls, "not tried again"
+    assert failures == []
+    assert progress.committed == 10, "nothing committed"
