@@ -23,15 +23,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from unittest.mock import MagicMock
 
+import numpy as np
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from distilld.broker import free_port
+from distilld.daemon import checkpoint as checkpoint_module
 from distilld.daemon import state as state_module
+from distilld.daemon.checkpoint import Checkpoints
+from distilld.daemon.metrics import DaemonMetrics
+from distilld.daemon.partition import Partition
+from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.state import StateStore
 
 from .conftest import people_records
@@ -242,3 +250,44 @@ def test_check_topic_makes_a_deleted_state_topic_again_or_says_it_is_missing(
     assert admin.created == [3], "as many partitions as it had: the partitions' mapping stays"
     assert not store.missing
     assert store.check_topic(1.0) == "ok"
+
+
+def test_a_state_topic_that_cannot_be_made_again_skips_snapshots_not_commits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gone and not made again (no Create permission): the checkpoint's commit goes on, the snapshots are not
+    written (a write waiting for the topic would hold the producer, and an exactly_once transaction until it
+    aborts), each partition counted as a failed snapshot; once the topic is back, every snapshot is written."""
+    parts = {}
+    for p in (0, 1):
+        progress = PartitionProgress("t", p)
+        progress.committed = progress.committable = 10
+        part = Partition(progress, MagicMock(), np.zeros(0))
+        part.processed = 10
+        part.snapshot_at = 10 if p else None  # 1 is idle, its snapshot written before the topic went
+        parts[("t", p)] = part
+    verdicts = ["missing", "unchecked", "remade"]
+    written: list[Any] = []
+    state = SimpleNamespace(missing=False)
+
+    def check_topic(timeout: float) -> str:
+        verdict = verdicts.pop(0)
+        state.missing = verdict == "missing" or (verdict == "unchecked" and state.missing)
+        return verdict
+
+    state.check_topic = check_topic
+    state.write = lambda produce, key, offset, data: written.append(key)
+    output = SimpleNamespace(producer=MagicMock(), flush=lambda deadline: True, in_flight=0)
+    consumer = MagicMock()
+    metrics = DaemonMetrics([])
+    cp = Checkpoints(
+        parts, consumer, output, None, state, metrics, 5.0,  # type: ignore[arg-type]
+        rewind=MagicMock(), fail=MagicMock(),
+    )  # fmt: skip
+    monkeypatch.setattr(checkpoint_module, "dump", MagicMock(return_value=b"snap"))
+    for _ in range(2):
+        cp.checkpoint(list(parts))
+        assert written == [], "not written while the topic is missing"
+    assert metrics.registry.get_sample_value("distilld_snapshot_failures_total") == 4
+    assert metrics.registry.get_sample_value("distilld_state_errors_total") == 1
+    cp.checkpoint(list(parts))
+    assert sorted(written) == [("t", 0), ("t", 1)], "every partition's, the idle one's too"
+    assert metrics.registry.get_sample_value("distilld_state_errors_total") == 2
