@@ -31,6 +31,8 @@ from distilld.snapshot import SnapshotError, dump
 
 __all__ = ["Checkpoints"]
 
+CHECK_TIMEOUT_S = 1.0  # longest a checkpoint waits for the state topic's metadata (the brokers away: not known)
+
 log = logging.getLogger("distilld")
 
 
@@ -62,6 +64,9 @@ class Checkpoints:
         # exactly_once: the open transaction met a retriable error until its deadline (the brokers away
         # longer than the timeout); it is committed before anything more is read (Daemon.step)
         self.unfinished = False
+        # exactly_once: stopping, the open transaction could be neither committed nor aborted by the stop's
+        # deadline (the brokers away): given up, not tried again (_give_up)
+        self.abandoned = False
 
     def commit(self, asynchronous: bool = True) -> None:
         """Commit what is due (exactly_once: commit the open transaction)."""
@@ -84,10 +89,11 @@ class Checkpoints:
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
         self._commit_partitions(keys, asynchronous=False)
-        for key in keys:
-            part = self.partitions.get(key)
-            if part is not None and part.snapshot_due() and part.processed is not None:
-                self._snapshot(key, part, part.processed)
+        if any(key in self.partitions for key in keys) and self._state_topic_there(deadline):
+            for key in keys:
+                part = self.partitions.get(key)
+                if part is not None and part.snapshot_due() and part.processed is not None:
+                    self._snapshot(key, part, part.processed)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         return deadline
 
@@ -120,6 +126,23 @@ class Checkpoints:
                 part.progress.committed = None
 
     # -- snapshots -------------------------------------------------------------------
+
+    def _state_topic_there(self, deadline: float) -> bool:
+        """Before snapshots are written: whether the state topic is there (:meth:`StateStore.check_topic`, which
+        makes it again if it was deleted). Made again, it holds no snapshot: every partition's is written again
+        (an idle partition's too, whose last snapshot would otherwise be lost for good). Missing, the due
+        snapshots are not written, each counted in distilld_snapshot_failures_total: the commits go on (a
+        snapshot only saves a rebuild from the log), and so does a transaction."""
+        left = min(CHECK_TIMEOUT_S, deadline - time.monotonic())
+        verdict = self.state.check_topic(left) if left > 0 else "unchecked"  # a stop past its deadline: not asked
+        if verdict in ("remade", "missing"):
+            self.metrics.state_errors.inc()
+            for part in self.partitions.values():
+                part.snapshot_at = None  # none of them is in the state topic any more
+        if self.state.missing:
+            self.metrics.snapshot_failures.inc(sum(1 for p in self.partitions.values() if p.processed is not None))
+            return False
+        return True
 
     def _snapshot(self, key: TP, part: Partition, offset: int) -> None:
         try:
@@ -174,7 +197,14 @@ class Checkpoints:
                 results = self.consumer.commit(offsets=offsets, asynchronous=False)
         except (KafkaException, TimeoutError) as e:
             self.metrics.commit_failures.inc()
-            log.warning("commit failed (%s); will retry", e)
+            if self.stop_by is not None:
+                log.warning(
+                    "commit failed at the stop (%s): %s not committed; their next owner reads those records again "
+                    "from the last commit",
+                    e, ", ".join(f"{t.topic}[{t.partition}] up to offset {t.offset}" for t in offsets),
+                )  # fmt: skip
+            else:
+                log.warning("commit failed (%s); will retry", e)
             return
         finally:
             self.metrics.commit_duration.observe(time.perf_counter() - started)
@@ -207,6 +237,8 @@ class Checkpoints:
         since the last commit, and the ``starts`` of partitions beginning, in one transaction. Returns
         whether it was committed (or there was nothing to commit)."""
         assert self.txn is not None
+        if self.abandoned:
+            return False  # given up at the stop: the brokers abort it
         offsets, moved = [], []
         for (topic, partition), part in self.partitions.items():
             if part.uncommitted() and part.processed is not None:
@@ -216,6 +248,8 @@ class Checkpoints:
             (key, p, offset) for key, offset in (starts or {}).items() if (p := self.partitions.get(key)) is not None
         ]
         offsets += [TopicPartition(key[0], key[1], offset) for key, _, offset in begun]
+        # a write waiting for a missing state topic would hold the transaction until it aborts: none goes then
+        there = self.txn.committing or not (snapshot_keys or begun) or self._state_topic_there(deadline)
         snapshots = [
             (key, p, p.processed)
             for key in ([] if self.txn.committing else snapshot_keys)  # librdkafka takes no record mid-commit
@@ -224,6 +258,8 @@ class Checkpoints:
             and p.processed is not None
             and p.snapshot_at != p.processed
         ] + ([] if self.txn.committing else begun)
+        if not there:
+            snapshots = []
         if not self.txn.open and not offsets and not snapshots:
             return True
         started = time.perf_counter()
@@ -245,7 +281,10 @@ class Checkpoints:
             return False
         except KafkaException as e:
             self.metrics.commit_failures.inc()
-            if self.stop_by is None and isinstance(e.args[0], KafkaError) and e.args[0].retriable():
+            if isinstance(e.args[0], KafkaError) and e.args[0].retriable():
+                if self.stop_by is not None:
+                    self._give_up(e)
+                    return False
                 if not self.unfinished:
                     log.warning("transaction not committed yet (%s): retrying it before anything more is read", e)
                 self.unfinished = True
@@ -270,14 +309,44 @@ class Checkpoints:
     def abort(self) -> None:
         """Abort the open transaction; the daemon rewinds its partitions to the last commit."""
         assert self.txn is not None
+        if self.abandoned:
+            return
         try:
             self.txn.abort(self.stop_by)  # at a stop, within its deadline
-        except (TransactionFatal, TransactionAborted, KafkaException) as e:
+        except KafkaException as e:
+            if self.stop_by is not None and isinstance(e.args[0], KafkaError) and e.args[0].retriable():
+                self._give_up(e)
+                return
+            self.fail(f"transaction abort: {e}")
+            return
+        except (TransactionFatal, TransactionAborted) as e:
             self.fail(f"transaction abort: {e}")
             return
         self.unfinished = False  # nothing left to commit
         self.output.discard()
         self.rewind()
+
+    def _give_up(self, e: KafkaException) -> None:
+        """Stopping, the open transaction not committed (nor aborted) by the stop's deadline, the brokers not
+        answering: it is left to the brokers, which abort it after the producer's transaction.timeout.ms (a
+        read_committed reader never sees its records). Nothing of it is committed, so nothing is lost: the
+        partitions' next owner (this daemon restarted, or another) reads from their last commit and produces
+        its outputs again. A graceful stop (exit 0), as at-least-once's with the brokers away; not tried
+        again by the close's revoke."""
+        self.abandoned = True
+        self.unfinished = False
+        work = [
+            f"{t}[{p}] offsets {part.progress.committed if part.progress.committed is not None else 'start'}"
+            f"..{part.processed}"
+            for (t, p), part in self.partitions.items()
+            if part.uncommitted()
+        ]
+        log.warning(
+            "transaction not committed at the stop (%s): given up, with the outputs and offsets of %s (%d outputs "
+            "not even acknowledged); the brokers abort it after transaction.timeout.ms, and those records are read "
+            "again from the last commit by the partitions' next owner",
+            e, ", ".join(work) or "no input partition's work", self.output.in_flight,
+        )  # fmt: skip
 
 
 # what a commit meets while the group rebalances (a cooperative rebalance meets it every time): the

@@ -46,6 +46,10 @@ log = logging.getLogger("distilld.state")
 TP = tuple[str, int]
 CHUNK_BYTES = 512 * 1024
 SNAPSHOT_HEADER = "distilld-snapshot"
+# check_topic asks the brokers at most this often: in practice before every checkpoint's snapshots (a revoke's and
+# the stop's close together share one). A producer that wrote to the topic while it was gone can be refused once it
+# is made again: Tansu then fences an idempotent producer for good, outputs included (probed)
+CHECK_EVERY_S = 0.5
 # compacted, in segments small enough to be compacted soon: a restore reads its partition to the end
 STATE_TOPIC_CONFIG = {
     "cleanup.policy": "compact",
@@ -179,11 +183,15 @@ class StateStore:
         self._slot: dict[TP, int] = {}
         self._reader: Consumer | None = None
         self._admin: AdminClient | None = None
+        self._check_at = time.monotonic() + CHECK_EVERY_S  # check_topic: the next time it asks (ensure_topic: now)
+        self.missing = False  # check_topic found it gone and could not make it again
 
     def admin(self) -> AdminClient:
         """The admin client, made at the first call and kept: a new client costs a connection (and a token)."""
         if self._admin is None:
-            self._admin = AdminClient(self.client_conf)
+            # a metadata request for a missing topic does not create it (librdkafka's default for producers, which
+            # an admin client is, lets a broker with auto.create.topics.enable make it with its own defaults)
+            self._admin = AdminClient({**self.client_conf, "allow.auto.create.topics": False})
         return self._admin
 
     def serve(self) -> None:
@@ -234,10 +242,90 @@ class StateStore:
                     raise
             meta = admin.list_topics(self.topic, timeout=timeout_s)
             existing = meta.topics[self.topic]
+            if existing.error is not None or not existing.partitions:  # made, not in the metadata yet
+                self.partitions = count
+                return count
         else:
             self._check_existing(admin, len(existing.partitions), wanted_partitions, timeout_s)
         self.partitions = len(existing.partitions)
         return self.partitions
+
+    def check_topic(self, timeout_s: float) -> str:
+        """Whether the state topic is still there as the daemon uses it, asked at most every ``CHECK_EVERY_S``
+        (before snapshots are written). A state topic deleted while the daemon runs took every snapshot with
+        it, and those written after went nowhere: Tansu acknowledges them, Apache Kafka retries them until
+        message.timeout.ms (an exactly_once transaction holding one is aborted then), or a broker creating
+        topics on first use makes it again with its defaults. Returns:
+
+        - ``"unchecked"``: not asked this time (asked less than ``CHECK_EVERY_S`` ago, or the brokers did not
+          answer: the snapshots' writes say the rest); ``missing`` says what the last check found;
+        - ``"ok"``: as it was;
+        - ``"remade"``: it was gone and is made again, compacted, with as many partitions as it had (the
+          partitions' mapping stays); or it was made again by someone else (a broker's auto-creation) with
+          another partition count, which is taken (a restart takes it too). Every snapshot is to be written
+          again: none of them is in it.
+        - ``"missing"``: gone and cannot be made again (no Create permission, say): snapshots are not written
+          (they would wait for it, and hold an exactly_once transaction until it aborts); tried again at the
+          next check. Counted in distilld_state_errors_total and logged, as the remade case is."""
+        now = time.monotonic()
+        if now < self._check_at or not self.partitions:
+            return "unchecked"
+        self._check_at = now + CHECK_EVERY_S
+        admin = self.admin()
+        try:
+            meta = admin.list_topics(self.topic, timeout=timeout_s)  # the admin client creates no topic
+        except KafkaException as e:
+            log.debug("state topic %s not checked: %s", self.topic, e)
+            return "unchecked"
+        found = meta.topics.get(self.topic)
+        err = None if found is None else found.error
+        if found is not None and err is None and found.partitions:
+            was_missing, self.missing = self.missing, False
+            if len(found.partitions) == self.partitions:
+                if was_missing:
+                    log.warning("state topic %s is back: every partition's snapshot is written again", self.topic)
+                return "remade" if was_missing else "ok"
+            log.warning(
+                "state topic %s has %d partitions, not the %d it had: made again by someone else, or by a broker "
+                "creating topics on first use (deleted while the daemon ran?); its count is taken, and every "
+                "partition's snapshot is written again to it",
+                self.topic, len(found.partitions), self.partitions,
+            )  # fmt: skip
+            self.partitions = len(found.partitions)
+            self._check_existing(admin, self.partitions, None, timeout_s)
+            return "remade"
+        if err is not None and err.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+            log.debug("state topic %s not checked: %s", self.topic, err)  # a broker answered badly: not known
+            return "unchecked"
+        try:
+            futures = admin.create_topics(
+                [NewTopic(self.topic, self.partitions, -1, config=STATE_TOPIC_CONFIG)], operation_timeout=timeout_s
+            )
+            futures[self.topic].result(timeout_s)
+        except KafkaException as e:
+            code = e.args[0].code() if isinstance(e.args[0], KafkaError) else None
+            if code == KafkaError.TOPIC_ALREADY_EXISTS:  # made meanwhile by someone else: its count checked next
+                self._check_at = now
+            else:
+                self.missing = True
+                log.warning(
+                    "state topic %s is gone (deleted while the daemon ran?) and cannot be made again (%s): "
+                    "snapshots are not written (distilld_snapshot_failures_total), the windows would be rebuilt "
+                    "from the log at a hand-over; retried",
+                    self.topic, e,
+                )  # fmt: skip
+                return "missing"
+        except TimeoutError as e:
+            self.missing = True
+            log.warning("state topic %s is gone and its creation was not answered (%s); retried", self.topic, e)
+            return "missing"
+        self.missing = False
+        log.warning(
+            "state topic %s was gone (deleted while the daemon ran?): made again (%d partitions, compacted); every "
+            "partition's snapshot is written again",
+            self.topic, self.partitions,
+        )  # fmt: skip
+        return "remade"
 
     def _check_existing(self, admin: AdminClient, partitions: int, wanted: int | None, timeout_s: float) -> None:
         """A state topic made by someone else (or by a broker's auto-creation, when the daemon's producer

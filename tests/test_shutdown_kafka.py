@@ -1,0 +1,177 @@
+"""A stop (SIGTERM) under ``processing.guarantee: exactly_once`` with the brokers away.
+
+The open transaction cannot be committed or aborted without them. Nothing of it
+is visible to a read_committed reader until a commit, so giving it up is safe:
+the brokers abort it after ``transaction.timeout.ms`` and the partitions' next
+owner reads from the last commit. The stop ends within
+``processing.shutdown_timeout_s``, says what it gave up, and exits 0, as the
+at-least-once stop with the brokers away does (test_faults_kafka).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest.mock import MagicMock
+
+import numpy as np
+import orjson
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from distilld.broker import EmbeddedBroker, free_port
+from distilld.daemon.checkpoint import Checkpoints
+from distilld.daemon.metrics import DaemonMetrics
+from distilld.daemon.partition import Partition
+from distilld.daemon.progress import PartitionProgress
+from distilld.daemon.transactions import TransactionAborted
+
+from .conftest import people_records
+from .kafka_tools import DaemonProcess, committed, daemon_config, fresh_topic, get, produce, samples, value
+from .proxy_tools import TcpProxy
+
+KEYS = 24
+SHUTDOWN_S = 5
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TcpProxy]]:
+    """A broker of its own, reachable only through a proxy the test can cut."""
+    tmp = tmp_path_factory.mktemp("shutdown")
+    plain, front = free_port(), free_port()
+    with (
+        EmbeddedBroker(port=plain, advertised_port=front, log=tmp / "tansu.log") as broker,
+        TcpProxy(front, plain) as proxy,
+    ):
+        yield broker.bootstrap, proxy
+
+
+def _wait(what: str, check: Callable[[], bool], limit_s: float) -> None:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < limit_s, f"{what}: not within {limit_s}s"
+        time.sleep(0.2)
+
+
+def _status(url: str) -> int:
+    try:
+        return get(url)[0]
+    except OSError:
+        return 0
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_a_stop_with_the_brokers_away_ends_in_time_with_exit_0(
+    guarantee: str, proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """exactly_once: the stop's commit of the open transaction met the brokers away (a retriable error
+    at the deadline), and the daemon exited 1, as if it had failed: an orchestrator counted a crash at
+    every deploy during a broker outage. At-least-once exits 0 there; both do now, and say what was not
+    committed."""
+    bootstrap, proxy = proxied
+    topic, group = fresh_topic(bootstrap, f"stop-{guarantee[:3]}")
+    port = free_port()
+    config = daemon_config(
+        bootstrap,
+        topic,
+        group,
+        processing={
+            "guarantee": guarantee,
+            "shutdown_timeout_s": SHUTDOWN_S,
+            "commit_interval_ms": 600_000,
+            "snapshot_interval_s": 600,
+        },
+        metrics={"port": port, "refresh_ms": 200},
+    )
+    config["kafka"]["consumer"]["session.timeout.ms"] = 30_000
+    d = DaemonProcess(tmp_path, config).start()
+    daemons.append(d)
+    assert d.proc is not None
+    base = f"http://127.0.0.1:{port}"
+    _wait("ready", lambda: _status(base + "/readyz") == 200, 60)
+    values = [orjson.dumps(r) for r in people_records(3000, seed=7)]
+    produce(bootstrap, topic, values, [b"user-%d" % (i % KEYS) for i in range(len(values))])
+
+    def all_in_windows() -> bool:
+        return value(samples(get(base + "/metrics")[1]), "distilld_window_records", kind="received") == len(values)
+
+    _wait("every record in the windows, not committed yet", all_in_windows, 30)
+    try:
+        proxy.cut()
+        stopping = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        code = d.proc.wait(60)
+        took = time.monotonic() - stopping
+    finally:
+        proxy.restore()
+    log = d.log()
+    print(f"{guarantee}: stopped with the brokers cut off in {took:.1f}s (exit {code})")
+    assert took < SHUTDOWN_S + 2, f"within shutdown_timeout_s: {took:.1f}s"
+    assert code == 0, log[-4000:]
+    assert " ERROR distilld" not in log, log[-4000:]
+    said = "transaction not committed at the stop" if guarantee == "exactly_once" else "commit failed at the stop"
+    assert said in log, log[-4000:]
+    # nothing past the last commit was committed: the next owner reads those records again
+    ends = committed(bootstrap, group, topic, 1)
+    assert ends[0] < len(values), ends
+
+
+class _Txn:
+    """A transactional producer whose brokers are away: commit fails (retriable, or requiring an abort), and
+    so does the abort."""
+
+    def __init__(self, commit_error: Exception) -> None:
+        self.commit_error = commit_error
+        self.open = True
+        self.committing = False
+        self.calls: list[str] = []
+
+    def begin(self, deadline: float | None = None) -> None:
+        self.calls.append("begin")
+
+    def commit(self, offsets: Any, group_metadata: Any, deadline: float | None = None) -> None:
+        self.calls.append("commit")
+        raise self.commit_error
+
+    def abort(self, deadline: float | None = None) -> None:
+        self.calls.append("abort")
+        raise _away()
+
+
+def _away() -> KafkaException:
+    return KafkaException(KafkaError(KafkaError._TIMED_OUT, "brokers away", retriable=True))
+
+
+@pytest.mark.parametrize("error", ["retriable", "abortable"])
+def test_a_stop_gives_an_uncommittable_transaction_up_once_without_failing(error: str) -> None:
+    """Units of the above: the stop's commit fails with a retriable error (or one requiring an abort, and the abort
+    cannot reach the brokers): the transaction is given up, not a failure (exit 0), and the close's revoke does
+    not try it again. Without a stop, a retriable error is still retried (unfinished), not given up."""
+    progress = PartitionProgress("t", 0)
+    progress.committed = progress.committable = 10
+    part = Partition(progress, MagicMock(), np.zeros(0))
+    part.processed = part.snapshot_at = 25  # no snapshot due: only the transaction matters here
+    txn = _Txn(_away() if error == "retriable" else TransactionAborted("an output failed"))
+    failures: list[str] = []
+    output = SimpleNamespace(producer=MagicMock(), txn_error=None, in_flight=3, discard=MagicMock())
+    state = SimpleNamespace(check_topic=lambda timeout: "ok", missing=False)
+    cp = Checkpoints(
+        {("t", 0): part}, MagicMock(), output, txn, state, DaemonMetrics([]), 5.0,  # type: ignore[arg-type]
+        rewind=MagicMock(), fail=failures.append,
+    )  # fmt: skip
+    if error == "retriable":
+        assert not cp.commit_starts({}) and not failures and cp.unfinished and not cp.abandoned, "retried later"
+    cp.stop_by = time.monotonic() + 1.0
+    cp.checkpoint([("t", 0)])
+    assert failures == [] and cp.abandoned and not cp.unfinished
+    calls = len(txn.calls)
+    cp.checkpoint([("t", 0)])  # the close's revoke
+    cp.abort()  # a lost partition
+    assert len(txn.calls) == calls, "not tried again"
+    assert failures == []
+    assert progress.committed == 10, "nothing committed"
