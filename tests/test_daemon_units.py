@@ -314,6 +314,29 @@ def test_a_record_the_producer_refuses_is_dropped_counted_and_does_not_stall() -
     assert out.metrics.registry.get_sample_value("distilld_produce_errors_total") == 1
 
 
+@pytest.mark.parametrize("fatal", [False, True])
+def test_a_fenced_producer_stops_the_daemon_with_the_record_uncommitted(fatal: bool) -> None:
+    """An idempotent producer fenced (Tansu fences it for good once a topic it wrote to is deleted and made
+    again), or failing fatally, delivers nothing again: the record was retried every second forever and
+    nothing more was committed. Now the daemon stops (a new instance, a new producer, reads it again)."""
+    from confluent_kafka import KafkaError
+
+    from distilld.daemon.metrics import DaemonMetrics
+    from distilld.daemon.output import Output
+
+    reasons: list[str] = []
+    producer = FakeProducer()
+    out = Output(producer, DaemonMetrics(["f"]), fail=reasons.append)  # type: ignore[arg-type]
+    progress = PartitionProgress("t", 0)
+    out.send(progress.add(3, 1), "o", b"v", None, [], 0)
+    code = KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER if fatal else KafkaError.PRODUCER_FENCED
+    producer.calls[0]["on_delivery"](KafkaError(code, "fenced", fatal=fatal), None)
+    assert len(reasons) == 1 and "the producer cannot deliver again" in reasons[0] and "t[0]" not in reasons[0]
+    assert progress.committable is None and out.in_flight == 0, "not committed, not waited for"
+    out.poll()
+    assert len(producer.calls) == 1, "not retried"
+
+
 class UnknownTopicProducer(FakeProducer):
     """produce() refuses while the topic is unknown (librdkafka's _UNKNOWN_TOPIC), then accepts."""
 

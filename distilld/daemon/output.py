@@ -53,6 +53,8 @@ REFUSALS_KEPT = 10_000  # exactly_once: refusals remembered for the redo after t
 # CORRUPT_MESSAGE (INVALID_MSG, a CRC mismatch) is retriable to librdkafka and Kafka alike: the bytes
 # were damaged on the way, not the record; it is retried as any other failure.
 _RECORD_REFUSALS = (KafkaError.INVALID_TIMESTAMP, KafkaError.INVALID_RECORD)
+# an idempotent producer fenced (Tansu, once a topic it wrote to was deleted and made again) stays fenced
+_FENCED = (KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
 
 
 def _code(err: Any) -> int | None:
@@ -207,6 +209,9 @@ class Output:
         if is_blamed:
             self._refuse(out, err)
             return
+        if code in _FENCED or (isinstance(err, KafkaError) and err.fatal()):
+            self._fenced(out, err)
+            return
         retrying = f"retrying every {RETRY_BACKOFF_S:.0f}s"
         if code == KafkaError.MSG_SIZE_TOO_LARGE:
             self._batch_too_large(out, err, limit, retrying)
@@ -238,6 +243,17 @@ class Output:
                 + ":"
             )
         self._warn(logging.ERROR, out.topic, err, what)
+
+    def _fenced(self, out: Outgoing, err: KafkaError) -> None:
+        """The producer can deliver nothing again (fenced, or a fatal error of the idempotent producer): retried,
+        the record failed every second for good and nothing more was committed. The daemon stops (exit 1) with
+        the record uncommitted, and its next instance, with a new producer, reads it again."""
+        self.in_flight -= 1
+        reason = f"{out.where()}: the producer cannot deliver again ({err.str()}): a new instance takes over"
+        if self.fail is not None:
+            self.fail(reason)
+        else:
+            log.error("%s", reason)
 
     def _remember(self, out: Outgoing, err: KafkaError) -> None:
         assert out.source is not None
