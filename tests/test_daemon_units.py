@@ -1270,6 +1270,28 @@ def test_an_output_topic_the_cluster_does_not_have_is_logged_at_start_up(
     assert not any("dlq_topic" in line for line in lines), "the DLQ topic exists"
 
 
+def test_a_bootstrap_address_no_broker_answers_at_is_named_as_such(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong kafka.bootstrap_servers logged "cannot check the state topic ... retrying" every 5 s: it sent
+    the operator to the state topic. Until a broker has answered, the address is what is named."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    def ensure_topic(reads: Any, wanted: Any, timeout_s: float = 0.0, listed: Any = ()) -> int:
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata: Broker transport failure"))
+
+    daemon.state.ensure_topic = ensure_topic  # type: ignore[method-assign]
+    daemon.consumer.poll = lambda timeout=0: None  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING", logger="distilld"):
+        daemon._subscribe()
+        daemon.broker_up = True  # once a broker has answered, a failure is the state topic's again
+        daemon._subscribe()
+    lines = [r.getMessage() for r in caplog.records]
+    assert "no broker answers at" in lines[0] and "kafka.bootstrap_servers" in lines[0], lines
+    assert "cannot check the state topic" in lines[1], lines
+    assert not daemon.subscribed
+
+
 def test_the_daemon_waits_for_an_input_topic_before_it_makes_the_state_topic(
     daemon: Daemon, caplog: pytest.LogCaptureFixture, monkeypatch: Any
 ) -> None:

@@ -361,6 +361,14 @@ class Daemon:
             if not self.state.partitions:
                 self.metrics.state_errors.inc()
             reason = e.args[0].str() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else e
+            code = e.args[0].code() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else None
+            if not self.broker_up and (code in _NO_BROKER or isinstance(e, TimeoutError)):
+                # no broker has answered yet: a wrong address or port, most often, not the state topic
+                log.warning(
+                    "no broker answers at %s (kafka.bootstrap_servers: check the address and port, and that the "
+                    "brokers are up) (%s); retrying", kafka.bootstrap_servers, reason,
+                )  # fmt: skip
+                return
             log.warning("cannot %s on %s (%s); retrying", doing, kafka.bootstrap_servers, reason)
             return
         self.broker_up = True
@@ -1249,6 +1257,10 @@ class Daemon:
         log.error("%s: stopping", reason)
         self.failure = reason
         self.stopping = True
+
+
+# librdkafka's errors when no broker could be reached
+_NO_BROKER = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE)
 
 
 def group_by_partition(msgs: list[Any], topics: list[Any], partitions: list[Any]) -> dict[TP, list[Any]]:
