@@ -142,10 +142,17 @@ class GradingFunction(ABC):
         except Exception as e:
             raise ValueError(f"Error evaluating {type(self).__name__} '{self.name}': {e}") from e
 
+    # a function's boolean is 1.0 or 0.0, as the seed package graded it; a field's JSON true is a wrong type
+    bools_are_numbers = True
+
     def _number(self, result: Any) -> float:
-        if not isinstance(result, int | float):  # a bool is 1.0 or 0.0, as the seed package graded it
-            raise ValueError(f"{type(self).__name__} '{self.name}' got {type(result).__name__}, expected a number")
-        return float(result)
+        """``result`` as the engine grades it (:func:`_bools_as_numbers`), or ValueError."""
+        if isinstance(result, bool | np.bool_):
+            if self.bools_are_numbers:
+                return float(result)
+        elif isinstance(result, int | float):
+            return float(result)
+        raise ValueError(f"{type(self).__name__} '{self.name}' got {type(result).__name__}, expected a number")
 
     def _category(self, result: Any, allowed: set[str]) -> str:
         """``result``'s label (JSON spelling: ``True`` is ``"true"``), as the engine compares it."""
@@ -278,6 +285,7 @@ class _FieldMixin:
     """Reads the feature from a dotted field path, a batch at a time."""
 
     may_raise = False
+    bools_are_numbers = False
 
     field: str
 

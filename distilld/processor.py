@@ -211,8 +211,11 @@ class DistilledProcessor:
             seed=seed,
             **{name: value for name, value in zip(_WEIGHTS, weights, strict=True)},
         )
-        # a Fraction or Decimal rate would reach the compiled kernels as an object they cannot type
-        reduction_percentage, time_horizon_seconds = float(reduction_percentage), float(time_horizon_seconds)
+        # a Fraction or Decimal rate would reach the compiled kernels as an object they cannot type (an int or
+        # a float stays as given: snapshots' fingerprints hold it as JSON, where 3600 and 3600.0 differ)
+        reduction_percentage, time_horizon_seconds = (
+            x if type(x) in (int, float) else float(x) for x in (reduction_percentage, time_horizon_seconds)
+        )
         batch_size, max_keys, panes, segment_picks, seed = map(int, (batch_size, max_keys, panes, segment_picks, seed))
         if not 0 < reduction_percentage <= 1:
             raise ValueError(f"reduction_percentage must be in (0, 1], not {reduction_percentage!r}")
@@ -284,6 +287,16 @@ class DistilledProcessor:
         self.timestamps_replaced = 0
         self.historical_data = WindowView(self, KeyedWindows.RECEIVED)
         self.sent_data = WindowView(self, KeyedWindows.SENT)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy or a pickle holds everything but the lock (a new one comes with it)."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     @property
     def watermark(self) -> float:
@@ -599,6 +612,14 @@ class DistilledProcessor:
         if n_keys < 2 or targets is None:
             return None
         global_targets = targets
+        # the records of a key that has only late ones are scored on the late records' deficits; a key with
+        # live ones has all its records scored on the summed deficits: scored on both rows, a key holding
+        # late records won the extras more often, and its late records took their share of them (late records
+        # sent at 0.123 for a rate of 0.1, live ones at 0.098, 12 keys of 7 records a batch); with only its
+        # live records in the running, a key with fewer of them won less often (late records sent at 0.094)
+        has_live = np.zeros(n_keys, dtype=np.bool_)
+        has_live[key_index[live]] = True
+        on_late_row = ~live & ~has_live[key_index]
 
         def choose(eligible: np.ndarray, extra: int) -> np.ndarray:
             allowed = np.zeros(n_keys, dtype=np.bool_)
@@ -618,7 +639,7 @@ class DistilledProcessor:
                 jitter,
                 # records too late for their window on the late records' deficits (see _select)
                 self._windows.late_deficit,
-                ~live,
+                on_late_row,
             )
 
         return choose
@@ -683,17 +704,17 @@ class DistilledProcessor:
         return np.sort(np.concatenate(picked))
 
     def _late_quota(self, local_key: np.ndarray, late: np.ndarray, quotas: np.ndarray) -> np.ndarray:
-        """Per key, the picks its late records take: the share of its quota their number is, rounded so
-        that the fractions carry from key to key and batch to batch (``late_carry``), within what its
-        live and late records can make."""
+        """Per key, the picks its late records take: the share of its quota their number is, its
+        fraction rounded up with that chance (a seeded hash of the batch's position: the same stream
+        rounds the same), within what its live and late records can make. One carry passed from key to
+        key rounded the first key in a batch down and the next up, batch after batch: with keys in a
+        fixed order, one key's late records and another's live ones were never sent."""
         n = np.bincount(local_key, minlength=len(quotas))
         n_late = np.bincount(local_key[late], minlength=len(quotas))
-        owed = self._windows.late_carry + np.cumsum(quotas * n_late / np.maximum(n, 1))
-        whole = np.floor(owed + 1e-9)
-        share = np.diff(whole, prepend=math.floor(self._windows.late_carry + 1e-9)).astype(np.int64)
-        share = np.clip(share, np.maximum(quotas - (n - n_late), 0), np.minimum(quotas, n_late))
-        self._windows.late_carry = float(min(max(owed[-1] - whole[-1], 0.0), 1.0))
-        return share
+        owed = quotas * n_late / np.maximum(n, 1)
+        chance = unit_float(np.arange(len(quotas), dtype=np.int64) + self._seq, self.seed + 2)
+        share = np.floor(owed + chance).astype(np.int64)
+        return np.clip(share, np.maximum(quotas - (n - n_late), 0), np.minimum(quotas, n_late))
 
     def _late_picked(
         self,

@@ -237,7 +237,13 @@ class KafkaSettings(_Section):
     @field_validator("input_pattern")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        return check_regex(value)
+        check_regex(value)
+        if value is not None and not value.startswith("^"):
+            try:  # as it is subscribed: anchored (an inline flag such as (?i) then no longer comes first)
+                re.compile("^" + value)
+            except re.error as e:
+                raise ValueError(f"not valid once anchored with ^, as the subscription is ({e})") from None
+        return value
 
     @field_validator("output_topic", "dlq_topic", "state_topic")
     @classmethod

@@ -51,7 +51,7 @@ MAGIC = b"DSTLSNAP"
 # strings (read still, with a warning about strings that look like one). 5: True and 1 are two keys
 # (distilld.keys), frozensets are kept, and a key that cannot come back equal is refused at dump; 4
 # stored such keys by their repr (read still, with a warning about them)
-# 7: the deficits of the records too late for their window (``late_deficit``, ``late_carry``), written
+# 7: the deficits of the records too late for their window (``late_deficit``), written
 # only when there are any: a snapshot without them is still 6 or 5
 VERSION = 7
 READABLE = (4, 5, 6, 7)
@@ -100,7 +100,7 @@ _ENCODER_CONFIG = ("categories", "bins", "top_k", "sample")
 _WINDOW_STATE: tuple[str, ...] = ("ring", "totals", "deficit", "recent", "recent_epoch", "pane_epoch", "carry")
 _WINDOW_STATE += ("last_used", "in_use")
 _WINDOW_STATE += ("_capacity", "_free", "evicted", "balance", "_clock", "global_deficit")
-_LATE_STATE = ("late_deficit", "late_carry")  # version 7: left out while they are zero
+_LATE_STATE = ("late_deficit",)  # version 7: left out while it is zero
 _WINDOW_STATE += _LATE_STATE
 _KEPT_WITHOUT_LATE = tuple(n for n in _WINDOW_STATE if n not in _LATE_STATE)
 _ENCODER_STATE: tuple[str, ...] = ("_epoch", "_seen", "_values", "edges", "_mean", "_sd", "_step", "_since_refresh")
@@ -270,7 +270,7 @@ def _restore_attrs(
 def dump(proc: DistilledProcessor) -> bytes:
     arrays: dict[str, np.ndarray] = {}
     windows = proc._windows
-    late = bool(windows.late_carry or windows.late_deficit.any())
+    late = bool(windows.late_deficit.any())
     header: dict[str, Any] = {
         "fingerprint": fingerprint(proc),
         "config": _config(proc),
@@ -322,7 +322,8 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
     except (zlib.error, struct.error, orjson.JSONDecodeError, ValueError, KeyError) as e:
         raise SnapshotError(f"damaged snapshot: {e}") from None
     try:
-        if header["fingerprint"] != fingerprint(proc):
+        # the same configuration by value (an int window and a float one) is the same configuration
+        if header["fingerprint"] != fingerprint(proc) and header.get("config") != _config(proc):
             ours, theirs = _config(proc), header.get("config") or {}
             differ = [k for k in ours if theirs.get(k) != ours[k]] if theirs else []
             raise SnapshotMismatch(
@@ -330,7 +331,7 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
                 + (", ".join(differ) if differ else "features, numeric bins, window, rate or seed")
             )
         windows = proc._windows
-        windows.late_deficit, windows.late_carry = np.zeros_like(windows.late_deficit), 0.0  # none before 7
+        windows.late_deficit = np.zeros_like(windows.late_deficit)  # none before 7
         _restore_attrs(windows, header["windows"], "windows", arrays, _WINDOW_STATE)
         legacy = version < 5
         keys = [(_key_in(k, legacy), int(slot)) for k, slot in header["keys"]]

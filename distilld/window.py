@@ -134,9 +134,8 @@ class KeyedWindows:
         # the deficits summed over every key, evicted ones included (cells, then moments)
         self.global_deficit = np.zeros(n_cells + moments)
         # records too late for the window are balanced among themselves, apart from the keys' windows
-        # (processor.py): their deficits over every key, and the fraction of a pick their quotas carry
+        # (processor.py): their deficits over every key
         self.late_deficit = np.zeros(n_cells + moments)
-        self.late_carry = 0.0
         # the marginal cells' received window counts summed over the held keys, kept as ``totals`` changes
         self.global_totals = np.zeros(self.window_cells, dtype=np.int64)
         self._clock = 0

@@ -718,6 +718,10 @@ def test_a_release_of_another_stream_inherits_no_example_topics_or_filters(tmp_p
     assert result.returncode != 0 and "config.kafka.dlq_topic" in result.stderr, result.stderr
     named = yaml.safe_load(config_text(render("defaults", *clicks, *secret, "config.kafka.dlq_topic=clicks.bad")))
     assert named["kafka"]["dlq_topic"] == "clicks.bad"
+    for decides in ("DISTILLD_KAFKA__DLQ_TOPIC", "DISTILLD_PROCESSING__ON_ERROR"):  # env names it, or needs none
+        env_dlq = ("env[1].name=" + decides, "env[1].value=skip")
+        rendered = yaml.safe_load(config_text(render("defaults", *clicks, *secret, *env_dlq)))
+        assert "dlq_topic" not in rendered["kafka"], decides
 
 
 def test_an_env_value_that_is_not_a_string_is_refused(tmp_path: Path) -> None:

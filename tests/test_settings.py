@@ -883,3 +883,13 @@ def test_reducer_settings_either_are_refused_or_build_the_engine(
         assert str(e).startswith("reducer"), str(e)
         return
     _engine(loaded)
+
+
+def test_an_input_pattern_that_does_not_compile_once_anchored_is_a_config_error(tmp_path: Path) -> None:
+    """The subscription anchors the pattern with ^: (?i)app.* then has its flag out of place, and loading
+    the config raised re.error with a traceback."""
+    data = minimal()
+    del data["kafka"]["input_topics"]
+    data["kafka"]["input_pattern"] = "(?i)app.*"
+    with pytest.raises(ConfigError, match="input_pattern: not valid once anchored with"):
+        load_settings(write(tmp_path, data))

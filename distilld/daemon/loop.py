@@ -362,8 +362,9 @@ class Daemon:
                 self.metrics.state_errors.inc()
             reason = e.args[0].str() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else e
             code = e.args[0].code() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else None
-            if not self.broker_up and (code in _NO_BROKER or isinstance(e, TimeoutError)):
-                # no broker has answered yet: a wrong address or port, most often, not the state topic
+            if not (self.broker_up or self.state.partitions) and (code in _NO_BROKER or isinstance(e, TimeoutError)):
+                # no broker has answered yet (the state topic's check is the first ask): a wrong address or
+                # port, most often, not the state topic
                 log.warning(
                     "no broker answers at %s (kafka.bootstrap_servers: check the address and port, and that the "
                     "brokers are up) (%s); retrying", kafka.bootstrap_servers, reason,

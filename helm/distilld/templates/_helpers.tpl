@@ -216,17 +216,29 @@ release's own, after its group as the state topic's default is, rather than one 
 every release.
 */}}
 {{- if and (eq ((.Values.config.processing | default dict).on_error | default "dlq") "dlq") (not $kafka.dlq_topic) }}
-{{- /* the group the daemon runs as: an `env` entry overrides the file's (KEDA's trigger follows it too) */}}
+{{- /* the group the daemon runs as: an `env` entry overrides the file's (KEDA's trigger follows it too);
+an `env` DLQ topic or on_error decides for itself */}}
 {{- $group := $kafka.group_id | default "" }}
+{{- $secretGroup := "" }}
+{{- $envDecides := false }}
 {{- range $entry := .Values.env }}
-{{- if eq (upper ($entry.name | default "" | toString)) "DISTILLD_KAFKA__GROUP_ID" }}
-{{- if not (hasKey $entry "value") }}
-{{- fail (printf "env %s comes from valueFrom, which the chart cannot read, and the DLQ's default name <group_id>.distilld-dlq needs it: name the DLQ in config.kafka.dlq_topic" $entry.name) }}
-{{- end }}
+{{- $name := upper ($entry.name | default "" | toString) }}
+{{- if eq $name "DISTILLD_KAFKA__GROUP_ID" }}
+{{- if hasKey $entry "value" }}
 {{- $group = $entry.value | toString }}
+{{- else }}
+{{- $secretGroup = $entry.name }}
 {{- end }}
+{{- else if has $name (list "DISTILLD_KAFKA__DLQ_TOPIC" "DISTILLD_PROCESSING__ON_ERROR") }}
+{{- $envDecides = true }}
+{{- end }}
+{{- end }}
+{{- if not $envDecides }}
+{{- if $secretGroup }}
+{{- fail (printf "env %s comes from valueFrom, which the chart cannot read, and the DLQ's default name <group_id>.distilld-dlq needs it: name the DLQ in config.kafka.dlq_topic" $secretGroup) }}
 {{- end }}
 {{- $_ := set $kafka "dlq_topic" (printf "%s.distilld-dlq" $group) }}
+{{- end }}
 {{- end }}
 {{- $_ := set $config "kafka" $kafka }}
 {{- toYaml $config }}
