@@ -337,6 +337,39 @@ def test_a_fenced_producer_stops_the_daemon_with_the_record_uncommitted(fatal: b
     assert len(producer.calls) == 1, "not retried"
 
 
+def test_a_fatal_producer_is_said_once_and_the_stop_does_not_wait_for_it(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every record in flight failed the same way: one ERROR line each (1,501 in a run on Tansu), the last
+    one's reason kept; and a record due for a retry, produced again at the stop's flush, met produce()'s
+    _FATAL as a retriable failure: the stop waited out its whole deadline."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    producer = FakeProducer()
+    daemon.output.producer = producer
+    progress = PartitionProgress("t", 0)
+    for i in range(51):
+        daemon.output.send(progress.add(i + 1, 1), "o", b"v", None, [], 0)
+    with caplog.at_level("ERROR", logger="distilld"):
+        fatal = KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "fatal idempotent", fatal=True)
+        for call in producer.calls[:50]:  # the last one still in flight
+            call["on_delivery"](fatal, None)
+    lines = [r for r in caplog.records if "cannot deliver again" in r.getMessage()]
+    assert len(lines) == 1 and daemon.stopping and "an output" in (daemon.failure or "")
+    assert progress.committable is None and daemon.output.in_flight == 1
+    start = time.monotonic()
+    assert daemon.output.flush(time.monotonic() + 3.0) is False
+    assert time.monotonic() - start < 0.5, "not waited for"
+    # produce() on a fatal producer raises _FATAL: not retried every second either
+    producer.produce = lambda *a, **k: (_ for _ in ()).throw(  # type: ignore[method-assign]
+        KafkaException(KafkaError(KafkaError._FATAL, "producer fatal", fatal=True))
+    )
+    daemon.output.send(progress.add(60, 1), "o", b"v", None, [], 0)
+    assert daemon.output.in_flight == 1 and not daemon.output._retry
+
+
 class UnknownTopicProducer(FakeProducer):
     """produce() refuses while the topic is unknown (librdkafka's _UNKNOWN_TOPIC), then accepts."""
 
@@ -1290,6 +1323,17 @@ def test_a_bootstrap_address_no_broker_answers_at_is_named_as_such(
     assert "no broker answers at" in lines[0] and "kafka.bootstrap_servers" in lines[0], lines
     assert "cannot check the state topic" in lines[1], lines
     assert not daemon.subscribed
+    caplog.clear()
+
+    def unanswered(reads: Any, wanted: Any, timeout_s: float = 0.0, listed: Any = ()) -> int:
+        raise TimeoutError()  # a broker answered the metadata request, the creation was not answered
+
+    daemon.broker_up = False
+    daemon.state.ensure_topic = unanswered  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="distilld"):
+        daemon._subscribe()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "cannot check the state topic" in line and "not answered in time" in line, line
 
 
 def test_the_daemon_waits_for_an_input_topic_before_it_makes_the_state_topic(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -89,7 +89,7 @@ class Checkpoints:
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
         self._commit_partitions(keys, asynchronous=False)
-        if any(key in self.partitions for key in keys) and self._state_topic_there(deadline):
+        if any(key in self.partitions for key in keys) and self._state_topic_there(deadline, keys):
             for key in keys:
                 part = self.partitions.get(key)
                 if part is not None and part.snapshot_due() and part.processed is not None:
@@ -127,12 +127,12 @@ class Checkpoints:
 
     # -- snapshots -------------------------------------------------------------------
 
-    def _state_topic_there(self, deadline: float) -> bool:
+    def _state_topic_there(self, deadline: float, keys: Iterable[TP]) -> bool:
         """Before snapshots are written: whether the state topic is there (:meth:`StateStore.check_topic`, which
         makes it again if it was deleted). Made again, it holds no snapshot: every partition's is written again
         (an idle partition's too, whose last snapshot would otherwise be lost for good). Missing, the due
-        snapshots are not written, each counted in distilld_snapshot_failures_total: the commits go on (a
-        snapshot only saves a rebuild from the log), and so does a transaction."""
+        snapshots of ``keys`` are not written, each counted in distilld_snapshot_failures_total: the commits go
+        on (a snapshot only saves a rebuild from the log), and so does a transaction."""
         left = min(CHECK_TIMEOUT_S, deadline - time.monotonic())
         verdict = self.state.check_topic(left) if left > 0 else "unchecked"  # a stop past its deadline: not asked
         if verdict in ("remade", "missing"):
@@ -140,7 +140,10 @@ class Checkpoints:
             for part in self.partitions.values():
                 part.snapshot_at = None  # none of them is in the state topic any more
         if self.state.missing:
-            self.metrics.snapshot_failures.inc(sum(1 for p in self.partitions.values() if p.processed is not None))
+            # the snapshots this checkpoint would write (every assigned partition was counted before, at each one)
+            parts = [p for key in set(keys) if (p := self.partitions.get(key)) is not None]
+            due = [p for p in parts if p.replay_until is None and p.processed not in (None, p.snapshot_at)]
+            self.metrics.snapshot_failures.inc(len(due))
             return False
         return True
 
@@ -249,7 +252,11 @@ class Checkpoints:
         ]
         offsets += [TopicPartition(key[0], key[1], offset) for key, _, offset in begun]
         # a write waiting for a missing state topic would hold the transaction until it aborts: none goes then
-        there = self.txn.committing or not (snapshot_keys or begun) or self._state_topic_there(deadline)
+        there = (
+            self.txn.committing
+            or not (snapshot_keys or begun)
+            or self._state_topic_there(deadline, [*snapshot_keys, *(key for key, _, _ in begun)])
+        )
         snapshots = [
             (key, p, p.processed)
             for key in ([] if self.txn.committing else snapshot_keys)  # librdkafka takes no record mid-commit

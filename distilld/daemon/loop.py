@@ -362,7 +362,9 @@ class Daemon:
                 self.metrics.state_errors.inc()
             reason = e.args[0].str() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else e
             code = e.args[0].code() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else None
-            if not (self.broker_up or self.state.partitions) and (code in _NO_BROKER or isinstance(e, TimeoutError)):
+            if isinstance(e, TimeoutError):
+                reason = str(e) or "not answered in time"
+            elif not (self.broker_up or self.state.partitions) and code in _NO_BROKER:
                 # no broker has answered yet (the state topic's check is the first ask): a wrong address or
                 # port, most often, not the state topic
                 log.warning(

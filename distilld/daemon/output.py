@@ -54,7 +54,7 @@ REFUSALS_KEPT = 10_000  # exactly_once: refusals remembered for the redo after t
 # were damaged on the way, not the record; it is retried as any other failure.
 _RECORD_REFUSALS = (KafkaError.INVALID_TIMESTAMP, KafkaError.INVALID_RECORD)
 # an idempotent producer fenced (Tansu, once a topic it wrote to was deleted and made again) stays fenced
-_FENCED = (KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+_FENCED = (KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError._FATAL)
 
 
 def _code(err: Any) -> int | None:
@@ -141,6 +141,7 @@ class Output:
         self.refused: dict[tuple[str, Source], KafkaError] = {}
         self.txn_error: KafkaError | None = None
         self.in_flight = 0
+        self.dead = False  # the producer can deliver nothing again (_fenced)
         self.produced: dict[str, int] = {}  # acknowledged records per topic
         self.produced_bytes: dict[str, int] = {}
         self._reported: dict[str, tuple[int, int]] = {}  # what the metrics have of both
@@ -247,8 +248,12 @@ class Output:
     def _fenced(self, out: Outgoing, err: KafkaError) -> None:
         """The producer can deliver nothing again (fenced, or a fatal error of the idempotent producer): retried,
         the record failed every second for good and nothing more was committed. The daemon stops (exit 1) with
-        the record uncommitted, and its next instance, with a new producer, reads it again."""
+        the record uncommitted, and its next instance, with a new producer, reads it again. Said once, for the
+        first record: the others in flight fail the same way."""
         self.in_flight -= 1
+        if self.dead:
+            return
+        self.dead = True
         reason = f"{out.where()}: the producer cannot deliver again ({err.str()}): a new instance takes over"
         if self.fail is not None:
             self.fail(reason)
@@ -344,7 +349,9 @@ class Output:
             except KafkaException as e:
                 err = e.args[0]
             self.metrics.produce_errors.inc()
-            if isinstance(err, KafkaError) and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            if not self.transactional and isinstance(err, KafkaError) and (err.fatal() or err.code() in _FENCED):
+                self._fenced(out, err)  # a fatal producer refuses every record: retried, a stop waited it out
+            elif isinstance(err, KafkaError) and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                 # larger than the producer's message.max.bytes: it can never be delivered (the DLQ copy
                 # of it neither, from the same producer), so it follows processing.on_error at once
                 self._refuse(out, err)
@@ -376,10 +383,11 @@ class Output:
         self.txn_error = None
 
     def flush(self, deadline: float) -> bool:
-        """Wait until every output is acknowledged or ``deadline`` (monotonic) passes."""
-        while self.in_flight > 0:
+        """Wait until every output is acknowledged or ``deadline`` (monotonic) passes (at once when the
+        producer can deliver nothing again)."""
+        while self.in_flight > 0 and not self.dead:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             self.poll(min(0.1, remaining))
-        return True
+        return self.in_flight == 0

@@ -44,6 +44,15 @@ __all__ = [
 log = logging.getLogger("distilld.state")
 
 TP = tuple[str, int]
+
+
+class _NotListed:
+    """A metadata answer without the topic: as librdkafka's for an unknown one."""
+
+    error = None
+    partitions: dict[int, Any] = {}
+
+
 CHUNK_BYTES = 512 * 1024
 SNAPSHOT_HEADER = "distilld-snapshot"
 # check_topic asks the brokers at most this often: in practice before every checkpoint's snapshots (a revoke's and
@@ -271,60 +280,80 @@ class StateStore:
         if now < self._check_at or not self.partitions:
             return "unchecked"
         self._check_at = now + CHECK_EVERY_S
+        deadline = now + timeout_s  # for the whole check: a stop's deadline is not overrun by its parts
         admin = self.admin()
-        try:
-            meta = admin.list_topics(self.topic, timeout=timeout_s)  # the admin client creates no topic
-        except KafkaException as e:
-            log.debug("state topic %s not checked: %s", self.topic, e)
+        found = self._listed(admin, deadline)
+        if found is None:
             return "unchecked"
-        found = meta.topics.get(self.topic)
-        err = None if found is None else found.error
-        if found is not None and err is None and found.partitions:
-            was_missing, self.missing = self.missing, False
-            if len(found.partitions) == self.partitions:
-                if was_missing:
-                    log.warning("state topic %s is back: every partition's snapshot is written again", self.topic)
-                return "remade" if was_missing else "ok"
-            log.warning(
-                "state topic %s has %d partitions, not the %d it had: made again by someone else, or by a broker "
-                "creating topics on first use (deleted while the daemon ran?); its count is taken, and every "
-                "partition's snapshot is written again to it",
-                self.topic, len(found.partitions), self.partitions,
-            )  # fmt: skip
-            self.partitions = len(found.partitions)
-            self._check_existing(admin, self.partitions, None, timeout_s)
-            return "remade"
-        if err is not None and err.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-            log.debug("state topic %s not checked: %s", self.topic, err)  # a broker answered badly: not known
-            return "unchecked"
+        if found.error is None and found.partitions:
+            return self._there(admin, len(found.partitions), deadline)
         try:
             futures = admin.create_topics(
-                [NewTopic(self.topic, self.partitions, -1, config=STATE_TOPIC_CONFIG)], operation_timeout=timeout_s
+                [NewTopic(self.topic, self.partitions, -1, config=STATE_TOPIC_CONFIG)],
+                operation_timeout=max(deadline - time.monotonic(), 0.01),
             )
-            futures[self.topic].result(timeout_s)
+            futures[self.topic].result(max(deadline - time.monotonic(), 0.01))
         except KafkaException as e:
             code = e.args[0].code() if isinstance(e.args[0], KafkaError) else None
-            if code == KafkaError.TOPIC_ALREADY_EXISTS:  # made meanwhile by someone else: its count checked next
-                self._check_at = now
-            else:
-                self.missing = True
-                log.warning(
-                    "state topic %s is gone (deleted while the daemon ran?) and cannot be made again (%s): "
-                    "snapshots are not written (distilld_snapshot_failures_total), the windows would be rebuilt "
-                    "from the log at a hand-over; retried",
-                    self.topic, e,
-                )  # fmt: skip
-                return "missing"
-        except TimeoutError as e:
+            if code == KafkaError.TOPIC_ALREADY_EXISTS:
+                # there after all (a metadata answer that missed it), or made meanwhile by someone else, maybe
+                # with another partition count: as it is listed now
+                again = self._listed(admin, deadline)
+                if again is None or again.error is not None or not again.partitions:
+                    return "unchecked"
+                return self._there(admin, len(again.partitions), deadline)
             self.missing = True
-            log.warning("state topic %s is gone and its creation was not answered (%s); retried", self.topic, e)
+            log.warning(
+                "state topic %s is gone (deleted while the daemon ran?) and cannot be made again (%s): "
+                "snapshots are not written (distilld_snapshot_failures_total), the windows would be rebuilt "
+                "from the log at a hand-over; retried",
+                self.topic, e,
+            )  # fmt: skip
             return "missing"
+        except TimeoutError as e:  # not answered: nothing known
+            log.debug("state topic %s: its creation was not answered (%s); asked at the next check", self.topic, e)
+            return "unchecked"
         self.missing = False
         log.warning(
             "state topic %s was gone (deleted while the daemon ran?): made again (%d partitions, compacted); every "
             "partition's snapshot is written again",
             self.topic, self.partitions,
         )  # fmt: skip
+        return "remade"
+
+    def _listed(self, admin: AdminClient, deadline: float) -> Any:
+        """The state topic's metadata (None: not answered in time, or answered with another error than
+        "unknown topic", which says nothing about whether it is there)."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        try:
+            meta = admin.list_topics(self.topic, timeout=left)  # the admin client creates no topic
+        except KafkaException as e:
+            log.debug("state topic %s not checked: %s", self.topic, e)
+            return None
+        found = meta.topics.get(self.topic)
+        if found is not None and found.error is not None and found.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+            log.debug("state topic %s not checked: %s", self.topic, found.error)  # a broker answered badly
+            return None
+        return found if found is not None else _NotListed()
+
+    def _there(self, admin: AdminClient, partitions: int, deadline: float) -> str:
+        """The topic is listed with ``partitions``: "ok" as it was, or "remade" (back after it was missing, or
+        with another partition count, which is taken as a restart takes it)."""
+        was_missing, self.missing = self.missing, False
+        if partitions == self.partitions:
+            if was_missing:
+                log.warning("state topic %s is back: every partition's snapshot is written again", self.topic)
+            return "remade" if was_missing else "ok"
+        log.warning(
+            "state topic %s has %d partitions, not the %d it had: made again by someone else, or by a broker "
+            "creating topics on first use (deleted while the daemon ran?); its count is taken, and every "
+            "partition's snapshot is written again to it",
+            self.topic, partitions, self.partitions,
+        )  # fmt: skip
+        self.partitions = partitions
+        self._check_existing(admin, partitions, None, max(deadline - time.monotonic(), 0.01))
         return "remade"
 
     def _check_existing(self, admin: AdminClient, partitions: int, wanted: int | None, timeout_s: float) -> None:
