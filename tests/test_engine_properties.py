@@ -35,15 +35,8 @@ def _keyed(rate: float, max_keys: int = 10_000) -> DistilledProcessor:
     return DistilledProcessor(graders, 600, rate, 64, key_func=lambda r: r["k"], max_keys=max_keys, clock=FakeClock())
 
 
-@FAST
-@given(
-    keys=st.lists(st.integers(0, 6), min_size=1, max_size=400),
-    cuts=st.lists(st.integers(1, 60), min_size=1, max_size=20),
-    rate=st.sampled_from([0.05, 0.1, 0.33, 0.5, 1.0]),
-)
-def test_budget_is_exact_per_key_over_every_prefix(keys: list[int], cuts: list[int], rate: float) -> None:
-    proc = _keyed(rate)
-    records = [{"k": k, "c": "abc"[i % 3], "x": float(i)} for i, k in enumerate(keys)]
+def _assert_budget_exact(proc: DistilledProcessor, records: list[dict[str, Any]], cuts: list[int], rate: float) -> None:
+    """``records`` in batches of ``cuts`` (in turn): after each, every key's sends within 1 of rate × its records."""
     received: dict[int, int] = {}
     sent: dict[int, int] = {}
     start, i = 0, 0
@@ -58,6 +51,18 @@ def test_budget_is_exact_per_key_over_every_prefix(keys: list[int], cuts: list[i
             assert abs(sent.get(k, 0) - rate * n) <= 1 + 1e-9
         # overall: pooled fractions keep it within one record per key (borrowers), never drifting
         assert abs(sum(sent.values()) - rate * start) <= max(1, len(received)) + 1e-9
+
+
+@FAST
+@given(
+    keys=st.lists(st.integers(0, 6), min_size=1, max_size=400),
+    cuts=st.lists(st.integers(1, 60), min_size=1, max_size=20),
+    rate=st.sampled_from([0.05, 0.1, 0.33, 0.5, 1.0]),
+)
+def test_budget_is_exact_per_key_over_every_prefix(keys: list[int], cuts: list[int], rate: float) -> None:
+    proc = _keyed(rate)
+    records = [{"k": k, "c": "abc"[i % 3], "x": float(i)} for i, k in enumerate(keys)]
+    _assert_budget_exact(proc, records, cuts, rate)
 
 
 @FAST
@@ -80,19 +85,7 @@ def test_budget_is_exact_per_key_with_records_too_late_for_their_window(
         {"k": k, "c": "abc"[i % 3], "x": float(i), "t": clock.now - (5000.0 if late else 0.0)}
         for i, (k, late) in enumerate(rows)
     ]
-    received: dict[int, int] = {}
-    sent: dict[int, int] = {}
-    start, i = 0, 0
-    while start < len(records):
-        batch = records[start : start + cuts[i % len(cuts)]]
-        start, i = start + len(batch), i + 1
-        for r in batch:
-            received[r["k"]] = received.get(r["k"], 0) + 1
-        for dp in proc.process_batch(batch):
-            sent[dp.key] = sent.get(dp.key, 0) + 1
-        for k, n in received.items():
-            assert abs(sent.get(k, 0) - rate * n) <= 1 + 1e-9
-        assert abs(sum(sent.values()) - rate * start) <= max(1, len(received)) + 1e-9
+    _assert_budget_exact(proc, records, cuts, rate)
 
 
 def test_overall_rate_is_exact_with_ten_thousand_keys() -> None:

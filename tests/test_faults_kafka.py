@@ -253,49 +253,6 @@ def test_a_full_producer_queue_keeps_the_loop_alive_and_a_stop_in_time(
         proxy.refuse_produce(None)
 
 
-def test_a_stop_with_the_group_coordinator_cut_off_ends_within_shutdown_timeout(
-    proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
-) -> None:
-    """The stop's synchronous commit waited for a group coordinator that does not answer until
-    the group session timed out (45 s by default): the pod overran its grace period and was killed."""
-    import signal
-
-    bootstrap, proxy = proxied
-    topic, group = fresh_topic(bootstrap, "stopcut")
-    port = free_port()
-    config = daemon_config(
-        bootstrap,
-        topic,
-        group,
-        processing={"shutdown_timeout_s": 5, "commit_interval_ms": 600_000, "snapshot_interval_s": 600},
-        metrics={"port": port, "refresh_ms": 200},
-    )
-    config["kafka"]["consumer"]["session.timeout.ms"] = 30_000
-    d = DaemonProcess(tmp_path, config).start()
-    daemons.append(d)
-    assert d.proc is not None
-    base = f"http://127.0.0.1:{port}"
-    _wait("ready", lambda: _status(base + "/readyz") == 200, 60)
-    values = [orjson.dumps(r) for r in people_records(3000, seed=4)]
-    produce(bootstrap, topic, values, [b"user-%d" % (i % KEYS) for i in range(len(values))])
-
-    def all_in_windows() -> bool:
-        return value(samples(get(base + "/metrics")[1]), "distilld_window_records", kind="received") == len(values)
-
-    _wait("every record in the windows, not committed yet", all_in_windows, 30)
-    try:
-        proxy.cut()
-        stopping = time.monotonic()
-        d.proc.send_signal(signal.SIGTERM)
-        code = d.proc.wait(60)
-        took = time.monotonic() - stopping
-    finally:
-        proxy.restore()
-    print(f"stopped with the brokers cut off in {took:.1f}s (exit {code})")
-    assert took < 5 + 2, f"within shutdown_timeout_s: {took:.1f}s"
-    assert code == 0, d.log()
-
-
 def test_exactly_once_outputs_slow_to_be_acknowledged_at_a_snapshot_do_not_stop_the_daemon(
     proxied: tuple[str, TcpProxy], tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
