@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from distilld import DistilledProcessor, build_graders
-from distilld.broker import EmbeddedBroker
+from distilld.broker import EmbeddedBroker, free_port
 
 from .kafka_tools import DaemonProcess
+from .proxy_tools import TcpProxy
 
 PEOPLE_FEATURES: list[dict[str, Any]] = [
     {"name": "gender", "type": "categorical", "categories": ["female", "male", "other"]},
@@ -99,6 +100,18 @@ def serves_aborted(kafka_bootstrap: str) -> bool:
     """Whether the session's broker serves aborted transactions' records to read_committed readers:
     Tansu, the embedded broker, does; Apache Kafka does not (as kafka_bootstrap decided, not asked again)."""
     return bool(_EMBEDDED)
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TcpProxy]]:
+    """A broker of its own (one a test module), reachable only through a proxy the test can cut."""
+    tmp = tmp_path_factory.mktemp("proxied")
+    plain, front = free_port(), free_port()
+    with (
+        EmbeddedBroker(port=plain, advertised_port=front, log=tmp / "tansu.log") as broker,
+        TcpProxy(front, plain) as proxy,
+    ):
+        yield broker.bootstrap, proxy
 
 
 @pytest.fixture

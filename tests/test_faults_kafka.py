@@ -14,14 +14,14 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from distilld.broker import EmbeddedBroker, free_port
+from distilld.broker import free_port
 from distilld.daemon.memory import rss_mb
 
 from .conftest import people_records
@@ -51,18 +51,6 @@ N = 30_000
 KEYS = 24
 CUT_S = 15.0
 RESILIENT = {"enable.idempotence": True, "message.timeout.ms": 120_000, "log_level": 2}
-
-
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TcpProxy]]:
-    """A broker of its own, reachable only through a proxy the test can cut."""
-    tmp = tmp_path_factory.mktemp("faults")
-    plain, front = free_port(), free_port()
-    with (
-        EmbeddedBroker(port=plain, advertised_port=front, log=tmp / "tansu.log") as broker,
-        TcpProxy(front, plain) as proxy,
-    ):
-        yield broker.bootstrap, proxy
 
 
 def _wait(what: str, check: Callable[[], bool], limit_s: float) -> float:

@@ -5,14 +5,13 @@ is visible to a read_committed reader until a commit, so giving it up is safe:
 the brokers abort it after ``transaction.timeout.ms`` and the partitions' next
 owner reads from the last commit. The stop ends within
 ``processing.shutdown_timeout_s``, says what it gave up, and exits 0, as the
-at-least-once stop with the brokers away does (test_faults_kafka).
+at-least-once stop with the brokers away does.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +22,7 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from distilld.broker import EmbeddedBroker, free_port
+from distilld.broker import free_port
 from distilld.daemon.checkpoint import Checkpoints
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.partition import Partition
@@ -33,35 +32,10 @@ from distilld.daemon.transactions import TransactionAborted
 from .conftest import people_records
 from .kafka_tools import DaemonProcess, committed, daemon_config, fresh_topic, get, produce, samples, value
 from .proxy_tools import TcpProxy
+from .test_faults_kafka import _status, _wait
 
 KEYS = 24
 SHUTDOWN_S = 5
-
-
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TcpProxy]]:
-    """A broker of its own, reachable only through a proxy the test can cut."""
-    tmp = tmp_path_factory.mktemp("shutdown")
-    plain, front = free_port(), free_port()
-    with (
-        EmbeddedBroker(port=plain, advertised_port=front, log=tmp / "tansu.log") as broker,
-        TcpProxy(front, plain) as proxy,
-    ):
-        yield broker.bootstrap, proxy
-
-
-def _wait(what: str, check: Callable[[], bool], limit_s: float) -> None:
-    start = time.monotonic()
-    while not check():
-        assert time.monotonic() - start < limit_s, f"{what}: not within {limit_s}s"
-        time.sleep(0.2)
-
-
-def _status(url: str) -> int:
-    try:
-        return get(url)[0]
-    except OSError:
-        return 0
 
 
 @pytest.mark.kafka
