@@ -74,7 +74,7 @@ def _to_float(value: Any) -> float:
         return np.nan
     try:
         return float(value)
-    except (OverflowError, ValueError, TypeError):
+    except Exception:  # OverflowError, a signalling NaN's ValueError, any error of a Real subclass's __float__
         return np.nan
 
 
@@ -154,11 +154,11 @@ class CategoricalEncoder(Encoder):
         if self._all_known:
             try:
                 return looked_up(lut, values, np.int32)
-            except (KeyError, TypeError):
+            except Exception:  # unknown, unhashable, or a __hash__ / __eq__ that raises: value by value below
                 pass
         try:
             codes = np.fromiter(map(lut.get, values, repeat(-1)), dtype=np.int32, count=len(values))
-        except TypeError:  # an unhashable value somewhere in the batch
+        except Exception:  # an unhashable value somewhere in the batch (or a __hash__ that raises ValueError)
             codes = np.full(len(values), -1, dtype=np.int32)
         others = np.flatnonzero(codes < 0).tolist()
         self._all_known = not others
@@ -198,7 +198,7 @@ class OpenCategoricalEncoder(CategoricalEncoder):
                 batch = Counter()
                 for (_, value), count in Counter(zip(map(type, values), values, strict=True)).items():
                     batch[_label(value)] += count
-        except TypeError:  # an unhashable value somewhere in the batch
+        except Exception:  # an unhashable value somewhere in the batch (or a __hash__ that raises)
             batch = Counter(map(_label, values))
         for value, count in batch.items():
             label = value if isinstance(value, str) else _label(value)

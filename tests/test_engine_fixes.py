@@ -353,3 +353,29 @@ def test_evaluate_grades_a_boolean_as_the_engine_does() -> None:
     with pytest.raises(ValueError, match="got bool"):
         field.evaluate({"m": True})
     assert NumericGrader("m", lambda r: np.bool_(True)).evaluate({}) == 1.0
+
+
+class _HashRaises:
+    def __hash__(self) -> int:
+        raise ValueError("not hashable, as a mutable domain object may say")
+
+
+def test_values_whose_hash_or_float_raise_something_else_than_type_error_are_missing_not_an_error() -> None:
+    """Only TypeError was caught: a __hash__ raising ValueError, or a Real's __float__ raising
+    ArithmeticError, made process_batch raise (bad values never raise: they count missing)."""
+    from fractions import Fraction
+
+    from distilld import CategoricalGrader, NumericGrader, OpenCategoricalGrader
+
+    class FloatRaises(Fraction):
+        def __float__(self) -> float:
+            raise ArithmeticError("no float")
+
+    for grader, odd in (
+        (CategoricalGrader("f", ["a"], lambda r: r), _HashRaises()),
+        (OpenCategoricalGrader("f", lambda r: r), _HashRaises()),
+        (NumericGrader("f", lambda r: r), FloatRaises(1, 2)),
+    ):
+        proc = DistilledProcessor({"f": grader}, reduction_percentage=1.0)
+        assert len(proc.process_batch(["a", odd, "a"] if grader.is_categorical() else [1.0, odd, 2.0])) == 3
+        assert proc.get_current_stats()["missing"] == {"f": 1}
