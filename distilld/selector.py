@@ -234,9 +234,16 @@ def _herd(
     for k in range(starts.shape[0] - 1):
         lo, hi, q = starts[k], starts[k + 1], quota[k]
         n = hi - lo
-        if q <= 0 or n <= 0:
+        if n <= 0:
             continue
         own = deficit[row_of[k]]
+        if q <= 0:  # no pick (a key's live or late part whose quota went to the other): its arrivals still count
+            for j in range(lo, hi):
+                i = order[j]
+                add_record(own, cells, moments, i, arrive[i], base)
+                if shared:
+                    add_record(gdeficit, cells, moments, i, arrive[i], base)
+            continue
         own_scale = scale[k]
         f = gfactor[k]
         summed = f > 0.0
