@@ -41,11 +41,15 @@ MISSING_LABEL = "__missing__"
 
 
 def _label(value: Any) -> str | None:
-    """The string a non-string category value is compared as (JSON spelling); None for NaN (missing)."""
+    """The string a non-string category value is compared as (JSON spelling); None for NaN (missing), and
+    for a value whose ``==`` or ``str`` raises (a subclass's: bad values count missing, they never raise)."""
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
     if isinstance(value, int | float | str | np.integer | np.floating):  # numpy's: what pandas records hold
-        return str(value) if value == value else None
+        try:
+            return str(value) if value == value else None
+        except Exception:
+            return None
     return None
 
 

@@ -371,8 +371,20 @@ def test_values_whose_hash_or_float_raise_something_else_than_type_error_are_mis
         def __float__(self) -> float:
             raise ArithmeticError("no float")
 
+    class EqRaises(str):
+        def __eq__(self, other: object) -> bool:
+            raise ValueError("eq")
+
+        __hash__ = str.__hash__
+
+    class StrRaises(int):
+        def __str__(self) -> str:
+            raise ValueError("str")
+
     for grader, odd in (
         (CategoricalGrader("f", ["a"], lambda r: r), _HashRaises()),
+        (CategoricalGrader("f", ["a"], lambda r: r), EqRaises("a")),
+        (CategoricalGrader("f", ["a"], lambda r: r), StrRaises(3)),
         (OpenCategoricalGrader("f", lambda r: r), _HashRaises()),
         (NumericGrader("f", lambda r: r), FloatRaises(1, 2)),
     ):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -89,11 +89,13 @@ class Checkpoints:
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
         self._commit_partitions(keys, asynchronous=False)
-        if any(key in self.partitions for key in keys) and self._state_topic_there(deadline, keys):
-            for key in keys:
-                part = self.partitions.get(key)
-                if part is not None and part.snapshot_due() and part.processed is not None:
-                    self._snapshot(key, part, part.processed)
+        if any(key in self.partitions for key in keys):
+            due = [p for key in keys if (p := self.partitions.get(key)) is not None]
+            if self._state_topic_there(deadline, lambda: sum(map(Partition.snapshot_due, due))):
+                for key in keys:  # due again: a state topic made again makes every partition's due
+                    part = self.partitions.get(key)
+                    if part is not None and part.snapshot_due() and part.processed is not None:
+                        self._snapshot(key, part, part.processed)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         return deadline
 
@@ -127,12 +129,13 @@ class Checkpoints:
 
     # -- snapshots -------------------------------------------------------------------
 
-    def _state_topic_there(self, deadline: float, keys: Iterable[TP]) -> bool:
+    def _state_topic_there(self, deadline: float, due: Callable[[], int]) -> bool:
         """Before snapshots are written: whether the state topic is there (:meth:`StateStore.check_topic`, which
         makes it again if it was deleted). Made again, it holds no snapshot: every partition's is written again
         (an idle partition's too, whose last snapshot would otherwise be lost for good). Missing, the due
-        snapshots of ``keys`` are not written, each counted in distilld_snapshot_failures_total: the commits go
-        on (a snapshot only saves a rebuild from the log), and so does a transaction."""
+        snapshots (``due()`` of them, once a topic found gone has made every one due) are not written, each
+        counted in distilld_snapshot_failures_total: the commits go on (a snapshot only saves a rebuild from
+        the log), and so does a transaction."""
         left = min(CHECK_TIMEOUT_S, deadline - time.monotonic())
         verdict = self.state.check_topic(left) if left > 0 else "unchecked"  # a stop past its deadline: not asked
         if verdict in ("remade", "missing"):
@@ -141,9 +144,7 @@ class Checkpoints:
                 part.snapshot_at = None  # none of them is in the state topic any more
         if self.state.missing:
             # the snapshots this checkpoint would write (every assigned partition was counted before, at each one)
-            parts = [p for key in set(keys) if (p := self.partitions.get(key)) is not None]
-            due = [p for p in parts if p.replay_until is None and p.processed not in (None, p.snapshot_at)]
-            self.metrics.snapshot_failures.inc(len(due))
+            self.metrics.snapshot_failures.inc(due())
             return False
         return True
 
@@ -251,22 +252,23 @@ class Checkpoints:
             (key, p, offset) for key, offset in (starts or {}).items() if (p := self.partitions.get(key)) is not None
         ]
         offsets += [TopicPartition(key[0], key[1], offset) for key, _, offset in begun]
-        # a write waiting for a missing state topic would hold the transaction until it aborts: none goes then
-        there = (
-            self.txn.committing
-            or not (snapshot_keys or begun)
-            or self._state_topic_there(deadline, [*snapshot_keys, *(key for key, _, _ in begun)])
-        )
-        snapshots = [
-            (key, p, p.processed)
-            for key in ([] if self.txn.committing else snapshot_keys)  # librdkafka takes no record mid-commit
-            if (p := self.partitions.get(key)) is not None
-            and p.replay_until is None
-            and p.processed is not None
-            and p.snapshot_at != p.processed
-        ] + ([] if self.txn.committing else begun)
-        if not there:
-            snapshots = []
+
+        committing = self.txn.committing  # librdkafka takes no record mid-commit
+
+        def wanted() -> list[tuple[TP, Partition, int]]:
+            return [
+                (key, p, p.processed)
+                for key in ([] if committing else snapshot_keys)
+                if (p := self.partitions.get(key)) is not None
+                and p.replay_until is None
+                and p.processed is not None
+                and p.snapshot_at != p.processed
+            ] + ([] if committing else begun)
+
+        # a write waiting for a missing state topic would hold the transaction until it aborts: none goes then;
+        # the snapshots asked for after the check (a state topic made again makes every partition's due)
+        there = committing or not (snapshot_keys or begun) or self._state_topic_there(deadline, lambda: len(wanted()))
+        snapshots = wanted() if there else []
         if not self.txn.open and not offsets and not snapshots:
             return True
         started = time.perf_counter()
