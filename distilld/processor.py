@@ -617,9 +617,11 @@ class DistilledProcessor:
         # late records won the extras more often, and its late records took their share of them (late records
         # sent at 0.123 for a rate of 0.1, live ones at 0.098, 12 keys of 7 records a batch); with only its
         # live records in the running, a key with fewer of them won less often (late records sent at 0.094)
-        has_live = np.zeros(n_keys, dtype=np.bool_)
-        has_live[key_index[live]] = True
-        on_late_row = ~live & ~has_live[key_index]
+        on_late_row = None  # every record live, as almost always: no key's records on the late row
+        if not live.all():
+            has_live = np.zeros(n_keys, dtype=np.bool_)
+            has_live[key_index[live]] = True
+            on_late_row = ~live & ~has_live[key_index]
 
         def choose(eligible: np.ndarray, extra: int) -> np.ndarray:
             allowed = np.zeros(n_keys, dtype=np.bool_)
