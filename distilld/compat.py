@@ -77,6 +77,12 @@ class WindowMeans:
             self.sum[kind] += np.bincount(cells[finite], values.ravel()[finite], size).reshape(self.panes, n)
         self.count[kind] += np.bincount(cells[finite], minlength=size).reshape(self.panes, n)
 
+    def forget(self) -> None:
+        """Every pane empty (the watermark went back: DistilledProcessor._rewind)."""
+        self.epoch[:] = -(2**62)
+        self.sum[:] = 0.0
+        self.count[:] = 0
+
     def means(self, kind: int, w_epoch: int) -> list[float | None]:
         live = self.epoch > w_epoch - self.panes
         total = self.sum[kind, live].sum(axis=0)

@@ -365,6 +365,13 @@ class NumericBinner(Encoder):
         _reservoir(values, epochs, self._epoch, self._seen, self._values, np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF))
         self._since_refresh += len(values)
 
+    def forget_panes(self) -> None:
+        """Every pane's sample empty (the watermark went back: DistilledProcessor._rewind). The edges
+        and scores stay until the window's new values refresh them."""
+        self._epoch[:] = -(2**62)
+        self._seen[:] = 0
+        self._since_refresh = 0
+
     def _refresh(self, watermark: int) -> None:
         live = (self._epoch > watermark - self.panes) & (self._seen > 0)
         if not live.any():

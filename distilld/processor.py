@@ -120,7 +120,9 @@ def _check_arguments(**arguments: Any) -> None:
         number = int(value) if isinstance(value, Integral) else int(float(value))
         if name == "seed" and not -(2**63) <= number < 2**64:
             raise ValueError(f"seed must fit in 64 bits, not {value!r}")  # snapshots hold it as a JSON integer
-        if name != "seed" and number < 1:
+        if name == "rewind_after" and number < 0:
+            raise ValueError(f"rewind_after must be 0 (never) or more, not {value!r}")
+        if name not in ("seed", "rewind_after") and number < 1:
             raise ValueError(f"{name} must be at least 1, not {value!r}")
 
 
@@ -173,6 +175,10 @@ class DistilledProcessor:
     with it; it counts only with two numerics or more, where there are co-moments);
     ``global_weight``, how much the
     marginals summed over all keys count next to each key's own; see selector.py.
+    ``rewind_after``: when this many records in a row, and more than the window
+    holds, are all too late for the window, the watermark (the latest event time
+    seen) was a stray far ahead of the stream; it goes back to the latest of them
+    and the windows start anew (:meth:`_rewind`); 0 never.
     """
 
     def __init__(
@@ -196,6 +202,7 @@ class DistilledProcessor:
         comoment_weight: float = 16.0,
         spread_weight: float = 0.5,
         global_weight: float = 30.0,
+        rewind_after: int = 1000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not grading_functions:
@@ -209,6 +216,7 @@ class DistilledProcessor:
             panes=panes,
             segment_picks=segment_picks,
             seed=seed,
+            rewind_after=rewind_after,
             **{name: value for name, value in zip(_WEIGHTS, weights, strict=True)},
         )
         # a Fraction or Decimal rate would reach the compiled kernels as an object they cannot type (an int or
@@ -216,7 +224,9 @@ class DistilledProcessor:
         reduction_percentage, time_horizon_seconds = (
             x if type(x) in (int, float) else float(x) for x in (reduction_percentage, time_horizon_seconds)
         )
-        batch_size, max_keys, panes, segment_picks, seed = map(int, (batch_size, max_keys, panes, segment_picks, seed))
+        batch_size, max_keys, panes, segment_picks, seed, rewind_after = map(
+            int, (batch_size, max_keys, panes, segment_picks, seed, rewind_after)
+        )
         if not 0 < reduction_percentage <= 1:
             raise ValueError(f"reduction_percentage must be in (0, 1], not {reduction_percentage!r}")
         if not time_horizon_seconds > 0:
@@ -281,6 +291,10 @@ class DistilledProcessor:
             global_weight=float(global_weight),
         )
         self._watermark = -math.inf
+        self.rewind_after = rewind_after
+        self._late_run = 0  # records in a row too late for the window, and the latest event time among them
+        self._late_latest = -math.inf
+        self.watermark_rewinds = 0
         self._seq = 0
         self._means = WindowMeans(panes, len(self._numeric))
         self.missing_counts = np.zeros(len(self._names), dtype=np.int64)
@@ -300,7 +314,7 @@ class DistilledProcessor:
 
     @property
     def watermark(self) -> float:
-        """The latest event time seen (seconds; -inf before any)."""
+        """The latest event time seen (seconds; -inf before any), or the one a rewind went back to."""
         return self._watermark
 
     # -- the pipeline ------------------------------------------------------------
@@ -455,7 +469,61 @@ class DistilledProcessor:
         self._watermark = max(self._watermark, float(ts.max()))
         w_epoch = math.floor(self._watermark / self._pane_seconds)
         self._windows.advance(w_epoch)
-        return np.floor(ts / self._pane_seconds).astype(np.int64), w_epoch
+        epochs = np.floor(ts / self._pane_seconds).astype(np.int64)
+        if self.rewind_after and self._stranded(ts, epochs <= w_epoch - self._windows.panes):
+            ts, epochs, w_epoch = self._rewind(ts)
+        return epochs, w_epoch
+
+    def _stranded(self, ts: np.ndarray, late: np.ndarray) -> bool:
+        """Whether the last ``rewind_after`` records or more, in a row, were all too late for the window
+        (``late``: this batch's, in arrival order), and more than the window holds: the watermark is then
+        ahead of the stream itself."""
+        if not late[-1]:  # the batch ends on time: no run (the common case, at the cost of one look)
+            self._late_run, self._late_latest = 0, -math.inf
+            return False
+        on_time = np.flatnonzero(~late)
+        if len(on_time):
+            self._late_run, self._late_latest = 0, -math.inf
+            ts = ts[on_time[-1] + 1 :]
+        if len(ts):
+            self._late_run += len(ts)
+            self._late_latest = max(self._late_latest, float(ts.max()))
+        # more of them than the window holds: the watermark stood on a few records far ahead (a stray), not on
+        # a stream that a backfill of old records interrupts (those stay late until they outnumber the window)
+        return self._late_run >= self.rewind_after and self._late_run > int(self._windows.global_totals[0])
+
+    def _rewind(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Move the watermark back to the latest of the records too late in a row, and start the windows
+        anew from there: a stray event time far ahead of the others (during a replay, one record dated
+        hours ahead) had moved the watermark past everything after it, and would have frozen the windows,
+        stats and drift for good. The deficits, budgets and keys stay (they count no time). A record of
+        the batch still ahead of the new watermark (the stray itself, when it came in this batch) takes it,
+        as a record with no usable event time does. Returns the batch's times, pane epochs and the new
+        watermark's epoch."""
+        was, self._watermark = self._watermark, self._late_latest
+        log.warning(
+            "%d records in a row were too late for the window (event times up to %s, the watermark %s):"
+            " a record far ahead of the others had moved the watermark; it goes back to %s and the"
+            " windows start anew (rewind_after; the daemon's reducer.rewind_after)",
+            self._late_run,
+            _SHORT.repr(self._watermark),
+            _SHORT.repr(was),
+            _SHORT.repr(self._watermark),
+        )
+        self._late_run, self._late_latest = 0, -math.inf
+        self.watermark_rewinds += 1
+        ahead = ts > self._watermark
+        if ahead.any():
+            ts = ts.copy()
+            ts[ahead] = self._watermark
+            self.timestamps_replaced += int(ahead.sum())
+        w_epoch = math.floor(self._watermark / self._pane_seconds)
+        self._windows.forget_panes()
+        self._means.forget()
+        for encoder in self._encoders:
+            if isinstance(encoder, NumericBinner):
+                encoder.forget_panes()
+        return ts, np.floor(ts / self._pane_seconds).astype(np.int64), w_epoch
 
     def _select_in_parts(
         self,
@@ -836,6 +904,7 @@ class DistilledProcessor:
             "bytes_per_key": self.bytes_per_key,
             "missing": dict(zip(self._names, self.missing_counts.tolist(), strict=True)),
             "timestamps_replaced": self.timestamps_replaced,
+            "watermark_rewinds": self.watermark_rewinds,
         }
 
     @_one_at_a_time
@@ -844,6 +913,7 @@ class DistilledProcessor:
         self._windows.reset()
         self._encoders = copy.deepcopy(self._fresh_encoders)
         self._watermark = -math.inf
+        self._late_run, self._late_latest, self.watermark_rewinds = 0, -math.inf, 0
         self._seq = 0
         self._means = WindowMeans(self._windows.panes, len(self._numeric))
         self.missing_counts[:] = 0

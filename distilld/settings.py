@@ -14,7 +14,7 @@ import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import yaml
@@ -334,6 +334,15 @@ def _path_or(keywords: tuple[str, ...], value: str) -> str:
     return value
 
 
+class EngineOptions(TypedDict):
+    """The DistilledProcessor keyword arguments the reducer settings give (:meth:`ReducerSettings.engine_options`)."""
+
+    max_keys: int
+    panes: int
+    seed: int
+    rewind_after: int
+
+
 class ReducerSettings(_Section):
     rate: float = Field(default=0.1, gt=0, le=1, description="share of records forwarded")
     window_seconds: float = Field(default=3600, gt=0, description="sliding window length")
@@ -344,11 +353,22 @@ class ReducerSettings(_Section):
     panes: int = Field(default=12, ge=1, le=1000, description="window granularity")
     # snapshots hold it as a JSON integer, and the hashes as 64 bits: DistilledProcessor refuses others
     seed: int = Field(default=0, ge=-(2**63), lt=2**64, description="tie-break hash seed (64 bits)")
+    rewind_after: int = Field(
+        default=1000,
+        ge=0,
+        le=2**63 - 1,
+        description="records in a row too late for the window that take the watermark back to them"
+        " (a stray event time far ahead had moved it); 0: never",
+    )
 
     @field_validator("key")
     @classmethod
     def _key(cls, value: str) -> str:
         return _path_or(("kafka_key", "none"), value)
+
+    def engine_options(self) -> EngineOptions:
+        """DistilledProcessor's keyword arguments these settings give, beside the window and the rate."""
+        return {"max_keys": self.max_keys, "panes": self.panes, "seed": self.seed, "rewind_after": self.rewind_after}
 
     @field_validator("time")
     @classmethod

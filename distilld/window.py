@@ -270,6 +270,16 @@ class KeyedWindows:
         self.ring[:, slots, panes] = 0
         self.pane_epoch[slots, panes] = _EMPTY
 
+    def forget_panes(self) -> None:
+        """Empty every key's window: its panes, their totals, the decayed counts. The deficits, budgets
+        and keys stay (the processor's watermark went back: DistilledProcessor._rewind)."""
+        self.ring[:] = 0
+        self.totals[:] = 0
+        self.global_totals[:] = 0
+        self.pane_epoch[:] = _EMPTY
+        self.recent[:] = 0.0
+        self.recent_epoch[:] = _EMPTY
+
     def live(self, epochs: np.ndarray, watermark_epoch: int) -> np.ndarray:
         return epochs > watermark_epoch - self.panes
 

@@ -205,7 +205,7 @@ def _late_stream(n_keys: int, seed: int = 1) -> tuple[DistilledProcessor, list[l
     now = 1.7e9
     proc = DistilledProcessor(
         build_graders(features), 600, 0.1, timestamp_func=lambda r: r["t"], key_func=lambda r: r["k"],
-        clock=lambda: now + 10_000,
+        clock=lambda: now + 10_000, rewind_after=0,  # 30,000 late in a row outnumber the window: no rewind
     )  # fmt: skip
 
     def batch(t0: float) -> list[dict[str, object]]:

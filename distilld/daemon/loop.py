@@ -521,10 +521,8 @@ class Daemon:
             r.window_seconds,
             r.rate,
             batch_size=self.settings.processing.batch_max_records,
-            max_keys=r.max_keys,
-            panes=r.panes,
-            seed=r.seed,
             clock=self.clock,
+            **r.engine_options(),
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -1077,6 +1075,10 @@ class Daemon:
         if replaced > part.times_replaced_seen:
             self.metrics.times_replaced.inc(replaced - part.times_replaced_seen)
             part.times_replaced_seen = replaced
+        rewinds = part.reducer.watermark_rewinds
+        if rewinds > part.rewinds_seen:
+            self.metrics.watermark_rewinds.inc(rewinds - part.rewinds_seen)
+            part.rewinds_seen = rewinds
 
     def _replay(self, tp: TP, part: Partition, msgs: list[Any]) -> list[Any]:
         """Feed records the snapshot does not cover but the commit does into the

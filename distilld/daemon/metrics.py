@@ -87,6 +87,12 @@ class DaemonMetrics:
             "Records without a usable event time (missing, not a number, too far ahead): the window's watermark.",
             registry=r,
         )
+        self.watermark_rewinds = Counter(
+            "distilld_watermark_rewinds",
+            "Times the watermark went back to the stream, its windows started anew: reducer.rewind_after records in"
+            " a row were too late for the window (an event time far ahead of the others had moved it).",
+            registry=r,
+        )
         self.batch_duration = Histogram(
             "distilld_batch_duration_seconds", "Time to process one consumed batch.", buckets=_LATENCY, registry=r
         )

@@ -21,6 +21,7 @@ class Partition:
     missing_seen: np.ndarray  # the reducer's missing counts already in the metrics
     evicted_seen: int = 0
     times_replaced_seen: int = 0  # the reducer's records without a usable time already in the metrics
+    rewinds_seen: int = 0  # the reducer's watermark rewinds already in the metrics
     processed: int | None = None  # offset after the last record in the reducer's state
     replay_until: int | None = None  # records before this offset only rebuild state (already emitted)
     snapshot_at: int | None = None  # offset the newest snapshot written or restored covers
@@ -31,6 +32,7 @@ class Partition:
         self.missing_seen = self.reducer.missing_counts.copy()
         self.evicted_seen = self.reducer.keys_evicted
         self.times_replaced_seen = self.reducer.timestamps_replaced
+        self.rewinds_seen = self.reducer.watermark_rewinds
 
     def uncommitted(self) -> bool:
         """Records were processed (their outputs produced) since the last commit: the

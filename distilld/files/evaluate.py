@@ -181,9 +181,7 @@ def evaluate_file(
     reducer = settings.reducer
     n = len(stream)
     window = reducer.window_seconds
-    proc = DistilledProcessor(
-        graders, window, reducer.rate, batch, max_keys=reducer.max_keys, panes=reducer.panes, seed=reducer.seed
-    )
+    proc = DistilledProcessor(graders, window, reducer.rate, batch, **reducer.engine_options())
     records = [{"i": i} for i in range(n)]
     mask, weights = np.zeros(n, dtype=bool), np.ones(n)
     for start in range(0, n, batch):  # distilld over the stream in time order, the values already read

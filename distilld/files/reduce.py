@@ -244,8 +244,7 @@ def reduce_file(
     written, final = _destination(source, target)
     graders = build_graders(settings.features)
     processor = DistilledProcessor(
-        graders, reducer.window_seconds, reducer.rate, batch,
-        max_keys=reducer.max_keys, panes=reducer.panes, seed=reducer.seed,
+        graders, reducer.window_seconds, reducer.rate, batch, **reducer.engine_options()
     )  # fmt: skip
     fields = RecordFields(reducer)
     filters = FileFilters(settings.filters, text=fmt_in == "csv")
