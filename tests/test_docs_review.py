@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from distilld.daemon.endpoints import Endpoints
 
@@ -29,6 +29,10 @@ def test_metrics_serve_no_created_series() -> None:
         endpoints.stop()
     assert 'distilld_review_records_total{topic="a"} 1.0' in body and "distilld_review_seconds_count 1.0" in body
     assert "_created" not in body, body
+    # only the daemon's: disable_created_metrics() turned them off for a program embedding it too
+    own = CollectorRegistry()
+    Counter("embedder_jobs", "jobs", registry=own).inc()
+    assert b"embedder_jobs_created" in generate_latest(own)
 
 
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])

@@ -29,10 +29,11 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, disable_created_metrics, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client.metrics_core import Metric
 
 __all__ = ["Endpoints"]
 
@@ -47,9 +48,6 @@ class Endpoints:
         ready: Callable[[], tuple[bool, str]],
         ready_gauge: Gauge | None = None,
     ) -> None:
-        # no <name>_created series beside every counter and histogram (a timestamp per label set, which
-        # README's list does not name and no dashboard or alert reads): process-wide, prometheus_client's switch
-        disable_created_metrics()
         self.registry = registry
         self.health_timeout_s = health_timeout_s
         self.ready = ready
@@ -65,7 +63,7 @@ class Endpoints:
                 if path == "/metrics":
                     if endpoints.ready_gauge is not None:
                         endpoints.ready_gauge.set(1 if endpoints.readiness()[0] else 0)
-                    self._send(200, generate_latest(endpoints.registry), CONTENT_TYPE_LATEST)
+                    self._send(200, generate_latest(_WithoutCreated(endpoints.registry)), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     stuck = time.monotonic() - endpoints.heartbeat
                     if endpoints.starting is not None or stuck <= endpoints.health_timeout_s:
@@ -107,6 +105,25 @@ class Endpoints:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _WithoutCreated:
+    """``registry``'s metrics without the ``<name>_created`` series of counters and histograms (a timestamp a
+    label set, which README's list does not name and no dashboard or alert reads). prometheus_client's own
+    switch, disable_created_metrics(), turned them off for every registry of the process: a program that
+    embeds the daemon lost its own."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            created = metric.name + "_created"
+            if any(sample.name == created for sample in metric.samples):
+                kept = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                kept.samples = [sample for sample in metric.samples if sample.name != created]
+                metric = kept
+            yield metric
 
 
 class _Server(ThreadingHTTPServer):
