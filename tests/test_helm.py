@@ -309,6 +309,24 @@ def test_tls_secret_for_the_schema_registry_only_is_allowed() -> None:
     assert volumes["distilld-tls"]["secret"]["secretName"] == "registry-ca"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--set", "livenessProbe.httpGet.path=/x"),
+        ("--set-json", 'livenessProbe={"exec":{"command":["true"]}}'),
+        ("--set", "readinessProbe.tcpSocket.port=9108"),
+    ],
+)
+def test_probe_values_set_the_timing_only(args: tuple[str, str]) -> None:
+    """The handler is the chart's: an httpGet from the values was merged into it (a path with no port), exec or
+    tcpSocket made a second handler, which the API server refuses. The timing fields still go through."""
+    result = _helm("template", "rel", str(CHART), *args, check=False)
+    assert result.returncode != 0 and "only its timing can be set" in result.stderr, result.stderr
+    container = distilld_container(render("defaults", "livenessProbe.periodSeconds=30"))
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["livenessProbe"]["periodSeconds"] == 30
+
+
 def test_deployment_probes_and_security_context() -> None:
     spec = deployment(render())["spec"]["template"]["spec"]
     (container,) = spec["containers"]

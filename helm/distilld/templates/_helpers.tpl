@@ -279,6 +279,23 @@ unset: 0 (`with` would take it for unset) is a value, kill at once, and refused 
 {{- end }}
 {{- end }}
 
+{{/*
+A probe's timing from the values. The handler is the chart's (httpGet on the metrics port): an httpGet given
+in the values was merged into it (a path without the port), and exec, tcpSocket or grpc made a second
+handler, which the API server refuses.
+*/}}
+{{- define "distilld.probeTiming" -}}
+{{- $name := index . 0 }}
+{{- $probe := index . 1 | default dict }}
+{{- $timing := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" "terminationGracePeriodSeconds" }}
+{{- range $key := keys $probe | sortAlpha }}
+{{- if not (has $key $timing) }}
+{{- fail (printf "%s.%s: the chart sets the probe's handler itself (httpGet on the metrics port, config.metrics.port); only its timing can be set here: %s" $name $key (join ", " $timing)) }}
+{{- end }}
+{{- end }}
+{{- with $probe }}{{ toYaml . }}{{ end }}
+{{- end }}
+
 {{/* The pod annotation that rolls the pods when the configuration changes. */}}
 {{- define "distilld.configChecksum" -}}
 {{- include "distilld.config" . | sha256sum }}
@@ -330,13 +347,17 @@ livenessProbe:
   httpGet:
     path: /healthz
     port: metrics
-  {{- toYaml .Values.livenessProbe | nindent 2 }}
+  {{- with include "distilld.probeTiming" (list "livenessProbe" .Values.livenessProbe) }}
+  {{- . | nindent 2 }}
+  {{- end }}
 {{- if or (not .Values.sidecar.enabled) .Values.sidecar.readinessProbe }}
 readinessProbe:
   httpGet:
     path: /readyz
     port: metrics
-  {{- toYaml .Values.readinessProbe | nindent 2 }}
+  {{- with include "distilld.probeTiming" (list "readinessProbe" .Values.readinessProbe) }}
+  {{- . | nindent 2 }}
+  {{- end }}
 {{- end }}
 {{- with .Values.resources }}
 resources:
