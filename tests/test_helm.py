@@ -41,6 +41,8 @@ CRD_KINDS = {
 }
 FAKE_PASSWORD = "FAKE-sasl-pw-d1st1lld"
 FAKE_USER_INFO = "registry-user:FAKE-registry-pw-d1st1lld"
+# the Schema Registry's basic auth needs a registry to go with (test_registry_auth_without_a_registry_is_refused)
+REGISTRY = ("config.format.value=avro_confluent", "config.format.schema_registry.url=http://schema-registry:8081")
 
 pytestmark = pytest.mark.skipif(not HELM.is_file(), reason=f"no helm binary at {HELM}: run `make helm-tools`")
 
@@ -220,6 +222,7 @@ def test_no_secret_value_in_any_config_map(mode: str) -> None:
         "config.kafka.sasl.username=distilld",
         f"sasl.password={FAKE_PASSWORD}",
         f"schemaRegistry.basicAuth.userInfo={FAKE_USER_INFO}",
+        *REGISTRY,
         "sasl.passwordFrom=env" if mode == "passwordFrom=env" else "sasl.passwordFrom=file",
         f"sidecar.enabled={str(mode == 'sidecar').lower()}",
     ]
@@ -327,6 +330,40 @@ def test_probe_values_set_the_timing_only(args: tuple[str, str]) -> None:
     assert container["livenessProbe"]["periodSeconds"] == 30
 
 
+def test_registry_auth_without_a_registry_is_refused(tmp_path: Path) -> None:
+    """The user:password variable alone, with format json, made distilld refuse its config
+    (format.schema_registry.url: Field required): the pod crash-looped."""
+    for sets in [
+        ("schemaRegistry.basicAuth.existingSecret=s",),
+        (f"schemaRegistry.basicAuth.userInfo={FAKE_USER_INFO}",),
+    ]:
+        for extra in [(), ("config.format.value=avro_confluent",), (REGISTRY[1],)]:
+            result = _helm("template", "rel", str(CHART), *_values_args("defaults", (*sets, *extra)), check=False)
+            assert result.returncode != 0 and "config.format.schema_registry.url" in result.stderr, (sets, extra)
+    docs = render("defaults", "schemaRegistry.basicAuth.existingSecret=s", *REGISTRY)
+    names = {e["name"] for e in distilld_container(docs)["env"]}
+    assert "DISTILLD_FORMAT__SCHEMA_REGISTRY__BASIC_AUTH_USER_INFO" in names
+    assert _check_config(docs, tmp_path).returncode == 0
+    from_env = ("config.format.value=avro_confluent", "env[0].name=DISTILLD_FORMAT__SCHEMA_REGISTRY__URL")
+    render("defaults", "schemaRegistry.basicAuth.existingSecret=s", *from_env, "env[0].value=http://r:8081")
+
+
+@pytest.mark.parametrize(
+    "sets", [("securityContext.runAsUser=0",), ("securityContext.runAsUser=0", "sidecar.enabled=true")]
+)
+def test_root_user_with_run_as_non_root_is_refused(sets: tuple[str, ...]) -> None:
+    """The kubelet refuses a container whose runAsUser is 0 while runAsNonRoot is true; no render showed it."""
+    result = _helm("template", "rel", str(CHART), *_values_args("defaults", sets), check=False)
+    assert result.returncode != 0 and "runAsNonRoot" in result.stderr, result.stderr
+    root = ("securityContext.runAsNonRoot=false", "podSecurityContext.runAsNonRoot=false")
+    assert distilld_container(render("defaults", *sets, *root))["securityContext"]["runAsUser"] == 0
+    # the container's 10001 wins over the pod's 0
+    assert (
+        distilld_container(render("defaults", "podSecurityContext.runAsUser=0"))["securityContext"]["runAsUser"]
+        == 10001
+    )
+
+
 def test_deployment_probes_and_security_context() -> None:
     spec = deployment(render())["spec"]["template"]["spec"]
     (container,) = spec["containers"]
@@ -421,6 +458,7 @@ def test_secret_checksum_rolls_pods_when_a_chart_secret_changes() -> None:
         "config.kafka.security_protocol=SASL_PLAINTEXT",
         "config.kafka.sasl.mechanism=SCRAM-SHA-256",
         "config.kafka.sasl.username=distilld",
+        *REGISTRY,
     )
 
     def annotations(*sets: str) -> dict[str, str]:

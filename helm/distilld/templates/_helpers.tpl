@@ -296,6 +296,42 @@ handler, which the API server refuses.
 {{- with $probe }}{{ toYaml . }}{{ end }}
 {{- end }}
 
+{{/*
+The Schema Registry's basic auth is a setting of config.format.schema_registry: the variable alone, with no
+registry configured, made distilld refuse its config (format.schema_registry.url: Field required) and the pod
+crash-loop. The URL may come from env (a Secret, say), whose value the chart need not see.
+*/}}
+{{- define "distilld.checkSchemaRegistry" -}}
+{{- $format := .Values.config.format | default dict }}
+{{- $url := ($format.schema_registry | default dict).url }}
+{{- range $entry := .Values.env }}
+{{- if eq (upper (toString $entry.name)) "DISTILLD_FORMAT__SCHEMA_REGISTRY__URL" }}
+{{- $url = "from env" }}
+{{- end }}
+{{- end }}
+{{- if not (and (eq (toString $format.value) "avro_confluent") $url) }}
+{{- fail (printf "schemaRegistry.basicAuth is set (the Schema Registry's user:password) but config.format.value is %v and config.format.schema_registry.url is %v: distilld would refuse the variable and the pod crash-loop. Set config.format.value=avro_confluent and config.format.schema_registry.url, or drop schemaRegistry.basicAuth" ($format.value | default "json") ($url | default "not set")) }}
+{{- end }}
+{{- end }}
+
+{{/*
+runAsUser 0 with runAsNonRoot true: the kubelet refuses to start the container (CreateContainerConfigError),
+which no render or lint shows. The container's fields win over the pod's (the Deployment's podSecurityContext;
+in sidecar mode the pod is the user's).
+*/}}
+{{- define "distilld.checkNonRoot" -}}
+{{- $container := .Values.securityContext | default dict }}
+{{- $pod := dict }}
+{{- if not .Values.sidecar.enabled }}
+{{- $pod = .Values.podSecurityContext | default dict }}
+{{- end }}
+{{- $nonRoot := ternary $container.runAsNonRoot $pod.runAsNonRoot (hasKey $container "runAsNonRoot") }}
+{{- $user := ternary $container.runAsUser $pod.runAsUser (hasKey $container "runAsUser") }}
+{{- if and $nonRoot (not (kindIs "invalid" $user)) (eq (int $user) 0) }}
+{{- fail "securityContext.runAsUser (or podSecurityContext.runAsUser) is 0, root, while runAsNonRoot is true: the kubelet would refuse to start the container. The image's user is 10001: keep runAsUser 10001, or set runAsNonRoot false too if root is really meant" }}
+{{- end }}
+{{- end }}
+
 {{/* The pod annotation that rolls the pods when the configuration changes. */}}
 {{- define "distilld.configChecksum" -}}
 {{- include "distilld.config" . | sha256sum }}
@@ -332,6 +368,7 @@ ports:
 {{- $env = append $env (dict "name" "DISTILLD_KAFKA__SASL__PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" (include "distilld.saslSecretName" .) "key" (include "distilld.saslSecretKey" .)))) }}
 {{- end }}
 {{- with include "distilld.schemaRegistrySecretName" . }}
+{{- include "distilld.checkSchemaRegistry" $ }}
 {{- $env = append $env (dict "name" "DISTILLD_FORMAT__SCHEMA_REGISTRY__BASIC_AUTH_USER_INFO" "valueFrom" (dict "secretKeyRef" (dict "name" . "key" (include "distilld.schemaRegistrySecretKey" $)))) }}
 {{- end }}
 {{- $env = concat $env .Values.env }}
@@ -363,6 +400,7 @@ readinessProbe:
 resources:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- include "distilld.checkNonRoot" . }}
 securityContext:
   {{- toYaml .Values.securityContext | nindent 2 }}
 volumeMounts:
