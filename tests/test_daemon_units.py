@@ -1233,6 +1233,34 @@ def test_the_endpoints_serve_on_an_ipv6_address() -> None:
         ep.stop()
 
 
+def test_the_endpoints_answer_head_like_get_without_a_body() -> None:
+    """Some load balancers and probes ask with HEAD: it was 501 on every path, a healthy pod seen as down."""
+    import http.client
+
+    from prometheus_client import CollectorRegistry
+
+    from distilld.daemon.endpoints import Endpoints
+
+    ep = Endpoints("127.0.0.1", 0, CollectorRegistry(), 60.0, lambda: (False, "no broker connection")).start()
+    try:
+        for path, status in [("/healthz", 200), ("/readyz", 503), ("/metrics", 200), ("/nope", 404)]:
+            conn = http.client.HTTPConnection("127.0.0.1", ep.port, timeout=5)
+            try:
+                conn.request("GET", path)
+                got = conn.getresponse()
+                body = got.read()
+                conn.request("HEAD", path)
+                head = conn.getresponse()
+                assert (head.status, head.read()) == (status, b""), path
+                assert head.getheader("Content-Length") == str(len(body)) and got.status == status
+                conn.request("GET", path)
+                assert conn.getresponse().status == status
+            finally:
+                conn.close()
+    finally:
+        ep.stop()
+
+
 def test_a_field_path_no_record_has_is_logged_once_and_unusable_times_are_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

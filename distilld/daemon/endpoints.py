@@ -19,7 +19,8 @@
 
 They answer from the moment the port is bound: during start-up (the engine
 compiling, seconds) ``/healthz`` answers 200 and ``/readyz`` 503 saying what
-start-up is doing (:attr:`Endpoints.starting`).
+start-up is doing (:attr:`Endpoints.starting`). HEAD gets GET's status and
+headers without the body.
 """
 
 from __future__ import annotations
@@ -76,12 +77,16 @@ class Endpoints:
                 else:
                     self._send(404, b"not found: try /metrics, /healthz, /readyz\n")
 
+            # some load balancers and probes ask with HEAD: the GET's status and headers, no body (was 501)
+            do_HEAD = do_GET
+
             def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
