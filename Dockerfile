@@ -35,10 +35,14 @@ RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 COPY config/distilld.yaml /etc/distilld/distilld.yaml
 USER 10001
 EXPOSE 9108
-# the port the daemon listens on: DISTILLD_METRICS__PORT when given (docker run -e), else metrics.port of
-# /etc/distilld/distilld.yaml (the file the entrypoint reads: mount yours there), else 9108. A configuration
-# read from another path (docker run ... run --config /elsewhere.yaml) is not seen here: set the variable too
+# /healthz on the port the daemon listens on, resolved as distilld.settings does (its pydantic-settings model
+# config and source order, metrics only): DISTILLD_METRICS__PORT or a JSON DISTILLD_METRICS, in any case, over
+# metrics.port of /etc/distilld/distilld.yaml (the file the entrypoint reads: mount yours there), else 9108.
+# Not distilld.settings itself: importing distilld loads numba (about 1 s of CPU and 120 MB every 15 s, near the
+# 3 s timeout under a CPU limit). metrics.port 0 turns the server off: nothing to ask, healthy while the process
+# runs (it is PID 1: the container stops with it). A configuration read from another path (docker run ... run
+# --config /elsewhere.yaml) is not seen here: set DISTILLD_METRICS__PORT too
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request, yaml\nport = os.environ.get('DISTILLD_METRICS__PORT')\ntry:\n    port = port or yaml.safe_load(open('/etc/distilld/distilld.yaml'))['metrics']['port']\nexcept Exception:\n    pass\nport = port or '9108'\nsys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import sys, urllib.request, yaml\nfrom pydantic import BaseModel\nfrom pydantic_settings import BaseSettings, SettingsConfigDict\nclass Metrics(BaseModel):\n    port: int = 9108\nclass Settings(BaseSettings):\n    model_config = SettingsConfigDict(env_prefix='DISTILLD_', env_nested_delimiter='__', extra='ignore', nested_model_default_partial_update=True)\n    metrics: Metrics = Metrics()\n    @classmethod\n    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, **others):\n        return env_settings, init_settings\ntry:\n    data = yaml.safe_load(open('/etc/distilld/distilld.yaml'))\nexcept Exception:\n    data = None\nmetrics = data.get('metrics') if isinstance(data, dict) else None\nport = Settings(metrics=metrics if isinstance(metrics, dict) else {}).metrics.port\nsys.exit(0 if port == 0 else urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2).status != 200)"]
 ENTRYPOINT ["distilld"]
 CMD ["run", "--config", "/etc/distilld/distilld.yaml"]

@@ -176,8 +176,53 @@ def _healthcheck() -> list[str]:
 def test_healthcheck_reads_the_metrics_port_from_the_environment(status: int, healthy: bool) -> None:
     """The HEALTHCHECK asks /healthz on DISTILLD_METRICS__PORT (a `docker run -e` override), the
     daemon's default port otherwise; a 503 (stuck loop) is unhealthy."""
-    assert f"or '{MetricsSettings().port}'" in _healthcheck()[-1], "the default is the daemon's default port"
+    assert f"port: int = {MetricsSettings().port}" in _healthcheck()[-1], "the default is the daemon's default port"
     with _serving(status) as port:
         env = {**os.environ, "DISTILLD_METRICS__PORT": str(port)}
         result = subprocess.run(_healthcheck(), env=env, capture_output=True, text=True, timeout=30)
     assert (result.returncode == 0) is healthy, result.stderr
+
+
+def test_healthcheck_resolves_the_port_as_the_daemon_does(tmp_path: Path) -> None:
+    """The HEALTHCHECK read DISTILLD_METRICS__PORT only: pydantic-settings takes the names in any case and a
+    whole DISTILLD_METRICS as JSON, so the daemon listened where the check did not ask (unhealthy)."""
+    import yaml
+
+    from distilld.settings import Settings
+
+    command = _healthcheck()
+    snippet = command[-1]
+    for key in ("env_prefix", "env_nested_delimiter", "nested_model_default_partial_update"):
+        assert f"{key}={Settings.model_config[key]!r}" in snippet, key  # the daemon's env handling, copied
+    assert "case_sensitive" not in snippet and not Settings.model_config.get("case_sensitive")
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("DISTILLD_")}
+    with _serving(200) as port:
+        config = yaml.safe_load((ROOT / "config" / "distilld.yaml").read_text())
+        config["metrics"]["port"] = 1  # the file's port, which each variable below overrides
+        mounted = tmp_path / "distilld.yaml"
+        mounted.write_text(yaml.safe_dump(config))
+        command[-1] = snippet.replace("/etc/distilld/distilld.yaml", str(mounted))
+        for env in [
+            {"distilld_metrics__port": str(port)},
+            {"DISTILLD_METRICS": json.dumps({"port": port})},
+            {"Distilld_Metrics": json.dumps({"port": port, "host": "0.0.0.0"})},
+        ]:
+            os_env = {**base, **env}
+            result = subprocess.run(command, env=os_env, capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, (env, result.stderr)
+            script = f"from distilld.settings import load_settings; print(load_settings({str(mounted)!r}).metrics.port)"
+            daemon = subprocess.run([sys.executable, "-c", script], env=os_env, capture_output=True, text=True)
+            assert daemon.stdout.strip() == str(port), (env, daemon.stderr)
+
+
+def test_healthcheck_with_the_server_off_is_healthy_while_the_process_runs(tmp_path: Path) -> None:
+    """metrics.port 0 turns the HTTP server off: there is no /healthz to ask, and the check asking port 0
+    asked 9108 (or port 0) instead, where nothing listens: unhealthy for good. The process runs (PID 1): healthy."""
+    command = _healthcheck()
+    mounted = tmp_path / "distilld.yaml"
+    mounted.write_text("metrics:\n  port: 0\n")
+    command[-1] = command[-1].replace("/etc/distilld/distilld.yaml", str(mounted))
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("DISTILLD_")}
+    for extra in [{}, {"DISTILLD_METRICS__PORT": "0"}]:
+        result = subprocess.run(command, env={**env, **extra}, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
