@@ -482,7 +482,12 @@ class ProcessingSettings(_Section):
         default="dlq", description="what undecodable records, and records the output topic refuses, do"
     )
     max_in_flight: int = Field(
-        default=100_000, ge=1, description="produced but unacknowledged records before fetching pauses"
+        default=100_000,
+        ge=1,
+        # the producer's queue holds twice as many (queue.buffering.max.messages), which librdkafka caps at 2**31 - 1
+        le=1_073_741_823,
+        description="produced but unacknowledged records before fetching pauses (at most 1,073,741,823: the "
+        "producer's queue holds twice as many)",
     )
     commit_interval_ms: int = Field(default=1000, ge=0, description="how often offsets are committed")
     shutdown_timeout_s: float = Field(default=30, gt=0, description="deadline to flush and commit on stop")

@@ -1,0 +1,38 @@
+"""Settings that passed ``check-config`` and then stopped ``distilld run`` with a traceback: refused up front."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from distilld.daemon.clients import producer_config
+from distilld.settings import ConfigError, load_settings
+
+MINIMAL: dict[str, Any] = {
+    "kafka": {
+        "bootstrap_servers": "file-broker:9092",
+        "group_id": "from-file",
+        "input_topics": ["events"],
+        "output_topic": "events.out",
+        "dlq_topic": "events.dlq",
+    },
+    "features": [{"name": "kind", "type": "categorical", "field": "kind", "categories": ["a", "b"]}],
+}
+
+
+def minimal(**kafka: Any) -> dict[str, Any]:
+    data = copy.deepcopy(MINIMAL)
+    data["kafka"].update(kafka)
+    return data
+
+
+def test_max_in_flight_stops_where_the_producers_queue_does() -> None:
+    """The producer's queue.buffering.max.messages is twice max_in_flight, and librdkafka refuses one above 2**31-1."""
+    from confluent_kafka import Producer
+
+    top = load_settings(None, **minimal(), processing={"max_in_flight": 1_073_741_823})
+    Producer({**producer_config(top), "log_level": 0}).flush(0)
+    with pytest.raises(ConfigError, match=r"processing\.max_in_flight: Input should be less than or equal to"):
+        load_settings(None, **minimal(), processing={"max_in_flight": 1_073_741_824})
