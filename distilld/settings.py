@@ -654,6 +654,14 @@ def load_model(
         data = _read_yaml(PRESETS / f"{preset}.yaml")
     if path is not None:
         data = merged(data, _read_yaml(path))
+    not_text = [k for k in data if not isinstance(k, str)]  # YAML 1.1 reads `on:` as true, `~:` as null, `1:` as 1
+    if not_text:  # the model's keyword arguments below must be text (nested sections are pydantic's, which says so)
+        raise ConfigError(
+            "\n".join(
+                f"{k!r}: a setting name must be text (YAML reads on, off, yes, no as booleans: quote it)"
+                for k in not_text
+            )
+        )
     private = sorted(str(k) for k in data if str(k).startswith("_"))
     if private:
         raise ConfigError("\n".join(f"{k}: Extra inputs are not permitted" for k in private))

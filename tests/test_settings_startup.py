@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from distilld.cli import main
 from distilld.daemon.clients import producer_config
 from distilld.settings import ConfigError, load_settings
 
@@ -36,3 +39,15 @@ def test_max_in_flight_stops_where_the_producers_queue_does() -> None:
     Producer({**producer_config(top), "log_level": 0}).flush(0)
     with pytest.raises(ConfigError, match=r"processing\.max_in_flight: Input should be less than or equal to"):
         load_settings(None, **minimal(), processing={"max_in_flight": 1_073_741_824})
+
+
+@pytest.mark.parametrize(("key", "shown"), [("on", "True"), ("1", "1"), ("~", "None")])
+def test_a_top_level_name_yaml_reads_as_no_text_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, shown: str
+) -> None:
+    """`on: 1` (YAML 1.1: true) stopped check-config with "TypeError: keywords must be strings"."""
+    path = tmp_path / "distilld.yaml"
+    path.write_text(yaml.safe_dump(minimal()) + f"{key}: 1\n", encoding="utf-8")
+    assert main(["check-config", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{shown}: a setting name must be text" in err and "Traceback" not in err, err
