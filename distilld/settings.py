@@ -71,20 +71,29 @@ def _one_of(secret: SecretStr | None, name: str) -> None:
 
 
 # librdkafka properties that have a setting of their own, which the state topic's name, the
-# transactional id and the chart's autoscaler are derived from
+# transactional id and the chart's autoscaler are derived from; and the security every client
+# shares (consumer, producer, state reader, admin client): in one passthrough map it was one
+# client's only
 _OWNED = {
     "bootstrap.servers": "bootstrap_servers",
     "metadata.broker.list": "bootstrap_servers",  # librdkafka's alias of bootstrap.servers
     "group.id": "group_id",
     "transactional.id": "transactional_id",
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl.mechanism",
+    "sasl.mechanisms": "sasl.mechanism",  # librdkafka's alias of sasl.mechanism
+    "sasl.username": "sasl.username",
+    "sasl.password": "sasl.password",
 }
 
 
-def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, LibrdkafkaValue]:
-    """librdkafka's own check of passthrough settings (unknown property, bad value), by
-    creating a client that has no brokers to connect to: no connection is made. The
-    security protocol is checked on its own and set to plaintext for the probe, so
-    that files and SASL providers, checked when the real clients start, are not needed."""
+def _librdkafka_check(
+    kind: str, conf: dict[str, LibrdkafkaValue], security: dict[str, Any] | None
+) -> dict[str, LibrdkafkaValue]:
+    """librdkafka's own check of passthrough settings (unknown property, bad value, a TLS file it
+    cannot load), by creating a client that has no brokers to connect to: no connection is made.
+    ``security`` is how the daemon's clients reach the brokers (kafka.security_protocol, ssl, sasl),
+    None when those settings are invalid themselves (their error says so): plaintext then."""
     if not conf:
         return conf
     owned = [f"{key!r}: set kafka.{setting} instead" for key, setting in _OWNED.items() if key in conf]
@@ -97,15 +106,12 @@ def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, 
             "(the brokers assign, see group.remote.assignor), and its rebalance handling is tested with the classic "
             "protocol only; leave group.protocol unset (classic)"
         )
-    protocol = str(conf.get("security.protocol", "plaintext")).lower()
-    if protocol not in ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"):
-        raise ValueError(f'Invalid value "{protocol}" for configuration property "security.protocol"')
-    quiet: dict[str, Any] = {"log_level": 0, "security.protocol": "plaintext"}
+    probe: dict[str, Any] = {**(security or {"security.protocol": "plaintext"}), **conf, "log_level": 0}
     try:
         if kind == "consumer":
-            Consumer({"group.id": "distilld-config-check", **conf, **quiet}).close()
+            Consumer({"group.id": "distilld-config-check", **probe}).close()
         else:
-            Producer({**conf, **quiet}).flush(0)
+            Producer(probe).flush(0)
     except KafkaException as e:
         raise ValueError(e.args[0].str()) from None
     except (TypeError, ValueError) as e:  # confluent-kafka's own checks (e.g. a callback setting)
@@ -150,6 +156,28 @@ class SslSettings(_Section):
             self.key_password = _read_secret(self.key_password_file, "key_password_file")
         return self
 
+    @model_validator(mode="after")
+    def _load(self) -> SslSettings:
+        """The files loaded as the clients load them (OpenSSL both): a CA file without a certificate, or a key
+        its password does not open, made librdkafka refuse to create the daemon's clients, after check-config."""
+        try:
+            if self.ca_location:
+                ssl.create_default_context(cafile=self.ca_location)
+        except ssl.SSLError as e:
+            raise ValueError(f"ca_location: no CA certificate in {self.ca_location} ({e})") from None
+        if self.certificate_location and self.key_location:
+            password = self.key_password.get_secret_value() if self.key_password is not None else ""
+            try:  # a password even when none is given: None would ask for one on the terminal
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+                    self.certificate_location, self.key_location, password=lambda: password
+                )
+            except ssl.SSLError as e:
+                raise ValueError(
+                    "certificate_location, key_location, key_password: cannot load the certificate and key (an "
+                    f"encrypted key needs its key_password) ({e})"
+                ) from None
+        return self
+
 
 class SaslSettings(_Section):
     mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = Field(
@@ -188,6 +216,35 @@ class SaslSettings(_Section):
         ):
             raise ValueError("oidc needs oauthbearer_token_endpoint_url, oauthbearer_client_id and _client_secret")
         return self
+
+
+def _security_config(protocol: str, tls: SslSettings, sasl: SaslSettings | None) -> dict[str, Any]:
+    """librdkafka's settings of how every client reaches the brokers (secrets revealed here only)."""
+    conf: dict[str, Any] = {"security.protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        for name in ("ca_location", "certificate_location", "key_location"):
+            if getattr(tls, name):
+                conf[f"ssl.{name.replace('_', '.')}"] = getattr(tls, name)
+        if tls.key_password is not None:
+            conf["ssl.key.password"] = tls.key_password.get_secret_value()
+    if sasl is not None and protocol.startswith("SASL"):
+        conf["sasl.mechanisms"] = sasl.mechanism
+        if sasl.mechanism == "OAUTHBEARER":
+            conf["sasl.oauthbearer.method"] = sasl.oauthbearer_method
+            if sasl.oauthbearer_method == "default":  # no token callback: without it no client ever connects
+                conf["enable.sasl.oauthbearer.unsecure.jwt"] = True
+            if sasl.oauthbearer_config is not None:
+                conf["sasl.oauthbearer.config"] = sasl.oauthbearer_config.get_secret_value()
+            if sasl.oauthbearer_method == "oidc":
+                conf["sasl.oauthbearer.token.endpoint.url"] = sasl.oauthbearer_token_endpoint_url
+                conf["sasl.oauthbearer.client.id"] = sasl.oauthbearer_client_id
+                assert sasl.oauthbearer_client_secret is not None
+                conf["sasl.oauthbearer.client.secret"] = sasl.oauthbearer_client_secret.get_secret_value()
+        else:
+            assert sasl.password is not None
+            conf["sasl.username"] = sasl.username
+            conf["sasl.password"] = sasl.password.get_secret_value()
+    return conf
 
 
 class KafkaSettings(_Section):
@@ -232,7 +289,13 @@ class KafkaSettings(_Section):
     @field_validator("consumer", "producer")
     @classmethod
     def _passthrough(cls, value: dict[str, LibrdkafkaValue], info: ValidationInfo) -> dict[str, LibrdkafkaValue]:
-        return _librdkafka_check(str(info.field_name), value)
+        # checked with the clients' security (a TLS file or a SASL provider these settings name); the fields
+        # before this one, when they are valid (a SASL protocol without its section is _security's error)
+        protocol, tls, sasl = (info.data.get(k) for k in ("security_protocol", "ssl", "sasl"))
+        security = None
+        if protocol is not None and tls is not None and (sasl is not None or not protocol.startswith("SASL")):
+            security = _security_config(protocol, tls, sasl)
+        return _librdkafka_check(str(info.field_name), value, security)
 
     @field_validator("input_pattern")
     @classmethod
@@ -282,35 +345,10 @@ class KafkaSettings(_Section):
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka's connection settings: the brokers and how to reach them (secrets revealed here only)."""
-        conf: dict[str, Any] = {
+        return {
             "bootstrap.servers": self.bootstrap_servers,
-            "security.protocol": self.security_protocol,
+            **_security_config(self.security_protocol, self.ssl, self.sasl),
         }
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            for name in ("ca_location", "certificate_location", "key_location"):
-                if getattr(self.ssl, name):
-                    conf[f"ssl.{name.replace('_', '.')}"] = getattr(self.ssl, name)
-            if self.ssl.key_password is not None:
-                conf["ssl.key.password"] = self.ssl.key_password.get_secret_value()
-        if self.sasl is not None and self.security_protocol.startswith("SASL"):
-            sasl = self.sasl
-            conf["sasl.mechanisms"] = sasl.mechanism
-            if sasl.mechanism == "OAUTHBEARER":
-                conf["sasl.oauthbearer.method"] = sasl.oauthbearer_method
-                if sasl.oauthbearer_method == "default":  # no token callback: without it no client ever connects
-                    conf["enable.sasl.oauthbearer.unsecure.jwt"] = True
-                if sasl.oauthbearer_config is not None:
-                    conf["sasl.oauthbearer.config"] = sasl.oauthbearer_config.get_secret_value()
-                if sasl.oauthbearer_method == "oidc":
-                    conf["sasl.oauthbearer.token.endpoint.url"] = sasl.oauthbearer_token_endpoint_url
-                    conf["sasl.oauthbearer.client.id"] = sasl.oauthbearer_client_id
-                    assert sasl.oauthbearer_client_secret is not None
-                    conf["sasl.oauthbearer.client.secret"] = sasl.oauthbearer_client_secret.get_secret_value()
-            else:
-                assert sasl.password is not None
-                conf["sasl.username"] = sasl.username
-                conf["sasl.password"] = sasl.password.get_secret_value()
-        return conf
 
     def state_topic_name(self) -> str:
         return self.state_topic or f"{self.group_id}.distilld-state"
