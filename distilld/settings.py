@@ -106,17 +106,49 @@ def _librdkafka_check(
             "(the brokers assign, see group.remote.assignor), and its rebalance handling is tested with the classic "
             "protocol only; leave group.protocol unset (classic)"
         )
-    probe: dict[str, Any] = {**(security or {"security.protocol": "plaintext"}), **conf, "log_level": 0}
+    refused = _refused(kind, {**(security or {"security.protocol": "plaintext"}), **conf})
+    if refused is not None:
+        raise ValueError(refused)
+    truncated = []
+    for key, value in conf.items():
+        leading = _LEADING_DIGITS.match(value) if isinstance(value, str) else None
+        if leading is not None and not _WHOLE.fullmatch(str(value)) and _integer_property(kind, key):
+            truncated.append(
+                f"kafka.{kind}.{key}: {value!r} is not a whole number (librdkafka would read the digits it starts "
+                f"with only, {leading.group().strip()})"
+            )
+    if truncated:
+        raise ValueError("; ".join(truncated))
+    return conf
+
+
+def _refused(kind: str, conf: dict[str, Any]) -> str | None:
+    """Why librdkafka refuses to create a ``kind`` client with ``conf`` (none is reached), or None."""
     try:
         if kind == "consumer":
-            Consumer({"group.id": "distilld-config-check", **probe}).close()
+            Consumer({"group.id": "distilld-config-check", **conf, "log_level": 0}).close()
         else:
-            Producer(probe).flush(0)
+            Producer({**conf, "log_level": 0}).flush(0)
     except KafkaException as e:
-        raise ValueError(e.args[0].str()) from None
+        return str(e.args[0].str())
     except (TypeError, ValueError) as e:  # confluent-kafka's own checks (e.g. a callback setting)
-        raise ValueError(str(e)) from None
-    return conf
+        return str(e)
+    return None
+
+
+_LEADING_DIGITS = re.compile(r"\s*[+-]?\d+")
+_WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def _integer_property(kind: str, key: str) -> bool:
+    """Whether librdkafka reads ``key`` as an integer, with C's strtol, which stops at the first character that
+    is not a digit: "300000ms" is 300000, "1e6" (text in YAML) is 1, where the daemon's own int() of the settings
+    it reads (batch.size, max.poll.interval.ms, …) failed. A text property takes "x"; a decimal one (linger.ms)
+    reads "-1e9999" as -inf, which its range refuses in those words."""
+    if _refused(kind, {key: "x"}) is None:
+        return False
+    refused = _refused(kind, {key: "-1e9999"})
+    return refused is None or "-inf" not in refused
 
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -625,6 +657,8 @@ def _describe(error: Any) -> str:
     msg = str(error["msg"]).removeprefix("Value error, ")
     if loc == ["features"] and msg.startswith(("features[", "features:")):
         return msg  # the features' own message names the entry already
+    if msg.startswith(f"{'.'.join(loc)}."):
+        return msg  # it names a key inside the field (kafka.producer.batch.size)
     return f"{'.'.join(loc) or 'config'}: {msg}"
 
 

@@ -51,3 +51,29 @@ def test_a_top_level_name_yaml_reads_as_no_text_is_named(
     assert main(["check-config", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"{shown}: a setting name must be text" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value", "read"),
+    [
+        ("producer", "batch.size", "1000000x", "1000000"),
+        ("consumer", "max.poll.interval.ms", "300000ms", "300000"),
+        ("producer", "retry.backoff.ms", "1e3", "1"),  # YAML reads 1e3 as text: librdkafka as 1
+    ],
+)
+def test_a_number_librdkafka_reads_the_start_of_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, key: str, value: str, read: str
+) -> None:
+    """librdkafka took "1000000x" as 1000000, and the daemon's own int() of batch.size (and of max.poll.interval.ms,
+    transaction.timeout.ms, …) stopped run with a traceback."""
+    path = tmp_path / "distilld.yaml"
+    path.write_text(yaml.safe_dump(minimal(**{kind: {key: value}})), encoding="utf-8")
+    assert main(["check-config", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"  kafka.{kind}.{key}: '{value}' is not a whole number" in err and f"only, {read})" in err, err
+
+
+def test_text_and_decimal_passthrough_values_that_start_with_a_digit_are_kept() -> None:
+    """Not every digit-led value is a truncated integer: a version, and a decimal property."""
+    passthrough = {"broker.version.fallback": "0.10.0", "linger.ms": "0.5", "batch.size": " 16384", "acks": "-1"}
+    assert load_settings(None, **minimal(producer=passthrough)).kafka.producer == passthrough
