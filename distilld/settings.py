@@ -471,8 +471,24 @@ class SchemaRegistrySettings(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://", "mock://")):
-            raise ValueError("must start with http://, https:// (or mock:// in tests)")
+        """Each URL of the list as the client splits it; the messages never quote it (a password may be in it)."""
+        for url in (u.strip() for u in value.split(",")):
+            if not url.startswith(("http://", "https://", "mock://")):
+                raise ValueError("must start with http://, https:// (or mock:// in tests)")
+            parts = urlsplit(url)
+            if "@" in url.partition("://")[2].removeprefix(parts.netloc):
+                # https://user:pa#ss@host: the host is read from inside the password, and the password shown
+                raise ValueError(
+                    "an '@' after the host: percent-encode the password ('/' %2F, '?' %3F, '#' %23, '@' %40)"
+                )
+            try:
+                port = parts.port
+            except ValueError:
+                raise ValueError("the port must be a number from 1 to 65535") from None
+            if not parts.hostname:
+                raise ValueError("no host")
+            if port == 0:
+                raise ValueError("the port must be a number from 1 to 65535")
         return value
 
     @model_validator(mode="after")
@@ -801,7 +817,9 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded or {}
 
 
-_URL_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#]*@")  # https://user:password@host: the client's basic auth
+# https://user:password@host, the client's basic auth: everything after the user, up to the last '@' before the
+# next URL, whatever the password holds ('/', '#', '?', '@'); a user without a password may be a token
+_URL_PASSWORD = re.compile(r"(://(?:[^:/?#@\s]*:)?)(?:(?!://)\S)*@")
 
 
 def _is_secret(key: str) -> bool:

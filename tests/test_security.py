@@ -249,3 +249,33 @@ def test_run_reports_kafka_clients_that_cannot_be_created_without_a_traceback(
     assert main(["run", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "distilld: cannot create the Kafka clients: Failed to create producer: no provider" in err, err
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://user:hunter2#x@reg:8081", "an '@' after the host: percent-encode the password"),
+        ("https://user:a/b@reg:8081", "an '@' after the host: percent-encode the password"),
+        ("https://user:a?b@reg:8081", "an '@' after the host: percent-encode the password"),
+        ("http://", "no host"),
+        ("https://reg:abc", "the port must be a number from 1 to 65535"),
+        ("https://reg:99999", "the port must be a number from 1 to 65535"),
+        ("https://reg-a:8081,https://reg-b:0", "the port must be a number from 1 to 65535"),
+    ],
+)
+def test_a_registry_url_the_client_would_misread_is_refused_without_showing_it(url: str, message: str) -> None:
+    """A '#', '?' or '/' in the password ended the host early: check-config showed the password unmasked."""
+    with pytest.raises(ConfigError, match=r"format\.schema_registry\.url: " + re.escape(message)) as e:
+        load_settings(None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": url}})
+    assert "hunter2" not in str(e.value)
+
+
+def test_a_percent_encoded_password_reaches_the_client_and_is_masked() -> None:
+    url = "https://user:hunter2%23x%2F@reg:8081"
+    settings = load_settings(None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": url}})
+    registry = settings.format.schema_registry
+    assert registry is not None and registry.client_config()["basic.auth.user.info"] == "user:hunter2#x/"
+    assert masked(settings)["format"]["schema_registry"]["url"] == "https://user:***@reg:8081"
+    from distilld.settings import _mask
+
+    assert _mask("https://user:hunter2#x@reg:8081") == "https://user:***@reg:8081", "however the password reads"
