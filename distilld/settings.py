@@ -370,6 +370,18 @@ class KafkaSettings(_Section):
         return self
 
     @model_validator(mode="after")
+    def _default_state_topic(self) -> KafkaSettings:
+        """A valid group id (`team:app`, or one of 240 characters) can make a topic name Kafka refuses."""
+        if self.state_topic is None:
+            try:
+                _topic(self.state_topic_name())
+            except ValueError as e:
+                raise ValueError(
+                    f"kafka.group_id makes an invalid default state topic name ({e}); set kafka.state_topic"
+                ) from None
+        return self
+
+    @model_validator(mode="after")
     def _security(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL") and self.sasl is None:
             raise ValueError(f"security_protocol {self.security_protocol} needs a sasl section")

@@ -77,3 +77,13 @@ def test_text_and_decimal_passthrough_values_that_start_with_a_digit_are_kept() 
     """Not every digit-led value is a truncated integer: a version, and a decimal property."""
     passthrough = {"broker.version.fallback": "0.10.0", "linger.ms": "0.5", "batch.size": " 16384", "acks": "-1"}
     assert load_settings(None, **minimal(producer=passthrough)).kafka.producer == passthrough
+
+
+@pytest.mark.parametrize("group_id", ["team:app", "g" * 235])
+def test_a_group_id_that_makes_no_valid_state_topic_name_is_refused(group_id: str) -> None:
+    """The default state topic, <group_id>.distilld-state, was never checked: the state store failed at run time."""
+    with pytest.raises(ConfigError, match=r"^kafka\.group_id makes an invalid default state topic name \(.*"
+                       r"is not a valid Kafka topic name.*\); set kafka\.state_topic$"):  # fmt: skip
+        load_settings(None, **minimal(group_id=group_id))
+    assert load_settings(None, **minimal(group_id=group_id, state_topic="app.state")).kafka.group_id == group_id
+    assert load_settings(None, **minimal(group_id="g" * 234)).kafka.state_topic_name() == "g" * 234 + ".distilld-state"
