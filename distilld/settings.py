@@ -285,7 +285,10 @@ class KafkaSettings(_Section):
     input_topics: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="topics to read (or input_pattern)"
     )
-    input_pattern: str | None = Field(default=None, description="regex of topics to read (instead of input_topics)")
+    input_pattern: str | None = Field(
+        default=None,
+        description="regex of topics to read, POSIX extended as librdkafka reads it (instead of input_topics)",
+    )
     output_topic: Annotated[str, Field(min_length=1, description="where selected records go")]
     dlq_topic: str | None = Field(
         default=None,
@@ -333,11 +336,25 @@ class KafkaSettings(_Section):
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         check_regex(value)
-        if value is not None and not value.startswith("^"):
+        if value is None:
+            return value
+        if not value.startswith("^"):
             try:  # as it is subscribed: anchored (an inline flag such as (?i) then no longer comes first)
                 re.compile("^" + value)
             except re.error as e:
                 raise ValueError(f"not valid once anchored with ^, as the subscription is ({e})") from None
+        # librdkafka compiles the subscription itself, POSIX extended: Python's (?:…), lookarounds and
+        # inline flags made subscribe() fail in the running daemon (a consumer without brokers connects nowhere)
+        consumer = Consumer({"group.id": "distilld-config-check", "log_level": 0})
+        try:
+            consumer.subscribe(["^" + value.removeprefix("^")])
+        except KafkaException:
+            raise ValueError(
+                "librdkafka's regex syntax (POSIX extended) does not accept it: no (?:...), lookarounds or inline "
+                "flags such as (?i)"
+            ) from None
+        finally:
+            consumer.close()
         return value
 
     @field_validator("output_topic", "dlq_topic", "state_topic")

@@ -87,3 +87,11 @@ def test_a_group_id_that_makes_no_valid_state_topic_name_is_refused(group_id: st
         load_settings(None, **minimal(group_id=group_id))
     assert load_settings(None, **minimal(group_id=group_id, state_topic="app.state")).kafka.group_id == group_id
     assert load_settings(None, **minimal(group_id="g" * 234)).kafka.state_topic_name() == "g" * 234 + ".distilld-state"
+
+
+@pytest.mark.parametrize("pattern", [r"^app(?:\.x)", r"app(?=\.)", r"^(?i:app)"])
+def test_an_input_pattern_librdkafkas_regex_refuses_is_a_config_error(pattern: str) -> None:
+    """Python's re took them; librdkafka's subscribe() refused them in the running daemon, with a traceback."""
+    with pytest.raises(ConfigError, match=r"kafka\.input_pattern: librdkafka's regex syntax \(POSIX extended\)"):
+        load_settings(None, **minimal(input_topics=[], input_pattern=pattern))
+    assert load_settings(None, **minimal(input_topics=[], input_pattern=r"^app\.[a-z]+")).kafka.input_pattern
