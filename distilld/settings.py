@@ -400,8 +400,20 @@ class KafkaSettings(_Section):
 
     @model_validator(mode="after")
     def _security(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL") and self.sasl is None:
-            raise ValueError(f"security_protocol {self.security_protocol} needs a sasl section")
+        """A section the protocol does not use was passed over in silence: files mounted, a password given,
+        and the clients connected without them (the Helm chart refuses it too)."""
+        protocol = self.security_protocol
+        if protocol.startswith("SASL") and self.sasl is None:
+            raise ValueError(f"security_protocol {protocol} needs a sasl section")
+        unused = []
+        if protocol not in ("SSL", "SASL_SSL") and self.ssl.model_dump(exclude_none=True):
+            unused.append(f"kafka.ssl is set but kafka.security_protocol is {protocol}: SSL and SASL_SSL use it")
+        if not protocol.startswith("SASL") and self.sasl is not None:
+            unused.append(
+                f"kafka.sasl is set but kafka.security_protocol is {protocol}: SASL_PLAINTEXT and SASL_SSL use it"
+            )
+        if unused:
+            raise ValueError("; ".join(unused))
         return self
 
     def client_config(self) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def test_check_config_and_the_daemon_never_print_secrets(tmp_path: Path, monkeyp
     key_password = tmp_path / "key-password"
     key_password.write_text("key-" + PASSWORD)
     config = daemon_config("127.0.0.1:1", "t", "g", metrics={"port": 0})
-    config["kafka"] |= {"security_protocol": "SASL_PLAINTEXT", "sasl": {"username": "distilld"}}
+    config["kafka"] |= {"security_protocol": "SASL_SSL", "sasl": {"username": "distilld"}}
     config["kafka"]["ssl"] = {"key_password_file": str(key_password)}
     monkeypatch.setenv("DISTILLD_KAFKA__SASL__PASSWORD", PASSWORD)
     d = DaemonProcess(tmp_path, config, "secure")
@@ -279,3 +279,29 @@ def test_a_percent_encoded_password_reaches_the_client_and_is_masked() -> None:
     from distilld.settings import _mask
 
     assert _mask("https://user:hunter2#x@reg:8081") == "https://user:***@reg:8081", "however the password reads"
+
+
+@pytest.mark.parametrize(
+    ("kafka", "message"),
+    [
+        ({"ssl": {"key_password": "p"}}, "kafka.ssl is set but kafka.security_protocol is PLAINTEXT: SSL and"),
+        (
+            {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl": {"username": "u", "password": "p"},
+                "ssl": {"key_password": "p"},
+            },
+            "kafka.ssl is set but kafka.security_protocol is SASL_PLAINTEXT: SSL and SASL_SSL use it",
+        ),
+        ({"sasl": {"username": "u", "password": "p"}}, "kafka.sasl is set but kafka.security_protocol is PLAINTEXT"),
+        (
+            {"security_protocol": "SSL", "sasl": {"username": "u", "password": "p"}},
+            "kafka.sasl is set but kafka.security_protocol is SSL: SASL_PLAINTEXT and SASL_SSL use it",
+        ),
+    ],
+)
+def test_a_security_section_the_protocol_does_not_use_is_refused(kafka: dict[str, Any], message: str) -> None:
+    """It was ignored in silence: the clients connected without the TLS files or the credentials given."""
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        load_settings(None, **_kafka(**kafka))
+    load_settings(None, **_kafka(ssl={}))  # an empty section, as config/distilld.yaml has, sets nothing
