@@ -259,6 +259,8 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for line in ignored:
         logging.getLogger("distilld").warning("%s", line)
+    from confluent_kafka import KafkaError, KafkaException
+
     from distilld.daemon.loop import Daemon
 
     try:
@@ -266,6 +268,10 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     except OSError as e:  # the metrics port is taken, or metrics.host is not an address of this host
         m = settings.metrics
         print(f"distilld: cannot serve metrics on {m.host}:{m.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KafkaException as e:  # what the settings' own checks of the clients missed (check-config passed)
+        reason = e.args[0].str() if e.args and isinstance(e.args[0], KafkaError) else e
+        print(f"distilld: cannot create the Kafka clients: {reason}", file=sys.stderr)
         return 1
     daemon.install_signal_handlers()
     if early:

@@ -71,20 +71,29 @@ def _one_of(secret: SecretStr | None, name: str) -> None:
 
 
 # librdkafka properties that have a setting of their own, which the state topic's name, the
-# transactional id and the chart's autoscaler are derived from
+# transactional id and the chart's autoscaler are derived from; and the security every client
+# shares (consumer, producer, state reader, admin client): in one passthrough map it was one
+# client's only
 _OWNED = {
     "bootstrap.servers": "bootstrap_servers",
     "metadata.broker.list": "bootstrap_servers",  # librdkafka's alias of bootstrap.servers
     "group.id": "group_id",
     "transactional.id": "transactional_id",
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl.mechanism",
+    "sasl.mechanisms": "sasl.mechanism",  # librdkafka's alias of sasl.mechanism
+    "sasl.username": "sasl.username",
+    "sasl.password": "sasl.password",
 }
 
 
-def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, LibrdkafkaValue]:
-    """librdkafka's own check of passthrough settings (unknown property, bad value), by
-    creating a client that has no brokers to connect to: no connection is made. The
-    security protocol is checked on its own and set to plaintext for the probe, so
-    that files and SASL providers, checked when the real clients start, are not needed."""
+def _librdkafka_check(
+    kind: str, conf: dict[str, LibrdkafkaValue], security: dict[str, Any] | None
+) -> dict[str, LibrdkafkaValue]:
+    """librdkafka's own check of passthrough settings (unknown property, bad value, a TLS file it
+    cannot load), by creating a client that has no brokers to connect to: no connection is made.
+    ``security`` is how the daemon's clients reach the brokers (kafka.security_protocol, ssl, sasl),
+    None when those settings are invalid themselves (their error says so): plaintext then."""
     if not conf:
         return conf
     owned = [f"{key!r}: set kafka.{setting} instead" for key, setting in _OWNED.items() if key in conf]
@@ -97,20 +106,49 @@ def _librdkafka_check(kind: str, conf: dict[str, LibrdkafkaValue]) -> dict[str, 
             "(the brokers assign, see group.remote.assignor), and its rebalance handling is tested with the classic "
             "protocol only; leave group.protocol unset (classic)"
         )
-    protocol = str(conf.get("security.protocol", "plaintext")).lower()
-    if protocol not in ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"):
-        raise ValueError(f'Invalid value "{protocol}" for configuration property "security.protocol"')
-    quiet: dict[str, Any] = {"log_level": 0, "security.protocol": "plaintext"}
+    refused = _refused(kind, {**(security or {"security.protocol": "plaintext"}), **conf})
+    if refused is not None:
+        raise ValueError(refused)
+    truncated = []
+    for key, value in conf.items():
+        leading = _LEADING_DIGITS.match(value) if isinstance(value, str) else None
+        if leading is not None and not _WHOLE.fullmatch(str(value)) and _integer_property(kind, key):
+            truncated.append(
+                f"kafka.{kind}.{key}: {value!r} is not a whole number (librdkafka would read the digits it starts "
+                f"with only, {leading.group().strip()})"
+            )
+    if truncated:
+        raise ValueError("; ".join(truncated))
+    return conf
+
+
+def _refused(kind: str, conf: dict[str, Any]) -> str | None:
+    """Why librdkafka refuses to create a ``kind`` client with ``conf`` (none is reached), or None."""
     try:
         if kind == "consumer":
-            Consumer({"group.id": "distilld-config-check", **conf, **quiet}).close()
+            Consumer({"group.id": "distilld-config-check", **conf, "log_level": 0}).close()
         else:
-            Producer({**conf, **quiet}).flush(0)
+            Producer({**conf, "log_level": 0}).flush(0)
     except KafkaException as e:
-        raise ValueError(e.args[0].str()) from None
+        return str(e.args[0].str())
     except (TypeError, ValueError) as e:  # confluent-kafka's own checks (e.g. a callback setting)
-        raise ValueError(str(e)) from None
-    return conf
+        return str(e)
+    return None
+
+
+_LEADING_DIGITS = re.compile(r"\s*[+-]?\d+")
+_WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def _integer_property(kind: str, key: str) -> bool:
+    """Whether librdkafka reads ``key`` as an integer, with C's strtol, which stops at the first character that
+    is not a digit: "300000ms" is 300000, "1e6" (text in YAML) is 1, where the daemon's own int() of the settings
+    it reads (batch.size, max.poll.interval.ms, …) failed. A text property takes "x"; a decimal one (linger.ms)
+    reads "-1e9999" as -inf, which its range refuses in those words."""
+    if _refused(kind, {key: "x"}) is None:
+        return False
+    refused = _refused(kind, {key: "-1e9999"})
+    return refused is None or "-inf" not in refused
 
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -148,6 +186,28 @@ class SslSettings(_Section):
         if self.key_password_file:
             _one_of(self.key_password, "key_password")
             self.key_password = _read_secret(self.key_password_file, "key_password_file")
+        return self
+
+    @model_validator(mode="after")
+    def _load(self) -> SslSettings:
+        """The files loaded as the clients load them (OpenSSL both): a CA file without a certificate, or a key
+        its password does not open, made librdkafka refuse to create the daemon's clients, after check-config."""
+        try:
+            if self.ca_location:
+                ssl.create_default_context(cafile=self.ca_location)
+        except ssl.SSLError as e:
+            raise ValueError(f"ca_location: no CA certificate in {self.ca_location} ({e})") from None
+        if self.certificate_location and self.key_location:
+            password = self.key_password.get_secret_value() if self.key_password is not None else ""
+            try:  # a password even when none is given: None would ask for one on the terminal
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+                    self.certificate_location, self.key_location, password=lambda: password
+                )
+            except ssl.SSLError as e:
+                raise ValueError(
+                    "certificate_location, key_location, key_password: cannot load the certificate and key (an "
+                    f"encrypted key needs its key_password) ({e})"
+                ) from None
         return self
 
 
@@ -190,13 +250,45 @@ class SaslSettings(_Section):
         return self
 
 
+def _security_config(protocol: str, tls: SslSettings, sasl: SaslSettings | None) -> dict[str, Any]:
+    """librdkafka's settings of how every client reaches the brokers (secrets revealed here only)."""
+    conf: dict[str, Any] = {"security.protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        for name in ("ca_location", "certificate_location", "key_location"):
+            if getattr(tls, name):
+                conf[f"ssl.{name.replace('_', '.')}"] = getattr(tls, name)
+        if tls.key_password is not None:
+            conf["ssl.key.password"] = tls.key_password.get_secret_value()
+    if sasl is not None and protocol.startswith("SASL"):
+        conf["sasl.mechanisms"] = sasl.mechanism
+        if sasl.mechanism == "OAUTHBEARER":
+            conf["sasl.oauthbearer.method"] = sasl.oauthbearer_method
+            if sasl.oauthbearer_method == "default":  # no token callback: without it no client ever connects
+                conf["enable.sasl.oauthbearer.unsecure.jwt"] = True
+            if sasl.oauthbearer_config is not None:
+                conf["sasl.oauthbearer.config"] = sasl.oauthbearer_config.get_secret_value()
+            if sasl.oauthbearer_method == "oidc":
+                conf["sasl.oauthbearer.token.endpoint.url"] = sasl.oauthbearer_token_endpoint_url
+                conf["sasl.oauthbearer.client.id"] = sasl.oauthbearer_client_id
+                assert sasl.oauthbearer_client_secret is not None
+                conf["sasl.oauthbearer.client.secret"] = sasl.oauthbearer_client_secret.get_secret_value()
+        else:
+            assert sasl.password is not None
+            conf["sasl.username"] = sasl.username
+            conf["sasl.password"] = sasl.password.get_secret_value()
+    return conf
+
+
 class KafkaSettings(_Section):
     bootstrap_servers: Annotated[str, Field(min_length=1, description="host:port[,host:port…] of the brokers")]
     group_id: str = Field(min_length=1, description="consumer group, one per deployment (it names the state topic too)")
     input_topics: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="topics to read (or input_pattern)"
     )
-    input_pattern: str | None = Field(default=None, description="regex of topics to read (instead of input_topics)")
+    input_pattern: str | None = Field(
+        default=None,
+        description="regex of topics to read, POSIX extended as librdkafka reads it (instead of input_topics)",
+    )
     output_topic: Annotated[str, Field(min_length=1, description="where selected records go")]
     dlq_topic: str | None = Field(
         default=None,
@@ -232,17 +324,37 @@ class KafkaSettings(_Section):
     @field_validator("consumer", "producer")
     @classmethod
     def _passthrough(cls, value: dict[str, LibrdkafkaValue], info: ValidationInfo) -> dict[str, LibrdkafkaValue]:
-        return _librdkafka_check(str(info.field_name), value)
+        # checked with the clients' security (a TLS file or a SASL provider these settings name); the fields
+        # before this one, when they are valid (a SASL protocol without its section is _security's error)
+        protocol, tls, sasl = (info.data.get(k) for k in ("security_protocol", "ssl", "sasl"))
+        security = None
+        if protocol is not None and tls is not None and (sasl is not None or not protocol.startswith("SASL")):
+            security = _security_config(protocol, tls, sasl)
+        return _librdkafka_check(str(info.field_name), value, security)
 
     @field_validator("input_pattern")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         check_regex(value)
-        if value is not None and not value.startswith("^"):
+        if value is None:
+            return value
+        if not value.startswith("^"):
             try:  # as it is subscribed: anchored (an inline flag such as (?i) then no longer comes first)
                 re.compile("^" + value)
             except re.error as e:
                 raise ValueError(f"not valid once anchored with ^, as the subscription is ({e})") from None
+        # librdkafka compiles the subscription itself, POSIX extended: Python's (?:…), lookarounds and
+        # inline flags made subscribe() fail in the running daemon (a consumer without brokers connects nowhere)
+        consumer = Consumer({"group.id": "distilld-config-check", "log_level": 0})
+        try:
+            consumer.subscribe(["^" + value.removeprefix("^")])
+        except KafkaException:
+            raise ValueError(
+                "librdkafka's regex syntax (POSIX extended) does not accept it: no (?:...), lookarounds or inline "
+                "flags such as (?i)"
+            ) from None
+        finally:
+            consumer.close()
         return value
 
     @field_validator("output_topic", "dlq_topic", "state_topic")
@@ -275,42 +387,41 @@ class KafkaSettings(_Section):
         return self
 
     @model_validator(mode="after")
+    def _default_state_topic(self) -> KafkaSettings:
+        """A valid group id (`team:app`, or one of 240 characters) can make a topic name Kafka refuses."""
+        if self.state_topic is None:
+            try:
+                _topic(self.state_topic_name())
+            except ValueError as e:
+                raise ValueError(
+                    f"kafka.group_id makes an invalid default state topic name ({e}); set kafka.state_topic"
+                ) from None
+        return self
+
+    @model_validator(mode="after")
     def _security(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL") and self.sasl is None:
-            raise ValueError(f"security_protocol {self.security_protocol} needs a sasl section")
+        """A section the protocol does not use was passed over in silence: files mounted, a password given,
+        and the clients connected without them (the Helm chart refuses it too)."""
+        protocol = self.security_protocol
+        if protocol.startswith("SASL") and self.sasl is None:
+            raise ValueError(f"security_protocol {protocol} needs a sasl section")
+        unused = []
+        if protocol not in ("SSL", "SASL_SSL") and self.ssl.model_dump(exclude_none=True):
+            unused.append(f"kafka.ssl is set but kafka.security_protocol is {protocol}: SSL and SASL_SSL use it")
+        if not protocol.startswith("SASL") and self.sasl is not None:
+            unused.append(
+                f"kafka.sasl is set but kafka.security_protocol is {protocol}: SASL_PLAINTEXT and SASL_SSL use it"
+            )
+        if unused:
+            raise ValueError("; ".join(unused))
         return self
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka's connection settings: the brokers and how to reach them (secrets revealed here only)."""
-        conf: dict[str, Any] = {
+        return {
             "bootstrap.servers": self.bootstrap_servers,
-            "security.protocol": self.security_protocol,
+            **_security_config(self.security_protocol, self.ssl, self.sasl),
         }
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            for name in ("ca_location", "certificate_location", "key_location"):
-                if getattr(self.ssl, name):
-                    conf[f"ssl.{name.replace('_', '.')}"] = getattr(self.ssl, name)
-            if self.ssl.key_password is not None:
-                conf["ssl.key.password"] = self.ssl.key_password.get_secret_value()
-        if self.sasl is not None and self.security_protocol.startswith("SASL"):
-            sasl = self.sasl
-            conf["sasl.mechanisms"] = sasl.mechanism
-            if sasl.mechanism == "OAUTHBEARER":
-                conf["sasl.oauthbearer.method"] = sasl.oauthbearer_method
-                if sasl.oauthbearer_method == "default":  # no token callback: without it no client ever connects
-                    conf["enable.sasl.oauthbearer.unsecure.jwt"] = True
-                if sasl.oauthbearer_config is not None:
-                    conf["sasl.oauthbearer.config"] = sasl.oauthbearer_config.get_secret_value()
-                if sasl.oauthbearer_method == "oidc":
-                    conf["sasl.oauthbearer.token.endpoint.url"] = sasl.oauthbearer_token_endpoint_url
-                    conf["sasl.oauthbearer.client.id"] = sasl.oauthbearer_client_id
-                    assert sasl.oauthbearer_client_secret is not None
-                    conf["sasl.oauthbearer.client.secret"] = sasl.oauthbearer_client_secret.get_secret_value()
-            else:
-                assert sasl.password is not None
-                conf["sasl.username"] = sasl.username
-                conf["sasl.password"] = sasl.password.get_secret_value()
-        return conf
 
     def state_topic_name(self) -> str:
         return self.state_topic or f"{self.group_id}.distilld-state"
@@ -401,8 +512,24 @@ class SchemaRegistrySettings(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://", "mock://")):
-            raise ValueError("must start with http://, https:// (or mock:// in tests)")
+        """Each URL of the list as the client splits it; the messages never quote it (a password may be in it)."""
+        for url in (u.strip() for u in value.split(",")):
+            if not url.startswith(("http://", "https://", "mock://")):
+                raise ValueError("must start with http://, https:// (or mock:// in tests)")
+            parts = urlsplit(url)
+            if "@" in url.partition("://")[2].removeprefix(parts.netloc):
+                # https://user:pa#ss@host: the host is read from inside the password, and the password shown
+                raise ValueError(
+                    "an '@' after the host: percent-encode the password ('/' %2F, '?' %3F, '#' %23, '@' %40)"
+                )
+            try:
+                port = parts.port
+            except ValueError:
+                raise ValueError("the port must be a number from 1 to 65535") from None
+            if not parts.hostname:
+                raise ValueError("no host")
+            if port == 0:
+                raise ValueError("the port must be a number from 1 to 65535")
         return value
 
     @model_validator(mode="after")
@@ -482,7 +609,12 @@ class ProcessingSettings(_Section):
         default="dlq", description="what undecodable records, and records the output topic refuses, do"
     )
     max_in_flight: int = Field(
-        default=100_000, ge=1, description="produced but unacknowledged records before fetching pauses"
+        default=100_000,
+        ge=1,
+        # the producer's queue holds twice as many (queue.buffering.max.messages), which librdkafka caps at 2**31 - 1
+        le=1_073_741_823,
+        description="produced but unacknowledged records before fetching pauses (at most 1,073,741,823: the "
+        "producer's queue holds twice as many)",
     )
     commit_interval_ms: int = Field(default=1000, ge=0, description="how often offsets are committed")
     shutdown_timeout_s: float = Field(default=30, gt=0, description="deadline to flush and commit on stop")
@@ -582,6 +714,8 @@ def _describe(error: Any) -> str:
     msg = str(error["msg"]).removeprefix("Value error, ")
     if loc == ["features"] and msg.startswith(("features[", "features:")):
         return msg  # the features' own message names the entry already
+    if msg.startswith(f"{'.'.join(loc)}."):
+        return msg  # it names a key inside the field (kafka.producer.batch.size)
     return f"{'.'.join(loc) or 'config'}: {msg}"
 
 
@@ -649,6 +783,14 @@ def load_model(
         data = _read_yaml(PRESETS / f"{preset}.yaml")
     if path is not None:
         data = merged(data, _read_yaml(path))
+    not_text = [k for k in data if not isinstance(k, str)]  # YAML 1.1 reads `on:` as true, `~:` as null, `1:` as 1
+    if not_text:  # the model's keyword arguments below must be text (nested sections are pydantic's, which says so)
+        raise ConfigError(
+            "\n".join(
+                f"{k!r}: a setting name must be text (YAML reads on, off, yes, no as booleans: quote it)"
+                for k in not_text
+            )
+        )
     private = sorted(str(k) for k in data if str(k).startswith("_"))
     if private:
         raise ConfigError("\n".join(f"{k}: Extra inputs are not permitted" for k in private))
@@ -716,7 +858,9 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded or {}
 
 
-_URL_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#]*@")  # https://user:password@host: the client's basic auth
+# https://user:password@host, the client's basic auth: everything after the user, up to the last '@' before the
+# next URL, whatever the password holds ('/', '#', '?', '@'); a user without a password may be a token
+_URL_PASSWORD = re.compile(r"(://(?:[^:/?#@\s]*:)?)(?:(?!://)\S)*@")
 
 
 def _is_secret(key: str) -> bool:

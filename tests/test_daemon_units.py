@@ -1331,6 +1331,26 @@ def test_an_output_topic_the_cluster_does_not_have_is_logged_at_start_up(
     assert not any("dlq_topic" in line for line in lines), "the DLQ topic exists"
 
 
+def test_a_subscription_librdkafka_refuses_stops_the_daemon_with_the_reason(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """subscribe() ran outside the try block: a pattern librdkafka's regex refuses ended the daemon in a traceback."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    daemon.state.ensure_topic = lambda *args, **kwargs: 1  # type: ignore[method-assign]
+
+    def refuse(topics: Any, **callbacks: Any) -> None:
+        raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "Failed to set subscription: Invalid argument"))
+
+    daemon.consumer.subscribe = refuse  # type: ignore[attr-defined]
+    with caplog.at_level("ERROR", logger="distilld"):
+        daemon._subscribe()
+    assert (
+        daemon.stopping and daemon.failure == "cannot subscribe to ['t'] (Failed to set subscription: Invalid argument)"
+    )
+    assert any("cannot subscribe to" in r.getMessage() for r in caplog.records)
+
+
 def test_a_bootstrap_address_no_broker_answers_at_is_named_as_such(
     daemon: Daemon, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -140,12 +140,15 @@ def _check_config(docs: tuple[Manifest, ...], tmp_path: Path) -> subprocess.Comp
     /etc/distilld exist (in tmp_path), the variables from Secrets are set (to stand-ins)."""
     text = config_text(docs)
     mounted = {line.split(": ", 1)[1] for line in text.splitlines() if ": /etc/distilld/" in line}
+    pki = make_pki(tmp_path / "pki")
+    # the TLS files are loaded as the clients will load them: real ones
+    real = {"ca.crt": pki.ca, "tls.crt": pki.client_cert, "tls.key": pki.client_key}
     for path in mounted:
         local = tmp_path / Path(path).relative_to("/etc/distilld")
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_text("stand-in for a mounted Secret\n")
-        if local.name == "ca.crt":  # the registry's CA is loaded as its client will load it: a real one
-            local.write_bytes(make_pki(tmp_path / "pki").ca.read_bytes())
+        if local.name in real:
+            local.write_bytes(real[local.name].read_bytes())
     config = tmp_path / "distilld.yaml"
     config.write_text(text.replace("/etc/distilld/", f"{tmp_path}/"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLD_")}

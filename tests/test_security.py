@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -10,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from confluent_kafka import Producer
+from cryptography.hazmat.primitives import serialization
 
 from distilld.daemon.clients import consumer_config, producer_config
 from distilld.settings import ConfigError, load_settings, masked
 
 from .kafka_tools import DaemonProcess, daemon_config
-from .tls_tools import make_pki
+from .tls_tools import Pki, make_pki
 
 BASE: dict[str, Any] = {
     "kafka": {
@@ -36,9 +39,8 @@ def _kafka(**kafka: Any) -> dict[str, Any]:
 
 
 def test_sasl_and_tls_become_librdkafka_settings(tmp_path: Path) -> None:
-    ca, cert, key, pw = (tmp_path / n for n in ("ca.pem", "client.pem", "client.key", "sasl-password"))
-    for f in (ca, cert, key):
-        f.write_text("-----BEGIN-----\n")
+    pki = make_pki(tmp_path)
+    ca, cert, key, pw = pki.ca, pki.client_cert, pki.client_key, tmp_path / "sasl-password"
     pw.write_text(PASSWORD + "\n")
     settings = load_settings(
         None,
@@ -143,7 +145,7 @@ def test_check_config_and_the_daemon_never_print_secrets(tmp_path: Path, monkeyp
     key_password = tmp_path / "key-password"
     key_password.write_text("key-" + PASSWORD)
     config = daemon_config("127.0.0.1:1", "t", "g", metrics={"port": 0})
-    config["kafka"] |= {"security_protocol": "SASL_PLAINTEXT", "sasl": {"username": "distilld"}}
+    config["kafka"] |= {"security_protocol": "SASL_SSL", "sasl": {"username": "distilld"}}
     config["kafka"]["ssl"] = {"key_password_file": str(key_password)}
     monkeypatch.setenv("DISTILLD_KAFKA__SASL__PASSWORD", PASSWORD)
     d = DaemonProcess(tmp_path, config, "secure")
@@ -184,3 +186,122 @@ def test_the_state_stores_clients_reach_the_brokers_as_the_consumer_does() -> No
     state = Daemon(settings).state.client_conf
     assert {k: state[k] for k in reach} == reach and state["security.protocol"] == "SSL"
     assert "fetch.wait.max.ms" not in state, "only how to reach the brokers, not how to consume"
+
+
+def _encrypted_key(pki: Pki, password: bytes) -> Path:
+    """The client key of ``pki``, encrypted with ``password``."""
+    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), None)
+    path = pki.client_key.with_name("encrypted.key")
+    encryption = serialization.BestAvailableEncryption(password)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+    return path
+
+
+@pytest.mark.parametrize("case", ["wrong key_password", "no key_password", "empty CA file", "a keystore not there"])
+def test_tls_files_the_clients_cannot_load_are_config_errors(tmp_path: Path, case: str) -> None:
+    """check-config passed them, then librdkafka refused to create the daemon's clients: a traceback at start-up.
+    The passthrough is checked with the clients' security protocol (a plaintext probe loaded no file)."""
+    pki = make_pki(tmp_path)
+    tls = {"certificate_location": str(pki.client_cert), "key_location": str(_encrypted_key(pki, b"right"))}
+    kafka: dict[str, Any] = {"security_protocol": "SSL"}
+    if case == "wrong key_password":
+        kafka["ssl"], message = {**tls, "key_password": "wrong"}, r"kafka\.ssl: certificate_location, key_location"
+    elif case == "no key_password":
+        kafka["ssl"], message = tls, r"kafka\.ssl: .*an encrypted key needs its key_password"
+    elif case == "empty CA file":
+        (tmp_path / "empty.pem").write_text("")
+        kafka["ssl"], message = {"ca_location": str(tmp_path / "empty.pem")}, r"kafka\.ssl: ca_location: no CA cert"
+    else:
+        kafka["consumer"] = {"ssl.keystore.location": "/nonexistent/ks.p12", "ssl.keystore.password": "pw"}
+        message = r"kafka\.consumer: Failed to create consumer: Failed to open ssl\.keystore\.location"
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, **_kafka(**kafka))
+    right = load_settings(None, **_kafka(security_protocol="SSL", ssl={**tls, "key_password": "right"}))
+    Producer({**producer_config(right), "log_level": 0}).flush(0)  # the key opens: the clients start
+
+
+@pytest.mark.parametrize(
+    "key", ["security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password"]
+)
+def test_a_passthrough_map_cannot_give_one_client_its_own_security(key: str) -> None:
+    """kafka.consumer {security.protocol: SASL_SSL} made the consumer use SASL and the producer plaintext, where
+    kafka.security_protocol applies to every client; sasl.mechanisms: GSSAPI (not built in) made run fail."""
+    setting = "security_protocol" if key == "security.protocol" else key.rstrip("s")
+    with pytest.raises(ConfigError, match=rf"kafka\.producer: '{re.escape(key)}': set kafka\.{setting} instead"):
+        load_settings(None, **_kafka(producer={key: "GSSAPI"}))
+
+
+def test_run_reports_kafka_clients_that_cannot_be_created_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last resort, for what the settings' checks miss: one line, exit code 1."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    import distilld.daemon.loop
+    from distilld.cli import main
+
+    def refused(settings: object) -> None:
+        raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "Failed to create producer: no provider"))
+
+    monkeypatch.setattr(distilld.daemon.loop, "Daemon", refused)
+    config = tmp_path / "distilld.yaml"
+    config.write_text(yaml.safe_dump({**BASE, "metrics": {"port": 0}}))
+    assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "distilld: cannot create the Kafka clients: Failed to create producer: no provider" in err, err
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://user:hunter2#x@reg:8081", "an '@' after the host: percent-encode the password"),
+        ("https://user:a/b@reg:8081", "an '@' after the host: percent-encode the password"),
+        ("https://user:a?b@reg:8081", "an '@' after the host: percent-encode the password"),
+        ("http://", "no host"),
+        ("https://reg:abc", "the port must be a number from 1 to 65535"),
+        ("https://reg:99999", "the port must be a number from 1 to 65535"),
+        ("https://reg-a:8081,https://reg-b:0", "the port must be a number from 1 to 65535"),
+    ],
+)
+def test_a_registry_url_the_client_would_misread_is_refused_without_showing_it(url: str, message: str) -> None:
+    """A '#', '?' or '/' in the password ended the host early: check-config showed the password unmasked."""
+    with pytest.raises(ConfigError, match=r"format\.schema_registry\.url: " + re.escape(message)) as e:
+        load_settings(None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": url}})
+    assert "hunter2" not in str(e.value)
+
+
+def test_a_percent_encoded_password_reaches_the_client_and_is_masked() -> None:
+    url = "https://user:hunter2%23x%2F@reg:8081"
+    settings = load_settings(None, **BASE, format={"value": "avro_confluent", "schema_registry": {"url": url}})
+    registry = settings.format.schema_registry
+    assert registry is not None and registry.client_config()["basic.auth.user.info"] == "user:hunter2#x/"
+    assert masked(settings)["format"]["schema_registry"]["url"] == "https://user:***@reg:8081"
+    from distilld.settings import _mask
+
+    assert _mask("https://user:hunter2#x@reg:8081") == "https://user:***@reg:8081", "however the password reads"
+
+
+@pytest.mark.parametrize(
+    ("kafka", "message"),
+    [
+        ({"ssl": {"key_password": "p"}}, "kafka.ssl is set but kafka.security_protocol is PLAINTEXT: SSL and"),
+        (
+            {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl": {"username": "u", "password": "p"},
+                "ssl": {"key_password": "p"},
+            },
+            "kafka.ssl is set but kafka.security_protocol is SASL_PLAINTEXT: SSL and SASL_SSL use it",
+        ),
+        ({"sasl": {"username": "u", "password": "p"}}, "kafka.sasl is set but kafka.security_protocol is PLAINTEXT"),
+        (
+            {"security_protocol": "SSL", "sasl": {"username": "u", "password": "p"}},
+            "kafka.sasl is set but kafka.security_protocol is SSL: SASL_PLAINTEXT and SASL_SSL use it",
+        ),
+    ],
+)
+def test_a_security_section_the_protocol_does_not_use_is_refused(kafka: dict[str, Any], message: str) -> None:
+    """It was ignored in silence: the clients connected without the TLS files or the credentials given."""
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        load_settings(None, **_kafka(**kafka))
+    load_settings(None, **_kafka(ssl={}))  # an empty section, as config/distilld.yaml has, sets nothing

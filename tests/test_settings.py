@@ -263,37 +263,40 @@ def test_environment_secret_merges_into_passthrough_settings_and_is_masked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = minimal()
-    data["kafka"]["consumer"] = {"security.protocol": "SASL_SSL", "sasl.username": "alice"}
+    data["kafka"]["consumer"] = {"ssl.keystore.location": "/etc/distilld/keystore.p12"}
     path = write(tmp_path, data)
-    monkeypatch.setenv("DISTILLD_KAFKA__CONSUMER__SASL.PASSWORD", "env-hunter2")
+    monkeypatch.setenv("DISTILLD_KAFKA__CONSUMER__SSL.KEYSTORE.PASSWORD", "env-hunter2")
     assert load_settings(path).kafka.consumer == {
-        "security.protocol": "SASL_SSL",
-        "sasl.username": "alice",
-        "sasl.password": "env-hunter2",
+        "ssl.keystore.location": "/etc/distilld/keystore.p12",
+        "ssl.keystore.password": "env-hunter2",
     }
     code, out, _ = check_config(capsys, "--config", str(path))
     assert code == 0 and "env-hunter2" not in out
-    assert json.loads(out)["kafka"]["consumer"]["sasl.password"] == "***"
+    assert json.loads(out)["kafka"]["consumer"]["ssl.keystore.password"] == "***"
 
 
 # --- masking --------------------------------------------------------------------------------------------------------
 
 SECRETS = {
     "consumer": {
-        "sasl.password": "consumer-sasl-pw",
+        "sasl.oauthbearer.client.secret": "consumer-oauth-secret",
         "ssl.key.password": "consumer-key-pw",
         "ssl.keystore.password": "consumer-keystore-pw",
     },
     "producer": {
-        "sasl.password": "producer-sasl-pw",
+        "ssl.keystore.password": "producer-keystore-pw",
         "sasl.oauthbearer.client.secret": "producer-oauth-secret",
         "sasl.oauthbearer.config": "principal=x clientSecret=producer-oauth-config",
         "ssl.key.pem": "-----BEGIN PRIVATE KEY----- producer-pem",
     },
 }
 PLAIN = {
-    "consumer": {"security.protocol": "SASL_SSL", "sasl.username": "alice", "fetch.min.bytes": 1},
-    "producer": {"sasl.mechanisms": "PLAIN", "enable.idempotence": True, "ssl.key.location": "/etc/distilld/key.pem"},
+    "consumer": {"sasl.oauthbearer.client.id": "alice", "fetch.min.bytes": 1},
+    "producer": {
+        "sasl.oauthbearer.scope": "kafka",
+        "enable.idempotence": True,
+        "ssl.key.location": "/etc/distilld/key.pem",
+    },
 }
 
 
@@ -324,7 +327,7 @@ def test_masking_leaves_the_settings_the_daemon_uses_intact(tmp_path: Path) -> N
     data = minimal()
     data["kafka"]["consumer"] = dict(SECRETS["consumer"])
     settings = load_settings(write(tmp_path, data))
-    assert masked(settings)["kafka"]["consumer"]["sasl.password"] == "***"
+    assert masked(settings)["kafka"]["consumer"]["ssl.key.password"] == "***"
     assert settings.kafka.consumer == SECRETS["consumer"]
 
 

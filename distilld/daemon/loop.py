@@ -385,9 +385,14 @@ class Daemon:
                     name, topic,
                 )  # fmt: skip
         self._read_limits()
-        self.consumer.subscribe(
-            kafka.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        try:
+            self.consumer.subscribe(
+                kafka.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+        except KafkaException as e:  # a pattern librdkafka's regex refuses, which the settings check should catch
+            reason = e.args[0].str() if isinstance(e.args[0], KafkaError) else e
+            self._fail(f"cannot subscribe to {kafka.subscription()} ({reason})")
+            return
         log.info("joining group %s on %s: waiting for partitions", kafka.group_id, kafka.subscription())
 
     def _read_limits(self) -> None:
