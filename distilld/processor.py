@@ -501,17 +501,19 @@ class DistilledProcessor:
         as a record with no usable event time does. Returns the batch's times, pane epochs and the new
         watermark's epoch."""
         was, self._watermark = self._watermark, self._late_latest
-        log.warning(
-            "%d records in a row were too late for the window (event times up to %s, the watermark %s):"
-            " a record far ahead of the others had moved the watermark; it goes back to %s and the"
-            " windows start anew (rewind_after; the daemon's reducer.rewind_after)",
-            self._late_run,
-            _SHORT.repr(self._watermark),
-            _SHORT.repr(was),
-            _SHORT.repr(self._watermark),
-        )
-        self._late_run, self._late_latest = 0, -math.inf
         self.watermark_rewinds += 1
+        if not self.watermark_rewinds & (self.watermark_rewinds - 1):  # the 1st, 2nd, 4th, 8th…: a bounded log
+            log.warning(
+                "%d records in a row were too late for the window (event times up to %s, the watermark %s):"
+                " a record far ahead of the others had moved the watermark; it goes back to %s and the"
+                " windows start anew (rewind %d; rewind_after, the daemon's reducer.rewind_after)",
+                self._late_run,
+                _SHORT.repr(self._watermark),
+                _SHORT.repr(was),
+                _SHORT.repr(self._watermark),
+                self.watermark_rewinds,
+            )
+        self._late_run, self._late_latest = 0, -math.inf
         ahead = ts > self._watermark
         if ahead.any():
             ts = ts.copy()

@@ -180,3 +180,16 @@ def test_the_daemon_counts_rewinds_in_its_metrics() -> None:
         daemon._select(part, [None] * len(batch), batch)  # the time is a field: no message is read
     assert daemon.metrics.registry.get_sample_value("distilld_watermark_rewinds_total") == 1
     assert reducer.watermark == records[-1]["t"]
+
+
+def test_rewinds_over_and_over_log_a_bounded_number_of_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """Blocks of old and new records in turn, each longer than the window: a rewind each; the warning comes
+    at the 1st, 2nd, 4th, 8th… only."""
+    proc = _processor(rewind_after=100)
+    with caplog.at_level("WARNING", logger="distilld"):
+        for block in range(40):
+            shift = 0.0 if block % 2 else 50 * WINDOW
+            _feed(proc, [{**r, "t": r["t"] + shift} for r in _stream(1_200, stray_at=None, seed=block)])
+    rewinds = proc.get_current_stats()["watermark_rewinds"]
+    lines = [r for r in caplog.records if "too late for the window" in r.getMessage()]
+    assert rewinds == 20 and len(lines) == 5  # 1, 2, 4, 8, 16
