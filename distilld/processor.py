@@ -175,10 +175,10 @@ class DistilledProcessor:
     with it; it counts only with two numerics or more, where there are co-moments);
     ``global_weight``, how much the
     marginals summed over all keys count next to each key's own; see selector.py.
-    ``rewind_after``: when this many records in a row, and more than the window
-    holds, are all too late for the window, the watermark (the latest event time
-    seen) was a stray far ahead of the stream; it goes back to the latest of them
-    and the windows start anew (:meth:`_rewind`); 0 never.
+    ``rewind_after``: when this many records in a row, and ten times more than
+    the window holds, are all too late for the window, the watermark (the latest
+    event time seen) was a stray far ahead of the stream; it goes back to the
+    latest of them and the windows start anew (:meth:`_rewind`); 0 never.
     """
 
     def __init__(
@@ -475,22 +475,25 @@ class DistilledProcessor:
         return epochs, w_epoch
 
     def _stranded(self, ts: np.ndarray, late: np.ndarray) -> bool:
-        """Whether the last ``rewind_after`` records or more, in a row, were all too late for the window
-        (``late``: this batch's, in arrival order), and more than the window holds: the watermark is then
-        ahead of the stream itself."""
-        if not late[-1]:  # the batch ends on time: no run (the common case, at the cost of one look)
+        """Whether the last ``rewind_after`` records or more, in a row, were too late for the window
+        (``late``: this batch's, in arrival order), and ten times more than the window holds: the
+        watermark then stands on a few records far ahead of the stream (a stray holds a window of one),
+        not on a stream that a backfill of old records interrupts (the window it holds is not given up
+        for a backfill of less than ten times its size: blocks of old and new records in turn would
+        start the windows anew at every block). A record at the watermark itself counts neither way:
+        a record with no usable event time takes it (:meth:`_usable_times`), a stray's too."""
+        if not late.any():  # the common case, at the cost of one look
             self._late_run, self._late_latest = 0, -math.inf
             return False
-        on_time = np.flatnonzero(~late)
+        on_time = np.flatnonzero(~late & (ts != self._watermark))
         if len(on_time):
             self._late_run, self._late_latest = 0, -math.inf
-            ts = ts[on_time[-1] + 1 :]
-        if len(ts):
-            self._late_run += len(ts)
-            self._late_latest = max(self._late_latest, float(ts.max()))
-        # more of them than the window holds: the watermark stood on a few records far ahead (a stray), not on
-        # a stream that a backfill of old records interrupts (those stay late until they outnumber the window)
-        return self._late_run >= self.rewind_after and self._late_run > int(self._windows.global_totals[0])
+            tail = on_time[-1] + 1
+            ts, late = ts[tail:], late[tail:]
+        if late.any():
+            self._late_run += int(late.sum())
+            self._late_latest = max(self._late_latest, float(ts[late].max()))
+        return self._late_run >= self.rewind_after and self._late_run > 10 * int(self._windows.global_totals[0])
 
     def _rewind(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """Move the watermark back to the latest of the records too late in a row, and start the windows
@@ -499,7 +502,8 @@ class DistilledProcessor:
         stats and drift for good. The deficits, budgets and keys stay (they count no time). A record of
         the batch still ahead of the new watermark (the stray itself, when it came in this batch) takes it,
         as a record with no usable event time does. Returns the batch's times, pane epochs and the new
-        watermark's epoch."""
+        watermark's epoch. The window then holds this batch's records only, not the run's earlier ones
+        (they were counted late): it fills again within a window."""
         was, self._watermark = self._watermark, self._late_latest
         self.watermark_rewinds += 1
         if not self.watermark_rewinds & (self.watermark_rewinds - 1):  # the 1st, 2nd, 4th, 8th…: a bounded log

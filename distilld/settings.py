@@ -468,8 +468,8 @@ class ReducerSettings(_Section):
         default=1000,
         ge=0,
         le=2**63 - 1,
-        description="records in a row too late for the window that take the watermark back to them"
-        " (a stray event time far ahead had moved it); 0: never",
+        description="records in a row (and ten times more than the window holds) too late for the window that"
+        " take the watermark back to them (a stray event time far ahead had moved it); 0: never",
     )
 
     @field_validator("key")

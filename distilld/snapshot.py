@@ -277,6 +277,11 @@ def dump(proc: DistilledProcessor) -> bytes:
         "processor": {
             "watermark": repr(proc._watermark),
             "seq": proc._seq,
+            # the records too late in a row so far (a restored processor rewinds where this one would) and the
+            # rewinds: older readers pass over them, and read without them as none
+            "late_run": proc._late_run,
+            "late_latest": repr(proc._late_latest),
+            "watermark_rewinds": proc.watermark_rewinds,
         },
         "windows": _attrs(windows, "windows", arrays, _WINDOW_STATE if late else _KEPT_WITHOUT_LATE),
         "keys": _keys_out(windows),
@@ -356,6 +361,9 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
         windows.recount()
         proc._watermark = float(header["processor"]["watermark"])
         proc._seq = int(header["processor"]["seq"])
+        proc._late_run = int(header["processor"].get("late_run", 0))
+        proc._late_latest = float(header["processor"].get("late_latest", "-inf"))
+        proc.watermark_rewinds = int(header["processor"].get("watermark_rewinds", 0))
         missing = arrays["processor.missing_counts"]
         if missing.shape != proc.missing_counts.shape:
             raise SnapshotError("unexpected state processor.missing_counts")

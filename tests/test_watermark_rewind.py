@@ -77,19 +77,47 @@ def test_the_stray_in_the_batch_that_rewinds_takes_the_new_watermark() -> None:
     assert proc.get_current_stats()["historical_data_count"] == len(_in_window(proc, records)) == 1000
 
 
-def test_a_backfill_stays_late_until_it_outnumbers_the_window() -> None:
+def test_a_backfill_stays_late_until_it_outnumbers_the_window_tenfold() -> None:
     """Old records after a full window of live ones are a backfill, not a sign of a stray: the watermark
-    stands on the window's 1,000 records. Only once the old ones outnumber them is the stream elsewhere."""
+    stands on the window's 1,000 records. Only once the old ones outnumber them ten times over is the
+    stream elsewhere."""
     live = _stream(2_000, stray_at=None)
-    old = [{**r, "t": r["t"] - 10 * WINDOW} for r in _stream(1_500, stray_at=None, seed=3)]
+    old = [{**r, "t": r["t"] - 10 * WINDOW} for r in _stream(11_000, stray_at=None, seed=3)]
     proc = _processor(rewind_after=100)
     _feed(proc, live)
-    _feed(proc, old[:1_000])
+    _feed(proc, old[:9_500])
     assert proc.get_current_stats()["watermark_rewinds"] == 0
     assert proc.get_current_stats()["historical_data_count"] == 1000
-    _feed(proc, old[1_000:])
+    _feed(proc, old[9_500:])
     assert proc.get_current_stats()["watermark_rewinds"] == 1
     assert proc.watermark == old[-1]["t"]
+
+
+def test_records_without_a_time_do_not_hide_a_stray() -> None:
+    """They take the watermark, the stray's: counted on time, one in 500 restarted the late run for good."""
+    records = _stream(20_000, stray_at=5_000)
+    for r in records[5_001::500]:
+        r["t"] = None
+    proc = _processor()
+    _feed(proc, records)
+    assert proc.get_current_stats()["watermark_rewinds"] == 1
+    assert proc.watermark == records[-1]["t"]
+
+
+def test_a_snapshot_carries_the_late_run() -> None:
+    """Restored halfway through a late run, a processor rewound 500 records after the one it came from."""
+    from distilld.snapshot import dump, load
+
+    records = _stream(4_000, stray_at=1_000)
+    proc = _processor()
+    _feed(proc, records[:1_501])  # the stray and 500 late records
+    twin = _processor()
+    load(twin, dump(proc))
+    assert twin.get_current_stats()["watermark_rewinds"] == 0
+    for i in range(1_501, len(records), 50):
+        batch = records[i : i + 50]
+        assert [id(p.data) for p in proc.process_batch(batch)] == [id(p.data) for p in twin.process_batch(batch)]
+    assert twin.get_current_stats()["watermark_rewinds"] == proc.get_current_stats()["watermark_rewinds"] == 1
 
 
 def test_late_records_mixed_with_on_time_ones_never_rewind() -> None:
@@ -183,13 +211,14 @@ def test_the_daemon_counts_rewinds_in_its_metrics() -> None:
 
 
 def test_rewinds_over_and_over_log_a_bounded_number_of_lines(caplog: pytest.LogCaptureFixture) -> None:
-    """Blocks of old and new records in turn, each longer than the window: a rewind each; the warning comes
-    at the 1st, 2nd, 4th, 8th… only."""
+    """Blocks of old and new records in turn, each more than ten windows' worth: a rewind each; the warning
+    comes at the 1st, 2nd, 4th, 8th… only."""
     proc = _processor(rewind_after=100)
     with caplog.at_level("WARNING", logger="distilld"):
         for block in range(40):
             shift = 0.0 if block % 2 else 50 * WINDOW
-            _feed(proc, [{**r, "t": r["t"] + shift} for r in _stream(1_200, stray_at=None, seed=block)])
+            # a record a second: the window holds 100, a block of 1,200 outnumbers it tenfold
+            _feed(proc, [{"t": 1000 + shift + i, "c": "a", "x": float(i % 7)} for i in range(1_200)])
     rewinds = proc.get_current_stats()["watermark_rewinds"]
     lines = [r for r in caplog.records if "too late for the window" in r.getMessage()]
     assert rewinds == 20 and len(lines) == 5  # 1, 2, 4, 8, 16
