@@ -258,7 +258,7 @@ def reduce_file(
         try:
             plan: ColumnPlan | None = None
             for records, rows in reader.batches():
-                done = None
+                done, first = None, stats.rows
                 if records is None:  # CSV rows cut into columns (see distilld.files.columns)
                     assert plan is not None
                     done = _reduce_columns(rows, plan, processor, stats)
@@ -267,13 +267,15 @@ def reduce_file(
                 if done is not None:
                     out, weights = done
                     forwarded = [rows[i] for i in out]
-                    writer.write([] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights)
+                    numbers = [first + i + 1 for i in out]
+                    writer.write([] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights, numbers)
                 else:
                     assert records is not None
                     if fmt_in != "csv":
                         absent.see(records)
                     out, weights = _reduce(records, reader, processor, graders, fields, filters, stats)
-                    writer.write([records[i] for i in out], [rows[i] for i in out], weights)
+                    numbers = [first + i + 1 for i in out]
+                    writer.write([records[i] for i in out], [rows[i] for i in out], weights, numbers)
                 if fmt_in == "csv" and plan is None and not reader.rows_only:
                     plan = ColumnPlan.build(settings, graders, reader.columns)
                     reader.rows_only = plan is not None

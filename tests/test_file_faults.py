@@ -1,0 +1,195 @@
+"""``distilld reduce`` on hostile or unusual files: a clear error naming the file, record and reason,
+exit 1, no traceback and no partial output; or output that keeps every value."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastavro import parse_schema, reader, writer
+
+from distilld.cli import main
+
+AGE = "reducer: {rate: 1}\nfeatures: [{name: age, type: numeric, field: age}]\n"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _reduce(tmp: Path, name: str, content: bytes, out: str, *extra: str) -> int:
+    (tmp / name).write_bytes(content)
+    (tmp / "age.yaml").write_text(AGE)
+    return main(["reduce", str(tmp / name), "-o", str(tmp / out), "-c", str(tmp / "age.yaml"), "-q", *extra])
+
+
+def _refused(tmp: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes, out: str, reason: str) -> None:
+    assert _reduce(tmp, name, content, out) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp / name}: {reason}" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([name, "age.yaml"])  # no partial output
+
+
+def _avro(records: list[Any], schema: Any, **options: Any) -> bytes:
+    options.setdefault("sync_marker", b"S" * 16)
+    buf = io.BytesIO()
+    writer(buf, parse_schema(schema), records, **options)
+    return buf.getvalue()
+
+
+def _deep_list(depth: int) -> bytes:
+    """An Avro file of one linked-list record ``depth`` nodes deep, encoded by hand (fastavro's
+    writer recurses as deep)."""
+    fields = [{"name": "age", "type": "long"}, {"name": "next", "type": ["null", "Node"]}]
+    schema = {"type": "record", "name": "Node", "fields": fields}
+    data = _avro([{"age": 1, "next": None}], schema, sync_marker=b"S" * 16)
+    datum = b"\x02\x02" * depth + b"\x02\x00"  # age 1, union branch 1 (a Node) ... age 1, branch 0 (null)
+    head = data[: data.rindex(b"\x02\x04\x02\x00" + b"S" * 16)]  # before the block: count 1, size 2, datum
+    size = len(datum)
+    varint = bytearray()
+    z = size << 1
+    while z > 0x7F:
+        varint.append(z & 0x7F | 0x80)
+        z >>= 7
+    varint.append(z)
+    return head + b"\x02" + bytes(varint) + datum + b"S" * 16
+
+
+def test_a_json_integer_of_more_than_4300_digits_is_an_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ijson's C parser, reading again with exact numbers, crashed the process (SIGSEGV)."""
+    content = b'[{"age": 1, "id": 2}, {"age": 1, "id": ' + b"9" * 4301 + b"}]"
+    _refused(tmp_path, capsys, "in.json", content, "out.ndjson", "record 2 of the array: a number of more than 4,300")
+
+
+def test_a_json_array_nested_deeper_than_ndjson_allows_is_refused_in_little_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ijson keeps a prefix per level: 50,000 levels (100 KB) took ~6 GB. Brackets in strings do not count."""
+    deep = 50_000
+    content = b'[{"age": 1, "s": "[[\\"[[{"}, {"age": 1, "n": ' + b"[" * deep + b"]" * deep + b"}]"
+    _refused(tmp_path, capsys, "in.json", content, "out.ndjson", "record 2 of the array: nested deeper than 1024")
+    ok = b'[{"age": 1, "s": "[[\\"[[{", "n": ' + b"[" * 200 + b"]" * 200 + b"}]"
+    assert _reduce(tmp_path, "ok.json", ok, "ok.ndjson") == 0
+    assert orjson.loads((tmp_path / "ok.ndjson").read_bytes())["s"] == '[["[[{'
+
+
+def test_a_json_array_is_read_from_a_pipe(tmp_path: Path) -> None:
+    """`reduce /dev/stdin --format json` failed: "File or stream is not seekable"."""
+    (tmp_path / "age.yaml").write_text(AGE)
+    content = b'\xef\xbb\xbf[{"age": 1, "id": 123456789012345678901234567890}, {"age": 2, "x": 1.5}]'
+    done = subprocess.run(
+        [sys.executable, "-m", "distilld", "reduce", "/dev/stdin", "--format", "json", "-o", "-", "-c", "age.yaml"],
+        input=content, capture_output=True, cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        {"age": 1, "id": 123456789012345678901234567890, "distilld_weight": 1.0},
+        {"age": 2, "x": 1.5, "distilld_weight": 1.0},
+    ]
+
+
+@pytest.mark.parametrize("depth", [20_000, 1_000])
+def test_a_deep_recursive_avro_record_is_an_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], depth: int
+) -> None:
+    """fastavro's compiled reader crashed (SIGSEGV) 10,000 levels down; 1,000 levels made a
+    RecursionError traceback writing NDJSON."""
+    _refused(tmp_path, capsys, "in.avro", _deep_list(depth), "out.ndjson", "Avro record 1: nested deeper than")
+
+
+def test_a_shallow_recursive_avro_record_is_read_and_refused_as_avro_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Avro output added a required distilld_weight to the type, which the nested records then lacked: a traceback."""
+    assert _reduce(tmp_path, "in.avro", _deep_list(2), "out.ndjson") == 0
+    record = orjson.loads((tmp_path / "out.ndjson").read_bytes())
+    assert record == {"age": 1, "next": {"age": 1, "next": {"age": 1, "next": None}}, "distilld_weight": 1.0}
+    (tmp_path / "out.ndjson").unlink()
+    _refused(tmp_path, capsys, "in.avro", _deep_list(2), "out.avro", "its Avro record type 'Node' contains itself")
+
+
+@pytest.mark.parametrize("out", ["out.ndjson", "out.json", "out.avro"])
+def test_a_csv_distilld_weight_column_is_refused_for_every_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], out: str
+) -> None:
+    """NDJSON and JSON output overwrote the column's values with the new weights."""
+    content = b"age,distilld_weight\n30,5\n40,7\n"
+    _refused(tmp_path, capsys, "in.csv", content, out, "already has a distilld_weight column")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"age": 1, "id": 123456789012345678901234567890, "x": 1e400}\n', "line 1, column 55: not JSON: number is"),
+        (
+            b'{"age": 1, "id": 123456789012345678901234567890}\n{"age": 2, "x": 1e400}\n',
+            "line 2, column 17: not JSON: number is",
+        ),
+        (b'{"age": 1, "s": "\\ud800x", "id": 12345678901234567890123}\n', "line 1, column 18: not JSON: no low"),
+    ],
+)
+def test_ndjson_numbers_past_a_double_and_lone_surrogates_are_refused_beside_a_long_integer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, reason: str
+) -> None:
+    """A batch with an integer past 64 bits is read by the standard library: 1e400 became Infinity
+    (invalid JSON) or null, and a lone surrogate a UnicodeEncodeError traceback."""
+    _refused(tmp_path, capsys, "in.ndjson", content, "out.ndjson", reason)
+
+
+def test_a_json_array_number_past_a_double_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    content = b'[{"age": 1, "id": 123456789012345678901234567890}, {"age": 1, "x": ' + b"9" * 400 + b".5}]"
+    _refused(tmp_path, capsys, "in.json", content, "out.ndjson", "record 2 of the array: a number is out of range")
+
+
+def test_avro_nan_and_infinities_are_written_to_json_as_avro_json_spells_them(tmp_path: Path) -> None:
+    """orjson wrote them as null."""
+    fields = [{"name": "age", "type": "long"}, {"name": "x", "type": {"type": "array", "items": "double"}}]
+    schema = {"type": "record", "name": "R", "fields": fields}
+    content = _avro([{"age": 1, "x": [float("nan"), float("inf"), -float("inf"), 1.5]}], schema)
+    for out in ("out.ndjson", "out.json"):
+        assert _reduce(tmp_path, "in.avro", content, out) == 0
+        text = (tmp_path / out).read_text()
+        assert '"x":["NaN","Infinity","-Infinity",1.5]' in text and "null" not in text
+
+
+def test_deep_json_that_cannot_be_written_names_the_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A RecursionError traceback."""
+    nested = b'{"age": 1, "n": ' + b"[" * 1000 + b"]" * 1000 + b"}\n"
+    _refused(tmp_path, capsys, "in.ndjson", b'{"age": 2}\n' + nested, "out.ndjson", "record 2: cannot be written as")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (_avro([1, 2], "long"), 'its Avro schema is "long", not a record'),
+        (
+            _avro([{"a": 1}], {"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}]}).replace(
+                b'"type": "long"', b'"tipe": "long"'
+            ),
+            "not an Avro container file: SchemaParseException",
+        ),
+    ],
+    ids=["long", "bad schema"],
+)
+def test_avro_of_non_records_or_a_bad_schema_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, reason: str
+) -> None:
+    for out in ("out.ndjson", "out.csv", "out.avro"):
+        _refused(tmp_path, capsys, "in.avro", content, out, reason)
+
+
+def test_avro_output_keeps_the_codec_and_the_user_metadata(tmp_path: Path) -> None:
+    schema = {"type": "record", "name": "R", "fields": [{"name": "age", "type": "long"}]}
+    content = _avro([{"age": 1}, {"age": 2}], schema, codec="deflate", metadata={"origin": "sensor 7"})
+    assert _reduce(tmp_path, "in.avro", content, "out.avro") == 0
+    with (tmp_path / "out.avro").open("rb") as f:
+        avro = reader(f)
+        assert avro.codec == "deflate" and avro.metadata["origin"] == "sensor 7"
+        assert [r["age"] for r in avro] == [1, 2]
