@@ -193,3 +193,13 @@ def test_avro_output_keeps_the_codec_and_the_user_metadata(tmp_path: Path) -> No
         avro = reader(f)
         assert avro.codec == "deflate" and avro.metadata["origin"] == "sensor 7"
         assert [r["age"] for r in avro] == [1, 2]
+
+
+def test_a_replaced_output_keeps_its_permissions(tmp_path: Path) -> None:
+    """The partial file was renamed over it with the umask's mode (0640 became 0644)."""
+    out = tmp_path / "out.ndjson"
+    out.write_text("old\n")
+    out.chmod(0o640)
+    assert _reduce(tmp_path, "in.ndjson", b'{"age": 1}\n', "out.ndjson") == 0
+    assert out.stat().st_mode & 0o7777 == 0o640
+    assert orjson.loads(out.read_bytes())["age"] == 1

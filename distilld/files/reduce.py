@@ -15,6 +15,7 @@ counted and reported at the end.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
@@ -288,6 +289,7 @@ def reduce_file(
             writer.close()
             fout.close()
             if final is not None:
+                _keep_mode(final, written)
                 os.replace(written, final)
         except BaseException:
             fout.close()
@@ -330,6 +332,18 @@ def _destination(source: Path, target: Path) -> tuple[Path, Path | None]:
     if not real.parent.is_dir():
         raise FileFormatError(f"{target}: no such folder: {real.parent}")
     return real.with_name(f".{real.name}.partial"), real
+
+
+def _keep_mode(old: Path, new: Path) -> None:
+    """An output file replaced keeps its permissions (the new one has the umask's) and, where
+    allowed, its owner and group."""
+    try:
+        st = old.stat()
+    except FileNotFoundError:
+        return
+    with contextlib.suppress(PermissionError):  # not root: the file is ours, in our group
+        os.chown(new, st.st_uid, st.st_gid)
+    os.chmod(new, st.st_mode & 0o7777)  # after chown, which clears set-user-ID
 
 
 def _descriptor(target: Path) -> bool:
