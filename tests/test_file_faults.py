@@ -203,3 +203,40 @@ def test_a_replaced_output_keeps_its_permissions(tmp_path: Path) -> None:
     assert _reduce(tmp_path, "in.ndjson", b'{"age": 1}\n', "out.ndjson") == 0
     assert out.stat().st_mode & 0o7777 == 0o640
     assert orjson.loads(out.read_bytes())["age"] == 1
+
+
+def test_an_unexpected_error_is_one_line_and_leaves_no_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault of ours the input finds is a line naming the file, exit 1 and no partial output, not a traceback."""
+    from distilld.files import formats
+
+    def broken(*args: Any) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(formats.Writer, "close", broken)
+    _refused(tmp_path, capsys, "in.ndjson", b'{"age": 1}\n', "out.ndjson", "internal error: KeyError: 'boom' (please")
+
+
+def test_a_full_disk_names_the_output_and_a_closed_stdout_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python's "[Errno 28] No space left on device" named no file; `-o -` with stdout closed was a traceback."""
+    assert _reduce(tmp_path, "in.ndjson", b'{"age": 1}\n', "../../../../../../../../dev/full") == 1
+    assert capsys.readouterr().err.endswith("/dev/full: No space left on device\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "distilld", "reduce", "in.ndjson", "-o", "-", "-c", "age.yaml", "-q"],
+        stdout=subprocess.DEVNULL, capture_output=False, stderr=subprocess.PIPE, cwd=tmp_path, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, close_fds=True, preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert (done.returncode, done.stderr.decode()) == (1, "distilld reduce: -: standard output is closed\n")
+
+
+def test_dash_is_standard_input(tmp_path: Path) -> None:
+    (tmp_path / "age.yaml").write_text(AGE)
+    done = subprocess.run(
+        [sys.executable, "-m", "distilld", "reduce", "-", "--format", "ndjson", "-o", "-", "-c", "age.yaml", "-q"],
+        input=b'{"age": 1}\n', capture_output=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, b'{"age":1,"distilld_weight":1.0}\n'), done.stderr

@@ -692,6 +692,8 @@ def open_reader(path: str | Path, fmt: str, numeric_columns: set[str], batch: in
 def open_writer(path: str | Path, fmt: str, reader: Reader) -> tuple[IO[bytes], Writer]:
     """``-`` (STDOUT) is standard output, which closing the file returned leaves open."""
     if str(path) == STDOUT:
+        if sys.stdout is None:  # closed when the process started (`>&-`)
+            raise FileFormatError("-: standard output is closed")
         sys.stdout.flush()
         fo = open(sys.stdout.fileno(), "wb", closefd=False)  # noqa: SIM115 - closed by the caller
     else:

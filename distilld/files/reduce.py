@@ -20,6 +20,7 @@ import difflib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,10 @@ from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import ConfigError, EngineSettings, ReducerSettings
 
-__all__ = ["AbsentFields", "FileFilters", "GraderErrors", "ReduceStats", "reduce_file", "refuse_kafka_fields"]
+BATCH = 10_000  # records per batch: reduce's --batch, and evaluate's run of the processor
+STDIN = "-"  # as an input path: standard input
+
+__all__ = ["BATCH", "AbsentFields", "FileFilters", "GraderErrors", "ReduceStats", "reduce_file", "refuse_kafka_fields"]
 
 
 @dataclass
@@ -232,11 +236,12 @@ def reduce_file(
     settings: EngineSettings,
     in_format: str | None = None,
     out_format: str | None = None,
-    batch: int = 10_000,
+    batch: int = BATCH,
     progress: bool | None = None,
 ) -> ReduceStats:
     reducer = settings.reducer
     refuse_kafka_fields(reducer)
+    source = input_path(source)
     fmt_in = format_of(source, in_format)
     fmt_out = format_of(target, out_format, "--output-format") if out_format or Path(target).suffix else fmt_in
     if batch < 1:
@@ -251,11 +256,12 @@ def reduce_file(
     filters = FileFilters(settings.filters, text=fmt_in == "csv")
     absent = AbsentFields(graders, reducer)
     show = sys.stderr.isatty() if progress is None else progress
-    size = max(Path(source).stat().st_size, 1)
     stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
     fin, reader = open_reader(source, fmt_in, numeric_columns(settings), batch)
+    size = max(os.fstat(fin.fileno()).st_size, 1)
     try:
-        fout, writer = open_writer(written, fmt_out, reader)
+        with _naming(target):
+            fout, writer = open_writer(written, fmt_out, reader)
         try:
             plan: ColumnPlan | None = None
             for records, rows in reader.batches():
@@ -269,14 +275,18 @@ def reduce_file(
                     out, weights = done
                     forwarded = [rows[i] for i in out]
                     numbers = [first + i + 1 for i in out]
-                    writer.write([] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights, numbers)
+                    with _naming(target):
+                        writer.write(
+                            [] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights, numbers
+                        )
                 else:
                     assert records is not None
                     if fmt_in != "csv":
                         absent.see(records)
                     out, weights = _reduce(records, reader, processor, graders, fields, filters, stats)
                     numbers = [first + i + 1 for i in out]
-                    writer.write([records[i] for i in out], [rows[i] for i in out], weights, numbers)
+                    with _naming(target):
+                        writer.write([records[i] for i in out], [rows[i] for i in out], weights, numbers)
                 if fmt_in == "csv" and plan is None and not reader.rows_only:
                     plan = ColumnPlan.build(settings, graders, reader.columns)
                     reader.rows_only = plan is not None
@@ -286,13 +296,15 @@ def reduce_file(
                     pct = 100 * reader.position() / size
                     print(f"\r{pct:5.1f} %  {stats.rows:>12,} rows  {stats.rows / (now - started):>10,.0f} rows/s",
                           end="", file=sys.stderr, flush=True)  # fmt: skip
-            writer.close()
-            fout.close()
+            with _naming(target):
+                writer.close()
+                fout.close()
             if final is not None:
                 _keep_mode(final, written)
                 os.replace(written, final)
         except BaseException:
-            fout.close()
+            with contextlib.suppress(OSError):  # what is left to write cannot be (a full disk): closed all the same
+                fout.close()
             if final is not None:
                 written.unlink(missing_ok=True)
             raise
@@ -332,6 +344,22 @@ def _destination(source: Path, target: Path) -> tuple[Path, Path | None]:
     if not real.parent.is_dir():
         raise FileFormatError(f"{target}: no such folder: {real.parent}")
     return real.with_name(f".{real.name}.partial"), real
+
+
+def input_path(source: str | Path) -> Path:
+    """The input's path: ``-`` is standard input."""
+    return Path("/dev/stdin") if str(source) == STDIN else Path(source)
+
+
+@contextlib.contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """An OSError writing (ENOSPC, EIO) names the output: Python's says only "[Errno 28] No space left on device"."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            e.filename = "standard output" if str(target) == STDOUT else str(target)
+        raise
 
 
 def _keep_mode(old: Path, new: Path) -> None:
