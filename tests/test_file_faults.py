@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from fastavro import parse_schema, reader, writer
@@ -240,3 +241,77 @@ def test_dash_is_standard_input(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (0, b'{"age":1,"distilld_weight":1.0}\n'), done.stderr
+
+
+def _people(n: int, start: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": i,
+            "user": f"u{i % 3}",
+            "age": (i * 7919) % 90,
+            "gender": ("f", "m", "x")[(i * 31) % 7 % 3],
+            "ts": start + i,
+        }
+        for i in range(n)
+    ]
+
+
+PEOPLE = """reducer: {rate: 0.1, key: user, time: ts, window_seconds: 3000}
+features:
+  - {name: age, type: numeric, field: age}
+  - {name: gender, type: categorical, field: gender, categories: [f, m, x]}
+"""
+
+
+def test_evaluate_scores_the_run_reduce_makes(tmp_path: Path) -> None:
+    """evaluate ran the engine over the records sorted by time in batches of 1,000; reduce runs it in file
+    order in batches of 10,000: on a file not in time order, evaluate scored another selection."""
+    from distilld.evaluation import Stream, evaluate
+    from distilld.files.evaluate import evaluate_file
+    from distilld.settings import EngineSettings, load_model
+
+    half = 12_000
+    records = _people(half, 0.0) + [{**r, "id": r["id"] + half} for r in _people(half, 0.0)]  # two sorted halves
+    src, config = tmp_path / "in.ndjson", tmp_path / "people.yaml"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    config.write_text(PEOPLE)
+    assert main(["reduce", str(src), "-o", str(tmp_path / "out.ndjson"), "-c", str(config), "-q"]) == 0
+    out = {
+        r["id"]: r["distilld_weight"] for r in map(orjson.loads, (tmp_path / "out.ndjson").read_bytes().splitlines())
+    }
+    settings = load_model(EngineSettings, str(config))
+    assert isinstance(settings, EngineSettings)
+    result = evaluate_file(src, settings, tmp_path / "report")
+    in_time = sorted(records, key=lambda r: r["ts"])  # (stable: the order evaluate scores in)
+    stream = Stream(
+        {"gender": np.array([["f", "m", "x"].index(r["gender"]) for r in in_time])},
+        {"age": np.array([r["age"] for r in in_time], dtype=np.float64)},
+        np.array([r["ts"] for r in in_time], dtype=np.float64),
+    )
+    mask = np.array([r["id"] in out for r in in_time])
+    weights = np.array([out.get(r["id"], 1.0) for r in in_time])
+    assert result.selected == len(out)
+    assert result.ours == pytest.approx(evaluate(stream, mask, weights, settings.reducer.window_seconds), nan_ok=True)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_text_event_times_are_reported_with_the_field_a_value_and_the_total(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """reduce said "10000 of 10000 records had no usable event time ... e.g. nan": the first batch, no field,
+    no value; evaluate said nothing (and took every time as 0)."""
+    times = [f"2026-01-01T00:{i // 60:02}:{i % 60:02}Z" for i in range(250)]
+    rows = [{"age": i % 90, "gender": "f", "user": "u", "ts": t} for i, t in enumerate(times)]
+    src, config = tmp_path / f"in.{fmt}", tmp_path / "people.yaml"
+    if fmt == "csv":
+        src.write_text("age,gender,user,ts\n" + "".join(f"{r['age']},f,u,{r['ts']}\n" for r in rows))
+    else:
+        src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    config.write_text(PEOPLE.replace("rate: 0.1", "rate: 0.5"))
+    line = "warning: reducer.time 'ts': 250 of 250 records had no usable event time, e.g. '2026-01-01T00:00:00Z': not a"
+    assert main(["reduce", str(src), "-o", str(tmp_path / "o.ndjson"), "-c", str(config), "-q", "--batch", "100"]) == 0
+    err = capsys.readouterr().err
+    assert f"distilld reduce: {line}" in err and "e.g. nan" not in err and err.count("usable event time") == 1, err
+    assert main(["evaluate", str(src), "-c", str(config), "--report", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert f"distilld evaluate: {line}" in err, err
