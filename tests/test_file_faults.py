@@ -315,3 +315,14 @@ def test_text_event_times_are_reported_with_the_field_a_value_and_the_total(
     assert main(["evaluate", str(src), "-c", str(config), "--report", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
     assert f"distilld evaluate: {line}" in err, err
+
+
+def test_csv_cr_line_endings_are_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Python's advice was to "open the file in universal-newline mode"."""
+    _refused(tmp_path, capsys, "in.csv", b"age,g\r1,a\r2,b\r", "out.csv", "line 1: a carriage return (CR) outside")
+
+
+def test_csv_blank_lines_before_the_header_are_skipped(tmp_path: Path) -> None:
+    """The blank line was the header: "line 2: 2 fields, the header has 0"."""
+    assert _reduce(tmp_path, "in.csv", b"\n\nage,g\n1,a\n2,b\n", "out.csv") == 0
+    assert (tmp_path / "out.csv").read_text().splitlines() == ["age,g,distilld_weight", "1,a,1", "2,b,1"]

@@ -138,6 +138,8 @@ class Reader:
         read = 0  # lines of the rows read so far
         try:
             self.columns = next(rows)
+            while not self.columns:  # blank lines before the header
+                self.columns = next(rows)
             read = rows.line_num
         except StopIteration:
             return
@@ -172,6 +174,11 @@ class Reader:
         if str(e) == "unexpected end of data":  # a quoted field still open at the end: say where it began
             return FileFormatError(
                 f"{self.name}: line {read + 1}: a quoted field is not closed before the end of the file"
+            )
+        if "new-line character seen in unquoted field" in str(e):  # Python's advice (newline mode) is not ours
+            return FileFormatError(
+                f"{self.name}: line {at}: a carriage return (CR) outside quotes that does not end a line: are the"
+                " lines ended by CR alone (old Mac OS)? A CSV's lines end with LF or CRLF"
             )
         return FileFormatError(f"{self.name}: line {at}: {e}")
 
