@@ -326,3 +326,33 @@ def test_csv_blank_lines_before_the_header_are_skipped(tmp_path: Path) -> None:
     """The blank line was the header: "line 2: 2 fields, the header has 0"."""
     assert _reduce(tmp_path, "in.csv", b"\n\nage,g\n1,a\n2,b\n", "out.csv") == 0
     assert (tmp_path / "out.csv").read_text().splitlines() == ["age,g,distilld_weight", "1,a,1", "2,b,1"]
+
+
+def test_avro_union_values_are_written_back_to_their_branch(tmp_path: Path) -> None:
+    """A record in branch ex.B came back as ex.A (the first that fits), an enum in ["string", enum] as a string."""
+    city = {"type": "record", "name": "A", "fields": [{"name": "city", "type": "string"}]}
+    fields = [
+        {"name": "age", "type": "long"},
+        {"name": "addr", "type": ["null", city, {**city, "name": "B"}]},
+        {"name": "e", "type": ["string", {"type": "enum", "name": "G", "symbols": ["a", "b"]}]},
+        {"name": "fx", "type": ["bytes", {"type": "fixed", "name": "F", "size": 2}]},
+    ]
+    schema = {"type": "record", "name": "P", "namespace": "ex", "fields": fields}
+    records = [
+        {"age": 1, "addr": ("ex.B", {"city": "x"}), "e": ("ex.G", "a"), "fx": ("ex.F", b"ab")},
+        {"age": 2, "addr": ("ex.A", {"city": "y"}), "e": "b", "fx": b"cd"},
+    ]
+    (tmp_path / "city.yaml").write_text(
+        "reducer: {rate: 1}\nfeatures: [{name: city, type: categorical, field: addr.city, categories: [x, y]}]\n"
+    )
+    (tmp_path / "in.avro").write_bytes(_avro(records, schema))
+    args = ["reduce", str(tmp_path / "in.avro"), "-c", str(tmp_path / "city.yaml"), "-q"]
+    assert main([*args, "-o", str(tmp_path / "out.avro")]) == 0
+    with (tmp_path / "out.avro").open("rb") as f:
+        out = list(reader(f, return_named_type=True))
+    assert [(r["addr"], r["e"], r["fx"]) for r in out] == [
+        (("ex.B", {"city": "x"}), ("ex.G", "a"), ("ex.F", b"ab")),
+        (("ex.A", {"city": "y"}), "b", b"cd"),
+    ]
+    assert main([*args, "-o", str(tmp_path / "out.ndjson")]) == 0  # JSON output as before: no branch names
+    assert orjson.loads((tmp_path / "out.ndjson").read_bytes().splitlines()[0])["addr"] == {"city": "x"}

@@ -107,6 +107,7 @@ class Reader:
         self.name = name or str(getattr(fo, "name", "input"))  # for error messages
         self.schema: Any = None  # Avro: the writer schema
         self.codec, self.metadata = "null", dict[str, str]()  # Avro: the file's codec and metadata
+        self.branches = False  # Avro: keep each union value's branch (:func:`_branches`), for Avro output
         self.columns: list[str] = []  # CSV: the header
         self.rows_only = False  # CSV: yield (None, rows), records made by records_of() when wanted
         self._scan: _JsonScan | None = None  # JSON: the bytes read, scanned
@@ -326,9 +327,10 @@ class Reader:
             deep = recursive(parse_schema(avro.writer_schema))
         except Exception as e:  # not Avro, or a header fastavro cannot parse (SchemaParseException, ...)
             raise FileFormatError(f"{self.name}: not an Avro container file: {type(e).__name__}: {e}") from None
-        if deep:  # a linked list, a tree: the compiled reader crashes deep down (see distilld.codecs.avro_codec)
-            fo.seek(0)
-            avro = python_reader(fo)
+        self.branches = self.branches and _unions(avro.writer_schema)  # (else no value has a choice of branch)
+        if deep or self.branches:  # deep: a linked list, a tree; the compiled reader crashes deep down (see
+            fo.seek(0)  # distilld.codecs.avro_codec)
+            avro = (python_reader if deep else reader)(fo, return_named_type=self.branches)
         elif isinstance(fo, _Rewindable):
             fo.seek(0, keep=False)
         self.schema, self.codec, self.metadata = avro.writer_schema, avro.codec, avro.metadata
@@ -341,7 +343,7 @@ class Reader:
             records: list[Any] = []
             try:
                 for _, r in zip(range(self.batch), avro, strict=False):
-                    records.append(r)
+                    records.append(_branches(r) if self.branches else r)
             except RecursionError:
                 raise FileFormatError(
                     f"{self.name}: Avro record {done + len(records) + 1}: nested deeper than distilld reads"
@@ -443,6 +445,60 @@ class _JsonScan:
         self.number = tail[len(tail.rstrip(b"0.e-")) :]  # a number the read may end inside
 
 
+class _Symbol(str):
+    """An enum symbol read from a union, with its type's name (``["string", enum]``: not a string)."""
+
+    type: str
+
+
+class _Fixed(bytes):
+    """A fixed's bytes read from a union, with its type's name (``["bytes", fixed]``: not bytes)."""
+
+    type: str
+
+
+def _branches(value: Any) -> Any:
+    """An Avro value read with ``return_named_type`` (a union's named type as a (name, value) pair),
+    as read without it, the branch kept for writing it back (:func:`_branched`): a record's in a
+    "-type" field (fastavro's writer takes the branch from it), an enum's or a fixed's in a subclass."""
+    if isinstance(value, tuple):
+        name, inner = value
+        inner = _branches(inner)
+        if isinstance(inner, dict):
+            return {**inner, "-type": name}
+        kept = _Symbol(inner) if isinstance(inner, str) else _Fixed(inner) if isinstance(inner, bytes) else inner
+        if kept is not inner:
+            kept.type = name
+        return kept
+    if isinstance(value, dict):
+        return {k: _branches(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_branches(v) for v in value]
+    return value
+
+
+def _unions(schema: Any) -> bool:
+    """Whether an Avro schema has a union of more than one type besides null."""
+    if isinstance(schema, list):
+        return len([t for t in schema if t != "null"]) > 1 or any(map(_unions, schema))
+    if isinstance(schema, dict):
+        return any(_unions(schema.get(key)) for key in ("type", "items", "values")) or any(
+            _unions(f.get("type")) for f in schema.get("fields", [])
+        )
+    return False
+
+
+def _branched(value: Any) -> Any:
+    """A value of :func:`_branches` for fastavro's writer: an enum symbol or fixed in a union as (name, value)."""
+    if isinstance(value, _Symbol | _Fixed):
+        return (value.type, str(value) if isinstance(value, str) else bytes(value))
+    if isinstance(value, dict):
+        return {k: _branched(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_branched(v) for v in value]
+    return value
+
+
 def _finite(value: Any) -> bool:
     """Whether no float in ``value`` (a record, as read) is an infinity or NaN."""
     if isinstance(value, float):
@@ -507,7 +563,9 @@ class Writer:
                 )
         elif self.fmt == "avro":
             for self._at, (record, w) in enumerate(zip(records, weights, strict=True)):
-                self._avro.write({**record, WEIGHT_FIELD: w})
+                self._avro.write(
+                    _branched({**record, WEIGHT_FIELD: w}) if self.reader.branches else {**record, WEIGHT_FIELD: w}
+                )
         else:
             for self._at, (record, w) in enumerate(zip(records, weights, strict=True)):
                 if self.reader.fmt == "avro" and not _finite(record):  # orjson would write null: as Avro's JSON does

@@ -323,6 +323,7 @@ def reduce_file(
     show = sys.stderr.isatty() if progress is None else progress
     stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
     fin, reader = open_reader(source, fmt_in, numeric_columns(settings), batch)
+    reader.branches = fmt_in == fmt_out == "avro"  # each union value written back to the branch it was read from
     size = max(os.fstat(fin.fileno()).st_size, 1)
     try:
         with _naming(target):
