@@ -356,3 +356,14 @@ def test_avro_union_values_are_written_back_to_their_branch(tmp_path: Path) -> N
     ]
     assert main([*args, "-o", str(tmp_path / "out.ndjson")]) == 0  # JSON output as before: no branch names
     assert orjson.loads((tmp_path / "out.ndjson").read_bytes().splitlines()[0])["addr"] == {"city": "x"}
+
+
+@pytest.mark.parametrize("escape", [b"\\ud800x", b"\\udc00"])
+def test_a_json_array_lone_surrogate_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], escape: bytes
+) -> None:
+    """ijson's C parser made a lone high surrogate "?" (the value changed without a word) and a lone low one
+    a UnicodeDecodeError; a pair is a character."""
+    content = b'[{"age": 1, "s": "\\ud83d\\ude00"}, {"age": 2, "s": "' + escape + b'"}]'
+    reason = f"record 2 of the array: a lone surrogate escape ({escape[:6].decode()}), not UTF-8"
+    _refused(tmp_path, capsys, "in.json", content, "out.ndjson", reason)

@@ -43,6 +43,15 @@ _LONG = range(-(2**63), 2**63)  # Avro's long
 _AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # a JSON array's scan (_JsonScan): strings, brackets, and numbers too long for Python or a double
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
+# escapes, a surrogate pair whole: a "lone" surrogate is not UTF-8 (yajl makes a high one "?", a low one fails)
+_ESCAPES = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(?P<lone>\\u[dD][89a-fA-F][0-9a-fA-F]{2})|\\.",
+    re.DOTALL,
+)
+# an escape a read may end inside, or a high surrogate whose low may come in the next read
+_ESCAPE_END = re.compile(
+    rb"\\(?:u(?:[0-9a-fA-F]{0,3}|[dD][89abAB][0-9a-fA-F]{2}(?:\\(?:u(?:[dD][c-fC-F]?[0-9a-fA-F]?)?)?)?)?)?\Z"
+)
 _STEP = np.zeros(256, dtype=np.int64)  # a byte's change to the nesting (outside strings)
 _STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
 _MATTERS = np.zeros(256, dtype=bool)  # brackets, quotes, commas
@@ -403,26 +412,54 @@ class _JsonScan:
         self.in_string = False
         self.pending = b""  # a backslash at the end of a read: its escaped character comes next
         self.number = b""  # the number (or its start) at the end of the text scanned, in _SHAPES
+        self.escape = b""  # an escape at the end of the last read (:meth:`_surrogates`)
 
     def read(self, n: int = -1) -> bytes:
         if not n:
             return b""
         data, self.head = (self.head, b"") if self.head else (self.fo.read(n), b"")
+        if self.escape or b"\\" in data[-11:] or _SURROGATE.search(data):  # (an escape may go on in the next)
+            self._surrogates(data)
         self._scan(data)
         return data
 
-    def _scan(self, data: bytes) -> None:
-        if b"\\" in data or self.pending:
-            data = _ESCAPE.sub(b"", self.pending + data)  # escapes (in strings) gone: every quote opens or closes one
-            self.pending = b"\\" if data.endswith(b"\\") else b""  # its escaped character comes in the next read
-            data = data[: len(data) - len(self.pending)]
+    def _surrogates(self, data: bytes) -> None:
+        """A lone surrogate escape (``"\\ud800"``) is an error, naming its record (as a number too long)."""
+        text = self.escape + data
+        end = _ESCAPE_END.search(text)
+        cut = end.start() if end else len(text)
+        if (cut - len(text[:cut].rstrip(b"\\"))) % 2:  # the backslash found is itself escaped
+            cut = len(text)
+        self.escape, text = text[cut:], text[:cut]
+        if not _SURROGATE.search(text):
+            return
+        lone = next((m for m in _ESCAPES.finditer(text) if m.group("lone")), None)
+        if lone is not None:
+            before = data[: max(lone.start() - len(text) + len(data), 0)]
+            record = self.records + int(self._structure(_ESCAPE.sub(b"", before))[3].sum()) + 1
+            raise FileFormatError(
+                f"{self.name}: record {record} of the array: a lone surrogate escape ({lone.group().decode()}),"
+                " not UTF-8"
+            )
+
+    def _structure(self, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Of ``data`` (escapes gone) after the bytes scanned: the positions of its brackets, quotes and
+        commas, which are outside strings, the nesting after each, and the commas at the array's level."""
         b = np.frombuffer(data, dtype=np.uint8)
         at = np.flatnonzero(_MATTERS[b])  # the bytes that matter, in order
         c = b[at]
         quote = c == ord('"')
         outside = ((np.cumsum(quote) - quote + self.in_string) & 1 == 0) & ~quote  # not in a string
         depth = self.depth + np.cumsum(_STEP[c] * outside)
-        commas = (c == ord(",")) & (depth == 1) & outside
+        return at, outside, depth, (c == ord(",")) & (depth == 1) & outside
+
+    def _scan(self, data: bytes) -> None:
+        if b"\\" in data or self.pending:
+            data = _ESCAPE.sub(b"", self.pending + data)  # escapes (in strings) gone: every quote opens or closes one
+            self.pending = b"\\" if data.endswith(b"\\") else b""  # its escaped character comes in the next read
+            data = data[: len(data) - len(self.pending)]
+        at, _, depth, commas = self._structure(data)
+        b = np.frombuffer(data, dtype=np.uint8)
         shapes = data.translate(_SHAPES)
         long = -1
         if b"0" * 300 in shapes or b"e000" in shapes or b"e-000" in shapes:  # a number maybe past a double
@@ -438,7 +475,7 @@ class _JsonScan:
             record = self.records + int(commas[:first].sum()) + 1
             reason = "a number of more than 4,300 digits" if long >= 0 else f"nested deeper than {_MAX_DEPTH} levels"
             raise FileFormatError(f"{self.name}: record {record} of the array: {reason}")
-        self.in_string = bool((int(quote.sum()) + self.in_string) & 1)
+        self.in_string = bool((data.count(b'"') + self.in_string) & 1)
         self.depth = int(depth[-1]) if depth.size else self.depth
         self.records += int(commas.sum())
         tail = shapes[-5000:]
