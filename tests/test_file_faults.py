@@ -158,6 +158,8 @@ def test_avro_nan_and_infinities_are_written_to_json_as_avro_json_spells_them(tm
         assert _reduce(tmp_path, "in.avro", content, out) == 0
         text = (tmp_path / out).read_text()
         assert '"x":["NaN","Infinity","-Infinity",1.5]' in text and "null" not in text
+    assert _reduce(tmp_path, "in.avro", content, "out.csv") == 0
+    assert (tmp_path / "out.csv").read_text().splitlines()[1] == '1,"[""NaN"",""Infinity"",""-Infinity"",1.5]",1'
 
 
 def test_deep_json_that_cannot_be_written_names_the_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

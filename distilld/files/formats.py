@@ -664,6 +664,8 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
+    if not _finite(value):  # Avro's NaN or infinities in an array, a map or a record: not null, as orjson writes them
+        value = _finite_texts(value)
     text = _dumps(value).decode()  # nested values, booleans, and Avro's bytes, decimals, times and
     return json.loads(text) if text.startswith('"') else text  # UUIDs as JSON writes them, not Python's repr
 
