@@ -369,3 +369,10 @@ def test_a_json_array_lone_surrogate_is_refused(
     content = b'[{"age": 1, "s": "\\ud83d\\ude00"}, {"age": 2, "s": "' + escape + b'"}]'
     reason = f"record 2 of the array: a lone surrogate escape ({escape[:6].decode()}), not UTF-8"
     _refused(tmp_path, capsys, "in.json", content, "out.ndjson", reason)
+
+
+def test_a_record_that_cannot_be_written_to_csv_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The error named the batch's first forwarded record (or was a RecursionError traceback)."""
+    nested = b'{"age": 3, "n": ' + b"[" * 1000 + b"]" * 1000 + b"}\n"
+    content = b'{"age": 1, "n": 1}\n{"age": 2, "n": 2}\n' + nested
+    _refused(tmp_path, capsys, "in.ndjson", content, "out.csv", "record 3: cannot be written as csv: nested too deep")

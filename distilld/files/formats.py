@@ -588,16 +588,13 @@ class Writer:
                 self._csv.writerows([*row, _weight(w)] for row, w in zip(rows, weights, strict=True))
             else:
                 known = set(self._columns)
-                for r in records:
+                for self._at, (r, w) in enumerate(zip(records, weights, strict=True)):
                     if not known.issuperset(r):
                         raise FileFormatError(
-                            f"{self.reader.name}: a record has fields the CSV header (the first forwarded record's)"
-                            f" lacks: {', '.join(sorted(set(r) - known))}; write ndjson or json"
+                            f"{self.reader.name}: record {numbers[self._at]}: it has fields the CSV header (the first"
+                            f" forwarded record's) lacks: {', '.join(sorted(set(r) - known))}; write ndjson or json"
                         )
-                self._csv.writerows(
-                    [*(_cell(r.get(c)) for c in self._columns), _weight(w)]
-                    for r, w in zip(records, weights, strict=True)
-                )
+                    self._csv.writerow([*(_cell(r.get(c)) for c in self._columns), _weight(w)])
         elif self.fmt == "avro":
             for self._at, (record, w) in enumerate(zip(records, weights, strict=True)):
                 self._avro.write(
