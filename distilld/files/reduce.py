@@ -198,7 +198,7 @@ class EventTimes:
 
 class _EngineTimes(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "had no usable event time" not in record.msg
+        return "had no usable event time" not in str(record.msg)
 
 
 @contextlib.contextmanager
