@@ -376,3 +376,23 @@ def test_a_record_that_cannot_be_written_to_csv_is_named(tmp_path: Path, capsys:
     nested = b'{"age": 3, "n": ' + b"[" * 1000 + b"]" * 1000 + b"}\n"
     content = b'{"age": 1, "n": 1}\n{"age": 2, "n": 2}\n' + nested
     _refused(tmp_path, capsys, "in.ndjson", content, "out.csv", "record 3: cannot be written as csv: nested too deep")
+
+
+@pytest.mark.parametrize("recursive", [False, True])
+def test_avro_is_read_from_a_pipe_by_either_reader(tmp_path: Path, recursive: bool) -> None:
+    """A recursive schema is found in the header and the file read again by the Python reader: a pipe's
+    header is kept for that (and dropped when the compiled reader goes on)."""
+    (tmp_path / "age.yaml").write_text(AGE)
+    schema = {"type": "record", "name": "R", "fields": [{"name": "age", "type": "long"}]}
+    content = _deep_list(3) if recursive else _avro([{"age": i} for i in range(5000)], schema)
+    done = subprocess.run(
+        [sys.executable, "-m", "distilld", "reduce", "-", "--format", "avro", "-o", "-", "--output-format", "ndjson",
+         "-c", "age.yaml", "-q"],
+        input=content, capture_output=True, cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = [orjson.loads(line) for line in done.stdout.splitlines()]
+    if recursive:
+        assert out[0]["next"]["next"]["next"] == {"age": 1, "next": None}
+    else:
+        assert [r["age"] for r in out] == list(range(5000))
