@@ -400,10 +400,11 @@ class _Rewindable:
 class _JsonScan:
     """A JSON array's bytes as the parser reads them (``read``), scanned on the way: ijson keeps a
     prefix per level of nesting (memory quadratic in the depth) and its C parser crashes on an
-    integer Python refuses to convert (past 4,300 digits). So a record nested deeper than NDJSON
-    allows (orjson's 1,024 levels) or such a number is a FileFormatError naming the record (its
-    place in the array: the commas at the array's level before it). ``suspect``: a number that
-    may be past a double (an infinity once read) has been seen."""
+    integer Python refuses to convert (past 4,300 digits) and makes a lone surrogate escape "?"
+    (or fails on it). So a record nested deeper than NDJSON allows (orjson's 1,024 levels), such a
+    number or such an escape is a FileFormatError naming the record (its place in the array: the
+    commas at the array's level before it). ``suspect``: a number that may be past a double (an
+    infinity once read) has been seen."""
 
     def __init__(self, fo: IO[bytes], head: bytes, name: str, suspect: bool = False) -> None:
         self.fo, self.head, self.name, self.suspect = fo, head, name, suspect
