@@ -717,7 +717,8 @@ def test_a_csv_column_is_a_number_to_numeric_features_and_text_to_the_rest_in_ev
     from distilld.processor import DistilledProcessor
 
     src = tmp_path / "s.csv"
-    src.write_text("status,ms\n" + "".join(f"{(200, 404, 500)[i % 3]},{i % 997}\n" for i in range(3000)))
+    rows = 25_000  # three batches of evaluate's (and reduce's) 10,000
+    src.write_text("status,ms\n" + "".join(f"{(200, 404, 500)[i % 3]},{i % 997}\n" for i in range(rows)))
     features = [
         {"name": "status", "type": "numeric", "field": "status"},
         {"name": "status_cat", "type": "categorical", "field": "status", "categories": ["200", "404", "500"]},
@@ -738,7 +739,7 @@ def test_a_csv_column_is_a_number_to_numeric_features_and_text_to_the_rest_in_ev
     if run == "evaluate":
         assert main(["evaluate", str(src), "-c", str(config), "--report", str(tmp_path / "r")]) == 0
     else:
-        assert main(["reduce", str(src), "-o", str(tmp_path / "o.csv"), "-c", str(config), "--batch", "1000"]) == 0
+        assert main(["reduce", str(src), "-o", str(tmp_path / "o.csv"), "-c", str(config)]) == 0
     assert len(seen) == 3
     expected = {"200", "500"} if "filter" in run else {"200", "404", "500"}
     for status, status_cat, _ in seen:
@@ -876,6 +877,6 @@ def test_the_engines_warnings_during_reduce_say_whose_they_are(
     config = _config(tmp_path, time="no_such_time")
     assert main(["reduce", str(data), "-o", str(tmp_path / "out.ndjson"), "-c", str(config), "-q"]) == 0
     err = capsys.readouterr().err
-    assert f"distilld reduce: warning: {N} of {N} records had no usable event time" in err, err
+    assert "records had no usable event time" not in err, err  # the engine's, held back: reduce's says it
     assert "distilld reduce: warning: reducer.time: none of the" in err
     assert all(line.startswith("distilld reduce: ") or " rows read, " in line for line in err.splitlines()), err

@@ -31,13 +31,18 @@ from distilld.daemon.fields import RecordFields
 from distilld.encoding import NumericBinner, to_float_array
 from distilld.evaluation import Stream, evaluate, random_selection
 from distilld.features import build_graders
+from distilld.fieldpath import compile_path
 from distilld.files.formats import FileFormatError, format_of, open_reader
 from distilld.files.reduce import (
+    BATCH,
     AbsentFields,
+    EventTimes,
     FileFilters,
     GraderErrors,
     extract_checked,
+    input_path,
     numeric_columns,
+    quiet_engine_times,
     refuse_kafka_fields,
 )
 from distilld.processor import DistilledProcessor, index_keys
@@ -92,29 +97,37 @@ class Evaluation:
 @dataclass
 class _Columns:
     stream: Stream  # in time order
-    raw: list[list[Any]]  # each feature's values as read, in the same order
-    keys: list[Any] | None
+    order: np.ndarray  # the file's index of each of the stream's records
+    raw: list[list[Any]]  # each feature's values as read, in file order
+    keys: list[Any] | None  # in file order
+    times: np.ndarray  # the event times reduce gives the engine, in file order
+    sizes: list[int]  # records of each batch read that reach the reducer
     labels: dict[str, list[str]]
     dropped: int
     kept: int
     grader_errors: GraderErrors
     absent: list[str]
+    unusable: EventTimes
 
 
-def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any], fmt: str | None) -> _Columns:
+def _columns(
+    path: str | Path, settings: EngineSettings, graders: dict[str, Any], fmt: str | None, batch: int
+) -> _Columns:
     """The features' values, event times and keys of every record of the file."""
     reducer = settings.reducer
     refuse_kafka_fields(reducer)
     fields = RecordFields(reducer)
+    path = input_path(path)
     fmt = format_of(path, fmt)
     filters = FileFilters(settings.filters, text=fmt == "csv")
     errors = GraderErrors()
-    absent = AbsentFields(graders, reducer)
+    absent, unusable = AbsentFields(graders, reducer), EventTimes(reducer)
     dropped = kept = 0
     raw: dict[str, list[Any]] = {name: [] for name in graders}
     times: list[np.ndarray] = []
     keys: list[Any] = []
-    fo, reader = open_reader(path, fmt, numeric_columns(settings), 10_000)
+    sizes: list[int] = []
+    fo, reader = open_reader(path, fmt, numeric_columns(settings), batch)
     with fo:
         for records, _ in reader.batches():
             if fmt != "csv":
@@ -125,11 +138,14 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
                 records = [records[i] for i in np.flatnonzero(reduce).tolist()]
                 if not records:
                     continue
+            sizes.append(len(records))
             numbers = reader.numbers_of(records)
             for name, column in zip(graders, extract_checked(graders, records, errors, numbers), strict=True):
                 raw[name] += column
-            if reducer.time != "processing":
-                times.append(fields.timestamps([], numbers))
+            times.append(fields.timestamps([], numbers))  # as reduce: the clock at processing time
+            if unusable.path is not None:
+                getter, read = compile_path(unusable.path), records
+                unusable.see(times[-1], lambda i: getter(read[i : i + 1])[0])  # noqa: B023 - called at once
             if reducer.key != "none":
                 key_index, key_list = fields.keys([], records)
                 keys += [key_list[k] for k in key_index.tolist()]
@@ -137,7 +153,8 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
     if n == 0:
         left_out = f" ({dropped:,} dropped and {kept:,} kept always by filters)" if dropped or kept else ""
         raise FileFormatError(f"{path}: no records to evaluate{left_out}")
-    t = np.concatenate(times) if times else np.arange(n, dtype=np.float64)
+    engine = np.concatenate(times)
+    t = np.arange(n, dtype=np.float64) if reducer.time == "processing" else engine.copy()
     bad = ~np.isfinite(t)
     if bad.any():  # no (or a bad) time field: the latest time seen before it, as the engine's watermark
         seen = np.fmax.accumulate(np.where(bad, np.nan, t))
@@ -157,26 +174,30 @@ def _columns(path: str | Path, settings: EngineSettings, graders: dict[str, Any]
             numeric[name] = x
     order = np.argsort(t, kind="stable")  # the metrics slide over time
     stream = Stream({k: v[order] for k, v in categorical.items()}, {k: v[order] for k, v in numeric.items()}, t[order])
-    at = order.tolist()
     return _Columns(
         stream,
-        [[v[i] for i in at] for v in raw.values()],
-        [keys[i] for i in at] if keys else None,
+        order,
+        list(raw.values()),
+        keys or None,
+        engine,
+        sizes,
         labels,
         dropped,
         kept,
         errors,
         absent.lines(reader.columns if fmt == "csv" else None),
+        unusable,
     )
 
 
+@quiet_engine_times()
 def evaluate_file(
-    path: str | Path, settings: EngineSettings, report: str | Path, fmt: str | None = None, batch: int = 1000
+    path: str | Path, settings: EngineSettings, report: str | Path, fmt: str | None = None, batch: int = BATCH
 ) -> Evaluation:
     if Path(report).exists() and not Path(report).is_dir():
         raise FileFormatError(f"{report}: not a folder (--report is the folder the report is written to)")
     graders = build_graders(settings.features)
-    cols = _columns(path, settings, graders, fmt)
+    cols = _columns(path, settings, graders, fmt, batch)
     stream, keys, labels = cols.stream, cols.keys, cols.labels
     reducer = settings.reducer
     n = len(stream)
@@ -184,15 +205,18 @@ def evaluate_file(
     proc = DistilledProcessor(graders, window, reducer.rate, batch, **reducer.engine_options())
     records = [{"i": i} for i in range(n)]
     mask, weights = np.zeros(n, dtype=bool), np.ones(n)
-    for start in range(0, n, batch):  # distilld over the stream in time order, the values already read
-        stop = min(start + batch, n)
-        key_index, key_list = index_keys(keys[start:stop] if keys else [None] * (stop - start))
+    start = 0
+    for size in cols.sizes:  # distilld as reduce runs it: the file's batches in file order, the values already read
+        stop = start + size
+        key_index, key_list = index_keys(keys[start:stop] if keys else [None] * size)
         extracted = [col[start:stop] for col in cols.raw]
-        chosen, w = proc.select(records[start:stop], stream.timestamps[start:stop], key_index, key_list,
+        chosen, w = proc.select(records[start:stop], cols.times[start:stop], key_index, key_list,
                                 extracted=extracted)  # fmt: skip
         idx = chosen + start
         mask[idx] = True
         weights[idx] = w[key_index[chosen]]
+        start = stop
+    mask, weights = mask[cols.order], weights[cols.order]  # scored in time order
     # pairs at quintiles and, when the config balances some numerics' pairs at another cut (pair_bins),
     # with each numeric at its own cut too
     own = {
@@ -216,7 +240,7 @@ def evaluate_file(
         dropped=cols.dropped,
         kept=cols.kept,
         grader_errors=cols.grader_errors,
-        absent=cols.absent,
+        absent=cols.absent + cols.unusable.lines(proc.timestamps_replaced),
     )
     result.plots = _report(
         Path(report), stream, labels, mask, random_selection(n, batch, reducer.rate, 0)[0], result, path

@@ -15,10 +15,13 @@ counted and reported at the end.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,10 @@ from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor, index_keys
 from distilld.settings import ConfigError, EngineSettings, ReducerSettings
 
-__all__ = ["AbsentFields", "FileFilters", "GraderErrors", "ReduceStats", "reduce_file", "refuse_kafka_fields"]
+BATCH = 10_000  # records per batch: reduce's --batch, and evaluate's run of the processor
+STDIN = "-"  # as an input path: standard input
+
+__all__ = ["BATCH", "AbsentFields", "FileFilters", "GraderErrors", "ReduceStats", "reduce_file", "refuse_kafka_fields"]
 
 
 @dataclass
@@ -84,7 +90,7 @@ class ReduceStats:
     dropped: int = 0
     seconds: float = 0.0
     grader_errors: GraderErrors = field(default_factory=GraderErrors)
-    absent: list[str] = field(default_factory=list)  # AbsentFields.lines()
+    absent: list[str] = field(default_factory=list)  # AbsentFields.lines(), EventTimes.lines()
 
     def summary(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
@@ -142,6 +148,69 @@ class AbsentFields:
                 hint = f" (close: {', '.join(map(repr, close))})" if close else ""
             lines.append(f"{what}: no column {path!r} in the header{hint}; {effect}")
         return lines
+
+
+class EventTimes:
+    """Records whose ``reducer.time`` gave no usable time (missing, or not a number: an ISO-8601 text,
+    say), over the whole file: the engine's own warning (which :func:`quiet_engine_times` holds back
+    in a file run) counts the first batch only and shows the NaN it read, not the value."""
+
+    def __init__(self, reducer: ReducerSettings) -> None:
+        self.path = None if reducer.time in ("processing", "kafka_timestamp") else reducer.time
+        self.records = self.unusable = 0
+        self.example: Any = None  # the first value given that is not a number
+
+    def see(self, ts: np.ndarray, given: Callable[[int], Any]) -> None:
+        """A batch's times; ``given(i)``: what the ith record holds at ``reducer.time``, as read."""
+        if self.path is None:
+            return
+        self.records += len(ts)
+        bad = np.flatnonzero(np.isnan(ts))
+        self.unusable += len(bad)
+        if self.example is None:
+            self.example = next((v for v in map(given, bad[:100].tolist()) if v is not None and v != ""), None)
+
+    def lines(self, replaced: int) -> list[str]:
+        """``replaced``: records whose time the engine replaced (these, and times far in the past or
+        more than a window ahead)."""
+        lines: list[str] = []
+        ahead = replaced - self.unusable
+        if self.path is None:
+            return lines
+        if ahead > 0:
+            lines.append(
+                f"reducer.time {self.path!r}: {ahead:,} records had an event time far in the past or more than a"
+                " window ahead of the latest (milliseconds? reducer.time_unit); they took the window's watermark"
+            )
+        if not self.unusable or (self.example is None and self.unusable == self.records):
+            return lines  # none: or the field is in no record, which AbsentFields tells
+        if self.example is None:
+            what = ": missing"
+        else:
+            shown = repr(self.example if len(str(self.example)) <= 60 else f"{str(self.example)[:60]}...")
+            what = f", e.g. {shown}: not a number (event times are seconds since the epoch, in reducer.time_unit)"
+        lines.append(
+            f"reducer.time {self.path!r}: {self.unusable:,} of {self.records:,} records had no usable event time"
+            f"{what}; they took the window's watermark"
+        )
+        return lines
+
+
+class _EngineTimes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "had no usable event time" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def quiet_engine_times() -> Iterator[None]:
+    """The engine's warning about records without a usable time held back: :class:`EventTimes`
+    tells at the end, naming the field and a value."""
+    engine, held = logging.getLogger("distilld.processor"), _EngineTimes()
+    engine.addFilter(held)
+    try:
+        yield
+    finally:
+        engine.removeFilter(held)
 
 
 _NUMERIC_TESTS = ("gt", "gte", "lt", "lte")
@@ -225,17 +294,19 @@ def refuse_kafka_fields(reducer: ReducerSettings) -> None:
         raise ConfigError("\n".join(errors))
 
 
+@quiet_engine_times()
 def reduce_file(
     source: str | Path,
     target: str | Path,
     settings: EngineSettings,
     in_format: str | None = None,
     out_format: str | None = None,
-    batch: int = 10_000,
+    batch: int = BATCH,
     progress: bool | None = None,
 ) -> ReduceStats:
     reducer = settings.reducer
     refuse_kafka_fields(reducer)
+    source = input_path(source)
     fmt_in = format_of(source, in_format)
     fmt_out = format_of(target, out_format, "--output-format") if out_format or Path(target).suffix else fmt_in
     if batch < 1:
@@ -248,32 +319,40 @@ def reduce_file(
     )  # fmt: skip
     fields = RecordFields(reducer)
     filters = FileFilters(settings.filters, text=fmt_in == "csv")
-    absent = AbsentFields(graders, reducer)
+    absent, times = AbsentFields(graders, reducer), EventTimes(reducer)
     show = sys.stderr.isatty() if progress is None else progress
-    size = max(Path(source).stat().st_size, 1)
     stats, started, shown = ReduceStats(), time.perf_counter(), 0.0
     fin, reader = open_reader(source, fmt_in, numeric_columns(settings), batch)
+    reader.branches = fmt_in == fmt_out == "avro"  # each union value written back to the branch it was read from
+    size = max(os.fstat(fin.fileno()).st_size, 1)
     try:
-        fout, writer = open_writer(written, fmt_out, reader)
+        with _naming(target):
+            fout, writer = open_writer(written, fmt_out, reader)
         try:
             plan: ColumnPlan | None = None
             for records, rows in reader.batches():
-                done = None
+                done, first = None, stats.rows
                 if records is None:  # CSV rows cut into columns (see distilld.files.columns)
                     assert plan is not None
-                    done = _reduce_columns(rows, plan, processor, stats)
+                    done = _reduce_columns(rows, plan, processor, stats, times)
                     if done is None:
                         records = reader.records_of(rows)
                 if done is not None:
                     out, weights = done
                     forwarded = [rows[i] for i in out]
-                    writer.write([] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights)
+                    numbers = [first + i + 1 for i in out]
+                    with _naming(target):
+                        writer.write(
+                            [] if fmt_out == "csv" else reader.records_of(forwarded), forwarded, weights, numbers
+                        )
                 else:
                     assert records is not None
                     if fmt_in != "csv":
                         absent.see(records)
-                    out, weights = _reduce(records, reader, processor, graders, fields, filters, stats)
-                    writer.write([records[i] for i in out], [rows[i] for i in out], weights)
+                    out, weights = _reduce(records, reader, processor, graders, fields, filters, stats, times)
+                    numbers = [first + i + 1 for i in out]
+                    with _naming(target):
+                        writer.write([records[i] for i in out], [rows[i] for i in out], weights, numbers)
                 if fmt_in == "csv" and plan is None and not reader.rows_only:
                     plan = ColumnPlan.build(settings, graders, reader.columns)
                     reader.rows_only = plan is not None
@@ -283,19 +362,24 @@ def reduce_file(
                     pct = 100 * reader.position() / size
                     print(f"\r{pct:5.1f} %  {stats.rows:>12,} rows  {stats.rows / (now - started):>10,.0f} rows/s",
                           end="", file=sys.stderr, flush=True)  # fmt: skip
-            writer.close()
-            fout.close()
+            with _naming(target):
+                writer.close()
+                fout.close()
             if final is not None:
+                _keep_mode(final, written)
                 os.replace(written, final)
         except BaseException:
-            fout.close()
+            with contextlib.suppress(OSError):  # what is left to write cannot be (a full disk): closed all the same
+                fout.close()
             if final is not None:
                 written.unlink(missing_ok=True)
             raise
     finally:
         fin.close()
     stats.seconds = time.perf_counter() - started
-    stats.absent = absent.lines(reader.columns if fmt_in == "csv" else None)
+    stats.absent = absent.lines(reader.columns if fmt_in == "csv" else None) + times.lines(
+        processor.timestamps_replaced
+    )
     if show:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     return stats
@@ -330,6 +414,34 @@ def _destination(source: Path, target: Path) -> tuple[Path, Path | None]:
     return real.with_name(f".{real.name}.partial"), real
 
 
+def input_path(source: str | Path) -> Path:
+    """The input's path: ``-`` is standard input."""
+    return Path("/dev/stdin") if str(source) == STDIN else Path(source)
+
+
+@contextlib.contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """An OSError writing (ENOSPC, EIO) names the output: Python's says only "[Errno 28] No space left on device"."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            e.filename = "standard output" if str(target) == STDOUT else str(target)
+        raise
+
+
+def _keep_mode(old: Path, new: Path) -> None:
+    """An output file replaced keeps its permissions (the new one has the umask's) and, where
+    allowed, its owner and group."""
+    try:
+        st = old.stat()
+    except FileNotFoundError:
+        return
+    with contextlib.suppress(PermissionError):  # not root: the file is ours, in our group
+        os.chown(new, st.st_uid, st.st_gid)
+    os.chmod(new, st.st_mode & 0o7777)  # after chown, which clears set-user-ID
+
+
 def _descriptor(target: Path) -> bool:
     """Whether ``target`` reaches its file through a descriptor's name (``/dev/stderr``, ``/dev/fd/2``,
     ``/proc/self/fd/2``), following its symlinks one by one: realpath would skip to the file."""
@@ -352,7 +464,7 @@ def _is_stdout(target: Path) -> bool:
 
 
 def _reduce_columns(
-    rows: list[list[str]], plan: ColumnPlan, processor: DistilledProcessor, stats: ReduceStats
+    rows: list[list[str]], plan: ColumnPlan, processor: DistilledProcessor, stats: ReduceStats, times: EventTimes
 ) -> tuple[list[int], list[float]] | None:
     """The columnar path: a batch of CSV rows, no dict per record (None: a short row; take the dict path)."""
     try:
@@ -360,6 +472,9 @@ def _reduce_columns(
     except IndexError:
         return None
     stats.rows += len(rows)
+    if plan.time is not None:
+        column = plan.time
+        times.see(ts, lambda i: rows[i][column])
     key_index, keys = index_keys(raw_keys if raw_keys is not None else [None] * len(rows))
     chosen, weight = processor.select(rows, ts, key_index, keys, extracted=extracted)
     chosen = np.sort(chosen)  # file order
@@ -376,6 +491,7 @@ def _reduce(
     fields: RecordFields,
     filters: FileFilters,
     stats: ReduceStats,
+    times: EventTimes,
 ) -> tuple[list[int], list[float]]:
     """Indexes of the forwarded records in file order, and their weights."""
     stats.rows += len(records)
@@ -391,6 +507,7 @@ def _reduce(
     if sub:
         numbers = reader.numbers_of(sub)
         ts = fields.timestamps([], numbers)
+        times.see(ts, lambda i: compile_path(times.path)(sub[i : i + 1])[0])  # type: ignore[arg-type]
         key_index, keys = fields.keys([], sub)
         extracted = extract_checked(graders, sub, stats.grader_errors, numbers)
         chosen, weight = processor.select(sub, ts, key_index, keys, extracted=extracted)
