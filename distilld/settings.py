@@ -109,17 +109,24 @@ def _librdkafka_check(
     refused = _refused(kind, {**(security or {"security.protocol": "plaintext"}), **conf})
     if refused is not None:
         raise ValueError(refused)
-    truncated = []
+    misread = []
     for key, value in conf.items():
         leading = _LEADING_DIGITS.match(value) if isinstance(value, str) else None
-        if leading is not None and not _WHOLE.fullmatch(str(value)) and _integer_property(kind, key):
-            truncated.append(
-                f"kafka.{kind}.{key}: {value!r} is not a whole number (librdkafka would read the digits it starts "
-                f"with only, {leading.group().strip()})"
-            )
-    if truncated:
-        raise ValueError("; ".join(truncated))
+        if leading is not None and not _DECIMAL.fullmatch(str(value)) and _integer_property(kind, key):
+            misread.append(f"kafka.{kind}.{key}: {_misread(str(value), leading.group().strip())}")
+    if misread:
+        raise ValueError("; ".join(misread))
     return conf
+
+
+def _misread(value: str, leading: str) -> str:
+    """How librdkafka's strtol (base 0) reads a text that is not a plain decimal number."""
+    body = value.strip().lstrip("+-")
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", body):
+        return f"{value!r} is hexadecimal: give it in decimal (the daemon reads the settings it uses as decimal)"
+    if re.fullmatch(r"0\d+", body):
+        return f"{value!r} has a leading zero, which librdkafka reads as an octal number: give it without"
+    return f"{value!r} is not a whole number (librdkafka would read the digits it starts with only, {leading})"
 
 
 def _refused(kind: str, conf: dict[str, Any]) -> str | None:
@@ -137,7 +144,7 @@ def _refused(kind: str, conf: dict[str, Any]) -> str | None:
 
 
 _LEADING_DIGITS = re.compile(r"\s*[+-]?\d+")
-_WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+_DECIMAL = re.compile(r"\s*[+-]?(0|[1-9]\d*)\s*")  # as librdkafka's strtol (base 0) and int() both read it
 
 
 def _integer_property(kind: str, key: str) -> bool:
@@ -516,11 +523,16 @@ class SchemaRegistrySettings(_Section):
         for url in (u.strip() for u in value.split(",")):
             if not url.startswith(("http://", "https://", "mock://")):
                 raise ValueError("must start with http://, https:// (or mock:// in tests)")
+            if any(c.isspace() for c in url):  # inside a password, the masking stopped there and showed the rest
+                raise ValueError("a space inside a URL: percent-encode it (%20)")
+            if url.startswith("mock://"):
+                continue  # the client's in-memory registry, for tests: no host
             parts = urlsplit(url)
             if "@" in url.partition("://")[2].removeprefix(parts.netloc):
                 # https://user:pa#ss@host: the host is read from inside the password, and the password shown
                 raise ValueError(
-                    "an '@' after the host: percent-encode the password ('/' %2F, '?' %3F, '#' %23, '@' %40)"
+                    "an '@' after the host: percent-encode the password ('/' %2F, '?' %3F, '#' %23, '@' %40), or an"
+                    " '@' in the path (%40)"
                 )
             try:
                 port = parts.port

@@ -349,6 +349,21 @@ def test_registry_auth_without_a_registry_is_refused(tmp_path: Path) -> None:
     assert _check_config(docs, tmp_path).returncode == 0
     from_env = ("config.format.value=avro_confluent", "env[0].name=DISTILLD_FORMAT__SCHEMA_REGISTRY__URL")
     render("defaults", "schemaRegistry.basicAuth.existingSecret=s", *from_env, "env[0].value=http://r:8081")
+    # the format and the registry from env in any case and form, or from envFrom's Secrets, which the chart
+    # cannot read: not refused
+    both = ("env[0].name=distilld_format__value", "env[0].value=avro_confluent",
+            "env[1].name=DISTILLD_FORMAT__SCHEMA_REGISTRY", "env[1].value=a JSON section")  # fmt: skip
+    render("defaults", "schemaRegistry.basicAuth.existingSecret=s", *both)
+    render("defaults", "schemaRegistry.basicAuth.existingSecret=s", "envFrom[0].secretRef.name=registry")
+
+
+def test_probe_fields_the_api_server_refuses_are_refused() -> None:
+    """terminationGracePeriodSeconds on a readiness probe, a liveness successThreshold other than 1."""
+    for sets in [("readinessProbe.terminationGracePeriodSeconds=5",), ("livenessProbe.successThreshold=2",)]:
+        result = _helm("template", "rel", str(CHART), *_values_args("defaults", sets), check=False)
+        assert result.returncode != 0, sets
+    container = distilld_container(render("defaults", "livenessProbe.terminationGracePeriodSeconds=5"))
+    assert container["livenessProbe"]["terminationGracePeriodSeconds"] == 5
 
 
 @pytest.mark.parametrize(

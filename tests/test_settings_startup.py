@@ -95,3 +95,24 @@ def test_an_input_pattern_librdkafkas_regex_refuses_is_a_config_error(pattern: s
     with pytest.raises(ConfigError, match=r"kafka\.input_pattern: librdkafka's regex syntax \(POSIX extended\)"):
         load_settings(None, **minimal(input_topics=[], input_pattern=pattern))
     assert load_settings(None, **minimal(input_topics=[], input_pattern=r"^app\.[a-z]+")).kafka.input_pattern
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("0x3E8", "hexadecimal"), ("060000", "leading zero"), ("300000ms", "not a whole number")],
+)
+def test_an_integer_librdkafka_reads_otherwise_than_the_daemon_is_refused(value: str, reason: str) -> None:
+    """librdkafka's strtol reads with base 0: 0x3E8 as 1000 (the daemon's int() refused it), 060000 as octal
+    24,576 (the daemon read 60,000)."""
+    with pytest.raises(ConfigError, match=f"kafka.consumer.session.timeout.ms: .*{reason}"):
+        load_settings(None, **minimal(consumer={"session.timeout.ms": value}))
+    load_settings(None, **minimal(consumer={"session.timeout.ms": "60000"}))
+
+
+def test_a_registry_url_with_a_space_is_refused_and_a_bare_mock_url_is_kept() -> None:
+    """A space inside a password stopped the masking there: the rest of the password was shown."""
+    registry = {"value": "avro_confluent", "schema_registry": {"url": "https://u:pa ss@reg:8081"}}
+    with pytest.raises(ConfigError, match="percent-encode it") as e:
+        load_settings(None, **minimal(), format=registry)
+    assert "ss@" not in str(e.value)
+    load_settings(None, **minimal(), format={"value": "avro_confluent", "schema_registry": {"url": "mock://"}})

@@ -287,7 +287,10 @@ handler, which the API server refuses.
 {{- define "distilld.probeTiming" -}}
 {{- $name := index . 0 }}
 {{- $probe := index . 1 | default dict }}
-{{- $timing := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" "terminationGracePeriodSeconds" }}
+{{- $timing := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" }}
+{{- if eq $name "livenessProbe" }}{{/* the API server refuses it on a readiness probe */}}
+{{- $timing = append $timing "terminationGracePeriodSeconds" }}
+{{- end }}
 {{- range $key := keys $probe | sortAlpha }}
 {{- if not (has $key $timing) }}
 {{- fail (printf "%s.%s: the chart sets the probe's handler itself (httpGet on the metrics port, config.metrics.port); only its timing can be set here: %s" $name $key (join ", " $timing)) }}
@@ -303,13 +306,23 @@ crash-loop. The URL may come from env (a Secret, say), whose value the chart nee
 */}}
 {{- define "distilld.checkSchemaRegistry" -}}
 {{- $format := .Values.config.format | default dict }}
+{{- $value := toString $format.value }}
 {{- $url := ($format.schema_registry | default dict).url }}
+{{- /* env may give either (any case, as a field or as the JSON of a section); envFrom's Secrets cannot be read here */}}
 {{- range $entry := .Values.env }}
-{{- if eq (upper (toString $entry.name)) "DISTILLD_FORMAT__SCHEMA_REGISTRY__URL" }}
+{{- $name := upper (toString $entry.name) }}
+{{- if has $name (list "DISTILLD_FORMAT__SCHEMA_REGISTRY__URL" "DISTILLD_FORMAT__SCHEMA_REGISTRY" "DISTILLD_FORMAT") }}
 {{- $url = "from env" }}
 {{- end }}
+{{- if has $name (list "DISTILLD_FORMAT__VALUE" "DISTILLD_FORMAT") }}
+{{- $value = "avro_confluent" }}
 {{- end }}
-{{- if not (and (eq (toString $format.value) "avro_confluent") $url) }}
+{{- end }}
+{{- if .Values.envFrom }}
+{{- $url = "from envFrom" }}
+{{- $value = "avro_confluent" }}
+{{- end }}
+{{- if not (and (eq $value "avro_confluent") $url) }}
 {{- fail (printf "schemaRegistry.basicAuth is set (the Schema Registry's user:password) but config.format.value is %v and config.format.schema_registry.url is %v: distilld would refuse the variable and the pod crash-loop. Set config.format.value=avro_confluent and config.format.schema_registry.url, or drop schemaRegistry.basicAuth" ($format.value | default "json") ($url | default "not set")) }}
 {{- end }}
 {{- end }}
