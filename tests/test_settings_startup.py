@@ -13,16 +13,7 @@ from distilld.cli import main
 from distilld.daemon.clients import producer_config
 from distilld.settings import ConfigError, load_settings
 
-MINIMAL: dict[str, Any] = {
-    "kafka": {
-        "bootstrap_servers": "file-broker:9092",
-        "group_id": "from-file",
-        "input_topics": ["events"],
-        "output_topic": "events.out",
-        "dlq_topic": "events.dlq",
-    },
-    "features": [{"name": "kind", "type": "categorical", "field": "kind", "categories": ["a", "b"]}],
-}
+from .test_settings import MINIMAL
 
 
 def minimal(**kafka: Any) -> dict[str, Any]:
