@@ -78,6 +78,7 @@ LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
 READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
+CLOSE_SHARE = (2.0, 0.2)  # a stop keeps min(2 s, 20 % of shutdown_timeout_s) of its deadline for the consumer's close
 
 
 @dataclass
@@ -464,6 +465,8 @@ class Daemon:
             self.process(msgs)
             self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.output.poll(0)
+        if self.checkpoints.snapshots_due:  # a periodic checkpoint's commit was answered (in consume())
+            self.checkpoints.answered()
         now = time.monotonic()
         if self.endpoints is not None:
             self.endpoints.beat()
@@ -501,13 +504,26 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop fetching, flush, commit, snapshot, close: inside ``processing.shutdown_timeout_s``
-        in all: closing revokes the partitions, and that checkpoint works to the same deadline."""
+        in all: closing revokes the partitions, and that checkpoint works to the same deadline as the
+        stop's. A slice of it is kept for the close itself (leaving the group): a flush waiting for the
+        brokers to the end left the close no time, and the group then waited session.timeout.ms for the
+        member before handing its partitions over."""
+        timeout = self.settings.processing.shutdown_timeout_s
         asked = time.monotonic() if self.stop_requested is None else self.stop_requested
-        self.checkpoints.stop_by = asked + self.settings.processing.shutdown_timeout_s
-        deadline = self.checkpoints.checkpoint(list(self.partitions))
+        deadline = asked + timeout
+        self.checkpoints.stop_by = deadline - min(CLOSE_SHARE[0], CLOSE_SHARE[1] * timeout)
+        self.checkpoints.checkpoint(list(self.partitions))
+        left = deadline - time.monotonic()
         try:
             call_by(deadline, self.consumer.close)
-        except (KafkaException, TimeoutError) as e:
+        except TimeoutError:
+            log.warning(
+                "closing the consumer: not done in the %.1fs left before the stop's deadline (the group "
+                "coordinator did not answer, or a commit still waits for it); the group hands this member's "
+                "partitions over after session.timeout.ms",
+                max(0.0, left),
+            )
+        except KafkaException as e:
             log.warning("closing the consumer: %s", e)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         if self._scan is not None:
