@@ -1,5 +1,5 @@
 """Units of a group coordinator that is slow or does not answer, and of the consumer's errors, without a broker:
-commits with a deadline, the revoke's and the stop's commits."""
+commits with a deadline, the revoke's and the stop's commits, /readyz on a stuck loop."""
 
 from __future__ import annotations
 
@@ -229,3 +229,20 @@ def test_a_stop_whose_flush_takes_its_deadline_still_closes_the_consumer(
     assert flushed and flushed[0] <= asked + 1.0 - 0.19, "the flush leaves the close its slice"
     assert closed and closed[0] <= asked + 1.0 + 0.5
     assert not [r for r in caplog.records if "closing the consumer" in r.getMessage()]
+
+
+def test_readyz_says_not_ready_when_the_loop_or_the_broker_statistics_stand_still(daemon: Daemon) -> None:
+    """broker_up comes from the consumer's statistics, served only when the loop polls; librdkafka keeps a
+    frozen broker UP until its requests time out: /readyz said ready with the loop stuck on a commit."""
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon._on_stats('{"brokers": {"b": {"state": "UP", "nodeid": 1}}}')
+    assert daemon.readiness()[0], daemon.readiness()
+    daemon._last_stats -= 60
+    ok, why = daemon.readiness()
+    assert not ok and "no broker statistics for 60s" in why, why
+    daemon._on_stats('{"brokers": {"b": {"state": "UP", "nodeid": 1}}}')
+    daemon.broker_up = True
+    assert daemon.readiness()[0]
+    daemon.endpoints = SimpleNamespace(heartbeat=time.monotonic() - 30)  # type: ignore[assignment]
+    ok, why = daemon.readiness()
+    assert not ok and "the processing loop has not turned for 30s" in why, why

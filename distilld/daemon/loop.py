@@ -78,6 +78,11 @@ LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
 READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
+# /readyz: not ready once the loop has not turned, or the consumer's statistics (served only when the loop polls)
+# have not come, for this many statistics intervals (at least STALE_MIN_S): librdkafka keeps a broker that stopped
+# answering UP in its statistics until its requests time out, and a stuck loop serves no statistics at all
+STALE_INTERVALS = 5
+STALE_MIN_S = 15.0
 CLOSE_SHARE = (2.0, 0.2)  # a stop keeps min(2 s, 20 % of shutdown_timeout_s) of its deadline for the consumer's close
 
 
@@ -146,6 +151,7 @@ class Daemon:
         self.joined = False  # the group has given us an assignment (maybe empty)
         self.broker_up = False
         self.subscribed = False
+        self._last_stats = time.monotonic()  # the consumer's last statistics (readiness)
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._batch_started = time.monotonic()  # when the batch being processed was consumed
         self._consumed: dict[str, tuple[Any, Any]] = {}
@@ -195,6 +201,7 @@ class Daemon:
         consumer_conf = consumer_config(settings)
         # how long a batch may wait on the schema registry (_registry_wait)
         self._hold_limit_s = float(consumer_conf.get("max.poll.interval.ms", 300_000)) / 2000.0
+        self._stats_interval_s = float(consumer_conf.get("statistics.interval.ms", 0)) / 1000.0  # 0: none
         self.consumer = Consumer(
             {
                 **consumer_conf,
@@ -279,6 +286,12 @@ class Daemon:
             # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either;
             # nor are the commits or the state of partitions waiting for them read
             return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
+        stale = max(STALE_MIN_S, STALE_INTERVALS * self._stats_interval_s)
+        now = time.monotonic()
+        if self.endpoints is not None and (quiet := now - self.endpoints.heartbeat) > stale:
+            return False, f"the processing loop has not turned for {quiet:.0f}s: it or the brokers are stuck"
+        if self.subscribed and self._stats_interval_s > 0 and (quiet := now - self._last_stats) > stale:
+            return False, f"no broker statistics for {quiet:.0f}s: the brokers or the loop are stuck"
         if self.pending:
             names = _first([(tp.topic, tp.partition) for tp in self.pending])
             if self._pending_wait > LOOKUP_RETRY_S[0]:  # a lookup has failed: the next one is a retry
@@ -377,6 +390,7 @@ class Daemon:
             return
         self.broker_up = True
         self.subscribed = True
+        self._last_stats = time.monotonic()  # statistics come once the loop polls the subscribed consumer
         self.missing_topics.clear()
         for name, topic in (("output_topic", kafka.output_topic), ("dlq_topic", kafka.dlq_topic)):
             if topic is not None and topic not in self.state.topics:
@@ -839,6 +853,7 @@ class Daemon:
         self.metrics.assigned.set(len(self.partitions))
 
     def _on_stats(self, stats_json: str) -> None:
+        self._last_stats = time.monotonic()
         committed = {key: p.progress.committed for key, p in self.partitions.items()}
         self.broker_up = self.metrics.observe_statistics(stats_json, committed)
 
