@@ -1,5 +1,5 @@
 """Units of a group coordinator that is slow or does not answer, and of the consumer's errors, without a broker:
-commits with a deadline, the revoke's and the stop's commits, /readyz on a stuck loop."""
+commits with a deadline, the revoke's and the stop's commits, /readyz on a stuck loop, consume errors."""
 
 from __future__ import annotations
 
@@ -246,3 +246,28 @@ def test_readyz_says_not_ready_when_the_loop_or_the_broker_statistics_stand_stil
     daemon.endpoints = SimpleNamespace(heartbeat=time.monotonic() - 30)  # type: ignore[assignment]
     ok, why = daemon.readiness()
     assert not ok and "the processing loop has not turned for 30s" in why, why
+
+
+class _Failed:
+    def __init__(self, topic: str | None, code: int) -> None:
+        self._topic, self._code = topic, code
+
+    def error(self) -> KafkaError:
+        return KafkaError(self._code, "fetch refused")
+
+    def topic(self) -> str | None:
+        return self._topic
+
+
+def test_consume_errors_are_counted_by_code_and_logged_once_a_minute_per_error_and_topic(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An input whose Read ACL is gone reports an error at every fetch: one WARNING each, no metric."""
+    denied = KafkaError.TOPIC_AUTHORIZATION_FAILED
+    with caplog.at_level("WARNING", logger="distilld"):
+        for _ in range(50):
+            daemon._drop_errors([_Failed("t", denied), _Failed("u", denied)])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("consume:")]
+    assert len(lines) == 2, lines
+    value = daemon.metrics.registry.get_sample_value
+    assert value("distilld_consume_errors_total", {"code": "TOPIC_AUTHORIZATION_FAILED"}) == 100

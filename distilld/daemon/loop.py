@@ -946,13 +946,21 @@ class Daemon:
             err = m.error()
             if err is None:
                 kept.append(m)
-            elif err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and not self.partitions:
-                # a subscribed topic that does not exist (yet): /readyz says so until partitions come
-                self.missing_topics.add(m.topic() or err.str())
-                log.warning("consume: %s", err)
             elif err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consume: %s", err)
+                if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and not self.partitions:
+                    # a subscribed topic that does not exist (yet): /readyz says so until partitions come
+                    self.missing_topics.add(m.topic() or err.str())
+                self._consume_error(m.topic(), err)
         return kept
+
+    def _consume_error(self, topic: str | None, err: KafkaError) -> None:
+        """An error the consumer reported instead of records: counted, and logged once a minute per error and
+        topic (an input whose Read ACL is gone reports one at every fetch)."""
+        self.metrics.consume_errors.labels(err.name()).inc()
+        admitted = self._repeats.admit(("consume", err.code(), topic))
+        if admitted is not None:
+            more = f" ({admitted[0]} more like it in {admitted[1]:.0f}s)" if admitted[0] else ""
+            log.warning("consume: %s%s", err, more)
 
     def _process_partition(self, tp: TP, part: Partition, msgs: list[Any]) -> None:
         settings = self.settings

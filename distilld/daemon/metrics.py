@@ -114,6 +114,12 @@ class DaemonMetrics:
         self.assigned = Gauge("distilld_assigned_partitions", "Input partitions assigned.", registry=r)
         self.rebalances = Counter("distilld_rebalances", "Partition assignment changes.", ["kind"], registry=r)
         self.commit_failures = Counter("distilld_commit_failures", "Offset commits that failed.", registry=r)
+        self.consume_errors = Counter(
+            "distilld_consume_errors",
+            "Errors the consumer reported instead of records, by librdkafka error name.",
+            ["code"],
+            registry=r,
+        )
         self.produce_errors = Counter(
             "distilld_produce_errors",
             "Deliveries that failed (retried, or refused: see records_dlq / records_skipped).",
