@@ -229,6 +229,7 @@ class Daemon:
                 int(producer_conf.get("batch.size", 1_000_000)), int(producer_conf.get("message.max.bytes", 1_000_000))
             ),
             limits=TopicLimits() if self.compression == "none" else None,
+            remake=None if exactly_once else lambda: Producer({**producer_conf, "error_cb": self._on_client_error}),
         )
         # librdkafka times a request out after socket.timeout.ms, and the coordinator aborts a transaction open
         # transaction.timeout.ms: a transactional call still running past both never returns
