@@ -102,7 +102,7 @@ class DaemonMetrics:
             "distilld_batch_duration_seconds", "Time to process one consumed batch.", buckets=_LATENCY, registry=r
         )
         self.commit_duration = Histogram(
-            "distilld_commit_duration_seconds", "Time to send an offset commit.", buckets=_LATENCY, registry=r
+            "distilld_commit_duration_seconds", "Time from a commit to its answer.", buckets=_LATENCY, registry=r
         )
         self.lag = Gauge(
             "distilld_consumer_lag",
