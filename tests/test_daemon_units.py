@@ -564,7 +564,10 @@ def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint()
 
     def commit(offsets: list[TopicPartition], asynchronous: bool) -> list[Any]:
         asked.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
-        return [SimpleNamespace(topic=tp.topic, partition=tp.partition, error=answers.pop(0)) for tp in offsets]
+        return [
+            SimpleNamespace(topic=tp.topic, partition=tp.partition, error=answers.pop(0) if answers else None)
+            for tp in offsets
+        ]
 
     progress = PartitionProgress("t", 0)
     progress.add(10, 0)
@@ -580,8 +583,16 @@ def test_a_commit_the_coordinator_refuses_is_made_again_at_the_next_checkpoint()
     checkpoints.commit(asynchronous=False)
     assert len(asked) == 2, "committed already: nothing to commit"
 
-    checkpoints.on_commit(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE), [TopicPartition("t", 0, 10)])
-    assert progress.committed is None and progress.due() == 10
+    progress.add(20, 0)
+    part.processed = 20
+    checkpoints.commit()  # asynchronous: taken as committed once answered
+    assert asked[-1] == [("t", 0, 20)] and progress.committed == 10
+    checkpoints.on_commit(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE), [TopicPartition("t", 0, 20)])
+    assert progress.committed == 10 and progress.due() == 20
+    checkpoints.commit()
+    assert asked[-1] == [("t", 0, 20)] and len(asked) == 4, "refused: committed again"
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 20)])
+    assert progress.committed == 20 and progress.due() is None
 
 
 class _CommittedMember:

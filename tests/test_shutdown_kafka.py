@@ -89,7 +89,8 @@ def test_a_stop_with_the_brokers_away_ends_in_time_with_exit_0(
     assert took < SHUTDOWN_S + 2, f"within shutdown_timeout_s: {took:.1f}s"
     assert code == 0, log[-4000:]
     assert " ERROR distilld" not in log, log[-4000:]
-    said = "transaction not committed at the stop" if guarantee == "exactly_once" else "commit failed at the stop"
+    # at_least_once: the commit failed, or was not answered by the stop's deadline (it runs in the background)
+    said = "transaction not committed at the stop" if guarantee == "exactly_once" else "not committed; their next owner"
     assert said in log, log[-4000:]
     # nothing past the last commit was committed: the next owner reads those records again
     ends = committed(bootstrap, group, topic, 1)

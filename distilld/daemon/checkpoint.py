@@ -25,6 +25,8 @@ from distilld.daemon.clients import call_by
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition
+from distilld.daemon.progress import PartitionProgress
+from distilld.daemon.repeats import Repeats
 from distilld.daemon.state import StateStore
 from distilld.daemon.transactions import TransactionAborted, TransactionFatal, Transactions
 from distilld.snapshot import SnapshotError, dump
@@ -32,6 +34,15 @@ from distilld.snapshot import SnapshotError, dump
 __all__ = ["Checkpoints"]
 
 CHECK_TIMEOUT_S = 1.0  # longest a checkpoint waits for the state topic's metadata (the brokers away: not known)
+# a periodic commit (asynchronous, answered in on_commit) not answered this long is counted and logged: the group
+# coordinator is slow or stuck. librdkafka's synchronous commit has no timeout of its own, and waited minutes for a
+# coordinator that did not answer, the loop frozen (nothing read, /healthz 503, a SIGTERM not handled) meanwhile;
+# nor can it run in a thread of its own: confluent-kafka serializes a consumer's calls, so the loop's consume()
+# waited for it all the same
+COMMIT_WAIT_S = 5.0
+# one not answered this long is forgotten, and the next commit made: librdkafka answers every commit (with an
+# error after socket.timeout.ms, 60 s by default), so none stays unanswered this long but by a fault
+COMMIT_FORGET_S = 300.0
 
 log = logging.getLogger("distilld")
 
@@ -67,9 +78,17 @@ class Checkpoints:
         # exactly_once: stopping, the open transaction could be neither committed nor aborted by the stop's
         # deadline (the brokers away): given up, not tried again (_give_up)
         self.abandoned = False
+        # at_least_once: the periodic commit waiting for the group coordinator's answer (on_commit), one at a
+        # time: its offsets are taken as committed once answered, and the next commit is made after it
+        self._committing: _Commit | None = None
+        # partitions of periodic checkpoints, snapshotted once their commit is answered (:meth:`answered`)
+        self._snapshot_after: set[TP] = set()
+        self.snapshots_due = False  # a commit was answered: the loop calls answered()
+        self._repeats = Repeats(60.0)
 
     def commit(self, asynchronous: bool = True) -> None:
-        """Commit what is due (exactly_once: commit the open transaction)."""
+        """Commit what is due (exactly_once: commit the open transaction); ``asynchronous``: answered in
+        :meth:`on_commit`, served by the loop's consume()."""
         if self.txn is not None:
             self._commit_transaction([], self._deadline(None))
         else:
@@ -88,7 +107,30 @@ class Checkpoints:
         deadline = self._deadline(wait_s)
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
-        self._commit_partitions(keys, asynchronous=False)
+        if wait_s is not None and self.stop_by is None:
+            # periodic: asynchronous, the loop turning meanwhile. With a commit waiting for its answer, the
+            # snapshots wait for it too (answered()): a snapshot covers only what is known to be committed, and
+            # the state topic is checked right before they are written (a write to a state topic deleted since
+            # the last check got the producer fenced by Tansu, outputs included)
+            self._commit_partitions(keys, asynchronous=True)
+            if self._committing is not None:
+                self._snapshot_after.update(keys)
+                return deadline
+        else:
+            self._commit_partitions(keys, asynchronous=False, leaving=self.stop_by is None)
+        self._snapshots(keys, deadline)
+        self.output.producer.flush(max(0.0, deadline - time.monotonic()))
+        return deadline
+
+    def answered(self) -> None:
+        """The loop's turn after a periodic commit was answered: the snapshots of the partitions the periodic
+        checkpoints since asked for, due now that their commit is known."""
+        self.snapshots_due = False
+        keys, self._snapshot_after = list(self._snapshot_after), set()
+        self._snapshots(keys, time.monotonic() + CHECK_TIMEOUT_S)
+
+    def _snapshots(self, keys: list[TP], deadline: float) -> None:
+        """Snapshot those of ``keys`` whose state is exactly what is committed (and known to be)."""
         if any(key in self.partitions for key in keys):
             due = [p for key in keys if (p := self.partitions.get(key)) is not None]
             if self._state_topic_there(deadline, lambda: sum(map(Partition.snapshot_due, due))):
@@ -96,8 +138,6 @@ class Checkpoints:
                     part = self.partitions.get(key)
                     if part is not None and part.snapshot_due() and part.processed is not None:
                         self._snapshot(key, part, part.processed)
-        self.output.producer.flush(max(0.0, deadline - time.monotonic()))
-        return deadline
 
     def _deadline(self, wait_s: float | None) -> float:
         deadline = time.monotonic() + (self.timeout_s if wait_s is None else min(wait_s, self.timeout_s))
@@ -114,18 +154,42 @@ class Checkpoints:
             return False
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """The consumer's callback for asynchronous commits."""
-        if err is None:
+        """The consumer's callback for asynchronous commits: the periodic commit's answer. Its offsets the
+        coordinator took are committed (and their snapshots due); the others are committed again at the next
+        commit."""
+        commit = self._committing
+        ours = commit is not None and sorted((tp.topic, tp.partition, tp.offset) for tp in partitions) == commit.key
+        late = False
+        if commit is not None and ours:
+            self._committing = None
+            waited = time.monotonic() - commit.sent
+            self.metrics.commit_duration.observe(waited)
+            late = commit.late
+            if late:
+                log.info("the group coordinator answered the commit after %.0fs", waited)
+        if err is not None:
+            if _rebalancing(err):
+                log.info("commit refused during a rebalance (%s); will retry", err)
+            else:
+                if not late:  # counted already when it was found late
+                    self.metrics.commit_failures.inc()
+                log.warning("commit failed (%s); will retry", err)
             return
-        if _rebalancing(err):
-            log.info("commit refused during a rebalance (%s); will retry", err)
-        else:
-            self.metrics.commit_failures.inc()
-            log.warning("commit failed (%s); will retry", err)
-        for tp in partitions:
-            part = self.partitions.get((tp.topic, tp.partition))
-            if part is not None:
-                part.progress.committed = None
+        if commit is None or not ours:
+            return
+        refused = {(tp.topic, tp.partition): tp.error for tp in partitions if tp.error is not None}
+        self._taken(commit.progress, refused)
+        self.snapshots_due = bool(self._snapshot_after)
+
+    def _taken(self, progress: list[tuple[TP, PartitionProgress, int]], refused: dict[TP, Any]) -> None:
+        """A commit answered: the offsets not ``refused`` are committed; the refused ones are due again."""
+        for key, p, due in progress:
+            if key in refused:
+                if not _rebalancing(refused[key]):
+                    self.metrics.commit_failures.inc()
+                log.warning("commit of %s[%d] refused (%s); will retry", key[0], key[1], refused[key])
+            else:
+                p.committed = due
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -178,7 +242,29 @@ class Checkpoints:
 
     # -- at least once -------------------------------------------------------------
 
-    def _commit_partitions(self, keys: list[TP], asynchronous: bool) -> None:
+    def _commit_partitions(self, keys: list[TP], asynchronous: bool, leaving: bool = False) -> None:
+        """Commit the offsets of ``keys`` that moved. ``asynchronous`` (the periodic commits): answered in
+        :meth:`on_commit`, one at a time, so that one the group coordinator does not answer holds nothing up:
+        counted and logged once COMMIT_WAIT_S old, its offsets not taken as committed (nor snapshotted) until it
+        is answered. Otherwise waited for: a stop's until its deadline; a revoke's (``leaving``: in the
+        rebalance callback, inside consume(), where only the loop's thread may call the consumer, and a commit
+        has no timeout) unless the coordinator has left the last commit unanswered, when the partitions are
+        released without it."""
+        if self._committing is not None and time.monotonic() - self._committing.sent > COMMIT_FORGET_S:
+            log.warning("the commit unanswered for %.0fs is forgotten: committing again", COMMIT_FORGET_S)
+            self._committing = None
+        if asynchronous and self._committing is not None:
+            self._overdue()
+            return
+        if leaving and self._overdue(said=False):
+            self.metrics.commit_failures.inc()
+            log.warning(
+                "%s released without their commit: the group coordinator has not answered the last one for "
+                "%.0fs (waiting for it would hold the rebalance as long); their next owner reads them again from "
+                "the last commit",
+                ", ".join(f"{t}[{p}]" for t, p in keys), time.monotonic() - self._committing.sent,  # type: ignore[union-attr]
+            )  # fmt: skip
+            return
         offsets, progress = [], []
         for key in keys:
             part = self.partitions.get(key)
@@ -190,36 +276,69 @@ class Checkpoints:
                 progress.append((key, part.progress, due))
         if not offsets:
             return
+        if asynchronous:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as e:
+                self._failed(e)
+                return
+            self._committing = _Commit(offsets, progress)
+            return
         started = time.perf_counter()
         results: list[TopicPartition] = []
         try:
-            if asynchronous:
-                self.consumer.commit(offsets=offsets, asynchronous=True)  # results: on_commit
-            elif self.stop_by is not None:
+            if self.stop_by is not None:
+                # after the loop (outside consume(), a thread may call the consumer): waited for until the deadline
                 results = call_by(self.stop_by, lambda: self.consumer.commit(offsets=offsets, asynchronous=False))
             else:
                 results = self.consumer.commit(offsets=offsets, asynchronous=False)
-        except (KafkaException, TimeoutError) as e:
+        except TimeoutError:
             self.metrics.commit_failures.inc()
-            if self.stop_by is not None:
-                log.warning(
-                    "commit failed at the stop (%s): %s not committed; their next owner reads those records again "
-                    "from the last commit",
-                    e, ", ".join(f"{t.topic}[{t.partition}] up to offset {t.offset}" for t in offsets),
-                )  # fmt: skip
-            else:
-                log.warning("commit failed (%s); will retry", e)
+            log.warning(
+                "commit not answered by the stop's deadline: %s not committed; their next owner reads those "
+                "records again from the last commit",
+                _offsets(offsets),
+            )
+            return
+        except KafkaException as e:
+            self._failed(e, offsets)
             return
         finally:
             self.metrics.commit_duration.observe(time.perf_counter() - started)
-        refused = {(tp.topic, tp.partition): tp.error for tp in results if tp.error is not None}
-        for key, p, due in progress:
-            if key in refused:
-                if not _rebalancing(refused[key]):
-                    self.metrics.commit_failures.inc()
-                log.warning("commit of %s[%d] refused (%s); will retry", key[0], key[1], refused[key])
-            else:
-                p.committed = due
+        self._taken(progress, {(tp.topic, tp.partition): tp.error for tp in results or [] if tp.error is not None})
+
+    def _overdue(self, said: bool = True) -> bool:
+        """Whether the commit in flight has waited COMMIT_WAIT_S for its answer; counted once, and (``said``)
+        logged once a minute."""
+        commit = self._committing
+        if commit is None:
+            return False
+        waited = time.monotonic() - commit.sent
+        if waited < COMMIT_WAIT_S:
+            return False
+        if not commit.late:
+            commit.late = True
+            self.metrics.commit_failures.inc()
+        if said and (admitted := self._repeats.admit("commit not answered")) is not None:
+            more = f" ({admitted[0]} more like it in {admitted[1]:.0f}s)" if admitted[0] else ""
+            log.warning("the group coordinator did not answer the commit in %.0fs; will retry%s", waited, more)
+        return True
+
+    def _failed(self, e: KafkaException, offsets: list[TopicPartition] | None = None) -> None:
+        """A commit the consumer refused: retried at the next checkpoint; one refused for a rebalance is no
+        failure (the partitions' new owners carry on from the last commit), as in :meth:`on_commit`."""
+        if _rebalancing(e.args[0]):
+            log.info("commit refused during a rebalance (%s); will retry", e)
+            return
+        self.metrics.commit_failures.inc()
+        if self.stop_by is not None and offsets:
+            log.warning(
+                "commit failed at the stop (%s): %s not committed; their next owner reads those records again "
+                "from the last commit",
+                e, _offsets(offsets),
+            )  # fmt: skip
+        else:
+            log.warning("commit failed (%s); will retry", e)
 
     # -- exactly once --------------------------------------------------------------
 
@@ -365,3 +484,18 @@ _REBALANCE_ERRORS = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROG
 
 def _rebalancing(err: object) -> bool:
     return isinstance(err, KafkaError) and err.code() in _REBALANCE_ERRORS
+
+
+class _Commit:
+    """An asynchronous commit waiting for its answer (:meth:`Checkpoints.on_commit`)."""
+
+    def __init__(self, offsets: list[TopicPartition], progress: list[tuple[TP, PartitionProgress, int]]) -> None:
+        self.key = sorted((tp.topic, tp.partition, tp.offset) for tp in offsets)  # what its answer names
+        self.offsets = offsets
+        self.progress = progress
+        self.sent = time.monotonic()
+        self.late = False  # not answered in COMMIT_WAIT_S: counted as a failure
+
+
+def _offsets(offsets: list[TopicPartition]) -> str:
+    return ", ".join(f"{t.topic}[{t.partition}] up to offset {t.offset}" for t in offsets)

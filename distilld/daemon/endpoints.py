@@ -12,8 +12,10 @@
   partitions' windows are being restored (the loop reads the state topic
   between polls; those partitions are read once restored),
   while an exactly-once transaction the brokers have not taken is retried
-  (nothing is read meanwhile: it is named before any partition waiting), and
-  while stopping. The body says which, naming the first 10 partitions
+  (nothing is read meanwhile: it is named before any partition waiting),
+  while the loop or the brokers are stuck (the loop has not turned, or no
+  broker statistics have come, for 5 statistics intervals, 15 s at least),
+  and while stopping. The body says which, naming the first 10 partitions
   waiting and counting the rest; partitions whose committed offsets have not
   been read yet are "not read yet", "(retrying)" once a lookup has failed.
 

@@ -78,6 +78,12 @@ LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
 READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
+# /readyz: not ready once the loop has not turned, or the consumer's statistics (served only when the loop polls)
+# have not come, for this many statistics intervals (at least STALE_MIN_S): librdkafka keeps a broker that stopped
+# answering UP in its statistics until its requests time out, and a stuck loop serves no statistics at all
+STALE_INTERVALS = 5
+STALE_MIN_S = 15.0
+CLOSE_SHARE = (2.0, 0.2)  # a stop keeps min(2 s, 20 % of shutdown_timeout_s) of its deadline for the consumer's close
 
 
 @dataclass
@@ -145,6 +151,7 @@ class Daemon:
         self.joined = False  # the group has given us an assignment (maybe empty)
         self.broker_up = False
         self.subscribed = False
+        self._last_stats = time.monotonic()  # the consumer's last statistics (readiness)
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._batch_started = time.monotonic()  # when the batch being processed was consumed
         self._consumed: dict[str, tuple[Any, Any]] = {}
@@ -194,6 +201,7 @@ class Daemon:
         consumer_conf = consumer_config(settings)
         # how long a batch may wait on the schema registry (_registry_wait)
         self._hold_limit_s = float(consumer_conf.get("max.poll.interval.ms", 300_000)) / 2000.0
+        self._stats_interval_s = float(consumer_conf.get("statistics.interval.ms", 0)) / 1000.0  # 0: none
         self.consumer = Consumer(
             {
                 **consumer_conf,
@@ -221,6 +229,7 @@ class Daemon:
                 int(producer_conf.get("batch.size", 1_000_000)), int(producer_conf.get("message.max.bytes", 1_000_000))
             ),
             limits=TopicLimits() if self.compression == "none" else None,
+            remake=None if exactly_once else lambda: Producer({**producer_conf, "error_cb": self._on_client_error}),
         )
         # librdkafka times a request out after socket.timeout.ms, and the coordinator aborts a transaction open
         # transaction.timeout.ms: a transactional call still running past both never returns
@@ -278,6 +287,12 @@ class Daemon:
             # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either;
             # nor are the commits or the state of partitions waiting for them read
             return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
+        stale = max(STALE_MIN_S, STALE_INTERVALS * self._stats_interval_s)
+        now = time.monotonic()
+        if self.endpoints is not None and (quiet := now - self.endpoints.heartbeat) > stale:
+            return False, f"the processing loop has not turned for {quiet:.0f}s: it or the brokers are stuck"
+        if self.subscribed and self._stats_interval_s > 0 and (quiet := now - self._last_stats) > stale:
+            return False, f"no broker statistics for {quiet:.0f}s: the brokers or the loop are stuck"
         if self.pending:
             names = _first([(tp.topic, tp.partition) for tp in self.pending])
             if self._pending_wait > LOOKUP_RETRY_S[0]:  # a lookup has failed: the next one is a retry
@@ -376,6 +391,7 @@ class Daemon:
             return
         self.broker_up = True
         self.subscribed = True
+        self._last_stats = time.monotonic()  # statistics come once the loop polls the subscribed consumer
         self.missing_topics.clear()
         for name, topic in (("output_topic", kafka.output_topic), ("dlq_topic", kafka.dlq_topic)):
             if topic is not None and topic not in self.state.topics:
@@ -464,6 +480,8 @@ class Daemon:
             self.process(msgs)
             self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.output.poll(0)
+        if self.checkpoints.snapshots_due:  # a periodic checkpoint's commit was answered (in consume())
+            self.checkpoints.answered()
         now = time.monotonic()
         if self.endpoints is not None:
             self.endpoints.beat()
@@ -501,13 +519,26 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop fetching, flush, commit, snapshot, close: inside ``processing.shutdown_timeout_s``
-        in all: closing revokes the partitions, and that checkpoint works to the same deadline."""
+        in all: closing revokes the partitions, and that checkpoint works to the same deadline as the
+        stop's. A slice of it is kept for the close itself (leaving the group): a flush waiting for the
+        brokers to the end left the close no time, and the group then waited session.timeout.ms for the
+        member before handing its partitions over."""
+        timeout = self.settings.processing.shutdown_timeout_s
         asked = time.monotonic() if self.stop_requested is None else self.stop_requested
-        self.checkpoints.stop_by = asked + self.settings.processing.shutdown_timeout_s
-        deadline = self.checkpoints.checkpoint(list(self.partitions))
+        deadline = asked + timeout
+        self.checkpoints.stop_by = deadline - min(CLOSE_SHARE[0], CLOSE_SHARE[1] * timeout)
+        self.checkpoints.checkpoint(list(self.partitions))
+        left = deadline - time.monotonic()
         try:
             call_by(deadline, self.consumer.close)
-        except (KafkaException, TimeoutError) as e:
+        except TimeoutError:
+            log.warning(
+                "closing the consumer: not done in the %.1fs left before the stop's deadline (the group "
+                "coordinator did not answer, or a commit still waits for it); the group hands this member's "
+                "partitions over after session.timeout.ms",
+                max(0.0, left),
+            )
+        except KafkaException as e:
             log.warning("closing the consumer: %s", e)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         if self._scan is not None:
@@ -823,6 +854,7 @@ class Daemon:
         self.metrics.assigned.set(len(self.partitions))
 
     def _on_stats(self, stats_json: str) -> None:
+        self._last_stats = time.monotonic()
         committed = {key: p.progress.committed for key, p in self.partitions.items()}
         self.broker_up = self.metrics.observe_statistics(stats_json, committed)
 
@@ -915,13 +947,21 @@ class Daemon:
             err = m.error()
             if err is None:
                 kept.append(m)
-            elif err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and not self.partitions:
-                # a subscribed topic that does not exist (yet): /readyz says so until partitions come
-                self.missing_topics.add(m.topic() or err.str())
-                log.warning("consume: %s", err)
             elif err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consume: %s", err)
+                if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and not self.partitions:
+                    # a subscribed topic that does not exist (yet): /readyz says so until partitions come
+                    self.missing_topics.add(m.topic() or err.str())
+                self._consume_error(m.topic(), err)
         return kept
+
+    def _consume_error(self, topic: str | None, err: KafkaError) -> None:
+        """An error the consumer reported instead of records: counted, and logged once a minute per error and
+        topic (an input whose Read ACL is gone reports one at every fetch)."""
+        self.metrics.consume_errors.labels(err.name()).inc()
+        admitted = self._repeats.admit(("consume", err.code(), topic))
+        if admitted is not None:
+            more = f" ({admitted[0]} more like it in {admitted[1]:.0f}s)" if admitted[0] else ""
+            log.warning("consume: %s%s", err, more)
 
     def _process_partition(self, tp: TP, part: Partition, msgs: list[Any]) -> None:
         settings = self.settings

@@ -102,7 +102,7 @@ class DaemonMetrics:
             "distilld_batch_duration_seconds", "Time to process one consumed batch.", buckets=_LATENCY, registry=r
         )
         self.commit_duration = Histogram(
-            "distilld_commit_duration_seconds", "Time to send an offset commit.", buckets=_LATENCY, registry=r
+            "distilld_commit_duration_seconds", "Time from a commit to its answer.", buckets=_LATENCY, registry=r
         )
         self.lag = Gauge(
             "distilld_consumer_lag",
@@ -114,6 +114,12 @@ class DaemonMetrics:
         self.assigned = Gauge("distilld_assigned_partitions", "Input partitions assigned.", registry=r)
         self.rebalances = Counter("distilld_rebalances", "Partition assignment changes.", ["kind"], registry=r)
         self.commit_failures = Counter("distilld_commit_failures", "Offset commits that failed.", registry=r)
+        self.consume_errors = Counter(
+            "distilld_consume_errors",
+            "Errors the consumer reported instead of records, by librdkafka error name.",
+            ["code"],
+            registry=r,
+        )
         self.produce_errors = Counter(
             "distilld_produce_errors",
             "Deliveries that failed (retried, or refused: see records_dlq / records_skipped).",

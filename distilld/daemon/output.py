@@ -55,6 +55,10 @@ REFUSALS_KEPT = 10_000  # exactly_once: refusals remembered for the redo after t
 _RECORD_REFUSALS = (KafkaError.INVALID_TIMESTAMP, KafkaError.INVALID_RECORD)
 # an idempotent producer fenced (Tansu, once a topic it wrote to was deleted and made again) stays fenced
 _FENCED = (KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError._FATAL)
+# every delivery timing out (after message.timeout.ms), none acknowledged, this long: the producer is made anew
+# (Output._remake). Seen with the idempotent producer once the broker had lost its state (Tansu killed and
+# restarted with none): every record ended in _MSG_TIMED_OUT, retried without end, nothing more committed
+STUCK_S = 300.0
 
 
 def _code(err: Any) -> int | None:
@@ -127,6 +131,7 @@ class Output:
         fail: Callable[[str], None] | None = None,
         batch_bytes: int = 1_000_000,
         limits: TopicLimits | None = None,
+        remake: Callable[[], Producer] | None = None,
     ) -> None:
         self.producer = producer
         self.metrics = metrics
@@ -148,6 +153,9 @@ class Output:
         self._children: dict[str, tuple[Any, Any]] = {}
         self._retry: deque[tuple[float, Outgoing]] = deque()
         self._repeats = Repeats(LOG_EVERY_S)  # per (topic, error)
+        self.remake = remake  # a new producer like this one (not transactional: its transactions hold it)
+        self._timing_out_since: float | None = None  # the first delivery timed out since the last acknowledged
+        self._remake_due = False
 
     def _warn(self, level: int, topic: str, err: Any, what: str) -> None:
         """Log a failure once per topic and error every LOG_EVERY_S, with how many were
@@ -176,6 +184,8 @@ class Output:
             self._reported[topic] = (count, total)
 
     def _delivered(self, out: Outgoing, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self._timing_out_since = None
         if err is None:
             self.in_flight -= 1
             topic = out.topic
@@ -213,6 +223,12 @@ class Output:
         if code in _FENCED or (isinstance(err, KafkaError) and err.fatal()):
             self._fenced(out, err)
             return
+        if code == KafkaError._MSG_TIMED_OUT and self.remake is not None:
+            now = time.monotonic()
+            if self._timing_out_since is None:
+                self._timing_out_since = now
+            elif now - self._timing_out_since >= STUCK_S:
+                self._remake_due = True  # not from this callback: poll() does it, once this producer's poll returns
         retrying = f"retrying every {RETRY_BACKOFF_S:.0f}s"
         if code == KafkaError.MSG_SIZE_TOO_LARGE:
             self._batch_too_large(out, err, limit, retrying)
@@ -370,10 +386,29 @@ class Output:
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports and produce again what is due for a retry."""
         self.producer.poll(timeout)
+        if self._remake_due:
+            self._remake()
         self._publish()
         now = time.monotonic()
         while self._retry and self._retry[0][0] <= now:
             self._produce(self._retry.popleft()[1])
+
+    def _remake(self) -> None:
+        """Every delivery has timed out for STUCK_S, none acknowledged: the producer is made anew, as a restart
+        would (the old one is stuck: its idempotence state the brokers no longer know, most likely). Its records
+        are purged, and their delivery reports (failed) send them again on the new one: the brokers may have
+        some of them already, duplicates at-least-once allows."""
+        self._remake_due = False
+        assert self.remake is not None
+        since, self._timing_out_since = self._timing_out_since, None
+        log.error(
+            "no output acknowledged for %.0fs, every delivery timing out (message.timeout.ms): the producer is "
+            "made anew, and its %d records sent again (some may be duplicates)",
+            time.monotonic() - (since or time.monotonic()), self.in_flight,
+        )  # fmt: skip
+        old, self.producer = self.producer, self.remake()
+        old.purge()
+        old.flush(1.0)  # serves the purged records' delivery reports: each is retried, on the new producer
 
     def discard(self) -> None:
         """After an aborted transaction: serve the purged deliveries and forget them."""

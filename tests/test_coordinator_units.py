@@ -1,0 +1,273 @@
+"""Units of a group coordinator that is slow or does not answer, and of the consumer's errors, without a broker:
+commits with a deadline, the revoke's and the stop's commits, /readyz on a stuck loop, consume errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from distilld.daemon import checkpoint as checkpoint_module
+from distilld.daemon.checkpoint import Checkpoints
+from distilld.daemon.loop import Daemon
+from distilld.daemon.metrics import DaemonMetrics
+from distilld.daemon.partition import Partition
+from distilld.daemon.progress import PartitionProgress
+from distilld.settings import load_settings
+
+HOLD_S = 8.0  # how long a held synchronous commit waits before it answers by itself
+
+
+class HeldCoordinator:
+    """A consumer whose synchronous commits wait until released (a group coordinator that does not answer);
+    asynchronous ones return at once, their answer (on_commit) left to the test."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.asked: list[tuple[bool, list[tuple[str, int, int]]]] = []
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[Any]:
+        self.asked.append((asynchronous, [(tp.topic, tp.partition, tp.offset) for tp in offsets]))
+        if not asynchronous:
+            self.released.wait(HOLD_S)
+        return [SimpleNamespace(topic=tp.topic, partition=tp.partition, error=None) for tp in offsets]
+
+
+def _processed(to: int) -> Partition:
+    """t[0], processed and acknowledged up to ``to``: a commit is due; no reducer, nothing to snapshot."""
+    progress = PartitionProgress("t", 0)
+    progress.add(to, 0)
+    return Partition(progress, None, None, processed=to)  # type: ignore[arg-type]
+
+
+def _checkpoints(consumer: Any, part: Partition, metrics: DaemonMetrics) -> Checkpoints:
+    return Checkpoints(
+        {("t", 0): part}, consumer, None, None, None, metrics,  # type: ignore[arg-type]
+        30.0, lambda: None, lambda reason: None,
+    )  # fmt: skip
+
+
+def _failures(metrics: DaemonMetrics) -> float:
+    return metrics.registry.get_sample_value("distilld_commit_failures_total") or 0.0
+
+
+def test_a_periodic_commit_the_coordinator_does_not_answer_holds_nothing_up_is_counted_once_and_taken_once_answered(
+    monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """librdkafka's synchronous commit has no timeout (and confluent-kafka serializes a consumer's calls, so a
+    thread cannot give it one: the loop's consume() waits for it): a group coordinator that did not answer
+    froze the loop for minutes (nothing read, /healthz 503, SIGTERM not handled), with no metric and no log
+    line. The periodic commit is asynchronous, one at a time: found unanswered after COMMIT_WAIT_S it is
+    counted once and logged; its offsets are not taken as committed (nor snapshotted) until it is answered."""
+    coordinator, metrics, part = HeldCoordinator(), DaemonMetrics(["f"]), _processed(10)
+    checkpoints = _checkpoints(coordinator, part, metrics)
+    checkpoints.commit()
+    assert coordinator.asked == [(True, [("t", 0, 10)])]
+    assert part.progress.committed is None and not part.snapshot_due(), "not known to be committed yet"
+    part.progress.add(20, 0)
+    part.processed = 20
+    checkpoints.commit()
+    assert len(coordinator.asked) == 1 and _failures(metrics) == 0, "one at a time; not late yet"
+    monkeypatch.setattr(checkpoint_module, "COMMIT_WAIT_S", 0.0)
+    with caplog.at_level("WARNING", logger="distilld"):
+        checkpoints.commit()
+        checkpoints.commit()
+    assert len(coordinator.asked) == 1 and _failures(metrics) == 1, "late: counted once"
+    said = [r.getMessage() for r in caplog.records if "did not answer the commit" in r.getMessage()]
+    assert len(said) == 1, said
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 10)])
+    assert part.progress.committed == 10 and _failures(metrics) == 1
+    checkpoints.commit()
+    assert coordinator.asked[-1] == (True, [("t", 0, 20)]), "answered: the next commit goes"
+    checkpoints.commit()  # found late: counted
+    assert _failures(metrics) == 2
+    checkpoints.on_commit(KafkaError(KafkaError._TIMED_OUT), [TopicPartition("t", 0, 20)])
+    assert part.progress.committed == 10 and part.progress.due() == 20, "refused: due again"
+    assert _failures(metrics) == 2, "a late commit's error is not counted twice"
+
+
+def test_a_periodic_checkpoint_snapshots_what_it_commits_once_the_commit_is_answered() -> None:
+    """Snapshots never cover more than the group's commit: those of a periodic checkpoint's partitions wait for
+    its commit's answer, then the loop writes them (``snapshots_due``, :meth:`Checkpoints.answered`)."""
+    coordinator, part = HeldCoordinator(), _processed(10)
+    checkpoints = _checkpoints(coordinator, part, DaemonMetrics(["f"]))
+    checkpoints.output = SimpleNamespace(  # type: ignore[assignment]
+        flush=lambda deadline: True, in_flight=0, producer=SimpleNamespace(flush=lambda timeout: 0)
+    )
+    checkpoints.state = SimpleNamespace(check_topic=lambda left: "there", missing=False)  # type: ignore[assignment]
+    written: list[tuple[Any, int]] = []
+    checkpoints._snapshot = lambda key, part, offset: written.append((key, offset))  # type: ignore[method-assign]
+    checkpoints.checkpoint([("t", 0)], wait_s=1.0)
+    assert coordinator.asked == [(True, [("t", 0, 10)])] and written == [], "not answered: no snapshot yet"
+    assert not checkpoints.snapshots_due
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 10)])
+    assert checkpoints.snapshots_due
+    checkpoints.answered()
+    assert written == [(("t", 0), 10)] and not checkpoints.snapshots_due
+
+
+def test_a_revoke_while_the_coordinator_leaves_a_commit_unanswered_releases_the_partition_at_once(
+    monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The revoke's commit (synchronous, in the rebalance callback) waited for a coordinator that did not
+    answer without end, the rebalance and the loop with it: with the last commit unanswered COMMIT_WAIT_S,
+    the partition is released without it, counted and logged (its next owner reads from the last commit:
+    at-least-once). With the coordinator answering, the revoke commits before releasing, as before."""
+    coordinator, metrics, part = HeldCoordinator(), DaemonMetrics(["f"]), _processed(10)
+    coordinator.released.set()  # synchronous commits answered at once
+    checkpoints = _checkpoints(coordinator, part, metrics)
+    checkpoints.output = SimpleNamespace(  # type: ignore[assignment]
+        flush=lambda deadline: True, in_flight=0, producer=SimpleNamespace(flush=lambda timeout: 0)
+    )
+    checkpoints.state = SimpleNamespace(check_topic=lambda left: "there", missing=False)  # type: ignore[assignment]
+    checkpoints._snapshot = lambda key, part, offset: None  # type: ignore[method-assign]
+    checkpoints.checkpoint([("t", 0)])  # a revoke's: no wait given
+    assert coordinator.asked == [(False, [("t", 0, 10)])] and part.progress.committed == 10
+    part.progress.add(20, 0)
+    part.processed = 20
+    checkpoints.commit()  # never answered
+    monkeypatch.setattr(checkpoint_module, "COMMIT_WAIT_S", 0.0)
+    with caplog.at_level("WARNING", logger="distilld"):
+        checkpoints.checkpoint([("t", 0)])
+    assert len(coordinator.asked) == 2, "no commit the coordinator would hold the rebalance with"
+    assert part.progress.committed == 10 and _failures(metrics) == 2, "the late commit, and the revoke's"
+    assert any("t[0] released without their commit" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("code", "counted"), [(KafkaError.REBALANCE_IN_PROGRESS, 0), (KafkaError._TIMED_OUT, 1)])
+def test_a_synchronous_commit_refused_for_a_rebalance_is_not_counted(code: int, counted: int) -> None:
+    """As the asynchronous commit's callback and a partition's refusal already were: a rebalance refuses every
+    commit of a cooperative member, and the partitions' new owners carry on from the last commit."""
+
+    def commit(offsets: list[TopicPartition], asynchronous: bool) -> list[Any]:
+        raise KafkaException(KafkaError(code))
+
+    metrics, part = DaemonMetrics(["f"]), _processed(10)
+    checkpoints = _checkpoints(SimpleNamespace(commit=commit), part, metrics)
+    checkpoints.commit(asynchronous=False)
+    assert _failures(metrics) == counted and part.progress.committed is None
+    checkpoints.commit(asynchronous=True)
+    assert _failures(metrics) == 2 * counted
+
+
+@pytest.fixture
+def daemon() -> Daemon:
+    s = load_settings(
+        None,
+        kafka={
+            "bootstrap_servers": "127.0.0.1:1",
+            "group_id": "g",
+            "input_topics": ["t"],
+            "output_topic": "o",
+            "dlq_topic": "d",
+        },
+        features=[{"name": "a", "type": "numeric"}],
+        metrics={"port": 0},
+    )
+    return Daemon(s)
+
+
+def test_a_stop_during_a_commit_the_coordinator_does_not_answer_ends_by_its_deadline(
+    daemon: Daemon, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SIGTERM while the periodic commit waits for the coordinator: the stop's commit (synchronous, in a
+    thread: the loop is over) is waited for until the stop's deadline, not until the coordinator answers
+    (55-80 s past the signal with shutdown_timeout_s 30), and the daemon exits."""
+    coordinator = HeldCoordinator()
+    closed: list[float] = []
+    coordinator.close = lambda: closed.append(time.monotonic())  # type: ignore[attr-defined]
+    daemon.consumer = daemon.checkpoints.consumer = coordinator  # type: ignore[assignment]
+    daemon.partitions[("t", 0)] = part = _processed(10)
+    daemon.state.partitions = 1
+    daemon.settings.processing.shutdown_timeout_s = daemon.checkpoints.timeout_s = 1.0
+    try:
+        daemon.checkpoints.commit()  # not answered: still waiting at the signal
+        with caplog.at_level("WARNING", logger="distilld"):
+            daemon.request_stop()
+            daemon.shutdown()
+            took = time.monotonic() - daemon.stop_requested  # type: ignore[operator]
+        assert took < 3.0, "within shutdown_timeout_s, the coordinator still silent"
+        assert closed, "the consumer was closed"
+        assert part.progress.committed is None
+        said = [r.getMessage() for r in caplog.records if "stop's deadline" in r.getMessage()]
+        assert len(said) == 1 and "t[0] up to offset 10 not committed" in said[0], said
+        assert coordinator.asked == [(True, [("t", 0, 10)]), (False, [("t", 0, 10)])]
+    finally:
+        coordinator.released.set()
+
+
+def test_a_stop_whose_flush_takes_its_deadline_still_closes_the_consumer(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flush waiting for the brokers to the stop's deadline left the close no time: the consumer was not
+    closed (the group waited session.timeout.ms for the member) and the log blamed the brokers. A slice of
+    the deadline is kept for the close."""
+    closed: list[float] = []
+    flushed: list[float] = []
+
+    def flush(deadline: float) -> bool:
+        flushed.append(deadline)
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        return False
+
+    def close() -> None:
+        time.sleep(0.05)  # a close that takes a little time, as leaving the group does
+        closed.append(time.monotonic())
+
+    daemon.output.flush = flush  # type: ignore[method-assign]
+    daemon.consumer = SimpleNamespace(close=close)  # type: ignore[assignment]
+    daemon.settings.processing.shutdown_timeout_s = daemon.checkpoints.timeout_s = 1.0
+    with caplog.at_level("WARNING", logger="distilld"):
+        daemon.request_stop()
+        daemon.shutdown()
+    asked = daemon.stop_requested
+    assert asked is not None
+    assert flushed and flushed[0] <= asked + 1.0 - 0.19, "the flush leaves the close its slice"
+    assert closed and closed[0] <= asked + 1.0 + 0.5
+    assert not [r for r in caplog.records if "closing the consumer" in r.getMessage()]
+
+
+def test_readyz_says_not_ready_when_the_loop_or_the_broker_statistics_stand_still(daemon: Daemon) -> None:
+    """broker_up comes from the consumer's statistics, served only when the loop polls; librdkafka keeps a
+    frozen broker UP until its requests time out: /readyz said ready with the loop stuck on a commit."""
+    daemon.subscribed = daemon.joined = daemon.broker_up = True
+    daemon._on_stats('{"brokers": {"b": {"state": "UP", "nodeid": 1}}}')
+    assert daemon.readiness()[0], daemon.readiness()
+    daemon._last_stats -= 60
+    ok, why = daemon.readiness()
+    assert not ok and "no broker statistics for 60s" in why, why
+    daemon._on_stats('{"brokers": {"b": {"state": "UP", "nodeid": 1}}}')
+    daemon.broker_up = True
+    assert daemon.readiness()[0]
+    daemon.endpoints = SimpleNamespace(heartbeat=time.monotonic() - 30)  # type: ignore[assignment]
+    ok, why = daemon.readiness()
+    assert not ok and "the processing loop has not turned for 30s" in why, why
+
+
+class _Failed:
+    def __init__(self, topic: str | None, code: int) -> None:
+        self._topic, self._code = topic, code
+
+    def error(self) -> KafkaError:
+        return KafkaError(self._code, "fetch refused")
+
+    def topic(self) -> str | None:
+        return self._topic
+
+
+def test_consume_errors_are_counted_by_code_and_logged_once_a_minute_per_error_and_topic(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An input whose Read ACL is gone reports an error at every fetch: one WARNING each, no metric."""
+    denied = KafkaError.TOPIC_AUTHORIZATION_FAILED
+    with caplog.at_level("WARNING", logger="distilld"):
+        for _ in range(50):
+            daemon._drop_errors([_Failed("t", denied), _Failed("u", denied)])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("consume:")]
+    assert len(lines) == 2, lines
+    value = daemon.metrics.registry.get_sample_value
+    assert value("distilld_consume_errors_total", {"code": "TOPIC_AUTHORIZATION_FAILED"}) == 100
