@@ -721,14 +721,29 @@ class Settings(EngineSettings):
         return self
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any, data: Mapping[str, Any] | None = None) -> str:
     loc = [str(p) for p in error["loc"]]
     msg = str(error["msg"]).removeprefix("Value error, ")
+    named = _filter_name(loc, data)
+    if named:
+        msg = f"{msg} (filter {named!r})"
     if loc == ["features"] and msg.startswith(("features[", "features:")):
         return msg  # the features' own message names the entry already
     if msg.startswith(f"{'.'.join(loc)}."):
         return msg  # it names a key inside the field (kafka.producer.batch.size)
     return f"{'.'.join(loc) or 'config'}: {msg}"
+
+
+def _filter_name(loc: list[str], data: Mapping[str, Any] | None) -> str | None:
+    """The name of the filter an error's location points into (filters.drop.3.when…): a position alone
+    was hard to find in a long list."""
+    if data is None or len(loc) < 4 or loc[0] != "filters" or loc[1] not in ("drop", "keep_always"):
+        return None
+    try:
+        name = data["filters"][loc[1]][int(loc[2])]["name"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return name if isinstance(name, str) and name else None
 
 
 PRESETS = Path(__file__).resolve().parent / "presets"
@@ -813,7 +828,7 @@ def load_model(
     try:
         return model(**data)
     except ValidationError as e:
-        lines = [_describe(err) for err in e.errors()]
+        lines = [_describe(err, data) for err in e.errors()]
         if preset is not None and any("on_error is 'dlq'" in line for line in lines):
             lines.append(
                 f"(--preset {preset} sets processing.on_error: dlq; your file's processing.on_error wins over it)"

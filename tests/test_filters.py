@@ -123,6 +123,13 @@ def test_filter_errors_name_the_filter_and_the_reason(filters: dict[str, Any], m
         load_settings(None, **BASE, filters=filters)
 
 
+def test_a_filter_error_names_the_filter_by_its_name_too() -> None:
+    """Only its position was named: filters.drop.7 was hard to find in a long list."""
+    filters = {"drop": [{"name": "ok", "when": {"field": "a", "gt": 1}}, {"name": "bots", "when": {"field": "ua"}}]}
+    with pytest.raises(ConfigError, match=r"filters\.drop\.1\.when: .*\(filter 'bots'\)"):
+        load_settings(None, **BASE, filters=filters)
+
+
 @pytest.mark.kafka
 def test_daemon_drops_and_keeps_always(kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     topic, group = fresh_topic(kafka_bootstrap, "filters")

@@ -1030,10 +1030,13 @@ class Daemon:
             prepared.kept = [(good[i], name) for i, name in kept]
             if unfiltered:  # as undecodable ones: skipped, dead-lettered or stopping, as processing.on_error says
                 prepared.bad = sorted(prepared.bad + [(good[i], reason) for i, reason in unfiltered])
-                log.error(
-                    "filters: %d records of a batch could not be filtered (processing.on_error: %s): %s",
-                    len(unfiltered), self.settings.processing.on_error, unfiltered[0][1],
-                )  # fmt: skip
+                # once a minute: a filter that fails on a field every record has would log every batch
+                if (admitted := self._repeats.admit("filters")) is not None:
+                    more = f" ({admitted[0]} more batches like it in {admitted[1]:.0f}s)" if admitted[0] else ""
+                    log.error(
+                        "filters: %d records of a batch could not be filtered (processing.on_error: %s): %s%s",
+                        len(unfiltered), self.settings.processing.on_error, unfiltered[0][1], more,
+                    )  # fmt: skip
             if dropped or kept or unfiltered:
                 prepared.take(np.flatnonzero(reduce).tolist())
         if prepared.records and self.graders_may_raise:
