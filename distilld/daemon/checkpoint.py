@@ -81,8 +81,8 @@ class Checkpoints:
         # at_least_once: the periodic commit waiting for the group coordinator's answer (on_commit), one at a
         # time: its offsets are taken as committed once answered, and the next commit is made after it
         self._committing: _Commit | None = None
-        # partitions of periodic checkpoints, snapshotted once their commit is answered (:meth:`answered`)
-        self._snapshot_after: set[TP] = set()
+        # snapshots of partitions a periodic commit took, taken when it was sent, to write (:meth:`answered`)
+        self._ready: list[tuple[TP, Partition, int, bytes]] = []
         self.snapshots_due = False  # a commit was answered: the loop calls answered()
         self._repeats = Repeats(60.0)
 
@@ -108,26 +108,45 @@ class Checkpoints:
         if not self.output.flush(deadline):
             log.warning("%d outputs still unacknowledged; their offsets stay uncommitted", self.output.in_flight)
         if wait_s is not None and self.stop_by is None:
-            # periodic: asynchronous, the loop turning meanwhile. With a commit waiting for its answer, the
-            # snapshots wait for it too (answered()): a snapshot covers only what is known to be committed, and
-            # the state topic is checked right before they are written (a write to a state topic deleted since
-            # the last check got the producer fenced by Tansu, outputs included)
-            self._commit_partitions(keys, asynchronous=True)
-            if self._committing is not None:
-                self._snapshot_after.update(keys)
-                return deadline
+            # periodic: asynchronous, the loop turning meanwhile. A snapshot covers only what is known to be
+            # committed: those of the partitions this commit takes whole are taken now, while their state is
+            # exactly the offsets sent (the loop reads on before the answer comes: taken then, a busy partition's
+            # state was always ahead of its commit, and never snapshotted), and written once it answers
+            # (answered(): the state topic checked right before, a write to one deleted since the last check got
+            # the producer fenced by Tansu, outputs included). Partitions whose state is committed already (idle
+            # ones) are snapshotted now, below.
+            sent = self._commit_partitions(keys, asynchronous=True)
+            if sent is not None:
+                self._take_snapshots(sent)
         else:
             self._commit_partitions(keys, asynchronous=False, leaving=self.stop_by is None)
         self._snapshots(keys, deadline)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         return deadline
 
+    def _take_snapshots(self, sent: _Commit) -> None:
+        """The snapshots of the partitions ``sent`` commits whole (their state is exactly its offsets), taken
+        with it, to write when it is answered."""
+        for key, _, due in sent.progress:
+            part = self.partitions.get(key)
+            if part is None or part.replay_until is not None or part.processed != due or part.snapshot_at == due:
+                continue
+            data = self._dump(key, part, due)
+            if data is not None:
+                sent.snapshots[key] = (part, due, data)
+
     def answered(self) -> None:
-        """The loop's turn after a periodic commit was answered: the snapshots of the partitions the periodic
-        checkpoints since asked for, due now that their commit is known."""
+        """The loop's turn after a periodic commit was answered: the snapshots taken when it was sent, of the
+        partitions it committed, written if the partition is still this member's (the same one: not revoked
+        and assigned again since)."""
         self.snapshots_due = False
-        keys, self._snapshot_after = list(self._snapshot_after), set()
-        self._snapshots(keys, time.monotonic() + CHECK_TIMEOUT_S)
+        ready, self._ready = self._ready, []
+        if not ready:
+            return
+        held = [(key, part, offset, data) for key, part, offset, data in ready if self.partitions.get(key) is part]
+        if held and self._state_topic_there(time.monotonic() + CHECK_TIMEOUT_S, lambda: len(held)):
+            for key, part, offset, data in held:
+                self._write(key, part, offset, data)
 
     def _snapshots(self, keys: list[TP], deadline: float) -> None:
         """Snapshot those of ``keys`` whose state is exactly what is committed (and known to be)."""
@@ -155,41 +174,45 @@ class Checkpoints:
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """The consumer's callback for asynchronous commits: the periodic commit's answer. Its offsets the
-        coordinator took are committed (and their snapshots due); the others are committed again at the next
-        commit."""
+        coordinator took are committed (and their snapshots ready to write); the others are committed again at
+        the next commit. librdkafka gives the request the last failed partition's error even when others were
+        taken: the partitions' own errors say which (the request's counts for all only when none has one)."""
         commit = self._committing
-        ours = commit is not None and sorted((tp.topic, tp.partition, tp.offset) for tp in partitions) == commit.key
-        late = False
-        if commit is not None and ours:
-            self._committing = None
-            waited = time.monotonic() - commit.sent
-            self.metrics.commit_duration.observe(waited)
-            late = commit.late
-            if late:
-                log.info("the group coordinator answered the commit after %.0fs", waited)
-        if err is not None:
-            if _rebalancing(err):
-                log.info("commit refused during a rebalance (%s); will retry", err)
-            else:
-                if not late:  # counted already when it was found late
-                    self.metrics.commit_failures.inc()
-                log.warning("commit failed (%s); will retry", err)
+        if commit is None or sorted((tp.topic, tp.partition, tp.offset) for tp in partitions) != commit.key:
+            if err is not None and not _rebalancing(err):
+                log.warning("commit failed (%s); will retry", err)  # none of ours (a forgotten one's)
             return
-        if commit is None or not ours:
-            return
-        refused = {(tp.topic, tp.partition): tp.error for tp in partitions if tp.error is not None}
-        self._taken(commit.progress, refused)
-        self.snapshots_due = bool(self._snapshot_after)
+        self._committing = None
+        waited = time.monotonic() - commit.sent
+        self.metrics.commit_duration.observe(waited)
+        if commit.late:
+            log.info("the group coordinator answered the commit after %.0fs", waited)
+        refused: dict[TP, Any] = {(tp.topic, tp.partition): tp.error for tp in partitions if tp.error is not None}
+        if err is not None and not refused:
+            refused = {key: err for key, _, _ in commit.progress}
+        self._taken(commit.progress, refused, counted=commit.late)
+        self._ready += [(key, *snap) for key, snap in commit.snapshots.items() if key not in refused]
+        self.snapshots_due = bool(self._ready)
 
-    def _taken(self, progress: list[tuple[TP, PartitionProgress, int]], refused: dict[TP, Any]) -> None:
-        """A commit answered: the offsets not ``refused`` are committed; the refused ones are due again."""
+    def _taken(
+        self, progress: list[tuple[TP, PartitionProgress, int]], refused: dict[TP, Any], counted: bool = False
+    ) -> None:
+        """A commit answered: the offsets not ``refused`` are committed (never back: a stop's commit may have
+        taken later ones meanwhile); the refused ones are due again. One failure counted for the refusals that
+        are not a rebalance's, unless ``counted`` (found late) already."""
         for key, p, due in progress:
-            if key in refused:
-                if not _rebalancing(refused[key]):
-                    self.metrics.commit_failures.inc()
-                log.warning("commit of %s[%d] refused (%s); will retry", key[0], key[1], refused[key])
-            else:
+            if key not in refused and (p.committed is None or due > p.committed):
                 p.committed = due
+        if not refused:
+            return
+        failed = {k: e for k, e in refused.items() if not _rebalancing(e)}
+        if failed and not counted:
+            self.metrics.commit_failures.inc()
+        for key, error in refused.items():
+            if key in failed:
+                log.warning("commit of %s[%d] refused (%s); will retry", key[0], key[1], error)
+            else:
+                log.info("commit of %s[%d] refused during a rebalance (%s); will retry", key[0], key[1], error)
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -213,13 +236,19 @@ class Checkpoints:
         return True
 
     def _snapshot(self, key: TP, part: Partition, offset: int) -> None:
+        data = self._dump(key, part, offset)
+        if data is not None:
+            self._write(key, part, offset, data)
+
+    def _dump(self, key: TP, part: Partition, offset: int) -> bytes | None:
         try:
-            data = dump(part.reducer)
+            return dump(part.reducer)
         except SnapshotError as e:  # a key no snapshot keeps: like a snapshot the brokers refused
             self.metrics.snapshot_failures.inc()
             log.warning("%s[%d]: snapshot at offset %d not written (%s)", key[0], key[1], offset, e)
-            return
+            return None
 
+    def _write(self, key: TP, part: Partition, offset: int, data: bytes) -> None:
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
                 self.metrics.snapshot_failures.inc()
@@ -242,29 +271,28 @@ class Checkpoints:
 
     # -- at least once -------------------------------------------------------------
 
-    def _commit_partitions(self, keys: list[TP], asynchronous: bool, leaving: bool = False) -> None:
+    def _commit_partitions(self, keys: list[TP], asynchronous: bool, leaving: bool = False) -> _Commit | None:
         """Commit the offsets of ``keys`` that moved. ``asynchronous`` (the periodic commits): answered in
         :meth:`on_commit`, one at a time, so that one the group coordinator does not answer holds nothing up:
         counted and logged once COMMIT_WAIT_S old, its offsets not taken as committed (nor snapshotted) until it
         is answered. Otherwise waited for: a stop's until its deadline; a revoke's (``leaving``: in the
         rebalance callback, inside consume(), where only the loop's thread may call the consumer, and a commit
         has no timeout) unless the coordinator has left the last commit unanswered, when the partitions are
-        released without it."""
+        released without it. Returns the asynchronous commit it sent, if it sent one."""
         if self._committing is not None and time.monotonic() - self._committing.sent > COMMIT_FORGET_S:
             log.warning("the commit unanswered for %.0fs is forgotten: committing again", COMMIT_FORGET_S)
             self._committing = None
         if asynchronous and self._committing is not None:
             self._overdue()
-            return
-        if leaving and self._overdue(said=False):
-            self.metrics.commit_failures.inc()
+            return None
+        if leaving and self._overdue(said=False):  # counted there (once for the commit)
             log.warning(
                 "%s released without their commit: the group coordinator has not answered the last one for "
                 "%.0fs (waiting for it would hold the rebalance as long); their next owner reads them again from "
                 "the last commit",
                 ", ".join(f"{t}[{p}]" for t, p in keys), time.monotonic() - self._committing.sent,  # type: ignore[union-attr]
             )  # fmt: skip
-            return
+            return None
         offsets, progress = [], []
         for key in keys:
             part = self.partitions.get(key)
@@ -275,15 +303,15 @@ class Checkpoints:
                 offsets.append(TopicPartition(key[0], key[1], due))
                 progress.append((key, part.progress, due))
         if not offsets:
-            return
+            return None
         if asynchronous:
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
             except KafkaException as e:
                 self._failed(e)
-                return
+                return None
             self._committing = _Commit(offsets, progress)
-            return
+            return self._committing
         started = time.perf_counter()
         results: list[TopicPartition] = []
         try:
@@ -299,13 +327,14 @@ class Checkpoints:
                 "records again from the last commit",
                 _offsets(offsets),
             )
-            return
+            return None
         except KafkaException as e:
             self._failed(e, offsets)
-            return
+            return None
         finally:
             self.metrics.commit_duration.observe(time.perf_counter() - started)
         self._taken(progress, {(tp.topic, tp.partition): tp.error for tp in results or [] if tp.error is not None})
+        return None
 
     def _overdue(self, said: bool = True) -> bool:
         """Whether the commit in flight has waited COMMIT_WAIT_S for its answer; counted once, and (``said``)
@@ -495,6 +524,8 @@ class _Commit:
         self.progress = progress
         self.sent = time.monotonic()
         self.late = False  # not answered in COMMIT_WAIT_S: counted as a failure
+        # the snapshots to write once it is answered, taken when it was sent: partition, offset, data
+        self.snapshots: dict[TP, tuple[Partition, int, bytes]] = {}
 
 
 def _offsets(offsets: list[TopicPartition]) -> str:
