@@ -11,6 +11,8 @@ import pytest
 
 from distilld import DistilledProcessor, build_graders
 from distilld.broker import EmbeddedBroker, free_port
+from distilld.daemon.loop import Daemon
+from distilld.settings import load_settings
 
 from .kafka_tools import DaemonProcess
 from .proxy_tools import TcpProxy
@@ -131,3 +133,42 @@ def _docker_answers() -> bool:
         return True
     except Exception:
         return False
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.paused: list[Any] = []
+        self.resumed: list[Any] = []
+
+    def assignment(self) -> list[str]:
+        return ["t[0]", "t[1]"]
+
+    def pause(self, partitions: list[Any]) -> None:
+        self.paused.append(list(partitions))
+
+    def resume(self, partitions: list[Any]) -> None:
+        self.resumed.append(list(partitions))
+
+    def incremental_unassign(self, partitions: list[Any]) -> None:
+        pass
+
+
+@pytest.fixture
+def daemon() -> Daemon:
+    s = load_settings(
+        None,
+        kafka={
+            "bootstrap_servers": "127.0.0.1:1",
+            "group_id": "g",
+            "input_topics": ["t"],
+            "output_topic": "o",
+            "dlq_topic": "d",
+        },
+        features=[{"name": "a", "type": "numeric"}],
+        processing={"max_in_flight": 100},
+        metrics={"port": 0},
+    )
+    d = Daemon(s)
+    d.consumer = FakeConsumer()  # type: ignore[assignment]
+    d.output.poll = lambda timeout=0.0: None  # type: ignore[method-assign]
+    return d

@@ -17,7 +17,6 @@ from distilld.daemon.loop import Daemon
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.partition import Partition
 from distilld.daemon.progress import PartitionProgress
-from distilld.settings import load_settings
 
 HOLD_S = 8.0  # how long a held synchronous commit waits before it answers by itself
 
@@ -196,23 +195,6 @@ def test_a_synchronous_commit_refused_for_a_rebalance_is_not_counted(code: int, 
     assert _failures(metrics) == counted and part.progress.committed is None
     checkpoints.commit(asynchronous=True)
     assert _failures(metrics) == 2 * counted
-
-
-@pytest.fixture
-def daemon() -> Daemon:
-    s = load_settings(
-        None,
-        kafka={
-            "bootstrap_servers": "127.0.0.1:1",
-            "group_id": "g",
-            "input_topics": ["t"],
-            "output_topic": "o",
-            "dlq_topic": "d",
-        },
-        features=[{"name": "a", "type": "numeric"}],
-        metrics={"port": 0},
-    )
-    return Daemon(s)
 
 
 def test_a_stop_during_a_commit_the_coordinator_does_not_answer_ends_by_its_deadline(

@@ -19,7 +19,7 @@ from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.progress import PartitionProgress
 from distilld.settings import load_settings
 
-from .conftest import tv
+from .conftest import FakeConsumer, tv
 
 
 @settings(max_examples=200, deadline=None)
@@ -52,45 +52,6 @@ def test_decode_sorts_records_from_bad_values_with_reasons() -> None:
     assert reasons[2] == "not a JSON object: list"
     assert reasons[3].startswith("empty value")
     assert reasons[1].startswith("not JSON")
-
-
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.paused: list[Any] = []
-        self.resumed: list[Any] = []
-
-    def assignment(self) -> list[str]:
-        return ["t[0]", "t[1]"]
-
-    def pause(self, partitions: list[Any]) -> None:
-        self.paused.append(list(partitions))
-
-    def resume(self, partitions: list[Any]) -> None:
-        self.resumed.append(list(partitions))
-
-    def incremental_unassign(self, partitions: list[Any]) -> None:
-        pass
-
-
-@pytest.fixture
-def daemon() -> Daemon:
-    s = load_settings(
-        None,
-        kafka={
-            "bootstrap_servers": "127.0.0.1:1",
-            "group_id": "g",
-            "input_topics": ["t"],
-            "output_topic": "o",
-            "dlq_topic": "d",
-        },
-        features=[{"name": "a", "type": "numeric"}],
-        processing={"max_in_flight": 100},
-        metrics={"port": 0},
-    )
-    d = Daemon(s)
-    d.consumer = FakeConsumer()  # type: ignore[assignment]
-    d.output.poll = lambda timeout=0.0: None  # type: ignore[method-assign]
-    return d
 
 
 def test_fetching_pauses_at_the_in_flight_limit_and_resumes_at_half(daemon: Daemon) -> None:
