@@ -142,18 +142,24 @@ def test_a_state_topic_deleted_while_running_is_made_again_and_every_snapshot_wr
     _wait("snapshots written", lambda: _metric(base, "distilld_snapshots_total") >= PARTITIONS, 30, first)
     assert _listed(bootstrap, state_topic) == PARTITIONS
 
+    written = _metric(base, "distilld_snapshots_total")
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.delete_topics([state_topic])[state_topic].result(30)
-    assert _listed(bootstrap, state_topic) == 0, "deleted"
-    written = _metric(base, "distilld_snapshots_total")
-    # one partition only gets more records: the other is idle, and its snapshot must be written again too
+    # not checked gone here: a checkpoint a second may notice and make it again at once. The topic made again
+    # starts empty, so any snapshot of the idle partition in it was written again (measured here, after the
+    # daemon may have rewritten it already, it was taken for the old one: the test failed 1 run in 4)
     more = [orjson.dumps(r) for r in people_records(300, seed=12)]
     extra = produce(bootstrap, topic, more, [keys[0]] * len(more))
+    # one partition only gets more records: the other is idle, and its snapshot must be written again too
     idle = 1 - extra[0].partition
-    idle_chunks = _snapshot_chunks(bootstrap, state_topic, f"{topic}/{idle}/".encode())
     sent += extra
 
-    _wait("the state topic made again", lambda: _listed(bootstrap, state_topic) == PARTITIONS, 30, first)
+    _wait(
+        "the state topic made again",
+        lambda: "made again" in first.log() and _listed(bootstrap, state_topic) == PARTITIONS,
+        30,
+        first,
+    )
     _wait("a state error counted", lambda: _metric(base, "distilld_state_errors_total") >= 1, 10, first)
     _wait(
         "every partition's snapshot written again",
@@ -164,7 +170,7 @@ def test_a_state_topic_deleted_while_running_is_made_again_and_every_snapshot_wr
     wait_committed(bootstrap, group, topic, end_offsets(sent), PARTITIONS, first, limit_s=60)
     _wait(
         "the idle partition's snapshot written again",
-        lambda: _snapshot_chunks(bootstrap, state_topic, f"{topic}/{idle}/".encode()) > idle_chunks,
+        lambda: _snapshot_chunks(bootstrap, state_topic, f"{topic}/{idle}/".encode()) > 0,
         30,
         first,
     )
