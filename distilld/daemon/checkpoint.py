@@ -348,8 +348,7 @@ class Checkpoints:
         if not commit.late:
             commit.late = True
             self.metrics.commit_failures.inc()
-        if said and (admitted := self._repeats.admit("commit not answered")) is not None:
-            more = f" ({admitted[0]} more like it in {admitted[1]:.0f}s)" if admitted[0] else ""
+        if said and (more := self._repeats.note("commit not answered")) is not None:
             log.warning("the group coordinator did not answer the commit in %.0fs; will retry%s", waited, more)
         return True
 

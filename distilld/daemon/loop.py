@@ -958,9 +958,8 @@ class Daemon:
         """An error the consumer reported instead of records: counted, and logged once a minute per error and
         topic (an input whose Read ACL is gone reports one at every fetch)."""
         self.metrics.consume_errors.labels(err.name()).inc()
-        admitted = self._repeats.admit(("consume", err.code(), topic))
-        if admitted is not None:
-            more = f" ({admitted[0]} more like it in {admitted[1]:.0f}s)" if admitted[0] else ""
+        more = self._repeats.note(("consume", err.code(), topic))
+        if more is not None:
             log.warning("consume: %s%s", err, more)
 
     def _process_partition(self, tp: TP, part: Partition, msgs: list[Any]) -> None:
@@ -1031,8 +1030,7 @@ class Daemon:
             if unfiltered:  # as undecodable ones: skipped, dead-lettered or stopping, as processing.on_error says
                 prepared.bad = sorted(prepared.bad + [(good[i], reason) for i, reason in unfiltered])
                 # once a minute: a filter that fails on a field every record has would log every batch
-                if (admitted := self._repeats.admit("filters")) is not None:
-                    more = f" ({admitted[0]} more batches like it in {admitted[1]:.0f}s)" if admitted[0] else ""
+                if (more := self._repeats.note("filters")) is not None:
                     log.error(
                         "filters: %d records of a batch could not be filtered (processing.on_error: %s): %s%s",
                         len(unfiltered), self.settings.processing.on_error, unfiltered[0][1], more,
@@ -1288,12 +1286,10 @@ class Daemon:
                     "or extensions set through kafka.consumer / kafka.producer)"
                 )
                 return
-            admitted = self._repeats.admit("token")
-            if admitted is not None:
+            more = self._repeats.note("token")
+            if more is not None:
                 log.warning(
-                    "cannot fetch a SASL token: %s (retried; check kafka.sasl's token endpoint)%s",
-                    err.str(),
-                    f" ({admitted[0]} more like it in {admitted[1]:.0f}s)" if admitted[0] else "",
+                    "cannot fetch a SASL token: %s (retried; check kafka.sasl's token endpoint)%s", err.str(), more
                 )
             return
         if err.code() in AUTH_ERRORS or err.fatal():

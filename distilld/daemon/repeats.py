@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Hashable
 
-__all__ = ["RepeatFilter", "Repeats"]
+__all__ = ["RepeatFilter", "Repeats", "more_like_it"]
 
 
 class Repeats:
@@ -34,6 +34,17 @@ class Repeats:
         self._seen[kind] = (now, 0)
         return left_out, now - last
 
+    def note(self, kind: Hashable) -> str | None:
+        """:meth:`admit` as the end of a log line: None to leave the line out; else "" or
+        " (N more like it in Ss)"."""
+        admitted = self.admit(kind)
+        return None if admitted is None else more_like_it(*admitted)
+
+
+def more_like_it(left_out: int, since: float) -> str:
+    """ " (N more like it in Ss)" after a line of a kind others were left out of, or ""."""
+    return f" ({left_out} more like it in {since:.0f}s)" if left_out else ""
+
 
 class RepeatFilter(logging.Filter):
     """A logging filter: a kind is the message with its numbers blanked."""
@@ -48,5 +59,5 @@ class RepeatFilter(logging.Filter):
             return False
         left_out, since = admitted
         if left_out:
-            record.msg, record.args = f"{record.getMessage()} ({left_out} more like it in {since:.0f}s)", ()
+            record.msg, record.args = f"{record.getMessage()}{more_like_it(left_out, since)}", ()
         return True

@@ -88,12 +88,11 @@ class WaitingLag:
 
     def _failed(self, reason: str) -> None:
         self.metrics.offset_lookup_errors.labels("high_watermark").inc()
-        admitted = self._repeats.admit("failed")
-        if admitted is not None:
-            left_out, since = admitted
+        more = self._repeats.note("failed")
+        if more is not None:
             log.warning(
                 "cannot look up the end of partitions waiting for their state (%s): their consumer lag is not "
                 "updated; retrying at each metrics refresh%s",
                 reason,
-                f" ({left_out} more like it in {since:.0f}s)" if left_out else "",
+                more,
             )
