@@ -7,6 +7,7 @@ run it (and the engine) on generated streams.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import json
 import logging
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from distilld import __version__
 
@@ -121,12 +122,38 @@ def _stoppable() -> Iterator[None]:
     def stop(signum: int, frame: object) -> None:
         raise _Stopped(signum)
 
+    previous_hook = sys.unraisablehook
+    lock = threading.Lock()
+    active = [True]
+
+    def resend(signum: int) -> None:
+        with lock:
+            if active[0]:
+                _thread.interrupt_main(signal.Signals(signum))
+
+    def again(unraisable: Any) -> None:
+        # A handler that runs inside a C callback (numba compiling the engine calls back into Python
+        # through ctypes) raises where nothing can take the exception: it is printed and dropped, and the
+        # run went on to its end, exit code 0, the output in place. The signal is given again instead,
+        # from another thread once this hook has returned (given here, it would be handled, and dropped,
+        # in the hook itself), until the main thread takes it in Python code.
+        if isinstance(unraisable.exc_value, _Stopped):
+            timer = threading.Timer(0.01, resend, (unraisable.exc_value.signum,))
+            timer.daemon = True
+            timer.start()
+        else:
+            previous_hook(unraisable)
+
     # a signal ignored (a shell's background job ignores SIGINT) stays ignored
     sigs = [sig for sig in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(sig) is not signal.SIG_IGN]
     before = {sig: signal.signal(sig, stop) for sig in sigs}
+    sys.unraisablehook = again
     try:
         yield
     finally:
+        with lock:
+            active[0] = False
+        sys.unraisablehook = previous_hook
         for sig, handler in before.items():
             signal.signal(sig, handler)
 
