@@ -316,7 +316,8 @@ def _stop(daemon: subprocess.Popen[bytes]) -> int:
 
 
 def _create_topics(bootstrap: str) -> None:
-    admin = AdminClient(_client(bootstrap))
+    # log_level 5: no info line at exit about the events of its background queue it purges
+    admin = AdminClient({**_client(bootstrap), "log_level": 5})
     for f in admin.create_topics([NewTopic(IN, PARTITIONS, 1), NewTopic(OUT, 1, 1), NewTopic(DLQ, 1, 1)]).values():
         f.result()
 
@@ -407,7 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         description="The Kafka daemon on a generated stream, next to random sampling.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--stream", choices=sorted(SOURCES), default="people")
+    parser.add_argument(
+        "--stream",
+        choices=sorted(SOURCES),
+        default="people",
+        help="generated stream (clickstream: UserALE-like events)",
+    )
     parser.add_argument("--rate", type=float, default=10_000, help="records per second to produce")
     parser.add_argument("--share", type=float, default=0.1, help="share of records distilld forwards (reducer.rate)")
     parser.add_argument("--window", type=float, default=10.0, help="sliding window, seconds")
