@@ -81,6 +81,9 @@ class Checkpoints:
         # at_least_once: the periodic commit waiting for the group coordinator's answer (on_commit), one at a
         # time: its offsets are taken as committed once answered, and the next commit is made after it
         self._committing: _Commit | None = None
+        # at_least_once: the commits of revoked partitions waiting for their answers (on_commit). librdkafka does
+        # not rejoin the group (and so hand the partitions over) while a commit of its own is unanswered
+        self._revoking: list[_Commit] = []
         # snapshots of partitions a periodic commit took, taken when it was sent, to write (:meth:`answered`)
         self._ready: list[tuple[TP, Partition, int, bytes]] = []
         self.snapshots_due = False  # a commit was answered: the loop calls answered()
@@ -118,11 +121,33 @@ class Checkpoints:
             sent = self._commit_partitions(keys, asynchronous=True)
             if sent is not None:
                 self._take_snapshots(sent)
+        elif self.stop_by is None:
+            self._revoke(keys, deadline)
         else:
-            self._commit_partitions(keys, asynchronous=False, leaving=self.stop_by is None)
+            self._commit_partitions(keys, asynchronous=False)
         self._snapshots(keys, deadline)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         return deadline
+
+    def _revoke(self, keys: list[TP], deadline: float) -> None:
+        """A revoke's commit (in the rebalance callback, inside consume()): asynchronous, so that a group coordinator
+        that does not answer holds neither the loop nor a SIGTERM (a synchronous commit has no timeout, and no other
+        thread may call the consumer meanwhile). It still lands before the partitions go: librdkafka counts every
+        commit it has had no answer to (asynchronous ones too), and completes an unassign, so rejoins the group
+        that hands the partitions over, only once none is left (rd_kafka_assignment_serve waits for wait_commit_cnt
+        to reach 0; here, after the revoke callback's incremental unassign: cooperative-sticky). Refused or never
+        answered, the partitions' next owner reads them again from the last commit (at-least-once); its offsets
+        are of acknowledged outputs only (flushed before), so whatever it takes is sound. The snapshots of the
+        partitions it commits whole are written now, before the hand-over: one covering more than the commit
+        (refused) is not used by a restore, which takes the newest at or before the commit (StateScan)."""
+        sent = self._commit_partitions(keys, asynchronous=True, leaving=True)
+        if sent is None:
+            return
+        self._take_snapshots(sent)
+        ready, sent.snapshots = list(sent.snapshots.items()), {}
+        if ready and self._state_topic_there(deadline, lambda: len(ready)):
+            for key, (part, offset, data) in ready:
+                self._write(key, part, offset, data)
 
     def _take_snapshots(self, sent: _Commit) -> None:
         """The snapshots of the partitions ``sent`` commits whole (their state is exactly its offsets), taken
@@ -177,25 +202,38 @@ class Checkpoints:
         coordinator took are committed (and their snapshots ready to write); the others are committed again at
         the next commit. librdkafka gives the request the last failed partition's error even when others were
         taken: the partitions' own errors say which (the request's counts for all only when none has one)."""
+        key = sorted((tp.topic, tp.partition, tp.offset) for tp in partitions)
         commit = self._committing
-        if commit is None or sorted((tp.topic, tp.partition, tp.offset) for tp in partitions) != commit.key:
+        revoked = next((c for c in self._revoking if c.key == key), None)
+        if revoked is not None:
+            self._revoking.remove(revoked)
+            commit = revoked
+        elif commit is None or key != commit.key:
             if err is not None and not _rebalancing(err):
                 log.warning("commit failed (%s); will retry", err)  # none of ours (a forgotten one's)
             return
-        self._committing = None
+        else:
+            self._committing = None
         waited = time.monotonic() - commit.sent
         self.metrics.commit_duration.observe(waited)
         if commit.late:
             log.info("the group coordinator answered the commit after %.0fs", waited)
         refused: dict[TP, Any] = {(tp.topic, tp.partition): tp.error for tp in partitions if tp.error is not None}
         if err is not None and not refused:
-            refused = {key: err for key, _, _ in commit.progress}
-        self._taken(commit.progress, refused, counted=commit.late)
+            refused = {tp: err for tp, _, _ in commit.progress}
+        then = "their next owner reads them again from the last commit" if revoked is not None else "will retry"
+        self._taken(commit.progress, refused, counted=commit.late, then=then)
+        if revoked is not None:
+            return  # its snapshots were written when it was sent (_revoke)
         self._ready += [(key, *snap) for key, snap in commit.snapshots.items() if key not in refused]
         self.snapshots_due = bool(self._ready)
 
     def _taken(
-        self, progress: list[tuple[TP, PartitionProgress, int]], refused: dict[TP, Any], counted: bool = False
+        self,
+        progress: list[tuple[TP, PartitionProgress, int]],
+        refused: dict[TP, Any],
+        counted: bool = False,
+        then: str = "will retry",
     ) -> None:
         """A commit answered: the offsets not ``refused`` are committed (never back: a stop's commit may have
         taken later ones meanwhile); the refused ones are due again. One failure counted for the refusals that
@@ -210,9 +248,9 @@ class Checkpoints:
             self.metrics.commit_failures.inc()
         for key, error in refused.items():
             if key in failed:
-                log.warning("commit of %s[%d] refused (%s); will retry", key[0], key[1], error)
+                log.warning("commit of %s[%d] refused (%s); %s", key[0], key[1], error, then)
             else:
-                log.info("commit of %s[%d] refused during a rebalance (%s); will retry", key[0], key[1], error)
+                log.info("commit of %s[%d] refused during a rebalance (%s); %s", key[0], key[1], error, then)
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -275,14 +313,15 @@ class Checkpoints:
         """Commit the offsets of ``keys`` that moved. ``asynchronous`` (the periodic commits): answered in
         :meth:`on_commit`, one at a time, so that one the group coordinator does not answer holds nothing up:
         counted and logged once COMMIT_WAIT_S old, its offsets not taken as committed (nor snapshotted) until it
-        is answered. Otherwise waited for: a stop's until its deadline; a revoke's (``leaving``: in the
-        rebalance callback, inside consume(), where only the loop's thread may call the consumer, and a commit
-        has no timeout) unless the coordinator has left the last commit unanswered, when the partitions are
-        released without it. Returns the asynchronous commit it sent, if it sent one."""
-        if self._committing is not None and time.monotonic() - self._committing.sent > COMMIT_FORGET_S:
+        is answered. A revoke's (``leaving``, asynchronous too: :meth:`_revoke`) goes whatever else is in flight,
+        unless the coordinator has left the last commit unanswered, when the partitions are released without it.
+        A stop's is waited for until its deadline. Returns the asynchronous commit it sent, if it sent one."""
+        now = time.monotonic()
+        if self._committing is not None and now - self._committing.sent > COMMIT_FORGET_S:
             log.warning("the commit unanswered for %.0fs is forgotten: committing again", COMMIT_FORGET_S)
             self._committing = None
-        if asynchronous and self._committing is not None:
+        self._revoking = [c for c in self._revoking if now - c.sent <= COMMIT_FORGET_S]  # answered by now, or never
+        if asynchronous and not leaving and self._committing is not None:
             self._overdue()
             return None
         if leaving and self._overdue(said=False):  # counted there (once for the commit)
@@ -310,8 +349,12 @@ class Checkpoints:
             except KafkaException as e:
                 self._failed(e)
                 return None
-            self._committing = _Commit(offsets, progress)
-            return self._committing
+            sent = _Commit(offsets, progress)
+            if leaving:
+                self._revoking.append(sent)
+            else:
+                self._committing = sent
+            return sent
         started = time.perf_counter()
         results: list[TopicPartition] = []
         try:
