@@ -235,6 +235,7 @@ class Daemon:
             ),
             limits=TopicLimits() if self.compression == "none" else None,
             remake=None if exactly_once else lambda: Producer({**producer_conf, "error_cb": self._on_client_error}),
+            broker_up=lambda: self.broker_up,  # the consumer's statistics: a broker answers
         )
         # librdkafka times a request out after socket.timeout.ms, and the coordinator aborts a transaction open
         # transaction.timeout.ms: a transactional call still running past both never returns
