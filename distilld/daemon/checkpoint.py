@@ -482,7 +482,7 @@ class Checkpoints:
             self.metrics.commit_failures.inc()
             if isinstance(e.args[0], KafkaError) and e.args[0].retriable():
                 if self.stop_by is not None:
-                    self._give_up(e)
+                    self._give_up(e, asked=self.txn.committing)
                     return False
                 if not self.unfinished:
                     log.warning("transaction not committed yet (%s): retrying it before anything more is read", e)
@@ -525,26 +525,41 @@ class Checkpoints:
         self.output.discard()
         self.rewind()
 
-    def _give_up(self, e: KafkaException) -> None:
+    def _give_up(self, e: KafkaException, asked: bool = False) -> None:
         """Stopping, the open transaction not committed (nor aborted) by the stop's deadline, the brokers not
-        answering: it is left to the brokers, which abort it after the producer's transaction.timeout.ms (a
-        read_committed reader never sees its records). Nothing of it is committed, so nothing is lost: the
-        partitions' next owner (this daemon restarted, or another) reads from their last commit and produces
-        its outputs again. A graceful stop (exit 0), as at-least-once's with the brokers away; not tried
-        again by the close's revoke."""
+        answering: it is left to the brokers and not tried again by the close's revoke; a graceful stop (exit 0),
+        as at-least-once's with the brokers away. Its commit not asked for yet, the brokers abort it after the
+        producer's transaction.timeout.ms (a read_committed reader never sees its records) and the partitions'
+        next owner (this daemon restarted, or another) reads from their last commit and produces its outputs
+        again: nothing is lost. Its commit ``asked`` for (commit_transaction called, not answered), the outcome is
+        unknown: the transaction coordinator either has committed it, outputs and offsets together (the next
+        owner reads on after them), or aborts it as above; either way nothing is lost, nor seen twice by a
+        read_committed reader."""
         self.abandoned = True
         self.unfinished = False
-        work = [
-            f"{t}[{p}] offsets {part.progress.committed if part.progress.committed is not None else 'start'}"
-            f"..{part.processed}"
-            for (t, p), part in self.partitions.items()
-            if part.uncommitted()
-        ]
+        work = (
+            ", ".join(
+                f"{t}[{p}] offsets {part.progress.committed if part.progress.committed is not None else 'start'}"
+                f"..{part.processed}"
+                for (t, p), part in self.partitions.items()
+                if part.uncommitted()
+            )
+            or "no input partition's work"
+        )
+        if asked:
+            log.warning(
+                "transaction commit not answered by the stop's deadline (%s): whether it is committed is unknown; "
+                "the transaction coordinator either committed it, with the outputs and offsets of %s together, or "
+                "aborts it after transaction.timeout.ms and those records are read again from the last commit by "
+                "the partitions' next owner: either way nothing is lost, nor seen twice by a read_committed reader",
+                e, work,
+            )  # fmt: skip
+            return
         log.warning(
             "transaction not committed at the stop (%s): given up, with the outputs and offsets of %s (%d outputs "
             "not even acknowledged); the brokers abort it after transaction.timeout.ms, and those records are read "
             "again from the last commit by the partitions' next owner",
-            e, ", ".join(work) or "no input partition's work", self.output.in_flight,
+            e, work, self.output.in_flight,
         )  # fmt: skip
 
 
