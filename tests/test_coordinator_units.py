@@ -217,6 +217,29 @@ def test_a_revoke_commits_without_waiting_for_the_coordinator_and_snapshots_befo
     assert any("next owner reads them again" in r.getMessage() for r in caplog.records)
 
 
+def test_a_forgotten_commit_taken_after_a_newer_one_gets_the_newer_offset_committed_again(monkeypatch: Any) -> None:
+    """A periodic commit unanswered COMMIT_FORGET_S is forgotten and the next one made: two in flight. Should the
+    old one be answered (taken) after the newer one, the group's commit may have gone back behind the newer
+    offset (and its snapshot). Its partitions now count as committed at the old offset, so the next commit sends
+    the newer one again."""
+    coordinator, part = HeldCoordinator(), _processed(10)
+    checkpoints = _checkpoints(coordinator, part, DaemonMetrics(["f"]))
+    checkpoints.commit()  # offset 10, never answered in time
+    part.progress.add(20, 0)
+    part.processed = 20
+    monkeypatch.setattr(checkpoint_module, "COMMIT_FORGET_S", 0.0)
+    checkpoints.commit()  # 10 forgotten: 20 goes
+    assert [offsets for _, offsets in coordinator.asked] == [[("t", 0, 10)], [("t", 0, 20)]]
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 20)])
+    assert part.progress.committed == 20 and part.progress.due() is None
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 10)])  # the forgotten one, taken after all
+    assert part.progress.committed == 10 and part.progress.due() == 20
+    checkpoints.commit()
+    assert coordinator.asked[-1] == (True, [("t", 0, 20)]), "the newer offset committed again"
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 20)])
+    assert part.progress.committed == 20
+
+
 @pytest.mark.parametrize(("code", "counted"), [(KafkaError.REBALANCE_IN_PROGRESS, 0), (KafkaError._TIMED_OUT, 1)])
 def test_a_synchronous_commit_refused_for_a_rebalance_is_not_counted(code: int, counted: int) -> None:
     """As the asynchronous commit's callback and a partition's refusal already were: a rebalance refuses every

@@ -43,6 +43,7 @@ COMMIT_WAIT_S = 5.0
 # one not answered this long is forgotten, and the next commit made: librdkafka answers every commit (with an
 # error after socket.timeout.ms, 60 s by default), so none stays unanswered this long but by a fault
 COMMIT_FORGET_S = 300.0
+FORGOTTEN_KEPT = 10  # forgotten commits whose late answers are still recognized (on_commit)
 
 log = logging.getLogger("distilld")
 
@@ -84,6 +85,9 @@ class Checkpoints:
         # at_least_once: the commits of revoked partitions waiting for their answers (on_commit). librdkafka does
         # not rejoin the group (and so hand the partitions over) while a commit of its own is unanswered
         self._revoking: list[_Commit] = []
+        # periodic commits forgotten unanswered (COMMIT_FORGET_S): one answered after a newer commit may have been
+        # applied after it too (librdkafka held it, then sent it), taking the group's commit back (on_commit)
+        self._forgotten: list[_Commit] = []
         # snapshots of partitions a periodic commit took, taken when it was sent, to write (:meth:`answered`)
         self._ready: list[tuple[TP, Partition, int, bytes]] = []
         self.snapshots_due = False  # a commit was answered: the loop calls answered()
@@ -205,6 +209,12 @@ class Checkpoints:
         key = sorted((tp.topic, tp.partition, tp.offset) for tp in partitions)
         commit = self._committing
         revoked = next((c for c in self._revoking if c.key == key), None)
+        forgotten = next((c for c in self._forgotten if c.key == key), None)
+        if forgotten is not None and revoked is None and (commit is None or key != commit.key):
+            self._forgotten.remove(forgotten)
+            if err is None:
+                self._behind(forgotten, partitions)
+            return
         if revoked is not None:
             self._revoking.remove(revoked)
             commit = revoked
@@ -227,6 +237,22 @@ class Checkpoints:
             return  # its snapshots were written when it was sent (_revoke)
         self._ready += [(key, *snap) for key, snap in commit.snapshots.items() if key not in refused]
         self.snapshots_due = bool(self._ready)
+
+    def _behind(self, old: _Commit, partitions: list[TopicPartition]) -> None:
+        """A forgotten commit was taken after all, its answer coming after a newer commit's: the group's commit of
+        its partitions may be its older offset now (a snapshot of the newer state no longer usable, and more to
+        read again at a hand-over). Those partitions count as committed at its offset, so that the next commit
+        sends the newer one again: one commit more, needless only where the broker applied them in order."""
+        taken = {(tp.topic, tp.partition) for tp in partitions if tp.error is None}
+        for key, p, due in old.progress:
+            if key not in taken or p.committed is None or due >= p.committed:
+                continue
+            log.warning(
+                "%s[%d]: a commit forgotten unanswered was taken after a newer one (offset %d after %d): "
+                "committing the newer offset again",
+                key[0], key[1], due, p.committed,
+            )  # fmt: skip
+            p.committed = due
 
     def _taken(
         self,
@@ -319,6 +345,7 @@ class Checkpoints:
         now = time.monotonic()
         if self._committing is not None and now - self._committing.sent > COMMIT_FORGET_S:
             log.warning("the commit unanswered for %.0fs is forgotten: committing again", COMMIT_FORGET_S)
+            self._forgotten = [*self._forgotten[-(FORGOTTEN_KEPT - 1) :], self._committing]
             self._committing = None
         self._revoking = [c for c in self._revoking if now - c.sent <= COMMIT_FORGET_S]  # answered by now, or never
         if asynchronous and not leaving and self._committing is not None:
