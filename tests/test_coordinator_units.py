@@ -163,13 +163,14 @@ def test_a_revoke_while_the_coordinator_leaves_a_commit_unanswered_releases_the_
     """The revoke's commit (synchronous, in the rebalance callback) waited for a coordinator that did not
     answer without end, the rebalance and the loop with it: with the last commit unanswered COMMIT_WAIT_S,
     the partition is released without it, counted and logged (its next owner reads from the last commit:
-    at-least-once). With the coordinator answering, the revoke commits before releasing, as before."""
+    at-least-once). With the coordinator answering, the revoke commits (asynchronously) before releasing."""
     coordinator, metrics, part = HeldCoordinator(), DaemonMetrics(["f"]), _processed(10)
-    coordinator.released.set()  # synchronous commits answered at once
     checkpoints = _checkpoints(coordinator, part, metrics)
     _with_snapshots(checkpoints)
     checkpoints.checkpoint([("t", 0)])  # a revoke's: no wait given
-    assert coordinator.asked == [(False, [("t", 0, 10)])] and part.progress.committed == 10
+    assert coordinator.asked == [(True, [("t", 0, 10)])]
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 10)])
+    assert part.progress.committed == 10
     part.progress.add(20, 0)
     part.processed = 20
     checkpoints.commit()  # never answered
@@ -179,6 +180,64 @@ def test_a_revoke_while_the_coordinator_leaves_a_commit_unanswered_releases_the_
     assert len(coordinator.asked) == 2, "no commit the coordinator would hold the rebalance with"
     assert part.progress.committed == 10 and _failures(metrics) == 1, "the late commit, the revoke's with it"
     assert any("t[0] released without their commit" in r.getMessage() for r in caplog.records)
+
+
+def test_a_revoke_commits_without_waiting_for_the_coordinator_and_snapshots_before_the_hand_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A revoke's commit was synchronous, in the rebalance callback inside consume(): a coordinator that stalled
+    held the loop (and a SIGTERM) with no deadline. It is now asynchronous (librdkafka rejoins the group, handing
+    the partitions over, only once its commits are answered), answered in on_commit beside a periodic commit in
+    flight; the snapshot of its offsets is written before the hand-over (a restore skips one past the commit,
+    should the commit be refused). A refusal leaves the offsets uncommitted: the next owner reads them again."""
+    coordinator, metrics, part = HeldCoordinator(), DaemonMetrics(["f"]), _processed(10)
+    other = _processed(5)
+    checkpoints = Checkpoints(
+        {("t", 0): part, ("u", 0): other}, coordinator, None, None, None, metrics,  # type: ignore[arg-type]
+        30.0, lambda: None, lambda reason: None,
+    )  # fmt: skip
+    written = _with_snapshots(checkpoints)
+    checkpoints._commit_partitions([("u", 0)], asynchronous=True)  # a periodic commit, not answered yet
+    started = time.monotonic()
+    checkpoints.checkpoint([("t", 0)])  # the revoke's: the coordinator answers no synchronous commit
+    assert time.monotonic() - started < 1.0, "not waiting for the coordinator"
+    assert coordinator.asked[-1] == (True, [("t", 0, 10)]) and written == [(("t", 0), 10)]
+    assert part.progress.committed is None, "not known to be committed until answered"
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 10)])
+    assert part.progress.committed == 10 and other.progress.committed is None
+    checkpoints.on_commit(None, [TopicPartition("u", 0, 5)])
+    assert other.progress.committed == 5, "the periodic commit is still answered"
+
+    part.progress.add(20, 0)
+    part.processed = 20
+    checkpoints.checkpoint([("t", 0)])
+    with caplog.at_level("WARNING", logger="distilld"):
+        checkpoints.on_commit(KafkaError(KafkaError._TIMED_OUT), [TopicPartition("t", 0, 20)])
+    assert part.progress.committed == 10 and _failures(metrics) == 1
+    assert any("next owner reads them again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_forgotten_commit_taken_after_a_newer_one_gets_the_newer_offset_committed_again(monkeypatch: Any) -> None:
+    """A periodic commit unanswered COMMIT_FORGET_S is forgotten and the next one made: two in flight. Should the
+    old one be answered (taken) after the newer one, the group's commit may have gone back behind the newer
+    offset (and its snapshot). Its partitions now count as committed at the old offset, so the next commit sends
+    the newer one again."""
+    coordinator, part = HeldCoordinator(), _processed(10)
+    checkpoints = _checkpoints(coordinator, part, DaemonMetrics(["f"]))
+    checkpoints.commit()  # offset 10, never answered in time
+    part.progress.add(20, 0)
+    part.processed = 20
+    monkeypatch.setattr(checkpoint_module, "COMMIT_FORGET_S", 0.0)
+    checkpoints.commit()  # 10 forgotten: 20 goes
+    assert [offsets for _, offsets in coordinator.asked] == [[("t", 0, 10)], [("t", 0, 20)]]
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 20)])
+    assert part.progress.committed == 20 and part.progress.due() is None
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 10)])  # the forgotten one, taken after all
+    assert part.progress.committed == 10 and part.progress.due() == 20
+    checkpoints.commit()
+    assert coordinator.asked[-1] == (True, [("t", 0, 20)]), "the newer offset committed again"
+    checkpoints.on_commit(None, [TopicPartition("t", 0, 20)])
+    assert part.progress.committed == 20
 
 
 @pytest.mark.parametrize(("code", "counted"), [(KafkaError.REBALANCE_IN_PROGRESS, 0), (KafkaError._TIMED_OUT, 1)])

@@ -1890,6 +1890,45 @@ def test_a_batch_waits_on_the_registry_within_the_transaction_timeout_under_exac
     assert Daemon(s)._hold_limit_s == 150.0, "at_least_once: half of max.poll.interval.ms"
 
 
+def test_readyz_says_the_schema_registry_is_unreachable_while_batches_wait_for_it() -> None:
+    """A batch waits on an unreachable Schema Registry up to half of max.poll.interval.ms (150 s), the consumer not
+    polled meanwhile: /readyz said "no broker statistics for 60s: the brokers or the loop are stuck". It now names
+    the registry and how long it has been away, until a batch gets through; /healthz stays 200 (each retry's
+    wait beats)."""
+    import time
+
+    from distilld.codecs.registry import RegistryUnavailable
+    from distilld.daemon.partition import Partition
+
+    d, _ = _dlq_daemon()
+    d.consumer = _CommittedMember()  # type: ignore[assignment]
+    reducer = d._new_reducer()
+    d.partitions[("t", 0)] = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    d.subscribed = d.joined = d.broker_up = True
+    beats: list[float] = []
+    d.endpoints = SimpleNamespace(heartbeat=time.monotonic(), beat=lambda: beats.append(time.monotonic()))  # type: ignore[assignment]
+    seen: list[tuple[bool, str]] = []
+    decode = d.decode
+
+    def down(values: list[bytes | None]) -> Any:
+        assert d._registry_wait(0.01)  # a lookup failed: its retry waits
+        d._last_stats -= 60  # as if it had waited a minute, no statistics served
+        seen.append(d.readiness())
+        raise RegistryUnavailable("schema registry unreachable: connection refused")  # held too long: read again
+
+    d.decode = down  # type: ignore[method-assign]
+    d._batch_started = time.monotonic()
+    d.process(_records(0, 3))
+    assert beats, "the retry's wait keeps /healthz answering 200"
+    ok, why = seen[0]
+    assert not ok and why.startswith("schema registry unreachable for 0s: a batch waits for it up to 150s"), why
+    ok, why = d.readiness()
+    assert not ok and why.startswith("schema registry unreachable"), f"between batches read again: {why}"
+    d.decode = decode  # type: ignore[method-assign]
+    d.process(_records(0, 3))
+    assert d.readiness() == (True, "ready: 1 partitions assigned"), "a batch got through; statistics due again"
+
+
 @pytest.mark.parametrize(("health", "warned"), [(20.0, True), (60.0, False)])
 def test_a_health_timeout_a_commit_wait_can_outlast_is_warned_of_at_start(
     health: float, warned: bool, caplog: pytest.LogCaptureFixture

@@ -139,7 +139,7 @@ def _not_ready_reasons() -> dict[str, str]:
 
     ready = {"checkpoints": SimpleNamespace(unfinished=False), "broker_up": True, "missing_topics": set()}
     ready |= {"partitions": {}, "joined": True, "pending": [], "restoring": {}, "_rebuilding": {}, "stopping": False}
-    ready |= {"failure": None, "_pending_wait": 1.0}
+    ready |= {"failure": None, "_pending_wait": 1.0, "_registry_since": None, "_hold_limit_s": 150.0}
     ready |= {"endpoints": None, "subscribed": True, "_stats_interval_s": 1.0, "_last_stats": time.monotonic()}
     states = {
         "committed offsets": {"pending": [SimpleNamespace(topic="events", partition=0)]},
@@ -150,6 +150,7 @@ def _not_ready_reasons() -> dict[str, str]:
         "restored": {"restoring": {("events", 0): 5}},
         "stopping": {"stopping": True},
         "stuck": {"_last_stats": time.monotonic() - 60},
+        "schema registry": {"_registry_since": time.monotonic() - 30, "_last_stats": time.monotonic() - 30},
     }
     assert Daemon.readiness(SimpleNamespace(**ready))[0]  # type: ignore[arg-type]
     reasons = {}
@@ -161,7 +162,7 @@ def _not_ready_reasons() -> dict[str, str]:
 
 
 def test_every_not_ready_cause_is_documented_wherever_readiness_is_explained() -> None:
-    """/readyz answers 503 for eight causes, one of them (exactly_once) a transaction being retried: the
+    """/readyz answers 503 for nine causes, one of them (exactly_once) a transaction being retried: the
     endpoints' docstring, the README, the DistilldNotReady alert, the dashboard's ready panels and the
     chart's probe comment each name them all (they named two, and an alert on not-ready paged during a
     transaction retry without saying so)."""

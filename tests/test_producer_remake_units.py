@@ -92,3 +92,57 @@ def test_an_acknowledgement_between_timeouts_keeps_the_producer(monkeypatch: Any
     old.pending.pop(0)(timed_out, None)
     out.poll()
     assert out.producer is old
+
+
+def test_with_no_broker_up_the_producer_is_not_made_anew_and_repeated_remakes_back_off(
+    monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the brokers down, the new producer timed out as well and was made anew every ~10 minutes, an ERROR each
+    time. Now none is made while no broker is up (said once), and one made anew that acknowledges nothing either
+    waits twice as long (up to STUCK_MAX_S) before the next; an acknowledgement starts again from STUCK_S."""
+    from types import SimpleNamespace
+
+    clock = [0.0]
+    monkeypatch.setattr(output_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(output_module, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(output_module, "STUCK_S", 100.0)
+    monkeypatch.setattr(output_module, "STUCK_MAX_S", 300.0, raising=False)
+    up = [False]
+    made: list[QueueingProducer] = []
+
+    def remake() -> Any:
+        made.append(QueueingProducer())
+        return made[-1]
+
+    out = Output(QueueingProducer(), DaemonMetrics(["f"]), remake=remake, broker_up=lambda: up[0])  # type: ignore[arg-type]
+    out.send(PartitionProgress("t", 0).add(10, 1), "o", b"a", b"k", [])
+
+    def time_out_at(t: float) -> None:
+        clock[0] = t
+        out.producer.pending.pop(0)(KafkaError(KafkaError._MSG_TIMED_OUT), None)  # type: ignore[attr-defined]
+        out.poll()  # served, and sent again
+
+    with caplog.at_level("WARNING", logger="distilld.output"):
+        for t in (0.0, 150.0, 300.0, 450.0):
+            time_out_at(t)
+    assert made == [], "no broker up: a new producer would time out as well"
+    assert len([r for r in caplog.records if "no broker is up" in r.getMessage()]) == 1
+    up[0] = True
+    time_out_at(460.0)
+    assert len(made) == 1, "a broker is up: made anew"
+    for t in (470.0, 570.0, 660.0):  # the new one times out from 470 on: 200 s now, not 100
+        time_out_at(t)
+    assert len(made) == 1
+    time_out_at(680.0)
+    assert len(made) == 2
+    for t in (690.0, 980.0):  # then 300 s (STUCK_MAX_S)
+        time_out_at(t)
+    assert len(made) == 2
+    time_out_at(990.0)
+    assert len(made) == 3
+    clock[0] = 1000.0
+    out.producer.pending.pop(0)(None, None)  # type: ignore[attr-defined]
+    out.send(PartitionProgress("t", 0).add(20, 1), "o", b"b", b"k", [])
+    for t in (1010.0, 1110.0):  # acknowledged since: 100 s again
+        time_out_at(t)
+    assert len(made) == 4

@@ -43,6 +43,7 @@ COMMIT_WAIT_S = 5.0
 # one not answered this long is forgotten, and the next commit made: librdkafka answers every commit (with an
 # error after socket.timeout.ms, 60 s by default), so none stays unanswered this long but by a fault
 COMMIT_FORGET_S = 300.0
+FORGOTTEN_KEPT = 10  # forgotten commits whose late answers are still recognized (on_commit)
 
 log = logging.getLogger("distilld")
 
@@ -81,6 +82,12 @@ class Checkpoints:
         # at_least_once: the periodic commit waiting for the group coordinator's answer (on_commit), one at a
         # time: its offsets are taken as committed once answered, and the next commit is made after it
         self._committing: _Commit | None = None
+        # at_least_once: the commits of revoked partitions waiting for their answers (on_commit). librdkafka does
+        # not rejoin the group (and so hand the partitions over) while a commit of its own is unanswered
+        self._revoking: list[_Commit] = []
+        # periodic commits forgotten unanswered (COMMIT_FORGET_S): one answered after a newer commit may have been
+        # applied after it too (librdkafka held it, then sent it), taking the group's commit back (on_commit)
+        self._forgotten: list[_Commit] = []
         # snapshots of partitions a periodic commit took, taken when it was sent, to write (:meth:`answered`)
         self._ready: list[tuple[TP, Partition, int, bytes]] = []
         self.snapshots_due = False  # a commit was answered: the loop calls answered()
@@ -118,11 +125,33 @@ class Checkpoints:
             sent = self._commit_partitions(keys, asynchronous=True)
             if sent is not None:
                 self._take_snapshots(sent)
+        elif self.stop_by is None:
+            self._revoke(keys, deadline)
         else:
-            self._commit_partitions(keys, asynchronous=False, leaving=self.stop_by is None)
+            self._commit_partitions(keys, asynchronous=False)
         self._snapshots(keys, deadline)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
         return deadline
+
+    def _revoke(self, keys: list[TP], deadline: float) -> None:
+        """A revoke's commit (in the rebalance callback, inside consume()): asynchronous, so that a group coordinator
+        that does not answer holds neither the loop nor a SIGTERM (a synchronous commit has no timeout, and no other
+        thread may call the consumer meanwhile). It still lands before the partitions go: librdkafka counts every
+        commit it has had no answer to (asynchronous ones too), and completes an unassign, so rejoins the group
+        that hands the partitions over, only once none is left (rd_kafka_assignment_serve waits for wait_commit_cnt
+        to reach 0; here, after the revoke callback's incremental unassign: cooperative-sticky). Refused or never
+        answered, the partitions' next owner reads them again from the last commit (at-least-once); its offsets
+        are of acknowledged outputs only (flushed before), so whatever it takes is sound. The snapshots of the
+        partitions it commits whole are written now, before the hand-over: one covering more than the commit
+        (refused) is not used by a restore, which takes the newest at or before the commit (StateScan)."""
+        sent = self._commit_partitions(keys, asynchronous=True, leaving=True)
+        if sent is None:
+            return
+        self._take_snapshots(sent)
+        ready, sent.snapshots = list(sent.snapshots.items()), {}
+        if ready and self._state_topic_there(deadline, lambda: len(ready)):
+            for key, (part, offset, data) in ready:
+                self._write(key, part, offset, data)
 
     def _take_snapshots(self, sent: _Commit) -> None:
         """The snapshots of the partitions ``sent`` commits whole (their state is exactly its offsets), taken
@@ -177,25 +206,60 @@ class Checkpoints:
         coordinator took are committed (and their snapshots ready to write); the others are committed again at
         the next commit. librdkafka gives the request the last failed partition's error even when others were
         taken: the partitions' own errors say which (the request's counts for all only when none has one)."""
+        key = sorted((tp.topic, tp.partition, tp.offset) for tp in partitions)
         commit = self._committing
-        if commit is None or sorted((tp.topic, tp.partition, tp.offset) for tp in partitions) != commit.key:
+        revoked = next((c for c in self._revoking if c.key == key), None)
+        forgotten = next((c for c in self._forgotten if c.key == key), None)
+        if forgotten is not None and revoked is None and (commit is None or key != commit.key):
+            self._forgotten.remove(forgotten)
+            if err is None:
+                self._behind(forgotten, partitions)
+            return
+        if revoked is not None:
+            self._revoking.remove(revoked)
+            commit = revoked
+        elif commit is None or key != commit.key:
             if err is not None and not _rebalancing(err):
                 log.warning("commit failed (%s); will retry", err)  # none of ours (a forgotten one's)
             return
-        self._committing = None
+        else:
+            self._committing = None
         waited = time.monotonic() - commit.sent
         self.metrics.commit_duration.observe(waited)
         if commit.late:
             log.info("the group coordinator answered the commit after %.0fs", waited)
         refused: dict[TP, Any] = {(tp.topic, tp.partition): tp.error for tp in partitions if tp.error is not None}
         if err is not None and not refused:
-            refused = {key: err for key, _, _ in commit.progress}
-        self._taken(commit.progress, refused, counted=commit.late)
+            refused = {tp: err for tp, _, _ in commit.progress}
+        then = "their next owner reads them again from the last commit" if revoked is not None else "will retry"
+        self._taken(commit.progress, refused, counted=commit.late, then=then)
+        if revoked is not None:
+            return  # its snapshots were written when it was sent (_revoke)
         self._ready += [(key, *snap) for key, snap in commit.snapshots.items() if key not in refused]
         self.snapshots_due = bool(self._ready)
 
+    def _behind(self, old: _Commit, partitions: list[TopicPartition]) -> None:
+        """A forgotten commit was taken after all, its answer coming after a newer commit's: the group's commit of
+        its partitions may be its older offset now (a snapshot of the newer state no longer usable, and more to
+        read again at a hand-over). Those partitions count as committed at its offset, so that the next commit
+        sends the newer one again: one commit more, needless only where the broker applied them in order."""
+        taken = {(tp.topic, tp.partition) for tp in partitions if tp.error is None}
+        for key, p, due in old.progress:
+            if key not in taken or p.committed is None or due >= p.committed:
+                continue
+            log.warning(
+                "%s[%d]: a commit forgotten unanswered was taken after a newer one (offset %d after %d): "
+                "committing the newer offset again",
+                key[0], key[1], due, p.committed,
+            )  # fmt: skip
+            p.committed = due
+
     def _taken(
-        self, progress: list[tuple[TP, PartitionProgress, int]], refused: dict[TP, Any], counted: bool = False
+        self,
+        progress: list[tuple[TP, PartitionProgress, int]],
+        refused: dict[TP, Any],
+        counted: bool = False,
+        then: str = "will retry",
     ) -> None:
         """A commit answered: the offsets not ``refused`` are committed (never back: a stop's commit may have
         taken later ones meanwhile); the refused ones are due again. One failure counted for the refusals that
@@ -210,9 +274,9 @@ class Checkpoints:
             self.metrics.commit_failures.inc()
         for key, error in refused.items():
             if key in failed:
-                log.warning("commit of %s[%d] refused (%s); will retry", key[0], key[1], error)
+                log.warning("commit of %s[%d] refused (%s); %s", key[0], key[1], error, then)
             else:
-                log.info("commit of %s[%d] refused during a rebalance (%s); will retry", key[0], key[1], error)
+                log.info("commit of %s[%d] refused during a rebalance (%s); %s", key[0], key[1], error, then)
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -275,14 +339,16 @@ class Checkpoints:
         """Commit the offsets of ``keys`` that moved. ``asynchronous`` (the periodic commits): answered in
         :meth:`on_commit`, one at a time, so that one the group coordinator does not answer holds nothing up:
         counted and logged once COMMIT_WAIT_S old, its offsets not taken as committed (nor snapshotted) until it
-        is answered. Otherwise waited for: a stop's until its deadline; a revoke's (``leaving``: in the
-        rebalance callback, inside consume(), where only the loop's thread may call the consumer, and a commit
-        has no timeout) unless the coordinator has left the last commit unanswered, when the partitions are
-        released without it. Returns the asynchronous commit it sent, if it sent one."""
-        if self._committing is not None and time.monotonic() - self._committing.sent > COMMIT_FORGET_S:
+        is answered. A revoke's (``leaving``, asynchronous too: :meth:`_revoke`) goes whatever else is in flight,
+        unless the coordinator has left the last commit unanswered, when the partitions are released without it.
+        A stop's is waited for until its deadline. Returns the asynchronous commit it sent, if it sent one."""
+        now = time.monotonic()
+        if self._committing is not None and now - self._committing.sent > COMMIT_FORGET_S:
             log.warning("the commit unanswered for %.0fs is forgotten: committing again", COMMIT_FORGET_S)
+            self._forgotten = [*self._forgotten[-(FORGOTTEN_KEPT - 1) :], self._committing]
             self._committing = None
-        if asynchronous and self._committing is not None:
+        self._revoking = [c for c in self._revoking if now - c.sent <= COMMIT_FORGET_S]  # answered by now, or never
+        if asynchronous and not leaving and self._committing is not None:
             self._overdue()
             return None
         if leaving and self._overdue(said=False):  # counted there (once for the commit)
@@ -310,8 +376,12 @@ class Checkpoints:
             except KafkaException as e:
                 self._failed(e)
                 return None
-            self._committing = _Commit(offsets, progress)
-            return self._committing
+            sent = _Commit(offsets, progress)
+            if leaving:
+                self._revoking.append(sent)
+            else:
+                self._committing = sent
+            return sent
         started = time.perf_counter()
         results: list[TopicPartition] = []
         try:
@@ -439,7 +509,7 @@ class Checkpoints:
             self.metrics.commit_failures.inc()
             if isinstance(e.args[0], KafkaError) and e.args[0].retriable():
                 if self.stop_by is not None:
-                    self._give_up(e)
+                    self._give_up(e, asked=self.txn.committing)
                     return False
                 if not self.unfinished:
                     log.warning("transaction not committed yet (%s): retrying it before anything more is read", e)
@@ -482,26 +552,41 @@ class Checkpoints:
         self.output.discard()
         self.rewind()
 
-    def _give_up(self, e: KafkaException) -> None:
+    def _give_up(self, e: KafkaException, asked: bool = False) -> None:
         """Stopping, the open transaction not committed (nor aborted) by the stop's deadline, the brokers not
-        answering: it is left to the brokers, which abort it after the producer's transaction.timeout.ms (a
-        read_committed reader never sees its records). Nothing of it is committed, so nothing is lost: the
-        partitions' next owner (this daemon restarted, or another) reads from their last commit and produces
-        its outputs again. A graceful stop (exit 0), as at-least-once's with the brokers away; not tried
-        again by the close's revoke."""
+        answering: it is left to the brokers and not tried again by the close's revoke; a graceful stop (exit 0),
+        as at-least-once's with the brokers away. Its commit not asked for yet, the brokers abort it after the
+        producer's transaction.timeout.ms (a read_committed reader never sees its records) and the partitions'
+        next owner (this daemon restarted, or another) reads from their last commit and produces its outputs
+        again: nothing is lost. Its commit ``asked`` for (commit_transaction called, not answered), the outcome is
+        unknown: the transaction coordinator either has committed it, outputs and offsets together (the next
+        owner reads on after them), or aborts it as above; either way nothing is lost, nor seen twice by a
+        read_committed reader."""
         self.abandoned = True
         self.unfinished = False
-        work = [
-            f"{t}[{p}] offsets {part.progress.committed if part.progress.committed is not None else 'start'}"
-            f"..{part.processed}"
-            for (t, p), part in self.partitions.items()
-            if part.uncommitted()
-        ]
+        work = (
+            ", ".join(
+                f"{t}[{p}] offsets {part.progress.committed if part.progress.committed is not None else 'start'}"
+                f"..{part.processed}"
+                for (t, p), part in self.partitions.items()
+                if part.uncommitted()
+            )
+            or "no input partition's work"
+        )
+        if asked:
+            log.warning(
+                "transaction commit not answered by the stop's deadline (%s): whether it is committed is unknown; "
+                "the transaction coordinator either committed it, with the outputs and offsets of %s together, or "
+                "aborts it after transaction.timeout.ms and those records are read again from the last commit by "
+                "the partitions' next owner: either way nothing is lost, nor seen twice by a read_committed reader",
+                e, work,
+            )  # fmt: skip
+            return
         log.warning(
             "transaction not committed at the stop (%s): given up, with the outputs and offsets of %s (%d outputs "
             "not even acknowledged); the brokers abort it after transaction.timeout.ms, and those records are read "
             "again from the last commit by the partitions' next owner",
-            e, ", ".join(work) or "no input partition's work", self.output.in_flight,
+            e, work, self.output.in_flight,
         )  # fmt: skip
 
 

@@ -15,6 +15,8 @@
   (nothing is read meanwhile: it is named before any partition waiting),
   while the loop or the brokers are stuck (the loop has not turned, or no
   broker statistics have come, for 5 statistics intervals, 15 s at least),
+  while the schema registry is unreachable (a batch waits for it, the
+  consumer's statistics not served meanwhile; the body says how long),
   and while stopping. The body says which, naming the first 10 partitions
   waiting and counting the rest; partitions whose committed offsets have not
   been read yet are "not read yet", "(retrying)" once a lookup has failed.

@@ -154,6 +154,11 @@ class Daemon:
         self._last_stats = time.monotonic()  # the consumer's last statistics (readiness)
         self._last_commit = self._last_refresh = self._last_snapshot = time.monotonic()
         self._batch_started = time.monotonic()  # when the batch being processed was consumed
+        # when batches began to wait on the schema registry (_registry_wait); kept while the waits end with the
+        # batch read again, cleared by a batch processed to its end: /readyz says so, not that the brokers or the
+        # loop are stuck (no statistics are served while a batch waits, the consumer not polled)
+        self._registry_since: float | None = None
+        self._registry_held = False  # the last batch ended waiting on the schema registry (read again)
         self._consumed: dict[str, tuple[Any, Any]] = {}
         self._repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
@@ -230,6 +235,7 @@ class Daemon:
             ),
             limits=TopicLimits() if self.compression == "none" else None,
             remake=None if exactly_once else lambda: Producer({**producer_conf, "error_cb": self._on_client_error}),
+            broker_up=lambda: self.broker_up,  # the consumer's statistics: a broker answers
         )
         # librdkafka times a request out after socket.timeout.ms, and the coordinator aborts a transaction open
         # transaction.timeout.ms: a transactional call still running past both never returns
@@ -291,6 +297,11 @@ class Daemon:
         now = time.monotonic()
         if self.endpoints is not None and (quiet := now - self.endpoints.heartbeat) > stale:
             return False, f"the processing loop has not turned for {quiet:.0f}s: it or the brokers are stuck"
+        if self._registry_since is not None:
+            return False, (
+                f"schema registry unreachable for {now - self._registry_since:.0f}s: a batch waits for it up to "
+                f"{self._hold_limit_s:.0f}s, then its records are read again (no broker statistics meanwhile)"
+            )
         if self.subscribed and self._stats_interval_s > 0 and (quiet := now - self._last_stats) > stale:
             return False, f"no broker statistics for {quiet:.0f}s: the brokers or the loop are stuck"
         if self.pending:
@@ -862,6 +873,17 @@ class Daemon:
 
     def process(self, msgs: list[Any]) -> None:
         """Split a consumed batch by partition (order kept) and process each part."""
+        self._registry_held = False
+        try:
+            self._process_groups(msgs)
+        finally:
+            if self._registry_since is not None:
+                # nothing polled the consumer while the batch waited: its statistics are due from the next poll on
+                self._last_stats = max(self._last_stats, time.monotonic())
+                if not self._registry_held:  # the batch got through: the registry answers
+                    self._registry_since = None
+
+    def _process_groups(self, msgs: list[Any]) -> None:
         if any(map(Message.error, msgs)):
             msgs = self._drop_errors(msgs)
         partitions: list[Any] = list(map(Message.partition, msgs))
@@ -879,6 +901,7 @@ class Daemon:
                 # stopping while the registry is down: these stay uncommitted, read again later; or
                 # the registry has been down as long as the batch may be held: read them again
                 held = time.monotonic() - self._batch_started
+                self._registry_held = True  # still unreachable: /readyz says so until a batch gets through
                 if not self.stopping and (again := self._read_again(groups[n:])):
                     log.warning(
                         "schema registry unreachable for %.0fs: %d partitions read again from their first "
@@ -1221,8 +1244,10 @@ class Daemon:
         been held for half of ``max.poll.interval.ms``. Past that, librdkafka would take this
         consumer out of its group, and the partitions' next owner would produce their outputs
         again; instead the batch's unprocessed records are read again (:meth:`_read_again`)."""
-        held = time.monotonic() - self._batch_started
-        if held + seconds > self._hold_limit_s:
+        now = time.monotonic()
+        if self._registry_since is None:
+            self._registry_since = now
+        if now - self._batch_started + seconds > self._hold_limit_s:
             return False
         return self._wait(seconds)
 

@@ -59,6 +59,9 @@ _FENCED = (KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PR
 # (Output._remake). Seen with the idempotent producer once the broker had lost its state (Tansu killed and
 # restarted with none): every record ended in _MSG_TIMED_OUT, retried without end, nothing more committed
 STUCK_S = 300.0
+# a producer made anew that acknowledges nothing either waits twice as long before the next, up to this: made anew
+# every ~10 minutes (message.timeout.ms + STUCK_S), with an ERROR each time, it helped no more than the first
+STUCK_MAX_S = 3600.0
 
 
 def _code(err: Any) -> int | None:
@@ -132,6 +135,7 @@ class Output:
         batch_bytes: int = 1_000_000,
         limits: TopicLimits | None = None,
         remake: Callable[[], Producer] | None = None,
+        broker_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self.producer = producer
         self.metrics = metrics
@@ -156,6 +160,10 @@ class Output:
         self.remake = remake  # a new producer like this one (not transactional: its transactions hold it)
         self._timing_out_since: float | None = None  # the first delivery timed out since the last acknowledged
         self._remake_due = False
+        # whether a broker answers (the consumer's statistics): with none, a new producer would time out as well
+        self.broker_up = broker_up
+        self._stuck_s = STUCK_S  # how long deliveries time out before the producer is made anew (doubling)
+        self._postponed = False  # a remake was due with no broker up: said once
 
     def _warn(self, level: int, topic: str, err: Any, what: str) -> None:
         """Log a failure once per topic and error every LOG_EVERY_S, with how many were
@@ -186,7 +194,8 @@ class Output:
     def _delivered(self, out: Outgoing, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self._timing_out_since = None
-        if err is None:
+            self._stuck_s = STUCK_S
+            self._postponed = False
             self.in_flight -= 1
             topic = out.topic
             self.produced[topic] = self.produced.get(topic, 0) + 1
@@ -227,8 +236,16 @@ class Output:
             now = time.monotonic()
             if self._timing_out_since is None:
                 self._timing_out_since = now
-            elif now - self._timing_out_since >= STUCK_S:
-                self._remake_due = True  # not from this callback: poll() does it, once this producer's poll returns
+            elif now - self._timing_out_since >= self._stuck_s:
+                if self.broker_up():
+                    self._remake_due = True  # not from this callback: poll() does it, once this producer's poll returns
+                elif not self._postponed:
+                    self._postponed = True
+                    log.warning(
+                        "no output acknowledged for %.0fs, every delivery timing out, and no broker is up: the "
+                        "producer is made anew only once one is (a new one would time out as well); retrying",
+                        now - self._timing_out_since,
+                    )
         retrying = f"retrying every {RETRY_BACKOFF_S:.0f}s"
         if code == KafkaError.MSG_SIZE_TOO_LARGE:
             self._batch_too_large(out, err, limit, retrying)
@@ -398,13 +415,15 @@ class Output:
         would (the old one is stuck: its idempotence state the brokers no longer know, most likely). Its records
         are purged, and their delivery reports (failed) send them again on the new one: the brokers may have
         some of them already, duplicates at-least-once allows."""
-        self._remake_due = False
+        self._remake_due = self._postponed = False
         assert self.remake is not None
         since, self._timing_out_since = self._timing_out_since, None
+        waited, self._stuck_s = self._stuck_s, min(2 * self._stuck_s, STUCK_MAX_S)
         log.error(
-            "no output acknowledged for %.0fs, every delivery timing out (message.timeout.ms): the producer is "
-            "made anew, and its %d records sent again (some may be duplicates)",
-            time.monotonic() - (since or time.monotonic()), self.in_flight,
+            "no output acknowledged for %.0fs, every delivery timing out (message.timeout.ms) with a broker up: the "
+            "producer is made anew, and its %d records sent again (some may be duplicates); should the new one "
+            "acknowledge nothing either, the next is made after %.0fs of timeouts, not %.0fs",
+            time.monotonic() - (since or time.monotonic()), self.in_flight, self._stuck_s, waited,
         )  # fmt: skip
         old, self.producer = self.producer, self.remake()
         old.purge()
