@@ -203,3 +203,41 @@ def test_a_numeric_array_header_that_numpy_cannot_parse_is_a_snapshot_error() ->
     broken = arrays[:start] + b"{(" + arrays[start + 2 :]
     with pytest.raises(SnapshotError, match="damaged snapshot"):
         load(_proc(lambda r: r["k"] % 3), _rebuilt(snap, header, broken))
+
+
+# -- constructor arguments --------------------------------------------------------
+
+
+def _graders() -> dict[str, Any]:
+    return {"x": NumericGrader("x", lambda r: r["x"]), "c": CategoricalGrader("c", ["a", "b"], lambda r: r["c"])}
+
+
+@pytest.mark.parametrize("value", [0, -5, "x", 1.5, True])
+def test_max_cells_is_checked_by_its_name(value: Any) -> None:
+    """max_cells 0 or -5 ran with the pairs silently dropped; "x" raised a TypeError naming nothing."""
+    with pytest.raises(ValueError, match="max_cells"):
+        DistilledProcessor(_graders(), max_cells=value)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "reason"),
+    [
+        ([("x", "x")], "with itself"),  # accepted: a feature's cells counted as a pair of its own
+        ([("x", "c"), ("c", "x")], "twice"),  # accepted: the pair's cells weighed twice
+        (["xc"], "two feature names"),  # accepted: the string read as the features x and c
+        ([("x",)], "two feature names"),  # "not enough values to unpack", naming nothing
+        ("xc", "a list of"),
+        ([(["x"], "c")], "strings"),
+        ([("x", "nope")], "unknown features"),
+    ],
+    ids=str,
+)
+def test_pairs_that_are_not_distinct_pairs_of_two_features_are_refused(pairs: Any, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        DistilledProcessor(_graders(), pairs=pairs)
+
+
+def test_pairs_given_as_lists_work_as_tuples_do() -> None:
+    as_lists = DistilledProcessor(_graders(), pairs=[["x", "c"]], clock=FakeClock())
+    as_tuples = DistilledProcessor(_graders(), pairs=[("c", "x")], clock=FakeClock())
+    assert as_lists._layout.groups == as_tuples._layout.groups
