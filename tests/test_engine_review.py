@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import warnings
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -241,3 +242,17 @@ def test_pairs_given_as_lists_work_as_tuples_do() -> None:
     as_lists = DistilledProcessor(_graders(), pairs=[["x", "c"]], clock=FakeClock())
     as_tuples = DistilledProcessor(_graders(), pairs=[("c", "x")], clock=FakeClock())
     assert as_lists._layout.groups == as_tuples._layout.groups
+
+
+def test_the_stats_average_of_values_near_the_float_limit_is_none_without_a_warning() -> None:
+    """Each pane's sum held ~1e308 and summing the panes overflowed with a RuntimeWarning from
+    get_current_stats (an error where warnings are errors)."""
+    clock = FakeClock()
+    proc = DistilledProcessor({"x": NumericGrader("x", lambda r: r)}, 600, 0.5, 100, panes=12, clock=clock)
+    for _ in range(3):
+        proc.process_batch([1e308, 1e308])
+        clock.now += 60
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stats = proc.get_current_stats()
+    assert stats["current_proportions"]["x"].get("average") is None
