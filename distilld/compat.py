@@ -85,7 +85,8 @@ class WindowMeans:
 
     def means(self, kind: int, w_epoch: int) -> list[float | None]:
         live = self.epoch > w_epoch - self.panes
-        total = self.sum[kind, live].sum(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # panes' sums near ±1e308: no average then
+            total = self.sum[kind, live].sum(axis=0)
         count = self.count[kind, live].sum(axis=0)
         pairs = zip(total.tolist(), count.tolist(), strict=True)
         return [float(t / c) if c and math.isfinite(t) else None for t, c in pairs]

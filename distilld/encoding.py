@@ -123,6 +123,15 @@ class Encoder:
         """A label per code, for stats and drift reports."""
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise ValueError unless the state (a snapshot's) gives codes in ``range(n_codes)``: the
+        compiled kernels count codes without checking bounds, and one out of range wrote past the
+        arrays (a damaged snapshot crashed the interpreter at the next batch)."""
+
+
+def _whole_number(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and int(value) >= low
+
 
 def reserved_labels(categories: Sequence[str]) -> None:
     """Refuse a category spelled like distilld's own labels: its counts would merge with theirs."""
@@ -172,6 +181,13 @@ class CategoricalEncoder(Encoder):
 
     def labels(self) -> list[str]:
         return [*self.categories, OTHER_LABEL, MISSING_LABEL]
+
+    def check(self) -> None:
+        lut = self._lut
+        if not isinstance(lut, dict) or not all(
+            isinstance(k, str) and _whole_number(v) and v < self.other_code for k, v in lut.items()
+        ):
+            raise ValueError(f"categorical state: codes must be whole numbers below {self.other_code}")
 
 
 class OpenCategoricalEncoder(CategoricalEncoder):
@@ -235,6 +251,24 @@ class OpenCategoricalEncoder(CategoricalEncoder):
     def labels(self) -> list[str]:
         slots = [v if v is not None else f"__unused{i}__" for i, v in enumerate(self._slots)]
         return [*slots, OTHER_LABEL, MISSING_LABEL]
+
+    def check(self) -> None:
+        super().check()
+        slots = self._slots
+        if (
+            not isinstance(slots, list)
+            or len(slots) != self.top_k
+            or any(v is not None and not isinstance(v, str) for v in slots)
+        ):
+            raise ValueError(f"open categorical state: {self.top_k} slots of a label or none expected")
+        if any(slots[code] != label for label, code in self._lut.items()):
+            raise ValueError("open categorical state: the codes and the slots disagree")
+        if not isinstance(self._freq, Counter) or not all(
+            isinstance(k, str) and _whole_number(v) for k, v in self._freq.items()
+        ):
+            raise ValueError("open categorical state: counts must be whole numbers of labels")
+        if not _whole_number(self._since_refresh):
+            raise ValueError("open categorical state: a count since the last refresh expected")
 
 
 @njit(cache=True, nogil=True)
@@ -429,6 +463,28 @@ class NumericBinner(Encoder):
         else:
             scores = np.zeros(len(numbers))
         return codes, scores
+
+    def check(self) -> None:
+        expected = {
+            "_epoch": ((self.panes,), np.int64),
+            "_seen": ((self.panes,), np.int64),
+            "_values": ((self.panes, self.sample), np.float64),
+        }
+        for name, (shape, dtype) in expected.items():
+            array = getattr(self, name)
+            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
+                raise ValueError(f"numeric state {name}: expected {dtype.__name__}{shape}")
+        if (self._seen < 0).any():
+            raise ValueError("numeric state _seen: counts below 0")
+        if self._step not in (1, self.pair_div) or not _whole_number(self._since_refresh):
+            raise ValueError("numeric state: step or count since the last refresh out of range")
+        edges = self.edges
+        if not isinstance(edges, np.ndarray) or edges.dtype != np.float64 or edges.ndim != 1:
+            raise ValueError("numeric state edges: expected float64 values")
+        if len(edges) >= self.bins // self._step or np.isnan(edges).any() or (np.diff(edges) < 0).any():
+            raise ValueError(f"numeric state edges: at most {self.bins // self._step - 1} sorted numbers expected")
+        if not isinstance(self._mean, float) or not isinstance(self._sd, float):
+            raise ValueError("numeric state: mean and spread must be numbers")
 
     def labels(self) -> list[str]:
         bounds = ["-inf", *(f"{e:.6g}" for e in self.edges.tolist()), "+inf"]

@@ -12,9 +12,16 @@ keyed by the raw keys gave ``"user": true`` and ``"user": 1`` one window. The ru
   JSON arrays decode to lists, never to tuples, so a tuple comes only from a ``key_func``, which
   builds it on purpose (several fields in one key, say);
 - NaN is a missing value wherever it is: a NaN key is the key None, and a NaN inside a key compares
-  as None there (NaN equals nothing, not even itself: each record would have opened a key);
+  as None there (NaN equals nothing, not even itself: each record would have opened a key); so is a
+  Decimal NaN (a signalling one's hash raised) and a complex one;
 - a key nested more than 100 levels deep (tuples, lists, objects inside one another) is a missing
-  key, None: comparing it would run into Python's recursion limit;
+  key, None: comparing it would run into Python's recursion limit (hashing a tuple some 100,000
+  levels deep crashed the interpreter: tuples are measured before they are hashed);
+- a set is the frozenset of its items, a bytearray the bytes it holds, a numpy array the list of its
+  items (as Python compares them: ``{1, 2} == frozenset({1, 2})``); they stood in by their repr, the
+  key of the string ``"{1, 2}"`` too;
+- a key that cannot be hashed or compared (unhashable, or its ``__hash__`` or ``__eq__`` raises) is a
+  missing key, None, as when ``key_func`` raises: it made the batch raise, or stood in by its repr;
 - anything else as Python compares it.
 
 :func:`key_identity` gives a key's stand-in for dict lookups; it is the key itself unless a boolean,
@@ -25,6 +32,7 @@ a NaN, a list or a dict is in it. The windows' key table is keyed by it; keys sh
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from decimal import Decimal
 from itertools import chain
 from typing import Any
 
@@ -50,12 +58,14 @@ class _Tag:
 _BOOLEAN, _ARRAY, _OBJECT = _Tag("boolean"), _Tag("array"), _Tag("object")
 _BOOLEANS = (bool, np.bool_)
 _BOOLEAN_TYPES = frozenset(_BOOLEANS)
-_FLOATS = (float, np.floating)
+_FLOATS = (float, np.floating, Decimal, complex, np.complexfloating)  # the types that have a NaN
 _JSON = (list, dict)
 _NESTED = (tuple, frozenset)  # the hashable containers: the fast path meets only these
 _CONTAINERS = (tuple, frozenset, list, dict)
 _NOT_NUMBERS = frozenset({str, bytes, type(None)})  # scalars no boolean equals
+_CONVERTED = (set, bytearray, np.ndarray)  # keys held as another type: frozenset, bytes, list
 _AS_IS = frozenset({str, int, bytes, type(None)})  # their own identity
+_TRUSTED = _AS_IS | {float, bool, tuple, frozenset}  # types whose == never raises (a key of another is tried)
 _MAX_DEPTH = 100  # containers inside one another a key may have: a snapshot writes 2 JSON levels for each
 
 
@@ -93,9 +103,45 @@ def _identity(key: Any, left: int = _MAX_DEPTH) -> Any:
         if isinstance(key, dict):
             return (_OBJECT, frozenset([(_identity(n, left), _identity(v, left)) for n, v in key.items()]))
         return frozenset([_identity(k, left) for k in key])
-    if isinstance(key, _FLOATS) and key != key:
+    if isinstance(key, _CONVERTED):
+        return _identity(_held(key), left)
+    if _is_nan(key):
         return None
     return key
+
+
+def _held(key: Any) -> Any:
+    """``key`` as the windows hold it: a set as a frozenset, a bytearray as bytes, a numpy array as a list,
+    in tuples, lists and dicts too (their identity is that of these; a snapshot keeps these). Call it on a
+    key whose nesting :func:`_identity` has bounded. A key with none of these in it is itself.
+    (A set's or frozenset's items are hashable: none of these.)"""
+    if isinstance(key, set):
+        return frozenset(key)
+    if isinstance(key, bytearray):
+        return bytes(key)
+    if isinstance(key, np.ndarray):
+        return _held(key.tolist())
+    if isinstance(key, tuple | list):
+        items = list(map(_held, key))
+        if all(a is b for a, b in zip(items, key, strict=True)):
+            return key
+        return tuple(items) if isinstance(key, tuple) else items
+    if isinstance(key, dict):
+        values = {n: _held(v) for n, v in key.items()}
+        return key if all(values[n] is v for n, v in key.items()) else values
+    return key
+
+
+def _is_nan(key: Any) -> bool:
+    """Whether ``key`` is a NaN: a float, numpy float or complex, a complex or a Decimal one."""
+    if not isinstance(key, _FLOATS):
+        return False
+    if isinstance(key, Decimal):
+        return key.is_nan()  # a signalling NaN's != raises
+    try:
+        return bool(key != key)
+    except Exception:  # a subclass's
+        return False
 
 
 def _holds_nan(keys: Sequence[Any]) -> bool:
@@ -166,24 +212,25 @@ def _key_list(distinct: list[Hashable], identities: bool) -> KeyList:
     return out
 
 
-def _is_nan(key: Any) -> bool:
-    return isinstance(key, _FLOATS) and key != key
-
-
 def index_keys(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
     """Keys per record → (each record's index into the distinct keys, the keys in order of first
     appearance, each as its first record gives it). Keys are told apart by :func:`key_identity`.
     NaN (a missing key: no two NaNs are equal, so each would open a key) stands in by None, and so does
-    a key nested too deeply; unhashable keys other than lists and dicts (a set, a bytearray) by their repr."""
+    a key nested too deeply, and a key that cannot be hashed or compared; a set, a bytearray and a numpy
+    array by a frozenset, bytes and a list of their items."""
+    if _deep_tuples(raw):  # hashing them could crash the interpreter (a C recursion): key by key instead
+        return _index_one_by_one(raw)
     try:
         distinct = list(dict.fromkeys(raw))
         kinds = set(map(type, distinct))
+        if not kinds <= _TRUSTED:
+            _compare_untrusted(distinct)
         if any(issubclass(t, _FLOATS) for t in kinds) and any(map(_is_nan, distinct)):
             raw = [None if _is_nan(k) else k for k in raw]
             distinct = list(dict.fromkeys(raw))
         lookup = {k: i for i, k in enumerate(distinct)}
         index = looked_up(lookup, raw, np.int64)
-    except (TypeError, RecursionError):  # an unhashable key somewhere, or tuples too deep to compare
+    except Exception:  # an unhashable key somewhere, one whose __hash__ or __eq__ raises, or too deep
         return _index_one_by_one(raw)
     # only an entry equal to 0 or 1, or a tuple or frozenset, can have taken in a boolean and a number
     # (and only a tuple or frozenset can hold a NaN)
@@ -268,29 +315,46 @@ def _split_by_identity(index: np.ndarray, rows: np.ndarray, keys: Sequence[Any],
     index[rows] = new
 
 
+def _compare_untrusted(keys: Sequence[Any]) -> None:
+    """Compare each key of a type of the caller's with itself: raises what its ``__eq__`` raises."""
+    for k in keys:
+        if type(k) not in _TRUSTED:
+            bool(k == k)
+
+
+def _deep_tuples(raw: Sequence[Any]) -> bool:
+    """Whether a key is a tuple holding tuples more than ``_MAX_DEPTH`` levels deep (measured without
+    hashing: a tuple's hash recurses in C, and some 100,000 levels crashed the interpreter). A level at a
+    time, its types looked at in C: flat tuples cost two passes in C, no loop in Python."""
+    level: Sequence[Any] = raw
+    for _ in range(_MAX_DEPTH + 2):
+        kinds = set(map(type, level))
+        if not any(issubclass(t, tuple) for t in kinds):
+            return False
+        if not all(issubclass(t, tuple) for t in kinds):
+            level = [k for k in level if isinstance(k, tuple)]
+        level = list(chain.from_iterable(level))
+    return True
+
+
 def _index_one_by_one(raw: Sequence[Any]) -> tuple[np.ndarray, list[Hashable]]:
     """:func:`index_keys` a key at a time: a batch with a list, a dict or another unhashable key in it,
-    or with tuples nested too deeply."""
+    with tuples nested too deeply, or with a key whose ``__hash__`` or ``__eq__`` raises."""
     entry_of: dict[Hashable, int] = {}
     distinct: list[Hashable] = []
     out = np.empty(len(raw), dtype=np.int64)
     for i, k in enumerate(raw):
         try:
             ident = key_identity(k)
+            if type(ident) not in _TRUSTED:
+                _compare_untrusted([ident])
             out[i] = entry = entry_of.setdefault(ident, len(entry_of))
-            held = None if ident is None else k  # NaN or nested too deeply: a missing key
-        except TypeError:  # a set, a bytearray, or a list or dict holding one: by its repr
-            held = ident = _stand_in(k)
-            out[i] = entry = entry_of.setdefault(ident, len(entry_of))
+            held = None if ident is None else _held(k)  # NaN or nested too deeply: a missing key
+        except Exception:  # unhashable (a class's), or its __hash__ or __eq__ raises: a missing key
+            ident = held = None
+            out[i] = entry = entry_of.setdefault(None, len(entry_of))
         if entry == len(distinct):
             distinct.append(held)
     keys = KeyList(distinct)
     keys.identities = list(entry_of)
     return out, keys
-
-
-def _stand_in(key: Any) -> str | None:
-    try:
-        return repr(key)
-    except RecursionError:
-        return None

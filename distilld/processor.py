@@ -126,6 +126,33 @@ def _check_arguments(**arguments: Any) -> None:
             raise ValueError(f"{name} must be at least 1, not {value!r}")
 
 
+def _pair_index(pairs: Sequence[tuple[str, str]], names: list[str]) -> list[tuple[int, int]]:
+    """``pairs`` of feature names as pairs of feature indices; ValueError naming a pair that is not two
+    names (a string of two letters read as two names), pairs a feature with itself, or comes twice
+    (its cells were counted, and weighed, twice), and the unknown names."""
+    if isinstance(pairs, str | bytes) or not isinstance(pairs, Iterable):
+        raise ValueError(f"pairs must be a list of (feature, feature) pairs, not {pairs!r}")
+    out: list[tuple[int, int]] = []
+    seen: set[frozenset[str]] = set()
+    unknown: set[Any] = set()
+    for pair in pairs:
+        if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ValueError(f"pairs: each pair is two feature names, not {pair!r}")
+        a, b = pair
+        if not isinstance(a, str) or not isinstance(b, str):
+            raise ValueError(f"pairs: feature names are strings, not {pair!r}")
+        if a == b:
+            raise ValueError(f"pairs: {pair!r} pairs a feature with itself")
+        if frozenset(pair) in seen:
+            raise ValueError(f"pairs: {pair!r} is given twice")
+        seen.add(frozenset(pair))
+        unknown |= {n for n in pair if n not in names}
+        out.append((names.index(a), names.index(b)) if a in names and b in names else (-1, -1))
+    if unknown:
+        raise ValueError(f"pairs name unknown features: {sorted(map(str, unknown))}")
+    return out
+
+
 @lru_cache(maxsize=64)
 def _row_builder(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
     """A function of one value per feature → ``{name: value}``, leaving ``None``
@@ -215,6 +242,7 @@ class DistilledProcessor:
             max_keys=max_keys,
             panes=panes,
             segment_picks=segment_picks,
+            max_cells=max_cells,
             seed=seed,
             rewind_after=rewind_after,
             **{name: value for name, value in zip(_WEIGHTS, weights, strict=True)},
@@ -224,8 +252,8 @@ class DistilledProcessor:
         reduction_percentage, time_horizon_seconds = (
             x if type(x) in (int, float) else float(x) for x in (reduction_percentage, time_horizon_seconds)
         )
-        batch_size, max_keys, panes, segment_picks, seed, rewind_after = map(
-            int, (batch_size, max_keys, panes, segment_picks, seed, rewind_after)
+        batch_size, max_keys, panes, segment_picks, seed, rewind_after, max_cells = map(
+            int, (batch_size, max_keys, panes, segment_picks, seed, rewind_after, max_cells)
         )
         if not 0 < reduction_percentage <= 1:
             raise ValueError(f"reduction_percentage must be in (0, 1], not {reduction_percentage!r}")
@@ -250,12 +278,7 @@ class DistilledProcessor:
         # category appended to the list a grader was given gave the encoder more codes than the cell layout)
         self._fresh_encoders = copy.deepcopy(self._encoders)
         self._lock = threading.RLock()
-        pair_index = None
-        if pairs is not None:
-            unknown = {n for p in pairs for n in p} - set(self._names)
-            if unknown:
-                raise ValueError(f"pairs name unknown features: {sorted(unknown)}")
-            pair_index = [(self._names.index(a), self._names.index(b)) for a, b in pairs]
+        pair_index = None if pairs is None else _pair_index(pairs, self._names)
         self._layout = CellLayout(
             [e.n_codes for e in self._encoders],
             max_cells=max_cells,

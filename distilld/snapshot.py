@@ -324,8 +324,8 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
         for name, length in header["arrays"]:
             arrays[name] = np.load(io.BytesIO(body[offset : offset + length]), allow_pickle=False)
             offset += length
-    except (zlib.error, struct.error, orjson.JSONDecodeError, ValueError, KeyError) as e:
-        raise SnapshotError(f"damaged snapshot: {e}") from None
+    except Exception as e:  # zlib, struct, JSON, numpy's header (EOFError, a tokenizer's error), a bad index
+        raise SnapshotError(f"damaged snapshot: {type(e).__name__}: {e}") from None
     try:
         # the same configuration by value (an int window and a float one) is the same configuration
         if header["fingerprint"] != fingerprint(proc) and header.get("config") != _config(proc):
@@ -357,6 +357,7 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
             )  # fmt: skip
         for i, encoder in enumerate(proc._encoders):
             _restore_attrs(encoder, header["encoders"][i], f"encoder{i}", arrays, _ENCODER_STATE)
+            encoder.check()
         windows.check()
         windows.recount()
         proc._watermark = float(header["processor"]["watermark"])
@@ -370,7 +371,7 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
         proc.missing_counts = missing
         # not in snapshots: the averages start with the next batch, never with what this processor held
         proc._means = WindowMeans(windows.panes, len(proc._numeric))
-    except (KeyError, TypeError, IndexError, ValueError) as e:
+    except Exception as e:  # a damaged header: also AttributeError (a list for a mapping), OverflowError, ...
         if isinstance(e, SnapshotMismatch):
             raise  # refused before anything was restored
         proc.reset()

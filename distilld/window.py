@@ -188,7 +188,10 @@ class KeyedWindows:
         self._clock += 1
         slots = np.empty(len(keys), dtype=np.int64)
         idents = key_identities(keys)
-        missing = [i for i, k in enumerate(idents) if k not in self.slot_of]
+        try:
+            missing = [i for i, k in enumerate(idents) if k not in self.slot_of]
+        except Exception:  # a key's __eq__ raised against a held key of the same hash: it is a missing key
+            idents, missing = self._comparable(idents)
         if missing:
             need = len(missing) - len(self._free)
             if need > 0 and self._capacity < self.max_keys:
@@ -213,6 +216,21 @@ class KeyedWindows:
             slots[i] = self.slot_of[k]
         self.last_used[slots] = self._clock
         return slots
+
+    def _comparable(self, idents: Sequence[Hashable]) -> tuple[list[Hashable], list[int]]:
+        """``idents`` with None for each whose lookup in the key table raises, and the positions of those
+        not held yet (None once, if it is among them)."""
+        out: list[Hashable] = []
+        missing: list[int] = []
+        for i, k in enumerate(idents):
+            try:
+                held = k in self.slot_of
+            except Exception:
+                k, held = None, None in self.slot_of
+            if not held and (k is not None or None not in [out[j] for j in missing]):
+                missing.append(i)
+            out.append(k)
+        return out, missing
 
     def restore_keys(self, keys: Sequence[tuple[Hashable, int]]) -> None:
         """Hold each (key, slot) of a snapshot; ValueError if two keys are one (by ``key_identity``)."""
@@ -356,8 +374,21 @@ class KeyedWindows:
             array = getattr(self, name)
             if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
                 raise ValueError(f"window state {name}: expected {dtype.__name__}{shape}")
-        if not 0 < cap <= self.max_keys:
-            raise ValueError(f"window state: capacity {cap} outside 1..{self.max_keys}")
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap <= self.max_keys:
+            raise ValueError(f"window state: capacity {cap!r} outside 1..{self.max_keys}")
+        if (self.ring < 0).any() or not np.array_equal(self.ring.sum(axis=2, dtype=np.int64), self.totals):
+            raise ValueError("window state: counts below 0, or totals that are not the sums of their panes")
+        counters = (self._clock, self.evicted)
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counters):
+            raise ValueError("window state: the clock and the evictions must be whole numbers, 0 or more")
+        if (
+            isinstance(self.balance, bool)
+            or not isinstance(self.balance, int | float)
+            or not -1e18 < self.balance < 1e18
+        ):
+            raise ValueError(f"window state: balance {self.balance!r} is not a number")
+        if not isinstance(self._free, list) or not all(isinstance(s, int) for s in self._free):
+            raise ValueError("window state: free slots must be a list of whole numbers")
         slots = [*self.slot_of.values(), *self._free]
         if any(not 0 <= int(s) < cap for s in slots) or len(set(slots)) != len(slots):
             raise ValueError("window state: slots out of range or repeated")
