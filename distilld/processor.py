@@ -454,7 +454,7 @@ class DistilledProcessor:
         """Event times as seconds, a record without a usable one (NaN, more than
         a window ahead of the clock, which would move the watermark for good and
         expire every window, or so far back that its pane number overflows int64)
-        given the watermark (or now). Counted in the stats'
+        given the watermark (:meth:`_fill_time`). Counted in the stats'
         ``timestamps_replaced``; the first time, a warning says what was seen (``given``: the
         values timestamp_func returned, shown for one that is not a number)."""
         ts = np.array(timestamps, dtype=np.float64)
@@ -482,8 +482,17 @@ class DistilledProcessor:
                     hint,
                 )
             self.timestamps_replaced += int(bad.sum())
-            ts[bad] = self._watermark if math.isfinite(self._watermark) else self._clock()
+            ts[bad] = self._fill_time(ts, bad)
         return ts
+
+    def _fill_time(self, ts: np.ndarray, bad: np.ndarray) -> float:
+        """The time a record without a usable one takes: the watermark; before there is one, the watermark
+        this batch sets (its latest usable time), and the clock only for a first batch with none usable. The
+        clock for any record of a first batch moved the watermark to now in a replay of old records: every
+        later record was too late for the window until a rewind."""
+        if math.isfinite(self._watermark):
+            return self._watermark
+        return float(ts[~bad].max()) if not bad.all() else self._clock()
 
     def _advance(self, timestamps: np.ndarray) -> tuple[np.ndarray, int]:
         """Move the watermark; expire panes; return each record's pane epoch

@@ -298,8 +298,26 @@ def test_unusable_event_times_are_counted_warned_once_and_reported_as_used(caplo
         points = processor.process_batch([{"v": 1, "ts": now * 1000}, {"v": 2, "ts": now - 5}])
         processor.process_batch([{"v": 3, "ts": float("nan")}])
     assert processor.get_current_stats()["timestamps_replaced"] == 2
-    assert [p.timestamp for p in points] == [now, now - 5]  # the time used (the clock: no watermark yet)
+    # the time used: no watermark yet, so the one this batch sets (its latest usable time), not the clock
+    assert [p.timestamp for p in points] == [now - 5, now - 5]
     assert len([r for r in caplog.records if "milliseconds?" in r.getMessage()]) == 1
+
+
+def test_before_any_watermark_an_unusable_time_takes_the_batch_s_latest_not_the_clock() -> None:
+    """In a replay of old records, one without a usable time in the first batch took the clock: the watermark
+    went to now, and every later record was too late for its window (until a rewind). The clock stands in only
+    for a first batch without a usable time."""
+    now = 1_700_000_000.0
+    old = now - 86_400 * 365
+    processor = _by_event_time(now)
+    points = processor.process_batch([{"v": 1, "ts": None}, {"v": 2, "ts": old}, {"v": 3, "ts": old + 7}])
+    assert [p.timestamp for p in points] == [old + 7, old, old + 7]
+    assert processor.watermark == old + 7
+    later = processor.process_batch([{"v": 4, "ts": old + 8}])  # on time: in the window, counted
+    assert [p.timestamp for p in later] == [old + 8]
+    assert processor.get_current_stats()["historical_data_count"] == 4
+    fresh = _by_event_time(now)
+    assert [p.timestamp for p in fresh.process_batch([{"v": 1, "ts": None}])] == [now]
 
 
 def test_an_unusable_time_takes_the_watermark_not_the_clock() -> None:

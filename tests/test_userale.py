@@ -182,3 +182,24 @@ def test_daemon_with_the_preset_on_100k_generated_logs(
                 theirs += tv(full, Counter(log[feature] for log in sample)) / 5
         print(f"{feature}: mean TV distilld {ours / len(by_session):.4f}, random {theirs / len(by_session):.4f}")
         assert ours < theirs / 2, feature
+
+
+@pytest.mark.parametrize("command", ["reduce", "evaluate"])
+def test_old_logs_whose_first_has_no_time_are_not_made_late_by_the_clock(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file of old logs (2024) whose first batch held a log without a usable clientTime|endTime: the
+    engine gave it the wall clock, the watermark went years ahead, and every later log was too late for
+    its session's window until a rewind, with a warning about a record far ahead that the file does not
+    have (reduce and evaluate both)."""
+    from distilld.cli import main
+
+    logs = [{"type": "click", "logType": "raw", "sessionID": "session_0"}, *generated_logs(3000, seed=5)]
+    src = tmp_path / "ua.ndjson"
+    src.write_bytes(b"".join(orjson.dumps(log) + b"\n" for log in logs))
+    out = ["-o", str(tmp_path / "out.ndjson")] if command == "reduce" else ["--report", str(tmp_path / "r")]
+    assert main([command, str(src), *out, "--preset", "userale"]) == 0
+    err = capsys.readouterr().err
+    assert "too late for the window" not in err
+    assert "more than a window ahead" not in err
+    assert "1 of 3,001 records had no usable event time: missing" in err
