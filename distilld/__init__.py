@@ -3,6 +3,7 @@
 The library API follows the published ``distilled`` 0.1.0 package.
 """
 
+from distilld.analysis import ProportionCalculator, VectorAnalyzer
 from distilld.datapoint import DataPoint
 from distilld.features import FeatureConfigError, build_graders, create_grading_functions
 from distilld.graders import (
@@ -25,6 +26,8 @@ __all__ = [
     "LambdaGrader",
     "NumericGrader",
     "OpenCategoricalGrader",
+    "ProportionCalculator",
+    "VectorAnalyzer",
     "__version__",
     "build_graders",
     "create_grading_functions",

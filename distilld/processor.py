@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from distilld.analysis import ProportionCalculator, VectorAnalyzer
 from distilld.budget import allocate
 from distilld.cells import CellLayout
 from distilld.compat import WindowMeans, as_grader
@@ -324,6 +325,9 @@ class DistilledProcessor:
         self.timestamps_replaced = 0
         self.historical_data = WindowView(self, KeyedWindows.RECEIVED)
         self.sent_data = WindowView(self, KeyedWindows.SENT)
+        # the seed's helpers (analysis.py), for code that called them; distilld's own selection does not use them
+        self.vector_analyzer = VectorAnalyzer()
+        self.proportion_calculator = ProportionCalculator()
 
     def __getstate__(self) -> dict[str, Any]:
         """A copy or a pickle holds everything but the lock (a new one comes with it)."""
