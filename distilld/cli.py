@@ -119,12 +119,15 @@ def _stoppable() -> Iterator[None]:
         yield
         return
 
-    def stop(signum: int, frame: object) -> None:
-        raise _Stopped(signum)
-
     previous_hook = sys.unraisablehook
     lock = threading.Lock()
     active = [True]
+
+    def stop(signum: int, frame: object) -> None:
+        # a signal given again (below) that lands once the command is over, in the cleanup here, is not raised
+        # there: it would leave the handlers and the hook in place, and the work it would stop is done
+        if active[0]:
+            raise _Stopped(signum)
 
     def resend(signum: int) -> None:
         with lock:
@@ -137,12 +140,18 @@ def _stoppable() -> Iterator[None]:
         # run went on to its end, exit code 0, the output in place. The signal is given again instead,
         # from another thread once this hook has returned (given here, it would be handled, and dropped,
         # in the hook itself), until the main thread takes it in Python code.
-        if isinstance(unraisable.exc_value, _Stopped):
-            timer = threading.Timer(0.01, resend, (unraisable.exc_value.signum,))
-            timer.daemon = True
-            timer.start()
-        else:
+        if not isinstance(unraisable.exc_value, _Stopped):
             previous_hook(unraisable)
+            return
+        signum = unraisable.exc_value.signum
+        for _ in range(3):
+            try:
+                timer = threading.Timer(0.01, resend, (signum,))
+                timer.daemon = True
+                timer.start()
+                return
+            except _Stopped as again_stopped:  # the signal given again landed here, in the hook: give it again
+                signum = again_stopped.signum
 
     # a signal ignored (a shell's background job ignores SIGINT) stays ignored
     sigs = [sig for sig in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(sig) is not signal.SIG_IGN]

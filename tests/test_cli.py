@@ -244,6 +244,25 @@ def test_a_stop_that_lands_inside_a_c_callback_still_stops(capsys: pytest.Captur
     assert "Exception ignored" not in capsys.readouterr().err  # nothing printed about the dropped one
 
 
+def test_a_stop_given_again_after_the_command_is_over_is_not_raised_in_its_cleanup() -> None:
+    """The stop given again (from a timer thread) can land while the context's cleanup runs: raised there, it
+    skipped the rest of the cleanup, leaving the handlers and the unraisable hook installed (the review's
+    probe: 1 in 400). The handler no longer raises once the command is over, and everything is restored."""
+    import sys
+
+    from distilld.cli import _stoppable, _Stopped
+
+    hook, before = sys.unraisablehook, signal.getsignal(signal.SIGTERM)
+    with _stoppable():
+        handler = signal.getsignal(signal.SIGTERM)
+    assert callable(handler) and handler is not before
+    try:
+        handler(signal.SIGTERM, None)  # a stop landing after the cleanup began: not raised
+    except _Stopped:  # a KeyboardInterrupt: it would end the whole test run, not fail this test
+        pytest.fail("the stop was raised after the command was over")
+    assert signal.getsignal(signal.SIGTERM) is before and sys.unraisablehook is hook
+
+
 def _write_config(tmp_path: Path, consumer: dict[str, object], producer: dict[str, object]) -> str:
     import yaml
 
