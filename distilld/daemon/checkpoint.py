@@ -339,8 +339,7 @@ class Checkpoints:
         """Commit the offsets of ``keys`` that moved. ``asynchronous`` (the periodic commits): answered in
         :meth:`on_commit`, one at a time, so that one the group coordinator does not answer holds nothing up:
         counted and logged once COMMIT_WAIT_S old, its offsets not taken as committed (nor snapshotted) until it
-        is answered. A revoke's (``leaving``, asynchronous too: :meth:`_revoke`) goes whatever else is in flight,
-        unless the coordinator has left the last commit unanswered, when the partitions are released without it.
+        is answered. A revoke's (``leaving``, asynchronous too: :meth:`_revoke`) goes whatever else is in flight.
         A stop's is waited for until its deadline. Returns the asynchronous commit it sent, if it sent one."""
         now = time.monotonic()
         if self._committing is not None and now - self._committing.sent > COMMIT_FORGET_S:
@@ -351,14 +350,11 @@ class Checkpoints:
         if asynchronous and not leaving and self._committing is not None:
             self._overdue()
             return None
-        if leaving and self._overdue(said=False):  # counted there (once for the commit)
-            log.warning(
-                "%s released without their commit: the group coordinator has not answered the last one for "
-                "%.0fs (waiting for it would hold the rebalance as long); their next owner reads them again from "
-                "the last commit",
-                ", ".join(f"{t}[{p}]" for t, p in keys), time.monotonic() - self._committing.sent,  # type: ignore[union-attr]
-            )  # fmt: skip
-            return None
+        if leaving:
+            # counted (and logged) if the last periodic commit is overdue, but the revoke's goes all the same:
+            # librdkafka hands the partitions over only once every commit of its own is answered, that one too,
+            # so leaving this one out would save no time, only make their next owner read them again
+            self._overdue()
         offsets, progress = [], []
         for key in keys:
             part = self.partitions.get(key)
