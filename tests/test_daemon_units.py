@@ -629,7 +629,7 @@ def test_dead_letters_name_their_source_and_hold_the_commit_until_acknowledged()
                 headers=[("trace", b"t%d" % (40 + i))], timestamp=(1, 1_700_000_000_040 + i))
         for i, v in enumerate(values)
     ]  # fmt: skip
-    d._process_partition(("t", 3), part, msgs)
+    d.record_path.process_partition(("t", 3), part, msgs)
     dead = [c for c in producer.calls if c["topic"] == "d"]
     assert [(c["value"], c["key"]) for c in dead] == [(b"{", b"k41"), (b"[1]", b"k43")]
     headers = dict(dead[0]["headers"])
@@ -1255,8 +1255,8 @@ def test_a_field_path_no_record_has_is_logged_once_and_unusable_times_are_counte
     records = [{"address": {"country": "de"}, "age": 30 + i % 7, "user": i % 3} for i in range(200)]
     msgs: list[Any] = [None] * len(records)  # the paths are fields of the records: no message is read
     with caplog.at_level("WARNING", logger="distilld"):
-        d._select(part, msgs, records)
-        d._select(part, msgs, records)
+        d.record_path._select(part, msgs, records)
+        d.record_path._select(part, msgs, records)
     lines = [r.getMessage() for r in caplog.records if r.name == "distilld"]
     assert sum("feature 'country'" in line for line in lines) == 1, lines
     assert sum("reducer.key 'user_id'" in line for line in lines) == 1, lines
@@ -1462,7 +1462,7 @@ def test_records_re_read_to_rebuild_a_window_are_not_counted_missing_again() -> 
     part.processed, part.replay_until = 0, 10  # restored at 0, committed at 10: 0-9 are re-read
     part.progress.committed = part.progress.committable = 10
     msgs = [Message(topic="t", partition=0, offset=i, value=b'{"b": 1}', timestamp=(1, 1000)) for i in range(20)]
-    d._process_partition(("t", 0), part, msgs)
+    d.record_path.process_partition(("t", 0), part, msgs)
     registry = d.metrics.registry
     assert registry.get_sample_value("distilld_records_replayed_total") == 10
     assert registry.get_sample_value("distilld_records_consumed_total", {"topic": "t"}) == 10
@@ -2159,7 +2159,7 @@ def test_the_daemon_names_each_outputs_source_so_a_refusal_can_be_routed() -> No
     part = Partition(PartitionProgress("t", 3), reducer, reducer.missing_counts.copy())
     big = orjson.dumps({"a": 1, "pad": "x" * 300})
     msgs = [Message(topic="t", partition=3, offset=40, key=b"k", value=big, timestamp=(1, 1_700_000_000_000))]
-    d._process_partition(("t", 3), part, msgs)
+    d.record_path.process_partition(("t", 3), part, msgs)
     _refuse(producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
     dead = producer.calls[1]
     assert dead["topic"] == "d" and dict(dead["headers"])["distilld-source-offset"] == b"40"
@@ -2443,7 +2443,7 @@ def test_a_key_field_nested_too_deeply_for_a_repr_is_a_missing_key_not_an_except
         Message(topic="t", partition=0, offset=i, value=v, timestamp=(1, 1_700_000_000_000))
         for i, v in enumerate(values)
     ]
-    d._process_partition(("t", 0), part, msgs)
+    d.record_path.process_partition(("t", 0), part, msgs)
     assert [c["value"] for c in producer.calls if c["topic"] == "o"] == values, "each record reduced, none lost"
     assert not [c for c in producer.calls if c["topic"] == "d"], "a good record is not dead-lettered"
 
@@ -2756,7 +2756,7 @@ def test_outputs_waiting_for_acknowledgement_are_counted_and_dated_until_acknowl
                     timestamp=(1, 1_700_000_000_000))
             for i, v in enumerate(values)
         ]  # fmt: skip
-        d._process_partition(("t", partition), part, msgs)
+        d.record_path.process_partition(("t", partition), part, msgs)
 
     for p in (0, 1):
         reducer = d._new_reducer()
@@ -2904,7 +2904,7 @@ def test_a_key_field_of_true_and_one_of_1_are_two_keys_across_a_snapshot() -> No
             for i, u in enumerate(users * 3)
         ]  # fmt: skip
 
-    d._process_partition(("t", 0), part, messages(0))
+    d.record_path.process_partition(("t", 0), part, messages(0))
     windows = part.reducer._windows
 
     def held(w: Any) -> list[tuple[type, Any, int]]:
@@ -2919,7 +2919,7 @@ def test_a_key_field_of_true_and_one_of_1_are_two_keys_across_a_snapshot() -> No
     assert held(restored._windows) == held(windows)
     part.reducer = restored
     part.counted()  # as the loop does for a restored reducer
-    d._process_partition(("t", 0), part, messages(len(users) * 3))
+    d.record_path.process_partition(("t", 0), part, messages(len(users) * 3))
     assert [n for _, _, n in held(restored._windows)] == [6, 12, 6, 6, 6, 12, 6], "each key's window found again"
 
 

@@ -107,7 +107,7 @@ def test_a_new_owner_does_not_count_the_last_owners_evictions_again() -> None:
     new.assigner.to_restore({("t", 0): 500})  # assigned, committed at 500
     new.assigner.restore_some()
     assert new.partitions[("t", 0)].snapshot_at == 500, "restored"
-    new._count_reducer(new.partitions[("t", 0)])  # the first batch after the hand-over
+    new.record_path._count_reducer(new.partitions[("t", 0)])  # the first batch after the hand-over
     assert new.metrics.registry.get_sample_value("distilld_keys_evicted_total") == 0
 
 

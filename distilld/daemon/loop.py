@@ -4,24 +4,22 @@ consume a batch → per input partition: decode (bad → DLQ), time and key,
 grade and select (one reducer per partition, windows per key) → produce the
 selected records with a ``distilld-weight`` header → commit each partition
 up to where every output has been acknowledged.
+
+Partitions the group assigns reach the consumer through :mod:`distilld.daemon.assignment` (their commits and
+state read first); a partition's part of a batch goes through the reducer in :mod:`distilld.daemon.records`.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import math
 import signal
 import time
-from bisect import bisect_left
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from itertools import groupby
 from types import FrameType
 from typing import Any
 
-import numpy as np
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -32,7 +30,7 @@ from confluent_kafka import (
 )
 
 from distilld import __version__
-from distilld.codecs import make_decoder, reason_label
+from distilld.codecs import make_decoder
 from distilld.codecs.registry import RegistryUnavailable
 from distilld.daemon.assignment import LOOKUP_TIMEOUT_S, Assigner
 from distilld.daemon.checkpoint import Checkpoints
@@ -52,6 +50,7 @@ from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
 from distilld.daemon.partition import TP, Partition, partition_names
 from distilld.daemon.progress import PartitionProgress
+from distilld.daemon.records import RecordPath
 from distilld.daemon.repeats import Repeats
 from distilld.daemon.state import NoInputTopic, StateStore
 from distilld.daemon.transactions import TransactionFatal, Transactions
@@ -66,10 +65,7 @@ __all__ = ["Daemon", "FatalRecordError"]
 
 log = logging.getLogger("distilld")
 
-WEIGHT_HEADER = "distilld-weight"
 AUTH_ERRORS = (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
-KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
-FIELD_CHECK_RECORDS = 100  # a batch at least this big missing a field path in every record gets a warning
 PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
 NO_INPUT_RETRY_S = 2.0  # while no input topic exists, how often the cluster's topics are listed again
 # /readyz: not ready once the loop has not turned, or the consumer's statistics (served only when the loop polls)
@@ -78,38 +74,6 @@ NO_INPUT_RETRY_S = 2.0  # while no input topic exists, how often the cluster's t
 STALE_INTERVALS = 5
 STALE_MIN_S = 15.0
 CLOSE_SHARE = (2.0, 0.2)  # a stop keeps min(2 s, 20 % of shutdown_timeout_s) of its deadline for the consumer's close
-
-
-@dataclass
-class Prepared:
-    """A consumed batch ready for the reducer. Indexes are positions in the batch."""
-
-    records: list[Any]  # decoded, not filtered out, graded: these go to the reducer
-    good: list[int]  # the index of each of ``records``
-    bad: list[tuple[int, str]]  # undecodable, or a grader raised: (index, reason)
-    dropped: list[tuple[int, str]] = field(default_factory=list)  # (index, filter)
-    kept: list[tuple[int, str]] = field(default_factory=list)  # forwarded outside the budget: (index, filter)
-    extracted: list[list[Any]] | None = None  # feature values of ``records``, when graded ahead
-
-    def take(self, keep: list[int]) -> None:
-        """Keep only ``records[i]`` for i in ``keep``."""
-        self.records = [self.records[i] for i in keep]
-        self.good = [self.good[i] for i in keep]
-        if self.extracted is not None:
-            self.extracted = [[col[i] for i in keep] for col in self.extracted]
-
-    def before(self, first: int) -> Prepared:
-        """The part of the batch before index ``first``."""
-        k = bisect_left(self.good, first)
-        extracted = None if self.extracted is None else [col[:k] for col in self.extracted]
-        return Prepared(
-            self.records[:k],
-            self.good[:k],
-            [b for b in self.bad if b[0] < first],
-            [d for d in self.dropped if d[0] < first],
-            [e for e in self.kept if e[0] < first],
-            extracted,
-        )
 
 
 class FatalRecordError(RuntimeError):
@@ -137,7 +101,6 @@ class Daemon:
         self.clock = clock
         self.partitions: dict[TP, Partition] = {}
         self.metrics = DaemonMetrics(list(self.graders))
-        self.records_consumed = 0
         self.stopping = False
         self.stop_requested: float | None = None  # when SIGTERM/SIGINT came (monotonic): the stop works to it
         self.failure: str | None = None
@@ -153,7 +116,6 @@ class Daemon:
         # loop are stuck (no statistics are served while a batch waits, the consumer not polled)
         self._registry_since: float | None = None
         self._registry_held = False  # the last batch ended waiting on the schema registry (read again)
-        self._consumed: dict[str, tuple[Any, Any]] = {}
         self._repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
         self._subscribe_at = 0.0  # monotonic time of the next try to subscribe (while no input topic exists)
@@ -161,12 +123,7 @@ class Daemon:
         # revoked or lost partitions whose outputs still wait for acknowledgement (still in output.in_flight):
         # their oldest dates distilld_outputs_unacknowledged_age_seconds until they are acknowledged
         self._leaving: list[PartitionProgress] = []
-        # field paths not yet seen in any record (_check_fields): the settings, and each feature
-        self._unchecked: set[str] = {
-            "reducer.time",
-            "reducer.key",
-            *(f"feature {f}" for f in self.graders),
-        }
+        self.record_path = RecordPath(self)  # a partition's records through the reducer to their outputs
         # bound before any client exists: a port in use stops start-up without a client's log lines; serving
         # at once: a probe during the engine's compilation (seconds) is answered, not left hanging
         m = settings.metrics
@@ -255,6 +212,11 @@ class Daemon:
     def restoring(self) -> dict[TP, int]:
         """Partitions assigned by the group waiting for their state, with their committed offsets (-1: none)."""
         return self.assigner.restoring
+
+    @property
+    def records_consumed(self) -> int:
+        """Records read from the input topics so far (:class:`RecordPath`)."""
+        return self.record_path.records_consumed
 
     def _starting(self, doing: str | None) -> None:
         """What start-up is doing, for /readyz (None: done, :meth:`readiness` answers from here)."""
@@ -629,7 +591,7 @@ class Daemon:
             if part is None:
                 continue  # revoked while these were in flight: the next owner reads them
             try:
-                self._process_partition(tp, part, group)
+                self.record_path.process_partition(tp, part, group)
             except RegistryUnavailable:
                 # stopping while the registry is down: these stay uncommitted, read again later; or
                 # the registry has been down as long as the batch may be held: read them again
@@ -717,199 +679,6 @@ class Daemon:
         more = self._repeats.note(("consume", err.code(), topic))
         if more is not None:
             log.warning("consume: %s%s", err, more)
-
-    def _process_partition(self, tp: TP, part: Partition, msgs: list[Any]) -> None:
-        settings = self.settings
-        if part.replay_until is not None:
-            msgs = self._replay(tp, part, msgs)
-            if not msgs:
-                return
-        values = list(map(Message.value, msgs))
-        topic = tp[0]
-        prepared = self._prepare(part, values)  # first: records the registry holds up are read again
-        self._count_consumed(topic, len(msgs), _total_len(values))
-        bad = prepared.bad
-        if bad and settings.processing.on_error == "fail":
-            first = bad[0][0]
-            m = msgs[first]
-            self.failure = f"{topic}[{tp[1]}]@{m.offset()}: {bad[0][1]}"
-            self.stopping = True
-            # every record before the first bad one is good: keep exactly those
-            prepared, bad, msgs = prepared.before(first), [], msgs[:first]
-            if not msgs:
-                return
-        end = part.processed = msgs[-1].offset() + 1
-        good_msgs = [msgs[i] for i in prepared.good] if len(prepared.good) < len(msgs) else msgs
-        chosen, weights = self._select(part, good_msgs, prepared.records, prepared.extracted)
-        dlq = bad if settings.processing.on_error == "dlq" else []
-        # counted per label, not per record: a filter may drop most of a batch
-        for label, n in Counter(reason_label(reason) for _, reason in bad).items():
-            (self.metrics.dlq if dlq else self.metrics.skipped).labels(label).inc(n)
-        for (name, action), n in Counter(
-            [*((name, "drop") for _, name in prepared.dropped), *((name, "keep") for _, name in prepared.kept)]
-        ).items():
-            self.metrics.filtered.labels(name, action).inc(n)
-        batch = part.progress.add(end, len(chosen) + len(prepared.kept) + len(dlq))
-        out_topic = settings.kafka.output_topic
-        for i, w in zip(chosen, weights, strict=True):
-            m = good_msgs[i]
-            headers = list(m.headers() or [])
-            headers.append((WEIGHT_HEADER, w))
-            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m), (topic, tp[1], m.offset()))
-        for i, name in prepared.kept:
-            m = msgs[i]
-            headers = [*(m.headers() or []), (WEIGHT_HEADER, b"1"), (KEPT_HEADER, name.encode())]
-            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m), (topic, tp[1], m.offset()))
-        for i, reason in dlq:
-            m = msgs[i]
-            headers = list(m.headers() or [])
-            headers += [
-                ("distilld-error", reason.encode()),
-                ("distilld-source-topic", topic.encode()),
-                ("distilld-source-partition", str(tp[1]).encode()),
-                ("distilld-source-offset", str(m.offset()).encode()),
-            ]
-            dlq_topic = settings.kafka.dlq_topic or ""
-            source = (topic, tp[1], m.offset())
-            self.output.send(batch, dlq_topic, m.value(), m.key(), headers, _timestamp(m), source)
-        if bad:
-            log.debug("%s[%d]: %d undecodable records (%s)", topic, tp[1], len(bad), settings.processing.on_error)
-
-    def _prepare(self, part: Partition, values: list[bytes | None]) -> Prepared:
-        """Decode, filter, and (when a grader can raise) grade ahead: what goes to the reducer."""
-        records, good, bad = self.decode(values)
-        prepared = Prepared(records, good, bad)
-        if records and self.filters:
-            reduce, dropped, kept, unfiltered = self.filters.split_checked(records)
-            prepared.dropped = [(good[i], name) for i, name in dropped]
-            prepared.kept = [(good[i], name) for i, name in kept]
-            if unfiltered:  # as undecodable ones: skipped, dead-lettered or stopping, as processing.on_error says
-                prepared.bad = sorted(prepared.bad + [(good[i], reason) for i, reason in unfiltered])
-                # once a minute: a filter that fails on a field every record has would log every batch
-                if (more := self._repeats.note("filters")) is not None:
-                    log.error(
-                        "filters: %d records of a batch could not be filtered (processing.on_error: %s): %s%s",
-                        len(unfiltered), self.settings.processing.on_error, unfiltered[0][1], more,
-                    )  # fmt: skip
-            if dropped or kept or unfiltered:
-                prepared.take(np.flatnonzero(reduce).tolist())
-        if prepared.records and self.graders_may_raise:
-            extracted, errors = part.reducer.extract(prepared.records)
-            prepared.extracted = extracted
-            if errors:
-                failed = {i for i, _ in errors}
-                prepared.bad = sorted(prepared.bad + [(prepared.good[i], reason) for i, reason in errors])
-                prepared.take([i for i in range(len(prepared.records)) if i not in failed])
-        return prepared
-
-    def _select(
-        self,
-        part: Partition,
-        msgs: list[Any],
-        records: list[Any],
-        extracted: list[list[Any]] | None = None,
-        replay: bool = False,
-    ) -> tuple[list[int], list[bytes]]:
-        """Reduce decoded records: (indexes of the chosen ones, their weight headers).
-        ``replay``: re-read to rebuild the window (processing time: see RecordFields)."""
-        if not records:
-            return [], []
-        replay_after = None
-        if replay:
-            watermark = part.reducer.watermark
-            replay_after = watermark if math.isfinite(watermark) else 0.0
-        ts = self.fields.timestamps(msgs, records, replay_after)
-        key_index, keys = self.fields.keys(msgs, records)
-        idx, weight = part.reducer.select(records, ts, key_index, keys, extracted=extracted)
-        per_key = weight.tolist()
-        header = {w: f"{w:.6g}".encode() for w in set(per_key)}  # one text a weight, not one a key
-        if replay:
-            part.counted()  # not again in distilld_feature_missing_total (the records are not counted consumed)
-        else:
-            self._count_reducer(part, len(records))
-        if len(records) >= FIELD_CHECK_RECORDS and self._unchecked:
-            self._check_fields(ts, keys, len(records))
-        return idx.tolist(), [header[per_key[k]] for k in key_index[idx].tolist()]
-
-    def _check_fields(self, ts: np.ndarray, keys: list[Any], records: int) -> None:
-        """Once per setting: a field path that no record of a whole batch has is most likely a typo,
-        which would otherwise only show as a metric (a feature all missing, one window for every
-        record, processing time instead of event time)."""
-        reducer = self.settings.reducer
-        if (
-            "reducer.time" in self._unchecked
-            and reducer.time not in ("processing", "kafka_timestamp")
-            and np.isnan(ts).all()
-        ):
-            self._unchecked.discard("reducer.time")
-            log.warning(
-                "reducer.time %r: none of %d records has a usable time there (missing or not a number): "
-                "they take the window's watermark; check the field path and reducer.time_unit",
-                reducer.time, records,
-            )  # fmt: skip
-        if "reducer.key" in self._unchecked and reducer.key not in ("kafka_key", "none") and keys == [None]:
-            self._unchecked.discard("reducer.key")
-            log.warning(
-                "reducer.key %r: none of %d records has it: they share one window; check the field path",
-                reducer.key, records,
-            )  # fmt: skip
-
-    def _count_reducer(self, part: Partition, records: int = 0) -> None:
-        """Missing values, evictions and unusable times since the last batch (of ``records``), into the
-        counters; a feature missing from every record of a batch is logged once (a field path's typo?)."""
-        missing = part.reducer.missing_counts
-        delta = missing - part.missing_seen
-        for f in np.flatnonzero(delta).tolist():
-            name = self.metrics.features[f]
-            self.metrics.missing.labels(name).inc(int(delta[f]))
-            if records >= FIELD_CHECK_RECORDS and delta[f] == records and f"feature {name}" in self._unchecked:
-                self._unchecked.discard(f"feature {name}")
-                log.warning(
-                    "feature %r: missing or wrong-typed in all %d records of a batch; check its field path",
-                    name, records,
-                )  # fmt: skip
-        part.missing_seen = missing.copy()
-        evicted = part.reducer.keys_evicted
-        if evicted > part.evicted_seen:
-            self.metrics.keys_evicted.inc(evicted - part.evicted_seen)
-            part.evicted_seen = evicted
-        replaced = part.reducer.timestamps_replaced
-        if replaced > part.times_replaced_seen:
-            self.metrics.times_replaced.inc(replaced - part.times_replaced_seen)
-            part.times_replaced_seen = replaced
-        rewinds = part.reducer.watermark_rewinds
-        if rewinds > part.rewinds_seen:
-            self.metrics.watermark_rewinds.inc(rewinds - part.rewinds_seen)
-            part.rewinds_seen = rewinds
-
-    def _replay(self, tp: TP, part: Partition, msgs: list[Any]) -> list[Any]:
-        """Feed records the snapshot does not cover but the commit does into the
-        reducer without emitting them (they were emitted before); return the rest."""
-        until = part.replay_until
-        assert until is not None
-        offsets: list[int] = list(map(Message.offset, msgs))  # type: ignore[arg-type]
-        cut = bisect_left(offsets, until)
-        if cut:
-            replayed = msgs[:cut]
-            prepared = self._prepare(part, list(map(Message.value, replayed)))
-            self._select(part, [replayed[i] for i in prepared.good], prepared.records, prepared.extracted, replay=True)
-            part.processed = offsets[cut - 1] + 1
-            self.metrics.replayed.inc(cut)
-        if cut < len(msgs) or part.processed == until:
-            part.replay_until = None
-            log.info("%s[%d]: state caught up to the committed offset %d", tp[0], tp[1], until)
-        return msgs[cut:]
-
-    def _count_consumed(self, topic: str, records: int, size: int) -> None:
-        children = self._consumed.get(topic)
-        if children is None:
-            children = self._consumed[topic] = (
-                self.metrics.consumed.labels(topic),
-                self.metrics.bytes_consumed.labels(topic),
-            )
-        children[0].inc(records)
-        children[1].inc(size)
-        self.records_consumed += records
 
     def _observe_outputs(self) -> None:
         """Outputs waiting for acknowledgement into the metrics: the producer's count, and the oldest open
@@ -1082,15 +851,3 @@ def group_by_partition(msgs: list[Any], topics: list[Any], partitions: list[Any]
         groups.setdefault(tp, []).extend(msgs[start : start + length])
         start += length
     return groups
-
-
-def _total_len(values: list[bytes | None]) -> int:
-    try:
-        return sum(map(len, values))  # type: ignore[arg-type]
-    except TypeError:  # tombstones
-        return sum(len(v) for v in values if v)
-
-
-def _timestamp(m: Message) -> int:
-    kind, ts = m.timestamp()
-    return ts if kind != 0 and ts > 0 else 0
