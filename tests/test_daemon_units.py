@@ -629,7 +629,7 @@ def test_dead_letters_name_their_source_and_hold_the_commit_until_acknowledged()
                 headers=[("trace", b"t%d" % (40 + i))], timestamp=(1, 1_700_000_000_040 + i))
         for i, v in enumerate(values)
     ]  # fmt: skip
-    d._process_partition(("t", 3), part, msgs)
+    d.record_path.process_partition(("t", 3), part, msgs)
     dead = [c for c in producer.calls if c["topic"] == "d"]
     assert [(c["value"], c["key"]) for c in dead] == [(b"{", b"k41"), (b"[1]", b"k43")]
     headers = dict(dead[0]["headers"])
@@ -793,11 +793,11 @@ def _exactly_once_daemon(**processing: Any) -> Daemon:
 def _restore_waiting(d: Daemon, turns: int = 20) -> None:
     """The loop's turns that read the commits, then the state, of partitions waiting for them, until none waits."""
     for _ in range(turns):
-        if d.stopping or not (d.pending or d.restoring or d._rebuilding):
+        if d.stopping or not (d.pending or d.restoring or d.assigner._rebuilding):
             return
         if d.pending:
-            d._read_commits()
-        d._restore_some()
+            d.assigner.read_commits()
+        d.assigner.restore_some()
 
 
 def _no_snapshots(d: Daemon) -> None:
@@ -1255,8 +1255,8 @@ def test_a_field_path_no_record_has_is_logged_once_and_unusable_times_are_counte
     records = [{"address": {"country": "de"}, "age": 30 + i % 7, "user": i % 3} for i in range(200)]
     msgs: list[Any] = [None] * len(records)  # the paths are fields of the records: no message is read
     with caplog.at_level("WARNING", logger="distilld"):
-        d._select(part, msgs, records)
-        d._select(part, msgs, records)
+        d.record_path._select(part, msgs, records)
+        d.record_path._select(part, msgs, records)
     lines = [r.getMessage() for r in caplog.records if r.name == "distilld"]
     assert sum("feature 'country'" in line for line in lines) == 1, lines
     assert sum("reducer.key 'user_id'" in line for line in lines) == 1, lines
@@ -1462,7 +1462,7 @@ def test_records_re_read_to_rebuild_a_window_are_not_counted_missing_again() -> 
     part.processed, part.replay_until = 0, 10  # restored at 0, committed at 10: 0-9 are re-read
     part.progress.committed = part.progress.committable = 10
     msgs = [Message(topic="t", partition=0, offset=i, value=b'{"b": 1}', timestamp=(1, 1000)) for i in range(20)]
-    d._process_partition(("t", 0), part, msgs)
+    d.record_path.process_partition(("t", 0), part, msgs)
     registry = d.metrics.registry
     assert registry.get_sample_value("distilld_records_replayed_total") == 10
     assert registry.get_sample_value("distilld_records_consumed_total", {"topic": "t"}) == 10
@@ -2159,7 +2159,7 @@ def test_the_daemon_names_each_outputs_source_so_a_refusal_can_be_routed() -> No
     part = Partition(PartitionProgress("t", 3), reducer, reducer.missing_counts.copy())
     big = orjson.dumps({"a": 1, "pad": "x" * 300})
     msgs = [Message(topic="t", partition=3, offset=40, key=b"k", value=big, timestamp=(1, 1_700_000_000_000))]
-    d._process_partition(("t", 3), part, msgs)
+    d.record_path.process_partition(("t", 3), part, msgs)
     _refuse(producer.calls[0], KafkaError.MSG_SIZE_TOO_LARGE)
     dead = producer.calls[1]
     assert dead["topic"] == "d" and dict(dead["headers"])["distilld-source-offset"] == b"40"
@@ -2443,7 +2443,7 @@ def test_a_key_field_nested_too_deeply_for_a_repr_is_a_missing_key_not_an_except
         Message(topic="t", partition=0, offset=i, value=v, timestamp=(1, 1_700_000_000_000))
         for i, v in enumerate(values)
     ]
-    d._process_partition(("t", 0), part, msgs)
+    d.record_path.process_partition(("t", 0), part, msgs)
     assert [c["value"] for c in producer.calls if c["topic"] == "o"] == values, "each record reduced, none lost"
     assert not [c for c in producer.calls if c["topic"] == "d"], "a good record is not dead-lettered"
 
@@ -2492,14 +2492,14 @@ def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() ->
     _no_snapshots(d)
     both = [TopicPartition("t", 0), TopicPartition("t", 1)]
     d._on_assign(member, both)  # type: ignore[arg-type]
-    d._read_commits()
+    d.assigner.read_commits()
     assert not d.stopping and d.failure is None, "no exit"
     assert member.assigned == [] and not d.partitions, "nothing assigned to the consumer: nothing read or processed"
     assert not d.readiness()[0] and "committed offsets" in d.readiness()[1]
-    d._read_commits()  # one partition's offset still unknown: neither is taken
+    d.assigner.read_commits()  # one partition's offset still unknown: neither is taken
     assert member.assigned == [] and not d.partitions and not d.stopping
     assert d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 2
-    d._read_commits()
+    d.assigner.read_commits()
     assert not d.pending and d.restoring == {("t", 0): 7, ("t", 1): 3}, "their state read next"
     _restore_waiting(d)
     assert member.assigned == [(0, 7), (1, 3)], "from the commits, once known"
@@ -2508,7 +2508,7 @@ def test_committed_offsets_unreadable_at_assignment_are_retried_not_an_exit() ->
     d.partitions.clear()
     answers.append(KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away")))
     d._on_assign(member, both)  # type: ignore[arg-type]
-    d._read_commits()
+    d.assigner.read_commits()
     d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert member.unassigned == [], "never assigned to the consumer: not unassigned (an error)"
     assert [(p.topic, p.partition) for p in d.pending] == [("t", 0)], "a revoked partition is not retried"
@@ -2533,11 +2533,11 @@ def test_partitions_joining_those_waiting_for_their_commits_do_not_put_off_their
     member = Member()
     d.consumer = member  # type: ignore[assignment]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
-    first = d._pending_at
+    first = d.assigner._pending_at
     time.sleep(0.01)
     d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert [p.partition for p in d.pending] == [0, 1]
-    assert d._pending_at == first, "the waiting partition keeps its next try, and the new one joins it"
+    assert d.assigner._pending_at == first, "the waiting partition keeps its next try, and the new one joins it"
 
 
 def test_a_slow_state_topic_keeps_healthz_alive_and_a_stop_ends_the_restore() -> None:
@@ -2584,7 +2584,7 @@ def test_the_windows_start_lookup_keeps_healthz_alive_and_ends_on_a_stop() -> No
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
 
     d.consumer = Member()  # type: ignore[assignment]
-    assert d._window_starts([TopicPartition("t", 0)]) == {}
+    assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
     assert slices == [1.0, 2.0], "tried again in a longer slice, then not after the stop"
     assert beats[0] == 2, "alive for /healthz after each try"
 
@@ -2670,7 +2670,7 @@ def test_a_retried_windows_start_lookup_is_counted_and_logged(caplog: pytest.Log
 
     d.consumer = Member()  # type: ignore[assignment]
     with caplog.at_level("WARNING", logger="distilld"):
-        assert d._window_starts([TopicPartition("t", 0)]) == {("t", 0): 40}
+        assert d.assigner._window_starts([TopicPartition("t", 0)]) == {("t", 0): 40}
     errors = d.metrics.registry.get_sample_value
     assert errors("distilld_offset_lookup_errors_total", {"lookup": "window_start"}) == 1
     assert errors("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 0
@@ -2704,10 +2704,10 @@ def test_a_windows_start_lookup_holds_a_stop_up_for_one_short_slice_at_most(monk
     growing at 5 s, as a committed-offset lookup does."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-    from distilld.daemon import loop
+    from distilld.daemon import assignment, loop
 
     now = [0.0]
-    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(assignment, "time", SimpleNamespace(monotonic=lambda: now[0]))
     d = _exactly_once_daemon(shutdown_timeout_s=30)
     slices: list[float] = []
 
@@ -2718,7 +2718,7 @@ def test_a_windows_start_lookup_holds_a_stop_up_for_one_short_slice_at_most(monk
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
 
     d.consumer = Member()  # type: ignore[assignment]
-    assert d._window_starts([TopicPartition("t", 0)]) == {}
+    assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
     assert max(slices) <= loop.LOOKUP_TIMEOUT_S and sum(slices) == 30, slices
 
 
@@ -2756,7 +2756,7 @@ def test_outputs_waiting_for_acknowledgement_are_counted_and_dated_until_acknowl
                     timestamp=(1, 1_700_000_000_000))
             for i, v in enumerate(values)
         ]  # fmt: skip
-        d._process_partition(("t", partition), part, msgs)
+        d.record_path.process_partition(("t", partition), part, msgs)
 
     for p in (0, 1):
         reducer = d._new_reducer()
@@ -2865,12 +2865,14 @@ def test_partitions_waiting_for_their_commits_after_others_were_revoked_are_retr
     d.consumer = d.checkpoints.consumer = member  # type: ignore[assignment]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
     for _ in range(6):
-        d._read_commits()  # retried after 1, 2, 4, 8, 16, 30 s
+        d.assigner.read_commits()  # retried after 1, 2, 4, 8, 16, 30 s
     d._on_revoke(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
     assert not d.pending
     d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
-    d._read_commits()
-    assert d._pending_at - time.monotonic() <= 1.0, "the first retry of newly waiting partitions comes after 1 s"
+    d.assigner.read_commits()
+    assert d.assigner._pending_at - time.monotonic() <= 1.0, (
+        "the first retry of newly waiting partitions comes after 1 s"
+    )
 
 
 def _keyed_daemon() -> tuple[Daemon, Any]:
@@ -2902,7 +2904,7 @@ def test_a_key_field_of_true_and_one_of_1_are_two_keys_across_a_snapshot() -> No
             for i, u in enumerate(users * 3)
         ]  # fmt: skip
 
-    d._process_partition(("t", 0), part, messages(0))
+    d.record_path.process_partition(("t", 0), part, messages(0))
     windows = part.reducer._windows
 
     def held(w: Any) -> list[tuple[type, Any, int]]:
@@ -2917,7 +2919,7 @@ def test_a_key_field_of_true_and_one_of_1_are_two_keys_across_a_snapshot() -> No
     assert held(restored._windows) == held(windows)
     part.reducer = restored
     part.counted()  # as the loop does for a restored reducer
-    d._process_partition(("t", 0), part, messages(len(users) * 3))
+    d.record_path.process_partition(("t", 0), part, messages(len(users) * 3))
     assert [n for _, _, n in held(restored._windows)] == [6, 12, 6, 6, 6, 12, 6], "each key's window found again"
 
 
@@ -3110,9 +3112,9 @@ def test_the_state_is_read_by_the_loop_between_polls_and_a_revoke_meanwhile_forg
     d.state.scan = scan  # type: ignore[method-assign]
     d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert calls == [], "nothing looked up in the callback"
-    d._read_commits()
+    d.assigner.read_commits()
     for _ in range(2):
-        d._restore_some()
+        d.assigner.restore_some()
     assert calls == ["committed", "read 0", "read 0"], "a slice a turn"
     ready, why = d.readiness()
     assert not ready and why == "state of t[0], t[1] not restored yet", why
@@ -3121,7 +3123,7 @@ def test_the_state_is_read_by_the_loop_between_polls_and_a_revoke_meanwhile_forg
     assert calls == [] and closed == [0], "its read given up; never assigned to the consumer: not unassigned"
     slow[0] = False
     d.paused = True
-    d._restore_some()
+    d.assigner.restore_some()
     assert calls == ["assign 1@100", "pause 1"] and list(d.partitions) == [("t", 1)]
     assert "not restored" not in d.readiness()[1]
 
@@ -3155,7 +3157,7 @@ def test_readyz_says_retrying_only_once_reading_the_commits_has_failed(daemon: D
         raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away"))
 
     daemon.consumer.committed = committed  # type: ignore[attr-defined]
-    daemon._read_commits()
+    daemon.assigner.read_commits()
     ready, why = daemon.readiness()
     assert not ready and "t[3]" in why and "not readable yet (retrying)" in why, why
 
@@ -3274,8 +3276,8 @@ def test_partitions_waiting_for_their_state_show_their_lag_until_the_consumer_ha
         d._refresh(time.monotonic())
 
     d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
-    d._read_commits()
-    d._restore_some()
+    d.assigner.read_commits()
+    d.assigner.restore_some()
     assert d.restoring == {("t", 0): 100, ("t", 1): 100} and not d.partitions, "restoring, not assigned"
     refresh()
     assert admin.asked == [[0, 1]] and admin.isolation == IsolationLevel.READ_COMMITTED, "one lookup for both"
@@ -3306,7 +3308,7 @@ def test_partitions_waiting_for_their_state_show_their_lag_until_the_consumer_ha
     assert lag(0) == 80, "retried after the failure"
 
     d._on_assign(member, [TopicPartition("t", 2)])  # type: ignore[arg-type]
-    d._read_commits()
+    d.assigner.read_commits()
     refresh()  # (answers held again: in flight for 0 and 1)
     assert lag(2) is None and all(2 not in a for a in admin.asked), "its commit unknown: no lag, not looked up"
     d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
@@ -3319,7 +3321,7 @@ def test_partitions_waiting_for_their_state_show_their_lag_until_the_consumer_ha
     assert admin.asked[-1] == [0]
 
     slow[0] = False
-    d._restore_some()
+    d.assigner.restore_some()
     assert list(d.partitions) == [("t", 0)], "restored: assigned to the consumer"
     admin.ends[("t", 0)] = 999
     for future, tp in admin.held:
@@ -3383,9 +3385,9 @@ def test_each_restored_partition_is_one_restore_duration_sample() -> None:
     d.consumer = d.checkpoints.consumer = member = _CommittedMember()  # type: ignore[assignment]
     _no_snapshots(d)
     d._on_assign(member, [TopicPartition("t", p) for p in range(3)])  # type: ignore[arg-type]
-    d._read_commits()
+    d.assigner.read_commits()
     d._on_revoke(member, [TopicPartition("t", 2)])  # type: ignore[arg-type]
-    d._to_restore({("t", 3): -1})  # no commit: taken at once, nothing restored
+    d.assigner.to_restore({("t", 3): -1})  # no commit: taken at once, nothing restored
     _restore_waiting(d)
     assert sorted(d.partitions) == [("t", 0), ("t", 1), ("t", 3)]
     sample = d.metrics.registry.get_sample_value
@@ -3400,11 +3402,11 @@ def test_snapshots_read_together_are_loaded_a_partition_a_turn(monkeypatch: pyte
     Now a turn loads them until its slice is over, one at least; one revoked before its turn is not loaded."""
     from confluent_kafka import TopicPartition
 
-    from distilld.daemon import loop
+    from distilld.daemon import assignment
     from distilld.daemon.state import Restored, StateScan
     from distilld.snapshot import dump
 
-    monkeypatch.setattr(loop, "RESTORE_SLICE_S", 0.0)  # every slice over after one load
+    monkeypatch.setattr(assignment, "RESTORE_SLICE_S", 0.0)  # every slice over after one load
     d = _exactly_once_daemon()
     snapshot = dump(d._new_reducer())
     assigned: list[int] = []
@@ -3421,8 +3423,8 @@ def test_snapshots_read_together_are_loaded_a_partition_a_turn(monkeypatch: pyte
     d.state.partitions = 1
     d.state.scan = lambda partition, wanted, alive=None: Found(partition, wanted, iter([]))  # type: ignore[method-assign]
     d._on_assign(member, [TopicPartition("t", p) for p in range(3)])  # type: ignore[arg-type]
-    d._read_commits()
-    d._restore_some()
+    d.assigner.read_commits()
+    d.assigner.restore_some()
     assert assigned == [0], "one partition loaded a turn"
     assert d.readiness()[1] == "state of t[1], t[2] not restored yet"
     d._on_revoke(member, [TopicPartition("t", 2)])  # type: ignore[arg-type]
@@ -3438,11 +3440,11 @@ def test_a_partition_revoked_during_the_state_read_is_not_kept_for_loading(monke
     (Found by a review.)"""
     from confluent_kafka import TopicPartition
 
-    from distilld.daemon import loop
+    from distilld.daemon import assignment
     from distilld.daemon.state import Restored
     from distilld.snapshot import dump
 
-    monkeypatch.setattr(loop, "RESTORE_SLICE_S", 0.0)
+    monkeypatch.setattr(assignment, "RESTORE_SLICE_S", 0.0)
     d = _exactly_once_daemon()
     snapshot = dump(d._new_reducer())
     scans: list[dict[Any, int]] = []
@@ -3465,13 +3467,15 @@ def test_a_partition_revoked_during_the_state_read_is_not_kept_for_loading(monke
     d.state.partitions = 1
     d.state.scan = Scan  # type: ignore[method-assign]
     d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
-    d._read_commits()
-    d._restore_some()  # the read starts, its slice ends
+    d.assigner.read_commits()
+    d.assigner.restore_some()  # the read starts, its slice ends
     d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
     _restore_waiting(d)
     assert list(d.partitions) == [("t", 0)]
-    assert not (d.restoring or d._rebuilding or d.pending), "nothing waits: the loop never turns to restores again"
-    assert not d._unloaded, "nothing kept for a partition revoked"
+    assert not (d.restoring or d.assigner._rebuilding or d.pending), (
+        "nothing waits: the loop never turns to restores again"
+    )
+    assert not d.assigner._unloaded, "nothing kept for a partition revoked"
     d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
     _restore_waiting(d)
     assert len(scans) == 2, "t1 assigned again: its state is read again"

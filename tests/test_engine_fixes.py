@@ -104,10 +104,10 @@ def test_a_new_owner_does_not_count_the_last_owners_evictions_again() -> None:
     new.state.partitions = 1
     new.state.scan = lambda partition, wanted, alive=None: StateScan(partition, wanted, iter(snapshot))  # type: ignore[method-assign]
     new.consumer = SimpleNamespace(incremental_assign=lambda parts: None)  # type: ignore[assignment]
-    new._to_restore({("t", 0): 500})  # assigned, committed at 500
-    new._restore_some()
+    new.assigner.to_restore({("t", 0): 500})  # assigned, committed at 500
+    new.assigner.restore_some()
     assert new.partitions[("t", 0)].snapshot_at == 500, "restored"
-    new._count_reducer(new.partitions[("t", 0)])  # the first batch after the hand-over
+    new.record_path._count_reducer(new.partitions[("t", 0)])  # the first batch after the hand-over
     assert new.metrics.registry.get_sample_value("distilld_keys_evicted_total") == 0
 
 

@@ -93,7 +93,7 @@ def test_records_the_filters_could_not_filter_go_where_on_error_says_with_a_log_
     msgs = [Message(topic="t", partition=0, offset=10 + i, value=v, timestamp=(1, 1_700_000_000_000)) for i, v in
             enumerate(values)]  # fmt: skip
     with caplog.at_level(logging.ERROR, logger="distilld"):
-        d._process_partition(("t", 0), part, msgs)
+        d.record_path.process_partition(("t", 0), part, msgs)
     assert "filters: 1 records of a batch could not be filtered" in caplog.text
     assert f"processing.on_error: {on_error}" in caplog.text and "RuntimeError: cannot filter" in caplog.text
     forwarded = [c["value"] for c in producer.calls if c["topic"] == "o"]
@@ -121,7 +121,7 @@ def test_records_the_filters_could_not_filter_go_where_on_error_says_with_a_log_
                  enumerate(values)]  # fmt: skip
         caplog.clear()
         with caplog.at_level(logging.ERROR, logger="distilld"):
-            d._process_partition(("t", 0), part, later)
+            d.record_path.process_partition(("t", 0), part, later)
         assert "could not be filtered" not in caplog.text
 
 

@@ -134,20 +134,27 @@ def test_metrics_the_readme_names_exist() -> None:
 def _not_ready_reasons() -> dict[str, str]:
     """What Daemon.readiness answers in each state it answers not ready in (a stand-in for the daemon)."""
     from types import SimpleNamespace
+    from typing import Any
 
+    from distilld.daemon.assignment import Assigner
     from distilld.daemon.loop import Daemon
 
+    def assigner(pending: list[Any] | None = None, restoring: dict[Any, int] | None = None) -> Assigner:
+        waiting = Assigner(None)  # type: ignore[arg-type]
+        waiting.pending, waiting.restoring = pending or [], restoring or {}
+        return waiting
+
     ready = {"checkpoints": SimpleNamespace(unfinished=False), "broker_up": True, "missing_topics": set()}
-    ready |= {"partitions": {}, "joined": True, "pending": [], "restoring": {}, "_rebuilding": {}, "stopping": False}
-    ready |= {"failure": None, "_pending_wait": 1.0, "_registry_since": None, "_hold_limit_s": 150.0}
+    ready |= {"partitions": {}, "joined": True, "assigner": assigner(), "stopping": False}
+    ready |= {"failure": None, "_registry_since": None, "_hold_limit_s": 150.0}
     ready |= {"endpoints": None, "subscribed": True, "_stats_interval_s": 1.0, "_last_stats": time.monotonic()}
     states = {
-        "committed offsets": {"pending": [SimpleNamespace(topic="events", partition=0)]},
+        "committed offsets": {"assigner": assigner(pending=[SimpleNamespace(topic="events", partition=0)])},
         "transaction": {"checkpoints": SimpleNamespace(unfinished=True)},
         "broker": {"broker_up": False},
         "input topic": {"missing_topics": {"events"}, "joined": False},
         "group": {"joined": False},
-        "restored": {"restoring": {("events", 0): 5}},
+        "restored": {"assigner": assigner(restoring={("events", 0): 5})},
         "stopping": {"stopping": True},
         "stuck": {"_last_stats": time.monotonic() - 60},
         "schema registry": {"_registry_since": time.monotonic() - 30, "_last_stats": time.monotonic() - 30},

@@ -205,7 +205,7 @@ def test_the_daemon_counts_rewinds_in_its_metrics() -> None:
     records = _stream(2_000, stray_at=500)
     for i in range(0, len(records), 100):
         batch = records[i : i + 100]
-        daemon._select(part, [None] * len(batch), batch)  # the time is a field: no message is read
+        daemon.record_path._select(part, [None] * len(batch), batch)  # the time is a field: no message is read
     assert daemon.metrics.registry.get_sample_value("distilld_watermark_rewinds_total") == 1
     assert reducer.watermark == records[-1]["t"]
 

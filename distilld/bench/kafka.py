@@ -31,6 +31,7 @@ from distilld.broker import EmbeddedBroker
 from distilld.daemon.clients import FETCH_QUEUE_BACKOFF_MS
 from distilld.daemon.loop import Daemon, tune_gc
 from distilld.daemon.partition import Partition
+from distilld.daemon.records import RecordPath
 from distilld.settings import Settings, load_settings
 from distilld.snapshot import dump
 
@@ -105,14 +106,22 @@ def _settings(bootstrap: str, topic: str, batch: int, features: list[dict[str, A
     )
 
 
-class _FreeReducerDaemon(Daemon):
-    """The daemon's loop with a reducer that costs nothing (the ceiling)."""
+class _FreeReducerPath(RecordPath):
+    """The record path with a reducer that costs nothing."""
 
     def _select(
         self, part: Partition, msgs: list[Any], records: list[Any], extracted: Any = None, replay: bool = False
     ) -> tuple[list[int], list[bytes]]:
         chosen = list(range(0, len(records), 10))
         return chosen, [b"10"] * len(chosen)
+
+
+class _FreeReducerDaemon(Daemon):
+    """The daemon's loop with a reducer that costs nothing (the ceiling)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.record_path = _FreeReducerPath(self)
 
 
 def _daemon(

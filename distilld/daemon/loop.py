@@ -4,26 +4,23 @@ consume a batch → per input partition: decode (bad → DLQ), time and key,
 grade and select (one reducer per partition, windows per key) → produce the
 selected records with a ``distilld-weight`` header → commit each partition
 up to where every output has been acknowledged.
+
+Partitions the group assigns reach the consumer through :mod:`distilld.daemon.assignment` (their commits and
+state read first); a partition's part of a batch goes through the reducer in :mod:`distilld.daemon.records`.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import math
 import signal
 import time
-from bisect import bisect_left
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from itertools import groupby
 from types import FrameType
 from typing import Any
 
-import numpy as np
 from confluent_kafka import (
-    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -33,8 +30,9 @@ from confluent_kafka import (
 )
 
 from distilld import __version__
-from distilld.codecs import make_decoder, reason_label
+from distilld.codecs import make_decoder
 from distilld.codecs.registry import RegistryUnavailable
+from distilld.daemon.assignment import LOOKUP_TIMEOUT_S, Assigner
 from distilld.daemon.checkpoint import Checkpoints
 from distilld.daemon.clients import (
     TOKEN_ERROR,
@@ -50,10 +48,11 @@ from distilld.daemon.limits import TopicLimits
 from distilld.daemon.memory import memory_limit, windows_size, windows_warning
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.output import Output
-from distilld.daemon.partition import TP, Partition
+from distilld.daemon.partition import TP, Partition, partition_names
 from distilld.daemon.progress import PartitionProgress
+from distilld.daemon.records import RecordPath
 from distilld.daemon.repeats import Repeats
-from distilld.daemon.state import NoInputTopic, ReadStopped, Restored, StateScan, StateStore
+from distilld.daemon.state import NoInputTopic, StateStore
 from distilld.daemon.transactions import TransactionFatal, Transactions
 from distilld.daemon.waiting_lag import WaitingLag
 from distilld.features import build_graders
@@ -61,61 +60,20 @@ from distilld.filters import Filters
 from distilld.graders import GradingFunction
 from distilld.processor import DistilledProcessor
 from distilld.settings import Settings
-from distilld.snapshot import SnapshotError
-from distilld.snapshot import load as load_snapshot
 
 __all__ = ["Daemon", "FatalRecordError"]
 
 log = logging.getLogger("distilld")
 
-WEIGHT_HEADER = "distilld-weight"
 AUTH_ERRORS = (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
-KEPT_HEADER = "distilld-kept"  # the keep_always filter that forwarded a record outside the budget
-FIELD_CHECK_RECORDS = 100  # a batch at least this big missing a field path in every record gets a warning
 PERIODIC_WAIT_S = 1.0  # longest a periodic checkpoint waits for outputs: the loop keeps turning
 NO_INPUT_RETRY_S = 2.0  # while no input topic exists, how often the cluster's topics are listed again
-LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed offsets (or windows' start) holds on
-LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
-READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
-RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
 # /readyz: not ready once the loop has not turned, or the consumer's statistics (served only when the loop polls)
 # have not come, for this many statistics intervals (at least STALE_MIN_S): librdkafka keeps a broker that stopped
 # answering UP in its statistics until its requests time out, and a stuck loop serves no statistics at all
 STALE_INTERVALS = 5
 STALE_MIN_S = 15.0
 CLOSE_SHARE = (2.0, 0.2)  # a stop keeps min(2 s, 20 % of shutdown_timeout_s) of its deadline for the consumer's close
-
-
-@dataclass
-class Prepared:
-    """A consumed batch ready for the reducer. Indexes are positions in the batch."""
-
-    records: list[Any]  # decoded, not filtered out, graded: these go to the reducer
-    good: list[int]  # the index of each of ``records``
-    bad: list[tuple[int, str]]  # undecodable, or a grader raised: (index, reason)
-    dropped: list[tuple[int, str]] = field(default_factory=list)  # (index, filter)
-    kept: list[tuple[int, str]] = field(default_factory=list)  # forwarded outside the budget: (index, filter)
-    extracted: list[list[Any]] | None = None  # feature values of ``records``, when graded ahead
-
-    def take(self, keep: list[int]) -> None:
-        """Keep only ``records[i]`` for i in ``keep``."""
-        self.records = [self.records[i] for i in keep]
-        self.good = [self.good[i] for i in keep]
-        if self.extracted is not None:
-            self.extracted = [[col[i] for i in keep] for col in self.extracted]
-
-    def before(self, first: int) -> Prepared:
-        """The part of the batch before index ``first``."""
-        k = bisect_left(self.good, first)
-        extracted = None if self.extracted is None else [col[:k] for col in self.extracted]
-        return Prepared(
-            self.records[:k],
-            self.good[:k],
-            [b for b in self.bad if b[0] < first],
-            [d for d in self.dropped if d[0] < first],
-            [e for e in self.kept if e[0] < first],
-            extracted,
-        )
 
 
 class FatalRecordError(RuntimeError):
@@ -143,7 +101,6 @@ class Daemon:
         self.clock = clock
         self.partitions: dict[TP, Partition] = {}
         self.metrics = DaemonMetrics(list(self.graders))
-        self.records_consumed = 0
         self.stopping = False
         self.stop_requested: float | None = None  # when SIGTERM/SIGINT came (monotonic): the stop works to it
         self.failure: str | None = None
@@ -159,34 +116,14 @@ class Daemon:
         # loop are stuck (no statistics are served while a batch waits, the consumer not polled)
         self._registry_since: float | None = None
         self._registry_held = False  # the last batch ended waiting on the schema registry (read again)
-        self._consumed: dict[str, tuple[Any, Any]] = {}
         self._repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
         self._subscribe_at = 0.0  # monotonic time of the next try to subscribe (while no input topic exists)
-        # Assigned by the group, not yet to the consumer (nothing of them is fetched or processed): the loop
-        # reads their committed offsets (pending; retried while unreadable), then their state (restoring, a
-        # state partition at a time, in slices between polls), then looks up where the windows of those
-        # without a usable snapshot start (rebuilding), and assigns them to the consumer. Nothing of it runs
-        # in the rebalance callback, which holds the loop and the group's rebalance (_on_assign).
-        self.pending: list[TopicPartition] = []
-        self._pending_at = 0.0  # monotonic time of the next try
-        self._pending_wait = LOOKUP_RETRY_S[0]
-        self.restoring: dict[TP, int] = {}  # their committed offsets (-1: none)
-        self._scan: StateScan | None = None  # the state partition being read for some of them
-        # those whose state partition has been read, not loaded yet: their commit and snapshot (a turn loads
-        # them until its slice is over)
-        self._unloaded: dict[TP, tuple[int, Restored | None]] = {}
-        self._rebuilding: dict[TP, tuple[Partition, str]] = {}  # with the outcome of their restore so far
-        self._waiting_since: dict[TP, float] = {}  # those with a commit: when each began to wait (restore_duration)
+        self.assigner = Assigner(self)  # partitions assigned by the group, on their way to the consumer
         # revoked or lost partitions whose outputs still wait for acknowledgement (still in output.in_flight):
         # their oldest dates distilld_outputs_unacknowledged_age_seconds until they are acknowledged
         self._leaving: list[PartitionProgress] = []
-        # field paths not yet seen in any record (_check_fields): the settings, and each feature
-        self._unchecked: set[str] = {
-            "reducer.time",
-            "reducer.key",
-            *(f"feature {f}" for f in self.graders),
-        }
+        self.record_path = RecordPath(self)  # a partition's records through the reducer to their outputs
         # bound before any client exists: a port in use stops start-up without a client's log lines; serving
         # at once: a probe during the engine's compilation (seconds) is answered, not left hanging
         m = settings.metrics
@@ -262,6 +199,25 @@ class Daemon:
         self.waiting_lag = WaitingLag(self.metrics, self.state.admin, read_committed, LOOKUP_TIMEOUT_S)
         self._starting(None)
 
+    @property
+    def pending(self) -> list[TopicPartition]:
+        """Partitions assigned by the group whose committed offsets are not read yet (:class:`Assigner`)."""
+        return self.assigner.pending
+
+    @pending.setter
+    def pending(self, partitions: list[TopicPartition]) -> None:
+        self.assigner.pending = partitions
+
+    @property
+    def restoring(self) -> dict[TP, int]:
+        """Partitions assigned by the group waiting for their state, with their committed offsets (-1: none)."""
+        return self.assigner.restoring
+
+    @property
+    def records_consumed(self) -> int:
+        """Records read from the input topics so far (:class:`RecordPath`)."""
+        return self.record_path.records_consumed
+
     def _starting(self, doing: str | None) -> None:
         """What start-up is doing, for /readyz (None: done, :meth:`readiness` answers from here)."""
         if self.endpoints is not None:
@@ -304,13 +260,8 @@ class Daemon:
             )
         if self.subscribed and self._stats_interval_s > 0 and (quiet := now - self._last_stats) > stale:
             return False, f"no broker statistics for {quiet:.0f}s: the brokers or the loop are stuck"
-        if self.pending:
-            names = _first([(tp.topic, tp.partition) for tp in self.pending])
-            if self._pending_wait > LOOKUP_RETRY_S[0]:  # a lookup has failed: the next one is a retry
-                return False, f"committed offsets of {names} not readable yet (retrying)"
-            return False, f"committed offsets of {names} not read yet"
-        if self.restoring or self._rebuilding:
-            return False, f"state of {_first([*self.restoring, *self._rebuilding])} not restored yet"
+        if (waiting := self.assigner.waiting()) is not None:
+            return False, waiting
         if not self.broker_up:
             return False, "no broker connection"
         if self.missing_topics and not self.partitions:
@@ -468,10 +419,7 @@ class Daemon:
                 self.endpoints.beat()
             self._refresh(self._last_commit)  # outputs are acknowledged meanwhile
             return
-        if self.pending and time.monotonic() >= self._pending_at:
-            self._read_commits()
-        if self.restoring or self._rebuilding:
-            self._restore_some()
+        self.assigner.turn()
         self._backpressure()
         msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
         if msgs and self.checkpoints.unfinished:
@@ -512,21 +460,10 @@ class Daemon:
         if now - self._last_refresh >= self.settings.metrics.refresh_ms / 1000.0:
             self.metrics.observe_reducers(p.reducer for p in self.partitions.values())
             self._observe_outputs()
-            self.waiting_lag.refresh(self._waiting_commits())
+            self.waiting_lag.refresh(self.assigner.waiting_commits())
             self.state.serve()
             self.metrics.ready.set(1 if self.readiness()[0] else 0)
             self._last_refresh = now
-
-    def _waiting_commits(self) -> dict[TP, int]:
-        """The committed offsets of the partitions waiting for their state (restoring or rebuilding), those
-        with one: their lag counts from it. Left out: one with none (it starts where auto.offset.reset says,
-        and is assigned once the state read in progress ends), and those whose commits are not read yet
-        (pending: their lag is unknown, see :mod:`distilld.daemon.waiting_lag`)."""
-        commits = {tp: offset for tp, offset in self.restoring.items() if offset >= 0}
-        for tp, (part, _) in self._rebuilding.items():
-            if part.progress.committed is not None:
-                commits[tp] = part.progress.committed
-        return commits
 
     def shutdown(self) -> None:
         """Stop fetching, flush, commit, snapshot, close: inside ``processing.shutdown_timeout_s``
@@ -552,8 +489,7 @@ class Daemon:
         except KafkaException as e:
             log.warning("closing the consumer: %s", e)
         self.output.producer.flush(max(0.0, deadline - time.monotonic()))
-        if self._scan is not None:
-            self._scan.close()
+        self.assigner.close()
         self.state.close()
         if self.endpoints is not None:
             self.endpoints.stop()
@@ -581,9 +517,7 @@ class Daemon:
         looked up (it would take from its shutdown_timeout_s): they are not read, and the close's revoke
         forgets them."""
         if partitions:
-            if not self.pending:  # partitions already waiting for a retry keep its time: these join it
-                self._pending_at = time.monotonic()
-            self.pending += partitions
+            self.assigner.add(partitions)
             self.metrics.rebalances.labels("assign").inc()  # a cooperative rebalance calls every member
         self.joined = True
         self.missing_topics.clear()  # a topic still missing is reported again by the next fetch
@@ -596,261 +530,22 @@ class Daemon:
         if self.paused and starts:
             consumer.pause(starts)
 
-    def _committed(self, partitions: list[TopicPartition]) -> dict[TP, int] | None:
-        """The committed offset of each partition (-1: none), or None when they cannot be read now (the group
-        coordinator away or still loading, under exactly_once another instance's transaction still open on
-        them, no Describe on the group): counted, logged, and retried by the caller."""
-        try:
-            found = self.consumer.committed(
-                partitions, timeout=min(LOOKUP_TIMEOUT_S, self.settings.processing.shutdown_timeout_s)
-            )
-            failed = next((tp.error for tp in found if tp.error is not None), None)
-            if failed is not None:
-                raise KafkaException(failed)
-        except KafkaException as e:
-            self.metrics.offset_lookup_errors.labels("committed").inc()
-            reason = e.args[0].str() if isinstance(e.args[0], KafkaError) else e
-            log.warning(
-                "cannot read the committed offsets of %s (%s): not read until they are known; retrying in %gs",
-                _names(partitions), reason, self._pending_wait,
-            )  # fmt: skip
-            return None
-        return {(tp.topic, tp.partition): tp.offset for tp in found}
-
-    def _read_commits(self) -> None:
-        """Read the commits of the partitions waiting for them; once known, they wait for their state. Where
-        to start is unknown until then: starting without the commit could reprocess or skip records (under
-        exactly_once emit them twice), and exiting would meet the same brokers after a restart (a crash loop);
-        so the lookup is retried, 1 s after the first failure, doubling up to 30 s."""
-        pending = self.pending
-        committed = self._committed(pending)
-        if committed is None:
-            self._pending_at = time.monotonic() + self._pending_wait
-            self._pending_wait = min(self._pending_wait * 2, LOOKUP_RETRY_S[1])
-            return
-        self.pending, self._pending_wait = [], LOOKUP_RETRY_S[0]
-        self._to_restore({(tp.topic, tp.partition): committed.get((tp.topic, tp.partition), -1) for tp in pending})
-
-    def _to_restore(self, committed: dict[TP, int]) -> None:
-        """Partitions whose commits are read (-1: none) wait for their state; those with a commit are timed
-        from now to their assignment (distilld_state_restore_duration_seconds), each on its own."""
-        now = time.perf_counter()
-        self._waiting_since.update((tp, now) for tp, offset in committed.items() if offset >= 0)
-        self.restoring.update(committed)
-
-    def _restore_some(self) -> None:
-        """Restore partitions waiting for their state, for up to RESTORE_SLICE_S: the loop polls its consumer
-        between slices (max.poll.interval.ms) and processes the partitions it has. The state topic is read a
-        state partition at a time, for every partition waiting whose snapshots it holds (one read, however
-        many partitions share it); each is assigned once its state is in, loaded one partition at a time (a
-        big window state takes seconds to load). Those without a usable snapshot wait for the others, then
-        where their windows start is looked up once for them all."""
-        until = time.monotonic() + RESTORE_SLICE_S
-        while not self.stopping and (self._scan is not None or self.restoring):
-            if self._unloaded:
-                self._load(until)
-                if self._unloaded:
-                    return  # the slice is over: on at the next turn
-                continue
-            if self._scan is None:
-                self._scan = self._next_scan()
-                continue
-            try:
-                found = self._scan.advance(until)
-            except ReadStopped:
-                self._scan = None
-                return  # their state would not be used: left unassigned, the close's revoke forgets them
-            except (KafkaException, TimeoutError) as e:
-                self.metrics.state_errors.inc()
-                log.warning(
-                    "reading state topic %s[%d] failed (%s): %s go without their snapshots (their windows are "
-                    "rebuilt from the log where it still holds them)",
-                    self.state.topic, self._scan.partition, e, _keys(self._scan.wanted),
-                )  # fmt: skip
-                found = {}
-            if self.endpoints is not None:
-                self.endpoints.beat()
-            if found is None:
-                return  # the slice is over: on at the next turn
-            scan, self._scan = self._scan, None
-            # only those still waiting at that commit: one revoked during the read would stay here for good
-            # (no turn comes back to restores once nothing waits), its snapshot's bytes with it
-            self._unloaded = {
-                tp: (offset, found.get(tp)) for tp, offset in scan.wanted.items() if self.restoring.get(tp) == offset
-            }
-        if self._rebuilding and not self.restoring and not self.stopping:
-            self._rebuild()
-
-    def _next_scan(self) -> StateScan | None:
-        """The read of the state partition of the first partition waiting, for all those it holds; partitions
-        with no commit have no state to read, and are taken at once."""
-        fresh = [tp for tp, offset in self.restoring.items() if offset < 0]
-        if fresh:
-            for tp in fresh:
-                del self.restoring[tp]
-            self._take([(tp, *self._restored(tp, -1, None)) for tp in fresh])
-            return None
-        state_partition = self.state.partition_of(next(iter(self.restoring)))
-        wanted = {tp: c for tp, c in self.restoring.items() if self.state.partition_of(tp) == state_partition}
-        return self.state.scan(state_partition, wanted, alive=self._alive)
-
-    def _load(self, until: float) -> None:
-        """Partitions whose state partition has been read, until ``until`` (one at least): each with its
-        snapshot, if usable, is assigned; the others wait for where their windows start (_rebuild)."""
-        taken = []
-        while self._unloaded:
-            tp, (offset, snap) = next(iter(self._unloaded.items()))
-            del self._unloaded[tp]
-            if self.restoring.get(tp) != offset:
-                continue  # revoked meanwhile (or assigned again, its commit since moved: read again)
-            del self.restoring[tp]
-            part, start, outcome = self._restored(tp, offset, snap)
-            if outcome == "restored":
-                taken.append((tp, part, start, outcome))
-            else:
-                self._rebuilding[tp] = (part, outcome)
-            if self.stopping or time.monotonic() >= until:
-                break
-        self._take(taken)
-
-    def _restored(self, tp: TP, offset: int, snap: Restored | None) -> tuple[Partition, TopicPartition, str]:
-        """Partition ``tp``, committed at ``offset`` (-1: none), with the state of ``snap`` if usable: the
-        partition, where it starts reading (the snapshot's offset: the gap up to the commit is re-read
-        without emitting; else the commit; with none, where auto.offset.reset says) and the restore's outcome."""
-        reducer = self._new_reducer()
-        part = Partition(PartitionProgress(tp[0], tp[1]), reducer, reducer.missing_counts)
-        start = TopicPartition(tp[0], tp[1], offset if offset >= 0 else OFFSET_INVALID)
-        if offset >= 0:
-            part.processed = part.progress.committed = part.progress.committable = offset
-        if snap is None:
-            return part, start, "empty"
-        try:
-            load_snapshot(reducer, snap.data)
-        except SnapshotError as e:
-            reducer.reset()
-            log.warning("%s[%d]: snapshot not used (%s)", tp[0], tp[1], e)
-            return part, start, "discarded"
-        part.snapshot_at = part.processed = snap.offset
-        part.replay_until = offset if snap.offset < offset else None
-        log.info(
-            "%s[%d]: restored %d keys from the snapshot at offset %d (committed %d)",
-            tp[0], tp[1], reducer.keys_held, snap.offset, offset,
-        )  # fmt: skip
-        return part, TopicPartition(tp[0], tp[1], snap.offset), "restored"
-
-    def _rebuild(self) -> None:
-        """Partitions with a commit but no usable snapshot rebuild their windows from the log, emitting
-        nothing: from where each window starts, looked up once for them all, up to the commit."""
-        begins = self._window_starts([TopicPartition(t, p) for t, p in self._rebuilding])
-        if self.stopping:
-            return  # their state would not be used: left unassigned, the close's revoke forgets them
-        taken = []
-        for tp, (part, outcome) in self._rebuilding.items():
-            offset = part.progress.committed
-            assert offset is not None
-            start = TopicPartition(tp[0], tp[1], offset)
-            begin = begins.get(tp)
-            if begin is not None and begin < offset:  # else nothing before the commit is inside the window
-                start = TopicPartition(tp[0], tp[1], begin)
-                part.processed, part.replay_until = begin, offset
-                why = "snapshot not used" if outcome == "discarded" else "no snapshot"
-                if outcome != "discarded":  # a refused snapshot stays counted as discarded
-                    outcome = "replayed"
-                log.info("%s[%d]: %s; rebuilding the window from offset %d", tp[0], tp[1], why, begin)
-            elif outcome == "discarded":
-                log.warning("%s[%d]: nothing to rebuild the window from: empty windows", tp[0], tp[1])
-            taken.append((tp, part, start, outcome))
-        self._rebuilding = {}
-        self._take(taken)
-
-    def _take(self, taken: list[tuple[TP, Partition, TopicPartition, str]]) -> None:
-        """Partitions restored: counted, kept, and assigned to the consumer at where they start."""
-        if not taken:
-            return
-        for tp, part, _, outcome in taken:
-            part.counted()
-            self.metrics.restores.labels(outcome).inc()
-            self.partitions[tp] = part
-        starts = [start for _, _, start, _ in taken]
-        try:
-            self._assign(self.consumer, starts)
-        except KafkaException as e:
-            self._fail(f"cannot assign the partitions: {e}")
-            return
-        self.metrics.assigned.set(len(self.partitions))
-        log.info("assigned %s", _names(starts))
-        now = time.perf_counter()
-        for tp, *_ in taken:
-            since = self._waiting_since.pop(tp, None)
-            if since is not None:
-                self.metrics.restore_duration.observe(now - since)
-
-    def _window_starts(self, partitions: list[TopicPartition]) -> dict[TP, int]:
-        """The first offset of each partition whose Kafka timestamp is inside the window (the log's start
-        where the broker cannot tell), in one lookup: brokers that do not answer cost one timeout for all
-        the partitions, not one each (the loop and a stop wait meanwhile). A partition left out has none."""
-        since_ms = int((self.clock() - self.settings.reducer.window_seconds) * 1000)
-        asked = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions]
-        # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s
-        # (within half of max.poll.interval.ms: the loop waits meanwhile), staying alive for /healthz between
-        # them and ending early on a stop; an error they answered is not retried
-        deadline = time.monotonic() + min(self.settings.processing.shutdown_timeout_s, self._hold_limit_s)
-        wait = 1.0
-        while True:
-            tried = time.monotonic()
-            slice_s = max(0.0, min(wait, LOOKUP_TIMEOUT_S, deadline - tried))
-            try:
-                found = self.consumer.offsets_for_times(asked, timeout=slice_s)
-                break
-            except KafkaException as e:
-                self.metrics.offset_lookup_errors.labels("window_start").inc()
-                now = time.monotonic()
-                timed_out = e.args[0].code() == KafkaError._TIMED_OUT and now - tried >= 0.9 * slice_s
-                reason = e.args[0].str()
-                if not timed_out or deadline - now < 0.1 or not self._alive():
-                    log.warning(
-                        "cannot look up the windows' start of %s (%s): empty windows", _names(partitions), reason
-                    )
-                    return {}
-                log.warning(
-                    "cannot look up the windows' start of %s (%s); retrying for up to %.0fs",
-                    _names(partitions), reason, deadline - now,
-                )  # fmt: skip
-            wait *= 2
-        return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
-
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Finish the partitions' work, commit and snapshot it before they go."""
         if not partitions:
             return
         self.checkpoints.checkpoint([(tp.topic, tp.partition) for tp in partitions])
-        consumer.incremental_unassign(self._unpend(partitions))  # the client does not, once a rewind assigned any
+        # the client does not unassign them, once a rewind assigned any
+        consumer.incremental_unassign(self.assigner.unpend(partitions))
         self._drop(partitions)
-        log.info("revoked %s", _names(partitions))
-
-    def _unpend(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        """Forget those of ``partitions`` still waiting for their commits or their state; return the others,
-        the ones assigned to the consumer (unassigning one it does not have is an error)."""
-        waiting = {(tp.topic, tp.partition) for tp in self.pending} | set(self.restoring) | set(self._rebuilding)
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        self.pending = [tp for tp in self.pending if (tp.topic, tp.partition) not in gone]
-        if not self.pending:  # the next partitions to wait start again from the first retry's wait
-            self._pending_wait = LOOKUP_RETRY_S[0]
-        for key in gone:
-            self.restoring.pop(key, None)
-            self._rebuilding.pop(key, None)
-            self._waiting_since.pop(key, None)  # not restored here: not timed
-            self._unloaded.pop(key, None)
-        if self._scan is not None and not any(tp in self.restoring for tp in self._scan.wanted):
-            self._scan.close()  # read for none of them any more
-            self._scan = None
-        return [tp for tp in partitions if (tp.topic, tp.partition) not in waiting]
+        log.info("revoked %s", partition_names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        consumer.incremental_unassign(self._unpend(partitions))  # as in a revoke: the abort below may rewind others
+        # unassigned as in a revoke: the abort below may rewind others
+        consumer.incremental_unassign(self.assigner.unpend(partitions))
         self._drop(partitions)
         self.joined = False  # out of the group until the next assignment
-        log.warning("lost %s (another member may own them now; not committed)", _names(partitions))
+        log.warning("lost %s (another member may own them now; not committed)", partition_names(partitions))
         if self.txn is not None and self.txn.open:
             self.checkpoints.abort()  # the transaction holds work of the lost partitions
 
@@ -896,7 +591,7 @@ class Daemon:
             if part is None:
                 continue  # revoked while these were in flight: the next owner reads them
             try:
-                self._process_partition(tp, part, group)
+                self.record_path.process_partition(tp, part, group)
             except RegistryUnavailable:
                 # stopping while the registry is down: these stay uncommitted, read again later; or
                 # the registry has been down as long as the batch may be held: read them again
@@ -985,199 +680,6 @@ class Daemon:
         if more is not None:
             log.warning("consume: %s%s", err, more)
 
-    def _process_partition(self, tp: TP, part: Partition, msgs: list[Any]) -> None:
-        settings = self.settings
-        if part.replay_until is not None:
-            msgs = self._replay(tp, part, msgs)
-            if not msgs:
-                return
-        values = list(map(Message.value, msgs))
-        topic = tp[0]
-        prepared = self._prepare(part, values)  # first: records the registry holds up are read again
-        self._count_consumed(topic, len(msgs), _total_len(values))
-        bad = prepared.bad
-        if bad and settings.processing.on_error == "fail":
-            first = bad[0][0]
-            m = msgs[first]
-            self.failure = f"{topic}[{tp[1]}]@{m.offset()}: {bad[0][1]}"
-            self.stopping = True
-            # every record before the first bad one is good: keep exactly those
-            prepared, bad, msgs = prepared.before(first), [], msgs[:first]
-            if not msgs:
-                return
-        end = part.processed = msgs[-1].offset() + 1
-        good_msgs = [msgs[i] for i in prepared.good] if len(prepared.good) < len(msgs) else msgs
-        chosen, weights = self._select(part, good_msgs, prepared.records, prepared.extracted)
-        dlq = bad if settings.processing.on_error == "dlq" else []
-        # counted per label, not per record: a filter may drop most of a batch
-        for label, n in Counter(reason_label(reason) for _, reason in bad).items():
-            (self.metrics.dlq if dlq else self.metrics.skipped).labels(label).inc(n)
-        for (name, action), n in Counter(
-            [*((name, "drop") for _, name in prepared.dropped), *((name, "keep") for _, name in prepared.kept)]
-        ).items():
-            self.metrics.filtered.labels(name, action).inc(n)
-        batch = part.progress.add(end, len(chosen) + len(prepared.kept) + len(dlq))
-        out_topic = settings.kafka.output_topic
-        for i, w in zip(chosen, weights, strict=True):
-            m = good_msgs[i]
-            headers = list(m.headers() or [])
-            headers.append((WEIGHT_HEADER, w))
-            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m), (topic, tp[1], m.offset()))
-        for i, name in prepared.kept:
-            m = msgs[i]
-            headers = [*(m.headers() or []), (WEIGHT_HEADER, b"1"), (KEPT_HEADER, name.encode())]
-            self.output.send(batch, out_topic, m.value(), m.key(), headers, _timestamp(m), (topic, tp[1], m.offset()))
-        for i, reason in dlq:
-            m = msgs[i]
-            headers = list(m.headers() or [])
-            headers += [
-                ("distilld-error", reason.encode()),
-                ("distilld-source-topic", topic.encode()),
-                ("distilld-source-partition", str(tp[1]).encode()),
-                ("distilld-source-offset", str(m.offset()).encode()),
-            ]
-            dlq_topic = settings.kafka.dlq_topic or ""
-            source = (topic, tp[1], m.offset())
-            self.output.send(batch, dlq_topic, m.value(), m.key(), headers, _timestamp(m), source)
-        if bad:
-            log.debug("%s[%d]: %d undecodable records (%s)", topic, tp[1], len(bad), settings.processing.on_error)
-
-    def _prepare(self, part: Partition, values: list[bytes | None]) -> Prepared:
-        """Decode, filter, and (when a grader can raise) grade ahead: what goes to the reducer."""
-        records, good, bad = self.decode(values)
-        prepared = Prepared(records, good, bad)
-        if records and self.filters:
-            reduce, dropped, kept, unfiltered = self.filters.split_checked(records)
-            prepared.dropped = [(good[i], name) for i, name in dropped]
-            prepared.kept = [(good[i], name) for i, name in kept]
-            if unfiltered:  # as undecodable ones: skipped, dead-lettered or stopping, as processing.on_error says
-                prepared.bad = sorted(prepared.bad + [(good[i], reason) for i, reason in unfiltered])
-                # once a minute: a filter that fails on a field every record has would log every batch
-                if (more := self._repeats.note("filters")) is not None:
-                    log.error(
-                        "filters: %d records of a batch could not be filtered (processing.on_error: %s): %s%s",
-                        len(unfiltered), self.settings.processing.on_error, unfiltered[0][1], more,
-                    )  # fmt: skip
-            if dropped or kept or unfiltered:
-                prepared.take(np.flatnonzero(reduce).tolist())
-        if prepared.records and self.graders_may_raise:
-            extracted, errors = part.reducer.extract(prepared.records)
-            prepared.extracted = extracted
-            if errors:
-                failed = {i for i, _ in errors}
-                prepared.bad = sorted(prepared.bad + [(prepared.good[i], reason) for i, reason in errors])
-                prepared.take([i for i in range(len(prepared.records)) if i not in failed])
-        return prepared
-
-    def _select(
-        self,
-        part: Partition,
-        msgs: list[Any],
-        records: list[Any],
-        extracted: list[list[Any]] | None = None,
-        replay: bool = False,
-    ) -> tuple[list[int], list[bytes]]:
-        """Reduce decoded records: (indexes of the chosen ones, their weight headers).
-        ``replay``: re-read to rebuild the window (processing time: see RecordFields)."""
-        if not records:
-            return [], []
-        replay_after = None
-        if replay:
-            watermark = part.reducer.watermark
-            replay_after = watermark if math.isfinite(watermark) else 0.0
-        ts = self.fields.timestamps(msgs, records, replay_after)
-        key_index, keys = self.fields.keys(msgs, records)
-        idx, weight = part.reducer.select(records, ts, key_index, keys, extracted=extracted)
-        per_key = weight.tolist()
-        header = {w: f"{w:.6g}".encode() for w in set(per_key)}  # one text a weight, not one a key
-        if replay:
-            part.counted()  # not again in distilld_feature_missing_total (the records are not counted consumed)
-        else:
-            self._count_reducer(part, len(records))
-        if len(records) >= FIELD_CHECK_RECORDS and self._unchecked:
-            self._check_fields(ts, keys, len(records))
-        return idx.tolist(), [header[per_key[k]] for k in key_index[idx].tolist()]
-
-    def _check_fields(self, ts: np.ndarray, keys: list[Any], records: int) -> None:
-        """Once per setting: a field path that no record of a whole batch has is most likely a typo,
-        which would otherwise only show as a metric (a feature all missing, one window for every
-        record, processing time instead of event time)."""
-        reducer = self.settings.reducer
-        if (
-            "reducer.time" in self._unchecked
-            and reducer.time not in ("processing", "kafka_timestamp")
-            and np.isnan(ts).all()
-        ):
-            self._unchecked.discard("reducer.time")
-            log.warning(
-                "reducer.time %r: none of %d records has a usable time there (missing or not a number): "
-                "they take the window's watermark; check the field path and reducer.time_unit",
-                reducer.time, records,
-            )  # fmt: skip
-        if "reducer.key" in self._unchecked and reducer.key not in ("kafka_key", "none") and keys == [None]:
-            self._unchecked.discard("reducer.key")
-            log.warning(
-                "reducer.key %r: none of %d records has it: they share one window; check the field path",
-                reducer.key, records,
-            )  # fmt: skip
-
-    def _count_reducer(self, part: Partition, records: int = 0) -> None:
-        """Missing values, evictions and unusable times since the last batch (of ``records``), into the
-        counters; a feature missing from every record of a batch is logged once (a field path's typo?)."""
-        missing = part.reducer.missing_counts
-        delta = missing - part.missing_seen
-        for f in np.flatnonzero(delta).tolist():
-            name = self.metrics.features[f]
-            self.metrics.missing.labels(name).inc(int(delta[f]))
-            if records >= FIELD_CHECK_RECORDS and delta[f] == records and f"feature {name}" in self._unchecked:
-                self._unchecked.discard(f"feature {name}")
-                log.warning(
-                    "feature %r: missing or wrong-typed in all %d records of a batch; check its field path",
-                    name, records,
-                )  # fmt: skip
-        part.missing_seen = missing.copy()
-        evicted = part.reducer.keys_evicted
-        if evicted > part.evicted_seen:
-            self.metrics.keys_evicted.inc(evicted - part.evicted_seen)
-            part.evicted_seen = evicted
-        replaced = part.reducer.timestamps_replaced
-        if replaced > part.times_replaced_seen:
-            self.metrics.times_replaced.inc(replaced - part.times_replaced_seen)
-            part.times_replaced_seen = replaced
-        rewinds = part.reducer.watermark_rewinds
-        if rewinds > part.rewinds_seen:
-            self.metrics.watermark_rewinds.inc(rewinds - part.rewinds_seen)
-            part.rewinds_seen = rewinds
-
-    def _replay(self, tp: TP, part: Partition, msgs: list[Any]) -> list[Any]:
-        """Feed records the snapshot does not cover but the commit does into the
-        reducer without emitting them (they were emitted before); return the rest."""
-        until = part.replay_until
-        assert until is not None
-        offsets: list[int] = list(map(Message.offset, msgs))  # type: ignore[arg-type]
-        cut = bisect_left(offsets, until)
-        if cut:
-            replayed = msgs[:cut]
-            prepared = self._prepare(part, list(map(Message.value, replayed)))
-            self._select(part, [replayed[i] for i in prepared.good], prepared.records, prepared.extracted, replay=True)
-            part.processed = offsets[cut - 1] + 1
-            self.metrics.replayed.inc(cut)
-        if cut < len(msgs) or part.processed == until:
-            part.replay_until = None
-            log.info("%s[%d]: state caught up to the committed offset %d", tp[0], tp[1], until)
-        return msgs[cut:]
-
-    def _count_consumed(self, topic: str, records: int, size: int) -> None:
-        children = self._consumed.get(topic)
-        if children is None:
-            children = self._consumed[topic] = (
-                self.metrics.consumed.labels(topic),
-                self.metrics.bytes_consumed.labels(topic),
-            )
-        children[0].inc(records)
-        children[1].inc(size)
-        self.records_consumed += records
-
     def _observe_outputs(self) -> None:
         """Outputs waiting for acknowledgement into the metrics: the producer's count, and the oldest open
         batch over the partitions (per partition, not per record: what the commit tracking holds anyway)."""
@@ -1236,8 +738,8 @@ class Daemon:
         except KafkaException as e:
             self._fail(f"cannot rewind the partitions: {e}")
             return
-        self._to_restore(known)
-        log.info("%s rewound to their last commit: their state is read back", _names(assigned))
+        self.assigner.to_restore(known)
+        log.info("%s rewound to their last commit: their state is read back", partition_names(assigned))
 
     def _registry_wait(self, seconds: float) -> bool:
         """A schema lookup's retry, within the batch: False once stopping, or once the batch has
@@ -1349,29 +851,3 @@ def group_by_partition(msgs: list[Any], topics: list[Any], partitions: list[Any]
         groups.setdefault(tp, []).extend(msgs[start : start + length])
         start += length
     return groups
-
-
-def _total_len(values: list[bytes | None]) -> int:
-    try:
-        return sum(map(len, values))  # type: ignore[arg-type]
-    except TypeError:  # tombstones
-        return sum(len(v) for v in values if v)
-
-
-def _timestamp(m: Message) -> int:
-    kind, ts = m.timestamp()
-    return ts if kind != 0 and ts > 0 else 0
-
-
-def _names(partitions: list[TopicPartition]) -> str:
-    return _keys((tp.topic, tp.partition) for tp in partitions)
-
-
-def _keys(partitions: Iterable[TP]) -> str:
-    return ", ".join(f"{t}[{p}]" for t, p in partitions)
-
-
-def _first(partitions: list[TP], shown: int = READY_NAMES) -> str:
-    """The first ``shown`` partitions, and how many more: /readyz's body stays short with hundreds waiting."""
-    more = len(partitions) - shown
-    return _keys(partitions[:shown]) + (f" and {more} more" if more > 0 else "")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from distilld.daemon.progress import PartitionProgress
 from distilld.processor import DistilledProcessor
 
-__all__ = ["TP", "Partition"]
+if TYPE_CHECKING:
+    from confluent_kafka import TopicPartition
+
+__all__ = ["TP", "Partition", "key_names", "partition_names"]
 
 TP = tuple[str, int]
 
@@ -47,3 +52,12 @@ class Partition:
             and self.progress.committed == self.processed
             and self.snapshot_at != self.processed
         )
+
+
+def partition_names(partitions: Iterable[TopicPartition]) -> str:
+    """``t[0], t[1]``: partitions as the log lines name them."""
+    return key_names((tp.topic, tp.partition) for tp in partitions)
+
+
+def key_names(partitions: Iterable[TP]) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in partitions)

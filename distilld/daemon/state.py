@@ -10,7 +10,8 @@ a complete snapshot when a write is cut short.
 
 A restore reads the state partition to its end and takes the newest complete
 snapshot covering an offset at or before the committed one; the loop then
-re-reads the gap without emitting (see :class:`distilld.daemon.loop.Daemon`).
+re-reads the gap without emitting (see :mod:`distilld.daemon.assignment` and
+:mod:`distilld.daemon.records`).
 """
 
 from __future__ import annotations
