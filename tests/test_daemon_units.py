@@ -1929,6 +1929,37 @@ def test_readyz_says_the_schema_registry_is_unreachable_while_batches_wait_for_i
     assert d.readiness() == (True, "ready: 1 partitions assigned"), "a batch got through; statistics due again"
 
 
+def test_readyz_names_the_schema_registry_no_longer_once_no_batch_waits_on_it() -> None:
+    """The registry was named until a batch got through. With the waiting partitions revoked, or nothing more
+    read, that was never: /readyz said "schema registry unreachable" for good, and hid the broker checks behind
+    it (the final review's probe). It is named only while waits on it are recent."""
+    import time
+
+    from distilld.codecs.registry import RegistryUnavailable
+    from distilld.daemon.partition import Partition
+
+    d, _ = _dlq_daemon()
+    d.consumer = _CommittedMember()  # type: ignore[assignment]
+    reducer = d._new_reducer()
+    d.partitions[("t", 0)] = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    d.subscribed = d.joined = d.broker_up = True
+    d.endpoints = SimpleNamespace(heartbeat=time.monotonic(), beat=lambda: None)  # type: ignore[assignment]
+
+    def down(values: list[bytes | None]) -> Any:
+        assert d._registry_wait(0.01)
+        raise RegistryUnavailable("schema registry unreachable: connection refused")
+
+    d.decode = down  # type: ignore[method-assign]
+    d._batch_started = time.monotonic()
+    d.process(_records(0, 3))
+    assert d.readiness()[1].startswith("schema registry unreachable")
+    d.partitions.clear()  # revoked: nothing waits on the registry any more
+    d._registry_until -= 60  # a minute on, no wait since
+    d._last_stats = time.monotonic() - 60  # and the brokers silent
+    ok, why = d.readiness()
+    assert not ok and why.startswith("no broker statistics for 60s"), why
+
+
 @pytest.mark.parametrize(("health", "warned"), [(20.0, True), (60.0, False)])
 def test_a_health_timeout_a_commit_wait_can_outlast_is_warned_of_at_start(
     health: float, warned: bool, caplog: pytest.LogCaptureFixture

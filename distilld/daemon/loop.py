@@ -116,6 +116,7 @@ class Daemon:
         # loop are stuck (no statistics are served while a batch waits, the consumer not polled)
         self._registry_since: float | None = None
         self._registry_held = False  # the last batch ended waiting on the schema registry (read again)
+        self._registry_until = 0.0  # when the last wait on it ends: the registry is named only until a while after
         self._repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
         self._subscribe_at = 0.0  # monotonic time of the next try to subscribe (while no input topic exists)
@@ -253,6 +254,10 @@ class Daemon:
         now = time.monotonic()
         if self.endpoints is not None and (quiet := now - self.endpoints.heartbeat) > stale:
             return False, f"the processing loop has not turned for {quiet:.0f}s: it or the brokers are stuck"
+        if self._registry_since is not None and now - self._registry_until > stale:
+            # no batch has waited on it since (its partitions revoked, say, or nothing more read): the checks
+            # below are not to be hidden behind it for good
+            self._registry_since = None
         if self._registry_since is not None:
             return False, (
                 f"schema registry unreachable for {now - self._registry_since:.0f}s: a batch waits for it up to "
@@ -749,6 +754,7 @@ class Daemon:
         now = time.monotonic()
         if self._registry_since is None:
             self._registry_since = now
+        self._registry_until = now + seconds
         if now - self._batch_started + seconds > self._hold_limit_s:
             return False
         return self._wait(seconds)
