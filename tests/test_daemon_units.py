@@ -1832,6 +1832,10 @@ def test_a_transaction_aborted_while_it_waited_to_be_committed_lets_the_loop_rea
     assert d.checkpoints.unfinished
     d._on_lost(d.consumer, [TopicPartition("t", 0)])
     assert "abort_transaction" in calls and d.failure is None, d.failure
+    rebalances = {
+        k: d.metrics.registry.get_sample_value("distilld_rebalances_total", {"kind": k}) for k in ("revoke", "lost")
+    }
+    assert rebalances == {"revoke": 0, "lost": 1}, "a lost partition is not counted as a revoke"
     d.step()
     assert d.partitions[("t", 1)].processed == 5, "rewound to its commit"
     assert "consume" in calls, "nothing left to commit: reading again"
@@ -3510,3 +3514,23 @@ def test_a_partition_revoked_during_the_state_read_is_not_kept_for_loading(monke
     d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
     _restore_waiting(d)
     assert len(scans) == 2, "t1 assigned again: its state is read again"
+
+
+def test_a_window_start_lookup_refused_with_a_plain_message_gives_empty_windows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A KafkaException that carries a plain message, not a KafkaError, raised AttributeError out of the
+    windows' start lookup (``.code()`` on a string), at the assignment. It is an error like another: logged,
+    counted, empty windows."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    d = _exactly_once_daemon(shutdown_timeout_s=10)
+
+    class Member:
+        def offsets_for_times(self, parts: list[TopicPartition], timeout: float = 0.0) -> list[TopicPartition]:
+            raise KafkaException("the client is closed")
+
+    d.consumer = Member()  # type: ignore[assignment]
+    with caplog.at_level("WARNING", logger="distilld"):
+        assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
+    assert "cannot look up the windows' start of t[0] (the client is closed): empty windows" in caplog.text

@@ -305,8 +305,9 @@ class Assigner:
             except KafkaException as e:
                 self.daemon.metrics.offset_lookup_errors.labels("window_start").inc()
                 now = time.monotonic()
-                timed_out = e.args[0].code() == KafkaError._TIMED_OUT and now - tried >= 0.9 * slice_s
-                reason = e.args[0].str()
+                error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+                timed_out = error is not None and error.code() == KafkaError._TIMED_OUT and now - tried >= 0.9 * slice_s
+                reason = error.str() if error is not None else str(e)
                 if not timed_out or deadline - now < 0.1 or not self.daemon._alive():
                     log.warning(
                         "cannot look up the windows' start of %s (%s): empty windows",

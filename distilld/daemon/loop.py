@@ -163,7 +163,7 @@ class Daemon:
             Producer({**producer_conf, "error_cb": self._on_client_error}),
             self.metrics,
             transactional=exactly_once,
-            waiting=self._queue_full,
+            waiting=self._alive,
             on_error=settings.processing.on_error,
             dlq_topic=settings.kafka.dlq_topic,
             fail=self._fail,
@@ -548,20 +548,20 @@ class Daemon:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # unassigned as in a revoke: the abort below may rewind others
         consumer.incremental_unassign(self.assigner.unpend(partitions))
-        self._drop(partitions)
+        self._drop(partitions, "lost")  # not a revoke: counted apart
         self.joined = False  # out of the group until the next assignment
         log.warning("lost %s (another member may own them now; not committed)", partition_names(partitions))
         if self.txn is not None and self.txn.open:
             self.checkpoints.abort()  # the transaction holds work of the lost partitions
 
-    def _drop(self, partitions: list[TopicPartition]) -> None:
+    def _drop(self, partitions: list[TopicPartition], kind: str = "revoke") -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         for key in keys:
             part = self.partitions.pop(key, None)
             if part is not None and part.progress.oldest_open() is not None:
                 self._leaving.append(part.progress)
         self.metrics.forget_partitions(keys)
-        self.metrics.rebalances.labels("revoke").inc()
+        self.metrics.rebalances.labels(kind).inc()
         self.metrics.assigned.set(len(self.partitions))
 
     def _on_stats(self, stats_json: str) -> None:
@@ -790,15 +790,8 @@ class Daemon:
         return not self.stopping
 
     def _alive(self) -> bool:
-        """While a restore waits for the brokers: staying alive for /healthz; False once stopping, so that a
-        stop is not held up."""
-        if self.endpoints is not None:
-            self.endpoints.beat()
-        return not self.stopping
-
-    def _queue_full(self) -> bool:
-        """While the producer's queue has no room (the brokers away or slow): staying alive
-        for /healthz, as any retry does; False once stopping, so that a stop is not held up."""
+        """While a retry waits for the brokers (a restore, a window-start lookup, a producer's queue with no
+        room): staying alive for /healthz; False once stopping, so that a stop is not held up."""
         if self.endpoints is not None:
             self.endpoints.beat()
         return not self.stopping

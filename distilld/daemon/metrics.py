@@ -203,7 +203,7 @@ class DaemonMetrics:
         Gauge("distilld_build_info", "distilld's version.", ["version"], registry=r).labels(__version__).set(1)
         for kind in ("received", "sent"):
             self.window.labels(kind)
-        for kind in ("assign", "revoke"):
+        for kind in ("assign", "revoke", "lost"):
             self.rebalances.labels(kind)
         for outcome in ("restored", "replayed", "empty", "discarded"):
             self.restores.labels(outcome)
