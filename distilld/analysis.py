@@ -190,14 +190,18 @@ def _first_summary(value: Any) -> dict[str, Any]:
 
 
 def _count_category(summary: dict[str, Any], value: Any) -> None:
-    """Count one more ``value`` into a categorical summary's shares and total, in place."""
+    """Count one more ``value`` into a categorical summary's shares and total, in place. As the seed: the value's
+    share is found by a dict lookup (by identity first), but raised only where a category ``==`` it, so a NaN
+    already there keeps its count (NaN equals nothing) and a new one is added beside it."""
     shares = summary.get("categories", {})
     total = summary.get("total_count", 0)
     new_total = total + 1
-    counted = {category: share * total / new_total for category, share in shares.items()}
-    if value in shares:
-        counted[value] = (shares[value] * total + 1) / new_total
-    else:
+    new_count = shares.get(value, 0) * total + 1
+    counted = {
+        category: new_count / new_total if category == value else share * total / new_total
+        for category, share in shares.items()
+    }
+    if value not in shares:
         counted[value] = 1.0 / new_total
     summary["categories"], summary["total_count"] = counted, new_total
 
