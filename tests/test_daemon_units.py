@@ -3452,7 +3452,7 @@ def test_snapshots_read_together_are_loaded_a_partition_a_turn(monkeypatch: pyte
 
     class Found(StateScan):
         def advance(self, until: float) -> dict[Any, Restored]:
-            return {tp: Restored(snapshot, 100) for tp in self.wanted}
+            return {tp: Restored(snapshot, 100, slot=1) for tp in self.wanted}
 
     d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
     d.state.partitions = 1
@@ -3461,6 +3461,7 @@ def test_snapshots_read_together_are_loaded_a_partition_a_turn(monkeypatch: pyte
     d.assigner.read_commits()
     d.assigner.restore_some()
     assert assigned == [0], "one partition loaded a turn"
+    assert d.state._slot == {("t", 0): 1}, "restored from slot 1: the next snapshot goes to slot 0"
     assert d.readiness()[1] == "state of t[1], t[2] not restored yet"
     d._on_revoke(member, [TopicPartition("t", 2)])  # type: ignore[arg-type]
     _restore_waiting(d)

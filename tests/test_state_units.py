@@ -56,6 +56,25 @@ def test_no_snapshot_without_a_commit_to_cover() -> None:
     assert pick_snapshots(_log((TP, 0, 100, b"x")), {TP: 50}) == {}
 
 
+def test_a_new_owner_writes_its_first_snapshot_beside_the_one_it_restored_from() -> None:
+    """Every new owner wrote slot 0 first, whatever slot its restore came from: a snapshot written ahead of a
+    commit that then failed (a revoke's) could take the place of the only usable one, and once compacted (the
+    last record per key) the partition had nothing to restore from (the hand-over review's probe)."""
+    from distilld.daemon.state import StateStore
+
+    old_owner = _log((TP, 0, 100, b"first"), (TP, 1, 200, b"usable"))
+    restored = pick_snapshots(old_owner, {TP: 200})[TP]
+    assert (restored.data, restored.offset, restored.slot) == (b"usable", 200, 1)
+    store = StateStore("s.distilld-state", {})
+    store.partitions = 1
+    written: list[tuple[bytes, bytes]] = []
+    store.restored_from(TP, restored.slot)
+    store.write(lambda topic, key, value, partition, headers: written.append((key, value)), TP, 250, b"ahead")
+    assert written[0][0].startswith(b"events/3/0/"), "the other slot: slot 1's usable snapshot stays"
+    compacted = {key: (key, value, headers) for key, value, headers in old_owner + _log((TP, 0, 250, b"ahead"))}
+    assert pick_snapshots(list(compacted.values()), {TP: 200})[TP].data == b"usable", "after compaction too"
+
+
 def _partition(processed: int | None, committed: int | None, replay_until: int | None = None) -> Partition:
     reducer = DistilledProcessor(build_graders([{"name": "n", "type": "numeric"}]))
     progress = PartitionProgress("t", 0, committed=committed)

@@ -232,6 +232,7 @@ class Assigner:
             return part, start, "discarded"
         part.snapshot_at = part.processed = snap.offset
         part.replay_until = offset if snap.offset < offset else None
+        self.daemon.state.restored_from(tp, snap.slot)  # the next snapshot leaves this one in place
         log.info(
             "%s[%d]: restored %d keys from the snapshot at offset %d (committed %d)",
             tp[0], tp[1], reducer.keys_held, snap.offset, offset,

@@ -71,10 +71,12 @@ STATE_TOPIC_CONFIG = {
 
 @dataclass(frozen=True)
 class Restored:
-    """The newest usable snapshot of a partition: its bytes and the input offset it covers."""
+    """The newest usable snapshot of a partition: its bytes, the input offset it covers, and the slot it was
+    written to (-1: not known), which the next snapshot of the partition must not overwrite."""
 
     data: bytes
     offset: int
+    slot: int = -1
 
 
 def chunk_records(tp: TP, slot: int, offset: int, data: bytes) -> list[tuple[bytes, bytes, list[Any]]]:
@@ -133,7 +135,8 @@ class SnapshotPicker:
         data = part.complete()
         if data is not None:
             del self._partial[snap_id]
-            self.best[tp] = Restored(data, covered)  # later in the log: newer
+            slot = key.rsplit(b"/", 2)[-2]  # <topic>/<partition>/<slot>/<chunk>
+            self.best[tp] = Restored(data, covered, int(slot) if slot.isdigit() else -1)  # later in the log: newer
 
 
 def pick_snapshots(
@@ -403,6 +406,14 @@ class StateStore:
         slot = self._slot[tp] = 1 - self._slot.get(tp, 1)
         for key, value, headers in chunk_records(tp, slot, offset, data):
             produce(self.topic, key, value, self.partition_of(tp), headers)
+
+    def restored_from(self, tp: TP, slot: int) -> None:
+        """``tp``'s state was restored from the snapshot in ``slot``: the next one goes to the other slot. A new
+        owner wrote slot 0 first whatever it had restored from, and so could overwrite the one usable snapshot
+        with one past a commit that then failed (a revoke's is written before its commit is answered): once
+        compacted, the partition had no snapshot to restore from, and was rebuilt from the log."""
+        if slot in (0, 1):
+            self._slot[tp] = slot
 
     def read(self, wanted: dict[TP, int], alive: Callable[[], bool] = lambda: True) -> dict[TP, Restored]:
         """The newest usable snapshot of each ``wanted`` partition (committed offsets given), each state
