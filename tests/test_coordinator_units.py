@@ -142,6 +142,23 @@ def test_a_refused_commit_writes_no_snapshot_and_a_partial_refusal_takes_the_res
     assert written == [(("t", 0), 10)] and _failures(metrics) == 1
 
 
+def test_a_partition_whose_commits_keep_being_refused_is_logged_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every refused commit logged a WARNING per partition, unlimited: with the coordinator refusing them all,
+    several lines a second (the hand-over review counted 6 every 0.6 s). Now one a minute per partition, each
+    refusal still counted."""
+    coordinator, metrics, part = HeldCoordinator(), DaemonMetrics(["f"]), _processed(10)
+    checkpoints = _checkpoints(coordinator, part, metrics)
+    denied = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with caplog.at_level("WARNING", logger="distilld"):
+        for _ in range(5):
+            checkpoints.commit()
+            checkpoints.on_commit(denied, [SimpleNamespace(topic="t", partition=0, offset=10, error=denied)])  # type: ignore[list-item]
+    assert _failures(metrics) == 5
+    assert len([r for r in caplog.records if "commit of t[0] refused" in r.getMessage()]) == 1
+
+
 def test_a_late_answer_never_takes_a_partition_back_to_an_older_commit() -> None:
     """A periodic commit answered after the stop's own commit wrote its older offset over the newer one: the
     close's revoke then found a commit due and waited for it to the stop's deadline."""

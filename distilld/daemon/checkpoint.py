@@ -273,10 +273,15 @@ class Checkpoints:
         if failed and not counted:
             self.metrics.commit_failures.inc()
         for key, error in refused.items():
+            # a line a minute per partition: a coordinator refusing every commit refused each partition's several
+            # times a second (the hand-over review counted 6 lines every 0.6 s)
+            more = self._repeats.note(("commit refused", key, key in failed))
+            if more is None:
+                continue
             if key in failed:
-                log.warning("commit of %s[%d] refused (%s); %s", key[0], key[1], error, then)
+                log.warning("commit of %s[%d] refused (%s); %s%s", key[0], key[1], error, then, more)
             else:
-                log.info("commit of %s[%d] refused during a rebalance (%s); %s", key[0], key[1], error, then)
+                log.info("commit of %s[%d] refused during a rebalance (%s); %s%s", key[0], key[1], error, then, more)
 
     # -- snapshots -------------------------------------------------------------------
 
