@@ -159,6 +159,32 @@ def test_a_partition_whose_commits_keep_being_refused_is_logged_once_a_minute(
     assert len([r for r in caplog.records if "commit of t[0] refused" in r.getMessage()]) == 1
 
 
+def test_a_revoke_s_refused_commit_is_logged_even_after_the_partition_s_periodic_refusal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The rate limit keyed refusals by partition alone: a periodic commit refused ("will retry") then silenced
+    the revoke's refusal of the same partition within the minute, the line that says its next owner reads
+    the records again (the last review's probe)."""
+    coordinator, metrics, part = HeldCoordinator(), DaemonMetrics(["f"]), _processed(10)
+    checkpoints = _checkpoints(coordinator, part, metrics)
+    denied = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with caplog.at_level("WARNING", logger="distilld"):
+        checkpoints._taken([(("t", 0), part.progress, 10)], {("t", 0): denied})
+        checkpoints._taken([(("t", 0), part.progress, 10)], {("t", 0): denied}, then="their next owner reads them")
+    lines = [r.getMessage() for r in caplog.records if "commit of t[0] refused" in r.getMessage()]
+    assert len(lines) == 2 and lines[1].endswith("their next owner reads them"), lines
+
+
+def test_refusals_of_thousands_of_partitions_are_still_limited_to_a_line_a_minute_each() -> None:
+    """Repeats cleared every kind once it held 1,000: with a kind a partition, 1,200 partitions' refusals were
+    all logged at every refusal again (the last review's probe)."""
+    from distilld.daemon.repeats import Repeats
+
+    repeats = Repeats(60.0)
+    rounds = [sum(repeats.admit(("commit refused", p)) is not None for p in range(3000)) for _ in range(3)]
+    assert rounds == [3000, 0, 0]
+
+
 def test_a_late_answer_never_takes_a_partition_back_to_an_older_commit() -> None:
     """A periodic commit answered after the stop's own commit wrote its older offset over the newer one: the
     close's revoke then found a commit due and waited for it to the stop's deadline."""

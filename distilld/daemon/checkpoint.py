@@ -275,7 +275,7 @@ class Checkpoints:
         for key, error in refused.items():
             # a line a minute per partition: a coordinator refusing every commit refused each partition's several
             # times a second (the hand-over review counted 6 lines every 0.6 s)
-            more = self._repeats.note(("commit refused", key, key in failed))
+            more = self._repeats.note(("commit refused", key, key in failed, then))  # a revoke's line apart
             if more is None:
                 continue
             if key in failed:

@@ -15,6 +15,9 @@ from collections.abc import Hashable
 __all__ = ["RepeatFilter", "Repeats", "more_like_it"]
 
 
+MAX_KINDS = 20_000  # kinds a Repeats holds (a line a partition: thousands of partitions)
+
+
 class Repeats:
     """Admits the first line of a kind, then none of that kind for ``window_s``."""
 
@@ -29,8 +32,12 @@ class Repeats:
         if now - last < self.window_s:
             self._seen[kind] = (last, left_out + 1)
             return None
-        if len(self._seen) > 1000:
-            self._seen.clear()
+        if len(self._seen) > MAX_KINDS:
+            # kinds whose window is over are only their counts of lines left out; dropping them all at once
+            # (as before) let every kind through again, each partition's line at every refusal past 1,000
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window_s}
+            if len(self._seen) > MAX_KINDS:
+                self._seen.clear()
         self._seen[kind] = (now, 0)
         return left_out, now - last
 
