@@ -1957,11 +1957,18 @@ def test_readyz_names_the_schema_registry_no_longer_once_no_batch_waits_on_it() 
     d._batch_started = time.monotonic()
     d.process(_records(0, 3))
     assert d.readiness()[1].startswith("schema registry unreachable")
-    d.partitions.clear()  # revoked: nothing waits on the registry any more
     d._registry_until -= 60  # a minute on, no wait since
+    d._in_batch = True  # but a batch at a registry request between two waits (it can outlast the interval)
+    assert d.readiness()[1].startswith("schema registry unreachable for"), "named while a batch waits"
+    d._in_batch = False
+    d.partitions.clear()  # revoked: nothing waits on the registry any more
     d._last_stats = time.monotonic() - 60  # and the brokers silent
     ok, why = d.readiness()
     assert not ok and why.startswith("no broker statistics for 60s"), why
+    assert d._registry_since is not None, "not cleared from the HTTP thread: the loop starts a new outage anew"
+    d._last_stats = time.monotonic()
+    d.process(_records(0, 3))  # no partition: nothing processed, nothing waits
+    assert d._registry_since is None
 
 
 @pytest.mark.parametrize(("health", "warned"), [(20.0, True), (60.0, False)])

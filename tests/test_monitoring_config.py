@@ -146,7 +146,13 @@ def _not_ready_reasons() -> dict[str, str]:
 
     ready = {"checkpoints": SimpleNamespace(unfinished=False), "broker_up": True, "missing_topics": set()}
     ready |= {"partitions": {}, "joined": True, "assigner": assigner(), "stopping": False}
-    ready |= {"failure": None, "_registry_since": None, "_registry_until": 0.0, "_hold_limit_s": 150.0}
+    ready |= {
+        "failure": None,
+        "_registry_since": None,
+        "_registry_until": 0.0,
+        "_in_batch": False,
+        "_hold_limit_s": 150.0,
+    }
     ready |= {"endpoints": None, "subscribed": True, "_stats_interval_s": 1.0, "_last_stats": time.monotonic()}
     states = {
         "committed offsets": {"assigner": assigner(pending=[SimpleNamespace(topic="events", partition=0)])},

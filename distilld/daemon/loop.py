@@ -117,6 +117,7 @@ class Daemon:
         self._registry_since: float | None = None
         self._registry_held = False  # the last batch ended waiting on the schema registry (read again)
         self._registry_until = 0.0  # when the last wait on it ends: the registry is named only until a while after
+        self._in_batch = False  # a batch is being processed (its waits on the registry, and the requests between)
         self._repeats = Repeats(60.0)
         self.missing_topics: set[str] = set()  # subscribed topics the brokers say do not exist
         self._subscribe_at = 0.0  # monotonic time of the next try to subscribe (while no input topic exists)
@@ -250,17 +251,17 @@ class Daemon:
             # nothing is consumed meanwhile, so the consumer's statistics behind broker_up are not served either;
             # nor are the commits or the state of partitions waiting for them read
             return False, "the open transaction is not committed yet (retrying it): nothing is read meanwhile"
-        stale = max(STALE_MIN_S, STALE_INTERVALS * self._stats_interval_s)
+        stale = _stale_s(self._stats_interval_s)
         now = time.monotonic()
         if self.endpoints is not None and (quiet := now - self.endpoints.heartbeat) > stale:
             return False, f"the processing loop has not turned for {quiet:.0f}s: it or the brokers are stuck"
-        if self._registry_since is not None and now - self._registry_until > stale:
-            # no batch has waited on it since (its partitions revoked, say, or nothing more read): the checks
-            # below are not to be hidden behind it for good
-            self._registry_since = None
-        if self._registry_since is not None:
+        # named while a batch waits on it (a request between two waits can outlast the staleness interval), and
+        # for a while after; not once no batch has waited on it since (its partitions revoked, say, or nothing
+        # more read): the checks below were hidden behind it for good. Read here (the HTTP thread), not cleared
+        since = self._registry_since
+        if since is not None and (self._in_batch or now - self._registry_until <= stale):
             return False, (
-                f"schema registry unreachable for {now - self._registry_since:.0f}s: a batch waits for it up to "
+                f"schema registry unreachable for {now - since:.0f}s: a batch waits for it up to "
                 f"{self._hold_limit_s:.0f}s, then its records are read again (no broker statistics meanwhile)"
             )
         if self.subscribed and self._stats_interval_s > 0 and (quiet := now - self._last_stats) > stale:
@@ -574,9 +575,15 @@ class Daemon:
     def process(self, msgs: list[Any]) -> None:
         """Split a consumed batch by partition (order kept) and process each part."""
         self._registry_held = False
+        if self._registry_since is not None and time.monotonic() - self._registry_until > _stale_s(
+            self._stats_interval_s
+        ):
+            self._registry_since = None  # an outage no batch has waited on for a while: a new one starts anew
+        self._in_batch = True
         try:
             self._process_groups(msgs)
         finally:
+            self._in_batch = False
             if self._registry_since is not None:
                 # nothing polled the consumer while the batch waited: its statistics are due from the next poll on
                 self._last_stats = max(self._last_stats, time.monotonic())
@@ -836,6 +843,11 @@ class Daemon:
 
 # librdkafka's errors when no broker could be reached
 _NO_BROKER = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE)
+
+
+def _stale_s(stats_interval_s: float) -> float:
+    """How long without a loop turn or broker statistics /readyz takes for stuck."""
+    return max(STALE_MIN_S, STALE_INTERVALS * stats_interval_s)
 
 
 def group_by_partition(msgs: list[Any], topics: list[Any], partitions: list[Any]) -> dict[TP, list[Any]]:
