@@ -51,7 +51,12 @@ def _main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", "-c", help="YAML file (settings may also come from DISTILLD_* variables)")
         p.add_argument("--preset", help="a shipped configuration under the file's: userale")
-        p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        p.add_argument(
+            "--log-level",
+            default="INFO",
+            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+            help="the least level logged (default: INFO)",
+        )
     r = sub.add_parser("reduce", help="reduce a CSV, NDJSON, JSON-array or Avro file with the daemon's engine")
     r.add_argument("input", help="file to read (format from the extension, or --format), - for stdin")
     r.add_argument("-o", "--output", required=True, help="file to write, - for stdout; a distilld_weight is added")

@@ -714,8 +714,10 @@ class Settings(EngineSettings):
     @model_validator(mode="after")
     def _dlq(self) -> Settings:
         if self.processing.on_error == "dlq" and not self.kafka.dlq_topic:
+            # "(the default)" only where nothing set it: a preset or the user's own dlq is not the default
+            given = "" if "on_error" in self.processing.model_fields_set else " (the default)"
             raise ValueError(
-                "processing.on_error is 'dlq' (the default) but kafka.dlq_topic is not set: set kafka.dlq_topic, "
+                f"processing.on_error is 'dlq'{given} but kafka.dlq_topic is not set: set kafka.dlq_topic, "
                 "or processing.on_error: skip or fail"
             )
         return self

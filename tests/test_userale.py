@@ -68,8 +68,9 @@ def test_the_preset_is_named_when_its_dlq_needs_a_topic(tmp_path: Path) -> None:
     only "processing.on_error is 'dlq' but kafka.dlq_topic is not set", which the user never wrote."""
     path = tmp_path / "mine.yaml"
     path.write_text(orjson.dumps({"kafka": {k: v for k, v in KAFKA.items() if k != "dlq_topic"}}).decode())
-    with pytest.raises(ConfigError, match=r"--preset userale sets processing.on_error: dlq"):
+    with pytest.raises(ConfigError, match=r"--preset userale sets processing.on_error: dlq") as refused:
         load_settings(path, preset="userale")
+    assert "(the default)" not in str(refused.value), "the preset set it: it is not the default"
     path.write_text(orjson.dumps({"kafka": KAFKA}).decode())
     assert load_settings(path, preset="userale").processing.on_error == "dlq"
 
