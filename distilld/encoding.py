@@ -129,8 +129,18 @@ class Encoder:
         arrays (a damaged snapshot crashed the interpreter at the next batch)."""
 
 
-def _whole_number(value: Any, low: int = 0) -> bool:
+def whole_number(value: Any, low: int = 0) -> bool:
+    """Whether a restored snapshot's ``value`` is an integer (not a boolean) of at least ``low``."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool) and int(value) >= low
+
+
+def check_arrays(owner: object, expected: Mapping[str, tuple[tuple[int, ...], Any]], what: str) -> None:
+    """Raise ValueError naming the first of ``owner``'s arrays (a restored snapshot's) that is not of the
+    ``expected`` {name: (shape, dtype)}: the compiled kernels index them without checking."""
+    for name, (shape, dtype) in expected.items():
+        array = getattr(owner, name)
+        if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
+            raise ValueError(f"{what} {name}: expected {dtype.__name__}{shape}")
 
 
 def reserved_labels(categories: Sequence[str]) -> None:
@@ -185,7 +195,7 @@ class CategoricalEncoder(Encoder):
     def check(self) -> None:
         lut = self._lut
         if not isinstance(lut, dict) or not all(
-            isinstance(k, str) and _whole_number(v) and v < self.other_code for k, v in lut.items()
+            isinstance(k, str) and whole_number(v) and v < self.other_code for k, v in lut.items()
         ):
             raise ValueError(f"categorical state: codes must be whole numbers below {self.other_code}")
 
@@ -264,10 +274,10 @@ class OpenCategoricalEncoder(CategoricalEncoder):
         if any(slots[code] != label for label, code in self._lut.items()):
             raise ValueError("open categorical state: the codes and the slots disagree")
         if not isinstance(self._freq, Counter) or not all(
-            isinstance(k, str) and _whole_number(v) for k, v in self._freq.items()
+            isinstance(k, str) and whole_number(v) for k, v in self._freq.items()
         ):
             raise ValueError("open categorical state: counts must be whole numbers of labels")
-        if not _whole_number(self._since_refresh):
+        if not whole_number(self._since_refresh):
             raise ValueError("open categorical state: a count since the last refresh expected")
 
 
@@ -470,13 +480,10 @@ class NumericBinner(Encoder):
             "_seen": ((self.panes,), np.int64),
             "_values": ((self.panes, self.sample), np.float64),
         }
-        for name, (shape, dtype) in expected.items():
-            array = getattr(self, name)
-            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
-                raise ValueError(f"numeric state {name}: expected {dtype.__name__}{shape}")
+        check_arrays(self, expected, "numeric state")
         if (self._seen < 0).any():
             raise ValueError("numeric state _seen: counts below 0")
-        if self._step not in (1, self.pair_div) or not _whole_number(self._since_refresh):
+        if self._step not in (1, self.pair_div) or not whole_number(self._since_refresh):
             raise ValueError("numeric state: step or count since the last refresh out of range")
         edges = self.edges
         if not isinstance(edges, np.ndarray) or edges.dtype != np.float64 or edges.ndim != 1:

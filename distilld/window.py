@@ -30,6 +30,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from numba import njit
 
+from distilld.encoding import check_arrays, whole_number
 from distilld.keys import key_identities, key_identity
 from distilld.selector import add_record
 
@@ -370,16 +371,13 @@ class KeyedWindows:
             "global_deficit": ((self.n_cells + self.moments,), np.float64),
             "late_deficit": ((self.n_cells + self.moments,), np.float64),
         }
-        for name, (shape, dtype) in expected.items():
-            array = getattr(self, name)
-            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
-                raise ValueError(f"window state {name}: expected {dtype.__name__}{shape}")
-        if isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap <= self.max_keys:
+        check_arrays(self, expected, "window state")
+        if not whole_number(cap, 1) or cap > self.max_keys:
             raise ValueError(f"window state: capacity {cap!r} outside 1..{self.max_keys}")
         if (self.ring < 0).any() or not np.array_equal(self.ring.sum(axis=2, dtype=np.int64), self.totals):
             raise ValueError("window state: counts below 0, or totals that are not the sums of their panes")
         counters = (self._clock, self.evicted)
-        if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counters):
+        if not all(map(whole_number, counters)):
             raise ValueError("window state: the clock and the evictions must be whole numbers, 0 or more")
         if (
             isinstance(self.balance, bool)

@@ -148,10 +148,8 @@ class Checkpoints:
         if sent is None:
             return
         self._take_snapshots(sent)
-        ready, sent.snapshots = list(sent.snapshots.items()), {}
-        if ready and self._state_topic_there(deadline, lambda: len(ready)):
-            for key, (part, offset, data) in ready:
-                self._write(key, part, offset, data)
+        ready, sent.snapshots = [(key, *snap) for key, snap in sent.snapshots.items()], {}
+        self._write_all(ready, deadline)
 
     def _take_snapshots(self, sent: _Commit) -> None:
         """The snapshots of the partitions ``sent`` commits whole (their state is exactly its offsets), taken
@@ -173,8 +171,12 @@ class Checkpoints:
         if not ready:
             return
         held = [(key, part, offset, data) for key, part, offset, data in ready if self.partitions.get(key) is part]
-        if held and self._state_topic_there(time.monotonic() + CHECK_TIMEOUT_S, lambda: len(held)):
-            for key, part, offset, data in held:
+        self._write_all(held, time.monotonic() + CHECK_TIMEOUT_S)
+
+    def _write_all(self, snapshots: list[tuple[TP, Partition, int, bytes]], deadline: float) -> None:
+        """Write snapshots taken earlier (key, partition, offset, bytes), once the state topic is known there."""
+        if snapshots and self._state_topic_there(deadline, lambda: len(snapshots)):
+            for key, part, offset, data in snapshots:
                 self._write(key, part, offset, data)
 
     def _snapshots(self, keys: list[TP], deadline: float) -> None:
