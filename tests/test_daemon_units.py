@@ -3542,3 +3542,18 @@ def test_a_window_start_lookup_refused_with_a_plain_message_gives_empty_windows(
     with caplog.at_level("WARNING", logger="distilld"):
         assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
     assert "cannot look up the windows' start of t[0] (the client is closed): empty windows" in caplog.text
+
+
+def test_partitions_an_abort_rewinds_are_not_counted_as_assigned_until_their_state_is_back() -> None:
+    """_rewind took partitions out of the daemon's without setting distilld_assigned_partitions: while their state
+    was read back, and for good when the abort came at a stop (they are dropped then), the gauge still counted
+    them."""
+    d = _exactly_once_daemon()
+    d.metrics.assigned.set(2)
+    _held(d, 0)
+    kept = _held(d, 1)
+    kept.processed = 5  # stands at its commit: not rewound
+    d.stopping = True
+    d._rewind()
+    assert list(d.partitions) == [("t", 1)]
+    assert d.metrics.registry.get_sample_value("distilld_assigned_partitions") == 1

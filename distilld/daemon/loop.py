@@ -743,6 +743,7 @@ class Daemon:
         known = {key: -1 if p.progress.committed is None else p.progress.committed for key, p in rewound.items()}
         for key in rewound:
             del self.partitions[key]
+        self.metrics.assigned.set(len(self.partitions))  # back once their state is (Assigner._take)
         if self.stopping:
             return  # dropped, not rebuilt: reading their state back could take past the stop's deadline
         try:
