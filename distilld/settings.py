@@ -459,6 +459,7 @@ class EngineOptions(TypedDict):
     panes: int
     seed: int
     rewind_after: int
+    marginal_weight: float
 
 
 class ReducerSettings(_Section):
@@ -478,6 +479,14 @@ class ReducerSettings(_Section):
         description="records in a row (and ten times more than the window holds) too late for the window that"
         " take the watermark back to them (a stray event time far ahead had moved it); 0: never",
     )
+    marginal_weight: float = Field(
+        default=16.0,
+        gt=0,
+        le=1e6,
+        allow_inf_nan=False,
+        description="how hard the selector keeps each categorical's shares next to the pairs' joint cells (1 each):"
+        " higher keeps shares closer and pairs less close (README Figures)",
+    )
 
     @field_validator("key")
     @classmethod
@@ -486,7 +495,13 @@ class ReducerSettings(_Section):
 
     def engine_options(self) -> EngineOptions:
         """DistilledProcessor's keyword arguments these settings give, beside the window and the rate."""
-        return {"max_keys": self.max_keys, "panes": self.panes, "seed": self.seed, "rewind_after": self.rewind_after}
+        return {
+            "max_keys": self.max_keys,
+            "panes": self.panes,
+            "seed": self.seed,
+            "rewind_after": self.rewind_after,
+            "marginal_weight": self.marginal_weight,
+        }
 
     @field_validator("time")
     @classmethod
