@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from distilld import __version__
 
 if TYPE_CHECKING:
-    from distilld.settings import EngineSettings
+    from distilld.settings import EngineSettings, Settings
 
 __all__ = ["main"]
 
@@ -298,11 +298,11 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     _warn_unknown_env()
     from distilld.daemon.clients import ignored_settings
 
-    ignored = ignored_settings(settings)
+    ignored = [f"{line} ({_KEPT_WHY})" for line in ignored_settings(settings)]
     if command == "check-config":
         for line in ignored:
             print(f"distilld: warning: {line}", file=sys.stderr)
-        print(json.dumps(masked(settings), indent=2))
+        print(json.dumps(_as_run(settings, masked(settings)), indent=2))
         print(size, file=sys.stderr)
         return 0
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -327,6 +327,23 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
         logging.getLogger("distilld").info("stop requested while starting: stopping")
         daemon.request_stop()
     return daemon.run()
+
+
+_KEPT_WHY = "the delivery guarantee rests on it"
+
+
+def _as_run(settings: Settings, shown: dict[str, Any]) -> dict[str, Any]:
+    """check-config's printed ``kafka.consumer`` and ``kafka.producer`` as the daemon's clients take them: a
+    setting distilld keeps (the ones ignored_settings names) shows distilld's value, not the one ignored."""
+    from distilld.daemon.clients import _ALIASES, _same, consumer_config, producer_config
+
+    for section, used in (("consumer", consumer_config(settings)), ("producer", producer_config(settings))):
+        given: dict[str, Any] = getattr(settings.kafka, section)
+        for key, value in given.items():
+            kept = used[_ALIASES.get(key, key)]  # an alias (request.required.acks) is set by its name (acks)
+            if not _same(value, kept):
+                shown["kafka"][section][key] = kept
+    return shown
 
 
 def _env() -> bool:

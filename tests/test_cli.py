@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -299,10 +300,11 @@ def test_client_settings_distilld_overrides_are_named_by_check_config_and_run(
         {"enable.auto.commit": True, "partition.assignment.strategy": "cooperative-sticky", "fetch.min.bytes": 2},
         {"acks": 1, "linger.ms": 5},
     )
+    why = " (the delivery guarantee rests on it)"
     assert main(["check-config", "--config", config]) == 0
-    err = capsys.readouterr().err
-    assert "kafka.consumer enable.auto.commit=true is ignored: distilld keeps enable.auto.commit=false" in err, err
-    assert "kafka.producer acks=1 is ignored: distilld keeps acks=all" in err
+    out, err = capsys.readouterr()
+    assert "kafka.consumer enable.auto.commit=true is ignored: distilld keeps enable.auto.commit=false" + why in err
+    assert "kafka.producer acks=1 is ignored: distilld keeps acks=all" + why in err
     assert "partition.assignment.strategy" not in err and "fetch.min.bytes" not in err and "linger" not in err
 
     class NoDaemon:
@@ -319,9 +321,59 @@ def test_client_settings_distilld_overrides_are_named_by_check_config_and_run(
     with caplog.at_level(logging.WARNING, logger="distilld"):
         assert main(["run", "--config", config]) == 0
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "kafka.consumer enable.auto.commit=true is ignored: distilld keeps enable.auto.commit=false" in warned
-    assert "kafka.producer acks=1 is ignored: distilld keeps acks=all" in warned
+    assert "kafka.consumer enable.auto.commit=true is ignored: distilld keeps enable.auto.commit=false" + why in warned
+    assert "kafka.producer acks=1 is ignored: distilld keeps acks=all" + why in warned
 
     quiet = _write_config(tmp_path, {"enable.auto.commit": "false"}, {"acks": -1})  # what distilld keeps anyway
     assert main(["check-config", "--config", quiet]) == 0
-    assert "ignored" not in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "ignored" not in err
+    shown = json.loads(out)["kafka"]
+    assert (shown["consumer"], shown["producer"]) == ({"enable.auto.commit": "false"}, {"acks": -1}), "as given"
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_check_config_prints_the_client_settings_distilld_keeps_not_the_ignored_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], guarantee: str
+) -> None:
+    """check-config's effective configuration showed enable.auto.commit: true and acks: 1 as given, beside
+    the warning that they are ignored: it now shows the values the daemon's clients are made with."""
+    from distilld.cli import main
+    from distilld.daemon.clients import consumer_config, producer_config
+    from distilld.settings import load_settings
+
+    consumer = {
+        "enable.auto.commit": True,
+        "enable.auto.offset.store": "true",
+        "partition.assignment.strategy": "range",
+        "isolation.level": "read_uncommitted",
+        "fetch.min.bytes": 2,
+        "ssl.keystore.password": "hush",
+    }
+    config = _write_config(tmp_path, consumer, {"request.required.acks": 1, "linger.ms": 5})
+    Path(config).write_text(Path(config).read_text() + f"processing: {{guarantee: {guarantee}}}\n")
+    assert main(["check-config", "--config", config]) == 0
+    out, err = capsys.readouterr()
+    shown = json.loads(out)["kafka"]
+    exactly_once = guarantee == "exactly_once"
+    assert shown["consumer"] == {
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "isolation.level": "read_committed" if exactly_once else "read_uncommitted",
+        "fetch.min.bytes": 2,
+        "ssl.keystore.password": "***",
+    }
+    assert shown["producer"] == {"request.required.acks": "all", "linger.ms": 5}
+    settings = load_settings(config)  # what the daemon's clients are made with
+    used = consumer_config(settings)
+    assert all(used[k] == v for k, v in shown["consumer"].items() if k != "ssl.keystore.password")
+    assert producer_config(settings)["acks"] == "all"
+    ignored = [line.split(" is ignored")[0] for line in err.splitlines() if "is ignored" in line]
+    assert sorted(ignored) == [
+        "distilld: warning: kafka.consumer enable.auto.commit=true",
+        "distilld: warning: kafka.consumer enable.auto.offset.store=true",
+        *(["distilld: warning: kafka.consumer isolation.level=read_uncommitted"] if exactly_once else []),
+        "distilld: warning: kafka.consumer partition.assignment.strategy=range",
+        "distilld: warning: kafka.producer request.required.acks=1",
+    ], err

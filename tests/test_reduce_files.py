@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -638,6 +639,29 @@ def test_csv_weights_keep_every_digit() -> None:
 
     assert float(_weight(1 / 0.3)) == 1 / 0.3
     assert _weight(10.0) == "10" and _weight(1.0) == "1"
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3])
+def test_a_weight_reads_the_same_in_every_output_format(tmp_path: Path, rate: float) -> None:
+    """NDJSON and JSON wrote a whole weight as 10.0 where CSV wrote 10: one record's weight read differently by
+    format. Each text format now writes the same shortest exact text, and Avro's double is that number."""
+    src = tmp_path / "in.avro"
+    _write(src, "avro")
+    config = str(_config(tmp_path, rate=rate))
+    for fmt in ("csv", "ndjson", "json", "avro"):
+        assert main(["reduce", str(src), "-o", str(tmp_path / f"out.{fmt}"), "-c", config, "-q"]) == 0
+    with (tmp_path / "out.csv").open(newline="") as f:
+        texts = [row[-1] for row in csv.reader(f)][1:]
+    after_key = re.compile(r'"distilld_weight":([^,}\]]*)\}')  # the number as written, before orjson reads it
+    assert after_key.findall((tmp_path / "out.ndjson").read_text()) == texts
+    assert after_key.findall((tmp_path / "out.json").read_text()) == texts
+    assert [r["distilld_weight"] for r in _read(tmp_path / "out.avro", "avro")] == [float(t) for t in texts]
+    assert [r["distilld_weight"] for r in _read(tmp_path / "out.ndjson", "ndjson")] == [float(t) for t in texts]
+    assert all(not t.endswith(".0") and repr(float(t)).removesuffix(".0") == t for t in texts), set(texts)
+    if rate == 0.1:
+        assert set(texts) == {"10"}, set(texts)
+    else:
+        assert any("." in t for t in texts), set(texts)  # fractional weights, every digit kept
 
 
 def _one_group(tmp: Path, records: int = 3) -> tuple[Path, Path]:

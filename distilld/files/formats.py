@@ -28,6 +28,7 @@ __all__ = ["FORMATS", "WEIGHT_FIELD", "FileFormatError", "Reader", "Writer", "fo
 
 FORMATS = ("csv", "ndjson", "json", "avro")
 WEIGHT_FIELD = "distilld_weight"
+_WEIGHT_KEY = orjson.dumps(WEIGHT_FIELD)  # as a JSON object's key, quoted
 STDOUT = "-"  # as an output path: standard output
 _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".avro": "avro"}
 
@@ -62,7 +63,8 @@ _SHAPES = bytes.maketrans(b"123456789E+", b"000000000e-")
 
 
 def _weight(w: float) -> str:
-    """A weight for a CSV cell: every digit it has (its shortest exact form), a whole one without ".0"."""
+    """A weight as CSV, NDJSON and JSON write it, the same text in each: every digit it has (its shortest
+    exact form, read back as the same double), a whole one without ".0" (``10``, ``3.3333333333333335``)."""
     text = repr(float(w))
     return text[:-2] if text.endswith(".0") else text
 
@@ -605,7 +607,8 @@ class Writer:
             for self._at, (record, w) in enumerate(zip(records, weights, strict=True)):
                 if self.reader.fmt == "avro" and not _finite(record):  # orjson would write null: as Avro's JSON does
                     record = _finite_texts(record)
-                data = _dumps({**record, WEIGHT_FIELD: w})
+                data = _dumps(record)  # a JSON object: the weight goes before its closing brace, as _weight writes it
+                data = b"%s%s%s:%s}" % (data[:-1], b"," if len(data) > 2 else b"", _WEIGHT_KEY, _weight(w).encode())
                 if self.fmt == "json":
                     self.fo.write(b",\n" if self._any else b"\n")
                 self._any = True
