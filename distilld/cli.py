@@ -298,7 +298,7 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     _warn_unknown_env()
     from distilld.daemon.clients import ignored_settings
 
-    ignored = [f"{line} ({_KEPT_WHY})" for line in ignored_settings(settings)]
+    ignored = ignored_settings(settings)
     if command == "check-config":
         for line in ignored:
             print(f"distilld: warning: {line}", file=sys.stderr)
@@ -329,20 +329,13 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     return daemon.run()
 
 
-_KEPT_WHY = "the delivery guarantee rests on it"
-
-
 def _as_run(settings: Settings, shown: dict[str, Any]) -> dict[str, Any]:
     """check-config's printed ``kafka.consumer`` and ``kafka.producer`` as the daemon's clients take them: a
     setting distilld keeps (the ones ignored_settings names) shows distilld's value, not the one ignored."""
-    from distilld.daemon.clients import _ALIASES, _same, consumer_config, producer_config
+    from distilld.daemon.clients import kept_settings
 
-    for section, used in (("consumer", consumer_config(settings)), ("producer", producer_config(settings))):
-        given: dict[str, Any] = getattr(settings.kafka, section)
-        for key, value in given.items():
-            kept = used[_ALIASES.get(key, key)]  # an alias (request.required.acks) is set by its name (acks)
-            if not _same(value, kept):
-                shown["kafka"][section][key] = kept
+    for section, key, _, _, kept in kept_settings(settings):
+        shown["kafka"][section][key] = kept
     return shown
 
 

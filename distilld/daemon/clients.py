@@ -32,6 +32,7 @@ __all__ = [
     "client_config",
     "consumer_config",
     "ignored_settings",
+    "kept_settings",
     "producer_config",
     "refused_token",
     "topic_config",
@@ -147,13 +148,13 @@ def _same(given: object, kept: object) -> bool:
     return len(values) == 1 or values == {"all", "-1"}  # acks: -1 is all
 
 
-def ignored_settings(settings: Settings) -> list[str]:
+def kept_settings(settings: Settings) -> list[tuple[str, str, object, str, object]]:
     """The ``kafka.consumer`` and ``kafka.producer`` settings the daemon's clients override (what the delivery
-    guarantee rests on), each named with the value distilld keeps: logged at start-up, printed by check-config."""
+    guarantee rests on): (section, key as given, value given, librdkafka's name for it, value distilld keeps)."""
     consumer = dict(CONSUMER_GUARANTEES)
     if settings.processing.guarantee == "exactly_once":
         consumer["isolation.level"] = "read_committed"
-    out = []
+    out: list[tuple[str, str, object, str, object]] = []
     for section, given, kept in (
         ("consumer", settings.kafka.consumer, consumer),
         ("producer", settings.kafka.producer, PRODUCER_GUARANTEES),
@@ -161,9 +162,18 @@ def ignored_settings(settings: Settings) -> list[str]:
         for key, value in given.items():
             name = _ALIASES.get(key, key)
             if name in kept and not _same(value, kept[name]):
-                text = _librdkafka_text(kept[name])
-                out.append(f"kafka.{section} {key}={_librdkafka_text(value)} is ignored: distilld keeps {name}={text}")
+                out.append((section, key, value, name, kept[name]))
     return out
+
+
+def ignored_settings(settings: Settings) -> list[str]:
+    """:func:`kept_settings`, each a line naming the value distilld keeps: logged at start-up, printed by
+    check-config."""
+    return [
+        f"kafka.{section} {key}={_librdkafka_text(value)} is ignored: distilld keeps {name}={_librdkafka_text(kept)}"
+        f" (the delivery guarantee rests on it)"
+        for section, key, value, name, kept in kept_settings(settings)
+    ]
 
 
 def refused_token(error: str) -> str | None:
