@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DataPoint"]
+__all__ = ["DataPoint", "weight_text"]
 
 
 @dataclass
@@ -26,3 +26,11 @@ class DataPoint:
     sent_previously: bool = False
     weight: float = 1.0
     key: Any = None
+
+
+def weight_text(w: float) -> str:
+    """A weight as distilld writes it, the same text everywhere (a file's ``distilld_weight`` in CSV, NDJSON and
+    JSON, the daemon's ``distilld-weight`` header): every digit it has (its shortest exact form, read back as the
+    same double), a whole one without ".0" (``10``, ``3.3333333333333335``)."""
+    text = repr(float(w))
+    return text[:-2] if text.endswith(".0") else text

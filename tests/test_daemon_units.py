@@ -3557,3 +3557,22 @@ def test_partitions_an_abort_rewinds_are_not_counted_as_assigned_until_their_sta
     d._rewind()
     assert list(d.partitions) == [("t", 1)]
     assert d.metrics.registry.get_sample_value("distilld_assigned_partitions") == 1
+
+
+def test_the_weight_header_has_every_digit_of_the_weight() -> None:
+    """The distilld-weight header was the weight to 6 digits (``3.33333`` at rate 0.3, ``1.23457e+06`` for 1,234,567
+    records a pick): counts summed from it came out off. It is now the text reduce's files hold, every digit."""
+    from confluent_kafka import Message
+
+    from distilld.daemon.partition import Partition
+
+    d, producer = _dlq_daemon({"rate": 0.3})
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts.copy())
+    msgs = [
+        Message(topic="t", partition=0, offset=i, key=b"k", value=b'{"a": %d}' % i, timestamp=(1, 1_700_000_000_000))
+        for i in range(100)
+    ]
+    d.record_path.process_partition(("t", 0), part, msgs)
+    weights = {dict(c["headers"])["distilld-weight"] for c in producer.calls if c["topic"] == "o"}
+    assert weights == {b"3.3333333333333335"} and float(next(iter(weights))) == 1 / 0.3

@@ -635,7 +635,7 @@ def test_evaluate_plots_long_category_labels_with_room_for_the_bars(
 def test_csv_weights_keep_every_digit() -> None:
     """CSV weights were written with 6 significant digits (3.33333 at rate 0.3), so the weighted
     counts of a CSV output were off by ~1e-6 of the count; NDJSON, JSON and Avro kept them whole."""
-    from distilld.files.formats import _weight
+    from distilld.datapoint import weight_text as _weight
 
     assert float(_weight(1 / 0.3)) == 1 / 0.3
     assert _weight(10.0) == "10" and _weight(1.0) == "1"

@@ -19,6 +19,7 @@ from confluent_kafka import Message
 
 from distilld.codecs import reason_label
 from distilld.daemon.partition import TP, Partition
+from distilld.datapoint import weight_text
 
 if TYPE_CHECKING:
     from distilld.daemon.loop import Daemon
@@ -188,7 +189,7 @@ class RecordPath:
         key_index, keys = self.daemon.fields.keys(msgs, records)
         idx, weight = part.reducer.select(records, ts, key_index, keys, extracted=extracted)
         per_key = weight.tolist()
-        header = {w: f"{w:.6g}".encode() for w in set(per_key)}  # one text a weight, not one a key
+        header = {w: weight_text(w).encode() for w in set(per_key)}  # one text a weight, not one a key
         if replay:
             part.counted()  # not again in distilld_feature_missing_total (the records are not counted consumed)
         else:

@@ -22,6 +22,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from distilld.datapoint import weight_text
 from distilld.files.columns import numbers
 
 __all__ = ["FORMATS", "WEIGHT_FIELD", "FileFormatError", "Reader", "Writer", "format_of", "open_reader", "open_writer"]
@@ -60,13 +61,6 @@ _MATTERS[list(b'[]{}",')] = True
 _MAX_DEPTH = 1024  # a record's nesting, as orjson allows in NDJSON
 # digits as 0, E as e and + as -: a number's shape found by substring search (faster than a regex)
 _SHAPES = bytes.maketrans(b"123456789E+", b"000000000e-")
-
-
-def _weight(w: float) -> str:
-    """A weight as CSV, NDJSON and JSON write it, the same text in each: every digit it has (its shortest
-    exact form, read back as the same double), a whole one without ".0" (``10``, ``3.3333333333333335``)."""
-    text = repr(float(w))
-    return text[:-2] if text.endswith(".0") else text
 
 
 def _reject_constant(name: str) -> Any:
@@ -588,7 +582,7 @@ class Writer:
         self._at = 0  # the record being written, for errors
         if self.fmt == "csv":
             if self.reader.fmt == "csv":  # the row as it was read, plus the weight
-                self._csv.writerows([*row, _weight(w)] for row, w in zip(rows, weights, strict=True))
+                self._csv.writerows([*row, weight_text(w)] for row, w in zip(rows, weights, strict=True))
             else:
                 known = set(self._columns)
                 for self._at, (r, w) in enumerate(zip(records, weights, strict=True)):
@@ -597,7 +591,7 @@ class Writer:
                             f"{self.reader.name}: record {numbers[self._at]}: it has fields the CSV header (the first"
                             f" forwarded record's) lacks: {', '.join(sorted(set(r) - known))}; write ndjson or json"
                         )
-                    self._csv.writerow([*(_cell(r.get(c)) for c in self._columns), _weight(w)])
+                    self._csv.writerow([*(_cell(r.get(c)) for c in self._columns), weight_text(w)])
         elif self.fmt == "avro":
             for self._at, (record, w) in enumerate(zip(records, weights, strict=True)):
                 self._avro.write(
@@ -607,8 +601,8 @@ class Writer:
             for self._at, (record, w) in enumerate(zip(records, weights, strict=True)):
                 if self.reader.fmt == "avro" and not _finite(record):  # orjson would write null: as Avro's JSON does
                     record = _finite_texts(record)
-                data = _dumps(record)  # a JSON object: the weight goes before its closing brace, as _weight writes it
-                data = b"%s%s%s:%s}" % (data[:-1], b"," if len(data) > 2 else b"", _WEIGHT_KEY, _weight(w).encode())
+                data = _dumps(record)  # a JSON object: the weight, as weight_text writes it, before its "}"
+                data = b"%s%s%s:%s}" % (data[:-1], b"," if len(data) > 2 else b"", _WEIGHT_KEY, weight_text(w).encode())
                 if self.fmt == "json":
                     self.fo.write(b",\n" if self._any else b"\n")
                 self._any = True
