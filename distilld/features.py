@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -22,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from distilld.encoding import reserved_labels
+from distilld.encoding import category_names, reserved_labels
 from distilld.fieldpath import parse_path
 from distilld.graders import (
     DEFAULT_BINS,
@@ -69,11 +70,22 @@ class _Base(BaseModel):
         return self.field or self.name
 
 
+def _no_boolean(value: Any) -> Any:
+    """Refuse a boolean where a count goes: pydantic reads ``true`` as 1 (``top_k: yes`` kept one value)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a whole number (YAML reads yes, no, on, off as one)")
+    return value
+
+
+_Bins = Annotated[int, BeforeValidator(_no_boolean), Field(ge=2, le=256)]
+_TopK = Annotated[int, BeforeValidator(_no_boolean), Field(ge=1, le=4096)]
+
+
 class _Binned(BaseModel):
     """A numeric's bins: ``bins`` for its own shares, ``pair_bins`` (a divisor) inside pairs."""
 
-    bins: Annotated[int, Field(ge=2, le=256)] = DEFAULT_BINS
-    pair_bins: Annotated[int, Field(ge=2, le=256)] | None = None
+    bins: _Bins = DEFAULT_BINS
+    pair_bins: _Bins | None = None
 
     @model_validator(mode="after")
     def _nested(self) -> _Binned:
@@ -98,7 +110,22 @@ class NumericFeature(_Base, _Binned):
         return value
 
 
-Categories = Annotated[list[str], Field(min_length=1, max_length=4096)]
+def _labels(value: Any) -> Any:
+    """Numbers in ``categories`` as the labels a record's numbers are compared as (``[200, 404]``: a record's
+    404 and "404" are the category "404"), as the Python graders take them; a boolean is refused, for YAML
+    reads an unquoted yes, no, on or off as one, and ``[yes, no]`` would become "true" and "false"."""
+    if not isinstance(value, list):
+        return value
+    for item in value:
+        if isinstance(item, bool):
+            raise ValueError(
+                f"{item} is a boolean: quote the category ('{str(item).lower()}' matches a record's "
+                f"{str(item).lower()}; YAML reads yes, no, on and off unquoted as booleans too)"
+            )
+    return [category_names([item])[0] if isinstance(item, int | float) else item for item in value]
+
+
+Categories = Annotated[list[str], BeforeValidator(_labels), Field(min_length=1, max_length=4096)]
 
 
 def _categories(value: list[str] | None) -> list[str] | None:
@@ -121,7 +148,7 @@ class CategoricalFeature(_Base):
 
 class OpenCategoricalFeature(_Base):
     type: Literal["open_categorical"]
-    top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
+    top_k: _TopK = DEFAULT_TOP_K
 
 
 # a custom feature's encoding settings, and the value_type that reads each
@@ -140,7 +167,7 @@ class CustomFeature(_Base, _Binned):
 
     value_type: Literal["numeric", "categorical", "open_categorical"] = "numeric"
     categories: Categories | None = None
-    top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
+    top_k: _TopK = DEFAULT_TOP_K
 
     _distinct = field_validator("categories")(_categories)
 

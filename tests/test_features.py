@@ -255,3 +255,38 @@ def test_a_custom_grading_function_class_takes_no_encoding_settings(monkeypatch:
         with pytest.raises(FeatureConfigError, match=r"features\[0\] \('band'\): own_encoding_grader:Band is a Grad"):
             build_graders([entry | extra])
     assert isinstance(build_graders([entry | {"categories": None, "pair_bins": None}])["band"], Band)  # null: not given
+
+
+def test_number_categories_are_the_labels_record_numbers_are_compared_as() -> None:
+    """YAML's ``categories: [200, 404]`` was refused ("Input should be a valid string") where the Python
+    graders take numbers; a record's 404 (or "404") is the category 404."""
+    entry = {"name": "status", "type": "categorical", "field": "status", "categories": [200, 404]}
+    grader = build_graders([entry])["status"]
+    assert grader.get_categories() == ["200", "404"]
+    assert [grader.evaluate({"status": v}) for v in (404, "404", 200)] == ["404", "404", "200"]
+    with pytest.raises(FeatureConfigError, match=r"features\[0\] \('status'\): categories: .*'1' given twice"):
+        build_graders([entry | {"categories": [1, "1"]}])
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        # YAML's [yes, no] is [true, false]: as "true" and "false", a record's "yes" would be other
+        (
+            {"name": "a", "type": "categorical", "categories": [True, False]},
+            r"features\[0\] \('a'\): categories: True is a boolean: quote the category",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"}
+            | {"categories": ["x", False]},
+            r"features\[0\] \('a'\): categories: False is a boolean",
+        ),
+        # pydantic read true as 1: top_k: yes kept a single value
+        ({"name": "a", "type": "open_categorical", "top_k": True}, r"top_k: true is a boolean, not a whole number"),
+        ({"name": "a", "type": "numeric", "bins": True}, r"bins: true is a boolean"),
+        ({"name": "a", "type": "numeric", "pair_bins": True}, r"pair_bins: true is a boolean"),
+    ],
+)
+def test_a_boolean_is_no_category_nor_count(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(FeatureConfigError, match=message):
+        build_graders([entry])
