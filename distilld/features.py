@@ -217,11 +217,13 @@ def load_callable(spec: str) -> Any:
                 f"no grader {spec!r} in the entry point group {ENTRY_POINT_GROUP}"
                 f" (installed: {', '.join(known) or 'none'}); or give package.module:callable"
             )
-        return next(iter(found)).load()
-    module_name, _, attr = spec.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+        obj: Any = next(iter(found)).load()
+    else:
+        module_name, _, attr = spec.partition(":")
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    # an entry point's too: one naming a module or a constant raised on every record (each dead-lettered)
     if not callable(obj) and not isinstance(obj, GradingFunction):
         raise TypeError(f"{spec} is not callable")
     return obj

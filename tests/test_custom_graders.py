@@ -71,6 +71,21 @@ def test_an_unknown_entry_point_names_the_group(plugin: Path) -> None:
         build_graders(_features("nope"))
 
 
+def test_an_entry_point_to_something_not_callable_is_refused(plugin: Path) -> None:
+    """An entry point naming a constant was taken as the function: every record raised "'int' object is not
+    callable" and went to the DLQ. It is refused at start-up, as a package.module:name that is not callable."""
+    (plugin / "agegrader.py").write_text(PLUGIN + "LIMIT = 40\n")
+    (plugin / "agegrader-1.0.dist-info" / "entry_points.txt").write_text(
+        "[distilld.graders]\nlimit = agegrader:LIMIT\n"
+    )
+    with pytest.raises(FeatureConfigError, match=r"features\[1\] \('band'\): TypeError: limit is not callable"):
+        build_graders(_features("limit"))
+    with pytest.raises(
+        FeatureConfigError, match=r"features\[1\] \('band'\): TypeError: agegrader:LIMIT is not callable"
+    ):
+        build_graders(_features("agegrader:LIMIT"))
+
+
 def test_extract_reports_the_records_whose_grader_raised(plugin: Path) -> None:
     proc = DistilledProcessor(build_graders(_features("age_band")), 600, 0.5)
     records = [{"gender": "male", "age": 30}, {"gender": "female"}, {"gender": "male", "age": -1}, {"age": 60}]
