@@ -7,7 +7,7 @@ an invalid entry is reported with its position, its name and the reason.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
 
@@ -139,11 +139,33 @@ def _categories(value: list[str] | None) -> list[str] | None:
     return value
 
 
+# what a transform can give, as the label a category must be to match it: lower and url_host give
+# lower-case text (urlsplit lowers hosts and schemes), length a whole number (url_path: any text)
+_TRANSFORM_GIVES: dict[str, tuple[str, Callable[[str], bool]]] = {
+    "lower": ("lower-case text", lambda c: c == c.lower()),
+    "url_host": ("lower-case host names", lambda c: c == c.lower()),
+    "length": ("whole numbers", lambda c: c.isascii() and c.isdigit()),
+}
+
+
 class CategoricalFeature(_Base):
     type: Literal["categorical"]
     categories: Categories
 
     _distinct = field_validator("categories")(_categories)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> CategoricalFeature:
+        """A category the transform never gives would count nothing (``transform: lower`` and ``Click``)."""
+        if self.transform in _TRANSFORM_GIVES:
+            gives, can_give = _TRANSFORM_GIVES[self.transform]
+            never = [c for c in self.categories if not can_give(c)]
+            if never:
+                raise ValueError(
+                    f"categories: {', '.join(map(repr, never))} would never match: "
+                    f"transform {self.transform} gives {gives}"
+                )
+        return self
 
 
 class OpenCategoricalFeature(_Base):

@@ -290,3 +290,20 @@ def test_number_categories_are_the_labels_record_numbers_are_compared_as() -> No
 def test_a_boolean_is_no_category_nor_count(entry: dict[str, Any], message: str) -> None:
     with pytest.raises(FeatureConfigError, match=message):
         build_graders([entry])
+
+
+@pytest.mark.parametrize(
+    "transform, categories, never",
+    [
+        ("lower", ["click", "Click"], "'Click' would never match: transform lower gives lower-case text"),
+        ("url_host", ["file:", "Example.com"], "'Example.com' would never match: transform url_host gives lower"),
+        ("length", ["1", "one", "-1"], "'one', '-1' would never match: transform length gives whole numbers"),
+    ],
+)
+def test_a_category_the_transform_never_gives_is_refused(transform: str, categories: list[str], never: str) -> None:
+    """``transform: lower`` with ``categories: [Click]`` counted every "Click" as other, silently."""
+    entry = {"name": "a", "type": "categorical", "field": "f", "transform": transform, "categories": categories}
+    with pytest.raises(FeatureConfigError, match=rf"features\[0\] \('a'\): categories: {never}"):
+        build_graders([entry])
+    grader = build_graders([entry | {"categories": [categories[0]]}])["a"]
+    assert grader.get_categories() == [categories[0]]
