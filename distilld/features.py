@@ -7,6 +7,7 @@ an invalid entry is reported with its position, its name and the reason.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
@@ -182,16 +183,30 @@ _ENCODING_SETTINGS = {
 }
 
 
+ENTRY_POINT_GROUP = "distilld.graders"
+_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*|[A-Za-z_][\w.\-]*")
+
+
 class CustomFeature(_Base, _Binned):
     type: Literal["custom"]
     # package.module:callable, or the name of an entry point in the group distilld.graders
-    function: Annotated[str, Field(pattern=r"^([A-Za-z_][\w.]*:[A-Za-z_][\w.]*|[A-Za-z_][\w.\-]*)$")]
+    function: str
 
     value_type: Literal["numeric", "categorical", "open_categorical"] = "numeric"
     categories: Categories | None = None
     top_k: _TopK = DEFAULT_TOP_K
 
     _distinct = field_validator("categories")(_categories)
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, value: str) -> str:
+        if not _FUNCTION.fullmatch(value):
+            raise ValueError(
+                f"{value!r}: expected package.module:callable (mypkg.graders:age_band) "
+                f"or the name of an entry point in the group {ENTRY_POINT_GROUP}"
+            )
+        return value
 
     @field_validator("field", "transform")
     @classmethod
@@ -223,9 +238,6 @@ FeatureSpec = Annotated[
     Field(discriminator="type"),
 ]
 _feature_list: TypeAdapter[list[FeatureSpec]] = TypeAdapter(list[FeatureSpec])
-
-
-ENTRY_POINT_GROUP = "distilld.graders"
 
 
 def load_callable(spec: str) -> Any:

@@ -307,3 +307,10 @@ def test_a_category_the_transform_never_gives_is_refused(transform: str, categor
         build_graders([entry])
     grader = build_graders([entry | {"categories": [categories[0]]}])["a"]
     assert grader.get_categories() == [categories[0]]
+
+
+def test_a_malformed_function_is_refused_with_the_forms_it_takes() -> None:
+    """It was refused with pydantic's "String should match pattern '^([A-Za-z_][\\w.]*:...'", a regular
+    expression for a reason."""
+    with pytest.raises(FeatureConfigError, match=r"features\[0\] \('a'\): function: 'mod:f\(\)': expected package"):
+        build_graders([{"name": "a", "type": "custom", "function": "mod:f()"}])
