@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from distilld import build_graders
+from distilld.daemon.fields import RecordFields
 from distilld.features import FeatureConfigError
 from distilld.fieldpath import compile_path, parse_path
 from distilld.filters import Condition, match
+from distilld.settings import ReducerSettings
 
 # an OpenTelemetry-style record: attribute names with dots in them, flattened log keys
 SPAN = {"attributes": {"http.status_code": 404, "http": {"status_code": 200}, "a|b": "piped"}, "0": "zero"}
@@ -62,3 +64,13 @@ def test_a_quote_that_is_not_around_a_whole_step_is_refused(bad: str) -> None:
 def test_an_index_finds_a_python_records_integer_key() -> None:
     records = [{"scores": {0: 1.5}}, {"scores": {"0": 2.5}}, {"scores": {1: 3.5}}]
     assert compile_path("scores.0")(records) == [1.5, 2.5, None]
+
+
+def test_a_field_named_like_a_keyword_is_read_when_quoted() -> None:
+    """``reducer.key: none`` means no key; a record's field named "none" (or "kafka_key") is ``'"none"'``."""
+    settings = ReducerSettings(key='"none"', time='"processing"')
+    fields = RecordFields(settings, clock=lambda: 0.0)
+    records = [{"none": "session-a", "processing": 1_700_000_000}, {"none": "session-b", "processing": 5}]
+    _, keys = fields.keys([], records)
+    assert keys == ["session-a", "session-b"]
+    assert fields.timestamps([], records).tolist() == [1_700_000_000.0, 5.0]
