@@ -89,20 +89,21 @@ def safe_map(func: Callable[[Any], Any], records: Sequence[Any]) -> list[Any]:
 
 
 def checked_map(func: Callable[[Any], Any], records: Sequence[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
-    """``func`` over a batch: the values (``None`` where it raised) and (index, exception) of each raise."""
-    try:
-        return list(map(func, records)), []
-    except Exception:
-        pass
+    """``func`` over a batch: the values (``None`` where it raised) and (index, exception) of each raise.
+
+    Each record is graded once: after a raise the map resumes at the next record (``extend`` keeps what
+    it took before), where grading the batch again one by one called a slow function twice on every
+    record of a batch with one bad record, and a stateful one twice on those before it."""
     values: list[Any] = []
     errors: list[tuple[int, str]] = []
-    for i, record in enumerate(records):
+    remaining = iter(records)
+    while True:
         try:
-            values.append(func(record))
-        except Exception as e:
+            values.extend(map(func, remaining))
+            return values, errors
+        except Exception as e:  # the record at len(values) raised; map took it from ``remaining``
+            errors.append((len(values), f"{type(e).__name__}: {e}"))
             values.append(None)
-            errors.append((i, f"{type(e).__name__}: {e}"))
-    return values, errors
 
 
 class GradingFunction(ABC):
