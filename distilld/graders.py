@@ -232,8 +232,8 @@ class OpenCategoricalGrader(GradingFunction):
 
     def __init__(self, name: str, classifier_func: Callable[[Any], Any], top_k: int = DEFAULT_TOP_K) -> None:
         super().__init__(name)
-        if top_k < 1:
-            raise ValueError(f"top_k for '{name}' must be at least 1")
+        if not _whole(top_k) or top_k < 1:  # True was a top_k of 1; 2.5 failed when the engine began
+            raise ValueError(f"top_k for '{name}' must be a whole number of at least 1, not {top_k!r}")
         self.classifier_func = classifier_func
         self.top_k = top_k
 

@@ -15,6 +15,7 @@ from distilld.graders import (
     FieldNumericGrader,
     FieldOpenCategoricalGrader,
     NumericGrader,
+    OpenCategoricalGrader,
 )
 
 
@@ -314,3 +315,10 @@ def test_a_malformed_function_is_refused_with_the_forms_it_takes() -> None:
     expression for a reason."""
     with pytest.raises(FeatureConfigError, match=r"features\[0\] \('a'\): function: 'mod:f\(\)': expected package"):
         build_graders([{"name": "a", "type": "custom", "function": "mod:f()"}])
+
+
+@pytest.mark.parametrize("top_k", [True, 2.5, "3", 0])
+def test_the_python_open_categorical_takes_a_whole_top_k(top_k: Any) -> None:
+    """``top_k=True`` gave a top K of one; 2.5 and "3" failed only when the engine built the encoder."""
+    with pytest.raises(ValueError, match=r"top_k for 'o' must be a whole number of at least 1"):
+        OpenCategoricalGrader("o", str, top_k=top_k)
