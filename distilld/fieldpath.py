@@ -80,7 +80,7 @@ def _step(value: Any, step: str | int) -> Any:
         return None
     if isinstance(value, dict):
         return value.get(step)
-    if isinstance(value, str | bytes | int | float):
+    if isinstance(value, str | bytes | int | float | list):  # a list's names are its methods (tags.count)
         return None
     try:
         return getattr(value, step, None)

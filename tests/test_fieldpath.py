@@ -74,3 +74,11 @@ def test_a_field_named_like_a_keyword_is_read_when_quoted() -> None:
     _, keys = fields.keys([], records)
     assert keys == ["session-a", "session-b"]
     assert fields.timestamps([], records).tolist() == [1_700_000_000.0, 5.0]
+
+
+def test_a_name_on_a_list_is_missing_not_its_method() -> None:
+    """``tags.count`` gave the list's bound method: ``exists: true`` matched every record with tags."""
+    records = [{"tags": ["a", "b"]}, {"tags": {"count": 2}}]
+    assert compile_path("tags.count")(records) == [None, 2]
+    condition = Condition.model_validate({"field": "tags.count", "exists": True})
+    assert match(condition, records).tolist() == [False, True]
