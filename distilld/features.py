@@ -7,12 +7,14 @@ an invalid entry is reported with its position, its name and the reason.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -22,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from distilld.encoding import reserved_labels
+from distilld.encoding import category_names, reserved_labels
 from distilld.fieldpath import parse_path
 from distilld.graders import (
     DEFAULT_BINS,
@@ -69,11 +71,22 @@ class _Base(BaseModel):
         return self.field or self.name
 
 
+def _no_boolean(value: Any) -> Any:
+    """Refuse a boolean where a count goes: pydantic reads ``true`` as 1 (``top_k: yes`` kept one value)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a whole number (YAML reads yes, no, on, off as one)")
+    return value
+
+
+_Bins = Annotated[int, BeforeValidator(_no_boolean), Field(ge=2, le=256)]
+_TopK = Annotated[int, BeforeValidator(_no_boolean), Field(ge=1, le=4096)]
+
+
 class _Binned(BaseModel):
     """A numeric's bins: ``bins`` for its own shares, ``pair_bins`` (a divisor) inside pairs."""
 
-    bins: Annotated[int, Field(ge=2, le=256)] = DEFAULT_BINS
-    pair_bins: Annotated[int, Field(ge=2, le=256)] | None = None
+    bins: _Bins = DEFAULT_BINS
+    pair_bins: _Bins | None = None
 
     @model_validator(mode="after")
     def _nested(self) -> _Binned:
@@ -98,7 +111,22 @@ class NumericFeature(_Base, _Binned):
         return value
 
 
-Categories = Annotated[list[str], Field(min_length=1, max_length=4096)]
+def _labels(value: Any) -> Any:
+    """Numbers in ``categories`` as the labels a record's numbers are compared as (``[200, 404]``: a record's
+    404 and "404" are the category "404"), as the Python graders take them; a boolean is refused, for YAML
+    reads an unquoted yes, no, on or off as one, and ``[yes, no]`` would become "true" and "false"."""
+    if not isinstance(value, list):
+        return value
+    for item in value:
+        if isinstance(item, bool):
+            raise ValueError(
+                f"{item} is a boolean: quote the category ('{str(item).lower()}' matches a record's "
+                f"{str(item).lower()}; YAML reads yes, no, on and off unquoted as booleans too)"
+            )
+    return [category_names([item])[0] if isinstance(item, int | float) else item for item in value]
+
+
+Categories = Annotated[list[str], BeforeValidator(_labels), Field(min_length=1, max_length=4096)]
 
 
 def _categories(value: list[str] | None) -> list[str] | None:
@@ -112,16 +140,38 @@ def _categories(value: list[str] | None) -> list[str] | None:
     return value
 
 
+# what a transform can give, as the label a category must be to match it: lower and url_host give
+# lower-case text (urlsplit lowers hosts and schemes), length a whole number (url_path: any text)
+_TRANSFORM_GIVES: dict[str, tuple[str, Callable[[str], bool]]] = {
+    "lower": ("lower-case text", lambda c: c == c.lower()),
+    "url_host": ("lower-case host names", lambda c: c == c.lower()),
+    "length": ("whole numbers", lambda c: c.isascii() and c.isdigit()),
+}
+
+
 class CategoricalFeature(_Base):
     type: Literal["categorical"]
     categories: Categories
 
     _distinct = field_validator("categories")(_categories)
 
+    @model_validator(mode="after")
+    def _reachable(self) -> CategoricalFeature:
+        """A category the transform never gives would count nothing (``transform: lower`` and ``Click``)."""
+        if self.transform in _TRANSFORM_GIVES:
+            gives, can_give = _TRANSFORM_GIVES[self.transform]
+            never = [c for c in self.categories if not can_give(c)]
+            if never:
+                raise ValueError(
+                    f"categories: {', '.join(map(repr, never))} would never match: "
+                    f"transform {self.transform} gives {gives}"
+                )
+        return self
+
 
 class OpenCategoricalFeature(_Base):
     type: Literal["open_categorical"]
-    top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
+    top_k: _TopK = DEFAULT_TOP_K
 
 
 # a custom feature's encoding settings, and the value_type that reads each
@@ -133,16 +183,30 @@ _ENCODING_SETTINGS = {
 }
 
 
+ENTRY_POINT_GROUP = "distilld.graders"
+_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*|[A-Za-z_][\w.\-]*")
+
+
 class CustomFeature(_Base, _Binned):
     type: Literal["custom"]
     # package.module:callable, or the name of an entry point in the group distilld.graders
-    function: Annotated[str, Field(pattern=r"^([A-Za-z_][\w.]*:[A-Za-z_][\w.]*|[A-Za-z_][\w.\-]*)$")]
+    function: str
 
     value_type: Literal["numeric", "categorical", "open_categorical"] = "numeric"
     categories: Categories | None = None
-    top_k: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_TOP_K
+    top_k: _TopK = DEFAULT_TOP_K
 
     _distinct = field_validator("categories")(_categories)
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, value: str) -> str:
+        if not _FUNCTION.fullmatch(value):
+            raise ValueError(
+                f"{value!r}: expected package.module:callable (mypkg.graders:age_band) "
+                f"or the name of an entry point in the group {ENTRY_POINT_GROUP}"
+            )
+        return value
 
     @field_validator("field", "transform")
     @classmethod
@@ -176,9 +240,6 @@ FeatureSpec = Annotated[
 _feature_list: TypeAdapter[list[FeatureSpec]] = TypeAdapter(list[FeatureSpec])
 
 
-ENTRY_POINT_GROUP = "distilld.graders"
-
-
 def load_callable(spec: str) -> Any:
     """Import ``package.module:attr`` and return it; a name without a colon is an
     entry point of the group ``distilld.graders`` (a user package's named grader)."""
@@ -190,11 +251,13 @@ def load_callable(spec: str) -> Any:
                 f"no grader {spec!r} in the entry point group {ENTRY_POINT_GROUP}"
                 f" (installed: {', '.join(known) or 'none'}); or give package.module:callable"
             )
-        return next(iter(found)).load()
-    module_name, _, attr = spec.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+        obj: Any = next(iter(found)).load()
+    else:
+        module_name, _, attr = spec.partition(":")
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    # an entry point's too: one naming a module or a constant raised on every record (each dead-lettered)
     if not callable(obj) and not isinstance(obj, GradingFunction):
         raise TypeError(f"{spec} is not callable")
     return obj

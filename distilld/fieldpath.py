@@ -3,11 +3,15 @@
 A path is compiled once into a batch getter; a missing step, a wrong type or a
 bad index yields ``None`` (the caller's "missing" cell), never an exception.
 Alternatives separated by ``|`` take the first that is present
-(``sessionID|sessionId``: the same field spelt two ways).
+(``sessionID|sessionId``: the same field spelt two ways). A step in double
+quotes is a key as written, dots, ``|`` and digits included
+(``attributes."http.status_code"``, ``"0"``): the one way to reach a key
+with a dot in it, as OpenTelemetry attributes and flattened logs have.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
@@ -21,23 +25,48 @@ def parse_alternatives(path: str) -> list[tuple[str | int, ...]]:
     """``a.b|c`` → the parsed paths ``[("a", "b"), ("c",)]``."""
     if not isinstance(path, str):
         raise ValueError(f"invalid field path {path!r}: expected dotted names like 'user.id'")
-    alternatives = path.split("|")
+    alternatives = _split(path, "|")
     if len(alternatives) > 1 and not all(alternatives):
         raise ValueError(f"invalid field path {path!r}: an empty alternative")
-    return [parse_path(alt) for alt in alternatives]
+    return [_parse(path, alternative) for alternative in alternatives]
 
 
 def parse_path(path: str) -> tuple[str | int, ...]:
-    """Split ``a.b.0`` into ``("a", "b", 0)``; a purely numeric step is a list index."""
-    if "|" in path:
-        return parse_alternatives(path)[0]
-    if not isinstance(path, str) or not path or path.startswith(".") or path.endswith("."):
+    """Split ``a.b.0`` into ``("a", "b", 0)``: a step of ASCII digits (after a ``-``, counted from the
+    end) is a list index, a step in double quotes a key as written; of ``a|b``, the first alternative."""
+    return parse_alternatives(path)[0]
+
+
+_INDEX = re.compile(r"-?[0-9]+")
+
+
+def _split(path: str, separator: str) -> list[str]:
+    """``path`` cut at each ``separator`` outside double quotes."""
+    parts, start, quoted = [], 0, False
+    for i, char in enumerate(path):
+        if char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append(path[start:i])
+            start = i + 1
+    if quoted:
+        raise ValueError(f"invalid field path {path!r}: a double quote is not closed")
+    return [*parts, path[start:]]
+
+
+def _parse(path: str, alternative: str) -> tuple[str | int, ...]:
+    if not alternative:
         raise ValueError(f"invalid field path {path!r}: expected dotted names like 'user.id'")
     steps: list[str | int] = []
-    for part in path.split("."):
+    for part in _split(alternative, "."):
         if part == "":
             raise ValueError(f"invalid field path {path!r}: empty step")
-        steps.append(int(part) if part.lstrip("-").isdigit() else part)
+        if len(part) >= 2 and part[0] == part[-1] == '"' and '"' not in part[1:-1]:
+            steps.append(part[1:-1])
+        elif '"' in part:
+            raise ValueError(f'invalid field path {path!r}: quotes go around a whole step, as in a."b.c"')
+        else:
+            steps.append(int(part) if _INDEX.fullmatch(part) else part)
     return tuple(steps)
 
 
@@ -45,12 +74,13 @@ def _step(value: Any, step: str | int) -> Any:
     if isinstance(step, int):
         if isinstance(value, list | tuple) and -len(value) <= step < len(value):
             return value[step]
-        if isinstance(value, dict):
-            return value.get(str(step))
+        if isinstance(value, dict):  # a JSON object's key "0"; a Python record's may be the int 0
+            found = value.get(str(step))
+            return value.get(step) if found is None else found
         return None
     if isinstance(value, dict):
         return value.get(step)
-    if isinstance(value, str | bytes | int | float):
+    if isinstance(value, str | bytes | int | float | list):  # a list's names are its methods (tags.count)
         return None
     try:
         return getattr(value, step, None)

@@ -23,7 +23,8 @@ What a test compares, and what no value can make it do:
 - ``regex``: strings only (searched anywhere in them: ``re.search``).
 
 A test given as null (``in: null``, ``regex: null``, ``gt: null``, ...) is a
-configuration error, but ``equals: null``.
+configuration error, but ``equals: null``; so are an empty ``in`` list (it
+would match no record) and a boolean bound (``gt: true`` was ``gt: 1``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ class Condition(BaseModel):
         # every string)
         if value is None:
             raise ValueError(f"null: give {_NOT_NULL[info.field_name or '']}")
+        if info.field_name in _COMPARISONS and isinstance(value, bool):  # pydantic read true as 1.0
+            raise ValueError(f"{str(value).lower()} is a boolean: give a number (a boolean is no number to compare)")
+        if info.field_name == "in_" and isinstance(value, list) and not value:
+            raise ValueError("empty: it would match no record; give at least one value")
         return value
 
     @field_validator("field")

@@ -89,20 +89,21 @@ def safe_map(func: Callable[[Any], Any], records: Sequence[Any]) -> list[Any]:
 
 
 def checked_map(func: Callable[[Any], Any], records: Sequence[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
-    """``func`` over a batch: the values (``None`` where it raised) and (index, exception) of each raise."""
-    try:
-        return list(map(func, records)), []
-    except Exception:
-        pass
+    """``func`` over a batch: the values (``None`` where it raised) and (index, exception) of each raise.
+
+    Each record is graded once: after a raise the map resumes at the next record (``extend`` keeps what
+    it took before), where grading the batch again one by one called a slow function twice on every
+    record of a batch with one bad record, and a stateful one twice on those before it."""
     values: list[Any] = []
     errors: list[tuple[int, str]] = []
-    for i, record in enumerate(records):
+    remaining = iter(records)
+    while True:
         try:
-            values.append(func(record))
-        except Exception as e:
+            values.extend(map(func, remaining))
+            return values, errors
+        except Exception as e:  # the record at len(values) raised; map took it from ``remaining``
+            errors.append((len(values), f"{type(e).__name__}: {e}"))
             values.append(None)
-            errors.append((i, f"{type(e).__name__}: {e}"))
-    return values, errors
 
 
 class GradingFunction(ABC):
@@ -231,8 +232,8 @@ class OpenCategoricalGrader(GradingFunction):
 
     def __init__(self, name: str, classifier_func: Callable[[Any], Any], top_k: int = DEFAULT_TOP_K) -> None:
         super().__init__(name)
-        if top_k < 1:
-            raise ValueError(f"top_k for '{name}' must be at least 1")
+        if not _whole(top_k) or top_k < 1:  # True was a top_k of 1; 2.5 failed when the engine began
+            raise ValueError(f"top_k for '{name}' must be a whole number of at least 1, not {top_k!r}")
         self.classifier_func = classifier_func
         self.top_k = top_k
 

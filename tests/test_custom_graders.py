@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,21 @@ def test_an_unknown_entry_point_names_the_group(plugin: Path) -> None:
         build_graders(_features("nope"))
 
 
+def test_an_entry_point_to_something_not_callable_is_refused(plugin: Path) -> None:
+    """An entry point naming a constant was taken as the function: every record raised "'int' object is not
+    callable" and went to the DLQ. It is refused at start-up, as a package.module:name that is not callable."""
+    (plugin / "agegrader.py").write_text(PLUGIN + "LIMIT = 40\n")
+    (plugin / "agegrader-1.0.dist-info" / "entry_points.txt").write_text(
+        "[distilld.graders]\nlimit = agegrader:LIMIT\n"
+    )
+    with pytest.raises(FeatureConfigError, match=r"features\[1\] \('band'\): TypeError: limit is not callable"):
+        build_graders(_features("limit"))
+    with pytest.raises(
+        FeatureConfigError, match=r"features\[1\] \('band'\): TypeError: agegrader:LIMIT is not callable"
+    ):
+        build_graders(_features("agegrader:LIMIT"))
+
+
 def test_extract_reports_the_records_whose_grader_raised(plugin: Path) -> None:
     proc = DistilledProcessor(build_graders(_features("age_band")), 600, 0.5)
     records = [{"gender": "male", "age": 30}, {"gender": "female"}, {"gender": "male", "age": -1}, {"age": 60}]
@@ -111,3 +127,22 @@ def test_the_daemon_dead_letters_records_whose_grader_raises(
         700: b"grader 'band' raised ValueError: negative age -5",
         1999: b"grader 'band' raised KeyError: 'age'",
     }
+
+
+def test_a_custom_function_is_called_once_a_record_though_one_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch with one record the function raised on was graded again record by record: a slow
+    function cost twice, a stateful one saw the records before the bad one twice."""
+    calls: list[int] = []
+
+    def band(record: dict[str, Any]) -> str:
+        calls.append(record["i"])
+        if record["i"] in (3, 7):
+            raise KeyError("age")
+        return "young"
+
+    monkeypatch.setitem(sys.modules, "bandgrader", types.SimpleNamespace(band=band))
+    entry = {"name": "f", "type": "custom", "function": "bandgrader:band", "value_type": "open_categorical"}
+    values, errors = build_graders([entry])["f"].extract_checked([{"i": i} for i in range(10)])
+    assert calls == list(range(10))
+    assert values == ["young"] * 3 + [None] + ["young"] * 3 + [None] + ["young"] * 2
+    assert errors == [(3, "KeyError: 'age'"), (7, "KeyError: 'age'")]

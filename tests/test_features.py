@@ -15,6 +15,7 @@ from distilld.graders import (
     FieldNumericGrader,
     FieldOpenCategoricalGrader,
     NumericGrader,
+    OpenCategoricalGrader,
 )
 
 
@@ -255,3 +256,69 @@ def test_a_custom_grading_function_class_takes_no_encoding_settings(monkeypatch:
         with pytest.raises(FeatureConfigError, match=r"features\[0\] \('band'\): own_encoding_grader:Band is a Grad"):
             build_graders([entry | extra])
     assert isinstance(build_graders([entry | {"categories": None, "pair_bins": None}])["band"], Band)  # null: not given
+
+
+def test_number_categories_are_the_labels_record_numbers_are_compared_as() -> None:
+    """YAML's ``categories: [200, 404]`` was refused ("Input should be a valid string") where the Python
+    graders take numbers; a record's 404 (or "404") is the category 404."""
+    entry = {"name": "status", "type": "categorical", "field": "status", "categories": [200, 404]}
+    grader = build_graders([entry])["status"]
+    assert grader.get_categories() == ["200", "404"]
+    assert [grader.evaluate({"status": v}) for v in (404, "404", 200)] == ["404", "404", "200"]
+    with pytest.raises(FeatureConfigError, match=r"features\[0\] \('status'\): categories: .*'1' given twice"):
+        build_graders([entry | {"categories": [1, "1"]}])
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        # YAML's [yes, no] is [true, false]: as "true" and "false", a record's "yes" would be other
+        (
+            {"name": "a", "type": "categorical", "categories": [True, False]},
+            r"features\[0\] \('a'\): categories: True is a boolean: quote the category",
+        ),
+        (
+            {"name": "a", "type": "custom", "function": "builtins:str", "value_type": "categorical"}
+            | {"categories": ["x", False]},
+            r"features\[0\] \('a'\): categories: False is a boolean",
+        ),
+        # pydantic read true as 1: top_k: yes kept a single value
+        ({"name": "a", "type": "open_categorical", "top_k": True}, r"top_k: true is a boolean, not a whole number"),
+        ({"name": "a", "type": "numeric", "bins": True}, r"bins: true is a boolean"),
+        ({"name": "a", "type": "numeric", "pair_bins": True}, r"pair_bins: true is a boolean"),
+    ],
+)
+def test_a_boolean_is_no_category_nor_count(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(FeatureConfigError, match=message):
+        build_graders([entry])
+
+
+@pytest.mark.parametrize(
+    "transform, categories, never",
+    [
+        ("lower", ["click", "Click"], "'Click' would never match: transform lower gives lower-case text"),
+        ("url_host", ["file:", "Example.com"], "'Example.com' would never match: transform url_host gives lower"),
+        ("length", ["1", "one", "-1"], "'one', '-1' would never match: transform length gives whole numbers"),
+    ],
+)
+def test_a_category_the_transform_never_gives_is_refused(transform: str, categories: list[str], never: str) -> None:
+    """``transform: lower`` with ``categories: [Click]`` counted every "Click" as other, silently."""
+    entry = {"name": "a", "type": "categorical", "field": "f", "transform": transform, "categories": categories}
+    with pytest.raises(FeatureConfigError, match=rf"features\[0\] \('a'\): categories: {never}"):
+        build_graders([entry])
+    grader = build_graders([entry | {"categories": [categories[0]]}])["a"]
+    assert grader.get_categories() == [categories[0]]
+
+
+def test_a_malformed_function_is_refused_with_the_forms_it_takes() -> None:
+    """It was refused with pydantic's "String should match pattern '^([A-Za-z_][\\w.]*:...'", a regular
+    expression for a reason."""
+    with pytest.raises(FeatureConfigError, match=r"features\[0\] \('a'\): function: 'mod:f\(\)': expected package"):
+        build_graders([{"name": "a", "type": "custom", "function": "mod:f()"}])
+
+
+@pytest.mark.parametrize("top_k", [True, 2.5, "3", 0])
+def test_the_python_open_categorical_takes_a_whole_top_k(top_k: Any) -> None:
+    """``top_k=True`` gave a top K of one; 2.5 and "3" failed only when the engine built the encoder."""
+    with pytest.raises(ValueError, match=r"top_k for 'o' must be a whole number of at least 1"):
+        OpenCategoricalGrader("o", str, top_k=top_k)

@@ -116,6 +116,10 @@ def _drop(when: dict[str, Any], name: str = "x") -> dict[str, Any]:
         (_drop({"field": "a", "exists": None}), r"filters\.drop\.0\.when\.exists: .*null: give true or false"),
         (_drop({"all": None}), r"filters\.drop\.0\.when\.all: .*null: give a list of conditions"),
         (_drop({"not": None}), r"filters\.drop\.0\.when\.not: .*null: give a condition"),
+        # in: [] matched no record, silently (as an empty any, refused above); gt: true compared with 1.0
+        (_drop({"field": "a", "in": []}), r"filters\.drop\.0\.when\.in: .*empty: it would match no record"),
+        (_drop({"field": "a", "gte": True}), r"filters\.drop\.0\.when\.gte: .*true is a boolean: give a number"),
+        (_drop({"field": "a", "lt": False}), r"filters\.drop\.0\.when\.lt: .*false is a boolean"),
     ],
 )
 def test_filter_errors_name_the_filter_and_the_reason(filters: dict[str, Any], message: str) -> None:
@@ -321,7 +325,7 @@ def _conditions(fields: list[str], values: st.SearchStrategy[Any]) -> st.SearchS
     field = st.sampled_from(fields)
     tests = st.one_of(
         st.builds(lambda f, v: {"field": f, "equals": v}, field, values),
-        st.builds(lambda f, v: {"field": f, "in": v}, field, st.lists(values, max_size=4)),
+        st.builds(lambda f, v: {"field": f, "in": v}, field, st.lists(values, min_size=1, max_size=4)),
         st.builds(lambda f, v: {"field": f, "regex": v}, field, st.sampled_from(PATTERNS)),
         st.builds(lambda f, op, v: {"field": f, op: v}, field, st.sampled_from(["gt", "gte", "lt", "lte"]), thresholds),
         st.builds(lambda f, v: {"field": f, "exists": v}, field, st.booleans()),
