@@ -38,18 +38,24 @@ __all__ = [
 
 OTHER_LABEL = "__other__"
 MISSING_LABEL = "__missing__"
+_RESERVED = frozenset((OTHER_LABEL, MISSING_LABEL))
 
 
 def _label(value: Any) -> str | None:
-    """The string a non-string category value is compared as (JSON spelling); None for NaN (missing), and
-    for a value whose ``==`` or ``str`` raises (a subclass's: bad values count missing, they never raise)."""
+    """The string a non-string category value is compared as (JSON spelling; an Avro decimal's digits as
+    written); None for NaN and the infinities (missing, as README says: ``inf`` had been the label "inf"),
+    and for a value whose ``==`` or ``str`` raises (a subclass's: bad values count missing, they never raise)."""
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
-    if isinstance(value, int | float | str | np.integer | np.floating):  # numpy's: what pandas records hold
-        try:
+    try:
+        if isinstance(value, int | str | np.integer):  # numpy's: what pandas records hold
             return str(value) if value == value else None
-        except Exception:
-            return None
+        if isinstance(value, float | np.floating):
+            return str(value) if value == value and math.isfinite(value) else None
+        if isinstance(value, Decimal):  # an Avro decimal: a number, as numerics read it (it had been missing)
+            return str(value) if value.is_finite() else None
+    except Exception:
+        return None
     return None
 
 
@@ -232,7 +238,9 @@ class OpenCategoricalEncoder(CategoricalEncoder):
             batch = Counter(map(_label, values))
         for value, count in batch.items():
             label = value if isinstance(value, str) else _label(value)
-            if label is not None:
+            # a record's "__other__" or "__missing__" is no value of its own: it is *other* (given a slot, it
+            # was merged with the reserved cell of the same label in the stats)
+            if label is not None and label not in _RESERVED:
                 self._freq[label] += count
         if len(self._freq) > self._capacity:
             kept = self._freq.most_common(self._capacity // 2)

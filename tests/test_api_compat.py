@@ -80,11 +80,12 @@ def test_a_category_spelled_like_a_reserved_label_is_refused_and_shares_never_va
     name merged with them, and the proportions report kept one of the two shares and lost the other."""
     with pytest.raises(ValueError, match=r"'__other__'\] reserved"):
         DistilledProcessor({"c": CategoricalGrader("c", ["a", "__other__"], lambda r: r["c"])})
-    # an open categorical takes its values from the data: one spelled __missing__ adds up with missing ones
+    # an open categorical takes its values from the data: one spelled __missing__ is other, as in a fixed list (it
+    # had taken a slot, and its share had been added to the missing values')
     proc = DistilledProcessor(distilld.build_graders([{"name": "c", "type": "open_categorical", "top_k": 4}]))
     proc.process_batch([{"c": "__missing__"}] * 30 + [{"c": None}] * 20 + [{"c": "a"}] * 50)
     shares = proc.current_proportions["c"]["categories"]
-    assert shares == {"a": 0.5, "__missing__": 0.5}
+    assert shares == {"a": 0.5, "__other__": 0.3, "__missing__": 0.2}
 
 
 def test_output_drift_is_the_shares_of_every_keys_records_together() -> None:

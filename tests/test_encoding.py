@@ -300,3 +300,24 @@ def test_an_extra_never_goes_to_a_key_that_already_sends_all_its_records() -> No
     # rate .5, key 0: carry .6 + .5 → quota 1 of 1 record, fraction .1; key 1: 2 records, quota 1, fraction 0
     quota, _, _ = allocate(np.array([0.6, 0.0]), np.array([1, 2]), 0.5, 1.6, np.zeros(2))
     assert quota.tolist() == [1, 1]
+
+
+def test_infinite_values_are_missing_and_decimals_are_labels_in_categoricals() -> None:
+    """README: infinite values fall into the missing cell; a categorical labelled them "inf" (other, or a value
+    of its own in an open categorical). An Avro decimal was missing in a categorical, a number in a numeric."""
+    values = [math.inf, -math.inf, np.float32("inf"), Decimal("404"), Decimal("Infinity"), Decimal("NaN"), 404]
+    for enc in (CategoricalEncoder(["404", "inf"]), OpenCategoricalEncoder(top_k=4)):
+        codes = enc.encode(values, _epochs(len(values)), 0).tolist()
+        labels = enc.labels()
+        assert [labels[c] for c in codes] == ["__missing__"] * 3 + ["404", "__missing__", "__missing__", "404"]
+
+
+def test_a_record_value_spelt_like_a_reserved_label_is_other_not_a_value_of_its_own() -> None:
+    """An open categorical gave a record's "__missing__" a slot: the stats then showed two "__missing__" cells, and
+    merged by label they read 0.78 missing for 5 missing values in 35."""
+    enc = OpenCategoricalEncoder(top_k=4)
+    values = ["__missing__"] * 20 + ["__other__"] * 10 + [None] * 5 + ["a"] * 3
+    codes = enc.encode(values, _epochs(len(values)), 0).tolist()
+    labels = enc.labels()
+    assert labels.count("__missing__") == 1 and labels.count("__other__") == 1
+    assert [labels[c] for c in codes] == ["__other__"] * 30 + ["__missing__"] * 5 + ["a"] * 3
