@@ -1,8 +1,8 @@
 """Newly assigned partitions, on their way to the consumer.
 
 The group assigns partitions; nothing of them is fetched or processed until this module has read their
-committed offsets (retried while unreadable), restored their state from the state topic (a state partition
-at a time, in slices between the loop's polls), and looked up where the windows of those without a usable
+committed offsets (retried while unreadable), restored their state from the state topic (the state partitions
+they need read together, in slices between the loop's polls), and looked up where the windows of those without a usable
 snapshot start, to rebuild them from the log. Then they are assigned to the consumer at where they start.
 """
 
@@ -41,15 +41,16 @@ class Assigner:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         # Assigned by the group, not yet to the consumer (nothing of them is fetched or processed): the loop
-        # reads their committed offsets (pending; retried while unreadable), then their state (restoring, a
-        # state partition at a time, in slices between polls), then looks up where the windows of those
+        # reads their committed offsets (pending; retried while unreadable), then their state (restoring, the
+        # state partitions they need read together, in slices between polls), then looks up where the windows of those
         # without a usable snapshot start (rebuilding), and assigns them to the consumer. Nothing of it runs
         # in the rebalance callback, which holds the loop and the group's rebalance (Daemon._on_assign).
         self.pending: list[TopicPartition] = []
         self._pending_at = 0.0  # monotonic time of the next try
         self._pending_wait = LOOKUP_RETRY_S[0]
         self.restoring: dict[TP, int] = {}  # their committed offsets (-1: none)
-        self._scan: StateScan | None = None  # the state partition being read for some of them
+        self._scan: StateScan | None = None  # the read of the state partitions holding some of them
+        self._scan_left: dict[int, dict[TP, int]] = {}  # its state partitions not over yet, with those they hold
         # those whose state partition has been read, not loaded yet: their commit and snapshot (a turn loads
         # them until its slice is over)
         self._unloaded: dict[TP, tuple[int, Restored | None]] = {}
@@ -84,6 +85,7 @@ class Assigner:
         """Stop the state read in progress, if any."""
         if self._scan is not None:
             self._scan.close()
+            self._scan, self._scan_left = None, {}
 
     def waiting_commits(self) -> dict[TP, int]:
         """The committed offsets of the partitions waiting for their state (restoring or rebuilding), those
@@ -140,11 +142,12 @@ class Assigner:
 
     def restore_some(self) -> None:
         """Restore partitions waiting for their state, for up to RESTORE_SLICE_S: the loop polls its consumer
-        between slices (max.poll.interval.ms) and processes the partitions it has. The state topic is read a
-        state partition at a time, for every partition waiting whose snapshots it holds (one read, however
-        many partitions share it); each is assigned once its state is in, loaded one partition at a time (a
-        big window state takes seconds to load). Those without a usable snapshot wait for the others, then
-        where their windows start is looked up once for them all."""
+        between slices (max.poll.interval.ms) and processes the partitions it has. The state partitions holding
+        the snapshots of every partition waiting are read together, within one read_timeout_s for them all (one
+        read, however many partitions share a state partition); partitions that come meanwhile wait for the
+        next such read. Each partition is assigned once its state partition is read, loaded one partition at a
+        time (a big window state takes seconds to load). Those without a usable snapshot wait for the others,
+        then where their windows start is looked up once for them all."""
         until = time.monotonic() + RESTORE_SLICE_S
         while not self.daemon.stopping and (self._scan is not None or self.restoring):
             if self._unloaded:
@@ -156,43 +159,50 @@ class Assigner:
                 self._scan = self._next_scan()
                 continue
             try:
-                found = self._scan.advance(until)
+                finished = self._scan.advance(until)
             except ReadStopped:
-                self._scan = None
+                self._scan, self._scan_left = None, {}
                 return  # their state would not be used: left unassigned, the close's revoke forgets them
-            except (KafkaException, TimeoutError) as e:
-                self.daemon.metrics.state_errors.inc()
-                log.warning(
-                    "reading state topic %s[%d] failed (%s): %s go without their snapshots (their windows are "
-                    "rebuilt from the log where it still holds them)",
-                    self.daemon.state.topic, self._scan.partition, e, key_names(self._scan.wanted),
-                )  # fmt: skip
-                found = {}
             if self.daemon.endpoints is not None:
                 self.daemon.endpoints.beat()
-            if found is None:
+            if not finished:
                 return  # the slice is over: on at the next turn
-            scan, self._scan = self._scan, None
-            # only those still waiting at that commit: one revoked during the read would stay here for good
-            # (no turn comes back to restores once nothing waits), its snapshot's bytes with it
-            self._unloaded = {
-                tp: (offset, found.get(tp)) for tp, offset in scan.wanted.items() if self.restoring.get(tp) == offset
-            }
+            for done in finished:
+                if self._scan_left.pop(done.partition, None) is None:
+                    continue  # none of its partitions waits any more (unpend)
+                if done.error is not None:
+                    self.daemon.metrics.state_errors.inc()
+                    log.warning(
+                        "reading state topic %s[%d] failed (%s): %s go without their snapshots (their windows are "
+                        "rebuilt from the log where it still holds them)",
+                        self.daemon.state.topic, done.partition, done.error, key_names(done.wanted),
+                    )  # fmt: skip
+                # only those still waiting at that commit: one revoked during the read would stay here for good
+                # (no turn comes back to restores once nothing waits), its snapshot's bytes with it
+                self._unloaded.update(
+                    (tp, (offset, done.found.get(tp)))
+                    for tp, offset in done.wanted.items()
+                    if self.restoring.get(tp) == offset
+                )
+            if not self._scan_left:
+                self._scan = None
         if self._rebuilding and not self.restoring and not self.daemon.stopping:
             self._rebuild()
 
     def _next_scan(self) -> StateScan | None:
-        """The read of the state partition of the first partition waiting, for all those it holds; partitions
-        with no commit have no state to read, and are taken at once."""
+        """The read of the state partitions holding the snapshots of every partition waiting; partitions with
+        no commit have no state to read, and are taken at once."""
         fresh = [tp for tp, offset in self.restoring.items() if offset < 0]
         if fresh:
             for tp in fresh:
                 del self.restoring[tp]
             self._take([(tp, *self._restored(tp, -1, None)) for tp in fresh])
             return None
-        state_partition = self.daemon.state.partition_of(next(iter(self.restoring)))
-        wanted = {tp: c for tp, c in self.restoring.items() if self.daemon.state.partition_of(tp) == state_partition}
-        return self.daemon.state.scan(state_partition, wanted, alive=self.daemon._alive)
+        if not self.restoring:
+            return None
+        wanted = dict(self.restoring)
+        self._scan_left = self.daemon.state.by_state(wanted)
+        return self.daemon.state.scan(wanted, alive=self.daemon._alive)
 
     def _load(self, until: float) -> None:
         """Partitions whose state partition has been read, until ``until`` (one at least): each with its
@@ -336,8 +346,11 @@ class Assigner:
             self._rebuilding.pop(key, None)
             self._waiting_since.pop(key, None)  # not restored here: not timed
             self._unloaded.pop(key, None)
-        if self._scan is not None and not any(tp in self.restoring for tp in self._scan.wanted):
-            self._scan.close()  # read for none of them any more
+        for state_partition, held in list(self._scan_left.items()):
+            if not any(tp in self.restoring for tp in held):
+                del self._scan_left[state_partition]  # read for none of them any more: not waited for
+        if self._scan is not None and not self._scan_left:
+            self._scan.close()
             self._scan = None
         return [tp for tp in partitions if (tp.topic, tp.partition) not in waiting]
 

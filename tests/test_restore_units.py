@@ -1,0 +1,104 @@
+"""How assigned partitions get their state and where they start (distilld.daemon.assignment), no broker needed."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from distilld.daemon.loop import Daemon
+from distilld.daemon.state import chunk_records
+from distilld.snapshot import dump
+from tests.test_daemon_units import _CommittedMember, _exactly_once_daemon
+from tests.test_state_units import _Record, _StalledReader
+
+
+class _Member(_CommittedMember):
+    """A group member committed at 100 everywhere; each assignment kept as (partition, offset, clock)."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.assigned: list[tuple[int, int, float]] = []
+
+    def incremental_assign(self, parts: list[Any]) -> None:
+        self.assigned.extend((p.partition, p.offset, self.clock[0]) for p in parts)
+
+
+def _on_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A clock the test moves (the fake readers' polls do), read by the state reads and the restore's slices."""
+    import distilld.daemon.assignment as assignment_module
+    import distilld.daemon.state as state_module
+
+    clock = [0.0]
+    fake = SimpleNamespace(monotonic=lambda: clock[0], perf_counter=time.perf_counter)
+    monkeypatch.setattr(state_module, "time", fake)
+    monkeypatch.setattr(assignment_module, "time", fake)
+    return clock
+
+
+def _snapshot_records(d: Daemon, partition: int, offset: int) -> list[_Record]:
+    """The records of t[partition]'s snapshot (empty windows) covering ``offset``, then the state partition's end."""
+    tp = ("t", partition)
+    records = chunk_records(tp, 0, offset, dump(d._new_reducer()))
+    state_partition = d.state.partition_of(tp)
+    return [_Record(state_partition, rec) for rec in records] + [_Record(state_partition, None)]
+
+
+def test_a_restore_waits_one_read_timeout_for_every_state_partition_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four partitions on four state partitions, two of which never answer (their leader down). Read one after
+    the other with a read_timeout_s each, they waited 120 s, and the one restored waited behind them. Now the
+    four are read together: the restored one is assigned as soon as its state partition is read, the others
+    after one timeout for both stalled state partitions, each counted in distilld_state_errors_total and
+    logged; the partition whose state partition was read to its end without a snapshot is not one of them."""
+    clock = _on_clock(monkeypatch)
+    d = _exactly_once_daemon()
+    d.consumer = d.checkpoints.consumer = member = _Member(clock)  # type: ignore[assignment]
+    d.state.partitions = 4
+    d.state.read_timeout_s = 60.0
+    events = {1: _snapshot_records(d, 1, 90)}
+    reader = _StalledReader(clock, events, stalled={0, 2}, poll_s=0.2)
+    d.state._reader = reader  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", p) for p in range(4)])  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="distilld"):
+        for _ in range(1000):
+            d.assigner.turn()
+            if not (d.pending or d.restoring or d.assigner._rebuilding):
+                break
+    at = {partition: (offset, when) for partition, offset, when in member.assigned}
+    assert at[1][0] == 90 and at[1][1] < 5.0, f"restored, assigned once its state partition is read: {at}"
+    assert {at[p][0] for p in (0, 2, 3)} == {100}, "no snapshot: from the commit (no window start found)"
+    assert 60.0 <= max(when for _, when in at.values()) < 70.0, f"one read_timeout_s for both stalled: {at}"
+    assert reader.assigns == 1
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 2
+    failed = [r.getMessage() for r in caplog.records if "go without their snapshots" in r.getMessage()]
+    assert len(failed) == 2 and "t[0]" in failed[0] and "t[2]" in failed[1], failed
+    sample = d.metrics.registry.get_sample_value
+    assert sample("distilld_state_restores_total", {"outcome": "restored"}) == 1
+    assert sample("distilld_state_restores_total", {"outcome": "empty"}) == 3
+
+
+def test_a_state_partition_whose_partitions_are_all_revoked_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state partitions are read together: one that does not answer, whose partitions have all been revoked
+    meanwhile, held the others' (and the next assignment's) read until its timeout for nothing."""
+    clock = _on_clock(monkeypatch)
+    d = _exactly_once_daemon()
+    d.consumer = d.checkpoints.consumer = member = _Member(clock)  # type: ignore[assignment]
+    d.state.partitions = 2
+    reader = _StalledReader(clock, {}, stalled={0, 1}, poll_s=0.2)
+    d.state._reader = reader  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    d.assigner.turn()
+    d._on_revoke(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    assert reader.assigned == [0, 1], "t[1]'s state partition is still read"
+    reader.stalled = set()
+    reader.queue = [_Record(1, None)]  # t[1]'s state partition answers; t[0]'s never does
+    for _ in range(10):
+        d.assigner.turn()
+    assert [p for p, _, _ in member.assigned] == [1] and clock[0] < 10.0, member.assigned
+    assert not reader.assigned, "the read given up: the reader let go"
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0
