@@ -102,3 +102,27 @@ def test_a_state_partition_whose_partitions_are_all_revoked_is_not_waited_for(mo
     assert [p for p, _, _ in member.assigned] == [1] and clock[0] < 10.0, member.assigned
     assert not reader.assigned, "the read given up: the reader let go"
     assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0
+
+
+def test_partitions_the_consumer_refuses_are_neither_counted_nor_kept() -> None:
+    """Partitions were counted as restored (distilld_state_restores_total) and kept before they were assigned to
+    the consumer: an assignment it refused (which stops the daemon) left them counted, and held as if assigned."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+
+    class Refusing(_CommittedMember):
+        def incremental_assign(self, parts: list[Any]) -> None:
+            if parts:  # (the rebalance callback assigns none)
+                raise KafkaException(KafkaError(KafkaError._CONFLICT, "already assigned"))
+
+    d.consumer = d.checkpoints.consumer = member = Refusing()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state._reader = _StalledReader([0.0], {}, stalled=set(), poll_s=0.0)  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    d.assigner.turn()
+    assert d.failure is not None and "cannot assign" in d.failure
+    assert not d.partitions, "not kept: the consumer does not have it"
+    sample = d.metrics.registry.get_sample_value
+    assert sum(sample("distilld_state_restores_total", {"outcome": o}) for o in ("restored", "empty", "replayed")) == 0
+    assert sample("distilld_state_restore_duration_seconds_count") == 0

@@ -275,19 +275,20 @@ class Assigner:
         self._take(taken)
 
     def _take(self, taken: list[tuple[TP, Partition, TopicPartition, str]]) -> None:
-        """Partitions restored: counted, kept, and assigned to the consumer at where they start."""
+        """Partitions restored: assigned to the consumer at where they start, then counted and kept (a failed
+        assignment, which stops the daemon, neither)."""
         if not taken:
             return
-        for tp, part, _, outcome in taken:
-            part.counted()
-            self.daemon.metrics.restores.labels(outcome).inc()
-            self.daemon.partitions[tp] = part
         starts = [start for _, _, start, _ in taken]
         try:
             self.daemon._assign(self.daemon.consumer, starts)
         except KafkaException as e:
             self.daemon._fail(f"cannot assign the partitions: {e}")
             return
+        for tp, part, _, outcome in taken:
+            part.counted()
+            self.daemon.metrics.restores.labels(outcome).inc()
+            self.daemon.partitions[tp] = part
         self.daemon.metrics.assigned.set(len(self.daemon.partitions))
         log.info("assigned %s", partition_names(starts))
         now = time.perf_counter()
