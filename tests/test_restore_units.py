@@ -126,3 +126,87 @@ def test_partitions_the_consumer_refuses_are_neither_counted_nor_kept() -> None:
     sample = d.metrics.registry.get_sample_value
     assert sum(sample("distilld_state_restores_total", {"outcome": o}) for o in ("restored", "empty", "replayed")) == 0
     assert sample("distilld_state_restore_duration_seconds_count") == 0
+
+
+class _LogStarts:
+    """An admin client answering ListOffsets (earliest) with ``starts``, or failing with ``error``; ``asked``
+    keeps each call's partitions."""
+
+    def __init__(self, starts: dict[tuple[str, int], int], error: Exception | None = None) -> None:
+        self.starts, self.error = starts, error
+        self.asked: list[list[int]] = []
+
+    def list_offsets(self, wanted: dict[Any, Any], request_timeout: float = 0) -> Any:
+        from concurrent.futures import Future
+
+        assert 0 < request_timeout <= 5, "bounded"
+        self.asked.append(sorted(tp.partition for tp in wanted))
+        if self.error is not None:
+            raise self.error
+        futures: dict[Any, Future[Any]] = {}
+        for tp in wanted:
+            futures[tp] = f = Future()
+            f.set_result(SimpleNamespace(offset=self.starts[(tp.topic, tp.partition)]))
+        return futures
+
+
+def _restore_three(monkeypatch: pytest.MonkeyPatch, reset: str | None, admin: _LogStarts) -> tuple[Daemon, _Member]:
+    """t0 (snapshot at 90), t1 (no snapshot, its window starting at 40) and t2 (snapshot at 95), all committed at
+    100, restored under ``reset`` (None: the default) with ``admin`` answering where their logs start."""
+    clock = _on_clock(monkeypatch)
+    d = _exactly_once_daemon()
+    if reset is not None:
+        d.settings.kafka.consumer["auto.offset.reset"] = reset
+
+    class Member(_Member):
+        def offsets_for_times(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
+
+    d.consumer = d.checkpoints.consumer = member = Member(clock)  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state._admin = admin  # type: ignore[assignment]
+    records = _snapshot_records(d, 0, 90)[:-1] + _snapshot_records(d, 2, 95)
+    d.state._reader = _StalledReader(clock, {0: records}, stalled=set(), poll_s=0.01)  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", p) for p in range(3)])  # type: ignore[arg-type]
+    for _ in range(50):
+        d.assigner.turn()
+    assert not (d.pending or d.restoring or d.assigner._rebuilding)
+    return d, member
+
+
+def test_under_latest_a_partition_never_starts_below_its_logs_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restored partition starts at its snapshot's offset, a rebuilt one where its window starts, both below
+    the commit. Once retention had deleted that offset, the consumer's offset-out-of-range reset with
+    auto.offset.reset=latest jumped to the log's end: every record from the commit on was skipped. Now their
+    logs' start is looked up (once for all) and each starts inside the log, or at its commit when nothing before
+    it is left, with a WARNING that its window is partial."""
+    admin = _LogStarts({("t", 0): 95, ("t", 1): 100, ("t", 2): 50})
+    with caplog.at_level("WARNING", logger="distilld"):
+        d, member = _restore_three(monkeypatch, "latest", admin)
+    assert admin.asked == [[0, 2], [1]], "once for the restored ones, once for the one rebuilt"
+    starts = {p: offset for p, offset, _ in member.assigned}
+    assert starts == {0: 95, 1: 100, 2: 95}, "t0 at its log's start, t1 at its commit, t2 at its snapshot's"
+    assert (d.partitions[("t", 0)].replay_until, d.partitions[("t", 0)].processed) == (100, 95)
+    assert d.partitions[("t", 1)].replay_until is None and d.partitions[("t", 1)].processed == 100
+    partial = [r.getMessage() for r in caplog.records if "lacks the records before" in r.getMessage()]
+    assert len(partial) == 2 and "t[0]" in partial[0] and "t[1]" in partial[1], partial
+    assert d.metrics.registry.get_sample_value("distilld_state_restores_total", {"outcome": "empty"}) == 1
+
+
+def test_under_latest_a_failed_log_start_lookup_starts_at_the_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    admin = _LogStarts({}, error=KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer")))
+    d, member = _restore_three(monkeypatch, "largest", admin)
+    assert {p: offset for p, offset, _ in member.assigned} == {0: 100, 1: 100, 2: 100}, "nothing skipped"
+    lookups = d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "window_start"})
+    assert lookups == 2
+
+
+def test_under_earliest_the_log_start_is_not_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = _LogStarts({})
+    _, member = _restore_three(monkeypatch, None, admin)
+    assert admin.asked == [], "the consumer's reset goes to the log's start: nothing to look up"
+    assert {p: offset for p, offset, _ in member.assigned} == {0: 90, 1: 40, 2: 95}

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import OffsetSpec
 
 from distilld.daemon.partition import TP, Partition, key_names, partition_names
 from distilld.daemon.progress import PartitionProgress
@@ -31,6 +32,7 @@ LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
 READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
+EARLIEST_RESETS = ("smallest", "earliest", "beginning")  # auto.offset.reset's values for the log's start
 
 
 class Assigner:
@@ -279,6 +281,7 @@ class Assigner:
         assignment, which stops the daemon, neither)."""
         if not taken:
             return
+        taken = self._inside_log(taken)
         starts = [start for _, _, start, _ in taken]
         try:
             self.daemon._assign(self.daemon.consumer, starts)
@@ -296,6 +299,56 @@ class Assigner:
             since = self._waiting_since.pop(tp, None)
             if since is not None:
                 self.daemon.metrics.restore_duration.observe(now - since)
+
+    def _inside_log(
+        self, taken: list[tuple[TP, Partition, TopicPartition, str]]
+    ) -> list[tuple[TP, Partition, TopicPartition, str]]:
+        """``taken`` with each partition that starts below its commit (to re-read the gap after its snapshot, or
+        to rebuild its window) starting inside the log. One whose start retention has deleted is reset by the
+        consumer to where auto.offset.reset says: with latest, the log's end, skipping every record from the
+        commit on. Unless it resets to the log's start (the default, earliest: nothing to do), their log starts
+        are looked up, in one lookup for them all, and each starts at the later of its start and its log's;
+        at its commit when the log holds nothing before it, or when the lookup fails (its window then lacks the
+        records before the commit, said in a WARNING)."""
+        below = [tp for tp, part, _, _ in taken if part.replay_until is not None]
+        reset = str(self.daemon.settings.kafka.consumer.get("auto.offset.reset", "earliest"))
+        if not below or reset in EARLIEST_RESETS:
+            return taken
+        log_starts = self._log_starts(below)
+        inside = []
+        for tp, part, start, outcome in taken:
+            commit = part.replay_until
+            log_start = -1 if log_starts is None else log_starts.get(tp, -1)
+            if commit is not None and (log_start < 0 or log_start > start.offset):
+                begin = log_start if 0 <= log_start < commit else commit
+                log.warning(
+                    "%s[%d]: its log's start is %s, not at or before offset %d where its window was to be re-read "
+                    "from (auto.offset.reset=%s would skip to the log's end): read from offset %d (committed %d), "
+                    "its window lacks the records before",
+                    tp[0], tp[1], "not known" if log_start < 0 else f"at {log_start}", start.offset, reset, begin,
+                    commit,
+                )  # fmt: skip
+                part.processed, part.replay_until = begin, commit if begin < commit else None
+                start = TopicPartition(tp[0], tp[1], begin)
+                if begin == commit and outcome == "replayed":
+                    outcome = "empty"  # nothing left to re-read
+            inside.append((tp, part, start, outcome))
+        return inside
+
+    def _log_starts(self, partitions: list[TP]) -> dict[TP, int] | None:
+        """The first offset of each partition's log, in one lookup of at most LOOKUP_TIMEOUT_S; None when it
+        fails (counted as a window_start lookup, and logged)."""
+        earliest = OffsetSpec.earliest()
+        try:
+            futures = self.daemon.state.admin().list_offsets(
+                {TopicPartition(t, p): earliest for t, p in partitions}, request_timeout=LOOKUP_TIMEOUT_S
+            )
+            return {(tp.topic, tp.partition): int(f.result(LOOKUP_TIMEOUT_S).offset) for tp, f in futures.items()}
+        except (KafkaException, TimeoutError) as e:
+            self.daemon.metrics.offset_lookup_errors.labels("window_start").inc()
+            reason = e.args[0].str() if e.args and isinstance(e.args[0], KafkaError) else e
+            log.warning("cannot look up where the logs of %s start (%s)", key_names(partitions), reason)
+            return None
 
     def _window_starts(self, partitions: list[TopicPartition]) -> dict[TP, int]:
         """The first offset of each partition whose Kafka timestamp is inside the window (the log's start
