@@ -2626,7 +2626,7 @@ def test_the_windows_start_lookup_keeps_healthz_alive_and_ends_on_a_stop() -> No
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
 
     d.consumer = Member()  # type: ignore[assignment]
-    assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
+    assert d.assigner._window_starts({("t", 0): 100}) == {}
     assert slices == [1.0, 2.0], "tried again in a longer slice, then not after the stop"
     assert beats[0] == 2, "alive for /healthz after each try"
 
@@ -2710,7 +2710,7 @@ def test_a_retried_windows_start_lookup_is_counted_and_logged(caplog: pytest.Log
 
     d.consumer = Member()  # type: ignore[assignment]
     with caplog.at_level("WARNING", logger="distilld"):
-        assert d.assigner._window_starts([TopicPartition("t", 0)]) == {("t", 0): 40}
+        assert d.assigner._window_starts({("t", 0): 100}) == {("t", 0): 40}
     errors = d.metrics.registry.get_sample_value
     assert errors("distilld_offset_lookup_errors_total", {"lookup": "window_start"}) == 1
     assert errors("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 0
@@ -2758,7 +2758,7 @@ def test_a_windows_start_lookup_holds_a_stop_up_for_one_short_slice_at_most(monk
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
 
     d.consumer = Member()  # type: ignore[assignment]
-    assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
+    assert d.assigner._window_starts({("t", 0): 100}) == {}
     assert max(slices) <= loop.LOOKUP_TIMEOUT_S and sum(slices) == 30, slices
 
 
@@ -3544,5 +3544,5 @@ def test_a_window_start_lookup_refused_with_a_plain_message_gives_empty_windows(
 
     d.consumer = Member()  # type: ignore[assignment]
     with caplog.at_level("WARNING", logger="distilld"):
-        assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
+        assert d.assigner._window_starts({("t", 0): 100}) == {}
     assert "cannot look up the windows' start of t[0] (the client is closed): empty windows" in caplog.text

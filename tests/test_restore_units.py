@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from distilld.daemon.loop import Daemon
-from distilld.daemon.state import chunk_records
+from distilld.daemon.state import StateScan, chunk_records
 from distilld.snapshot import dump
 from tests.test_daemon_units import _CommittedMember, _exactly_once_daemon
 from tests.test_state_units import _Record, _StalledReader
@@ -210,3 +210,69 @@ def test_under_earliest_the_log_start_is_not_looked_up(monkeypatch: pytest.Monke
     _, member = _restore_three(monkeypatch, None, admin)
     assert admin.asked == [], "the consumer's reset goes to the log's start: nothing to look up"
     assert {p: offset for p, offset, _ in member.assigned} == {0: 90, 1: 40, 2: 95}
+
+
+class _LastRecords:
+    """A reader of the input partitions: each assigned partition gives its record at the offset asked, with
+    ``times[partition]`` as its Kafka timestamp (ms), or its end when it has none."""
+
+    def __init__(self, times: dict[int, int]) -> None:
+        self.times = times
+        self.asked: list[tuple[int, int]] = []
+        self.queue: list[Any] = []
+
+    def assign(self, parts: list[Any]) -> None:
+        from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError
+
+        self.asked = [(p.partition, p.offset) for p in parts]
+        for p in parts:
+            at = self.times.get(p.partition)
+            self.queue.append(
+                SimpleNamespace(
+                    topic=lambda p=p: p.topic,
+                    partition=lambda p=p: p.partition,
+                    error=lambda at=at: None if at is not None else KafkaError(KafkaError._PARTITION_EOF),
+                    timestamp=lambda at=at: (TIMESTAMP_CREATE_TIME, at),
+                )
+            )
+
+    def unassign(self) -> None:
+        self.queue = []
+
+    def poll(self, timeout: float) -> Any:
+        return self.queue.pop(0) if self.queue else None
+
+
+@pytest.mark.parametrize("time_mode", ["kafka_timestamp", "processing"])
+def test_a_rebuilt_window_ends_at_the_last_committed_records_time(time_mode: str) -> None:
+    """Where a window to rebuild starts was looked up at now minus the window: a partition behind by more than a
+    window, or one whose records' times lag the clock (a replay of old records), started with an empty window
+    although its window at the commit held records. Under a record time the lookup now counts back from the
+    time of the last committed record (read from the log), now only for a partition where none is read; under
+    processing time it still counts back from now (re-read records take their Kafka timestamps as arrival)."""
+    d = _exactly_once_daemon()
+    d.settings.reducer.time = time_mode
+    d.settings.reducer.window_seconds = 600
+    d.clock = lambda: 1_000_000.0  # type: ignore[method-assign]
+    asked: list[tuple[int, int]] = []
+
+    class Member(_CommittedMember):
+        def offsets_for_times(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+            asked.extend((p.partition, p.offset) for p in parts)
+            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    reader = _LastRecords({0: 500_000_000})  # t0's last committed record: 500,000 s, hours behind the clock
+    d.state._reader = reader  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.scan = lambda wanted, alive=None: StateScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    for _ in range(10):
+        d.assigner.turn()
+    now_ms = (1_000_000 - 600) * 1000
+    if time_mode == "processing":
+        assert asked == [(0, now_ms), (1, now_ms)] and reader.asked == [], "nothing read: the window ends now"
+    else:
+        assert reader.asked == [(0, 99), (1, 99)], "the record before each commit, read for both at once"
+        assert asked == [(0, (500_000 - 600) * 1000), (1, now_ms)], "t1 has no record there: now"
+    assert sorted(d.partitions) == [("t", 0), ("t", 1)] and d.partitions[("t", 0)].replay_until == 100

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from distilld.daemon.partition import TP, Partition, key_names, partition_names
@@ -254,7 +254,8 @@ class Assigner:
     def _rebuild(self) -> None:
         """Partitions with a commit but no usable snapshot rebuild their windows from the log, emitting
         nothing: from where each window starts, looked up once for them all, up to the commit."""
-        begins = self._window_starts([TopicPartition(t, p) for t, p in self._rebuilding])
+        commits = {tp: part.progress.committed for tp, (part, _) in self._rebuilding.items()}
+        begins = self._window_starts({tp: offset for tp, offset in commits.items() if offset is not None})
         if self.daemon.stopping:
             return  # their state would not be used: left unassigned, the close's revoke forgets them
         taken = []
@@ -350,12 +351,18 @@ class Assigner:
             log.warning("cannot look up where the logs of %s start (%s)", key_names(partitions), reason)
             return None
 
-    def _window_starts(self, partitions: list[TopicPartition]) -> dict[TP, int]:
-        """The first offset of each partition whose Kafka timestamp is inside the window (the log's start
-        where the broker cannot tell), in one lookup: brokers that do not answer cost one timeout for all
-        the partitions, not one each (the loop and a stop wait meanwhile). A partition left out has none."""
-        since_ms = int((self.daemon.clock() - self.daemon.settings.reducer.window_seconds) * 1000)
-        asked = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions]
+    def _window_starts(self, committed: dict[TP, int]) -> dict[TP, int]:
+        """The first offset of each partition (with its committed offset) whose Kafka timestamp is inside the
+        window at its commit (the log's start where the broker cannot tell), in one lookup: brokers that do not
+        answer cost one timeout for all the partitions, not one each (the loop and a stop wait meanwhile). A
+        partition left out has none. Under processing time the window ends now (re-read records keep their
+        Kafka timestamps as their arrival times); under a record time it ends at the partition's last committed
+        record's time, read from the log (now where it cannot be): a partition behind by more than a window,
+        or a replay of old records, would otherwise start with an empty window."""
+        window, now = self.daemon.settings.reducer.window_seconds, self.daemon.clock()
+        ends = {} if self.daemon.settings.reducer.time == "processing" else self._last_times(committed)
+        asked = [TopicPartition(t, p, int((ends.get((t, p), now) - window) * 1000)) for t, p in committed]
+        partitions = [TopicPartition(t, p) for t, p in committed]
         # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s
         # (within half of max.poll.interval.ms: the loop waits meanwhile), staying alive for /healthz between
         # them and ending early on a stop; an error they answered is not retried
@@ -386,6 +393,32 @@ class Assigner:
                 )  # fmt: skip
             wait *= 2
         return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
+
+    def _last_times(self, committed: dict[TP, int]) -> dict[TP, float]:
+        """The Kafka timestamp (seconds) of each partition's last committed record, the one before its commit
+        (or the first after it, past a transaction marker), read with the state store's reader (idle between
+        restores), for at most LOOKUP_TIMEOUT_S; one not read by then is left out."""
+        reader = self.daemon.state.reader()
+        reader.assign([TopicPartition(t, p, max(offset - 1, 0)) for (t, p), offset in committed.items()])
+        found: dict[TP, float] = {}
+        left, deadline = set(committed), time.monotonic() + LOOKUP_TIMEOUT_S
+        try:
+            while left and time.monotonic() < deadline and self.daemon._alive():
+                m = reader.poll(0.2)
+                tp = None if m is None else (m.topic(), m.partition())
+                if m is None or tp not in left:
+                    continue
+                left.discard(tp)  # its record, or its end (nothing after the commit) or error: nothing to wait for
+                kind, ms = m.timestamp() if m.error() is None else (TIMESTAMP_NOT_AVAILABLE, -1)
+                if kind != TIMESTAMP_NOT_AVAILABLE and ms >= 0:
+                    found[tp] = ms / 1000.0
+        except KafkaException as e:
+            log.warning("cannot read the last committed records of %s (%s)", key_names(sorted(left)), e)
+        finally:
+            reader.unassign()
+        if left:
+            log.info("%s: the last committed record's time not read; the window ends now", key_names(sorted(left)))
+        return found
 
     def unpend(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """Forget those of ``partitions`` still waiting for their commits or their state; return the others,
