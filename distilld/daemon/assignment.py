@@ -2,8 +2,9 @@
 
 The group assigns partitions; nothing of them is fetched or processed until this module has read their
 committed offsets (retried while unreadable), restored their state from the state topic (the state partitions
-they need read together, in slices between the loop's polls), and looked up where the windows of those without a usable
-snapshot start, to rebuild them from the log. Then they are assigned to the consumer at where they start.
+they need read together, in slices between the loop's polls), and looked up where the windows of those
+without a usable snapshot start, to rebuild them from the log. Then they are assigned to the consumer at
+where they start (inside the log, whatever auto.offset.reset says).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class Assigner:
         self.daemon = daemon
         # Assigned by the group, not yet to the consumer (nothing of them is fetched or processed): the loop
         # reads their committed offsets (pending; retried while unreadable), then their state (restoring, the
-        # state partitions they need read together, in slices between polls), then looks up where the windows of those
-        # without a usable snapshot start (rebuilding), and assigns them to the consumer. Nothing of it runs
+        # state partitions they need read together, in slices between polls), then looks up where the windows
+        # of those without a usable snapshot start (rebuilding), and assigns them to the consumer. Nothing of it runs
         # in the rebalance callback, which holds the loop and the group's rebalance (Daemon._on_assign).
         self.pending: list[TopicPartition] = []
         self._pending_at = 0.0  # monotonic time of the next try

@@ -180,8 +180,8 @@ class StateScan:
 
     def advance(self, until: float) -> list[ScanDone]:
         """Read on until a state partition's read is over, then return those over; or until ``until``
-        (monotonic), then ``[]``. Events that end give every state partition left its end. Raises
-        :class:`ReadStopped`."""
+        (monotonic), then ``[]``. Events that run out leave every state partition still read at its end (a
+        test's list of records). Raises :class:`ReadStopped`."""
         done: list[ScanDone] = []
         for event in self._events:
             if event is not None and event[0] in self._pickers:
