@@ -805,7 +805,7 @@ def _no_snapshots(d: Daemon) -> None:
     from distilld.daemon.state import StateScan
 
     d.state.partitions = 1
-    d.state.scan = lambda partition, wanted, alive=None: StateScan(partition, wanted, iter([]))  # type: ignore[method-assign]
+    d.state.scan = lambda wanted, alive=None: StateScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
 
 
 def test_a_periodic_checkpoint_gives_a_transaction_the_whole_timeout() -> None:
@@ -954,9 +954,9 @@ def _fresh_exactly_once() -> tuple[Daemon, _FreshMember, _TransactionalProducer]
     d.txn.retry_backoff_s = 0.0  # type: ignore[union-attr]
     d.state.partitions = 1
 
-    def scan(partition: int, wanted: dict[Any, int], alive: Any = None) -> StateScan:
-        written = [(c["key"], c["value"], c["headers"]) for c in producer.calls if c["topic"] == d.state.topic]
-        return StateScan(partition, wanted, iter(written))
+    def scan(wanted: dict[Any, int], alive: Any = None) -> StateScan:
+        written = [(0, (c["key"], c["value"], c["headers"])) for c in producer.calls if c["topic"] == d.state.topic]
+        return StateScan(d.state.by_state(wanted), iter(written))
 
     d.state.scan = scan  # type: ignore[method-assign]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
@@ -2626,7 +2626,7 @@ def test_the_windows_start_lookup_keeps_healthz_alive_and_ends_on_a_stop() -> No
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
 
     d.consumer = Member()  # type: ignore[assignment]
-    assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
+    assert d.assigner._window_starts({("t", 0): 100}) == {}
     assert slices == [1.0, 2.0], "tried again in a longer slice, then not after the stop"
     assert beats[0] == 2, "alive for /healthz after each try"
 
@@ -2658,7 +2658,7 @@ def test_a_stop_ends_the_lookups_of_an_assignment() -> None:
 
     d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
     d.state.partitions = 1
-    d.state.scan = lambda partition, wanted, alive=None: _StoppedScan(d, calls)  # type: ignore[method-assign,assignment]
+    d.state.scan = lambda wanted, alive=None: _StoppedScan(d, calls)  # type: ignore[method-assign,assignment]
     d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
     _restore_waiting(d)
     assert calls == ["committed", "read state"], "no window start looked up after the stop, nothing assigned"
@@ -2677,8 +2677,6 @@ class _StoppedScan:
 
     def __init__(self, d: Daemon, calls: list[str]) -> None:
         self.d, self.calls = d, calls
-        self.wanted: dict[Any, int] = {}
-        self.partition = 0
 
     def advance(self, until: float) -> None:
         from distilld.daemon.state import ReadStopped
@@ -2712,7 +2710,7 @@ def test_a_retried_windows_start_lookup_is_counted_and_logged(caplog: pytest.Log
 
     d.consumer = Member()  # type: ignore[assignment]
     with caplog.at_level("WARNING", logger="distilld"):
-        assert d.assigner._window_starts([TopicPartition("t", 0)]) == {("t", 0): 40}
+        assert d.assigner._window_starts({("t", 0): 100}) == {("t", 0): 40}
     errors = d.metrics.registry.get_sample_value
     assert errors("distilld_offset_lookup_errors_total", {"lookup": "window_start"}) == 1
     assert errors("distilld_offset_lookup_errors_total", {"lookup": "committed"}) == 0
@@ -2760,7 +2758,7 @@ def test_a_windows_start_lookup_holds_a_stop_up_for_one_short_slice_at_most(monk
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no leader answered"))
 
     d.consumer = Member()  # type: ignore[assignment]
-    assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
+    assert d.assigner._window_starts({("t", 0): 100}) == {}
     assert max(slices) <= loop.LOOKUP_TIMEOUT_S and sum(slices) == 30, slices
 
 
@@ -3137,19 +3135,19 @@ def test_the_state_is_read_by_the_loop_between_polls_and_a_revoke_meanwhile_forg
     closed: list[int] = []
 
     class SlowScan(StateScan):
-        def advance(self, until: float) -> None:
-            calls.append(f"read {self.partition}")  # never at its end: a slice at a time
-            return None
+        def advance(self, until: float) -> list[Any]:
+            calls.append(f"read {sorted(self.wanted)}")  # never at its end: a slice at a time
+            return []
 
         def close(self) -> None:
-            closed.append(self.partition)
+            closed.extend(self.wanted)
 
     d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
     d.state.partitions = 2
     slow = [True]
 
-    def scan(partition: int, wanted: dict[Any, int], alive: Any = None) -> StateScan:
-        return (SlowScan if slow[0] else StateScan)(partition, wanted, iter([]))
+    def scan(wanted: dict[Any, int], alive: Any = None) -> StateScan:
+        return (SlowScan if slow[0] else StateScan)(d.state.by_state(wanted), iter([]))
 
     d.state.scan = scan  # type: ignore[method-assign]
     d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
@@ -3157,12 +3155,17 @@ def test_the_state_is_read_by_the_loop_between_polls_and_a_revoke_meanwhile_forg
     d.assigner.read_commits()
     for _ in range(2):
         d.assigner.restore_some()
-    assert calls == ["committed", "read 0", "read 0"], "a slice a turn"
+    assert calls == ["committed", "read [0, 1]", "read [0, 1]"], "both state partitions read together, a slice a turn"
     ready, why = d.readiness()
     assert not ready and why == "state of t[0], t[1] not restored yet", why
     calls.clear()
     d._on_revoke(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
-    assert calls == [] and closed == [0], "its read given up; never assigned to the consumer: not unassigned"
+    assert calls == [] and closed == [], "t[1]'s state partition is still read"
+    d._on_revoke(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert calls == [] and closed == [0, 1], "the read given up; never assigned to the consumer: not unassigned"
+    d._on_assign(member, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    d.assigner.read_commits()
+    calls.clear()
     slow[0] = False
     d.paused = True
     d.assigner.restore_some()
@@ -3302,11 +3305,11 @@ def test_partitions_waiting_for_their_state_show_their_lag_until_the_consumer_ha
 
     class SlowScan(StateScan):
         def advance(self, until: float) -> Any:
-            return None if slow[0] else {}  # no snapshot: windows rebuilt from the commit (no window start found)
+            return [] if slow[0] else super().advance(until)  # no snapshot: rebuilt from the commit (no start found)
 
     d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
     d.state.partitions = 1
-    d.state.scan = lambda partition, wanted, alive=None: SlowScan(partition, wanted, iter([]))  # type: ignore[method-assign]
+    d.state.scan = lambda wanted, alive=None: SlowScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
     admin = _EndsAdmin({("t", 0): 150, ("t", 1): 130})
     d.state._admin = admin  # type: ignore[assignment]
 
@@ -3445,7 +3448,7 @@ def test_snapshots_read_together_are_loaded_a_partition_a_turn(monkeypatch: pyte
     from confluent_kafka import TopicPartition
 
     from distilld.daemon import assignment
-    from distilld.daemon.state import Restored, StateScan
+    from distilld.daemon.state import Restored, ScanDone, StateScan
     from distilld.snapshot import dump
 
     monkeypatch.setattr(assignment, "RESTORE_SLICE_S", 0.0)  # every slice over after one load
@@ -3458,12 +3461,13 @@ def test_snapshots_read_together_are_loaded_a_partition_a_turn(monkeypatch: pyte
             assigned.extend(p.partition for p in parts)
 
     class Found(StateScan):
-        def advance(self, until: float) -> dict[Any, Restored]:
-            return {tp: Restored(snapshot, 100, slot=1) for tp in self.wanted}
+        def advance(self, until: float) -> list[ScanDone]:
+            found = {tp: Restored(snapshot, 100, slot=1) for tp in self.wanted[0]}
+            return [ScanDone(0, self.wanted[0], found)]
 
     d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
     d.state.partitions = 1
-    d.state.scan = lambda partition, wanted, alive=None: Found(partition, wanted, iter([]))  # type: ignore[method-assign]
+    d.state.scan = lambda wanted, alive=None: Found(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
     d._on_assign(member, [TopicPartition("t", p) for p in range(3)])  # type: ignore[arg-type]
     d.assigner.read_commits()
     d.assigner.restore_some()
@@ -3484,7 +3488,7 @@ def test_a_partition_revoked_during_the_state_read_is_not_kept_for_loading(monke
     from confluent_kafka import TopicPartition
 
     from distilld.daemon import assignment
-    from distilld.daemon.state import Restored
+    from distilld.daemon.state import Restored, ScanDone
     from distilld.snapshot import dump
 
     monkeypatch.setattr(assignment, "RESTORE_SLICE_S", 0.0)
@@ -3493,15 +3497,15 @@ def test_a_partition_revoked_during_the_state_read_is_not_kept_for_loading(monke
     scans: list[dict[Any, int]] = []
 
     class Scan:
-        def __init__(self, partition: int, wanted: dict[Any, int], alive: Any = None) -> None:
-            self.partition, self.wanted, self.turns = partition, wanted, 1
+        def __init__(self, wanted: dict[Any, int], alive: Any = None) -> None:
+            self.wanted, self.turns = wanted, 1
             scans.append(dict(wanted))
 
         def advance(self, until: float) -> Any:
             if self.turns:
                 self.turns -= 1
-                return None  # the read takes more than one slice
-            return {tp: Restored(snapshot, 100) for tp in self.wanted}
+                return []  # the read takes more than one slice
+            return [ScanDone(0, self.wanted, {tp: Restored(snapshot, 100) for tp in self.wanted})]
 
         def close(self) -> None:
             pass
@@ -3540,7 +3544,7 @@ def test_a_window_start_lookup_refused_with_a_plain_message_gives_empty_windows(
 
     d.consumer = Member()  # type: ignore[assignment]
     with caplog.at_level("WARNING", logger="distilld"):
-        assert d.assigner._window_starts([TopicPartition("t", 0)]) == {}
+        assert d.assigner._window_starts({("t", 0): 100}) == {}
     assert "cannot look up the windows' start of t[0] (the client is closed): empty windows" in caplog.text
 
 

@@ -102,7 +102,7 @@ def test_a_new_owner_does_not_count_the_last_owners_evictions_again() -> None:
     new = Daemon(settings)
     snapshot = chunk_records(("t", 0), 0, 500, dump(reducer))
     new.state.partitions = 1
-    new.state.scan = lambda partition, wanted, alive=None: StateScan(partition, wanted, iter(snapshot))  # type: ignore[method-assign]
+    new.state.scan = lambda wanted, alive=None: StateScan({0: wanted}, ((0, rec) for rec in snapshot))  # type: ignore[method-assign]
     new.consumer = SimpleNamespace(incremental_assign=lambda parts: None)  # type: ignore[assignment]
     new.assigner.to_restore({("t", 0): 500})  # assigned, committed at 500
     new.assigner.restore_some()

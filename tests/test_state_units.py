@@ -211,6 +211,12 @@ def test_an_existing_state_topic_is_used_as_it_is_and_what_would_hurt_is_said(
 
 
 class _EndOfPartition:
+    def __init__(self, partition: int = 0) -> None:
+        self._partition = partition
+
+    def partition(self) -> int:
+        return self._partition
+
     def error(self) -> Any:
         from confluent_kafka import KafkaError
 
@@ -237,17 +243,93 @@ class _SlowReader:
         return _EndOfPartition() if self.polls >= self.end else None
 
 
-def test_each_state_partition_gets_the_whole_read_timeout() -> None:
-    """read_timeout_s bounds the read of one state partition (one that never reaches its end), as it did before the
-    read beat /healthz: shared by every state partition of an assignment, an instance taking many partitions (a
-    restart of the only one) that read each in time ran out past the first few, and all of them lost their
-    snapshots (the whole read is given up), at every such rebalance."""
+class _Record:
+    """A state record of ``partition``, or its end (``rec`` None), or its read's error."""
+
+    def __init__(self, partition: int, rec: tuple[bytes, bytes, Any] | None, error: Any = None) -> None:
+        self._partition, self.rec, self._error = partition, rec, error
+
+    def partition(self) -> int:
+        return self._partition
+
+    def error(self) -> Any:
+        from confluent_kafka import KafkaError
+
+        return self._error or (None if self.rec else KafkaError(KafkaError._PARTITION_EOF))
+
+    def key(self) -> bytes | None:
+        return self.rec[0] if self.rec else None
+
+    def value(self) -> bytes | None:
+        return self.rec[1] if self.rec else None
+
+    def headers(self) -> Any:
+        return self.rec[2] if self.rec else None
+
+
+class _StalledReader:
+    """State partitions read together: each poll takes ``poll_s`` of the test's ``clock`` and brings the next
+    event of the partitions assigned (``events``: per partition, records then their end), the ``stalled`` ones
+    never anything (their leader down)."""
+
+    def __init__(self, clock: list[float], events: dict[int, list[_Record]], stalled: set[int], poll_s: float) -> None:
+        self.clock, self.events, self.stalled, self.poll_s = clock, events, stalled, poll_s
+        self.assigned: list[int] = []
+        self.polls, self.assigns = 0, 0
+
+    def assign(self, parts: list[Any]) -> None:
+        self.assigned = [p.partition for p in parts]
+        self.assigns += 1
+        self.queue = [e for p in self.assigned if p not in self.stalled for e in self.events.get(p, [_Record(p, None)])]
+
+    def unassign(self) -> None:
+        self.assigned = []
+
+    def poll(self, timeout: float) -> _Record | None:
+        self.polls += 1
+        self.clock[0] += self.poll_s
+        return self.queue.pop(0) if self.queue else None
+
+
+def test_the_state_partitions_are_read_together_within_one_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each state partition was read after the other, each with its own read_timeout_s: with the state topic
+    unreadable (its leader down) the partitions waiting waited one timeout per state partition (~125 s for 2 in a
+    probe, up to 48 minutes for 48), /readyz 503 meanwhile. Now they are read together within one read_timeout_s:
+    those read to their end give their snapshots at once, the others end with a TimeoutError each (their
+    partitions alone go without snapshots), and a partition's error ends only its own read."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError
+
+    import distilld.daemon.state as state_module
     from distilld.daemon.state import StateStore
 
-    store = StateStore("state", {}, read_timeout_s=0.5)
-    store.partitions = 4
-    store._reader = _SlowReader(0.1, 3)  # type: ignore[assignment]  # 0.3 s to each state partition's end
-    assert store.read({("events", p): 10 for p in range(4)}) == {}, "four state partitions read, none in 0.5 s"
+    clock = [0.0]
+    monkeypatch.setattr(state_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    store = StateStore("state", {}, read_timeout_s=60.0)
+    store.partitions = 8
+    wanted = {("events", p): 250 for p in range(16)}
+    events = {
+        3: [_Record(3, rec) for rec in _log((TP, 0, 200, b"found"))] + [_Record(3, None)],
+        5: [_Record(5, None, KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))],
+    }
+    reader = store._reader = _StalledReader(clock, events, stalled={0, 1, 2, 4, 6, 7}, poll_s=0.2)  # type: ignore[assignment]
+    scan = store.scan(wanted)
+    over = []
+    while len(over) < 8:
+        over += scan.advance(clock[0] + 1.0)
+        if reader.assigned:
+            assert reader.assigned == list(range(8)), "all eight read together"
+    assert reader.assigns == 1 and reader.polls < 2 * 300, (
+        f"{reader.polls} polls of 0.2 s: one 60 s timeout for the eight state partitions, not one each"
+    )
+    assert not reader.assigned, "let go of them at the end"
+    by_partition = {done.partition: done for done in over}
+    assert [done.partition for done in over][:2] == [3, 5], "a partition's snapshots as soon as it is read"
+    assert by_partition[3].found[TP].data == b"found" and by_partition[3].error is None
+    assert set(by_partition[3].wanted) == {("events", 3), ("events", 11)}, "the partitions it holds"
+    assert isinstance(by_partition[5].error, Exception) and by_partition[5].found == {}
+    assert all(isinstance(by_partition[p].error, TimeoutError) for p in (0, 1, 2, 4, 6, 7))
 
 
 def test_a_scan_reads_a_state_partition_a_slice_at_a_time_and_finds_what_a_whole_read_does() -> None:
@@ -256,27 +338,9 @@ def test_a_scan_reads_a_state_partition_a_slice_at_a_time_and_finds_what_a_whole
     where it was; at the end it has found what the whole read finds, and lets go of the state partition."""
     import time
 
-    from confluent_kafka import KafkaError
-
     from distilld.daemon.state import StateStore
 
     records = _log((TP, 0, 100, os.urandom(CHUNK_BYTES + 5)), (TP, 1, 200, b"newer"))
-
-    class Record:
-        def __init__(self, rec: tuple[bytes, bytes, Any] | None) -> None:
-            self.rec = rec
-
-        def error(self) -> KafkaError | None:
-            return None if self.rec else KafkaError(KafkaError._PARTITION_EOF)
-
-        def key(self) -> bytes | None:
-            return self.rec[0] if self.rec else None
-
-        def value(self) -> bytes | None:
-            return self.rec[1] if self.rec else None
-
-        def headers(self) -> Any:
-            return self.rec[2] if self.rec else None
 
     class Reader:
         """A record every other poll, each poll 0.05 s; then the end of the partition."""
@@ -291,28 +355,29 @@ def test_a_scan_reads_a_state_partition_a_slice_at_a_time_and_finds_what_a_whole
         def unassign(self) -> None:
             self.assigned = []
 
-        def poll(self, timeout: float) -> Record | None:
+        def poll(self, timeout: float) -> _Record | None:
             self.polls += 1
             time.sleep(0.05)
             if self.polls % 2:
                 return None
             n = self.polls // 2 - 1
-            return Record(records[n] if n < len(records) else None)
+            return _Record(3, records[n] if n < len(records) else None)
 
     store = StateStore("state", {})
     store.partitions = 4
     reader = store._reader = Reader()  # type: ignore[assignment]
-    scan = store.scan(store.partition_of(TP), {TP: 250})
+    scan = store.scan({TP: 250})
     slices = 0
-    while (found := scan.advance(time.monotonic() + 0.06)) is None:
+    while not (over := scan.advance(time.monotonic() + 0.06)):
         slices += 1
         assert reader.assigned, "held between slices"
         assert slices < 50
     assert slices >= 3, "the read came back between records and between empty polls"
     assert not reader.assigned, "let go at its end"
+    found = over[0].found
     assert found == store.read({TP: 250}) and found[TP].data == b"newer" and found[TP].offset == 200
-    scan = store.scan(store.partition_of(TP), {TP: 250})
-    assert scan.advance(time.monotonic()) is None and reader.assigned
+    scan = store.scan({TP: 250})
+    assert scan.advance(time.monotonic()) == [] and reader.assigned
     scan.close()
     assert not reader.assigned, "given up: let go of it"
 
@@ -328,15 +393,15 @@ def test_a_scans_time_limit_counts_its_reading_not_the_callers_work_between_slic
     store = StateStore("state", {}, read_timeout_s=1.0)
     store.partitions = 1
     store._reader = _SlowReader(0.05, 9)  # type: ignore[assignment]  # 0.4 s of nothing, then the end
-    scan = store.scan(0, {TP: 10})
+    scan = store.scan({TP: 10})
     for _ in range(20):
-        if scan.advance(time.monotonic() + 0.01) is not None:
+        if scan.advance(time.monotonic() + 0.01):
             break
         time.sleep(0.2)  # the loop's turn: polls, processes, commits
     else:
         raise AssertionError("never came to the end")
-    scan = store.scan(0, {TP: 10})
+    scan = store.scan({TP: 10})
     store.read_timeout_s = 0.2
-    with pytest.raises(TimeoutError):  # reading past the limit still ends the scan
-        while scan.advance(time.monotonic() + 0.01) is None:
-            pass
+    while not (over := scan.advance(time.monotonic() + 0.01)):
+        pass
+    assert isinstance(over[0].error, TimeoutError), "reading past the limit still ends the scan"

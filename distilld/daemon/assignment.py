@@ -1,9 +1,10 @@
 """Newly assigned partitions, on their way to the consumer.
 
 The group assigns partitions; nothing of them is fetched or processed until this module has read their
-committed offsets (retried while unreadable), restored their state from the state topic (a state partition
-at a time, in slices between the loop's polls), and looked up where the windows of those without a usable
-snapshot start, to rebuild them from the log. Then they are assigned to the consumer at where they start.
+committed offsets (retried while unreadable), restored their state from the state topic (the state partitions
+they need read together, in slices between the loop's polls), and looked up where the windows of those
+without a usable snapshot start, to rebuild them from the log. Then they are assigned to the consumer at
+where they start (inside the log, whatever auto.offset.reset says).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import OffsetSpec
 
 from distilld.daemon.partition import TP, Partition, key_names, partition_names
 from distilld.daemon.progress import PartitionProgress
@@ -31,6 +33,7 @@ LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
 READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
+EARLIEST_RESETS = ("smallest", "earliest", "beginning")  # auto.offset.reset's values for the log's start
 
 
 class Assigner:
@@ -41,15 +44,16 @@ class Assigner:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         # Assigned by the group, not yet to the consumer (nothing of them is fetched or processed): the loop
-        # reads their committed offsets (pending; retried while unreadable), then their state (restoring, a
-        # state partition at a time, in slices between polls), then looks up where the windows of those
-        # without a usable snapshot start (rebuilding), and assigns them to the consumer. Nothing of it runs
+        # reads their committed offsets (pending; retried while unreadable), then their state (restoring, the
+        # state partitions they need read together, in slices between polls), then looks up where the windows
+        # of those without a usable snapshot start (rebuilding), and assigns them to the consumer. Nothing of it runs
         # in the rebalance callback, which holds the loop and the group's rebalance (Daemon._on_assign).
         self.pending: list[TopicPartition] = []
         self._pending_at = 0.0  # monotonic time of the next try
         self._pending_wait = LOOKUP_RETRY_S[0]
         self.restoring: dict[TP, int] = {}  # their committed offsets (-1: none)
-        self._scan: StateScan | None = None  # the state partition being read for some of them
+        self._scan: StateScan | None = None  # the read of the state partitions holding some of them
+        self._scan_left: dict[int, dict[TP, int]] = {}  # its state partitions not over yet, with those they hold
         # those whose state partition has been read, not loaded yet: their commit and snapshot (a turn loads
         # them until its slice is over)
         self._unloaded: dict[TP, tuple[int, Restored | None]] = {}
@@ -84,6 +88,7 @@ class Assigner:
         """Stop the state read in progress, if any."""
         if self._scan is not None:
             self._scan.close()
+            self._scan, self._scan_left = None, {}
 
     def waiting_commits(self) -> dict[TP, int]:
         """The committed offsets of the partitions waiting for their state (restoring or rebuilding), those
@@ -140,11 +145,12 @@ class Assigner:
 
     def restore_some(self) -> None:
         """Restore partitions waiting for their state, for up to RESTORE_SLICE_S: the loop polls its consumer
-        between slices (max.poll.interval.ms) and processes the partitions it has. The state topic is read a
-        state partition at a time, for every partition waiting whose snapshots it holds (one read, however
-        many partitions share it); each is assigned once its state is in, loaded one partition at a time (a
-        big window state takes seconds to load). Those without a usable snapshot wait for the others, then
-        where their windows start is looked up once for them all."""
+        between slices (max.poll.interval.ms) and processes the partitions it has. The state partitions holding
+        the snapshots of every partition waiting are read together, within one read_timeout_s for them all (one
+        read, however many partitions share a state partition); partitions that come meanwhile wait for the
+        next such read. Each partition is assigned once its state partition is read, loaded one partition at a
+        time (a big window state takes seconds to load). Those without a usable snapshot wait for the others,
+        then where their windows start is looked up once for them all."""
         until = time.monotonic() + RESTORE_SLICE_S
         while not self.daemon.stopping and (self._scan is not None or self.restoring):
             if self._unloaded:
@@ -156,43 +162,50 @@ class Assigner:
                 self._scan = self._next_scan()
                 continue
             try:
-                found = self._scan.advance(until)
+                finished = self._scan.advance(until)
             except ReadStopped:
-                self._scan = None
+                self._scan, self._scan_left = None, {}
                 return  # their state would not be used: left unassigned, the close's revoke forgets them
-            except (KafkaException, TimeoutError) as e:
-                self.daemon.metrics.state_errors.inc()
-                log.warning(
-                    "reading state topic %s[%d] failed (%s): %s go without their snapshots (their windows are "
-                    "rebuilt from the log where it still holds them)",
-                    self.daemon.state.topic, self._scan.partition, e, key_names(self._scan.wanted),
-                )  # fmt: skip
-                found = {}
             if self.daemon.endpoints is not None:
                 self.daemon.endpoints.beat()
-            if found is None:
+            if not finished:
                 return  # the slice is over: on at the next turn
-            scan, self._scan = self._scan, None
-            # only those still waiting at that commit: one revoked during the read would stay here for good
-            # (no turn comes back to restores once nothing waits), its snapshot's bytes with it
-            self._unloaded = {
-                tp: (offset, found.get(tp)) for tp, offset in scan.wanted.items() if self.restoring.get(tp) == offset
-            }
+            for done in finished:
+                if self._scan_left.pop(done.partition, None) is None:
+                    continue  # none of its partitions waits any more (unpend)
+                if done.error is not None:
+                    self.daemon.metrics.state_errors.inc()
+                    log.warning(
+                        "reading state topic %s[%d] failed (%s): %s go without their snapshots (their windows are "
+                        "rebuilt from the log where it still holds them)",
+                        self.daemon.state.topic, done.partition, done.error, key_names(done.wanted),
+                    )  # fmt: skip
+                # only those still waiting at that commit: one revoked during the read would stay here for good
+                # (no turn comes back to restores once nothing waits), its snapshot's bytes with it
+                self._unloaded.update(
+                    (tp, (offset, done.found.get(tp)))
+                    for tp, offset in done.wanted.items()
+                    if self.restoring.get(tp) == offset
+                )
+            if not self._scan_left:
+                self._scan = None
         if self._rebuilding and not self.restoring and not self.daemon.stopping:
             self._rebuild()
 
     def _next_scan(self) -> StateScan | None:
-        """The read of the state partition of the first partition waiting, for all those it holds; partitions
-        with no commit have no state to read, and are taken at once."""
+        """The read of the state partitions holding the snapshots of every partition waiting; partitions with
+        no commit have no state to read, and are taken at once."""
         fresh = [tp for tp, offset in self.restoring.items() if offset < 0]
         if fresh:
             for tp in fresh:
                 del self.restoring[tp]
             self._take([(tp, *self._restored(tp, -1, None)) for tp in fresh])
             return None
-        state_partition = self.daemon.state.partition_of(next(iter(self.restoring)))
-        wanted = {tp: c for tp, c in self.restoring.items() if self.daemon.state.partition_of(tp) == state_partition}
-        return self.daemon.state.scan(state_partition, wanted, alive=self.daemon._alive)
+        if not self.restoring:
+            return None
+        wanted = dict(self.restoring)
+        self._scan_left = self.daemon.state.by_state(wanted)
+        return self.daemon.state.scan(wanted, alive=self.daemon._alive)
 
     def _load(self, until: float) -> None:
         """Partitions whose state partition has been read, until ``until`` (one at least): each with its
@@ -242,7 +255,8 @@ class Assigner:
     def _rebuild(self) -> None:
         """Partitions with a commit but no usable snapshot rebuild their windows from the log, emitting
         nothing: from where each window starts, looked up once for them all, up to the commit."""
-        begins = self._window_starts([TopicPartition(t, p) for t, p in self._rebuilding])
+        commits = {tp: part.progress.committed for tp, (part, _) in self._rebuilding.items()}
+        begins = self._window_starts({tp: offset for tp, offset in commits.items() if offset is not None})
         if self.daemon.stopping:
             return  # their state would not be used: left unassigned, the close's revoke forgets them
         taken = []
@@ -265,19 +279,21 @@ class Assigner:
         self._take(taken)
 
     def _take(self, taken: list[tuple[TP, Partition, TopicPartition, str]]) -> None:
-        """Partitions restored: counted, kept, and assigned to the consumer at where they start."""
+        """Partitions restored: assigned to the consumer at where they start, then counted and kept (a failed
+        assignment, which stops the daemon, neither)."""
         if not taken:
             return
-        for tp, part, _, outcome in taken:
-            part.counted()
-            self.daemon.metrics.restores.labels(outcome).inc()
-            self.daemon.partitions[tp] = part
+        taken = self._inside_log(taken)
         starts = [start for _, _, start, _ in taken]
         try:
             self.daemon._assign(self.daemon.consumer, starts)
         except KafkaException as e:
             self.daemon._fail(f"cannot assign the partitions: {e}")
             return
+        for tp, part, _, outcome in taken:
+            part.counted()
+            self.daemon.metrics.restores.labels(outcome).inc()
+            self.daemon.partitions[tp] = part
         self.daemon.metrics.assigned.set(len(self.daemon.partitions))
         log.info("assigned %s", partition_names(starts))
         now = time.perf_counter()
@@ -286,12 +302,68 @@ class Assigner:
             if since is not None:
                 self.daemon.metrics.restore_duration.observe(now - since)
 
-    def _window_starts(self, partitions: list[TopicPartition]) -> dict[TP, int]:
-        """The first offset of each partition whose Kafka timestamp is inside the window (the log's start
-        where the broker cannot tell), in one lookup: brokers that do not answer cost one timeout for all
-        the partitions, not one each (the loop and a stop wait meanwhile). A partition left out has none."""
-        since_ms = int((self.daemon.clock() - self.daemon.settings.reducer.window_seconds) * 1000)
-        asked = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions]
+    def _inside_log(
+        self, taken: list[tuple[TP, Partition, TopicPartition, str]]
+    ) -> list[tuple[TP, Partition, TopicPartition, str]]:
+        """``taken`` with each partition that starts below its commit (to re-read the gap after its snapshot, or
+        to rebuild its window) starting inside the log. One whose start retention has deleted is reset by the
+        consumer to where auto.offset.reset says: with latest, the log's end, skipping every record from the
+        commit on. Unless it resets to the log's start (the default, earliest: nothing to do), their log starts
+        are looked up, in one lookup for them all, and each starts at the later of its start and its log's;
+        at its commit when the log holds nothing before it, or when the lookup fails (its window then lacks the
+        records before the commit, said in a WARNING)."""
+        below = [tp for tp, part, _, _ in taken if part.replay_until is not None]
+        reset = str(self.daemon.settings.kafka.consumer.get("auto.offset.reset", "earliest"))
+        if not below or reset in EARLIEST_RESETS:
+            return taken
+        log_starts = self._log_starts(below)
+        inside = []
+        for tp, part, start, outcome in taken:
+            commit = part.replay_until
+            log_start = -1 if log_starts is None else log_starts.get(tp, -1)
+            if commit is not None and (log_start < 0 or log_start > start.offset):
+                begin = log_start if 0 <= log_start < commit else commit
+                log.warning(
+                    "%s[%d]: its log's start is %s, not at or before offset %d where its window was to be re-read "
+                    "from (auto.offset.reset=%s would skip to the log's end): read from offset %d (committed %d), "
+                    "its window lacks the records before",
+                    tp[0], tp[1], "not known" if log_start < 0 else f"at {log_start}", start.offset, reset, begin,
+                    commit,
+                )  # fmt: skip
+                part.processed, part.replay_until = begin, commit if begin < commit else None
+                start = TopicPartition(tp[0], tp[1], begin)
+                if begin == commit and outcome == "replayed":
+                    outcome = "empty"  # nothing left to re-read
+            inside.append((tp, part, start, outcome))
+        return inside
+
+    def _log_starts(self, partitions: list[TP]) -> dict[TP, int] | None:
+        """The first offset of each partition's log, in one lookup of at most LOOKUP_TIMEOUT_S; None when it
+        fails (counted as a window_start lookup, and logged)."""
+        earliest = OffsetSpec.earliest()
+        try:
+            futures = self.daemon.state.admin().list_offsets(
+                {TopicPartition(t, p): earliest for t, p in partitions}, request_timeout=LOOKUP_TIMEOUT_S
+            )
+            return {(tp.topic, tp.partition): int(f.result(LOOKUP_TIMEOUT_S).offset) for tp, f in futures.items()}
+        except (KafkaException, TimeoutError) as e:
+            self.daemon.metrics.offset_lookup_errors.labels("window_start").inc()
+            reason = e.args[0].str() if e.args and isinstance(e.args[0], KafkaError) else e
+            log.warning("cannot look up where the logs of %s start (%s)", key_names(partitions), reason)
+            return None
+
+    def _window_starts(self, committed: dict[TP, int]) -> dict[TP, int]:
+        """The first offset of each partition (with its committed offset) whose Kafka timestamp is inside the
+        window at its commit (the log's start where the broker cannot tell), in one lookup: brokers that do not
+        answer cost one timeout for all the partitions, not one each (the loop and a stop wait meanwhile). A
+        partition left out has none. Under processing time the window ends now (re-read records keep their
+        Kafka timestamps as their arrival times); under a record time it ends at the partition's last committed
+        record's time, read from the log (now where it cannot be): a partition behind by more than a window,
+        or a replay of old records, would otherwise start with an empty window."""
+        window, now = self.daemon.settings.reducer.window_seconds, self.daemon.clock()
+        ends = {} if self.daemon.settings.reducer.time == "processing" else self._last_times(committed)
+        asked = [TopicPartition(t, p, int((ends.get((t, p), now) - window) * 1000)) for t, p in committed]
+        partitions = [TopicPartition(t, p) for t, p in committed]
         # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s
         # (within half of max.poll.interval.ms: the loop waits meanwhile), staying alive for /healthz between
         # them and ending early on a stop; an error they answered is not retried
@@ -323,6 +395,32 @@ class Assigner:
             wait *= 2
         return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
 
+    def _last_times(self, committed: dict[TP, int]) -> dict[TP, float]:
+        """The Kafka timestamp (seconds) of each partition's last committed record, the one before its commit
+        (or the first after it, past a transaction marker), read with the state store's reader (idle between
+        restores), for at most LOOKUP_TIMEOUT_S; one not read by then is left out."""
+        reader = self.daemon.state.reader()
+        reader.assign([TopicPartition(t, p, max(offset - 1, 0)) for (t, p), offset in committed.items()])
+        found: dict[TP, float] = {}
+        left, deadline = set(committed), time.monotonic() + LOOKUP_TIMEOUT_S
+        try:
+            while left and time.monotonic() < deadline and self.daemon._alive():
+                m = reader.poll(0.2)
+                tp = None if m is None else (m.topic(), m.partition())
+                if m is None or tp not in left:
+                    continue
+                left.discard(tp)  # its record, or its end (nothing after the commit) or error: nothing to wait for
+                kind, ms = m.timestamp() if m.error() is None else (TIMESTAMP_NOT_AVAILABLE, -1)
+                if kind != TIMESTAMP_NOT_AVAILABLE and ms >= 0:
+                    found[tp] = ms / 1000.0
+        except KafkaException as e:
+            log.warning("cannot read the last committed records of %s (%s)", key_names(sorted(left)), e)
+        finally:
+            reader.unassign()
+        if left:
+            log.info("%s: the last committed record's time not read; the window ends now", key_names(sorted(left)))
+        return found
+
     def unpend(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """Forget those of ``partitions`` still waiting for their commits or their state; return the others,
         the ones assigned to the consumer (unassigning one it does not have is an error)."""
@@ -336,8 +434,11 @@ class Assigner:
             self._rebuilding.pop(key, None)
             self._waiting_since.pop(key, None)  # not restored here: not timed
             self._unloaded.pop(key, None)
-        if self._scan is not None and not any(tp in self.restoring for tp in self._scan.wanted):
-            self._scan.close()  # read for none of them any more
+        for state_partition, held in list(self._scan_left.items()):
+            if not any(tp in self.restoring for tp in held):
+                del self._scan_left[state_partition]  # read for none of them any more: not waited for
+        if self._scan is not None and not self._scan_left:
+            self._scan.close()
             self._scan = None
         return [tp for tp in partitions if (tp.topic, tp.partition) not in waiting]
 

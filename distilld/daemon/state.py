@@ -8,10 +8,10 @@ is cut into chunks of at most ``CHUNK_BYTES``. Each chunk is a record keyed
 Writers alternate two slots, so compaction never leaves a partition without
 a complete snapshot when a write is cut short.
 
-A restore reads the state partition to its end and takes the newest complete
-snapshot covering an offset at or before the committed one; the loop then
-re-reads the gap without emitting (see :mod:`distilld.daemon.assignment` and
-:mod:`distilld.daemon.records`).
+A restore reads the state partitions it needs together, each to its end, and
+takes the newest complete snapshot covering an offset at or before the
+committed one; the loop then re-reads the gap without emitting (see
+:mod:`distilld.daemon.assignment` and :mod:`distilld.daemon.records`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ __all__ = [
     "NoInputTopic",
     "ReadStopped",
     "Restored",
+    "ScanDone",
+    "ScanEvent",
     "SnapshotPicker",
     "StateScan",
     "StateStore",
@@ -150,30 +152,59 @@ def pick_snapshots(
     return picker.best
 
 
+# what a read of state partitions yields: None after a wait that brought nothing, or a state partition and one
+# of its records, None (read to its end) or the exception that ended its read
+ScanEvent = tuple[int, tuple[bytes | None, bytes | None, Any] | Exception | None] | None
+
+
+@dataclass
+class ScanDone:
+    """A state partition whose read is over: the partitions ``wanted`` from it (with their committed offsets), the
+    snapshots found for them, and ``error`` when the read failed or timed out (then none is found)."""
+
+    partition: int
+    wanted: dict[TP, int]
+    found: dict[TP, Restored]
+    error: Exception | None = None
+
+
 class StateScan:
-    """The read of one state partition for the ``wanted`` partitions it holds, a slice at a time: the caller
-    turns between slices (polls its consumer, which a long read inside one call would keep from doing)."""
+    """The read of the state partitions holding the snapshots of the ``wanted`` partitions (by state partition),
+    all at once, a slice at a time: the caller turns between slices (polls its consumer, which a long read
+    inside one call would keep from doing), and takes each state partition's snapshots as soon as it is read."""
 
-    def __init__(self, partition: int, wanted: dict[TP, int], records: Iterator[Any]) -> None:
-        self.partition = partition
+    def __init__(self, wanted: dict[int, dict[TP, int]], events: Iterator[ScanEvent]) -> None:
         self.wanted = wanted
-        self._records = records
-        self._picker = SnapshotPicker(wanted)
+        self._events = events
+        self._pickers = {p: SnapshotPicker(w) for p, w in wanted.items()}
 
-    def advance(self, until: float) -> dict[TP, Restored] | None:
-        """Read on until the state partition's end, then return the snapshots found; or until ``until``
-        (monotonic), then None. Raises KafkaException, TimeoutError past the store's read_timeout_s, or
-        :class:`ReadStopped`."""
-        for record in self._records:
-            if record is not None:
-                self._picker.add(*record)
-            if time.monotonic() >= until:
-                return None
-        return self._picker.best
+    def advance(self, until: float) -> list[ScanDone]:
+        """Read on until a state partition's read is over, then return those over; or until ``until``
+        (monotonic), then ``[]``. Events that run out leave every state partition still read at its end (a
+        test's list of records). Raises :class:`ReadStopped`."""
+        done: list[ScanDone] = []
+        for event in self._events:
+            if event is not None and event[0] in self._pickers:
+                partition, what = event
+                if isinstance(what, tuple):
+                    self._pickers[partition].add(*what)
+                else:
+                    done.append(self._over(partition, what))
+            if done or time.monotonic() >= until:
+                if not self._pickers:
+                    self.close()  # every read over: the reader lets go of the state partitions now
+                return done
+        return [self._over(partition, None) for partition in list(self._pickers)]
+
+    def _over(self, partition: int, error: Exception | None) -> ScanDone:
+        picker = self._pickers.pop(partition)
+        return ScanDone(partition, picker.wanted, {} if error is not None else picker.best, error)
 
     def close(self) -> None:
-        """Give the read up (the reader let go of the state partition)."""
-        self._records.close()  # type: ignore[attr-defined]
+        """Give the read up (the reader lets go of the state partitions)."""
+        close = getattr(self._events, "close", None)  # a generator's; a test's list iterator has none
+        if close is not None:
+            close()
 
 
 class NoInputTopic(Exception):
@@ -416,13 +447,17 @@ class StateStore:
             self._slot[tp] = slot
 
     def read(self, wanted: dict[TP, int], alive: Callable[[], bool] = lambda: True) -> dict[TP, Restored]:
-        """The newest usable snapshot of each ``wanted`` partition (committed offsets given), each state
-        partition read to its end within ``read_timeout_s`` (TimeoutError past it). ``alive`` is called while
-        waiting for records (the caller stays alive for /healthz): once it answers False (stopping) the read
-        ends with :class:`ReadStopped`."""
+        """The newest usable snapshot of each ``wanted`` partition (committed offsets given), in one call (see
+        :meth:`scan`); the first state partition whose read failed or timed out raises its error."""
         found: dict[TP, Restored] = {}
-        for state_partition, group in self.by_state(wanted).items():
-            found.update(self.scan(state_partition, group, alive).advance(math.inf) or {})
+        scan, left = self.scan(wanted, alive), len(self.by_state(wanted))
+        while left:
+            for done in scan.advance(math.inf):
+                if done.error is not None:
+                    scan.close()
+                    raise done.error
+                found.update(done.found)
+                left -= 1
         return found
 
     def by_state(self, wanted: dict[TP, int]) -> dict[int, dict[TP, int]]:
@@ -432,11 +467,14 @@ class StateStore:
             grouped.setdefault(self.partition_of(tp), {})[tp] = committed
         return grouped
 
-    def scan(self, state_partition: int, wanted: dict[TP, int], alive: Callable[[], bool] = lambda: True) -> StateScan:
-        """The read of ``state_partition`` for the snapshots of ``wanted`` (all of them held there), to be
-        advanced a slice at a time; at most ``read_timeout_s`` of reading (the slices', not the time between
-        them). ``alive`` as for :meth:`read`: a slice ends with :class:`ReadStopped` once it answers False."""
-        return StateScan(state_partition, wanted, self._read_partition(self.reader(), state_partition, alive))
+    def scan(self, wanted: dict[TP, int], alive: Callable[[], bool] = lambda: True) -> StateScan:
+        """The read of the state partitions holding the snapshots of ``wanted``, all at once, to be advanced a
+        slice at a time: at most ``read_timeout_s`` of reading (the slices', not the time between them) for them
+        all, however many, so an unreadable state topic (its leader down) holds the partitions waiting one
+        timeout, not one per state partition. ``alive`` is called while waiting for records (the caller stays
+        alive for /healthz): once it answers False (stopping) a slice ends with :class:`ReadStopped`."""
+        grouped = self.by_state(wanted)
+        return StateScan(grouped, self._read_partitions(self.reader(), sorted(grouped), alive))
 
     def reader(self) -> Consumer:
         """The state topic's reader, made at the first read and kept: a new client costs a connection (~0.5 s)
@@ -459,29 +497,45 @@ class StateStore:
             self._reader.close()
             self._reader = None
 
-    def _read_partition(
-        self, reader: Consumer, partition: int, alive: Callable[[], bool]
-    ) -> Iterator[tuple[bytes | None, bytes | None, Any] | None]:
-        """Every record of one state partition, to its end (the end-of-partition
-        event, not the high watermark, which some brokers report wrong); None
-        after each wait that brought nothing (a reader of it may stop there).
-        ``read_timeout_s`` counts the time spent here, not the caller's between
-        records (a scan's caller works between slices)."""
-        reader.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
+    def _read_partitions(
+        self, reader: Consumer, partitions: list[int], alive: Callable[[], bool]
+    ) -> Iterator[ScanEvent]:
+        """Every record of the state ``partitions``, read together, each to its end (its end-of-partition event,
+        not the high watermark, which some brokers report wrong), as :data:`ScanEvent`; None after each wait that
+        brought nothing (a reader of them may stop there). Past ``read_timeout_s`` of the time spent here (not
+        the caller's between events) each partition not at its end yet ends with a TimeoutError; an error ends
+        the partitions it is about (:func:`_events`)."""
+        reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        left = set(partitions)
         spent, resumed = 0.0, time.monotonic()
         try:
-            while spent + time.monotonic() - resumed < self.read_timeout_s:
+            while left and spent + time.monotonic() - resumed < self.read_timeout_s:
                 if not alive():
-                    raise ReadStopped(f"{self.topic}[{partition}]")
+                    raise ReadStopped(f"{self.topic}{sorted(left)}")
                 m = reader.poll(0.2)  # not consume(): it waits out its timeout to fill a batch
-                err = None if m is None else m.error()
-                if m is not None and err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        return
-                    raise KafkaException(err)
+                events = _events(m, left)
                 spent += time.monotonic() - resumed
-                yield None if m is None else (m.key(), m.value(), m.headers())
+                yield from events
                 resumed = time.monotonic()
-            raise TimeoutError(f"state topic {self.topic}[{partition}] not read to its end in {self.read_timeout_s}s")
+            for p in sorted(left):
+                yield p, TimeoutError(f"state topic {self.topic}[{p}] not read to its end in {self.read_timeout_s}s")
         finally:
             reader.unassign()
+
+
+def _events(m: Any, left: set[int]) -> list[ScanEvent]:
+    """What a message polled from the state partitions ``left`` says (those it ends are taken out of it): an
+    error of one ends that one, an error of none (the topic's) every one left."""
+    if m is None:
+        return [None]
+    err, partition = m.error(), m.partition()
+    if err is None:
+        return [None] if partition is None else [(partition, (m.key(), m.value(), m.headers()))]
+    if partition in left:
+        left.discard(partition)
+        return [(partition, None if err.code() == KafkaError._PARTITION_EOF else KafkaException(err))]
+    if partition is None or partition < 0:
+        ended: list[ScanEvent] = [(p, KafkaException(err)) for p in sorted(left)]
+        left.clear()
+        return ended
+    return [None]  # of a partition already over

@@ -1,0 +1,278 @@
+"""How assigned partitions get their state and where they start (distilld.daemon.assignment), no broker needed."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from distilld.daemon.loop import Daemon
+from distilld.daemon.state import StateScan, chunk_records
+from distilld.snapshot import dump
+from tests.test_daemon_units import _CommittedMember, _exactly_once_daemon
+from tests.test_state_units import _Record, _StalledReader
+
+
+class _Member(_CommittedMember):
+    """A group member committed at 100 everywhere; each assignment kept as (partition, offset, clock)."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.assigned: list[tuple[int, int, float]] = []
+
+    def incremental_assign(self, parts: list[Any]) -> None:
+        self.assigned.extend((p.partition, p.offset, self.clock[0]) for p in parts)
+
+
+def _on_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A clock the test moves (the fake readers' polls do), read by the state reads and the restore's slices."""
+    import distilld.daemon.assignment as assignment_module
+    import distilld.daemon.state as state_module
+
+    clock = [0.0]
+    fake = SimpleNamespace(monotonic=lambda: clock[0], perf_counter=time.perf_counter)
+    monkeypatch.setattr(state_module, "time", fake)
+    monkeypatch.setattr(assignment_module, "time", fake)
+    return clock
+
+
+def _snapshot_records(d: Daemon, partition: int, offset: int) -> list[_Record]:
+    """The records of t[partition]'s snapshot (empty windows) covering ``offset``, then the state partition's end."""
+    tp = ("t", partition)
+    records = chunk_records(tp, 0, offset, dump(d._new_reducer()))
+    state_partition = d.state.partition_of(tp)
+    return [_Record(state_partition, rec) for rec in records] + [_Record(state_partition, None)]
+
+
+def test_a_restore_waits_one_read_timeout_for_every_state_partition_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four partitions on four state partitions, two of which never answer (their leader down). Read one after
+    the other with a read_timeout_s each, they waited 120 s, and the one restored waited behind them. Now the
+    four are read together: the restored one is assigned as soon as its state partition is read, the others
+    after one timeout for both stalled state partitions, each counted in distilld_state_errors_total and
+    logged; the partition whose state partition was read to its end without a snapshot is not one of them."""
+    clock = _on_clock(monkeypatch)
+    d = _exactly_once_daemon()
+    d.consumer = d.checkpoints.consumer = member = _Member(clock)  # type: ignore[assignment]
+    d.state.partitions = 4
+    d.state.read_timeout_s = 60.0
+    events = {1: _snapshot_records(d, 1, 90)}
+    reader = _StalledReader(clock, events, stalled={0, 2}, poll_s=0.2)
+    d.state._reader = reader  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", p) for p in range(4)])  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="distilld"):
+        for _ in range(1000):
+            d.assigner.turn()
+            if not (d.pending or d.restoring or d.assigner._rebuilding):
+                break
+    at = {partition: (offset, when) for partition, offset, when in member.assigned}
+    assert at[1][0] == 90 and at[1][1] < 5.0, f"restored, assigned once its state partition is read: {at}"
+    assert {at[p][0] for p in (0, 2, 3)} == {100}, "no snapshot: from the commit (no window start found)"
+    assert 60.0 <= max(when for _, when in at.values()) < 70.0, f"one read_timeout_s for both stalled: {at}"
+    assert reader.assigns == 1
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 2
+    failed = [r.getMessage() for r in caplog.records if "go without their snapshots" in r.getMessage()]
+    assert len(failed) == 2 and "t[0]" in failed[0] and "t[2]" in failed[1], failed
+    sample = d.metrics.registry.get_sample_value
+    assert sample("distilld_state_restores_total", {"outcome": "restored"}) == 1
+    assert sample("distilld_state_restores_total", {"outcome": "empty"}) == 3
+
+
+def test_a_state_partition_whose_partitions_are_all_revoked_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state partitions are read together: one that does not answer, whose partitions have all been revoked
+    meanwhile, held the others' (and the next assignment's) read until its timeout for nothing."""
+    clock = _on_clock(monkeypatch)
+    d = _exactly_once_daemon()
+    d.consumer = d.checkpoints.consumer = member = _Member(clock)  # type: ignore[assignment]
+    d.state.partitions = 2
+    reader = _StalledReader(clock, {}, stalled={0, 1}, poll_s=0.2)
+    d.state._reader = reader  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    d.assigner.turn()
+    d._on_revoke(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    assert reader.assigned == [0, 1], "t[1]'s state partition is still read"
+    reader.stalled = set()
+    reader.queue = [_Record(1, None)]  # t[1]'s state partition answers; t[0]'s never does
+    for _ in range(10):
+        d.assigner.turn()
+    assert [p for p, _, _ in member.assigned] == [1] and clock[0] < 10.0, member.assigned
+    assert not reader.assigned, "the read given up: the reader let go"
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 0
+
+
+def test_partitions_the_consumer_refuses_are_neither_counted_nor_kept() -> None:
+    """Partitions were counted as restored (distilld_state_restores_total) and kept before they were assigned to
+    the consumer: an assignment it refused (which stops the daemon) left them counted, and held as if assigned."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+
+    class Refusing(_CommittedMember):
+        def incremental_assign(self, parts: list[Any]) -> None:
+            if parts:  # (the rebalance callback assigns none)
+                raise KafkaException(KafkaError(KafkaError._CONFLICT, "already assigned"))
+
+    d.consumer = d.checkpoints.consumer = member = Refusing()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state._reader = _StalledReader([0.0], {}, stalled=set(), poll_s=0.0)  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    d.assigner.turn()
+    assert d.failure is not None and "cannot assign" in d.failure
+    assert not d.partitions, "not kept: the consumer does not have it"
+    sample = d.metrics.registry.get_sample_value
+    assert sum(sample("distilld_state_restores_total", {"outcome": o}) for o in ("restored", "empty", "replayed")) == 0
+    assert sample("distilld_state_restore_duration_seconds_count") == 0
+
+
+class _LogStarts:
+    """An admin client answering ListOffsets (earliest) with ``starts``, or failing with ``error``; ``asked``
+    keeps each call's partitions."""
+
+    def __init__(self, starts: dict[tuple[str, int], int], error: Exception | None = None) -> None:
+        self.starts, self.error = starts, error
+        self.asked: list[list[int]] = []
+
+    def list_offsets(self, wanted: dict[Any, Any], request_timeout: float = 0) -> Any:
+        from concurrent.futures import Future
+
+        assert 0 < request_timeout <= 5, "bounded"
+        self.asked.append(sorted(tp.partition for tp in wanted))
+        if self.error is not None:
+            raise self.error
+        futures: dict[Any, Future[Any]] = {}
+        for tp in wanted:
+            futures[tp] = f = Future()
+            f.set_result(SimpleNamespace(offset=self.starts[(tp.topic, tp.partition)]))
+        return futures
+
+
+def _restore_three(monkeypatch: pytest.MonkeyPatch, reset: str | None, admin: _LogStarts) -> tuple[Daemon, _Member]:
+    """t0 (snapshot at 90), t1 (no snapshot, its window starting at 40) and t2 (snapshot at 95), all committed at
+    100, restored under ``reset`` (None: the default) with ``admin`` answering where their logs start."""
+    clock = _on_clock(monkeypatch)
+    d = _exactly_once_daemon()
+    if reset is not None:
+        d.settings.kafka.consumer["auto.offset.reset"] = reset
+
+    class Member(_Member):
+        def offsets_for_times(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
+
+    d.consumer = d.checkpoints.consumer = member = Member(clock)  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state._admin = admin  # type: ignore[assignment]
+    records = _snapshot_records(d, 0, 90)[:-1] + _snapshot_records(d, 2, 95)
+    d.state._reader = _StalledReader(clock, {0: records}, stalled=set(), poll_s=0.01)  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", p) for p in range(3)])  # type: ignore[arg-type]
+    for _ in range(50):
+        d.assigner.turn()
+    assert not (d.pending or d.restoring or d.assigner._rebuilding)
+    return d, member
+
+
+def test_under_latest_a_partition_never_starts_below_its_logs_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restored partition starts at its snapshot's offset, a rebuilt one where its window starts, both below
+    the commit. Once retention had deleted that offset, the consumer's offset-out-of-range reset with
+    auto.offset.reset=latest jumped to the log's end: every record from the commit on was skipped. Now their
+    logs' start is looked up (once for all) and each starts inside the log, or at its commit when nothing before
+    it is left, with a WARNING that its window is partial."""
+    admin = _LogStarts({("t", 0): 95, ("t", 1): 100, ("t", 2): 50})
+    with caplog.at_level("WARNING", logger="distilld"):
+        d, member = _restore_three(monkeypatch, "latest", admin)
+    assert admin.asked == [[0, 2], [1]], "once for the restored ones, once for the one rebuilt"
+    starts = {p: offset for p, offset, _ in member.assigned}
+    assert starts == {0: 95, 1: 100, 2: 95}, "t0 at its log's start, t1 at its commit, t2 at its snapshot's"
+    assert (d.partitions[("t", 0)].replay_until, d.partitions[("t", 0)].processed) == (100, 95)
+    assert d.partitions[("t", 1)].replay_until is None and d.partitions[("t", 1)].processed == 100
+    partial = [r.getMessage() for r in caplog.records if "lacks the records before" in r.getMessage()]
+    assert len(partial) == 2 and "t[0]" in partial[0] and "t[1]" in partial[1], partial
+    assert d.metrics.registry.get_sample_value("distilld_state_restores_total", {"outcome": "empty"}) == 1
+
+
+def test_under_latest_a_failed_log_start_lookup_starts_at_the_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    admin = _LogStarts({}, error=KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer")))
+    d, member = _restore_three(monkeypatch, "largest", admin)
+    assert {p: offset for p, offset, _ in member.assigned} == {0: 100, 1: 100, 2: 100}, "nothing skipped"
+    lookups = d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "window_start"})
+    assert lookups == 2
+
+
+def test_under_earliest_the_log_start_is_not_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = _LogStarts({})
+    _, member = _restore_three(monkeypatch, None, admin)
+    assert admin.asked == [], "the consumer's reset goes to the log's start: nothing to look up"
+    assert {p: offset for p, offset, _ in member.assigned} == {0: 90, 1: 40, 2: 95}
+
+
+class _LastRecords:
+    """A reader of the input partitions: each assigned partition gives its record at the offset asked, with
+    ``times[partition]`` as its Kafka timestamp (ms), or its end when it has none."""
+
+    def __init__(self, times: dict[int, int]) -> None:
+        self.times = times
+        self.asked: list[tuple[int, int]] = []
+        self.queue: list[Any] = []
+
+    def assign(self, parts: list[Any]) -> None:
+        from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError
+
+        self.asked = [(p.partition, p.offset) for p in parts]
+        for p in parts:
+            at = self.times.get(p.partition)
+            self.queue.append(
+                SimpleNamespace(
+                    topic=lambda p=p: p.topic,
+                    partition=lambda p=p: p.partition,
+                    error=lambda at=at: None if at is not None else KafkaError(KafkaError._PARTITION_EOF),
+                    timestamp=lambda at=at: (TIMESTAMP_CREATE_TIME, at),
+                )
+            )
+
+    def unassign(self) -> None:
+        self.queue = []
+
+    def poll(self, timeout: float) -> Any:
+        return self.queue.pop(0) if self.queue else None
+
+
+@pytest.mark.parametrize("time_mode", ["kafka_timestamp", "processing"])
+def test_a_rebuilt_window_ends_at_the_last_committed_records_time(time_mode: str) -> None:
+    """Where a window to rebuild starts was looked up at now minus the window: a partition behind by more than a
+    window, or one whose records' times lag the clock (a replay of old records), started with an empty window
+    although its window at the commit held records. Under a record time the lookup now counts back from the
+    time of the last committed record (read from the log), now only for a partition where none is read; under
+    processing time it still counts back from now (re-read records take their Kafka timestamps as arrival)."""
+    d = _exactly_once_daemon()
+    d.settings.reducer.time = time_mode
+    d.settings.reducer.window_seconds = 600
+    d.clock = lambda: 1_000_000.0  # type: ignore[method-assign]
+    asked: list[tuple[int, int]] = []
+
+    class Member(_CommittedMember):
+        def offsets_for_times(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+            asked.extend((p.partition, p.offset) for p in parts)
+            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    reader = _LastRecords({0: 500_000_000})  # t0's last committed record: 500,000 s, hours behind the clock
+    d.state._reader = reader  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.scan = lambda wanted, alive=None: StateScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    for _ in range(10):
+        d.assigner.turn()
+    now_ms = (1_000_000 - 600) * 1000
+    if time_mode == "processing":
+        assert asked == [(0, now_ms), (1, now_ms)] and reader.asked == [], "nothing read: the window ends now"
+    else:
+        assert reader.asked == [(0, 99), (1, 99)], "the record before each commit, read for both at once"
+        assert asked == [(0, (500_000 - 600) * 1000), (1, now_ms)], "t1 has no record there: now"
+    assert sorted(d.partitions) == [("t", 0), ("t", 1)] and d.partitions[("t", 0)].replay_until == 100
