@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
 
-__all__ = ["BatchGetter", "compile_path", "parse_alternatives", "parse_path"]
+__all__ = ["BatchGetter", "compile_path", "parse_alternatives", "parse_path", "top_level_keys"]
 
 BatchGetter = Callable[[Sequence[Any]], list[Any]]
 
@@ -35,6 +35,12 @@ def parse_path(path: str) -> tuple[str | int, ...]:
     """Split ``a.b.0`` into ``("a", "b", 0)``: a step of ASCII digits (after a ``-``, counted from the
     end) is a list index, a step in double quotes a key as written; of ``a|b``, the first alternative."""
     return parse_alternatives(path)[0]
+
+
+def top_level_keys(path: str) -> list[str | None]:
+    """Per alternative of ``path``, the one key of a record it reads, or None where it steps into a nested
+    field: the column a CSV row gives it (``"user.id"`` quoted is the column user.id, ``0`` the column "0")."""
+    return [str(steps[0]) if len(steps) == 1 else None for steps in parse_alternatives(path)]
 
 
 _INDEX = re.compile(r"-?[0-9]+")

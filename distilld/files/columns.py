@@ -19,6 +19,7 @@ import numpy as np
 
 from distilld.daemon.fields import TIME_UNITS
 from distilld.encoding import to_float_array
+from distilld.fieldpath import top_level_keys
 from distilld.graders import GradingFunction
 from distilld.settings import EngineSettings
 from distilld.transforms import TRANSFORMS
@@ -62,7 +63,8 @@ class ColumnPlan:
         position = {name: i for i, name in enumerate(header)}
 
         def column(path: str) -> int | None:
-            return position.get(path) if "|" not in path and "." not in path else None
+            keys = top_level_keys(path)  # one alternative of one step: a column
+            return position.get(keys[0]) if len(keys) == 1 and keys[0] is not None else None
 
         if settings.filters.drop or settings.filters.keep_always:
             return None

@@ -30,7 +30,7 @@ import numpy as np
 
 from distilld.daemon.fields import RecordFields
 from distilld.features import build_graders, parse_features
-from distilld.fieldpath import compile_path
+from distilld.fieldpath import compile_path, parse_alternatives, top_level_keys
 from distilld.files.columns import ColumnPlan, numbers
 from distilld.files.formats import STDOUT, FileFormatError, Reader, format_of, open_reader, open_writer
 from distilld.filters import Condition, Filters, FilterSettings
@@ -138,13 +138,14 @@ class AbsentFields:
                 if self.records and what in self._unseen:
                     lines.append(f"{what}: none of the {self.records:,} records read has {path!r}; {effect}")
                 continue
-            alternatives = path.split("|")
-            if any(alt in header for alt in alternatives if "." not in alt):
+            if any(key in header for key in top_level_keys(path) if key is not None):
                 continue
-            if any(alt in header for alt in alternatives):
-                hint = " (a dot steps into a nested field: a CSV column whose name has one cannot be read; rename it)"
+            # each alternative as a column name: a nested one's steps joined by dots (user.id)
+            names = [".".join(map(str, steps)) for steps in parse_alternatives(path)]
+            if any(name in header for name in names):
+                hint = """ (a dot steps into a nested field: a column whose name has one is read quoted, '"user.id"')"""
             else:
-                close = difflib.get_close_matches(alternatives[0], [c for c in header if "." not in c], n=3)
+                close = difflib.get_close_matches(names[0], [c for c in header if "." not in c], n=3)
                 hint = f" (close: {', '.join(map(repr, close))})" if close else ""
             lines.append(f"{what}: no column {path!r} in the header{hint}; {effect}")
         return lines
@@ -275,9 +276,9 @@ def numeric_columns(settings: EngineSettings) -> set[str]:
     columns: set[str] = set()
     for spec in parse_features(settings.features):
         if getattr(spec, "type", None) == "numeric" and spec.transform is None:
-            columns.update(p for p in spec.path.split("|") if "." not in p)
+            columns.update(key for key in top_level_keys(spec.path) if key is not None)
     if settings.reducer.time not in ("processing", "kafka_timestamp"):
-        columns.update(p for p in settings.reducer.time.split("|") if "." not in p)
+        columns.update(key for key in top_level_keys(settings.reducer.time) if key is not None)
     return columns
 
 
