@@ -100,10 +100,16 @@ def checked_map(func: Callable[[Any], Any], records: Sequence[Any]) -> tuple[lis
     while True:
         try:
             values.extend(map(func, remaining))
-            return values, errors
         except Exception as e:  # the record at len(values) raised; map took it from ``remaining``
             errors.append((len(values), f"{type(e).__name__}: {e}"))
             values.append(None)
+            continue
+        if len(values) >= len(records):
+            return values, errors
+        # ``func`` raised StopIteration (``next`` on an empty iterator), which ends a map as the records' end
+        # does: the record it was given failed (the column had been cut short there, without an error)
+        errors.append((len(values), "StopIteration"))
+        values.append(None)
 
 
 class GradingFunction(ABC):

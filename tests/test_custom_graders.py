@@ -14,6 +14,7 @@ import pytest
 
 from distilld import build_graders
 from distilld.features import FeatureConfigError
+from distilld.graders import CategoricalGrader
 from distilld.processor import DistilledProcessor
 
 from .kafka_tools import (
@@ -146,3 +147,15 @@ def test_a_custom_function_is_called_once_a_record_though_one_raises(monkeypatch
     assert calls == list(range(10))
     assert values == ["young"] * 3 + [None] + ["young"] * 3 + [None] + ["young"] * 2
     assert errors == [(3, "KeyError: 'age'"), (7, "KeyError: 'age'")]
+
+
+def test_a_custom_function_raising_stop_iteration_is_one_failed_record_not_the_end_of_the_batch() -> None:
+    """``next(iter(tags))`` on an empty list raises StopIteration, which ends a ``map``: the daemon's grading
+    (extract) gave a column cut short at that record, with no error, and numpy spread a column of one value
+    over the whole batch (every record graded as the first), or the batch failed on the shapes."""
+    first_tag = CategoricalGrader("tag", ["a", "b"], lambda r: next(iter(r["tags"])))
+    proc = DistilledProcessor({"tag": first_tag})
+    records = [{"tags": ["a"]}, {"tags": []}, {"tags": ["b"]}, {"tags": []}]
+    (column,), failed = proc.extract(records)
+    assert column == ["a", None, "b", None]
+    assert failed == [(1, "grader 'tag' raised StopIteration"), (3, "grader 'tag' raised StopIteration")]
