@@ -196,8 +196,9 @@ class NumericGrader(GradingFunction):
         super().__init__(name)
         _check_bins(f"{type(self).__name__} '{name}'", bins, pair_bins)
         self.extractor_func = extractor_func
-        self.bins = bins
-        self.pair_bins = pair_bins
+        # ints as given (a numpy one too): the snapshot's fingerprint holds them as JSON
+        self.bins = int(bins)
+        self.pair_bins = None if pair_bins is None else int(pair_bins)
 
     def evaluate(self, data_point: Any) -> float:
         return self._number(self._call(self.extractor_func, data_point))
@@ -241,7 +242,7 @@ class OpenCategoricalGrader(GradingFunction):
         if not _whole(top_k) or top_k < 1:  # True was a top_k of 1; 2.5 failed when the engine began
             raise ValueError(f"top_k for '{name}' must be a whole number of at least 1, not {top_k!r}")
         self.classifier_func = classifier_func
-        self.top_k = top_k
+        self.top_k = int(top_k)  # a numpy int as an int: the snapshot's fingerprint holds it as JSON
 
     def evaluate(self, data_point: Any) -> str:
         result = self._call(self.classifier_func, data_point)

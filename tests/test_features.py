@@ -322,3 +322,20 @@ def test_the_python_open_categorical_takes_a_whole_top_k(top_k: Any) -> None:
     """``top_k=True`` gave a top K of one; 2.5 and "3" failed only when the engine built the encoder."""
     with pytest.raises(ValueError, match=r"top_k for 'o' must be a whole number of at least 1"):
         OpenCategoricalGrader("o", str, top_k=top_k)
+
+
+def test_a_numpy_whole_number_top_k_or_bins_is_kept_as_an_int_and_the_processor_snapshots() -> None:
+    """``top_k=np.int64(4)`` (from a numpy array of settings) passed the whole-number check and was kept as given:
+    the snapshot's fingerprint, JSON, raised "Type is not JSON serializable: numpy.int64" at every dump."""
+    import numpy as np
+
+    from distilld.snapshot import dump, load
+
+    graders = {
+        "c": OpenCategoricalGrader("c", lambda r: r["c"], top_k=np.int64(4)),
+        "n": NumericGrader("n", lambda r: r["n"], bins=np.int64(8), pair_bins=np.int32(4)),
+    }
+    assert [type(v) for v in (graders["c"].top_k, graders["n"].bins, graders["n"].pair_bins)] == [int, int, int]
+    proc = DistilledProcessor(graders)
+    proc.process_batch([{"c": "a", "n": float(i)} for i in range(50)])
+    load(DistilledProcessor(graders), dump(proc))
