@@ -141,11 +141,12 @@ def _categories(value: list[str] | None) -> list[str] | None:
 
 
 # what a transform can give, as the label a category must be to match it: lower and url_host give
-# lower-case text (urlsplit lowers hosts and schemes), length a whole number (url_path: any text)
+# lower-case text (urlsplit lowers hosts and schemes), length a whole number as str writes it, no leading
+# zero (url_path: any text)
 _TRANSFORM_GIVES: dict[str, tuple[str, Callable[[str], bool]]] = {
     "lower": ("lower-case text", lambda c: c == c.lower()),
     "url_host": ("lower-case host names", lambda c: c == c.lower()),
-    "length": ("whole numbers", lambda c: c.isascii() and c.isdigit()),
+    "length": ("whole numbers", lambda c: c.isascii() and c.isdigit() and c == str(int(c))),
 }
 
 

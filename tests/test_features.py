@@ -299,6 +299,7 @@ def test_a_boolean_is_no_category_nor_count(entry: dict[str, Any], message: str)
         ("lower", ["click", "Click"], "'Click' would never match: transform lower gives lower-case text"),
         ("url_host", ["file:", "Example.com"], "'Example.com' would never match: transform url_host gives lower"),
         ("length", ["1", "one", "-1"], "'one', '-1' would never match: transform length gives whole numbers"),
+        ("length", ["1", "007", "00"], "'007', '00' would never match: transform length gives whole numbers"),
     ],
 )
 def test_a_category_the_transform_never_gives_is_refused(transform: str, categories: list[str], never: str) -> None:
