@@ -53,7 +53,8 @@ def _label(value: Any) -> str | None:
         if isinstance(value, float | np.floating):
             return str(value) if value == value and math.isfinite(value) else None
         if isinstance(value, Decimal):  # an Avro decimal: a number, as numerics read it (it had been missing)
-            return str(value) if value.is_finite() else None
+            # in positional digits: str writes fastavro's Decimal("0E-8") (scale 8) in exponent notation
+            return format(value, "f") if value.is_finite() else None
     except Exception:
         return None
     return None

@@ -321,3 +321,17 @@ def test_a_record_value_spelt_like_a_reserved_label_is_other_not_a_value_of_its_
     labels = enc.labels()
     assert labels.count("__missing__") == 1 and labels.count("__other__") == 1
     assert [labels[c] for c in codes] == ["__other__"] * 30 + ["__missing__"] * 5 + ["a"] * 3
+
+
+def test_an_avro_decimal_of_a_large_scale_is_labelled_in_its_digits_not_in_exponent_notation() -> None:
+    """fastavro reads a decimal of scale 8 as Decimal('1E-8') or Decimal('0E-8'), which str writes in exponent
+    notation: the labels were "1E-8" and "0E-8", where README says an Avro decimal is its digits as written."""
+    enc = CategoricalEncoder(["0.00000001", "0.00000000", "12.50"])
+    values = [Decimal("1E-8"), Decimal("0E-8"), Decimal("12.50"), Decimal("1E-8").normalize()]
+    labels = enc.labels()
+    assert [labels[c] for c in enc.encode(values, _epochs(len(values)), 0).tolist()] == [
+        "0.00000001",
+        "0.00000000",
+        "12.50",
+        "0.00000001",
+    ]
