@@ -69,6 +69,8 @@ def category_names(categories: Sequence[Any]) -> list[str]:
     names = []
     for c in categories:
         label = c if isinstance(c, str) else _label(c)
+        if label is None and isinstance(c, Real | Decimal):
+            raise ValueError(f"category {c!r}: NaN and the infinities are missing values, never a category")
         if label is None:
             raise ValueError(f"category {c!r}: a category is a string, a number or a boolean")
         names.append(str(label))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from distilld.encoding import (
     CategoricalEncoder,
     NumericBinner,
     OpenCategoricalEncoder,
+    category_names,
     to_float_array,
 )
 from distilld.fieldpath import compile_path, parse_path
@@ -335,3 +337,11 @@ def test_an_avro_decimal_of_a_large_scale_is_labelled_in_its_digits_not_in_expon
         "12.50",
         "0.00000001",
     ]
+
+
+@pytest.mark.parametrize("category", [math.inf, -math.inf, math.nan, Decimal("NaN")])
+def test_an_infinite_or_nan_category_is_refused_as_a_missing_value(category: Any) -> None:
+    """A record's NaN or infinity is missing (486fabc), so such a category could match nothing; it was refused
+    as "a category is a string, a number or a boolean", though it is a number."""
+    with pytest.raises(ValueError, match=r"NaN and the infinities are missing values, never a category"):
+        category_names(["a", category])
