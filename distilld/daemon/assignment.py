@@ -34,6 +34,8 @@ LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doub
 READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
 EARLIEST_RESETS = ("smallest", "earliest", "beginning")  # auto.offset.reset's values for the log's start
+# offsets before a commit read for its last record's time: past a transaction's marker, and a few aborted records
+LAST_RECORD_LOOKBACK = 32
 
 
 class Assigner:
@@ -396,11 +398,15 @@ class Assigner:
         return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
 
     def _last_times(self, committed: dict[TP, int]) -> dict[TP, float]:
-        """The Kafka timestamp (seconds) of each partition's last committed record, the one before its commit
-        (or the first after it, past a transaction marker), read with the state store's reader (idle between
-        restores), for at most LOOKUP_TIMEOUT_S; one not read by then is left out."""
+        """The Kafka timestamp (seconds) of each partition's last committed record, the last one before its commit
+        (or the first after it, when none of the LAST_RECORD_LOOKBACK offsets before it holds one), read with the
+        state store's reader (idle between restores), for at most LOOKUP_TIMEOUT_S; one not read by then is left
+        out. The offset just before a commit is no record when the input is written in transactions: the
+        consumer's position, and so the commit, moves past a transaction's marker, which a reader never gets."""
         reader = self.daemon.state.reader()
-        reader.assign([TopicPartition(t, p, max(offset - 1, 0)) for (t, p), offset in committed.items()])
+        reader.assign(
+            [TopicPartition(t, p, max(offset - LAST_RECORD_LOOKBACK, 0)) for (t, p), offset in committed.items()]
+        )
         found: dict[TP, float] = {}
         left, deadline = set(committed), time.monotonic() + LOOKUP_TIMEOUT_S
         try:
@@ -409,16 +415,24 @@ class Assigner:
                 tp = None if m is None else (m.topic(), m.partition())
                 if m is None or tp not in left:
                     continue
-                left.discard(tp)  # its record, or its end (nothing after the commit) or error: nothing to wait for
-                kind, ms = m.timestamp() if m.error() is None else (TIMESTAMP_NOT_AVAILABLE, -1)
+                if m.error() is not None:
+                    left.discard(tp)  # its end (nothing after the records read) or an error: nothing more to wait for
+                    continue
+                offset, commit = m.offset() or 0, committed[tp]  # a record always has its offset
+                if offset >= commit - 1:
+                    left.discard(tp)  # the last record before the commit, or past it: the last one wanted
+                if offset >= commit and tp in found:
+                    continue  # past the commit, and a record before it was read
+                kind, ms = m.timestamp()
                 if kind != TIMESTAMP_NOT_AVAILABLE and ms >= 0:
                     found[tp] = ms / 1000.0
         except KafkaException as e:
             log.warning("cannot read the last committed records of %s (%s)", key_names(sorted(left)), e)
         finally:
             reader.unassign()
-        if left:
-            log.info("%s: the last committed record's time not read; the window ends now", key_names(sorted(left)))
+        missing = sorted(set(committed) - set(found))
+        if missing:
+            log.info("%s: the last committed record's time not read; the window ends now", key_names(missing))
         return found
 
     def unpend(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
