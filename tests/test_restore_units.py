@@ -330,3 +330,30 @@ def test_the_first_record_past_the_commit_serves_when_none_is_before_it() -> Non
     tells the time rather than now; a partition whose log has nothing at all falls back to now."""
     asked = _rebuild_under_record_time({0: [(100, 700_000_000)]})
     assert asked == [(0, (700_000 - 600) * 1000), (1, (1_000_000 - 600) * 1000)], asked
+
+
+def test_a_failing_state_reader_sends_the_partitions_to_their_rebuild_not_the_daemon_down() -> None:
+    """Before the state partitions were read together, a KafkaException out of the state reader (its assign or
+    poll) was caught by the restore: counted in distilld_state_errors_total, its partitions went without their
+    snapshots. The read of them together let it out of the loop's turn, which stopped the daemon (a crash loop:
+    a restart meets the same reader). Now every state partition left ends with it, as one timed out does."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+    d.consumer = d.checkpoints.consumer = member = _CommittedMember()  # type: ignore[assignment]
+    d.state.partitions = 2
+
+    class Failing:
+        def assign(self, parts: list[Any]) -> None:
+            raise KafkaException(KafkaError(KafkaError._STATE, "the reader cannot take them"))
+
+        def unassign(self) -> None:
+            pass
+
+    d.state._reader = Failing()  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    for _ in range(10):
+        d.assigner.turn()
+    assert sorted(d.partitions) == [("t", 0), ("t", 1)], "assigned from their commits"
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 2
+    assert not d.stopping
