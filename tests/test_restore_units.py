@@ -357,3 +357,41 @@ def test_a_failing_state_reader_sends_the_partitions_to_their_rebuild_not_the_da
     assert sorted(d.partitions) == [("t", 0), ("t", 1)], "assigned from their commits"
     assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 2
     assert not d.stopping
+
+
+def test_the_last_records_read_counts_in_the_window_start_lookups_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brokers that do not answer: the window start lookup holds the loop up to shutdown_timeout_s (within half of
+    max.poll.interval.ms, past which the group drops the member), and under a record time the read of the last
+    committed records (5 s) came on top of it. Now that read takes from the same time (a fake clock counts both)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    clock = _on_clock(monkeypatch)
+    d = _exactly_once_daemon()
+    d.settings.reducer.time = "kafka_timestamp"
+    d.settings.processing.shutdown_timeout_s = 8.0
+    d.clock = lambda: 1_000_000.0  # type: ignore[method-assign]
+
+    class Silent(_CommittedMember):
+        def offsets_for_times(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+            clock[0] += timeout
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer"))
+
+    class SilentReader:
+        def assign(self, parts: list[Any]) -> None:
+            pass
+
+        def unassign(self) -> None:
+            pass
+
+        def poll(self, timeout: float) -> None:
+            clock[0] += 0.2
+
+    d.consumer = d.checkpoints.consumer = member = Silent()  # type: ignore[assignment]
+    d.state._reader = SilentReader()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.scan = lambda wanted, alive=None: StateScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    for _ in range(10):
+        d.assigner.turn()
+    assert sorted(d.partitions) == [("t", 0)], "assigned at its commit, the window empty"
+    assert clock[0] <= 8.0 + 0.2, f"held {clock[0]:.1f} s of the fake clock, past shutdown_timeout_s (8 s)"

@@ -362,14 +362,14 @@ class Assigner:
         Kafka timestamps as their arrival times); under a record time it ends at the partition's last committed
         record's time, read from the log (now where it cannot be): a partition behind by more than a window,
         or a replay of old records, would otherwise start with an empty window."""
+        # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s
+        # (within half of max.poll.interval.ms: the loop waits meanwhile), the last records' read included,
+        # staying alive for /healthz between them and ending early on a stop; an error they answered is not retried
+        deadline = time.monotonic() + min(self.daemon.settings.processing.shutdown_timeout_s, self.daemon._hold_limit_s)
         window, now = self.daemon.settings.reducer.window_seconds, self.daemon.clock()
-        ends = {} if self.daemon.settings.reducer.time == "processing" else self._last_times(committed)
+        ends = {} if self.daemon.settings.reducer.time == "processing" else self._last_times(committed, deadline)
         asked = [TopicPartition(t, p, int((ends.get((t, p), now) - window) * 1000)) for t, p in committed]
         partitions = [TopicPartition(t, p) for t, p in committed]
-        # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s
-        # (within half of max.poll.interval.ms: the loop waits meanwhile), staying alive for /healthz between
-        # them and ending early on a stop; an error they answered is not retried
-        deadline = time.monotonic() + min(self.daemon.settings.processing.shutdown_timeout_s, self.daemon._hold_limit_s)
         wait = 1.0
         while True:
             tried = time.monotonic()
@@ -397,18 +397,19 @@ class Assigner:
             wait *= 2
         return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
 
-    def _last_times(self, committed: dict[TP, int]) -> dict[TP, float]:
+    def _last_times(self, committed: dict[TP, int], deadline: float) -> dict[TP, float]:
         """The Kafka timestamp (seconds) of each partition's last committed record, the last one before its commit
         (or the first after it, when none of the LAST_RECORD_LOOKBACK offsets before it holds one), read with the
-        state store's reader (idle between restores), for at most LOOKUP_TIMEOUT_S; one not read by then is left
-        out. The offset just before a commit is no record when the input is written in transactions: the
-        consumer's position, and so the commit, moves past a transaction's marker, which a reader never gets."""
+        state store's reader (idle between restores), for at most LOOKUP_TIMEOUT_S and not past ``deadline`` (the
+        window start lookup's, which follows); one not read by then is left out. The offset just before a commit
+        is no record when the input is written in transactions: the consumer's position, and so the commit, moves
+        past a transaction's marker, which a reader never gets."""
         reader = self.daemon.state.reader()
         reader.assign(
             [TopicPartition(t, p, max(offset - LAST_RECORD_LOOKBACK, 0)) for (t, p), offset in committed.items()]
         )
         found: dict[TP, float] = {}
-        left, deadline = set(committed), time.monotonic() + LOOKUP_TIMEOUT_S
+        left, deadline = set(committed), min(deadline, time.monotonic() + LOOKUP_TIMEOUT_S)
         try:
             while left and time.monotonic() < deadline and self.daemon._alive():
                 m = reader.poll(0.2)
