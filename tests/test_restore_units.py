@@ -213,11 +213,12 @@ def test_under_earliest_the_log_start_is_not_looked_up(monkeypatch: pytest.Monke
 
 
 class _LastRecords:
-    """A reader of the input partitions: each assigned partition gives its record at the offset asked, with
-    ``times[partition]`` as its Kafka timestamp (ms), or its end when it has none."""
+    """A reader of the input partitions: each assigned partition gives its records from the offset asked, then its
+    end; ``logs[partition]``: its records as (offset, Kafka timestamp in ms), in order, a gap where a transaction's
+    marker is (a reader never gets it)."""
 
-    def __init__(self, times: dict[int, int]) -> None:
-        self.times = times
+    def __init__(self, logs: dict[int, list[tuple[int, int]]]) -> None:
+        self.logs = logs
         self.asked: list[tuple[int, int]] = []
         self.queue: list[Any] = []
 
@@ -226,14 +227,20 @@ class _LastRecords:
 
         self.asked = [(p.partition, p.offset) for p in parts]
         for p in parts:
-            at = self.times.get(p.partition)
+            for offset, at in self.logs.get(p.partition, []):
+                if offset >= p.offset:
+                    self.queue.append(
+                        SimpleNamespace(
+                            topic=lambda p=p: p.topic,
+                            partition=lambda p=p: p.partition,
+                            offset=lambda offset=offset: offset,
+                            error=lambda: None,
+                            timestamp=lambda at=at: (TIMESTAMP_CREATE_TIME, at),
+                        )
+                    )
+            end = KafkaError(KafkaError._PARTITION_EOF)
             self.queue.append(
-                SimpleNamespace(
-                    topic=lambda p=p: p.topic,
-                    partition=lambda p=p: p.partition,
-                    error=lambda at=at: None if at is not None else KafkaError(KafkaError._PARTITION_EOF),
-                    timestamp=lambda at=at: (TIMESTAMP_CREATE_TIME, at),
-                )
+                SimpleNamespace(topic=lambda p=p: p.topic, partition=lambda p=p: p.partition, error=lambda end=end: end)
             )
 
     def unassign(self) -> None:
@@ -262,7 +269,7 @@ def test_a_rebuilt_window_ends_at_the_last_committed_records_time(time_mode: str
             return [TopicPartition(p.topic, p.partition, 40) for p in parts]
 
     d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
-    reader = _LastRecords({0: 500_000_000})  # t0's last committed record: 500,000 s, hours behind the clock
+    reader = _LastRecords({0: [(99, 500_000_000)]})  # t0's last committed record: 500,000 s, hours behind the clock
     d.state._reader = reader  # type: ignore[assignment]
     d.state.partitions = 1
     d.state.scan = lambda wanted, alive=None: StateScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
@@ -273,6 +280,118 @@ def test_a_rebuilt_window_ends_at_the_last_committed_records_time(time_mode: str
     if time_mode == "processing":
         assert asked == [(0, now_ms), (1, now_ms)] and reader.asked == [], "nothing read: the window ends now"
     else:
-        assert reader.asked == [(0, 99), (1, 99)], "the record before each commit, read for both at once"
+        assert reader.asked == [(0, 68), (1, 68)], "the records before each commit, read for both at once"
         assert asked == [(0, (500_000 - 600) * 1000), (1, now_ms)], "t1 has no record there: now"
     assert sorted(d.partitions) == [("t", 0), ("t", 1)] and d.partitions[("t", 0)].replay_until == 100
+
+
+def _rebuild_under_record_time(logs: dict[int, list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """t[0] and t[1] committed at 100 without a snapshot, their windows (600 s, kafka_timestamp) rebuilt from their
+    logs (``logs``, as :class:`_LastRecords` reads them): the times the windows' start is looked up at (ms)."""
+    d = _exactly_once_daemon()
+    d.settings.reducer.time = "kafka_timestamp"
+    d.settings.reducer.window_seconds = 600
+    d.clock = lambda: 1_000_000.0  # type: ignore[method-assign]
+    asked: list[tuple[int, int]] = []
+
+    class Member(_CommittedMember):
+        def offsets_for_times(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+            asked.extend((p.partition, p.offset) for p in parts)
+            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
+
+    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
+    d.state._reader = _LastRecords(logs)  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.scan = lambda wanted, alive=None: StateScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    for _ in range(10):
+        d.assigner.turn()
+    assert sorted(d.partitions) == [("t", 0), ("t", 1)]
+    return asked
+
+
+def test_a_rebuilt_window_ends_at_the_last_committed_record_before_a_transactions_marker() -> None:
+    """An input written in transactions: the consumer's position, and so its commit, moves past each transaction's
+    marker (probed on Tansu: 15 records in 3 transactions, committed at 18), so the offset before the commit is a
+    marker, which a reader never gets. The record read there was the first after the commit, or (caught up) none:
+    the window then ended now, and one of old records was rebuilt empty. Now the records before the commit are
+    read, the last of them taken; the first after the commit only when none is before it."""
+    asked = _rebuild_under_record_time(
+        {
+            0: [(97, 400_000_000), (98, 500_000_000)],  # its marker at 99; caught up (nothing after the commit)
+            1: [(95, 400_000_000), (100, 900_000_000)],  # its marker at 99, the next transaction's record at 100
+        }
+    )
+    assert asked == [(0, (500_000 - 600) * 1000), (1, (400_000 - 600) * 1000)], asked
+
+
+def test_the_first_record_past_the_commit_serves_when_none_is_before_it() -> None:
+    """Nothing before the commit within the records read (compacted away, say): the first record after it still
+    tells the time rather than now; a partition whose log has nothing at all falls back to now."""
+    asked = _rebuild_under_record_time({0: [(100, 700_000_000)]})
+    assert asked == [(0, (700_000 - 600) * 1000), (1, (1_000_000 - 600) * 1000)], asked
+
+
+def test_a_failing_state_reader_sends_the_partitions_to_their_rebuild_not_the_daemon_down() -> None:
+    """Before the state partitions were read together, a KafkaException out of the state reader (its assign or
+    poll) was caught by the restore: counted in distilld_state_errors_total, its partitions went without their
+    snapshots. The read of them together let it out of the loop's turn, which stopped the daemon (a crash loop:
+    a restart meets the same reader). Now every state partition left ends with it, as one timed out does."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    d = _exactly_once_daemon()
+    d.consumer = d.checkpoints.consumer = member = _CommittedMember()  # type: ignore[assignment]
+    d.state.partitions = 2
+
+    class Failing:
+        def assign(self, parts: list[Any]) -> None:
+            raise KafkaException(KafkaError(KafkaError._STATE, "the reader cannot take them"))
+
+        def unassign(self) -> None:
+            pass
+
+    d.state._reader = Failing()  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    for _ in range(10):
+        d.assigner.turn()
+    assert sorted(d.partitions) == [("t", 0), ("t", 1)], "assigned from their commits"
+    assert d.metrics.registry.get_sample_value("distilld_state_errors_total") == 2
+    assert not d.stopping
+
+
+def test_the_last_records_read_counts_in_the_window_start_lookups_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brokers that do not answer: the window start lookup holds the loop up to shutdown_timeout_s (within half of
+    max.poll.interval.ms, past which the group drops the member), and under a record time the read of the last
+    committed records (5 s) came on top of it. Now that read takes from the same time (a fake clock counts both)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    clock = _on_clock(monkeypatch)
+    d = _exactly_once_daemon()
+    d.settings.reducer.time = "kafka_timestamp"
+    d.settings.processing.shutdown_timeout_s = 8.0
+    d.clock = lambda: 1_000_000.0  # type: ignore[method-assign]
+
+    class Silent(_CommittedMember):
+        def offsets_for_times(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
+            clock[0] += timeout
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no answer"))
+
+    class SilentReader:
+        def assign(self, parts: list[Any]) -> None:
+            pass
+
+        def unassign(self) -> None:
+            pass
+
+        def poll(self, timeout: float) -> None:
+            clock[0] += 0.2
+
+    d.consumer = d.checkpoints.consumer = member = Silent()  # type: ignore[assignment]
+    d.state._reader = SilentReader()  # type: ignore[assignment]
+    d.state.partitions = 1
+    d.state.scan = lambda wanted, alive=None: StateScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
+    d._on_assign(member, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    for _ in range(10):
+        d.assigner.turn()
+    assert sorted(d.partitions) == [("t", 0)], "assigned at its commit, the window empty"
+    assert clock[0] <= 8.0 + 0.2, f"held {clock[0]:.1f} s of the fake clock, past shutdown_timeout_s (8 s)"

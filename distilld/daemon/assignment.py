@@ -34,6 +34,8 @@ LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doub
 READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
 EARLIEST_RESETS = ("smallest", "earliest", "beginning")  # auto.offset.reset's values for the log's start
+# offsets before a commit read for its last record's time: past a transaction's marker, and a few aborted records
+LAST_RECORD_LOOKBACK = 32
 
 
 class Assigner:
@@ -360,14 +362,14 @@ class Assigner:
         Kafka timestamps as their arrival times); under a record time it ends at the partition's last committed
         record's time, read from the log (now where it cannot be): a partition behind by more than a window,
         or a replay of old records, would otherwise start with an empty window."""
+        # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s
+        # (within half of max.poll.interval.ms: the loop waits meanwhile), the last records' read included,
+        # staying alive for /healthz between them and ending early on a stop; an error they answered is not retried
+        deadline = time.monotonic() + min(self.daemon.settings.processing.shutdown_timeout_s, self.daemon._hold_limit_s)
         window, now = self.daemon.settings.reducer.window_seconds, self.daemon.clock()
-        ends = {} if self.daemon.settings.reducer.time == "processing" else self._last_times(committed)
+        ends = {} if self.daemon.settings.reducer.time == "processing" else self._last_times(committed, deadline)
         asked = [TopicPartition(t, p, int((ends.get((t, p), now) - window) * 1000)) for t, p in committed]
         partitions = [TopicPartition(t, p) for t, p in committed]
-        # brokers that do not answer: tried again in slices growing to LOOKUP_TIMEOUT_S, up to shutdown_timeout_s
-        # (within half of max.poll.interval.ms: the loop waits meanwhile), staying alive for /healthz between
-        # them and ending early on a stop; an error they answered is not retried
-        deadline = time.monotonic() + min(self.daemon.settings.processing.shutdown_timeout_s, self.daemon._hold_limit_s)
         wait = 1.0
         while True:
             tried = time.monotonic()
@@ -395,30 +397,43 @@ class Assigner:
             wait *= 2
         return {(f.topic, f.partition): int(f.offset) for f in found if f.error is None and f.offset >= 0}
 
-    def _last_times(self, committed: dict[TP, int]) -> dict[TP, float]:
-        """The Kafka timestamp (seconds) of each partition's last committed record, the one before its commit
-        (or the first after it, past a transaction marker), read with the state store's reader (idle between
-        restores), for at most LOOKUP_TIMEOUT_S; one not read by then is left out."""
+    def _last_times(self, committed: dict[TP, int], deadline: float) -> dict[TP, float]:
+        """The Kafka timestamp (seconds) of each partition's last committed record, the last one before its commit
+        (or the first after it, when none of the LAST_RECORD_LOOKBACK offsets before it holds one), read with the
+        state store's reader (idle between restores), for at most LOOKUP_TIMEOUT_S and not past ``deadline`` (the
+        window start lookup's, which follows); one not read by then is left out. The offset just before a commit
+        is no record when the input is written in transactions: the consumer's position, and so the commit, moves
+        past a transaction's marker, which a reader never gets."""
         reader = self.daemon.state.reader()
-        reader.assign([TopicPartition(t, p, max(offset - 1, 0)) for (t, p), offset in committed.items()])
+        reader.assign(
+            [TopicPartition(t, p, max(offset - LAST_RECORD_LOOKBACK, 0)) for (t, p), offset in committed.items()]
+        )
         found: dict[TP, float] = {}
-        left, deadline = set(committed), time.monotonic() + LOOKUP_TIMEOUT_S
+        left, deadline = set(committed), min(deadline, time.monotonic() + LOOKUP_TIMEOUT_S)
         try:
             while left and time.monotonic() < deadline and self.daemon._alive():
                 m = reader.poll(0.2)
                 tp = None if m is None else (m.topic(), m.partition())
                 if m is None or tp not in left:
                     continue
-                left.discard(tp)  # its record, or its end (nothing after the commit) or error: nothing to wait for
-                kind, ms = m.timestamp() if m.error() is None else (TIMESTAMP_NOT_AVAILABLE, -1)
+                if m.error() is not None:
+                    left.discard(tp)  # its end (nothing after the records read) or an error: nothing more to wait for
+                    continue
+                offset, commit = m.offset() or 0, committed[tp]  # a record always has its offset
+                if offset >= commit - 1:
+                    left.discard(tp)  # the last record before the commit, or past it: the last one wanted
+                if offset >= commit and tp in found:
+                    continue  # past the commit, and a record before it was read
+                kind, ms = m.timestamp()
                 if kind != TIMESTAMP_NOT_AVAILABLE and ms >= 0:
                     found[tp] = ms / 1000.0
         except KafkaException as e:
             log.warning("cannot read the last committed records of %s (%s)", key_names(sorted(left)), e)
         finally:
             reader.unassign()
-        if left:
-            log.info("%s: the last committed record's time not read; the window ends now", key_names(sorted(left)))
+        missing = sorted(set(committed) - set(found))
+        if missing:
+            log.info("%s: the last committed record's time not read; the window ends now", key_names(missing))
         return found
 
     def unpend(self, partitions: list[TopicPartition]) -> list[TopicPartition]:

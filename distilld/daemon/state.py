@@ -181,19 +181,23 @@ class StateScan:
     def advance(self, until: float) -> list[ScanDone]:
         """Read on until a state partition's read is over, then return those over; or until ``until``
         (monotonic), then ``[]``. Events that run out leave every state partition still read at its end (a
-        test's list of records). Raises :class:`ReadStopped`."""
+        test's list of records); the reader's failure (a KafkaException out of its assign, poll or unassign) ends
+        every read left with it, as an error of no partition does. Raises :class:`ReadStopped`."""
         done: list[ScanDone] = []
-        for event in self._events:
-            if event is not None and event[0] in self._pickers:
-                partition, what = event
-                if isinstance(what, tuple):
-                    self._pickers[partition].add(*what)
-                else:
-                    done.append(self._over(partition, what))
-            if done or time.monotonic() >= until:
-                if not self._pickers:
-                    self.close()  # every read over: the reader lets go of the state partitions now
-                return done
+        try:
+            for event in self._events:
+                if event is not None and event[0] in self._pickers:
+                    partition, what = event
+                    if isinstance(what, tuple):
+                        self._pickers[partition].add(*what)
+                    else:
+                        done.append(self._over(partition, what))
+                if done or time.monotonic() >= until:
+                    if not self._pickers:
+                        self.close()  # every read over: the reader lets go of the state partitions now
+                    return done
+        except KafkaException as e:
+            return done + [self._over(partition, e) for partition in list(self._pickers)]
         return [self._over(partition, None) for partition in list(self._pickers)]
 
     def _over(self, partition: int, error: Exception | None) -> ScanDone:
