@@ -132,7 +132,7 @@ class _LogStarts:
     """An admin client answering ListOffsets (earliest) with ``starts``, or failing with ``error``; ``asked``
     keeps each call's partitions."""
 
-    def __init__(self, starts: dict[tuple[str, int], int], error: Exception | None = None) -> None:
+    def __init__(self, starts: dict[tuple[str, int], Any], error: Exception | None = None) -> None:
         self.starts, self.error = starts, error
         self.asked: list[list[int]] = []
 
@@ -146,7 +146,11 @@ class _LogStarts:
         futures: dict[Any, Future[Any]] = {}
         for tp in wanted:
             futures[tp] = f = Future()
-            f.set_result(SimpleNamespace(offset=self.starts[(tp.topic, tp.partition)]))
+            start = self.starts[(tp.topic, tp.partition)]
+            if isinstance(start, Exception):
+                f.set_exception(start)
+            else:
+                f.set_result(SimpleNamespace(offset=start))
         return futures
 
 
@@ -203,6 +207,20 @@ def test_under_latest_a_failed_log_start_lookup_starts_at_the_commit(monkeypatch
     assert {p: offset for p, offset, _ in member.assigned} == {0: 100, 1: 100, 2: 100}, "nothing skipped"
     lookups = d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "window_start"})
     assert lookups == 2
+
+
+def test_under_latest_one_partitions_failed_log_start_leaves_the_others_theirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One partition's error in the log-start lookup (its topic deleted meanwhile) sent every partition of the
+    lookup to its commit, their windows partial for nothing."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    gone = KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "deleted"))
+    admin = _LogStarts({("t", 0): 95, ("t", 1): 100, ("t", 2): gone})
+    d, member = _restore_three(monkeypatch, "latest", admin)
+    assert {p: offset for p, offset, _ in member.assigned} == {0: 95, 1: 100, 2: 100}, "t0 at its log's start"
+    assert (d.partitions[("t", 0)].replay_until, d.partitions[("t", 0)].processed) == (100, 95)
+    lookups = d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "window_start"})
+    assert lookups == 1
 
 
 def test_under_earliest_the_log_start_is_not_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:

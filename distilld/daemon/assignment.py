@@ -322,7 +322,7 @@ class Assigner:
         inside = []
         for tp, part, start, outcome in taken:
             commit = part.replay_until
-            log_start = -1 if log_starts is None else log_starts.get(tp, -1)
+            log_start = log_starts.get(tp, -1)
             if commit is not None and (log_start < 0 or log_start > start.offset):
                 begin = log_start if 0 <= log_start < commit else commit
                 log.warning(
@@ -339,20 +339,35 @@ class Assigner:
             inside.append((tp, part, start, outcome))
         return inside
 
-    def _log_starts(self, partitions: list[TP]) -> dict[TP, int] | None:
-        """The first offset of each partition's log, in one lookup of at most LOOKUP_TIMEOUT_S; None when it
-        fails (counted as a window_start lookup, and logged)."""
+    def _log_starts(self, partitions: list[TP]) -> dict[TP, int]:
+        """The first offset of each partition's log, in one lookup of at most LOOKUP_TIMEOUT_S; one whose
+        answer failed is left out (the failures counted once as a window_start lookup, and logged): one
+        partition's error (its topic deleted) left every other one without its log start."""
         earliest = OffsetSpec.earliest()
+        found: dict[TP, int] = {}
+        failed: list[TP] = []
+        reason: object = None
+        deadline = time.monotonic() + LOOKUP_TIMEOUT_S
         try:
             futures = self.daemon.state.admin().list_offsets(
                 {TopicPartition(t, p): earliest for t, p in partitions}, request_timeout=LOOKUP_TIMEOUT_S
             )
-            return {(tp.topic, tp.partition): int(f.result(LOOKUP_TIMEOUT_S).offset) for tp, f in futures.items()}
-        except (KafkaException, TimeoutError) as e:
+        except KafkaException as e:
+            futures, failed, reason = {}, list(partitions), e
+        for tp, future in futures.items():
+            try:
+                found[(tp.topic, tp.partition)] = int(future.result(max(0.0, deadline - time.monotonic())).offset)
+            except (KafkaException, TimeoutError) as e:
+                failed.append((tp.topic, tp.partition))
+                reason = e
+        if failed:
             self.daemon.metrics.offset_lookup_errors.labels("window_start").inc()
-            reason = e.args[0].str() if e.args and isinstance(e.args[0], KafkaError) else e
-            log.warning("cannot look up where the logs of %s start (%s)", key_names(partitions), reason)
-            return None
+            if isinstance(reason, KafkaException) and reason.args and isinstance(reason.args[0], KafkaError):
+                reason = reason.args[0].str()
+            log.warning(
+                "cannot look up where the logs of %s start (%s)", key_names(sorted(failed)), reason or "timed out"
+            )
+        return found
 
     def _window_starts(self, committed: dict[TP, int]) -> dict[TP, int]:
         """The first offset of each partition (with its committed offset) whose Kafka timestamp is inside the
