@@ -223,6 +223,24 @@ def test_under_latest_one_partitions_failed_log_start_leaves_the_others_theirs(m
     assert lookups == 1
 
 
+def test_partitions_taken_while_stopping_wait_for_no_log_start_lookup() -> None:
+    """A stop in the middle of loading still assigns what was loaded (the close's revoke takes it back); under
+    latest the log-start lookup held that stop up to 5 s more, for partitions nothing is read of."""
+    from distilld.daemon.partition import Partition
+    from distilld.daemon.progress import PartitionProgress
+
+    d = _exactly_once_daemon()
+    d.settings.kafka.consumer["auto.offset.reset"] = "latest"
+    d.state._admin = admin = _LogStarts({("t", 0): 95})  # type: ignore[assignment]
+    reducer = d._new_reducer()
+    part = Partition(PartitionProgress("t", 0), reducer, reducer.missing_counts, processed=90, replay_until=100)
+    taken = [(("t", 0), part, TopicPartition("t", 0, 90), "restored")]
+    d.stopping = True
+    assert d.assigner._inside_log(taken) == taken and admin.asked == []
+    d.stopping = False
+    assert d.assigner._inside_log(taken)[0][2].offset == 95 and admin.asked == [[0]]
+
+
 def test_under_earliest_the_log_start_is_not_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
     admin = _LogStarts({})
     _, member = _restore_three(monkeypatch, None, admin)

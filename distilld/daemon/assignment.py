@@ -316,8 +316,8 @@ class Assigner:
         records before the commit, said in a WARNING)."""
         below = [tp for tp, part, _, _ in taken if part.replay_until is not None]
         reset = str(self.daemon.settings.kafka.consumer.get("auto.offset.reset", "earliest"))
-        if not below or reset in EARLIEST_RESETS:
-            return taken
+        if not below or reset in EARLIEST_RESETS or self.daemon.stopping:
+            return taken  # stopping: assigned only for the close's revoke to take back, nothing of them read
         log_starts = self._log_starts(below)
         inside = []
         for tp, part, start, outcome in taken:
