@@ -3580,3 +3580,22 @@ def test_the_weight_header_has_every_digit_of_the_weight() -> None:
     d.record_path.process_partition(("t", 0), part, msgs)
     weights = {dict(c["headers"])["distilld-weight"] for c in producer.calls if c["topic"] == "o"}
     assert weights == {b"3.3333333333333335"} and float(next(iter(weights))) == 1 / 0.3
+
+
+def test_a_stop_that_comes_during_the_assignment_turn_reads_nothing_more() -> None:
+    """A stop during the turn that assigns restored partitions still consumed and processed a batch: partitions
+    assigned then start unchecked (the log-start lookup is skipped once stopping), and under
+    auto.offset.reset=latest a reset to the log's end would take records past their commit that the stop's commit
+    would then skip over."""
+    d = _exactly_once_daemon()
+    calls: list[str] = []
+
+    class Client:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kw: calls.append(name) or []
+
+    d.consumer = d.checkpoints.consumer = Client()  # type: ignore[assignment]
+    d.subscribed = True
+    d.assigner.turn = d.request_stop  # type: ignore[method-assign]
+    d.step()
+    assert d.stopping and "consume" not in calls

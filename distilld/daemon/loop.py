@@ -426,6 +426,11 @@ class Daemon:
             self._refresh(self._last_commit)  # outputs are acknowledged meanwhile
             return
         self.assigner.turn()
+        if self.stopping:
+            # a stop that came during the turn: nothing more is read. Partitions it assigned meanwhile start where
+            # nothing checked (the log-start lookup is skipped once stopping), and a reset to the log's end would
+            # take records past their commit, which the stop's commit would then skip over
+            return
         self._backpressure()
         msgs = self.consumer.consume(proc.batch_max_records, proc.batch_max_wait_ms / 1000.0)
         if msgs and self.checkpoints.unfinished:
