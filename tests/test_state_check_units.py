@@ -22,7 +22,7 @@ from distilld.daemon.partition import Partition
 from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.state import StateStore
 
-from .test_state_topic_kafka import _Future, _Meta, _Topic
+from .test_state_topic_kafka import _Describes, _Future, _Meta, _Topic
 
 
 def _store(admin: Any, partitions: int) -> StateStore:
@@ -33,7 +33,7 @@ def _store(admin: Any, partitions: int) -> StateStore:
     return store
 
 
-class _ThereButUnknownOnce:
+class _ThereButUnknownOnce(_Describes):
     """The topic is there all along; one metadata answer (a broker with a stale cache) says it is unknown,
     and CreateTopics says it exists."""
 
@@ -58,7 +58,7 @@ def test_a_topic_that_already_exists_is_not_reported_as_made_again(caplog: pytes
     assert not caplog.records and not store.missing
 
 
-class _MadeByAnotherWithMore:
+class _MadeByAnotherWithMore(_Describes):
     """Gone; another instance (started meanwhile with kafka.state_partitions 8) makes it first."""
 
     def __init__(self) -> None:
@@ -82,7 +82,7 @@ def test_a_topic_made_meanwhile_by_another_instance_is_used_with_its_partition_c
     assert store.partitions == 8 and store.partition_of(("t", 5)) == 5
 
 
-class _SlowBrokers:
+class _SlowBrokers(_Describes):
     """Metadata answered late (the topic unknown), CreateTopics not answered at all."""
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
@@ -134,6 +134,119 @@ def test_snapshots_skipped_for_a_missing_topic_are_counted_for_the_partitions_ch
     cp.checkpoint([("t", 0)])  # a revoke of t[0]
     assert metrics.registry.get_sample_value("distilld_snapshot_failures_total") == 1
     state.write.assert_not_called()
+
+
+class _RemadeByABroker(_Describes):
+    """The state topic (3 partitions, compacted) deleted and made again by a broker creating topics on first
+    use: as many partitions (its default), cleanup.policy=delete, another topic id."""
+
+    def __init__(self) -> None:
+        self.topic_id = "AAAAAAAAAAAAAAAAAAAAAQ"
+        self.policy = "compact"
+        self.configs_asked = 0
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        return _Meta({"s": _Topic(3)})
+
+    def describe_configs(self, resources: list[Any], request_timeout: float = 0) -> Any:
+        self.configs_asked += 1
+        entry = SimpleNamespace(value=self.policy)
+        return {resources[0]: SimpleNamespace(result=lambda timeout: {"cleanup.policy": entry})}
+
+    def remake(self) -> None:
+        self.topic_id, self.policy = "AAAAAAAAAAAAAAAAAAAAAg", "delete"
+
+
+def test_a_topic_made_again_with_as_many_partitions_is_noticed_by_its_id(caplog: pytest.LogCaptureFixture) -> None:
+    """Made again with the same partition count, it went unnoticed: the snapshots written before were gone,
+    the daemon took its partitions' snapshots for current and did not write them again until due, and
+    retention (cleanup.policy=delete) deleted those it wrote after. Its new id shows it: every snapshot is
+    written again, and its cleanup.policy is said."""
+    admin = _RemadeByABroker()
+    store = _store(admin, 3)
+    assert store.check_topic(1.0) == "ok"
+    assert admin.configs_asked == 0, "one request a check while nothing changes"
+    admin.remake()
+    store._check_at = 0.0
+    with caplog.at_level(logging.WARNING):
+        assert store.check_topic(1.0) == "remade"
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "was made again (topic id" in said and "cleanup.policy=delete, not compact" in said, said
+    assert store.partitions == 3 and not store.missing
+    store._check_at = 0.0
+    assert store.check_topic(1.0) == "ok", "said once: the new id is the one known now"
+
+
+def test_brokers_without_topic_ids_never_show_another_topic(caplog: pytest.LogCaptureFixture) -> None:
+    """A broker before Kafka 2.8 gives every topic the zero id: not taken for a change, and said once."""
+    admin = _RemadeByABroker()
+    admin.topic_id = "AAAAAAAAAAAAAAAAAAAAAA"
+    store = _store(admin, 3)
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            store._check_at = 0.0
+            assert store.check_topic(1.0) == "ok"
+    assert [r.getMessage() for r in caplog.records if "no topic ids" in r.getMessage()] != []
+    assert len(caplog.records) == 1, [r.getMessage() for r in caplog.records]
+
+
+class _RefusesDescribeTopics(_Describes):
+    """Brokers that refuse DescribeTopics: the topic there, then deleted (UNKNOWN_TOPIC_OR_PART in its
+    metadata)."""
+
+    def __init__(self) -> None:
+        self.there = True
+        self.described = 0
+        self.created = 0
+
+    def describe_topics(self, topics: Any, request_timeout: float = -1) -> Any:
+        self.described += 1
+        return {"s": _Future(KafkaError(KafkaError._UNSUPPORTED_FEATURE))}
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        return _Meta({"s": _Topic(3) if self.there else _Topic(0, KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))})
+
+    def create_topics(self, topics: list[Any], operation_timeout: float = 0) -> Any:
+        self.there, self.created = True, self.created + 1
+        return {"s": _Future(None)}
+
+
+def test_brokers_refusing_describe_topics_are_checked_by_the_topics_metadata() -> None:
+    """Without the fallback, every check of such brokers was "unchecked": a deleted state topic never
+    noticed, the check's purpose lost for a topic id it cannot have."""
+    admin = _RefusesDescribeTopics()
+    store = _store(admin, 3)
+    assert store.check_topic(1.0) == "ok"
+    admin.there = False
+    store._check_at = 0.0
+    assert store.check_topic(1.0) == "remade" and admin.created == 1
+    assert admin.described == 1, "refused once: not asked again"
+
+
+class _DeletedThenMadeByTheCheck(_Describes):
+    """There, then deleted: the check makes it again (a new topic id, which CreateTopics does not say)."""
+
+    def __init__(self) -> None:
+        self.there = True
+        self.topic_id = "AAAAAAAAAAAAAAAAAAAAAQ"
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        return _Meta({"s": _Topic(3) if self.there else _Topic(0, KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))})
+
+    def create_topics(self, topics: list[Any], operation_timeout: float = 0) -> Any:
+        self.there, self.topic_id = True, "AAAAAAAAAAAAAAAAAAAAAg"
+        return {"s": _Future(None)}
+
+
+def test_the_topic_the_check_made_again_is_not_taken_for_someone_elses() -> None:
+    admin = _DeletedThenMadeByTheCheck()
+    store = _store(admin, 3)
+    assert store.check_topic(1.0) == "ok"
+    admin.there = False
+    store._check_at = 0.0
+    assert store.check_topic(1.0) == "remade"
+    store._check_at = 0.0
+    assert store.check_topic(1.0) == "ok", "its own new topic's id is learnt, not reported as another remake"
 
 
 def test_check_every_is_short_enough_to_be_before_every_checkpoint() -> None:

@@ -10,10 +10,9 @@ as many partitions as it had), says so (a WARNING, distilld_state_errors_total)
 and writes every partition's snapshot again, an idle partition's too, so a
 restart restores them.
 
-Tansu keeps a deleted topic's records (they are read back once it is made
-again), so the restart restores here whether or not the snapshots were
-written again; the idle partition's new snapshot in the topic made again is
-what shows it. Tansu also refuses, with PRODUCER_FENCED, an idempotent
+Tansu starts a topic made again empty (probed: five records written before
+the deletion, none read back after), so a snapshot found in it was written
+after. Tansu also refuses, with PRODUCER_FENCED, an idempotent
 producer's writes to some partition of a topic made again (not Apache Kafka's
 behaviour): those snapshots fail, counted and logged, at every checkpoint.
 """
@@ -31,7 +30,7 @@ import numpy as np
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from distilld.broker import free_port
 from distilld.daemon import checkpoint as checkpoint_module
@@ -195,6 +194,70 @@ def test_a_state_topic_deleted_while_running_is_made_again_and_every_snapshot_wr
     assert second.stop() == 0, second.log()[-3000:]
 
 
+@pytest.mark.kafka
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_state_topic_made_again_with_as_many_partitions_is_noticed_and_every_snapshot_written_again(
+    guarantee: str, kafka_bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """Deleted and made again at once with the same partition count and cleanup.policy=delete, as a broker
+    creating topics on first use makes it: nothing noticed, the snapshots written before were gone and those
+    of idle partitions never written again. Its new topic id shows it now."""
+    bootstrap = kafka_bootstrap
+    topic, group = unique(f"stre-{guarantee[:3]}"), unique("g")
+    state_topic = f"{group}.distilld-state"
+    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    port = free_port()
+    config = daemon_config(
+        bootstrap,
+        topic,
+        group,
+        processing={"guarantee": guarantee, "snapshot_interval_s": 1, "shutdown_timeout_s": 10},
+        metrics={"port": port, "refresh_ms": 200},
+    )
+    d = DaemonProcess(tmp_path, config, name="remade").start()
+    daemons.append(d)
+    base = f"http://127.0.0.1:{port}"
+    values = [orjson.dumps(r) for r in people_records(1000, seed=21)]
+    sent = produce(bootstrap, topic, values, [b"user-%d" % (i % KEYS) for i in range(len(values))])
+    wait_committed(bootstrap, group, topic, end_offsets(sent), PARTITIONS, d, limit_s=90)
+    _wait("snapshots written", lambda: _metric(base, "distilld_snapshots_total") >= PARTITIONS, 30, d)
+    # both partitions idle now: once their last snapshots are written (a commit's answer away), none is due until
+    # one moves, and only a check noticing the topic made again writes them to it
+    time.sleep(3)
+    written = _metric(base, "distilld_snapshots_total")
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for _ in range(5):  # the daemon's check may find it gone in between and make it itself first: again then
+        admin.delete_topics([state_topic])[state_topic].result(30)
+        future = admin.create_topics([NewTopic(state_topic, PARTITIONS, -1, config={"cleanup.policy": "delete"})])
+        try:
+            future[state_topic].result(30)
+            break
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    else:
+        raise AssertionError("the state topic was made again by the daemon every time")
+
+    _wait("the new topic id noticed", lambda: "was made again (topic id" in d.log(), 30, d)
+    assert "cleanup.policy=delete, not compact" in d.log(), d.log()[-3000:]
+    _wait("a state error counted", lambda: _metric(base, "distilld_state_errors_total") >= 1, 10, d)
+    _wait(
+        "every partition's snapshot written again",
+        lambda: _metric(base, "distilld_snapshots_total") >= written + PARTITIONS,
+        30,
+        d,
+    )
+    for p in range(PARTITIONS):  # both idle: only the check wrote their snapshots to the topic made again
+        _wait(
+            f"{topic}[{p}]'s snapshot in the topic made again",
+            lambda p=p: _snapshot_chunks(bootstrap, state_topic, f"{topic}/{p}/".encode()) > 0,  # type: ignore[misc]
+            30,
+            d,
+        )
+    assert d.stop() == 0, d.log()[-3000:]
+
+
 class _Future:
     def __init__(self, error: KafkaError | None) -> None:
         self.error = error
@@ -215,7 +278,35 @@ class _Meta:
         self.topics = topics
 
 
-class _Admin:
+class _Described:
+    """A DescribeTopics answer for one topic: its description, or its error raised."""
+
+    def __init__(self, topic: _Topic, topic_id: str) -> None:
+        self.topic = topic
+        self.topic_id = topic_id
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self.topic.error is not None:
+            raise KafkaException(self.topic.error)
+        return SimpleNamespace(partitions=list(self.topic.partitions), topic_id=self.topic_id)
+
+
+class _Describes:
+    """A fake admin client's DescribeTopics, answered as its ``list_topics`` lists the topic, with its
+    ``topic_id`` (the zero id: a broker without topic ids)."""
+
+    topic_id = "AAAAAAAAAAAAAAAAAAAAAA"
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> _Meta:
+        raise NotImplementedError
+
+    def describe_topics(self, topics: Any, request_timeout: float = -1) -> dict[str, _Described]:
+        return {
+            t: _Described(self.list_topics(t, request_timeout).topics[t], self.topic_id) for t in topics.topic_names
+        }
+
+
+class _Admin(_Describes):
     """An admin client whose cluster lost the state topic, and that may refuse to make it again."""
 
     def __init__(self, topic: str, refuse: bool) -> None:

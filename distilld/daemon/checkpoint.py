@@ -33,7 +33,9 @@ from distilld.snapshot import SnapshotError, dump
 
 __all__ = ["Checkpoints"]
 
-CHECK_TIMEOUT_S = 1.0  # longest a checkpoint waits for the state topic's metadata (the brokers away: not known)
+# longest a checkpoint waits for the state topic's check (StateStore.check_topic: one DescribeTopics request, answered
+# in ~0.5 ms by a local broker); only brokers that do not answer make it wait, and then nothing is known
+CHECK_TIMEOUT_S = 1.0
 # a periodic commit (asynchronous, answered in on_commit) not answered this long is counted and logged: the group
 # coordinator is slow or stuck. librdkafka's synchronous commit has no timeout of its own, and waited minutes for a
 # coordinator that did not answer, the loop frozen (nothing read, /healthz 503, a SIGTERM not handled) meanwhile;

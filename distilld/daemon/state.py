@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from distilld.daemon.clients import topic_config
@@ -49,13 +49,16 @@ log = logging.getLogger("distilld.state")
 TP = tuple[str, int]
 
 
-class _NotListed:
-    """A metadata answer without the topic: as librdkafka's for an unknown one."""
+@dataclass(frozen=True)
+class _Described:
+    """The state topic as a check found it: its partition count (0: not there) and its id (None: not given, by
+    a broker without topic ids, before Kafka 2.8)."""
 
-    error = None
-    partitions: dict[int, Any] = {}
+    partitions: int
+    topic_id: str | None = None
 
 
+_NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # the zero Uuid, as librdkafka gives it for a broker without topic ids
 CHUNK_BYTES = 512 * 1024
 SNAPSHOT_HEADER = "distilld-snapshot"
 # check_topic asks the brokers at most this often: in practice before every checkpoint's snapshots (a revoke's and
@@ -233,6 +236,11 @@ class StateStore:
         self._admin: AdminClient | None = None
         self._check_at = time.monotonic() + CHECK_EVERY_S  # check_topic: the next time it asks (ensure_topic: now)
         self.missing = False  # check_topic found it gone and could not make it again
+        # its id as check_topic last found it (None: not known yet, or made by this instance since): another id
+        # is another topic, made since by someone else with the same partition count
+        self._topic_id: str | None = None
+        self._ids = True  # whether to ask DescribeTopics (False: the brokers refused it; their metadata is asked)
+        self._ids_said = False  # said once that the brokers give no topic id
 
     def admin(self) -> AdminClient:
         """The admin client, made at the first call and kept: a new client costs a connection (and a token)."""
@@ -300,18 +308,20 @@ class StateStore:
 
     def check_topic(self, timeout_s: float) -> str:
         """Whether the state topic is still there as the daemon uses it, asked at most every ``CHECK_EVERY_S``
-        (before snapshots are written). A state topic deleted while the daemon runs took every snapshot with
-        it, and those written after went nowhere: Tansu acknowledges them, Apache Kafka retries them until
-        message.timeout.ms (an exactly_once transaction holding one is aborted then), or a broker creating
-        topics on first use makes it again with its defaults. Returns:
+        (before snapshots are written), in one DescribeTopics request. A state topic deleted while the daemon
+        runs took every snapshot with it, and those written after went nowhere: Tansu acknowledges them, Apache
+        Kafka retries them until message.timeout.ms (an exactly_once transaction holding one is aborted then),
+        or a broker creating topics on first use makes it again with its defaults (cleanup.policy=delete, its
+        partition count). Returns:
 
         - ``"unchecked"``: not asked this time (asked less than ``CHECK_EVERY_S`` ago, or the brokers did not
           answer: the snapshots' writes say the rest); ``missing`` says what the last check found;
         - ``"ok"``: as it was;
         - ``"remade"``: it was gone and is made again, compacted, with as many partitions as it had (the
-          partitions' mapping stays); or it was made again by someone else (a broker's auto-creation) with
-          another partition count, which is taken (a restart takes it too). Every snapshot is to be written
-          again: none of them is in it.
+          partitions' mapping stays); or it was made again by someone else (a broker's auto-creation): with
+          another partition count, which is taken (a restart takes it too), or with the same count and another
+          topic id (brokers without topic ids, before Kafka 2.8, do not show this one). Every snapshot is to be
+          written again: none of them is in it. A topic made by someone else has its cleanup.policy checked.
         - ``"missing"``: gone and cannot be made again (no Create permission, say): snapshots are not written
           (they would wait for it, and hold an exactly_once transaction until it aborts); tried again at the
           next check. Counted in distilld_state_errors_total and logged, as the remade case is."""
@@ -321,11 +331,11 @@ class StateStore:
         self._check_at = now + CHECK_EVERY_S
         deadline = now + timeout_s  # for the whole check: a stop's deadline is not overrun by its parts
         admin = self.admin()
-        found = self._listed(admin, deadline)
+        found = self._described(admin, deadline)
         if found is None:
             return "unchecked"
-        if found.error is None and found.partitions:
-            return self._there(admin, len(found.partitions), deadline)
+        if found.partitions:
+            return self._there(admin, found, deadline)
         try:
             futures = admin.create_topics(
                 [NewTopic(self.topic, self.partitions, -1, config=STATE_TOPIC_CONFIG)],
@@ -336,11 +346,11 @@ class StateStore:
             code = e.args[0].code() if isinstance(e.args[0], KafkaError) else None
             if code == KafkaError.TOPIC_ALREADY_EXISTS:
                 # there after all (a metadata answer that missed it), or made meanwhile by someone else, maybe
-                # with another partition count: as it is listed now
-                again = self._listed(admin, deadline)
-                if again is None or again.error is not None or not again.partitions:
+                # with another partition count: as it is described now
+                again = self._described(admin, deadline)
+                if again is None or not again.partitions:
                     return "unchecked"
-                return self._there(admin, len(again.partitions), deadline)
+                return self._there(admin, again, deadline)
             self.missing = True
             log.warning(
                 "state topic %s is gone (deleted while the daemon ran?) and cannot be made again (%s): "
@@ -353,6 +363,7 @@ class StateStore:
             log.debug("state topic %s: its creation was not answered (%s); asked at the next check", self.topic, e)
             return "unchecked"
         self.missing = False
+        self._topic_id = None  # CreateTopics does not say it: the next check learns it
         log.warning(
             "state topic %s was gone (deleted while the daemon ran?): made again (%d partitions, compacted); every "
             "partition's snapshot is written again",
@@ -360,39 +371,90 @@ class StateStore:
         )  # fmt: skip
         return "remade"
 
-    def _listed(self, admin: AdminClient, deadline: float) -> Any:
-        """The state topic's metadata (None: not answered in time, or answered with another error than
-        "unknown topic", which says nothing about whether it is there)."""
+    def _described(self, admin: AdminClient, deadline: float) -> _Described | None:
+        """The state topic as the brokers describe it (0 partitions: not there); None when not answered in
+        time, or answered with another error than "unknown topic", which says nothing about whether it is
+        there. DescribeTopics never asks a broker to create the topic; brokers that refuse it are asked for the
+        topic's metadata instead (no topic id then)."""
         left = deadline - time.monotonic()
         if left <= 0:
             return None
+        if not self._ids:
+            return self._listed(admin, left)
         try:
-            meta = admin.list_topics(self.topic, timeout=left)  # the admin client creates no topic
+            futures = admin.describe_topics(TopicCollection([self.topic]), request_timeout=left)
+            found = futures[self.topic].result(max(deadline - time.monotonic(), 0.01))
+        except KafkaException as e:
+            code = e.args[0].code() if isinstance(e.args[0], KafkaError) else None
+            if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return _Described(0)
+            if code in (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION):
+                self._no_ids(f"DescribeTopics refused: {e}", refused=True)
+                return self._described(admin, deadline)
+            log.debug("state topic %s not checked: %s", self.topic, e)  # a broker answered badly, or too late
+            return None
+        except TimeoutError as e:
+            log.debug("state topic %s not checked: not answered in time (%s)", self.topic, e)
+            return None
+        topic_id = str(found.topic_id) if getattr(found, "topic_id", None) is not None else _NO_TOPIC_ID
+        if topic_id == _NO_TOPIC_ID:
+            self._no_ids("Kafka before 2.8", refused=False)
+            return _Described(len(found.partitions))
+        return _Described(len(found.partitions), topic_id)
+
+    def _listed(self, admin: AdminClient, timeout_s: float) -> _Described | None:
+        """The state topic as its metadata lists it (no topic id), for brokers that cannot describe it."""
+        try:
+            meta = admin.list_topics(self.topic, timeout=timeout_s)  # the admin client creates no topic
         except KafkaException as e:
             log.debug("state topic %s not checked: %s", self.topic, e)
             return None
         found = meta.topics.get(self.topic)
-        if found is not None and found.error is not None and found.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+        if found is None or (found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+            return _Described(0)
+        if found.error is not None:
             log.debug("state topic %s not checked: %s", self.topic, found.error)  # a broker answered badly
             return None
-        return found if found is not None else _NotListed()
+        return _Described(len(found.partitions))
 
-    def _there(self, admin: AdminClient, partitions: int, deadline: float) -> str:
-        """The topic is listed with ``partitions``: "ok" as it was, or "remade" (back after it was missing, or
-        with another partition count, which is taken as a restart takes it)."""
+    def _no_ids(self, why: str, refused: bool) -> None:
+        """The brokers give no topic id: said once. ``refused``: they refused DescribeTopics, which is not
+        asked again (their metadata is)."""
+        if refused:
+            self._ids = False
+        if not self._ids_said:
+            self._ids_said = True
+            log.info(
+                "the brokers give no topic ids (%s): a state topic %s deleted and made again with as many "
+                "partitions while the daemon runs is not noticed",
+                why, self.topic,
+            )  # fmt: skip
+
+    def _there(self, admin: AdminClient, found: _Described, deadline: float) -> str:
+        """The topic is there as ``found``: "ok" as it was, or "remade" (back after it was missing, or made again
+        by someone else: with another partition count, which is taken as a restart takes it, or another id)."""
         was_missing, self.missing = self.missing, False
-        if partitions == self.partitions:
-            if was_missing:
-                log.warning("state topic %s is back: every partition's snapshot is written again", self.topic)
-            return "remade" if was_missing else "ok"
-        log.warning(
-            "state topic %s has %d partitions, not the %d it had: made again by someone else, or by a broker "
-            "creating topics on first use (deleted while the daemon ran?); its count is taken, and every "
-            "partition's snapshot is written again to it",
-            self.topic, partitions, self.partitions,
-        )  # fmt: skip
-        self.partitions = partitions
-        self._check_existing(admin, partitions, None, max(deadline - time.monotonic(), 0.01))
+        known, self._topic_id = self._topic_id, found.topic_id
+        if found.partitions != self.partitions:
+            log.warning(
+                "state topic %s has %d partitions, not the %d it had: made again by someone else, or by a broker "
+                "creating topics on first use (deleted while the daemon ran?); its count is taken, and every "
+                "partition's snapshot is written again to it",
+                self.topic, found.partitions, self.partitions,
+            )  # fmt: skip
+            self.partitions = found.partitions
+        elif was_missing:
+            log.warning("state topic %s is back: every partition's snapshot is written again", self.topic)
+        elif known is not None and found.topic_id is not None and found.topic_id != known:
+            log.warning(
+                "state topic %s was made again (topic id %s, not %s) by someone else, or by a broker creating "
+                "topics on first use (deleted while the daemon ran?): the snapshots written before are gone; "
+                "every partition's snapshot is written again to it",
+                self.topic, found.topic_id, known,
+            )  # fmt: skip
+        else:
+            return "ok"
+        self._check_existing(admin, found.partitions, None, max(deadline - time.monotonic(), 0.01))
         return "remade"
 
     def _check_existing(self, admin: AdminClient, partitions: int, wanted: int | None, timeout_s: float) -> None:
