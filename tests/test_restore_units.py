@@ -223,6 +223,54 @@ def test_under_latest_one_partitions_failed_log_start_leaves_the_others_theirs(m
     assert lookups == 1
 
 
+class _NoAnswer(_LogStarts):
+    """An admin client whose ListOffsets is never answered; ``timeouts`` keeps each call's request_timeout."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.timeouts: list[float] = []
+
+    def list_offsets(self, wanted: dict[Any, Any], request_timeout: float = 0) -> Any:
+        from concurrent.futures import Future
+
+        self.timeouts.append(request_timeout)
+        return {tp: Future() for tp in wanted}
+
+
+def test_the_log_start_lookup_keeps_to_the_stop_deadline_and_ends_on_a_stop() -> None:
+    """The lookup waited 5 s on the admin's answers whatever shutdown_timeout_s was, and never looked for a stop:
+    a SIGTERM meanwhile lost the stop's commit and snapshot to it."""
+    d = _exactly_once_daemon(shutdown_timeout_s=1.0)
+    d.state._admin = admin = _NoAnswer()  # type: ignore[assignment]
+    asked: list[bool] = []
+
+    def alive() -> bool:
+        asked.append(True)
+        d.stopping = True  # a SIGTERM while the lookup waits
+        return False
+
+    d._alive = alive  # type: ignore[method-assign]
+    assert d.assigner._log_starts([("t", 0), ("t", 1)]) == {}
+    assert admin.timeouts == [1.0], "within the stop's deadline"
+    assert asked, "a stop is looked for while it waits"
+    lookups = d.metrics.registry.get_sample_value("distilld_offset_lookup_errors_total", {"lookup": "window_start"})
+    assert lookups == 1
+
+
+def test_under_latest_a_partition_whose_commit_retention_deleted_starts_at_its_commit(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Retention past the commit too: nothing of the window is left, and the consumer's reset applies to the commit
+    as to any consumer's (what auto.offset.reset is for); the WARNING had said the reset was kept from skipping."""
+    admin = _LogStarts({("t", 0): 150, ("t", 1): 100, ("t", 2): 50})
+    with caplog.at_level("WARNING", logger="distilld"):
+        d, member = _restore_three(monkeypatch, "latest", admin)
+    assert {p: offset for p, offset, _ in member.assigned}[0] == 100
+    assert d.partitions[("t", 0)].replay_until is None
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("t[0]")]
+    assert said and "past its commit 100" in said[0] and "resets it as auto.offset.reset=latest" in said[0], said
+
+
 def test_partitions_taken_while_stopping_wait_for_no_log_start_lookup() -> None:
     """A stop in the middle of loading still assigns what was loaded (the close's revoke takes it back); under
     latest the log-start lookup held that stop up to 5 s more, for partitions nothing is read of."""

@@ -4,13 +4,14 @@ The group assigns partitions; nothing of them is fetched or processed until this
 committed offsets (retried while unreadable), restored their state from the state topic (the state partitions
 they need read together, in slices between the loop's polls), and looked up where the windows of those
 without a usable snapshot start, to rebuild them from the log. Then they are assigned to the consumer at
-where they start (inside the log, whatever auto.offset.reset says).
+where they start (below their commit only inside the log, whatever auto.offset.reset says).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import wait
 from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_INVALID, TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, TopicPartition
@@ -32,6 +33,7 @@ log = logging.getLogger("distilld")
 LOOKUP_TIMEOUT_S = 5.0  # longest one try to read assigned partitions' committed offsets (or windows' start) holds on
 LOOKUP_RETRY_S = (1.0, 30.0)  # first and longest wait between those tries (doubling)
 READY_NAMES = 10  # partitions /readyz names when it says which wait; the others are counted
+LOOKUP_SLICE_S = 0.2  # the log-start lookup's wait between checks for a stop
 RESTORE_SLICE_S = 0.5  # longest the loop reads the state topic at a turn before it polls its consumer again
 EARLIEST_RESETS = ("smallest", "earliest", "beginning")  # auto.offset.reset's values for the log's start
 # offsets before a commit read for its last record's time: past a transaction's marker, and a few aborted records
@@ -313,7 +315,8 @@ class Assigner:
         commit on. Unless it resets to the log's start (the default, earliest: nothing to do), their log starts
         are looked up, in one lookup for them all, and each starts at the later of its start and its log's;
         at its commit when the log holds nothing before it, or when the lookup fails (its window then lacks the
-        records before the commit, said in a WARNING)."""
+        records before the commit, said in a WARNING). A commit retention has deleted too is reset by the
+        consumer as any is: that is what auto.offset.reset is for."""
         below = [tp for tp, part, _, _ in taken if part.replay_until is not None]
         reset = str(self.daemon.settings.kafka.consumer.get("auto.offset.reset", "earliest"))
         if not below or reset in EARLIEST_RESETS or self.daemon.stopping:
@@ -325,13 +328,20 @@ class Assigner:
             log_start = log_starts.get(tp, -1)
             if commit is not None and (log_start < 0 or log_start > start.offset):
                 begin = log_start if 0 <= log_start < commit else commit
-                log.warning(
-                    "%s[%d]: its log's start is %s, not at or before offset %d where its window was to be re-read "
-                    "from (auto.offset.reset=%s would skip to the log's end): read from offset %d (committed %d), "
-                    "its window lacks the records before",
-                    tp[0], tp[1], "not known" if log_start < 0 else f"at {log_start}", start.offset, reset, begin,
-                    commit,
-                )  # fmt: skip
+                if log_start > commit:  # the commit itself is gone: the consumer's reset applies, as to any
+                    log.warning(
+                        "%s[%d]: its log starts at %d, past its commit %d: nothing of its window is left to re-read,"
+                        " and the consumer resets it as auto.offset.reset=%s says",
+                        tp[0], tp[1], log_start, commit, reset,
+                    )  # fmt: skip
+                else:
+                    log.warning(
+                        "%s[%d]: its log's start is %s, not at or before offset %d where its window was to be "
+                        "re-read from (auto.offset.reset=%s would skip to the log's end): read from offset %d "
+                        "(committed %d), its window lacks the records before",
+                        tp[0], tp[1], "not known" if log_start < 0 else f"at {log_start}", start.offset, reset,
+                        begin, commit,
+                    )  # fmt: skip
                 part.processed, part.replay_until = begin, commit if begin < commit else None
                 start = TopicPartition(tp[0], tp[1], begin)
                 if begin == commit and outcome == "replayed":
@@ -340,33 +350,38 @@ class Assigner:
         return inside
 
     def _log_starts(self, partitions: list[TP]) -> dict[TP, int]:
-        """The first offset of each partition's log, in one lookup of at most LOOKUP_TIMEOUT_S; one whose
-        answer failed is left out (the failures counted once as a window_start lookup, and logged): one
-        partition's error (its topic deleted) left every other one without its log start."""
+        """The first offset of each partition's log, in one lookup of at most LOOKUP_TIMEOUT_S (and
+        shutdown_timeout_s), waited for in slices that end early on a stop (it had held a stop 5 s whatever its
+        deadline); one whose answer failed or did not come is left out (the failures counted once as a
+        window_start lookup, and logged): one partition's error (its topic deleted) left every other one
+        without its log start."""
         earliest = OffsetSpec.earliest()
         found: dict[TP, int] = {}
-        failed: list[TP] = []
         reason: object = None
-        deadline = time.monotonic() + LOOKUP_TIMEOUT_S
+        limit = min(LOOKUP_TIMEOUT_S, self.daemon.settings.processing.shutdown_timeout_s)
+        deadline = time.monotonic() + limit
         try:
             futures = self.daemon.state.admin().list_offsets(
-                {TopicPartition(t, p): earliest for t, p in partitions}, request_timeout=LOOKUP_TIMEOUT_S
+                {TopicPartition(t, p): earliest for t, p in partitions}, request_timeout=limit
             )
         except KafkaException as e:
-            futures, failed, reason = {}, list(partitions), e
+            futures, reason = {}, e
+        waiting = set(futures.values())
+        while waiting and self.daemon._alive() and (left := deadline - time.monotonic()) > 0:
+            waiting = wait(waiting, timeout=min(left, LOOKUP_SLICE_S)).not_done
         for tp, future in futures.items():
-            try:
-                found[(tp.topic, tp.partition)] = int(future.result(max(0.0, deadline - time.monotonic())).offset)
-            except (KafkaException, TimeoutError) as e:
-                failed.append((tp.topic, tp.partition))
-                reason = e
+            if future.done():
+                try:
+                    found[(tp.topic, tp.partition)] = int(future.result(0).offset)
+                except KafkaException as e:
+                    reason = e
+        failed = sorted(set(partitions) - set(found))
         if failed:
             self.daemon.metrics.offset_lookup_errors.labels("window_start").inc()
             if isinstance(reason, KafkaException) and reason.args and isinstance(reason.args[0], KafkaError):
                 reason = reason.args[0].str()
-            log.warning(
-                "cannot look up where the logs of %s start (%s)", key_names(sorted(failed)), reason or "timed out"
-            )
+            why = str(reason or "") or ("stopping" if self.daemon.stopping else f"not answered in {limit:g}s")
+            log.warning("cannot look up where the logs of %s start (%s)", key_names(failed), why)
         return found
 
     def _window_starts(self, committed: dict[TP, int]) -> dict[TP, int]:
