@@ -233,14 +233,15 @@ class OpenCategoricalEncoder(CategoricalEncoder):
     def _observe(self, values: Sequence[Any]) -> None:
         try:
             batch: Counter[Any] = Counter(values)
-            if not all(isinstance(v, str) for v in batch):  # True, 1 and 1.0: one key, three labels
+            # True, 1 and 1.0: one key, three labels; a str subclass's own __eq__ may raise (_label says missing)
+            if not all(type(v) is str for v in batch):
                 batch = Counter()
                 for (_, value), count in Counter(zip(map(type, values), values, strict=True)).items():
                     batch[_label(value)] += count
         except Exception:  # an unhashable value somewhere in the batch (or a __hash__ that raises)
             batch = Counter(map(_label, values))
         for value, count in batch.items():
-            label = value if isinstance(value, str) else _label(value)
+            label = value if type(value) is str else _label(value)
             # a record's "__other__" or "__missing__" is no value of its own: it is *other* (given a slot, it
             # was merged with the reserved cell of the same label in the stats)
             if label is not None and label not in _RESERVED:

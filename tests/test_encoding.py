@@ -345,3 +345,20 @@ def test_an_infinite_or_nan_category_is_refused_as_a_missing_value(category: Any
     as "a category is a string, a number or a boolean", though it is a number."""
     with pytest.raises(ValueError, match=r"NaN and the infinities are missing values, never a category"):
         category_names(["a", category])
+
+
+def test_a_str_subclass_whose_eq_raises_is_missing_in_an_open_categorical_not_an_error() -> None:
+    """A custom classifier's str subclass with a raising ``__eq__`` made the open categorical raise (out of
+    process_batch and the daemon's batch) when its text was a reserved label or a value already counted."""
+
+    class Odd(str):
+        def __eq__(self, other: object) -> bool:
+            raise RuntimeError("no comparing")
+
+        __hash__ = str.__hash__
+
+    enc = OpenCategoricalEncoder(top_k=4)
+    enc.encode(["a", "b"], _epochs(2), 0)
+    for odd in (Odd("__other__"), Odd("a")):  # a reserved label's text; a value counted already
+        codes = enc.encode([odd, "b"], _epochs(2), 0).tolist()
+        assert [enc.labels()[c] for c in codes] == ["__missing__", "b"]
