@@ -479,3 +479,80 @@ def test_the_last_records_read_counts_in_the_window_start_lookups_time(monkeypat
         d.assigner.turn()
     assert sorted(d.partitions) == [("t", 0)], "assigned at its commit, the window empty"
     assert clock[0] <= 8.0 + 0.2, f"held {clock[0]:.1f} s of the fake clock, past shutdown_timeout_s (8 s)"
+
+
+class _InterleavedReader(_StalledReader):
+    """State partitions read together as a broker does: each poll brings the next event of the next partition
+    not paused, in turn, so their snapshots fill together; ``seen`` is called at each poll."""
+
+    def __init__(self, clock: list[float], events: dict[int, list[_Record]], seen: Any) -> None:
+        super().__init__(clock, events, stalled=set(), poll_s=0.01)
+        self.seen, self.paused, self.pauses = seen, set[int](), 0
+        self._next = 0
+
+    def assign(self, parts: list[Any]) -> None:
+        super().assign(parts)
+        self.left = {p: list(self.events[p]) for p in self.assigned}
+
+    def pause(self, parts: list[Any]) -> None:
+        self.paused.update(p.partition for p in parts)
+        self.pauses += 1
+
+    def resume(self, parts: list[Any]) -> None:
+        self.paused.difference_update(p.partition for p in parts)
+
+    def poll(self, timeout: float) -> _Record | None:
+        self.seen()
+        self.clock[0] += self.poll_s
+        ready = [p for p in sorted(self.left) if self.left[p] and p not in self.paused]
+        if not ready:
+            return None
+        self._next = (self._next + 1) % len(ready)
+        return self.left[ready[self._next]].pop(0)
+
+
+def test_a_restore_holds_the_snapshot_bytes_of_one_state_partition_past_its_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Six partitions, each with a snapshot of N bytes on its own state partition, read together. Their
+    snapshots filled together: at the end all six were held at once (6 N) on top of the states loaded from them,
+    ~1.6 times an instance's state memory at a rebalance, enough to OOM-kill pods sized from check-config. Now
+    past a budget of 2 N all state partitions but one are paused until that one is read and its snapshot loaded:
+    the bytes held (read, or handed over and not loaded yet) stay within the budget and one snapshot, and all six
+    are restored after one read."""
+    import distilld.daemon.state as state_module
+
+    clock = _on_clock(monkeypatch)
+    monkeypatch.setattr(state_module, "CHUNK_BYTES", 128)  # many chunks a snapshot: it fills a record at a time
+    d = _exactly_once_daemon()
+    d.consumer = d.checkpoints.consumer = member = _Member(clock)  # type: ignore[assignment]
+    d.state.partitions = 6
+    snapshot = len(dump(d._new_reducer()))
+    budget = 2 * snapshot
+    monkeypatch.setattr(state_module, "RESTORE_BYTES_BUDGET", budget)
+    peak = [0]
+
+    def seen() -> None:
+        scan, unloaded = d.assigner._scan, d.assigner._unloaded.values()
+        held = (scan.held if scan is not None else 0) + sum(len(s.data) for _, s in unloaded if s is not None)
+        peak[0] = max(peak[0], held)
+
+    restored = d.assigner._restored
+
+    def loading(tp: Any, offset: int, snap: Any) -> Any:
+        seen()  # its bytes still held
+        return restored(tp, offset, snap)
+
+    monkeypatch.setattr(d.assigner, "_restored", loading)
+    reader = _InterleavedReader(clock, {p: _snapshot_records(d, p, 90) for p in range(6)}, seen)
+    d.state._reader = reader  # type: ignore[assignment]
+    d._on_assign(member, [TopicPartition("t", p) for p in range(6)])  # type: ignore[arg-type]
+    for _ in range(1000):
+        d.assigner.turn()
+        if not (d.pending or d.restoring or d.assigner._rebuilding):
+            break
+    assert sorted(offset for _, offset, _ in member.assigned) == [90] * 6, "all six from their snapshots"
+    assert d.metrics.registry.get_sample_value("distilld_state_restores_total", {"outcome": "restored"}) == 6
+    assert peak[0] <= budget + snapshot, f"held {peak[0]} bytes at most, budget {budget}, a snapshot {snapshot}"
+    assert reader.assigns == 1 and reader.pauses > 0, "one read, paused past the budget"
+    assert not reader.paused, "none left paused on the reader, kept for the next restore"

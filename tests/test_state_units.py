@@ -43,6 +43,25 @@ def test_an_incomplete_snapshot_falls_back_to_the_previous_one() -> None:
     assert got[TP].data == b"complete"
 
 
+def test_a_picker_counts_the_bytes_it_holds_as_snapshots_complete_and_replace_each_other() -> None:
+    """A restore bounds the snapshot bytes it holds by what its pickers say they hold: the newest complete
+    snapshot per partition and the chunks of those not complete yet, not the ones replaced or skipped."""
+    from distilld.daemon.state import SnapshotPicker
+
+    big = os.urandom(CHUNK_BYTES + 10)
+    picker = SnapshotPicker({TP: 250})
+    first, second = _log((TP, 0, 100, big))
+    picker.add(*first)
+    assert picker.held == CHUNK_BYTES, "a chunk of a snapshot not complete yet"
+    picker.add(*first)
+    assert picker.held == CHUNK_BYTES, "a chunk read twice counts once"
+    picker.add(*second)
+    assert picker.held == len(big), "the complete snapshot, its chunks joined"
+    for rec in _log((TP, 1, 200, b"newer"), (TP, 0, 300, b"after the commit")):
+        picker.add(*rec)
+    assert picker.held == len(b"newer") and picker.best[TP].data == b"newer", "the one it replaced let go"
+
+
 def test_other_partitions_and_foreign_records_are_ignored() -> None:
     other = ("events", 13)  # shares the prefix "events/1" but not "events/3/"
     records = _log((other, 0, 10, b"not ours"), (("events", 33), 0, 10, b"nor this"))

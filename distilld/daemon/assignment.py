@@ -166,6 +166,7 @@ class Assigner:
                 self._scan = self._next_scan()
                 continue
             try:
+                # only once those handed over are loaded: the scan lets its paused state partitions on then
                 finished = self._scan.advance(until)
             except ReadStopped:
                 self._scan, self._scan_left = None, {}

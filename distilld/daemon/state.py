@@ -31,6 +31,7 @@ from distilld.daemon.clients import topic_config
 
 __all__ = [
     "CHUNK_BYTES",
+    "RESTORE_BYTES_BUDGET",
     "SNAPSHOT_HEADER",
     "NoInputTopic",
     "ReadStopped",
@@ -47,6 +48,10 @@ __all__ = [
 log = logging.getLogger("distilld.state")
 
 TP = tuple[str, int]
+
+# snapshot bytes a restore holds while reading its state partitions together: past it, all but one of those still
+# read are paused until that one is read and its snapshots loaded (one state partition alone may hold more)
+RESTORE_BYTES_BUDGET = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class SnapshotPicker:
         self.best: dict[TP, Restored] = {}
         self._prefixes = {f"{t}/{p}/".encode(): (t, p) for t, p in wanted}
         self._partial: dict[str, _Partial] = {}
+        self.held = 0  # bytes of the snapshots in best and of the chunks of those not complete yet
 
     def add(self, key: bytes | None, value: bytes | None, headers: Any) -> None:
         if key is None or value is None:
@@ -136,11 +142,14 @@ class SnapshotPicker:
         if covered > self.wanted[tp] or not 0 <= i < n:
             return  # written after the committed offset (a crash in between) or damaged
         part = self._partial.setdefault(snap_id, _Partial(covered, count=n))
+        self.held += len(value) - len(part.chunks.get(i, b""))
         part.chunks[i] = value
         data = part.complete()
         if data is not None:
             del self._partial[snap_id]
             slot = key.rsplit(b"/", 2)[-2]  # <topic>/<partition>/<slot>/<chunk>
+            replaced = self.best.get(tp)
+            self.held -= 0 if replaced is None else len(replaced.data)
             self.best[tp] = Restored(data, covered, int(slot) if slot.isdigit() else -1)  # later in the log: newer
 
 
@@ -174,12 +183,44 @@ class ScanDone:
 class StateScan:
     """The read of the state partitions holding the snapshots of the ``wanted`` partitions (by state partition),
     all at once, a slice at a time: the caller turns between slices (polls its consumer, which a long read
-    inside one call would keep from doing), and takes each state partition's snapshots as soon as it is read."""
+    inside one call would keep from doing), and takes each state partition's snapshots as soon as it is read.
 
-    def __init__(self, wanted: dict[int, dict[TP, int]], events: Iterator[ScanEvent]) -> None:
+    Read together, the state partitions would fill together: an instance taking many partitions at a rebalance
+    held every one's snapshot bytes at once on top of the states loaded from them (~1.6 times its state memory).
+    So while the snapshot bytes held by the state partitions still read pass ``budget``, all of them but one (the
+    one kept on, else the one holding the most) are put in ``paused`` (a set the reader of ``events`` shares and
+    pauses), until that one's read is over: its snapshots are handed over, and the next :meth:`advance` (which
+    the caller makes once they are loaded) lets the others on."""
+
+    def __init__(
+        self,
+        wanted: dict[int, dict[TP, int]],
+        events: Iterator[ScanEvent],
+        paused: set[int] | None = None,
+        budget: int | None = None,
+    ) -> None:
         self.wanted = wanted
         self._events = events
         self._pickers = {p: SnapshotPicker(w) for p, w in wanted.items()}
+        self.paused = set() if paused is None else paused
+        self.budget = RESTORE_BYTES_BUDGET if budget is None else budget
+        self._on: int | None = None  # the state partition read alone while the others are paused
+
+    @property
+    def held(self) -> int:
+        """Snapshot bytes held by the state partitions still read."""
+        return sum(picker.held for picker in self._pickers.values())
+
+    def _gate(self) -> None:
+        """Pause all state partitions still read but one while their bytes pass the budget; else none."""
+        if self.held <= self.budget:
+            self._on = None
+            self.paused.clear()
+            return
+        if self._on not in self._pickers:
+            self._on = max(self._pickers, key=lambda p: self._pickers[p].held)
+        self.paused.clear()
+        self.paused.update(p for p in self._pickers if p != self._on)
 
     def advance(self, until: float) -> list[ScanDone]:
         """Read on until a state partition's read is over, then return those over; or until ``until``
@@ -187,12 +228,15 @@ class StateScan:
         test's list of records); the reader's failure (a KafkaException out of its assign, poll or unassign) ends
         every read left with it, as an error of no partition does. Raises :class:`ReadStopped`."""
         done: list[ScanDone] = []
+        self._gate()  # those done last time are loaded now: their bytes let the others on
         try:
             for event in self._events:
                 if event is not None and event[0] in self._pickers:
                     partition, what = event
                     if isinstance(what, tuple):
                         self._pickers[partition].add(*what)
+                        if what[1] is not None:
+                            self._gate()
                     else:
                         done.append(self._over(partition, what))
                 if done or time.monotonic() >= until:
@@ -540,7 +584,8 @@ class StateStore:
         timeout, not one per state partition. ``alive`` is called while waiting for records (the caller stays
         alive for /healthz): once it answers False (stopping) a slice ends with :class:`ReadStopped`."""
         grouped = self.by_state(wanted)
-        return StateScan(grouped, self._read_partitions(self.reader(), sorted(grouped), alive))
+        paused: set[int] = set()  # the scan's, which it fills and empties; the read pauses them
+        return StateScan(grouped, self._read_partitions(self.reader(), sorted(grouped), alive, paused), paused)
 
     def reader(self) -> Consumer:
         """The state topic's reader, made at the first read and kept: a new client costs a connection (~0.5 s)
@@ -564,20 +609,23 @@ class StateStore:
             self._reader = None
 
     def _read_partitions(
-        self, reader: Consumer, partitions: list[int], alive: Callable[[], bool]
+        self, reader: Consumer, partitions: list[int], alive: Callable[[], bool], paused: set[int]
     ) -> Iterator[ScanEvent]:
         """Every record of the state ``partitions``, read together, each to its end (its end-of-partition event,
         not the high watermark, which some brokers report wrong), as :data:`ScanEvent`; None after each wait that
-        brought nothing (a reader of them may stop there). Past ``read_timeout_s`` of the time spent here (not
-        the caller's between events) each partition not at its end yet ends with a TimeoutError; an error ends
-        the partitions it is about (:func:`_events`)."""
+        brought nothing (a reader of them may stop there). Those in ``paused`` (changed by the caller between
+        events) are paused until taken out of it. Past ``read_timeout_s`` of the time spent here (not the
+        caller's between events, paused or not) each partition not at its end yet ends with a TimeoutError; an
+        error ends the partitions it is about (:func:`_events`)."""
         reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
         left = set(partitions)
         spent, resumed = 0.0, time.monotonic()
+        held: set[int] = set()  # paused on the reader
         try:
             while left and spent + time.monotonic() - resumed < self.read_timeout_s:
                 if not alive():
                     raise ReadStopped(f"{self.topic}{sorted(left)}")
+                held = self._hold(reader, held, paused & left)
                 m = reader.poll(0.2)  # not consume(): it waits out its timeout to fill a batch
                 events = _events(m, left)
                 spent += time.monotonic() - resumed
@@ -586,7 +634,18 @@ class StateStore:
             for p in sorted(left):
                 yield p, TimeoutError(f"state topic {self.topic}[{p}] not read to its end in {self.read_timeout_s}s")
         finally:
-            reader.unassign()
+            try:
+                self._hold(reader, held, set())  # the reader is kept for the next restore: none left paused
+            finally:
+                reader.unassign()
+
+    def _hold(self, reader: Consumer, held: set[int], wanted: set[int]) -> set[int]:
+        """Pause the state partitions newly in ``wanted``, resume those of ``held`` no longer in it."""
+        if wanted - held:
+            reader.pause([TopicPartition(self.topic, p) for p in sorted(wanted - held)])
+        if held - wanted:
+            reader.resume([TopicPartition(self.topic, p) for p in sorted(held - wanted)])
+        return set(wanted)
 
 
 def _events(m: Any, left: set[int]) -> list[ScanEvent]:
