@@ -69,11 +69,17 @@ def _status(url: str) -> int:
 
 
 def _start(
-    bootstrap: str, tmp_path: Path, daemons: list[DaemonProcess], prefix: str, **processing: Any
+    bootstrap: str,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+    prefix: str,
+    partitions: int = PARTITIONS,
+    **processing: Any,
 ) -> tuple[str, str, str, DaemonProcess]:
-    """Topics of their own and a daemon serving its metrics: (topic, group, base URL, daemon)."""
+    """Topics of their own (``partitions`` each) and a daemon serving its metrics: (topic, group, base URL,
+    daemon)."""
     topic, group = unique(prefix), unique("g")
-    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
+    create_topics(bootstrap, {topic: partitions, f"{topic}.out": partitions, f"{topic}.dlq": 1})
     port = free_port()
     config = daemon_config(
         bootstrap,

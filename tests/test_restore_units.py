@@ -341,6 +341,20 @@ def test_a_rebuilt_window_ends_at_the_last_committed_records_time(time_mode: str
     although its window at the commit held records. Under a record time the lookup now counts back from the
     time of the last committed record (read from the log), now only for a partition where none is read; under
     processing time it still counts back from now (re-read records take their Kafka timestamps as arrival)."""
+    reader = _LastRecords({0: [(99, 500_000_000)]})  # t0's last committed record: 500,000 s, hours behind the clock
+    d, asked = _rebuild_under_record_time(reader, time_mode)
+    now_ms = (1_000_000 - 600) * 1000
+    if time_mode == "processing":
+        assert asked == [(0, now_ms), (1, now_ms)] and reader.asked == [], "nothing read: the window ends now"
+    else:
+        assert reader.asked == [(0, 68), (1, 68)], "the records before each commit, read for both at once"
+        assert asked == [(0, (500_000 - 600) * 1000), (1, now_ms)], "t1 has no record there: now"
+    assert d.partitions[("t", 0)].replay_until == 100
+
+
+def _rebuild_under_record_time(reader: _LastRecords, time_mode: str = "kafka_timestamp") -> tuple[Daemon, list[Any]]:
+    """t[0] and t[1] committed at 100 without a snapshot, their windows (600 s, ``time_mode``) rebuilt from their
+    logs (as ``reader`` reads them): the daemon, and the times the windows' start is looked up at (ms)."""
     d = _exactly_once_daemon()
     d.settings.reducer.time = time_mode
     d.settings.reducer.window_seconds = 600
@@ -353,45 +367,14 @@ def test_a_rebuilt_window_ends_at_the_last_committed_records_time(time_mode: str
             return [TopicPartition(p.topic, p.partition, 40) for p in parts]
 
     d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
-    reader = _LastRecords({0: [(99, 500_000_000)]})  # t0's last committed record: 500,000 s, hours behind the clock
     d.state._reader = reader  # type: ignore[assignment]
     d.state.partitions = 1
     d.state.scan = lambda wanted, alive=None: StateScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
     d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
     for _ in range(10):
         d.assigner.turn()
-    now_ms = (1_000_000 - 600) * 1000
-    if time_mode == "processing":
-        assert asked == [(0, now_ms), (1, now_ms)] and reader.asked == [], "nothing read: the window ends now"
-    else:
-        assert reader.asked == [(0, 68), (1, 68)], "the records before each commit, read for both at once"
-        assert asked == [(0, (500_000 - 600) * 1000), (1, now_ms)], "t1 has no record there: now"
-    assert sorted(d.partitions) == [("t", 0), ("t", 1)] and d.partitions[("t", 0)].replay_until == 100
-
-
-def _rebuild_under_record_time(logs: dict[int, list[tuple[int, int]]]) -> list[tuple[int, int]]:
-    """t[0] and t[1] committed at 100 without a snapshot, their windows (600 s, kafka_timestamp) rebuilt from their
-    logs (``logs``, as :class:`_LastRecords` reads them): the times the windows' start is looked up at (ms)."""
-    d = _exactly_once_daemon()
-    d.settings.reducer.time = "kafka_timestamp"
-    d.settings.reducer.window_seconds = 600
-    d.clock = lambda: 1_000_000.0  # type: ignore[method-assign]
-    asked: list[tuple[int, int]] = []
-
-    class Member(_CommittedMember):
-        def offsets_for_times(self, parts: list[Any], timeout: float = 0.0) -> list[Any]:
-            asked.extend((p.partition, p.offset) for p in parts)
-            return [TopicPartition(p.topic, p.partition, 40) for p in parts]
-
-    d.consumer = d.checkpoints.consumer = member = Member()  # type: ignore[assignment]
-    d.state._reader = _LastRecords(logs)  # type: ignore[assignment]
-    d.state.partitions = 1
-    d.state.scan = lambda wanted, alive=None: StateScan(d.state.by_state(wanted), iter([]))  # type: ignore[method-assign]
-    d._on_assign(member, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
-    for _ in range(10):
-        d.assigner.turn()
     assert sorted(d.partitions) == [("t", 0), ("t", 1)]
-    return asked
+    return d, asked
 
 
 def test_a_rebuilt_window_ends_at_the_last_committed_record_before_a_transactions_marker() -> None:
@@ -400,11 +383,13 @@ def test_a_rebuilt_window_ends_at_the_last_committed_record_before_a_transaction
     marker, which a reader never gets. The record read there was the first after the commit, or (caught up) none:
     the window then ended now, and one of old records was rebuilt empty. Now the records before the commit are
     read, the last of them taken; the first after the commit only when none is before it."""
-    asked = _rebuild_under_record_time(
-        {
-            0: [(97, 400_000_000), (98, 500_000_000)],  # its marker at 99; caught up (nothing after the commit)
-            1: [(95, 400_000_000), (100, 900_000_000)],  # its marker at 99, the next transaction's record at 100
-        }
+    _, asked = _rebuild_under_record_time(
+        _LastRecords(
+            {
+                0: [(97, 400_000_000), (98, 500_000_000)],  # its marker at 99; caught up (nothing after the commit)
+                1: [(95, 400_000_000), (100, 900_000_000)],  # its marker at 99, the next transaction's record at 100
+            }
+        )
     )
     assert asked == [(0, (500_000 - 600) * 1000), (1, (400_000 - 600) * 1000)], asked
 
@@ -412,7 +397,7 @@ def test_a_rebuilt_window_ends_at_the_last_committed_record_before_a_transaction
 def test_the_first_record_past_the_commit_serves_when_none_is_before_it() -> None:
     """Nothing before the commit within the records read (compacted away, say): the first record after it still
     tells the time rather than now; a partition whose log has nothing at all falls back to now."""
-    asked = _rebuild_under_record_time({0: [(100, 700_000_000)]})
+    _, asked = _rebuild_under_record_time(_LastRecords({0: [(100, 700_000_000)]}))
     assert asked == [(0, (700_000 - 600) * 1000), (1, (1_000_000 - 600) * 1000)], asked
 
 

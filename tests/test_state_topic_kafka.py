@@ -202,21 +202,14 @@ def test_a_state_topic_made_again_with_as_many_partitions_is_noticed_and_every_s
     """Deleted and made again at once with the same partition count and cleanup.policy=delete, as a broker
     creating topics on first use makes it: nothing noticed, the snapshots written before were gone and those
     of idle partitions never written again. Its new topic id shows it now."""
+    from tests.test_faults_kafka import _start
+
     bootstrap = kafka_bootstrap
-    topic, group = unique(f"stre-{guarantee[:3]}"), unique("g")
+    topic, group, base, d = _start(
+        bootstrap, tmp_path, daemons, f"stre-{guarantee[:3]}", PARTITIONS,
+        guarantee=guarantee, snapshot_interval_s=1, shutdown_timeout_s=10,
+    )  # fmt: skip
     state_topic = f"{group}.distilld-state"
-    create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.out": PARTITIONS, f"{topic}.dlq": 1})
-    port = free_port()
-    config = daemon_config(
-        bootstrap,
-        topic,
-        group,
-        processing={"guarantee": guarantee, "snapshot_interval_s": 1, "shutdown_timeout_s": 10},
-        metrics={"port": port, "refresh_ms": 200},
-    )
-    d = DaemonProcess(tmp_path, config, name="remade").start()
-    daemons.append(d)
-    base = f"http://127.0.0.1:{port}"
     values = [orjson.dumps(r) for r in people_records(1000, seed=21)]
     sent = produce(bootstrap, topic, values, [b"user-%d" % (i % KEYS) for i in range(len(values))])
     wait_committed(bootstrap, group, topic, end_offsets(sent), PARTITIONS, d, limit_s=90)
