@@ -137,6 +137,9 @@ class Encoder:
         compiled kernels count codes without checking bounds, and one out of range wrote past the
         arrays (a damaged snapshot crashed the interpreter at the next batch)."""
 
+    def restored(self) -> None:
+        """Bring a snapshot's state (checked) up to this version's rules, where they changed."""
+
 
 def whole_number(value: Any, low: int = 0) -> bool:
     """Whether a restored snapshot's ``value`` is an integer (not a boolean) of at least ``low``."""
@@ -291,6 +294,16 @@ class OpenCategoricalEncoder(CategoricalEncoder):
             raise ValueError("open categorical state: counts must be whole numbers of labels")
         if not whole_number(self._since_refresh):
             raise ValueError("open categorical state: a count since the last refresh expected")
+
+    def restored(self) -> None:
+        """A snapshot from before reserved labels were *other* (stop 29) may hold a slot, and counts, for values
+        spelt ``__other__`` or ``__missing__``: forgotten, so that their records are *other* at once, not until
+        the slot is given up (its label shown twice meanwhile). Counts under its code expire with the windows,
+        as any given-up slot's do."""
+        for label in _RESERVED & self._lut.keys():
+            self._slots[self._lut.pop(label)] = None
+        for label in _RESERVED & self._freq.keys():
+            del self._freq[label]
 
 
 @njit(cache=True, nogil=True)

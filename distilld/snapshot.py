@@ -358,6 +358,7 @@ def load(proc: DistilledProcessor, data: bytes) -> None:
         for i, encoder in enumerate(proc._encoders):
             _restore_attrs(encoder, header["encoders"][i], f"encoder{i}", arrays, _ENCODER_STATE)
             encoder.check()
+            encoder.restored()
         windows.check()
         windows.recount()
         proc._watermark = float(header["processor"]["watermark"])

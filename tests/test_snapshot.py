@@ -429,3 +429,20 @@ def test_a_list_key_the_caller_changes_in_place_still_makes_a_snapshot_that_load
     load(restored, dump(first))
     assert sorted(map(str, (k for k, _ in _held(restored)))) == sorted(map(str, (k for k, _ in _held(first))))
     assert restored.keys_held == 2
+
+
+def test_a_snapshot_slot_for_a_value_spelt_like_a_reserved_label_is_forgotten_at_load() -> None:
+    """Before stop 29 an open categorical gave a record's "__other__" a top-K slot; a snapshot holding one kept
+    it after an upgrade: such records took the slot, and the label showed twice, until the slot was given up."""
+
+    proc = DistilledProcessor(build_graders([{"name": "c", "type": "open_categorical", "top_k": 4}]))
+    proc.process_batch([{"c": "a"}] * 10)
+    enc = proc._encoders[0]
+    free = enc._slots.index(None)
+    enc._slots[free], enc._lut["__other__"], enc._freq["__other__"] = "__other__", free, 30  # as an old one held
+    fresh = DistilledProcessor(build_graders([{"name": "c", "type": "open_categorical", "top_k": 4}]))
+    load(fresh, dump(proc))
+    restored = fresh._encoders[0]
+    assert restored.labels().count("__other__") == 1 and "__other__" not in restored._freq
+    codes = restored.encode(["__other__", "a"], np.zeros(2, dtype=np.int64), 0).tolist()
+    assert [restored.labels()[c] for c in codes] == ["__other__", "a"]
