@@ -296,7 +296,7 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
             print(f"  ({_NO_CONFIG_NOTE})", file=sys.stderr)
         return 1
     _warn_unknown_env()
-    from distilld.daemon.clients import ignored_settings
+    from distilld.daemon.clients import error_text, ignored_settings
 
     ignored = ignored_settings(settings)
     if command == "check-config":
@@ -308,7 +308,7 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for line in ignored:
         logging.getLogger("distilld").warning("%s", line)
-    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka import KafkaException
 
     from distilld.daemon.loop import Daemon
 
@@ -319,8 +319,7 @@ def _daemon(command: str, config: str | None, log_level: str, preset: str | None
         print(f"distilld: cannot serve metrics on {m.host}:{m.port}: {e.strerror or e}", file=sys.stderr)
         return 1
     except KafkaException as e:  # what the settings' own checks of the clients missed (check-config passed)
-        reason = e.args[0].str() if e.args and isinstance(e.args[0], KafkaError) else e
-        print(f"distilld: cannot create the Kafka clients: {reason}", file=sys.stderr)
+        print(f"distilld: cannot create the Kafka clients: {error_text(e)}", file=sys.stderr)
         return 1
     daemon.install_signal_handlers()
     if early:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import OFFSET_INVALID, TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
+from distilld.daemon.clients import error_code, error_text
 from distilld.daemon.partition import TP, Partition, key_names, partition_names
 from distilld.daemon.progress import PartitionProgress
 from distilld.daemon.state import ReadStopped, Restored, StateScan
@@ -118,10 +119,9 @@ class Assigner:
                 raise KafkaException(failed)
         except KafkaException as e:
             self.daemon.metrics.offset_lookup_errors.labels("committed").inc()
-            reason = e.args[0].str() if isinstance(e.args[0], KafkaError) else e
             log.warning(
                 "cannot read the committed offsets of %s (%s): not read until they are known; retrying in %gs",
-                partition_names(partitions), reason, self._pending_wait,
+                partition_names(partitions), error_text(e), self._pending_wait,
             )  # fmt: skip
             return None
         return {(tp.topic, tp.partition): tp.offset for tp in found}
@@ -358,7 +358,7 @@ class Assigner:
         without its log start."""
         earliest = OffsetSpec.earliest()
         found: dict[TP, int] = {}
-        reason: object = None
+        reason: BaseException | None = None
         limit = min(LOOKUP_TIMEOUT_S, self.daemon.settings.processing.shutdown_timeout_s)
         deadline = time.monotonic() + limit
         try:
@@ -379,9 +379,8 @@ class Assigner:
         failed = sorted(set(partitions) - set(found))
         if failed:
             self.daemon.metrics.offset_lookup_errors.labels("window_start").inc()
-            if isinstance(reason, KafkaException) and reason.args and isinstance(reason.args[0], KafkaError):
-                reason = reason.args[0].str()
-            why = str(reason or "") or ("stopping" if self.daemon.stopping else f"not answered in {limit:g}s")
+            why = error_text(reason) if reason is not None else ""
+            why = why or ("stopping" if self.daemon.stopping else f"not answered in {limit:g}s")
             log.warning("cannot look up where the logs of %s start (%s)", key_names(failed), why)
         return found
 
@@ -411,9 +410,8 @@ class Assigner:
             except KafkaException as e:
                 self.daemon.metrics.offset_lookup_errors.labels("window_start").inc()
                 now = time.monotonic()
-                error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
-                timed_out = error is not None and error.code() == KafkaError._TIMED_OUT and now - tried >= 0.9 * slice_s
-                reason = error.str() if error is not None else str(e)
+                timed_out = error_code(e) == KafkaError._TIMED_OUT and now - tried >= 0.9 * slice_s
+                reason = error_text(e)
                 if not timed_out or deadline - now < 0.1 or not self.daemon._alive():
                     log.warning(
                         "cannot look up the windows' start of %s (%s): empty windows",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from distilld import __version__
@@ -31,6 +32,8 @@ __all__ = [
     "call_by",
     "client_config",
     "consumer_config",
+    "error_code",
+    "error_text",
     "ignored_settings",
     "kept_settings",
     "producer_config",
@@ -174,6 +177,22 @@ def ignored_settings(settings: Settings) -> list[str]:
         f" (the delivery guarantee rests on it)"
         for section, key, value, name, kept in kept_settings(settings)
     ]
+
+
+def _kafka_error(e: BaseException) -> KafkaError | None:
+    return e.args[0] if isinstance(e, KafkaException) and e.args and isinstance(e.args[0], KafkaError) else None
+
+
+def error_text(e: BaseException) -> str:
+    """An exception as a log line names it: a KafkaException by its KafkaError's text (not the repr of it)."""
+    error = _kafka_error(e)
+    return error.str() if error is not None else str(e)
+
+
+def error_code(e: BaseException) -> int | None:
+    """A KafkaException's error code; None for any other exception (or one without a KafkaError)."""
+    error = _kafka_error(e)
+    return None if error is None else int(error.code())
 
 
 def refused_token(error: str) -> str | None:

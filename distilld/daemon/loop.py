@@ -38,6 +38,8 @@ from distilld.daemon.clients import (
     TOKEN_ERROR,
     call_by,
     consumer_config,
+    error_code,
+    error_text,
     producer_config,
     refused_token,
     state_client_config,
@@ -343,8 +345,7 @@ class Daemon:
                 return
             if not self.state.partitions:
                 self.metrics.state_errors.inc()
-            reason = e.args[0].str() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else e
-            code = e.args[0].code() if isinstance(e, KafkaException) and isinstance(e.args[0], KafkaError) else None
+            reason, code = error_text(e), error_code(e)
             if isinstance(e, TimeoutError):
                 reason = str(e) or "not answered in time"
             elif not (self.broker_up or self.state.partitions) and code in _NO_BROKER:
@@ -374,8 +375,7 @@ class Daemon:
                 kafka.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
         except KafkaException as e:  # a pattern librdkafka's regex refuses, which the settings check should catch
-            reason = e.args[0].str() if isinstance(e.args[0], KafkaError) else e
-            self._fail(f"cannot subscribe to {kafka.subscription()} ({reason})")
+            self._fail(f"cannot subscribe to {kafka.subscription()} ({error_text(e)})")
             return
         log.info("joining group %s on %s: waiting for partitions", kafka.group_id, kafka.subscription())
 

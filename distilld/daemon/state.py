@@ -27,7 +27,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from distilld.daemon.clients import topic_config
+from distilld.daemon.clients import error_code, topic_config
 
 __all__ = [
     "CHUNK_BYTES",
@@ -387,7 +387,7 @@ class StateStore:
             )
             futures[self.topic].result(max(deadline - time.monotonic(), 0.01))
         except KafkaException as e:
-            code = e.args[0].code() if isinstance(e.args[0], KafkaError) else None
+            code = error_code(e)
             if code == KafkaError.TOPIC_ALREADY_EXISTS:
                 # there after all (a metadata answer that missed it), or made meanwhile by someone else, maybe
                 # with another partition count: as it is described now
@@ -429,7 +429,7 @@ class StateStore:
             futures = admin.describe_topics(TopicCollection([self.topic]), request_timeout=left)
             found = futures[self.topic].result(max(deadline - time.monotonic(), 0.01))
         except KafkaException as e:
-            code = e.args[0].code() if isinstance(e.args[0], KafkaError) else None
+            code = error_code(e)
             if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 return _Described(0)
             if code in (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION):

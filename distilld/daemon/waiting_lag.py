@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from distilld.daemon.clients import error_text
 from distilld.daemon.metrics import DaemonMetrics
 from distilld.daemon.partition import TP
 from distilld.daemon.repeats import Repeats
@@ -63,7 +64,7 @@ class WaitingLag:
             try:
                 end = int(future.result().offset)
             except KafkaException as e:
-                failed.append(e.args[0].str() if isinstance(e.args[0], KafkaError) else str(e))
+                failed.append(error_text(e))
                 continue
             offset = committed.get(tp)
             if offset is not None and end >= 0:  # else assigned or revoked since: not ours to set
@@ -82,7 +83,7 @@ class WaitingLag:
                 request_timeout=self.timeout_s,
             )
         except KafkaException as e:
-            self._failed(e.args[0].str() if isinstance(e.args[0], KafkaError) else str(e))
+            self._failed(error_text(e))
             return
         self._asked = {(tp.topic, tp.partition): f for tp, f in futures.items()}
 
